@@ -1,0 +1,1 @@
+"""The syntax of the `.mt` language: `mtdsl.lark`, loaded as package data."""

@@ -1,0 +1,13 @@
+"""Errors raised by mtdsl. Every error a user can provoke is an `MtdslError`."""
+
+
+class MtdslError(ValueError):
+    """Base class of the errors mtdsl raises on bad input."""
+
+
+class MetadataError(MtdslError):
+    """Labels, blocks or tensor maps whose metadata do not fit together."""
+
+
+class FormatError(MtdslError):
+    """A file or buffer that is not a valid `.mts` (or other supported) file."""

@@ -1,0 +1,245 @@
+"""Moving metadata between axes: keys to samples, keys to properties, components to properties.
+
+These follow metatensor-core's semantics: blocks that differ only in the moved keys
+are merged; the order of merged entries is the order of the keys, samples are
+sorted on request, and entries a block lacks are filled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import MetadataError
+from ._array import concatenate, is_torch, to_numpy
+from .block import TensorBlock
+from .labels import Labels, check_names, row_keys
+
+
+def _split_keys(tensor, keys_to_move) -> tuple[list[str], list[str], list[list[int]], Labels]:
+    """Names moved and kept, the block indices of each group, and the new keys."""
+    if isinstance(keys_to_move, Labels):
+        moved = keys_to_move.names
+    else:
+        moved = list(check_names(keys_to_move))
+    names = tensor.keys.names
+    for name in moved:
+        if name not in names:
+            raise MetadataError(f"cannot move key {name!r}: the keys are {names}")
+    kept = [n for n in names if n not in moved]
+    if not kept:
+        return moved, kept, [list(range(len(tensor)))], Labels.single()
+    kept_values = tensor.keys.array[:, [names.index(n) for n in kept]]
+    keys = row_keys(kept_values)[0]
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    group_order = np.argsort(first, kind="stable")  # groups in order of first appearance
+    rank = np.empty_like(group_order)
+    rank[group_order] = np.arange(len(group_order))
+    groups = [[] for _ in group_order]
+    for index, group in enumerate(rank[inverse.reshape(-1)]):
+        groups[group].append(index)
+    new_keys = Labels(kept, kept_values[first[group_order]], assume_unique=True)
+    return moved, kept, groups, new_keys
+
+
+def _moved_values(tensor, moved: list[str], indices: list[int]) -> np.ndarray:
+    columns = [tensor.keys.names.index(n) for n in moved]
+    return tensor.keys.array[np.asarray(indices, dtype=np.int64)][:, columns]
+
+
+def _take(values, rows):
+    return values[rows] if not is_torch(values) else values[__import__("torch").from_numpy(rows)]
+
+
+def _lexsort_rows(array: np.ndarray) -> np.ndarray:
+    if array.shape[1] == 0:
+        return np.arange(len(array))
+    return np.lexsort(array.T[::-1])
+
+
+def _remap_gradient_samples(gradient_samples: np.ndarray, row_map: np.ndarray) -> np.ndarray:
+    remapped = gradient_samples.copy()
+    remapped[:, 0] = row_map[gradient_samples[:, 0]]
+    return remapped
+
+
+def keys_to_samples(tensor, keys_to_move, *, sort_samples: bool = True):
+    from .tensormap import TensorMap
+
+    moved, _, groups, new_keys = _split_keys(tensor, keys_to_move)
+    blocks = []
+    for indices in groups:
+        parts = [tensor.block_by_id(i) for i in indices]
+        moved_rows = _moved_values(tensor, moved, indices)
+        sample_arrays = [
+            np.concatenate([b.samples.array, np.repeat(moved_rows[k : k + 1], len(b.samples), axis=0)], axis=1)
+            for k, b in enumerate(parts)
+        ]
+        samples = np.concatenate(sample_arrays) if sample_arrays else np.zeros((0, 0), np.int32)
+        offsets = np.cumsum([0] + [len(b.samples) for b in parts])
+        order = _lexsort_rows(samples) if sort_samples else np.arange(len(samples))
+        new_row = np.empty(len(order), dtype=np.int64)
+        new_row[order] = np.arange(len(order))
+        first = parts[0]
+        block = TensorBlock(
+            _take(concatenate([b.values for b in parts]), order),
+            Labels(first.samples.names + moved, samples[order], assume_unique=True),
+            first.components,
+            first.properties,
+        )
+        for parameter in first.gradients_list():
+            gradients = [b.gradient(parameter) for b in parts]
+            gradient_samples = np.concatenate(
+                [_remap_gradient_samples(g.samples.array, new_row[offsets[k] : offsets[k + 1]]) for k, g in enumerate(gradients)]
+            )
+            g_order = _lexsort_rows(gradient_samples) if sort_samples else np.arange(len(gradient_samples))
+            block.add_gradient(
+                parameter,
+                TensorBlock(
+                    _take(concatenate([g.values for g in gradients]), g_order),
+                    Labels(gradients[0].samples.names, gradient_samples[g_order], assume_unique=True),
+                    gradients[0].components,
+                    gradients[0].properties,
+                ),
+            )
+        blocks.append(block)
+    result = TensorMap(new_keys, blocks)
+    for key, value in tensor.info().items():
+        result.set_info(key, value)
+    return result
+
+
+def _union_rows(arrays: list[np.ndarray], sort: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Union of the rows of several arrays (first appearance or sorted), and each one's positions."""
+    stacked = np.concatenate(arrays)
+    keys = row_keys(stacked)[0]
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if sort:
+        order = _lexsort_rows(stacked[first])
+    else:
+        order = np.argsort(first, kind="stable")
+    position_of_unique = np.empty(len(order), dtype=np.int64)
+    position_of_unique[order] = np.arange(len(order))
+    union = stacked[first[order]]
+    positions = position_of_unique[inverse]
+    offsets = np.cumsum([0] + [len(a) for a in arrays])
+    return union, [positions[offsets[k] : offsets[k + 1]] for k in range(len(arrays))]
+
+
+def keys_to_properties(tensor, keys_to_move, *, fill_value=0.0, sort_samples: bool = True):
+    from .tensormap import TensorMap
+
+    moved, _, groups, new_keys = _split_keys(tensor, keys_to_move)
+    given = keys_to_move if isinstance(keys_to_move, Labels) else None
+    blocks = []
+    for indices in groups:
+        parts = [tensor.block_by_id(i) for i in indices]
+        moved_rows = _moved_values(tensor, moved, indices)
+        if given is not None:
+            targets = given.array
+            slot_of_part = given.positions(moved_rows)
+            keep = slot_of_part >= 0
+            parts = [p for p, k in zip(parts, keep) if k]
+            slot_of_part = slot_of_part[keep]
+        else:
+            targets = moved_rows
+            slot_of_part = np.arange(len(parts))
+        first = parts[0] if parts else tensor.block_by_id(indices[0])
+        n_properties = len(first.properties)
+        properties = np.concatenate(
+            [np.repeat(targets, n_properties, axis=0), np.tile(first.properties.array, (len(targets), 1))], axis=1
+        )
+        new_properties = Labels(moved + first.properties.names, properties, assume_unique=True)
+        if parts:
+            samples, sample_rows = _union_rows([p.samples.array for p in parts], sort_samples)
+        else:
+            samples, sample_rows = np.zeros((0, len(first.samples.names)), np.int32), []
+        block = TensorBlock(
+            _scatter(parts, sample_rows, slot_of_part, len(samples), len(targets), n_properties, fill_value, first),
+            Labels(first.samples.names, samples, assume_unique=True),
+            first.components,
+            new_properties,
+        )
+        for parameter in first.gradients_list():
+            gradients = [p.gradient(parameter) for p in parts]
+            remapped = [_remap_gradient_samples(g.samples.array, rows) for g, rows in zip(gradients, sample_rows)]
+            reference = first.gradient(parameter)
+            if gradients:
+                g_samples, g_rows = _union_rows(remapped, sort_samples)
+            else:
+                g_samples, g_rows = np.zeros((0, len(reference.samples.names)), np.int32), []
+            block.add_gradient(
+                parameter,
+                TensorBlock(
+                    _scatter(gradients, g_rows, slot_of_part, len(g_samples), len(targets), n_properties, 0.0, reference),
+                    Labels(reference.samples.names, g_samples, assume_unique=True),
+                    reference.components,
+                    new_properties,
+                ),
+            )
+        blocks.append(block)
+    result = TensorMap(new_keys, blocks)
+    for key, value in tensor.info().items():
+        result.set_info(key, value)
+    return result
+
+
+def _scatter(parts, rows, slots, n_rows, n_slots, n_properties, fill_value, like):
+    """Place each part's values at its rows and its slot of properties in a filled array."""
+    shape = (n_rows, *like.values.shape[1:-1], n_slots * n_properties)
+    if is_torch(like.values):
+        import torch
+
+        values = torch.full(shape, fill_value, dtype=like.values.dtype, device=like.values.device)
+        for part, part_rows, slot in zip(parts, rows, slots):
+            index = torch.from_numpy(part_rows).to(like.values.device)
+            values[index, ..., slot * n_properties : (slot + 1) * n_properties] = part.values
+        return values
+    values = np.full(shape, fill_value, dtype=like.values.dtype)
+    for part, part_rows, slot in zip(parts, rows, slots):
+        values[part_rows, ..., slot * n_properties : (slot + 1) * n_properties] = part.values
+    return values
+
+
+def components_to_properties(tensor, dimensions):
+    from .tensormap import TensorMap
+
+    names = list(check_names(dimensions))
+    blocks = [_block_components_to_properties(block, names, tensor) for block in tensor.blocks()]
+    result = TensorMap(tensor.keys, blocks)
+    for key, value in tensor.info().items():
+        result.set_info(key, value)
+    return result
+
+
+def _block_components_to_properties(block: TensorBlock, names: list[str], tensor) -> TensorBlock:
+    component_names = [c.names[0] for c in block.components]
+    for name in names:
+        if name not in component_names:
+            raise MetadataError(f"cannot move component {name!r}: the components are {component_names}")
+    moved_axes = [component_names.index(n) for n in names]
+    new_block = _move_components(block, moved_axes, offset=0)
+    for parameter, gradient in block.gradients():
+        extra = len(gradient.components) - len(block.components)
+        new_block.add_gradient(parameter, _move_components(gradient, moved_axes, offset=extra))
+    return new_block
+
+
+def _move_components(block: TensorBlock, moved_axes: list[int], offset: int) -> TensorBlock:
+    components = block.components
+    moved = [components[offset + a] for a in moved_axes]
+    kept = [c for i, c in enumerate(components) if i - offset not in moved_axes]
+    values = block.values
+    axes_moved = [1 + offset + a for a in moved_axes]
+    axes_kept = [1 + i for i in range(len(components)) if i - offset not in moved_axes]
+    permutation = [0, *axes_kept, *axes_moved, values.ndim - 1]
+    values = values.permute(*permutation) if is_torch(values) else np.transpose(values, permutation)
+    shape = [values.shape[0], *[len(c) for c in kept], -1]
+    values = values.reshape(shape)
+    grids = np.meshgrid(*[c.array[:, 0] for c in moved], np.arange(len(block.properties)), indexing="ij")
+    columns = [g.reshape(-1) for g in grids]
+    properties = np.concatenate(
+        [np.stack(columns[:-1], axis=1), block.properties.array[columns[-1]]], axis=1
+    )
+    new_properties = Labels([c.names[0] for c in moved] + block.properties.names, properties, assume_unique=True)
+    return TensorBlock(values, block.samples, kept, new_properties)

@@ -1,0 +1,186 @@
+"""`TensorBlock`: one dense block of values with its samples, components and properties.
+
+The values have shape `[samples, *components, properties]`. Gradient blocks follow
+metatensor's layout: their first sample dimension is `sample` (the row of the parent
+block the gradient belongs to), then the parameter's own dimensions (`system, atom`
+for positions); their components are the parameter's components (`xyz` for
+positions, `xyz_2, xyz_1` for strain and cell) followed by the parent's components;
+their properties are the parent's. Gradient blocks may have gradients themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..errors import MetadataError
+from ._array import array_device, array_kind, convert, dtype_name, is_torch
+from .labels import Labels
+
+
+class TensorBlock:
+    """A block of values labelled along every axis, with optional gradient blocks."""
+
+    __slots__ = ("_values", "_samples", "_components", "_properties", "_gradients", "_parent_key")
+
+    def __init__(self, values, samples: Labels, components: Sequence[Labels], properties: Labels):
+        components = list(components)
+        for axis_name, labels in (("samples", samples), ("properties", properties)):
+            if not isinstance(labels, Labels):
+                raise TypeError(f"{axis_name} must be Labels, not {type(labels).__name__}")
+        for labels in components:
+            if not isinstance(labels, Labels):
+                raise TypeError(f"components must be Labels, not {type(labels).__name__}")
+            if len(labels.names) != 1:
+                raise MetadataError(
+                    f"component labels must have a single dimension, got {labels.names}"
+                )
+        component_names = [c.names[0] for c in components]
+        if len(set(component_names)) != len(component_names):
+            raise MetadataError(f"component names must be unique, got {component_names}")
+        if not is_torch(values):
+            values = np.asarray(values)
+        expected = (len(samples), *(len(c) for c in components), len(properties))
+        if tuple(values.shape) != expected:
+            raise MetadataError(
+                f"values have shape {list(values.shape)} but the labels give {list(expected)} "
+                f"(samples {samples.names}, components {component_names}, properties {properties.names})"
+            )
+        self._values = values
+        self._samples = samples
+        self._components = components
+        self._properties = properties
+        self._gradients: dict[str, TensorBlock] = {}
+
+    # -- metadata -------------------------------------------------------------------
+    @property
+    def values(self):
+        return self._values
+
+    @values.setter
+    def values(self, new_values):
+        if tuple(new_values.shape) != tuple(self._values.shape):
+            raise MetadataError(
+                f"new values have shape {list(new_values.shape)}, the block has {list(self._values.shape)}"
+            )
+        self._values = new_values
+
+    @property
+    def samples(self) -> Labels:
+        return self._samples
+
+    @property
+    def components(self) -> list[Labels]:
+        return list(self._components)
+
+    @property
+    def properties(self) -> Labels:
+        return self._properties
+
+    @property
+    def shape(self) -> list[int]:
+        return list(self._values.shape)
+
+    @property
+    def dtype(self):
+        return self._values.dtype
+
+    @property
+    def device(self) -> str:
+        return array_device(self._values)
+
+    @property
+    def is_view(self) -> bool:
+        return False
+
+    # -- gradients -------------------------------------------------------------------
+    def add_gradient(self, parameter: str, gradient: "TensorBlock") -> None:
+        """Attach `gradient` as the gradient of the values with respect to `parameter`."""
+        if not isinstance(gradient, TensorBlock):
+            raise TypeError(f"gradient must be a TensorBlock, not {type(gradient).__name__}")
+        if parameter in self._gradients:
+            raise MetadataError(f"the block already has a gradient with respect to {parameter!r}")
+        where = f"gradient with respect to {parameter!r}"
+        if not gradient.samples.names or gradient.samples.names[0] != "sample":
+            raise MetadataError(
+                f"{where}: the first sample dimension must be 'sample', got {gradient.samples.names}"
+            )
+        n_extra = len(gradient._components) - len(self._components)
+        if n_extra < 0 or [c for c in gradient._components[n_extra:]] != self._components:
+            raise MetadataError(
+                f"{where}: its components must end with the block's components "
+                f"{[c.names[0] for c in self._components]}, got {[c.names[0] for c in gradient._components]}"
+            )
+        if gradient.properties != self._properties:
+            raise MetadataError(f"{where}: its properties must be the block's properties")
+        if dtype_name(gradient.dtype) != dtype_name(self.dtype):
+            raise MetadataError(
+                f"{where}: dtype {dtype_name(gradient.dtype)} differs from the block's {dtype_name(self.dtype)}"
+            )
+        if array_kind(gradient.values) != array_kind(self._values) or gradient.device != self.device:
+            raise MetadataError(f"{where}: its array type or device differs from the block's")
+        rows = gradient.samples.array[:, 0]
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self._samples)):
+            raise MetadataError(
+                f"{where}: 'sample' values must be rows of the block (0..{len(self._samples) - 1})"
+            )
+        self._gradients[parameter] = gradient
+
+    def gradient(self, parameter: str) -> "TensorBlock":
+        try:
+            return self._gradients[parameter]
+        except KeyError:
+            raise MetadataError(
+                f"no gradient with respect to {parameter!r} in this block "
+                f"(it has {sorted(self._gradients) or 'none'})"
+            ) from None
+
+    def has_gradient(self, parameter: str) -> bool:
+        return parameter in self._gradients
+
+    def gradients_list(self) -> list[str]:
+        return list(self._gradients)
+
+    def gradients(self) -> Iterator[tuple[str, "TensorBlock"]]:
+        return iter(list(self._gradients.items()))
+
+    # -- copies and conversions -----------------------------------------------------------
+    def copy(self) -> "TensorBlock":
+        """A deep copy: values and every gradient's values are copied."""
+        values = self._values.clone() if is_torch(self._values) else self._values.copy()
+        block = TensorBlock(values, self._samples, self._components, self._properties)
+        for parameter, gradient in self._gradients.items():
+            block._gradients[parameter] = gradient.copy()
+        return block
+
+    def to(self, dtype=None, device=None, arrays: str | None = None) -> "TensorBlock":
+        """The same block with values (and gradients) of another dtype, device or library."""
+        values = convert(self._values, dtype=dtype, device=device, arrays=arrays)
+        to_labels = (lambda labels: labels.to(arrays="torch", device=device)) if array_kind(values) == "torch" \
+            else (lambda labels: labels.to(arrays="numpy"))
+        block = TensorBlock(values, to_labels(self._samples), [to_labels(c) for c in self._components],
+                            to_labels(self._properties))
+        for parameter, gradient in self._gradients.items():
+            block._gradients[parameter] = gradient.to(dtype=dtype, device=device, arrays=arrays)
+        return block
+
+    # -- comparison and display --------------------------------------------------------------
+    def __repr__(self) -> str:
+        components = ", ".join(c.names[0] for c in self._components)
+        lines = [
+            "TensorBlock",
+            f"    samples ({len(self._samples)}): {self._samples.names}",
+            f"    components ({', '.join(str(len(c)) for c in self._components)}): [{components}]",
+            f"    properties ({len(self._properties)}): {self._properties.names}",
+            f"    values: {dtype_name(self.dtype)} {array_kind(self._values)} on {self.device}",
+            f"    gradients: {self.gradients_list() or 'None'}",
+        ]
+        return "\n".join(lines)
+
+    def _metadata_equal(self, other: "TensorBlock") -> bool:
+        return (
+            self._samples == other._samples
+            and self._components == other._components
+            and self._properties == other._properties
+        )

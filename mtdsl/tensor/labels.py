@@ -1,0 +1,468 @@
+"""`Labels`: named integer metadata, the axes of every block and the keys of a TensorMap.
+
+A `Labels` is a list of names (valid, unique ASCII identifiers) and an int32 array
+of shape `[n_entries, n_names]` whose rows are unique. It mirrors metatensor-core's
+`Labels`: entries are looked up in O(1) through a hash table built on first use,
+and the set operations (`union`, `intersection`, `difference`) run vectorized over
+rows encoded as single integers.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..errors import MetadataError
+from ._array import is_torch, to_numpy
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_INT32_MIN, _INT32_MAX = np.iinfo(np.int32).min, np.iinfo(np.int32).max
+
+
+def check_names(names) -> tuple[str, ...]:
+    """Validate label names: ASCII identifiers, unique. Returns them as a tuple."""
+    if isinstance(names, str):
+        names = (names,)
+    names = tuple(names)
+    for name in names:
+        if not isinstance(name, str) or not _IDENTIFIER.match(name) or keyword.iskeyword(name):
+            raise MetadataError(f"invalid label name {name!r}: names must be ASCII identifiers")
+    seen = set()
+    for name in names:
+        if name in seen:
+            raise MetadataError(f"label name {name!r} appears twice in {list(names)}")
+        seen.add(name)
+    return names
+
+
+def _as_int32(names: tuple[str, ...], values):
+    """Check shape and range of label values; returns (original-kind array, numpy int32 view)."""
+    torch_values = is_torch(values)
+    array = to_numpy(values) if torch_values else np.asarray(values)
+    if array.size == 0:
+        array = array.reshape(array.shape[0] if array.ndim >= 1 else 0, len(names))
+    if array.ndim != 2 or array.shape[1] != len(names):
+        raise MetadataError(
+            f"label values must have shape [n_entries, {len(names)}] for names {list(names)}, "
+            f"got {list(array.shape)}"
+        )
+    if array.dtype != np.int32:
+        if array.dtype.kind not in "iub":
+            raise MetadataError(f"label values must be integers, got {array.dtype}")
+        if array.size and array.dtype.itemsize >= 4:
+            low, high = array.min(axis=0), array.max(axis=0)
+            for column, name in enumerate(names):
+                if low[column] < _INT32_MIN or high[column] > _INT32_MAX:
+                    bad = low[column] if low[column] < _INT32_MIN else high[column]
+                    raise MetadataError(
+                        f"label value {int(bad)} in column {name!r} does not fit in int32"
+                    )
+        array = array.astype(np.int32)
+    if torch_values:
+        import torch
+
+        original = values if values.dtype == torch.int32 else torch.from_numpy(array)
+        if original.device != values.device:
+            original = original.to(values.device)
+        return original, np.ascontiguousarray(array)
+    array = np.ascontiguousarray(array)
+    return array, array
+
+
+def row_keys(*arrays: np.ndarray) -> list[np.ndarray]:
+    """Encode the rows of several int32 arrays with the same columns as comparable 1-D keys.
+
+    Rows are equal exactly when their keys are equal. Keys are int64 (mixed radix over the
+    joint value range of each column) when that fits, else fixed-size byte strings.
+    """
+    n_columns = arrays[0].shape[1]
+    if n_columns == 0:
+        return [np.zeros(len(a), dtype=np.int64) for a in arrays]
+    if n_columns == 1:
+        return [a[:, 0].astype(np.int64) for a in arrays]
+    nonempty = [a for a in arrays if len(a)]
+    if not nonempty:
+        return [np.zeros(0, dtype=np.int64) for _ in arrays]
+    low = np.min([a.min(axis=0) for a in nonempty], axis=0).astype(np.int64)
+    high = np.max([a.max(axis=0) for a in nonempty], axis=0).astype(np.int64)
+    spans = high - low + 1
+    total_bits = float(np.sum(np.log2(spans.astype(np.float64))))
+    if total_bits < 62:
+        radix = np.ones(n_columns, dtype=np.int64)
+        for column in range(n_columns - 2, -1, -1):
+            radix[column] = radix[column + 1] * spans[column + 1]
+        return [((a.astype(np.int64) - low) * radix).sum(axis=1) for a in arrays]
+    # big-endian bytes of the offset values sort like the rows themselves
+    return [
+        np.ascontiguousarray((a.astype(np.int64) - low).astype(">u8")).view(f"V{8 * n_columns}").ravel()
+        for a in arrays
+    ]
+
+
+def _has_duplicates(keys: np.ndarray) -> bool:
+    if len(keys) < 2:
+        return False
+    ordered = np.sort(keys)
+    return bool(np.any(ordered[1:] == ordered[:-1]))
+
+
+def _first_duplicate(values: np.ndarray) -> tuple:
+    seen = set()
+    for row in map(tuple, values.tolist()):
+        if row in seen:
+            return row
+        seen.add(row)
+    return ()
+
+
+class LabelsEntry:
+    """One row of a `Labels`: `entry["name"]`, `entry[0]`, `entry.names`, `entry.values`."""
+
+    __slots__ = ("names", "values")
+
+    def __init__(self, names: tuple[str, ...], values):
+        self.names = list(names)
+        self.values = values
+
+    def __getitem__(self, item):
+        if isinstance(item, str):
+            try:
+                item = self.names.index(item)
+            except ValueError:
+                raise KeyError(f"no label named {item!r} in {self.names}") from None
+        return int(self.values[item])
+
+    def __len__(self):
+        return len(self.names)
+
+    def __iter__(self):
+        return iter(int(v) for v in self.values)
+
+    def __eq__(self, other):
+        if isinstance(other, LabelsEntry):
+            return self.names == other.names and tuple(self) == tuple(other)
+        return NotImplemented
+
+    def __hash__(self):
+        return hash((tuple(self.names), tuple(self)))
+
+    def __repr__(self):
+        inner = ", ".join(f"{n}={int(v)}" for n, v in zip(self.names, self.values))
+        return f"LabelsEntry({inner})"
+
+    def print(self) -> str:
+        return repr(self)
+
+
+class Labels:
+    """Named int32 metadata with unique rows.
+
+    >>> keys = Labels(["o3_lambda"], np.array([[0], [1]], dtype=np.int32))
+    >>> keys.position([1])
+    1
+    """
+
+    __slots__ = ("_names", "_values", "_array", "_positions", "_is_view")
+
+    def __init__(self, names: str | Sequence[str], values, assume_unique: bool = False):
+        self._names = check_names(names)
+        self._values, self._array = _as_int32(self._names, values)
+        self._positions = None
+        self._is_view = False
+        if not assume_unique and _has_duplicates(row_keys(self._array)[0]):
+            raise MetadataError(
+                f"labels {list(self._names)} contain the entry {_first_duplicate(self._array)} twice"
+            )
+
+    @classmethod
+    def _trusted(cls, names: tuple[str, ...], array: np.ndarray, like=None) -> "Labels":
+        """Build from already-validated names and a unique int32 array (internal fast path)."""
+        labels = cls.__new__(cls)
+        labels._names = names
+        labels._array = np.ascontiguousarray(array, dtype=np.int32)
+        if like is not None and is_torch(like):
+            import torch
+
+            labels._values = torch.from_numpy(labels._array).to(like.device)
+        else:
+            labels._values = labels._array
+        labels._positions = None
+        labels._is_view = False
+        return labels
+
+    # -- constructors -------------------------------------------------------------
+    @classmethod
+    def single(cls) -> "Labels":
+        """The labels of a block without keys: one entry `_ = 0`."""
+        return cls._trusted(("_",), np.zeros((1, 1), dtype=np.int32))
+
+    @classmethod
+    def range(cls, name: str, end: int) -> "Labels":
+        """`name` taking the values `0 .. end - 1`."""
+        return cls._trusted(check_names(name), np.arange(end, dtype=np.int32).reshape(-1, 1))
+
+    @classmethod
+    def empty(cls, names: str | Sequence[str]) -> "Labels":
+        names = check_names(names)
+        return cls._trusted(names, np.zeros((0, len(names)), dtype=np.int32))
+
+    # -- basic properties -----------------------------------------------------------
+    @property
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    @property
+    def values(self):
+        """The int32 array, numpy or torch as given."""
+        return self._values
+
+    @property
+    def array(self) -> np.ndarray:
+        """The values as a numpy int32 array (a view; do not modify)."""
+        return self._array
+
+    @property
+    def device(self) -> str:
+        return str(self._values.device) if is_torch(self._values) else "cpu"
+
+    @property
+    def is_view(self) -> bool:
+        return self._is_view
+
+    def __len__(self) -> int:
+        return self._array.shape[0]
+
+    def __iter__(self) -> Iterator[LabelsEntry]:
+        for i in range(len(self)):
+            yield LabelsEntry(self._names, self._values[i])
+
+    def __getitem__(self, item):
+        if isinstance(item, str):
+            return self.column(item)
+        if isinstance(item, (int, np.integer)):
+            if not -len(self) <= item < len(self):
+                raise IndexError(f"entry {item} out of range for {len(self)} labels")
+            return LabelsEntry(self._names, self._values[item])
+        raise TypeError(f"labels can be indexed by an entry number or a name, not {type(item).__name__}")
+
+    def entry(self, index: int) -> LabelsEntry:
+        return self[index]
+
+    def column(self, name: str):
+        """The values of one dimension, as a 1-D array."""
+        return self._values[:, self._column_index(name)]
+
+    def _column_index(self, name: str) -> int:
+        try:
+            return self._names.index(name)
+        except ValueError:
+            raise MetadataError(f"no label named {name!r} among {list(self._names)}") from None
+
+    def view(self, names: str | Sequence[str]) -> "Labels":
+        """The given columns (rows may repeat: the result is a view, without position())."""
+        names = check_names(names)
+        columns = [self._column_index(n) for n in names]
+        labels = Labels._trusted(names, self._array[:, columns], like=self._values)
+        labels._is_view = True
+        return labels
+
+    # -- lookup ---------------------------------------------------------------------
+    def _position_table(self) -> dict:
+        if self._positions is None:
+            if self._is_view:
+                raise MetadataError("position() is not available on a labels view with repeated rows")
+            keys = self._array.view(f"V{4 * max(1, len(self._names))}").ravel() if self._names else []
+            self._positions = dict(zip((bytes(k) for k in keys), range(len(self))))
+        return self._positions
+
+    def position(self, entry) -> int | None:
+        """Index of `entry` (a sequence of ints or a LabelsEntry), or None if absent."""
+        if isinstance(entry, LabelsEntry):
+            if entry.names != list(self._names):
+                return None
+            entry = entry.values
+        row = np.asarray(to_numpy(entry), dtype=np.int64).reshape(-1)
+        if row.shape[0] != len(self._names):
+            raise MetadataError(
+                f"entry has {row.shape[0]} values but labels have {len(self._names)} names {list(self._names)}"
+            )
+        if np.any(row < _INT32_MIN) or np.any(row > _INT32_MAX):
+            return None
+        return self._position_table().get(row.astype(np.int32).tobytes())
+
+    def __contains__(self, entry) -> bool:
+        return self.position(entry) is not None
+
+    def positions(self, rows: np.ndarray) -> np.ndarray:
+        """Vectorized position(): index of each row of `rows` ([n, n_names]) or -1."""
+        rows = np.ascontiguousarray(rows, dtype=np.int32).reshape(-1, len(self._names))
+        mine, theirs = row_keys(self._array, rows)
+        order = np.argsort(mine, kind="stable")
+        ordered = mine[order]
+        where = np.searchsorted(ordered, theirs)
+        where_clipped = np.minimum(where, max(len(ordered) - 1, 0))
+        found = (where < len(ordered)) & (ordered[where_clipped] == theirs) if len(ordered) else np.zeros(len(rows), bool)
+        result = np.full(len(rows), -1, dtype=np.int64)
+        result[found] = order[where_clipped[found]]
+        return result
+
+    def select(self, selection) -> np.ndarray:
+        """Indices of the entries matching `selection` (Labels or LabelsEntry) on its names."""
+        if isinstance(selection, LabelsEntry):
+            selection = Labels(selection.names, to_numpy(selection.values).reshape(1, -1))
+        if not isinstance(selection, Labels):
+            raise TypeError(f"select() takes Labels or LabelsEntry, not {type(selection).__name__}")
+        columns = [self._column_index(n) for n in selection._names]
+        mine, theirs = row_keys(self._array[:, columns], selection._array)
+        return np.nonzero(np.isin(mine, theirs))[0].astype(np.int64)
+
+    # -- set operations ---------------------------------------------------------------
+    def _check_same_names(self, other: "Labels", operation: str):
+        if not isinstance(other, Labels):
+            raise TypeError(f"{operation} takes Labels, not {type(other).__name__}")
+        if self._names != other._names:
+            raise MetadataError(
+                f"cannot take the {operation} of labels with different names: "
+                f"{list(self._names)} and {list(other._names)}"
+            )
+
+    def union_and_mapping(self, other: "Labels") -> tuple["Labels", np.ndarray, np.ndarray]:
+        """Entries of `self` then the new entries of `other`, with each input's positions in it."""
+        self._check_same_names(other, "union")
+        mine, theirs = row_keys(self._array, other._array)
+        found = np.isin(theirs, mine)
+        second = np.empty(len(other), dtype=np.int64)
+        new = ~found
+        second[new] = len(self) + np.arange(int(new.sum()))
+        if found.any():
+            order = np.argsort(mine, kind="stable")
+            second[found] = order[np.searchsorted(mine[order], theirs[found])]
+        values = np.concatenate([self._array, other._array[new]])
+        union = Labels._trusted(self._names, values, like=self._values)
+        return union, np.arange(len(self), dtype=np.int64), second
+
+    def union(self, other: "Labels") -> "Labels":
+        return self.union_and_mapping(other)[0]
+
+    def intersection_and_mapping(self, other: "Labels") -> tuple["Labels", np.ndarray, np.ndarray]:
+        """Common entries in the order of `self`; mappings give positions in it, or -1."""
+        self._check_same_names(other, "intersection")
+        mine, theirs = row_keys(self._array, other._array)
+        common = np.isin(mine, theirs)
+        first = np.full(len(self), -1, dtype=np.int64)
+        first[common] = np.arange(int(common.sum()))
+        second = np.full(len(other), -1, dtype=np.int64)
+        if common.any():
+            common_keys = mine[common]
+            order = np.argsort(common_keys, kind="stable")
+            in_common = np.isin(theirs, common_keys)
+            second[in_common] = order[np.searchsorted(common_keys[order], theirs[in_common])]
+        values = self._array[common]
+        return Labels._trusted(self._names, values, like=self._values), first, second
+
+    def intersection(self, other: "Labels") -> "Labels":
+        return self.intersection_and_mapping(other)[0]
+
+    def difference_and_mapping(self, other: "Labels") -> tuple["Labels", np.ndarray]:
+        """Entries of `self` absent from `other`; the mapping gives positions in it, or -1."""
+        self._check_same_names(other, "difference")
+        mine, theirs = row_keys(self._array, other._array)
+        kept = ~np.isin(mine, theirs)
+        mapping = np.full(len(self), -1, dtype=np.int64)
+        mapping[kept] = np.arange(int(kept.sum()))
+        return Labels._trusted(self._names, self._array[kept], like=self._values), mapping
+
+    def difference(self, other: "Labels") -> "Labels":
+        return self.difference_and_mapping(other)[0]
+
+    # -- new labels with changed dimensions ----------------------------------------------
+    def insert(self, index: int, name: str, values) -> "Labels":
+        """A new dimension `name` at column `index`."""
+        names = list(self._names)
+        names.insert(index, name)
+        column = np.asarray(to_numpy(values)).reshape(-1, 1)
+        if column.shape[0] != len(self):
+            raise MetadataError(
+                f"new dimension {name!r} has {column.shape[0]} values, labels have {len(self)} entries"
+            )
+        array = np.insert(self._array, [index], column.astype(np.int64), axis=1)
+        return self._rebuilt(names, array)
+
+    def append(self, name: str, values) -> "Labels":
+        return self.insert(len(self._names), name, values)
+
+    def permute(self, dimensions_indexes: Sequence[int]) -> "Labels":
+        order = list(dimensions_indexes)
+        if sorted(order) != list(range(len(self._names))):
+            raise MetadataError(
+                f"permute() needs a permutation of 0..{len(self._names) - 1}, got {order}"
+            )
+        return self._rebuilt([self._names[i] for i in order], self._array[:, order], unique=True)
+
+    def remove(self, name: str) -> "Labels":
+        """Without the dimension `name`; an error if the remaining rows are not unique."""
+        column = self._column_index(name)
+        keep = [i for i in range(len(self._names)) if i != column]
+        return self._rebuilt([self._names[i] for i in keep], self._array[:, keep])
+
+    def rename(self, old: str, new: str) -> "Labels":
+        column = self._column_index(old)
+        names = list(self._names)
+        names[column] = new
+        return self._rebuilt(names, self._array, unique=True)
+
+    def _rebuilt(self, names, array, unique=False) -> "Labels":
+        if is_torch(self._values):
+            import torch
+
+            array = torch.from_numpy(np.ascontiguousarray(array)).to(self._values.device)
+        return Labels(names, array, assume_unique=unique)
+
+    def to(self, device=None, arrays: str | None = None) -> "Labels":
+        """The same labels on another device / array library ("numpy" or "torch")."""
+        from ._array import convert
+
+        return Labels._from_values(self._names, convert(self._values, device=device, arrays=arrays), self._array)
+
+    @classmethod
+    def _from_values(cls, names, values, array) -> "Labels":
+        labels = cls.__new__(cls)
+        labels._names, labels._values, labels._array = names, values, array
+        labels._positions, labels._is_view = None, False
+        return labels
+
+    # -- comparison and display --------------------------------------------------------------
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Labels):
+            return NotImplemented
+        return self._names == other._names and np.array_equal(self._array, other._array)
+
+    def __ne__(self, other) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    __hash__ = None
+
+    def print(self, max_entries: int = 6) -> str:
+        width = [max(len(n), 1) for n in self._names]
+        if len(self):
+            for column in range(len(self._names)):
+                width[column] = max(width[column], len(str(self._array[:, column].min())),
+                                    len(str(self._array[:, column].max())))
+        header = " ".join(n.rjust(w) for n, w in zip(self._names, width))
+        rows = self._array
+        shown = rows if len(rows) <= max_entries else np.concatenate([rows[: max_entries // 2], rows[-max_entries // 2 :]])
+        lines = [header] + [" ".join(str(v).rjust(w) for v, w in zip(row, width)) for row in shown.tolist()]
+        if len(rows) > max_entries:
+            lines.insert(1 + max_entries // 2, "...".center(len(header)))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        body = self.print().replace("\n", "\n    ")
+        return f"Labels(\n    {body}\n)"
+
+    def __str__(self) -> str:
+        return repr(self)

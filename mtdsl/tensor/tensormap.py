@@ -1,0 +1,245 @@
+"""`TensorMap`: a block-sparse tensor, a set of `TensorBlock` indexed by `keys`.
+
+All blocks share their sample, component and property names, their dtype, array
+library and device, and their set of gradients; a mismatch is an error that names
+the block's key and what differs. `info` holds string metadata such as provenance.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..errors import MetadataError
+from ._array import array_device, array_kind, concatenate, dtype_name, is_torch, zeros
+from .block import TensorBlock
+from .labels import Labels, LabelsEntry, check_names
+
+
+def describe_key(keys: Labels, index: int) -> str:
+    """`(center_type=8, o3_lambda=1)`: the key of block `index`, for error messages."""
+    values = keys.array[index]
+    return "(" + ", ".join(f"{n}={int(v)}" for n, v in zip(keys.names, values)) + ")"
+
+
+class TensorMap:
+    """Blocks indexed by keys; mirrors metatensor-core's `TensorMap`."""
+
+    __slots__ = ("_keys", "_blocks", "_info")
+
+    def __init__(self, keys: Labels, blocks: Sequence[TensorBlock]):
+        if not isinstance(keys, Labels):
+            raise TypeError(f"keys must be Labels, not {type(keys).__name__}")
+        blocks = list(blocks)
+        if len(blocks) != len(keys):
+            raise MetadataError(f"got {len(blocks)} blocks for {len(keys)} keys")
+        for i, block in enumerate(blocks):
+            if not isinstance(block, TensorBlock):
+                raise TypeError(f"block {describe_key(keys, i)} is a {type(block).__name__}, not a TensorBlock")
+        if blocks:
+            _check_blocks_agree(keys, blocks)
+        self._keys = keys
+        self._blocks = blocks
+        self._info: dict[str, str] = {}
+
+    # -- blocks -----------------------------------------------------------------------
+    @property
+    def keys(self) -> Labels:
+        return self._keys
+
+    def __len__(self) -> int:
+        return len(self._blocks)
+
+    def __iter__(self) -> Iterator[tuple[LabelsEntry, TensorBlock]]:
+        return iter(self.items())
+
+    def items(self) -> list[tuple[LabelsEntry, TensorBlock]]:
+        return [(self._keys[i], block) for i, block in enumerate(self._blocks)]
+
+    def block_by_id(self, index: int) -> TensorBlock:
+        return self._blocks[index]
+
+    def blocks_by_id(self, indices: Sequence[int]) -> list[TensorBlock]:
+        return [self._blocks[i] for i in indices]
+
+    def blocks_matching(self, selection=None, **kwargs) -> list[int]:
+        """Indices of the blocks whose keys match `selection` (Labels, entry, dict or kwargs)."""
+        selection = self._selection(selection, kwargs)
+        if selection is None:
+            return list(range(len(self._blocks)))
+        return self._keys.select(selection).tolist()
+
+    def _selection(self, selection, kwargs) -> Labels | None:
+        if isinstance(selection, (int, np.integer)):
+            raise TypeError("an integer selection is handled by block()")
+        if selection is not None and kwargs:
+            raise TypeError("give a selection or keyword arguments, not both")
+        if isinstance(selection, dict):
+            kwargs, selection = selection, None
+        if kwargs:
+            names = list(kwargs)
+            for name in names:
+                if name not in self._keys.names:
+                    raise MetadataError(f"no key named {name!r} in this TensorMap (keys are {self._keys.names})")
+            return Labels(names, np.array([[int(kwargs[n]) for n in names]], dtype=np.int32))
+        if isinstance(selection, LabelsEntry):
+            return Labels(selection.names, np.asarray(selection.values).reshape(1, -1))
+        return selection
+
+    def block(self, selection=None, **kwargs) -> TensorBlock:
+        """The single block matching the selection (`tmap.block(center_type=8)`, `tmap.block(3)`)."""
+        if isinstance(selection, (int, np.integer)):
+            return self._blocks[selection]
+        if selection is None and not kwargs:
+            if len(self._blocks) != 1:
+                raise MetadataError(
+                    f"block() without a selection needs exactly one block, this TensorMap has {len(self._blocks)}"
+                )
+            return self._blocks[0]
+        matching = self.blocks_matching(selection, **kwargs)
+        if len(matching) != 1:
+            wanted = self._selection(selection, kwargs)
+            what = ", ".join(f"{n}={int(v)}" for n, v in zip(wanted.names, wanted.array[0])) if len(wanted) == 1 else repr(wanted)
+            raise MetadataError(
+                f"{'no block' if not matching else f'{len(matching)} blocks'} match the selection ({what}); "
+                f"block() needs exactly one"
+            )
+        return self._blocks[matching[0]]
+
+    def blocks(self, selection=None, **kwargs) -> list[TensorBlock]:
+        if isinstance(selection, (int, np.integer)):
+            return [self._blocks[selection]]
+        return [self._blocks[i] for i in self.blocks_matching(selection, **kwargs)]
+
+    # -- shared metadata -------------------------------------------------------------------
+    def _first(self) -> TensorBlock | None:
+        return self._blocks[0] if self._blocks else None
+
+    @property
+    def sample_names(self) -> list[str]:
+        return self._blocks[0].samples.names if self._blocks else []
+
+    @property
+    def component_names(self) -> list[str]:
+        return [c.names[0] for c in self._blocks[0].components] if self._blocks else []
+
+    @property
+    def property_names(self) -> list[str]:
+        return self._blocks[0].properties.names if self._blocks else []
+
+    @property
+    def dtype(self):
+        return self._blocks[0].dtype if self._blocks else None
+
+    @property
+    def device(self) -> str:
+        return self._blocks[0].device if self._blocks else "cpu"
+
+    # -- info ------------------------------------------------------------------------------
+    def info(self) -> dict[str, str]:
+        """The string metadata (provenance among it), as a copy."""
+        return dict(self._info)
+
+    def get_info(self, key: str) -> str | None:
+        return self._info.get(key)
+
+    def set_info(self, key: str, value: str) -> None:
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise TypeError("info keys and values must be strings")
+        self._info[key] = value
+
+    # -- copies ---------------------------------------------------------------------------------
+    def copy(self) -> "TensorMap":
+        result = TensorMap(self._keys, [b.copy() for b in self._blocks])
+        result._info = dict(self._info)
+        return result
+
+    def to(self, dtype=None, device=None, arrays: str | None = None) -> "TensorMap":
+        result = TensorMap(self._keys.to(device=device, arrays=arrays) if arrays == "torch" else self._keys,
+                           [b.to(dtype=dtype, device=device, arrays=arrays) for b in self._blocks])
+        result._info = dict(self._info)
+        return result
+
+    # -- reshaping metadata -------------------------------------------------------------------
+    def keys_to_samples(self, keys_to_move, *, fill_value=0.0, sort_samples=True) -> "TensorMap":
+        """Move key dimensions into the samples, merging the blocks that differ only there."""
+        from ._reshape import keys_to_samples
+
+        return keys_to_samples(self, keys_to_move, sort_samples=sort_samples)
+
+    def keys_to_properties(self, keys_to_move, *, fill_value=0.0, sort_samples=True) -> "TensorMap":
+        """Move key dimensions into the properties; samples absent from a block are `fill_value`."""
+        from ._reshape import keys_to_properties
+
+        return keys_to_properties(self, keys_to_move, fill_value=fill_value, sort_samples=sort_samples)
+
+    def components_to_properties(self, dimensions) -> "TensorMap":
+        """Move component dimensions into the properties (component-major, like metatensor)."""
+        from ._reshape import components_to_properties
+
+        return components_to_properties(self, dimensions)
+
+    # -- conversions ------------------------------------------------------------------------------
+    def to_metatensor(self):
+        """This TensorMap as a `metatensor.TensorMap` (metatensor-core imported only here)."""
+        from ..io.metatensor import to_metatensor
+
+        return to_metatensor(self)
+
+    @staticmethod
+    def from_metatensor(tensor) -> "TensorMap":
+        from ..io.metatensor import from_metatensor
+
+        return from_metatensor(tensor)
+
+    # -- display ---------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        lines = [f"TensorMap with {len(self._blocks)} blocks", f"keys: {self._keys.names}"]
+        for index in range(min(len(self._blocks), 8)):
+            block = self._blocks[index]
+            shape = "x".join(str(s) for s in block.shape)
+            lines.append(f"    {describe_key(self._keys, index)}: {shape}")
+        if len(self._blocks) > 8:
+            lines.append(f"    ... {len(self._blocks) - 8} more blocks")
+        if self._blocks:
+            first = self._blocks[0]
+            lines += [
+                f"samples: {self.sample_names}",
+                f"components: {self.component_names}",
+                f"properties: {self.property_names}",
+                f"dtype: {dtype_name(first.dtype)} ({array_kind(first.values)} on {first.device})",
+                f"gradients: {first.gradients_list() or 'None'}",
+            ]
+        return "\n".join(lines)
+
+
+def _check_blocks_agree(keys: Labels, blocks: list[TensorBlock]) -> None:
+    """Every block must share names, dtype, array type, device and gradients with the first."""
+    reference = blocks[0]
+    for index, block in enumerate(blocks[1:], start=1):
+        difference = _block_difference(reference, block)
+        if difference:
+            raise MetadataError(
+                f"block {describe_key(keys, index)} differs from block {describe_key(keys, 0)}: {difference}"
+            )
+
+
+def _block_difference(reference: TensorBlock, block: TensorBlock, where: str = "") -> str:
+    checks = [
+        ("sample names", reference.samples.names, block.samples.names),
+        ("component names", [c.names[0] for c in reference.components], [c.names[0] for c in block.components]),
+        ("property names", reference.properties.names, block.properties.names),
+        ("dtype", dtype_name(reference.dtype), dtype_name(block.dtype)),
+        ("array type", array_kind(reference.values), array_kind(block.values)),
+        ("device", array_device(reference.values), array_device(block.values)),
+        ("gradients", sorted(reference.gradients_list()), sorted(block.gradients_list())),
+    ]
+    for what, expected, found in checks:
+        if expected != found:
+            return f"{where}{what} {found} instead of {expected}"
+    for parameter, gradient in reference.gradients():
+        difference = _block_difference(gradient, block.gradient(parameter), f"{where}{parameter} gradient: ")
+        if difference:
+            return difference
+    return ""

@@ -1,0 +1,1 @@
+"""Executing compiled models: binding inputs, the reference interpreter, assembling TensorMaps."""
