@@ -1,0 +1,17 @@
+"""Atomic systems, batches of them, and neighbour lists (through vesin)."""
+
+from .batch import SystemBatch, as_batch
+from .neighbors import PAIR_LABEL_NAMES, Pairs, neighbors, pair_vectors
+from .system import MAX_ATOMIC_NUMBER, System, systems_from_ase
+
+__all__ = [
+    "MAX_ATOMIC_NUMBER",
+    "PAIR_LABEL_NAMES",
+    "Pairs",
+    "System",
+    "SystemBatch",
+    "as_batch",
+    "neighbors",
+    "pair_vectors",
+    "systems_from_ase",
+]
