@@ -13,6 +13,7 @@ from ..errors import MetadataError
 from ._array import concatenate, is_torch, to_numpy
 from .block import TensorBlock
 from .labels import Labels, check_names, row_keys
+from .tensormap import describe_key
 
 
 def _split_keys(tensor, keys_to_move) -> tuple[list[str], list[str], list[list[int]], Labels]:
@@ -69,6 +70,12 @@ def keys_to_samples(tensor, keys_to_move, *, sort_samples: bool = True):
     blocks = []
     for indices in groups:
         parts = [tensor.block_by_id(i) for i in indices]
+        for index, part in zip(indices[1:], parts[1:]):
+            if part.properties != parts[0].properties or part.components != parts[0].components:
+                raise MetadataError(
+                    f"keys_to_samples: block {describe_key(tensor.keys, index)} has other properties or "
+                    f"components than block {describe_key(tensor.keys, indices[0])}, so they cannot be merged"
+                )
         moved_rows = _moved_values(tensor, moved, indices)
         sample_arrays = [
             np.concatenate([b.samples.array, np.repeat(moved_rows[k : k + 1], len(b.samples), axis=0)], axis=1)
@@ -213,33 +220,33 @@ def components_to_properties(tensor, dimensions):
 
 
 def _block_components_to_properties(block: TensorBlock, names: list[str], tensor) -> TensorBlock:
-    component_names = [c.names[0] for c in block.components]
+    # like metatensor-core, components move one at a time, each to the front of the properties
     for name in names:
+        component_names = [c.names[0] for c in block.components]
         if name not in component_names:
             raise MetadataError(f"cannot move component {name!r}: the components are {component_names}")
-    moved_axes = [component_names.index(n) for n in names]
-    new_block = _move_components(block, moved_axes, offset=0)
-    for parameter, gradient in block.gradients():
-        extra = len(gradient.components) - len(block.components)
-        new_block.add_gradient(parameter, _move_components(gradient, moved_axes, offset=extra))
-    return new_block
+        axis = component_names.index(name)
+        moved = _move_component(block, axis, offset=0)
+        for parameter, gradient in block.gradients():
+            extra = len(gradient.components) - len(block.components)
+            moved.add_gradient(parameter, _move_component(gradient, axis, offset=extra))
+        block = moved
+    return block
 
 
-def _move_components(block: TensorBlock, moved_axes: list[int], offset: int) -> TensorBlock:
+def _move_component(block: TensorBlock, axis: int, offset: int) -> TensorBlock:
+    """Move component `axis` (counted after `offset` leading components) to the front of the properties."""
     components = block.components
-    moved = [components[offset + a] for a in moved_axes]
-    kept = [c for i, c in enumerate(components) if i - offset not in moved_axes]
+    moved = components[offset + axis]
+    kept = components[: offset + axis] + components[offset + axis + 1 :]
     values = block.values
-    axes_moved = [1 + offset + a for a in moved_axes]
-    axes_kept = [1 + i for i in range(len(components)) if i - offset not in moved_axes]
-    permutation = [0, *axes_kept, *axes_moved, values.ndim - 1]
-    values = values.permute(*permutation) if is_torch(values) else np.transpose(values, permutation)
-    shape = [values.shape[0], *[len(c) for c in kept], -1]
-    values = values.reshape(shape)
-    grids = np.meshgrid(*[c.array[:, 0] for c in moved], np.arange(len(block.properties)), indexing="ij")
-    columns = [g.reshape(-1) for g in grids]
+    source = 1 + offset + axis
+    values = values.movedim(source, -2) if is_torch(values) else np.moveaxis(values, source, -2)
+    n_properties = len(block.properties) * len(moved)
+    values = values.reshape(values.shape[0], *[len(c) for c in kept], n_properties)
     properties = np.concatenate(
-        [np.stack(columns[:-1], axis=1), block.properties.array[columns[-1]]], axis=1
+        [np.repeat(moved.array, len(block.properties), axis=0), np.tile(block.properties.array, (len(moved), 1))],
+        axis=1,
     )
-    new_properties = Labels([c.names[0] for c in moved] + block.properties.names, properties, assume_unique=True)
+    new_properties = Labels(moved.names + block.properties.names, properties, assume_unique=True)
     return TensorBlock(values, block.samples, kept, new_properties)

@@ -348,8 +348,15 @@ class Labels:
         return self.union_and_mapping(other)[0]
 
     def intersection_and_mapping(self, other: "Labels") -> tuple["Labels", np.ndarray, np.ndarray]:
-        """Common entries in the order of `self`; mappings give positions in it, or -1."""
+        """Common entries; mappings give positions in it, or -1.
+
+        Like metatensor-core, the entries follow the order of the smaller input
+        (of `self` when both have the same size).
+        """
         self._check_same_names(other, "intersection")
+        if len(self) > len(other):
+            result, second, first = other.intersection_and_mapping(self)
+            return result, first, second
         mine, theirs = row_keys(self._array, other._array)
         common = np.isin(mine, theirs)
         first = np.full(len(self), -1, dtype=np.int64)
