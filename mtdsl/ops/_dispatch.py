@@ -1,0 +1,147 @@
+"""Array functions for numpy and torch arrays alike, used by the operations.
+
+torch is only imported when a torch array is seen, so numpy users never load it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..tensor._array import is_torch
+
+
+def _torch():
+    import torch
+
+    return torch
+
+
+def index_like(index: np.ndarray, like):
+    """`index` (numpy int64) as an index usable on `like`."""
+    if is_torch(like):
+        return _torch().from_numpy(np.ascontiguousarray(index, dtype=np.int64)).to(like.device)
+    return index
+
+
+def take(array, index: np.ndarray, axis: int = 0):
+    """`array` at the positions `index` along `axis` (a copy)."""
+    if is_torch(array):
+        return _torch().index_select(array, axis, index_like(index, array))
+    return np.take(array, index, axis=axis)
+
+
+def zeros_like(array, shape):
+    if is_torch(array):
+        return _torch().zeros(tuple(shape), dtype=array.dtype, device=array.device)
+    return np.zeros(tuple(shape), dtype=array.dtype)
+
+
+def ones_like(array, shape):
+    if is_torch(array):
+        return _torch().ones(tuple(shape), dtype=array.dtype, device=array.device)
+    return np.ones(tuple(shape), dtype=array.dtype)
+
+
+def empty_like(array, shape):
+    if is_torch(array):
+        return _torch().empty(tuple(shape), dtype=array.dtype, device=array.device)
+    return np.empty(tuple(shape), dtype=array.dtype)
+
+
+def full_like(array, shape, value):
+    if is_torch(array):
+        return _torch().full(tuple(shape), value, dtype=array.dtype, device=array.device)
+    return np.full(tuple(shape), value, dtype=array.dtype)
+
+
+def abs(array):
+    return array.abs() if is_torch(array) else np.abs(array)
+
+
+def sign(array):
+    return array.sign() if is_torch(array) else np.sign(array)
+
+
+def sqrt(array):
+    return array.sqrt() if is_torch(array) else np.sqrt(array)
+
+
+def all(array) -> bool:
+    return bool(array.all()) if is_torch(array) else bool(np.all(array))
+
+
+def allclose(a, b, rtol: float, atol: float, equal_nan: bool) -> bool:
+    if is_torch(a):
+        return bool(_torch().allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
+    return bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def concatenate(arrays, axis: int = 0):
+    if is_torch(arrays[0]):
+        return _torch().cat(list(arrays), dim=axis)
+    return np.concatenate(arrays, axis=axis)
+
+
+def reshape(array, shape):
+    return array.reshape(tuple(shape))
+
+
+def copy(array):
+    return array.clone() if is_torch(array) else array.copy()
+
+
+def rows_add(n_rows: int, values, index: np.ndarray, sorted_index: bool = False):
+    """`result[index[i]] += values[i]` into a new zero array of `n_rows` rows."""
+    shape = (n_rows, *values.shape[1:])
+    if is_torch(values):
+        result = zeros_like(values, shape)
+        return result.index_add(0, index_like(index, values), values)
+    if len(index) == 0:
+        return np.zeros(shape, dtype=values.dtype)
+    if not sorted_index:
+        order = np.argsort(index, kind="stable")
+        index = index[order]
+        values = values[order]
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    sums = np.add.reduceat(values, starts, axis=0)
+    if len(starts) == n_rows:
+        return sums
+    result = np.zeros(shape, dtype=values.dtype)
+    result[index[starts]] = sums
+    return result
+
+
+def columns_add(n_columns: int, values, index: np.ndarray):
+    """`result[..., index[i]] += values[..., i]` into a new zero array."""
+    shape = (*values.shape[:-1], n_columns)
+    if is_torch(values):
+        result = zeros_like(values, shape)
+        return result.index_add(values.ndim - 1, index_like(index, values), values)
+    if values.shape[-1] == 0:
+        return np.zeros(shape, dtype=values.dtype)
+    order = np.argsort(index, kind="stable")
+    index = index[order]
+    starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+    sums = np.add.reduceat(values[..., order], starts, axis=-1)
+    if len(starts) == n_columns:
+        return sums
+    result = np.zeros(shape, dtype=values.dtype)
+    result[..., index[starts]] = sums
+    return result
+
+
+def bincount(index: np.ndarray, minlength: int = 0) -> np.ndarray:
+    return np.bincount(index, minlength=minlength)
+
+
+def as_like(array: np.ndarray, like):
+    """A numpy array converted to the dtype/library/device of `like`."""
+    if is_torch(like):
+        return _torch().from_numpy(np.ascontiguousarray(array)).to(dtype=like.dtype, device=like.device)
+    return array.astype(like.dtype, copy=False)
+
+
+def nan_to_zero(array):
+    if is_torch(array):
+        return _torch().nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.nan_to_num(array, nan=0.0, posinf=0.0, neginf=0.0)

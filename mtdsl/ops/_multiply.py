@@ -1,0 +1,51 @@
+"""`multiply`: the element-wise product of two TensorMaps, or of a TensorMap and a scalar."""
+
+from __future__ import annotations
+
+from typing import Union
+
+from ..tensor import TensorBlock, TensorMap
+from ._add import _checked_pairs
+from ._block import map_gradients, new_block, values_at_gradient_samples
+from ._utils import check_tensor_map
+
+
+def _multiply_block_constant(block: TensorBlock, constant: float) -> TensorBlock:
+    result = new_block(block.values * constant, block)
+    return map_gradients(block, result, lambda parameter, gradient: gradient.values * constant)
+
+
+def _multiply_block_block(block_1: TensorBlock, block_2: TensorBlock) -> TensorBlock:
+    result = new_block(block_1.values * block_2.values, block_1)
+
+    def gradient_values(parameter, gradient_1):
+        gradient_2 = block_2.gradient(parameter)
+        return (
+            values_at_gradient_samples(block_1, gradient_1) * gradient_2.values
+            + gradient_1.values * values_at_gradient_samples(block_2, gradient_2)
+        )
+
+    return map_gradients(block_1, result, gradient_values)
+
+
+def multiply(A: TensorMap, B: Union[float, int, TensorMap]) -> TensorMap:
+    r"""A new TensorMap with the element-wise product ``A * B``.
+
+    ``B`` is a scalar or a TensorMap with the same metadata as ``A``.
+
+    Gradients: :math:`\nabla(A B) = B \nabla A` for a scalar ``B``,
+    :math:`\nabla(A B) = B \nabla A + A \nabla B` for a TensorMap ``B``.
+
+    :param A: first TensorMap
+    :param B: scalar or TensorMap with the same metadata as ``A``
+    :return: a TensorMap with the metadata of ``A``
+    """
+    check_tensor_map(A, "A")
+    if isinstance(B, (float, int)):
+        blocks = [_multiply_block_constant(block, float(B)) for block in A.blocks()]
+    elif isinstance(B, TensorMap):
+        blocks_B = _checked_pairs(A, B, "multiply")
+        blocks = [_multiply_block_block(a, b) for a, b in zip(A.blocks(), blocks_B)]
+    else:
+        raise TypeError(f"`B` must be a TensorMap or a scalar value, not {type(B)}")
+    return TensorMap(A.keys, blocks)
