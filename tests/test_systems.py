@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mtdsl.systems import (
+    ATOM_LABEL_NAMES,
     PAIR_LABEL_NAMES,
     Pairs,
     System,
@@ -168,6 +169,11 @@ def test_batch_layout():
     assert batch.cell.shape == (3, 3, 3) and batch.pbc.shape == (3, 3)
     assert batch.pbc[:, 0].tolist() == [False, True, False]
     np.testing.assert_array_equal(batch.positions[3:67], silicon().positions)
+    assert batch.species.tolist() == [1, 8, 14]
+    assert ATOM_LABEL_NAMES == ("system", "atom")
+    labels = batch.atom_label_values()
+    assert labels.dtype == np.int32
+    np.testing.assert_array_equal(labels, np.column_stack([batch.system, batch.atom]))
     assert as_batch(batch) is batch
 
 
@@ -264,7 +270,24 @@ def small_cell():
     return atoms
 
 
+def unwrapped():
+    """Atoms outside the unit cell: shifts follow the positions as given."""
+    atoms = silicon()
+    atoms.positions[0] += 1.3 * atoms.cell[0] - 2.2 * atoms.cell[2]
+    atoms.positions[3] -= 0.7 * atoms.cell[1]
+    return atoms
+
+
+def scattered():
+    """Atoms far outside a small cell, periodic along a only."""
+    rng = np.random.default_rng(5)
+    positions = rng.uniform(-10, 10, size=(20, 3))
+    return ase.Atoms("H20", positions=positions, cell=np.eye(3) * 2, pbc=[True, False, False])
+
+
 STRUCTURES = {
+    "scattered, periodic along a": (scattered, 6.0),
+    "unwrapped positions": (unwrapped, 4.0),
     "silicon": (lambda: shipped("silicon.xyz")[0], 5.0),
     "mixed": (lambda: shipped("mixed.xyz")[0], 5.0),
     "water": (lambda: shipped("water.xyz")[0], 3.5),

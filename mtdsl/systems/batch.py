@@ -6,8 +6,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ._arrays import concatenate, dtype_name, is_torch, like, stack
+from ._arrays import concatenate, dtype_name, is_torch, like, stack, to_numpy
 from .system import System
+
+#: label names of the atoms of a batch, in the order of ``atom_label_values()``
+ATOM_LABEL_NAMES = ("system", "atom")
 
 
 class SystemBatch:
@@ -121,6 +124,19 @@ class SystemBatch:
 
     def __iter__(self):
         return iter(self._systems)
+
+    @property
+    def species(self) -> np.ndarray:
+        """The atomic numbers present in the batch, sorted, int32 (numpy)."""
+        return np.unique(to_numpy(self._types)).astype(np.int32)
+
+    def atom_label_values(self) -> np.ndarray:
+        """The ``[N, 2]`` int32 label values of the atoms, columns
+        ``ATOM_LABEL_NAMES`` (``system, atom``)."""
+        values = np.empty((self.n_atoms, 2), dtype=np.int32)
+        values[:, 0] = to_numpy(self._system)
+        values[:, 1] = to_numpy(self._atom)
+        return values
 
     @property
     def sources(self) -> list[str | None]:
