@@ -155,10 +155,10 @@ def _forward(selection: int | slice) -> bool:
     )
 
 
-def _select(path: str, read, selection: int | slice) -> list[tuple[int, object]]:
+def _select(path: str, read, selection: int | slice, single: bool) -> list[tuple[int, object]]:
     """``(frame number, atoms)`` for the selected frames; ``read(index)`` wraps
-    ``ase.io.read``."""
-    if _forward(selection):
+    ``ase.io.read``; ``single`` for formats holding one frame."""
+    if _forward(selection) and not single:
         if isinstance(selection, int):
             return [(selection, read(selection))]
         start = selection.start or 0
@@ -190,7 +190,9 @@ def _read_ase(path: str, format: str, selection, options) -> list:
         except Exception as error:  # ASE raises anything on malformed input
             raise _read_error(path, format, index, error) from None
 
-    return _select(path, read, selection)
+    from ase.io.formats import ioformats
+
+    return _select(path, read, selection, single=ioformats[format].single)
 
 
 def _read_error(path: str, format: str, index, error: Exception) -> StructureError:
@@ -201,7 +203,7 @@ def _read_error(path: str, format: str, index, error: Exception) -> StructureErr
         if re.fullmatch(r"[A-Za-z]{1,3}", symbol) and symbol not in atomic_numbers:
             return StructureError(f"{path}: unknown element {symbol!r}")
     if isinstance(error, (IndexError, StopIteration)) and isinstance(index, int):
-        return StructureError(f"{path}: no frame {index} (or the file is malformed: {format})")
+        return StructureError(f"{path}: no frame {index} in this {format} file")
     reason = f"{type(error).__name__}: {_one_line(error)}" if str(error) else type(error).__name__
     return StructureError(f"{path}: cannot read as {format}: {reason}")
 

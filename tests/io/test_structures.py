@@ -192,6 +192,10 @@ def test_poscar(tmp_path, name):
     (system,) = read_structures(path)
     assert_same_structure(system, atoms)
     assert system.source == f"{path}:0"
+    (last,) = read_structures(path, index=-1)
+    assert last.source == f"{path}:0"
+    with pytest.raises(StructureError, match=f"^{path}: no frame 1, the file has 1$"):
+        read_structures(path, index=1)
 
 
 def test_outcar(tmp_path):
