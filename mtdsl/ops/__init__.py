@@ -17,6 +17,26 @@ from ._equal_metadata import (
 )
 from ._multiply import multiply
 from ._pow import pow
+from ._reduce_over_properties import (
+    mean_over_properties,
+    mean_over_properties_block,
+    std_over_properties,
+    std_over_properties_block,
+    sum_over_properties,
+    sum_over_properties_block,
+    var_over_properties,
+    var_over_properties_block,
+)
+from ._reduce_over_samples import (
+    mean_over_samples,
+    mean_over_samples_block,
+    std_over_samples,
+    std_over_samples_block,
+    sum_over_samples,
+    sum_over_samples_block,
+    var_over_samples,
+    var_over_samples_block,
+)
 from ._subtract import subtract
 from ._utils import NotEqualError
 
