@@ -47,7 +47,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from . import sph as _sph
+from .sph import _check_degree_raise, check_convention_raise
 
 # entries below this are rounding noise of the complex-to-real transformation
 ZERO_THRESHOLD = 1e-13
@@ -185,7 +185,7 @@ def _cg_cached(l1: int, l2: int, L: int, convention: str) -> np.ndarray:
 
 def _check_degrees_raise(l1, l2, L) -> tuple[int, int, int]:
     for name, value in (("l1", l1), ("l2", l2), ("L", L)):
-        _sph._check_degree_raise(value, name)
+        _check_degree_raise(value, name)
     return int(l1), int(l2), int(L)
 
 
@@ -195,7 +195,7 @@ def cg(l1: int, l2: int, L: int, convention: str = "metatensor") -> np.ndarray:
     All zeros when ``(l1, l2, L)`` violates the triangle rule (use
     :func:`check_triangle_raise` to reject those). Cached; read-only.
     """
-    _sph.check_convention_raise(convention)
+    check_convention_raise(convention)
     l1, l2, L = _check_degrees_raise(l1, l2, L)
     return _cg_cached(l1, l2, L, convention)
 
@@ -248,6 +248,6 @@ def _sparse_cached(l1: int, l2: int, L: int, convention: str) -> SparseCG:
 
 def cg_sparse(l1: int, l2: int, L: int, convention: str = "metatensor") -> SparseCG:
     """Non-zero coefficients of :func:`cg` as a :class:`SparseCG` (cached)."""
-    _sph.check_convention_raise(convention)
+    check_convention_raise(convention)
     l1, l2, L = _check_degrees_raise(l1, l2, L)
     return _sparse_cached(l1, l2, L, convention)

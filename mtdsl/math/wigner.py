@@ -23,7 +23,7 @@ import functools
 
 import numpy as np
 
-from . import sph as _sph
+from .sph import _check_degree_raise, check_convention_raise, sph
 
 # the cyclic permutation with e3nn_sph(v) = metatensor_sph(E3NN_AXES @ v) =
 # metatensor_sph((z, x, y)): e3nn's polynomials are the standard real harmonics
@@ -69,8 +69,8 @@ def _check_rotation_raise(rotation) -> np.ndarray:
 
 def _wigner_d_metatensor(l: int, rotation: np.ndarray) -> np.ndarray:
     nodes, weights = _quadrature(l)
-    original = _sph.sph(nodes, l)
-    rotated = _sph.sph(nodes @ rotation.T, l)
+    original = sph(nodes, l)
+    rotated = sph(nodes @ rotation.T, l)
     return (rotated * weights[:, None]).T @ original
 
 
@@ -81,8 +81,8 @@ def wigner_d(l: int, rotation, convention: str = "metatensor") -> np.ndarray:
     :param rotation: orthogonal 3x3 matrix (proper or improper)
     :param convention: the :mod:`~mtdsl.math.sph` convention of ``Y_l``
     """
-    _sph.check_convention_raise(convention)
-    _sph._check_degree_raise(l, "l")
+    check_convention_raise(convention)
+    _check_degree_raise(l, "l")
     rotation = _check_rotation_raise(rotation)
     matrix = _wigner_d_metatensor(int(l), rotation)
     if convention == "e3nn":
@@ -106,7 +106,7 @@ def e3nn_change_of_basis(l: int) -> np.ndarray:
     (``Y_1 ∝ (y, z, x)`` becomes ``(x, y, z)``); for ``l >= 2`` a dense change
     of basis. The result is read-only and cached.
     """
-    _sph._check_degree_raise(l, "l")
+    _check_degree_raise(l, "l")
     basis = _wigner_d_metatensor(int(l), E3NN_AXES)
     # clean the rounding noise of the quadrature: entries are algebraic numbers
     # of order 1, anything below 1e-14 is an exact zero
