@@ -112,3 +112,11 @@ def test_errors():
         spherical_harmonics(np.ones((1, 3)), -1)
     with pytest.raises(ValueError, match=r"l must be a non-negative integer, got 1.5"):
         sph(np.ones((1, 3)), 1.5)
+
+
+def test_high_degrees_stay_accurate():
+    vectors = random_vectors(20, seed=9)
+    expected, expected_grads = sphericart.SphericalHarmonics(30).compute_with_gradients(vectors)
+    values, grads = spherical_harmonics(vectors, 30, gradients=True)
+    np.testing.assert_allclose(values, expected, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(grads, expected_grads, rtol=0, atol=1e-12 * np.abs(expected_grads).max())
