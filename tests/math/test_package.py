@@ -20,3 +20,16 @@ def test_no_reference_library_at_run_time():
 def test_public_names():
     for name in mtdsl.math.__all__:
         assert hasattr(mtdsl.math, name)
+
+
+def test_empty_inputs():
+    """No pairs (isolated atoms) must give empty arrays, never an error."""
+    import numpy as np
+
+    values, grads = mtdsl.math.spherical_harmonics(np.zeros((0, 3)), 4, "e3nn", gradients=True)
+    assert values.shape == (0, 25) and grads.shape == (0, 3, 25)
+    spline = mtdsl.math.soap_radial_spline(2, 3, 4.0, 0.5)
+    values, grads = spline.evaluate(np.zeros(0), derivative=True)
+    assert values.shape == grads.shape == (0, 3, 3)
+    assert mtdsl.math.soap_radial_exact(np.zeros(0), 1, 3, 4.0, 0.0).shape == (0, 3)
+    assert mtdsl.math.cosine_cutoff(np.zeros(0), 4.0, 0.5).shape == (0,)
