@@ -1,0 +1,84 @@
+"""`Bindings`: the run-time values a module's names refer to.
+
+Systems batches, neighbour lists, the species of each `species(S)` dimension,
+parameter arrays, input TensorMaps and the TensorMaps computed so far. Backends
+read everything they need from here; nothing else carries run-time state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mtdsl.errors import MtdslError
+from mtdsl.ir import nodes as ir
+
+
+class RunError(MtdslError):
+    """A model run that cannot go on: missing blocks, unknown species, bad inputs."""
+
+
+@dataclass
+class Bindings:
+    systems: dict  # systems input name -> SystemBatch
+    pairs: dict  # pairs name -> Pairs
+    params: dict  # param name -> array
+    tensors: dict = field(default_factory=dict)  # tensor or tensormap input name -> TensorMap
+    dtype: type = np.float64
+
+    def batch(self, name: str):
+        return self.systems[name]
+
+    def species(self, domain: ir.SpeciesDomain) -> np.ndarray:
+        """The atomic numbers of a species dimension, sorted."""
+        present = np.unique(np.asarray(self.systems[domain.systems].types))
+        if domain.fixed is None:
+            return present.astype(np.int64)
+        fixed = np.array(sorted(domain.fixed), dtype=np.int64)
+        unknown = np.setdiff1d(present, fixed)
+        if len(unknown):
+            raise RunError(
+                f"atoms of species {unknown.tolist()} are not among the species {fixed.tolist()} "
+                f"the model was compiled for"
+            )
+        return fixed
+
+    def domain_values(self, domain) -> np.ndarray:
+        """The values an index of `domain` takes (irreps excepted: they depend on another index)."""
+        if isinstance(domain, ir.RangeDomain):
+            return np.arange(domain.start, domain.stop, dtype=np.int64)
+        if isinstance(domain, ir.SpeciesDomain):
+            return self.species(domain)
+        if isinstance(domain, ir.AtomsDomain):
+            return np.arange(self.systems[domain.systems].n_atoms, dtype=np.int64)
+        if isinstance(domain, ir.SystemsDomain):
+            return np.arange(self.systems[domain.systems].n_systems, dtype=np.int64)
+        if isinstance(domain, ir.PairsDomain):
+            return np.arange(self.pairs[domain.pairs].n_pairs, dtype=np.int64)
+        if isinstance(domain, ir.XyzDomain):
+            return np.arange(3, dtype=np.int64)
+        if isinstance(domain, ir.IrrepDomain):
+            return np.arange(-domain.max_degree, domain.max_degree + 1, dtype=np.int64)
+        raise TypeError(f"no values for domain {domain}")
+
+    def positions_in_domain(self, domain, values: np.ndarray) -> np.ndarray:
+        """Storage positions of domain values (for parameters), with a clear error when absent."""
+        if isinstance(domain, ir.RangeDomain):
+            positions = values - domain.start
+            bad = (positions < 0) | (positions >= domain.stop - domain.start)
+        elif isinstance(domain, ir.SpeciesDomain):
+            species = self.species(domain)
+            positions = np.searchsorted(species, values)
+            clipped = np.minimum(positions, len(species) - 1)
+            bad = species[clipped] != values if len(species) else np.ones(values.shape, bool)
+            positions = clipped
+        elif isinstance(domain, ir.XyzDomain):
+            positions = values
+            bad = (values < 0) | (values > 2)
+        elif isinstance(domain, ir.IrrepDomain):
+            positions = values + domain.max_degree
+            bad = (positions < 0) | (positions > 2 * domain.max_degree)
+        else:
+            raise TypeError(f"parameters cannot be indexed by {domain}")
+        return positions, bad

@@ -1,0 +1,168 @@
+"""`BlockTable`: reading entries of a TensorMap by label values, vectorized.
+
+Block access `T{keys}[samples, components, properties]` names every position by
+value. The table concatenates all blocks into one flat array and builds, once,
+lookups from (block, label values) to positions, so a whole `Named` array of
+accesses is one gather. Entries that do not exist read as 0 and are marked
+missing (an error if they reach an output, see `Named.missing`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtdsl.tensor import Labels, TensorMap
+from mtdsl.tensor._array import to_numpy
+
+from .bindings import RunError
+from .named import Named, union_axes
+
+SLOT_WIDTH = {"atoms": 2, "pairs": 6, "systems": 1, "value": 1}
+
+
+class BlockTable:
+    def __init__(self, name: str, tensor: TensorMap):
+        self.name = name
+        self.tensor = tensor
+        blocks = tensor.blocks()
+        self.key_names = tensor.keys.names
+        self.sample_names = tensor.sample_names
+        self.n_components = len(tensor.component_names)
+        sizes = [int(np.prod(b.values.shape)) for b in blocks]
+        self.base = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        self.flat = (
+            np.concatenate([to_numpy(b.values).reshape(-1) for b in blocks]) if blocks else np.zeros(0)
+        )
+        self.shapes = np.array([b.values.shape for b in blocks], dtype=np.int64).reshape(len(blocks), -1)
+        self.samples = _block_labels([b.samples.array for b in blocks])
+        self.components = [
+            _block_labels([b.components[k].array for b in blocks]) for k in range(self.n_components)
+        ]
+        self.properties = _block_labels([b.properties.array for b in blocks])
+
+    def gather(self, keys, slots, groups, bindings) -> Named:
+        """Values at the positions given by `keys` [(label, Named)] and `slots` [(kind, Named)]."""
+        arrays = [value for _, value in keys] + [value for _, value in slots]
+        axes = union_axes(*arrays)
+        sizes = {}
+        for array in arrays:
+            for axis, size in zip(array.axes, array.data.shape):
+                if size != 1:
+                    sizes[axis] = size
+        shape = tuple(sizes.get(a, 1) for a in axes)
+
+        def flat(named: Named) -> np.ndarray:
+            return np.broadcast_to(named.expand(axes), shape).reshape(-1).astype(np.int64)
+
+        n_points = int(np.prod(shape))
+        block = self._block_ids(keys, flat, n_points)
+        n_samples, n_components, n_properties = groups
+        sample_slots = slots[:n_samples]
+        component_slots = slots[n_samples : n_samples + n_components]
+        property_slots = slots[n_samples + n_components :]
+
+        sample_columns = [block]
+        for slot, value in sample_slots:
+            sample_columns += expand_slot(slot.kind, slot.source, flat(value), bindings)
+        if len(sample_columns) - 1 != len(self.sample_names):
+            raise RunError(
+                f"block access to {self.name}: {len(sample_columns) - 1} sample values for the "
+                f"samples {self.sample_names}"
+            )
+        row = self.samples.positions(np.stack(sample_columns, axis=1))
+        missing = (block < 0) | (row < 0)
+        row_in_block = np.where(row >= 0, row - self.samples_offset(block), 0)
+
+        if len(component_slots) != self.n_components:
+            raise RunError(f"block access to {self.name}: {len(component_slots)} component indices for {self.n_components} components")
+        component_positions = []
+        for k, (_, value) in enumerate(component_slots):
+            position = self.components[k].positions(np.stack([block, flat(value)], axis=1))
+            missing |= position < 0
+            component_positions.append(np.where(position >= 0, position - self.components_offset(k, block), 0))
+
+        property_columns = [block]
+        for _, value in property_slots:
+            property_columns.append(flat(value))
+        column = self.properties.positions(np.stack(property_columns, axis=1))
+        missing |= column < 0
+        column_in_block = np.where(column >= 0, column - self.properties_offset(block), 0)
+
+        safe_block = np.where(block >= 0, block, 0)
+        offset = row_in_block
+        for k, position in enumerate(component_positions):
+            offset = offset * self.shapes[safe_block, 1 + k] + position
+        offset = offset * self.shapes[safe_block, -1] + column_in_block if len(self.shapes) else offset
+        offset = np.where(missing, 0, offset + self.base[safe_block] if len(self.base) > 1 else 0)
+        values = self.flat[offset] if len(self.flat) else np.zeros(n_points)
+        values = np.where(missing, 0.0, values).reshape(shape)
+        missing_named = None
+        if missing.any():
+            missing_named = Named(axes, missing.reshape(shape))
+            self._last_missing = (keys, slots, missing, block, np.stack(sample_columns[1:], axis=1) if len(sample_columns) > 1 else None)
+        return Named(axes, values, missing_named)
+
+    def describe_missing(self, keys, sample_values) -> str:
+        return f"{self.name}"
+
+    # -- lookups ---------------------------------------------------------------------------
+    def _block_ids(self, keys, flat, n_points) -> np.ndarray:
+        columns = []
+        bound = dict(keys)
+        for name in self.key_names:
+            if name in bound:
+                columns.append(flat(bound[name]))
+            else:
+                values = np.unique(self.tensor.keys.column(name)) if len(self.tensor.keys) else np.zeros(0)
+                if len(values) > 1:
+                    raise RunError(
+                        f"block access to {self.name} does not bind the key {name!r}, which takes several values"
+                    )
+                columns.append(np.full(n_points, values[0] if len(values) else 0, dtype=np.int64))
+        for name in bound:
+            if name not in self.key_names:
+                raise RunError(f"block access to {self.name}: it has no key {name!r} (keys are {self.key_names})")
+        if not columns:
+            return np.zeros(n_points, dtype=np.int64)
+        return self.tensor.keys.positions(np.stack(columns, axis=1))
+
+    def samples_offset(self, block):
+        return self.samples.offsets[np.where(block >= 0, block, 0)]
+
+    def components_offset(self, k, block):
+        return self.components[k].offsets[np.where(block >= 0, block, 0)]
+
+    def properties_offset(self, block):
+        return self.properties.offsets[np.where(block >= 0, block, 0)]
+
+
+def expand_slot(kind: str, source: str, values: np.ndarray, bindings) -> list[np.ndarray]:
+    """The label columns of an atoms / pairs / plain index value (see `ir.Slot`)."""
+    if kind in ("value", "systems"):
+        return [values]
+    if kind == "atoms":
+        batch = bindings.systems[source]
+        return [np.asarray(batch.system)[values], np.asarray(batch.atom)[values]]
+    if kind == "pairs":
+        labels = bindings.pairs[source].label_values()[values]
+        return [labels[:, k].astype(np.int64) for k in range(6)]
+    raise RunError(f"unknown slot kind {kind!r}")
+
+
+class _BlockLabels:
+    """Labels of one axis of every block, prefixed by the block index, with per-block offsets."""
+
+    def __init__(self, arrays):
+        counts = [len(a) for a in arrays]
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        width = arrays[0].shape[1] if arrays else 0
+        rows = [np.concatenate([np.full((len(a), 1), b, dtype=np.int32), a], axis=1) for b, a in enumerate(arrays)]
+        values = np.concatenate(rows) if rows else np.zeros((0, width + 1), dtype=np.int32)
+        self.labels = Labels(["block"] + [f"c{k}" for k in range(width)], values, assume_unique=True)
+
+    def positions(self, rows: np.ndarray) -> np.ndarray:
+        return self.labels.positions(rows)
+
+
+def _block_labels(arrays) -> _BlockLabels:
+    return _BlockLabels(arrays)
