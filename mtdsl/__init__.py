@@ -1,12 +1,17 @@
 """mtdsl: a language and compiler for equivariant atomistic ML on TensorMaps.
 
 The data model mirrors metatensor's Python API (`Labels`, `TensorBlock`,
-`TensorMap`, `save`, `load`); the compiler turns `.mt` programs into models.
+`TensorMap`, `save`, `load`); `mtdsl.ops` mirrors metatensor-operations; the
+compiler turns `.mt` programs into models.
 """
 
 __version__ = "0.1.0"
 
+from . import ops
 from .errors import FormatError, MetadataError, MtdslError
+from .io.mts import load, load_block, load_buffer, load_labels, save, save_buffer
+from .io.structures import StructureError, read_structures
+from .systems import Pairs, System, SystemBatch, neighbors, systems_from_ase
 from .tensor import Labels, LabelsEntry, TensorBlock, TensorMap
 
 __all__ = [
@@ -15,6 +20,20 @@ __all__ = [
     "LabelsEntry",
     "MetadataError",
     "MtdslError",
+    "Pairs",
+    "StructureError",
+    "System",
+    "SystemBatch",
     "TensorBlock",
     "TensorMap",
+    "load",
+    "load_block",
+    "load_buffer",
+    "load_labels",
+    "neighbors",
+    "ops",
+    "read_structures",
+    "save",
+    "save_buffer",
+    "systems_from_ase",
 ]
