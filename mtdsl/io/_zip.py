@@ -141,9 +141,10 @@ def read_directory(source) -> dict[str, Member]:
         raise FormatError(f"file of {file_size} bytes is too short to be a ZIP archive")
     tail_length = min(file_size, _END_FORMAT.size + _U16_MAX)
     tail = bytes(source.read(file_size - tail_length, tail_length))
-    position = tail.rfind(_END)
+    # the end record is the last signature whose comment reaches exactly the end of the file
+    position = tail.rfind(_END, 0, len(tail) - _END_FORMAT.size + 4)
     while position >= 0 and position + _END_FORMAT.size + struct.unpack_from("<H", tail, position + 20)[0] != len(tail):
-        position = tail.rfind(_END, 0, position)
+        position = tail.rfind(_END, 0, position + 3)
     if position < 0:
         raise FormatError("not a ZIP archive: end of central directory record not found")
     end_offset = file_size - tail_length + position

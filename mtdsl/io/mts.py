@@ -409,9 +409,12 @@ class _Reader:
                 )
         except _npy.NpyError as error:
             raise FormatError(f"member {name!r}: {error}") from None
-        count = 1
+        count, bound = 1, dtype.itemsize
         for dimension in header.shape:
             count *= dimension
+            bound *= max(dimension, 1)
+        if bound >= 1 << 62:  # numpy refuses such shapes even when one dimension is 0
+            raise FormatError(f"member {name!r}: shape {list(header.shape)} is too large")
         expected = count * dtype.itemsize
         if member.size - header.length != expected:
             raise FormatError(
