@@ -207,3 +207,13 @@ def no_gradients_of_gradients(gradient: TensorBlock) -> None:
 
 def key_name(tensor: TensorMap, index: int) -> str:
     return describe_key(tensor.keys, index)
+
+
+def select(labels: Labels, selection: Labels) -> np.ndarray:
+    """Positions of the entries of `labels` matching `selection`, like metatensor-core's
+    `Labels.select`: in the order of `selection` when it has exactly the names of
+    `labels` (entries absent from `labels` are skipped), else in the order of `labels`."""
+    if selection.names == labels.names:
+        positions = labels.positions(selection.array)
+        return positions[positions >= 0]
+    return labels.select(selection)

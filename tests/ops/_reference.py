@@ -64,4 +64,22 @@ def assert_same(ours, theirs, gradients=True, atol=1e-12):
         assert_same_block(a, b, f"block {index}: ", gradients=gradients, atol=atol)
 
 
-__all__ = ["SETTINGS", "assert_same", "assert_same_block", "from_mts", "mts", "to_mts"]
+def redraw(tensor: TensorMap, seed: int, shift: float = 0.0) -> TensorMap:
+    """A map with the metadata of `tensor` and other random values (gradients too)."""
+    rng = np.random.default_rng(seed)
+
+    def block_like(block):
+        values = rng.standard_normal(tuple(block.values.shape)) + shift
+        if not isinstance(block.values, np.ndarray):
+            import torch
+
+            values = torch.from_numpy(values).to(block.values.dtype)
+        result = TensorBlock(values, block.samples, block.components, block.properties)
+        for parameter, gradient in block.gradients():
+            result.add_gradient(parameter, block_like(gradient))
+        return result
+
+    return TensorMap(tensor.keys, [block_like(b) for b in tensor.blocks()])
+
+
+__all__ = ["redraw", "SETTINGS", "assert_same", "assert_same_block", "from_mts", "mts", "to_mts"]

@@ -11,25 +11,12 @@ from mtdsl import Labels, TensorBlock, TensorMap
 from tests.strategies import tensormaps
 
 from ._finite_differences import check_finite_differences
-from ._reference import SETTINGS, assert_same, mts, to_mts
+from ._reference import SETTINGS, assert_same, mts, redraw, to_mts
 
 BINARY = ["add", "subtract", "multiply", "divide"]
 
 
-def _like(tensor: TensorMap, seed: int, shift: float = 0.0) -> TensorMap:
-    """A map with the metadata of `tensor` and other values (gradients too)."""
-    rng = np.random.default_rng(seed)
-
-    def redraw(block):
-        values = rng.standard_normal(tuple(block.values.shape)) + shift
-        if isinstance(block.values, torch.Tensor):
-            values = torch.from_numpy(values).to(block.values.dtype)
-        result = TensorBlock(values, block.samples, block.components, block.properties)
-        for parameter, gradient in block.gradients():
-            result.add_gradient(parameter, redraw(gradient))
-        return result
-
-    return TensorMap(tensor.keys, [redraw(b) for b in tensor.blocks()])
+_like = redraw
 
 
 @pytest.mark.parametrize("name", BINARY)
