@@ -8,6 +8,7 @@ compiler turns `.mt` programs into models.
 __version__ = "0.1.0"
 
 from . import ops
+from .compile import CompileError, compile
 from .errors import FormatError, MetadataError, MtdslError
 from .io.mts import load, load_block, load_buffer, load_labels, save, save_buffer
 from .io.structures import StructureError, read_structures
@@ -15,6 +16,8 @@ from .systems import Pairs, System, SystemBatch, neighbors, systems_from_ase
 from .tensor import Labels, LabelsEntry, TensorBlock, TensorMap
 
 __all__ = [
+    "CompileError",
+    "compile",
     "FormatError",
     "Labels",
     "LabelsEntry",

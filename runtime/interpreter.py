@@ -217,11 +217,9 @@ class Interpreter:
         width = float(expr.option("width"))
         return apply(lambda rr, nn: rr**nn * np.exp(-(rr * rr) / (2.0 * width * width)), r, n)
 
-    def _call_cosine_cutoff(self, expr, r, cutoff):
-        width = float(expr.option("width"))
-        return apply(
-            lambda rr, cc: math_functions.cosine_cutoff(rr, float(np.asarray(cc).flat[0]), width), r, cutoff
-        )
+    def _call_cosine_cutoff(self, expr, r):
+        cutoff, width = float(expr.option("cutoff")), float(expr.option("width"))
+        return apply(lambda rr: math_functions.cosine_cutoff(rr, cutoff, width), r)
 
     def _call_sph(self, expr, v, l, m):
         if VECTOR_AXIS not in v.axes:
@@ -290,19 +288,17 @@ class Interpreter:
             else:
                 inner = inner.bind(binder.name, domain, self.bindings.domain_values(domain))
 
-        factors = _factors(expr.body)
-        named = [self.evaluate(f, inner) for f in factors]
+        values = [self.evaluate(f, inner) for f in _factors(expr.body)]
+        masks = []
         if expr.where is not None:
-            named.append(self._as_float(self.evaluate(expr.where, inner)))
-        for alias_name, alias in inner.aliases.items():
-            if alias_name.startswith("·mask·"):
-                named.append(self._as_float(alias))
+            masks.append(self.evaluate(expr.where, inner))
+        masks += [alias for name, alias in inner.aliases.items() if name.startswith("·mask·")]
         for binder in expr.binders:
             valid = self.validity(binder.name, inner)
             if valid is not None:
-                named.append(self._as_float(valid))
+                masks.append(valid)
         reduced = [b.name for b in expr.binders if not (segment and b.name == segment[0])]
-        result = _contract(named, reduced, inner, self.bindings.dtype)
+        result = _contract(values, [self._as_float(m) for m in masks], reduced, inner, self.bindings.dtype)
         if segment is not None:
             result = self._segment_sum(result, *segment)
         return result
@@ -350,8 +346,12 @@ def _factors(expr) -> list:
     return [expr]
 
 
-def _contract(factors: list[Named], reduced: list[str], scope: Scope, dtype) -> Named:
-    """The product of `factors` summed over the `reduced` axes, as one einsum."""
+def _contract(values: list[Named], masks: list[Named], reduced: list[str], scope: Scope, dtype) -> Named:
+    """The product of `values` and `masks` summed over the `reduced` axes, as one einsum.
+
+    Missing entries of the values count only where every mask holds.
+    """
+    factors = values + masks
     axes = union_axes(*factors)
     for name in reduced:
         if name not in axes:  # the body does not depend on a summed index: multiply by its size
@@ -359,29 +359,30 @@ def _contract(factors: list[Named], reduced: list[str], scope: Scope, dtype) -> 
             axes = axes + (name,)
     kept = tuple(a for a in axes if a not in reduced)
     letters = {axis: _letter(k) for k, axis in enumerate(axes)}
-    operands, specs = [], []
-    for factor in factors:
-        data = np.asarray(factor.data)
-        if data.dtype.kind == "b":
-            data = data.astype(dtype)
-        operands.append(data)
-        specs.append("".join(letters[a] for a in factor.axes))
-    output = "".join(letters[a] for a in kept)
-    # size-1 broadcast axes are fine for einsum only when sizes agree; expand them explicitly
     sizes = {}
     for factor in factors:
         for axis, size in zip(factor.axes, np.shape(factor.data)):
             if size != 1:
                 sizes[axis] = size
-    operands = [
-        np.broadcast_to(op, tuple(sizes.get(a, 1) for a in f.axes)) for op, f in zip(operands, factors)
-    ]
+    operands, specs = [], []
+    for factor in factors:
+        data = np.asarray(factor.data)
+        if data.dtype.kind == "b":
+            data = data.astype(dtype)
+        # size-1 axes broadcast in einsum only when expanded explicitly
+        operands.append(np.broadcast_to(data, tuple(sizes.get(a, 1) for a in factor.axes)))
+        specs.append("".join(letters[a] for a in factor.axes))
+    output = "".join(letters[a] for a in kept)
     data = np.einsum(",".join(specs) + "->" + output, *operands, optimize="greedy")
-    missing = merge_missing(*factors)
+    missing = merge_missing(*values)
     if missing is not None:
-        reduce_axes = tuple(i for i, a in enumerate(missing.axes) if a in reduced)
-        data_missing = np.any(missing.data, axis=reduce_axes) if reduce_axes else missing.data
-        missing = Named(tuple(a for a in missing.axes if a not in reduced), data_missing)
+        mask_axes = union_axes(missing, *masks)
+        hit = missing.expand(mask_axes)
+        for mask in masks:
+            hit = hit & (mask.expand(mask_axes) != 0)
+        reduce_axes = tuple(i for i, a in enumerate(mask_axes) if a in reduced)
+        hit = np.any(hit, axis=reduce_axes) if reduce_axes else hit
+        missing = Named(tuple(a for a in mask_axes if a not in reduced), np.asarray(hit))
     return Named(kept, np.asarray(data), missing)
 
 

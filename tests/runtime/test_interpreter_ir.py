@@ -29,7 +29,7 @@ def spherical_expansion_module() -> ir.Module:
         (ir.Binder("p", ir.PairsFrom("P", V("i"))),),
         ir.Binary("mul", ir.Binary("mul",
             ir.Call("soap_radial", (distance, V("n"), V("l")), (("n_radial", 6), ("cutoff", 5.0), ("density_width", 0.3))),
-            ir.Call("cosine_cutoff", (distance, ir.Const(5.0)), (("width", 0.5),))),
+            ir.Call("cosine_cutoff", (distance,), (("cutoff", 5.0), ("width", 0.5)))),
             ir.Call("sph", (ir.Data("P", "vector", (V("p"),)), V("l"), V("m")))),
         ir.Binary("eq", ir.Data("S", "type", (ir.Data("P", "second", (V("p"),)),)), V("b")),
     )

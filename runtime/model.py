@@ -1,0 +1,152 @@
+"""`Model`: a compiled `.mt` program, called on atomic systems.
+
+`model(frames, gradients=[...], h=features)` binds the frames to the systems
+input, computes the neighbour lists, checks the input TensorMaps against their
+declared signatures, runs the kernels with the chosen backend and returns the
+outputs as `{name: TensorMap}`, each with its provenance in `info`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mtdsl.errors import MtdslError
+from mtdsl.ir import nodes as ir
+from mtdsl.provenance import append_provenance, make_record, package_versions
+from mtdsl.systems import as_batch, neighbors
+from mtdsl.tensor import TensorMap
+
+from .assemble import evaluate_kernel
+from .bindings import Bindings, RunError
+from .interpreter import Interpreter
+
+BACKENDS = ("interpreter",)
+
+
+def initial_parameters(module: ir.Module, seed: int = 0) -> dict[str, np.ndarray]:
+    """Parameter arrays drawn from each `param`'s initializer, deterministically from `seed`."""
+    rng = np.random.default_rng(seed)
+    params = {}
+    for param in module.params:
+        shape = tuple(_domain_size(d, param.name) for d in param.domains)
+        name, args = param.init
+        if name == "zeros":
+            values = np.zeros(shape)
+        elif name == "ones":
+            values = np.ones(shape)
+        elif name == "constant":
+            values = np.full(shape, args[0])
+        elif name == "normal":
+            mean, std = (args + (0.0, 1.0)[len(args):]) if len(args) < 2 else args
+            values = rng.normal(mean, std, size=shape)
+        elif name == "uniform":
+            low, high = (args + (0.0, 1.0)[len(args):]) if len(args) < 2 else args
+            values = rng.uniform(low, high, size=shape)
+        else:
+            raise MtdslError(f"parameter {param.name}: unknown initializer {name!r}")
+        params[param.name] = values
+    return params
+
+
+def _domain_size(domain, param: str) -> int:
+    if isinstance(domain, ir.RangeDomain):
+        return max(domain.stop - domain.start, 0)
+    if isinstance(domain, ir.SpeciesDomain):
+        if domain.fixed is None:
+            raise MtdslError(f"parameter {param} is indexed by species: compile with species=[...] (E206)")
+        return len(domain.fixed)
+    if isinstance(domain, ir.XyzDomain):
+        return 3
+    raise MtdslError(f"parameter {param} cannot be indexed by {domain}")
+
+
+class Model:
+    """A compiled program: call it on frames to get its outputs."""
+
+    def __init__(self, module: ir.Module, *, backend: str = "interpreter", dtype=np.float64,
+                 provenance: dict | None = None, seed: int = 0):
+        if backend not in BACKENDS:
+            raise MtdslError(f"unknown backend {backend!r}: choose among {list(BACKENDS)}")
+        self.module = module
+        self.backend = backend
+        self.dtype = np.dtype(dtype)
+        self.parameters = initial_parameters(module, seed)
+        self.provenance = dict(provenance or {})
+
+    @property
+    def outputs(self) -> dict[str, tuple[str, ...]]:
+        """Output names with the gradients each may be asked for."""
+        return {o.name: o.gradients for o in self.module.outputs}
+
+    def __call__(self, frames, gradients=None, **tensormaps) -> dict[str, TensorMap]:
+        gradients = list(gradients or [])
+        self._check_gradients(gradients)
+        bindings = self.bind(frames, tensormaps)
+        interpreter = Interpreter(self.module, bindings)
+        for kernel in self.module.kernels:
+            bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
+        return self._outputs(bindings)
+
+    def bind(self, frames, tensormaps: dict) -> Bindings:
+        if len(self.module.systems) != 1:
+            raise MtdslError("models with several systems inputs are not supported yet")
+        systems_name = self.module.systems[0].name
+        batch = as_batch(frames)
+        pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in self.module.pairs}
+        bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type)
+        declared = {t.name: t for t in self.module.tensormaps}
+        for name in tensormaps:
+            if name not in declared:
+                raise MtdslError(
+                    f"unknown input {name!r}: the model's tensormap inputs are {sorted(declared) or 'none'}"
+                )
+        for name, declaration in declared.items():
+            if name not in tensormaps:
+                raise MtdslError(f"the model needs the tensormap input {name!r} ({name}=TensorMap)")
+            check_tensormap_input(declaration, tensormaps[name])
+            bindings.tensors[name] = tensormaps[name]
+        return bindings
+
+    def _check_gradients(self, gradients: list[str]) -> None:
+        for output in self.module.outputs:
+            undeclared = [g for g in gradients if g not in output.gradients]
+            if undeclared:
+                raise MtdslError(
+                    f"output {output.name} declares gradients {list(output.gradients) or 'none'}; "
+                    f"cannot compute {undeclared}"
+                )
+        if gradients:
+            raise MtdslError(f"gradients ({', '.join(gradients)}) are not implemented yet in this version")
+
+    def _outputs(self, bindings: Bindings) -> dict[str, TensorMap]:
+        batch = next(iter(bindings.systems.values()))
+        inputs = [source for source in batch.sources if source] if hasattr(batch, "sources") else []
+        record = make_record("mtdsl.compile", inputs=inputs, backend=self.backend,
+                             versions=package_versions(), **self.provenance)
+        result = {}
+        for output in self.module.outputs:
+            tensor = bindings.tensors[output.name]
+            append_provenance(tensor, record)
+            result[output.name] = tensor
+        return result
+
+
+def check_tensormap_input(declaration: ir.TensorMapInput, tensor) -> None:
+    """The input's labels must be those its declaration names."""
+    where = f"input {declaration.name}"
+    if not isinstance(tensor, TensorMap):
+        raise RunError(f"{where} must be an mtdsl.TensorMap, got {type(tensor).__name__}")
+    if tuple(tensor.keys.names) != declaration.keys:
+        raise RunError(f"{where}: keys are {tensor.keys.names}, the model declares {list(declaration.keys)}")
+    for index, block in enumerate(tensor.blocks()):
+        key = ", ".join(f"{n}={int(v)}" for n, v in zip(tensor.keys.names, tensor.keys.array[index]))
+        for axis, found, expected in (
+            ("samples", block.samples.names, declaration.samples),
+            ("components", [c.names[0] for c in block.components], declaration.components),
+            ("properties", block.properties.names, declaration.properties),
+        ):
+            if tuple(found) != tuple(expected):
+                raise RunError(
+                    f"{where}, block ({key}): {axis} are labelled {list(found)}, "
+                    f"the model declares {list(expected)}"
+                )

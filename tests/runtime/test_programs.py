@@ -1,0 +1,222 @@
+"""The reference programs compiled from `.mt` files and run by the interpreter.
+
+featomic parity for the spherical expansion and the power spectrum (issue #6's
+hypers, on the shipped structures), the energy model against numpy on the
+power spectrum, the convolution against a per-pair loop, block sparsity on odd
+inputs, and the errors a user meets.
+"""
+
+import pathlib
+
+import ase
+import ase.io
+import featomic
+import numpy as np
+import pytest
+
+import mtdsl
+from mtdsl.compile import CompileError, compile
+from mtdsl.math.cg import cg
+from mtdsl.math.sph import spherical_harmonics
+from mtdsl.math.wigner import wigner_d
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+HYPERS = {
+    "cutoff": {"radius": 5.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
+    "density": {"type": "Gaussian", "width": 0.3, "center_atom_weight": 0.0},
+    "basis": {"type": "TensorProduct", "max_angular": 4, "radial": {"type": "Gto", "max_radial": 5},
+              "spline_accuracy": 1e-12},
+}
+STRUCTURES = ["water.xyz", "silicon.xyz", "mixed.xyz"]
+
+
+@pytest.fixture(scope="module")
+def power_spectrum():
+    return compile(EXAMPLES / "soap_power_spectrum.mt")
+
+
+@pytest.fixture(scope="module")
+def expansion():
+    return compile(EXAMPLES / "spherical_expansion.mt")
+
+
+def frames(name):
+    return ase.io.read(EXAMPLES / "data" / name, ":")
+
+
+def assert_matches_featomic(ours, theirs):
+    assert ours.keys.names == theirs.keys.names
+    assert len(ours) == len(theirs)
+    for key, block in theirs.items():
+        mine = ours.block(**{name: int(value) for name, value in zip(key.names, key.values)})
+        assert mine.samples.names == block.samples.names
+        assert [c.names for c in mine.components] == [c.names for c in block.components]
+        assert mine.properties.names == block.properties.names
+        rows = mine.samples.positions(np.asarray(block.samples.values))
+        columns = mine.properties.positions(np.asarray(block.properties.values))
+        assert (rows >= 0).all() and (columns >= 0).all()
+        assert len(columns) == len(mine.properties)
+        scale = np.abs(block.values).max()
+        np.testing.assert_allclose(mine.values[rows][..., columns], block.values, rtol=0, atol=1e-8 * scale)
+        extra = np.setdiff1d(np.arange(len(mine.samples)), rows)
+        assert np.all(mine.values[extra] == 0.0)  # centres featomic drops have no such neighbour
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_spherical_expansion_equals_featomic(expansion, structure):
+    systems = frames(structure)
+    assert_matches_featomic(expansion(systems)["rho"], featomic.SphericalExpansion(**HYPERS).compute(systems))
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_power_spectrum_equals_featomic(power_spectrum, structure):
+    systems = frames(structure)
+    assert_matches_featomic(power_spectrum(systems)["ps"], featomic.SoapPowerSpectrum(**HYPERS).compute(systems))
+
+
+def test_provenance_is_recorded(power_spectrum):
+    from mtdsl.provenance import history
+
+    out = power_spectrum(mtdsl.read_structures(EXAMPLES / "data" / "water.xyz"))["ps"]
+
+    record = history(out)[-1]
+    assert record["program"].endswith("soap_power_spectrum.mt")
+    assert len(record["program_sha256"]) == 64
+    assert record["hypers"]["cutoff"] == 5.0
+    assert any("water.xyz" in source for source in record["inputs"])
+
+
+def test_energy_model_is_linear_in_the_power_spectrum():
+    systems = frames("mixed.xyz") + frames("water.xyz")
+    species = sorted({int(z) for atoms in systems for z in atoms.numbers})
+    model = compile(EXAMPLES / "soap_energy.mt", species=species, seed=3)
+    rng = np.random.default_rng(0)
+    for name in model.parameters:
+        model.parameters[name] = rng.normal(size=model.parameters[name].shape)
+    energy = model(systems)["energy"].block()
+    assert energy.samples.names == ["system"]
+    ps = compile(EXAMPLES / "soap_power_spectrum.mt")(systems)["ps"]
+    w, e0 = model.parameters["w"], model.parameters["e0"]
+    expected = np.zeros(len(systems))
+    position = {z: k for k, z in enumerate(species)}
+    for key, block in ps.items():
+        a, b1, b2 = (position[int(v)] for v in key.values)
+        for row, (system, _) in enumerate(block.samples.array):
+            for column, (l, n1, n2) in enumerate(block.properties.array):
+                expected[system] += w[a, b1, b2, l, n1, n2] * block.values[row, column]
+    for atoms_index, atoms in enumerate(systems):
+        expected[atoms_index] += sum(e0[position[int(z)]] for z in atoms.numbers)
+    np.testing.assert_allclose(energy.values[:, 0], expected, rtol=1e-10)
+
+
+def features_for(systems, lmax=2, width=16, seed=0):
+    """A random `h` input: keys (o3_lambda, o3_sigma), samples (system, atom), o3_mu, q."""
+    rng = np.random.default_rng(seed)
+    samples = np.array([[s, a] for s, atoms in enumerate(systems) for a in range(len(atoms))], dtype=np.int32)
+    blocks = []
+    for l in range(lmax + 1):
+        blocks.append(mtdsl.TensorBlock(
+            rng.normal(size=(len(samples), 2 * l + 1, width)),
+            mtdsl.Labels(["system", "atom"], samples),
+            [mtdsl.Labels(["o3_mu"], np.arange(-l, l + 1).reshape(-1, 1))],
+            mtdsl.Labels.range("q", width),
+        ))
+    keys = mtdsl.Labels(["o3_lambda", "o3_sigma"], np.array([[l, 1] for l in range(lmax + 1)]))
+    return mtdsl.TensorMap(keys, blocks)
+
+
+def test_convolution_equals_a_loop_over_pairs():
+    atoms = frames("water.xyz")[0]
+    model = compile(EXAMPLES / "equivariant_convolution.mt")
+    h = features_for([atoms])
+    msg = model([atoms], h=h)["msg"]
+    wr = model.parameters["wr"]
+    pairs = mtdsl.neighbors([atoms], 4.0)
+    vectors, distances = np.asarray(pairs.vectors), np.asarray(pairs.distances)
+    fc = np.where(distances < 3.5, 1.0, 0.5 * (1 + np.cos(np.pi * (distances - 3.5) / 0.5)))
+    radial = np.stack([distances**k * np.exp(-distances**2 / (2 * 0.25)) * fc for k in range(8)], axis=1)
+    sph = spherical_harmonics(vectors, 2)
+    expected = {L: np.zeros((len(atoms), 2 * L + 1, 16)) for L in range(3)}
+    for p, (i, j) in enumerate(zip(pairs.first, pairs.second)):
+        for l1 in range(3):
+            for l2 in range(3):
+                for L in range(3):
+                    if (l1 + l2 + L) % 2:
+                        continue
+                    weights = radial[p] @ wr[:, l1, l2, L, :]
+                    coupled = np.einsum("abc,a,bq->cq", cg(l1, l2, L), sph[p, l1 * l1 : (l1 + 1) ** 2],
+                                        h.block(o3_lambda=l2).values[j])
+                    expected[L][i] += coupled * weights
+    for L in range(3):
+        np.testing.assert_allclose(msg.block(o3_lambda=L).values, expected[L], atol=1e-12)
+
+
+def test_convolution_is_equivariant():
+    atoms = frames("water.xyz")[0]
+    model = compile(EXAMPLES / "equivariant_convolution.mt")
+    h = features_for([atoms])
+    rotation = np.linalg.qr(np.random.default_rng(5).normal(size=(3, 3)))[0]
+    rotation *= np.sign(np.linalg.det(rotation))
+    rotated_atoms = atoms.copy()
+    rotated_atoms.positions = atoms.positions @ rotation.T
+    rotated_h = mtdsl.TensorMap(h.keys, [
+        mtdsl.TensorBlock(np.einsum("mn,snq->smq", wigner_d(l, rotation), block.values), block.samples,
+                          block.components, block.properties)
+        for l, block in enumerate(h.blocks())
+    ])
+    before = model([atoms], h=h)["msg"]
+    after = model([rotated_atoms], h=rotated_h)["msg"]
+    for L in range(3):
+        expected = np.einsum("mn,snq->smq", wigner_d(L, rotation), before.block(o3_lambda=L).values)
+        np.testing.assert_allclose(after.block(o3_lambda=L).values, expected, atol=1e-10)
+
+
+def test_odd_structures_give_zeros_or_absent_blocks(power_spectrum):
+    isolated = ase.Atoms("CO", positions=[[0, 0, 0], [20, 0, 0]])
+    single = ase.Atoms("Si", positions=[[0, 0, 0]])
+    silicon = frames("silicon.xyz")[0]
+    out = power_spectrum([isolated, single, silicon])["ps"]
+    assert set(out.keys.column("center_type").tolist()) == {6, 8, 14}
+    for key, block in out.items():
+        rows = block.samples.array
+        far = rows[:, 0] < 2  # atoms of the first two systems have no neighbours
+        assert np.all(block.values[far] == 0.0)
+    # a species present only in some frames gives blocks only where it is a centre
+    assert len(out.block(center_type=6, neighbor_1_type=6, neighbor_2_type=6).samples) == 1
+
+
+def test_unknown_hyper_is_E103():
+    with pytest.raises(CompileError) as error:
+        compile(EXAMPLES / "spherical_expansion.mt", not_a_hyper=3)
+    assert error.value.diagnostics[0].code == "E103"
+
+
+def test_species_params_need_species():
+    with pytest.raises(CompileError) as error:
+        compile(EXAMPLES / "soap_energy.mt")
+    assert {d.code for d in error.value.diagnostics} == {"E206"}
+    assert "species" in str(error.value)
+
+
+def test_unlisted_species_is_a_run_error():
+    model = compile(EXAMPLES / "soap_energy.mt", species=[1, 8])
+    with pytest.raises(mtdsl.MtdslError, match=r"species \[14\] are not among the species \[1, 8\]"):
+        model(frames("silicon.xyz"))
+
+
+def test_undeclared_gradient_is_an_error():
+    model = compile(EXAMPLES / "equivariant_convolution.mt")
+    with pytest.raises(mtdsl.MtdslError, match="output msg declares gradients none"):
+        model(frames("water.xyz"), gradients=["positions"], h=features_for(frames("water.xyz")))
+
+
+def test_tensormap_input_is_checked():
+    model = compile(EXAMPLES / "equivariant_convolution.mt")
+    systems = frames("water.xyz")
+    with pytest.raises(mtdsl.MtdslError, match="needs the tensormap input 'h'"):
+        model(systems)
+    h = features_for(systems)
+    bad = mtdsl.TensorMap(h.keys, [mtdsl.TensorBlock(b.values, b.samples, b.components, mtdsl.Labels.range("p", 16))
+                                   for b in h.blocks()])
+    with pytest.raises(mtdsl.MtdslError, match=r"input h, block \(o3_lambda=0, o3_sigma=1\): properties are labelled \['p'\]"):
+        model(systems, h=bad)
