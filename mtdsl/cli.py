@@ -1,0 +1,239 @@
+"""The `mtdsl` command line.
+
+Each subcommand is one function ``cmd_NAME(args) -> int`` plus one function
+``add_NAME(subparsers)`` that declares its arguments; :data:`COMMANDS` is the
+registration table, so adding `compile`, `run` or `inspect` is one entry.
+
+Exit status: 0 success, 1 errors in the input (or a failed command), 2 usage
+errors.  Errors are one clear line on stderr; a traceback is shown only with
+``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+class CommandError(Exception):
+    """A failure to report as one line (exit status 1, or ``status``)."""
+
+    def __init__(self, message: str, status: int = EXIT_ERROR):
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# ---- check ------------------------------------------------------------------------------------
+
+
+def _parse_set(values: Optional[list[str]]) -> dict:
+    overrides = {}
+    for item in values or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise CommandError(f"--set expects NAME=VALUE, got {item!r}", EXIT_USAGE)
+        overrides[name.strip()] = value.strip()
+    return overrides
+
+
+def add_check(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="the .mt file to check")
+    parser.add_argument("--set", action="append", metavar="NAME=VALUE",
+                        help="override a hyper (repeatable)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print nothing when there is no error")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="colour the diagnostics (default: on a terminal)")
+
+
+def _color(args: argparse.Namespace, stream) -> bool:
+    from mtdsl.lang.diagnostics import use_color
+
+    choice = getattr(args, "color", "auto")
+    if choice == "always":
+        return True
+    if choice == "never":
+        return False
+    return use_color(stream)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from mtdsl.lang.check import analyse
+    from mtdsl.lang.diagnostics import render
+
+    _require_file(args.file)
+    program, diagnostics, sources = analyse(args.file, _parse_set(args.set))
+    color = _color(args, sys.stderr)
+    for diagnostic in diagnostics:
+        print(render(diagnostic, sources=sources, color=color), file=sys.stderr)
+    errors = sum(1 for d in diagnostics if d.is_error)
+    warnings = len(diagnostics) - errors
+    if errors:
+        print(f"{args.file}: {errors} error(s), {warnings} warning(s)", file=sys.stderr)
+        return EXIT_ERROR
+    if not args.quiet:
+        extra = f", {warnings} warning(s)" if warnings else ""
+        outputs = ", ".join(program.outputs) if program is not None and program.outputs else "none"
+        print(f"{args.file}: ok{extra} (outputs: {outputs})")
+    return EXIT_OK
+
+
+# ---- fmt --------------------------------------------------------------------------------------------
+
+
+def add_fmt(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="the .mt file to format")
+    parser.add_argument("--in-place", "-i", action="store_true", help="rewrite the file instead of printing")
+    parser.add_argument("--check", action="store_true",
+                        help="exit 1 when the file is not canonically formatted; change nothing")
+
+
+def _atomic_write(path: str, text: str) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
+    handle, temporary = tempfile.mkstemp(prefix=".mtdsl-fmt-", suffix=".mt", dir=directory)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+def cmd_fmt(args: argparse.Namespace) -> int:
+    from mtdsl.lang.ast import deparse
+    from mtdsl.lang.diagnostics import render
+    from mtdsl.lang.parse import parse_module
+
+    text = _read_text(args.file)
+    module, diagnostics = parse_module(text, args.file)
+    if diagnostics:
+        color = _color(args, sys.stderr)
+        for diagnostic in diagnostics:
+            print(render(diagnostic, sources={args.file: text}, color=color), file=sys.stderr)
+        print(f"{args.file}: not formatted: {len(diagnostics)} syntax error(s)", file=sys.stderr)
+        return EXIT_ERROR
+    formatted = _with_comments_note(deparse(module), text)
+    if args.check:
+        if formatted != text:
+            print(f"{args.file}: would be reformatted", file=sys.stderr)
+            return EXIT_ERROR
+        return EXIT_OK
+    if args.in_place:
+        if formatted != text:
+            _atomic_write(args.file, formatted)
+        return EXIT_OK
+    sys.stdout.write(formatted)
+    return EXIT_OK
+
+
+def _with_comments_note(formatted: str, original: str) -> str:
+    """The canonical text; comments are not part of the syntax tree, so the
+    formatter keeps the comment lines that precede the first statement (a
+    file header) and drops the others."""
+    header = []
+    for line in original.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            header.append(stripped)
+        elif stripped:
+            break
+    if header:
+        return "\n".join(header) + "\n\n" + formatted
+    return formatted
+
+
+# ---- the registration table and main ------------------------------------------------------------------
+
+COMMANDS: list[Command] = [
+    Command("check", "check a .mt file: syntax, dimensions, equivariance", add_check, cmd_check),
+    Command("fmt", "print a .mt file in canonical form", add_fmt, cmd_fmt),
+]
+
+
+def register(command: Command) -> None:
+    """Add a subcommand (used by other modules, e.g. `compile`, `run`, `inspect`)."""
+    COMMANDS[:] = [c for c in COMMANDS if c.name != command.name] + [command]
+
+
+def _require_file(path: str) -> None:
+    if not os.path.exists(path):
+        raise CommandError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise CommandError(f"{path}: is a directory")
+
+
+def _read_text(path: str) -> str:
+    _require_file(path)
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise CommandError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from error
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D401 - argparse API
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mtdsl", description="A language and compiler for equivariant atomistic ML "
+                                               "on metatensor TensorMaps.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for command in COMMANDS:
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(_run=command.run)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return int(exit_.code) if isinstance(exit_.code, int) else EXIT_USAGE
+    if not getattr(args, "_run", None):
+        parser.print_usage(sys.stderr)
+        print("mtdsl: error: a command is required", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args._run(args)
+    except CommandError as error:
+        print(f"mtdsl {args.command}: error: {error}", file=sys.stderr)
+        return error.status
+    except KeyboardInterrupt:
+        print("mtdsl: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - one line, unless --debug
+        if args.debug:
+            raise
+        print(f"mtdsl {args.command}: internal error: {type(error).__name__}: {error} "
+              "(run with --debug for the traceback)", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

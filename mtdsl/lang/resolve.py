@@ -1,0 +1,1177 @@
+"""Name resolution: syntax trees -> a resolved, typed :class:`~mtdsl.lang.program.Program`.
+
+Reports E101 (undefined name, with the closest defined one), E102 (name
+defined twice), E103 (unknown or ill-typed hyper override), E104 (unreadable
+`use`d file) and E105 (a cycle of `use`, with the chain).  The dimension and
+equivariance checks run on the result.
+
+Definitions are visible after the statement that makes them (in source order;
+a `use` brings in every definition of the used file, transitively, at its
+position).  A file used along two paths is loaded once.  Names live in one
+namespace; built-in functions and domain constructors are looked up first
+when a name is followed by `(`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional, Union
+
+from . import ast
+from . import program as P
+from .ast import Span
+from .builtins import BUILTINS, DOMAIN_CONSTRUCTORS, INITIALIZER_DEFAULTS, INITIALIZERS
+from .diagnostics import Reporter, did_you_mean
+from .evaluate import UNKNOWN, evaluate
+from .parse import parse_module
+
+CONVENTIONS = ("metatensor", "e3nn")
+
+
+# ---- types of arithmetic -----------------------------------------------------------------------
+
+
+def arith_type(op: str, left: P.Type, right: P.Type) -> Optional[P.Type]:
+    """The type of ``left op right`` for `+ - * / % ^`, or None when ill-typed."""
+    lk, rk = left.kind, right.kind
+    if lk == "unknown" or rk == "unknown":
+        return P.UNKNOWN
+    if lk == "vector" or rk == "vector":
+        if op in ("+", "-") and lk == rk == "vector":
+            return P.VECTOR
+        if op == "*" and {lk, rk} <= {"vector", "int", "float"} and not (lk == rk == "vector"):
+            return P.VECTOR
+        if op == "/" and lk == "vector" and rk in ("int", "float"):
+            return P.VECTOR
+        return None
+    if lk not in ("int", "float") or rk not in ("int", "float"):
+        return None
+    if op == "/":
+        return P.FLOAT
+    if lk == rk == "int":
+        return P.INT
+    return P.FLOAT
+
+
+def join_type(a: P.Type, b: P.Type) -> P.Type:
+    """The type of `c ? a : b`."""
+    if a.kind == "unknown":
+        return b
+    if b.kind == "unknown":
+        return a
+    if a == b:
+        return a
+    if {a.kind, b.kind} <= {"int", "float"}:
+        return P.FLOAT if "float" in (a.kind, b.kind) else P.INT
+    return a
+
+
+# ---- definitions in scope ------------------------------------------------------------------------
+
+
+@dataclass
+class _Definition:
+    kind: str  # hyper systems tensormap pairs dim index param let tensor
+    value: object
+    span: Span
+
+
+@dataclass
+class _Ctx:
+    """Index names bound where an expression is resolved."""
+
+    local: dict = field(default_factory=dict)  # name -> Index (sum binders)
+    bound: dict = field(default_factory=dict)  # name -> description of what binds it
+    allow_pairs_from: bool = False
+
+    def child(self) -> "_Ctx":
+        return _Ctx(dict(self.local), dict(self.bound))
+
+
+class Resolver:
+    """Resolves a main file and everything it uses into one Program."""
+
+    def __init__(self, reporter: Reporter, overrides: Optional[dict] = None):
+        self.reporter = reporter
+        self.overrides = dict(overrides or {})
+        self.used_overrides: set[str] = set()
+        self.scope: dict[str, _Definition] = {}
+        self.hypers: dict[str, P.Hyper] = {}
+        self.systems: dict[str, P.SystemsInput] = {}
+        self.tensormaps: dict[str, P.TensorMapInput] = {}
+        self.pairs: dict[str, P.Pairs] = {}
+        self.dims: dict[str, P.Dim] = {}
+        self.indices: dict[str, P.Index] = {}
+        self.params: dict[str, P.Param] = {}
+        self.lets: dict[str, P.Let] = {}
+        self.tensors: dict[str, P.Tensor] = {}
+        self.outputs: dict[str, P.Output] = {}
+        self.convention: Optional[tuple[str, Span]] = None
+        self.model_name: Optional[str] = None
+        self.files: list[str] = []
+        self.sources: dict[str, str] = {}
+        self._loaded: set[str] = set()
+        self._stack: list[str] = []
+        self.broken: set[str] = set()
+
+    # ---- errors
+    def error(self, code: str, span: Span, message: str, hint: Optional[str] = None) -> None:
+        self.reporter.error(code, span, message, hint)
+
+    def undefined(self, name: str, span: Span, what: str = "name", extra: tuple = ()) -> None:
+        if name in self.broken:
+            return  # its definition had a syntax error, already reported
+        candidates = list(self.scope) + list(extra)
+        self.error("E101", span, f"undefined {what} `{name}`", did_you_mean(name, candidates))
+
+    def define(self, ident: ast.Ident, kind: str, value: object) -> bool:
+        previous = self.scope.get(ident.name)
+        if previous is not None:
+            self.error(
+                "E102", ident.span,
+                f"`{ident.name}` is already defined (as a {previous.kind}) at {previous.span}",
+                hint="choose another name",
+            )
+            return False
+        self.scope[ident.name] = _Definition(kind, value, ident.span)
+        return True
+
+    # ---- files
+    def load_main(self, path: str) -> None:
+        text = self._read(path, None)
+        if text is None:
+            return
+        self._process_file(path, text, main=True)
+
+    def load_source(self, text: str, file: str) -> None:
+        self._process_file(file, text, main=True)
+
+    def _read(self, path: str, span: Optional[Span]) -> Optional[str]:
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read()
+        except (OSError, UnicodeDecodeError) as error:
+            reason = getattr(error, "strerror", None) or str(error)
+            where = span if span is not None else Span(path, 1, 1, 1, 1)
+            self.error("E104", where, f"cannot read `{path}`: {reason}")
+            return None
+
+    def _process_file(self, file: str, text: str, main: bool) -> None:
+        key = os.path.realpath(file) if not file.startswith("<") else file
+        self._loaded.add(key)
+        self._stack.append(key)
+        self.files.append(file)
+        self.sources[file] = text
+        module, _ = parse_module(text, file, self.reporter)
+        self.broken.update(ident.name for ident in module.broken)
+        for statement in module.statements:
+            self._statement(statement, file, main)
+        self._stack.pop()
+
+    def _use(self, statement: ast.UseStmt, file: str) -> None:
+        base = os.path.dirname(file) if not file.startswith("<") else ""
+        target = os.path.normpath(os.path.join(base, statement.path.value))
+        key = os.path.realpath(target)
+        if key in self._stack:
+            start = self._stack.index(key)
+            chain = [os.path.relpath(p) if os.path.isabs(p) else p for p in self._stack[start:]]
+            chain.append(chain[0])
+            self.error("E105", statement.path.span, "cycle of `use`: " + " -> ".join(chain),
+                       hint="move the shared definitions into a file that both can use")
+            return
+        if key in self._loaded:
+            return
+        text = self._read(target, statement.path.span)
+        if text is None:
+            return
+        self._process_file(target, text, main=False)
+
+    # ---- statements
+    def _statement(self, node: ast.Node, file: str, main: bool) -> None:
+        handler = getattr(self, "_stmt_" + type(node).__name__)
+        handler(node, file, main)
+
+    def _stmt_ModelStmt(self, node: ast.ModelStmt, file: str, main: bool) -> None:
+        if main:
+            if self.model_name is not None:
+                self.error("E102", node.name.span, "`model` given twice")
+            self.model_name = node.name.name
+
+    def _stmt_UseStmt(self, node: ast.UseStmt, file: str, main: bool) -> None:
+        self._use(node, file)
+
+    def _stmt_ConventionStmt(self, node: ast.ConventionStmt, file: str, main: bool) -> None:
+        if node.name.name != "sph":
+            self.error("E101", node.name.span, f"unknown convention `{node.name.name}`",
+                       did_you_mean(node.name.name, ["sph"]))
+            return
+        value = node.value.value
+        if value not in CONVENTIONS:
+            self.error("E101", node.value.span, f"unknown sph convention \"{value}\"",
+                       did_you_mean(value, CONVENTIONS) or 'use "metatensor" or "e3nn"')
+            return
+        if self.convention is not None and self.convention[0] != value:
+            self.error("E102", node.span,
+                       f"convention sph already set to \"{self.convention[0]}\" at {self.convention[1]}")
+            return
+        self.convention = (value, node.span)
+
+    def _stmt_HyperStmt(self, node: ast.HyperStmt, file: str, main: bool) -> None:
+        kind, value = self._literal(node.value)
+        if kind is None:
+            return
+        hyper = P.Hyper(node.name.name, kind, value, value, False, node.name.span)
+        name = node.name.name
+        if name in self.overrides and name not in self.scope:
+            self.used_overrides.add(name)
+            coerced = coerce_override(kind, self.overrides[name])
+            if coerced is _BAD:
+                self.error(
+                    "E103", node.name.span,
+                    f"override of hyper `{name}` has the wrong type: expected {kind}, "
+                    f"found {type(self.overrides[name]).__name__} {self.overrides[name]!r}",
+                )
+            else:
+                hyper = P.Hyper(name, kind, coerced, value, True, node.name.span)
+        if self.define(node.name, "hyper", hyper):
+            self.hypers[name] = hyper
+
+    def _literal(self, node: ast.Node):
+        """(type name, Python value) of a hyper literal."""
+        if isinstance(node, ast.BoolLit):
+            return "bool", node.value
+        if isinstance(node, ast.IntLit):
+            return "int", node.value
+        if isinstance(node, ast.FloatLit):
+            return "float", node.value
+        if isinstance(node, ast.StrLit):
+            return "string", node.value
+        if isinstance(node, ast.Neg) and isinstance(node.operand, (ast.IntLit, ast.FloatLit)):
+            kind, value = self._literal(node.operand)
+            return kind, -value
+        if isinstance(node, ast.ListLit):
+            kinds, values = [], []
+            for item in node.items:
+                if isinstance(item, ast.ListLit):
+                    self.error("E201", item.span, "nested lists are not supported in a hyper")
+                    return None, None
+                kind, value = self._literal(item)
+                if kind is None:
+                    return None, None
+                kinds.append(kind)
+                values.append(value)
+            kinds_set = set(kinds)
+            if not kinds_set:
+                return "list", []
+            if kinds_set == {"int", "float"}:
+                return "list[float]", [float(v) for v in values]
+            if len(kinds_set) > 1:
+                self.error("E201", node.span, "a list hyper holds values of one type, found "
+                           + " and ".join(sorted(kinds_set)))
+                return None, None
+            return f"list[{kinds[0]}]", values
+        self.error("E201", node.span, "a hyper must be a literal")
+        return None, None
+
+    def _stmt_InputStmt(self, node: ast.InputStmt, file: str, main: bool) -> None:
+        kind = node.kind.name
+        name = node.name.name
+        if kind == "systems":
+            for section, entries in node.signature.sections():
+                if entries is not None:
+                    self.error("E201", node.signature.span, "a systems input has no signature",
+                               hint="write `input S : systems`")
+                    break
+            if self.define(node.name, "systems", None):
+                self.systems[name] = P.SystemsInput(name, node.name.span)
+            return
+        if kind != "tensormap":
+            self.error("E101", node.kind.span, f"unknown input type `{kind}`",
+                       did_you_mean(kind, ["systems", "tensormap"]) or "expected `systems` or `tensormap`")
+            return
+        tensormap = self._tensormap_input(node)
+        if self.define(node.name, "tensormap", tensormap):
+            self.tensormaps[name] = tensormap
+
+    def _labels(self, entries: Optional[tuple[ast.Entry, ...]], seen: dict) -> list[ast.Ident]:
+        out = []
+        for entry in entries or ():
+            if entry.value is not None:
+                self.error("E201", entry.span, "entries of a tensormap input are label names",
+                           hint=f"write `{entry.label.name}`")
+                continue
+            if entry.label.name in seen:
+                self.error("E102", entry.label.span,
+                           f"label `{entry.label.name}` declared twice (first at {seen[entry.label.name]})")
+                continue
+            seen[entry.label.name] = entry.label.span
+            out.append(entry.label)
+        return out
+
+    def _tensormap_input(self, node: ast.InputStmt) -> P.TensorMapInput:
+        signature = node.signature
+        seen: dict = {}
+        keys = self._labels(signature.keys, seen)
+        key_names = tuple(k.name for k in keys)
+        seen = {}
+        samples = self._labels(signature.samples, seen)
+        sample_slots: list[P.Slot] = []
+        systems = list(self.systems)
+        position = 0
+        while position < len(samples):
+            label = samples[position]
+            following = samples[position + 1].name if position + 1 < len(samples) else None
+            if label.name == "system" and following == "atom" and len(systems) == 1:
+                span = Span(label.span.file, label.span.line, label.span.col,
+                            samples[position + 1].span.end_line, samples[position + 1].span.end_col)
+                sample_slots.append(P.Slot(("system", "atom"), P.AtomsDim(systems[0]), None, span))
+                position += 2
+                continue
+            if label.name == "system" and len(systems) == 1:
+                sample_slots.append(P.Slot(("system",), P.SystemsDim(systems[0]), None, label.span))
+            else:
+                sample_slots.append(P.Slot((label.name,), None, None, label.span))
+            position += 1
+        component_slots = []
+        for label in self._labels(signature.components, seen):
+            if label.name == "o3_mu" and "o3_lambda" in key_names:
+                dim: P.Dim = P.IrrepDim(P.KeyLabel("o3_lambda"))
+            elif label.name == "xyz":
+                dim = P.XyzDim()
+            else:
+                dim = P.OpaqueDim(label.name)
+            component_slots.append(P.Slot((label.name,), dim, None, label.span))
+        property_slots = [P.Slot((label.name,), None, None, label.span)
+                          for label in self._labels(signature.properties, seen)]
+        return P.TensorMapInput(node.name.name, key_names, tuple(sample_slots), tuple(component_slots),
+                                tuple(property_slots), node.name.span)
+
+    def _stmt_PairsStmt(self, node: ast.PairsStmt, file: str, main: bool) -> None:
+        source = node.source
+        systems_name: Optional[str] = None
+        cutoff: P.Expr = P.Invalid(node.span)
+        full = True
+        if not (isinstance(source, ast.Call) and isinstance(source.func, ast.Name)
+                and source.func.name == "neighbors"):
+            self.error("E201", source.span, "expected `neighbors(S, cutoff = ...)`")
+        else:
+            if len(source.args) != 1:
+                self.error("E203", source.span,
+                           f"neighbors takes one positional argument (the systems), found {len(source.args)}")
+            else:
+                systems_name = self._systems_name(source.args[0])
+            kwargs = {kw.name.name: kw for kw in source.kwargs}
+            for kw in source.kwargs:
+                if kw.name.name not in ("cutoff", "full"):
+                    self.error("E101", kw.name.span, f"unknown argument `{kw.name.name}` of neighbors",
+                               did_you_mean(kw.name.name, ["cutoff", "full"]))
+            if "cutoff" not in kwargs:
+                self.error("E203", source.span, "neighbors needs `cutoff = ...`")
+            else:
+                cutoff = self.expr(kwargs["cutoff"].value, _Ctx())
+                if cutoff.type.kind not in ("int", "float", "unknown") or cutoff.type.dim is not None:
+                    self.error("E201", kwargs["cutoff"].value.span, f"cutoff must be a number, found {cutoff.type}")
+            if "full" in kwargs:
+                value = evaluate(self.expr(kwargs["full"].value, _Ctx()))
+                if not isinstance(value, bool):
+                    self.error("E201", kwargs["full"].value.span, "full must be true or false")
+                else:
+                    full = value
+        pairs = P.Pairs(node.name.name, systems_name or "?", cutoff, full, node.name.span)
+        if self.define(node.name, "pairs", pairs) and systems_name is not None:
+            self.pairs[node.name.name] = pairs
+
+    def _systems_name(self, node: ast.Node) -> Optional[str]:
+        if not isinstance(node, ast.Name):
+            self.error("E201", node.span, "expected the name of a systems input")
+            return None
+        definition = self.scope.get(node.name)
+        if definition is None:
+            self.undefined(node.name, node.span)
+            return None
+        if definition.kind != "systems":
+            self.error("E201", node.span, f"`{node.name}` is a {definition.kind}, not a systems input")
+            return None
+        return node.name
+
+    def _stmt_DimStmt(self, node: ast.DimStmt, file: str, main: bool) -> None:
+        dim = self.domain(node.domain, _Ctx(), name=node.name.name)
+        if isinstance(dim, P.PairsFrom):
+            self.error("E201", node.domain.span, "`P.from(i)` is only a domain of a sum binder")
+            dim = None
+        if self.define(node.name, "dim", dim) and dim is not None:
+            self.dims[node.name.name] = dim
+
+    def _stmt_IndexStmt(self, node: ast.IndexStmt, file: str, main: bool) -> None:
+        dim = self.domain(node.domain, _Ctx(), name=None)
+        if isinstance(dim, P.PairsFrom):
+            self.error("E201", node.domain.span, "`P.from(i)` is only a domain of a sum binder")
+            dim = None
+        for ident in node.names:
+            index = P.Index(ident.name, dim if dim is not None else _UNKNOWN_DIM, span=ident.span)
+            if self.define(ident, "index", index):
+                self.indices[ident.name] = index
+
+    def _stmt_ParamStmt(self, node: ast.ParamStmt, file: str, main: bool) -> None:
+        indices = self._declared_indices(node.indices)
+        init = self._init(node.init)
+        spans = tuple(ident.span for ident in node.indices or () if ident.name in {i.name for i in indices})
+        param = P.Param(node.name.name, indices, init, node.name.span, spans)
+        if self.define(node.name, "param", param):
+            self.params[node.name.name] = param
+
+    def _declared_indices(self, idents: Optional[tuple[ast.Ident, ...]]) -> tuple[P.Index, ...]:
+        out = []
+        seen: set[str] = set()
+        for ident in idents or ():
+            definition = self.scope.get(ident.name)
+            if definition is None:
+                self.undefined(ident.name, ident.span, "index")
+                continue
+            if definition.kind != "index":
+                self.error("E201", ident.span, f"`{ident.name}` is a {definition.kind}, not an index")
+                continue
+            if ident.name in seen:
+                self.error("E102", ident.span, f"index `{ident.name}` listed twice")
+                continue
+            seen.add(ident.name)
+            index = definition.value
+            out.append(index)
+        return tuple(out)
+
+    def _init(self, node: ast.Node) -> P.Init:
+        if isinstance(node, ast.Name):
+            name, args, span = node.name, (), node.span
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            name, args, span = node.func.name, node.args, node.func.span
+            if node.kwargs:
+                self.error("E201", node.kwargs[0].span, "initializers take positional arguments only")
+        else:
+            self.error("E201", node.span, "expected an initializer: " + ", ".join(INITIALIZERS))
+            return P.Init("zeros")
+        if name not in INITIALIZERS:
+            self.error("E101", span, f"unknown initializer `{name}`",
+                       did_you_mean(name, INITIALIZERS) or "expected one of " + ", ".join(INITIALIZERS))
+            return P.Init("zeros")
+        low, high = INITIALIZERS[name]
+        if not low <= len(args) <= high:
+            self.error("E203", node.span, f"`{name}` takes {low if low == high else f'{low} to {high}'} "
+                       f"arguments, found {len(args)}")
+            return P.Init(name, INITIALIZER_DEFAULTS.get(name, ()))
+        values = []
+        for arg in args:
+            value = evaluate(self.expr(arg, _Ctx()))
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                self.error("E201", arg.span, "initializer arguments must be compile-time numbers")
+                value = 0.0
+            values.append(float(value))
+        defaults = INITIALIZER_DEFAULTS.get(name, ())
+        values += list(defaults[len(values):])
+        return P.Init(name, tuple(values))
+
+    def _stmt_LetStmt(self, node: ast.LetStmt, file: str, main: bool) -> None:
+        indices = self._declared_indices(node.indices)
+        ctx = _Ctx(bound={index.name: f"the parameters of let `{node.name.name}`" for index in indices})
+        body = self.expr(node.body, ctx)
+        let = P.Let(node.name.name, indices, body, node.name.span)
+        if self.define(node.name, "let", let):
+            self.lets[node.name.name] = let
+
+    def _stmt_TensorStmt(self, node: ast.TensorStmt, file: str, main: bool) -> None:
+        tensor = self._tensor(node)
+        if self.define(node.name, "tensor", tensor):
+            self.tensors[node.name.name] = tensor
+
+    def _stmt_OutputStmt(self, node: ast.OutputStmt, file: str, main: bool) -> None:
+        if not main:
+            return
+        for item in node.items:
+            definition = self.scope.get(item.name.name)
+            if definition is None:
+                self.undefined(item.name.name, item.name.span, "tensor")
+                continue
+            if definition.kind != "tensor":
+                self.error("E201", item.name.span,
+                           f"`{item.name.name}` is a {definition.kind}; only tensors can be outputs")
+                continue
+            gradients = []
+            for gradient in item.gradients or ():
+                if gradient.name not in P.GRADIENTS:
+                    self.error("E101", gradient.span, f"unknown gradient `{gradient.name}`",
+                               did_you_mean(gradient.name, P.GRADIENTS)
+                               or "gradients are " + ", ".join(P.GRADIENTS))
+                elif gradient.name in gradients:
+                    self.error("E102", gradient.span, f"gradient `{gradient.name}` listed twice")
+                else:
+                    gradients.append(gradient.name)
+            if item.name.name in self.outputs:
+                self.error("E102", item.name.span, f"`{item.name.name}` is already an output "
+                           f"(at {self.outputs[item.name.name].span})")
+                continue
+            self.outputs[item.name.name] = P.Output(item.name.name, definition.value, tuple(gradients),
+                                                    item.name.span)
+
+    # ---- tensors
+    def _tensor(self, node: ast.TensorStmt) -> P.Tensor:
+        signature = node.signature
+        ctx = _Ctx()
+        labels: dict[str, Span] = {}
+        indices: list[P.Index] = []
+
+        def label(name: str, span: Span, section_labels: dict) -> None:
+            if name in section_labels:
+                self.error("E102", span, f"label `{name}` appears twice (first at {section_labels[name]})")
+            section_labels[name] = span
+
+        # the bare indices of every section bind first, so that key expressions can use them
+        for _, entries in signature.sections():
+            for entry in entries or ():
+                target = entry.value if entry.value is not None else ast.Name(entry.label.name, entry.label.span)
+                if isinstance(target, ast.Name):
+                    definition = self.scope.get(target.name)
+                    if definition is not None and definition.kind == "index":
+                        index = definition.value
+                        if index not in indices:
+                            indices.append(index)
+        for index in indices:
+            ctx.bound[index.name] = f"the signature of `{node.name.name}`"
+
+        keys = []
+        key_labels: dict = {}
+        for entry in signature.keys or ():
+            label(entry.label.name, entry.label.span, key_labels)
+            if entry.value is None:
+                value = self._bare_index(entry.label)
+            else:
+                value = self.expr(entry.value, ctx)
+            keys.append(P.KeyEntry(entry.label.name, value, entry.span))
+        axis_labels: dict = {}
+        sections = []
+        for section in ("samples", "components", "properties"):
+            slots = []
+            for entry in getattr(signature, section) or ():
+                slot = self._slot(entry, section, ctx)
+                for name in slot.labels:
+                    label(name, entry.label.span if entry.value is not None or len(slot.labels) == 1
+                          else entry.span, axis_labels if section != "components" else {})
+                slots.append(slot)
+            sections.append(tuple(slots))
+        where = self.expr(node.where, ctx) if node.where is not None else None
+        body = self.expr(node.body, ctx)
+        return P.Tensor(node.name.name, tuple(keys), sections[0], sections[1], sections[2], where, body,
+                        tuple(indices), node.name.span)
+
+    def _bare_index(self, ident: ast.Ident) -> P.Expr:
+        definition = self.scope.get(ident.name)
+        if definition is None:
+            self.undefined(ident.name, ident.span, "index")
+            return P.Invalid(ident.span)
+        if definition.kind != "index":
+            self.error("E201", ident.span, f"a bare entry names an index; `{ident.name}` is a {definition.kind}",
+                       hint=f"write `{ident.name} = VALUE`")
+            return P.Invalid(ident.span)
+        return P.IndexRef(definition.value, ident.span)
+
+    def _slot(self, entry: ast.Entry, section: str, ctx: _Ctx) -> P.Slot:
+        if entry.value is None:
+            value = self._bare_index(entry.label)
+        else:
+            value = self.expr(entry.value, ctx)
+        if isinstance(value, P.IndexRef):
+            dim = value.index.dim
+            labels = dim.labels if entry.value is None and dim.labels else (entry.label.name,)
+            if entry.value is not None and dim.labels and len(dim.labels) > 1:
+                self.error("E201", entry.span,
+                           f"an index of `{dim}` fills the columns ({', '.join(dim.labels)}) and cannot be renamed",
+                           hint=f"write `{value.index.name}`")
+            return P.Slot(tuple(labels), dim, value, entry.span)
+        if isinstance(value, P.Invalid):
+            return P.Slot((entry.label.name,), None, value, entry.span)
+        constant = evaluate(value)
+        if section == "properties" and isinstance(constant, int) and not isinstance(constant, bool):
+            return P.Slot((entry.label.name,), None, P.Const(constant, P.INT, span=value.span), entry.span)
+        what = "an index or an integer constant" if section == "properties" else "an index"
+        self.error("E201", entry.value.span if entry.value is not None else entry.span,
+                   f"a {section} entry must be {what}")
+        return P.Slot((entry.label.name,), None, P.Invalid(entry.span), entry.span)
+
+    # ---- domains
+    def domain(self, node: ast.Node, ctx: _Ctx, name: Optional[str]) -> Union[P.Dim, P.PairsFrom, None]:
+        """A dimension (or `P.from(i)`) from a domain expression; None after an error."""
+        if isinstance(node, ast.Name):
+            definition = self.scope.get(node.name)
+            if definition is None:
+                if node.name == "xyz":
+                    return P.XyzDim()
+                self.undefined(node.name, node.span, "dimension", extra=("xyz",))
+                return None
+            if definition.kind == "dim":
+                return definition.value
+            if definition.kind == "pairs":
+                pairs = definition.value
+                return P.PairsDim(pairs.name, pairs.systems)
+            self.error("E201", node.span, f"`{node.name}` is a {definition.kind}, not a dimension")
+            return None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            return self._pairs_from(node, ctx)
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)):
+            self.error("E201", node.span, "expected a domain: range(N), species(S), atoms(S), systems(S), "
+                       "irrep(l), xyz, a pairs set or a dim")
+            return None
+        constructor = node.func.name
+        if constructor not in DOMAIN_CONSTRUCTORS:
+            self.error("E101", node.func.span, f"unknown domain `{constructor}`",
+                       did_you_mean(constructor, DOMAIN_CONSTRUCTORS))
+            return None
+        if node.kwargs:
+            self.error("E201", node.kwargs[0].span, f"`{constructor}` takes no keyword arguments")
+            return None
+        if constructor == "range":
+            if len(node.args) not in (1, 2):
+                self.error("E203", node.span, f"range takes 1 or 2 arguments, found {len(node.args)}")
+                return None
+            bounds = []
+            for arg in node.args:
+                value = evaluate(self.expr(arg, ctx))
+                if isinstance(value, bool) or not isinstance(value, int):
+                    self.error("E201", arg.span, "range bounds must be compile-time integers (literals or hypers)")
+                    return None
+                bounds.append(value)
+            start, stop = (0, bounds[0]) if len(bounds) == 1 else (bounds[0], bounds[1])
+            label = name or ast.deparse(node)
+            return P.RangeDim(label, start, stop, P.fresh_uid())
+        if constructor == "irrep":
+            if len(node.args) != 1:
+                self.error("E203", node.span, f"irrep takes 1 argument, found {len(node.args)}")
+                return None
+            degree = self.expr(node.args[0], ctx)
+            if degree.type.kind not in ("int", "unknown"):
+                self.error("E201", node.args[0].span, f"the degree of irrep must be an integer, found {degree.type}")
+                return None
+            constant = evaluate(degree)
+            if isinstance(constant, int) and constant < 0:
+                self.error("E201", node.args[0].span, "the degree of irrep must not be negative")
+                return None
+            return P.IrrepDim(degree)
+        if len(node.args) != 1:
+            self.error("E203", node.span, f"{constructor} takes 1 argument, found {len(node.args)}")
+            return None
+        systems = self._systems_name(node.args[0])
+        if systems is None:
+            return None
+        return {"species": P.SpeciesDim, "atoms": P.AtomsDim, "systems": P.SystemsDim}[constructor](systems)
+
+    def _pairs_from(self, node: ast.Call, ctx: _Ctx) -> Optional[P.PairsFrom]:
+        func = node.func
+        if not (isinstance(func.value, ast.Name) and func.attr.name == "from"):
+            self.error("E201", node.span, "expected a domain such as `P.from(i)`")
+            return None
+        pairs = self._pairs_name(func.value)
+        if pairs is None:
+            return None
+        if len(node.args) != 1 or node.kwargs:
+            self.error("E203", node.span, f"`{pairs.name}.from` takes one atom index")
+            return None
+        if not ctx.allow_pairs_from:
+            self.error("E201", node.span, f"`{pairs.name}.from(...)` is only a domain of a sum binder",
+                       hint=f"write `sum(p in {pairs.name}.from(i)) ...`")
+            return None
+        atom = self.expr(node.args[0], ctx)
+        return P.PairsFrom(pairs.name, atom)
+
+    def _pairs_name(self, node: ast.Name) -> Optional[P.Pairs]:
+        definition = self.scope.get(node.name)
+        if definition is None:
+            self.undefined(node.name, node.span)
+            return None
+        if definition.kind != "pairs":
+            self.error("E201", node.span, f"`{node.name}` is a {definition.kind}, not a pairs set")
+            return None
+        return definition.value
+
+    # ---- expressions
+    def expr(self, node: ast.Node, ctx: _Ctx) -> P.Expr:
+        handler = getattr(self, "_expr_" + type(node).__name__, None)
+        if handler is None:
+            self.error("E201", node.span, "not an expression")
+            return P.Invalid(node.span)
+        return handler(node, ctx)
+
+    def _expr_IntLit(self, node: ast.IntLit, ctx: _Ctx) -> P.Expr:
+        return P.Const(node.value, P.INT, span=node.span)
+
+    def _expr_FloatLit(self, node: ast.FloatLit, ctx: _Ctx) -> P.Expr:
+        return P.Const(node.value, P.FLOAT, span=node.span)
+
+    def _expr_BoolLit(self, node: ast.BoolLit, ctx: _Ctx) -> P.Expr:
+        return P.Const(node.value, P.BOOL, span=node.span)
+
+    def _expr_StrLit(self, node: ast.StrLit, ctx: _Ctx) -> P.Expr:
+        return P.Const(node.value, P.STRING, span=node.span)
+
+    def _expr_ListLit(self, node: ast.ListLit, ctx: _Ctx) -> P.Expr:
+        self.error("E201", node.span, "list literals are only allowed as the value of a hyper")
+        return P.Invalid(node.span)
+
+    def _expr_Name(self, node: ast.Name, ctx: _Ctx) -> P.Expr:
+        local = ctx.local.get(node.name)
+        if local is not None:
+            return P.IndexRef(local, node.span)
+        definition = self.scope.get(node.name)
+        if definition is None:
+            self.undefined(node.name, node.span, extra=tuple(ctx.local))
+            return P.Invalid(node.span)
+        kind = definition.kind
+        if kind == "hyper":
+            hyper = definition.value
+            return P.Const(hyper.value, _hyper_type(hyper), hyper.name, node.span)
+        if kind == "index":
+            return P.IndexRef(definition.value, node.span)
+        if kind == "param":
+            param = definition.value
+            if param.indices:
+                self.error("E203", node.span, f"param `{node.name}` takes {len(param.indices)} indices, found 0")
+                return P.Invalid(node.span)
+            return P.ParamRef(param, (), node.span)
+        if kind == "let":
+            let = definition.value
+            if let.indices:
+                self.error("E203", node.span, f"let `{node.name}` takes {len(let.indices)} indices, found 0")
+                return P.Invalid(node.span)
+            return P.LetRef(let, (), let.body.type, node.span)
+        if kind in ("tensor", "tensormap"):
+            self.error("E203", node.span, f"`{node.name}` is a {kind}; read it with "
+                       f"`{node.name}{{key = value, ...}}[sample, ..., property]`")
+            return P.Invalid(node.span)
+        self.error("E201", node.span, f"`{node.name}` is a {kind}, not a value")
+        return P.Invalid(node.span)
+
+    def _expr_Attribute(self, node: ast.Attribute, ctx: _Ctx) -> P.Expr:
+        self.error("E203", node.span, f"`{ast.deparse(node)}` needs an index, e.g. `{ast.deparse(node)}[i]`")
+        return P.Invalid(node.span)
+
+    def _expr_Neg(self, node: ast.Neg, ctx: _Ctx) -> P.Expr:
+        operand = self.expr(node.operand, ctx)
+        kind = operand.type.kind
+        type_ = P.Type(kind) if kind in ("int", "float", "vector") else P.UNKNOWN
+        return P.Unary("-", operand, type_, node.span)
+
+    def _expr_Not(self, node: ast.Not, ctx: _Ctx) -> P.Expr:
+        return P.Unary("not", self.expr(node.operand, ctx), P.BOOL, node.span)
+
+    def _expr_BinOp(self, node: ast.BinOp, ctx: _Ctx) -> P.Expr:
+        left = self.expr(node.left, ctx)
+        right = self.expr(node.right, ctx)
+        type_ = arith_type(node.op, left.type, right.type) or P.UNKNOWN
+        return P.Binary(node.op, left, right, type_, node.span, node.op_span)
+
+    def _expr_Compare(self, node: ast.Compare, ctx: _Ctx) -> P.Expr:
+        left = self.expr(node.left, ctx)
+        right = self.expr(node.right, ctx)
+        return P.Binary(node.op, left, right, P.BOOL, node.span, node.op_span)
+
+    def _expr_Logical(self, node: ast.Logical, ctx: _Ctx) -> P.Expr:
+        left = self.expr(node.left, ctx)
+        right = self.expr(node.right, ctx)
+        return P.Binary(node.op, left, right, P.BOOL, node.span)
+
+    def _expr_Ternary(self, node: ast.Ternary, ctx: _Ctx) -> P.Expr:
+        cond = self.expr(node.cond, ctx)
+        then = self.expr(node.then, ctx)
+        otherwise = self.expr(node.otherwise, ctx)
+        return P.Ternary(cond, then, otherwise, join_type(then.type, otherwise.type), node.span)
+
+    def _expr_Call(self, node: ast.Call, ctx: _Ctx) -> P.Expr:
+        func = node.func
+        if isinstance(func, ast.Attribute):
+            self._pairs_from(node, ctx)  # reports the misuse
+            return P.Invalid(node.span)
+        if not isinstance(func, ast.Name):
+            self.error("E201", func.span, "only built-in functions can be called")
+            return P.Invalid(node.span)
+        builtin = BUILTINS.get(func.name)
+        if builtin is None:
+            if func.name in DOMAIN_CONSTRUCTORS:
+                self.error("E201", node.span, f"`{func.name}(...)` is a domain, not a value",
+                           hint="use it in `dim`, `index` or a sum binder `x in ...`")
+            elif func.name in self.scope:
+                kind = self.scope[func.name].kind
+                hint = f"index it: `{func.name}[...]`" if kind in ("param", "let") else None
+                self.error("E201", func.span, f"`{func.name}` is a {kind}, not a function", hint)
+            else:
+                self.error("E101", func.span, f"undefined function `{func.name}`",
+                           did_you_mean(func.name, BUILTINS))
+            for arg in node.args:
+                self.expr(arg, ctx)
+            return P.Invalid(node.span)
+        params = builtin.params
+        values: dict[str, P.Expr] = {}
+        if len(node.args) > len(params):
+            self.error("E203", node.span,
+                       f"`{builtin.name}` takes {len(params)} arguments, found {len(node.args) + len(node.kwargs)}",
+                       hint=f"{builtin.doc}")
+        for param, arg in zip(params, node.args):
+            values[param.name] = self.expr(arg, ctx)
+        names = [param.name for param in params]
+        for kw in node.kwargs:
+            if kw.name.name not in names:
+                self.error("E101", kw.name.span, f"`{builtin.name}` has no argument `{kw.name.name}`",
+                           did_you_mean(kw.name.name, names) or builtin.doc)
+                self.expr(kw.value, ctx)
+                continue
+            if kw.name.name in values:
+                self.error("E102", kw.name.span, f"argument `{kw.name.name}` of `{builtin.name}` given twice")
+                continue
+            values[kw.name.name] = self.expr(kw.value, ctx)
+        args = []
+        for param in params:
+            if param.name in values:
+                args.append(values[param.name])
+            elif param.default is not None:
+                args.append(param.default)
+            else:
+                self.error("E203", node.span, f"`{builtin.name}` needs argument `{param.name}`",
+                           hint=builtin.doc)
+                args.append(P.Invalid(node.span))
+        return P.Call(builtin.name, tuple(args), builtin.result, node.span)
+
+    def _expr_Subscript(self, node: ast.Subscript, ctx: _Ctx) -> P.Expr:
+        indices = tuple(self.expr(index, ctx) for index in node.indices)
+        value = node.value
+        if isinstance(value, ast.Attribute) and isinstance(value.value, ast.Name):
+            return self._data(node, value, indices)
+        if not isinstance(value, ast.Name):
+            self.error("E201", value.span, "only params, lets, tensors and built-in data can be indexed")
+            return P.Invalid(node.span)
+        local = ctx.local.get(value.name)
+        definition = self.scope.get(value.name)
+        if local is not None or definition is None:
+            if definition is None and local is None:
+                self.undefined(value.name, value.span, extra=tuple(ctx.local))
+            else:
+                self.error("E201", value.span, f"`{value.name}` is an index and cannot be indexed")
+            return P.Invalid(node.span)
+        if definition.kind == "param":
+            return P.ParamRef(definition.value, indices, node.span)
+        if definition.kind == "let":
+            let = definition.value
+            return P.LetRef(let, indices, let.body.type, node.span)
+        if definition.kind in ("tensor", "tensormap"):
+            return P.BlockRef(definition.value, (), indices, node.span)
+        self.error("E201", value.span, f"`{value.name}` is a {definition.kind} and cannot be indexed")
+        return P.Invalid(node.span)
+
+    def _data(self, node: ast.Subscript, attribute: ast.Attribute, indices: tuple) -> P.Expr:
+        owner = attribute.value.name
+        field_name = attribute.attr.name
+        definition = self.scope.get(owner)
+        if definition is None:
+            self.undefined(owner, attribute.value.span)
+            return P.Invalid(node.span)
+        if definition.kind == "systems":
+            if field_name not in P.SYSTEM_FIELDS:
+                self.error("E101", attribute.attr.span, f"systems have no field `{field_name}`",
+                           did_you_mean(field_name, P.SYSTEM_FIELDS)
+                           or "fields are " + ", ".join(P.SYSTEM_FIELDS))
+                return P.Invalid(node.span)
+            type_ = _system_field_type(owner, field_name, len(indices))
+            return P.SystemData(owner, field_name, indices, type_, node.span)
+        if definition.kind == "pairs":
+            if field_name not in P.PAIR_FIELDS:
+                self.error("E101", attribute.attr.span, f"pairs have no field `{field_name}`",
+                           did_you_mean(field_name, P.PAIR_FIELDS) or "fields are " + ", ".join(P.PAIR_FIELDS))
+                return P.Invalid(node.span)
+            pairs = definition.value
+            type_ = _pair_field_type(pairs.systems, field_name, len(indices))
+            return P.PairData(owner, field_name, indices, type_, node.span)
+        self.error("E201", attribute.value.span, f"`{owner}` is a {definition.kind}; only systems and pairs "
+                   "have fields")
+        return P.Invalid(node.span)
+
+    def _expr_BlockAccess(self, node: ast.BlockAccess, ctx: _Ctx) -> P.Expr:
+        keys = []
+        seen: dict[str, Span] = {}
+        for key in node.keys:
+            if key.label.name in seen:
+                self.error("E102", key.label.span, f"key `{key.label.name}` given twice")
+                continue
+            seen[key.label.name] = key.label.span
+            keys.append((key.label.name, self.expr(key.value, ctx)))
+        indices = tuple(self.expr(index, ctx) for index in node.indices)
+        value = node.value
+        if not isinstance(value, ast.Name):
+            self.error("E201", value.span, "only tensors and tensormap inputs have blocks")
+            return P.Invalid(node.span)
+        definition = self.scope.get(value.name)
+        if definition is None:
+            self.undefined(value.name, value.span, "tensor")
+            return P.Invalid(node.span)
+        if definition.kind not in ("tensor", "tensormap"):
+            self.error("E201", value.span, f"`{value.name}` is a {definition.kind}; only tensors and "
+                       "tensormap inputs have blocks")
+            return P.Invalid(node.span)
+        return P.BlockRef(definition.value, tuple(keys), indices, node.span, key_spans=tuple(seen.values()))
+
+    def _expr_Sum(self, node: ast.Sum, ctx: _Ctx) -> P.Expr:
+        # 1. which names the binders bind (declared indices, or names local to the sum)
+        accepted: list[tuple[ast.Binder, Optional[P.Index]]] = []
+        names_here: set[str] = set()
+        for binder in node.binders:
+            name = binder.name.name
+            if name in names_here:
+                self.error("E102", binder.name.span, f"index `{name}` bound twice in this sum")
+                continue
+            names_here.add(name)
+            if name in ctx.bound or name in ctx.local:
+                where = ctx.bound.get(name) or "an enclosing sum"
+                self.error("E102", binder.name.span, f"index `{name}` is already bound by {where}",
+                           hint="use another index of the same dimension (declare it with `index`)")
+                continue
+            definition = self.scope.get(name)
+            declared = definition.value if definition is not None and definition.kind == "index" else None
+            if definition is not None and declared is None:
+                self.error("E102", binder.name.span,
+                           f"`{name}` is already defined (as a {definition.kind}) at {definition.span}")
+                continue
+            if declared is None and binder.domain is None:
+                self.undefined(name, binder.name.span, "index", extra=tuple(ctx.local))
+                continue
+            accepted.append((binder, declared))
+        # 2. placeholders, so that a binder's domain may refer to a sibling (`m in irrep(l)`)
+        placeholders = {
+            binder.name.name: P.Index(binder.name.name, _UNKNOWN_DIM, origin=declared, span=binder.name.span)
+            for binder, declared in accepted
+        }
+        scope_ctx = ctx.child()
+        scope_ctx.local.update(placeholders)
+        scope_ctx.allow_pairs_from = True
+        # a declared dim such as irrep(l) refers to the declared `l`: re-point it to
+        # whatever binds the name `l` here (a sibling binder or an enclosing sum)
+        rebind = {}
+        for name, index in scope_ctx.local.items():
+            declared = self.indices.get(name)
+            if declared is not None and declared is not index:
+                rebind[declared] = P.IndexRef(index, index.span)
+        # 3. the dimension and domain of each binder
+        resolved: list[tuple[ast.Binder, Optional[P.Index], P.Dim, Optional[P.PairsFrom]]] = []
+        for binder, declared in accepted:
+            name = binder.name.name
+            pairs_from = None
+            if binder.domain is None:
+                dim = P.substitute_dim(declared.dim, rebind)
+            else:
+                domain = self.domain(binder.domain, scope_ctx, name=None)
+                if domain is None:
+                    dim = _UNKNOWN_DIM
+                elif isinstance(domain, P.PairsFrom):
+                    pairs = self.pairs.get(domain.pairs)
+                    dim = P.PairsDim(domain.pairs, pairs.systems if pairs else "?")
+                    pairs_from = domain
+                else:
+                    dim = domain
+                if declared is not None and domain is not None:
+                    expected = P.substitute_dim(declared.dim, rebind)
+                    if not dims_fit(expected, dim):
+                        self.error("E201", binder.domain.span,
+                                   f"index `{name}` is of `{expected}`, but ranges here over `{dim}`")
+            resolved.append((binder, declared, dim, pairs_from))
+        # 4. the final indices; dims that mention a placeholder are re-pointed to the final index
+        final: dict[str, P.Index] = {}
+        for binder, declared, dim, _ in resolved:
+            final[binder.name.name] = P.Index(binder.name.name, dim, origin=declared, span=binder.name.span)
+        for _ in range(2):
+            repoint = {placeholders[name]: P.IndexRef(index, index.span) for name, index in final.items()}
+            for name, index in list(final.items()):
+                if isinstance(index.dim, P.IrrepDim):
+                    final[name] = P.Index(name, P.substitute_dim(index.dim, repoint), index.uid, index.origin,
+                                          index.span)
+        repoint = {placeholders[name]: P.IndexRef(index, index.span) for name, index in final.items()}
+        binders = []
+        for binder, declared, dim, pairs_from in resolved:
+            index = final[binder.name.name]
+            if pairs_from is not None:
+                domain_value: P.Domain = P.PairsFrom(pairs_from.pairs, P.substitute(pairs_from.atom, repoint))
+            else:
+                domain_value = P.DimDomain(index.dim)
+            binders.append(P.SumBinder(index, domain_value, binder.span))
+        body_ctx = ctx.child()
+        for name, index in final.items():
+            body_ctx.local[name] = index
+            body_ctx.bound[name] = "an enclosing sum"
+        where = self.expr(node.where, body_ctx) if node.where is not None else None
+        body = self.expr(node.body, body_ctx)
+        kind = body.type.kind
+        type_ = P.Type(kind) if kind in ("int", "float", "vector") else P.UNKNOWN
+        return P.Sum(tuple(binders), where, body, type_, node.span)
+
+    # ---- finish
+    def finish(self, main_file: str) -> P.Program:
+        for name in self.overrides:
+            if name not in self.used_overrides:
+                self.error("E103", Span(main_file, 1, 1, 1, 2), f"override of unknown hyper `{name}`",
+                           did_you_mean(name, self.hypers)
+                           or ("hypers are " + ", ".join(sorted(self.hypers)) if self.hypers else "no hypers"))
+        name = self.model_name or Path(main_file).stem
+        return P.Program(
+            name=name, path=main_file, files=tuple(self.files),
+            convention=self.convention[0] if self.convention else "metatensor",
+            hypers=self.hypers, systems=self.systems, tensormaps=self.tensormaps, pairs=self.pairs,
+            dims=self.dims, indices=self.indices, params=self.params, lets=self.lets,
+            tensors=self.tensors, outputs=self.outputs,
+        )
+
+
+class _UnknownDim(P.Dim):
+    """The dimension of an index whose domain had an error: fits everywhere."""
+
+    __slots__ = ()
+    axes = frozenset({"key", "sample", "component", "property"})
+
+    def __str__(self) -> str:
+        return "?"
+
+
+_UNKNOWN_DIM = _UnknownDim()
+
+
+def is_unknown_dim(dim: Optional[P.Dim]) -> bool:
+    return dim is None or isinstance(dim, _UnknownDim)
+
+
+def dims_fit(slot: Optional[P.Dim], value: Optional[P.Dim]) -> bool:
+    """Whether a value of dimension ``value`` may fill a slot of dimension ``slot``."""
+    if is_unknown_dim(slot) or is_unknown_dim(value):
+        return True
+    if isinstance(slot, P.IrrepDim) and isinstance(value, P.IrrepDim):
+        if slot.degree == value.degree:
+            return True
+        a, b = evaluate(slot.degree), evaluate(value.degree)
+        return a is not UNKNOWN and a == b
+    return slot == value
+
+
+def _hyper_type(hyper: P.Hyper) -> P.Type:
+    if hyper.type in ("int", "float", "bool"):
+        return P.Type(hyper.type)
+    if hyper.type == "string":
+        return P.STRING
+    return P.Type("list")
+
+
+def _system_field_type(systems: str, field_name: str, count: int) -> P.Type:
+    if field_name == "type":
+        return P.Type("int", P.SpeciesDim(systems))
+    if field_name == "system":
+        return P.Type("int", P.SystemsDim(systems))
+    if field_name == "positions":
+        return P.VECTOR if count <= 1 else P.FLOAT
+    if field_name == "cell":
+        return P.MATRIX if count <= 1 else P.FLOAT
+    return P.BOOL  # pbc
+
+
+def _pair_field_type(systems: str, field_name: str, count: int) -> P.Type:
+    if field_name in ("first", "second"):
+        return P.Type("int", P.AtomsDim(systems))
+    if field_name == "vector":
+        return P.VECTOR if count <= 1 else P.FLOAT
+    return P.FLOAT
+
+
+_BAD = object()
+
+
+def coerce_override(kind: str, value: object):
+    """``value`` converted to a hyper of type ``kind``, or ``_BAD``.  Strings
+    (from the command line) are parsed as literals of that type."""
+    if isinstance(value, str) and kind != "string":
+        parsed = parse_literal_text(value)
+        if parsed is _BAD:
+            return _BAD
+        value = parsed
+    if kind == "bool":
+        return value if isinstance(value, bool) else _BAD
+    if kind == "int":
+        return value if isinstance(value, int) and not isinstance(value, bool) else _BAD
+    if kind == "float":
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
+            return float(value)
+        return _BAD
+    if kind == "string":
+        return value if isinstance(value, str) else _BAD
+    if kind.startswith("list"):
+        if not isinstance(value, (list, tuple)):
+            return _BAD
+        inner = kind[5:-1] if kind.startswith("list[") else None
+        if inner is None:
+            return list(value)
+        out = []
+        for item in value:
+            coerced = coerce_override(inner, item)
+            if coerced is _BAD:
+                return _BAD
+            out.append(coerced)
+        return out
+    return _BAD
+
+
+def parse_literal_text(text: str):
+    """A hyper literal written as text (`4.5`, `6`, `true`, `[1, 6, 8]`, `"x"`), or ``_BAD``."""
+    from .diagnostics import Reporter as _Reporter
+
+    module, diagnostics = parse_module(f"hyper _ = {text}", "<override>", _Reporter())
+    if diagnostics or not module.statements:
+        return _BAD
+    resolver = Resolver(_Reporter())
+    kind, value = resolver._literal(module.statements[0].value)
+    if kind is None or resolver.reporter.diagnostics:
+        return _BAD
+    return value
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What :func:`resolve` returns besides the diagnostics: the program and
+    the text of every file read (for rendering diagnostics)."""
+
+    program: P.Program
+    sources: dict
+
+
+def resolve_full(path_or_source, overrides: Optional[dict] = None, *, file: Optional[str] = None,
+                 reporter: Optional[Reporter] = None) -> tuple[Optional[Resolution], Reporter]:
+    reporter = reporter or Reporter()
+    resolver = Resolver(reporter, overrides)
+    if isinstance(path_or_source, os.PathLike) or (
+        isinstance(path_or_source, str) and file is None and _looks_like_path(path_or_source)
+    ):
+        main = os.fspath(path_or_source)
+        resolver.load_main(main)
+        if any(d.code == "E104" and d.file == main and d.line == 1 for d in reporter.diagnostics) \
+                and not resolver.files:
+            return None, reporter
+    else:
+        main = file or "<string>"
+        resolver.load_source(str(path_or_source), main)
+    program = resolver.finish(main)
+    return Resolution(program, resolver.sources), reporter
+
+
+def _looks_like_path(text: str) -> bool:
+    if "\n" in text:
+        return False
+    return text.endswith(".mt") or os.path.exists(text)
+
+
+def resolve(path_or_source, overrides: Optional[dict] = None, *, file: Optional[str] = None):
+    """Resolve a file (a path) or source text into a Program.
+
+    Returns ``(program, diagnostics)``; ``program`` is None when the file could
+    not be read.  Only name-resolution diagnostics (E001-E105) are included;
+    :func:`mtdsl.lang.check.check_program` adds the dimension and equivariance checks.
+    """
+    resolution, reporter = resolve_full(path_or_source, overrides, file=file)
+    return (resolution.program if resolution else None), reporter.sorted()
