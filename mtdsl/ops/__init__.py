@@ -14,10 +14,20 @@ from ._allclose import (
     allclose_block_raise,
     allclose_raise,
 )
+from ._block_from_array import block_from_array
+from ._detach import (
+    detach,
+    detach_block,
+)
 from ._divide import divide
+from ._dot import dot
 from ._drop_blocks import (
     drop_blocks,
     drop_empty_blocks,
+)
+from ._empty_like import (
+    empty_like,
+    empty_like_block,
 )
 from ._equal import (
     equal,
@@ -36,6 +46,13 @@ from ._join import (
     join,
     join_blocks,
 )
+from ._lstsq import lstsq
+from ._make_contiguous import (
+    is_contiguous,
+    is_contiguous_block,
+    make_contiguous,
+    make_contiguous_block,
+)
 from ._manipulate_dimension import (
     append_dimension,
     insert_dimension,
@@ -45,7 +62,15 @@ from ._manipulate_dimension import (
 )
 from ._multiply import multiply
 from ._one_hot import one_hot
+from ._ones_like import (
+    ones_like,
+    ones_like_block,
+)
 from ._pow import pow
+from ._random_like import (
+    random_uniform_like,
+    random_uniform_like_block,
+)
 from ._reduce_over_properties import (
     mean_over_properties,
     mean_over_properties_block,
@@ -66,10 +91,19 @@ from ._reduce_over_samples import (
     var_over_samples,
     var_over_samples_block,
 )
+from ._remove_gradients import (
+    remove_gradients,
+    remove_gradients_block,
+)
+from ._requires_grad import (
+    requires_grad,
+    requires_grad_block,
+)
 from ._slice import (
     slice,
     slice_block,
 )
+from ._solve import solve
 from ._sort import (
     sort,
     sort_block,
@@ -79,9 +113,17 @@ from ._split import (
     split_block,
 )
 from ._subtract import subtract
+from ._to import (
+    to,
+    to_block,
+)
 from ._unique_metadata import (
     unique_metadata,
     unique_metadata_block,
+)
+from ._zeros_like import (
+    zeros_like,
+    zeros_like_block,
 )
 from ._utils import NotEqualError
 
@@ -94,9 +136,15 @@ __all__ = [
     "allclose_block_raise",
     "allclose_raise",
     "append_dimension",
+    "block_from_array",
+    "detach",
+    "detach_block",
     "divide",
+    "dot",
     "drop_blocks",
     "drop_empty_blocks",
+    "empty_like",
+    "empty_like_block",
     "equal",
     "equal_block",
     "equal_block_raise",
@@ -107,20 +155,34 @@ __all__ = [
     "equal_raise",
     "filter_blocks",
     "insert_dimension",
+    "is_contiguous",
+    "is_contiguous_block",
     "join",
     "join_blocks",
+    "lstsq",
+    "make_contiguous",
+    "make_contiguous_block",
     "mean_over_properties",
     "mean_over_properties_block",
     "mean_over_samples",
     "mean_over_samples_block",
     "multiply",
     "one_hot",
+    "ones_like",
+    "ones_like_block",
     "permute_dimensions",
     "pow",
+    "random_uniform_like",
+    "random_uniform_like_block",
     "remove_dimension",
+    "remove_gradients",
+    "remove_gradients_block",
     "rename_dimension",
+    "requires_grad",
+    "requires_grad_block",
     "slice",
     "slice_block",
+    "solve",
     "sort",
     "sort_block",
     "split",
@@ -134,10 +196,14 @@ __all__ = [
     "sum_over_properties_block",
     "sum_over_samples",
     "sum_over_samples_block",
+    "to",
+    "to_block",
     "unique_metadata",
     "unique_metadata_block",
     "var_over_properties",
     "var_over_properties_block",
     "var_over_samples",
     "var_over_samples_block",
+    "zeros_like",
+    "zeros_like_block",
 ]
