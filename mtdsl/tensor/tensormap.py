@@ -156,7 +156,7 @@ class TensorMap:
         return result
 
     def to(self, dtype=None, device=None, arrays: str | None = None) -> "TensorMap":
-        result = TensorMap(self._keys.to(device=device, arrays=arrays) if arrays == "torch" else self._keys,
+        result = TensorMap(self._keys.to(device=device, arrays=arrays) if arrays is not None else self._keys,
                            [b.to(dtype=dtype, device=device, arrays=arrays) for b in self._blocks])
         result._info = dict(self._info)
         return result
