@@ -203,7 +203,7 @@ class Unary:
     operand: "Expr"
 
     def __str__(self):
-        return f"{'-' if self.op == 'neg' else 'not '}({self.operand})"
+        return f"(-{self.operand})" if self.op == "neg" else f"(not {self.operand})"
 
 
 _SYMBOLS = {
