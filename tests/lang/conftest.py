@@ -53,9 +53,11 @@ class Checked:
     def codes(self) -> list[str]:
         return [d.code for d in self.diagnostics]
 
-    def at(self, code: str, needle: str, occurrence: int = 1):
-        """The diagnostic with ``code`` at the position of ``needle``; fails otherwise."""
+    def at(self, code: str, needle: str, occurrence: int = 1, offset: int = 0):
+        """The diagnostic with ``code`` at the position of ``needle`` (plus ``offset``
+        columns); fails otherwise."""
         line, col = position(self.text, needle, occurrence)
+        col += offset
         for diagnostic in self.diagnostics:
             if diagnostic.code == code and (diagnostic.line, diagnostic.col) == (line, col):
                 return diagnostic
