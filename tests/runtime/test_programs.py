@@ -220,3 +220,14 @@ def test_tensormap_input_is_checked():
                                    for b in h.blocks()])
     with pytest.raises(mtdsl.MtdslError, match=r"input h, block \(o3_lambda=0, o3_sigma=1\): properties are labelled \['p'\]"):
         model(systems, h=bad)
+
+
+def test_float32_on_request():
+    systems = frames("mixed.xyz")
+    single = compile(EXAMPLES / "soap_power_spectrum.mt", dtype=np.float32)(systems)["ps"]
+    double = compile(EXAMPLES / "soap_power_spectrum.mt")(systems)["ps"]
+    assert single.keys == double.keys
+    for a, b in zip(single.blocks(), double.blocks()):
+        assert a.values.dtype == np.float32
+        assert a.samples == b.samples and a.properties == b.properties
+        np.testing.assert_allclose(a.values, b.values, rtol=0, atol=1e-5 * np.abs(b.values).max())
