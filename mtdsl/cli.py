@@ -131,7 +131,7 @@ def cmd_fmt(args: argparse.Namespace) -> int:
             print(render(diagnostic, sources={args.file: text}, color=color), file=sys.stderr)
         print(f"{args.file}: not formatted: {len(diagnostics)} syntax error(s)", file=sys.stderr)
         return EXIT_ERROR
-    formatted = _with_comments_note(deparse(module), text)
+    formatted = deparse(module)
     if args.check:
         if formatted != text:
             print(f"{args.file}: would be reformatted", file=sys.stderr)
@@ -143,22 +143,6 @@ def cmd_fmt(args: argparse.Namespace) -> int:
         return EXIT_OK
     sys.stdout.write(formatted)
     return EXIT_OK
-
-
-def _with_comments_note(formatted: str, original: str) -> str:
-    """The canonical text; comments are not part of the syntax tree, so the
-    formatter keeps the comment lines that precede the first statement (a
-    file header) and drops the others."""
-    header = []
-    for line in original.splitlines():
-        stripped = line.strip()
-        if stripped.startswith("#"):
-            header.append(stripped)
-        elif stripped:
-            break
-    if header:
-        return "\n".join(header) + "\n\n" + formatted
-    return formatted
 
 
 # ---- the registration table and main ------------------------------------------------------------------

@@ -380,6 +380,16 @@ class Module(Node):
     #: names that statements with syntax errors would have defined: later
     #: references to them are not reported again as undefined
     broken: tuple[Ident, ...] = field(default=(), compare=False, repr=False)
+    #: the `#` comments of the file, kept for the formatter (not part of equality)
+    comments: tuple["Comment", ...] = field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Comment(Node):
+    """A `# ...` comment; ``text`` includes the `#`."""
+
+    text: str
+    span: Span = _span()
 
 
 # ---- traversal ------------------------------------------------------------------------
@@ -607,17 +617,41 @@ def deparse_statement(node: Node) -> str:
 
 def deparse_module(module: Module) -> str:
     """Canonical source: one statement per line, a blank line between groups of
-    statements of different kinds and around every multi-line statement."""
+    statements of different kinds and around every multi-line statement.
+    Comments are kept: those between statements stay before the next one, a
+    comment at the end of a one-line statement stays at its end, and other
+    comments inside a statement move before it."""
+    comments = sorted(module.comments, key=lambda c: (c.span.line, c.span.col))
+    position = 0
     out: list[str] = []
     previous: Optional[Node] = None
+    previous_text = ""
     for statement in module.statements:
         text = deparse_statement(statement)
+        before: list[str] = []
+        while position < len(comments) and comments[position].span.line < statement.span.line:
+            before.append(comments[position].text)
+            position += 1
+        inside: list[str] = []
+        while position < len(comments) and comments[position].span.line <= statement.span.end_line:
+            inside.append(comments[position].text)
+            position += 1
+        if len(inside) == 1 and "\n" not in text and comments[position - 1].span.line == statement.span.end_line:
+            text = f"{text}  {inside[0]}"
+        else:
+            before += inside
         if previous is not None:
-            multi = "\n" in text or "\n" in out[-1]
-            if multi or type(previous) is not type(statement):
+            multi = "\n" in text or "\n" in previous_text
+            if multi or before or type(previous) is not type(statement):
                 out.append("")
+        out.extend(before)
         out.append(text)
-        previous = statement
+        previous, previous_text = statement, text
+    rest = [comment.text for comment in comments[position:]]
+    if rest:
+        if out:
+            out.append("")
+        out.extend(rest)
     return "\n".join(out) + ("\n" if out else "")
 
 

@@ -15,6 +15,7 @@ reaching the recursive later passes.
 from __future__ import annotations
 
 import math
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Optional
@@ -152,6 +153,26 @@ def tokenize(text: str, file: str, reporter: Reporter) -> list[Token]:
                 return []
             position = error.pos_in_stream
             text = text[:position] + " " + text[position + 1:]
+
+
+_COMMENT_OR_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
+
+
+def extract_comments(text: str, file: str) -> tuple[ast.Comment, ...]:
+    """Every `#` comment of ``text`` (outside strings), for the formatter."""
+    comments = []
+    line_starts = [0]
+    for match in re.finditer("\n", text):
+        line_starts.append(match.end())
+    import bisect
+
+    for match in _COMMENT_OR_STRING.finditer(text):
+        if not match.group().startswith("#"):
+            continue
+        line = bisect.bisect_right(line_starts, match.start())
+        col = match.start() - line_starts[line - 1] + 1
+        comments.append(ast.Comment(match.group().rstrip(), Span(file, line, col, line, col + len(match.group()))))
+    return tuple(comments)
 
 
 # ---- parse tree -> syntax tree ---------------------------------------------------------------
@@ -504,7 +525,7 @@ def parse_module(text: str, file: str = "<string>", reporter: Optional[Reporter]
             statements.append(statement)
         else:
             broken.extend(_defined_names(chunk, file))
-    module = ast.Module(file, tuple(statements), broken=tuple(broken))
+    module = ast.Module(file, tuple(statements), broken=tuple(broken), comments=extract_comments(text, file))
     if reporter is not None:
         for diagnostic in own.diagnostics:
             reporter.add(diagnostic)

@@ -1,0 +1,103 @@
+"""The `mtdsl` command line: check and fmt, exit statuses, one-line errors."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mtdsl.cli import COMMANDS, main
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_check_clean_program_exits_0(capsys):
+    assert main(["check", str(EXAMPLES / "soap_energy.mt")]) == 0
+    out = capsys.readouterr()
+    assert "ok" in out.out and out.err == ""
+
+
+def test_check_program_with_errors_exits_1_and_renders(tmp_path, capsys):
+    path = tmp_path / "bad.mt"
+    path.write_text("hyper n_radial = 3\nlet y = n_radail\nlet z = undefined_too\n")
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:2:9: error[E101]" in err and f"{path}:3:9: error[E101]" in err
+    assert "^^^^^^^^" in err and "did you mean `n_radial`?" in err
+    assert "\033[" not in err  # not a terminal
+
+
+def test_check_with_set_overrides(tmp_path, capsys):
+    path = tmp_path / "h.mt"
+    path.write_text("hyper cutoff = 5.0\n")
+    assert main(["check", str(path), "--set", "cutoff=4.5"]) == 0
+    assert main(["check", str(path), "--set", "cutoff=abc"]) == 1
+    assert "E103" in capsys.readouterr().err
+    assert main(["check", str(path), "--set", "nonsense"]) == 2
+
+
+def test_usage_errors_exit_2(capsys):
+    assert main([]) == 2
+    assert main(["check"]) == 2
+    assert main(["frobnicate"]) == 2
+    assert "usage" in capsys.readouterr().err
+
+
+def test_missing_file_is_one_line(capsys, tmp_path):
+    assert main(["check", str(tmp_path / "nothere.mt")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no such file" in err and "Traceback" not in err
+
+
+def test_fmt_prints_canonical_source(capsys):
+    assert main(["fmt", str(EXAMPLES / "spherical_expansion.mt")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("model spherical_expansion\n") and "tensor rho\n    keys       (o3_lambda = l" in out
+
+
+def test_fmt_in_place_is_atomic_and_idempotent(tmp_path, capsys):
+    path = tmp_path / "m.mt"
+    shutil.copy(EXAMPLES / "equivariant_convolution.mt", path)
+    assert main(["fmt", "--in-place", str(path)]) == 0
+    first = path.read_text()
+    assert main(["fmt", "--check", str(path)]) == 0
+    assert main(["fmt", "-i", str(path)]) == 0
+    assert path.read_text() == first
+    assert [p.name for p in tmp_path.iterdir()] == ["m.mt"]
+    assert main(["check", str(path)]) == 0
+
+
+def test_fmt_keeps_comments(tmp_path, capsys):
+    path = tmp_path / "c.mt"
+    path.write_text("# header\nhyper a = 1 # the answer\n\n# about b\nhyper b = 2\n")
+    assert main(["fmt", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "# header" in out and "# the answer" in out and "# about b" in out
+    assert out.index("# about b") < out.index("hyper b")
+
+
+def test_fmt_refuses_syntax_errors(tmp_path, capsys):
+    path = tmp_path / "s.mt"
+    path.write_text("let = 1\n")
+    assert main(["fmt", "-i", str(path)]) == 1
+    assert path.read_text() == "let = 1\n"
+    assert "E001" in capsys.readouterr().err
+
+
+def test_commands_are_a_registration_table():
+    assert {command.name for command in COMMANDS} >= {"check", "fmt"}
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["check", "--help"]])
+def test_help(argv, capsys):
+    assert main(argv) == 0
+    assert "usage" in capsys.readouterr().out
+
+
+def test_console_entry_point_runs_as_module():
+    result = subprocess.run([sys.executable, "-m", "mtdsl.cli", "check", str(EXAMPLES / "spherical_expansion.mt")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
