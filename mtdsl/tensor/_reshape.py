@@ -51,6 +51,33 @@ def _take(values, rows):
     return values[rows] if not is_torch(values) else values[__import__("torch").from_numpy(rows)]
 
 
+def _merged(arrays: list, order: np.ndarray):
+    """`concatenate(arrays)[order]`, copying each array's rows once, straight to their place."""
+    if len(arrays) == 1:
+        return _take(arrays[0], order)
+    destination = np.empty(len(order), dtype=np.int64)
+    destination[order] = np.arange(len(order))
+    like = arrays[0]
+    shape = (len(order), *like.shape[1:])
+    if is_torch(like):
+        import torch
+
+        result = torch.empty(shape, dtype=like.dtype, device=like.device)
+    else:
+        result = np.empty(shape, dtype=like.dtype)
+    start = 0
+    for array in arrays:
+        rows = destination[start : start + len(array)]
+        start += len(array)
+        if len(rows) and rows[-1] - rows[0] == len(rows) - 1 and np.all(np.diff(rows) == 1):
+            result[int(rows[0]) : int(rows[-1]) + 1] = array  # a contiguous run: plain slice copy
+        elif is_torch(result):
+            result[torch.from_numpy(rows).to(result.device)] = array
+        else:
+            result[rows] = array
+    return result
+
+
 def _lexsort_rows(array: np.ndarray) -> np.ndarray:
     if array.shape[1] == 0:
         return np.arange(len(array))
@@ -88,7 +115,7 @@ def keys_to_samples(tensor, keys_to_move, *, sort_samples: bool = True):
         new_row[order] = np.arange(len(order))
         first = parts[0]
         block = TensorBlock(
-            _take(concatenate([b.values for b in parts]), order),
+            _merged([b.values for b in parts], order),
             Labels(first.samples.names + moved, samples[order], assume_unique=True),
             first.components,
             first.properties,
@@ -102,7 +129,7 @@ def keys_to_samples(tensor, keys_to_move, *, sort_samples: bool = True):
             block.add_gradient(
                 parameter,
                 TensorBlock(
-                    _take(concatenate([g.values for g in gradients]), g_order),
+                    _merged([g.values for g in gradients], g_order),
                     Labels(gradients[0].samples.names, gradient_samples[g_order], assume_unique=True),
                     gradients[0].components,
                     gradients[0].properties,
@@ -202,9 +229,18 @@ def _scatter(parts, rows, slots, n_rows, n_slots, n_properties, fill_value, like
             index = torch.from_numpy(part_rows).to(like.values.device)
             values[index, ..., slot * n_properties : (slot + 1) * n_properties] = part.values
         return values
-    values = np.full(shape, fill_value, dtype=like.values.dtype)
+    # every entry is written when each slot gets a part holding every row: no need to fill first
+    covers_all = len(set(int(slot) for slot in slots)) == n_slots and all(len(r) == n_rows for r in rows)
+    if covers_all:
+        values = np.empty(shape, dtype=like.values.dtype)
+    else:
+        values = np.full(shape, fill_value, dtype=like.values.dtype)
     for part, part_rows, slot in zip(parts, rows, slots):
-        values[part_rows, ..., slot * n_properties : (slot + 1) * n_properties] = part.values
+        columns = slice(slot * n_properties, (slot + 1) * n_properties)
+        if len(part_rows) == n_rows and (n_rows == 0 or (part_rows[0] == 0 and np.all(np.diff(part_rows) == 1))):
+            values[..., columns] = part.values  # the rows in order: no fancy indexing
+        else:
+            values[part_rows, ..., columns] = part.values
     return values
 
 

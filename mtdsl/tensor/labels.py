@@ -147,29 +147,40 @@ class _SortedIndex:
             self.order = np.argsort(keys, kind="stable" if stable else None)
             self.keys = keys[self.order]
 
-    def lookup(self, rows: np.ndarray, rows_sorted: bool) -> np.ndarray:
-        """Position of each row of `rows` in the indexed labels, or -1."""
-        result = np.full(len(rows), -1, dtype=np.int64)
-        inside = np.ones(len(rows), dtype=bool)
-        for column in range(rows.shape[1]):
-            values = rows[:, column]
-            inside &= values >= self.low[column]
-            inside &= values < self.low[column] + self.spans[column]
-        candidates = np.flatnonzero(inside) if not inside.all() else None
-        keys = _encode(rows if candidates is None else rows[candidates], self.low, self.spans)
-        if not rows_sorted and len(keys) > 4096:
-            # searching sorted keys is several times faster (cache friendly) than random ones
-            query_order = np.argsort(keys)
-            where = np.searchsorted(self.keys, keys[query_order])
-            where[query_order] = where.copy()
-        else:
-            where = np.searchsorted(self.keys, keys)
+    def contains_box(self, other: "_SortedIndex") -> bool:
+        """True when every row `other` indexes lies within this index's value ranges."""
+        return bool(np.all(other.low >= self.low) and np.all(other.low + other.spans <= self.low + self.spans))
+
+    def lookup(self, rows: np.ndarray, order: np.ndarray | None = None, all_inside: bool = False) -> np.ndarray:
+        """Position of each row of `rows` in the indexed labels, or -1.
+
+        `order`, when given, sorts `rows` lexicographically: the search then runs over sorted
+        keys, several times faster (cache friendly) than over random ones.
+        """
+        keys = _encode(rows, self.low, self.spans)  # garbage (never matched) for rows outside the ranges
+        inside = None
+        if not all_inside:
+            inside = np.ones(len(rows), dtype=bool)
+            for column in range(rows.shape[1]):
+                values = rows[:, column]
+                inside &= values >= self.low[column]
+                inside &= values < self.low[column] + self.spans[column]
+            if inside.all():
+                inside = None
+        if order is None and len(keys) > 4096:
+            order = np.argsort(keys)
+        if order is not None:
+            keys = keys[order]
+        where = np.searchsorted(self.keys, keys)
         np.minimum(where, len(self.keys) - 1, out=where)
         found = self.keys[where] == keys
+        if inside is not None:
+            found &= inside if order is None else inside[order]
         positions = np.where(found, self.order[where], -1)
-        if candidates is None:
+        if order is None:
             return positions
-        result[candidates] = positions
+        result = np.empty_like(positions)
+        result[order] = positions
         return result
 
 
@@ -372,13 +383,13 @@ class Labels:
             self._index = _SortedIndex(self._array, stable=self._is_view) if _fits_int64(spans) else False
         return self._index or None
 
-    def _lookup(self, rows: np.ndarray, rows_sorted: bool = False) -> np.ndarray:
+    def _lookup(self, rows: np.ndarray) -> np.ndarray:
         """Position in `self` of each row of `rows` (an int32 array), or -1."""
         if len(rows) == 0 or len(self) == 0:
             return np.full(len(rows), -1, dtype=np.int64)
         index = self._sorted_index()
         if index is not None:
-            return index.lookup(rows, rows_sorted)
+            return index.lookup(rows)
         mine, theirs = row_keys(self._array, rows)
         order = np.argsort(mine, kind="stable")
         ordered = mine[order]
@@ -387,13 +398,12 @@ class Labels:
 
     def _lookup_labels(self, other: "Labels") -> np.ndarray:
         """Position in `self` of each entry of `other` (same names), or -1."""
-        index = other._sorted_index() if len(other) > 4096 else None
-        if index is None:
+        index = self._sorted_index() if len(other) and len(self) else None
+        theirs = other._sorted_index() if index is not None and len(other) > 4096 else None
+        if theirs is None:
             return self._lookup(other._array)
         # other's rows in its sorted (lexicographic) order stay sorted in self's encoding
-        result = np.empty(len(other), dtype=np.int64)
-        result[index.order] = self._lookup(other._array[index.order], rows_sorted=True)
-        return result
+        return index.lookup(other._array, order=theirs.order, all_inside=index.contains_box(theirs))
 
     def positions(self, rows: np.ndarray) -> np.ndarray:
         """Vectorized position(): index of each row of `rows` ([n, n_names]) or -1."""
@@ -444,12 +454,12 @@ class Labels:
             result, second, first = other.intersection_and_mapping(self)
             return result, first, second
         in_other = other._lookup_labels(self)
-        common = in_other >= 0
+        common = np.flatnonzero(in_other >= 0)
         first = np.full(len(self), -1, dtype=np.int64)
-        first[common] = np.arange(int(common.sum()))
+        first[common] = np.arange(len(common))
         second = np.full(len(other), -1, dtype=np.int64)
         second[in_other[common]] = first[common]
-        values = self._array[common]
+        values = np.take(self._array, common, axis=0)
         return Labels._trusted(self._names, values, like=self._values), first, second
 
     def intersection(self, other: "Labels") -> "Labels":
