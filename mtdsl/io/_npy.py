@@ -13,6 +13,7 @@ booleans, tuples and lists, and nothing else.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass
 
@@ -23,6 +24,15 @@ _DIVISOR = 64
 # larger headers are refused: a real one is a few hundred bytes (numpy's own limit is 10000)
 MAX_HEADER_LENGTH = 1 << 20
 MAX_DIMENSIONS = 64
+
+# the canonical spellings of metatensor-core and numpy, parsed by one regular expression; any
+# other header goes through the general parser. Single spaces only: no ambiguous repetition.
+_NAME = r"'[^'\\\n]*'"
+_FAST_HEADER = re.compile(
+    r"\{ ?'descr': (?P<descr>" + _NAME + r"|\[(?:\(" + _NAME + ", " + _NAME + r"\), )*(?:\(" + _NAME + ", " + _NAME
+    + r"\))?\]), 'fortran_order': (?P<fortran>True|False), 'shape': \((?P<shape>(?:\d{1,20}, )*(?:\d{1,20},?)?)\),? ?\} *"
+)
+_FIELD = re.compile(r"\('([^']*)', '([^']*)'\)")
 
 # dtypes that .mts values may have (the ones metatensor-core can write)
 VALUE_DTYPES = {
@@ -110,6 +120,14 @@ def parse_header(data) -> NpyHeader:
         text = raw[:-1].decode("utf-8" if major == 3 else "ascii")
     except UnicodeDecodeError:
         raise NpyError("NPY header is not ASCII text") from None
+    fast = _FAST_HEADER.fullmatch(text)
+    if fast is not None:
+        descr = fast["descr"]
+        descr = descr[1:-1] if descr.startswith("'") else tuple(_FIELD.findall(descr))
+        shape = tuple(int(s) for s in re.findall(r"\d+", fast["shape"]))
+        if len(shape) > MAX_DIMENSIONS:
+            raise NpyError(f"NPY header 'shape' has {len(shape)} dimensions, at most {MAX_DIMENSIONS} are allowed")
+        return NpyHeader(descr, fast["fortran"] == "True", shape, start + length)
     dictionary = _Parser(text).document()
     if not isinstance(dictionary, dict) or set(dictionary) != {"descr", "fortran_order", "shape"}:
         raise NpyError("NPY header must be a dictionary with exactly 'descr', 'fortran_order' and 'shape'")
