@@ -32,7 +32,13 @@ def entry_names(entries) -> list[str]:
     return names
 
 
-def evaluate_kernel(interpreter: Interpreter, kernel: ir.TensorKernel) -> TensorMap:
+def evaluate_kernel(interpreter: Interpreter, kernel: ir.TensorKernel, body: Named | None = None) -> TensorMap:
+    """The TensorMap of `kernel`; its `body` values come from the interpreter unless given.
+
+    A compiled backend passes `body` as a `Named` over the kernel's indices (in
+    any order, irreps padded to `-max..max`); only its entries at valid points
+    (`where` and `|m| <= l`) are read.
+    """
     bindings = interpreter.bindings
     scope = Scope()
     for binder in kernel.indices:
@@ -40,7 +46,8 @@ def evaluate_kernel(interpreter: Interpreter, kernel: ir.TensorKernel) -> Tensor
     axes = tuple(b.name for b in kernel.indices)
     sizes = {name: len(scope.values[name]) for name in axes}
 
-    body = interpreter.evaluate(kernel.body, scope)
+    if body is None:
+        body = interpreter.evaluate(kernel.body, scope)
     mask = Named.scalar(True)
     if kernel.where is not None:
         mask = apply(np.logical_and, mask, interpreter.evaluate(kernel.where, scope))

@@ -1,0 +1,982 @@
+"""The C++ renderer: loop IR -> C++ source text (no compiling here, see `codegen/cache.py`).
+
+Each kernel becomes one `extern "C"` function
+
+    int64_t mt_kernel_K(void** arrays, const int64_t* scalars, int64_t threads)
+
+that fills the dense buffer of the kernel's index grid and returns error bits
+(0: fine; otherwise the runtime evaluates the kernel with the interpreter,
+which raises the precise error or decides). Its run-time arguments are listed
+by `RenderedKernel.arrays` and `.scalars` as *descriptors* (plain tuples such
+as `("pairs", "P", "vectors")`) that `runtime/compiled.py` resolves against
+`Bindings`; compile-time tables (radial splines, Clebsch-Gordan) are
+`("const", name)` arrays kept in `RenderedModule.constants`.
+
+The loop nest follows `codegen/plan.py`. Every value is placed in the
+outermost loop where the variables it reads are bound (loop-invariant code
+motion over the IR): products are regrouped by placement level, `sph` and
+`soap_radial` fill a table for every `(l, m)` / `(l, n)` once where their
+vector / distance is known, block accesses split into block, sample,
+component and property lookups placed by what each reads.
+
+Safety: IR names never reach the source except inside comments, after
+`*/` is escaped; every C++ identifier is generated (`v3`, `t12`, `a4`),
+numbers are `repr` of floats and range-checked integers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import jinja2
+import numpy as np
+
+from mtdsl.ir import nodes as ir
+from mtdsl.math.cg import cg as cg_block
+from mtdsl.math.radial import soap_radial_spline
+from mtdsl.math.wigner import e3nn_change_of_basis
+
+from . import plan as planning
+from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+    keep_trailing_newline=True,
+    autoescape=False,
+    undefined=jinja2.StrictUndefined,
+)
+
+CTYPES = {INT: "int64_t", BOOL: "bool", REAL: "real", VEC: "mt_vec"}
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def comment(text) -> str:
+    """Text safe inside a `/* */` or `//` comment: one line, no comment terminator."""
+    text = str(text).replace("\\", "\\\\").replace("\n", " ").replace("\r", " ")
+    return text.replace("*/", "* /").replace("/*", "/ *")
+
+
+def real_literal(value: float) -> str:
+    value = float(value)
+    if math.isnan(value):
+        return "real(NAN)"
+    if math.isinf(value):
+        return "real(INFINITY)" if value > 0 else "real(-INFINITY)"
+    return f"real({value!r})"
+
+
+def int_literal(value: int) -> str:
+    value = int(value)
+    if not INT64_MIN < value <= INT64_MAX:
+        raise Unsupported(f"integer {value} outside 64 bits")
+    return f"INT64_C({value})"
+
+
+# ---- rendered output ----------------------------------------------------------------------
+
+
+@dataclass
+class RenderedKernel:
+    name: str  # the IR tensor name
+    symbol: str  # the C function
+    plan: planning.KernelPlan
+    arrays: list  # descriptors, in argument order
+    scalars: list
+    source: str
+
+
+@dataclass
+class RenderedModule:
+    module: ir.Module
+    dtype: str  # "float64" or "float32"
+    source: str
+    kernels: dict  # tensor name -> RenderedKernel
+    unsupported: dict  # tensor name -> reason (evaluated by the interpreter)
+    constants: dict = field(default_factory=dict)  # name -> numpy array (float64)
+
+
+# ---- the loop-nest builder ----------------------------------------------------------------------
+
+
+class Level:
+    """One block of the nest: a loop header, statements hoisted to it (`prelude`), then its `body`."""
+
+    def __init__(self, header: Optional[str], target: Optional[list]):
+        self.header = header
+        self.prelude: list = []
+        self.body: list = []
+        self.target = target  # where the finished block goes (a parent's prelude or body)
+
+    def lines(self, indent: str = "") -> list[str]:
+        inner = indent + "    " if self.header else indent
+        out = [indent + self.header + " {"] if self.header else []
+        for item in self.prelude + self.body:
+            if isinstance(item, Level):
+                out += item.lines(inner)
+            else:
+                out.append(inner + item)
+        if self.header:
+            out.append(indent + "}")
+        return out
+
+
+@dataclass(frozen=True)
+class Value:
+    code: str
+    type: str
+    level: int  # index in the nest of the outermost block where it can be computed
+    body: bool = False  # computed in that block's body (after its nested loops), not its prelude
+
+    @property
+    def place(self):
+        return (self.level, self.body)
+
+
+@dataclass(frozen=True)
+class VarInfo:
+    code: str
+    position: str  # the buffer / parameter coordinate (value - start, m + max, species rank)
+    level: int
+    domain: object
+
+
+def _trivial(code: str) -> bool:
+    """A name or a literal: never worth a temporary."""
+    if code.replace("_", "").isalnum():
+        return True
+    for prefix in ("real(", "INT64_C("):
+        if code.startswith(prefix) and code.endswith(")") and "(" not in code[len(prefix):-1]:
+            return True
+    return False
+
+
+class KernelRenderer:
+    def __init__(self, renderer: "ModuleRenderer", kernel: ir.TensorKernel, symbol: str):
+        self.renderer = renderer
+        self.module = renderer.module
+        self.kernel = kernel
+        self.symbol = symbol
+        self.arrays: "OrderedDict[tuple, tuple[str, str]]" = OrderedDict()
+        self.scalars: "OrderedDict[tuple, str]" = OrderedDict()
+        self.declarations: list[str] = []
+        self.counter = 0
+        self.memo: dict = {}
+        self.env: dict[str, VarInfo] = {}
+        self.domains: dict[str, object] = {}
+        self.systems = {s.name for s in self.module.systems}
+        self.pairs = {p.name: p for p in self.module.pairs}
+
+    # -- names and arguments --------------------------------------------------------------------
+    def fresh(self, prefix: str) -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def array(self, descriptor: tuple, ctype: str, note: str) -> str:
+        if descriptor not in self.arrays:
+            name = f"a{len(self.arrays) + 1}"
+            self.arrays[descriptor] = (name, ctype)
+            self.declarations.append(
+                f"const {ctype}* const {name} = (const {ctype}*) mt_arrays[{len(self.arrays)}];  // {comment(note)}")
+        return self.arrays[descriptor][0]
+
+    def scalar(self, descriptor: tuple, note: str) -> str:
+        if descriptor not in self.scalars:
+            name = f"s{len(self.scalars)}"
+            self.scalars[descriptor] = name
+            self.declarations.append(
+                f"const int64_t {name} = mt_scalars[{len(self.scalars) - 1}];  // {comment(note)}")
+        return self.scalars[descriptor]
+
+    # -- nest ---------------------------------------------------------------------------------------
+    def emit(self, value_code: str, ctype: str, place: tuple, hint: str = "t") -> str:
+        level, body = place
+        block = self.stack[level]
+        key = (id(block), body, value_code)
+        if key in self.memo:
+            return self.memo[key]
+        name = self.fresh(hint)
+        (block.body if body else block.prelude).append(f"const {ctype} {name} = {value_code};")
+        self.memo[key] = name
+        return name
+
+    def hoist(self, value: Value, hint: str = "t") -> Value:
+        """Bind a non-trivial value to a name in the block where it belongs, if outside the current one."""
+        if _trivial(value.code) or value.level >= len(self.stack) - 1:
+            return value
+        name = self.emit(value.code, CTYPES[value.type], value.place, hint)
+        return Value(name, value.type, value.level, value.body)
+
+    def statement(self, place: tuple, line) -> None:
+        level, body = place
+        block = self.stack[level]
+        (block.body if body else block.prelude).append(line)
+
+    def open(self, header: str, target: list) -> int:
+        block = Level(header, target)
+        self.stack.append(block)
+        return len(self.stack) - 1
+
+    def close(self) -> None:
+        block = self.stack.pop()
+        self.memo = {k: v for k, v in self.memo.items() if k[0] != id(block)}
+        block.target.append(block)
+
+    def here(self) -> tuple:
+        return (len(self.stack) - 1, True)
+
+    @staticmethod
+    def join(*values: Value) -> tuple:
+        place = (0, False)
+        for value in values:
+            place = max(place, value.place)
+        return place
+
+    # -- loops --------------------------------------------------------------------------------------
+    def open_loop(self, loop: planning.Loop, target: list) -> None:
+        """Open the block of one loop and bind its variable (value and position)."""
+        var = self.fresh("v")
+        domain = loop.domain
+        note = f"{loop.var} in {domain}" + (f" = {loop.expr}" if loop.expr is not None else "")
+        position = var
+        if loop.kind == "domain":
+            if isinstance(domain, ir.RangeDomain):
+                header = f"for (int64_t {var} = {int_literal(domain.start)}; {var} < {int_literal(domain.stop)}; ++{var})"
+                position = f"({var} - {int_literal(domain.start)})"
+                pre = []
+            elif isinstance(domain, ir.SpeciesDomain):
+                rank = var + "_rank"
+                species = self.species_array(domain)
+                count = self.scalar(("n_species", domain), f"number of {domain}")
+                header = f"for (int64_t {rank} = 0; {rank} < {count}; ++{rank})"
+                pre = [f"const int64_t {var} = {species}[{rank}];"]
+                position = rank
+            elif isinstance(domain, ir.IrrepDomain):
+                degree = self.index(domain.degree)
+                limit = self.emit(f"std::min<int64_t>({degree.code}, {int_literal(domain.max_degree)})", "int64_t",
+                                  degree.place, "d")
+                header = f"for (int64_t {var} = -{limit}; {var} <= {limit}; ++{var})"
+                position = f"({var} + {int_literal(domain.max_degree)})"
+                pre = []
+            else:
+                count = self.domain_size(domain)
+                header = f"for (int64_t {var} = 0; {var} < {count}; ++{var})"
+                pre = []
+        elif loop.kind in ("pairs_of", "atoms_of"):
+            owner = self.index(loop.expr)
+            if loop.kind == "pairs_of":
+                offsets = self.array(("pairs", loop.source, "offsets"), "int64_t", f"{loop.source} CSR offsets")
+                count = self.n_atoms(self.pairs[loop.source].systems)
+            else:
+                offsets = self.array(("systems", loop.source, "atom_offsets"), "int64_t", f"{loop.source} atom offsets")
+                count = self.scalar(("n_systems", loop.source), f"systems in {loop.source}")
+            start = self.emit(f"mt_seg({offsets}, {count}, {owner.code}, 0)", "int64_t", owner.place, "lo")
+            stop = self.emit(f"mt_seg({offsets}, {count}, {owner.code}, 1)", "int64_t", owner.place, "hi")
+            header = f"for (int64_t {var} = {start}; {var} < {stop}; ++{var})"
+            pre = []
+        elif loop.kind == "equal":
+            value = self.index(loop.expr)
+            once = var + "_once"
+            header = f"for (int64_t {once} = 0; {once} < 1; ++{once})"
+            pre = [f"const int64_t {var} = {value.code};"]
+            position, checks = self.membership(domain, var)
+            pre += checks
+        else:
+            raise Unsupported(f"loop kind {loop.kind}")
+        level = self.open(f"{header}  /* {comment(note)} */", target)
+        self.stack[level].prelude.extend(pre)
+        self.env[loop.var] = VarInfo(var, position, level, domain)
+        self.domains[loop.var] = domain
+        for guard in loop.guards:
+            condition = self.render(guard)
+            self.statement((level, False), f"if (!({condition.code})) continue;  // where {comment(guard)}")
+
+    def membership(self, domain, var: str) -> tuple[str, list[str]]:
+        """(position expression, statements that skip values outside the domain) of an equality-bound variable."""
+        if isinstance(domain, ir.RangeDomain):
+            return (f"({var} - {int_literal(domain.start)})",
+                    [f"if ({var} < {int_literal(domain.start)} || {var} >= {int_literal(domain.stop)}) continue;"])
+        if isinstance(domain, ir.SpeciesDomain):
+            table = self.array(("species_rank", domain), "int64_t", f"rank of each atomic number in {domain}")
+            size = self.scalar(("n_species_rank", domain), "size of that table")
+            rank = var + "_rank"
+            return rank, [f"const int64_t {rank} = mt_at({table}, 0, 0, mt_dense(0, {var}, 0, {size}));",
+                          f"if ({rank} < 0) continue;"]
+        if isinstance(domain, ir.IrrepDomain):
+            degree = self.index(domain.degree)
+            return (f"({var} + {int_literal(domain.max_degree)})",
+                    [f"if (std::abs({var}) > std::min<int64_t>({degree.code}, {int_literal(domain.max_degree)})) continue;"])
+        if isinstance(domain, ir.XyzDomain):
+            return var, [f"if ({var} < 0 || {var} > 2) continue;"]
+        count = self.domain_size(domain)
+        return var, [f"if ({var} < 0 || {var} >= {count}) continue;"]
+
+    def domain_size(self, domain) -> str:
+        if isinstance(domain, ir.AtomsDomain):
+            return self.n_atoms(domain.systems)
+        if isinstance(domain, ir.SystemsDomain):
+            return self.scalar(("n_systems", domain.systems), f"systems in {domain.systems}")
+        if isinstance(domain, ir.PairsDomain):
+            return self.scalar(("n_pairs", domain.pairs), f"pairs in {domain.pairs}")
+        if isinstance(domain, ir.XyzDomain):
+            return "INT64_C(3)"
+        if isinstance(domain, ir.RangeDomain):
+            return int_literal(domain.stop - domain.start)
+        if isinstance(domain, ir.IrrepDomain):
+            return int_literal(2 * domain.max_degree + 1)
+        if isinstance(domain, ir.SpeciesDomain):
+            return self.scalar(("n_species", domain), f"number of {domain}")
+        raise Unsupported(f"domain {domain}")
+
+    def n_atoms(self, systems: str) -> str:
+        return self.scalar(("n_atoms", systems), f"atoms in {systems}")
+
+    def species_array(self, domain) -> str:
+        return self.array(("species", domain), "int64_t", f"values of {domain}")
+
+    # -- the kernel -----------------------------------------------------------------------------------
+    def render_kernel(self) -> str:
+        plan = self.plan = planning.plan_kernel(self.kernel)
+        self.declarations = []
+        root = Level(None, None)
+        self.stack = [root]
+        buffer_type = "real"
+        sizes = [self.domain_size(b.domain) for b in self.kernel.indices]
+        buffer = f"mt_buffer"
+        strides = []
+        for k in range(len(sizes)):
+            rest = sizes[k + 1:]
+            strides.append(" * ".join(rest) if rest else "INT64_C(1)")
+        for k, stride in enumerate(strides):
+            root.prelude.append(f"const int64_t st{k} = {stride};  // stride of {comment(self.kernel.indices[k].name)}")
+        for guard in plan.pre_guards:
+            condition = self.render(guard)
+            root.prelude.append(f"if (!({condition.code})) return err;  // where {comment(guard)}")
+
+        depth0 = len(self.stack)
+        first = True
+        for loop in plan.loops:
+            target = self.stack[-1].body
+            if first and plan.parallel:
+                self.stack[-1].body.append("#pragma omp parallel for schedule(dynamic, 4) num_threads(mt_threads) reduction(|: err)")
+            first = False
+            self.open_loop(loop, target)
+
+        # the buffer offset, summed in loop order so that partial sums are hoisted
+        terms = []
+        for k, binder in enumerate(self.kernel.indices):
+            info = self.env[binder.name]
+            terms.append(Value(f"{info.position} * st{k}", INT, info.level))
+        offset = self.fold(terms, "+", INT, "o") if terms else Value("INT64_C(0)", INT, 0)
+        value = self.render(plan.body)
+        value_code = value.code if value.type in (REAL,) else f"(real)({value.code})"
+        operator = "+=" if plan.schedule == "accumulate" else "="
+        self.statement(self.here(), f"{buffer}[{offset.code}] {operator} {value_code};")
+        while len(self.stack) > depth0:
+            self.close()
+        self.declarations.insert(0, f"{buffer_type}* const {buffer} = (real*) mt_arrays[0];  // the output buffer")
+        lines = root.lines()
+        driver = plan.loops[0].var if plan.loops else ""
+        return _TEMPLATES.get_template("kernel.cpp.j2").render(
+            comment=comment(self.kernel.name), schedule=plan.schedule, parallel=plan.parallel,
+            driver=comment(driver), symbol=self.symbol, declarations=self.declarations, body=lines,
+        )
+
+    def fold(self, values: list[Value], operator: str, ctype_type: str, hint: str) -> Value:
+        """Combine `values` with `operator`, innermost-placed last, hoisting every partial result."""
+        ordered = sorted(values, key=lambda v: v.place)
+        result = ordered[0]
+        for value in ordered[1:]:
+            place = max(result.place, value.place)
+            combined = Value(f"{result.code} {operator} {value.code}", ctype_type, *place)
+            result = self.hoist(combined, hint) if place[0] < len(self.stack) - 1 else Value(f"({combined.code})", ctype_type, *place)
+        return self.hoist(result, hint)
+
+    # -- expressions ------------------------------------------------------------------------------
+    def render(self, expr) -> Value:
+        method = getattr(self, f"_render_{type(expr).__name__}", None)
+        if method is None:
+            raise Unsupported(f"expression {type(expr).__name__}")
+        return method(expr)
+
+    def index(self, expr) -> Value:
+        value = self.render(expr)
+        if value.type == BOOL:
+            return Value(f"(int64_t)({value.code})", INT, value.level, value.body)
+        if value.type != INT:
+            raise Unsupported(f"a {value.type} value used as an index: {expr}")
+        return value
+
+    def _render_Const(self, expr: ir.Const) -> Value:
+        if isinstance(expr.value, bool):
+            return Value("true" if expr.value else "false", BOOL, 0)
+        if isinstance(expr.value, int):
+            return Value(int_literal(expr.value), INT, 0)
+        if isinstance(expr.value, float):
+            return Value(real_literal(expr.value), REAL, 0)
+        raise Unsupported(f"constant {expr.value!r}")
+
+    def _render_Var(self, expr: ir.Var) -> Value:
+        if expr.name not in self.env:
+            raise Unsupported("a variable that is not bound")
+        info = self.env[expr.name]
+        return Value(info.code, INT, info.level)
+
+    def _in_range(self, expr, kind: str, source: str) -> bool:
+        """Whether `expr` is provably an atom (kind "atoms") of systems `source` / a pair of pairs `source`."""
+        if isinstance(expr, ir.Var) and expr.name in self.domains:
+            domain = self.domains[expr.name]
+            if kind == "atoms":
+                return isinstance(domain, ir.AtomsDomain) and domain.systems == source
+            if kind == "systems":
+                return isinstance(domain, ir.SystemsDomain) and domain.systems == source
+            return (isinstance(domain, ir.PairsDomain) and domain.pairs == source) or (
+                isinstance(domain, ir.PairsFrom) and domain.pairs == source)
+        if kind == "atoms" and isinstance(expr, ir.Data) and expr.source in self.pairs and expr.field in ("first", "second"):
+            return self.pairs[expr.source].systems == source and self._in_range(expr.index[0], "pairs", expr.source)
+        return False
+
+    def checked(self, expr, kind: str, source: str, count: str) -> Value:
+        value = self.index(expr)
+        if self._in_range(expr, kind, source):
+            return value
+        return Value(f"mt_check({value.code}, {count}, err)", INT, value.level, value.body)
+
+    def _render_Data(self, expr: ir.Data) -> Value:
+        if expr.source in self.systems:
+            fields = {"type": ("types", "int32_t", INT), "system": ("system", "int64_t", INT),
+                      "positions": ("positions", "real", VEC)}
+            if expr.field not in fields:
+                raise Unsupported(f"{expr.source}.{expr.field}")
+            kind, count = "atoms", self.n_atoms(expr.source)
+        elif expr.source in self.pairs:
+            fields = {"first": ("first", "int64_t", INT), "second": ("second", "int64_t", INT),
+                      "vector": ("vectors", "real", VEC), "distance": ("distances", "real", REAL)}
+            if expr.field not in fields:
+                raise Unsupported(f"{expr.source}.{expr.field}")
+            kind, count = "pairs", self.scalar(("n_pairs", expr.source), f"pairs in {expr.source}")
+        else:
+            raise Unsupported(f"unknown data source {expr.source}")
+        name, ctype, vtype = fields[expr.field]
+        group = "systems" if kind == "atoms" else "pairs"
+        array = self.array((group, expr.source, name), ctype, f"{expr.source}.{expr.field}")
+        if not expr.index or len(expr.index) > 2 or (len(expr.index) == 2 and vtype != VEC):
+            raise Unsupported(f"{expr.source}.{expr.field} with {len(expr.index)} indices")
+        index = self.checked(expr.index[0], kind, expr.source, count)
+        if vtype == VEC:
+            if len(expr.index) == 2:
+                component = self.index(expr.index[1])
+                c = Value(f"mt_check({component.code}, INT64_C(3), err)", INT, component.level, component.body)
+                value = Value(f"{array}[3 * {index.code} + {c.code}]", REAL, *self.join(index, c))
+            else:
+                value = Value(f"mt_vec_at({array}, {index.code})", VEC, *index.place)
+        else:
+            code = f"{array}[{index.code}]" if ctype != "int32_t" else f"(int64_t) {array}[{index.code}]"
+            value = Value(code, vtype, *index.place)
+        return self.hoist(value, "d")
+
+    def _render_ParamRef(self, expr: ir.ParamRef) -> Value:
+        declaration = next((p for p in self.module.params if p.name == expr.name), None)
+        if declaration is None or len(declaration.domains) != len(expr.index):
+            raise Unsupported(f"parameter {expr.name}")
+        array = self.array(("param", expr.name), "real", f"param {expr.name}")
+        offset: Optional[Value] = None
+        for k, (index_expr, domain) in enumerate(zip(expr.index, declaration.domains)):
+            index = self.index(index_expr)
+            size = self.scalar(("param_dim", expr.name, k), f"size {k} of param {expr.name}")
+            if isinstance(domain, ir.RangeDomain):
+                position = f"{index.code} - {int_literal(domain.start)}"
+            elif isinstance(domain, ir.SpeciesDomain):
+                table = self.array(("species_rank", domain), "int64_t", f"rank of each atomic number in {domain}")
+                count = self.scalar(("n_species_rank", domain), "size of that table")
+                position = f"mt_at({table}, 0, 0, mt_dense(0, {index.code}, 0, {count}))"
+            elif isinstance(domain, ir.IrrepDomain):
+                position = f"{index.code} + {int_literal(domain.max_degree)}"
+            elif isinstance(domain, ir.XyzDomain):
+                position = index.code
+            else:
+                raise Unsupported(f"parameter indexed by {domain}")
+            part = Value(f"mt_check({position}, {size}, err)", INT, *index.place)
+            part = self.hoist(part, "q")
+            if offset is None:
+                offset = part
+            else:
+                offset = self.hoist(Value(f"({offset.code}) * {size} + {part.code}", INT, *self.join(offset, part)), "q")
+        if offset is None:
+            offset = Value("INT64_C(0)", INT, 0)
+        return self.hoist(Value(f"{array}[{offset.code}]", REAL, *offset.place), "w")
+
+    def _render_BlockRef(self, expr: ir.BlockRef) -> Value:
+        ref = self.renderer.block_ref_key(expr)
+        slots = expr.samples + expr.components + expr.properties
+        note = f"{expr.tensor}"
+
+        def meta(field_name, k=0):
+            return self.scalar(("block", ref, field_name, k), f"{note}: {field_name} {k}")
+
+        def table(field_name):
+            return self.array(("block", ref, field_name), "int64_t", f"{note}: {field_name}")
+
+        def dense(values: list[Value], group: str) -> Value:
+            acc = Value("INT64_C(0)", INT, 0)
+            for k, v in enumerate(values):
+                place = max(acc.place, v.place)
+                acc = self.hoist(Value(f"mt_dense({acc.code}, {v.code}, {meta(group + '_min', k)}, {meta(group + '_size', k)})",
+                                       INT, *place), "k")
+            return acc
+
+        keys = [self.index(e) for _, e in expr.keys]
+        key_index = dense(keys, "key")
+        block = self.hoist(Value(f"mt_at({table('key_table')}, 0, 0, {key_index.code})", INT, *key_index.place), "blk")
+
+        def lookup(values, group, field_name):
+            index = dense(values, group)
+            place = max(index.place, block.place)
+            return self.hoist(Value(f"mt_at({table(field_name)}, {block.code}, {meta(group + '_stride')}, {index.code})",
+                                    INT, *place), "r")
+
+        samples = [self.index(s.expr) for s in expr.samples]
+        row = lookup(samples, "sample", "sample_table")
+        components = []
+        for k, slot in enumerate(expr.components):
+            value = self.index(slot.expr)
+            components.append(lookup([value], f"component{k}", f"component{k}_table"))
+        properties = [self.index(s.expr) for s in expr.properties]
+        column = lookup(properties, "property", "property_table")
+
+        shape = table("shape")
+        width = len(expr.components) + 2
+        parts = [row] + components + [column]
+        missing = " || ".join(f"{p.code} < 0" for p in [block] + parts)
+        offset_code = row.code
+        for k, c in enumerate(components):
+            offset_code = f"({offset_code}) * {shape}[{block.code} * {width} + {k + 1}] + {c.code}"
+        offset_code = f"({offset_code}) * {shape}[{block.code} * {width} + {width - 1}] + {column.code}"
+        base = table("base")
+        place = self.join(block, *parts)
+        offset = self.hoist(Value(f"({missing}) ? INT64_C(-1) : {base}[{block.code}] + {offset_code}", INT, *place), "off")
+        flat = self.array(("block", ref, "values"), "real", f"values of {note}")
+        del slots
+        return self.hoist(Value(f"mt_read({flat}, {offset.code}, err)", REAL, *offset.place), "x")
+
+    def _render_Unary(self, expr: ir.Unary) -> Value:
+        operand = self.render(expr.operand)
+        if expr.op == "neg":
+            kind = INT if operand.type == BOOL else operand.type
+            return Value(f"(-{operand.code})", kind, *operand.place)
+        if expr.op == "not":
+            return Value(f"(!{operand.code})", BOOL, *operand.place)
+        raise Unsupported(f"unary {expr.op}")
+
+    def _render_Binary(self, expr: ir.Binary) -> Value:
+        result_type = expr_type(expr)
+        if expr.op == "mul" and result_type == REAL:
+            factors = [self.render(f) for f in _factors(expr)]
+            factors = [Value(f"(real)({f.code})", REAL, f.level, f.body) if f.type in (INT, BOOL) else f for f in factors]
+            return self.fold(factors, "*", REAL, "p")
+        left, right = self.render(expr.left), self.render(expr.right)
+        place = self.join(left, right)
+        a, b = left.code, right.code
+        op = expr.op
+        if op in ("add", "sub", "mul"):
+            symbol = {"add": "+", "sub": "-", "mul": "*"}[op]
+            if result_type == REAL:
+                a, b = self.as_real(left), self.as_real(right)
+            code = f"({a} {symbol} {b})"
+        elif op == "div":
+            if result_type == VEC:
+                code = f"({self.as_real(left) if left.type != VEC else a} / {self.as_real(right) if right.type != VEC else b})"
+            else:
+                code = f"({self.as_real(left)} / {self.as_real(right)})"
+        elif op == "mod":
+            code = f"mt_imod({a}, {b})" if result_type == INT else f"mt_fmod({self.as_real(left)}, {self.as_real(right)})"
+        elif op == "pow":
+            code = f"mt_ipow({a}, {b})" if result_type == INT else f"std::pow({self.as_real(left)}, {self.as_real(right)})"
+        elif op in ("eq", "ne", "lt", "le", "gt", "ge"):
+            symbol = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op]
+            if REAL in (left.type, right.type):
+                a, b = self.as_real(left), self.as_real(right)
+            code = f"({a} {symbol} {b})"
+        elif op in ("and", "or"):
+            code = f"({self.as_bool(left)} {'&&' if op == 'and' else '||'} {self.as_bool(right)})"
+        else:
+            raise Unsupported(f"binary {op}")
+        if result_type == VEC and op in ("add", "sub", "mul"):
+            symbol = {"add": "+", "sub": "-", "mul": "*"}[op]
+            code = f"({self.vec_operand(left)} {symbol} {self.vec_operand(right)})"
+        return self.hoist(Value(code, result_type, *place), "t")
+
+    @staticmethod
+    def as_real(value: Value) -> str:
+        return f"(real)({value.code})" if value.type in (INT, BOOL) else value.code
+
+    @staticmethod
+    def as_bool(value: Value) -> str:
+        return f"({value.code} != 0)" if value.type != BOOL else value.code
+
+    def vec_operand(self, value: Value) -> str:
+        return value.code if value.type == VEC else self.as_real(value)
+
+    def _render_Select(self, expr: ir.Select) -> Value:
+        result_type = expr_type(expr)
+        condition = self.render(expr.condition)
+        yes, no = self.render(expr.if_true), self.render(expr.if_false)
+        if result_type == REAL:
+            a, b = self.as_real(yes), self.as_real(no)
+        else:
+            a, b = yes.code, no.code
+        code = f"({self.as_bool(condition)} ? {a} : {b})"
+        return self.hoist(Value(code, result_type, *self.join(condition, yes, no)), "t")
+
+    # -- built-in functions -----------------------------------------------------------------------------
+    def _render_Call(self, expr: ir.Call) -> Value:
+        name = expr.function
+        if name in ("sqrt", "exp", "log", "sin", "cos", "tanh"):
+            x = self.unary_argument(expr)
+            return self.hoist(Value(f"std::{name}({self.as_real(x)})", REAL, *x.place), "f")
+        if name in ("sigmoid", "silu"):
+            x = self.unary_argument(expr)
+            return self.hoist(Value(f"mt_{name}({self.as_real(x)})", REAL, *x.place), "f")
+        if name == "abs":
+            x = self.unary_argument(expr)
+            if x.type in (INT, BOOL):
+                return self.hoist(Value(f"std::abs((int64_t)({x.code}))", INT, *x.place), "f")
+            return self.hoist(Value(f"std::abs({x.code})", REAL, *x.place), "f")
+        if name == "norm":
+            v = self.vector_argument(expr, 0)
+            return self.hoist(Value(f"mt_norm({v.code})", REAL, *v.place), "f")
+        if name == "dot":
+            u, v = self.vector_argument(expr, 0), self.vector_argument(expr, 1)
+            return self.hoist(Value(f"mt_dot({u.code}, {v.code})", REAL, *self.join(u, v)), "f")
+        if name == "gto":
+            return self.call_gto(expr)
+        if name == "cosine_cutoff":
+            return self.call_cosine_cutoff(expr)
+        if name == "sph":
+            return self.call_sph(expr)
+        if name == "soap_radial":
+            return self.call_soap_radial(expr)
+        if name == "cg":
+            return self.call_cg(expr)
+        raise Unsupported(f"function {name}")
+
+    def unary_argument(self, expr) -> Value:
+        if len(expr.args) != 1:
+            raise Unsupported(f"{expr.function} with {len(expr.args)} arguments")
+        value = self.render(expr.args[0])
+        if value.type == VEC:
+            raise Unsupported(f"{expr.function} of a vector")
+        return value
+
+    def vector_argument(self, expr, k) -> Value:
+        value = self.render(expr.args[k])
+        if value.type != VEC:
+            raise Unsupported(f"{expr.function} needs a vector")
+        return value
+
+    def option(self, expr, name) -> float:
+        value = expr.option(name)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Unsupported(f"{expr.function} without a numeric option {name}")
+        return value
+
+    def scalar_argument(self, expr, k) -> Value:
+        value = self.render(expr.args[k])
+        if value.type == VEC:
+            raise Unsupported(f"{expr.function}: argument {k} is a vector")
+        return value
+
+    def call_gto(self, expr) -> Value:
+        width = float(self.option(expr, "width"))
+        r, n = self.scalar_argument(expr, 0), self.scalar_argument(expr, 1)
+        gaussian = self.hoist(Value(f"std::exp(-({self.as_real(r)} * {self.as_real(r)}) / {real_literal(2.0 * width * width)})",
+                                    REAL, *r.place), "g")
+        power = self.hoist(Value(f"std::pow({self.as_real(r)}, {self.as_real(n)})", REAL, *self.join(r, n)), "g")
+        return self.hoist(Value(f"({power.code} * {gaussian.code})", REAL, *self.join(power, gaussian)), "g")
+
+    def call_cosine_cutoff(self, expr) -> Value:
+        width = float(self.option(expr, "width"))
+        r = self.scalar_argument(expr, 0)
+        if len(expr.args) > 1:  # the cutoff as an argument (older IR)
+            cutoff = self.scalar_argument(expr, 1)
+        else:
+            cutoff = Value(real_literal(float(self.option(expr, "cutoff"))), REAL, 0)
+        return self.hoist(Value(f"mt_cosine_cutoff({self.as_real(r)}, {self.as_real(cutoff)}, {real_literal(width)})",
+                                REAL, *self.join(r, cutoff)), "fc")
+
+    def bounded(self, expr, what: str) -> tuple[Value, tuple[int, int]]:
+        value = self.index(expr)
+        found = planning.bounds(expr, self.domains)
+        if found is None:
+            raise Unsupported(f"{what}: the bounds of {expr} are not known at compile time")
+        return value, found
+
+    def call_sph(self, expr) -> Value:
+        if len(expr.args) != 3:
+            raise Unsupported("sph with a wrong number of arguments")
+        v = self.vector_argument(expr, 0)
+        l, (l_lo, l_hi) = self.bounded(expr.args[1], "sph")
+        m, (m_lo, m_hi) = self.bounded(expr.args[2], "sph")
+        if l_hi < 0:
+            return Value(real_literal(0.0), REAL, 0)
+        top = l_hi
+        function = self.renderer.sph_function(top)
+        table = self.table(f"{function}({v.code}, %s);", (top + 1) * (2 * top + 1), v.place, "Y")
+        width = 2 * top + 1
+        index = f"{l.code} * {width} + {m.code} + {top}"
+        code = f"{table}[{index}]"
+        if l_lo < 0 or m_lo < -top or m_hi > top:
+            code = f"(({l.code}) >= 0 && std::abs({m.code}) <= ({l.code}) ? {table}[{index}] : real(0))"
+        return self.hoist(Value(code, REAL, *self.join(Value(table, REAL, *v.place), l, m)), "y")
+
+    def table(self, fill: str, size: int, place: tuple, hint: str) -> str:
+        """A local array filled once where `place` says; the statement `fill` gets its name for %s."""
+        level, body = place
+        key = (id(self.stack[level]), body, "table", fill)
+        if key in self.memo:
+            return self.memo[key]
+        name = self.fresh(hint)
+        self.statement(place, f"real {name}[{size}];")
+        self.statement(place, fill % name)
+        self.memo[key] = name
+        return name
+
+    def call_soap_radial(self, expr) -> Value:
+        if len(expr.args) != 3:
+            raise Unsupported("soap_radial with a wrong number of arguments")
+        n_radial = int(self.option(expr, "n_radial"))
+        cutoff = float(self.option(expr, "cutoff"))
+        width = float(self.option(expr, "density_width"))
+        r = self.scalar_argument(expr, 0)
+        n, (n_lo, n_hi) = self.bounded(expr.args[1], "soap_radial")
+        l, (l_lo, l_hi) = self.bounded(expr.args[2], "soap_radial")
+        if n_lo < 0 or n_hi >= n_radial or l_lo < 0:
+            raise Unsupported("soap_radial indices outside the table")
+        name, spline = self.renderer.spline(l_hi, n_radial, cutoff, width)
+        values = self.array(("const", name + "_values"), "real", f"soap_radial spline values {name}")
+        derivatives = self.array(("const", name + "_derivatives"), "real", f"soap_radial spline derivatives {name}")
+        fill = (f"mt_spline<{l_hi + 1}, {n_radial}>({self.as_real(r)}, {values}, {derivatives}, "
+                f"{real_literal(spline.step)}, {int_literal(spline.n_intervals)}, {real_literal(spline.cutoff)}, %s, err);")
+        table = self.table(fill, (l_hi + 1) * n_radial, r.place, "R")
+        code = f"{table}[{l.code} * {n_radial} + {n.code}]"
+        return self.hoist(Value(code, REAL, *self.join(Value(table, REAL, *r.place), n, l)), "rad")
+
+    def call_cg(self, expr) -> Value:
+        if len(expr.args) != 6:
+            raise Unsupported("cg with a wrong number of arguments")
+        parts = [self.bounded(a, "cg") for a in expr.args]
+        degrees = [parts[0], parts[2], parts[4]]
+        orders = [parts[1], parts[3], parts[5]]
+        if any(lo < 0 for _, (lo, _) in degrees):
+            raise Unsupported("cg with possibly negative degrees")
+        top = max(hi for _, (_, hi) in degrees)
+        if any(lo < -top or hi > top for _, (lo, hi) in orders):
+            raise Unsupported("cg orders outside the table")
+        name = self.renderer.cg_table(top)
+        array = self.array(("const", name), "real", f"dense Clebsch-Gordan table up to l = {top}")
+        size, width = top + 1, 2 * top + 1
+        (l1, _), (l2, _), (big_l, _) = degrees
+        (m1, _), (m2, _), (big_m, _) = orders
+        index = (f"(((({l1.code} * {size} + {l2.code}) * {size} + {big_l.code}) * {width} + {m1.code} + {top}) * {width}"
+                 f" + {m2.code} + {top}) * {width} + {big_m.code} + {top}")
+        values = [v for v, _ in parts]
+        return self.hoist(Value(f"{array}[{index}]", REAL, *self.join(*values)), "cg")
+
+    # -- sums ---------------------------------------------------------------------------------------
+    def _render_Reduce(self, expr: ir.Reduce) -> Value:
+        free = free_vars(expr)
+        if not free <= set(self.env):
+            raise Unsupported("a sum reads a variable that is not bound")
+        level = max((self.env[name].level for name in free), default=0)
+        # open the sum's loops under `level` (its value is loop-invariant below it)
+        saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
+        self.stack = self.stack[: level + 1]
+        accumulator = self.fresh("acc")
+        target = self.stack[level].prelude
+        target.append(f"real {accumulator} = 0;  // {comment(expr)}")
+        bound = {name for name, info in self.env.items() if info.level <= level}
+        items = [(b, False) for b in expr.binders]
+        loops, pre = planning.schedule_loops(items, planning.conjuncts(expr.where), bound)
+        depth0 = len(self.stack)
+        skip = None
+        if pre:
+            conditions = " && ".join(f"({self.as_bool(self.render(c))})" for c in pre)
+            skip = self.open(f"if ({conditions})", target)
+            target = self.stack[skip].body
+        for loop in loops:
+            self.open_loop(loop, target)
+            target = self.stack[-1].body
+        body = self.render(expr.body)
+        if body.type == VEC:
+            raise Unsupported("sum of vectors")
+        self.statement(self.here(), f"{accumulator} += {self.as_real(body)};")
+        while len(self.stack) > depth0:
+            self.close()
+        self.stack, self.env, self.domains = saved_stack, saved_env, saved_domains
+        return Value(accumulator, REAL, level)
+
+
+def _factors(expr) -> list:
+    if isinstance(expr, ir.Binary) and expr.op == "mul" and expr_type(expr) == REAL:
+        return _factors(expr.left) + _factors(expr.right)
+    return [expr]
+
+
+# ---- spherical harmonics --------------------------------------------------------------------------
+
+
+def _sph_normalization(l: int, m: int) -> float:
+    from fractions import Fraction
+
+    ratio = Fraction(2 * l + 1) * Fraction(math.factorial(l - m), math.factorial(l + m))
+    if m > 0:
+        ratio *= 2
+    return math.sqrt(float(ratio) / (4.0 * math.pi))
+
+
+def render_sph_function(name: str, top: int, convention: str) -> str:
+    """Unrolled real spherical harmonics up to `top`, padded layout `out[l * (2 top + 1) + m + top]`.
+
+    The recurrences of `mtdsl.math.sph` (docs/builtins.md), generated for this
+    degree: `c_m + i s_m = (x + i y)^m` and the scaled Legendre `Q_l^m(z)`.
+    """
+    width = 2 * top + 1
+    lines = [f"static inline void {name}(mt_vec v, real* out) {{",
+             "    const real r = mt_norm(v);",
+             f"    for (int k = 0; k < {(top + 1) * width}; ++k) out[k] = 0;",
+             "    if (r == 0) {",
+             f"        out[{top}] = {real_literal(_sph_normalization(0, 0))};",
+             "        return;",
+             "    }",
+             "    const real x = v.x / r, y = v.y / r, z = v.z / r;",
+             "    real c[%d], s[%d];" % (top + 1, top + 1),
+             "    c[0] = 1; s[0] = 0;"]
+    for m in range(1, top + 1):
+        lines.append(f"    c[{m}] = x * c[{m - 1}] - y * s[{m - 1}]; s[{m}] = x * s[{m - 1}] + y * c[{m - 1}];")
+    q = {}
+    lines.append("    const real q0_0 = 1;")
+    q[(0, 0)] = "q0_0"
+    for m in range(1, top + 1):
+        lines.append(f"    const real q{m}_{m} = {real_literal(2 * m - 1)} * q{m - 1}_{m - 1};")
+    for m in range(0, top):
+        lines.append(f"    const real q{m + 1}_{m} = {real_literal(2 * m + 1)} * z * q{m}_{m};")
+    for m in range(0, top + 1):
+        for l in range(m + 2, top + 1):
+            lines.append(f"    const real q{l}_{m} = ({real_literal(2 * l - 1)} * z * q{l - 1}_{m} - "
+                         f"{real_literal(l + m - 1)} * q{l - 2}_{m}) / {real_literal(l - m)};")
+    if convention == "metatensor":
+        for l in range(top + 1):
+            for m in range(0, l + 1):
+                norm = real_literal(_sph_normalization(l, m))
+                if m == 0:
+                    lines.append(f"    out[{l * width + top}] = {norm} * q{l}_0;")
+                else:
+                    lines.append(f"    out[{l * width + top + m}] = {norm} * q{l}_{m} * c[{m}];")
+                    lines.append(f"    out[{l * width + top - m}] = {norm} * q{l}_{m} * s[{m}];")
+    else:
+        lines.append(f"    real y_mt[{2 * top + 1}];")
+        for l in range(top + 1):
+            for m in range(0, l + 1):
+                norm = real_literal(_sph_normalization(l, m))
+                if m == 0:
+                    lines.append(f"    y_mt[{l}] = {norm} * q{l}_0;")
+                else:
+                    lines.append(f"    y_mt[{l + m}] = {norm} * q{l}_{m} * c[{m}];")
+                    lines.append(f"    y_mt[{l - m}] = {norm} * q{l}_{m} * s[{m}];")
+            basis = e3nn_change_of_basis(l)
+            for a in range(2 * l + 1):
+                terms = [f"{real_literal(basis[a, b])} * y_mt[{b}]" for b in range(2 * l + 1) if basis[a, b] != 0.0]
+                lines.append(f"    out[{l * width + top - l + a}] = {' + '.join(terms) if terms else 'real(0)'};")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+# ---- the module ---------------------------------------------------------------------------------
+
+
+class ModuleRenderer:
+    def __init__(self, module: ir.Module, dtype: str = "float64"):
+        if dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
+        if module.convention not in ("metatensor", "e3nn"):
+            raise ValueError(f"unknown sph convention {module.convention!r}")
+        self.module = module
+        self.dtype = dtype
+        self.sph_functions: "OrderedDict[int, tuple[str, str]]" = OrderedDict()
+        self.constants: dict[str, np.ndarray] = {}
+        self.block_refs: dict = {}
+        self.splines: dict = {}
+
+    def sph_function(self, top: int) -> str:
+        if top not in self.sph_functions:
+            name = f"mt_sph{top}"
+            self.sph_functions[top] = (name, render_sph_function(name, top, self.module.convention))
+        return self.sph_functions[top][0]
+
+    def spline(self, max_angular: int, n_radial: int, cutoff: float, width: float):
+        key = (max_angular, n_radial, cutoff, width)
+        if key not in self.splines:
+            spline = soap_radial_spline(max_angular, n_radial, cutoff, width)
+            name = f"spline{len(self.splines)}_l{max_angular}_n{n_radial}"
+            self.constants[name + "_values"] = np.ascontiguousarray(spline.values)
+            self.constants[name + "_derivatives"] = np.ascontiguousarray(spline.derivatives)
+            self.splines[key] = (name, spline)
+        return self.splines[key]
+
+    def cg_table(self, top: int) -> str:
+        name = f"cg_l{top}"
+        if name not in self.constants:
+            size = 2 * top + 1
+            table = np.zeros((top + 1,) * 3 + (size,) * 3)
+            for a in range(top + 1):
+                for b in range(top + 1):
+                    for c in range(abs(a - b), min(a + b, top) + 1):
+                        block = cg_block(a, b, c, self.module.convention)
+                        table[a, b, c, top - a: top + a + 1, top - b: top + b + 1, top - c: top + c + 1] = block
+            self.constants[name] = table
+        return name
+
+    def block_ref_key(self, expr: ir.BlockRef) -> tuple:
+        """The run-time lookup tables a block access needs, named by what determines them."""
+        key = (expr.tensor, tuple(label for label, _ in expr.keys),
+               tuple((s.kind, s.source) for s in expr.samples),
+               tuple((s.kind, s.source) for s in expr.components),
+               tuple((s.kind, s.source) for s in expr.properties))
+        self.block_refs[key] = True
+        return key
+
+    def render(self) -> RenderedModule:
+        kernels, unsupported, sources = {}, {}, []
+        for k, kernel in enumerate(self.module.kernels):
+            symbol = f"mt_kernel_{k}"
+            try:
+                renderer = KernelRenderer(self, kernel, symbol)
+                source = renderer.render_kernel()
+            except Unsupported as error:
+                unsupported[kernel.name] = str(error)
+                continue
+            arrays = [("buffer",)] + list(renderer.arrays)
+            kernels[kernel.name] = RenderedKernel(kernel.name, symbol, renderer.plan, arrays,
+                                                  list(renderer.scalars), source)
+            sources.append(source)
+        text = _TEMPLATES.get_template("module.cpp.j2").render(
+            module_comment=comment(self.module.name),
+            real="double" if self.dtype == "float64" else "float",
+            pi=repr(math.pi),
+            sph_functions=[source for _, source in self.sph_functions.values()],
+            kernels=sources,
+        )
+        return RenderedModule(self.module, self.dtype, text, kernels, unsupported, dict(self.constants))
+
+
+def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:
+    """Render every kernel of `module` (kernels without a compiled form are listed in `.unsupported`)."""
+    return ModuleRenderer(module, dtype).render()
+
+
+def render(module: ir.Module, dtype: str = "float64") -> str:
+    """The C++ source of a module (`mtdsl compile --emit cpp`)."""
+    return render_module(module, dtype).source

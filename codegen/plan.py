@@ -1,0 +1,416 @@
+"""The plan pass: backend-independent scheduling decisions for one `TensorKernel`.
+
+A compiled kernel writes its body values into a dense buffer over the kernel's
+index grid (irreps padded to `-max..max`, like the interpreter), which the
+shared assembly (`runtime/assemble.py`) turns into blocks. The plan decides, per
+kernel:
+
+- the *schedule*: `accumulate` when the body is a sum (`Reduce`, nested sums
+  flattened): its binders become loops of the kernel nest and the body value is
+  added (`+=`) into the buffer, so a `sum(p in P.from(i))` is one pass over the
+  pairs of `i` that scatters into every `(l, m, n, b)` position; `direct`
+  otherwise (the body is evaluated once per grid point, inner sums as loops);
+- the *loop order*: the parallel driver first (an `atoms`, `pairs` or
+  `systems` kernel index, else the first index), then sparse drivers as soon as
+  their atom is bound (`P.from(i)` is a CSR segment; `sum(p in P where
+  P.first[p] == e)` and `sum(i in atoms(S) where S.system[i] == e)` become
+  segments too), then variables *bound by an equality* (`where S.type[P.second[p]]
+  == b` gives `b` from the pair instead of a loop over species), then the
+  remaining indices in declaration order, the last declared kernel index
+  innermost (it is the contiguous axis of the buffer);
+- where each `where` conjunct is tested (the outermost loop where its variables
+  are bound);
+- the *static facts* the renderers need: the type of every expression (`int`,
+  `bool`, `real`, `vec`), the variables it depends on, integer bounds of index
+  expressions (tables of `sph`, `soap_radial` and `cg` are sized by them).
+
+Hoisting of loop-invariant values (a `sph` table once per pair, a `soap_radial`
+table for every `(l, n)` once per pair, block lookups once per block...) follows
+from this order: a renderer places each value in the outermost loop where all
+its variables are bound (see `codegen/cpp.py`).
+
+A kernel the plan cannot handle raises `Unsupported`; the runtime then
+evaluates that kernel with the reference interpreter (documented fallback).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from mtdsl.ir import nodes as ir
+
+
+class Unsupported(Exception):
+    """This kernel (or expression) has no compiled form; the interpreter evaluates it."""
+
+
+# ---- free variables ----------------------------------------------------------------------
+
+
+def free_vars(expr) -> frozenset:
+    """The index variables an expression reads (binders of inner sums excluded)."""
+    if expr is None:
+        return frozenset()
+    if isinstance(expr, ir.Var):
+        return frozenset((expr.name,))
+    if isinstance(expr, ir.Const):
+        return frozenset()
+    if isinstance(expr, ir.Data):
+        return _union(expr.index)
+    if isinstance(expr, ir.ParamRef):
+        return _union(expr.index)
+    if isinstance(expr, ir.BlockRef):
+        parts = [e for _, e in expr.keys] + [s.expr for s in expr.samples + expr.components + expr.properties]
+        return _union(parts)
+    if isinstance(expr, ir.Unary):
+        return free_vars(expr.operand)
+    if isinstance(expr, ir.Binary):
+        return free_vars(expr.left) | free_vars(expr.right)
+    if isinstance(expr, ir.Select):
+        return free_vars(expr.condition) | free_vars(expr.if_true) | free_vars(expr.if_false)
+    if isinstance(expr, ir.Call):
+        return _union(expr.args)
+    if isinstance(expr, ir.Reduce):
+        inner = free_vars(expr.body) | free_vars(expr.where)
+        outer = frozenset()
+        names = set()
+        for binder in expr.binders:  # a binder's domain may read earlier binders and outer variables
+            outer |= frozenset(v for v in domain_vars(binder.domain) if v not in names)
+            names.add(binder.name)
+        return (inner - names) | outer
+    raise Unsupported(f"unknown expression {type(expr).__name__}")
+
+
+def _union(exprs) -> frozenset:
+    result = frozenset()
+    for e in exprs:
+        result |= free_vars(e)
+    return result
+
+
+def domain_vars(domain) -> frozenset:
+    if isinstance(domain, ir.IrrepDomain):
+        return free_vars(domain.degree)
+    if isinstance(domain, ir.PairsFrom):
+        return free_vars(domain.atom)
+    return frozenset()
+
+
+def conjuncts(expr) -> list:
+    """`a and b and c` as `[a, b, c]` (None: no condition)."""
+    if expr is None:
+        return []
+    if isinstance(expr, ir.Binary) and expr.op == "and":
+        return conjuncts(expr.left) + conjuncts(expr.right)
+    return [expr]
+
+
+# ---- types and bounds ------------------------------------------------------------------------
+
+INT, BOOL, REAL, VEC = "int", "bool", "real", "vec"
+_INT_FIELDS = {"type", "system", "first", "second"}
+
+
+def expr_type(expr) -> str:
+    """Static type of an expression: `int`, `bool`, `real` or `vec` (a 3-vector)."""
+    if isinstance(expr, ir.Const):
+        if isinstance(expr.value, bool):
+            return BOOL
+        return INT if isinstance(expr.value, int) else REAL
+    if isinstance(expr, ir.Var):
+        return INT
+    if isinstance(expr, ir.Data):
+        if expr.field in _INT_FIELDS:
+            return INT
+        if expr.field in ("positions", "vector"):
+            return REAL if len(expr.index) == 2 else VEC
+        if expr.field == "distance":
+            return REAL
+        raise Unsupported(f"data field {expr.source}.{expr.field}")
+    if isinstance(expr, (ir.ParamRef, ir.BlockRef)):
+        return REAL
+    if isinstance(expr, ir.Unary):
+        inner = expr_type(expr.operand)
+        if expr.op == "not":
+            return BOOL
+        return INT if inner == BOOL else inner
+    if isinstance(expr, ir.Binary):
+        left, right = expr_type(expr.left), expr_type(expr.right)
+        if expr.op in ("eq", "ne", "lt", "le", "gt", "ge", "and", "or"):
+            if VEC in (left, right):
+                raise Unsupported("comparison of vectors")
+            return BOOL
+        if VEC in (left, right):
+            if expr.op not in ("add", "sub", "mul", "div"):
+                raise Unsupported(f"vector {expr.op}")
+            return VEC
+        if expr.op == "div":
+            return REAL
+        if expr.op == "pow":
+            if left in (INT, BOOL) and right in (INT, BOOL) and isinstance(expr.right, ir.Const) and expr.right.value >= 0:
+                return INT
+            return REAL
+        if left in (INT, BOOL) and right in (INT, BOOL):
+            return INT
+        return REAL
+    if isinstance(expr, ir.Select):
+        a, b = expr_type(expr.if_true), expr_type(expr.if_false)
+        if VEC in (a, b):
+            if a != b:
+                raise Unsupported("select between a vector and a scalar")
+            return VEC
+        return INT if a in (INT, BOOL) and b in (INT, BOOL) else REAL
+    if isinstance(expr, ir.Call):
+        if expr.function == "abs":
+            inner = expr_type(expr.args[0])
+            return INT if inner in (INT, BOOL) else REAL
+        return REAL
+    if isinstance(expr, ir.Reduce):
+        body = expr_type(expr.body)
+        if body == VEC:
+            raise Unsupported("sum of vectors")
+        return REAL  # the interpreter sums with float masks
+    raise Unsupported(f"unknown expression {type(expr).__name__}")
+
+
+def domain_bounds(domain) -> Optional[tuple[int, int]]:
+    if isinstance(domain, ir.RangeDomain):
+        return (domain.start, domain.stop - 1)
+    if isinstance(domain, ir.IrrepDomain):
+        return (-domain.max_degree, domain.max_degree)
+    if isinstance(domain, ir.XyzDomain):
+        return (0, 2)
+    return None
+
+
+def bounds(expr, env: dict) -> Optional[tuple[int, int]]:
+    """Inclusive integer bounds of an index expression, None when unknown.
+
+    `env` maps variable names to their domains.
+    """
+    if isinstance(expr, ir.Const):
+        if isinstance(expr.value, (bool, int)):
+            return (int(expr.value), int(expr.value))
+        return None
+    if isinstance(expr, ir.Var):
+        domain = env.get(expr.name)
+        return domain_bounds(domain) if domain is not None else None
+    if isinstance(expr, ir.Unary) and expr.op == "neg":
+        inner = bounds(expr.operand, env)
+        return (-inner[1], -inner[0]) if inner else None
+    if isinstance(expr, ir.Binary) and expr.op in ("add", "sub", "mul"):
+        a, b = bounds(expr.left, env), bounds(expr.right, env)
+        if a is None or b is None:
+            return None
+        if expr.op == "add":
+            return (a[0] + b[0], a[1] + b[1])
+        if expr.op == "sub":
+            return (a[0] - b[1], a[1] - b[0])
+        products = [x * y for x in a for y in b]
+        return (min(products), max(products))
+    if isinstance(expr, ir.Call) and expr.function == "abs":
+        inner = bounds(expr.args[0], env)
+        if inner is None:
+            return None
+        lo, hi = inner
+        return (0 if lo <= 0 <= hi else min(abs(lo), abs(hi)), max(abs(lo), abs(hi)))
+    return None
+
+
+# ---- loops ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loop:
+    """One level of a loop nest, binding `var`.
+
+    kind:
+    - "domain": every value of `domain` (irreps: `-d..d` with `d = min(degree, max)`);
+    - "pairs_of": the CSR segment of `source` (a pairs name) whose first atom is `expr`;
+    - "atoms_of": the atoms of system `expr` of `source` (a systems name);
+    - "equal": the single value `expr` (skipped when it is outside `domain`).
+    `is_index`: a kernel index (a coordinate of the output buffer).
+    `guards`: `where` conjuncts tested as soon as this level is entered.
+    """
+
+    var: str
+    domain: object
+    kind: str = "domain"
+    expr: object = None
+    source: str = ""
+    is_index: bool = False
+    guards: tuple = ()
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    kernel: ir.TensorKernel
+    schedule: str  # "accumulate" or "direct"
+    loops: tuple[Loop, ...]  # outermost first
+    pre_guards: tuple  # conjuncts with no variable: tested once
+    body: object  # the expression written (direct) or added (accumulate) innermost
+    parallel: bool  # the outermost loop is a kernel index: iterations write disjoint buffer parts
+    env: dict = field(default_factory=dict)  # variable -> domain, for every loop variable
+
+
+def _equality_operands(conjunct):
+    if isinstance(conjunct, ir.Binary) and conjunct.op == "eq":
+        return conjunct.left, conjunct.right
+    return None
+
+
+def _var_side(conjunct, name):
+    """`e` when the conjunct is `name == e` or `e == name` with `e` free of `name`."""
+    operands = _equality_operands(conjunct)
+    if operands is None:
+        return None
+    for mine, other in (operands, operands[::-1]):
+        if isinstance(mine, ir.Var) and mine.name == name and name not in free_vars(other):
+            if expr_type(other) in (INT, BOOL):
+                return other
+    return None
+
+
+def _field_side(conjunct, source_field, name):
+    """`e` when the conjunct is `X.field[name] == e` (either side), `e` free of `name`."""
+    operands = _equality_operands(conjunct)
+    if operands is None:
+        return None
+    for mine, other in (operands, operands[::-1]):
+        if (isinstance(mine, ir.Data) and (mine.field, len(mine.index)) == (source_field[1], 1)
+                and isinstance(mine.index[0], ir.Var) and mine.index[0].name == name
+                and (source_field[0] is None or mine.source == source_field[0])
+                and name not in free_vars(other) and expr_type(other) in (INT, BOOL)):
+            return mine.source, other
+    return None
+
+
+_EQUAL_DOMAINS = (ir.RangeDomain, ir.SpeciesDomain, ir.IrrepDomain, ir.XyzDomain, ir.AtomsDomain, ir.SystemsDomain)
+
+
+def schedule_loops(items, condition_parts, bound, driver: Optional[str] = None, innermost: Optional[str] = None):
+    """Order the binders `items` ([(Binder, is_index)]) into loops.
+
+    `condition_parts`: `where` conjuncts over these binders (and outer variables);
+    `bound`: variables bound outside. Returns `(loops, pre_guards)`; every
+    conjunct is either consumed by a segment or equality binding, or attached as
+    a guard to the first loop where its variables are bound.
+    """
+    remaining = list(items)
+    pending = list(condition_parts)
+    bound = set(bound)
+    loops: list[Loop] = []
+    pre = [c for c in pending if free_vars(c) <= bound]
+    pending = [c for c in pending if not free_vars(c) <= bound]
+
+    def ready(binder):
+        return domain_vars(binder.domain) <= bound
+
+    def take(k, loop):
+        nonlocal pending
+        remaining.pop(k)
+        bound.add(loop.var)
+        guards = tuple(c for c in pending if free_vars(c) <= bound)
+        pending = [c for c in pending if not free_vars(c) <= bound]
+        loops.append(Loop(loop.var, loop.domain, loop.kind, loop.expr, loop.source, loop.is_index, guards))
+
+    def sparse_or_equal():
+        """A segment or an equality binding that is possible now, as (position, loop, consumed conjunct)."""
+        for k, (binder, is_index) in enumerate(remaining):
+            domain = binder.domain
+            if isinstance(domain, ir.PairsFrom):
+                if domain_vars(domain) <= bound:
+                    return k, Loop(binder.name, domain, "pairs_of", domain.atom, domain.pairs, is_index), None
+                continue
+            for c in pending:
+                if isinstance(domain, ir.PairsDomain):
+                    found = _field_side(c, (domain.pairs, "first"), binder.name)
+                    if found and free_vars(found[1]) <= bound:
+                        return k, Loop(binder.name, domain, "pairs_of", found[1], domain.pairs, is_index), c
+                if isinstance(domain, ir.AtomsDomain):
+                    found = _field_side(c, (domain.systems, "system"), binder.name)
+                    if found and free_vars(found[1]) <= bound:
+                        return k, Loop(binder.name, domain, "atoms_of", found[1], domain.systems, is_index), c
+                if isinstance(domain, _EQUAL_DOMAINS) and ready(binder):
+                    other = _var_side(c, binder.name)
+                    if other is not None and free_vars(other) <= bound:
+                        return k, Loop(binder.name, domain, "equal", other, "", is_index), c
+        return None
+
+    if driver is not None:
+        for k, (binder, is_index) in enumerate(remaining):
+            if binder.name == driver and ready(binder) and not isinstance(binder.domain, ir.PairsFrom):
+                take(k, Loop(binder.name, binder.domain, "domain", None, "", is_index))
+                break
+
+    while remaining:
+        found = sparse_or_equal()
+        if found is not None:
+            k, loop, consumed = found
+            if consumed is not None:
+                pending.remove(consumed)
+            take(k, loop)
+            continue
+        candidates = [k for k, (b, _) in enumerate(remaining) if ready(b) and not isinstance(b.domain, ir.PairsFrom)]
+        if not candidates:
+            raise Unsupported("no loop order satisfies the dependencies of the indices")
+        if innermost is not None and len(candidates) > 1:
+            candidates = [k for k in candidates if remaining[k][0].name != innermost] or candidates
+        k = candidates[0]
+        binder, is_index = remaining[k]
+        take(k, Loop(binder.name, binder.domain, "domain", None, "", is_index))
+    if pending:
+        raise Unsupported("a where condition reads variables that are never bound")
+    return tuple(loops), tuple(pre)
+
+
+def _flatten_sum(expr, taken: set):
+    """A top-level chain of sums as (binders, conjuncts, innermost body); stops at shadowing."""
+    binders, parts = [], []
+    while isinstance(expr, ir.Reduce) and not any(b.name in taken for b in expr.binders):
+        names = [b.name for b in expr.binders]
+        if len(set(names)) != len(names):
+            break
+        binders += list(expr.binders)
+        parts += conjuncts(expr.where)
+        taken |= set(names)
+        expr = expr.body
+    return binders, parts, expr
+
+
+def _driver(kernel) -> Optional[str]:
+    for kind in (ir.AtomsDomain, ir.PairsDomain, ir.SystemsDomain):
+        for binder in kernel.indices:
+            if isinstance(binder.domain, kind):
+                return binder.name
+    return kernel.indices[0].name if kernel.indices else None
+
+
+def plan_kernel(kernel: ir.TensorKernel) -> KernelPlan:
+    names = [b.name for b in kernel.indices]
+    if len(set(names)) != len(names):
+        raise Unsupported("a kernel index is declared twice")
+    for binder in kernel.indices:
+        if isinstance(binder.domain, ir.PairsFrom):
+            raise Unsupported("P.from() as a kernel index")
+    body_type = expr_type(kernel.body)
+    if body_type == VEC:
+        raise Unsupported("a vector-valued body")
+    items = [(b, True) for b in kernel.indices]
+    parts = conjuncts(kernel.where)
+    binders, inner_parts, inner = _flatten_sum(kernel.body, set(names))
+    schedule = "accumulate" if binders else "direct"
+    if binders:
+        items += [(b, False) for b in binders]
+        parts += inner_parts
+        body = inner
+        expr_type(body)
+    else:
+        body = kernel.body
+    driver = _driver(kernel)
+    innermost = kernel.indices[-1].name if kernel.indices else None
+    loops, pre = schedule_loops(items, parts, set(), driver=driver, innermost=innermost)
+    parallel = bool(loops) and loops[0].is_index and loops[0].kind == "domain"
+    env = {loop.var: loop.domain for loop in loops}
+    return KernelPlan(kernel, schedule, loops, pre, body, parallel, env)

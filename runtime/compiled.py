@@ -1,0 +1,356 @@
+"""Running modules compiled by a native backend (C++ today), with the interpreter as fallback.
+
+`compile_module(module, backend="cpp", dtype=np.float64)` renders the module
+(`mtdsl.codegen.cpp`), compiles it through the kernel cache
+(`mtdsl.codegen.cache`) and returns a `CompiledModule` whose
+`.run(bindings)` takes the same `Bindings` as the interpreter and returns
+`{tensor name: TensorMap}`.
+
+Per kernel, the native function fills the dense body buffer over the kernel's
+index grid and `runtime.assemble.evaluate_kernel(..., body=...)` builds the
+blocks, exactly as for the interpreter. A kernel runs with the interpreter
+instead when the renderer has no compiled form for it (`.fallbacks` says why),
+or when its native run reports an error bit (a missing block entry, an index
+out of range, a distance beyond a spline): the interpreter then raises the
+precise error, or decides the case, so results always equal the oracle's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from mtdsl.ir import nodes as ir
+from mtdsl.tensor._array import to_numpy
+
+from .assemble import evaluate_kernel
+from .bindings import Bindings, RunError
+from .interpreter import Interpreter
+from .named import Named
+
+SLOT_WIDTH = {"atoms": 2, "pairs": 6, "systems": 1, "value": 1}
+MAX_TABLE = 1 << 26  # entries of one block-access lookup table before the interpreter takes over
+
+
+class NativeFallback(Exception):
+    """This run of a kernel is better left to the interpreter."""
+
+
+def default_threads() -> int:
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    try:
+        return max(1, int(value.split(",")[0]))
+    except ValueError:
+        return os.cpu_count() or 1
+
+
+# ---- block access tables -------------------------------------------------------------------------
+
+
+def _group_table(slots, label_arrays, bindings, what: str):
+    """Dense lookup `[block, slot values...] -> position` of one label group, with per-slot (min, size)."""
+    widths = [SLOT_WIDTH[kind] for kind, _ in slots]
+    n_columns = label_arrays[0].shape[1] if label_arrays else sum(widths)
+    if sum(widths) != n_columns:
+        raise RunError(f"{what}: {sum(widths)} label values for {n_columns} labels")
+    candidates, mins, sizes = [], [], []
+    column = 0
+    for kind, source in slots:
+        if kind == "atoms":
+            batch = bindings.systems[source]
+            rows = np.stack([to_numpy(batch.system), to_numpy(batch.atom)], axis=1).astype(np.int64)
+            mins.append(0)
+        elif kind == "pairs":
+            rows = bindings.pairs[source].label_values().astype(np.int64)
+            mins.append(0)
+        else:
+            values = np.concatenate([a[:, column] for a in label_arrays]) if label_arrays else np.zeros(0)
+            low = int(values.min()) if len(values) else 0
+            high = int(values.max()) if len(values) else -1
+            rows = np.arange(low, high + 1, dtype=np.int64)[:, None]
+            mins.append(low)
+        sizes.append(len(rows))
+        candidates.append(rows)
+        column += SLOT_WIDTH[kind]
+    total = int(np.prod(sizes, dtype=np.int64)) if sizes else 1
+    if total * max(len(label_arrays), 1) > MAX_TABLE:
+        raise NativeFallback(f"{what}: lookup table too large")
+    # every combination of slot values, as label rows
+    grids = np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij") if sizes else []
+    parts = [c[g.reshape(-1)] for c, g in zip(candidates, grids)]
+    rows = np.concatenate(parts, axis=1) if parts else np.zeros((1, 0), dtype=np.int64)
+    table = np.full((max(len(label_arrays), 1), total), -1, dtype=np.int64)
+    for block, labels in enumerate(label_arrays):
+        if total == 0:
+            continue
+        table[block] = _positions(labels, rows)
+    return table.reshape(-1), mins, sizes, total
+
+
+def _positions(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Position of each row of `rows` among the rows of `labels` (-1 when absent)."""
+    if labels.shape[1] == 0:
+        return np.full(len(rows), 0 if len(labels) else -1, dtype=np.int64)
+    if len(labels) == 0:
+        return np.full(len(rows), -1, dtype=np.int64)
+    low = np.minimum(labels.min(axis=0), rows.min(axis=0)).astype(np.int64)
+    span = (np.maximum(labels.max(axis=0), rows.max(axis=0)).astype(np.int64) - low + 1)
+    if np.prod(span.astype(float)) < 2**62:
+        def encode(a):
+            code = np.zeros(len(a), dtype=np.int64)
+            for k in range(a.shape[1]):
+                code = code * span[k] + (a[:, k].astype(np.int64) - low[k])
+            return code
+        keys, queries = encode(labels), encode(rows)
+    else:
+        raise NativeFallback("label values too spread out")
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    where = np.clip(np.searchsorted(sorted_keys, queries), 0, len(sorted_keys) - 1)
+    found = sorted_keys[where] == queries
+    return np.where(found, order[where], -1).astype(np.int64)
+
+
+class BlockLookup:
+    """The arrays and sizes a compiled block access reads (see `codegen/cpp.py`, `_render_BlockRef`)."""
+
+    def __init__(self, key, tensor, bindings: Bindings, dtype):
+        name, bound_keys, sample_slots, component_slots, property_slots = key
+        blocks = tensor.blocks()
+        key_names = list(tensor.keys.names)
+        what = f"block access to {name}"
+        for label in bound_keys:
+            if label not in key_names:
+                raise RunError(f"{what}: it has no key {label!r} (keys are {key_names})")
+        key_array = np.asarray(tensor.keys.array, dtype=np.int64).reshape(len(blocks), len(key_names))
+        for column, label in enumerate(key_names):
+            if label not in bound_keys and len(np.unique(key_array[:, column])) > 1:
+                raise RunError(f"{what} does not bind the key {label!r}, which takes several values")
+        self.arrays, self.scalars = {}, {}
+        bound = key_array[:, [key_names.index(label) for label in bound_keys]] if bound_keys else np.zeros((len(blocks), 0), np.int64)
+        mins = bound.min(axis=0) if len(blocks) else np.zeros(len(bound_keys), np.int64)
+        sizes = (bound.max(axis=0) - mins + 1) if len(blocks) else np.zeros(len(bound_keys), np.int64)
+        total = int(np.prod(sizes, dtype=np.int64))
+        if total > MAX_TABLE:
+            raise NativeFallback(f"{what}: key table too large")
+        key_table = np.full(max(total, 1), -1, dtype=np.int64)
+        if len(blocks):
+            index = np.zeros(len(blocks), dtype=np.int64)
+            for k in range(len(bound_keys)):
+                index = index * sizes[k] + (bound[:, k] - mins[k])
+            key_table[index] = np.arange(len(blocks))
+        self.arrays["key_table"] = key_table
+        for k in range(len(bound_keys)):
+            self.scalars[("key_min", k)] = int(mins[k])
+            self.scalars[("key_size", k)] = int(sizes[k])
+
+        n_components = len(tensor.component_names) if blocks else len(component_slots)
+        if len(component_slots) != n_components:
+            raise RunError(f"{what}: {len(component_slots)} component indices for {n_components} components")
+        groups = [("sample", sample_slots, [np.asarray(b.samples.array) for b in blocks])]
+        for k, slot in enumerate(component_slots):
+            groups.append((f"component{k}", (slot,), [np.asarray(b.components[k].array) for b in blocks]))
+        groups.append(("property", property_slots, [np.asarray(b.properties.array) for b in blocks]))
+        for group, slots, arrays in groups:
+            table, group_mins, group_sizes, stride = _group_table(slots, arrays, bindings, what)
+            self.arrays[f"{group}_table"] = table if len(table) else np.full(1, -1, np.int64)
+            self.scalars[(f"{group}_stride", 0)] = stride
+            for k, (low, size) in enumerate(zip(group_mins, group_sizes)):
+                self.scalars[(f"{group}_min", k)] = low
+                self.scalars[(f"{group}_size", k)] = size
+
+        shapes = np.array([b.values.shape for b in blocks], dtype=np.int64).reshape(len(blocks), n_components + 2)
+        sizes_per_block = np.prod(shapes, axis=1) if len(blocks) else np.zeros(0, np.int64)
+        self.arrays["shape"] = shapes.reshape(-1) if len(blocks) else np.zeros(1, np.int64)
+        base = np.zeros(max(len(blocks), 1), dtype=np.int64)
+        if len(blocks):
+            base[1:] = np.cumsum(sizes_per_block)[:-1]
+        self.arrays["base"] = base
+        values = [np.asarray(to_numpy(b.values), dtype=dtype).reshape(-1) for b in blocks]
+        self.arrays["values"] = np.concatenate(values) if values else np.zeros(1, dtype=dtype)
+
+
+# ---- argument binding ----------------------------------------------------------------------------
+
+
+class Arguments:
+    """Resolves the argument descriptors of rendered kernels against one run's `Bindings`."""
+
+    def __init__(self, compiled: "CompiledModule", bindings: Bindings):
+        self.compiled = compiled
+        self.bindings = bindings
+        self.dtype = compiled.dtype
+        self.cache: dict = {}
+        self.lookups: dict = {}
+
+    def _real(self, array):
+        return np.ascontiguousarray(to_numpy(array), dtype=self.dtype)
+
+    def _int(self, array):
+        return np.ascontiguousarray(to_numpy(array), dtype=np.int64)
+
+    def lookup(self, key) -> BlockLookup:
+        if key not in self.lookups:
+            tensor = self.bindings.tensors.get(key[0])
+            if tensor is None:
+                raise RunError(f"block access to {key[0]}: no such tensor")
+            self.lookups[key] = BlockLookup(key, tensor, self.bindings, self.dtype)
+        return self.lookups[key]
+
+    def array(self, descriptor):
+        if descriptor in self.cache:
+            return self.cache[descriptor]
+        kind = descriptor[0]
+        bindings = self.bindings
+        if kind == "systems":
+            batch = bindings.systems[descriptor[1]]
+            field = descriptor[2]
+            if field == "types":
+                value = np.ascontiguousarray(to_numpy(batch.types), dtype=np.int32)
+            elif field == "positions":
+                value = self._real(batch.positions).reshape(-1)
+            else:
+                value = self._int(getattr(batch, field))
+        elif kind == "pairs":
+            pairs = bindings.pairs[descriptor[1]]
+            field = descriptor[2]
+            if field in ("vectors", "distances"):
+                value = self._real(getattr(pairs, field)).reshape(-1)
+            else:
+                value = self._int(getattr(pairs, field))
+        elif kind == "species":
+            value = self._int(bindings.species(descriptor[1]))
+        elif kind == "species_rank":
+            species = bindings.species(descriptor[1])
+            value = np.full(int(species.max()) + 1 if len(species) else 1, -1, dtype=np.int64)
+            value[species] = np.arange(len(species))
+        elif kind == "param":
+            value = self._real(bindings.params[descriptor[1]]).reshape(-1)
+        elif kind == "const":
+            value = np.ascontiguousarray(self.compiled.rendered.constants[descriptor[1]], dtype=self.dtype).reshape(-1)
+        elif kind == "block":
+            value = self.lookup(descriptor[1]).arrays[descriptor[2]]
+        else:
+            raise KeyError(f"unknown argument {descriptor}")
+        if value.size == 0:  # never read, but its address must be valid
+            value = np.zeros(1, dtype=value.dtype)
+        self.cache[descriptor] = value
+        return value
+
+    def scalar(self, descriptor) -> int:
+        kind = descriptor[0]
+        bindings = self.bindings
+        if kind == "n_atoms":
+            return bindings.systems[descriptor[1]].n_atoms
+        if kind == "n_systems":
+            return bindings.systems[descriptor[1]].n_systems
+        if kind == "n_pairs":
+            return bindings.pairs[descriptor[1]].n_pairs
+        if kind == "n_species":
+            return len(bindings.species(descriptor[1]))
+        if kind == "n_species_rank":
+            return len(self.array(("species_rank", descriptor[1])))
+        if kind == "param_dim":
+            shape = np.shape(bindings.params[descriptor[1]])
+            return int(shape[descriptor[2]]) if descriptor[2] < len(shape) else 1
+        if kind == "block":
+            return int(self.lookup(descriptor[1]).scalars[(descriptor[2], descriptor[3])])
+        raise KeyError(f"unknown scalar {descriptor}")
+
+
+# ---- the compiled module ------------------------------------------------------------------------
+
+
+@dataclass
+class NativeKernel:
+    rendered: object  # codegen.cpp.RenderedKernel
+    function: object  # ctypes function
+
+
+class CompiledModule:
+    """A module whose kernels run as native code; `.run(bindings)` like the interpreter."""
+
+    def __init__(self, module: ir.Module, rendered, library, path, cache_hit: bool, threads=None):
+        self.module = module
+        self.rendered = rendered
+        self.library = library
+        self.path = path
+        self.cache_hit = cache_hit
+        self.dtype = np.dtype(rendered.dtype)
+        self.threads = threads
+        self.fallbacks = dict(rendered.unsupported)  # tensor name -> why the interpreter evaluates it
+        self.last_run_fallbacks: dict = {}
+        self.kernels = {}
+        for name, kernel in rendered.kernels.items():
+            function = getattr(library, kernel.symbol)
+            function.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int64), ctypes.c_int64]
+            function.restype = ctypes.c_int64
+            self.kernels[name] = NativeKernel(kernel, function)
+
+    @property
+    def source(self) -> str:
+        return self.rendered.source
+
+    def run(self, bindings: Bindings, threads: int | None = None, all_tensors: bool = False) -> dict:
+        """Every kernel in order; returns the outputs (every tensor with `all_tensors=True`, or when none is declared)."""
+        if np.dtype(bindings.dtype) != self.dtype:
+            raise ValueError(f"the module was compiled for {self.dtype}, the bindings are {np.dtype(bindings.dtype)}")
+        threads = threads or self.threads or default_threads()
+        interpreter = Interpreter(self.module, bindings)
+        arguments = Arguments(self, bindings)
+        self.last_run_fallbacks = {}
+        for kernel in self.module.kernels:
+            native = self.kernels.get(kernel.name)
+            result = None
+            if native is not None:
+                try:
+                    result = self._run_native(native, kernel, interpreter, arguments, threads)
+                except NativeFallback as reason:
+                    self.last_run_fallbacks[kernel.name] = str(reason)
+            if result is None:
+                result = evaluate_kernel(interpreter, kernel)
+            bindings.tensors[kernel.name] = result
+        names = [o.name for o in self.module.outputs]
+        if all_tensors or not names:
+            names = [k.name for k in self.module.kernels]
+        return {name: bindings.tensors[name] for name in names}
+
+    __call__ = run
+
+    def _run_native(self, native: NativeKernel, kernel, interpreter, arguments: Arguments, threads: int):
+        bindings = arguments.bindings
+        sizes = tuple(len(bindings.domain_values(b.domain)) for b in kernel.indices)
+        buffer = np.zeros(sizes, dtype=self.dtype)
+        arrays = [buffer] + [arguments.array(d) for d in native.rendered.arrays[1:]]
+        scalars = [arguments.scalar(d) for d in native.rendered.scalars]
+        pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+        values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
+        error = native.function(pointers, values, int(threads))
+        del arrays
+        if error:
+            self.last_run_fallbacks[kernel.name] = f"native run reported error bits {error}"
+            return None
+        body = Named(tuple(b.name for b in kernel.indices), buffer)
+        return evaluate_kernel(interpreter, kernel, body=body)
+
+
+def render(module: ir.Module, dtype=np.float64) -> str:
+    """The C++ source of `module` (`mtdsl compile --emit cpp`)."""
+    from mtdsl.codegen.cpp import render as render_cpp
+
+    return render_cpp(module, np.dtype(dtype).name)
+
+
+def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, threads: int | None = None) -> CompiledModule:
+    """Render, compile (through the kernel cache) and load `module`."""
+    if backend != "cpp":
+        raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp')")
+    from mtdsl.codegen import cache
+    from mtdsl.codegen.cpp import render_module
+
+    rendered = render_module(module, np.dtype(dtype).name)
+    library, path, hit = cache.load(rendered.source)
+    return CompiledModule(module, rendered, library, path, hit, threads)
