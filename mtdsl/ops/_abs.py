@@ -5,6 +5,7 @@ from __future__ import annotations
 from ..tensor import TensorBlock, TensorMap
 from . import _dispatch
 from ._block import map_gradients, new_block, values_at_gradient_samples
+from ._parallel import map_blocks
 from ._utils import check_tensor_map
 
 
@@ -29,4 +30,4 @@ def abs(A: TensorMap) -> TensorMap:
     :return: a TensorMap with the metadata of ``A``
     """
     check_tensor_map(A, "A")
-    return TensorMap(A.keys, [_abs_block(block) for block in A.blocks()])
+    return TensorMap(A.keys, map_blocks(_abs_block, A.blocks()))

@@ -6,6 +6,7 @@ from typing import Union
 
 from ..tensor import TensorBlock, TensorMap
 from ._block import map_gradients, new_block
+from ._parallel import map_blocks
 from ._utils import (
     check_blocks_raise,
     check_same_gradients_raise,
@@ -43,10 +44,10 @@ def add(A: TensorMap, B: Union[float, int, TensorMap]) -> TensorMap:
     """
     check_tensor_map(A, "A")
     if isinstance(B, (float, int)):
-        blocks = [_add_block_constant(block, float(B)) for block in A.blocks()]
+        blocks = map_blocks(lambda block: _add_block_constant(block, float(B)), A.blocks())
     elif isinstance(B, TensorMap):
         blocks_B = _checked_pairs(A, B, "add")
-        blocks = [_add_block_block(a, b) for a, b in zip(A.blocks(), blocks_B)]
+        blocks = map_blocks(_add_block_block, A.blocks(), blocks_B)
     else:
         raise TypeError(f"`B` must be a TensorMap or a scalar value, not {type(B)}")
     return TensorMap(A.keys, blocks)

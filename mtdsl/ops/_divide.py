@@ -7,6 +7,7 @@ from typing import Union
 from ..tensor import TensorBlock, TensorMap
 from ._add import _checked_pairs
 from ._block import map_gradients, new_block, values_at_gradient_samples
+from ._parallel import map_blocks
 from ._utils import check_tensor_map
 
 
@@ -41,10 +42,10 @@ def divide(A: TensorMap, B: Union[float, int, TensorMap]) -> TensorMap:
     """
     check_tensor_map(A, "A")
     if isinstance(B, (float, int)):
-        blocks = [_divide_block_constant(block, float(B)) for block in A.blocks()]
+        blocks = map_blocks(lambda block: _divide_block_constant(block, float(B)), A.blocks())
     elif isinstance(B, TensorMap):
         blocks_B = _checked_pairs(A, B, "divide")
-        blocks = [_divide_block_block(a, b) for a, b in zip(A.blocks(), blocks_B)]
+        blocks = map_blocks(_divide_block_block, A.blocks(), blocks_B)
     else:
         raise TypeError(f"`B` must be a TensorMap or a scalar value, not {type(B)}")
     return TensorMap(A.keys, blocks)

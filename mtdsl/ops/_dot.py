@@ -7,14 +7,15 @@ Gradients (only ``tensor_1`` may have gradients):
 from __future__ import annotations
 
 from ..tensor import TensorBlock, TensorMap
-from ._utils import check_same_keys_raise, check_tensor_map, labels_difference, matching_blocks
+from ._parallel import map_blocks
+from ._utils import check_same_keys_raise, check_tensor_map, key_name, labels_difference, matching_blocks
 from ._utils import no_gradients_of_gradients
 
 
 def _matmul_transposed(a, b):
     """``a @ b.T`` over the last axis of `a`, as a single 2-D product."""
-    flat = a.reshape(-1, a.shape[-1]) @ b.T
-    return flat.reshape((*a.shape[:-1], b.shape[0]))
+    # numpy's batched matmul beats one tall 2-D BLAS call for these thin shapes
+    return a @ b.T
 
 
 def _dot_block(block_1: TensorBlock, block_2: TensorBlock, key: str = "") -> TensorBlock:
@@ -47,8 +48,5 @@ def dot(tensor_1: TensorMap, tensor_2: TensorMap) -> TensorMap:
     check_tensor_map(tensor_2, "tensor_2")
     check_same_keys_raise(tensor_1, tensor_2, "dot")
     keys = tensor_1.keys
-    blocks = []
-    for index, (block_1, block_2) in enumerate(zip(tensor_1.blocks(), matching_blocks(tensor_1, tensor_2))):
-        key = "(" + ", ".join(f"{n}={int(v)}" for n, v in zip(keys.names, keys.array[index])) + ")"
-        blocks.append(_dot_block(block_1, block_2, key))
-    return TensorMap(keys, blocks)
+    names = [key_name(tensor_1, i) for i in range(len(keys))]
+    return TensorMap(keys, map_blocks(_dot_block, tensor_1.blocks(), matching_blocks(tensor_1, tensor_2), names))

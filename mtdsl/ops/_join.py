@@ -29,6 +29,7 @@ import numpy as np
 
 from ..tensor import Labels, TensorBlock, TensorMap
 from ..tensor.labels import row_keys
+from ..tensor.tensormap import describe_key
 from . import _dispatch
 from ._utils import (
     NotEqualError,
@@ -257,16 +258,13 @@ def join(
         )
     if axis == "samples":
         _check_sample_names([t.sample_names for t in tensors if len(t)], "tensor", "join")
-    blocks = []
-    for index in range(len(keys)):
-        row = grid[index]
-        if different_keys == "union":
-            row = _fill_missing(row, axis)
-        key = "(" + ", ".join(f"{n}={int(v)}" for n, v in zip(keys.names, keys.array[index])) + ")"
-        if axis == "samples":
-            blocks.append(_join_block_samples(row, "join", add_dimension, key))
-        else:
-            blocks.append(_join_block_properties(row, "join", add_dimension, key))
+    if different_keys == "union":
+        grid = [_fill_missing(row, axis) for row in grid]
+    names = [describe_key(keys, index) for index in range(len(keys))]
+    join_row = _join_block_samples if axis == "samples" else _join_block_properties
+    # no threads: joining is copying into fresh arrays, and allocations from worker threads
+    # (other malloc arenas) page-fault much more than the copy saves
+    blocks = [join_row(row, "join", add_dimension, key) for row, key in zip(grid, names)]
     return TensorMap(keys, blocks)
 
 

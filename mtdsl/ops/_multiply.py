@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Union
 
 from ..tensor import TensorBlock, TensorMap
+from ..tensor._array import is_torch
 from ._add import _checked_pairs
 from ._block import map_gradients, new_block, values_at_gradient_samples
+from ._parallel import map_blocks
 from ._utils import check_tensor_map
 
 
@@ -20,10 +22,12 @@ def _multiply_block_block(block_1: TensorBlock, block_2: TensorBlock) -> TensorB
 
     def gradient_values(parameter, gradient_1):
         gradient_2 = block_2.gradient(parameter)
-        return (
-            values_at_gradient_samples(block_1, gradient_1) * gradient_2.values
-            + gradient_1.values * values_at_gradient_samples(block_2, gradient_2)
-        )
+        result = gradient_1.values * values_at_gradient_samples(block_2, gradient_2)
+        other = values_at_gradient_samples(block_1, gradient_1) * gradient_2.values
+        if is_torch(result):
+            return result + other
+        result += other  # in place: one temporary less on large numpy arrays
+        return result
 
     return map_gradients(block_1, result, gradient_values)
 
@@ -42,10 +46,10 @@ def multiply(A: TensorMap, B: Union[float, int, TensorMap]) -> TensorMap:
     """
     check_tensor_map(A, "A")
     if isinstance(B, (float, int)):
-        blocks = [_multiply_block_constant(block, float(B)) for block in A.blocks()]
+        blocks = map_blocks(lambda block: _multiply_block_constant(block, float(B)), A.blocks())
     elif isinstance(B, TensorMap):
         blocks_B = _checked_pairs(A, B, "multiply")
-        blocks = [_multiply_block_block(a, b) for a, b in zip(A.blocks(), blocks_B)]
+        blocks = map_blocks(_multiply_block_block, A.blocks(), blocks_B)
     else:
         raise TypeError(f"`B` must be a TensorMap or a scalar value, not {type(B)}")
     return TensorMap(A.keys, blocks)

@@ -6,6 +6,7 @@ from typing import Union
 
 from ..tensor import TensorBlock, TensorMap
 from ._block import map_gradients, new_block, values_at_gradient_samples
+from ._parallel import map_blocks
 from ._utils import check_tensor_map
 
 
@@ -30,4 +31,4 @@ def pow(A: TensorMap, B: Union[float, int]) -> TensorMap:
     check_tensor_map(A, "A")
     if not isinstance(B, (float, int)):
         raise TypeError(f"`B` must be a scalar value, not {type(B)}")
-    return TensorMap(A.keys, [_pow_block_constant(block, float(B)) for block in A.blocks()])
+    return TensorMap(A.keys, map_blocks(lambda block: _pow_block_constant(block, float(B)), A.blocks()))

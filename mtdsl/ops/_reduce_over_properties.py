@@ -24,6 +24,7 @@ from ..tensor import Labels, TensorBlock, TensorMap
 from . import _dispatch
 from ._block import values_at_gradient_samples
 from ._reduce_over_samples import REDUCTIONS, _names_list, group_rows
+from ._parallel import map_blocks
 from ._utils import check_tensor_map, no_gradients_of_gradients
 
 
@@ -101,7 +102,7 @@ def _reduce_over_properties(tensor: TensorMap, property_names: Union[List[str], 
     for name in reduced:
         if name not in tensor.property_names:
             raise ValueError(f"one of the requested property name ({name}) is not part of this TensorMap")
-    return TensorMap(tensor.keys, [_reduce_over_properties_block(b, reduced, reduction) for b in tensor.blocks()])
+    return TensorMap(tensor.keys, map_blocks(lambda b: _reduce_over_properties_block(b, reduced, reduction), tensor.blocks()))
 
 
 def sum_over_properties_block(block: TensorBlock, property_names: Union[List[str], str]) -> TensorBlock:

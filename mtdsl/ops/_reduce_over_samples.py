@@ -33,6 +33,7 @@ from ..tensor import Labels, TensorBlock, TensorMap
 from ..tensor.labels import row_keys
 from . import _dispatch
 from ._block import values_at_gradient_samples
+from ._parallel import map_blocks
 from ._utils import check_tensor_map, no_gradients_of_gradients
 
 REDUCTIONS = ("sum", "mean", "var", "std")
@@ -152,7 +153,7 @@ def _reduce_over_samples(tensor: TensorMap, sample_names: Union[List[str], str],
         if name not in tensor.sample_names:
             raise ValueError(f"one of the requested sample name ({name}) is not part of this TensorMap")
     remaining = [n for n in tensor.sample_names if n not in reduced]
-    blocks = [_reduce_over_samples_block(b, reduced, reduction, remaining) for b in tensor.blocks()]
+    blocks = map_blocks(lambda b: _reduce_over_samples_block(b, reduced, reduction, remaining), tensor.blocks())
     return TensorMap(tensor.keys, blocks)
 
 

@@ -7,6 +7,7 @@ from typing import Union
 from ..tensor import TensorBlock, TensorMap
 from ._add import _add_block_constant, _checked_pairs
 from ._block import map_gradients, new_block
+from ._parallel import map_blocks
 from ._utils import check_tensor_map
 
 
@@ -31,10 +32,10 @@ def subtract(A: TensorMap, B: Union[float, int, TensorMap]) -> TensorMap:
     """
     check_tensor_map(A, "A")
     if isinstance(B, (float, int)):
-        blocks = [_add_block_constant(block, -float(B)) for block in A.blocks()]
+        blocks = map_blocks(lambda block: _add_block_constant(block, -float(B)), A.blocks())
     elif isinstance(B, TensorMap):
         blocks_B = _checked_pairs(A, B, "subtract")
-        blocks = [_subtract_block_block(a, b) for a, b in zip(A.blocks(), blocks_B)]
+        blocks = map_blocks(_subtract_block_block, A.blocks(), blocks_B)
     else:
         raise TypeError(f"`B` must be a TensorMap or a scalar value, not {type(B)}")
     return TensorMap(A.keys, blocks)
