@@ -340,3 +340,26 @@ def test_unsupported_dtype_is_refused_before_writing(tmp_path):
     with pytest.raises(FormatError, match="blocks/0/values.npy: values of dtype complex128 cannot be stored"):
         mts.save(tmp_path / "data.mts", tensor)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(os.environ.get("MTDSL_SLOW_TESTS") != "1", reason="writes 2 x 4.3 GB; set MTDSL_SLOW_TESTS=1")
+def test_zip64_past_4_gib_equal_metatensor(tmp_path):
+    """A member larger than 4 GiB and members starting beyond it: ZIP64 extras in the directory."""
+    values = np.zeros((1000, 1000, 540, 1))  # 4.32 GB of zero pages, never touched
+    values[999, 999, 539, 0] = 42.0
+    big = TensorBlock(values, Labels.range("s", 1000), [Labels.range("a", 1000), Labels.range("b", 540)],
+                      Labels.range("p", 1))
+    small = TensorBlock(np.ones((2, 1, 1, 1)), Labels.range("s", 2), [Labels.range("a", 1), Labels.range("b", 1)],
+                        Labels.range("p", 1))
+    tensor = with_info(TensorMap(Labels.range("k", 2), [big, small]))
+    mts.save(tmp_path / "ours.mts", tensor)
+    metatensor.save(str(tmp_path / "theirs.mts"), tensor.to_metatensor())
+    with open(tmp_path / "ours.mts", "rb") as ours, open(tmp_path / "theirs.mts", "rb") as theirs:
+        while True:
+            chunk = ours.read(1 << 26)
+            assert chunk == theirs.read(1 << 26)
+            if not chunk:
+                break
+    loaded = mts.load(tmp_path / "theirs.mts", mmap=True)
+    assert loaded.block(0).values[999, 999, 539, 0] == 42.0 and loaded.info() == tensor.info()
+    assert metatensor.load(str(tmp_path / "ours.mts")).block(1).values.sum() == 2.0
