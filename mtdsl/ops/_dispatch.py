@@ -98,7 +98,7 @@ def rows_add(n_rows: int, values, index: np.ndarray, sorted_index: bool = False)
         return result.index_add(0, index_like(index, values), values)
     if len(index) == 0:
         return np.zeros(shape, dtype=values.dtype)
-    if not sorted_index:
+    if not sorted_index and np.any(index[1:] < index[:-1]):
         order = np.argsort(index, kind="stable")
         index = index[order]
         values = values[order]
@@ -119,10 +119,12 @@ def columns_add(n_columns: int, values, index: np.ndarray):
         return result.index_add(values.ndim - 1, index_like(index, values), values)
     if values.shape[-1] == 0:
         return np.zeros(shape, dtype=values.dtype)
-    order = np.argsort(index, kind="stable")
-    index = index[order]
+    if np.any(index[1:] < index[:-1]):
+        order = np.argsort(index, kind="stable")
+        index = index[order]
+        values = values[..., order]
     starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
-    sums = np.add.reduceat(values[..., order], starts, axis=-1)
+    sums = np.add.reduceat(values, starts, axis=-1)
     if len(starts) == n_columns:
         return sums
     result = np.zeros(shape, dtype=values.dtype)
