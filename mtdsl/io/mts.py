@@ -146,7 +146,8 @@ def _write_atomically(path: str, data: Data) -> None:
         with open(fd, "wb", buffering=1 << 16) as file:
             _write_to(file.write, data)
             file.flush()
-            os.fchmod(file.fileno(), mode) if hasattr(os, "fchmod") else None
+            if hasattr(os, "fchmod"):
+                os.fchmod(file.fileno(), mode)
             os.fsync(file.fileno())
         os.replace(temporary, path)
     except BaseException:
@@ -206,11 +207,7 @@ def load(file, mmap: bool = False) -> Data:
         if mmap:
             raise MtdslError("load(mmap=True) needs a path, not a file object")
         return load_buffer(file.read())
-    path = os.fspath(file)
-    try:
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    except OSError as error:
-        raise FormatError(f"cannot open {os.fsdecode(path)!r}: {error.strerror}") from None
+    descriptor = os.open(os.fspath(file), os.O_RDONLY | getattr(os, "O_BINARY", 0))  # OSError if missing
     try:
         if mmap:
             size = os.fstat(descriptor).st_size
@@ -229,18 +226,22 @@ def load_buffer(buffer) -> Data:
 
 
 def load_block(file, mmap: bool = False) -> TensorBlock:
+    """`load`, checking that the file holds a TensorBlock."""
     return _expect(load(file, mmap=mmap), TensorBlock)
 
 
 def load_block_buffer(buffer) -> TensorBlock:
+    """`load_buffer`, checking that the buffer holds a TensorBlock."""
     return _expect(load_buffer(buffer), TensorBlock)
 
 
 def load_labels(file) -> Labels:
+    """`load`, checking that the file holds Labels."""
     return _expect(load(file), Labels)
 
 
 def load_labels_buffer(buffer) -> Labels:
+    """`load_buffer`, checking that the buffer holds Labels."""
     return _expect(load_buffer(buffer), Labels)
 
 

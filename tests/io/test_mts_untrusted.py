@@ -96,9 +96,15 @@ def test_truncated_files(cut):
     refused(VALID[:cut], "ZIP|too short|end of central directory|beyond|truncated")
 
 
-def test_not_a_zip():
+def test_not_a_zip(tmp_path):
     refused(b"hello world, not a zip file at all", "end of central directory record not found")
     refused(b"", "too short")
+    (tmp_path / "empty.mts").write_bytes(b"")
+    for mmap in (False, True):
+        with pytest.raises(FormatError, match="too short|empty file"):
+            mts.load(tmp_path / "empty.mts", mmap=mmap)
+    with pytest.raises(FileNotFoundError):
+        mts.load(tmp_path / "missing.mts")
 
 
 def test_compressed_members_are_refused_without_decompressing():
