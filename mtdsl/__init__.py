@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 from . import ops
 from .compile import CompileError, compile
 from .errors import FormatError, MetadataError, MtdslError
+from .lang.check import check
 from .io.mts import load, load_block, load_buffer, load_labels, save, save_buffer
 from .io.structures import StructureError, read_structures
 from .systems import Pairs, System, SystemBatch, neighbors, systems_from_ase
@@ -17,6 +18,7 @@ from .tensor import Labels, LabelsEntry, TensorBlock, TensorMap
 
 __all__ = [
     "CompileError",
+    "check",
     "compile",
     "FormatError",
     "Labels",

@@ -29,17 +29,13 @@ class CompileError(MtdslError):
 
 def check_and_lower(path, *, species=None, **hypers):
     """The checked program and its IR module, or a CompileError."""
-    from .lang.check_dims import check_dims, params_needing_species
-    from .lang.resolve import resolve_full
+    from .lang.check import analyse
+    from .lang.check_dims import params_needing_species
 
-    resolution, reporter = resolve_full(os.fspath(path), hypers or None)
-    if resolution is not None and not any(d.is_error for d in reporter.diagnostics):
-        check_dims(resolution.program, reporter)
-    diagnostics = reporter.sorted()
+    program, diagnostics, sources = analyse(os.fspath(path), hypers or None)
     errors = [d for d in diagnostics if d.is_error]
-    if resolution is None or errors:
-        raise CompileError(errors or diagnostics, resolution.sources if resolution else None)
-    program = resolution.program
+    if program is None or errors:
+        raise CompileError(errors or diagnostics, sources)
     if species is None:
         missing = params_needing_species(program)
         if missing:
@@ -49,12 +45,12 @@ def check_and_lower(path, *, species=None, **hypers):
                               "but no species were given",
                               hint="compile with species=[...] (`--species 1,6,8` on the command line)")
                 for param, index in missing
-            ], resolution.sources)
+            ], sources)
     try:
         module = lower(program, tuple(int(s) for s in species) if species is not None else None)
     except LoweringError as error:
         raise CompileError([Diagnostic("E900", program.path, 1, 1, str(error))]) from None
-    return program, module, resolution.sources
+    return program, module, sources
 
 
 def compile(path, *, backend: str | None = None, species=None, dtype=np.float64, seed: int = 0, **hypers):
