@@ -9,6 +9,7 @@ than a traceback.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from contextlib import contextmanager
@@ -28,13 +29,20 @@ _RECURSION_LIMIT = 20_000
 
 @contextmanager
 def _recursion_room():
+    """Room for the recursive passes, and no cyclic garbage collection while
+    they build many small objects (the checker makes no reference cycles that
+    outlive it; collection resumes afterwards)."""
     previous = sys.getrecursionlimit()
     if previous < _RECURSION_LIMIT:
         sys.setrecursionlimit(_RECURSION_LIMIT)
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         yield
     finally:
         sys.setrecursionlimit(previous)
+        if collecting:
+            gc.enable()
 
 
 def analyse(path_or_source, overrides: Optional[dict] = None, *, file: Optional[str] = None

@@ -33,6 +33,19 @@ _AXIS = {"keys": "key", "samples": "sample", "components": "component", "propert
 # free indices: {Index: (span of first use, the index whose dim needs it or None)}
 Free = dict
 
+_METHODS: dict = {}
+
+
+def _dispatch(owner, prefix: str, node_type: type):
+    """The bound method ``prefix + node_type.__name__`` of ``owner`` (looked up once per class)."""
+    key = (type(owner), prefix, node_type)
+    function = _METHODS.get(key, _METHODS)
+    if function is _METHODS:
+        function = getattr(type(owner), prefix + node_type.__name__, None)
+        _METHODS[key] = function
+    return function.__get__(owner) if function is not None else None
+
+
 
 def _merge(into: Free, other: Free) -> None:
     for index, where in other.items():
@@ -153,7 +166,7 @@ class DimChecker:
 
     # ---- expressions: type checks, and the free indices
     def visit(self, expr: P.Expr) -> Free:
-        method = getattr(self, "_" + type(expr).__name__, None)
+        method = _dispatch(self, "_", type(expr))
         if method is None:
             free: Free = {}
             for child in P.children(expr):

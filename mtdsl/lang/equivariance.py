@@ -33,11 +33,24 @@ from typing import Optional
 from . import program as P
 from .builtins import BUILTINS
 from .diagnostics import Reporter
-from .evaluate import UNKNOWN, always, closure, evaluate, points, TooManyPoints, dim_values
+from .evaluate import UNKNOWN, TooManyPoints, always, closure, dim_values, evaluate, points, refs_of
 from .irreps import Irrep
 from .resolve import dims_fit, is_unknown_dim
 
 # ---- parity -----------------------------------------------------------------------------------
+
+_METHODS: dict = {}
+
+
+def _dispatch(owner, prefix: str, node_type: type):
+    """The bound method ``prefix + node_type.__name__`` of ``owner`` (looked up once per class)."""
+    key = (type(owner), prefix, node_type)
+    function = _METHODS.get(key, _METHODS)
+    if function is _METHODS:
+        function = getattr(type(owner), prefix + node_type.__name__, None)
+        _METHODS[key] = function
+    return function.__get__(owner) if function is not None else None
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +85,7 @@ class Sigma:
     def variables(self) -> list[P.Index]:
         found: list[P.Index] = []
         for expr in self.exponents + self.factors:
-            found.extend(P.index_refs(expr))
+            found.extend(refs_of(expr))
         return found
 
     @property
@@ -140,7 +153,7 @@ class EquivarianceChecker:
         if not isinstance(rep, P.IrrepDim):
             return False
         degree = rep.degree
-        return always(lambda env: _eq(evaluate(degree, env), 0), P.index_refs(degree), conds) is True
+        return always(lambda env: _eq(evaluate(degree, env), 0), refs_of(degree), conds) is True
 
     def nontrivial(self, eq: Eq, conds) -> dict:
         return {index: value for index, value in eq.comps.items() if not self.trivial(value[1], conds)}
@@ -151,7 +164,7 @@ class EquivarianceChecker:
             return sigma.sign == target
         variables = sigma.variables()
         if not isinstance(target, int):
-            variables += P.index_refs(target)
+            variables += refs_of(target)
 
         def predicate(env):
             value = sigma.value(env)
@@ -230,7 +243,7 @@ class EquivarianceChecker:
                 if isinstance(index.dim, P.IrrepDim) and not dims_fit(P.IrrepDim(lam.value), index.dim):
                     degree = index.dim.degree
                     agree = always(lambda env: _eq(evaluate(degree, env), evaluate(lam.value, env)),
-                                   P.index_refs(degree) + P.index_refs(lam.value), conds)
+                                   refs_of(degree) + refs_of(lam.value), conds)
                     if agree is False:
                         self.error("E306", lam.span,
                                    f"o3_lambda = {P.describe(lam.value)} differs from the irrep `{index.dim}` "
@@ -272,12 +285,12 @@ class EquivarianceChecker:
 
     def unreachable_keys(self, tensor: P.Tensor, ctx: _Ctx, eq: Eq) -> None:
         for entry in tensor.keys:
-            refs = P.index_refs(entry.value)
+            refs = refs_of(entry.value)
             if any(dim_values(index.dim, {}) is None and not isinstance(index.dim, P.IrrepDim)
                    for index in refs):
                 continue
             declared = self._key_values(entry.value, ctx.conds)
-            reached = self._key_values(entry.value, ctx.conds + eq.conds)
+            reached = self._key_values(entry.value, ctx.conds + eq.conds, declared)
             if declared is None or reached is None:
                 continue
             for value in sorted(declared - reached):
@@ -287,8 +300,9 @@ class EquivarianceChecker:
                     hint="its block will be all zeros: check the `where` conditions and the triangle rules",
                 )
 
-    def _key_values(self, value_expr: P.Expr, conds) -> Optional[set]:
-        variables, used = closure(P.index_refs(value_expr), conds)
+    def _key_values(self, value_expr: P.Expr, conds, enough: Optional[set] = None) -> Optional[set]:
+        """The values the key takes at the allowed points (stops once it has ``enough``)."""
+        variables, used = closure(refs_of(value_expr), conds)
         values = set()
         try:
             for env in points(variables, used):
@@ -296,13 +310,15 @@ class EquivarianceChecker:
                 if value is UNKNOWN:
                     return None
                 values.add(value)
+                if enough is not None and len(values) >= len(enough) and values >= enough:
+                    break
         except TooManyPoints:
             return None
         return values
 
     # ---- expressions
     def visit(self, expr: P.Expr, ctx: _Ctx) -> Eq:
-        method = getattr(self, "_" + type(expr).__name__, None)
+        method = _dispatch(self, "_", type(expr))
         if method is None:
             return INVARIANT
         return method(expr, ctx)
@@ -394,7 +410,7 @@ class EquivarianceChecker:
             if index in comps:
                 total = comps[index][0] + count
                 comps[index] = (total, comps[index][1])
-                if not self.trivial(rep, ctx.conds) and (total > 2 or index not in ctx.summed):
+                if (total > 2 or index not in ctx.summed) and not self.trivial(rep, ctx.conds):
                     self.error("E304", span,
                                f"component index `{index.name}` used {'twice' if total == 2 else f'{total} times'} "
                                "in a product" + ("" if total > 2 else " and not summed"),
@@ -464,7 +480,7 @@ class EquivarianceChecker:
                            hint=f"cg(l1, m1, l2, m2, L, M) needs m1 of irrep(l1), m2 of irrep(l2), M of irrep(L)")
             comps[m.index] = (1, P.IrrepDim(degree))
         rule = _triangle(l1, l2, L)
-        possible = always(lambda env: _not(evaluate(rule, env)), P.index_refs(rule), ctx.conds)
+        possible = always(lambda env: _not(evaluate(rule, env)), refs_of(rule), ctx.conds)
         if possible is True:  # the triangle rule fails everywhere
             self.error("E307", expr.span,
                        f"cg({P.describe(l1)}, ., {P.describe(l2)}, ., {P.describe(L)}, .) can never satisfy the "

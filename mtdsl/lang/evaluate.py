@@ -41,93 +41,146 @@ class TooManyPoints(Exception):
 
 def evaluate(expr: Expr, env: Optional[dict] = None):
     """The value of ``expr`` with the indices of ``env`` ({Index: int}) fixed, or UNKNOWN."""
-    env = env or {}
     try:
-        return _eval(expr, env)
-    except (ArithmeticError, ValueError, TypeError, OverflowError):
+        return compiled(expr)(env or {})
+    except (ArithmeticError, ValueError, TypeError, OverflowError, RecursionError):
         return UNKNOWN
 
 
-def _eval(expr: Expr, env: dict):
+# expressions are compiled once into Python closures (keyed by identity; the
+# expression is kept in the cache so that its id stays valid)
+_COMPILED: dict[int, tuple[Expr, object]] = {}
+_MAX_CACHE = 200_000
+
+
+def compiled(expr: Expr):
+    """``expr`` as a function of an environment {Index: int}; may raise on
+    arithmetic errors (:func:`evaluate` turns those into UNKNOWN)."""
+    entry = _COMPILED.get(id(expr))
+    if entry is not None and entry[0] is expr:
+        return entry[1]
+    function = _compile(expr)
+    if len(_COMPILED) > _MAX_CACHE:
+        _COMPILED.clear()
+    _COMPILED[id(expr)] = (expr, function)
+    return function
+
+
+def _unknown(env):
+    return UNKNOWN
+
+
+_ARITHMETIC = {
+    "+": lambda a, b: a + b,
+    "-": lambda a, b: a - b,
+    "*": lambda a, b: a * b,
+    "/": lambda a, b: a / b,
+    "%": lambda a, b: a % b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+
+
+def _power(a, b):
+    if isinstance(a, int) and isinstance(b, int) and b >= 0:
+        if b > 4096:
+            return UNKNOWN
+        return a**b
+    return float(a) ** float(b)
+
+
+def _compile(expr: Expr):
     if isinstance(expr, Const):
-        return expr.value
+        value = expr.value
+        return lambda env: value
     if isinstance(expr, IndexRef):
-        return env.get(expr.index, UNKNOWN)
+        index = expr.index
+        return lambda env: env.get(index, UNKNOWN)
     if isinstance(expr, Unary):
-        value = _eval(expr.operand, env)
-        if value is UNKNOWN:
-            return UNKNOWN
+        operand = compiled(expr.operand)
         if expr.op == "-":
-            return -value
-        return not value
+            def negate(env):
+                value = operand(env)
+                return UNKNOWN if value is UNKNOWN else -value
+            return negate
+
+        def invert(env):
+            value = operand(env)
+            return UNKNOWN if value is UNKNOWN else not value
+        return invert
     if isinstance(expr, Binary):
-        return _binary(expr, env)
-    if isinstance(expr, Ternary):
-        cond = _eval(expr.cond, env)
-        if cond is UNKNOWN:
-            return UNKNOWN
-        return _eval(expr.then if cond else expr.otherwise, env)
-    if isinstance(expr, Call):
-        if expr.function == "abs" and len(expr.args) == 1:
-            value = _eval(expr.args[0], env)
-            return UNKNOWN if value is UNKNOWN else abs(value)
-        if expr.function == "sqrt" and len(expr.args) == 1:
-            value = _eval(expr.args[0], env)
-            return UNKNOWN if value is UNKNOWN else math.sqrt(value)
-        return UNKNOWN
-    return UNKNOWN
+        left, right = compiled(expr.left), compiled(expr.right)
+        op = expr.op
+        if op == "and":
+            def conjunction(env):
+                a = left(env)
+                if a is not UNKNOWN and not a:
+                    return False
+                b = right(env)
+                if b is not UNKNOWN and not b:
+                    return False
+                return UNKNOWN if a is UNKNOWN or b is UNKNOWN else True
+            return conjunction
+        if op == "or":
+            def disjunction(env):
+                a = left(env)
+                if a is not UNKNOWN and a:
+                    return True
+                b = right(env)
+                if b is not UNKNOWN and b:
+                    return True
+                return UNKNOWN if a is UNKNOWN or b is UNKNOWN else False
+            return disjunction
+        function = _power if op == "^" else _ARITHMETIC.get(op)
+        if function is None:
+            return _unknown
 
-
-def _binary(expr: Binary, env: dict):
-    op = expr.op
-    if op in ("and", "or"):
-        left = _eval(expr.left, env)
-        if op == "and" and left is not UNKNOWN and not left:
-            return False
-        if op == "or" and left is not UNKNOWN and left:
-            return True
-        right = _eval(expr.right, env)
-        if right is not UNKNOWN:
-            if op == "and" and not right:
-                return False
-            if op == "or" and right:
-                return True
-        if left is UNKNOWN or right is UNKNOWN:
-            return UNKNOWN
-        return bool(right)
-    left = _eval(expr.left, env)
-    right = _eval(expr.right, env)
-    if left is UNKNOWN or right is UNKNOWN:
-        return UNKNOWN
-    if op == "+":
-        return left + right
-    if op == "-":
-        return left - right
-    if op == "*":
-        return left * right
-    if op == "/":
-        return left / right
-    if op == "%":
-        return left % right
-    if op == "^":
-        if isinstance(left, int) and isinstance(right, int) and right >= 0:
-            if abs(right) > 4096:
+        def binary(env):
+            a = left(env)
+            if a is UNKNOWN:
                 return UNKNOWN
-            return left**right
-        return float(left) ** float(right)
-    if op == "==":
-        return left == right
-    if op == "!=":
-        return left != right
-    if op == "<":
-        return left < right
-    if op == "<=":
-        return left <= right
-    if op == ">":
-        return left > right
-    if op == ">=":
-        return left >= right
-    return UNKNOWN
+            b = right(env)
+            if b is UNKNOWN:
+                return UNKNOWN
+            return function(a, b)
+        return binary
+    if isinstance(expr, Ternary):
+        cond, then, otherwise = compiled(expr.cond), compiled(expr.then), compiled(expr.otherwise)
+
+        def choose(env):
+            c = cond(env)
+            if c is UNKNOWN:
+                return UNKNOWN
+            return then(env) if c else otherwise(env)
+        return choose
+    if isinstance(expr, Call) and len(expr.args) == 1 and expr.function in ("abs", "sqrt"):
+        argument = compiled(expr.args[0])
+        function = abs if expr.function == "abs" else math.sqrt
+
+        def call(env):
+            value = argument(env)
+            return UNKNOWN if value is UNKNOWN else function(value)
+        return call
+    return _unknown
+
+
+_REFS: dict[int, tuple[Expr, tuple]] = {}
+
+
+def refs_of(expr: Expr) -> tuple[Index, ...]:
+    """The distinct indices referenced in ``expr`` (cached by identity)."""
+    entry = _REFS.get(id(expr))
+    if entry is not None and entry[0] is expr:
+        return entry[1]
+    found = tuple(dict.fromkeys(index_refs(expr)))
+    if len(_REFS) > _MAX_CACHE:
+        _REFS.clear()
+    _REFS[id(expr)] = (expr, found)
+    return found
 
 
 def truth(value) -> Optional[bool]:
@@ -151,10 +204,10 @@ def dim_values(dim: Dim, env: dict) -> Optional[range]:
     return None
 
 
-def dim_dependencies(dim: Dim) -> list[Index]:
+def dim_dependencies(dim: Dim) -> tuple[Index, ...]:
     if isinstance(dim, IrrepDim):
-        return index_refs(dim.degree)
-    return []
+        return refs_of(dim.degree)
+    return ()
 
 
 def closure(variables: Iterable[Index], conditions: Iterable[Expr]) -> tuple[list[Index], list[Expr]]:
@@ -165,7 +218,7 @@ def closure(variables: Iterable[Index], conditions: Iterable[Expr]) -> tuple[lis
     seen: set[Index] = set()
     pending = list(variables)
     conditions = list(conditions)
-    cond_vars = [set(index_refs(c)) for c in conditions]
+    cond_vars = [set(refs_of(c)) for c in conditions]
     used = [False] * len(conditions)
     while pending:
         index = pending.pop()
@@ -213,7 +266,7 @@ def points(variables: Iterable[Index], conditions: Iterable[Expr], env: Optional
     base = dict(env or {})
     ordered = _order([v for v in dict.fromkeys(variables) if v not in base])
     conditions = list(conditions)
-    cond_vars = [set(index_refs(c)) for c in conditions]
+    cond_vars = [refs_of(c) for c in conditions]
     position_of = {index: position for position, index in enumerate(ordered)}
     # each condition is checked once its last enumerated variable is assigned
     at_level: list[list[Expr]] = [[] for _ in range(len(ordered) + 1)]
@@ -222,10 +275,15 @@ def points(variables: Iterable[Index], conditions: Iterable[Expr], env: Optional
         at_level[level].append(condition)
     counter = [0]
 
+    checks = [[compiled(condition) for condition in level] for level in at_level]
+
     def ok(level: int, current: dict) -> bool:
-        for condition in at_level[level]:
-            if evaluate(condition, current) is False:
-                return False
+        for check in checks[level]:
+            try:
+                if check(current) is False:
+                    return False
+            except (ArithmeticError, ValueError, TypeError, OverflowError):
+                continue
         return True
 
     def recurse(level: int, current: dict) -> Iterator[dict]:

@@ -30,6 +30,19 @@ from .parse import parse_module
 
 CONVENTIONS = ("metatensor", "e3nn")
 
+_METHODS: dict = {}
+
+
+def _dispatch(owner, prefix: str, node_type: type):
+    """The bound method ``prefix + node_type.__name__`` of ``owner`` (looked up once per class)."""
+    key = (type(owner), prefix, node_type)
+    function = _METHODS.get(key, _METHODS)
+    if function is _METHODS:
+        function = getattr(type(owner), prefix + node_type.__name__, None)
+        _METHODS[key] = function
+    return function.__get__(owner) if function is not None else None
+
+
 
 # ---- types of arithmetic -----------------------------------------------------------------------
 
@@ -694,7 +707,7 @@ class Resolver:
 
     # ---- expressions
     def expr(self, node: ast.Node, ctx: _Ctx) -> P.Expr:
-        handler = getattr(self, "_expr_" + type(node).__name__, None)
+        handler = _dispatch(self, "_expr_", type(node))
         if handler is None:
             self.error("E201", node.span, "not an expression")
             return P.Invalid(node.span)
