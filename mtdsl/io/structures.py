@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..errors import MtdslError
 from ..systems import MAX_ATOMIC_NUMBER, System
 
 #: shorter names accepted for ``format``, mapped to ASE's format names
@@ -35,7 +36,7 @@ _LAMMPS_DUMP = "lammps-dump-text"
 _MAX_REASON = 200
 
 
-class StructureError(ValueError):
+class StructureError(MtdslError):
     """A structure file that cannot be read: the message is one line that
     names the file and the problem."""
 

@@ -1,0 +1,220 @@
+"""The model subcommands of the `mtdsl` command line: `compile`, `run`, `inspect`.
+
+They are registered in `mtdsl.cli`'s command table (one `Command` each) and
+follow its rules: one clear line on stderr and exit status 1 for bad input,
+2 for usage errors, never a traceback unless `--debug`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from .cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Command, CommandError, _parse_set, _require_file
+
+
+def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="the .mt program")
+    parser.add_argument("--set", action="append", metavar="NAME=VALUE", help="override a hyper (repeatable)")
+    parser.add_argument("--species", metavar="Z,Z,...",
+                        help="fix the species dimensions (needed by species-indexed params)")
+
+
+def _species(text):
+    if not text:
+        return None
+    try:
+        return [int(z) for z in text.split(",") if z.strip()]
+    except ValueError:
+        raise CommandError(f"--species expects atomic numbers separated by commas, got {text!r}", EXIT_USAGE)
+
+
+def _hypers(args) -> dict:
+    from .lang.resolve import parse_literal_text
+
+    return {name: parse_literal_text(value) for name, value in _parse_set(args.set).items()}
+
+
+def _compile(args, backend=None, dtype=np.float64):
+    from .compile import CompileError, compile
+
+    _require_file(args.file)
+    try:
+        return compile(args.file, backend=backend, species=_species(args.species), dtype=dtype, **_hypers(args))
+    except CompileError as error:
+        print(str(error), file=sys.stderr)
+        raise CommandError(f"{args.file}: {len(error.diagnostics)} error(s)") from None
+
+
+# ---- compile ----------------------------------------------------------------------------------
+
+
+def add_compile(parser: argparse.ArgumentParser) -> None:
+    _add_model_arguments(parser)
+    parser.add_argument("--emit", choices=("ir", "cpp", "llvm"), default="ir",
+                        help="what to print: the loop IR (default), or generated C++ / LLVM IR")
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    model = _compile(args)
+    if args.emit == "ir":
+        print(model.module)
+        return EXIT_OK
+    try:
+        from mtdsl.codegen import render
+    except ImportError:
+        raise CommandError(f"--emit {args.emit}: this build has no {args.emit} code generator yet") from None
+    print(render(model.module, args.emit))
+    return EXIT_OK
+
+
+# ---- run --------------------------------------------------------------------------------------
+
+
+def add_run(parser: argparse.ArgumentParser) -> None:
+    _add_model_arguments(parser)
+    parser.add_argument("structures", nargs="+", help="structure files (extxyz, POSCAR, OUTCAR, LAMMPS, ...)")
+    parser.add_argument("-o", "--output", required=True, help="where to write the outputs (.mts)")
+    parser.add_argument("--gradients", action="append", default=[], metavar="PARAMETER",
+                        help="gradient blocks to compute: positions, strain or cell (repeatable)")
+    parser.add_argument("--format", help="structure file format, when the extension does not say it")
+    parser.add_argument("--batch", type=int, default=64, metavar="N", help="frames per model call (default 64)")
+    parser.add_argument("--float32", action="store_true", help="compute in single precision")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import save
+    from .io.structures import read_structures
+
+    model = _compile(args, dtype=np.float32 if args.float32 else np.float64)
+    frames = []
+    for path in args.structures:
+        frames += read_structures(path, format=args.format)
+    if not frames:
+        raise CommandError("no structures to run on")
+    if args.batch < 1:
+        raise CommandError("--batch must be at least 1", EXIT_USAGE)
+    outputs = _run_in_batches(model, frames, args.batch, args.gradients)
+    paths = _output_paths(args.output, list(outputs))
+    for name, tensor in outputs.items():
+        save(paths[name], tensor)
+        print(f"{name}: {len(tensor)} blocks -> {paths[name]}")
+    return EXIT_OK
+
+
+def _run_in_batches(model, frames, batch_size, gradients):
+    """The outputs over all frames, computed `batch_size` frames at a time (progress bar on a terminal)."""
+    from .ops import join
+    from .provenance import append_provenance, history
+
+    chunks = [frames[k : k + batch_size] for k in range(0, len(frames), batch_size)]
+    progress = _progress(total=len(frames), unit="frame")
+    results = {}
+    for start, chunk in zip(range(0, len(frames), batch_size), chunks):
+        outputs = model(chunk, gradients=gradients)
+        for name, tensor in outputs.items():
+            results.setdefault(name, []).append(_shift_systems(tensor, start) if start else tensor)
+        progress.update(len(chunk))
+    progress.close()
+    merged = {}
+    for name, parts in results.items():
+        if len(parts) == 1:
+            merged[name] = parts[0]
+            continue
+        merged[name] = join(parts, axis="samples", different_keys="union")
+        # one provenance record for the whole run: the last batch's, with every batch's inputs
+        record = dict(history(parts[-1])[-1])
+        record["inputs"] = [source for part in parts for source in history(part)[-1]["inputs"]]
+        append_provenance(merged[name], record)
+    return merged
+
+
+def _shift_systems(tensor, offset: int):
+    """The same TensorMap with every `system` sample label increased by `offset`."""
+    from .tensor import Labels, TensorBlock, TensorMap
+
+    def shifted(labels):
+        if "system" not in labels.names:
+            return labels
+        values = labels.array.copy()
+        values[:, labels.names.index("system")] += offset
+        return Labels(labels.names, values, assume_unique=True)
+
+    def block(original):
+        result = TensorBlock(original.values, shifted(original.samples), original.components, original.properties)
+        for parameter, gradient in original.gradients():
+            result.add_gradient(parameter, block(gradient))
+        return result
+
+    result = TensorMap(tensor.keys, [block(b) for b in tensor.blocks()])
+    for key, value in tensor.info().items():
+        result.set_info(key, value)
+    return result
+
+
+def _output_paths(output: str, names: list[str]) -> dict:
+    if len(names) == 1:
+        return {names[0]: output}
+    stem, extension = os.path.splitext(output)
+    return {name: f"{stem}.{name}{extension or '.mts'}" for name in names}
+
+
+def _progress(total: int, unit: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, disable=not sys.stderr.isatty(), file=sys.stderr)
+
+
+# ---- inspect ----------------------------------------------------------------------------------
+
+
+def add_inspect(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="a .mts file")
+    parser.add_argument("--blocks", action="store_true", help="list every block")
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from . import load
+    from .tensor import TensorMap
+
+    _require_file(args.file)
+    data = load(args.file, mmap=True)
+    print(data if not isinstance(data, TensorMap) else _summary(data, args.blocks))
+    if isinstance(data, TensorMap):
+        for key, value in sorted(data.info().items()):
+            if key == "provenance":
+                try:
+                    records = json.loads(value)
+                except json.JSONDecodeError:
+                    records = [value]
+                print("provenance:")
+                for record in records:
+                    print(f"    {json.dumps(record, sort_keys=True)}")
+            else:
+                print(f"{key}: {value}")
+    return EXIT_OK
+
+
+def _summary(tensor, every_block: bool) -> str:
+    if not every_block:
+        return repr(tensor)
+    lines = [repr(tensor).split("\n")[0], f"keys: {tensor.keys.names}"]
+    for index, block in enumerate(tensor.blocks()):
+        key = ", ".join(f"{n}={int(v)}" for n, v in zip(tensor.keys.names, tensor.keys.array[index]))
+        gradients = ", ".join(f"{p} {'x'.join(map(str, g.shape))}" for p, g in block.gradients())
+        lines.append(f"    ({key}): {'x'.join(map(str, block.shape))}" + (f"  [{gradients}]" if gradients else ""))
+    return "\n".join(lines)
+
+
+COMMANDS = [
+    Command("compile", "compile a .mt file and print its IR or generated code", add_compile, cmd_compile),
+    Command("run", "run a .mt model on structure files and write its outputs as .mts", add_run, cmd_run),
+    Command("inspect", "summarize a .mts file: blocks, labels, gradients, provenance", add_inspect, cmd_inspect),
+]
+
+__all__ = ["COMMANDS", "EXIT_ERROR"]
