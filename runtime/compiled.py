@@ -30,6 +30,7 @@ from .assemble import evaluate_kernel
 from .bindings import Bindings, RunError
 from .interpreter import Interpreter
 from .named import Named
+from .native_assemble import assemble_separable
 
 SLOT_WIDTH = {"atoms": 2, "pairs": 6, "systems": 1, "value": 1}
 MAX_TABLE = 1 << 26  # entries of one block-access lookup table before the interpreter takes over
@@ -281,6 +282,7 @@ class CompiledModule:
         self.cache_hit = cache_hit
         self.dtype = np.dtype(rendered.dtype)
         self.threads = threads
+        self.fast_assembly = True  # runtime/native_assemble.py for separable kernels
         self.fallbacks = dict(rendered.unsupported)  # tensor name -> why the interpreter evaluates it
         self.last_run_fallbacks: dict = {}
         self.kernels = {}
@@ -334,7 +336,8 @@ class CompiledModule:
             self.last_run_fallbacks[kernel.name] = f"native run reported error bits {error}"
             return None
         body = Named(tuple(b.name for b in kernel.indices), buffer)
-        return evaluate_kernel(interpreter, kernel, body=body)
+        result = assemble_separable(interpreter, kernel, body) if self.fast_assembly else None
+        return result if result is not None else evaluate_kernel(interpreter, kernel, body=body)
 
 
 def render(module: ir.Module, dtype=np.float64) -> str:

@@ -1,0 +1,121 @@
+"""SOAP values with the cpp backend against featomic, side by side in one run.
+
+    .venv/bin/python benchmarks/bench_soap.py [--threads 2] [--repeats 5] [--big 8000]
+
+1,000-atom silicon (`ase.build.bulk("Si", cubic=True) * (5, 5, 5)`, rattled),
+cutoff 5, 6 radial functions, max_angular 4, Gaussian width 0.3: the spherical
+expansion and the power spectrum (values only), mtdsl's cpp backend against
+`featomic.SphericalExpansion` / `featomic.SoapPowerSpectrum` with the same
+hypers (spline_accuracy 1e-12, center_atom_weight 0), both on the same number
+of threads. Our time is the whole call: batch, neighbour list, kernels and
+TensorMap assembly (featomic's includes its neighbour list too). Prints the
+ratio mtdsl / featomic (must be <= 1.0, goal 0.5), the time per atom at 1,000
+and 8,000 atoms, and the speed-up from 1 to 2 threads.
+
+The thread counts are set before featomic is imported (RAYON_NUM_THREADS) and
+given to our kernels explicitly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+
+def parse():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--big", type=int, default=8000, help="atoms of the scaling run (a multiple of 8)")
+    return parser.parse_args()
+
+
+ARGS = parse() if __name__ == "__main__" else None
+if ARGS is not None:
+    os.environ["RAYON_NUM_THREADS"] = str(ARGS.threads)
+    os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
+
+import ase.build  # noqa: E402
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from mtdsl.runtime.bindings import Bindings  # noqa: E402
+from mtdsl.runtime.compiled import compile_module  # noqa: E402
+from mtdsl.systems import as_batch, neighbors  # noqa: E402
+from tests.codegen import modules  # noqa: E402
+
+HYPERS = {
+    "cutoff": {"radius": 5.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
+    "density": {"type": "Gaussian", "width": 0.3, "center_atom_weight": 0.0},
+    "basis": {"type": "TensorProduct", "max_angular": 4, "radial": {"type": "Gto", "max_radial": 5},
+              "spline_accuracy": 1e-12},
+}
+
+
+def silicon(n_atoms: int, seed: int = 0):
+    cells = round((n_atoms / 8) ** (1 / 3))
+    if 8 * cells**3 != n_atoms:
+        raise SystemExit(f"{n_atoms} atoms is not 8 n^3")
+    atoms = ase.build.bulk("Si", cubic=True) * (cells, cells, cells)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def best(function, repeats: int) -> float:
+    function()  # warm up (compilation caches, page faults)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def ours(compiled, atoms, threads):
+    module = compiled.module
+
+    def call():
+        batch = as_batch([atoms])
+        pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in module.pairs}
+        return compiled.run(Bindings({"S": batch}, pairs, {}), threads=threads)
+
+    return call
+
+
+def main():
+    import featomic
+
+    threads, repeats = ARGS.threads, ARGS.repeats
+    expansion = compile_module(modules.spherical_expansion())
+    spectrum = compile_module(modules.power_spectrum())
+    calculators = {"spherical expansion": (expansion, featomic.SphericalExpansion(**HYPERS)),
+                   "power spectrum": (spectrum, featomic.SoapPowerSpectrum(**HYPERS))}
+
+    atoms = silicon(1000)
+    print(f"1,000-atom silicon, cutoff 5, 6 radial, max_angular 4, width 0.3; {threads} threads, best of {repeats}")
+    print(f"{'calculation':<22}{'mtdsl cpp (ms)':>16}{'featomic (ms)':>16}{'ratio':>8}")
+    for name, (compiled, calculator) in calculators.items():
+        mine = best(ours(compiled, atoms, threads), repeats)
+        theirs = best(lambda: calculator.compute(atoms), repeats)
+        print(f"{name:<22}{mine * 1e3:>16.1f}{theirs * 1e3:>16.1f}{mine / theirs:>7.2f}x")
+
+    print()
+    big = silicon(ARGS.big, seed=1)
+    print(f"{'time per atom (us)':<22}{'1,000 atoms':>14}{f'{ARGS.big:,} atoms':>14}{'ratio':>8}")
+    for name, (compiled, _) in calculators.items():
+        small_time = best(ours(compiled, atoms, threads), repeats) / 1000
+        big_time = best(ours(compiled, big, threads), max(1, repeats // 2)) / ARGS.big
+        print(f"{name:<22}{small_time * 1e6:>14.2f}{big_time * 1e6:>14.2f}{big_time / small_time:>7.2f}x")
+
+    print()
+    print(f"{'speed-up, 1 -> 2 threads':<26}{'mtdsl':>8}")
+    for name, (compiled, _) in calculators.items():
+        one = best(ours(compiled, atoms, 1), repeats)
+        two = best(ours(compiled, atoms, 2), repeats)
+        print(f"{name:<26}{one / two:>7.2f}x")
+
+
+if __name__ == "__main__":
+    main()
