@@ -4,7 +4,9 @@ metatensor-operations loops over the blocks in Python, one after the other. The
 numpy kernels doing the work (ufuncs, take, concatenate, reductions) release the
 GIL, so large maps go through a thread pool instead, one task per block, results
 in block order. Small maps, and torch arrays (torch has its own intra-op threads
-and autograd bookkeeping), stay on the calling thread.
+and autograd bookkeeping), stay on the calling thread. So do the operations that
+only copy (`join`, `slice`, `split`): arrays allocated by worker threads come from
+other malloc arenas and page-fault on every call, which costs more than the copy.
 
 ``MTDSL_NUM_THREADS`` sets the number of threads (default: the CPU count, at most
 8); ``MTDSL_NUM_THREADS=1`` turns threading off.

@@ -102,7 +102,8 @@ def _reduce_over_properties(tensor: TensorMap, property_names: Union[List[str], 
     for name in reduced:
         if name not in tensor.property_names:
             raise ValueError(f"one of the requested property name ({name}) is not part of this TensorMap")
-    return TensorMap(tensor.keys, map_blocks(lambda b: _reduce_over_properties_block(b, reduced, reduction), tensor.blocks()))
+    blocks = map_blocks(lambda b: _reduce_over_properties_block(b, reduced, reduction), tensor.blocks())
+    return TensorMap(tensor.keys, blocks)
 
 
 def sum_over_properties_block(block: TensorBlock, property_names: Union[List[str], str]) -> TensorBlock:

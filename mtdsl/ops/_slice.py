@@ -19,7 +19,6 @@ from ..tensor import Labels, TensorBlock, TensorMap
 from ..tensor._array import to_numpy
 from ..tensor.labels import row_keys
 from . import _dispatch
-from ._parallel import map_blocks
 from ._utils import check_tensor_map, no_gradients_of_gradients
 
 AXES = ("samples", "properties")
@@ -153,8 +152,9 @@ def slice(tensor: TensorMap, axis: str, selection: Union[Labels, List[int]]) -> 
     if blocks:
         check_slice_args(blocks[0], axis, selection)
     labels = (lambda b: b.samples) if axis == "samples" else (lambda b: b.properties)
+    # no threads: slicing is copying into fresh arrays (see `join`)
     return TensorMap(
-        tensor.keys, map_blocks(lambda b: slice_with_indices(b, axis, selected_indices(labels(b), [selection])[0]), blocks)
+        tensor.keys, [slice_with_indices(b, axis, selected_indices(labels(b), [selection])[0]) for b in blocks]
     )
 
 

@@ -12,7 +12,6 @@ from typing import List, Union
 
 from ..tensor import Labels, TensorBlock, TensorMap
 from ._slice import check_slice_args, selected_indices, slice_with_indices
-from ._parallel import map_blocks
 from ._utils import check_tensor_map
 
 
@@ -44,7 +43,7 @@ def split(tensor: TensorMap, axis: str, selections: List[Union[Labels, List[int]
     blocks = tensor.blocks()
     if blocks:
         _check_split_args(blocks[0], axis, selections)
-    per_block = map_blocks(lambda block: _split_block(block, axis, selections), blocks)
+    per_block = [_split_block(block, axis, selections) for block in blocks]  # copies: no threads (see `join`)
     return [TensorMap(tensor.keys, [parts[i] for parts in per_block]) for i in range(len(selections))]
 
 
