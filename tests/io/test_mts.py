@@ -363,3 +363,25 @@ def test_zip64_past_4_gib_equal_metatensor(tmp_path):
     loaded = mts.load(tmp_path / "theirs.mts", mmap=True)
     assert loaded.block(0).values[999, 999, 539, 0] == 42.0 and loaded.info() == tensor.info()
     assert metatensor.load(str(tmp_path / "ours.mts")).block(1).values.sum() == 2.0
+
+
+def test_non_ascii_gradient_names_equal_metatensor():
+    properties = Labels.range("p", 1)
+    block = TensorBlock(np.ones((1, 1)), Labels.range("s", 1), [], properties)
+    block.add_gradient("pösitions", TensorBlock(np.ones((1, 1)), labels(["sample"], [[0]]), [], properties))
+    tensor = TensorMap(Labels.range("k", 1), [block])
+    ours = mts.save_buffer(tensor)
+    assert ours == bytes(mtio.save_buffer(tensor.to_metatensor()))
+    assert mts.load_buffer(ours).block(0).gradients_list() == ["pösitions"]
+
+
+def test_saving_over_a_mapped_file_keeps_the_mapping_valid(tmp_path):
+    path = tmp_path / "data.mts"
+    old = special_tensors()["nested_gradients"]
+    mts.save(path, old)
+    mapped = mts.load(path, mmap=True)
+    new = old.copy()
+    new.block(0).values[:] = 7.0
+    mts.save(path, new)  # replaces the file: the old mapping still sees the old data
+    assert_tensors_equal(mapped, old)
+    assert_tensors_equal(mts.load(path), new)
