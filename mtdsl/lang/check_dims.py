@@ -349,7 +349,8 @@ class DimChecker:
                     self.check_slot(value, None, f"key `{label}` of `{source.name}`")
                     mapping[label] = value
             missing = [label for label in source.keys if label not in given]
-            if missing:
+            unknown = [label for label in given if label not in source.keys]
+            if missing and not unknown:  # with a misspelled label, E205 says it all
                 self.error("E203", expr.span,
                            f"block access to `{source.name}` does not bind key(s) {', '.join(missing)}",
                            hint=f"write `{source.name}{{{', '.join(f'{k} = ...' for k in source.keys)}}}[...]`")
@@ -366,8 +367,9 @@ class DimChecker:
                 self.check_slot(value, slot_dim, f"key `{label}` of `{source.name}`")
                 if isinstance(entry.value, P.IndexRef):
                     mapping[entry.value.index] = value
+            unknown = [label for label in given if label not in labels]
             for entry in source.keys:
-                if entry.label in given:
+                if entry.label in given or unknown:
                     continue
                 if evaluate(entry.value) is UNKNOWN and not isinstance(entry.value, P.Invalid):
                     self.error("E203", expr.span,

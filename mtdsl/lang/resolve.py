@@ -648,7 +648,10 @@ class Resolver:
                 return None
             bounds = []
             for arg in node.args:
-                value = evaluate(self.expr(arg, ctx))
+                resolved = self.expr(arg, ctx)
+                if isinstance(resolved, P.Invalid):
+                    return None  # already reported
+                value = evaluate(resolved)
                 if isinstance(value, bool) or not isinstance(value, int):
                     self.error("E201", arg.span, "range bounds must be compile-time integers (literals or hypers)")
                     return None
