@@ -121,6 +121,7 @@ class Interpreter:
                 "second": (pairs.second, False),
                 "vector": (pairs.vectors, True),
                 "distance": (pairs.distances, False),
+                "cell_shift": (pairs.cell_shifts, True),  # read as P.cell_shift[p, a] by gradients
             }
         array, vector = arrays[expr.field]
         array = np.asarray(array)
@@ -266,6 +267,53 @@ class Interpreter:
         nn, ll = np.broadcast_arrays(n.expand(nl_axes), l.expand(nl_axes))
         data = table[..., ll, nn].astype(self.bindings.dtype, copy=False)
         return Named(r.axes + nl_axes, data, merge_missing(r, n, l))
+
+    # -- derivative built-ins (forward-mode gradients, see mtdsl/ir/autodiff.py) ---------------
+    def _call_d_sph(self, expr, v, l, m):
+        """d sph(v, l, m) / d v: vector-valued."""
+        if VECTOR_AXIS not in v.axes:
+            raise RunError("d_sph() needs a vector as its first argument")
+        l_max = int(np.max(l.data)) if l.data.size else 0
+        points = v.data.reshape(-1, 3)
+        _, grads = spherical_harmonics(points, max(l_max, 0), convention=self.convention, gradients=True)
+        grads = np.moveaxis(grads, 1, -1)  # [points, lm, xyz]
+        grads = grads.reshape(v.data.shape[:-1] + grads.shape[1:]).astype(self.bindings.dtype, copy=False)
+        point_axes = v.axes[:-1]
+        lm_axes = union_axes(l, m)
+        ll, mm = np.broadcast_arrays(l.expand(lm_axes), m.expand(lm_axes))
+        valid = (np.abs(mm) <= ll) & (ll >= 0)
+        column = np.where(valid, ll * ll + ll + mm, 0)
+        gathered = grads[..., column, :] * valid[..., None]
+        return Named(point_axes + lm_axes + (VECTOR_AXIS,), gathered, merge_missing(v, l, m))
+
+    def _call_d_soap_radial(self, expr, r, n, l):
+        """d soap_radial(r, n, l) / d r."""
+        n_radial = int(expr.option("n_radial"))
+        cutoff = float(expr.option("cutoff"))
+        width = float(expr.option("density_width"))
+        l_max = int(np.max(l.data)) if l.data.size else 0
+        spline = soap_radial_spline(max(l_max, 0), n_radial, cutoff, width)
+        _, table = spline.evaluate(r.data.reshape(-1), derivative=True)
+        table = table.reshape(r.data.shape + (spline.max_angular + 1, n_radial))
+        nl_axes = union_axes(n, l)
+        nn, ll = np.broadcast_arrays(n.expand(nl_axes), l.expand(nl_axes))
+        data = table[..., ll, nn].astype(self.bindings.dtype, copy=False)
+        return Named(r.axes + nl_axes, data, merge_missing(r, n, l))
+
+    def _call_d_cosine_cutoff(self, expr, r):
+        """d cosine_cutoff(r) / d r."""
+        cutoff, width = float(expr.option("cutoff")), float(expr.option("width"))
+        return apply(lambda rr: math_functions.cosine_cutoff(rr, cutoff, width, derivative=True)[1], r)
+
+    def _call_d_gto(self, expr, r, n):
+        """d gto(r, n) / d r = (n r^(n-1) - r^(n+1) / w^2) exp(-r^2 / (2 w^2))."""
+        width = float(expr.option("width"))
+
+        def derivative(rr, nn):
+            lower = np.where(nn > 0, nn * rr ** np.maximum(nn - 1, 0), 0.0)
+            return (lower - rr ** (nn + 1) / (width * width)) * np.exp(-(rr * rr) / (2.0 * width * width))
+
+        return apply(derivative, r, n)
 
     # -- reductions ---------------------------------------------------------------------------
     def _eval_Reduce(self, expr: ir.Reduce, scope: Scope) -> Named:

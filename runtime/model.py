@@ -12,12 +12,14 @@ import numpy as np
 
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.autodiff import module_gradients
 from mtdsl.provenance import append_provenance, make_record, package_versions
 from mtdsl.systems import as_batch, neighbors
 from mtdsl.tensor import TensorMap
 
 from .assemble import evaluate_kernel
 from .bindings import Bindings, RunError
+from .gradients import compute_gradients
 from .interpreter import Interpreter
 
 BACKENDS = ("interpreter",)
@@ -72,6 +74,8 @@ class Model:
         self.dtype = np.dtype(dtype)
         self.parameters = initial_parameters(module, seed)
         self.provenance = dict(provenance or {})
+        # forward-mode gradient kernels of the declared gradients (errors at compile time)
+        self.gradient_kernels = module_gradients(module)
 
     @property
     def outputs(self) -> dict[str, tuple[str, ...]]:
@@ -85,6 +89,9 @@ class Model:
         interpreter = Interpreter(self.module, bindings)
         for kernel in self.module.kernels:
             bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
+        for wrt in dict.fromkeys(gradients):
+            outputs = [o.name for o in self.module.outputs if wrt in o.gradients]
+            compute_gradients(self.module, bindings, self.gradient_kernels[wrt], wrt, outputs)
         return self._outputs(bindings)
 
     def bind(self, frames, tensormaps: dict) -> Bindings:
@@ -115,8 +122,6 @@ class Model:
                     f"output {output.name} declares gradients {list(output.gradients) or 'none'}; "
                     f"cannot compute {undeclared}"
                 )
-        if gradients:
-            raise MtdslError(f"gradients ({', '.join(gradients)}) are not implemented yet in this version")
 
     def _outputs(self, bindings: Bindings) -> dict[str, TensorMap]:
         batch = next(iter(bindings.systems.values()))

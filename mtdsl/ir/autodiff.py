@@ -1,0 +1,662 @@
+"""Forward-mode differentiation of the loop IR: gradient kernels for gradient blocks.
+
+The derivative of an expression `E` with respect to positions (or strain, or
+the cell) is kept *sparse*: a sum of `Term`s, each meaning
+
+    dE / dx[t, d...] = sum over the term's binders (where `where` holds)
+                       of [target == t] * coefficient(d...)
+
+`t` is the moved atom (positions) or the system (strain, cell); `d...` are the
+direction variables (`DIRECTIONS[wrt]`): one xyz axis for positions, two for
+strain and cell. The coefficient is an ordinary IR expression of the program's
+variables, of the term's binders and of the direction variables. A term's
+`aliases` replace variables of enclosing scopes by expressions of its binders:
+once `sum(p in P.from(i))` is differentiated, the pair `p` stays a free binder
+of the term (its target, `P.second[p]`, depends on it) and the centre `i`
+becomes `P.first[p]`. So a gradient is never a dense atoms x pairs array: it is
+evaluated over the pairs and scattered to (sample, atom) at the very end.
+
+Rules (positions; `u = P.vector[p] / P.distance[p]`):
+
+- `S.positions[e]` -> `e_d` at atom `e`;
+- `P.vector[p]` -> `e_d` at `P.second[p]`, `-e_d` at `P.first[p]`;
+- `P.distance[p]` -> `u_d` at `P.second[p]`, `-u_d` at `P.first[p]`;
+- strain (`r -> r (1 + eps)`, `H -> H (1 + eps)`, directions `(a, b)`):
+  `d v_c / d eps_ab = v_a [b == c]` for positions, pair vectors and the
+  rows of the cell; `d |v| / d eps_ab = v_a v_b / |v|`; all at the system;
+- cell (`H`, positions fixed, directions `(x, a)`): `d v_c / d H_ax =
+  shift_a [x == c]` for pair vectors, `d H_rc / d H_ax = [r == a][c == x]`;
+- sums, products, quotients, powers, `?:` and calls by the chain rule; the
+  built-ins' derivatives are the calls `d_sph` (vector), `d_soap_radial`,
+  `d_cosine_cutoff`, `d_gto` (d/dr) and elementary expressions;
+- `T{...}[...]` of a tensor computed earlier reads T's own gradient: a binder
+  `g` over the rows of T's gradient blocks (`GradRows`), whose keys and sample
+  (`GradLabel`) alias the variables of the access, and the values
+  (`GradValue`) gathered at the access's components and properties;
+- parameters, input tensormaps, integer data and constants have no gradient.
+
+A comparison, `%`, or a `where` condition of values that depend on the
+differentiated input is not differentiable: `AutodiffError`, raised when the
+model is compiled. So is asking for a gradient an output does not have.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+from dataclasses import dataclass
+from typing import Optional, Union
+
+from mtdsl.errors import MtdslError
+
+from . import nodes as ir
+
+WRT = ("positions", "strain", "cell")
+
+#: the direction variables of each gradient (names that are never identifiers)
+DIRECTIONS = {"positions": ("·α",), "strain": ("·α", "·β"), "cell": ("·α", "·β")}
+
+#: derivative built-ins (d/dr, or d/dv for `d_sph`), added to the IR's functions
+DERIVATIVE_FUNCTIONS = ("d_sph", "d_soap_radial", "d_cosine_cutoff", "d_gto")
+
+
+class AutodiffError(MtdslError):
+    """A gradient that cannot be computed: no dependence, or a non-differentiable operation."""
+
+
+# ---- derivative IR nodes -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UnitVector:
+    """The vector-valued unit vector `e_direction`."""
+
+    direction: ir.Expr
+
+    def __str__(self):
+        return f"e[{self.direction}]"
+
+
+@dataclass(frozen=True, slots=True)
+class GradRows:
+    """Domain: the rows of the gradient blocks of `tensor` with respect to `wrt`, all blocks in order."""
+
+    tensor: str
+    wrt: str
+
+    def __str__(self):
+        return f"rows(d{self.tensor}/d{self.wrt})"
+
+
+@dataclass(frozen=True, slots=True)
+class GradLabel:
+    """An integer of gradient row `row` of `tensor`: `what` is "key" (the key `label`),
+    "sample" (the value of the `slot`-th sample entry of the parent sample: a batch atom
+    index for atoms entries) or "target" (the moved atom, or the system)."""
+
+    tensor: str
+    wrt: str
+    row: ir.Expr
+    what: str
+    label: str = ""
+    slot: int = 0
+
+    def __str__(self):
+        detail = {"key": self.label, "sample": str(self.slot), "target": ""}[self.what]
+        return f"d{self.tensor}/d{self.wrt}.{self.what}{'[' + detail + ']' if detail else ''}({self.row})"
+
+
+@dataclass(frozen=True, slots=True)
+class GradValue:
+    """The gradient values of `tensor` at row `row`, directions, components and properties."""
+
+    tensor: str
+    wrt: str
+    row: ir.Expr
+    directions: tuple[ir.Expr, ...]
+    components: tuple[ir.Slot, ...]
+    properties: tuple[ir.Slot, ...]
+
+    def __str__(self):
+        slots = ", ".join(map(str, self.directions + self.components + self.properties))
+        return f"d{self.tensor}/d{self.wrt}[{self.row}; {slots}]"
+
+
+@dataclass(frozen=True, slots=True)
+class Term:
+    """`sum(binders where where) [target == t] * coefficient`, with `aliases` substituted."""
+
+    binders: tuple[ir.Binder, ...]
+    aliases: tuple[tuple[str, ir.Expr], ...]
+    where: Optional[ir.Expr]
+    target: ir.Expr
+    coefficient: ir.Expr
+
+    def __str__(self):
+        parts = [f"{b}" for b in self.binders] + [f"{n} := {e}" for n, e in self.aliases]
+        where = f" where {self.where}" if self.where is not None else ""
+        return f"  + sum({', '.join(parts)}{where}) at[{self.target}] {self.coefficient}"
+
+
+@dataclass(frozen=True, slots=True)
+class GradientKernel:
+    """The gradient of kernel `kernel` with respect to `wrt`: the sum of `terms`."""
+
+    kernel: str
+    wrt: str
+    directions: tuple[str, ...]
+    terms: tuple[Term, ...]
+
+    def __str__(self):
+        return "\n".join([f"gradient d{self.kernel}/d{self.wrt} directions {self.directions}"]
+                         + [str(t) for t in self.terms])
+
+
+# ---- small constructors ------------------------------------------------------------------------
+
+ZERO, ONE = ir.Const(0.0), ir.Const(1.0)
+
+
+def _is_one(e) -> bool:
+    return isinstance(e, ir.Const) and not isinstance(e.value, bool) and e.value == 1
+
+
+def _mul(a, b):
+    if _is_one(a):
+        return b
+    if _is_one(b):
+        return a
+    return ir.Binary("mul", a, b)
+
+
+def _div(a, b):
+    return a if _is_one(b) else ir.Binary("div", a, b)
+
+
+def _neg(a):
+    if isinstance(a, ir.Unary) and a.op == "neg":
+        return a.operand
+    return ir.Unary("neg", a)
+
+
+def _and(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return ir.Binary("and", a, b)
+
+
+def _eq(a, b):
+    return ir.Binary("eq", a, b)
+
+
+def _indicator(condition):
+    return ir.Select(condition, ONE, ZERO)
+
+
+def _conjuncts(where) -> list:
+    if where is None:
+        return []
+    if isinstance(where, ir.Binary) and where.op == "and":
+        return _conjuncts(where.left) + _conjuncts(where.right)
+    return [where]
+
+
+# ---- free variables ------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=None)
+def free_variables(expr) -> frozenset:
+    """Names of the variables `expr` reads and does not bind itself."""
+    if isinstance(expr, ir.Var):
+        return frozenset({expr.name})
+    if isinstance(expr, ir.Reduce):
+        inner = free_variables(expr.body)
+        if expr.where is not None:
+            inner |= free_variables(expr.where)
+        bound = set()
+        outer = set()
+        for binder in expr.binders:
+            outer |= _domain_variables(binder.domain) - bound
+            bound.add(binder.name)
+        return frozenset((inner - bound) | outer)
+    result = frozenset()
+    for child in _children(expr):
+        result |= free_variables(child)
+    return result
+
+
+def _domain_variables(domain) -> frozenset:
+    if isinstance(domain, ir.PairsFrom):
+        return free_variables(domain.atom)
+    if isinstance(domain, ir.IrrepDomain):
+        return free_variables(domain.degree)
+    return frozenset()
+
+
+def _children(expr):
+    if isinstance(expr, (ir.Const, ir.Var)):
+        return ()
+    if isinstance(expr, (ir.Data, ir.ParamRef)):
+        return expr.index
+    if isinstance(expr, ir.BlockRef):
+        return tuple(e for _, e in expr.keys) + tuple(s.expr for s in expr.samples + expr.components + expr.properties)
+    if isinstance(expr, ir.Unary):
+        return (expr.operand,)
+    if isinstance(expr, ir.Binary):
+        return (expr.left, expr.right)
+    if isinstance(expr, ir.Select):
+        return (expr.condition, expr.if_true, expr.if_false)
+    if isinstance(expr, ir.Call):
+        return expr.args
+    if isinstance(expr, UnitVector):
+        return (expr.direction,)
+    if isinstance(expr, GradLabel):
+        return (expr.row,)
+    if isinstance(expr, GradValue):
+        return (expr.row,) + expr.directions + tuple(s.expr for s in expr.components + expr.properties)
+    raise TypeError(f"unknown IR node {type(expr).__name__}")
+
+
+# ---- the differentiation -------------------------------------------------------------------------
+
+
+def differentiate(module: ir.Module, wrt: str, outputs=None) -> dict[str, GradientKernel]:
+    """Gradient kernels w.r.t. `wrt` of the `outputs` (default: those declaring `wrt`) and of
+    every kernel they read that depends on `wrt`, in the module's order.
+
+    Raises `AutodiffError` when an output does not depend on `wrt`, or only through
+    something that has no derivative.
+    """
+    if wrt not in WRT:
+        raise AutodiffError(f"unknown gradient {wrt!r}: gradients are taken w.r.t. {', '.join(WRT)}")
+    if outputs is None:
+        outputs = [o.name for o in module.outputs if wrt in o.gradients]
+    differentiator = _Differentiator(module, wrt)
+    for name in outputs:
+        if differentiator.kernel(name) is None:
+            raise AutodiffError(
+                f"output {name} does not depend on {_INPUT_NAMES[wrt]}: it has no gradient with respect to "
+                f"{wrt} (remove `{wrt}` from its `with gradients(...)`)"
+            )
+    found = differentiator.kernels
+    return {k.name: found[k.name] for k in module.kernels if found.get(k.name) is not None}
+
+
+_INPUT_NAMES = {"positions": "the positions", "strain": "the positions or the cell", "cell": "the cell"}
+
+
+class _Differentiator:
+    def __init__(self, module: ir.Module, wrt: str):
+        self.module = module
+        self.wrt = wrt
+        self.directions = tuple(ir.Var(d) for d in DIRECTIONS[wrt])
+        self.kernels: dict[str, Optional[GradientKernel]] = {}
+        self.tensors = {k.name: k for k in module.kernels}
+        self.pairs_systems = {p.name: p.systems for p in module.pairs}
+        self.counter = itertools.count(1)
+        self.context = ""
+        self.cache: dict = {}
+
+    # -- kernels -----------------------------------------------------------------------------------
+    def kernel(self, name: str) -> Optional[GradientKernel]:
+        if name in self.kernels:
+            return self.kernels[name]
+        self.kernels[name] = None  # a cycle would read no gradient (there are none: kernels are ordered)
+        kernel = self.tensors[name]
+        outer, self.context = self.context, f"tensor {name}"
+        try:
+            if kernel.where is not None:
+                self.require_constant(kernel.where, "its `where` condition")
+            for entry in kernel.keys + kernel.samples + kernel.components + kernel.properties:
+                self.require_constant(entry.expr, f"its label `{entry.label}`")
+            terms = [self.kernel_term(kernel, t) for t in self.terms(kernel.body)]
+        finally:
+            self.context = outer
+        result = GradientKernel(name, self.wrt, DIRECTIONS[self.wrt], tuple(terms)) if terms else None
+        self.kernels[name] = result
+        return result
+
+    def kernel_term(self, kernel: ir.TensorKernel, term: Term) -> Term:
+        aliases = list(term.aliases)
+        aliased = {n for n, _ in aliases}
+        conditions = [_domain_condition(b, aliases) for b in kernel.indices if b.name in aliased]
+        where = term.where
+        for condition in conditions:
+            where = _and(where, condition)
+        # `where s == X` with `s` a kernel index: `s` follows X instead of being iterated
+        known = {b.name for b in term.binders} | aliased
+        for conjunct in _conjuncts(_and(kernel.where, where)):
+            if not (isinstance(conjunct, ir.Binary) and conjunct.op == "eq"):
+                continue
+            for var, other in ((conjunct.left, conjunct.right), (conjunct.right, conjunct.left)):
+                if (isinstance(var, ir.Var) and var.name not in aliased
+                        and any(b.name == var.name for b in kernel.indices)
+                        and free_variables(other) <= known and not isinstance(
+                            next(b.domain for b in kernel.indices if b.name == var.name), ir.IrrepDomain)):
+                    aliases.append((var.name, other))
+                    aliased.add(var.name)
+                    known.add(var.name)
+                    break
+        return Term(term.binders, tuple(aliases), where, term.target, term.coefficient)
+
+    # -- errors --------------------------------------------------------------------------------------
+    def fail(self, what: str):
+        where = f" {self.context}" if self.context else ""
+        raise AutodiffError(f"cannot differentiate{where} with respect to {self.wrt}: {what}")
+
+    def require_constant(self, expr, what: str) -> None:
+        try:
+            terms = self.terms(expr)
+        except AutodiffError as error:
+            raise AutodiffError(f"{error} (in {what})") from None
+        if terms:
+            self.fail(f"{what} ({expr}) depends on {_INPUT_NAMES[self.wrt]}")
+
+    # -- expressions -------------------------------------------------------------------------------
+    def terms(self, expr) -> list[Term]:
+        if expr not in self.cache:
+            self.cache[expr] = getattr(self, f"_d_{type(expr).__name__}")(expr)
+        return self.cache[expr]
+
+    def _d_Const(self, expr):
+        return []
+
+    def _d_Var(self, expr):
+        return []
+
+    def _d_ParamRef(self, expr):
+        return []
+
+    def _d_Data(self, expr: ir.Data):
+        return getattr(self, f"_data_{self.wrt}")(expr)
+
+    def _d_BlockRef(self, expr: ir.BlockRef):
+        if expr.tensor not in self.tensors or self.kernel(expr.tensor) is None:
+            return []  # input tensormaps are constants
+        row = ir.Var(f"·g{next(self.counter)}")
+        tensor = expr.tensor
+        aliases, conditions, aliased = [], [], set()
+
+        def match(value, label: GradLabel):
+            if isinstance(value, ir.Var) and value.name not in aliased:
+                aliases.append((value.name, label))
+                aliased.add(value.name)
+            else:
+                conditions.append(_eq(value, label))
+
+        for key, value in expr.keys:
+            match(value, GradLabel(tensor, self.wrt, row, "key", label=key))
+        for k, slot in enumerate(expr.samples):
+            match(slot.expr, GradLabel(tensor, self.wrt, row, "sample", slot=k))
+        where = None
+        for condition in conditions:
+            where = _and(where, condition)
+        value = GradValue(tensor, self.wrt, row, self.directions, expr.components, expr.properties)
+        target = GradLabel(tensor, self.wrt, row, "target")
+        return [Term((ir.Binder(row.name, GradRows(tensor, self.wrt)),), tuple(aliases), where, target, value)]
+
+    def _d_Unary(self, expr: ir.Unary):
+        terms = self.terms(expr.operand)
+        if expr.op == "not":
+            if terms:
+                self.fail(f"`not` of values that depend on {_INPUT_NAMES[self.wrt]} ({expr}) is not differentiable")
+            return []
+        return _scale(terms, _neg)
+
+    def _d_Binary(self, expr: ir.Binary):
+        op = expr.op
+        left, right = self.terms(expr.left), self.terms(expr.right)
+        if op == "add":
+            return _merge(left + right)
+        if op == "sub":
+            return _merge(left + _scale(right, _neg))
+        if op == "mul":
+            return _merge(_scale(left, lambda c: _mul(c, expr.right)) + _scale(right, lambda c: _mul(expr.left, c)))
+        if op == "div":
+            denominator = expr.right
+            square = ir.Binary("mul", denominator, denominator)
+            return _merge(_scale(left, lambda c: _div(c, denominator))
+                          + _scale(right, lambda c: _neg(_mul(_div(expr.left, square), c))))
+        if op == "pow":
+            result = []
+            if left:
+                exponent = expr.right
+                power = ir.Binary("pow", expr.left, ir.Binary("sub", exponent, ONE))
+                result += _scale(left, lambda c: _mul(_mul(exponent, power), c))
+            if right:
+                log = ir.Call("log", (expr.left,))
+                result += _scale(right, lambda c: _mul(_mul(expr, log), c))
+            return _merge(result)
+        # mod, comparisons, and/or: piecewise constant, non-differentiable where it jumps
+        if left or right:
+            inputs = _INPUT_NAMES[self.wrt]
+            if op == "mod":
+                self.fail(f"`%` of values that depend on {inputs} ({expr}) is not differentiable")
+            if op in ("and", "or"):
+                self.fail(f"`{op}` of values that depend on {inputs} ({expr}) is not differentiable")
+            self.fail(f"{expr} compares values that depend on {inputs}, which is not differentiable")
+        return []
+
+    def _d_Select(self, expr: ir.Select):
+        self.require_constant(expr.condition, "the condition of `?:`")
+        yes, no = self.terms(expr.if_true), self.terms(expr.if_false)
+        return _merge(_scale(yes, lambda c: ir.Select(expr.condition, c, ZERO))
+                      + _scale(no, lambda c: ir.Select(expr.condition, ZERO, c)))
+
+    def _d_Call(self, expr: ir.Call):
+        name, args = expr.function, expr.args
+        if name in DERIVATIVE_FUNCTIONS:
+            if any(self.terms(a) for a in args):
+                self.fail(f"second derivatives ({name}) are not available")
+            return []
+        first = self.terms(args[0]) if args else []
+        for index, arg in enumerate(args):
+            if index > 0 and self.terms(arg) and name != "dot":
+                self.fail(f"argument {index + 1} of {name}() depends on {_INPUT_NAMES[self.wrt]}")
+        if name == "dot":
+            u, v = args
+            return _merge(_scale(first, lambda c: ir.Call("dot", (c, v)))
+                          + _scale(self.terms(v), lambda c: ir.Call("dot", (u, c))))
+        if not first:
+            return []
+        x = args[0]
+        if name in _ELEMENTARY:
+            derivative = _ELEMENTARY[name](x)
+            return _scale(first, lambda c: _mul(derivative, c))
+        if name == "norm":
+            return _scale(first, lambda c: _div(ir.Call("dot", (x, c)), expr))
+        if name == "sph":
+            gradient = ir.Call("d_sph", args, expr.options)
+            return _scale(first, lambda c: ir.Call("dot", (gradient, c)))
+        if name in ("gto", "cosine_cutoff", "soap_radial"):
+            derivative = ir.Call(f"d_{name}", args, expr.options)
+            return _scale(first, lambda c: _mul(derivative, c))
+        self.fail(f"{name}() has no derivative")
+
+    def _d_Reduce(self, expr: ir.Reduce):
+        terms = self.terms(expr.body)
+        if not terms:
+            return []
+        if expr.where is not None:
+            self.require_constant(expr.where, "a `where` condition of a sum")
+        return _merge([self.reduce_term(expr, t) for t in terms])
+
+    def reduce_term(self, expr: ir.Reduce, term: Term) -> Term:
+        """A term of a sum's body as a term of the sum: binders the term's target (or its
+        aliases) depend on stay free binders of the term; the others are summed inside."""
+        binders, aliases, where = list(term.binders), list(term.aliases), term.where
+        aliased = {n for n, _ in aliases}
+        names = [b.name for b in expr.binders]
+        needed = free_variables(term.target) | (free_variables(term.where) if term.where is not None else frozenset())
+        for _, alias in aliases:
+            needed |= free_variables(alias)
+        escaping = {n for n in names if n in needed and n not in aliased}
+        changed = True
+        while changed:  # an escaping binder's domain needs the binders it depends on
+            changed = False
+            for binder in expr.binders:
+                if binder.name in escaping:
+                    for name in _domain_variables(binder.domain):
+                        if name in names and name not in escaping and name not in aliased \
+                                and not isinstance(binder.domain, ir.PairsFrom):
+                            escaping.add(name)
+                            changed = True
+        conditions = []
+        # pairs first: `p in P.from(i)` escaping makes `i` follow `P.first[p]`
+        ordered = sorted(expr.binders, key=lambda b: not isinstance(b.domain, ir.PairsFrom))
+        for binder in ordered:
+            if binder.name in aliased:
+                conditions.append(_domain_condition(binder, aliases))
+            elif binder.name in escaping:
+                domain = binder.domain
+                if isinstance(domain, ir.PairsFrom):
+                    binders.append(ir.Binder(binder.name, ir.PairsDomain(domain.pairs)))
+                    first = ir.Data(domain.pairs, "first", (ir.Var(binder.name),))
+                    atom = domain.atom
+                    if isinstance(atom, ir.Var) and atom.name not in aliased and atom.name not in escaping:
+                        aliases.append((atom.name, first))
+                        aliased.add(atom.name)
+                    else:
+                        conditions.append(_eq(first, atom))
+                else:
+                    binders.append(binder)
+        inner = tuple(b for b in expr.binders if b.name not in aliased and b.name not in escaping)
+        coefficient = term.coefficient
+        if inner:
+            coefficient = ir.Reduce(inner, coefficient, expr.where)
+        else:
+            where = _and(where, expr.where)
+        for condition in conditions:
+            where = _and(where, condition)
+        return Term(tuple(binders), tuple(aliases), where, term.target, coefficient)
+
+    # -- data: positions ------------------------------------------------------------------------------
+    def _data_positions(self, expr: ir.Data):
+        alpha = self.directions[0]
+        if expr.field == "positions":
+            atom = expr.index[0]
+            return [Term((), (), None, atom, self._unit(expr, alpha))]
+        if expr.field in ("vector", "distance") and expr.source in self.pairs_systems:
+            p = expr.index[0]
+            first = ir.Data(expr.source, "first", (p,))
+            second = ir.Data(expr.source, "second", (p,))
+            if expr.field == "vector":
+                coefficient = self._unit(expr, alpha)
+            else:
+                coefficient = _div(ir.Data(expr.source, "vector", (p, alpha)), expr)
+            return [Term((), (), None, second, coefficient), Term((), (), None, first, _neg(coefficient))]
+        return []
+
+    def _unit(self, expr: ir.Data, direction):
+        """d v / d v_direction: a unit vector, or for `v[c]` the indicator `c == direction`."""
+        if len(expr.index) == 2:
+            return _indicator(_eq(expr.index[1], direction))
+        return UnitVector(direction)
+
+    # -- data: strain -----------------------------------------------------------------------------------
+    def _data_strain(self, expr: ir.Data):
+        alpha, beta = self.directions
+        if expr.field == "positions":
+            atom = expr.index[0]
+            system = ir.Data(expr.source, "system", (atom,))
+            return [Term((), (), None, system, _mul(ir.Data(expr.source, "positions", (atom, alpha)), self._unit(expr, beta)))]
+        if expr.field == "cell":
+            s, row, column = expr.index
+            value = ir.Data(expr.source, "cell", (s, row, alpha))
+            return [Term((), (), None, s, _mul(value, _indicator(_eq(column, beta))))]
+        if expr.field in ("vector", "distance") and expr.source in self.pairs_systems:
+            p = expr.index[0]
+            system = self._pair_system(expr.source, p)
+            va = ir.Data(expr.source, "vector", (p, alpha))
+            if expr.field == "vector":
+                coefficient = _mul(va, self._unit(expr, beta))
+            else:
+                coefficient = _div(_mul(va, ir.Data(expr.source, "vector", (p, beta))), expr)
+            return [Term((), (), None, system, coefficient)]
+        return []
+
+    # -- data: cell (positions fixed) -----------------------------------------------------------------------
+    def _data_cell(self, expr: ir.Data):
+        x, a = self.directions
+        if expr.field == "cell":
+            s, row, column = expr.index
+            coefficient = _indicator(_and(_eq(row, a), _eq(column, x)))
+            return [Term((), (), None, s, coefficient)]
+        if expr.field in ("vector", "distance") and expr.source in self.pairs_systems:
+            p = expr.index[0]
+            system = self._pair_system(expr.source, p)
+            shift = ir.Data(expr.source, "cell_shift", (p, a))
+            if expr.field == "vector":
+                coefficient = _mul(shift, self._unit(expr, x))
+            else:
+                coefficient = _div(_mul(shift, ir.Data(expr.source, "vector", (p, x))), expr)
+            return [Term((), (), None, system, coefficient)]
+        return []
+
+    def _pair_system(self, pairs: str, p):
+        return ir.Data(self.pairs_systems[pairs], "system", (ir.Data(pairs, "first", (p,)),))
+
+
+def _sigmoid(x):
+    return ir.Call("sigmoid", (x,))
+
+
+_ELEMENTARY = {
+    "sqrt": lambda x: ir.Binary("div", ir.Const(0.5), ir.Call("sqrt", (x,))),
+    "exp": lambda x: ir.Call("exp", (x,)),
+    "log": lambda x: ir.Binary("div", ONE, x),
+    "sin": lambda x: ir.Call("cos", (x,)),
+    "cos": lambda x: _neg(ir.Call("sin", (x,))),
+    "tanh": lambda x: ir.Binary("sub", ONE, ir.Binary("mul", ir.Call("tanh", (x,)), ir.Call("tanh", (x,)))),
+    "sigmoid": lambda x: ir.Binary("mul", _sigmoid(x), ir.Binary("sub", ONE, _sigmoid(x))),
+    "silu": lambda x: ir.Binary("mul", _sigmoid(x), ir.Binary(
+        "add", ONE, ir.Binary("mul", x, ir.Binary("sub", ONE, _sigmoid(x))))),
+    "abs": lambda x: ir.Select(ir.Binary("gt", x, ZERO), ONE,
+                               ir.Select(ir.Binary("lt", x, ZERO), ir.Const(-1.0), ZERO)),
+}
+
+
+def _scale(terms: list[Term], function) -> list[Term]:
+    return [Term(t.binders, t.aliases, t.where, t.target, function(t.coefficient)) for t in terms]
+
+
+def _merge(terms: list[Term]) -> list[Term]:
+    """Terms with the same binders, aliases, condition and target, added into one."""
+    merged: dict = {}
+    for term in terms:
+        key = (term.binders, term.aliases, term.where, term.target)
+        if key in merged:
+            merged[key] = ir.Binary("add", merged[key], term.coefficient)
+        else:
+            merged[key] = term.coefficient
+    return [Term(b, a, w, t, c) for (b, a, w, t), c in merged.items()]
+
+
+def _domain_condition(binder: ir.Binder, aliases) -> Optional[ir.Expr]:
+    """The condition that an aliased variable's value lies in its binder's domain."""
+    x = ir.Var(binder.name)
+    domain = binder.domain
+    if isinstance(domain, ir.RangeDomain):
+        return _and(ir.Binary("ge", x, ir.Const(domain.start)), ir.Binary("lt", x, ir.Const(domain.stop)))
+    if isinstance(domain, ir.IrrepDomain):
+        return _and(ir.Binary("ge", x, _neg(domain.degree)), ir.Binary("le", x, domain.degree))
+    if isinstance(domain, ir.XyzDomain):
+        return _and(ir.Binary("ge", x, ir.Const(0)), ir.Binary("lt", x, ir.Const(3)))
+    if isinstance(domain, ir.PairsFrom):
+        return _eq(ir.Data(domain.pairs, "first", (x,)), domain.atom)
+    return None
+
+
+def module_gradients(module: ir.Module) -> dict[str, dict[str, GradientKernel]]:
+    """For each gradient some output declares, the gradient kernels (compile-time checks included)."""
+    declared = []
+    for output in module.outputs:
+        for wrt in output.gradients:
+            if wrt not in declared:
+                declared.append(wrt)
+    return {wrt: differentiate(module, wrt) for wrt in declared}
+
+
+Expr = Union[ir.Expr, UnitVector, GradLabel, GradValue]

@@ -1,0 +1,358 @@
+"""Gradient blocks (forward mode on the IR, `mtdsl/ir/autodiff.py`) in the reference interpreter.
+
+featomic parity of the positions, strain and cell gradients of the spherical
+expansion and the power spectrum on the shipped structures; central finite
+differences of every reference program (positions, strain, cell) on a small
+batch of molecules and crystals; the energy model's gradient is minus the
+forces; compile-time errors for gradients that cannot exist.
+"""
+
+import pathlib
+import shutil
+
+import ase
+import ase.build
+import ase.io
+import featomic
+import numpy as np
+import pytest
+
+import mtdsl
+from mtdsl.compile import compile
+from mtdsl.ir.autodiff import AutodiffError
+
+from .test_programs import HYPERS, features_for
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+STRUCTURES = ["water.xyz", "silicon.xyz", "mixed.xyz"]
+
+
+def frames(name):
+    return ase.io.read(EXAMPLES / "data" / name, ":")
+
+
+def small_batch():
+    """A molecule and two small crystals (one triclinic, two species): few atoms, many images."""
+    water = ase.Atoms("OH2", positions=[[0, 0, 0], [0.757, 0.586, 0.1], [-0.757, 0.586, -0.05]])
+    salt = ase.build.bulk("NaCl", "rocksalt", a=5.64)
+    salt.set_cell(salt.cell.array + [[0.0, 0.1, 0.0], [0.05, 0.0, 0.0], [0.0, 0.0, 0.1]], scale_atoms=True)
+    salt.rattle(0.1, seed=1)
+    silicon = ase.build.bulk("Si", "diamond", a=5.43)
+    silicon.rattle(0.1, seed=2)
+    return [water, salt, silicon]
+
+
+def with_gradients(tmp_path, program, gradients="positions, strain, cell"):
+    """A copy of an example (and of the files it uses) whose output declares `gradients`."""
+    for source in EXAMPLES.glob("*.mt"):
+        shutil.copy(source, tmp_path / source.name)
+    path = tmp_path / program
+    lines = []
+    for line in path.read_text().splitlines():
+        if line.startswith("output "):
+            name = line.split()[1]
+            line = f"output {name} with gradients({gradients})"
+        lines.append(line)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+# ---- featomic parity ---------------------------------------------------------------------------
+
+
+def assert_gradients_match_featomic(ours, theirs, parameter):
+    for key, block in theirs.items():
+        mine = ours.block(**{name: int(value) for name, value in zip(key.names, key.values)})
+        expected, gradient = block.gradient(parameter), mine.gradient(parameter)
+        assert gradient.samples.names == expected.samples.names
+        assert [c.names for c in gradient.components] == [c.names for c in expected.components]
+        assert gradient.properties == mine.properties
+        # featomic's parent rows, as rows of our block
+        rows = mine.samples.positions(np.asarray(block.samples.values))
+        their_samples = np.asarray(expected.samples.values).copy()
+        their_samples[:, 0] = rows[their_samples[:, 0]]
+        found = gradient.samples.positions(their_samples.astype(np.int32))
+        columns = mine.properties.positions(np.asarray(block.properties.values))
+        values = np.asarray(expected.values)
+        scale = np.abs(values).max()
+        # featomic keeps rows of a centre w.r.t. itself without neighbours: zeros there
+        assert np.all(values[found < 0] == 0.0)
+        np.testing.assert_allclose(gradient.values[found[found >= 0]][..., columns], values[found >= 0],
+                                   rtol=0, atol=1e-6 * scale)
+        extra = np.setdiff1d(np.arange(len(gradient.samples)), found)
+        assert np.all(np.abs(gradient.values[extra]) <= 1e-12 * scale)
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_spherical_expansion_gradients_equal_featomic(structure):
+    systems = frames(structure)
+    ours = compile(EXAMPLES / "spherical_expansion.mt")(systems, gradients=["positions", "strain"])["rho"]
+    theirs = featomic.SphericalExpansion(**HYPERS).compute(systems, gradients=["positions", "strain"])
+    assert_gradients_match_featomic(ours, theirs, "positions")
+    assert_gradients_match_featomic(ours, theirs, "strain")
+
+
+@pytest.mark.parametrize("structure", STRUCTURES)
+def test_power_spectrum_gradients_equal_featomic(structure):
+    systems = frames(structure)
+    ours = compile(EXAMPLES / "soap_power_spectrum.mt")(systems, gradients=["positions", "strain"])["ps"]
+    theirs = featomic.SoapPowerSpectrum(**HYPERS).compute(systems, gradients=["positions", "strain"])
+    assert_gradients_match_featomic(ours, theirs, "positions")
+    assert_gradients_match_featomic(ours, theirs, "strain")
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_cell_gradients_equal_featomic(tmp_path):
+    systems = frames("mixed.xyz")
+    model = compile(with_gradients(tmp_path, "spherical_expansion.mt"))
+    ours = model(systems, gradients=["cell"])["rho"]
+    theirs = featomic.SphericalExpansion(**HYPERS).compute(systems, gradients=["cell"])
+    assert_gradients_match_featomic(ours, theirs, "cell")
+
+
+# ---- finite differences ----------------------------------------------------------------------------
+
+
+def values_of(model, systems, output, inputs):
+    tensor = model(systems, **inputs)[output]
+    return {tuple(int(v) for v in key.values): (block.samples, block.values) for key, block in tensor.items()}
+
+
+def perturbed(systems, change):
+    copies = [atoms.copy() for atoms in systems]
+    for index, atoms in enumerate(copies):
+        change(index, atoms)
+    return copies
+
+
+def finite_differences(model, systems, output, parameter, inputs, h=1e-5):
+    """Central differences of every block: [samples, atoms, 3, ...] (positions) or [samples, 3, 3, ...]."""
+    n_atoms = sum(len(atoms) for atoms in systems)
+    offsets = np.cumsum([0] + [len(atoms) for atoms in systems])
+    reference = values_of(model, systems, output, inputs)
+    result = {key: np.zeros((len(samples), n_atoms if parameter == "positions" else 3, 3) + values.shape[1:])
+              for key, (samples, values) in reference.items()}
+
+    def difference(change, store):
+        plus = values_of(model, perturbed(systems, lambda s, a: change(s, a, h)), output, inputs)
+        minus = values_of(model, perturbed(systems, lambda s, a: change(s, a, -h)), output, inputs)
+        for key, (samples, _) in reference.items():
+            assert plus[key][0] == samples and minus[key][0] == samples
+            store(key, (plus[key][1] - minus[key][1]) / (2 * h))
+
+    if parameter == "positions":
+        for system, atoms in enumerate(systems):
+            for atom in range(len(atoms)):
+                for x in range(3):
+                    def move(s, a, step, system=system, atom=atom, x=x):
+                        if s == system:
+                            a.positions[atom, x] += step
+
+                    def store(key, value, atom=offsets[system] + atom, x=x):
+                        result[key][:, atom, x] = value
+
+                    difference(move, store)
+    else:
+        for a in range(3):
+            for b in range(3):
+                def deform(s, atoms, step, a=a, b=b):
+                    delta = np.zeros((3, 3))
+                    delta[a, b] = step
+                    if parameter == "strain":
+                        atoms.set_cell(atoms.cell.array @ (np.eye(3) + delta), scale_atoms=False)
+                        atoms.positions = atoms.positions @ (np.eye(3) + delta)
+                    else:  # the cell at fixed positions
+                        atoms.set_cell(atoms.cell.array + delta, scale_atoms=False)
+
+                def store(key, value, a=a, b=b):
+                    result[key][:, a, b] = value
+
+                difference(deform, store)
+    return result
+
+
+def dense(gradient, parameter, n_atoms, offsets, n_samples):
+    values = gradient.values
+    if parameter == "positions":
+        result = np.zeros((n_samples, n_atoms) + values.shape[1:])
+        rows = gradient.samples.array
+        np.add.at(result, (rows[:, 0], offsets[rows[:, 1]] + rows[:, 2]), values)
+        return result
+    result = np.zeros((n_samples,) + values.shape[1:])
+    np.add.at(result, gradient.samples.array[:, 0], values)
+    return result
+
+
+def assert_matches_finite_differences(model, systems, output, parameters, inputs=None):
+    inputs = inputs or {}
+    tensor = model(systems, gradients=parameters, **inputs)[output]
+    n_atoms = sum(len(atoms) for atoms in systems)
+    offsets = np.cumsum([0] + [len(atoms) for atoms in systems])
+    checked = 0
+    for parameter in parameters:
+        expected = finite_differences(model, systems, output, parameter, inputs)
+        scale = max(np.abs(reference).max() for reference in expected.values())
+        assert scale > 0
+        for key, block in tensor.items():
+            reference = expected[tuple(int(v) for v in key.values)]
+            ours = dense(block.gradient(parameter), parameter, n_atoms, offsets, len(block.samples))
+            np.testing.assert_allclose(ours, reference, rtol=0, atol=1e-6 * scale,
+                                       err_msg=f"{output} {parameter} block {key.values}")
+            checked += int(np.abs(reference).max() > 0)
+    assert checked > 0
+
+
+def test_spherical_expansion_matches_finite_differences(tmp_path):
+    model = compile(with_gradients(tmp_path, "spherical_expansion.mt"))
+    assert_matches_finite_differences(model, small_batch(), "rho", ["positions", "strain", "cell"])
+
+
+def test_power_spectrum_matches_finite_differences():
+    model = compile(EXAMPLES / "soap_power_spectrum.mt", max_angular=2, n_radial=3)
+    assert_matches_finite_differences(model, small_batch(), "ps", ["positions", "strain"])
+
+
+def random_energy_model(systems, seed=0, **hypers):
+    species = sorted({int(z) for atoms in systems for z in atoms.numbers})
+    model = compile(EXAMPLES / "soap_energy.mt", species=species, **hypers)
+    rng = np.random.default_rng(seed)
+    for name in model.parameters:
+        model.parameters[name] = rng.normal(size=model.parameters[name].shape)
+    return model
+
+
+def test_energy_model_matches_finite_differences():
+    systems = small_batch()
+    model = random_energy_model(systems, max_angular=2, n_radial=3)
+    assert_matches_finite_differences(model, systems, "energy", ["positions", "strain"])
+
+
+def test_energy_gradient_is_minus_the_forces():
+    systems = small_batch()
+    model = random_energy_model(systems, seed=1, max_angular=3, n_radial=4)
+    gradient = model(systems, gradients=["positions"])["energy"].block().gradient("positions")
+    assert gradient.samples.names == ["sample", "system", "atom"]
+    assert gradient.values.shape[1:] == (3, 1)
+    h = 1e-4
+    for system, atoms in enumerate(systems):
+        forces = np.zeros((len(atoms), 3))
+        for atom in range(len(atoms)):
+            for x in range(3):
+                energies = []
+                for step in (h, -h):
+                    moved = [a.copy() for a in systems]
+                    moved[system].positions[atom, x] += step
+                    energies.append(model(moved)["energy"].block().values[system, 0])
+                forces[atom, x] = -(energies[0] - energies[1]) / (2 * h)
+        rows = gradient.samples.array
+        mine = rows[:, 1] == system
+        assert np.all(rows[mine, 0] == system)  # the sample of system s is its row s
+        ours = np.zeros((len(atoms), 3))
+        ours[rows[mine, 2]] = gradient.values[mine, :, 0]
+        np.testing.assert_allclose(-ours, forces, rtol=0, atol=1e-7 * np.abs(forces).max())
+
+
+def test_convolution_matches_finite_differences(tmp_path):
+    systems = small_batch()
+    model = compile(with_gradients(tmp_path, "equivariant_convolution.mt"), width=4)
+    h = features_for(systems, width=4, seed=3)
+    assert_matches_finite_differences(model, systems, "msg", ["positions", "strain", "cell"], {"h": h})
+
+
+# ---- layout, sparsity, requests -----------------------------------------------------------------------
+
+
+def test_only_the_asked_gradients_are_computed():
+    model = compile(EXAMPLES / "spherical_expansion.mt")
+    systems = frames("water.xyz")
+    plain = model(systems)["rho"]
+    assert all(block.gradients_list() == [] for block in plain.blocks())
+    out = model(systems, gradients=["strain"])["rho"]
+    assert all(block.gradients_list() == ["strain"] for block in out.blocks())
+    block = out.block(0)
+    gradient = block.gradient("strain")
+    assert gradient.samples.names == ["sample"]
+    assert [c.names for c in gradient.components] == [["xyz_2"], ["xyz_1"], ["o3_mu"]]
+    np.testing.assert_array_equal(block.values, plain.block(0).values)
+
+
+def test_position_gradient_rows_are_the_centre_and_its_neighbours():
+    systems = frames("silicon.xyz")
+    out = compile(EXAMPLES / "spherical_expansion.mt")(systems, gradients=["positions"])["rho"]
+    pairs = mtdsl.neighbors(systems, 5.0)
+    neighbours = {}
+    for first, second in zip(np.asarray(pairs.first), np.asarray(pairs.second)):
+        neighbours.setdefault(int(first), {int(first)}).add(int(second))
+    block = out.block(o3_lambda=2)
+    gradient = block.gradient("positions")
+    rows = gradient.samples.array
+    assert gradient.samples.names == ["sample", "system", "atom"]
+    assert np.all(np.diff(rows[:, 0] * 1000 + rows[:, 2]) > 0)  # sorted, unique
+    for sample, (system, atom) in enumerate(block.samples.array):
+        moved = set(rows[rows[:, 0] == sample, 2].tolist())
+        assert moved == neighbours[int(atom)]
+
+
+# ---- gradients that cannot exist -------------------------------------------------------------------
+
+
+def write(tmp_path, text):
+    path = tmp_path / "program.mt"
+    path.write_text(text)
+    return path
+
+
+HEADER = """
+model program
+input S : systems
+pairs P = neighbors(S, cutoff = 3.0)
+index i : atoms(S)
+"""
+
+
+def test_gradient_of_an_output_that_does_not_depend_on_positions_is_a_compile_error(tmp_path):
+    path = write(tmp_path, HEADER + """
+tensor t
+    samples (i)
+  = sum(p in P.from(i)) 1.0
+output t with gradients(positions)
+""")
+    with pytest.raises(AutodiffError, match="output t does not depend on the positions: it has no gradient "
+                                            "with respect to positions"):
+        compile(path)
+
+
+def test_gradient_through_a_comparison_of_distances_is_a_compile_error(tmp_path):
+    path = write(tmp_path, HEADER + """
+tensor t
+    samples (i)
+  = sum(p in P.from(i) where P.distance[p] < 2.0) P.distance[p]
+output t with gradients(positions)
+""")
+    with pytest.raises(AutodiffError, match=r"cannot differentiate tensor t with respect to positions: "
+                                            r"\(P.distance\[p\] < 2.0\) compares values that depend on the "
+                                            r"positions, which is not differentiable \(in a `where` condition of a sum\)"):
+        compile(path)
+
+
+def test_gradient_through_a_conditional_on_distances_is_a_compile_error(tmp_path):
+    path = write(tmp_path, HEADER + """
+tensor t
+    samples (i)
+  = sum(p in P.from(i)) (P.distance[p] < 2.0 ? 1.0 : 0.5) * P.distance[p]
+output t with gradients(strain)
+""")
+    with pytest.raises(AutodiffError, match=r"tensor t with respect to strain: \(P.distance\[p\] < 2.0\) compares "
+                                            r"values that depend on the positions or the cell, which is not "
+                                            r"differentiable \(in the condition of `\?:`\)"):
+        compile(path)
+
+
+def test_the_same_program_without_the_gradient_compiles(tmp_path):
+    path = write(tmp_path, HEADER + """
+tensor t
+    samples (i)
+  = sum(p in P.from(i) where P.distance[p] < 2.0) P.distance[p]
+output t
+""")
+    assert compile(path)(frames("water.xyz"))["t"].block().values.shape[0] == 15
