@@ -64,13 +64,20 @@ def silicon(n_atoms: int, seed: int = 0):
 
 
 def best(function, repeats: int) -> float:
-    function()  # warm up (compilation caches, page faults)
-    times = []
+    return side_by_side([function], repeats)[0]
+
+
+def side_by_side(functions, repeats: int) -> list[float]:
+    """The best time of each function, calls interleaved so that load on a shared machine hits all alike."""
+    for function in functions:
+        function()  # warm up (caches, page faults)
+    times = [[] for _ in functions]
     for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for k, function in enumerate(functions):
+            start = time.perf_counter()
+            function()
+            times[k].append(time.perf_counter() - start)
+    return [min(t) for t in times]
 
 
 def ours(compiled, atoms, threads):
@@ -97,8 +104,7 @@ def main():
     print(f"1,000-atom silicon, cutoff 5, 6 radial, max_angular 4, width 0.3; {threads} threads, best of {repeats}")
     print(f"{'calculation':<22}{'mtdsl cpp (ms)':>16}{'featomic (ms)':>16}{'ratio':>8}")
     for name, (compiled, calculator) in calculators.items():
-        mine = best(ours(compiled, atoms, threads), repeats)
-        theirs = best(lambda: calculator.compute(atoms), repeats)
+        mine, theirs = side_by_side([ours(compiled, atoms, threads), lambda: calculator.compute(atoms)], repeats)
         print(f"{name:<22}{mine * 1e3:>16.1f}{theirs * 1e3:>16.1f}{mine / theirs:>7.2f}x")
 
     print()
@@ -112,8 +118,7 @@ def main():
     print()
     print(f"{'speed-up, 1 -> 2 threads':<26}{'mtdsl':>8}")
     for name, (compiled, _) in calculators.items():
-        one = best(ours(compiled, atoms, 1), repeats)
-        two = best(ours(compiled, atoms, 2), repeats)
+        one, two = side_by_side([ours(compiled, atoms, 1), ours(compiled, atoms, 2)], repeats)
         print(f"{name:<26}{one / two:>7.2f}x")
 
 

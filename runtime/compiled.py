@@ -79,6 +79,8 @@ def _group_table(slots, label_arrays, bindings, what: str):
     total = int(np.prod(sizes, dtype=np.int64)) if sizes else 1
     if total * max(len(label_arrays), 1) > MAX_TABLE:
         raise NativeFallback(f"{what}: lookup table too large")
+    if all(kind != "pairs" for kind, _ in slots):
+        return _direct_table(slots, label_arrays, bindings, mins, sizes, total), mins, sizes, total
     # every combination of slot values, as label rows
     grids = np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij") if sizes else []
     parts = [c[g.reshape(-1)] for c, g in zip(candidates, grids)]
@@ -89,6 +91,34 @@ def _group_table(slots, label_arrays, bindings, what: str):
             continue
         table[block] = _positions(labels, rows)
     return table.reshape(-1), mins, sizes, total
+
+
+def _direct_table(slots, label_arrays, bindings, mins, sizes, total) -> np.ndarray:
+    """The lookup table by scattering each block's label rows to their slot-value index (no search):
+    an atoms slot's `(system, atom)` labels give the batch index, a value slot's label its offset."""
+    table = np.full((max(len(label_arrays), 1), total), -1, dtype=np.int64)
+    for block, labels in enumerate(label_arrays):
+        labels = labels.astype(np.int64)
+        index = np.zeros(len(labels), dtype=np.int64)
+        inside = np.ones(len(labels), dtype=bool)
+        column = 0
+        for (kind, source), low, size in zip(slots, mins, sizes):
+            if kind == "atoms":
+                batch = bindings.systems[source]
+                offsets = np.asarray(to_numpy(batch.atom_offsets), dtype=np.int64)
+                system, atom = labels[:, column], labels[:, column + 1]
+                ok = (system >= 0) & (system < batch.n_systems)
+                safe = np.where(ok, system, 0)
+                ok &= (atom >= 0) & (atom < offsets[safe + 1] - offsets[safe])
+                value = np.where(ok, offsets[safe] + atom, 0)
+            else:
+                value = labels[:, column] - low
+                ok = (value >= 0) & (value < size)
+            inside &= ok
+            index = index * size + np.where(ok, value, 0)
+            column += SLOT_WIDTH[kind]
+        table[block, index[inside]] = np.nonzero(inside)[0]
+    return table.reshape(-1)
 
 
 def _positions(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
