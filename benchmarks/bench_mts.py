@@ -128,6 +128,16 @@ def main():
     results.append(("union_and_mapping", *side_by_side(lambda: ours_labels.union_and_mapping(ours_other),
                                                        lambda: theirs_labels.union_and_mapping(theirs_other),
                                                        repeats)))
+    # the same from fresh Labels: creation (and our lazily built sorted index) included
+    names = ["system", "atom", "cell"]
+    results.append(("Labels x2 + union, fresh",
+                    *side_by_side(lambda: Labels(names, first).union(Labels(names, second)),
+                                  lambda: metatensor.Labels(names, first).union(metatensor.Labels(names, second)),
+                                  repeats)))
+    results.append(("Labels x2 + intersection, fresh",
+                    *side_by_side(lambda: Labels(names, first).intersection(Labels(names, second)),
+                                  lambda: metatensor.Labels(names, first).intersection(metatensor.Labels(names, second)),
+                                  repeats)))
 
     # keys_to_samples / keys_to_properties on the benchmark TensorMap
     results.append(("keys_to_samples('center_type')",
