@@ -25,7 +25,7 @@ from typing import Optional
 from . import program as P
 from .builtins import BUILTINS
 from .diagnostics import Reporter, did_you_mean
-from .evaluate import UNKNOWN, evaluate
+from .evaluate import UNKNOWN, TooManyPoints, closure, evaluate, points, refs_of
 from .resolve import arith_type, dims_fit, is_unknown_dim
 
 _AXIS = {"keys": "key", "samples": "sample", "components": "component", "properties": "property"}
@@ -289,6 +289,28 @@ class DimChecker:
             self.check_slot(arg, dim, f"slot {position + 1} of {what}")
         return free
 
+    def _HyperItem(self, expr: P.HyperItem) -> Free:
+        free = self.visit(expr.index)
+        index = expr.index
+        if index.type.kind not in ("int", "unknown"):
+            self.error("E201", index.span, f"an item of list hyper `{expr.hyper}` needs an integer index, "
+                       f"found {index.type}")
+            return free
+        dim = index.type.dim
+        size = len(expr.values)
+        if isinstance(dim, P.RangeDim) and (dim.start < 0 or dim.stop > size):
+            self.error("E201", index.span,
+                       f"{describe_value(index)} ranges over {dim.start}..{dim.stop - 1}, but list hyper "
+                       f"`{expr.hyper}` has {size} items", hint=f"use an index of `range({size})`")
+        elif dim is not None and not isinstance(dim, P.RangeDim) and not is_unknown_dim(dim):
+            self.error("E201", index.span, f"{describe_value(index)} cannot index list hyper `{expr.hyper}`")
+        else:
+            value = evaluate(index)
+            if isinstance(value, int) and not 0 <= value < size:
+                self.error("E201", index.span, f"item {value} of list hyper `{expr.hyper}` does not exist "
+                           f"({size} items)")
+        return free
+
     def _ParamRef(self, expr: P.ParamRef) -> Free:
         return self._indexed(expr, f"param `{expr.param.name}`", [i.dim for i in expr.param.indices])
 
@@ -371,7 +393,7 @@ class DimChecker:
             for entry in source.keys:
                 if entry.label in given or unknown:
                     continue
-                if evaluate(entry.value) is UNKNOWN and not isinstance(entry.value, P.Invalid):
+                if not isinstance(entry.value, P.Invalid) and not _single_valued(entry.value, source):
                     self.error("E203", expr.span,
                                f"block access to `{source.name}` does not bind key `{entry.label}`, which has "
                                "more than one value",
@@ -413,6 +435,27 @@ class DimChecker:
         for binder in expr.binders:
             free.pop(binder.index, None)
         return free
+
+
+def _single_valued(value: P.Expr, tensor: P.Tensor) -> bool:
+    """Whether a key entry takes one value over the tensor's iteration domain
+    (a constant, or an expression that the `where` condition pins down)."""
+    if evaluate(value) is not UNKNOWN:
+        return True
+    conditions = [tensor.where] if tensor.where is not None else []
+    variables, used = closure(refs_of(value), conditions)
+    seen = set()
+    try:
+        for env in points(variables, used):
+            result = evaluate(value, env)
+            if result is UNKNOWN:
+                return False
+            seen.add(result)
+            if len(seen) > 1:
+                return False
+    except TooManyPoints:
+        return False
+    return len(seen) == 1
 
 
 def _nodes(expr: P.Expr):

@@ -14,7 +14,7 @@ import math
 from typing import Iterable, Iterator, Optional
 
 from .program import (
-    Binary, Call, Const, Dim, Expr, Index, IndexRef, IrrepDim, RangeDim, Ternary, Unary, XyzDim,
+    Binary, Call, Const, Dim, Expr, HyperItem, Index, IndexRef, IrrepDim, RangeDim, Ternary, Unary, XyzDim,
     index_refs,
 )
 
@@ -157,6 +157,15 @@ def _compile(expr: Expr):
                 return UNKNOWN
             return then(env) if c else otherwise(env)
         return choose
+    if isinstance(expr, HyperItem):
+        values, position = expr.values, compiled(expr.index)
+
+        def item(env):
+            k = position(env)
+            if k is UNKNOWN or not isinstance(k, int) or not 0 <= k < len(values):
+                return UNKNOWN
+            return values[k]
+        return item
     if isinstance(expr, Call) and len(expr.args) == 1 and expr.function in ("abs", "sqrt"):
         argument = compiled(expr.args[0])
         function = abs if expr.function == "abs" else math.sqrt

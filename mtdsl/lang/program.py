@@ -35,6 +35,7 @@ holds literals and hyper values, :class:`ParamRef`/:class:`LetRef` index a
 param or let, :class:`BlockRef` reads a block of a tensor or a tensormap
 input, :class:`SystemData`/:class:`PairData` read built-in data,
 :class:`Call` is a built-in function with its arguments in signature order,
+:class:`HyperItem` an item of a list hyper,
 and :class:`Sum` carries its binders with their :class:`Domain`.
 :class:`Invalid` stands for an expression that could not be resolved (an
 error was reported); its type is unknown and fits everywhere.
@@ -284,6 +285,18 @@ class IndexRef(Expr):
     @property
     def type(self) -> Type:
         return Type("int", self.index.dim)
+
+
+@dataclass(frozen=True, slots=True)
+class HyperItem(Expr):
+    """`widths[k]`: item ``index`` of the list hyper ``hyper`` (``values``,
+    known at compile time; the index is checked against its length)."""
+
+    hyper: str
+    values: tuple
+    index: Expr
+    type: Type
+    span: Span = _span()
 
 
 @dataclass(frozen=True, slots=True)
@@ -615,6 +628,8 @@ def describe(expr: Expr) -> str:
         return f"{owner}.{expr.field}[{inner}]"
     if isinstance(expr, ParamRef):
         return f"{expr.param.name}[...]"
+    if isinstance(expr, HyperItem):
+        return f"{expr.hyper}[{describe(expr.index)}]"
     if isinstance(expr, LetRef):
         return f"{expr.let.name}[...]"
     if isinstance(expr, BlockRef):
@@ -634,6 +649,8 @@ def children(expr: Expr) -> tuple[Expr, ...]:
         return expr.args
     if isinstance(expr, (ParamRef, LetRef, SystemData, PairData)):
         return expr.indices
+    if isinstance(expr, HyperItem):
+        return (expr.index,)
     if isinstance(expr, BlockRef):
         return tuple(value for _, value in expr.keys) + expr.indices
     if isinstance(expr, Sum):
@@ -674,6 +691,8 @@ def substitute(expr: Expr, mapping: dict) -> Expr:
                        substitute(expr.otherwise, mapping), expr.type, expr.span)
     if isinstance(expr, Call):
         return Call(expr.function, tuple(substitute(a, mapping) for a in expr.args), expr.type, expr.span)
+    if isinstance(expr, HyperItem):
+        return HyperItem(expr.hyper, expr.values, substitute(expr.index, mapping), expr.type, expr.span)
     if isinstance(expr, ParamRef):
         return ParamRef(expr.param, tuple(substitute(a, mapping) for a in expr.indices), expr.span)
     if isinstance(expr, LetRef):

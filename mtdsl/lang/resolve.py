@@ -877,6 +877,15 @@ class Resolver:
             return P.LetRef(let, indices, let.body.type, node.span)
         if definition.kind in ("tensor", "tensormap"):
             return P.BlockRef(definition.value, (), indices, node.span)
+        if definition.kind == "hyper" and definition.value.type.startswith("list"):
+            hyper = definition.value
+            if len(indices) != 1:
+                self.error("E203", node.span, f"list hyper `{hyper.name}` takes 1 index, found {len(indices)}")
+                return P.Invalid(node.span)
+            element = hyper.type[5:-1] if hyper.type.startswith("list[") else "unknown"
+            element_type = P.Type(element) if element in ("int", "float", "bool") else (
+                P.STRING if element == "string" else P.UNKNOWN)
+            return P.HyperItem(hyper.name, tuple(hyper.value), indices[0], element_type, node.span)
         self.error("E201", value.span, f"`{value.name}` is a {definition.kind} and cannot be indexed")
         return P.Invalid(node.span)
 

@@ -233,3 +233,33 @@ def test_e206_is_not_raised_by_check_but_the_helper_finds_the_params():
     assert diagnostics == []
     found = {param.name: index.name for param, index in params_needing_species(program)}
     assert found == {"w": "a", "e0": "a"}
+
+
+def test_key_pinned_by_where_need_not_be_bound(program):
+    program(RHO + """
+tensor scalar
+    keys       (o3_lambda = l, center_type = S.type[i], neighbor_type = b)
+    samples    (i)
+    properties (n)
+    where l == 0
+  = 1.0
+
+tensor t
+    keys    (center_type = S.type[i], neighbor_type = b)
+    samples (i)
+    properties (n)
+  = scalar{center_type = S.type[i], neighbor_type = b}[i, n]
+""").clean()
+
+
+def test_list_hyper_items(program):
+    result = program("""
+hyper widths = [0.3, 0.5]
+index k : range(2)
+index k3 : range(3)
+let g[p, k] = gto(P.distance[p], 2, width = widths[k])
+let bad[p, k3] = gto(P.distance[p], 2, width = widths[k3])
+""")
+    diagnostic = result.at("E201", "k3])")
+    assert "2 items" in diagnostic.message
+    assert result.codes == ["E201"]
