@@ -55,8 +55,9 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 
 def comment(text) -> str:
-    """Text safe inside a `/* */` or `//` comment: one line, no comment terminator."""
-    text = str(text).replace("\\", "\\\\").replace("\n", " ").replace("\r", " ")
+    """Text safe inside a `/* */` or `//` comment: one line, no comment delimiter, no backslash
+    (a backslash at the end of a `//` comment would splice the next line into it)."""
+    text = "".join(c if c.isprintable() else " " for c in str(text)).replace("\\", "<backslash>")
     return text.replace("*/", "* /").replace("/*", "/ *")
 
 

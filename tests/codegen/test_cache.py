@@ -1,0 +1,110 @@
+"""The kernel cache: content keys, atomic entries, corrupted entries rebuilt, concurrent builders."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import multiprocessing
+import os
+
+import pytest
+
+from mtdsl.codegen import cache
+
+SOURCE = 'extern "C" long mt_answer(void) { return %d; }\n'
+
+
+@pytest.fixture
+def cache_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTDSL_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def answer(library) -> int:
+    function = library.mt_answer
+    function.restype = ctypes.c_long
+    return function()
+
+
+def test_cache_dir_follows_the_environment(cache_dir, monkeypatch):
+    assert cache.cache_dir() == cache_dir
+    monkeypatch.delenv("MTDSL_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/somewhere")
+    assert str(cache.cache_dir()) == "/somewhere/mtdsl"
+
+
+def test_key_depends_on_source_and_flags():
+    a = cache.cache_key(SOURCE % 1)
+    assert a == cache.cache_key(SOURCE % 1)
+    assert a != cache.cache_key(SOURCE % 2)
+    assert a != cache.cache_key(SOURCE % 1, flags=cache.FLAGS + ("-DX",))
+
+
+def test_build_then_hit(cache_dir):
+    library, path, hit = cache.load(SOURCE % 41)
+    assert not hit and answer(library) == 41
+    assert path.parent == cache_dir
+    sidecar = json.loads(path.with_suffix(".json").read_text())
+    assert len(sidecar["sha256"]) == 64
+    _, again, hit = cache.load(SOURCE % 41)
+    assert hit and again == path
+    # no temporary files are left behind
+    assert sorted(p.suffix for p in cache_dir.iterdir()) == [".json", ".so"]
+
+
+def test_truncated_entry_is_rebuilt(cache_dir):
+    path, _ = cache.build(SOURCE % 42)  # built, not loaded: a loaded library must not be truncated in place
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    library, again, hit = cache.load(SOURCE % 42)
+    assert not hit and again == path and answer(library) == 42
+    assert path.read_bytes() != data[: len(data) // 2]
+
+
+def test_missing_or_bad_sidecar_is_rebuilt(cache_dir):
+    path, _ = cache.build(SOURCE % 43)
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text("{not json")
+    assert cache.build(SOURCE % 43)[1] is False
+    sidecar.write_text(json.dumps({"sha256": "0" * 64}))  # hash mismatch
+    assert cache.build(SOURCE % 43)[1] is False
+    sidecar.unlink()
+    assert cache.build(SOURCE % 43)[1] is False
+    assert cache.build(SOURCE % 43)[1] is True
+
+
+def test_library_that_fails_to_load_is_rebuilt(cache_dir):
+    source = SOURCE % 44
+    key = cache.cache_key(source)
+    library, sidecar = cache.entry_paths(key)
+    cache_dir.mkdir(parents=True)
+    library.write_bytes(b"not an ELF file")
+    # a sidecar that matches the garbage: only dlopen can tell
+    sidecar.write_text(json.dumps({"sha256": cache._file_hash(library)}))
+    loaded, path, hit = cache.load(source)
+    assert not hit and answer(loaded) == 44
+
+
+def test_compile_error_is_reported(cache_dir):
+    with pytest.raises(cache.CompileError, match="C\\+\\+ compiler failed"):
+        cache.load("this is not C++")
+    assert not any(p.suffix == ".so" for p in cache_dir.iterdir())
+
+
+def _build_in_child(directory, value, queue):
+    os.environ["MTDSL_CACHE_DIR"] = directory
+    library, _, _ = cache.load(SOURCE % value)
+    queue.put(answer(library))
+
+
+def test_concurrent_processes_build_the_same_entry(cache_dir):
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    processes = [context.Process(target=_build_in_child, args=(str(cache_dir), 45, queue)) for _ in range(3)]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(120)
+    assert [queue.get(timeout=5) for _ in processes] == [45, 45, 45]
+    assert all(p.exitcode == 0 for p in processes)
+    assert sorted(p.suffix for p in cache_dir.iterdir()) == [".json", ".so"]
