@@ -577,6 +577,43 @@ def deparse_expr(node: Node) -> str:
     return _expr(node, _PREC_EXPR, True)
 
 
+#: the formatter breaks expressions longer than this (sum bodies, then chains of `+ -` or `* / %`)
+WIDTH = 100
+
+
+def _layout(node: Node, indent: int) -> str:
+    """``node`` printed where a whole expression stands (a statement's value, a
+    sum body) starting at column ``indent``: on one line when it fits,
+    otherwise a `sum` body goes on the next line, indented by 4, and a chain of
+    operators puts each operator at the start of a line, its operand aligned
+    with the first one.  Only whitespace differs from :func:`deparse_expr`."""
+    flat = _expr(node, _PREC_EXPR, True)
+    if indent + len(flat) <= WIDTH:
+        return flat
+    if isinstance(node, Sum):
+        binders = ", ".join(_binder(binder) for binder in node.binders)
+        where = f" where {_expr(node.where, _PREC_EXPR, True)}" if node.where is not None else ""
+        return f"sum({binders}{where})\n" + " " * (indent + 4) + _layout(node.body, indent + 4)
+    if isinstance(node, BinOp) and node.op != "^" and indent >= 2:
+        prec = _BINOP_PREC[node.op]
+        rights = []
+        current: Node = node
+        while isinstance(current, BinOp) and current.op != "^" and _BINOP_PREC[current.op] == prec:
+            rights.append((current.op, current.right))
+            current = current.left
+        rights.reverse()
+        lines = [_expr(current, prec, False)]
+        for position, (op, operand) in enumerate(rights):
+            last = position == len(rights) - 1
+            if last and isinstance(operand, Sum):
+                text = _layout(operand, indent)
+            else:
+                text = _operand_or_sum(operand, prec + 1, last)
+            lines.append(" " * (indent - 2) + f"{op} {text}")
+        return "\n".join(lines)
+    return flat
+
+
 def deparse_statement(node: Node) -> str:
     if isinstance(node, ModelStmt):
         return f"model {node.name.name}"
@@ -595,12 +632,13 @@ def deparse_statement(node: Node) -> str:
     if isinstance(node, ParamStmt):
         return f"param {node.name.name}{_names(node.indices)} ~ {deparse_expr(node.init)}"
     if isinstance(node, LetStmt):
-        return f"let {node.name.name}{_names(node.indices)} = {deparse_expr(node.body)}"
+        head = f"let {node.name.name}{_names(node.indices)} = "
+        return head + _layout(node.body, len(head) + 2 if len(head) < 40 else 8)
     if isinstance(node, TensorStmt):
         lines = [f"tensor {node.name.name}"] + _signature_lines(node.signature)
         if node.where is not None:
             lines.append(f"    where {deparse_expr(node.where)}")
-        lines.append(f"  = {deparse_expr(node.body)}")
+        lines.append(f"  = {_layout(node.body, 4)}")
         return "\n".join(lines)
     if isinstance(node, OutputStmt):
         items = []
