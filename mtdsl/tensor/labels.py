@@ -135,27 +135,31 @@ def _has_duplicates(keys: np.ndarray) -> bool:
 class _SortedIndex:
     """The rows of a Labels as sorted int64 keys, for vectorized lookups (built once, on demand)."""
 
-    __slots__ = ("low", "spans", "order", "keys")
+    __slots__ = ("low", "spans", "order", "keys", "unique")
 
-    def __init__(self, array: np.ndarray, stable: bool):
+    def __init__(self, array: np.ndarray, unique: bool):
         self.low, self.spans = _column_ranges([array])
+        self.unique = unique
         keys = _encode(array, self.low, self.spans)
         if bool(np.all(keys[1:] > keys[:-1])):
             self.order = np.arange(len(keys), dtype=np.int64)
             self.keys = keys
         else:
-            self.order = np.argsort(keys, kind="stable" if stable else None)
+            # stable: with repeated rows (a view), the first occurrence is found
+            self.order = np.argsort(keys, kind=None if unique else "stable")
             self.keys = keys[self.order]
 
     def contains_box(self, other: "_SortedIndex") -> bool:
         """True when every row `other` indexes lies within this index's value ranges."""
         return bool(np.all(other.low >= self.low) and np.all(other.low + other.spans <= self.low + self.spans))
 
-    def lookup(self, rows: np.ndarray, order: np.ndarray | None = None, all_inside: bool = False) -> np.ndarray:
+    def lookup(self, rows: np.ndarray, order: np.ndarray | None = None, all_inside: bool = False,
+               unique_rows: bool = False) -> np.ndarray:
         """Position of each row of `rows` in the indexed labels, or -1.
 
         `order`, when given, sorts `rows` lexicographically: the search then runs over sorted
-        keys, several times faster (cache friendly) than over random ones.
+        keys, several times faster (cache friendly) than over random ones. `unique_rows` says
+        that `rows` has no repeated row.
         """
         keys = _encode(rows, self.low, self.spans)  # garbage (never matched) for rows outside the ranges
         inside = None
@@ -169,19 +173,42 @@ class _SortedIndex:
                 inside = None
         if order is None and len(keys) > 4096:
             order = np.argsort(keys)
-        if order is not None:
-            keys = keys[order]
+        if order is None:
+            return self._search(keys, inside, merge=False)
+        return self.lookup_sorted(keys[order], order, inside[order] if inside is not None else None, unique_rows)
+
+    def lookup_sorted(self, keys: np.ndarray, order: np.ndarray, inside: np.ndarray | None = None,
+                      unique_rows: bool = False) -> np.ndarray:
+        """lookup() of the rows whose keys (in this index's encoding) are `keys`, sorted by `order`."""
+        positions = self._search(keys, inside, merge=unique_rows and self.unique)
+        result = np.empty_like(positions)
+        result[order] = positions
+        return result
+
+    def _search(self, keys: np.ndarray, inside: np.ndarray | None, merge: bool) -> np.ndarray:
+        if merge:
+            return self._merge(keys, inside)
         where = np.searchsorted(self.keys, keys)
         np.minimum(where, len(self.keys) - 1, out=where)
         found = self.keys[where] == keys
         if inside is not None:
-            found &= inside if order is None else inside[order]
-        positions = np.where(found, self.order[where], -1)
-        if order is None:
-            return positions
-        result = np.empty_like(positions)
-        result[order] = positions
-        return result
+            found &= inside
+        return np.where(found, self.order[where], -1)
+
+    def _merge(self, keys: np.ndarray, inside: np.ndarray | None) -> np.ndarray:
+        """lookup() for sorted, unique keys: a stable sort of two sorted runs is a linear merge."""
+        candidates = np.flatnonzero(inside) if inside is not None else None
+        both = np.concatenate((self.keys, keys if candidates is None else keys[candidates]))
+        merged = np.argsort(both, kind="stable")
+        ordered = both[merged]
+        # each key appears at most once per side, ours first: equal neighbours are (ours, theirs) pairs
+        same = np.flatnonzero(ordered[1:] == ordered[:-1])
+        hits = merged[same + 1] - len(self.keys)
+        if candidates is not None:
+            hits = candidates[hits]
+        positions = np.full(len(keys), -1, dtype=np.int64)
+        positions[hits] = self.order[merged[same]]
+        return positions
 
 
 def _first_duplicate(values: np.ndarray) -> tuple:
@@ -380,7 +407,7 @@ class Labels:
         """Sorted int64 keys of the rows, cached; None when the rows do not fit in 62 bits."""
         if self._index is None and len(self) and self._names:
             _, spans = _column_ranges([self._array])
-            self._index = _SortedIndex(self._array, stable=self._is_view) if _fits_int64(spans) else False
+            self._index = _SortedIndex(self._array, unique=not self._is_view) if _fits_int64(spans) else False
         return self._index or None
 
     def _lookup(self, rows: np.ndarray) -> np.ndarray:
@@ -402,8 +429,13 @@ class Labels:
         theirs = other._sorted_index() if index is not None and len(other) > 4096 else None
         if theirs is None:
             return self._lookup(other._array)
+        unique = not other._is_view
+        if np.array_equal(theirs.low, index.low) and np.array_equal(theirs.spans, index.spans):
+            # the same encoding: their sorted keys are ready to search
+            return index.lookup_sorted(theirs.keys, theirs.order, unique_rows=unique)
         # other's rows in its sorted (lexicographic) order stay sorted in self's encoding
-        return index.lookup(other._array, order=theirs.order, all_inside=index.contains_box(theirs))
+        return index.lookup(other._array, order=theirs.order, all_inside=index.contains_box(theirs),
+                            unique_rows=unique)
 
     def positions(self, rows: np.ndarray) -> np.ndarray:
         """Vectorized position(): index of each row of `rows` ([n, n_names]) or -1."""
