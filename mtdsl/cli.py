@@ -120,18 +120,20 @@ def _atomic_write(path: str, text: str) -> None:
 
 def cmd_fmt(args: argparse.Namespace) -> int:
     from mtdsl.lang.ast import deparse
+    from mtdsl.lang.check import recursion_room
     from mtdsl.lang.diagnostics import render
     from mtdsl.lang.parse import parse_module
 
     text = _read_text(args.file)
-    module, diagnostics = parse_module(text, args.file)
+    with recursion_room():
+        module, diagnostics = parse_module(text, args.file)
+        formatted = deparse(module) if not diagnostics else ""
     if diagnostics:
         color = _color(args, sys.stderr)
         for diagnostic in diagnostics:
             print(render(diagnostic, sources={args.file: text}, color=color), file=sys.stderr)
         print(f"{args.file}: not formatted: {len(diagnostics)} syntax error(s)", file=sys.stderr)
         return EXIT_ERROR
-    formatted = deparse(module)
     if args.check:
         if formatted != text:
             print(f"{args.file}: would be reformatted", file=sys.stderr)

@@ -101,3 +101,11 @@ def test_console_entry_point_runs_as_module():
     result = subprocess.run([sys.executable, "-m", "mtdsl.cli", "check", str(EXAMPLES / "spherical_expansion.mt")],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_fmt_and_check_a_long_flat_sum(tmp_path, capsys):
+    path = tmp_path / "long.mt"
+    path.write_text("hyper x = 1.0\nlet y = " + " + ".join(["x"] * 900) + "\n")
+    assert main(["check", "-q", str(path)]) == 0
+    assert main(["fmt", "--in-place", str(path)]) == 0
+    assert main(["check", "-q", str(path)]) == 0

@@ -28,7 +28,7 @@ _RECURSION_LIMIT = 20_000
 
 
 @contextmanager
-def _recursion_room():
+def recursion_room():
     """Room for the recursive passes, and no cyclic garbage collection while
     they build many small objects (the checker makes no reference cycles that
     outlive it; collection resumes afterwards)."""
@@ -54,7 +54,7 @@ def analyse(path_or_source, overrides: Optional[dict] = None, *, file: Optional[
     sources: dict = {}
     program = None
     main = file or (os.fspath(path_or_source) if isinstance(path_or_source, os.PathLike) else str(path_or_source))
-    with _recursion_room():
+    with recursion_room():
         try:
             resolution, reporter = resolve_full(path_or_source, overrides, file=file, reporter=reporter)
             if resolution is not None:

@@ -36,7 +36,7 @@ from .diagnostics import Diagnostic, Reporter
 
 #: deepest nesting a statement may have (parenthesized, negated or chained
 #: sub-expressions); deeper input is reported as E001
-MAX_DEPTH = 400
+MAX_DEPTH = 1000
 
 #: integer literals must fit in a signed 64-bit integer (E002)
 INT64_MAX = 2**63 - 1
