@@ -144,3 +144,28 @@ def load(source: str, flags=FLAGS) -> tuple[ctypes.CDLL, Path, bool]:
         library.unlink(missing_ok=True)
         library, _ = build(source, flags)
         return ctypes.CDLL(str(library)), library, False
+
+
+def cached_arrays(name: str, parameters: tuple, compute) -> dict:
+    """Arrays computed at compile time (radial spline tables...), kept in the cache directory.
+
+    `compute()` returns a dict of numpy arrays; the entry is keyed by `name` and
+    the repr of `parameters`, written atomically; an unreadable entry is recomputed.
+    """
+    import io
+
+    import numpy as np
+
+    digest = hashlib.sha256(repr((name, parameters)).encode()).hexdigest()
+    path = cache_dir() / f"{name}-{digest[:32]}.npz"
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {key: stored[key] for key in stored.files}
+    except (OSError, ValueError, KeyError, EOFError):
+        pass
+    arrays = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    _atomic_write(path, buffer.getvalue())
+    return arrays

@@ -898,6 +898,33 @@ def render_sph_function(name: str, top: int, convention: str) -> str:
 # ---- the module ---------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class SplineTables:
+    """What a kernel needs of `mtdsl.math.radial.RadialSpline` (see `mt_spline` in the template)."""
+
+    step: float
+    n_intervals: int
+    cutoff: float
+    values: np.ndarray
+    derivatives: np.ndarray
+
+
+def _spline_tables(max_angular: int, n_radial: int, cutoff: float, width: float) -> SplineTables:
+    """The radial spline of `soap_radial`, through the compile-time array cache (building one takes seconds)."""
+    from . import cache
+
+    def compute():
+        spline = soap_radial_spline(max_angular, n_radial, cutoff, width)
+        return {"step": np.array(spline.step), "n_intervals": np.array(spline.n_intervals),
+                "cutoff": np.array(spline.cutoff), "values": spline.values, "derivatives": spline.derivatives}
+
+    arrays = cache.cached_arrays("soap_radial_spline", (max_angular, n_radial, float(cutoff), float(width), 1e-10),
+                                 compute)
+    return SplineTables(float(arrays["step"]), int(arrays["n_intervals"]), float(arrays["cutoff"]),
+                        arrays["values"], arrays["derivatives"])
+
+
+
 class ModuleRenderer:
     def __init__(self, module: ir.Module, dtype: str = "float64"):
         if dtype not in ("float64", "float32"):
@@ -920,7 +947,7 @@ class ModuleRenderer:
     def spline(self, max_angular: int, n_radial: int, cutoff: float, width: float):
         key = (max_angular, n_radial, cutoff, width)
         if key not in self.splines:
-            spline = soap_radial_spline(max_angular, n_radial, cutoff, width)
+            spline = _spline_tables(max_angular, n_radial, cutoff, width)
             name = f"spline{len(self.splines)}_l{max_angular}_n{n_radial}"
             self.constants[name + "_values"] = np.ascontiguousarray(spline.values)
             self.constants[name + "_derivatives"] = np.ascontiguousarray(spline.derivatives)
