@@ -129,6 +129,8 @@ class Resolver:
         self._loaded: set[str] = set()
         self._stack: list[str] = []
         self.broken: set[str] = set()
+        self._undefined_seen: set[tuple[str, int]] = set()
+        self._statement_id = 0
 
     # ---- errors
     def error(self, code: str, span: Span, message: str, hint: Optional[str] = None) -> None:
@@ -137,6 +139,9 @@ class Resolver:
     def undefined(self, name: str, span: Span, what: str = "name", extra: tuple = ()) -> None:
         if name in self.broken:
             return  # its definition had a syntax error, already reported
+        if (name, self._statement_id) in self._undefined_seen:
+            return  # one report per name and statement
+        self._undefined_seen.add((name, self._statement_id))
         candidates = list(self.scope) + list(extra)
         self.error("E101", span, f"undefined {what} `{name}`", did_you_mean(name, candidates))
 
@@ -204,6 +209,7 @@ class Resolver:
 
     # ---- statements
     def _statement(self, node: ast.Node, file: str, main: bool) -> None:
+        self._statement_id += 1
         handler = getattr(self, "_stmt_" + type(node).__name__)
         handler(node, file, main)
 
