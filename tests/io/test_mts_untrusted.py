@@ -320,7 +320,7 @@ BASES = [VALID, mts.save_buffer(valid_tensor().block(0)), mts.save_buffer(_label
 @st.composite
 def mutated(draw) -> bytes:
     data = draw(st.sampled_from(BASES))
-    kind = draw(st.sampled_from(["flip", "cut", "swap", "duplicate", "rename", "delete", "insert"]))
+    kind = draw(st.sampled_from(["flip", "cut", "swap", "duplicate", "rename", "delete", "insert", "header"]))
     if kind in ("flip", "cut", "insert") or not data.startswith(b"PK"):
         data = bytearray(data)
         if kind == "cut":
@@ -340,6 +340,14 @@ def mutated(draw) -> bytes:
         members[first], members[second] = (members[first][0], members[second][1]), (members[second][0], members[first][1])
     elif kind == "duplicate":
         members.append(members[first])
+    elif kind == "header" and members[first][0].endswith(".npy"):
+        # a plausible but lying NPY header on the member's data
+        name, content = members[first]
+        length = 10 + struct.unpack_from("<H", content, 8)[0]
+        descr = draw(st.sampled_from(["'<f8'", "'<f4'", "'<i4'", "'|O'", "[('a', '<i4')]", "[('sample', '<i4'), ('b', '<i4')]"]))
+        shape = draw(st.lists(st.integers(0, 40), max_size=5))
+        members[first] = (name, raw_npy(f"{{'descr': {descr}, 'fortran_order': False, 'shape': ({', '.join(map(str, shape))},), }}"
+                                        .encode(), content[length:]))
     elif kind == "rename":
         new = draw(st.sampled_from(names) | st.sampled_from(["../x", "blocks/0/gradients/p/values.npy", "x.npy", ""])
                    | st.text(min_size=1, max_size=12))
