@@ -139,6 +139,8 @@ def _values_member(values, prefix: str) -> tuple[bytes, memoryview]:
 
 
 def _write_atomically(path: str, data: Data) -> None:
+    if os.path.islink(path):
+        path = os.path.realpath(path)  # replace the file the link points to, keep the link
     directory = os.path.dirname(os.path.abspath(path))
     mode = _new_file_mode(path)
     fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)

@@ -334,6 +334,15 @@ def test_save_replaces_and_keeps_permissions(tmp_path):
     assert stat.S_IMODE(os.stat(tmp_path / "new.mts").st_mode) == 0o666 & ~umask
 
 
+def test_save_through_a_symlink_keeps_the_link(tmp_path):
+    (tmp_path / "real").mkdir()
+    mts.save(tmp_path / "real" / "data.mts", special_tensors()["empty"])
+    os.symlink(tmp_path / "real" / "data.mts", tmp_path / "link.mts")
+    mts.save(tmp_path / "link.mts", special_tensors()["int32"])
+    assert os.path.islink(tmp_path / "link.mts")
+    assert_tensors_equal(mts.load(tmp_path / "real" / "data.mts"), special_tensors()["int32"])
+
+
 def test_unsupported_dtype_is_refused_before_writing(tmp_path):
     tensor = TensorMap(Labels.range("k", 1), [TensorBlock(np.zeros((1, 1), dtype=np.complex128), Labels.range("s", 1),
                                                           [], Labels.range("p", 1))])
