@@ -56,6 +56,11 @@ def add_check(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="the .mt file to check")
     parser.add_argument("--set", action="append", metavar="NAME=VALUE",
                         help="override a hyper (repeatable)")
+    parser.add_argument("--numeric", action="store_true",
+                        help="also run the model on random systems, rotated and inverted, and verify that "
+                             "every output transforms as its metadata says")
+    parser.add_argument("--species", metavar="Z,Z,...", default="1,6,8",
+                        help="atomic numbers of the random systems of --numeric (default 1,6,8)")
     parser.add_argument("--quiet", "-q", action="store_true", help="print nothing when there is no error")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                         help="colour the diagnostics (default: on a terminal)")
@@ -86,10 +91,46 @@ def cmd_check(args: argparse.Namespace) -> int:
     if errors:
         print(f"{args.file}: {errors} error(s), {warnings} warning(s)", file=sys.stderr)
         return EXIT_ERROR
+    if args.numeric:
+        status = _check_numeric(args, program)
+        if status != EXIT_OK:
+            return status
     if not args.quiet:
         extra = f", {warnings} warning(s)" if warnings else ""
         outputs = ", ".join(program.outputs) if program is not None and program.outputs else "none"
         print(f"{args.file}: ok{extra} (outputs: {outputs})")
+    return EXIT_OK
+
+
+def _check_numeric(args: argparse.Namespace, program) -> int:
+    """`check --numeric`: compile, run on random systems and on their rotated
+    and inverted copies, and compare with the transformation the metadata declares."""
+    try:
+        species = [int(z) for z in args.species.split(",") if z.strip()]
+    except ValueError:
+        raise CommandError(f"--species expects atomic numbers separated by commas, got {args.species!r}",
+                           EXIT_USAGE) from None
+    if program is not None and program.tensormaps:
+        names = ", ".join(program.tensormaps)
+        print(f"{args.file}: --numeric skipped: the model reads tensormap inputs ({names})", file=sys.stderr)
+        return EXIT_OK
+    from mtdsl.compile import CompileError, compile
+    from mtdsl.lang.resolve import parse_literal_text
+    from mtdsl.testing import EquivarianceError, assert_equivariant, random_systems
+
+    hypers = {name: parse_literal_text(value) for name, value in _parse_set(args.set).items()}
+    try:
+        model = compile(args.file, species=species, **hypers)
+    except CompileError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        assert_equivariant(model, random_systems(species), atol=1e-8)
+    except EquivarianceError as error:
+        print(f"{args.file}: numeric check failed: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    if not args.quiet:
+        print(f"{args.file}: numeric check ok (rotations and inversion, species {species})")
     return EXIT_OK
 
 
@@ -160,6 +201,18 @@ def register(command: Command) -> None:
     COMMANDS[:] = [c for c in COMMANDS if c.name != command.name] + [command]
 
 
+def all_commands() -> list[Command]:
+    """The front end's commands, then the model commands of :mod:`mtdsl.commands`
+    (`compile`, `run`, `inspect`) when that module imports."""
+    commands = list(COMMANDS)
+    try:
+        from mtdsl.commands import COMMANDS as model_commands
+    except ImportError:
+        model_commands = []
+    known = {command.name for command in commands}
+    return commands + [command for command in model_commands if command.name not in known]
+
+
 def _require_file(path: str) -> None:
     if not os.path.exists(path):
         raise CommandError(f"{path}: no such file")
@@ -188,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                "on metatensor TensorMaps.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for command in COMMANDS:
+    for command in all_commands():
         sub = subparsers.add_parser(command.name, help=command.help, description=command.help)
         command.add_arguments(sub)
         sub.set_defaults(_run=command.run)

@@ -109,3 +109,20 @@ def test_fmt_and_check_a_long_flat_sum(tmp_path, capsys):
     assert main(["check", "-q", str(path)]) == 0
     assert main(["fmt", "--in-place", str(path)]) == 0
     assert main(["check", "-q", str(path)]) == 0
+
+
+def test_check_numeric_runs_the_model_rotated_and_inverted(capsys):
+    assert main(["check", "--numeric", str(EXAMPLES / "spherical_expansion.mt"), "--set", "max_angular=2",
+                 "--set", "n_radial=2"]) == 0
+    assert "numeric check ok" in capsys.readouterr().out
+
+
+def test_check_numeric_skips_models_with_tensormap_inputs(capsys):
+    assert main(["check", "--numeric", str(EXAMPLES / "equivariant_convolution.mt")]) == 0
+    assert "skipped" in capsys.readouterr().err
+
+
+def test_model_commands_are_registered():
+    from mtdsl.cli import all_commands
+
+    assert [c.name for c in all_commands()][:2] == ["check", "fmt"]
