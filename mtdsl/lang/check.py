@@ -47,8 +47,9 @@ def recursion_room():
 
 def analyse(path_or_source, overrides: Optional[dict] = None, *, file: Optional[str] = None
             ) -> tuple[Optional[P.Program], list[Diagnostic], dict]:
-    """Resolve and check.  Returns (program or None, sorted diagnostics,
-    {file: source text}).  The program is returned even when there are errors
+    """Resolve and check a file (``path_or_source`` is its path), or source
+    text when ``file`` (its name in diagnostics) is given.  Returns (program or
+    None, sorted diagnostics, {file: source text}).  The program is returned even when there are errors
     (for tools); callers that lower it must first check there are none."""
     reporter = Reporter()
     sources: dict = {}
@@ -56,7 +57,8 @@ def analyse(path_or_source, overrides: Optional[dict] = None, *, file: Optional[
     main = file or (os.fspath(path_or_source) if isinstance(path_or_source, os.PathLike) else str(path_or_source))
     with recursion_room():
         try:
-            resolution, reporter = resolve_full(path_or_source, overrides, file=file, reporter=reporter)
+            resolution, reporter = resolve_full(path_or_source, overrides, file=file, reporter=reporter,
+                                                is_path=file is None)
             if resolution is not None:
                 program = resolution.program
                 sources = resolution.sources

@@ -1173,12 +1173,18 @@ class Resolution:
 
 
 def resolve_full(path_or_source, overrides: Optional[dict] = None, *, file: Optional[str] = None,
-                 reporter: Optional[Reporter] = None) -> tuple[Optional[Resolution], Reporter]:
+                 reporter: Optional[Reporter] = None, is_path: Optional[bool] = None
+                 ) -> tuple[Optional[Resolution], Reporter]:
+    """Resolve a path or source text (``is_path`` says which; by default a
+    path-like object, or a one-line string ending in `.mt` or naming a file,
+    is a path) into a :class:`Resolution`, with the reporter that holds the
+    diagnostics.  ``file`` names source text in diagnostics."""
     reporter = reporter or Reporter()
     resolver = Resolver(reporter, overrides)
-    if isinstance(path_or_source, os.PathLike) or (
-        isinstance(path_or_source, str) and file is None and _looks_like_path(path_or_source)
-    ):
+    if is_path is None:
+        is_path = isinstance(path_or_source, os.PathLike) or (
+            isinstance(path_or_source, str) and file is None and _looks_like_path(path_or_source))
+    if is_path:
         main = os.fspath(path_or_source)
         resolver.load_main(main)
         if any(d.code == "E104" and d.file == main and d.line == 1 for d in reporter.diagnostics) \

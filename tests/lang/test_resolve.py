@@ -185,3 +185,11 @@ def test_resolve_from_source_text():
     assert [(h.type, h.value) for h in program.hypers.values()] == [
         ("list[int]", [1, 6, 8]), ("float", -2.5), ("bool", True), ("string", "x")]
     assert program.name == "inline"
+
+
+def test_check_takes_a_path_even_without_the_mt_suffix(tmp_path):
+    diagnostics = check(str(tmp_path / "missing_model"))
+    assert [(d.code, d.line, d.col) for d in diagnostics] == [("E104", 1, 1)]
+    path = tmp_path / "model.txt"
+    path.write_text("hyper a = 1\n")
+    assert check(str(path)) == [] and check(path) == []
