@@ -242,7 +242,7 @@ class EquivarianceChecker:
             for index in declared:
                 if isinstance(index.dim, P.IrrepDim) and not dims_fit(P.IrrepDim(lam.value), index.dim):
                     degree = index.dim.degree
-                    agree = always(lambda env: _eq(evaluate(degree, env), evaluate(lam.value, env)),
+                    agree = always(lambda env, degree=degree: _eq(evaluate(degree, env), evaluate(lam.value, env)),
                                    refs_of(degree) + refs_of(lam.value), conds)
                     if agree is False:
                         self.error("E306", lam.span,
@@ -477,7 +477,7 @@ class EquivarianceChecker:
             if not dims_fit(P.IrrepDim(degree), m.index.dim):
                 self.error("E307", m.span,
                            f"index `{m.index.name}` of `{m.index.dim}` is not of `irrep({P.describe(degree)})`",
-                           hint=f"cg(l1, m1, l2, m2, L, M) needs m1 of irrep(l1), m2 of irrep(l2), M of irrep(L)")
+                           hint="cg(l1, m1, l2, m2, L, M) needs m1 of irrep(l1), m2 of irrep(l2), M of irrep(L)")
             comps[m.index] = (1, P.IrrepDim(degree))
         rule = _triangle(l1, l2, L)
         possible = always(lambda env: _not(evaluate(rule, env)), refs_of(rule), ctx.conds)

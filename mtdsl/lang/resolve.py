@@ -537,7 +537,6 @@ class Resolver:
     def _tensor(self, node: ast.TensorStmt) -> P.Tensor:
         signature = node.signature
         ctx = _Ctx()
-        labels: dict[str, Span] = {}
         indices: list[P.Index] = []
 
         def label(name: str, span: Span, section_labels: dict) -> None:
