@@ -269,6 +269,8 @@ class DimChecker:
         if arg.type.dim is None:
             if isinstance(dim, (P.RangeDim, P.SpeciesDim)):
                 return  # an integer expression may fill a range or species slot
+            if isinstance(dim, P.IrrepDim) and evaluate(dim.degree) == 0 and evaluate(arg) == 0:
+                return  # the single component of an invariant block
             self.error("E201", arg.span,
                        f"{slot_name}: expected an index of `{dim}`, found an integer expression",
                        hint=f"use an index of `{dim}`")

@@ -263,3 +263,22 @@ let bad[p, k3] = gto(P.distance[p], 2, width = widths[k3])
     diagnostic = result.at("E201", "k3])")
     assert "2 items" in diagnostic.message
     assert result.codes == ["E201"]
+
+
+def test_constant_component_of_an_invariant_block(program):
+    body = "rho{o3_lambda = 0, center_type = S.type[i], neighbor_type = b}[i, 0, n]"
+    program(RHO + f"""
+tensor gate
+    keys       (center_type = S.type[i], neighbor_type = b)
+    samples    (i)
+    properties (n)
+  = sigmoid({body})
+""").clean()
+    result = program(RHO + """
+tensor pick
+    keys       (center_type = S.type[i], neighbor_type = b)
+    samples    (i)
+    properties (n)
+  = rho{o3_lambda = 1, center_type = S.type[i], neighbor_type = b}[i, 0, n]
+""", name="pick.mt")
+    result.at("E201", "0, n]")
