@@ -511,6 +511,9 @@ class KernelRenderer:
         return self.hoist(Value(f"{array}[{offset.code}]", REAL, *offset.place), "w")
 
     def _render_BlockRef(self, expr: ir.BlockRef) -> Value:
+        direct = self.direct_access(expr)
+        if direct is not None:
+            return direct
         ref = self.renderer.block_ref_key(expr)
         slots = expr.samples + expr.components + expr.properties
         note = f"{expr.tensor}"
@@ -562,6 +565,128 @@ class KernelRenderer:
         flat = self.array(("block", ref, "values"), "real", f"values of {note}")
         del slots
         return self.hoist(Value(f"mt_read({flat}, {offset.code}, err)", REAL, *offset.place), "x")
+
+    def direct_access(self, expr: ir.BlockRef) -> Optional[Value]:
+        """A block access to a tensor computed natively earlier in the module, read from its dense
+        buffer (no TensorMap, no lookup tables), when its signature lets the access name a grid point.
+
+        The tensor's kernel must have no `where` and entries that are plain index variables
+        (samples, components, properties, keys) or, for keys, expressions of other entries'
+        indices (`center_type = S.type[i]`): then every position of its blocks is exactly one
+        valid grid point. The access solves the grid point from its keys and slots; it exists
+        when every coordinate is in its domain, irreps satisfy `|m| <= l`, and the derived and
+        constant keys it binds equal the tensor's at that point. Otherwise it is missing (error
+        bit 1: the interpreter then reports it).
+        """
+        source = self.renderer.grids.get(expr.tensor)
+        if source is None:
+            return None
+        indices = {b.name: b.domain for b in source.indices}
+        solved: dict = {}
+
+        def solve(entry, slot) -> bool:
+            if entry.kind != slot.kind or entry.source != slot.source:
+                return False
+            if not (isinstance(entry.expr, ir.Var) and entry.expr.name in indices) or entry.expr.name in solved:
+                return False
+            solved[entry.expr.name] = slot.expr
+            return True
+
+        if len(expr.samples) != len(source.samples) or len(expr.components) != len(source.components) \
+                or len(expr.properties) != len(source.properties):
+            return None
+        for entries, slots in ((source.samples, expr.samples), (source.components, expr.components),
+                               (source.properties, expr.properties)):
+            for entry, slot in zip(entries, slots):
+                if not solve(entry, slot):
+                    return None
+        bound = dict(expr.keys)
+        if len(bound) != len(expr.keys) or any(label not in {e.label for e in source.keys} for label in bound):
+            return None
+        checks = []  # (tensor's key expression, access's value)
+        for entry in source.keys:
+            if entry.kind != "value":
+                return None
+            if isinstance(entry.expr, ir.Var) and entry.expr.name in indices and entry.expr.name not in solved:
+                if entry.label not in bound:
+                    return None
+                solved[entry.expr.name] = bound[entry.label]
+            elif entry.label in bound:
+                checks.append((entry.expr, bound[entry.label]))
+            elif free_vars(entry.expr) and not isinstance(entry.expr, ir.Var):
+                return None  # a derived key the access leaves unbound: several blocks may match
+        if set(solved) != set(indices):
+            return None
+        for entry_expr, _ in checks:
+            if not free_vars(entry_expr) <= set(indices):
+                return None
+
+        # values and positions of the solved coordinates, in the accessing kernel's scope
+        try:
+            values = {name: self.index(value_expr) for name, value_expr in solved.items()}
+        except Unsupported:
+            return None
+        saved_env, saved_domains = dict(self.env), dict(self.domains)
+        try:
+            for name, value in values.items():
+                self.env[name] = VarInfo(value.code, value.code, value.level, indices[name])
+                # what is known of the value is what is known of the expression that gave it
+                given = solved[name]
+                if isinstance(given, ir.Var) and given.name in saved_domains:
+                    self.domains[name] = saved_domains[given.name]
+                else:
+                    self.domains.pop(name, None)
+            conditions, offset_terms = [], []
+            grid = self.array(("grid", expr.tensor), "real", f"dense values of {expr.tensor}")
+            for k, binder in enumerate(source.indices):
+                position, condition = self.grid_position(binder.domain, values[binder.name])
+                size = self.scalar(("grid_size", expr.tensor, k), f"size {k} of {expr.tensor}")
+                conditions.append(condition)
+                offset_terms.append((position, size))
+            for entry_expr, access_expr in checks:
+                mine, theirs = self.index(entry_expr), self.index(access_expr)
+                if mine.code != theirs.code:
+                    conditions.append(self.hoist(Value(f"({mine.code} == {theirs.code})", BOOL, *self.join(mine, theirs)), "ok"))
+        finally:
+            self.env, self.domains = saved_env, saved_domains
+        # offset = ((p0 * n1 + p1) * n2 + p2) ..., hoisted term by term
+        offset = None
+        for position, size in offset_terms:
+            if offset is None:
+                offset = position
+            else:
+                offset = self.hoist(Value(f"({offset.code}) * {size} + {position.code}", INT,
+                                          *self.join(offset, position)), "g")
+        # the conditions, and-ed innermost last
+        ok = self.fold(conditions, "&&", BOOL, "ok") if conditions else Value("true", BOOL, 0)
+        place = self.join(offset, ok)
+        return self.hoist(Value(f"({ok.code} ? {grid}[{offset.code}] : mt_read({grid}, -1, err))", REAL, *place), "x")
+
+    def grid_position(self, domain, value: Value) -> tuple[Value, Value]:
+        """(position in the buffer, in-domain condition) of a coordinate of another kernel's grid."""
+        v = value.code
+        if isinstance(domain, ir.RangeDomain):
+            position = f"({v} - {int_literal(domain.start)})"
+            condition = f"({v} >= {int_literal(domain.start)} && {v} < {int_literal(domain.stop)})"
+            places = [value]
+        elif isinstance(domain, ir.SpeciesDomain):
+            table = self.array(("species_rank", domain), "int64_t", f"rank of each atomic number in {domain}")
+            size = self.scalar(("n_species_rank", domain), "size of that table")
+            rank = self.hoist(Value(f"mt_at({table}, 0, 0, mt_dense(0, {v}, 0, {size}))", INT, *value.place), "rk")
+            return rank, self.hoist(Value(f"({rank.code} >= 0)", BOOL, *rank.place), "ok")
+        elif isinstance(domain, ir.IrrepDomain):
+            degree = self.index(domain.degree)
+            position = f"({v} + {int_literal(domain.max_degree)})"
+            condition = f"(std::abs({v}) <= std::min<int64_t>({degree.code}, {int_literal(domain.max_degree)}))"
+            places = [value, degree]
+        elif isinstance(domain, ir.XyzDomain):
+            position, condition, places = v, f"({v} >= 0 && {v} <= 2)", [value]
+        else:
+            count = self.domain_size(domain)
+            position, condition, places = v, f"({v} >= 0 && {v} < {count})", [value]
+        place = self.join(*places)
+        return (self.hoist(Value(position, INT, *value.place), "gp"),
+                self.hoist(Value(condition, BOOL, *place), "ok"))
 
     def _render_Unary(self, expr: ir.Unary) -> Value:
         operand = self.render(expr.operand)
@@ -937,6 +1062,7 @@ class ModuleRenderer:
         self.constants: dict[str, np.ndarray] = {}
         self.block_refs: dict = {}
         self.splines: dict = {}
+        self.grids: dict = {}  # tensor name -> kernel whose dense buffer later kernels may read
 
     def sph_function(self, top: int) -> str:
         if top not in self.sph_functions:
@@ -990,6 +1116,8 @@ class ModuleRenderer:
             kernels[kernel.name] = RenderedKernel(kernel.name, symbol, renderer.plan, arrays,
                                                   list(renderer.scalars), source)
             sources.append(source)
+            if kernel.where is None:
+                self.grids[kernel.name] = kernel
         text = _TEMPLATES.get_template("module.cpp.j2").render(
             module_comment=comment(self.module.name),
             real="double" if self.dtype == "float64" else "float",

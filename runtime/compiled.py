@@ -216,6 +216,7 @@ class Arguments:
         self.dtype = compiled.dtype
         self.cache: dict = {}
         self.lookups: dict = {}
+        self.grids: dict = {}  # tensor name -> dense buffer of a kernel run natively
 
     def _real(self, array):
         return np.ascontiguousarray(to_numpy(array), dtype=self.dtype)
@@ -264,6 +265,10 @@ class Arguments:
             value = np.ascontiguousarray(self.compiled.rendered.constants[descriptor[1]], dtype=self.dtype).reshape(-1)
         elif kind == "block":
             value = self.lookup(descriptor[1]).arrays[descriptor[2]]
+        elif kind == "grid":
+            if descriptor[1] not in self.grids:
+                raise NativeFallback(f"the dense values of {descriptor[1]} are not available")
+            value = self.grids[descriptor[1]].reshape(-1)
         else:
             raise KeyError(f"unknown argument {descriptor}")
         if value.size == 0:  # never read, but its address must be valid
@@ -289,6 +294,9 @@ class Arguments:
             return int(shape[descriptor[2]]) if descriptor[2] < len(shape) else 1
         if kind == "block":
             return int(self.lookup(descriptor[1]).scalars[(descriptor[2], descriptor[3])])
+        if kind == "grid_size":
+            kernel = self.compiled.module.kernel(descriptor[1])
+            return len(bindings.domain_values(kernel.indices[descriptor[2]].domain))
         raise KeyError(f"unknown scalar {descriptor}")
 
 
@@ -315,6 +323,10 @@ class CompiledModule:
         self.fast_assembly = True  # runtime/native_assemble.py for separable kernels
         self.fallbacks = dict(rendered.unsupported)  # tensor name -> why the interpreter evaluates it
         self.last_run_fallbacks: dict = {}
+        # tensors some kernel reads as a TensorMap (through lookup tables, or the interpreter)
+        self.read_as_tensormap = {d[1][0] for k in rendered.kernels.values() for d in k.arrays if d[0] == "block"}
+        if self.fallbacks:
+            self.read_as_tensormap |= {k.name for k in module.kernels}
         self.kernels = {}
         for name, kernel in rendered.kernels.items():
             function = getattr(library, kernel.symbol)
@@ -327,32 +339,56 @@ class CompiledModule:
         return self.rendered.source
 
     def run(self, bindings: Bindings, threads: int | None = None, all_tensors: bool = False) -> dict:
-        """Every kernel in order; returns the outputs (every tensor with `all_tensors=True`, or when none is declared)."""
+        """Every kernel in order; returns the outputs (every tensor with `all_tensors=True`, or when none is declared).
+
+        A native kernel's TensorMap is assembled only when something needs it: an
+        output, a block access through lookup tables, or the interpreter. Kernels
+        that read it from its dense buffer do not.
+        """
         if np.dtype(bindings.dtype) != self.dtype:
             raise ValueError(f"the module was compiled for {self.dtype}, the bindings are {np.dtype(bindings.dtype)}")
         threads = threads or self.threads or default_threads()
-        interpreter = Interpreter(self.module, bindings)
-        arguments = Arguments(self, bindings)
-        self.last_run_fallbacks = {}
-        for kernel in self.module.kernels:
-            native = self.kernels.get(kernel.name)
-            result = None
-            if native is not None:
-                try:
-                    result = self._run_native(native, kernel, interpreter, arguments, threads)
-                except NativeFallback as reason:
-                    self.last_run_fallbacks[kernel.name] = str(reason)
-            if result is None:
-                result = evaluate_kernel(interpreter, kernel)
-            bindings.tensors[kernel.name] = result
         names = [o.name for o in self.module.outputs]
         if all_tensors or not names:
             names = [k.name for k in self.module.kernels]
+        interpreter = Interpreter(self.module, bindings)
+        arguments = Arguments(self, bindings)
+        self.last_run_fallbacks = {}
+        pending = {}  # tensor name -> (kernel, buffer) not assembled yet
+        needed = set(names) | self.read_as_tensormap
+
+        def materialize():
+            for name, (kernel, buffer) in list(pending.items()):
+                bindings.tensors[name] = self._assemble(interpreter, kernel, buffer)
+            pending.clear()
+
+        for kernel in self.module.kernels:
+            native = self.kernels.get(kernel.name)
+            buffer = None
+            if native is not None:
+                try:
+                    buffer = self._run_native(native, kernel, arguments, threads)
+                except NativeFallback as reason:
+                    self.last_run_fallbacks[kernel.name] = str(reason)
+            if buffer is None:
+                materialize()
+                bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
+                continue
+            arguments.grids[kernel.name] = buffer
+            if kernel.name in needed:
+                bindings.tensors[kernel.name] = self._assemble(interpreter, kernel, buffer)
+            else:
+                pending[kernel.name] = (kernel, buffer)
+        for name in names:
+            if name in pending:
+                kernel, buffer = pending.pop(name)
+                bindings.tensors[name] = self._assemble(interpreter, kernel, buffer)
         return {name: bindings.tensors[name] for name in names}
 
     __call__ = run
 
-    def _run_native(self, native: NativeKernel, kernel, interpreter, arguments: Arguments, threads: int):
+    def _run_native(self, native: NativeKernel, kernel, arguments: Arguments, threads: int):
+        """The kernel's dense body buffer, or None when the native run reports an error."""
         bindings = arguments.bindings
         sizes = tuple(len(bindings.domain_values(b.domain)) for b in kernel.indices)
         buffer = np.zeros(sizes, dtype=self.dtype)
@@ -365,6 +401,9 @@ class CompiledModule:
         if error:
             self.last_run_fallbacks[kernel.name] = f"native run reported error bits {error}"
             return None
+        return buffer
+
+    def _assemble(self, interpreter, kernel, buffer):
         body = Named(tuple(b.name for b in kernel.indices), buffer)
         result = assemble_separable(interpreter, kernel, body) if self.fast_assembly else None
         return result if result is not None else evaluate_kernel(interpreter, kernel, body=body)
