@@ -217,3 +217,27 @@ def test_unsupported_kernel_falls_back_to_the_interpreter(backend):
     assert "cellish" in native.fallbacks and "rho" not in native.fallbacks
     with pytest.raises(RunError):
         native.run(bind(module, [water()]))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dense_access_with_a_wrong_derived_key_is_an_error(backend):
+    """`rho{center_type = 1}[i, ...]` read from rho's dense buffer: for an oxygen `i` the sample is not in
+    that block, so the access is missing, exactly as through the TensorMap."""
+    ir = modules.ir
+    V = modules.V
+    access = ir.BlockRef("rho", (("o3_lambda", ir.Const(0)), ("center_type", ir.Const(1)), ("neighbor_type", ir.Const(1))),
+                         (ir.Slot("atoms", V("i"), "S"),), (ir.Slot("value", ir.Const(0)),), (ir.Slot("value", ir.Const(0)),))
+    kernel = ir.TensorKernel("hydrogen_only", (ir.Binder("i", ir.AtomsDomain("S")),), (ir.Entry("_", "value", ir.Const(0)),),
+                             (modules.atoms_entry(),), (), (ir.Entry("x", "value", ir.Const(0)),), access)
+    base = modules.spherical_expansion(n_radial=2, max_angular=1, cutoff=3.0)
+    module = ir.Module("m", base.systems, (), base.pairs, (), base.kernels + (kernel,), (ir.Output("hydrogen_only"),))
+    native = compile_module(module, backend=backend)
+    assert ("grid", "rho") in native.rendered.kernels["hydrogen_only"].arrays
+    with pytest.raises(RunError, match="does not exist"):
+        native.run(bind(module, [water()]))
+    # only hydrogens: every access exists, and rho is never assembled (not an output, read densely)
+    hydrogens = ase.Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]])
+    bindings = bind(module, [hydrogens])
+    out = native.run(bindings)
+    assert "rho" not in bindings.tensors
+    assert_same(out, {"hydrogen_only": interpret(module, bind(module, [hydrogens]))["hydrogen_only"]}, np.float64)
