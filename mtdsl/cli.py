@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
+from mtdsl.errors import MtdslError
+
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -263,6 +265,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except CommandError as error:
         print(f"mtdsl {args.command}: error: {error}", file=sys.stderr)
         return error.status
+    except (MtdslError, OSError) as error:  # bad input: a file, a structure, a model run
+        if args.debug:
+            raise
+        print(f"mtdsl {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
     except KeyboardInterrupt:
         print("mtdsl: interrupted", file=sys.stderr)
         return 130

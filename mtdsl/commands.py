@@ -89,12 +89,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import save
     from .io.structures import read_structures
 
-    model = _compile(args, dtype=np.float32 if args.float32 else np.float64)
     frames = []
     for path in args.structures:
         frames += read_structures(path, format=args.format)
     if not frames:
         raise CommandError("no structures to run on")
+    if args.species is None:
+        # the species of every structure given, so that every batch has the same species dimensions
+        args.species = ",".join(str(z) for z in sorted({int(z) for f in frames for z in np.asarray(f.types)}))
+    model = _compile(args, dtype=np.float32 if args.float32 else np.float64)
     if args.batch < 1:
         raise CommandError("--batch must be at least 1", EXIT_USAGE)
     outputs = _run_in_batches(model, frames, args.batch, args.gradients)
@@ -124,12 +127,24 @@ def _run_in_batches(model, frames, batch_size, gradients):
         if len(parts) == 1:
             merged[name] = parts[0]
             continue
-        merged[name] = join(parts, axis="samples", different_keys="union")
+        merged[name] = _sorted_keys(join(parts, axis="samples", different_keys="union"))
         # one provenance record for the whole run: the last batch's, with every batch's inputs
         record = dict(history(parts[-1])[-1])
         record["inputs"] = [source for part in parts for source in history(part)[-1]["inputs"]]
         append_provenance(merged[name], record)
     return merged
+
+
+def _sorted_keys(tensor):
+    """Blocks in lexicographic key order, as a model orders them (a union of keys appends)."""
+    from .tensor import Labels, TensorMap
+
+    order = np.lexsort(tensor.keys.array.T[::-1])
+    result = TensorMap(Labels(tensor.keys.names, tensor.keys.array[order], assume_unique=True),
+                       [tensor.block_by_id(int(k)) for k in order])
+    for key, value in tensor.info().items():
+        result.set_info(key, value)
+    return result
 
 
 def _shift_systems(tensor, offset: int):
@@ -182,8 +197,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from . import load
     from .tensor import TensorMap
 
+    from .errors import FormatError
+
     _require_file(args.file)
-    data = load(args.file, mmap=True)
+    try:
+        data = load(args.file, mmap=True)
+    except FormatError as error:
+        raise CommandError(f"{args.file}: {error}") from None
     print(data if not isinstance(data, TensorMap) else _summary(data, args.blocks))
     if isinstance(data, TensorMap):
         for key, value in sorted(data.info().items()):
