@@ -112,6 +112,11 @@ def _add_block(writer: ZipWriter, prefix: str, block: TensorBlock, with_properti
     if with_properties:
         writer.add(f"{prefix}properties.npy", *_labels_member(block.properties))
     for parameter in sorted(block.gradients_list()):
+        if parameter in ("", ".", "..") or any(c in parameter for c in "/\\\x00"):
+            raise FormatError(
+                f"{prefix}gradients/: the gradient name {parameter!r} cannot be a member name "
+                "(empty, '.', '..', or containing '/', '\\' or NUL)"
+            )
         _add_block(writer, f"{prefix}gradients/{parameter}/", block.gradient(parameter), with_properties=False)
 
 

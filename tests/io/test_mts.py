@@ -343,6 +343,15 @@ def test_save_through_a_symlink_keeps_the_link(tmp_path):
     assert_tensors_equal(mts.load(tmp_path / "real" / "data.mts"), special_tensors()["int32"])
 
 
+@pytest.mark.parametrize("parameter", ["a/b", "..", "", "back\\slash"])
+def test_gradient_names_that_are_not_member_names(parameter):
+    properties = Labels.range("p", 1)
+    block = TensorBlock(np.ones((1, 1)), Labels.range("s", 1), [], properties)
+    block.add_gradient(parameter, TensorBlock(np.ones((1, 1)), labels(["sample"], [[0]]), [], properties))
+    with pytest.raises(FormatError, match="cannot be a member name"):
+        mts.save_buffer(block)
+
+
 def test_unsupported_dtype_is_refused_before_writing(tmp_path):
     tensor = TensorMap(Labels.range("k", 1), [TensorBlock(np.zeros((1, 1), dtype=np.complex128), Labels.range("s", 1),
                                                           [], Labels.range("p", 1))])
