@@ -57,10 +57,6 @@ def best_pair(ours, theirs, repeats: int) -> tuple[float, float]:
     return min(times_ours), min(times_theirs)
 
 
-def best(function, repeats: int) -> float:
-    return best_pair(function, lambda: None, repeats)[0]
-
-
 def weights_like(tensor: TensorMap, n_out=8) -> TensorMap:
     rng = np.random.default_rng(1)
     blocks = [TensorBlock(rng.standard_normal((n_out, len(b.properties))), Labels.range("out", n_out), [], b.properties)
@@ -120,8 +116,7 @@ def main():
         print(f"{name:<24} {1e3 * t_ours:>11.2f} {1e3 * t_theirs:>16.2f} {t_ours / t_theirs:>6.2f}x")
 
     tenth = small[: n_small // 10]
-    t_tenth, t_all = best(lambda: ops.join(tenth, "samples"), args.repeats), best(lambda: ops.join(small, "samples"),
-                                                                                 args.repeats)
+    t_tenth, t_all = best_pair(lambda: ops.join(tenth, "samples"), lambda: ops.join(small, "samples"), args.repeats)
     print(f"\njoin scaling: {n_small} inputs take {t_all / t_tenth:.1f}x the time of {n_small // 10} (linear: 10x)")
 
 

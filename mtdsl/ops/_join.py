@@ -48,8 +48,41 @@ def _check_same(first: Labels, other: Labels, fname: str, what: str, index: int,
         raise NotEqualError(f"inputs to '{fname}' should have the same {what}{where}: input {index} has {difference}")
 
 
+def _all_same(labels: List[Labels]) -> bool:
+    """Whether all labels equal the first, in a few vectorized operations."""
+    first = labels[0]
+    if all(other is first for other in labels):
+        return True
+    shape, names = first.array.shape, first._names
+    if any(other._names != names or other.array.shape != shape for other in labels):
+        return False
+    return bool(np.all(np.stack([other.array for other in labels]) == first.array))
+
+
+def _check_same_all(labels: List[Labels], fname: str, what: str, key: str) -> None:
+    if not _all_same(labels):
+        for index, other in enumerate(labels[1:], start=1):
+            _check_same(labels[0], other, fname, what, index, key)
+
+
 def _check_components(blocks: List[TensorBlock], fname: str, key: str) -> None:
     first = blocks[0]
+    n_components = len(first.components)
+    parameters = sorted(first.gradients_list())
+    fast = all(len(b.components) == n_components and sorted(b.gradients_list()) == parameters for b in blocks)
+    if fast:
+        fast = all(_all_same([b.components[i] for b in blocks]) for i in range(n_components))
+    if fast:
+        for parameter, gradient in first.gradients():
+            gradients = [b.gradient(parameter) for b in blocks]
+            if any(len(g.components) != len(gradient.components) for g in gradients):
+                fast = False
+                break
+            if not all(_all_same([g.components[i] for g in gradients]) for i in range(len(gradient.components))):
+                fast = False
+                break
+    if fast:
+        return
     for index, block in enumerate(blocks[1:], start=1):
         if len(block.components) != len(first.components):
             raise NotEqualError(f"inputs to '{fname}' have a different number of components")
@@ -82,8 +115,7 @@ def _join_block_samples(
         return blocks[0]
     first = blocks[0]
     _check_components(blocks, fname, key)
-    for index, block in enumerate(blocks[1:], start=1):
-        _check_same(first.properties, block.properties, fname, "properties", index, key)
+    _check_same_all([b.properties for b in blocks], fname, "properties", key)
     names = first.samples.names
     counts = np.array([len(b.samples) for b in blocks], dtype=np.int64)
     rows = np.concatenate([_sample_columns(b, names) for b in blocks])
@@ -130,8 +162,7 @@ def _join_block_properties(
         return blocks[0]
     first = blocks[0]
     _check_components(blocks, fname, key)
-    for index, block in enumerate(blocks[1:], start=1):
-        _check_same(first.samples, block.samples, fname, "samples", index, key)
+    _check_same_all([b.samples for b in blocks], fname, "samples", key)
     names = first.properties.names
     different_names = any(b.properties.names != names for b in blocks)
     counts = np.array([len(b.properties) for b in blocks], dtype=np.int64)

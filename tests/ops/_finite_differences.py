@@ -39,9 +39,12 @@ def _direction(block: TensorBlock, weights: _Weights) -> np.ndarray:
         gradient_values = to_numpy(gradient.values)
         extra = len(gradient.components) - n_components
         parameter_shape = gradient_values.shape[1 : 1 + extra]
+        # weights are drawn in the order of sorted component labels, then put in this block's order
+        ranks = [np.argsort(np.argsort(c.array[:, 0])) for c in gradient.components[:extra]]
         rows = gradient.samples.array
         for r in range(len(rows)):
             w = weights.get(parameter, tuple(rows[r, 1:].tolist()), parameter_shape)
+            w = w[np.ix_(*ranks)] if extra else w
             contribution = np.tensordot(w, gradient_values[r], axes=extra) if extra else gradient_values[r]
             result[rows[r, 0]] += contribution
     return result
