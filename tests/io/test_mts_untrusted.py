@@ -250,6 +250,17 @@ def test_values_shape_disagreeing_with_labels():
             "member 'blocks/0/gradients/positions/values.npy'")
 
 
+def test_gradient_dtype_disagreeing_with_its_block():
+    refused(replaced("blocks/0/gradients/positions/values.npy", npy(np.ones((2, 3, 2, 2), dtype=np.float32))),
+            "gradient 'blocks/0/gradients/positions/': .*dtype float32 differs from the block's float64")
+
+
+def test_gradient_samples_pointing_outside_the_block():
+    samples = np.array([(0, 0, 0), (7, 1, 0)], dtype=[("sample", "<i4"), ("system", "<i4"), ("atom", "<i4")])
+    refused(replaced("blocks/0/gradients/positions/samples.npy", npy(samples)),
+            "gradient 'blocks/0/gradients/positions/': .*'sample' values must be rows of the block")
+
+
 def test_values_with_one_dimension():
     refused(replaced("blocks/0/values.npy", npy(np.zeros(3))), "at least 2 dimensions")
 
