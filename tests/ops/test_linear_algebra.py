@@ -79,5 +79,6 @@ def test_solve(arrays):
 
 def test_dot_errors():
     X, Y = _system(3, 2, 1, 0)
-    with pytest.raises(ValueError, match=r"should have the same properties \(block \(_=0\)\): names \['p'\] and \['out'\]"):
+    message = r"should have the same properties \(block \(_=0\)\): names \['p'\] and \['out'\]"
+    with pytest.raises(ValueError, match=message):
         ops.dot(X, Y)
