@@ -289,7 +289,175 @@ def _field_side(conjunct, source_field, name):
 _EQUAL_DOMAINS = (ir.RangeDomain, ir.SpeciesDomain, ir.IrrepDomain, ir.XyzDomain, ir.AtomsDomain, ir.SystemsDomain)
 
 
-def schedule_loops(items, condition_parts, bound, driver: Optional[str] = None, innermost: Optional[str] = None):
+# ---- a cost model for the loop order ------------------------------------------------------------
+
+_CALL_WEIGHT = {"sph": 40.0, "soap_radial": 60.0, "gto": 10.0, "cosine_cutoff": 8.0, "cg": 1.0,
+                "norm": 4.0, "dot": 3.0}
+SEGMENT_TRIPS = 30.0  # pairs of an atom, atoms of a system: a guess, only orders matter
+
+
+def trip_estimate(domain) -> float:
+    """A typical number of values of a domain (for ordering loops only)."""
+    if isinstance(domain, ir.RangeDomain):
+        return float(max(domain.stop - domain.start, 1))
+    if isinstance(domain, ir.IrrepDomain):
+        return float(domain.max_degree + 1)  # the mean of 2l + 1 over l = 0..max
+    if isinstance(domain, ir.SpeciesDomain):
+        return float(len(domain.fixed)) if domain.fixed else 2.0
+    if isinstance(domain, ir.XyzDomain):
+        return 3.0
+    if isinstance(domain, ir.PairsFrom):
+        return SEGMENT_TRIPS
+    if isinstance(domain, ir.SystemsDomain):
+        return 10.0
+    if isinstance(domain, ir.AtomsDomain):
+        return 1000.0
+    if isinstance(domain, ir.PairsDomain):
+        return 30000.0
+    return 10.0
+
+
+def work_units(expr, out: list) -> float:
+    """Append (free variables, weight) of every sub-expression a renderer places on its own;
+    returns the weight of `expr` itself. A sum's inner work that depends on its binders is
+    charged to the sum (times its trip count); the rest is listed with its own variables."""
+    if expr is None or isinstance(expr, (ir.Const, ir.Var)):
+        return 0.0
+    if isinstance(expr, ir.Reduce):
+        names = {b.name for b in expr.binders}
+        inner: list = []
+        work_units(expr.body, inner)
+        work_units(expr.where, inner)
+        trips = 1.0
+        for binder in expr.binders:
+            trips *= trip_estimate(binder.domain)
+        weight = 1.0
+        for variables, w in inner:
+            if variables & names:
+                weight += w
+            else:
+                out.append((variables, w))
+        weight *= trips
+        out.append((free_vars(expr), weight))
+        return weight
+    if isinstance(expr, ir.Call):
+        for a in expr.args:
+            work_units(a, out)
+        weight = _CALL_WEIGHT.get(expr.function, 8.0)
+        if expr.function in ("sph", "soap_radial") and expr.args:
+            # a table of every (l, m) / (l, n) filled once where the first argument is known, then a lookup
+            out.append((free_vars(expr.args[0]), weight))
+            weight = 1.0
+    elif isinstance(expr, ir.Data):
+        for a in expr.index:
+            work_units(a, out)
+        weight = 1.0
+    elif isinstance(expr, ir.ParamRef):
+        for a in expr.index:
+            work_units(a, out)
+        weight = 2.0
+    elif isinstance(expr, ir.BlockRef):
+        for _, e in expr.keys:
+            work_units(e, out)
+        for slot in expr.samples + expr.components + expr.properties:
+            work_units(slot.expr, out)
+        weight = 4.0
+    elif isinstance(expr, ir.Unary):
+        work_units(expr.operand, out)
+        weight = 1.0
+    elif isinstance(expr, ir.Binary):
+        work_units(expr.left, out)
+        work_units(expr.right, out)
+        weight = 1.0
+    elif isinstance(expr, ir.Select):
+        for e in (expr.condition, expr.if_true, expr.if_false):
+            work_units(e, out)
+        weight = 1.0
+    else:
+        return 0.0
+    out.append((free_vars(expr), weight))
+    return weight
+
+
+CONTIGUITY = 1.25  # keep `prefer_last` (the buffer's contiguous axis) innermost unless this much slower
+
+
+def best_order(names, trips, ready_after, units, bound, prefer_last=None, limit=12):
+    """The order of `names` minimizing the work of `units` placed at the loop of their last variable.
+
+    `trips(name, placed)` is the trip count of `name` entered after the set `placed`;
+    `ready_after(name)` the variables it needs first. Dynamic programming over subsets
+    (None when there are more than `limit` names). `prefer_last` stays innermost unless
+    that costs more than `CONTIGUITY` times the best order.
+    """
+    free = _best_order(names, trips, ready_after, units, bound, None, limit)
+    if prefer_last not in names or free is None or free[1][-1] == prefer_last:
+        return free[1] if free else None
+    others = set(names) - {prefer_last}
+    last = _best_order(names, trips, lambda name: ready_after(name) | (others if name == prefer_last else set()),
+                       units, bound, None, limit)
+    if last is not None and last[0] <= CONTIGUITY * free[0]:
+        return last[1]
+    return free[1]
+
+
+def _best_order(names, trips, ready_after, units, bound, prefer_last, limit):
+    n = len(names)
+    if n == 0 or n > limit:
+        return None
+    index = {name: k for k, name in enumerate(names)}
+    unit_masks = []
+    for variables, weight in units:
+        mask = 0
+        for v in variables:
+            if v in index:
+                mask |= 1 << index[v]
+            elif v not in bound:
+                mask = -1
+                break
+        if mask > 0:
+            unit_masks.append((mask, weight))
+    need = []
+    for name in names:
+        mask = 0
+        for v in ready_after(name):
+            if v in index:
+                mask |= 1 << index[v]
+        need.append(mask)
+    best = {0: (0.0, 1.0, None, None)}  # subset -> (cost, product of trips, previous subset, last name)
+    order_of_candidates = sorted(range(n), key=lambda k: names[k] != prefer_last)  # ties: it goes last
+    for subset in range(1, 1 << n):
+        choice = None
+        for k in order_of_candidates:
+            bit = 1 << k
+            if not subset & bit:
+                continue
+            previous = subset ^ bit
+            if previous not in best or need[k] & ~previous:
+                continue
+            cost, product, _, _ = best[previous]
+            placed = {names[j] for j in range(n) if previous >> j & 1}
+            product = product * trips(names[k], placed)
+            added = sum(w for mask, w in unit_masks if mask & bit and not mask & ~subset)
+            total = cost + product * (added + 1e-3)
+            if choice is None or total < choice[0]:
+                choice = (total, product, previous, names[k])
+        if choice is not None:
+            best[subset] = choice
+    full = (1 << n) - 1
+    if full not in best:
+        return None
+    order = []
+    subset = full
+    while subset:
+        _, _, previous, name = best[subset]
+        order.append(name)
+        subset = previous
+    return best[full][0], order[::-1]
+
+
+def schedule_loops(items, condition_parts, bound, driver: Optional[str] = None, innermost: Optional[str] = None,
+                   body=None):
     """Order the binders `items` ([(Binder, is_index)]) into loops.
 
     `condition_parts`: `where` conjuncts over these binders (and outer variables);
@@ -344,6 +512,7 @@ def schedule_loops(items, condition_parts, bound, driver: Optional[str] = None, 
                 take(k, Loop(binder.name, binder.domain, "domain", None, "", is_index))
                 break
 
+    preferred = _preferred_order(remaining, pending, bound, body, innermost) if body is not None else None
     while remaining:
         found = sparse_or_equal()
         if found is not None:
@@ -355,7 +524,9 @@ def schedule_loops(items, condition_parts, bound, driver: Optional[str] = None, 
         candidates = [k for k, (b, _) in enumerate(remaining) if ready(b) and not isinstance(b.domain, ir.PairsFrom)]
         if not candidates:
             raise Unsupported("no loop order satisfies the dependencies of the indices")
-        if innermost is not None and len(candidates) > 1:
+        if preferred is not None:
+            candidates.sort(key=lambda k: preferred.index(remaining[k][0].name))
+        elif innermost is not None and len(candidates) > 1:
             candidates = [k for k in candidates if remaining[k][0].name != innermost] or candidates
         k = candidates[0]
         binder, is_index = remaining[k]
@@ -363,6 +534,58 @@ def schedule_loops(items, condition_parts, bound, driver: Optional[str] = None, 
     if pending:
         raise Unsupported("a where condition reads variables that are never bound")
     return tuple(loops), tuple(pre)
+
+
+def _preferred_order(remaining, pending, bound, body, innermost):
+    """The cost model's order of the remaining binders (segments and equality bindings included)."""
+    names = [b.name for b, _ in remaining]
+    binders = {b.name: b for b, _ in remaining}
+
+    def special_needs(name):
+        """Variables after which `name` is bound without a loop (None: never)."""
+        domain = binders[name].domain
+        if isinstance(domain, ir.PairsFrom):
+            return free_vars(domain.atom)
+        options = []
+        for c in pending:
+            if isinstance(domain, ir.PairsDomain):
+                found = _field_side(c, (domain.pairs, "first"), name)
+                if found:
+                    options.append(free_vars(found[1]))
+            if isinstance(domain, ir.AtomsDomain):
+                found = _field_side(c, (domain.systems, "system"), name)
+                if found:
+                    options.append(free_vars(found[1]))
+            if isinstance(domain, _EQUAL_DOMAINS):
+                other = _var_side(c, name)
+                if other is not None:
+                    options.append(free_vars(other))
+        return min(options, key=len) if options else None
+
+    specials = {name: special_needs(name) for name in names}
+
+    def trips(name, placed):
+        needs = specials[name]
+        domain = binders[name].domain
+        if needs is not None and needs <= placed | bound:
+            if isinstance(domain, (ir.PairsFrom, ir.PairsDomain, ir.AtomsDomain)):
+                return SEGMENT_TRIPS
+            return 1.0
+        return trip_estimate(domain)
+
+    def ready_after(name):
+        domain = binders[name].domain
+        needs = set(domain_vars(domain))
+        if isinstance(domain, ir.PairsFrom):
+            needs |= free_vars(domain.atom)
+        return needs
+
+    units: list = []
+    work_units(body, units)
+    for c in pending:
+        work_units(c, units)
+    units.append((frozenset(names), 1.0))  # the innermost statement
+    return best_order(names, trips, ready_after, units, bound, prefer_last=innermost)
 
 
 def _flatten_sum(expr, taken: set):
@@ -410,7 +633,7 @@ def plan_kernel(kernel: ir.TensorKernel) -> KernelPlan:
         body = kernel.body
     driver = _driver(kernel)
     innermost = kernel.indices[-1].name if kernel.indices else None
-    loops, pre = schedule_loops(items, parts, set(), driver=driver, innermost=innermost)
+    loops, pre = schedule_loops(items, parts, set(), driver=driver, innermost=innermost, body=body)
     parallel = bool(loops) and loops[0].is_index and loops[0].kind == "domain"
     env = {loop.var: loop.domain for loop in loops}
     return KernelPlan(kernel, schedule, loops, pre, body, parallel, env)
