@@ -66,10 +66,95 @@ class GradientInterpreter(Interpreter):
         properties = [self.evaluate(s.expr, scope) for s in expr.properties]
         return table.gather(row, directions, components, properties)
 
+    def _eval_BlockRef(self, expr: ir.BlockRef, scope: Scope) -> Named:
+        """Block access, gathered once per distinct (keys, samples) and broadcast back.
+
+        In gradient terms, keys and samples follow the rows of another gradient
+        (`i := sample of g`): many rows share them, so this saves most lookups.
+        """
+        keys = [(label, self.evaluate(e, scope)) for label, e in expr.keys]
+        samples = [(slot, self.evaluate(slot.expr, scope)) for slot in expr.samples]
+        rest = [(slot, self.evaluate(slot.expr, scope)) for slot in expr.components + expr.properties]
+        groups = (len(expr.samples), len(expr.components), len(expr.properties))
+        row_arrays = [v for _, v in keys] + [v for _, v in samples]
+        row_axes = union_axes(*row_arrays)
+        sizes = _sizes(row_arrays)
+        row_shape = tuple(sizes.get(a, 1) for a in row_axes)
+        n_rows = int(np.prod(row_shape, dtype=np.int64))
+        shared = set(row_axes) & set(union_axes(*(v for _, v in rest))) if rest else set()
+        if n_rows < 1024 or shared or any(v.missing is not None for v in row_arrays):
+            return self.table(expr.tensor).gather(keys, samples + rest, groups, self.bindings)
+        stacked = np.stack([np.broadcast_to(v.expand(row_axes), row_shape).reshape(-1) for v in row_arrays], axis=1)
+        unique, inverse = _unique_rows(stacked)
+        if len(unique) > n_rows // 2:
+            return self.table(expr.tensor).gather(keys, samples + rest, groups, self.bindings)
+        axis = "·rows"
+        distinct = [Named((axis,), unique[:, k]) for k in range(unique.shape[1])]
+        new_keys = [(label, distinct[k]) for k, (label, _) in enumerate(keys)]
+        new_samples = [(slot, distinct[len(keys) + k]) for k, (slot, _) in enumerate(samples)]
+        result = self.table(expr.tensor).gather(new_keys, new_samples + rest, groups, self.bindings)
+        return _unfold(result, axis, row_axes, inverse.reshape(row_shape))
+
     def domain_values(self, domain) -> np.ndarray:
         if isinstance(domain, ad.GradRows):
             return np.arange(self.gradient_tables[(domain.tensor, domain.wrt)].n_rows, dtype=np.int64)
         return self.bindings.domain_values(domain)
+
+
+class DenseLookup:
+    """Positions of label rows inside their block, by value: `positions(block, columns)`.
+
+    Label values of gradients' lookups (atoms, `l`, `m`, `n`, species) span small
+    ranges, so a dense table indexed by (block, value - lowest value...) answers
+    every lookup with integer arithmetic; wide ranges fall back to hashed `Labels`.
+    """
+
+    LIMIT = 1 << 24
+
+    def __init__(self, arrays: list[np.ndarray]):
+        arrays = [np.asarray(a, dtype=np.int64).reshape(len(a), -1) for a in arrays]
+        self.n_blocks = len(arrays)
+        self.width = arrays[0].shape[1] if arrays else 0
+        self.counts = np.array([len(a) for a in arrays], dtype=np.int64)
+        self.table = None
+        self.labels = None
+        stacked = np.concatenate(arrays) if arrays else np.zeros((0, self.width), np.int64)
+        if self.width == 0:
+            return
+        if len(stacked) == 0:
+            self.low = np.zeros(self.width, np.int64)
+            self.extent = np.ones(self.width, np.int64)
+            self.table = np.full(self.n_blocks, -1, dtype=np.int64)
+            return
+        self.low = stacked.min(axis=0)
+        self.extent = stacked.max(axis=0) - self.low + 1
+        size = self.n_blocks * int(np.prod(self.extent.astype(np.float64)))
+        if size <= self.LIMIT:
+            self.table = np.full(size, -1, dtype=np.int64)
+            for block, array in enumerate(arrays):
+                flat = np.full(len(array), block, dtype=np.int64)
+                for k in range(self.width):
+                    flat = flat * self.extent[k] + (array[:, k] - self.low[k])
+                self.table[flat] = np.arange(len(array), dtype=np.int64)
+        else:
+            self.labels = _block_labels(arrays)
+
+    def positions(self, block: np.ndarray, columns: list) -> np.ndarray:
+        """Row of each (block, values) in its block, -1 when absent."""
+        block = np.asarray(block, dtype=np.int64)
+        if self.width == 0:
+            return np.where(self.counts[block] > 0, 0, -1) if self.n_blocks else np.full(len(block), -1)
+        if self.table is not None:
+            flat = block.copy()
+            valid = np.ones(len(block), dtype=bool)
+            for k, column in enumerate(columns):
+                shifted = np.asarray(column, dtype=np.int64) - self.low[k]
+                inside = (shifted >= 0) & (shifted < self.extent[k])
+                valid &= inside
+                flat = flat * self.extent[k] + np.where(inside, shifted, 0)
+            return np.where(valid, self.table[flat], -1)
+        found = self.labels.positions(np.stack([block] + [np.asarray(c, np.int64) for c in columns], axis=1))
+        return np.where(found >= 0, found - self.labels.offsets[np.maximum(block, 0)], -1)
 
 
 class GradientTable:
@@ -97,10 +182,9 @@ class GradientTable:
         sizes = [int(np.prod(g.values.shape)) for g in gradients]
         self.base = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.shapes = np.array([g.values.shape for g in gradients], dtype=np.int64).reshape(len(blocks), -1)
-        self.n_directions = len(ad.DIRECTIONS[wrt])
         n_components = len(tensor.component_names)
-        self.components = [_block_labels([b.components[k].array for b in blocks]) for k in range(n_components)]
-        self.properties = _block_labels([b.properties.array for b in blocks])
+        self.components = [DenseLookup([b.components[k].array for b in blocks]) for k in range(n_components)]
+        self.properties = DenseLookup([b.properties.array for b in blocks])
 
     def label(self, expr: ad.GradLabel, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
@@ -123,37 +207,39 @@ class GradientTable:
         return columns[..., 0]
 
     def gather(self, row: Named, directions, components, properties) -> Named:
-        arrays = [row] + directions + components + properties
-        axes = union_axes(*arrays)
-        sizes = {}
-        for array in arrays:
-            for axis, size in zip(array.axes, array.data.shape):
-                if size != 1:
-                    sizes[axis] = size
-        shape = tuple(sizes.get(a, 1) for a in axes)
+        """Gradient values at rows, directions, components and properties (by label value).
 
-        def flat(named: Named) -> np.ndarray:
-            return np.broadcast_to(named.expand(axes), shape).reshape(-1).astype(np.int64)
-
-        rows = flat(row)
-        block = self.row_block[rows]
-        offset = self.row_local[rows]
+        The flat offset is a sum of parts over fewer axes (the row's, the row's and a
+        component's...), added once over all axes, then one gather.
+        """
+        block = Named(row.axes, self.row_block[row.data])
+        strides = np.cumprod(self.shapes[:, ::-1], axis=1)[:, ::-1]  # strides[b, k]: size of axes k.. of block b
+        strides = np.concatenate([strides[:, 1:], np.ones((len(strides), 1), np.int64)], axis=1)
+        offset = Named(row.axes, self.base[block.data] + self.row_local[row.data] * strides[block.data, 0])
+        missing = None
         for k, direction in enumerate(directions):
-            offset = offset * self.shapes[block, 1 + k] + flat(direction)
-        missing = np.zeros(len(rows), dtype=bool)
+            offset = apply(np.add, offset, apply(lambda b, d, k=k: d * strides[b, 1 + k], block, direction))
         first = 1 + len(directions)
         for k, value in enumerate(components):
-            position = self.components[k].positions(np.stack([block, flat(value)], axis=1))
-            missing |= position < 0
-            local = np.where(position >= 0, position - self.components[k].offsets[block], 0)
-            offset = offset * self.shapes[block, first + k] + local
-        columns = [block] + [flat(v) for v in properties]
-        position = self.properties.positions(np.stack(columns, axis=1))
-        missing |= position < 0
-        local = np.where(position >= 0, position - self.properties.offsets[block], 0)
-        offset = offset * self.shapes[block, -1] + local + self.base[block]
-        values = np.where(missing, 0.0, self.flat[np.where(missing, 0, offset)]) if len(self.flat) else np.zeros(len(rows))
-        return Named(axes, values.reshape(shape))
+            axes = union_axes(block, value)
+            b = _broadcast(block, axes, [block, value])
+            local = self.components[k].positions(b.reshape(-1), [_broadcast(value, axes, [block, value]).reshape(-1)])
+            local = local.reshape(b.shape)
+            missing = _or_missing(missing, Named(axes, local < 0))
+            offset = apply(np.add, offset, Named(axes, np.maximum(local, 0) * strides[b, first + k]))
+        arrays = [block] + properties
+        axes = union_axes(*arrays)
+        b = _broadcast(block, axes, arrays)
+        local = self.properties.positions(b.reshape(-1), [_broadcast(v, axes, arrays).reshape(-1) for v in properties])
+        local = local.reshape(b.shape)
+        missing = _or_missing(missing, Named(axes, local < 0))
+        offset = apply(np.add, offset, Named(axes, np.maximum(local, 0)))
+        if not len(self.flat):
+            return Named(offset.axes, np.zeros(offset.data.shape))
+        values = self.flat[offset.data]
+        if missing is not None and missing.data.any():
+            values = np.where(missing.expand(offset.axes), 0.0, values)
+        return Named(offset.axes, values)
 
 
 def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: str, outputs) -> None:
@@ -184,67 +270,104 @@ def _needed(module, gradient_kernels, outputs) -> set:
     return needed
 
 
+class _Layout:
+    """Lookups into the blocks of a kernel's values: keys, samples, components, properties."""
+
+    def __init__(self, tensor):
+        blocks = tensor.blocks()
+        self.tensor = tensor
+        self.keys = DenseLookup([np.asarray(tensor.keys.array)]) if len(tensor) else None
+        self.samples = DenseLookup([b.samples.array for b in blocks])
+        self.n_samples = np.array([len(b.samples) for b in blocks], dtype=np.int64)
+        self.sample_offsets = np.concatenate([[0], np.cumsum(self.n_samples)]).astype(np.int64)
+        n_components = len(tensor.component_names)
+        self.components = [DenseLookup([b.components[k].array for b in blocks]) for k in range(n_components)]
+        self.component_sizes = np.array([[len(c) for c in b.components] for b in blocks], dtype=np.int64).reshape(len(blocks), n_components)
+        self.properties = DenseLookup([b.properties.array for b in blocks])
+        self.n_properties = np.array([len(b.properties) for b in blocks], dtype=np.int64)
+        self.n_columns = np.prod(self.component_sizes, axis=1).astype(np.int64) * self.n_properties
+
+
 def kernel_gradient(interpreter: GradientInterpreter, kernel: ir.TensorKernel, gradient: ad.GradientKernel, tensor):
     """The gradient blocks of `tensor` (the values of `kernel`), and the target of each of their rows."""
     bindings = interpreter.bindings
     wrt = gradient.wrt
-    points = [_term_points(interpreter, kernel, gradient, term, tensor) for term in gradient.terms]
-    columns = {name: np.concatenate([p[name] for p in points]) for name in points[0]} if points else {}
+    layout = _Layout(tensor)
+    points = [_term_points(interpreter, kernel, gradient, term, layout) for term in gradient.terms]
     n_directions = len(gradient.directions)
+    direction_size = 3 ** n_directions
     batch = next(iter(bindings.systems.values()))
     n_targets = batch.n_atoms if wrt == "positions" else batch.n_systems
-    blocks, targets = [], []
+    blocks_list = tensor.blocks()
+    n_blocks = len(blocks_list)
+
+    def column(name, dtype=np.int64):
+        return np.concatenate([p[name] for p in points]) if points else np.zeros(0, dtype)
+
+    block, sample, target, columns = column("block"), column("sample"), column("target"), column("column")
+    weights = np.concatenate([p["values"] for p in points]) if points else np.zeros((0, direction_size))
+    # gradient rows: distinct (block, sample, target) [positions] or (block, sample), sorted
+    global_sample = layout.sample_offsets[block] + sample
+    per_sample = n_targets if wrt == "positions" else 1
+    keys = global_sample * per_sample + (target if wrt == "positions" else 0)
+    space = int(layout.sample_offsets[-1]) * per_sample
+    if space <= DenseLookup.LIMIT * 4:
+        present = np.zeros(space, dtype=bool)
+        present[keys] = True
+        unique = np.flatnonzero(present)
+        ranks = np.cumsum(present) - 1
+        row = ranks[keys]
+    else:
+        unique, row = np.unique(keys, return_inverse=True)
+        row = row.reshape(-1)
+    unique_sample = unique // per_sample
+    unique_block = np.searchsorted(layout.sample_offsets, unique_sample, side="right") - 1
+    rows_per_block = np.bincount(unique_block, minlength=n_blocks).astype(np.int64)
+    first_row = np.concatenate([[0], np.cumsum(rows_per_block)]).astype(np.int64)
+    sizes = rows_per_block * layout.n_columns
+    base = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    # accumulate as [rows, columns, directions] per block (one bincount per direction)
+    position = base[block] + (row - first_row[block]) * layout.n_columns[block] + columns
+    total = int(base[-1])
+    flat = np.empty((total, direction_size), dtype=bindings.dtype)
+    for d in range(direction_size):
+        flat[:, d] = np.bincount(position, weights=weights[:, d], minlength=total)
+    row_targets_all = np.zeros(len(unique), dtype=np.int64)
+    if wrt == "positions":
+        row_targets_all = unique % n_targets
+    elif len(row):
+        row_targets_all[row] = target
+
     order = _STORED_ORDER[wrt]
-    for index, block in enumerate(tensor.blocks()):
-        chosen = columns["block"] == index if columns else np.zeros(0, bool)
-        sample = columns["sample"][chosen] if columns else np.zeros(0, np.int64)
-        target = columns["target"][chosen] if columns else np.zeros(0, np.int64)
+    direction_labels = [Labels([name], np.arange(3, dtype=np.int32).reshape(-1, 1)) for name in DIRECTION_LABELS[wrt]]
+    blocks, targets = [], []
+    for b, value_block in enumerate(blocks_list):
+        n_rows = int(rows_per_block[b])
+        component_shape = tuple(len(c) for c in value_block.components)
+        values = flat[base[b] : base[b + 1]].reshape((n_rows,) + component_shape + (len(value_block.properties),)
+                                                     + (3,) * n_directions)
+        last = values.ndim - n_directions
+        values = np.moveaxis(values, [last + k for k in range(n_directions)], [1 + k for k in order])
+        chosen = slice(first_row[b], first_row[b + 1])
+        parent = unique_sample[chosen] - layout.sample_offsets[b]
+        row_targets = row_targets_all[chosen]
         if wrt == "positions":
-            row_keys = sample * n_targets + target
-        else:
-            row_keys = sample
-        unique, inverse = np.unique(row_keys, return_inverse=True)
-        inverse = inverse.reshape(-1)
-        n_rows = len(unique)
-        component_shape = tuple(len(c) for c in block.components)
-        n_properties = len(block.properties)
-        n_columns = int(np.prod(component_shape, dtype=np.int64)) * n_properties
-        direction_size = 3 ** n_directions
-        size = n_rows * direction_size * n_columns
-        values = np.zeros(size, dtype=bindings.dtype)
-        if len(inverse):
-            column = columns["column"][chosen]
-            weights = columns["values"][chosen].reshape(len(inverse), direction_size)
-            index_ = (inverse[:, None] * direction_size + np.arange(direction_size)[None, :]) * n_columns + column[:, None]
-            values = np.bincount(index_.reshape(-1), weights=weights.reshape(-1), minlength=size).astype(bindings.dtype)
-        values = values.reshape((n_rows,) + (3,) * n_directions + component_shape + (n_properties,))
-        if order != tuple(range(n_directions)):
-            values = np.moveaxis(values, [1 + k for k in range(n_directions)], [1 + k for k in order])
-        if wrt == "positions":
-            atoms = unique % n_targets
-            rows = np.stack([unique // n_targets, np.asarray(batch.system)[atoms], np.asarray(batch.atom)[atoms]], axis=1)
-            row_targets = atoms
+            rows = np.stack([parent, np.asarray(batch.system)[row_targets], np.asarray(batch.atom)[row_targets]], axis=1)
             names = ["sample", "system", "atom"]
         else:
-            rows = unique.reshape(-1, 1)
-            first = np.zeros(n_rows, dtype=np.int64)
-            if len(inverse):
-                first[inverse] = target
-            row_targets = first
+            rows = parent.reshape(-1, 1)
             names = ["sample"]
-        direction_labels = [Labels([name], np.arange(3, dtype=np.int32).reshape(-1, 1))
-                            for name in DIRECTION_LABELS[wrt]]
         blocks.append(TensorBlock(
-            values,
+            np.ascontiguousarray(values),
             Labels(names, rows.astype(np.int32).reshape(n_rows, len(names)), assume_unique=True),
-            direction_labels + list(block.components),
-            block.properties,
+            direction_labels + list(value_block.components),
+            value_block.properties,
         ))
         targets.append(row_targets)
     return blocks, targets
 
 
-def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term, tensor) -> dict:
+def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term, layout: _Layout) -> dict:
     """Every contribution of one term: block, parent sample row, target, flat column, values [n, 3^k]."""
     bindings = interpreter.bindings
     aliased = {name for name, _ in term.aliases}
@@ -305,38 +428,30 @@ def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Te
     n_points = int(np.count_nonzero(grid))
 
     def at(named: Named) -> np.ndarray:
-        return _at(named, coordinates, n_points)
+        return _at(named, coordinates, n_points).astype(np.int64, copy=False)
 
-    key_matrix = np.stack([at(v) for _, v in keys], axis=1).astype(np.int64)
-    block = tensor.keys.positions(key_matrix.astype(np.int32)) if len(tensor) else np.full(n_points, -1)
-    if np.any(block < 0):
-        raise RunError(f"gradient of {kernel.name}: a contribution to a block the values do not have")
-
-    blocks = tensor.blocks()
-    sample_labels = _block_labels([b.samples.array for b in blocks])
-    sample_columns = [block]
-    for entry, v in samples:
-        sample_columns += expand_slot(entry.kind, entry.source, at(v).astype(np.int64), bindings)
-    position = sample_labels.positions(np.stack(sample_columns, axis=1))
-    if np.any(position < 0):
-        raise RunError(f"gradient of {kernel.name}: a contribution to a sample the values do not have")
-    sample = position - sample_labels.offsets[block]
-
-    shapes = np.array([b.values.shape for b in blocks], dtype=np.int64).reshape(len(blocks), -1)
-    column = np.zeros(n_points, dtype=np.int64)
+    # lookups over the few axes each label depends on, then one gather per point
+    key_values = [v for _, v in keys]
+    found_block = _lookup(layout.keys, Named.scalar(0), key_values) if layout.keys is not None else Named.scalar(-1)
+    block = Named(found_block.axes, np.maximum(found_block.data, 0))  # -1 only where no point is
+    sample = _lookup(layout.samples, block, [v for _, v in samples], [e for e, _ in samples], bindings)
+    column = Named.scalar(0)
     for k, (entry, v) in enumerate(components):
-        labels = _block_labels([b.components[k].array for b in blocks])
-        found = labels.positions(np.stack([block, at(v).astype(np.int64)], axis=1))
-        column = column * shapes[block, 1 + k] + (found - labels.offsets[block])
-    property_columns = [block]
-    for entry, v in properties:
-        property_columns += expand_slot(entry.kind, entry.source, at(v).astype(np.int64), bindings)
-    labels = _block_labels([b.properties.array for b in blocks])
-    found = labels.positions(np.stack(property_columns, axis=1))
-    column = column * shapes[block, -1] + (found - labels.offsets[block])
+        found = _lookup(layout.components[k], block, [v])
+        size = apply(lambda b, k=k: layout.component_sizes[b, k], block)
+        column = apply(lambda c, s_, f: c * s_ + f, column, size, found)
+    found = _lookup(layout.properties, block, [v for _, v in properties], [e for e, _ in properties], bindings)
+    n_properties = apply(lambda b: layout.n_properties[b], block)
+    column = apply(lambda c, s_, f: c * s_ + f, column, n_properties, found)
+    block_points, sample_points = at(found_block), at(sample)
+    if np.any(block_points < 0):
+        raise RunError(f"gradient of {kernel.name}: a contribution to a block the values do not have")
+    if np.any(sample_points < 0):
+        raise RunError(f"gradient of {kernel.name}: a contribution to a sample the values do not have")
+    column_points = at(column)
 
-    data = value.expand(tuple(a for a in value.axes if a not in directions) + directions)
     present = tuple(a for a in value.axes if a not in directions)
+    data = value.expand(present + directions)
     index = tuple(
         coordinates[a] if data.shape[k] != 1 else np.zeros(n_points, dtype=np.int64)
         for k, a in enumerate(present)
@@ -344,12 +459,74 @@ def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Te
     gathered = data[index] if present else np.broadcast_to(data, (n_points,) + data.shape)
     gathered = np.broadcast_to(gathered, (n_points,) + (3,) * len(directions))
     return {
-        "block": block.astype(np.int64),
-        "sample": sample.astype(np.int64),
-        "target": at(target).astype(np.int64),
-        "column": column,
+        "block": block_points,
+        "sample": sample_points,
+        "target": at(target),
+        "column": column_points,
         "values": np.ascontiguousarray(gathered).reshape(n_points, -1),
     }
+
+
+def _lookup(lookup: DenseLookup, block: Named, values: list, entries=None, bindings=None) -> Named:
+    """Positions of label values in their block, over the union of the arrays' axes only."""
+    arrays = [block] + list(values)
+    axes = union_axes(*arrays)
+    flat_block = _broadcast(block, axes, arrays)
+    shape = flat_block.shape
+    columns = []
+    for k, value in enumerate(values):
+        flat = _broadcast(value, axes, arrays).reshape(-1).astype(np.int64)
+        if entries is not None:
+            columns += expand_slot(entries[k].kind, entries[k].source, flat, bindings)
+        else:
+            columns.append(flat)
+    found = lookup.positions(flat_block.reshape(-1).astype(np.int64), columns)
+    return Named(axes, found.reshape(shape))
+
+
+def _sizes(arrays) -> dict:
+    sizes = {}
+    for array in arrays:
+        for axis, size in zip(array.axes, np.shape(array.data)):
+            if size != 1:
+                sizes[axis] = size
+    return sizes
+
+
+def _broadcast(array: Named, axes: tuple, arrays) -> np.ndarray:
+    sizes = _sizes(arrays)
+    return np.broadcast_to(array.expand(axes), tuple(sizes.get(a, 1) for a in axes))
+
+
+def _or_missing(missing, more: Named):
+    if not more.data.any():
+        return missing
+    return more if missing is None else apply(np.logical_or, missing, more)
+
+
+def _unique_rows(stacked: np.ndarray):
+    """Distinct rows of an integer matrix and the index of each row among them."""
+    low = stacked.min(axis=0)
+    spans = stacked.max(axis=0) - low + 1
+    if np.prod(spans.astype(np.float64)) < 2.0**62:
+        keys = np.zeros(len(stacked), dtype=np.int64)
+        for k in range(stacked.shape[1]):
+            keys = keys * spans[k] + (stacked[:, k] - low[k])
+        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        return stacked[first], inverse.reshape(-1)
+    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
+    return unique, inverse.reshape(-1)
+
+
+def _unfold(result: Named, axis: str, row_axes: tuple, inverse: np.ndarray) -> Named:
+    """`result` over the distinct-rows axis, back over the row axes (`inverse` shaped like them)."""
+    position = result.axes.index(axis)
+    data = np.take(result.data, inverse, axis=position)
+    axes = result.axes[:position] + row_axes + result.axes[position + 1:]
+    missing = None
+    if result.missing is not None:
+        missing = _unfold(result.missing, axis, row_axes, inverse) if axis in result.missing.axes else result.missing
+    return Named(axes, data, missing)
 
 
 def _size_in(axis, arrays) -> int:
