@@ -12,6 +12,7 @@ errors.  Errors are one clear line on stderr; a traceback is shown only with
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -64,6 +65,8 @@ def add_check(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--species", metavar="Z,Z,...", default="1,6,8",
                         help="atomic numbers of the random systems of --numeric (default 1,6,8)")
     parser.add_argument("--quiet", "-q", action="store_true", help="print nothing when there is no error")
+    parser.add_argument("--format", choices=("text", "json"), default="text",
+                        help="diagnostics as text on stderr (default), or as a JSON list on stdout")
     parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
                         help="colour the diagnostics (default: on a terminal)")
 
@@ -85,10 +88,16 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     _require_file(args.file)
     program, diagnostics, sources = analyse(args.file, _parse_set(args.set))
-    color = _color(args, sys.stderr)
-    for diagnostic in diagnostics:
-        print(render(diagnostic, sources=sources, color=color), file=sys.stderr)
     errors = sum(1 for d in diagnostics if d.is_error)
+    if args.format == "json":
+        fields = ("code", "severity", "file", "line", "col", "end_line", "end_col", "message", "hint")
+        print(json.dumps([{name: getattr(d, name) for name in fields} for d in diagnostics], indent=2))
+        if errors or not args.numeric:
+            return EXIT_ERROR if errors else EXIT_OK
+    color = _color(args, sys.stderr)
+    if args.format == "text":
+        for diagnostic in diagnostics:
+            print(render(diagnostic, sources=sources, color=color), file=sys.stderr)
     warnings = len(diagnostics) - errors
     if errors:
         print(f"{args.file}: {errors} error(s), {warnings} warning(s)", file=sys.stderr)

@@ -126,3 +126,21 @@ def test_model_commands_are_registered():
     from mtdsl.cli import all_commands
 
     assert [c.name for c in all_commands()][:2] == ["check", "fmt"]
+
+
+def test_check_json_output(tmp_path, capsys):
+    import json
+
+    path = tmp_path / "bad.mt"
+    path.write_text("hyper n_radial = 3\nlet y = n_radail\n")
+    assert main(["check", "--format", "json", str(path)]) == 1
+    [diagnostic] = json.loads(capsys.readouterr().out)
+    assert (diagnostic["code"], diagnostic["line"], diagnostic["col"]) == ("E101", 2, 9)
+    assert diagnostic["hint"] == "did you mean `n_radial`?"
+
+
+def test_statement_keyword_typo_is_suggested(tmp_path, capsys):
+    path = tmp_path / "typo.mt"
+    path.write_text("tensro t samples () = 1.0\n")
+    assert main(["check", str(path)]) == 1
+    assert "did you mean `tensor`?" in capsys.readouterr().err

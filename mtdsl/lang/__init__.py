@@ -12,9 +12,10 @@ from .check import CheckError, analyse, check, check_source, load
 from .check_dims import params_needing_species
 from .diagnostics import Diagnostic, render
 from .parse import ParseError, parse, parse_module
+from .program import Program
 from .resolve import resolve
 
 __all__ = [
     "CheckError", "Diagnostic", "ParseError", "analyse", "check", "check_source", "deparse", "load",
-    "params_needing_species", "parse", "parse_module", "render", "resolve",
+    "Program", "params_needing_species", "parse", "parse_module", "render", "resolve",
 ]

@@ -32,7 +32,7 @@ from lark.parsers.lalr_analysis import Shift
 
 from . import ast
 from .ast import Span
-from .diagnostics import Diagnostic, Reporter
+from .diagnostics import Diagnostic, Reporter, did_you_mean
 
 #: deepest nesting a statement may have (parenthesized, negated or chained
 #: sub-expressions); deeper input is reported as E001
@@ -745,10 +745,12 @@ def _parse_chunk(chunk: list[Token], follower: Optional[Token], file: str, text:
                  reporter: Reporter) -> Optional[ast.Node]:
     first = chunk[0]
     if first.type not in STATEMENT_KEYWORDS:
+        keywords = [name.lower() for name in STATEMENT_KEYWORDS]
         reporter.error(
             "E001", _token_span(file, first),
             f"expected a statement (model, use, hyper, input, pairs, dim, index, param, let, "
             f"tensor, output or convention), found {_describe_token(first)}",
+            hint=did_you_mean(first.value, keywords) if first.type == "NAME" else None,
         )
         return None
     last = chunk[-1]
