@@ -333,7 +333,13 @@ class DimChecker:
             self.error("E203", expr.span, f"{what} takes {counts} indices, found {len(expr.indices)}")
             return free
         for position, arg in enumerate(expr.indices):
-            self.check_slot(arg, first if position == 0 else P.XyzDim(), f"slot {position + 1} of {what}")
+            if position == 0:
+                dim: Optional[P.Dim] = first
+            elif expr.field in ("cell", "pbc") and position == 1:
+                dim = None  # which cell vector: any integer, not a Cartesian component
+            else:
+                dim = P.XyzDim()
+            self.check_slot(arg, dim, f"slot {position + 1} of {what}")
         return free
 
     def _PairData(self, expr: P.PairData) -> Free:

@@ -388,7 +388,8 @@ PAIR_FIELDS = ("first", "second", "vector", "distance")
 class SystemData(Expr):
     """`S.positions[i]` (vector; `S.positions[i, x]` a float), `S.type[i]`
     (a value of `species(S)`), `S.system[i]` (of `systems(S)`), `S.cell[s]`
-    (3x3; `S.cell[s, a, b]` a float), `S.pbc[s]` (`S.pbc[s, a]` a bool)."""
+    (3x3; `S.cell[s, a, x]` a float: Cartesian component `x` of cell vector
+    `a`), `S.pbc[s]` (`S.pbc[s, a]` a bool)."""
 
     systems: str
     field: str

@@ -282,3 +282,17 @@ tensor pick
   = rho{o3_lambda = 1, center_type = S.type[i], neighbor_type = b}[i, 0, n]
 """, name="pick.mt")
     result.at("E201", "0, n]")
+
+
+def test_cell_vectors_and_their_cartesian_components(program):
+    program("""
+index c : range(3)
+tensor volume_like
+    samples (s)
+  = sum(c, x) S.cell[s, c, x] * S.cell[s, c, x]
+tensor cell_vectors
+    samples    (s)
+    components (x)
+    properties (c)
+  = S.cell[s, c, x]
+""").clean()
