@@ -808,7 +808,7 @@ class Resolver:
     def _expr_Call(self, node: ast.Call, ctx: _Ctx) -> P.Expr:
         func = node.func
         if isinstance(func, ast.Attribute):
-            self._pairs_from(node, ctx)  # reports the misuse
+            self._pairs_from(node, ctx.child())  # reports the misuse (a domain used as a value)
             return P.Invalid(node.span)
         if not isinstance(func, ast.Name):
             self.error("E201", func.span, "only built-in functions can be called")
