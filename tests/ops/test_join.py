@@ -106,3 +106,21 @@ def test_errors():
 def _tensor(n):
     block = TensorBlock(np.arange(2.0 * n).reshape(n, 2), Labels.range("system", n), [], Labels.range("n", 2))
     return TensorMap(Labels.single(), [block])
+
+
+@pytest.mark.parametrize("arrays", ["numpy", "torch"])
+def test_properties_with_different_gradient_samples(arrays):
+    samples = Labels.range("system", 3)
+    xyz = [Labels.range("xyz", 3)]
+    blocks = []
+    for rows, n in (([[0, 0], [1, 1], [2, 0]], 2), ([[0, 1], [1, 1], [2, 2], [2, 0]], 3)):
+        properties = Labels(["n"], np.arange(n).reshape(-1, 1) + 10 * len(blocks))
+        block = TensorBlock(np.random.default_rng(n).standard_normal((3, n)), samples, [], properties)
+        g_samples = Labels(["sample", "atom"], np.array(rows))
+        g_values = np.random.default_rng(n + 1).standard_normal((len(rows), 3, n))
+        block.add_gradient("positions", TensorBlock(g_values, g_samples, xyz, properties))
+        blocks.append(block)
+    tensors = [TensorMap(Labels.single(), [b]) for b in blocks]
+    if arrays == "torch":
+        tensors = [t.to(arrays="torch") for t in tensors]
+    assert_same(ops.join(tensors, "properties"), mts.join(to_mts(tensors), "properties"))
