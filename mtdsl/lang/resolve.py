@@ -566,15 +566,17 @@ class Resolver:
             else:
                 value = self.expr(entry.value, ctx)
             keys.append(P.KeyEntry(entry.label.name, value, entry.span))
-        axis_labels: dict = {}
         sections = []
         for section in ("samples", "components", "properties"):
             slots = []
+            axis_labels: dict = {}  # label names are unique within one axis (one Labels object)
             for entry in getattr(signature, section) or ():
                 slot = self._slot(entry, section, ctx)
                 for name in slot.labels:
+                    # each component is an axis of its own
+                    seen = axis_labels if section != "components" else {}
                     label(name, entry.label.span if entry.value is not None or len(slot.labels) == 1
-                          else entry.span, axis_labels if section != "components" else {})
+                          else entry.span, seen)
                 slots.append(slot)
             sections.append(tuple(slots))
         where = self.expr(node.where, ctx) if node.where is not None else None

@@ -193,3 +193,19 @@ def test_check_takes_a_path_even_without_the_mt_suffix(tmp_path):
     path = tmp_path / "model.txt"
     path.write_text("hyper a = 1\n")
     assert check(str(path)) == [] and check(path) == []
+
+
+def test_labels_are_unique_per_axis(program):
+    program("""
+tensor t
+    samples    (i)
+    properties (atom = n)
+  = 1.0
+""").clean()
+    result = program("""
+tensor u
+    samples    (i)
+    properties (n, n = n1)
+  = 1.0
+""", name="dup.mt")
+    result.at("E102", "n = n1")
