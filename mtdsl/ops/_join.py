@@ -65,39 +65,45 @@ def _check_same_all(labels: List[Labels], fname: str, what: str, key: str) -> No
             _check_same(labels[0], other, fname, what, index, key)
 
 
-def _check_components(blocks: List[TensorBlock], fname: str, key: str) -> None:
+def _components_agree(blocks: List[TensorBlock]) -> bool:
+    """Fast path: same gradients, and the same components (values and gradients) everywhere."""
     first = blocks[0]
-    n_components = len(first.components)
     parameters = sorted(first.gradients_list())
-    fast = all(len(b.components) == n_components and sorted(b.gradients_list()) == parameters for b in blocks)
-    if fast:
-        fast = all(_all_same([b.components[i] for b in blocks]) for i in range(n_components))
-    if fast:
-        for parameter, gradient in first.gradients():
-            gradients = [b.gradient(parameter) for b in blocks]
-            if any(len(g.components) != len(gradient.components) for g in gradients):
-                fast = False
-                break
-            if not all(_all_same([g.components[i] for g in gradients]) for i in range(len(gradient.components))):
-                fast = False
-                break
-    if fast:
+    if any(sorted(b.gradients_list()) != parameters for b in blocks):
+        return False
+    groups = [[b.components for b in blocks]] + [[b.gradient(p).components for b in blocks] for p in parameters]
+    for components in groups:
+        n = len(components[0])
+        if any(len(c) != n for c in components):
+            return False
+        if not all(_all_same([c[i] for c in components]) for i in range(n)):
+            return False
+    return True
+
+
+def _check_components(blocks: List[TensorBlock], fname: str, key: str) -> None:
+    """Same components and gradients in every block, else an error naming the first difference."""
+    if _components_agree(blocks):
         return
+    first = blocks[0]
+    where = f" for block {key}" if key else ""
     for index, block in enumerate(blocks[1:], start=1):
-        if len(block.components) != len(first.components):
-            raise NotEqualError(f"inputs to '{fname}' have a different number of components")
-        for c_first, c_other in zip(first.components, block.components):
-            _check_same(c_first, c_other, fname, f"component '{c_first.names[0]}'", index, key)
         if sorted(block.gradients_list()) != sorted(first.gradients_list()):
             raise NotEqualError(
-                f"inputs to '{fname}' should have the same gradient parameters, "
+                f"inputs to '{fname}' should have the same gradient parameters{where}, "
                 f"got {sorted(first.gradients_list())} and {sorted(block.gradients_list())} for input {index}"
             )
-        for parameter, gradient in first.gradients():
-            other = block.gradient(parameter)
-            for c_first, c_other in zip(gradient.components, other.components):
-                _check_same(c_first, c_other, fname, f"gradient '{parameter}' component '{c_first.names[0]}'",
-                            index, key)
+        pairs = [("", first, block)] + [
+            (f"gradient '{p}' ", first.gradient(p), block.gradient(p)) for p in first.gradients_list()
+        ]
+        for prefix, reference, other in pairs:
+            if len(other.components) != len(reference.components):
+                raise NotEqualError(
+                    f"inputs to '{fname}' should have the same {prefix}components{where}: input {index} has "
+                    f"{len(other.components)} components instead of {len(reference.components)}"
+                )
+            for c_first, c_other in zip(reference.components, other.components):
+                _check_same(c_first, c_other, fname, f"{prefix}component '{c_first.names[0]}'", index, key)
 
 
 def _sample_columns(block: TensorBlock, names: list[str]) -> np.ndarray:

@@ -124,3 +124,11 @@ def test_properties_with_different_gradient_samples(arrays):
     if arrays == "torch":
         tensors = [t.to(arrays="torch") for t in tensors]
     assert_same(ops.join(tensors, "properties"), mts.join(to_mts(tensors), "properties"))
+
+
+def test_component_mismatch_names_the_input():
+    tensor = _tensor(3)
+    block = TensorBlock(np.ones((3, 2, 2)), Labels.range("system", 3), [Labels.range("m", 2)], Labels.range("n", 2))
+    other = TensorMap(Labels.single(), [block])
+    with pytest.raises(ops.NotEqualError, match=r"same components for block \(_=0\): input 1 has 1 components"):
+        ops.join([tensor, other], "samples", add_dimension="t")
