@@ -168,6 +168,7 @@ class KernelRenderer:
         self.memo: dict = {}
         self.env: dict[str, VarInfo] = {}
         self.domains: dict[str, object] = {}
+        self.expanded: dict = {}  # id of an IR node -> (table, start, variable): see expand_tables
         self.systems = {s.name for s in self.module.systems}
         self.pairs = {p.name: p for p in self.module.pairs}
 
@@ -398,6 +399,10 @@ class KernelRenderer:
 
     # -- expressions ------------------------------------------------------------------------------
     def render(self, expr) -> Value:
+        if self.expanded and id(expr) in self.expanded:
+            table, start, name = self.expanded[id(expr)]
+            info = self.env[name]
+            return Value(f"{table}[{info.code} - {start}]", REAL, info.level)
         method = getattr(self, f"_render_{type(expr).__name__}", None)
         if method is None:
             raise Unsupported(f"expression {type(expr).__name__}")
@@ -932,10 +937,13 @@ class KernelRenderer:
             conditions = " && ".join(f"({self.as_bool(self.render(c))})" for c in pre)
             skip = self.open(f"if ({conditions})", target)
             target = self.stack[skip].body
+        expanded = self.expand_tables(expr, level, bound)
         for loop in loops:
             self.open_loop(loop, target)
             target = self.stack[-1].body
         body = self.render(expr.body)
+        for key in expanded:
+            del self.expanded[key]
         if body.type == VEC:
             raise Unsupported("sum of vectors")
         self.statement(self.here(), f"{accumulator} += {self.as_real(body)};")
@@ -943,6 +951,72 @@ class KernelRenderer:
             self.close()
         self.stack, self.env, self.domains = saved_stack, saved_env, saved_domains
         return Value(accumulator, REAL, level)
+
+    def expand_tables(self, expr: ir.Reduce, level: int, bound: set) -> list:
+        """Scalar expansion: in `sum(k in range(K))`, a part of the body that reads `k` and only
+        variables of loops outside the sum's block (`gto(P.distance[p], k)` in a sum placed inside
+        loops over `l1, l2, L, q`) is tabulated for every `k` where those variables are bound, and
+        read as `T[k]` in the sum. Returns the keys registered in `self.expanded`."""
+        if len(expr.binders) != 1 or expr.where is not None:
+            return []
+        binder = expr.binders[0]
+        domain = binder.domain
+        if not isinstance(domain, ir.RangeDomain) or not 0 < domain.stop - domain.start <= 64:
+            return []
+        candidates = []
+
+        def visit(node):
+            variables = free_vars(node)
+            if binder.name not in variables or isinstance(node, ir.Reduce):
+                return
+            others = variables - {binder.name}
+            if (isinstance(node, (ir.Call, ir.Binary, ir.Unary, ir.Select)) and expr_type(node) == REAL
+                    and _has_call(node) and others <= bound):
+                outer = max((self.env[name].level for name in others), default=0)
+                if outer < level:
+                    candidates.append((node, outer))
+                    return
+            for child in _children(node):
+                visit(child)
+
+        visit(expr.body)
+        keys = []
+        for node, outer in candidates:
+            trip = domain.stop - domain.start
+            table = self.fresh("T")
+            saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
+            self.stack = self.stack[: outer + 1]
+            self.stack[outer].prelude.append(f"real {table}[{trip}];  // {comment(node)} for every {comment(binder.name)}")
+            var = self.fresh("v")
+            start = int_literal(domain.start)
+            depth = self.open(f"for (int64_t {var} = {start}; {var} < {int_literal(domain.stop)}; ++{var})  "
+                              f"/* {comment(binder.name)} in {comment(domain)} */", self.stack[outer].prelude)
+            self.env[binder.name] = VarInfo(var, f"({var} - {start})", depth, domain)
+            self.domains[binder.name] = domain
+            value = self.render(node)
+            self.statement(self.here(), f"{table}[{var} - {start}] = {self.as_real(value)};")
+            self.close()
+            self.stack, self.env, self.domains = saved_stack, saved_env, saved_domains
+            key = id(node)
+            self.expanded[key] = (table, start, binder.name)
+            keys.append(key)
+        return keys
+
+
+def _children(node) -> list:
+    if isinstance(node, ir.Call):
+        return list(node.args)
+    if isinstance(node, ir.Binary):
+        return [node.left, node.right]
+    if isinstance(node, ir.Unary):
+        return [node.operand]
+    if isinstance(node, ir.Select):
+        return [node.condition, node.if_true, node.if_false]
+    return []
+
+
+def _has_call(node) -> bool:
+    return isinstance(node, ir.Call) or any(_has_call(child) for child in _children(node))
 
 
 def _factors(expr) -> list:
