@@ -58,6 +58,7 @@ def tensormaps(
     min_samples: int = 0,
     components=None,
     same_properties: bool = False,
+    shuffled_gradients: bool = False,
 ):
     """A random TensorMap. `gradients`: None draws a subset of (positions, strain)."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
@@ -76,7 +77,12 @@ def tensormaps(
         shape = (len(samples), *components, len(properties))
         block = TensorBlock(rng.standard_normal(shape).astype(dtype), samples, component_labels, properties)
         for parameter in gradients:
-            block.add_gradient(parameter, _gradient(rng, samples, component_labels, properties, parameter, dtype))
+            gradient = _gradient(rng, samples, component_labels, properties, parameter, dtype)
+            if shuffled_gradients:  # gradient rows in no particular order
+                order = rng.permutation(len(gradient.samples))
+                gradient = TensorBlock(gradient.values[order], Labels(gradient.samples.names, gradient.samples.array[order]),
+                                       gradient.components, gradient.properties)
+            block.add_gradient(parameter, gradient)
         blocks.append(block)
     tensor = TensorMap(keys, blocks)
     if arrays == "torch":

@@ -52,7 +52,11 @@ def convert(array, *, dtype=None, device=None, arrays: str | None = None):
         return result
     import torch
 
-    result = array if is_torch(array) else torch.from_numpy(np.ascontiguousarray(array))
+    if not is_torch(array):
+        array = np.ascontiguousarray(array)
+        if not array.flags.writeable:  # e.g. memory-mapped from a file: torch needs its own copy
+            array = array.copy()
+    result = array if is_torch(array) else torch.from_numpy(array)
     return result.to(dtype=torch_dtype(dtype) if dtype is not None else None, device=device)
 
 

@@ -125,7 +125,7 @@ def keys_to_samples(tensor, keys_to_move, *, sort_samples: bool = True):
             gradient_samples = np.concatenate(
                 [_remap_gradient_samples(g.samples.array, new_row[offsets[k] : offsets[k + 1]]) for k, g in enumerate(gradients)]
             )
-            g_order = _lexsort_rows(gradient_samples) if sort_samples else np.arange(len(gradient_samples))
+            g_order = _lexsort_rows(gradient_samples)  # metatensor sorts gradient samples in any case
             block.add_gradient(
                 parameter,
                 TensorBlock(
@@ -169,27 +169,41 @@ def keys_to_properties(tensor, keys_to_move, *, fill_value=0.0, sort_samples: bo
     for indices in groups:
         parts = [tensor.block_by_id(i) for i in indices]
         moved_rows = _moved_values(tensor, moved, indices)
+        first = parts[0]
         if given is not None:
-            targets = given.array
+            # every value of `given` gets the (shared) properties, filled where no block has it
+            for index, part in zip(indices[1:], parts[1:]):
+                if part.properties != first.properties:
+                    raise MetadataError(
+                        f"keys_to_properties: block {describe_key(tensor.keys, index)} has other properties "
+                        f"than block {describe_key(tensor.keys, indices[0])}; the values to move can only "
+                        "be given when the merged blocks share their properties"
+                    )
             slot_of_part = given.positions(moved_rows)
             keep = slot_of_part >= 0
             parts = [p for p, k in zip(parts, keep) if k]
-            slot_of_part = slot_of_part[keep]
+            width = len(first.properties)
+            starts = slot_of_part[keep] * width
+            widths = [width] * len(parts)
+            property_rows = np.concatenate(
+                [np.repeat(given.array, width, axis=0), np.tile(first.properties.array, (len(given), 1))], axis=1
+            )
         else:
-            targets = moved_rows
-            slot_of_part = np.arange(len(parts))
-        first = parts[0] if parts else tensor.block_by_id(indices[0])
-        n_properties = len(first.properties)
-        properties = np.concatenate(
-            [np.repeat(targets, n_properties, axis=0), np.tile(first.properties.array, (len(targets), 1))], axis=1
-        )
-        new_properties = Labels(moved + first.properties.names, properties, assume_unique=True)
+            # each merged block brings its own properties, after its moved key values
+            widths = [len(p.properties) for p in parts]
+            starts = np.concatenate([[0], np.cumsum(widths)[:-1]]).astype(np.int64)
+            property_rows = np.concatenate([
+                np.concatenate([np.repeat(moved_rows[k : k + 1], len(p.properties), axis=0), p.properties.array], axis=1)
+                for k, p in enumerate(parts)
+            ])
+        new_properties = Labels(moved + first.properties.names, property_rows)
+        n_columns = len(new_properties)
         if parts:
             samples, sample_rows = _union_rows([p.samples.array for p in parts], sort_samples)
         else:
             samples, sample_rows = np.zeros((0, len(first.samples.names)), np.int32), []
         block = TensorBlock(
-            _scatter(parts, sample_rows, slot_of_part, len(samples), len(targets), n_properties, fill_value, first),
+            _scatter(parts, sample_rows, starts, widths, len(samples), n_columns, fill_value, first),
             Labels(first.samples.names, samples, assume_unique=True),
             first.components,
             new_properties,
@@ -199,13 +213,13 @@ def keys_to_properties(tensor, keys_to_move, *, fill_value=0.0, sort_samples: bo
             remapped = [_remap_gradient_samples(g.samples.array, rows) for g, rows in zip(gradients, sample_rows)]
             reference = first.gradient(parameter)
             if gradients:
-                g_samples, g_rows = _union_rows(remapped, sort_samples)
+                g_samples, g_rows = _union_rows(remapped, True)  # metatensor sorts gradient samples in any case
             else:
                 g_samples, g_rows = np.zeros((0, len(reference.samples.names)), np.int32), []
             block.add_gradient(
                 parameter,
                 TensorBlock(
-                    _scatter(gradients, g_rows, slot_of_part, len(g_samples), len(targets), n_properties, 0.0, reference),
+                    _scatter(gradients, g_rows, starts, widths, len(g_samples), n_columns, 0.0, reference),
                     Labels(reference.samples.names, g_samples, assume_unique=True),
                     reference.components,
                     new_properties,
@@ -218,25 +232,22 @@ def keys_to_properties(tensor, keys_to_move, *, fill_value=0.0, sort_samples: bo
     return result
 
 
-def _scatter(parts, rows, slots, n_rows, n_slots, n_properties, fill_value, like):
-    """Place each part's values at its rows and its slot of properties in a filled array."""
-    shape = (n_rows, *like.values.shape[1:-1], n_slots * n_properties)
+def _scatter(parts, rows, starts, widths, n_rows, n_columns, fill_value, like):
+    """Place each part's values at its rows and its columns `starts[k]:starts[k]+widths[k]`."""
+    shape = (n_rows, *like.values.shape[1:-1], n_columns)
     if is_torch(like.values):
         import torch
 
         values = torch.full(shape, fill_value, dtype=like.values.dtype, device=like.values.device)
-        for part, part_rows, slot in zip(parts, rows, slots):
+        for part, part_rows, start, width in zip(parts, rows, starts, widths):
             index = torch.from_numpy(part_rows).to(like.values.device)
-            values[index, ..., slot * n_properties : (slot + 1) * n_properties] = part.values
+            values[index, ..., int(start) : int(start) + width] = part.values
         return values
-    # every entry is written when each slot gets a part holding every row: no need to fill first
-    covers_all = len(set(int(slot) for slot in slots)) == n_slots and all(len(r) == n_rows for r in rows)
-    if covers_all:
-        values = np.empty(shape, dtype=like.values.dtype)
-    else:
-        values = np.full(shape, fill_value, dtype=like.values.dtype)
-    for part, part_rows, slot in zip(parts, rows, slots):
-        columns = slice(slot * n_properties, (slot + 1) * n_properties)
+    # every entry is written when the parts cover every column and every row: no need to fill first
+    covers_all = sum(widths) == n_columns and all(len(r) == n_rows for r in rows)
+    values = np.empty(shape, dtype=like.values.dtype) if covers_all else np.full(shape, fill_value, dtype=like.values.dtype)
+    for part, part_rows, start, width in zip(parts, rows, starts, widths):
+        columns = slice(int(start), int(start) + width)
         if len(part_rows) == n_rows and (n_rows == 0 or (part_rows[0] == 0 and np.all(np.diff(part_rows) == 1))):
             values[..., columns] = part.values  # the rows in order: no fancy indexing
         else:

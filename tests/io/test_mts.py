@@ -403,3 +403,20 @@ def test_saving_over_a_mapped_file_keeps_the_mapping_valid(tmp_path):
     mts.save(path, new)  # replaces the file: the old mapping still sees the old data
     assert_tensors_equal(mapped, old)
     assert_tensors_equal(mts.load(path), new)
+
+
+def test_mapped_map_converts_to_torch_without_sharing_read_only_pages(tmp_path):
+    import torch
+
+    samples = mtdsl.Labels(["system", "atom"], np.array([[0, 0], [0, 1]]))
+    block = mtdsl.TensorBlock(np.ones((2, 3)), samples, [], mtdsl.Labels.range("n", 3))
+    tensor = mtdsl.TensorMap(mtdsl.Labels.single(), [block])
+    path = tmp_path / "mapped.mts"
+    mtdsl.save(path, tensor)
+    mapped = mtdsl.load(path, mmap=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it shares non-writable memory
+        converted = mapped.to(arrays="torch")
+    block = converted.block(0)
+    assert isinstance(block.values, torch.Tensor)
+    block.values.add_(1.0)  # writable: its own memory

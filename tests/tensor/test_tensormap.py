@@ -96,7 +96,7 @@ def test_metatensor_round_trip(tensor):
 
 
 @SETTINGS
-@given(tensormaps(same_properties=True))
+@given(tensormaps(same_properties=True, shuffled_gradients=True))
 def test_keys_to_samples_matches_metatensor(tensor):
     for sort in (True, False):
         assert_same_as_metatensor(
@@ -106,7 +106,7 @@ def test_keys_to_samples_matches_metatensor(tensor):
 
 
 @SETTINGS
-@given(tensormaps(same_properties=True))
+@given(tensormaps(shuffled_gradients=True))
 def test_keys_to_properties_matches_metatensor(tensor):
     for sort in (True, False):
         for moved in ("o3_lambda", ["o3_lambda", "center_type"]):
@@ -121,6 +121,15 @@ def test_keys_to_properties_matches_metatensor(tensor):
 def test_components_to_properties_matches_metatensor(tensor):
     for moved in ("c0", ["c1"], ["c0", "c1"]):
         assert_same_as_metatensor(tensor.components_to_properties(moved), tensor.to_metatensor().components_to_properties(moved))
+
+
+def test_keys_to_properties_with_given_values_needs_shared_properties():
+    first = TensorBlock(np.ones((1, 1)), Labels(["atom"], np.array([[0]])), [], Labels.range("n", 1))
+    second = TensorBlock(np.ones((1, 2)), Labels(["atom"], np.array([[0]])), [], Labels.range("n", 2))
+    tensor = TensorMap(keys(1, 8), [first, second])
+    with pytest.raises(MetadataError, match=r"block \(center_type=8\) has other properties"):
+        tensor.keys_to_properties(Labels(["center_type"], np.array([[1], [8]])))
+    assert tensor.keys_to_properties("center_type").block().properties.array.tolist() == [[1, 0], [8, 0], [8, 1]]
 
 
 def test_keys_to_properties_fills_missing_samples():
