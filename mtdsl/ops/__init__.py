@@ -15,6 +15,11 @@ from ._allclose import (
     allclose_raise,
 )
 from ._block_from_array import block_from_array
+from ._checks import (
+    checks_enabled,
+    unsafe_disable_checks,
+    unsafe_enable_checks,
+)
 from ._detach import (
     detach,
     detach_block,
@@ -66,6 +71,12 @@ from ._ones_like import (
     ones_like,
     ones_like_block,
 )
+from ._parallel import (
+    block_size,
+    map_blocks,
+    num_threads,
+    worth_threads,
+)
 from ._pow import pow
 from ._random_like import (
     random_uniform_like,
@@ -100,6 +111,7 @@ from ._requires_grad import (
     requires_grad_block,
 )
 from ._slice import (
+    Selector,
     slice,
     slice_block,
 )
@@ -129,6 +141,7 @@ from ._utils import NotEqualError
 
 __all__ = [
     "NotEqualError",
+    "Selector",
     "abs",
     "add",
     "allclose",
@@ -137,6 +150,8 @@ __all__ = [
     "allclose_raise",
     "append_dimension",
     "block_from_array",
+    "block_size",
+    "checks_enabled",
     "detach",
     "detach_block",
     "divide",
@@ -162,11 +177,13 @@ __all__ = [
     "lstsq",
     "make_contiguous",
     "make_contiguous_block",
+    "map_blocks",
     "mean_over_properties",
     "mean_over_properties_block",
     "mean_over_samples",
     "mean_over_samples_block",
     "multiply",
+    "num_threads",
     "one_hot",
     "ones_like",
     "ones_like_block",
@@ -200,10 +217,13 @@ __all__ = [
     "to_block",
     "unique_metadata",
     "unique_metadata_block",
+    "unsafe_disable_checks",
+    "unsafe_enable_checks",
     "var_over_properties",
     "var_over_properties_block",
     "var_over_samples",
     "var_over_samples_block",
+    "worth_threads",
     "zeros_like",
     "zeros_like_block",
 ]

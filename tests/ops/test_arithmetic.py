@@ -112,3 +112,15 @@ def test_errors_name_the_block_the_axis_and_the_label():
         ops.add(tensor, "3")
     with pytest.raises(TypeError, match="`B` must be a scalar value"):
         ops.pow(tensor, tensor)
+
+
+def test_unsafe_disable_checks():
+    tensor = _small(keys=[[0], [1]])
+    other = _small(keys=[[0], [1]], samples=((0, 0), (0, 1), (1, 1)))
+    assert ops.checks_enabled()
+    with ops.unsafe_disable_checks():
+        assert not ops.checks_enabled()
+        ops.add(tensor, other)  # trusted
+    assert ops.checks_enabled()
+    with pytest.raises(ops.NotEqualError):
+        ops.add(tensor, other)
