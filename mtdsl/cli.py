@@ -56,7 +56,7 @@ def _parse_set(values: Optional[list[str]]) -> dict:
 
 
 def add_check(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="the .mt file to check")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="the .mt file(s) to check")
     parser.add_argument("--set", action="append", metavar="NAME=VALUE",
                         help="override a hyper (repeatable)")
     parser.add_argument("--numeric", action="store_true",
@@ -83,37 +83,55 @@ def _color(args: argparse.Namespace, stream) -> bool:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    overrides = _parse_set(args.set)
+    collected: list = []
+    status = EXIT_OK
+    for file in args.files:
+        try:
+            status = max(status, _check_file(args, file, overrides, collected))
+        except CommandError as error:
+            if len(args.files) == 1:
+                raise
+            print(f"mtdsl check: error: {error}", file=sys.stderr)
+            status = max(status, error.status)
+    if args.format == "json":
+        print(json.dumps(collected, indent=2))
+    return status
+
+
+_JSON_FIELDS = ("code", "severity", "file", "line", "col", "end_line", "end_col", "message", "hint")
+
+
+def _check_file(args: argparse.Namespace, file: str, overrides: dict, collected: list) -> int:
     from mtdsl.lang.check import analyse
     from mtdsl.lang.diagnostics import render
 
-    _require_file(args.file)
-    program, diagnostics, sources = analyse(args.file, _parse_set(args.set))
+    _require_file(file)
+    program, diagnostics, sources = analyse(file, overrides)
     errors = sum(1 for d in diagnostics if d.is_error)
+    warnings = len(diagnostics) - errors
     if args.format == "json":
-        fields = ("code", "severity", "file", "line", "col", "end_line", "end_col", "message", "hint")
-        print(json.dumps([{name: getattr(d, name) for name in fields} for d in diagnostics], indent=2))
-        if errors or not args.numeric:
-            return EXIT_ERROR if errors else EXIT_OK
-    color = _color(args, sys.stderr)
-    if args.format == "text":
+        collected.extend({name: getattr(d, name) for name in _JSON_FIELDS} for d in diagnostics)
+    else:
+        color = _color(args, sys.stderr)
         for diagnostic in diagnostics:
             print(render(diagnostic, sources=sources, color=color), file=sys.stderr)
-    warnings = len(diagnostics) - errors
     if errors:
-        print(f"{args.file}: {errors} error(s), {warnings} warning(s)", file=sys.stderr)
+        if args.format == "text":
+            print(f"{file}: {errors} error(s), {warnings} warning(s)", file=sys.stderr)
         return EXIT_ERROR
     if args.numeric:
-        status = _check_numeric(args, program)
+        status = _check_numeric(args, file, program)
         if status != EXIT_OK:
             return status
-    if not args.quiet:
+    if not args.quiet and args.format == "text":
         extra = f", {warnings} warning(s)" if warnings else ""
         outputs = ", ".join(program.outputs) if program is not None and program.outputs else "none"
-        print(f"{args.file}: ok{extra} (outputs: {outputs})")
+        print(f"{file}: ok{extra} (outputs: {outputs})")
     return EXIT_OK
 
 
-def _check_numeric(args: argparse.Namespace, program) -> int:
+def _check_numeric(args: argparse.Namespace, file: str, program) -> int:
     """`check --numeric`: compile, run on random systems and on their rotated
     and inverted copies, and compare with the transformation the metadata declares."""
     try:
@@ -123,7 +141,7 @@ def _check_numeric(args: argparse.Namespace, program) -> int:
                            EXIT_USAGE) from None
     if program is not None and program.tensormaps:
         names = ", ".join(program.tensormaps)
-        print(f"{args.file}: --numeric skipped: the model reads tensormap inputs ({names})", file=sys.stderr)
+        print(f"{file}: --numeric skipped: the model reads tensormap inputs ({names})", file=sys.stderr)
         return EXIT_OK
     from mtdsl.compile import CompileError, compile
     from mtdsl.lang.resolve import parse_literal_text
@@ -131,17 +149,17 @@ def _check_numeric(args: argparse.Namespace, program) -> int:
 
     hypers = {name: parse_literal_text(value) for name, value in _parse_set(args.set).items()}
     try:
-        model = compile(args.file, species=species, **hypers)
+        model = compile(file, species=species, **hypers)
     except CompileError as error:
         print(str(error), file=sys.stderr)
         return EXIT_ERROR
     try:
         assert_equivariant(model, random_systems(species), atol=1e-8)
     except EquivarianceError as error:
-        print(f"{args.file}: numeric check failed: {error}", file=sys.stderr)
+        print(f"{file}: numeric check failed: {error}", file=sys.stderr)
         return EXIT_ERROR
     if not args.quiet:
-        print(f"{args.file}: numeric check ok (rotations and inversion, species {species})")
+        print(f"{file}: numeric check ok (rotations and inversion, species {species})")
     return EXIT_OK
 
 
@@ -149,7 +167,7 @@ def _check_numeric(args: argparse.Namespace, program) -> int:
 
 
 def add_fmt(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="the .mt file to format")
+    parser.add_argument("files", nargs="+", metavar="FILE", help="the .mt file(s) to format")
     parser.add_argument("--in-place", "-i", action="store_true", help="rewrite the file instead of printing")
     parser.add_argument("--check", action="store_true",
                         help="exit 1 when the file is not canonically formatted; change nothing")
@@ -171,29 +189,38 @@ def _atomic_write(path: str, text: str) -> None:
 
 
 def cmd_fmt(args: argparse.Namespace) -> int:
+    if len(args.files) > 1 and not (args.in_place or args.check):
+        raise CommandError("several files: use --in-place or --check", EXIT_USAGE)
+    status = EXIT_OK
+    for file in args.files:
+        status = max(status, _fmt_file(args, file))
+    return status
+
+
+def _fmt_file(args: argparse.Namespace, file: str) -> int:
     from mtdsl.lang.ast import deparse
     from mtdsl.lang.check import recursion_room
     from mtdsl.lang.diagnostics import render
     from mtdsl.lang.parse import parse_module
 
-    text = _read_text(args.file)
+    text = _read_text(file)
     with recursion_room():
-        module, diagnostics = parse_module(text, args.file)
+        module, diagnostics = parse_module(text, file)
         formatted = deparse(module) if not diagnostics else ""
     if diagnostics:
         color = _color(args, sys.stderr)
         for diagnostic in diagnostics:
-            print(render(diagnostic, sources={args.file: text}, color=color), file=sys.stderr)
-        print(f"{args.file}: not formatted: {len(diagnostics)} syntax error(s)", file=sys.stderr)
+            print(render(diagnostic, sources={file: text}, color=color), file=sys.stderr)
+        print(f"{file}: not formatted: {len(diagnostics)} syntax error(s)", file=sys.stderr)
         return EXIT_ERROR
     if args.check:
         if formatted != text:
-            print(f"{args.file}: would be reformatted", file=sys.stderr)
+            print(f"{file}: would be reformatted", file=sys.stderr)
             return EXIT_ERROR
         return EXIT_OK
     if args.in_place:
         if formatted != text:
-            _atomic_write(args.file, formatted)
+            _atomic_write(file, formatted)
         return EXIT_OK
     sys.stdout.write(formatted)
     return EXIT_OK

@@ -144,3 +144,14 @@ def test_statement_keyword_typo_is_suggested(tmp_path, capsys):
     path.write_text("tensro t samples () = 1.0\n")
     assert main(["check", str(path)]) == 1
     assert "did you mean `tensor`?" in capsys.readouterr().err
+
+
+def test_check_several_files(tmp_path, capsys):
+    bad = tmp_path / "bad.mt"
+    bad.write_text("let y = nothing\n")
+    files = [str(EXAMPLES / "spherical_expansion.mt"), str(bad), str(tmp_path / "missing.mt")]
+    assert main(["check", *files]) == 1
+    captured = capsys.readouterr()
+    assert "spherical_expansion.mt: ok" in captured.out
+    assert "E101" in captured.err and "no such file" in captured.err
+    assert main(["fmt", str(bad), str(bad)]) == 2
