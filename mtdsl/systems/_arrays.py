@@ -11,22 +11,13 @@ import sys
 
 import numpy as np
 
+from ..tensor._array import dtype_name as _dtype_name
+from ..tensor._array import is_torch, to_numpy  # noqa: F401 - one definition for the whole package
+
 
 def torch_module():
     """The torch module if it is already imported, else ``None``."""
     return sys.modules.get("torch")
-
-
-def is_torch(value) -> bool:
-    torch = torch_module()
-    return torch is not None and isinstance(value, torch.Tensor)
-
-
-def to_numpy(value) -> np.ndarray:
-    """A numpy view or copy of ``value``, detached from any autograd graph."""
-    if is_torch(value):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
 
 
 def like(value, reference, dtype=None):
@@ -40,8 +31,8 @@ def like(value, reference, dtype=None):
 
 
 def dtype_name(value) -> str:
-    """``"float64"``, ``"int32"``...: the dtype without its library prefix."""
-    return str(value.dtype).removeprefix("torch.")
+    """``"float64"``, ``"int32"``...: the dtype of an array without its library prefix."""
+    return _dtype_name(value.dtype)
 
 
 def concatenate(arrays, reference):
