@@ -185,6 +185,10 @@ class Resolver:
         self.sources[file] = text
         module, _ = parse_module(text, file, self.reporter)
         self.broken.update(ident.name for ident in module.broken)
+        for position, statement in enumerate(module.statements):
+            if isinstance(statement, ast.ModelStmt) and position > 0:
+                self.error("E001", statement.span, "`model` must be the first statement of a file",
+                           hint="move it to the top (it is optional)")
         for statement in module.statements:
             self._statement(statement, file, main)
         self._stack.pop()

@@ -156,3 +156,13 @@ def test_parse_raises_with_all_diagnostics():
     with pytest.raises(parse.__globals__["ParseError"]) as error:
         parse("let = 1\nlet y = 99999999999999999999\n")
     assert [d.code for d in error.value.diagnostics] == ["E001", "E002"]
+
+
+def test_model_must_come_first(tmp_path):
+    from mtdsl.lang import check
+
+    path = tmp_path / "late.mt"
+    path.write_text("hyper a = 1\nmodel late\n")
+    assert [(d.code, d.line, d.col) for d in check(str(path))] == [("E001", 2, 1)]
+    path.write_text("# a comment first is fine\nmodel early\nhyper a = 1\n")
+    assert check(str(path)) == []
