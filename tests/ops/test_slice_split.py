@@ -46,6 +46,8 @@ def test_slice_positions(axis, data):
     assert_same(ops.slice_block(block, axis, positions), mts.slice_block(to_mts(block), axis, positions))
     array = np.array(positions, dtype=np.int64)
     assert_same(ops.slice_block(block, axis, array), mts.slice_block(to_mts(block), axis, array))
+    selections = [positions[: len(positions) // 2], positions[len(positions) // 2 :]]
+    assert_same(ops.split(tensor, axis, selections), mts.split(to_mts(tensor), axis, selections))
 
 
 @pytest.mark.parametrize("axis", ["samples", "properties"])
