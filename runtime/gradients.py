@@ -181,7 +181,9 @@ class GradientTable:
         self.flat = np.concatenate([np.asarray(g.values).reshape(-1) for g in gradients]) if blocks else np.zeros(0)
         sizes = [int(np.prod(g.values.shape)) for g in gradients]
         self.base = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.shapes = np.array([g.values.shape for g in gradients], dtype=np.int64).reshape(len(blocks), -1)
+        ndim = 2 + len(ad.DIRECTIONS[wrt]) + len(tensor.component_names)
+        self.shapes = np.array([g.values.shape for g in gradients], dtype=np.int64).reshape(len(blocks), ndim)
+        self.order = _STORED_ORDER[wrt]
         n_components = len(tensor.component_names)
         self.components = [DenseLookup([b.components[k].array for b in blocks]) for k in range(n_components)]
         self.properties = DenseLookup([b.properties.array for b in blocks])
@@ -217,8 +219,9 @@ class GradientTable:
         strides = np.concatenate([strides[:, 1:], np.ones((len(strides), 1), np.int64)], axis=1)
         offset = Named(row.axes, self.base[block.data] + self.row_local[row.data] * strides[block.data, 0])
         missing = None
-        for k, direction in enumerate(directions):
-            offset = apply(np.add, offset, apply(lambda b, d, k=k: d * strides[b, 1 + k], block, direction))
+        for k, direction in enumerate(directions):  # direction k is stored on axis 1 + order[k]
+            axis = 1 + self.order[k]
+            offset = apply(np.add, offset, apply(lambda b, d, axis=axis: d * strides[b, axis], block, direction))
         first = 1 + len(directions)
         for k, value in enumerate(components):
             axes = union_axes(block, value)
@@ -292,6 +295,8 @@ def kernel_gradient(interpreter: GradientInterpreter, kernel: ir.TensorKernel, g
     """The gradient blocks of `tensor` (the values of `kernel`), and the target of each of their rows."""
     bindings = interpreter.bindings
     wrt = gradient.wrt
+    if len(tensor) == 0:
+        return [], []
     layout = _Layout(tensor)
     points = [_term_points(interpreter, kernel, gradient, term, layout) for term in gradient.terms]
     n_directions = len(gradient.directions)
@@ -463,7 +468,7 @@ def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Te
         "sample": sample_points,
         "target": at(target),
         "column": column_points,
-        "values": np.ascontiguousarray(gathered).reshape(n_points, -1),
+        "values": np.ascontiguousarray(gathered).reshape(n_points, 3 ** len(directions)),
     }
 
 

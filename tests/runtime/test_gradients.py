@@ -356,3 +356,101 @@ tensor t
 output t
 """)
     assert compile(path)(frames("water.xyz"))["t"].block().values.shape[0] == 15
+
+
+def test_isolated_atoms_have_no_gradient_rows():
+    isolated = ase.Atoms("CO", positions=[[0, 0, 0], [20, 0, 0]])
+    single = ase.Atoms("Si", positions=[[0, 0, 0]])
+    systems = [isolated, single, small_batch()[2]]
+    out = compile(EXAMPLES / "soap_power_spectrum.mt")(systems, gradients=["positions", "strain"])["ps"]
+    for _, block in out.items():
+        for parameter in ("positions", "strain"):
+            gradient = block.gradient(parameter)
+            parents = block.samples.array[gradient.samples.array[:, 0]]
+            assert np.all(parents[:, 0] == 2)  # only the crystal's atoms have neighbours
+    assert len(out.block(center_type=6, neighbor_1_type=6, neighbor_2_type=6).gradient("positions").samples) == 0
+
+
+def test_float32_gradients_follow_float64():
+    systems = small_batch()
+    single = compile(EXAMPLES / "soap_power_spectrum.mt", dtype=np.float32)(systems, gradients=["positions"])["ps"]
+    double = compile(EXAMPLES / "soap_power_spectrum.mt")(systems, gradients=["positions"])["ps"]
+    scale = max(np.abs(block.gradient("positions").values).max(initial=0.0) for block in double.blocks())
+    for key, block in double.items():
+        expected = block.gradient("positions").values
+        ours = single.block(key).gradient("positions").values
+        assert ours.dtype == np.float32
+        np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-5 * scale)
+
+
+# ---- programs beyond the reference ones -------------------------------------------------------------
+
+BUILTINS_PROGRAM = """
+model builtins
+hyper cutoff = 3.5
+input S : systems
+pairs P = neighbors(S, cutoff = cutoff)
+index i : atoms(S)
+index s : systems(S)
+index p : P
+index k : range(3)
+
+let w[p, k] = gto(P.distance[p], k, width = 0.8) * cosine_cutoff(P.distance[p], cutoff, width = 0.5)
+
+tensor f
+    samples (i)
+    properties (k)
+  = sum(p in P.from(i)) w[p, k] * tanh(norm(P.vector[p])) * exp(-0.1 * dot(P.vector[p], P.vector[p]))
+      / sqrt(1.0 + P.distance[p] ^ 2)
+
+tensor e
+    samples (s)
+    properties (k)
+  = sum(i in atoms(S) where S.system[i] == s)
+        silu(f[i, k]) * sigmoid(f[i, k]) + log(2.0 + sin(f[i, k]) ^ 2) - abs(f[i, k] - 0.1) + cos(f[i, k])
+      + 0.01 * dot(S.positions[i], S.positions[i]) + (k == 1 ? f[i, k] ^ 3 : 0.5 * f[i, k])
+
+output e with gradients(positions, strain, cell)
+"""
+
+PAIRS_PROGRAM = """
+model pairwise
+hyper cutoff = 3.0
+input S : systems
+pairs P = neighbors(S, cutoff = cutoff)
+index i : atoms(S)
+index p : P
+
+tensor bond
+    samples (p)
+  = exp(-P.distance[p]) * cosine_cutoff(P.distance[p], cutoff, width = 0.5)
+
+tensor coord
+    samples (i)
+  = sum(p in P.from(i)) bond[p] * sum(q in P.from(P.second[p])) bond[q] * P.distance[q]
+
+output coord with gradients(positions, strain, cell)
+"""
+
+
+def test_every_builtin_matches_finite_differences(tmp_path):
+    model = compile(write(tmp_path, BUILTINS_PROGRAM))
+    assert_matches_finite_differences(model, small_batch(), "e", ["positions", "strain", "cell"])
+
+
+def test_pair_samples_and_neighbours_of_neighbours_match_finite_differences(tmp_path):
+    model = compile(write(tmp_path, PAIRS_PROGRAM))
+    assert_matches_finite_differences(model, small_batch(), "coord", ["positions", "strain", "cell"])
+
+
+def test_sums_over_pairs_stay_sparse():
+    from mtdsl.ir import nodes as ir
+    from mtdsl.ir.autodiff import differentiate
+
+    module = compile(EXAMPLES / "spherical_expansion.mt").module
+    gradient = differentiate(module, "positions")["rho"]
+    assert len(gradient.terms) == 2  # at P.second[p] and at P.first[p]
+    for term in gradient.terms:
+        assert [(b.name, b.domain) for b in term.binders] == [("p", ir.PairsDomain("P"))]
+        assert dict(term.aliases)["i"] == ir.Data("P", "first", (ir.Var("p"),))
+    assert {str(t.target) for t in gradient.terms} == {"P.second[p]", "P.first[p]"}
