@@ -418,8 +418,12 @@ def render(module: ir.Module, dtype=np.float64) -> str:
 
 def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, threads: int | None = None) -> CompiledModule:
     """Render, compile (through the kernel cache) and load `module`."""
+    if backend == "llvm":  # LLVM IR through llvmlite, JIT-compiled (mtdsl.codegen.llvm)
+        from mtdsl.codegen.llvm import compile_module as compile_llvm
+
+        return compile_llvm(module, dtype=dtype, threads=threads)
     if backend != "cpp":
-        raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp')")
+        raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp' and 'llvm')")
     from mtdsl.codegen import cache
     from mtdsl.codegen.cpp import render_module
 

@@ -1,0 +1,1450 @@
+"""The LLVM renderer: loop IR -> LLVM IR through `llvmlite.ir.IRBuilder`, then JIT.
+
+The same plan as the C++ backend (`codegen/plan.py`), the same argument
+descriptors and dense body buffer (`runtime/compiled.py` resolves and
+assembles them), so a kernel rendered here plugs into `CompiledModule`
+unchanged. Each kernel becomes
+
+    i64 @mt_kernel_K(i8** arrays, i64* scalars, i64 lo, i64 hi)
+
+returning the C++ backend's error bits (1 missing block entry, 2 index out of
+range, 4 distance beyond a spline). When the plan's outermost loop is a kernel
+index (`plan.parallel`), the function runs the positions `[lo, hi)` of that
+loop only: LLVM IR has no OpenMP, so `LLVMKernel` splits the driver range into
+chunks and calls the function from a thread pool (ctypes releases the GIL);
+iterations of the driver write disjoint parts of the buffer.
+
+Placement follows the C++ renderer: every value is emitted in the outermost
+loop level where what it reads is bound (a `sph` table once per pair, a
+`soap_radial` table once per distance, partial products hoisted factor by
+factor). A level has two regions, its *prelude* (before nested loops) and its
+*body*; a nested loop is linked into the region that holds it when it closes,
+so values hoisted into that region while the loop was being rendered come
+before it. Identical operations in one region are emitted once (a memo keyed
+by operands, like the C++ renderer's).
+
+Optimized with the new pass manager (O3, loop and SLP vectorization) for the
+host CPU and its features, compiled by MCJIT. IR names never reach the IR
+text except inside a sanitized module name; values are generated. Kernels the
+plan or this renderer cannot handle raise `Unsupported` and run with the
+interpreter (`CompiledModule.fallbacks`), exactly as for the C++ backend.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Optional
+
+import llvmlite.binding as llvm
+import llvmlite.ir as ll
+import numpy as np
+
+from mtdsl.ir import nodes as ir
+from mtdsl.math.wigner import e3nn_change_of_basis
+
+from . import plan as planning
+from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars
+
+I1, I32, I64, I8 = ll.IntType(1), ll.IntType(32), ll.IntType(64), ll.IntType(8)
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def i64(value: int) -> ll.Constant:
+    value = int(value)
+    if not INT64_MIN < value <= INT64_MAX:
+        raise Unsupported(f"integer {value} outside 64 bits")
+    return ll.Constant(I64, value)
+
+
+def _sanitize(text) -> str:
+    return "".join(c if (c.isascii() and (c.isalnum() or c in "_-.")) else "_" for c in str(text))[:64] or "m"
+
+
+# ---- values and levels ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Value:
+    v: object  # an LLVM value, or a tuple of three for a vector
+    type: str
+    level: int
+    body: bool = False
+
+    @property
+    def place(self):
+        return (self.level, self.body)
+
+
+@dataclass(frozen=True)
+class VarInfo:
+    value: object  # i64
+    position: object  # i64: the buffer / parameter coordinate
+    level: int
+    domain: object
+
+
+class Region:
+    """A chain of blocks that grows at its `tail` (unterminated while the kernel is built)."""
+
+    def __init__(self, block):
+        self.tail = block
+
+
+class Level:
+    _uids = itertools.count()
+
+    def __init__(self, prelude, body):
+        self.uid = next(Level._uids)
+        self.prelude = Region(prelude)
+        self.body = Region(body)
+        self.body_head = body
+        self.pre = self.latch = self.exit = self.target = None
+
+
+def _key(operand):
+    if isinstance(operand, tuple):
+        return tuple(_key(o) for o in operand)
+    if isinstance(operand, ll.Constant):
+        return ("const", str(operand))
+    if isinstance(operand, (int, float, str)):
+        return ("py", operand)
+    return ("value", id(operand))
+
+
+# ---- the kernel -----------------------------------------------------------------------------------------
+
+
+class KernelBuilder:
+    def __init__(self, renderer: "ModuleRenderer", kernel: ir.TensorKernel, symbol: str):
+        self.renderer = renderer
+        self.module = renderer.module
+        self.kernel = kernel
+        self.symbol = symbol
+        self.real = renderer.real
+        self.arrays: dict = {}  # descriptor -> (position, pointer value)
+        self.scalars: dict = {}  # descriptor -> (position, value)
+        self.memo: dict = {}
+        self.env: dict[str, VarInfo] = {}
+        self.domains: dict = {}
+        self.systems = {s.name for s in self.module.systems}
+        self.pairs = {p.name: p for p in self.module.pairs}
+        self.driver_count = None  # how many driver positions (int or scalar descriptor), parallel kernels only
+
+    # -- emission ---------------------------------------------------------------------------------------
+    def at(self, place) -> ll.IRBuilder:
+        level, body = place
+        node = self.stack[level]
+        self.b.position_at_end((node.body if body else node.prelude).tail)
+        return self.b
+
+    def emit(self, place, name: str, make, *operands):
+        """`make(builder, *operands)` in the region of `place`, once per identical operation there."""
+        level, body = place
+        key = (self.stack[level].uid, body, name, _key(operands))
+        if key not in self.memo:
+            self.memo[key] = make(self.at(place), *operands)
+        return self.memo[key]
+
+    def flag(self, place, bits) -> None:
+        """`err |= bits` (an i64) where `place` says."""
+        b = self.at(place)
+        b.store(b.or_(b.load(self.err), bits), self.err)
+
+    def alloca(self, type_, count=None):
+        b = ll.IRBuilder(self.allocas)
+        return b.alloca(type_, size=count)
+
+    def here(self):
+        return (len(self.stack) - 1, True)
+
+    @staticmethod
+    def join(*values) -> tuple:
+        place = (0, False)
+        for value in values:
+            place = max(place, value.place)
+        return place
+
+    def rconst(self, value: float):
+        return ll.Constant(self.real, float(value))
+
+    # -- arguments ----------------------------------------------------------------------------------------
+    def array(self, descriptor: tuple, kind: str):
+        """A pointer to the argument array `descriptor` (`kind`: "real", "i64" or "i32"), loaded once
+        in the function's argument block (never moves the main builder)."""
+        if descriptor not in self.arrays:
+            position = len(self.arrays) + 1
+            element = {"real": self.real, "i64": I64, "i32": I32}[kind]
+            b = self.arguments
+            raw = b.load(b.gep(self.arrays_arg, [i64(position)]))
+            self.arrays[descriptor] = (position, b.bitcast(raw, element.as_pointer()))
+        return self.arrays[descriptor][1]
+
+    def scalar(self, descriptor: tuple):
+        if descriptor not in self.scalars:
+            position = len(self.scalars)
+            b = self.arguments
+            self.scalars[descriptor] = (position, b.load(b.gep(self.scalars_arg, [i64(position)])))
+        return self.scalars[descriptor][1]
+
+    def load(self, place, pointer, index):
+        return self.emit(place, "load", lambda b, p, k: b.load(b.gep(p, [k])), pointer, index)
+
+    # -- small helpers as instructions --------------------------------------------------------------------------
+    def check(self, value: Value, count) -> Value:
+        """`value` when `0 <= value < count`, else 0 and error bit 2."""
+        place = value.place
+        bad = self.emit(place, "uge", lambda b, x, n: b.icmp_unsigned(">=", x, n), value.v, count)
+        key = (self.stack[place[0]].uid, place[1], "check-flag", _key((bad,)))
+        if key not in self.memo:
+            self.flag(place, self.at(place).shl(self.at(place).zext(bad, I64), i64(1)))
+            self.memo[key] = True
+        safe = self.emit(place, "select", lambda b, c, x: b.select(c, i64(0), x), bad, value.v)
+        return Value(safe, INT, *place)
+
+    def dense(self, place, acc, v, lo, n):
+        """`mt_dense`: -1 when `acc < 0` or `v - lo` outside `[0, n)`, else `acc * n + v - lo`."""
+        def make(b, acc, v, lo, n):
+            shifted = b.sub(v, lo)
+            bad = b.or_(b.icmp_signed("<", acc, i64(0)), b.icmp_unsigned(">=", shifted, n))
+            return b.select(bad, i64(-1), b.add(b.mul(acc, n), shifted))
+        return self.emit(place, "dense", make, acc, v, lo, n)
+
+    def at_table(self, place, table, blk, stride, idx):
+        """`mt_at`: -1 when `blk < 0` or `idx < 0`, else `table[blk * stride + idx]`."""
+        def make(b, table, blk, stride, idx):
+            bad = b.or_(b.icmp_signed("<", blk, i64(0)), b.icmp_signed("<", idx, i64(0)))
+            offset = b.select(bad, i64(0), b.add(b.mul(blk, stride), idx))
+            return b.select(bad, i64(-1), b.load(b.gep(table, [offset])))
+        return self.emit(place, "at", make, table, blk, stride, idx)
+
+    def read(self, place, flat, offset):
+        """`mt_read`: `flat[offset]`, or 0 and error bit 1 when `offset < 0`."""
+        bad = self.emit(place, "slt0", lambda b, o: b.icmp_signed("<", o, i64(0)), offset)
+        key = (self.stack[place[0]].uid, place[1], "read-flag", _key((bad,)))
+        if key not in self.memo:
+            self.flag(place, self.at(place).zext(bad, I64))
+            self.memo[key] = True
+        real = self.real
+
+        def make(b, flat, offset, bad):
+            value = b.load(b.gep(flat, [b.select(bad, i64(0), offset)]))
+            return b.select(bad, ll.Constant(real, 0.0), value)
+        return self.emit(place, "read", make, flat, offset, bad)
+
+    def intrinsic(self, name: str, type_=None):
+        type_ = type_ or self.real
+        return self.llmodule.declare_intrinsic(name, [type_])
+
+    def call1(self, place, name: str, x):
+        function = self.intrinsic(name)
+        return self.emit(place, name, lambda b, x: b.call(function, [x]), x)
+
+    # -- loops ----------------------------------------------------------------------------------------------
+    def open_level(self, target: Region, start, stop):
+        """A counted loop `k in [start, stop)` on a new level; linked into `target` when it closes."""
+        f = self.function
+        pre, header, entry, body, latch, exit_ = (f.append_basic_block() for _ in range(6))
+        b = self.b
+        b.position_at_end(pre)
+        b.branch(header)
+        b.position_at_end(header)
+        k = b.phi(I64)
+        k.add_incoming(start, pre)
+        b.cbranch(b.icmp_signed("<", k, stop), entry, exit_)
+        b.position_at_end(latch)
+        k.add_incoming(b.add(k, i64(1)), latch)
+        b.branch(header)
+        level = Level(entry, body)
+        level.pre, level.latch, level.exit, level.target = pre, latch, exit_, target
+        self.stack.append(level)
+        return level, k
+
+    def close(self) -> None:
+        level = self.stack.pop()
+        b = self.b
+        b.position_at_end(level.prelude.tail)
+        b.branch(level.body_head)
+        b.position_at_end(level.body.tail)
+        b.branch(level.latch)
+        b.position_at_end(level.target.tail)
+        b.branch(level.pre)
+        level.target.tail = level.exit
+
+    def skip_unless(self, level: Level, condition) -> None:
+        """`if (!condition) continue;` in the prelude of `level`."""
+        b = self.b
+        b.position_at_end(level.prelude.tail)
+        go = self.function.append_basic_block()
+        b.cbranch(condition, go, level.latch)
+        level.prelude.tail = go
+
+    def open_loop(self, loop: planning.Loop, target: Region, chunk=None) -> None:
+        domain = loop.domain
+        position = None
+        derive = None  # var from the counter k
+        if loop.kind == "domain":
+            if isinstance(domain, ir.IrrepDomain):
+                degree = self.index(domain.degree)
+                limit = self.emit(degree.place, "smin", lambda b, x: b.select(
+                    b.icmp_signed("<", x, i64(domain.max_degree)), x, i64(domain.max_degree)), degree.v)
+                count = self.emit(degree.place, "irrep-count", lambda b, x: b.add(b.mul(x, i64(2)), i64(1)), limit)
+                base = limit
+                derive = ("irrep", base)
+            else:
+                count = self.domain_size(domain)
+            start, stop = i64(0), count
+            if chunk is not None:
+                lo, hi = chunk
+                b = self.at((0, False))
+                start = b.select(b.icmp_signed(">", lo, i64(0)), lo, i64(0))
+                stop = b.select(b.icmp_signed("<", hi, count), hi, count)
+        elif loop.kind in ("pairs_of", "atoms_of"):
+            owner = self.index(loop.expr)
+            if loop.kind == "pairs_of":
+                offsets = self.array(("pairs", loop.source, "offsets"), "i64")
+                n = self.n_atoms(self.pairs[loop.source].systems)
+            else:
+                offsets = self.array(("systems", loop.source, "atom_offsets"), "i64")
+                n = self.scalar(("n_systems", loop.source))
+
+            def segment(end):
+                def make(b, offsets, n, a):
+                    ok = b.icmp_unsigned("<", a, n)
+                    value = b.load(b.gep(offsets, [b.add(b.select(ok, a, i64(0)), i64(end))]))
+                    return b.select(ok, value, i64(0))
+                return self.emit(owner.place, f"seg{end}", make, offsets, n, owner.v)
+            start, stop = segment(0), segment(1)
+        elif loop.kind == "equal":
+            start, stop = i64(0), i64(1)
+        else:
+            raise Unsupported(f"loop kind {loop.kind}")
+        level, k = self.open_level(target, start, stop)
+        depth = len(self.stack) - 1
+        b = self.at((depth, False))
+        if loop.kind == "domain":
+            if isinstance(domain, ir.RangeDomain):
+                var = b.add(k, i64(domain.start))
+                position = k
+            elif isinstance(domain, ir.SpeciesDomain):
+                var = b.load(b.gep(self.species_array(domain), [k]))
+                position = k
+            elif derive is not None:
+                var = b.sub(k, derive[1])
+                position = b.add(var, i64(domain.max_degree))
+            else:
+                var = position = k
+        elif loop.kind == "equal":
+            value = self.index(loop.expr)
+            var = value.v
+            self.env[loop.var] = VarInfo(var, var, depth, domain)  # for a degree read by the membership test
+            position, ok = self.membership(domain, var, depth)
+            if ok is not None:
+                self.skip_unless(level, ok)
+        else:
+            var = position = k
+        self.env[loop.var] = VarInfo(var, position, depth, domain)
+        self.domains[loop.var] = domain
+        for guard in loop.guards:
+            condition = self.as_bool(self.render(guard))
+            self.skip_unless(level, condition)
+
+    def membership(self, domain, var, depth):
+        """(position, in-domain condition or None) of an equality-bound variable, at level `depth`."""
+        b = self.at((depth, False))
+        if isinstance(domain, ir.RangeDomain):
+            shifted = b.sub(var, i64(domain.start))
+            return shifted, b.icmp_unsigned("<", shifted, i64(domain.stop - domain.start))
+        if isinstance(domain, ir.SpeciesDomain):
+            table = self.array(("species_rank", domain), "i64")
+            size = self.scalar(("n_species_rank", domain))
+            b = self.at((depth, False))
+            rank = self.species_rank(b, table, size, var)
+            return rank, b.icmp_signed(">=", rank, i64(0))
+        if isinstance(domain, ir.IrrepDomain):
+            degree = self.index(domain.degree)
+            b = self.at((depth, False))
+            limit = b.select(b.icmp_signed("<", degree.v, i64(domain.max_degree)), degree.v, i64(domain.max_degree))
+            magnitude = b.select(b.icmp_signed("<", var, i64(0)), b.neg(var), var)
+            return b.add(var, i64(domain.max_degree)), b.icmp_signed("<=", magnitude, limit)
+        if isinstance(domain, ir.XyzDomain):
+            return var, b.icmp_unsigned("<", var, i64(3))
+        count = self.domain_size(domain)
+        b = self.at((depth, False))
+        return var, b.icmp_unsigned("<", var, count)
+
+    @staticmethod
+    def species_rank(b, table, size, var):
+        """`rank[var]`, -1 outside the table."""
+        ok = b.icmp_unsigned("<", var, size)
+        value = b.load(b.gep(table, [b.select(ok, var, i64(0))]))
+        return b.select(ok, value, i64(-1))
+
+    def domain_size(self, domain):
+        if isinstance(domain, ir.AtomsDomain):
+            return self.n_atoms(domain.systems)
+        if isinstance(domain, ir.SystemsDomain):
+            return self.scalar(("n_systems", domain.systems))
+        if isinstance(domain, ir.PairsDomain):
+            return self.scalar(("n_pairs", domain.pairs))
+        if isinstance(domain, ir.XyzDomain):
+            return i64(3)
+        if isinstance(domain, ir.RangeDomain):
+            return i64(max(domain.stop - domain.start, 0))
+        if isinstance(domain, ir.IrrepDomain):
+            return i64(2 * domain.max_degree + 1)
+        if isinstance(domain, ir.SpeciesDomain):
+            return self.scalar(("n_species", domain))
+        raise Unsupported(f"domain {domain}")
+
+    @staticmethod
+    def size_descriptor(domain):
+        """The driver count as a scalar descriptor or an int (for the thread pool)."""
+        if isinstance(domain, ir.AtomsDomain):
+            return ("n_atoms", domain.systems)
+        if isinstance(domain, ir.SystemsDomain):
+            return ("n_systems", domain.systems)
+        if isinstance(domain, ir.PairsDomain):
+            return ("n_pairs", domain.pairs)
+        if isinstance(domain, ir.SpeciesDomain):
+            return ("n_species", domain)
+        if isinstance(domain, ir.XyzDomain):
+            return 3
+        if isinstance(domain, ir.RangeDomain):
+            return max(domain.stop - domain.start, 0)
+        return None
+
+    def n_atoms(self, systems: str):
+        return self.scalar(("n_atoms", systems))
+
+    def species_array(self, domain):
+        return self.array(("species", domain), "i64")
+
+    # -- the kernel ---------------------------------------------------------------------------------------
+    def build(self) -> ll.Function:
+        plan = self.plan = planning.plan_kernel(self.kernel)
+        module = self.llmodule = self.renderer.llmodule
+        fnty = ll.FunctionType(I64, [I8.as_pointer().as_pointer(), I64.as_pointer(), I64, I64])
+        f = self.function = ll.Function(module, fnty, self.symbol)
+        f.args[0].add_attribute("noalias")
+        f.args[1].add_attribute("noalias")
+        self.arrays_arg, self.scalars_arg, lo, hi = f.args
+        self.allocas = f.append_basic_block("entry")
+        arguments = f.append_basic_block("arguments")
+        self.arguments = ll.IRBuilder(arguments)
+        root = Level(f.append_basic_block("prelude"), f.append_basic_block("body"))
+        done = f.append_basic_block("done")
+        self.stack = [root]
+        self.b = ll.IRBuilder(root.prelude.tail)
+        self.err = self.alloca(I64)
+        ll.IRBuilder(self.allocas).store(i64(0), self.err)
+        sizes = [self.domain_size(b.domain) for b in self.kernel.indices]
+        b = self.arguments
+        buffer = b.bitcast(b.load(b.gep(self.arrays_arg, [i64(0)])), self.real.as_pointer())
+        strides = []
+        for k in range(len(sizes)):
+            stride = i64(1)
+            for size in sizes[k + 1:]:
+                stride = b.mul(stride, size)
+            strides.append(stride)
+        for guard in plan.pre_guards:
+            condition = self.as_bool(self.render(guard))
+            go = f.append_basic_block()
+            b = self.at((0, False))
+            b.cbranch(condition, go, done)
+            root.prelude.tail = go
+        for k, loop in enumerate(plan.loops):
+            chunk = None
+            if k == 0 and plan.parallel:
+                self.driver_count = self.size_descriptor(loop.domain)
+                if self.driver_count is not None:
+                    chunk = (lo, hi)
+                    if isinstance(self.driver_count, tuple):
+                        self.scalar(self.driver_count)
+            level = self.stack[-1]
+            self.open_loop(loop, level.body, chunk)
+        terms = [Value(self.env[binder.name].position, INT, self.env[binder.name].level) for binder in self.kernel.indices]
+        terms = [Value(self.emit(t.place, "mul", lambda b, x, s: b.mul(x, s), t.v, stride), INT, *t.place)
+                 for t, stride in zip(terms, strides)]
+        offset = self.fold(terms, "add") if terms else Value(i64(0), INT, 0)
+        value = self.as_real(self.render(plan.body))
+        place = self.here()
+        b = self.at(place)
+        pointer = b.gep(buffer, [offset.v])
+        if plan.schedule == "accumulate":
+            b.store(b.fadd(b.load(pointer), value), pointer)
+        else:
+            b.store(value, pointer)
+        while len(self.stack) > 1:
+            self.close()
+        b = self.b
+        b.position_at_end(root.prelude.tail)
+        b.branch(root.body_head)
+        b.position_at_end(root.body.tail)
+        b.branch(done)
+        b.position_at_end(self.allocas)
+        b.branch(arguments)
+        self.arguments.branch(f.blocks[2])
+        b.position_at_end(done)
+        b.ret(b.load(self.err))
+        return f
+
+    def fold(self, values: list, operator: str) -> Value:
+        """Combine `values` (all of one type) with `operator`, innermost-placed last, each partial
+        result in the outermost region where it can be computed."""
+        ordered = sorted(values, key=lambda v: v.place)
+        result = ordered[0]
+        makers = {"add": lambda b, x, y: b.add(x, y), "fmul": lambda b, x, y: b.fmul(x, y),
+                  "and": lambda b, x, y: b.and_(x, y)}
+        for value in ordered[1:]:
+            place = max(result.place, value.place)
+            result = Value(self.emit(place, operator, makers[operator], result.v, value.v), result.type, *place)
+        return result
+
+    # -- expressions ------------------------------------------------------------------------------------------
+    def render(self, expr) -> Value:
+        method = getattr(self, f"_render_{type(expr).__name__}", None)
+        if method is None:
+            raise Unsupported(f"expression {type(expr).__name__}")
+        return method(expr)
+
+    def index(self, expr) -> Value:
+        value = self.render(expr)
+        if value.type == BOOL:
+            return Value(self.emit(value.place, "zext", lambda b, x: b.zext(x, I64), value.v), INT, *value.place)
+        if value.type != INT:
+            raise Unsupported(f"a {value.type} value used as an index: {expr}")
+        return value
+
+    def as_real(self, value: Value):
+        if value.type == INT:
+            return self.emit(value.place, "sitofp", lambda b, x: b.sitofp(x, self.real), value.v)
+        if value.type == BOOL:
+            return self.emit(value.place, "uitofp", lambda b, x: b.uitofp(x, self.real), value.v)
+        if value.type == VEC:
+            raise Unsupported("a vector used as a number")
+        return value.v
+
+    def as_int(self, value: Value):
+        if value.type == BOOL:
+            return self.emit(value.place, "zext", lambda b, x: b.zext(x, I64), value.v)
+        return value.v
+
+    def as_bool(self, value: Value):
+        if value.type == BOOL:
+            return value.v
+        if value.type == INT:
+            return self.emit(value.place, "ne0", lambda b, x: b.icmp_signed("!=", x, i64(0)), value.v)
+        if value.type == REAL:
+            return self.emit(value.place, "fne0", lambda b, x: b.fcmp_unordered("!=", x, self.rconst(0.0)), value.v)
+        raise Unsupported("a vector used as a condition")
+
+    def vec_parts(self, value: Value):
+        return value.v if value.type == VEC else (self.as_real(value),) * 3
+
+    def _render_Const(self, expr: ir.Const) -> Value:
+        if isinstance(expr.value, bool):
+            return Value(ll.Constant(I1, int(expr.value)), BOOL, 0)
+        if isinstance(expr.value, int):
+            return Value(i64(expr.value), INT, 0)
+        if isinstance(expr.value, float):
+            return Value(self.rconst(expr.value), REAL, 0)
+        raise Unsupported(f"constant {expr.value!r}")
+
+    def _render_Var(self, expr: ir.Var) -> Value:
+        if expr.name not in self.env:
+            raise Unsupported("a variable that is not bound")
+        info = self.env[expr.name]
+        return Value(info.value, INT, info.level)
+
+    def _in_range(self, expr, kind: str, source: str) -> bool:
+        """Whether `expr` is provably an atom (kind "atoms") of systems `source` / a pair of pairs `source`."""
+        if isinstance(expr, ir.Var) and expr.name in self.domains:
+            domain = self.domains[expr.name]
+            if kind == "atoms":
+                return isinstance(domain, ir.AtomsDomain) and domain.systems == source
+            if kind == "systems":
+                return isinstance(domain, ir.SystemsDomain) and domain.systems == source
+            return (isinstance(domain, ir.PairsDomain) and domain.pairs == source) or (
+                isinstance(domain, ir.PairsFrom) and domain.pairs == source)
+        if kind == "atoms" and isinstance(expr, ir.Data) and expr.source in self.pairs and expr.field in ("first", "second"):
+            return self.pairs[expr.source].systems == source and self._in_range(expr.index[0], "pairs", expr.source)
+        return False
+
+    def checked(self, expr, kind: str, source: str, count) -> Value:
+        value = self.index(expr)
+        if self._in_range(expr, kind, source):
+            return value
+        return self.check(value, count)
+
+    def _render_Data(self, expr: ir.Data) -> Value:
+        if expr.source in self.systems:
+            fields = {"type": ("types", "i32", INT), "system": ("system", "i64", INT),
+                      "positions": ("positions", "real", VEC)}
+            if expr.field not in fields:
+                raise Unsupported(f"{expr.source}.{expr.field}")
+            kind, count = "atoms", self.n_atoms(expr.source)
+        elif expr.source in self.pairs:
+            fields = {"first": ("first", "i64", INT), "second": ("second", "i64", INT),
+                      "vector": ("vectors", "real", VEC), "distance": ("distances", "real", REAL)}
+            if expr.field not in fields:
+                raise Unsupported(f"{expr.source}.{expr.field}")
+            kind, count = "pairs", self.scalar(("n_pairs", expr.source))
+        else:
+            raise Unsupported(f"unknown data source {expr.source}")
+        name, element, vtype = fields[expr.field]
+        group = "systems" if kind == "atoms" else "pairs"
+        array = self.array((group, expr.source, name), element)
+        if not expr.index or len(expr.index) > 2 or (len(expr.index) == 2 and vtype != VEC):
+            raise Unsupported(f"{expr.source}.{expr.field} with {len(expr.index)} indices")
+        index = self.checked(expr.index[0], kind, expr.source, count)
+        if vtype == VEC:
+            if len(expr.index) == 2:
+                c = self.check(self.index(expr.index[1]), i64(3))
+                place = self.join(index, c)
+                flat = self.emit(place, "vec-index", lambda b, i, c: b.add(b.mul(i, i64(3)), c), index.v, c.v)
+                return Value(self.load(place, array, flat), REAL, *place)
+            base = self.emit(index.place, "x3", lambda b, i: b.mul(i, i64(3)), index.v)
+            parts = tuple(self.load(index.place, array, self.emit(index.place, "add", lambda b, x, y: b.add(x, y),
+                                                                  base, i64(c))) for c in range(3))
+            return Value(parts, VEC, *index.place)
+        value = self.load(index.place, array, index.v)
+        if element == "i32":
+            value = self.emit(index.place, "sext", lambda b, x: b.sext(x, I64), value)
+        return Value(value, vtype, *index.place)
+
+    def _render_ParamRef(self, expr: ir.ParamRef) -> Value:
+        declaration = next((p for p in self.module.params if p.name == expr.name), None)
+        if declaration is None or len(declaration.domains) != len(expr.index):
+            raise Unsupported(f"parameter {expr.name}")
+        array = self.array(("param", expr.name), "real")
+        offset: Optional[Value] = None
+        for k, (index_expr, domain) in enumerate(zip(expr.index, declaration.domains)):
+            index = self.index(index_expr)
+            size = self.scalar(("param_dim", expr.name, k))
+            place = index.place
+            if isinstance(domain, ir.RangeDomain):
+                position = self.emit(place, "sub", lambda b, x, y: b.sub(x, y), index.v, i64(domain.start))
+            elif isinstance(domain, ir.SpeciesDomain):
+                table = self.array(("species_rank", domain), "i64")
+                count = self.scalar(("n_species_rank", domain))
+                position = self.emit(place, "rank", lambda b, t, n, x: self.species_rank(b, t, n, x), table, count, index.v)
+            elif isinstance(domain, ir.IrrepDomain):
+                position = self.emit(place, "add", lambda b, x, y: b.add(x, y), index.v, i64(domain.max_degree))
+            elif isinstance(domain, ir.XyzDomain):
+                position = index.v
+            else:
+                raise Unsupported(f"parameter indexed by {domain}")
+            part = self.check(Value(position, INT, *place), size)
+            if offset is None:
+                offset = part
+            else:
+                place = self.join(offset, part)
+                offset = Value(self.emit(place, "madd", lambda b, o, n, p: b.add(b.mul(o, n), p), offset.v, size, part.v),
+                               INT, *place)
+        if offset is None:
+            offset = Value(i64(0), INT, 0)
+        return Value(self.load(offset.place, array, offset.v), REAL, *offset.place)
+
+    def _render_BlockRef(self, expr: ir.BlockRef) -> Value:
+        direct = self.direct_access(expr)
+        if direct is not None:
+            return direct
+        ref = self.renderer.tables.block_ref_key(expr)
+
+        def meta(field_name, k=0):
+            return self.scalar(("block", ref, field_name, k))
+
+        def table(field_name):
+            return self.array(("block", ref, field_name), "i64")
+
+        def dense(values: list, group: str) -> Value:
+            acc = Value(i64(0), INT, 0)
+            for k, v in enumerate(values):
+                place = max(acc.place, v.place)
+                acc = Value(self.dense(place, acc.v, v.v, meta(group + "_min", k), meta(group + "_size", k)), INT, *place)
+            return acc
+
+        keys = [self.index(e) for _, e in expr.keys]
+        key_index = dense(keys, "key")
+        block = Value(self.at_table(key_index.place, table("key_table"), i64(0), i64(0), key_index.v), INT,
+                      *key_index.place)
+
+        def lookup(values, group, field_name):
+            index = dense(values, group)
+            place = max(index.place, block.place)
+            return Value(self.at_table(place, table(field_name), block.v, meta(group + "_stride"), index.v), INT, *place)
+
+        row = lookup([self.index(s.expr) for s in expr.samples], "sample", "sample_table")
+        components = []
+        for k, slot in enumerate(expr.components):
+            components.append(lookup([self.index(slot.expr)], f"component{k}", f"component{k}_table"))
+        column = lookup([self.index(s.expr) for s in expr.properties], "property", "property_table")
+        shape = table("shape")
+        width = len(expr.components) + 2
+        base = table("base")
+        parts = [block, row] + components + [column]
+        place = self.join(*parts)
+
+        def make(b, *values):
+            blk, row, *rest = values
+            comps, col = rest[:-1], rest[-1]
+            missing = b.icmp_signed("<", blk, i64(0))
+            for p in values[1:]:
+                missing = b.or_(missing, b.icmp_signed("<", p, i64(0)))
+            safe_blk = b.select(missing, i64(0), blk)
+            offset = row
+            for k, c in enumerate(list(comps) + [col]):
+                extent = b.load(b.gep(shape, [b.add(b.mul(safe_blk, i64(width)), i64(k + 1))]))
+                offset = b.add(b.mul(offset, extent), c)
+            start = b.load(b.gep(base, [safe_blk]))
+            return b.select(missing, i64(-1), b.add(start, offset))
+        offset = self.emit(place, "block-offset", make, *[p.v for p in parts])
+        flat = self.array(("block", ref, "values"), "real")
+        return Value(self.read(place, flat, offset), REAL, *place)
+
+    def direct_access(self, expr: ir.BlockRef):
+        """A block access to a tensor computed natively earlier, read from its dense buffer
+        (see `codegen/cpp.py`, `KernelRenderer.direct_access`, for when that is exact)."""
+        source = self.renderer.grids.get(expr.tensor)
+        if source is None:
+            return None
+        indices = {b.name: b.domain for b in source.indices}
+        solved: dict = {}
+
+        def solve(entry, slot) -> bool:
+            if entry.kind != slot.kind or entry.source != slot.source:
+                return False
+            if not (isinstance(entry.expr, ir.Var) and entry.expr.name in indices) or entry.expr.name in solved:
+                return False
+            solved[entry.expr.name] = slot.expr
+            return True
+
+        if len(expr.samples) != len(source.samples) or len(expr.components) != len(source.components) \
+                or len(expr.properties) != len(source.properties):
+            return None
+        for entries, slots in ((source.samples, expr.samples), (source.components, expr.components),
+                               (source.properties, expr.properties)):
+            for entry, slot in zip(entries, slots):
+                if not solve(entry, slot):
+                    return None
+        bound = dict(expr.keys)
+        if len(bound) != len(expr.keys) or any(label not in {e.label for e in source.keys} for label in bound):
+            return None
+        checks = []
+        for entry in source.keys:
+            if entry.kind != "value":
+                return None
+            if isinstance(entry.expr, ir.Var) and entry.expr.name in indices and entry.expr.name not in solved:
+                if entry.label not in bound:
+                    return None
+                solved[entry.expr.name] = bound[entry.label]
+            elif entry.label in bound:
+                checks.append((entry.expr, bound[entry.label]))
+            elif free_vars(entry.expr) and not isinstance(entry.expr, ir.Var):
+                return None
+        if set(solved) != set(indices):
+            return None
+        for entry_expr, _ in checks:
+            if not free_vars(entry_expr) <= set(indices):
+                return None
+        try:
+            values = {name: self.index(value_expr) for name, value_expr in solved.items()}
+        except Unsupported:
+            return None
+        saved_env, saved_domains = dict(self.env), dict(self.domains)
+        try:
+            for name, value in values.items():
+                self.env[name] = VarInfo(value.v, value.v, value.level, indices[name])
+                given = solved[name]
+                if isinstance(given, ir.Var) and given.name in saved_domains:
+                    self.domains[name] = saved_domains[given.name]
+                else:
+                    self.domains.pop(name, None)
+            conditions, offset_terms = [], []
+            grid = self.array(("grid", expr.tensor), "real")
+            for k, binder in enumerate(source.indices):
+                position, condition = self.grid_position(binder.domain, values[binder.name])
+                size = self.scalar(("grid_size", expr.tensor, k))
+                conditions.append(condition)
+                offset_terms.append((position, size))
+            for entry_expr, access_expr in checks:
+                mine, theirs = self.index(entry_expr), self.index(access_expr)
+                if mine.v is not theirs.v:
+                    place = self.join(mine, theirs)
+                    conditions.append(Value(self.emit(place, "ieq", lambda b, x, y: b.icmp_signed("==", x, y),
+                                                      mine.v, theirs.v), BOOL, *place))
+        finally:
+            self.env, self.domains = saved_env, saved_domains
+        offset = None
+        for position, size in offset_terms:
+            if offset is None:
+                offset = position
+            else:
+                place = self.join(offset, position)
+                offset = Value(self.emit(place, "madd", lambda b, o, n, p: b.add(b.mul(o, n), p),
+                                         offset.v, size, position.v), INT, *place)
+        ok = self.fold(conditions, "and") if conditions else Value(ll.Constant(I1, 1), BOOL, 0)
+        place = self.join(offset, ok)
+        missing = self.emit(place, "sel-offset", lambda b, c, o: b.select(c, o, i64(-1)), ok.v, offset.v)
+        return Value(self.read(place, grid, missing), REAL, *place)
+
+    def grid_position(self, domain, value: Value):
+        """(position in the buffer, in-domain condition) of a coordinate of another kernel's grid."""
+        v, place = value.v, value.place
+        if isinstance(domain, ir.RangeDomain):
+            def make(b, v):
+                shifted = b.sub(v, i64(domain.start))
+                return shifted, b.icmp_unsigned("<", shifted, i64(domain.stop - domain.start))
+            position, ok = self.emit(place, ("range", domain.start, domain.stop), make, v)
+            return Value(position, INT, *place), Value(ok, BOOL, *place)
+        if isinstance(domain, ir.SpeciesDomain):
+            table = self.array(("species_rank", domain), "i64")
+            size = self.scalar(("n_species_rank", domain))
+            rank = self.emit(place, "rank", lambda b, t, n, x: self.species_rank(b, t, n, x), table, size, v)
+            ok = self.emit(place, "sge0", lambda b, r: b.icmp_signed(">=", r, i64(0)), rank)
+            return Value(rank, INT, *place), Value(ok, BOOL, *place)
+        if isinstance(domain, ir.IrrepDomain):
+            degree = self.index(domain.degree)
+            top = domain.max_degree
+            joined = self.join(value, degree)
+            position = self.emit(place, "add", lambda b, x, y: b.add(x, y), v, i64(top))
+
+            def make(b, v, d):
+                limit = b.select(b.icmp_signed("<", d, i64(top)), d, i64(top))
+                magnitude = b.select(b.icmp_signed("<", v, i64(0)), b.neg(v), v)
+                return b.icmp_signed("<=", magnitude, limit)
+            ok = self.emit(joined, "irrep-ok", make, v, degree.v)
+            return Value(position, INT, *place), Value(ok, BOOL, *joined)
+        if isinstance(domain, ir.XyzDomain):
+            count = i64(3)
+        else:
+            count = self.domain_size(domain)
+        ok = self.emit(place, "ult", lambda b, x, n: b.icmp_unsigned("<", x, n), v, count)
+        return Value(v, INT, *place), Value(ok, BOOL, *place)
+
+    def _render_Unary(self, expr: ir.Unary) -> Value:
+        operand = self.render(expr.operand)
+        place = operand.place
+        if expr.op == "neg":
+            if operand.type == VEC:
+                parts = tuple(self.emit(place, "fneg", lambda b, x: b.fneg(x), p) for p in operand.v)
+                return Value(parts, VEC, *place)
+            if operand.type == REAL:
+                return Value(self.emit(place, "fneg", lambda b, x: b.fneg(x), operand.v), REAL, *place)
+            return Value(self.emit(place, "neg", lambda b, x: b.neg(x), self.as_int(operand)), INT, *place)
+        if expr.op == "not":
+            return Value(self.emit(place, "not", lambda b, x: b.not_(x), self.as_bool(operand)), BOOL, *place)
+        raise Unsupported(f"unary {expr.op}")
+
+    def _render_Binary(self, expr: ir.Binary) -> Value:
+        result_type = expr_type(expr)
+        op = expr.op
+        if op == "mul" and result_type == REAL:
+            factors = [self.render(f) for f in _factors(expr)]
+            factors = [Value(self.as_real(f), REAL, *f.place) for f in factors]
+            return self.fold(factors, "fmul")
+        left, right = self.render(expr.left), self.render(expr.right)
+        place = self.join(left, right)
+        if result_type == VEC:
+            if op not in ("add", "sub", "mul", "div"):
+                raise Unsupported(f"vector {op}")
+            name = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}[op]
+            parts = tuple(self.emit(place, name, lambda b, x, y: getattr(b, name)(x, y), x, y)
+                          for x, y in zip(self.vec_parts(left), self.vec_parts(right)))
+            return Value(parts, VEC, *place)
+        if op in ("add", "sub", "mul", "div") and result_type == REAL:
+            name = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}[op]
+            v = self.emit(place, name, lambda b, x, y: getattr(b, name)(x, y), self.as_real(left), self.as_real(right))
+            return Value(v, REAL, *place)
+        if op in ("add", "sub", "mul"):
+            v = self.emit(place, op, lambda b, x, y: getattr(b, op)(x, y), self.as_int(left), self.as_int(right))
+            return Value(v, INT, *place)
+        if op == "mod":
+            if result_type == INT:
+                def imod(b, x, y):
+                    zero = b.icmp_signed("==", y, i64(0))
+                    r = b.srem(x, b.select(zero, i64(1), y))
+                    fix = b.and_(b.icmp_signed("!=", r, i64(0)),
+                                 b.icmp_signed("!=", b.icmp_signed("<", r, i64(0)), b.icmp_signed("<", y, i64(0))))
+                    return b.select(zero, i64(0), b.select(fix, b.add(r, y), r))
+                return Value(self.emit(place, "imod", imod, self.as_int(left), self.as_int(right)), INT, *place)
+
+            def fmod(b, x, y):
+                r = b.frem(x, y)
+                zero = self.rconst(0.0)
+                fix = b.and_(b.fcmp_unordered("!=", r, zero),
+                             b.icmp_signed("!=", b.fcmp_ordered("<", r, zero), b.fcmp_ordered("<", y, zero)))
+                return b.select(fix, b.fadd(r, y), r)
+            return Value(self.emit(place, "fmod", fmod, self.as_real(left), self.as_real(right)), REAL, *place)
+        if op == "pow":
+            if result_type == INT:
+                exponent = int(expr.right.value)
+                return Value(self.emit(place, ("ipow", exponent), lambda b, x: _ipow(b, x, exponent),
+                                       self.as_int(left)), INT, *place)
+            function = self.intrinsic("llvm.pow")
+            v = self.emit(place, "pow", lambda b, x, y: b.call(function, [x, y]), self.as_real(left), self.as_real(right))
+            return Value(v, REAL, *place)
+        if op in ("eq", "ne", "lt", "le", "gt", "ge"):
+            symbol = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op]
+            if REAL in (left.type, right.type):
+                if op == "ne":
+                    make = lambda b, x, y: b.fcmp_unordered(symbol, x, y)  # noqa: E731
+                else:
+                    make = lambda b, x, y: b.fcmp_ordered(symbol, x, y)  # noqa: E731
+                v = self.emit(place, ("fcmp", op), make, self.as_real(left), self.as_real(right))
+            elif left.type == BOOL and right.type == BOOL:
+                v = self.emit(place, ("ucmp", op), lambda b, x, y: b.icmp_unsigned(symbol, x, y), left.v, right.v)
+            else:
+                v = self.emit(place, ("icmp", op), lambda b, x, y: b.icmp_signed(symbol, x, y),
+                              self.as_int(left), self.as_int(right))
+            return Value(v, BOOL, *place)
+        if op in ("and", "or"):
+            name = op + "_"
+            v = self.emit(place, op, lambda b, x, y: getattr(b, name)(x, y), self.as_bool(left), self.as_bool(right))
+            return Value(v, BOOL, *place)
+        raise Unsupported(f"binary {op}")
+
+    def _render_Select(self, expr: ir.Select) -> Value:
+        result_type = expr_type(expr)
+        condition = self.render(expr.condition)
+        yes, no = self.render(expr.if_true), self.render(expr.if_false)
+        place = self.join(condition, yes, no)
+        c = self.as_bool(condition)
+        if result_type == VEC:
+            parts = tuple(self.emit(place, "select", lambda b, c, x, y: b.select(c, x, y), c, x, y)
+                          for x, y in zip(yes.v, no.v))
+            return Value(parts, VEC, *place)
+        if result_type == REAL:
+            a, b_ = self.as_real(yes), self.as_real(no)
+        else:
+            a, b_ = self.as_int(yes), self.as_int(no)
+        return Value(self.emit(place, "select", lambda b, c, x, y: b.select(c, x, y), c, a, b_), result_type, *place)
+
+    # -- built-in functions ------------------------------------------------------------------------------------
+    def _render_Call(self, expr: ir.Call) -> Value:
+        name = expr.function
+        if name in ("sqrt", "exp", "log", "sin", "cos", "tanh"):
+            x = self.unary_argument(expr)
+            return Value(self.call1(x.place, f"llvm.{name}", self.as_real(x)), REAL, *x.place)
+        if name in ("sigmoid", "silu"):
+            x = self.unary_argument(expr)
+            tanh = self.intrinsic("llvm.tanh")
+            half, one = self.rconst(0.5), self.rconst(1.0)
+
+            def make(b, x):
+                s = b.fmul(half, b.fadd(one, b.call(tanh, [b.fmul(half, x)])))
+                return s if name == "sigmoid" else b.fmul(x, s)
+            return Value(self.emit(x.place, name, make, self.as_real(x)), REAL, *x.place)
+        if name == "abs":
+            x = self.unary_argument(expr)
+            if x.type in (INT, BOOL):
+                v = self.emit(x.place, "iabs", lambda b, x: b.select(b.icmp_signed("<", x, i64(0)), b.neg(x), x),
+                              self.as_int(x))
+                return Value(v, INT, *x.place)
+            return Value(self.call1(x.place, "llvm.fabs", x.v), REAL, *x.place)
+        if name == "norm":
+            v = self.vector_argument(expr, 0)
+            d = self.dot(v, v)
+            return Value(self.call1(v.place, "llvm.sqrt", d), REAL, *v.place)
+        if name == "dot":
+            u, v = self.vector_argument(expr, 0), self.vector_argument(expr, 1)
+            return Value(self.dot(u, v), REAL, *self.join(u, v))
+        if name == "gto":
+            return self.call_gto(expr)
+        if name == "cosine_cutoff":
+            return self.call_cosine_cutoff(expr)
+        if name == "sph":
+            return self.call_sph(expr)
+        if name == "soap_radial":
+            return self.call_soap_radial(expr)
+        if name == "cg":
+            return self.call_cg(expr)
+        raise Unsupported(f"function {name}")
+
+    def dot(self, u: Value, v: Value):
+        place = self.join(u, v)
+
+        def make(b, u, v):
+            total = b.fmul(u[0], v[0])
+            total = b.fadd(total, b.fmul(u[1], v[1]))
+            return b.fadd(total, b.fmul(u[2], v[2]))
+        return self.emit(place, "dot", make, u.v, v.v)
+
+    def unary_argument(self, expr) -> Value:
+        if len(expr.args) != 1:
+            raise Unsupported(f"{expr.function} with {len(expr.args)} arguments")
+        value = self.render(expr.args[0])
+        if value.type == VEC:
+            raise Unsupported(f"{expr.function} of a vector")
+        return value
+
+    def vector_argument(self, expr, k) -> Value:
+        value = self.render(expr.args[k])
+        if value.type != VEC:
+            raise Unsupported(f"{expr.function} needs a vector")
+        return value
+
+    def scalar_argument(self, expr, k) -> Value:
+        value = self.render(expr.args[k])
+        if value.type == VEC:
+            raise Unsupported(f"{expr.function}: argument {k} is a vector")
+        return value
+
+    @staticmethod
+    def option(expr, name) -> float:
+        value = expr.option(name)
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Unsupported(f"{expr.function} without a numeric option {name}")
+        return value
+
+    def call_gto(self, expr) -> Value:
+        width = float(self.option(expr, "width"))
+        r, n = self.scalar_argument(expr, 0), self.scalar_argument(expr, 1)
+        x = self.as_real(r)
+        exp, pow_ = self.intrinsic("llvm.exp"), self.intrinsic("llvm.pow")
+        scale = self.rconst(2.0 * width * width)
+        gaussian = self.emit(r.place, ("gauss", width),
+                             lambda b, x: b.call(exp, [b.fdiv(b.fneg(b.fmul(x, x)), scale)]), x)
+        place = self.join(r, n)
+        power = self.emit(place, "pow", lambda b, x, y: b.call(pow_, [x, y]), x, self.as_real(n))
+        return Value(self.emit(place, "fmul", lambda b, x, y: b.fmul(x, y), power, gaussian), REAL, *place)
+
+    def call_cosine_cutoff(self, expr) -> Value:
+        width = float(self.option(expr, "width"))
+        r = self.scalar_argument(expr, 0)
+        if len(expr.args) > 1:
+            cutoff = self.scalar_argument(expr, 1)
+        else:
+            cutoff = Value(self.rconst(float(self.option(expr, "cutoff"))), REAL, 0)
+        cos = self.intrinsic("llvm.cos")
+        w, one, half, pi = self.rconst(width), self.rconst(1.0), self.rconst(0.5), self.rconst(math.pi)
+
+        def make(b, r, c):
+            inside = b.fcmp_ordered("<=", r, b.fsub(c, w))
+            outside = b.fcmp_ordered(">=", r, c)
+            s = b.fdiv(b.fmul(pi, b.fadd(b.fsub(r, c), w)), w)
+            smooth = b.fmul(half, b.fadd(one, b.call(cos, [s])))
+            return b.select(inside, one, b.select(outside, self.rconst(0.0), smooth))
+        place = self.join(r, cutoff)
+        return Value(self.emit(place, ("cosine_cutoff", width), make, self.as_real(r), self.as_real(cutoff)), REAL, *place)
+
+    def bounded(self, expr, what: str):
+        value = self.index(expr)
+        found = planning.bounds(expr, self.domains)
+        if found is None:
+            raise Unsupported(f"{what}: the bounds of {expr} are not known at compile time")
+        return value, found
+
+    def table_index(self, place, table, index):
+        return self.emit(place, "load", lambda b, t, k: b.load(b.gep(t, [i64(0), k])), table, index)
+
+    def call_sph(self, expr) -> Value:
+        if len(expr.args) != 3:
+            raise Unsupported("sph with a wrong number of arguments")
+        v = self.vector_argument(expr, 0)
+        l, (l_lo, l_hi) = self.bounded(expr.args[1], "sph")
+        m, (m_lo, m_hi) = self.bounded(expr.args[2], "sph")
+        if l_hi < 0:
+            return Value(self.rconst(0.0), REAL, 0)
+        top = l_hi
+        width = 2 * top + 1
+        size = (top + 1) * width
+        array_type = ll.ArrayType(self.real, size)
+        table = self.emit(v.place, ("sph", top), lambda b, *xyz: self.fill_sph(b, xyz, top, array_type), *v.v)
+        place = self.join(v, l, m)
+        index = self.emit(place, ("sph-index", top), lambda b, l, m: b.add(b.mul(l, i64(width)), b.add(m, i64(top))),
+                          l.v, m.v)
+        if l_lo < 0 or m_lo < -top or m_hi > top:
+            def make(b, t, l, m, k):
+                magnitude = b.select(b.icmp_signed("<", m, i64(0)), b.neg(m), m)
+                ok = b.and_(b.icmp_signed(">=", l, i64(0)), b.icmp_signed("<=", magnitude, l))
+                value = b.load(b.gep(t, [i64(0), b.select(ok, k, i64(0))]))
+                return b.select(ok, value, self.rconst(0.0))
+            return Value(self.emit(place, "sph-checked", make, table, l.v, m.v, index), REAL, *place)
+        return Value(self.table_index(place, table, index), REAL, *place)
+
+    def fill_sph(self, b, xyz, top: int, array_type):
+        """Real spherical harmonics up to `top` into a new table, layout `out[l * (2 top + 1) + m + top]`
+        (the recurrences of `mtdsl.math.sph`, generated for this degree, as in the C++ backend)."""
+        from .cpp import _sph_normalization
+
+        table = self.alloca(array_type)
+        width = 2 * top + 1
+        c = self.rconst
+        x, y, z = xyz
+        r = b.call(self.intrinsic("llvm.sqrt"), [b.fadd(b.fadd(b.fmul(x, x), b.fmul(y, y)), b.fmul(z, z))])
+        at_origin = b.fcmp_ordered("==", r, c(0.0))
+        safe_r = b.select(at_origin, c(1.0), r)
+        x, y, z = (b.fdiv(u, safe_r) for u in (x, y, z))
+        cs, ss = [c(1.0)], [c(0.0)]  # c_m + i s_m = (x + i y)^m
+        for k in range(1, top + 1):
+            cs.append(b.fsub(b.fmul(x, cs[k - 1]), b.fmul(y, ss[k - 1])))
+            ss.append(b.fadd(b.fmul(x, ss[k - 1]), b.fmul(y, cs[k - 1])))
+        q = {(0, 0): c(1.0)}
+        for k in range(1, top + 1):
+            q[(k, k)] = b.fmul(c(2 * k - 1), q[(k - 1, k - 1)])
+        for k in range(0, top):
+            q[(k + 1, k)] = b.fmul(b.fmul(c(2 * k + 1), z), q[(k, k)])
+        for k in range(0, top + 1):
+            for l in range(k + 2, top + 1):
+                numerator = b.fsub(b.fmul(b.fmul(c(2 * l - 1), z), q[(l - 1, k)]), b.fmul(c(l + k - 1), q[(l - 2, k)]))
+                q[(l, k)] = b.fdiv(numerator, c(l - k))
+        out = [c(0.0)] * (size := (top + 1) * width)
+        for l in range(top + 1):
+            mt = {}
+            for k in range(0, l + 1):
+                norm = c(_sph_normalization(l, k))
+                if k == 0:
+                    mt[0] = b.fmul(norm, q[(l, 0)])
+                else:
+                    mt[k] = b.fmul(b.fmul(norm, q[(l, k)]), cs[k])
+                    mt[-k] = b.fmul(b.fmul(norm, q[(l, k)]), ss[k])
+            if self.module.convention == "metatensor":
+                for k in range(-l, l + 1):
+                    out[l * width + top + k] = mt[k]
+            else:
+                basis = e3nn_change_of_basis(l)
+                for a in range(2 * l + 1):
+                    total = None
+                    for j in range(2 * l + 1):
+                        if basis[a, j] != 0.0:
+                            term = b.fmul(c(basis[a, j]), mt[j - l])
+                            total = term if total is None else b.fadd(total, term)
+                    out[l * width + top - l + a] = total if total is not None else c(0.0)
+        origin = [c(0.0)] * size
+        origin[top] = c(_sph_normalization(0, 0))
+        for k in range(size):
+            b.store(b.select(at_origin, origin[k], out[k]), b.gep(table, [i64(0), i64(k)]))
+        return table
+
+    def call_soap_radial(self, expr) -> Value:
+        if len(expr.args) != 3:
+            raise Unsupported("soap_radial with a wrong number of arguments")
+        n_radial = int(self.option(expr, "n_radial"))
+        cutoff = float(self.option(expr, "cutoff"))
+        width = float(self.option(expr, "density_width"))
+        r = self.scalar_argument(expr, 0)
+        n, (n_lo, n_hi) = self.bounded(expr.args[1], "soap_radial")
+        l, (l_lo, l_hi) = self.bounded(expr.args[2], "soap_radial")
+        if n_lo < 0 or n_hi >= n_radial or l_lo < 0:
+            raise Unsupported("soap_radial indices outside the table")
+        name, spline = self.renderer.tables.spline(l_hi, n_radial, cutoff, width)
+        values = self.array(("const", name + "_values"), "real")
+        derivatives = self.array(("const", name + "_derivatives"), "real")
+        count = (l_hi + 1) * n_radial
+        table = self.emit(r.place, ("spline", name, count),
+                          lambda b, x, v, d: self.fill_spline(r.place, x, v, d, spline, count),
+                          self.as_real(r), values, derivatives)
+        place = self.join(r, n, l)
+        index = self.emit(place, ("radial-index", n_radial), lambda b, l, n: b.add(b.mul(l, i64(n_radial)), n), l.v, n.v)
+        return Value(self.table_index(place, table, index), REAL, *place)
+
+    def fill_spline(self, place, r, values, derivatives, spline, count: int):
+        """The cubic Hermite spline of `soap_radial` for every `(l, n)` at once (`mt_spline` of the
+        C++ backend): a vectorizable loop into a new table, error bit 4 beyond the cutoff."""
+        table = self.alloca(ll.ArrayType(self.real, count))
+        c = self.rconst
+        b = self.at(place)
+        ok = b.fcmp_ordered("<=", r, c(spline.cutoff))
+        b.store(b.or_(b.load(self.err), b.select(ok, i64(0), i64(4))), self.err)
+        x = b.fdiv(r, c(spline.step))
+        k = b.fptosi(b.call(self.intrinsic("llvm.floor"), [b.select(ok, x, c(0.0))]), I64)
+        k = b.select(b.icmp_signed(">", k, i64(spline.n_intervals - 1)), i64(spline.n_intervals - 1), k)
+        k = b.select(b.icmp_signed("<", k, i64(0)), i64(0), k)
+        t = b.fsub(b.select(ok, x, c(0.0)), b.sitofp(k, self.real))
+        t2 = b.fmul(t, t)
+        t3 = b.fmul(t2, t)
+        h00 = b.fadd(b.fsub(b.fmul(c(2.0), t3), b.fmul(c(3.0), t2)), c(1.0))
+        h10 = b.fmul(b.fadd(b.fsub(t3, b.fmul(c(2.0), t2)), t), c(spline.step))
+        h01 = b.fadd(b.fmul(c(-2.0), t3), b.fmul(c(3.0), t2))
+        h11 = b.fmul(b.fsub(t3, t2), c(spline.step))
+        scale = b.select(ok, c(1.0), c(0.0))
+        h00, h10, h01, h11 = (b.fmul(h, scale) for h in (h00, h10, h01, h11))
+        start = b.mul(k, i64(count))
+        # the loop j in [0, count), linked into the region at once
+        level, body = place
+        region = self.stack[level].body if body else self.stack[level].prelude
+        f = self.function
+        header, loop, exit_ = f.append_basic_block(), f.append_basic_block(), f.append_basic_block()
+        entry = region.tail
+        b.branch(header)
+        b.position_at_end(header)
+        j = b.phi(I64)
+        j.add_incoming(i64(0), entry)
+        b.cbranch(b.icmp_signed("<", j, i64(count)), loop, exit_)
+        b.position_at_end(loop)
+        p0 = b.add(start, j)
+        p1 = b.add(p0, i64(count))
+        value = b.fadd(b.fadd(b.fmul(h00, b.load(b.gep(values, [p0]))), b.fmul(h10, b.load(b.gep(derivatives, [p0])))),
+                       b.fadd(b.fmul(h01, b.load(b.gep(values, [p1]))), b.fmul(h11, b.load(b.gep(derivatives, [p1])))))
+        b.store(value, b.gep(table, [i64(0), j]))
+        j.add_incoming(b.add(j, i64(1)), loop)
+        b.branch(header)
+        region.tail = exit_
+        return table
+
+    def call_cg(self, expr) -> Value:
+        if len(expr.args) != 6:
+            raise Unsupported("cg with a wrong number of arguments")
+        parts = [self.bounded(a, "cg") for a in expr.args]
+        degrees = [parts[0], parts[2], parts[4]]
+        orders = [parts[1], parts[3], parts[5]]
+        if any(lo < 0 for _, (lo, _) in degrees):
+            raise Unsupported("cg with possibly negative degrees")
+        top = max(hi for _, (_, hi) in degrees)
+        if any(lo < -top or hi > top for _, (lo, hi) in orders):
+            raise Unsupported("cg orders outside the table")
+        name = self.renderer.tables.cg_table(top)
+        array = self.array(("const", name), "real")
+        size, width = top + 1, 2 * top + 1
+        (l1, _), (l2, _), (big_l, _) = degrees
+        (m1, _), (m2, _), (big_m, _) = orders
+
+        def make(b, l1, l2, big_l, m1, m2, big_m):
+            index = b.add(b.mul(b.add(b.mul(l1, i64(size)), l2), i64(size)), big_l)
+            for m in (m1, m2, big_m):
+                index = b.add(b.mul(index, i64(width)), b.add(m, i64(top)))
+            return b.load(b.gep(array, [index]))
+        ordered = [l1, l2, big_l, m1, m2, big_m]
+        place = self.join(*ordered)
+        return Value(self.emit(place, ("cg", top), make, *[v.v for v in ordered]), REAL, *place)
+
+    # -- sums -----------------------------------------------------------------------------------------------
+    def _render_Reduce(self, expr: ir.Reduce) -> Value:
+        free = free_vars(expr)
+        if not free <= set(self.env):
+            raise Unsupported("a sum reads a variable that is not bound")
+        level = max((self.env[name].level for name in free), default=0)
+        saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
+        self.stack = self.stack[: level + 1]
+        accumulator = self.alloca(self.real)
+        self.at((level, False)).store(self.rconst(0.0), accumulator)
+        target = self.stack[level].prelude
+        bound = {name for name, info in self.env.items() if info.level <= level}
+        items = [(b, False) for b in expr.binders]
+        loops, pre = planning.schedule_loops(items, planning.conjuncts(expr.where), bound)
+        depth0 = len(self.stack)
+        if pre:
+            conditions = [self.as_bool(self.render(c)) for c in pre]
+            skip, _ = self.open_level(target, i64(0), i64(1))
+            b = self.at((len(self.stack) - 1, False))
+            condition = conditions[0]
+            for other in conditions[1:]:
+                condition = b.and_(condition, other)
+            self.skip_unless(skip, condition)
+            target = skip.body
+        for loop in loops:
+            self.open_loop(loop, target)
+            target = self.stack[-1].body
+        body = self.render(expr.body)
+        if body.type == VEC:
+            raise Unsupported("sum of vectors")
+        value = self.as_real(body)
+        b = self.at(self.here())
+        b.store(b.fadd(b.load(accumulator), value), accumulator)
+        while len(self.stack) > depth0:
+            self.close()
+        result = self.at((level, False)).load(accumulator)
+        self.stack, self.env, self.domains = saved_stack, saved_env, saved_domains
+        return Value(result, REAL, level)
+
+
+def _factors(expr) -> list:
+    if isinstance(expr, ir.Binary) and expr.op == "mul" and expr_type(expr) == REAL:
+        return _factors(expr.left) + _factors(expr.right)
+    return [expr]
+
+
+def _ipow(b, x, exponent: int):
+    """`x ** exponent` (a non-negative constant) by squaring."""
+    result, base = i64(1), x
+    while exponent:
+        if exponent & 1:
+            result = b.mul(result, base)
+        exponent >>= 1
+        if exponent:
+            base = b.mul(base, base)
+    return result
+
+
+# ---- the module --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RenderedKernel:
+    name: str  # the IR tensor name
+    symbol: str
+    plan: planning.KernelPlan
+    arrays: list  # descriptors in argument order (the buffer first)
+    scalars: list
+    source: str  # this kernel's LLVM IR
+    driver_count: object = None  # parallel kernels: the driver's size (int or scalar descriptor)
+
+
+@dataclass
+class RenderedModule:
+    module: ir.Module
+    dtype: str
+    source: str  # the module's LLVM IR (before optimization)
+    kernels: dict
+    unsupported: dict
+    constants: dict
+
+
+class ModuleRenderer:
+    def __init__(self, module: ir.Module, dtype: str = "float64"):
+        from .cpp import ModuleRenderer as Tables
+
+        if dtype not in ("float64", "float32"):
+            raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
+        if module.convention not in ("metatensor", "e3nn"):
+            raise ValueError(f"unknown sph convention {module.convention!r}")
+        self.module = module
+        self.dtype = dtype
+        self.real = ll.DoubleType() if dtype == "float64" else ll.FloatType()
+        # compile-time tables (radial splines, Clebsch-Gordan) and block-access keys, shared with C++
+        self.tables = Tables(module, dtype)
+        self.grids: dict = {}
+        self.llmodule = ll.Module(name=_sanitize(module.name))
+        self.llmodule.triple = llvm.get_process_triple()
+
+    def render(self) -> RenderedModule:
+        kernels, unsupported = {}, {}
+        for k, kernel in enumerate(self.module.kernels):
+            symbol = f"mt_kernel_{k}"
+            builder = KernelBuilder(self, kernel, symbol)
+            try:
+                function = builder.build()
+            except Unsupported as error:
+                unsupported[kernel.name] = str(error)
+                _drop_function(self.llmodule, symbol)
+                continue
+            arrays = [("buffer",)] + sorted(builder.arrays, key=lambda d: builder.arrays[d][0])
+            scalars = sorted(builder.scalars, key=lambda d: builder.scalars[d][0])
+            kernels[kernel.name] = RenderedKernel(kernel.name, symbol, builder.plan, arrays, scalars,
+                                                  str(function), builder.driver_count)
+            if kernel.where is None:
+                self.grids[kernel.name] = kernel
+        return RenderedModule(self.module, self.dtype, str(self.llmodule), kernels, unsupported,
+                              dict(self.tables.constants))
+
+
+def _drop_function(module: ll.Module, symbol: str) -> None:
+    """Remove a half-built function (its kernel runs with the interpreter)."""
+    module.globals.pop(symbol, None)
+
+
+def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:
+    """Every kernel of `module` as LLVM IR (kernels without a compiled form in `.unsupported`)."""
+    return ModuleRenderer(module, dtype).render()
+
+
+def render(module: ir.Module, dtype: str = "float64") -> str:
+    """The LLVM IR of a module (`mtdsl compile --emit llvm`)."""
+    return render_module(module, dtype).source
+
+
+# ---- JIT and the thread pool -----------------------------------------------------------------------------
+
+_INIT = threading.Lock()
+_READY = False
+
+
+def _target_machine():
+    global _READY
+    with _INIT:
+        if not _READY:
+            llvm.initialize_native_target()
+            llvm.initialize_native_asmprinter()
+            _READY = True
+    target = llvm.Target.from_triple(llvm.get_process_triple())
+    return target.create_target_machine(cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(),
+                                        opt=3, reloc="default", codemodel="jitdefault")
+
+
+def optimize(source: str):
+    """Parse, verify and optimize LLVM IR text (O3, loop and SLP vectorization, host CPU)."""
+    machine = _target_machine()
+    parsed = llvm.parse_assembly(source)
+    parsed.verify()
+    parsed.triple = llvm.get_process_triple()
+    parsed.data_layout = str(machine.target_data)
+    tuning = llvm.PipelineTuningOptions(speed_level=3)
+    tuning.loop_vectorization = True
+    tuning.slp_vectorization = True
+    tuning.loop_unrolling = True
+    builder = llvm.create_pass_builder(machine, tuning)
+    builder.getModulePassManager().run(parsed, builder)
+    return parsed, machine
+
+
+_KERNEL_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
+_POOLS: dict = {}
+
+
+def _pool(threads: int) -> ThreadPoolExecutor:
+    with _INIT:
+        if threads not in _POOLS:
+            _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mtdsl-llvm")
+        return _POOLS[threads]
+
+
+class LLVMKernel:
+    """A JIT-compiled kernel with the C++ kernels' calling convention `(arrays, scalars, threads)`:
+    the driver range split into chunks, run from a thread pool (ctypes releases the GIL)."""
+
+    def __init__(self, address: int, rendered: RenderedKernel):
+        self.raw = _KERNEL_TYPE(address)
+        self.rendered = rendered
+        count = rendered.driver_count
+        self.count = count if isinstance(count, int) or count is None else rendered.scalars.index(count)
+        self.parallel = rendered.plan.parallel and count is not None
+        self.argtypes = self.restype = None  # set by CompiledModule, unused
+
+    def size(self, scalars) -> int:
+        if isinstance(self.rendered.driver_count, tuple):
+            return int(scalars[self.count])
+        return int(self.count or 0)
+
+    def __call__(self, arrays, scalars, threads: int) -> int:
+        arrays_address = ctypes.cast(arrays, ctypes.c_void_p).value
+        scalars_address = ctypes.cast(scalars, ctypes.c_void_p).value
+        if not self.parallel:
+            return int(self.raw(arrays_address, scalars_address, 0, INT64_MAX))
+        n = self.size(scalars)
+        threads = max(1, int(threads))
+        if threads == 1 or n < 2:
+            return int(self.raw(arrays_address, scalars_address, 0, n))
+        chunk = max(1, -(-n // (threads * 8)))
+        ranges = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
+        errors = _pool(threads).map(lambda r: self.raw(arrays_address, scalars_address, r[0], r[1]), ranges)
+        result = 0
+        for error in errors:
+            result |= int(error)
+        return result
+
+
+class JITLibrary:
+    """What `CompiledModule` expects of a loaded library: one callable attribute per kernel symbol."""
+
+    def __init__(self, rendered: RenderedModule):
+        self.optimized, machine = optimize(rendered.source)
+        self.engine = llvm.create_mcjit_compiler(self.optimized, machine)
+        self.engine.finalize_object()
+        for kernel in rendered.kernels.values():
+            address = self.engine.get_function_address(kernel.symbol)
+            setattr(self, kernel.symbol, LLVMKernel(address, kernel))
+
+
+def compile_module(module: ir.Module, dtype=np.float64, threads: int | None = None):
+    """Render, optimize and JIT `module`; a `runtime.compiled.CompiledModule` running the LLVM kernels."""
+    from mtdsl.runtime.compiled import CompiledModule
+
+    rendered = render_module(module, np.dtype(dtype).name)
+    library = JITLibrary(rendered)
+    return CompiledModule(module, rendered, library, None, False, threads)

@@ -1,0 +1,175 @@
+"""The LLVM backend (`mtdsl.codegen.llvm`) against the reference interpreter.
+
+The same corner and reference modules, structures and tolerances as
+`test_backends.py` (same metadata bit for bit; values within 1e-12 / 1e-5 of
+each block's largest magnitude), plus the reference programs compiled from
+their `.mt` files, threads, fallbacks and the emitted IR.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import ase
+import numpy as np
+import pytest
+
+from mtdsl.codegen import llvm as backend
+from mtdsl.compile import check_and_lower
+from mtdsl.ir import nodes as ir
+from mtdsl.runtime.bindings import RunError
+from mtdsl.runtime.compiled import compile_module
+
+from . import modules
+from .test_backends import (  # noqa: F401  (`compiled` is the session fixture)
+    CHO, MODULES, STRUCTURES, assert_same, bind, compiled, interpret, rocksalt, silicon, water,
+)
+from .test_safety import HOSTILE, hostile_module
+
+EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize("structure", sorted(STRUCTURES))
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_equals_interpreter(compiled, name, structure):
+    if name == "energy" and structure not in CHO:
+        pytest.skip("the energy model is compiled for H, C, O")
+    module, native = compiled(name, "llvm", np.float64)
+    assert native.fallbacks == {}
+    frames = STRUCTURES[structure]()
+    ours = native.run(bind(module, frames), all_tensors=True)
+    assert native.last_run_fallbacks == {}
+    assert_same(ours, interpret(module, bind(module, frames)), np.float64)
+
+
+@pytest.mark.parametrize("name", ["power_spectrum", "convolution", "convolution_e3nn", "corners"])
+def test_float32_equals_interpreter(compiled, name):
+    module, native = compiled(name, "llvm", np.float32)
+    frames = [rocksalt(), water()]
+    ours = native.run(bind(module, frames, np.float32), all_tensors=True)
+    assert native.last_run_fallbacks == {}
+    assert_same(ours, interpret(module, bind(module, frames, np.float32)), np.float32)
+
+
+@pytest.mark.parametrize("name", ["spherical_expansion", "power_spectrum", "convolution"])
+def test_threads_give_the_same_values(compiled, name):
+    """Chunks of the driver run from the thread pool write disjoint rows: the values do not depend
+    on the number of threads (bit for bit: every row is computed by one call)."""
+    module, native = compiled(name, "llvm", np.float64)
+    frames = [rocksalt(), silicon(), water()]
+    one = native.run(bind(module, frames), threads=1, all_tensors=True)
+    for threads in (2, 5):
+        many = native.run(bind(module, frames), threads=threads, all_tensors=True)
+        for tensor in one:
+            for a, b in zip(one[tensor].blocks(), many[tensor].blocks()):
+                np.testing.assert_array_equal(a.values, b.values)
+
+
+def test_kernels_split_the_driver_range(compiled):
+    module, native = compiled("spherical_expansion", "llvm", np.float64)
+    kernel = native.kernels["rho"].function
+    assert kernel.parallel and kernel.rendered.driver_count == ("n_atoms", "S")
+
+
+def test_unknown_species_is_the_interpreters_error(compiled):
+    module, native = compiled("energy", "llvm", np.float64)
+    with pytest.raises(RunError, match="not among the species"):
+        native.run(bind(module, [rocksalt()]))
+
+
+def test_missing_block_is_an_error():
+    """A block access to a key that does not exist: the native run flags it, the interpreter names it."""
+    V = modules.V
+    bad = ir.BlockRef("rho", (("o3_lambda", modules.C(7)), ("o3_sigma", modules.C(1)),
+                              ("center_type", ir.Data("S", "type", (V("i"),))), ("neighbor_type", modules.C(1))),
+                      (ir.Slot("atoms", V("i"), "S"),), (ir.Slot("value", modules.C(0)),),
+                      (ir.Slot("value", modules.C(0)),))
+    kernel = ir.TensorKernel("bad", (ir.Binder("i", ir.AtomsDomain("S")),), (ir.Entry("_", "value", ir.Const(0)),),
+                             (modules.atoms_entry(),), (), (ir.Entry("x", "value", ir.Const(0)),), bad)
+    base = modules.spherical_expansion(n_radial=2, max_angular=1, cutoff=3.0)
+    module = ir.Module("m", base.systems, (), base.pairs, (), base.kernels + (kernel,), ())
+    native = compile_module(module, backend="llvm")
+    assert native.fallbacks == {}
+    with pytest.raises(RunError, match="tensor bad.*does not exist"):
+        native.run(bind(module, [water()]))
+    assert "bad" in native.last_run_fallbacks
+
+
+def test_unsupported_kernel_falls_back_to_the_interpreter():
+    V = modules.V
+    kernel = ir.TensorKernel("cellish", (ir.Binder("i", ir.AtomsDomain("S")),), (ir.Entry("_", "value", ir.Const(0)),),
+                             (modules.atoms_entry(),), (), (ir.Entry("x", "value", ir.Const(0)),),
+                             ir.Data("S", "cell", (ir.Data("S", "system", (V("i"),)), ir.Const(0), ir.Const(0))))
+    base = modules.spherical_expansion(n_radial=2, max_angular=1, cutoff=3.0)
+    module = ir.Module("m", base.systems, (), base.pairs, (), base.kernels + (kernel,), ())
+    native = compile_module(module, backend="llvm")
+    assert "cellish" in native.fallbacks and "rho" not in native.fallbacks
+    assert "mt_kernel_1" not in native.source  # the half-built function is dropped
+    with pytest.raises(RunError):
+        native.run(bind(module, [water()]))
+
+
+def test_dense_access_reads_the_buffer():
+    """The power spectrum reads rho from its dense buffer: rho is never assembled when not needed."""
+    module = modules.power_spectrum(n_radial=3, max_angular=2, cutoff=3.5, width=0.4)
+    module = ir.Module(module.name, module.systems, (), module.pairs, (), module.kernels, (ir.Output("ps"),))
+    native = compile_module(module, backend="llvm")
+    assert ("grid", "rho") in native.rendered.kernels["ps"].arrays
+    bindings = bind(module, [water()])
+    out = native.run(bindings)
+    assert "rho" not in bindings.tensors
+    assert_same(out, {"ps": interpret(module, bind(module, [water()]))["ps"]}, np.float64)
+
+
+# ---- the reference programs, from their .mt files -------------------------------------------------------
+
+
+def random_systems(seed):
+    rng = np.random.default_rng(seed)
+    crystal = ase.build.bulk("NaCl", "rocksalt", a=5.0, cubic=True)
+    crystal.rattle(0.1, seed=seed)
+    molecule = ase.Atoms(numbers=rng.choice([1, 8, 11], size=5), positions=rng.uniform(0, 3.5, size=(5, 3)))
+    lonely = ase.Atoms("Cl", positions=[[0, 0, 0]])
+    return [crystal, molecule, lonely]
+
+
+PROGRAMS = {
+    "spherical_expansion.mt": dict(cutoff=3.5, n_radial=4, max_angular=3),
+    "soap_power_spectrum.mt": dict(cutoff=3.5, n_radial=3, max_angular=2),
+    "soap_energy.mt": dict(species=[1, 8, 11, 17], cutoff=3.5, n_radial=3, max_angular=2),
+    "equivariant_convolution.mt": dict(cutoff=3.5, width=4),
+}
+
+
+@pytest.mark.parametrize("program", sorted(PROGRAMS))
+def test_reference_programs_equal_interpreter(program):
+    _, module, _ = check_and_lower(EXAMPLES / program, **PROGRAMS[program])
+    native = compile_module(module, backend="llvm")
+    assert native.fallbacks == {}
+    for seed in (0, 1):
+        frames = random_systems(seed)
+        ours = native.run(bind(module, frames, seed=seed), all_tensors=True)
+        assert native.last_run_fallbacks == {}
+        assert_same(ours, interpret(module, bind(module, frames, seed=seed)), np.float64)
+
+
+# ---- the emitted IR ---------------------------------------------------------------------------------
+
+
+def test_emitted_ir_is_valid_and_optimizes():
+    module = modules.power_spectrum(n_radial=4, max_angular=3, cutoff=3.5, width=0.4)
+    source = backend.render(module)
+    assert "define i64 @\"mt_kernel_0\"" in source and "define i64 @\"mt_kernel_1\"" in source
+    optimized, _ = backend.optimize(source)
+    assert "mt_kernel_1" in str(optimized)
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_names_never_reach_the_ir(name):
+    names = [f"{name}{k}" for k in range(9)]
+    module = hostile_module(names)
+    source = backend.render(module)
+    for part in (name, name.strip(), "system(", "rm -rf", "passwd", "$(id)"):
+        if part and not part.isalnum():
+            assert part not in source
+    backend.optimize(source)  # parses and verifies
