@@ -169,6 +169,7 @@ class KernelRenderer:
         self.env: dict[str, VarInfo] = {}
         self.domains: dict[str, object] = {}
         self.expanded: dict = {}  # id of an IR node -> (table, start, variable): see expand_tables
+        self.tabulated: dict = {}  # id of an IR node -> (index, level): see tabulation_candidates
         self.systems = {s.name for s in self.module.systems}
         self.pairs = {p.name: p for p in self.module.pairs}
 
@@ -358,6 +359,7 @@ class KernelRenderer:
             condition = self.render(guard)
             root.prelude.append(f"if (!({condition.code})) return err;  // where {comment(guard)}")
 
+        self.tabulated = self.tabulation_candidates(plan)
         depth0 = len(self.stack)
         first = True
         for loop in plan.loops:
@@ -373,7 +375,7 @@ class KernelRenderer:
             info = self.env[binder.name]
             terms.append(Value(f"{info.position} * st{k}", INT, info.level))
         offset = self.fold(terms, "+", INT, "o") if terms else Value("INT64_C(0)", INT, 0)
-        value = self.render(plan.body)
+        value = self.render_accumulated(plan.body) if plan.schedule == "accumulate" else self.render(plan.body)
         value_code = value.code if value.type in (REAL,) else f"(real)({value.code})"
         operator = "+=" if plan.schedule == "accumulate" else "="
         self.statement(self.here(), f"{buffer}[{offset.code}] {operator} {value_code};")
@@ -387,6 +389,75 @@ class KernelRenderer:
             driver=comment(driver), symbol=self.symbol, declarations=self.declarations, body=lines,
         )
 
+    def factors(self, expr) -> list:
+        """The factors of a real product tree, keeping whole the sub-products that are tabulated."""
+        if (isinstance(expr, ir.Binary) and expr.op == "mul" and expr_type(expr) == REAL
+                and id(expr) not in self.expanded and id(expr) not in self.tabulated):
+            return self.factors(expr.left) + self.factors(expr.right)
+        return [expr]
+
+    def tabulation_candidates(self, plan) -> dict:
+        """Values of the body that read one small range index and only variables of loops at least two
+        levels outside it: each is tabulated over that index where its other variables are bound
+        (the convolution's radial weights `sum(k) R[k] w[k, l1, l2, L, q]` for every `q`, once per
+        `(p, l1, l2, L)`, outside the `m1, m2, M` loops). id(node) -> (index, level of the table)."""
+        position = {loop.var: k for k, loop in enumerate(plan.loops)}
+        domains = {loop.var: loop.domain for loop in plan.loops if loop.kind == "domain"}
+        found = {}
+
+        def visit(node):
+            variables = free_vars(node)
+            if (isinstance(node, (ir.Reduce, ir.Call, ir.Binary, ir.Unary, ir.Select, ir.BlockRef))
+                    and expr_type(node) == REAL and (isinstance(node, (ir.Reduce, ir.BlockRef)) or _has_call(node))
+                    and variables <= set(position)):
+                over = planning.tabulated_variable(variables, domains)
+                if over is not None:
+                    outer = max((position[v] for v in variables if v != over), default=-1)
+                    between = [loop for loop in plan.loops[outer + 1: position[over]] if loop.kind != "equal"]
+                    if between:
+                        found[id(node)] = (over, outer + 1)
+                        return
+            if not isinstance(node, ir.Reduce):
+                for child in _children(node):
+                    visit(child)
+
+        visit(plan.body)
+        return found
+
+    def tabulate(self, node) -> Value:
+        over, level = self.tabulated.pop(id(node))
+        domain = self.env[over].domain
+        trip = domain.stop - domain.start
+        start = int_literal(domain.start)
+        table = self.fresh("T")
+        saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
+        self.stack = self.stack[: level + 1]
+        self.stack[level].prelude.append(f"real {table}[{trip}];  // {comment(node)} for every {comment(over)}")
+        var = self.fresh("v")
+        depth = self.open(f"for (int64_t {var} = {start}; {var} < {int_literal(domain.stop)}; ++{var})  "
+                          f"/* {comment(over)} in {comment(domain)} */", self.stack[level].prelude)
+        self.env[over] = VarInfo(var, f"({var} - {start})", depth, domain)
+        value = self.render(node)
+        self.statement(self.here(), f"{table}[{var} - {start}] = {self.as_real(value)};")
+        self.close()
+        self.stack, self.env, self.domains = saved_stack, saved_env, saved_domains
+        info = self.env[over]
+        return Value(f"{table}[{info.code} - {start}]", REAL, info.level)
+
+    def render_accumulated(self, body) -> Value:
+        """The value added into the buffer; a product with a Clebsch-Gordan factor skips the
+        loops below that factor when it is zero (adding zero changes nothing): only the
+        non-zero coefficients are visited, like an unrolled sparse CG."""
+        if not (isinstance(body, ir.Binary) and body.op == "mul" and expr_type(body) == REAL):
+            return self.render(body)
+        nodes = self.factors(body)
+        factors = [self.render(f) for f in nodes]
+        for node, factor in zip(nodes, factors):
+            if isinstance(node, ir.Call) and node.function == "cg" and factor.level >= 1:
+                self.statement(factor.place, f"if ({factor.code} == 0) continue;  // a zero coefficient")
+        factors = [Value(f"(real)({f.code})", REAL, f.level, f.body) if f.type in (INT, BOOL) else f for f in factors]
+        return self.fold(factors, "*", REAL, "p")
+
     def fold(self, values: list[Value], operator: str, ctype_type: str, hint: str) -> Value:
         """Combine `values` with `operator`, innermost-placed last, hoisting every partial result."""
         ordered = sorted(values, key=lambda v: v.place)
@@ -399,6 +470,8 @@ class KernelRenderer:
 
     # -- expressions ------------------------------------------------------------------------------
     def render(self, expr) -> Value:
+        if self.tabulated and id(expr) in self.tabulated:
+            return self.tabulate(expr)
         if self.expanded and id(expr) in self.expanded:
             table, start, name = self.expanded[id(expr)]
             info = self.env[name]
@@ -705,7 +778,7 @@ class KernelRenderer:
     def _render_Binary(self, expr: ir.Binary) -> Value:
         result_type = expr_type(expr)
         if expr.op == "mul" and result_type == REAL:
-            factors = [self.render(f) for f in _factors(expr)]
+            factors = [self.render(f) for f in self.factors(expr)]
             factors = [Value(f"(real)({f.code})", REAL, f.level, f.body) if f.type in (INT, BOOL) else f for f in factors]
             return self.fold(factors, "*", REAL, "p")
         left, right = self.render(expr.left), self.render(expr.right)

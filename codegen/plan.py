@@ -332,13 +332,13 @@ def work_units(expr, out: list) -> float:
         for binder in expr.binders:
             trips *= trip_estimate(binder.domain)
         weight = 1.0
-        for variables, w in inner:
+        for variables, w, *_ in inner:
             if variables & names:
                 weight += w
             else:
-                out.append((variables, w))
+                out.append((variables, w, True))
         weight *= trips
-        out.append((free_vars(expr), weight))
+        out.append((free_vars(expr), weight, True))
         return weight
     if isinstance(expr, ir.Call):
         for a in expr.args:
@@ -346,8 +346,10 @@ def work_units(expr, out: list) -> float:
         weight = _CALL_WEIGHT.get(expr.function, 8.0)
         if expr.function in ("sph", "soap_radial") and expr.args:
             # a table of every (l, m) / (l, n) filled once where the first argument is known, then a lookup
-            out.append((free_vars(expr.args[0]), weight))
+            out.append((free_vars(expr.args[0]), weight, False))
             weight = 1.0
+        out.append((free_vars(expr), weight, expr.function not in ("cg", "sph", "soap_radial")))
+        return weight
     elif isinstance(expr, ir.Data):
         for a in expr.index:
             work_units(a, out)
@@ -361,7 +363,8 @@ def work_units(expr, out: list) -> float:
             work_units(e, out)
         for slot in expr.samples + expr.components + expr.properties:
             work_units(slot.expr, out)
-        weight = 4.0
+        out.append((free_vars(expr), 4.0, True))
+        return 4.0
     elif isinstance(expr, ir.Unary):
         work_units(expr.operand, out)
         weight = 1.0
@@ -375,11 +378,21 @@ def work_units(expr, out: list) -> float:
         weight = 1.0
     else:
         return 0.0
-    out.append((free_vars(expr), weight))
+    out.append((free_vars(expr), weight, False))
     return weight
 
 
 CONTIGUITY = 1.25  # keep `prefer_last` (the buffer's contiguous axis) innermost unless this much slower
+
+
+TABULATE_LIMIT = 64  # a value over one range index of at most this many values may be tabulated over it
+
+
+def tabulated_variable(variables, domains: dict):
+    """The index a worthwhile value is tabulated over, when it reads one of small range (the widest)."""
+    small = [v for v in variables if isinstance(domains.get(v), ir.RangeDomain)
+             and 1 < domains[v].stop - domains[v].start <= TABULATE_LIMIT]
+    return max(small, key=lambda v: (domains[v].stop - domains[v].start, v)) if small else None
 
 
 def best_order(names, trips, ready_after, units, bound, prefer_last=None, limit=12):
@@ -580,10 +593,19 @@ def _preferred_order(remaining, pending, bound, body, innermost):
             needs |= free_vars(domain.atom)
         return needs
 
-    units: list = []
-    work_units(body, units)
+    raw: list = []
+    work_units(body, raw)
     for c in pending:
-        work_units(c, units)
+        work_units(c, raw)
+    domains = {name: binders[name].domain for name in names}
+    units = []
+    for variables, weight, worth in raw:
+        # a renderer tabulates such a value over its small range index where its other variables are bound
+        over = tabulated_variable(variables & set(names), domains) if worth else None
+        if over is not None:
+            units.append((variables - {over}, weight * trip_estimate(domains[over])))
+        else:
+            units.append((variables, weight))
     units.append((frozenset(names), 1.0))  # the innermost statement
     return best_order(names, trips, ready_after, units, bound, prefer_last=innermost)
 
