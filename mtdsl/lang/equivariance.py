@@ -33,7 +33,9 @@ from typing import Optional
 from . import program as P
 from .builtins import BUILTINS
 from .diagnostics import Reporter
-from .evaluate import UNKNOWN, TooManyPoints, always, closure, dim_values, evaluate, points, refs_of
+from .evaluate import (
+    UNKNOWN, TooManyPoints, always, closure, dim_values, evaluate, memoized, points, refs_of,
+)
 from .irreps import Irrep
 from .resolve import dims_fit, is_unknown_dim
 
@@ -153,7 +155,8 @@ class EquivarianceChecker:
         if not isinstance(rep, P.IrrepDim):
             return False
         degree = rep.degree
-        return always(lambda env: _eq(evaluate(degree, env), 0), refs_of(degree), conds) is True
+        return memoized("trivial", (degree, tuple(conds)), lambda: always(
+            lambda env: _eq(evaluate(degree, env), 0), refs_of(degree), conds) is True)
 
     def nontrivial(self, eq: Eq, conds) -> dict:
         return {index: value for index, value in eq.comps.items() if not self.trivial(value[1], conds)}
@@ -162,6 +165,10 @@ class EquivarianceChecker:
         """Whether ``sigma`` equals ``target`` (an int or an expression) at every allowed point."""
         if sigma.is_constant and isinstance(target, int):
             return sigma.sign == target
+        return memoized("sigma", (sigma.sign, sigma.exponents, sigma.factors, target, tuple(conds)),
+                        lambda: self._sigma_is(sigma, target, conds))
+
+    def _sigma_is(self, sigma: Sigma, target, conds) -> Optional[bool]:
         variables = sigma.variables()
         if not isinstance(target, int):
             variables += refs_of(target)
@@ -302,6 +309,10 @@ class EquivarianceChecker:
 
     def _key_values(self, value_expr: P.Expr, conds, enough: Optional[set] = None) -> Optional[set]:
         """The values the key takes at the allowed points (stops once it has ``enough``)."""
+        return memoized("key values", (value_expr, tuple(conds), tuple(sorted(enough)) if enough else None),
+                        lambda: self._key_values_points(value_expr, conds, enough))
+
+    def _key_values_points(self, value_expr: P.Expr, conds, enough: Optional[set]) -> Optional[set]:
         variables, used = closure(refs_of(value_expr), conds)
         values = set()
         try:
@@ -395,6 +406,10 @@ class EquivarianceChecker:
     def _same_sigma(self, a: Sigma, b: Sigma, conds) -> Optional[bool]:
         if a.is_constant and b.is_constant:
             return a.sign == b.sign
+        return memoized("same sigma", (a.sign, a.exponents, a.factors, b.sign, b.exponents, b.factors,
+                                       tuple(conds)), lambda: self._same_sigma_points(a, b, conds))
+
+    def _same_sigma_points(self, a: Sigma, b: Sigma, conds) -> Optional[bool]:
 
         def predicate(env):
             x, y = a.value(env), b.value(env)
@@ -480,7 +495,8 @@ class EquivarianceChecker:
                            hint="cg(l1, m1, l2, m2, L, M) needs m1 of irrep(l1), m2 of irrep(l2), M of irrep(L)")
             comps[m.index] = (1, P.IrrepDim(degree))
         rule = _triangle(l1, l2, L)
-        possible = always(lambda env: _not(evaluate(rule, env)), refs_of(rule), ctx.conds)
+        possible = memoized("never triangle", (rule, tuple(ctx.conds)), lambda: always(
+            lambda env: _not(evaluate(rule, env)), refs_of(rule), ctx.conds))
         if possible is True:  # the triangle rule fails everywhere
             self.error("E307", expr.span,
                        f"cg({P.describe(l1)}, ., {P.describe(l2)}, ., {P.describe(L)}, .) can never satisfy the "

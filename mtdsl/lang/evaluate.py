@@ -348,3 +348,83 @@ def exists(variables: Iterable[Index], conditions: Iterable[Expr], env: Optional
     except TooManyPoints:
         return None
     return False
+
+
+# ---- memoized answers ------------------------------------------------------------------------------
+#
+# The answer to a question about index values depends only on the structure of
+# the expressions involved and on the domains of their variables, not on the
+# variables' identities.  A structural key numbers the distinct indices in order
+# of appearance (two different indices stay different, renamed ones match), so
+# a question asked again for another tensor of the same shape is answered from
+# the cache.
+
+_ANSWERS: dict = {}
+
+
+def structural_key(*items) -> tuple:
+    """A hashable key of ``items`` (expressions, dims, tuples of them, plain values)."""
+    numbering: dict = {}
+
+    def dim_key(dim):
+        if isinstance(dim, RangeDim):
+            return ("range", dim.start, dim.stop)
+        if isinstance(dim, IrrepDim):
+            return ("irrep", key(dim.degree))
+        if isinstance(dim, XyzDim):
+            return ("xyz",)
+        return (type(dim).__name__,)
+
+    def key(item):
+        if item is None or isinstance(item, (bool, int, float, str)):
+            return item
+        if isinstance(item, (tuple, list, set, frozenset)):
+            return tuple(key(sub) for sub in item)
+        if isinstance(item, IndexRef):
+            index = item.index
+            number = numbering.get(index)
+            if number is None:
+                number = numbering[index] = len(numbering)
+                return ("index", number, dim_key(index.dim))
+            return ("index", number)
+        if isinstance(item, Const):
+            value = item.value
+            return ("const", tuple(value) if isinstance(value, list) else value)
+        if isinstance(item, Unary):
+            return ("unary", item.op, key(item.operand))
+        if isinstance(item, Binary):
+            return ("binary", item.op, key(item.left), key(item.right))
+        if isinstance(item, Ternary):
+            return ("ternary", key(item.cond), key(item.then), key(item.otherwise))
+        if isinstance(item, Call):
+            return ("call", item.function, key(item.args))
+        if isinstance(item, HyperItem):
+            return ("item", tuple(item.values), key(item.index))
+        if isinstance(item, Dim):
+            return dim_key(item)
+        return ("object", id(item))  # anything else is only equal to itself
+
+    return tuple(key(item) for item in items)
+
+
+def memoized(question: str, key_items: tuple, compute):
+    """``compute()``, remembered under ``question`` and the structural key of ``key_items``."""
+    try:
+        key = (question, structural_key(*key_items))
+        hash(key)
+    except TypeError:
+        return compute()
+    if key in _ANSWERS:
+        return _ANSWERS[key]
+    answer = compute()
+    if len(_ANSWERS) > _MAX_CACHE:
+        _ANSWERS.clear()
+    _ANSWERS[key] = answer
+    return answer
+
+
+def clear_caches() -> None:
+    """Forget compiled expressions and memoized answers (benchmarks use it to time cold checks)."""
+    _ANSWERS.clear()
+    _COMPILED.clear()
+    _REFS.clear()

@@ -99,42 +99,40 @@ class _SyntaxIssue(Exception):
 
 
 def _token_span(file: str, token: Token) -> Span:
-    line = token.line or 1
-    col = token.column or 1
-    end_line = token.end_line or line
-    end_col = token.end_column or col + max(len(token.value), 1)
-    return Span(file, line, col, end_line, end_col)
+    return Span(file, token.line, token.column, token.end_line, token.end_column)
 
 
 def _start(item) -> Optional[tuple[int, int]]:
-    if isinstance(item, Token):
+    """Where ``item`` (a token, a node, a list of them) starts, or None."""
+    if type(item) is Tok:
         return (item.line, item.column)
-    if isinstance(item, ast.Node):
-        span = getattr(item, "span", None)
-        if span is not None and span is not ast.NO_SPAN:
-            return (span.line, span.col)
-        return None
     if isinstance(item, (tuple, list)):
         for sub in item:
-            found = _start(sub)
-            if found is not None:
-                return found
+            if sub is not None:
+                found = _start(sub)
+                if found is not None:
+                    return found
+        return None
+    span = getattr(item, "span", None)
+    if span is not None and span is not ast.NO_SPAN:
+        return (span.line, span.col)
     return None
 
 
 def _end(item) -> Optional[tuple[int, int]]:
-    if isinstance(item, Token):
+    """Where ``item`` (a token, a node, a list of them) ends, or None."""
+    if type(item) is Tok:
         return (item.end_line, item.end_column)
-    if isinstance(item, ast.Node):
-        span = getattr(item, "span", None)
-        if span is not None and span is not ast.NO_SPAN:
-            return (span.end_line, span.end_col)
-        return None
     if isinstance(item, (tuple, list)):
         for sub in reversed(item):
-            found = _end(sub)
-            if found is not None:
-                return found
+            if sub is not None:
+                found = _end(sub)
+                if found is not None:
+                    return found
+        return None
+    span = getattr(item, "span", None)
+    if span is not None and span is not ast.NO_SPAN:
+        return (span.end_line, span.end_col)
     return None
 
 
@@ -601,31 +599,52 @@ def _automaton():
     return states, table.start_states, table.end_states
 
 
+_CHAINS: dict = {}  # (state below, state, terminal) -> state after a run of pass-through reductions
+
+
 def _drive(tokens: list[Tok], start: str, end_token: Tok):
     """Run the LALR automaton over ``tokens`` (as Lark's ``ParserState.feed_token``
-    does); reductions call the builder.  A parallel stack measures the nesting
-    depth of what was built, so that too deep input stops early."""
+    does); reductions call the builder.  Runs of pass-through reductions (`?rule`
+    with one child: the child goes up as is) depend only on the two top states
+    and the lookahead, so they are followed once and remembered.  A parallel
+    stack measures the nesting depth of what was built, so that too deep input
+    stops early."""
     states, start_states, end_states = _automaton()
     end_state = end_states[start]
     state_stack = [start_states[start]]
     value_stack: list = []
     depth_stack: list[int] = []
-    for token in tokens + [end_token]:
+    chains = _CHAINS
+    tokens = list(tokens)
+    tokens.append(end_token)
+    for token in tokens:
+        kind = token.type
         is_end = token is end_token
         while True:
-            try:
-                shift, arg = states[state_stack[-1]][token.type]
-            except KeyError:
-                raise _Unexpected(token, state_stack) from None
+            action = states[state_stack[-1]].get(kind)
+            if action is None:
+                raise _Unexpected(token, state_stack)
+            shift, arg = action
             if shift:
                 state_stack.append(arg)
                 value_stack.append(token)
                 depth_stack.append(0)
                 break
             if arg.passthrough:
-                new_state = states[state_stack[-2]][arg.origin][1]
-                state_stack[-1] = new_state
-                if is_end and new_state == end_state:
+                below, current = state_stack[-2], state_stack[-1]
+                target = chains.get((below, current, kind))
+                if target is None:
+                    target = current
+                    while True:
+                        step = states[target].get(kind)
+                        if step is None or step[0] or not step[1].passthrough:
+                            break
+                        target = states[below][step[1].origin][1]
+                        if is_end and target == end_state:
+                            break
+                    chains[(below, current, kind)] = target
+                state_stack[-1] = target
+                if is_end and target == end_state:
                     return value_stack[-1]
                 continue
             size = arg.size
