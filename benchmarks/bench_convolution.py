@@ -1,0 +1,249 @@
+"""The equivariant convolution, mtdsl against e3nn, side by side in one run.
+
+    .venv/bin/python benchmarks/bench_convolution.py [--threads 2] [--repeats 7] [--atoms 1000]
+        [--backends cpp,llvm] [--interpreter] [--dtype float64]
+
+`examples/equivariant_convolution.mt` (lmax 2, 16 channels, cutoff 4, 8 radial
+functions) with `convention sph = "e3nn"` added (a copy of the program text;
+the file itself is not edited), on rattled bulk silicon
+(`ase.build.bulk("Si", cubic=True) * (5, 5, 5)`, 1,000 atoms, ~16 neighbours
+each), against the same operation written with e3nn
+(`tests/test_e3nn_convolution.py::E3nnConvolution`: radial weights, spherical
+harmonics, `o3.TensorProduct` "uvv" with per-edge weights, `index_add_` to the
+centres), both in float64 (or `--dtype float32`), both on `--threads` threads
+(`OMP_NUM_THREADS` for our kernels, `torch.set_num_threads` for torch), inference
+only (`torch.no_grad()`).
+
+What is timed: the operation only. The neighbour list (`mtdsl.neighbors`, the
+same pairs for both) and the inputs (the `h` TensorMap for mtdsl, its e3nn
+layout `[atoms, 16x0e + 16x1o + 16x2e]` for e3nn) are built before timing.
+mtdsl's time covers its kernels and the assembly of the output TensorMap
+(`CompiledModule.run` on prepared `Bindings`, what `model(frames, h=h)` runs
+after the neighbour list); e3nn's covers radial weights, spherical harmonics,
+the gather of neighbour features, the tensor product and the scatter, output
+left in e3nn's layout. A second table adds the neighbour list to both.
+
+Calls alternate (mtdsl, e3nn, mtdsl, ...) after a warm-up, and each time is the
+best of `--repeats`. Results are checked equal (1e-10 of the largest value in
+float64, 1e-5 in float32) before timing. The ratio printed is e3nn / mtdsl: the
+issue asks for at least 3x, 5x as a goal.
+
+Backends: each of `--backends` is first asked of `mtdsl.compile(path,
+backend=...)`; while that does not accept it yet, the module is compiled with
+`mtdsl.runtime.compiled.compile_module` (as `bench_soap.py` does) and a note
+says so; a backend that cannot be built at all is skipped with a note, and the
+interpreter (slow: one call, not side by side) stands in when none is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+
+def parse():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--atoms", type=int, default=1000, help="atoms of silicon (8 n^3)")
+    parser.add_argument("--backends", default="cpp,llvm", help="comma-separated mtdsl backends to time")
+    parser.add_argument("--interpreter", action="store_true", help="also time the interpreter (one call)")
+    parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
+    return parser.parse_args()
+
+
+ARGS = parse() if __name__ == "__main__" else None
+if ARGS is not None:
+    os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
+
+import ase.build  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import mtdsl  # noqa: E402
+from mtdsl.runtime.assemble import evaluate_kernel  # noqa: E402
+from mtdsl.runtime.bindings import Bindings  # noqa: E402
+from mtdsl.runtime.interpreter import Interpreter  # noqa: E402
+from tests.test_e3nn_convolution import (  # noqa: E402
+    E3nnConvolution, edges, from_e3nn, random_features, to_e3nn, write_e3nn_program,
+)
+
+LMAX, WIDTH, CUTOFF = 2, 16, 4.0
+
+
+def silicon(n_atoms: int, seed: int = 0):
+    cells = round((n_atoms / 8) ** (1 / 3))
+    if 8 * cells**3 != n_atoms:
+        raise SystemExit(f"{n_atoms} atoms is not 8 n^3")
+    atoms = ase.build.bulk("Si", cubic=True) * (cells, cells, cells)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def side_by_side(functions, repeats: int) -> list[float]:
+    """The best time of each function, calls interleaved so that load on a shared machine hits all alike."""
+    for function in functions:
+        function()  # warm up (caches, page faults, e3nn's first call)
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for k, function in enumerate(functions):
+            start = time.perf_counter()
+            function()
+            times[k].append(time.perf_counter() - start)
+    return [min(t) for t in times]
+
+
+class Mtdsl:
+    """One mtdsl backend on prepared bindings: `.run(batch, pairs)` -> the `msg` TensorMap."""
+
+    def __init__(self, path, backend: str, dtype, threads: int, parameters):
+        self.backend, self.threads, self.dtype = backend, threads, dtype
+        self.note = None
+        try:
+            model = mtdsl.compile(path, backend=backend, dtype=dtype)
+        except (mtdsl.MtdslError, ValueError) as error:
+            if backend == "interpreter":
+                raise
+            model = mtdsl.compile(path, dtype=dtype)
+            self.note = (f"mtdsl.compile(backend={backend!r}) is not available yet ({error}); "
+                         f"timing mtdsl.runtime.compiled.compile_module(module, {backend!r}) instead")
+        self.model = model
+        self.model.parameters.update(parameters)
+        self.module = model.module
+        self.compiled = None
+        if backend != "interpreter":
+            from mtdsl.runtime.compiled import compile_module
+
+            self.compiled = compile_module(self.module, backend, dtype=dtype, threads=threads)
+            if self.compiled.fallbacks:
+                self.note = (self.note or "") + f" (interpreter fallbacks: {self.compiled.fallbacks})"
+        self.systems = self.module.systems[0].name
+        self.pairs_name = self.module.pairs[0].name
+        self.h = None
+
+    def bindings(self, pairs):
+        return Bindings({self.systems: pairs.batch}, {self.pairs_name: pairs}, self.model.parameters,
+                        {"h": self.h}, dtype=np.dtype(self.dtype).type)
+
+    def run(self, pairs):
+        bindings = self.bindings(pairs)
+        if self.compiled is not None:
+            result = self.compiled.run(bindings, threads=self.threads)["msg"]
+            if self.compiled.last_run_fallbacks:
+                raise SystemExit(f"{self.backend}: kernels fell back to the interpreter: {self.compiled.last_run_fallbacks}")
+            return result
+        interpreter = Interpreter(self.module, bindings)
+        for kernel in self.module.kernels:
+            bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
+        return bindings.tensors["msg"]
+
+
+def check_equal(name, msg, expected, dtype):
+    tolerance = 1e-10 if dtype == np.float64 else 1e-5
+    worst = 0.0
+    for L in range(LMAX + 1):
+        values = np.asarray(msg.block(o3_lambda=L).values)
+        scale = max(np.abs(expected[L]).max(), 1e-300)
+        worst = max(worst, np.abs(values - expected[L]).max() / scale)
+    if not worst <= tolerance:
+        raise SystemExit(f"{name} and e3nn differ: {worst:.3g} of the largest value (tolerance {tolerance:g})")
+    return worst
+
+
+def main():
+    threads, repeats = ARGS.threads, ARGS.repeats
+    dtype = np.dtype(ARGS.dtype).type
+    torch.set_num_threads(threads)
+    torch.set_default_dtype(torch.float64 if dtype == np.float64 else torch.float32)
+    torch_dtype = torch.get_default_dtype()
+
+    atoms = silicon(ARGS.atoms)
+    directory = tempfile.mkdtemp(prefix="bench_convolution_")
+    path = write_e3nn_program(directory)
+    wr = np.random.default_rng(1).normal(size=(8, LMAX + 1, LMAX + 1, LMAX + 1, WIDTH))
+    h = random_features([atoms], LMAX, WIDTH, seed=2)
+    h = mtdsl.TensorMap(h.keys, [mtdsl.TensorBlock(b.values.astype(dtype), b.samples, b.components, b.properties)
+                                 for b in h.blocks()])
+
+    pairs = mtdsl.neighbors([atoms], CUTOFF)
+    convolution = E3nnConvolution(wr, LMAX, WIDTH, CUTOFF).to(torch_dtype)
+    vectors, first, second = edges(pairs)
+    vectors = vectors.to(torch_dtype)
+    features = to_e3nn(h, LMAX).to(torch_dtype)
+
+    def e3nn_call():
+        with torch.no_grad():
+            return convolution(vectors, first, second, features)
+
+    def e3nn_with_neighbors():
+        fresh = mtdsl.neighbors([atoms], CUTOFF)
+        v, i, j = edges(fresh)
+        with torch.no_grad():
+            return convolution(v.to(torch_dtype), i, j, features)
+
+    expected = from_e3nn(e3nn_call(), LMAX, WIDTH)
+
+    notes, runners = [], []
+    for backend in [b.strip() for b in ARGS.backends.split(",") if b.strip()]:
+        try:
+            runner = Mtdsl(path, backend, dtype, threads, {"wr": wr})
+        except Exception as error:  # a backend still being written: report, go on
+            notes.append(f"{backend}: not available ({type(error).__name__}: {error}); skipped")
+            continue
+        runner.h = h
+        if runner.note:
+            notes.append(f"{backend}: {runner.note}")
+        runners.append(runner)
+    interpreter = None
+    if ARGS.interpreter or not runners:
+        if not runners:
+            notes.append("no compiled backend available: the interpreter stands in (one call, not side by side)")
+        interpreter = Mtdsl(path, "interpreter", dtype, threads, {"wr": wr})
+        interpreter.h = h
+
+    print(f"{ARGS.atoms:,}-atom rattled silicon, cutoff {CUTOFF}, {pairs.n_pairs:,} pairs; lmax {LMAX}, "
+          f"{WIDTH} channels, 8 radial; {ARGS.dtype}, {threads} threads, best of {repeats}")
+    print(f"torch {torch.__version__}, e3nn {__import__('e3nn').__version__}, mtdsl {mtdsl.__version__}")
+    for note in notes:
+        print("note:", note)
+
+    for runner in runners:
+        error = check_equal(runner.backend, runner.run(pairs), expected, dtype)
+        print(f"check: mtdsl {runner.backend} equals e3nn ({error:.1e} of the largest value)")
+
+    print()
+    print("operation only (neighbour list built before timing, for both)")
+    print(f"{'mtdsl backend':<16}{'mtdsl (ms)':>12}{'e3nn (ms)':>12}{'e3nn / mtdsl':>14}")
+    rows = []
+    for runner in runners:
+        mine, theirs = side_by_side([lambda r=runner: r.run(pairs), e3nn_call], repeats)
+        rows.append((runner, mine, theirs))
+        print(f"{runner.backend:<16}{mine * 1e3:>12.1f}{theirs * 1e3:>12.1f}{theirs / mine:>13.2f}x")
+    if interpreter is not None:
+        start = time.perf_counter()
+        msg = interpreter.run(pairs)
+        mine = time.perf_counter() - start
+        error = check_equal("interpreter", msg, expected, dtype)
+        theirs = side_by_side([e3nn_call], repeats)[0]
+        print(f"{'interpreter':<16}{mine * 1e3:>12.1f}{theirs * 1e3:>12.1f}{theirs / mine:>13.2f}x"
+              f"   (one call; equals e3nn to {error:.1e})")
+
+    if runners:
+        print()
+        print("including the neighbour list (mtdsl.neighbors, vesin) for both")
+        print(f"{'mtdsl backend':<16}{'mtdsl (ms)':>12}{'e3nn (ms)':>12}{'e3nn / mtdsl':>14}")
+        for runner in runners:
+            mine, theirs = side_by_side(
+                [lambda r=runner: r.run(mtdsl.neighbors([atoms], CUTOFF)), e3nn_with_neighbors], repeats)
+            print(f"{runner.backend:<16}{mine * 1e3:>12.1f}{theirs * 1e3:>12.1f}{theirs / mine:>13.2f}x")
+
+    print()
+    print("target: e3nn / mtdsl >= 3x (goal 5x)")
+
+
+if __name__ == "__main__":
+    main()
