@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Optional
 
 from .program import (
     Binary, Call, Const, Dim, Expr, HyperItem, Index, IndexRef, IrrepDim, RangeDim, Ternary, Unary, XyzDim,
-    index_refs,
+    children, index_refs,
 )
 
 
@@ -402,7 +402,8 @@ def structural_key(*items) -> tuple:
             return ("item", tuple(item.values), key(item.index))
         if isinstance(item, Dim):
             return dim_key(item)
-        return ("object", id(item))  # anything else is only equal to itself
+        # data, parameters, blocks: opaque (they evaluate to UNKNOWN); their indices still count
+        return ("opaque", type(item).__name__, tuple(key(child) for child in children(item)))
 
     return tuple(key(item) for item in items)
 
