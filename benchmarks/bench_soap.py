@@ -114,6 +114,10 @@ def main():
         small_time = best(ours(compiled, atoms, threads), repeats) / 1000
         big_time = best(ours(compiled, big, threads), max(1, repeats // 2)) / ARGS.big
         print(f"{name:<22}{small_time * 1e6:>14.2f}{big_time * 1e6:>14.2f}{big_time / small_time:>7.2f}x")
+    small_nl = best(lambda: neighbors(as_batch([atoms]), 5.0), repeats) / 1000
+    big_nl = best(lambda: neighbors(as_batch([big]), 5.0), max(1, repeats // 2)) / ARGS.big
+    print(f"{'  of which neighbours':<22}{small_nl * 1e6:>14.2f}{big_nl * 1e6:>14.2f}{big_nl / small_nl:>7.2f}x"
+          "  (mtdsl.systems.neighbors: batch, vesin, CSR, pair vectors)")
 
     print()
     print(f"{'speed-up, 1 -> 2 threads':<26}{'mtdsl':>8}")
