@@ -225,3 +225,18 @@ def test_irreps_round_trip_and_rules():
     assert str(Irreps("0e + 0e").simplify()) == "2x0e"
     assert triangle(1, 1, 2) and not triangle(0, 0, 2)
     assert cg_sigma(1, 1, 1) == -1 and cg_sigma(1, 1, 2) == 1
+
+
+def test_remembered_answers_depend_on_the_conditions(program):
+    body = ("sum(l1, l2, m1, m2{where}) cg(l1, m1, l2, m2, L, M) * sph(P.vector[p], l1, m1) "
+            "* sph(P.vector[p], l2, m2)")
+    text = ""
+    for name, where in (("a", " where (l1 + l2 + L) % 2 == 0"), ("b", ""), ("c", " where (l1 + l2 + L) % 2 == 0")):
+        text += tensor(body.format(where=where), keys="(o3_lambda = L, o3_sigma = 1)",
+                       components="(o3_mu = M)").replace("tensor t", f"tensor {name}")
+    first = program(text)
+    assert first.codes == ["E306"]
+    first.at("E306", "o3_sigma = 1", 2)
+    again = program(text, name="again.mt")
+    assert [(d.code, d.line, d.col) for d in again.diagnostics] == [
+        (d.code, d.line, d.col) for d in first.diagnostics]
