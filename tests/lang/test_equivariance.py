@@ -231,7 +231,7 @@ def test_remembered_answers_depend_on_the_conditions(program):
     body = ("sum(l1, l2, m1, m2{where}) cg(l1, m1, l2, m2, L, M) * sph(P.vector[p], l1, m1) "
             "* sph(P.vector[p], l2, m2)")
     text = ""
-    for name, where in (("a", " where (l1 + l2 + L) % 2 == 0"), ("b", ""), ("c", " where (l1 + l2 + L) % 2 == 0")):
+    for name, where in (("t1", " where (l1 + l2 + L) % 2 == 0"), ("t2", ""), ("t3", " where (l1 + l2 + L) % 2 == 0")):
         text += tensor(body.format(where=where), keys="(o3_lambda = L, o3_sigma = 1)",
                        components="(o3_mu = M)").replace("tensor t", f"tensor {name}")
     first = program(text)
