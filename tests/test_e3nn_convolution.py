@@ -11,7 +11,8 @@ With `irrep_normalization="component"` and `path_normalization="none"` the
 product's coefficients are `sqrt(2L + 1) * wigner_3j(l1, l2, L)`, which is the
 language's `cg` in the e3nn convention, so the program compiled with
 `convention sph = "e3nn"` and e3nn give the same numbers (1e-10 here,
-observed ~1e-15). With e3nn's defaults (`path_normalization="element"`) the
+observed ~1e-15), with every backend `mtdsl.compile` accepts (interpreter,
+cpp, llvm; one it refuses is skipped). With e3nn's defaults (`path_normalization="element"`) the
 coefficients carry a further `1 / sqrt(N_L)`, `N_L` the number of paths into
 `L`: scaling the weights by `sqrt(N_L)` undoes it (tested too). The
 metatensor-convention program is the same model after a change of basis:
@@ -195,14 +196,29 @@ STRUCTURES = {"molecule": lambda: [molecule()], "crystal": lambda: [crystal()], 
               "batch": mixed}
 
 
-@pytest.fixture(scope="module")
-def e3nn_model(tmp_path_factory):
-    return mtdsl.compile(write_e3nn_program(tmp_path_factory.mktemp("program")))
+BACKENDS = ["interpreter", "cpp", "llvm"]
+
+
+def compile_or_skip(path, backend):
+    try:
+        return mtdsl.compile(path, backend=backend)
+    except mtdsl.MtdslError as error:  # a backend this checkout does not have
+        pytest.skip(f"backend {backend!r} is not available: {error}")
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request):
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def metatensor_model():
-    return mtdsl.compile(PROGRAM)
+def e3nn_model(tmp_path_factory, backend):
+    return compile_or_skip(write_e3nn_program(tmp_path_factory.mktemp("program")), backend)
+
+
+@pytest.fixture(scope="module")
+def metatensor_model(backend):
+    return compile_or_skip(PROGRAM, backend)
 
 
 @pytest.fixture(autouse=True, scope="module")
