@@ -21,6 +21,7 @@ so a later kernel's block access reads them through `GradValue`.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse
 
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
@@ -94,6 +95,49 @@ class GradientInterpreter(Interpreter):
         new_samples = [(slot, distinct[len(keys) + k]) for k, (slot, _) in enumerate(samples)]
         result = self.table(expr.tensor).gather(new_keys, new_samples + rest, groups, self.bindings)
         return _unfold(result, axis, row_axes, inverse.reshape(row_shape))
+
+    def _eval_Reduce(self, expr: ir.Reduce, scope: Scope) -> Named:
+        """Sums over `P.from(atom)` where `atom` varies along other axes (neighbours of
+        neighbours, or a centre that a gradient row fixes): the pairs of each atom are
+        enumerated as ragged segments and summed back, instead of a dense mask."""
+        for position, binder in enumerate(expr.binders):
+            domain = binder.domain
+            if isinstance(domain, ir.PairsFrom) and not (
+                    isinstance(domain.atom, ir.Var) and domain.atom.name not in scope.aliases):
+                break
+        else:
+            return super()._eval_Reduce(expr, scope)
+        atom = self.evaluate(domain.atom, scope)
+        if not atom.axes or atom.missing is not None:
+            return super()._eval_Reduce(expr, scope)
+        pairs = self.bindings.pairs[domain.pairs]
+        offsets = np.asarray(pairs.offsets, dtype=np.int64)
+        atoms = np.asarray(atom.data, dtype=np.int64).reshape(-1)
+        counts = offsets[atoms + 1] - offsets[atoms]
+        outer = np.repeat(np.arange(len(atoms), dtype=np.int64), counts)
+        before = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        pair = offsets[atoms][outer] + np.arange(len(outer), dtype=np.int64) - before[outer]
+        axis = f"·seg{binder.name}"
+        coordinates = dict(zip(atom.axes, np.unravel_index(outer, atom.data.shape)))
+        inner = _reindex_scope(scope, atom.axes, coordinates, axis, len(outer))
+        inner = inner.alias(binder.name, Named((axis,), pair))
+        rest = expr.binders[:position] + expr.binders[position + 1:]
+        if rest:
+            value = super()._eval_Reduce(ir.Reduce(rest, expr.body, expr.where), inner)
+        else:
+            value = self.evaluate(expr.body, inner)
+            if expr.where is not None:
+                mask = self.evaluate(expr.where, inner)
+                value = apply(np.multiply, value, Named(mask.axes, np.asarray(mask.data).astype(self.bindings.dtype)))
+        # sum each atom's segment back onto the atom's axes
+        others = tuple(a for a in value.axes if a != axis)
+        data = np.broadcast_to(value.expand((axis,) + others), (len(outer),) + tuple(
+            value.data.shape[value.axes.index(a)] for a in others))
+        width = int(np.prod(data.shape[1:], dtype=np.int64))
+        matrix = scipy.sparse.csr_matrix(
+            (np.ones(len(outer), dtype=data.dtype), outer, np.arange(len(outer) + 1)), shape=(len(outer), len(atoms)))
+        summed = np.asarray(matrix.T @ data.reshape(len(outer), width))
+        return Named(atom.axes + others, summed.reshape(atom.data.shape + data.shape[1:]))
 
     def domain_values(self, domain) -> np.ndarray:
         if isinstance(domain, ad.GradRows):
@@ -376,9 +420,7 @@ def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Te
     """Every contribution of one term: block, parent sample row, target, flat column, values [n, 3^k]."""
     bindings = interpreter.bindings
     aliased = {name for name, _ in term.aliases}
-    scope = Scope()
-    for binder in term.binders:
-        scope = scope.bind(binder.name, binder.domain, interpreter.domain_values(binder.domain))
+    scope = _bind_binders(interpreter, term, Scope())
     for name in gradient.directions:
         scope = scope.bind(name, ir.XyzDomain(), np.arange(3, dtype=np.int64))
     for binder in kernel.indices:
@@ -470,6 +512,94 @@ def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Te
         "column": column_points,
         "values": np.ascontiguousarray(gathered).reshape(n_points, 3 ** len(directions)),
     }
+
+
+def _reindex(named: Named, axes: tuple, coordinates: dict, axis: str) -> Named:
+    """`named` with its `axes` replaced by one axis along which they take `coordinates`."""
+    present = tuple(a for a in named.axes if a in axes)
+    if not present:
+        return named
+    others = tuple(a for a in named.axes if a not in axes)
+    data = named.expand(present + others)
+    n = len(next(iter(coordinates.values())))
+    index = tuple(coordinates[a] if data.shape[k] != 1 else np.zeros(n, np.int64) for k, a in enumerate(present))
+    missing = _reindex(named.missing, axes, coordinates, axis) if named.missing is not None else None
+    return Named((axis,) + others, data[index], missing)
+
+
+def _reindex_scope(scope: Scope, axes: tuple, coordinates: dict, axis: str, n: int) -> Scope:
+    """A scope where the variables along `axes` follow the points of a new axis instead."""
+    inner = Scope(dict(scope.values), dict(scope.domains), dict(scope.aliases))
+    for name in list(inner.values):
+        if name in axes:
+            inner.aliases[name] = Named((axis,), np.asarray(scope.values[name])[coordinates[name]])
+    for name, value in scope.aliases.items():
+        inner.aliases[name] = _reindex(value, axes, coordinates, axis)
+    inner.values[axis] = np.arange(n, dtype=np.int64)
+    return inner
+
+
+def _bind_binders(interpreter, term: ad.Term, scope: Scope) -> Scope:
+    """Bind a term's binders; binders related by an equality of its condition
+    (`P.second[p] == sample of g`, `P.first[q] == P.second[p]`) are enumerated
+    jointly, as the matching pairs only (a sort-merge join), never as a product."""
+    values = {b.name: interpreter.domain_values(b.domain) for b in term.binders}
+    domains = {b.name: b.domain for b in term.binders}
+    # groups: axis name -> {binder: index of its value along the axis}
+    groups = {name: {name: np.arange(len(v), dtype=np.int64)} for name, v in values.items()}
+    owner = {name: name for name in values}
+
+    def group_scope(axis):
+        inner = scope.bind(axis, ir.RangeDomain(axis, 0, 0), np.arange(len(next(iter(groups[axis].values()))), dtype=np.int64))
+        for name, index in groups[axis].items():
+            inner = inner.alias(name, Named((axis,), values[name][index]))
+        return inner
+
+    resolved: dict = {}  # aliases in terms of the binders only
+    for name, expr in term.aliases:
+        resolved[name] = ad.substitute(expr, resolved)
+    counter = 0
+    for conjunct in ad._conjuncts(ad.substitute(term.where, resolved) if term.where is not None else None):
+        if not (isinstance(conjunct, ir.Binary) and conjunct.op == "eq"):
+            continue
+        left, right = ad.free_variables(conjunct.left), ad.free_variables(conjunct.right)
+        if not left or not right or not (left | right) <= set(values):
+            continue
+        axes_left, axes_right = {owner[n] for n in left}, {owner[n] for n in right}
+        if len(axes_left) != 1 or len(axes_right) != 1 or axes_left == axes_right:
+            continue
+        a, b = axes_left.pop(), axes_right.pop()
+        lv = interpreter.evaluate(conjunct.left, group_scope(a))
+        rv = interpreter.evaluate(conjunct.right, group_scope(b))
+        if lv.axes != (a,) or rv.axes != (b,) or lv.missing is not None or rv.missing is not None:
+            continue
+        ia, ib = _join(np.asarray(lv.data), np.asarray(rv.data))
+        counter += 1
+        axis = f"·join{counter}"
+        merged = {name: index[ia] for name, index in groups.pop(a).items()}
+        merged.update({name: index[ib] for name, index in groups.pop(b).items()})
+        groups[axis] = merged
+        for name in merged:
+            owner[name] = axis
+    for axis, members in groups.items():
+        if list(members) == [axis]:
+            scope = scope.bind(axis, domains[axis], values[axis])
+        else:
+            scope = group_scope(axis)
+    return scope
+
+
+def _join(left: np.ndarray, right: np.ndarray):
+    """Indices (i, j) of every pair with left[i] == right[j]."""
+    order = np.argsort(right, kind="stable")
+    ordered = right[order]
+    low = np.searchsorted(ordered, left, side="left")
+    high = np.searchsorted(ordered, left, side="right")
+    counts = high - low
+    i = np.repeat(np.arange(len(left), dtype=np.int64), counts)
+    starts = np.repeat(low - np.concatenate([[0], np.cumsum(counts)[:-1]]), counts)
+    j = order[starts + np.arange(len(i), dtype=np.int64)] if len(i) else np.zeros(0, np.int64)
+    return i, j
 
 
 def _lookup(lookup: DenseLookup, block: Named, values: list, entries=None, bindings=None) -> Named:

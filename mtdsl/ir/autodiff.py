@@ -227,6 +227,57 @@ def free_variables(expr) -> frozenset:
     return result
 
 
+def substitute(expr, mapping: dict):
+    """`expr` with the variables named in `mapping` replaced by expressions (not under a binder of the same name)."""
+    if not mapping:
+        return expr
+    if isinstance(expr, ir.Var):
+        return mapping.get(expr.name, expr)
+    if isinstance(expr, ir.Reduce):
+        binders = []
+        inner = dict(mapping)
+        for binder in expr.binders:
+            domain = binder.domain
+            if isinstance(domain, ir.PairsFrom):
+                domain = ir.PairsFrom(domain.pairs, substitute(domain.atom, inner))
+            elif isinstance(domain, ir.IrrepDomain):
+                domain = ir.IrrepDomain(substitute(domain.degree, inner), domain.max_degree)
+            binders.append(ir.Binder(binder.name, domain))
+            inner.pop(binder.name, None)
+        where = substitute(expr.where, inner) if expr.where is not None else None
+        return ir.Reduce(tuple(binders), substitute(expr.body, inner), where)
+    if isinstance(expr, (ir.Const,)) or expr is None:
+        return expr
+    if isinstance(expr, ir.BlockRef):
+        def slot(s):
+            return ir.Slot(s.kind, substitute(s.expr, mapping), s.source)
+        return ir.BlockRef(expr.tensor, tuple((k, substitute(v, mapping)) for k, v in expr.keys),
+                           tuple(map(slot, expr.samples)), tuple(map(slot, expr.components)),
+                           tuple(map(slot, expr.properties)))
+    if isinstance(expr, GradValue):
+        def slot(s):
+            return ir.Slot(s.kind, substitute(s.expr, mapping), s.source)
+        return GradValue(expr.tensor, expr.wrt, substitute(expr.row, mapping),
+                         tuple(substitute(d, mapping) for d in expr.directions),
+                         tuple(map(slot, expr.components)), tuple(map(slot, expr.properties)))
+    if isinstance(expr, (ir.Data, ir.ParamRef)):
+        return type(expr)(*[getattr(expr, f) for f in expr.__slots__[:-1]],
+                          tuple(substitute(i, mapping) for i in expr.index))
+    if isinstance(expr, ir.Unary):
+        return ir.Unary(expr.op, substitute(expr.operand, mapping))
+    if isinstance(expr, ir.Binary):
+        return ir.Binary(expr.op, substitute(expr.left, mapping), substitute(expr.right, mapping))
+    if isinstance(expr, ir.Select):
+        return ir.Select(*(substitute(e, mapping) for e in (expr.condition, expr.if_true, expr.if_false)))
+    if isinstance(expr, ir.Call):
+        return ir.Call(expr.function, tuple(substitute(a, mapping) for a in expr.args), expr.options)
+    if isinstance(expr, UnitVector):
+        return UnitVector(substitute(expr.direction, mapping))
+    if isinstance(expr, GradLabel):
+        return GradLabel(expr.tensor, expr.wrt, substitute(expr.row, mapping), expr.what, expr.label, expr.slot)
+    raise TypeError(f"unknown IR node {type(expr).__name__}")
+
+
 def _domain_variables(domain) -> frozenset:
     if isinstance(domain, ir.PairsFrom):
         return free_variables(domain.atom)
@@ -518,6 +569,9 @@ class _Differentiator:
                     if isinstance(atom, ir.Var) and atom.name not in aliased and atom.name not in escaping:
                         aliases.append((atom.name, first))
                         aliased.add(atom.name)
+                    elif isinstance(atom, ir.Var) and atom.name in aliased:
+                        # in terms of the term's binders, so the runtime can join instead of masking
+                        conditions.append(_eq(first, dict(aliases)[atom.name]))
                     else:
                         conditions.append(_eq(first, atom))
                 else:
