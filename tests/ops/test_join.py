@@ -37,9 +37,11 @@ def test_add_dimension(axis, arrays, data, seed):
 
 
 @pytest.mark.parametrize("axis", ["samples", "properties"])
+@pytest.mark.parametrize("arrays", ["numpy", "torch"])
 @SETTINGS
-@given(tensor=tensormaps())
-def test_join_slices(axis, tensor):
+@given(data=st.data())
+def test_join_slices(axis, arrays, data):
+    tensor = data.draw(tensormaps(arrays=arrays))
     parts = _halves(tensor, axis)
     ours = ops.join(parts, axis)
     theirs = mts.join(to_mts(parts), axis)
@@ -48,9 +50,11 @@ def test_join_slices(axis, tensor):
     assert_same(ops.join_blocks(blocks, axis), mts.join_blocks(to_mts(blocks), axis))
 
 
+@pytest.mark.parametrize("arrays", ["numpy", "torch"])
 @SETTINGS
-@given(tensor=tensormaps())
-def test_different_property_names(tensor):
+@given(data=st.data())
+def test_different_property_names(arrays, data):
+    tensor = data.draw(tensormaps(arrays=arrays))
     renamed = ops.rename_dimension(redraw(tensor, 0), "properties", "n", "m")
     ours = ops.join([tensor, renamed], "properties")
     theirs = mts.join(to_mts([tensor, renamed]), "properties")
@@ -59,9 +63,11 @@ def test_different_property_names(tensor):
 
 @pytest.mark.parametrize("different_keys", ["intersection", "union"])
 @pytest.mark.parametrize("axis", ["samples", "properties"])
+@pytest.mark.parametrize("arrays", ["numpy", "torch"])
 @SETTINGS
-@given(tensor=tensormaps(), seed=st.integers(0, 100), data=st.data())
-def test_different_keys(different_keys, axis, tensor, seed, data):
+@given(seed=st.integers(0, 100), data=st.data())
+def test_different_keys(different_keys, axis, arrays, seed, data):
+    tensor = data.draw(tensormaps(arrays=arrays))
     kept = data.draw(st.lists(st.integers(0, len(tensor) - 1), min_size=1, unique=True))
     selection = Labels(tensor.keys.names, tensor.keys.array[kept])
     other = redraw(ops.filter_blocks(tensor, selection), seed)
