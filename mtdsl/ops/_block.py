@@ -42,14 +42,3 @@ def shallow_copy(block: TensorBlock) -> TensorBlock:
         result.add_gradient(parameter, new_block(gradient.values, gradient))
     return result
 
-
-def labels_from_rows(names, rows, like_labels, assume_unique: bool = True):
-    """Labels with `names` and int32 `rows`, on the array library/device of `like_labels`."""
-    from ..tensor import Labels
-
-    if assume_unique:
-        return Labels._trusted(tuple(names), rows, like=like_labels.values)
-    labels = Labels(list(names), rows)
-    if like_labels.device != "cpu" or type(like_labels.values) is not type(labels.values):
-        return Labels._trusted(tuple(names), labels.array, like=like_labels.values)
-    return labels

@@ -48,11 +48,6 @@ def empty_like(array, shape):
     return np.empty(tuple(shape), dtype=array.dtype)
 
 
-def full_like(array, shape, value):
-    if is_torch(array):
-        return _torch().full(tuple(shape), value, dtype=array.dtype, device=array.device)
-    return np.full(tuple(shape), value, dtype=array.dtype)
-
 
 def abs(array):
     return array.abs() if is_torch(array) else np.abs(array)
@@ -82,12 +77,6 @@ def concatenate(arrays, axis: int = 0):
     return np.concatenate(arrays, axis=axis)
 
 
-def reshape(array, shape):
-    return array.reshape(tuple(shape))
-
-
-def copy(array):
-    return array.clone() if is_torch(array) else array.copy()
 
 
 def rows_add(n_rows: int, values, index: np.ndarray, sorted_index: bool = False):
@@ -131,9 +120,6 @@ def columns_add(n_columns: int, values, index: np.ndarray):
     result[..., index[starts]] = sums
     return result
 
-
-def bincount(index: np.ndarray, minlength: int = 0) -> np.ndarray:
-    return np.bincount(index, minlength=minlength)
 
 
 def as_like(array: np.ndarray, like):

@@ -1,6 +1,7 @@
 """`drop_blocks` and `drop_empty_blocks`: TensorMaps without some of their blocks.
 
 The kept blocks share their arrays with the input unless ``copy=True``.
+Gradients: kept with their blocks, unchanged.
 """
 
 from __future__ import annotations

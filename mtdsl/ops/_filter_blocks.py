@@ -1,4 +1,7 @@
-"""`filter_blocks`: the blocks of a TensorMap whose keys match a selection."""
+"""`filter_blocks`: the blocks of a TensorMap whose keys match a selection.
+
+Gradients: kept with their blocks, unchanged.
+"""
 
 from __future__ import annotations
 
