@@ -141,6 +141,8 @@ class _Lowering:
             if expr.index in substitutions:
                 return substitutions[expr.index]
             return ir.Var(names.of(expr.index))
+        if isinstance(expr, P.HyperItem):
+            return self.hyper_item(expr, lower)
         if isinstance(expr, P.Unary):
             return ir.Unary("neg" if expr.op == "-" else "not", lower(expr.operand))
         if isinstance(expr, P.Binary):
@@ -173,6 +175,18 @@ class _Lowering:
             where = lower(expr.where) if expr.where is not None else None
             return ir.Reduce(tuple(binders), lower(expr.body), where)
         raise LoweringError(f"cannot lower {type(expr).__name__} ({getattr(expr, 'span', '')})")
+
+    def hyper_item(self, expr: P.HyperItem, lower) -> ir.Expr:
+        """`widths[k]`: a constant, or a chain of selects on the index (the list is short and fixed)."""
+        values = [ir.Const(v) for v in expr.values]
+        position = evaluate(expr.index)
+        if position is not UNKNOWN:
+            return values[int(position)]
+        index = lower(expr.index)
+        result = values[-1]
+        for k in range(len(values) - 2, -1, -1):
+            result = ir.Select(ir.Binary("eq", index, ir.Const(k)), values[k], result)
+        return result
 
     def call(self, expr: P.Call, lower) -> ir.Call:
         options_names = OPTION_PARAMETERS.get(expr.function, ())
