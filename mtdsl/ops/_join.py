@@ -235,6 +235,8 @@ def _check_axis(axis: str) -> None:
 
 
 def _check_sample_names(names_list: List[List[str]], what: str, fname: str) -> None:
+    if not names_list:
+        return
     first = sorted(names_list[0])
     for names in names_list[1:]:
         if sorted(names) != first or len(set(names)) != len(names):

@@ -138,3 +138,9 @@ def test_component_mismatch_names_the_input():
     other = TensorMap(Labels.single(), [block])
     with pytest.raises(ops.NotEqualError, match=r"same components for block \(_=0\): input 1 has 1 components"):
         ops.join([tensor, other], "samples", add_dimension="t")
+
+
+def test_maps_without_blocks():
+    empty = TensorMap(Labels(["k"], np.zeros((0, 1), dtype=np.int32)), [])
+    assert len(ops.join([empty, empty], "samples")) == 0
+    assert len(ops.join([empty, empty], "properties", different_keys="union")) == 0
