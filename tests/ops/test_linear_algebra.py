@@ -76,7 +76,8 @@ def test_solve(arrays):
     with pytest.raises(ValueError, match="the values in each block of X should be a square 2D array"):
         ops.solve(*_system(5, 4, 2, 1))
     other = TensorMap(Y.keys, [TensorBlock(Y.block(0).values, Labels.range("t", 4), [], Y.block(0).properties)])
-    with pytest.raises(ValueError, match=r"same samples in the same order \(block \(_=0\)\): names \['s'\] and \['t'\]"):
+    message = r"same samples in the same order \(block \(_=0\)\): names \['s'\] and \['t'\]"
+    with pytest.raises(ValueError, match=message):
         ops.solve(X, other)
 
 
