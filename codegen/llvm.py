@@ -1429,13 +1429,70 @@ class LLVMKernel:
         return result
 
 
-class JITLibrary:
-    """What `CompiledModule` expects of a loaded library: one callable attribute per kernel symbol."""
+def object_key(source: str) -> str:
+    """The object-code cache key: the IR, llvmlite and LLVM versions, the pipeline, the host CPU."""
+    import hashlib
 
-    def __init__(self, rendered: RenderedModule):
-        self.optimized, machine = optimize(rendered.source)
+    import llvmlite
+
+    digest = hashlib.sha256()
+    for part in (source, llvmlite.__version__, ".".join(map(str, llvm.llvm_version_info)), "O3 loop+slp mcjit",
+                 llvm.get_process_triple(), llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def _cached_object(path) -> Optional[bytes]:
+    """The object code of a cache entry; None when absent or corrupted (its sha256 prefix disagrees)."""
+    import hashlib
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if len(data) < 32 or hashlib.sha256(data[32:]).digest() != data[:32]:
+        return None
+    return data[32:]
+
+
+class JITLibrary:
+    """What `CompiledModule` expects of a loaded library: one callable attribute per kernel symbol.
+
+    The machine code goes through the kernel cache (`codegen/cache.py`'s directory, under
+    `llvm/`): an entry is the sha256 of the object then the object, written atomically, so a
+    reader never loads a half-written or corrupted entry (it is rebuilt). A hit skips the
+    optimization passes and code generation.
+    """
+
+    def __init__(self, rendered: RenderedModule, use_cache: bool = True):
+        import hashlib
+
+        from .cache import _atomic_write, cache_dir
+
+        path = cache_dir() / "llvm" / f"{object_key(rendered.source)}.o"
+        cached = _cached_object(path) if use_cache else None
+        self.cache_hit = cached is not None
+        if cached is not None:
+            machine = _target_machine()
+            self.optimized = llvm.parse_assembly(rendered.source)
+            self.optimized.triple = llvm.get_process_triple()
+            self.optimized.data_layout = str(machine.target_data)
+        else:
+            self.optimized, machine = optimize(rendered.source)
         self.engine = llvm.create_mcjit_compiler(self.optimized, machine)
+
+        def notify(module, data):
+            if use_cache and not self.cache_hit:
+                try:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    _atomic_write(path, hashlib.sha256(data).digest() + bytes(data))
+                except OSError:
+                    pass  # a read-only cache: compile every time
+
+        self.engine.set_object_cache(notify, lambda module: cached)
         self.engine.finalize_object()
+        self.path = path
         for kernel in rendered.kernels.values():
             address = self.engine.get_function_address(kernel.symbol)
             setattr(self, kernel.symbol, LLVMKernel(address, kernel))
@@ -1447,4 +1504,4 @@ def compile_module(module: ir.Module, dtype=np.float64, threads: int | None = No
 
     rendered = render_module(module, np.dtype(dtype).name)
     library = JITLibrary(rendered)
-    return CompiledModule(module, rendered, library, None, False, threads)
+    return CompiledModule(module, rendered, library, library.path, library.cache_hit, threads)

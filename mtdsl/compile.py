@@ -53,10 +53,24 @@ def check_and_lower(path, *, species=None, **hypers):
     return program, module, sources
 
 
-def compile(path, *, backend: str | None = None, species=None, dtype=np.float64, seed: int = 0, **hypers):
+def default_backend() -> str:
+    """"cpp" when a C++ compiler is found (`CXX`, else g++), else "llvm" with a warning."""
+    import shutil
+    import warnings
+
+    if shutil.which(os.environ.get("CXX", "g++")):
+        return "cpp"
+    warnings.warn("no C++ compiler found (set CXX or install g++): using the llvm backend", stacklevel=3)
+    return "llvm"
+
+
+def compile(path, *, backend: str | None = None, species=None, dtype=np.float64, seed: int = 0,
+            threads: int | None = None, **hypers):
     """Compile the `.mt` file at `path` into a `Model`.
 
-    :param backend: "interpreter" (the reference; more backends come with code generation)
+    :param backend: "cpp" (default when a C++ compiler is found), "llvm" (the default otherwise,
+        with a warning) or "interpreter" (the reference)
+    :param threads: threads of the native kernels (default: `OMP_NUM_THREADS`, else every core)
     :param species: atomic numbers fixing every `species(S)` dimension (needed by
         species-indexed params, error E206 otherwise)
     :param dtype: float64 or float32
@@ -73,7 +87,9 @@ def compile(path, *, backend: str | None = None, species=None, dtype=np.float64,
     }
     if species is not None:
         provenance["species"] = [int(s) for s in species]
-    return Model(module, backend=backend or "interpreter", dtype=dtype, provenance=provenance, seed=seed)
+    model = Model(module, backend=backend or default_backend(), dtype=dtype, provenance=provenance, seed=seed)
+    model.threads = threads
+    return model
 
 
 def _jsonable(value):

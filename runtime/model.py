@@ -22,7 +22,7 @@ from .bindings import Bindings, RunError
 from .gradients import compute_gradients
 from .interpreter import Interpreter
 
-BACKENDS = ("interpreter",)
+BACKENDS = ("interpreter", "cpp", "llvm")
 
 
 def initial_parameters(module: ir.Module, seed: int = 0) -> dict[str, np.ndarray]:
@@ -76,6 +76,17 @@ class Model:
         self.provenance = dict(provenance or {})
         # forward-mode gradient kernels of the declared gradients (errors at compile time)
         self.gradient_kernels = module_gradients(module)
+        self.threads = None  # native backends: OMP_NUM_THREADS when None
+        self._compiled = None
+
+    @property
+    def compiled(self):
+        """The native module of the cpp / llvm backends (runtime/compiled.py), built on first use."""
+        if self.backend != "interpreter" and self._compiled is None:
+            from .compiled import compile_module
+
+            self._compiled = compile_module(self.module, backend=self.backend, dtype=self.dtype)
+        return self._compiled
 
     @property
     def outputs(self) -> dict[str, tuple[str, ...]]:
@@ -86,9 +97,12 @@ class Model:
         gradients = list(gradients or [])
         self._check_gradients(gradients)
         bindings = self.bind(frames, tensormaps)
-        interpreter = Interpreter(self.module, bindings)
-        for kernel in self.module.kernels:
-            bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
+        if self.compiled is not None:
+            self.compiled.run(bindings, threads=self.threads, all_tensors=bool(gradients))
+        else:
+            interpreter = Interpreter(self.module, bindings)
+            for kernel in self.module.kernels:
+                bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
         for wrt in dict.fromkeys(gradients):
             outputs = [o.name for o in self.module.outputs if wrt in o.gradients]
             compute_gradients(self.module, bindings, self.gradient_kernels[wrt], wrt, outputs)

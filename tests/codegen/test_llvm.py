@@ -173,3 +173,61 @@ def test_hostile_names_never_reach_the_ir(name):
         if part and not part.isalnum():
             assert part not in source
     backend.optimize(source)  # parses and verifies
+
+
+# ---- the object-code cache ------------------------------------------------------------------------------
+
+
+def test_object_cache_hit_and_corrupted_entry(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTDSL_CACHE_DIR", str(tmp_path))
+    module = modules.spherical_expansion(n_radial=3, max_angular=2, cutoff=3.5, width=0.4)
+    cold = compile_module(module, backend="llvm")
+    assert not cold.cache_hit and cold.path.exists()
+    warm = compile_module(module, backend="llvm")
+    assert warm.cache_hit
+    frames = [rocksalt(), water()]
+    assert_same(warm.run(bind(module, frames)), interpret(module, bind(module, frames)), np.float64)
+    data = bytearray(cold.path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    cold.path.write_bytes(bytes(data))
+    rebuilt = compile_module(module, backend="llvm")
+    assert not rebuilt.cache_hit
+    assert compile_module(module, backend="llvm").cache_hit
+    assert_same(rebuilt.run(bind(module, frames)), interpret(module, bind(module, frames)), np.float64)
+
+
+# ---- through mtdsl.compile and the CLI ------------------------------------------------------------------
+
+
+def test_compile_with_the_llvm_backend():
+    import mtdsl
+
+    hypers = dict(cutoff=3.5, n_radial=3, max_angular=2)
+    model = mtdsl.compile(EXAMPLES / "soap_power_spectrum.mt", backend="llvm", threads=2, **hypers)
+    reference = mtdsl.compile(EXAMPLES / "soap_power_spectrum.mt", backend="interpreter", **hypers)
+    frames = [rocksalt(), water()]
+    ours, theirs = model(frames, gradients=["positions"]), reference(frames, gradients=["positions"])
+    assert model.compiled.fallbacks == {}
+    assert_same(ours, theirs, np.float64)
+    for a, b in zip(ours["ps"].blocks(), theirs["ps"].blocks()):
+        gradient, expected = a.gradient("positions"), b.gradient("positions")
+        np.testing.assert_array_equal(gradient.samples.array, expected.samples.array)
+        scale = float(np.abs(expected.values).max()) if expected.values.size else 0.0
+        np.testing.assert_allclose(gradient.values, expected.values, rtol=0, atol=1e-12 * scale)
+
+
+def test_default_backend_without_a_compiler_is_llvm(monkeypatch):
+    from mtdsl.compile import default_backend
+
+    monkeypatch.setenv("CXX", "no-such-compiler-mtdsl")
+    with pytest.warns(UserWarning, match="llvm backend"):
+        assert default_backend() == "llvm"
+
+
+def test_cli_emits_llvm_ir(capsys):
+    from mtdsl.cli import main
+
+    assert main(["compile", str(EXAMPLES / "spherical_expansion.mt"), "--emit", "llvm", "--set", "n_radial=3"]) == 0
+    text = capsys.readouterr().out
+    assert 'define i64 @"mt_kernel_0"' in text
+    backend.optimize(text)
