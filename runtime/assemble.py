@@ -84,7 +84,9 @@ def evaluate_kernel(interpreter: Interpreter, kernel: ir.TensorKernel, body: Nam
         return TensorMap(Labels.empty([e.label for e in kernel.keys]), [])
     unique_keys, inverse = np.unique(key_matrix, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    other_grid = np.indices(tuple(sizes[a] for a in other_axes)).reshape(len(other_axes), -1)
+    other_shape = tuple(sizes[a] for a in other_axes)
+    # (a kernel whose every index is a key index has one point per key point: shape (0, 1))
+    other_grid = np.indices(other_shape).reshape(len(other_axes), int(np.prod(other_shape, dtype=np.int64)))
 
     blocks = []
     for block_index, key in enumerate(unique_keys):
