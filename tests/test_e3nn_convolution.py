@@ -14,7 +14,8 @@ language's `cg` in the e3nn convention, so the program compiled with
 observed ~1e-15), with every backend `mtdsl.compile` accepts (interpreter,
 cpp, llvm; one it refuses is skipped). With e3nn's defaults (`path_normalization="element"`) the
 coefficients carry a further `1 / sqrt(N_L)`, `N_L` the number of paths into
-`L`: scaling the weights by `sqrt(N_L)` undoes it (tested too). The
+`L`: scaling the weights by `sqrt(N_L)` undoes it (tested too, as is the
+"uvu" form `TP(h_j, Y)` of MACE/NequIP, equal because l1 + l2 + L is even). The
 metatensor-convention program is the same model after a change of basis:
 `h_e3nn = B_l h`, `msg_e3nn = B_L msg` and `wr_e3nn[:, l1, l2, L] =
 s(l1, l2, L) wr[:, l1, l2, L]` with `s = cg.e3nn_phase` (see docs/e3nn.md).
@@ -73,15 +74,22 @@ class E3nnConvolution(torch.nn.Module):
     normalization, compensated in the weights.
     """
 
-    def __init__(self, wr, lmax=2, width=16, cutoff=4.0, path_normalization="none"):
+    def __init__(self, wr, lmax=2, width=16, cutoff=4.0, path_normalization="none", mode="uvv"):
         super().__init__()
-        self.lmax, self.width, self.cutoff = lmax, width, cutoff
+        self.lmax, self.width, self.cutoff, self.mode = lmax, width, cutoff, mode
         self.paths = paths(lmax)
         self.irreps_sh = o3.Irreps.spherical_harmonics(lmax)  # 1x0e + 1x1o + 1x2e
         self.irreps = o3.Irreps([(width, (l, (-1) ** l)) for l in range(lmax + 1)])
+        if mode == "uvv":  # Y(r) x h: (l1, l2) in the program's order
+            irreps_in = (self.irreps_sh, self.irreps)
+            instructions = [(l1, l2, L, "uvv", True) for l1, l2, L in self.paths]
+        elif mode == "uvu":  # h x Y(r), as MACE/NequIP write it: wigner_3j(l2, l1, L) = wigner_3j(l1, l2, L)
+            irreps_in = (self.irreps, self.irreps_sh)  # for even l1 + l2 + L
+            instructions = [(l2, l1, L, "uvu", True) for l1, l2, L in self.paths]
+        else:
+            raise ValueError(f"mode {mode!r}: 'uvv' or 'uvu'")
         self.tp = o3.TensorProduct(
-            self.irreps_sh, self.irreps, self.irreps,
-            [(l1, l2, L, "uvv", True) for l1, l2, L in self.paths],
+            *irreps_in, self.irreps, instructions,
             irrep_normalization="component", path_normalization=path_normalization,
             internal_weights=False, shared_weights=False,
         )
@@ -105,7 +113,7 @@ class E3nnConvolution(torch.nn.Module):
         """`vectors [E, 3]` from centre `first` to neighbour `second`; `h [atoms, irreps.dim]`."""
         weights = self.radial(torch.linalg.norm(vectors, dim=1)) @ self.wr
         sh = o3.spherical_harmonics(self.irreps_sh, vectors, normalize=True, normalization="integral")
-        edges = self.tp(sh, h[second], weights)
+        edges = self.tp(sh, h[second], weights) if self.mode == "uvv" else self.tp(h[second], sh, weights)
         return torch.zeros(h.shape[0], self.irreps.dim, dtype=h.dtype).index_add_(0, first, edges)
 
 
@@ -160,9 +168,9 @@ def to_e3nn_basis(l, values):
     return np.einsum("mn,snq->smq", e3nn_change_of_basis(l), values)
 
 
-def run_e3nn(systems, h, wr, lmax=2, width=16, cutoff=4.0, path_normalization="none"):
+def run_e3nn(systems, h, wr, lmax=2, width=16, cutoff=4.0, path_normalization="none", mode="uvv"):
     pairs = mtdsl.neighbors(systems, cutoff)
-    convolution = E3nnConvolution(wr, lmax, width, cutoff, path_normalization)
+    convolution = E3nnConvolution(wr, lmax, width, cutoff, path_normalization, mode)
     with torch.no_grad():
         return from_e3nn(convolution(*edges(pairs), to_e3nn(h, lmax)), lmax, width)
 
@@ -288,11 +296,14 @@ def test_e3nn_convention_program_equals_e3nn(e3nn_model, structure):
     assert_equal(msg, run_e3nn(systems, h, wr))
 
 
-def test_e3nn_defaults_with_rescaled_weights(e3nn_model):
+@pytest.mark.parametrize("path_normalization, mode", [("element", "uvv"), ("none", "uvu"), ("element", "uvu")])
+def test_e3nn_variants(e3nn_model, path_normalization, mode):
+    """e3nn's default path normalization with rescaled weights; h first ("uvu", as MACE writes it)."""
     systems = [molecule()]
     h = random_features(systems, seed=4)
     wr = random_wr(e3nn_model, seed=5)
-    assert_equal(e3nn_model(systems, h=h)["msg"], run_e3nn(systems, h, wr, path_normalization="element"))
+    assert_equal(e3nn_model(systems, h=h)["msg"], run_e3nn(systems, h, wr, path_normalization=path_normalization,
+                                                            mode=mode))
 
 
 @pytest.mark.parametrize("structure", ["molecule", "primitive"])
