@@ -106,6 +106,20 @@ class Level:
         self.pre = self.latch = self.exit = self.target = None
 
 
+class Builder(ll.IRBuilder):
+    """An IRBuilder whose floating-point adds and multiplies may contract into fused multiply-adds
+    (what g++ -O3 does by default for the C++ backend); no other fast-math freedom."""
+
+    def fadd(self, lhs, rhs, name="", flags=("contract",)):
+        return ll.IRBuilder.fadd(self, lhs, rhs, name, flags)
+
+    def fsub(self, lhs, rhs, name="", flags=("contract",)):
+        return ll.IRBuilder.fsub(self, lhs, rhs, name, flags)
+
+    def fmul(self, lhs, rhs, name="", flags=("contract",)):
+        return ll.IRBuilder.fmul(self, lhs, rhs, name, flags)
+
+
 def _key(operand):
     if isinstance(operand, tuple):
         return tuple(_key(o) for o in operand)
@@ -435,11 +449,11 @@ class KernelBuilder:
         self.arrays_arg, self.scalars_arg, lo, hi = f.args
         self.allocas = f.append_basic_block("entry")
         arguments = f.append_basic_block("arguments")
-        self.arguments = ll.IRBuilder(arguments)
+        self.arguments = Builder(arguments)
         root = Level(f.append_basic_block("prelude"), f.append_basic_block("body"))
         done = f.append_basic_block("done")
         self.stack = [root]
-        self.b = ll.IRBuilder(root.prelude.tail)
+        self.b = Builder(root.prelude.tail)
         self.err = self.alloca(I64)
         ll.IRBuilder(self.allocas).store(i64(0), self.err)
         sizes = [self.domain_size(b.domain) for b in self.kernel.indices]
@@ -1383,6 +1397,7 @@ def optimize(source: str):
     return parsed, machine
 
 
+CHUNKS_PER_THREAD = 4
 _KERNEL_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
 _POOLS: dict = {}
 
@@ -1417,16 +1432,28 @@ class LLVMKernel:
         if not self.parallel:
             return int(self.raw(arrays_address, scalars_address, 0, INT64_MAX))
         n = self.size(scalars)
-        threads = max(1, int(threads))
-        if threads == 1 or n < 2:
+        threads = min(max(1, int(threads)), n)
+        if threads <= 1:
             return int(self.raw(arrays_address, scalars_address, 0, n))
-        chunk = max(1, -(-n // (threads * 8)))
-        ranges = [(lo, min(lo + chunk, n)) for lo in range(0, n, chunk)]
-        errors = _pool(threads).map(lambda r: self.raw(arrays_address, scalars_address, r[0], r[1]), ranges)
-        result = 0
-        for error in errors:
-            result |= int(error)
-        return result
+        # a few chunks per thread, taken in turn by the pool's threads and this one (dynamic schedule)
+        chunks = min(n, CHUNKS_PER_THREAD * threads)
+        bounds = [n * k // chunks for k in range(chunks + 1)]
+        taken = itertools.count()
+        raw = self.raw
+
+        def work() -> int:
+            error = 0
+            while True:
+                k = next(taken)
+                if k >= chunks:
+                    return error
+                error |= raw(arrays_address, scalars_address, bounds[k], bounds[k + 1])
+
+        helpers = [_pool(threads - 1).submit(work) for _ in range(threads - 1)]
+        result = work()
+        for helper in helpers:
+            result |= helper.result()
+        return int(result)
 
 
 def object_key(source: str) -> str:

@@ -231,3 +231,22 @@ def test_cli_emits_llvm_ir(capsys):
     text = capsys.readouterr().out
     assert 'define i64 @"mt_kernel_0"' in text
     backend.optimize(text)
+
+
+# ---- random kernels (tests/codegen/test_random_programs.py's generator) ------------------------------------
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_kernels_equal_the_interpreter(seed):
+    random_programs = pytest.importorskip("tests.codegen.test_random_programs")
+    from .test_backends import methanol
+
+    module = random_programs.random_module(seed)
+    native = compile_module(module, backend="llvm")
+    assert native.fallbacks == {}
+    frames = [rocksalt(), water(), methanol()]
+    with np.errstate(all="ignore"):
+        ours = native.run(bind(module, frames), all_tensors=True)
+        oracle = interpret(module, bind(module, frames))
+    assert native.last_run_fallbacks == {}
+    assert_same(ours, oracle, np.float64)
