@@ -443,11 +443,18 @@ class Labels:
         return self._lookup(rows)
 
     def select(self, selection) -> np.ndarray:
-        """Indices of the entries matching `selection` (Labels or LabelsEntry) on its names."""
+        """Indices of the entries matching `selection` (Labels or LabelsEntry) on its names.
+
+        Like metatensor-core: in the selection's order when it names every dimension
+        in order, in this labels' order otherwise.
+        """
         if isinstance(selection, LabelsEntry):
             selection = Labels(selection.names, to_numpy(selection.values).reshape(1, -1))
         if not isinstance(selection, Labels):
             raise TypeError(f"select() takes Labels or LabelsEntry, not {type(selection).__name__}")
+        if selection._names == self._names:
+            found = self.positions(selection._array)
+            return found[found >= 0].astype(np.int64)
         columns = [self._column_index(n) for n in selection._names]
         mine, theirs = row_keys(self._array[:, columns], selection._array)
         return np.nonzero(np.isin(mine, theirs))[0].astype(np.int64)

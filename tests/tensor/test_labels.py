@@ -138,3 +138,11 @@ def test_wide_values_use_byte_keys():
 def test_positions_vectorized():
     labels = Labels(["a"], np.array([[4], [2], [7]]))
     assert labels.positions(np.array([[7], [1], [4]])).tolist() == [2, -1, 0]
+
+
+def test_select_order_follows_metatensor():
+    values = np.array([[0, 0], [0, 1], [2, 2], [1, 1]])
+    rows = np.array([[1, 1], [0, 0], [9, 9]])
+    ours, theirs = Labels(["a", "b"], values), metatensor.Labels(["a", "b"], values)
+    for names, selection in ((["a", "b"], rows), (["b", "a"], rows), (["a"], np.array([[1], [0]]))):
+        assert ours.select(Labels(names, selection)).tolist() == theirs.select(metatensor.Labels(names, selection)).tolist()
