@@ -19,7 +19,7 @@ from . import modules
 from .test_backends import assert_same, bind, interpret, methanol, rocksalt, water
 
 V, C = ir.Var, ir.Const
-SEEDS = range(6)
+SEEDS = range(8)
 KERNELS_PER_SEED = 8
 
 
@@ -27,6 +27,8 @@ class Generator:
     def __init__(self, seed: int):
         self.rng = np.random.default_rng(seed)
         self.counter = 0
+        self.sources: list = []  # earlier kernels a later one may read: (kernel, its index names)
+        self.reading = None  # the kernel read by the one being generated
 
     def pick(self, options):
         return options[int(self.rng.integers(len(options)))]
@@ -96,7 +98,18 @@ class Generator:
             where = ir.Binary("eq", ir.Data("S", "type", (ir.Data("P", "second", (V("p"),)),)), V("b"))
         return ir.Reduce((ir.Binder("p", ir.PairsFrom("P", V("i"))),), body, where)
 
+    def access(self, scope, constant_slots: bool):
+        """A block access to the kernel being read, at this point of the shared grid (always exists)."""
+        source = self.reading
+        keys = tuple((e.label, e.expr) for e in source.keys)
+        components = tuple(ir.Slot("value", C(0) if constant_slots else e.expr) for e in source.components)
+        properties = tuple(ir.Slot("value", C(0) if constant_slots or isinstance(e.expr, ir.Const) else e.expr)
+                           for e in source.properties)
+        return ir.BlockRef(source.name, keys, (ir.Slot("atoms", V("i"), "S"),), components, properties)
+
     def leaf(self, scope):
+        if self.reading is not None and "p" not in scope and self.rng.random() < 0.5:
+            return self.access(scope, constant_slots=self.rng.random() < 0.3)
         options = ["const", "var"]
         if "p" in scope:
             options += ["distance", "distance", "component"]
@@ -115,6 +128,24 @@ class Generator:
 
     # -- kernels ----------------------------------------------------------------------------------
     def kernel(self, name):
+        if self.sources and self.rng.random() < 0.4:
+            return self.reader(name)
+        kernel = self.fresh_kernel(name)
+        self.sources.append(kernel)
+        return kernel
+
+    def reader(self, name):
+        """A kernel over the grid of an earlier one, reading it (dense buffer or lookup tables)."""
+        source = self.pick(self.sources)
+        self.reading = source
+        scope = {b.name: {ir.AtomsDomain: "atoms", ir.RangeDomain: "range", ir.IrrepDomain: "irrep",
+                          ir.SpeciesDomain: "species"}[type(b.domain)] for b in source.indices}
+        body = ir.Binary("add", self.access(scope, False), self.expr(scope, 2))
+        self.reading = None
+        return ir.TensorKernel(name, source.indices, source.keys, source.samples, source.components,
+                               source.properties, body, source.where)
+
+    def fresh_kernel(self, name):
         indices = [ir.Binder("i", ir.AtomsDomain("S"))]
         scope = {"i": "atoms"}
         keys = [ir.Entry("center_type", "value", ir.Data("S", "type", (V("i"),)))]
