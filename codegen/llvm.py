@@ -61,6 +61,13 @@ def i64(value: int) -> ll.Constant:
     return ll.Constant(I64, value)
 
 
+def _ident(text) -> str:
+    """A value or block name from an IR name: ASCII letters, digits and `_` only (names never reach
+    the IR otherwise)."""
+    kept = "".join(c for c in str(text) if c.isascii() and (c.isalnum() or c == "_"))[:24]
+    return kept or "x"
+
+
 def _sanitize(text) -> str:
     return "".join(c if (c.isascii() and (c.isalnum() or c in "_-.")) else "_" for c in str(text))[:64] or "m"
 
@@ -169,9 +176,8 @@ class KernelBuilder:
         b = self.at(place)
         b.store(b.or_(b.load(self.err), bits), self.err)
 
-    def alloca(self, type_, count=None):
-        b = ll.IRBuilder(self.allocas)
-        return b.alloca(type_, size=count)
+    def alloca(self, type_, name: str = ""):
+        return ll.IRBuilder(self.allocas).alloca(type_, name=name)
 
     def here(self):
         return (len(self.stack) - 1, True)
@@ -259,15 +265,16 @@ class KernelBuilder:
         return self.emit(place, name, lambda b, x: b.call(function, [x]), x)
 
     # -- loops ----------------------------------------------------------------------------------------------
-    def open_level(self, target: Region, start, stop):
+    def open_level(self, target: Region, start, stop, label: str = "once"):
         """A counted loop `k in [start, stop)` on a new level; linked into `target` when it closes."""
         f = self.function
-        pre, header, entry, body, latch, exit_ = (f.append_basic_block() for _ in range(6))
+        pre, header, entry, body, latch, exit_ = (f.append_basic_block(f"{label}.{part}") for part in
+                                                  ("pre", "head", "entry", "body", "latch", "exit"))
         b = self.b
         b.position_at_end(pre)
         b.branch(header)
         b.position_at_end(header)
-        k = b.phi(I64)
+        k = b.phi(I64, name=f"{label}.k")
         k.add_incoming(start, pre)
         b.cbranch(b.icmp_signed("<", k, stop), entry, exit_)
         b.position_at_end(latch)
@@ -337,18 +344,18 @@ class KernelBuilder:
             start, stop = i64(0), i64(1)
         else:
             raise Unsupported(f"loop kind {loop.kind}")
-        level, k = self.open_level(target, start, stop)
+        level, k = self.open_level(target, start, stop, "loop_" + _ident(loop.var))
         depth = len(self.stack) - 1
         b = self.at((depth, False))
         if loop.kind == "domain":
             if isinstance(domain, ir.RangeDomain):
-                var = b.add(k, i64(domain.start))
+                var = b.add(k, i64(domain.start), name=_ident(loop.var))
                 position = k
             elif isinstance(domain, ir.SpeciesDomain):
-                var = b.load(b.gep(self.species_array(domain), [k]))
+                var = b.load(b.gep(self.species_array(domain), [k]), name=_ident(loop.var))
                 position = k
             elif derive is not None:
-                var = b.sub(k, derive[1])
+                var = b.sub(k, derive[1], name=_ident(loop.var))
                 position = b.add(var, i64(domain.max_degree))
             else:
                 var = position = k
@@ -454,7 +461,7 @@ class KernelBuilder:
         done = f.append_basic_block("done")
         self.stack = [root]
         self.b = Builder(root.prelude.tail)
-        self.err = self.alloca(I64)
+        self.err = self.alloca(I64, "err")
         ll.IRBuilder(self.allocas).store(i64(0), self.err)
         sizes = [self.domain_size(b.domain) for b in self.kernel.indices]
         b = self.arguments
@@ -1087,7 +1094,7 @@ class KernelBuilder:
         (the recurrences of `mtdsl.math.sph`, generated for this degree, as in the C++ backend)."""
         from .cpp import _sph_normalization
 
-        table = self.alloca(array_type)
+        table = self.alloca(array_type, f"sph{top}")
         width = 2 * top + 1
         c = self.rconst
         x, y, z = xyz
@@ -1161,7 +1168,7 @@ class KernelBuilder:
     def fill_spline(self, place, r, values, derivatives, spline, count: int):
         """The cubic Hermite spline of `soap_radial` for every `(l, n)` at once (`mt_spline` of the
         C++ backend): a vectorizable loop into a new table, error bit 4 beyond the cutoff."""
-        table = self.alloca(ll.ArrayType(self.real, count))
+        table = self.alloca(ll.ArrayType(self.real, count), "radial")
         c = self.rconst
         b = self.at(place)
         ok = b.fcmp_ordered("<=", r, c(spline.cutoff))
@@ -1184,11 +1191,11 @@ class KernelBuilder:
         level, body = place
         region = self.stack[level].body if body else self.stack[level].prelude
         f = self.function
-        header, loop, exit_ = f.append_basic_block(), f.append_basic_block(), f.append_basic_block()
+        header, loop, exit_ = (f.append_basic_block(f"spline.{part}") for part in ("head", "body", "exit"))
         entry = region.tail
         b.branch(header)
         b.position_at_end(header)
-        j = b.phi(I64)
+        j = b.phi(I64, name="spline.j")
         j.add_incoming(i64(0), entry)
         b.cbranch(b.icmp_signed("<", j, i64(count)), loop, exit_)
         b.position_at_end(loop)
@@ -1236,7 +1243,7 @@ class KernelBuilder:
         level = max((self.env[name].level for name in free), default=0)
         saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
         self.stack = self.stack[: level + 1]
-        accumulator = self.alloca(self.real)
+        accumulator = self.alloca(self.real, "sum")
         self.at((level, False)).store(self.rconst(0.0), accumulator)
         target = self.stack[level].prelude
         bound = {name for name, info in self.env.items() if info.level <= level}
