@@ -99,7 +99,13 @@ class GradientInterpreter(Interpreter):
     def _eval_Reduce(self, expr: ir.Reduce, scope: Scope) -> Named:
         """Sums over `P.from(atom)` where `atom` varies along other axes (neighbours of
         neighbours, or a centre that a gradient row fixes): the pairs of each atom are
-        enumerated as ragged segments and summed back, instead of a dense mask."""
+        enumerated as ragged segments and summed back, instead of a dense mask.
+
+        A sum that depends on the rows of a gradient only through aliases taking few
+        distinct values (the centre `i` of each row) is evaluated once per value."""
+        deduplicated = self._deduplicate(expr, scope)
+        if deduplicated is not None:
+            return deduplicated
         for position, binder in enumerate(expr.binders):
             domain = binder.domain
             if isinstance(domain, ir.PairsFrom) and not (
@@ -123,7 +129,7 @@ class GradientInterpreter(Interpreter):
         inner = inner.alias(binder.name, Named((axis,), pair))
         rest = expr.binders[:position] + expr.binders[position + 1:]
         if rest:
-            value = super()._eval_Reduce(ir.Reduce(rest, expr.body, expr.where), inner)
+            value = self._eval_Reduce(ir.Reduce(rest, expr.body, expr.where), inner)
         else:
             value = self.evaluate(expr.body, inner)
             if expr.where is not None:
@@ -138,6 +144,36 @@ class GradientInterpreter(Interpreter):
             (np.ones(len(outer), dtype=data.dtype), outer, np.arange(len(outer) + 1)), shape=(len(outer), len(atoms)))
         summed = np.asarray(matrix.T @ data.reshape(len(outer), width))
         return Named(atom.axes + others, summed.reshape(atom.data.shape + data.shape[1:]))
+
+    def _deduplicate(self, expr, scope: Scope):
+        free = ad.free_variables(expr)
+        aliased = [n for n in sorted(free) if n in scope.aliases]
+        if not aliased:
+            return None
+        arrays = [scope.aliases[n] for n in aliased]
+        if any(a.missing is not None for a in arrays):
+            return None
+        row_axes = union_axes(*arrays)
+        if any(n in row_axes for n in free if n not in scope.aliases):
+            return None
+        sizes = _sizes(arrays)
+        row_shape = tuple(sizes.get(a, 1) for a in row_axes)
+        n_rows = int(np.prod(row_shape, dtype=np.int64))
+        if n_rows < 1024:
+            return None
+        stacked = np.stack([np.broadcast_to(a.expand(row_axes), row_shape).reshape(-1) for a in arrays], axis=1)
+        unique, inverse = _unique_rows(stacked.astype(np.int64))
+        if len(unique) > n_rows // 4:
+            return None
+        axis = f"·distinct{len(scope.aliases)}"
+        inner = Scope(dict(scope.values), dict(scope.domains), dict(scope.aliases))
+        inner.values[axis] = np.arange(len(unique), dtype=np.int64)
+        for k, name in enumerate(aliased):
+            inner.aliases[name] = Named((axis,), unique[:, k])
+        result = self._eval_Reduce(expr, inner)
+        if axis not in result.axes:
+            return result
+        return _unfold(result, axis, row_axes, inverse.reshape(row_shape))
 
     def domain_values(self, domain) -> np.ndarray:
         if isinstance(domain, ad.GradRows):

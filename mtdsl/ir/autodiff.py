@@ -579,7 +579,7 @@ class _Differentiator:
         inner = tuple(b for b in expr.binders if b.name not in aliased and b.name not in escaping)
         coefficient = term.coefficient
         if inner:
-            coefficient = ir.Reduce(inner, coefficient, expr.where)
+            coefficient = _sum_of(inner, coefficient, expr.where)
         else:
             where = _and(where, expr.where)
         for condition in conditions:
@@ -670,6 +670,38 @@ _ELEMENTARY = {
     "abs": lambda x: ir.Select(ir.Binary("gt", x, ZERO), ONE,
                                ir.Select(ir.Binary("lt", x, ZERO), ir.Const(-1.0), ZERO)),
 }
+
+
+def _product_factors(expr, inverted: bool = False) -> list:
+    """The factors of a product/quotient tree, each with whether it divides."""
+    if isinstance(expr, ir.Binary) and expr.op == "mul":
+        return _product_factors(expr.left, inverted) + _product_factors(expr.right, inverted)
+    if isinstance(expr, ir.Binary) and expr.op == "div":
+        return _product_factors(expr.left, inverted) + _product_factors(expr.right, not inverted)
+    return [(expr, inverted)]
+
+
+def _rebuild(factors):
+    numerator = [e for e, inverted in factors if not inverted]
+    denominator = [e for e, inverted in factors if inverted]
+    result = functools.reduce(_mul, numerator) if numerator else ONE
+    if denominator:
+        result = ir.Binary("div", result, functools.reduce(_mul, denominator))
+    return result
+
+
+def _sum_of(binders, body, where):
+    """`sum(binders where where) body`, with the factors of `body` that do not depend on
+    the binders taken out of the sum (a gradient row's value is not re-read per pair)."""
+    names = {b.name for b in binders}
+    outside, inside = [], []
+    for factor in _product_factors(body):
+        (inside if free_variables(factor[0]) & names else outside).append(factor)
+    if not outside or not inside:
+        return ir.Reduce(tuple(binders), body, where)
+    result = ir.Reduce(tuple(binders), _rebuild(inside), where)
+    return _rebuild([(e, False) for e, inverted in outside if not inverted] + [(result, False)]
+                    + [(e, True) for e, inverted in outside if inverted])
 
 
 def _scale(terms: list[Term], function) -> list[Term]:

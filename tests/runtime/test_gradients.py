@@ -454,3 +454,38 @@ def test_sums_over_pairs_stay_sparse():
         assert [(b.name, b.domain) for b in term.binders] == [("p", ir.PairsDomain("P"))]
         assert dict(term.aliases)["i"] == ir.Data("P", "first", (ir.Var("p"),))
     assert {str(t.target) for t in gradient.terms} == {"P.second[p]", "P.first[p]"}
+
+
+MESSAGE_PASSING_PROGRAM = """
+model message_passing
+hyper cutoff = 3.5
+input S : systems
+pairs P = neighbors(S, cutoff = cutoff)
+index i : atoms(S)
+index k : range(4)
+
+tensor h1
+    samples (i)
+    properties (k)
+  = sum(p in P.from(i)) gto(P.distance[p], k, width = 0.8) * cosine_cutoff(P.distance[p], cutoff, width = 0.5)
+
+tensor h2
+    samples (i)
+    properties (k)
+  = sum(p in P.from(i)) tanh(h1[P.second[p], k]) * exp(-P.distance[p]) * cosine_cutoff(P.distance[p], cutoff, width = 0.5)
+
+tensor angles
+    samples (i)
+    properties (k)
+  = sum(p in P.from(i), q in P.from(i)) h1[i, k] * exp(-P.distance[p] - P.distance[q])
+      * dot(P.vector[p], P.vector[q]) / (P.distance[p] * P.distance[q])
+
+output h2 with gradients(positions, strain)
+output angles with gradients(positions, strain)
+"""
+
+
+@pytest.mark.parametrize("output", ["h2", "angles"])
+def test_message_passing_and_three_body_terms_match_finite_differences(tmp_path, output):
+    model = compile(write(tmp_path, MESSAGE_PASSING_PROGRAM))
+    assert_matches_finite_differences(model, small_batch(), output, ["positions", "strain"])
