@@ -578,7 +578,10 @@ class KernelRenderer:
                 position = index.code
             else:
                 raise Unsupported(f"parameter indexed by {domain}")
-            part = Value(f"mt_check({position}, {size}, err)", INT, *index.place)
+            # the runtime checks parameter shapes against their domains: an index variable of the
+            # declared domain itself needs no bounds check
+            proven = isinstance(index_expr, ir.Var) and self.domains.get(index_expr.name) == domain
+            part = Value(position if proven else f"mt_check({position}, {size}, err)", INT, *index.place)
             part = self.hoist(part, "q")
             if offset is None:
                 offset = part
@@ -663,7 +666,9 @@ class KernelRenderer:
         solved: dict = {}
 
         def solve(entry, slot) -> bool:
-            if entry.kind != slot.kind or entry.source != slot.source:
+            same = (entry.kind, entry.source) == (slot.kind, slot.source) or (
+                entry.kind == "value" and slot.kind == "systems")  # a systems index is a plain value label
+            if not same:
                 return False
             if not (isinstance(entry.expr, ir.Var) and entry.expr.name in indices) or entry.expr.name in solved:
                 return False
@@ -1000,7 +1005,9 @@ class KernelRenderer:
         self.stack = self.stack[: level + 1]
         accumulator = self.fresh("acc")
         target = self.stack[level].prelude
-        target.append(f"real {accumulator} = 0;  // {comment(expr)}")
+        vector = expr_type(expr) == VEC
+        zero = "mt_vec{0, 0, 0}" if vector else "0"
+        target.append(f"{CTYPES[VEC] if vector else 'real'} {accumulator} = {zero};  // {comment(expr)}")
         bound = {name for name, info in self.env.items() if info.level <= level}
         items = [(b, False) for b in expr.binders]
         loops, pre = planning.schedule_loops(items, planning.conjuncts(expr.where), bound)
@@ -1017,13 +1024,14 @@ class KernelRenderer:
         body = self.render(expr.body)
         for key in expanded:
             del self.expanded[key]
-        if body.type == VEC:
-            raise Unsupported("sum of vectors")
-        self.statement(self.here(), f"{accumulator} += {self.as_real(body)};")
+        if vector:
+            self.statement(self.here(), f"{accumulator} = {accumulator} + {self.vec_operand(body)};")
+        else:
+            self.statement(self.here(), f"{accumulator} += {self.as_real(body)};")
         while len(self.stack) > depth0:
             self.close()
         self.stack, self.env, self.domains = saved_stack, saved_env, saved_domains
-        return Value(accumulator, REAL, level)
+        return Value(accumulator, VEC if vector else REAL, level)
 
     def expand_tables(self, expr: ir.Reduce, level: int, bound: set) -> list:
         """Scalar expansion: in `sum(k in range(K))`, a part of the body that reads `k` and only

@@ -260,7 +260,12 @@ class Arguments:
             value = np.full(int(species.max()) + 1 if len(species) else 1, -1, dtype=np.int64)
             value[species] = np.arange(len(species))
         elif kind == "param":
-            value = self._real(bindings.params[descriptor[1]]).reshape(-1)
+            value = self._real(bindings.params[descriptor[1]])
+            declaration = next(p for p in self.compiled.module.params if p.name == descriptor[1])
+            expected = tuple(len(bindings.domain_values(d)) for d in declaration.domains)
+            if value.shape != expected:
+                raise NativeFallback(f"parameter {descriptor[1]} has shape {value.shape}, its domains {expected}")
+            value = value.reshape(-1)
         elif kind == "const":
             value = np.ascontiguousarray(self.compiled.rendered.constants[descriptor[1]], dtype=self.dtype).reshape(-1)
         elif kind == "block":

@@ -241,3 +241,40 @@ def test_dense_access_with_a_wrong_derived_key_is_an_error(backend):
     out = native.run(bindings)
     assert "rho" not in bindings.tensors
     assert_same(out, {"hydrogen_only": interpret(module, bind(module, [hydrogens]))["hydrogen_only"]}, np.float64)
+
+
+def vector_sums() -> "modules.ir.Module":
+    """Vector-valued sums: a smoothed dipole per atom and its projection on the position."""
+    ir = modules.ir
+    V = modules.V
+    distance = ir.Data("P", "distance", (V("p"),))
+    dipole = ir.Reduce((ir.Binder("p", ir.PairsFrom("P", V("i"))),),
+                       ir.Binary("mul", ir.Data("P", "vector", (V("p"),)),
+                                 ir.Call("cosine_cutoff", (distance,), (("cutoff", 3.5), ("width", 0.5)))))
+    body = ir.Select(ir.Binary("eq", V("c"), ir.Const(0)), ir.Call("norm", (dipole,)),
+                     ir.Call("dot", (dipole, ir.Data("S", "positions", (V("i"),)))))
+    kernel = ir.TensorKernel(
+        "dipole", (ir.Binder("i", ir.AtomsDomain("S")), ir.Binder("c", ir.RangeDomain("c", 0, 2))),
+        keys=(ir.Entry("_", "value", ir.Const(0)),), samples=(modules.atoms_entry(),), components=(),
+        properties=(ir.Entry("c", "value", V("c")),), body=body)
+    return ir.Module("vector_sums", (ir.SystemsInput("S"),), (), (ir.PairsDecl("P", "S", 3.5),), (), (kernel,),
+                     (ir.Output("dipole"),))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_vector_sums(backend):
+    module = vector_sums()
+    native = compile_module(module, backend=backend)
+    assert native.fallbacks == {}
+    frames = [rocksalt(), methanol()]
+    assert_same(native.run(bind(module, frames)), interpret(module, bind(module, frames)), np.float64)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_parameter_of_the_wrong_shape_is_left_to_the_interpreter(compiled, backend):
+    module, native = compiled("energy", backend, np.float64)
+    bindings = bind(module, [water()])
+    bindings.params["e0"] = np.zeros(2)  # three species declared
+    with pytest.raises(IndexError):
+        native.run(bindings)
+    assert "energy" in native.last_run_fallbacks
