@@ -169,3 +169,44 @@ def cached_arrays(name: str, parameters: tuple, compute) -> dict:
     np.savez(buffer, **arrays)
     _atomic_write(path, buffer.getvalue())
     return arrays
+
+
+CODEGEN_FILES = ("cpp.py", "plan.py", "cache.py", "templates/module.cpp.j2", "templates/kernel.cpp.j2")
+
+
+@functools.lru_cache(maxsize=1)
+def codegen_version() -> str:
+    """A hash of the renderer's own sources: a rendering cached by IR is valid only for the same renderer."""
+    digest = hashlib.sha256()
+    for name in CODEGEN_FILES:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()
+
+
+def rendering_key(backend: str, module_text: str, dtype: str) -> str:
+    """Key of a rendered module by its IR (`repr`, every field), dtype and renderer version."""
+    digest = hashlib.sha256()
+    for part in (backend, dtype, codegen_version(), module_text):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()
+
+
+def load_rendering(key: str):
+    """A rendered module stored by `store_rendering`, or None (missing or unreadable: render again)."""
+    import pickle
+
+    path = cache_dir() / f"{key}.render.pkl"
+    try:
+        with open(path, "rb") as handle:
+            return pickle.load(handle)
+    except Exception:  # a truncated or stale entry is rebuilt
+        return None
+
+
+def store_rendering(key: str, rendered) -> None:
+    import pickle
+
+    path = cache_dir() / f"{key}.render.pkl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, pickle.dumps(rendered, protocol=pickle.HIGHEST_PROTOCOL))

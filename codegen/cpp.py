@@ -26,13 +26,13 @@ numbers are `repr` of floats and range-checked integers.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import jinja2
 import numpy as np
 
 from mtdsl.ir import nodes as ir
@@ -43,12 +43,17 @@ from mtdsl.math.wigner import e3nn_change_of_basis
 from . import plan as planning
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars
 
-_TEMPLATES = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
-    keep_trailing_newline=True,
-    autoescape=False,
-    undefined=jinja2.StrictUndefined,
-)
+@functools.lru_cache(maxsize=1)
+def templates():
+    """The jinja2 environment of `codegen/templates` (imported on first use: a cache hit needs none)."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
+        keep_trailing_newline=True,
+        autoescape=False,
+        undefined=jinja2.StrictUndefined,
+    )
 
 CTYPES = {INT: "int64_t", BOOL: "bool", REAL: "real", VEC: "mt_vec"}
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -384,7 +389,7 @@ class KernelRenderer:
         self.declarations.insert(0, f"{buffer_type}* const {buffer} = (real*) mt_arrays[0];  // the output buffer")
         lines = root.lines()
         driver = plan.loops[0].var if plan.loops else ""
-        return _TEMPLATES.get_template("kernel.cpp.j2").render(
+        return templates().get_template("kernel.cpp.j2").render(
             comment=comment(self.kernel.name), schedule=plan.schedule, parallel=plan.parallel,
             driver=comment(driver), symbol=self.symbol, declarations=self.declarations, body=lines,
         )
@@ -1273,7 +1278,7 @@ class ModuleRenderer:
             sources.append(source)
             if kernel.where is None:
                 self.grids[kernel.name] = kernel
-        text = _TEMPLATES.get_template("module.cpp.j2").render(
+        text = templates().get_template("module.cpp.j2").render(
             module_comment=comment(self.module.name),
             real="double" if self.dtype == "float64" else "float",
             pi=repr(math.pi),

@@ -430,8 +430,15 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     if backend != "cpp":
         raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp' and 'llvm')")
     from mtdsl.codegen import cache
-    from mtdsl.codegen.cpp import render_module
 
-    rendered = render_module(module, np.dtype(dtype).name)
+    # a cache hit skips rendering: the rendered module is stored by its IR next to the library
+    dtype_name = np.dtype(dtype).name
+    key = cache.rendering_key("cpp", repr(module), dtype_name)
+    rendered = cache.load_rendering(key)
+    if rendered is None or rendered.module != module or rendered.dtype != dtype_name:
+        from mtdsl.codegen.cpp import render_module
+
+        rendered = render_module(module, dtype_name)
+        cache.store_rendering(key, rendered)
     library, path, hit = cache.load(rendered.source)
     return CompiledModule(module, rendered, library, path, hit, threads)

@@ -108,3 +108,30 @@ def test_concurrent_processes_build_the_same_entry(cache_dir):
     assert [queue.get(timeout=5) for _ in processes] == [45, 45, 45]
     assert all(p.exitcode == 0 for p in processes)
     assert sorted(p.suffix for p in cache_dir.iterdir()) == [".json", ".so"]
+
+
+def test_cache_hit_skips_rendering(cache_dir, monkeypatch):
+    from mtdsl.codegen import cpp
+    from mtdsl.runtime.compiled import compile_module
+
+    from . import modules
+
+    module = modules.spherical_expansion(n_radial=2, max_angular=1, cutoff=3.0)
+    first = compile_module(module)
+    assert not first.cache_hit
+
+    def no_rendering(*args, **kwargs):
+        raise AssertionError("rendered again")
+
+    monkeypatch.setattr(cpp, "render_module", no_rendering)
+    second = compile_module(module)
+    assert second.cache_hit and second.source == first.source
+    # a truncated rendering is rendered again (and the library still comes from the cache)
+    monkeypatch.undo()
+    monkeypatch.setenv("MTDSL_CACHE_DIR", str(cache_dir))
+    for path in cache_dir.glob("*.render.pkl"):
+        path.write_bytes(path.read_bytes()[:10])
+    third = compile_module(module)
+    assert third.cache_hit and third.source == first.source
+    # another dtype is another rendering
+    assert compile_module(module, dtype="float32").source != first.source
