@@ -372,10 +372,7 @@ class _Differentiator:
     def kernel_term(self, kernel: ir.TensorKernel, term: Term) -> Term:
         aliases = list(term.aliases)
         aliased = {n for n, _ in aliases}
-        conditions = [_domain_condition(b, aliases) for b in kernel.indices if b.name in aliased]
         where = term.where
-        for condition in conditions:
-            where = _and(where, condition)
         # `where s == X` with `s` a kernel index: `s` follows X instead of being iterated
         known = {b.name for b in term.binders} | aliased
         for conjunct in _conjuncts(_and(kernel.where, where)):
@@ -390,6 +387,10 @@ class _Differentiator:
                     aliased.add(var.name)
                     known.add(var.name)
                     break
+        # an index that an alias fixes is not iterated: its value must still lie in its domain
+        for binder in kernel.indices:
+            if binder.name in aliased:
+                where = _and(where, _domain_condition(binder, aliases))
         return Term(term.binders, tuple(aliases), where, term.target, term.coefficient)
 
     # -- errors --------------------------------------------------------------------------------------
