@@ -155,6 +155,8 @@ class KernelBuilder:
         self.systems = {s.name for s in self.module.systems}
         self.pairs = {p.name: p for p in self.module.pairs}
         self.driver_count = None  # how many driver positions (int or scalar descriptor), parallel kernels only
+        self.expanded: dict = {}  # id of an IR node -> (table, index name): see expand_tables
+        self.tabulated: dict = {}  # id of an IR node -> (index name, level): see tabulation_candidates
 
     # -- emission ---------------------------------------------------------------------------------------
     def at(self, place) -> ll.IRBuilder:
@@ -448,6 +450,7 @@ class KernelBuilder:
     # -- the kernel ---------------------------------------------------------------------------------------
     def build(self) -> ll.Function:
         plan = self.plan = planning.plan_kernel(self.kernel)
+        self.tabulated = self.tabulation_candidates(plan)
         module = self.llmodule = self.renderer.llmodule
         fnty = ll.FunctionType(I64, [I8.as_pointer().as_pointer(), I64.as_pointer(), I64, I64])
         f = self.function = ll.Function(module, fnty, self.symbol)
@@ -492,7 +495,10 @@ class KernelBuilder:
         terms = [Value(self.emit(t.place, "mul", lambda b, x, s: b.mul(x, s), t.v, stride), INT, *t.place)
                  for t, stride in zip(terms, strides)]
         offset = self.fold(terms, "add") if terms else Value(i64(0), INT, 0)
-        value = self.as_real(self.render(plan.body))
+        if plan.schedule == "accumulate":
+            value = self.as_real(self.render_accumulated(plan.body))
+        else:
+            value = self.as_real(self.render(plan.body))
         place = self.here()
         b = self.at(place)
         pointer = b.gep(buffer, [offset.v])
@@ -528,6 +534,12 @@ class KernelBuilder:
 
     # -- expressions ------------------------------------------------------------------------------------------
     def render(self, expr) -> Value:
+        if self.tabulated and id(expr) in self.tabulated:
+            return self.tabulate(expr)
+        if self.expanded and id(expr) in self.expanded:
+            table, name = self.expanded[id(expr)]
+            info = self.env[name]
+            return Value(self.table_index((info.level, False), table, info.position), REAL, info.level)
         method = getattr(self, f"_render_{type(expr).__name__}", None)
         if method is None:
             raise Unsupported(f"expression {type(expr).__name__}")
@@ -866,7 +878,7 @@ class KernelBuilder:
         result_type = expr_type(expr)
         op = expr.op
         if op == "mul" and result_type == REAL:
-            factors = [self.render(f) for f in _factors(expr)]
+            factors = [self.render(f) for f in self.factors(expr)]
             factors = [Value(self.as_real(f), REAL, *f.place) for f in factors]
             return self.fold(factors, "fmul")
         left, right = self.render(expr.left), self.render(expr.right)
@@ -929,6 +941,39 @@ class KernelBuilder:
             v = self.emit(place, op, lambda b, x, y: getattr(b, name)(x, y), self.as_bool(left), self.as_bool(right))
             return Value(v, BOOL, *place)
         raise Unsupported(f"binary {op}")
+
+    def factors(self, expr) -> list:
+        """The factors of a real product tree, keeping whole the sub-products read from tables."""
+        if (isinstance(expr, ir.Binary) and expr.op == "mul" and expr_type(expr) == REAL
+                and id(expr) not in self.expanded and id(expr) not in self.tabulated):
+            return self.factors(expr.left) + self.factors(expr.right)
+        return [expr]
+
+    def render_accumulated(self, body) -> Value:
+        """The value added into the buffer; in a product with a Clebsch-Gordan factor, the rest of
+        the iteration is skipped where that coefficient is zero (adding zero changes nothing):
+        only the non-zero coefficients are visited, like an unrolled sparse CG (as the C++ backend)."""
+        if not (isinstance(body, ir.Binary) and body.op == "mul" and expr_type(body) == REAL):
+            return self.render(body)
+        nodes = self.factors(body)
+        factors = [self.render(f) for f in nodes]
+        for node, factor in zip(nodes, factors):
+            if isinstance(node, ir.Call) and node.function == "cg" and factor.level >= 1:
+                nonzero = self.emit(factor.place, "nonzero",
+                                    lambda b, x: b.fcmp_unordered("!=", x, self.rconst(0.0)), factor.v)
+                self.skip_at(factor.place, nonzero)
+        return self.fold([Value(self.as_real(f), REAL, *f.place) for f in factors], "fmul")
+
+    def skip_at(self, place, condition) -> None:
+        """`if (!condition) continue;` at the end of the region of `place` (a loop level)."""
+        level, body = place
+        node = self.stack[level]
+        region = node.body if body else node.prelude
+        b = self.b
+        b.position_at_end(region.tail)
+        go = self.function.append_basic_block()
+        b.cbranch(condition, go, node.latch)
+        region.tail = go
 
     def _render_Select(self, expr: ir.Select) -> Value:
         result_type = expr_type(expr)
@@ -1236,6 +1281,94 @@ class KernelBuilder:
         return Value(self.emit(place, ("cg", top), make, *[v.v for v in ordered]), REAL, *place)
 
     # -- sums -----------------------------------------------------------------------------------------------
+    def tabulation_candidates(self, plan) -> dict:
+        """Values of the body that read one small range index and only variables of loops at least two
+        levels outside it: each is tabulated over that index where its other variables are bound
+        (the convolution's radial weights `sum(k) R[k] w[k, l1, l2, L, q]` for every `q`, once per
+        `(p, l1, l2, L)`, outside the `m1, m2, M` loops), as the C++ backend does.
+        id(node) -> (index, level of the table)."""
+        position = {loop.var: k for k, loop in enumerate(plan.loops)}
+        domains = {loop.var: loop.domain for loop in plan.loops if loop.kind == "domain"}
+        found = {}
+
+        def visit(node):
+            variables = free_vars(node)
+            if (isinstance(node, (ir.Reduce, ir.Call, ir.Binary, ir.Unary, ir.Select, ir.BlockRef))
+                    and expr_type(node) == REAL and (isinstance(node, (ir.Reduce, ir.BlockRef)) or _has_call(node))
+                    and variables <= set(position)):
+                over = planning.tabulated_variable(variables, domains)
+                if over is not None:
+                    outer = max((position[v] for v in variables if v != over), default=-1)
+                    between = [loop for loop in plan.loops[outer + 1: position[over]] if loop.kind != "equal"]
+                    if between:
+                        found[id(node)] = (over, outer + 1)
+                        return
+            if not isinstance(node, ir.Reduce):
+                for child in _children(node):
+                    visit(child)
+
+        visit(plan.body)
+        return found
+
+    def tabulate(self, node) -> Value:
+        """A value of `tabulation_candidates`: a table over its index, filled at its level, then read."""
+        over, level = self.tabulated.pop(id(node))
+        domain = self.env[over].domain
+        table = self.alloca(ll.ArrayType(self.real, domain.stop - domain.start), "tabulated")
+        saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
+        self.stack = self.stack[: level + 1]
+        self.open_loop(planning.Loop(over, domain), self.stack[level].prelude)
+        value = self.as_real(self.render(node))
+        b = self.at(self.here())
+        b.store(value, b.gep(table, [i64(0), self.env[over].position]))
+        self.close()
+        self.stack, self.env, self.domains = saved_stack, saved_env, saved_domains
+        info = self.env[over]
+        return Value(self.table_index((info.level, False), table, info.position), REAL, info.level)
+
+    def expand_tables(self, expr: ir.Reduce, level: int, bound: set) -> list:
+        """Scalar expansion (as the C++ backend): in `sum(k in range(K))`, a part of the body that
+        reads `k` and only variables of loops outside the sum's level (`gto(P.distance[p], k)` in
+        a sum placed inside loops over `l1, l2, L, q`) is tabulated for every `k` where those
+        variables are bound, and read as `T[k]` in the sum. Returns the keys of `self.expanded`."""
+        if len(expr.binders) != 1 or expr.where is not None:
+            return []
+        binder = expr.binders[0]
+        domain = binder.domain
+        if not isinstance(domain, ir.RangeDomain) or not 0 < domain.stop - domain.start <= planning.TABULATE_LIMIT:
+            return []
+        candidates = []
+
+        def visit(node):
+            variables = free_vars(node)
+            if binder.name not in variables or isinstance(node, ir.Reduce):
+                return
+            others = variables - {binder.name}
+            if (isinstance(node, (ir.Call, ir.Binary, ir.Unary, ir.Select)) and expr_type(node) == REAL
+                    and _has_call(node) and others <= bound):
+                outer = max((self.env[name].level for name in others), default=0)
+                if outer < level:
+                    candidates.append((node, outer))
+                    return
+            for child in _children(node):
+                visit(child)
+
+        visit(expr.body)
+        keys = []
+        for node, outer in candidates:
+            table = self.alloca(ll.ArrayType(self.real, domain.stop - domain.start), "expanded")
+            saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
+            self.stack = self.stack[: outer + 1]
+            self.open_loop(planning.Loop(binder.name, domain), self.stack[outer].prelude)
+            value = self.as_real(self.render(node))
+            b = self.at(self.here())
+            b.store(value, b.gep(table, [i64(0), self.env[binder.name].position]))
+            self.close()
+            self.stack, self.env, self.domains = saved_stack, saved_env, saved_domains
+            self.expanded[id(node)] = (table, binder.name)
+            keys.append(id(node))
+        return keys
+
     def _render_Reduce(self, expr: ir.Reduce) -> Value:
         free = free_vars(expr)
         if not free <= set(self.env):
@@ -1249,6 +1382,7 @@ class KernelBuilder:
         bound = {name for name, info in self.env.items() if info.level <= level}
         items = [(b, False) for b in expr.binders]
         loops, pre = planning.schedule_loops(items, planning.conjuncts(expr.where), bound)
+        expanded = self.expand_tables(expr, level, bound)
         depth0 = len(self.stack)
         if pre:
             conditions = [self.as_bool(self.render(c)) for c in pre]
@@ -1270,9 +1404,27 @@ class KernelBuilder:
         b.store(b.fadd(b.load(accumulator), value), accumulator)
         while len(self.stack) > depth0:
             self.close()
+        for key in expanded:
+            self.expanded.pop(key, None)
         result = self.at((level, False)).load(accumulator)
         self.stack, self.env, self.domains = saved_stack, saved_env, saved_domains
         return Value(result, REAL, level)
+
+
+def _children(node) -> list:
+    if isinstance(node, ir.Call):
+        return list(node.args)
+    if isinstance(node, ir.Binary):
+        return [node.left, node.right]
+    if isinstance(node, ir.Unary):
+        return [node.operand]
+    if isinstance(node, ir.Select):
+        return [node.condition, node.if_true, node.if_false]
+    return []
+
+
+def _has_call(node) -> bool:
+    return isinstance(node, ir.Call) or any(_has_call(child) for child in _children(node))
 
 
 def _factors(expr) -> list:
