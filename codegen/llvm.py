@@ -672,7 +672,10 @@ class KernelBuilder:
                 position = index.v
             else:
                 raise Unsupported(f"parameter indexed by {domain}")
-            part = self.check(Value(position, INT, *place), size)
+            # the runtime checks parameter shapes against their domains: an index variable of the
+            # declared domain itself needs no bounds check
+            proven = isinstance(index_expr, ir.Var) and self.domains.get(index_expr.name) == domain
+            part = Value(position, INT, *place) if proven else self.check(Value(position, INT, *place), size)
             if offset is None:
                 offset = part
             else:
@@ -750,7 +753,9 @@ class KernelBuilder:
         solved: dict = {}
 
         def solve(entry, slot) -> bool:
-            if entry.kind != slot.kind or entry.source != slot.source:
+            same = (entry.kind, entry.source) == (slot.kind, slot.source) or (
+                entry.kind == "value" and slot.kind == "systems")  # a systems index is a plain value label
+            if not same:
                 return False
             if not (isinstance(entry.expr, ir.Var) and entry.expr.name in indices) or entry.expr.name in solved:
                 return False
@@ -1376,8 +1381,10 @@ class KernelBuilder:
         level = max((self.env[name].level for name in free), default=0)
         saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
         self.stack = self.stack[: level + 1]
-        accumulator = self.alloca(self.real, "sum")
-        self.at((level, False)).store(self.rconst(0.0), accumulator)
+        vector = expr_type(expr) == VEC
+        accumulators = [self.alloca(self.real, "sum") for _ in range(3 if vector else 1)]
+        for accumulator in accumulators:
+            self.at((level, False)).store(self.rconst(0.0), accumulator)
         target = self.stack[level].prelude
         bound = {name for name, info in self.env.items() if info.level <= level}
         items = [(b, False) for b in expr.binders]
@@ -1397,18 +1404,18 @@ class KernelBuilder:
             self.open_loop(loop, target)
             target = self.stack[-1].body
         body = self.render(expr.body)
-        if body.type == VEC:
-            raise Unsupported("sum of vectors")
-        value = self.as_real(body)
+        values = self.vec_parts(body) if vector else (self.as_real(body),)
         b = self.at(self.here())
-        b.store(b.fadd(b.load(accumulator), value), accumulator)
+        for accumulator, value in zip(accumulators, values):
+            b.store(b.fadd(b.load(accumulator), value), accumulator)
         while len(self.stack) > depth0:
             self.close()
         for key in expanded:
             self.expanded.pop(key, None)
-        result = self.at((level, False)).load(accumulator)
+        b = self.at((level, False))
+        results = tuple(b.load(accumulator) for accumulator in accumulators)
         self.stack, self.env, self.domains = saved_stack, saved_env, saved_domains
-        return Value(result, REAL, level)
+        return Value(results, VEC, level) if vector else Value(results[0], REAL, level)
 
 
 def _children(node) -> list:

@@ -250,3 +250,22 @@ def test_random_kernels_equal_the_interpreter(seed):
         oracle = interpret(module, bind(module, frames))
     assert native.last_run_fallbacks == {}
     assert_same(ours, oracle, np.float64)
+
+
+def test_vector_sums():
+    from .test_backends import methanol, vector_sums
+
+    module = vector_sums()
+    native = compile_module(module, backend="llvm")
+    assert native.fallbacks == {}
+    frames = [rocksalt(), methanol()]
+    assert_same(native.run(bind(module, frames)), interpret(module, bind(module, frames)), np.float64)
+
+
+def test_parameter_of_the_wrong_shape_is_left_to_the_interpreter(compiled):
+    module, native = compiled("energy", "llvm", np.float64)
+    bindings = bind(module, [water()])
+    bindings.params["e0"] = np.zeros(2)  # three species declared
+    with pytest.raises(IndexError):
+        native.run(bindings)
+    assert "energy" in native.last_run_fallbacks
