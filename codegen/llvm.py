@@ -491,7 +491,8 @@ class KernelBuilder:
                         self.scalar(self.driver_count)
             level = self.stack[-1]
             self.open_loop(loop, level.body, chunk)
-        terms = [Value(self.env[binder.name].position, INT, self.env[binder.name].level) for binder in self.kernel.indices]
+        terms = [Value(self.env[binder.name].position, INT, self.env[binder.name].level)
+                 for binder in self.kernel.indices]
         terms = [Value(self.emit(t.place, "mul", lambda b, x, s: b.mul(x, s), t.v, stride), INT, *t.place)
                  for t, stride in zip(terms, strides)]
         offset = self.fold(terms, "add") if terms else Value(i64(0), INT, 0)
@@ -604,7 +605,8 @@ class KernelBuilder:
                 return isinstance(domain, ir.SystemsDomain) and domain.systems == source
             return (isinstance(domain, ir.PairsDomain) and domain.pairs == source) or (
                 isinstance(domain, ir.PairsFrom) and domain.pairs == source)
-        if kind == "atoms" and isinstance(expr, ir.Data) and expr.source in self.pairs and expr.field in ("first", "second"):
+        if (kind == "atoms" and isinstance(expr, ir.Data) and expr.source in self.pairs
+                and expr.field in ("first", "second")):
             return self.pairs[expr.source].systems == source and self._in_range(expr.index[0], "pairs", expr.source)
         return False
 
@@ -665,7 +667,8 @@ class KernelBuilder:
             elif isinstance(domain, ir.SpeciesDomain):
                 table = self.array(("species_rank", domain), "i64")
                 count = self.scalar(("n_species_rank", domain))
-                position = self.emit(place, "rank", lambda b, t, n, x: self.species_rank(b, t, n, x), table, count, index.v)
+                position = self.emit(place, "rank", lambda b, t, n, x: self.species_rank(b, t, n, x),
+                                     table, count, index.v)
             elif isinstance(domain, ir.IrrepDomain):
                 position = self.emit(place, "add", lambda b, x, y: b.add(x, y), index.v, i64(domain.max_degree))
             elif isinstance(domain, ir.XyzDomain):
@@ -680,8 +683,8 @@ class KernelBuilder:
                 offset = part
             else:
                 place = self.join(offset, part)
-                offset = Value(self.emit(place, "madd", lambda b, o, n, p: b.add(b.mul(o, n), p), offset.v, size, part.v),
-                               INT, *place)
+                offset = Value(self.emit(place, "madd", lambda b, o, n, p: b.add(b.mul(o, n), p),
+                                         offset.v, size, part.v), INT, *place)
         if offset is None:
             offset = Value(i64(0), INT, 0)
         return Value(self.load(offset.place, array, offset.v), REAL, *offset.place)
@@ -702,7 +705,8 @@ class KernelBuilder:
             acc = Value(i64(0), INT, 0)
             for k, v in enumerate(values):
                 place = max(acc.place, v.place)
-                acc = Value(self.dense(place, acc.v, v.v, meta(group + "_min", k), meta(group + "_size", k)), INT, *place)
+                acc = Value(self.dense(place, acc.v, v.v, meta(group + "_min", k), meta(group + "_size", k)),
+                            INT, *place)
             return acc
 
         keys = [self.index(e) for _, e in expr.keys]
@@ -713,7 +717,8 @@ class KernelBuilder:
         def lookup(values, group, field_name):
             index = dense(values, group)
             place = max(index.place, block.place)
-            return Value(self.at_table(place, table(field_name), block.v, meta(group + "_stride"), index.v), INT, *place)
+            value = self.at_table(place, table(field_name), block.v, meta(group + "_stride"), index.v)
+            return Value(value, INT, *place)
 
         row = lookup([self.index(s.expr) for s in expr.samples], "sample", "sample_table")
         components = []
@@ -925,7 +930,8 @@ class KernelBuilder:
                 return Value(self.emit(place, ("ipow", exponent), lambda b, x: _ipow(b, x, exponent),
                                        self.as_int(left)), INT, *place)
             function = self.intrinsic("llvm.pow")
-            v = self.emit(place, "pow", lambda b, x, y: b.call(function, [x, y]), self.as_real(left), self.as_real(right))
+            v = self.emit(place, "pow", lambda b, x, y: b.call(function, [x, y]),
+                          self.as_real(left), self.as_real(right))
             return Value(v, REAL, *place)
         if op in ("eq", "ne", "lt", "le", "gt", "ge"):
             symbol = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}[op]
@@ -1102,7 +1108,8 @@ class KernelBuilder:
             smooth = b.fmul(half, b.fadd(one, b.call(cos, [s])))
             return b.select(inside, one, b.select(outside, self.rconst(0.0), smooth))
         place = self.join(r, cutoff)
-        return Value(self.emit(place, ("cosine_cutoff", width), make, self.as_real(r), self.as_real(cutoff)), REAL, *place)
+        value = self.emit(place, ("cosine_cutoff", width), make, self.as_real(r), self.as_real(cutoff))
+        return Value(value, REAL, *place)
 
     def bounded(self, expr, what: str):
         value = self.index(expr)
@@ -1212,7 +1219,8 @@ class KernelBuilder:
                           lambda b, x, v, d: self.fill_spline(r.place, x, v, d, spline, count),
                           self.as_real(r), values, derivatives)
         place = self.join(r, n, l)
-        index = self.emit(place, ("radial-index", n_radial), lambda b, l, n: b.add(b.mul(l, i64(n_radial)), n), l.v, n.v)
+        index = self.emit(place, ("radial-index", n_radial), lambda b, l, n: b.add(b.mul(l, i64(n_radial)), n),
+                          l.v, n.v)
         return Value(self.table_index(place, table, index), REAL, *place)
 
     def fill_spline(self, place, r, values, derivatives, spline, count: int):
