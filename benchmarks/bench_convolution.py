@@ -12,7 +12,8 @@ each), against the same operation written with e3nn
 harmonics, `o3.TensorProduct` "uvv" with per-edge weights, `index_add_` to the
 centres), both in float64 (or `--dtype float32`), both on `--threads` threads
 (`OMP_NUM_THREADS` for our kernels, `torch.set_num_threads` for torch), inference
-only (`torch.no_grad()`).
+only (`torch.no_grad()`), `OMP_WAIT_POLICY=PASSIVE` unless set (spinning OpenMP
+threads on shared cores slow e3nn's many small torch ops by 3-100x; see below).
 
 What is timed: the operation only. The neighbour list (`mtdsl.neighbors`, the
 same pairs for both) and the inputs (the `h` TensorMap for mtdsl, its e3nn
@@ -63,6 +64,11 @@ def parse():
 ARGS = parse() if __name__ == "__main__" else None
 if ARGS is not None:
     os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
+    # threads that spin in OpenMP barriers (the default, active waiting) make every one of e3nn's ~100
+    # small parallel torch ops wait for a descheduled thread when the cores are shared (other processes,
+    # or our kernels' own OpenMP team): e3nn then runs 3-100x slower than alone. Passive waiting, for both
+    # libraries, measured the same as active on a quiet machine and is stable on a busy one.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import ase.build  # noqa: E402
 import numpy as np  # noqa: E402
@@ -236,7 +242,8 @@ def main():
 
     print(f"{ARGS.atoms:,}-atom rattled silicon, cutoff {CUTOFF}, {pairs.n_pairs:,} pairs; lmax {LMAX}, "
           f"{WIDTH} channels, 8 radial; {ARGS.dtype}, {threads} threads, best of {repeats}; e3nn {ARGS.mode}")
-    print(f"torch {torch.__version__}, e3nn {__import__('e3nn').__version__}, mtdsl {mtdsl.__version__}")
+    print(f"torch {torch.__version__}, e3nn {__import__('e3nn').__version__}, mtdsl {mtdsl.__version__}, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}")
     for note in notes:
         print("note:", note)
 
