@@ -1,7 +1,7 @@
 """The equivariant convolution, mtdsl against e3nn, side by side in one run.
 
     .venv/bin/python benchmarks/bench_convolution.py [--threads 2] [--repeats 20] [--atoms 1000]
-        [--backends cpp,llvm] [--interpreter] [--dtype float64] [--mode uvv]
+        [--backends cpp,llvm] [--interpreter] [--dtype float64] [--mode uvv] [--stages]
 
 `examples/equivariant_convolution.mt` (lmax 2, 16 channels, cutoff 4, 8 radial
 functions) with `convention sph = "e3nn"` added (a copy of the program text;
@@ -58,6 +58,7 @@ def parse():
     parser.add_argument("--dtype", choices=["float64", "float32"], default="float64")
     parser.add_argument("--mode", choices=["uvv", "uvu"], default="uvv",
                         help="e3nn TensorProduct form: Y x h (uvv) or h x Y (uvu, as MACE/NequIP)")
+    parser.add_argument("--stages", action="store_true", help="also time e3nn's stages one by one")
     return parser.parse_args()
 
 
@@ -73,6 +74,7 @@ if ARGS is not None:
 import ase.build  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from e3nn import o3  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mtdsl  # noqa: E402
@@ -273,6 +275,29 @@ def main():
             check_equal(runner.backend, runner.call(atoms), expected, dtype)
             mine, theirs = side_by_side([lambda r=runner: r.call(atoms), e3nn_with_neighbors], repeats)
             print(row(runner.backend, mine, theirs))
+
+    if ARGS.stages:
+        print()
+        print("e3nn by stage (best of each, run one after the other)")
+        with torch.no_grad():
+            distances = torch.linalg.norm(vectors, dim=1)
+            weights = convolution.radial(distances) @ convolution.wr
+            sh = o3.spherical_harmonics(convolution.irreps_sh, vectors, normalize=True, normalization="integral")
+            neighbours = features[second]
+            pair_messages = (convolution.tp(sh, neighbours, weights) if ARGS.mode == "uvv"
+                             else convolution.tp(neighbours, sh, weights))
+            stages = {
+                "radial weights": lambda: convolution.radial(torch.linalg.norm(vectors, dim=1)) @ convolution.wr,
+                "spherical harmonics": lambda: o3.spherical_harmonics(convolution.irreps_sh, vectors, normalize=True,
+                                                                      normalization="integral"),
+                "gather h[second]": lambda: features[second],
+                "tensor product": (lambda: convolution.tp(sh, neighbours, weights)) if ARGS.mode == "uvv"
+                else (lambda: convolution.tp(neighbours, sh, weights)),
+                "index_add_": lambda: torch.zeros_like(features).index_add_(0, first, pair_messages),
+            }
+            for name, function in stages.items():
+                wall, cpu = side_by_side([function], repeats)[0]
+                print(f"{name:<22}{wall * 1e3:>10.1f} ms{cpu * 1e3:>10.1f} ms CPU")
 
     print()
     print("target: e3nn / mtdsl >= 3x (goal 5x)")
