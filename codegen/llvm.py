@@ -811,9 +811,13 @@ class KernelBuilder:
             conditions, offset_terms = [], []
             grid = self.array(("grid", expr.tensor), "real")
             for k, binder in enumerate(source.indices):
-                position, condition = self.grid_position(binder.domain, values[binder.name])
+                proven = self.proven_position(binder.domain, solved[binder.name], solved, saved_env, saved_domains)
+                if proven is not None:  # a loop variable of the same domain: always a grid point
+                    position = Value(proven.position, INT, proven.level)
+                else:
+                    position, condition = self.grid_position(binder.domain, values[binder.name])
+                    conditions.append(condition)
                 size = self.scalar(("grid_size", expr.tensor, k))
-                conditions.append(condition)
                 offset_terms.append((position, size))
             for entry_expr, access_expr in checks:
                 mine, theirs = self.index(entry_expr), self.index(access_expr)
@@ -831,10 +835,46 @@ class KernelBuilder:
                 place = self.join(offset, position)
                 offset = Value(self.emit(place, "madd", lambda b, o, n, p: b.add(b.mul(o, n), p),
                                          offset.v, size, position.v), INT, *place)
-        ok = self.fold(conditions, "and") if conditions else Value(ll.Constant(I1, 1), BOOL, 0)
+        if offset is None:
+            offset = Value(i64(0), INT, 0)
+        if not conditions:
+            return Value(self.load(offset.place, grid, offset.v), REAL, *offset.place)
+        ok = self.fold(conditions, "and")
+        # error bit 1 where the point is missing, flagged where that is known (often outside the
+        # innermost loops, which LLVM then unswitches on `ok`)
+        key = (self.stack[ok.level].uid, ok.body, "grid-flag", _key((ok.v,)))
+        if key not in self.memo:
+            b = self.at(ok.place)
+            self.flag(ok.place, b.zext(b.not_(ok.v), I64))
+            self.memo[key] = True
         place = self.join(offset, ok)
-        missing = self.emit(place, "sel-offset", lambda b, c, o: b.select(c, o, i64(-1)), ok.v, offset.v)
-        return Value(self.read(place, grid, missing), REAL, *place)
+        real = self.real
+
+        def make(b, grid, offset, ok):
+            value = b.load(b.gep(grid, [b.select(ok, offset, i64(0))]))
+            return b.select(ok, value, ll.Constant(real, 0.0))
+        return Value(self.emit(place, "grid-read", make, grid, offset.v, ok.v), REAL, *place)
+
+    def proven_position(self, domain, given, solved: dict, env: dict, domains: dict) -> Optional[VarInfo]:
+        """The loop variable `given` of the accessing kernel when it provably ranges inside `domain`
+        (a coordinate of the tensor read densely): then its buffer position is the loop's position."""
+        if not (isinstance(given, ir.Var) and given.name in env and given.name in domains):
+            return None
+        info, mine = env[given.name], domains[given.name]
+        if isinstance(domain, ir.RangeDomain) and isinstance(mine, ir.RangeDomain):
+            if domain.start == mine.start and mine.stop <= domain.stop:
+                return info
+        elif isinstance(domain, ir.SpeciesDomain) and domain == mine:
+            return info  # the rank of the species in the same sorted list
+        elif isinstance(domain, (ir.AtomsDomain, ir.SystemsDomain)) and domain == mine:
+            return info
+        elif isinstance(domain, ir.IrrepDomain) and isinstance(mine, ir.IrrepDomain):
+            # m of the source over irrep(d), d read at the solved point; ours over irrep(e)
+            degree = domain.degree
+            if (isinstance(degree, ir.Var) and solved.get(degree.name) == mine.degree
+                    and mine.max_degree == domain.max_degree):
+                return info
+        return None
 
     def grid_position(self, domain, value: Value):
         """(position in the buffer, in-domain condition) of a coordinate of another kernel's grid."""
