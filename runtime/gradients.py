@@ -106,13 +106,17 @@ class GradientInterpreter(Interpreter):
         deduplicated = self._deduplicate(expr, scope)
         if deduplicated is not None:
             return deduplicated
-        for position, binder in enumerate(expr.binders):
-            domain = binder.domain
-            if isinstance(domain, ir.PairsFrom) and not (
-                    isinstance(domain.atom, ir.Var) and domain.atom.name not in scope.aliases):
-                break
+        segments = [k for k, b in enumerate(expr.binders) if isinstance(b.domain, ir.PairsFrom)]
+        ragged = [k for k in segments if not (
+            isinstance(expr.binders[k].domain.atom, ir.Var) and expr.binders[k].domain.atom.name not in scope.aliases)]
+        if ragged:
+            position = ragged[0]
+        elif len(segments) > 1:  # the interpreter segments one of them only: the others are ragged here
+            position = segments[-1]
         else:
             return super()._eval_Reduce(expr, scope)
+        binder = expr.binders[position]
+        domain = binder.domain
         atom = self.evaluate(domain.atom, scope)
         if not atom.axes or atom.missing is not None:
             return super()._eval_Reduce(expr, scope)

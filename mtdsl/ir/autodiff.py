@@ -227,54 +227,58 @@ def free_variables(expr) -> frozenset:
     return result
 
 
-def substitute(expr, mapping: dict):
-    """`expr` with the variables named in `mapping` replaced by expressions (not under a binder of the same name)."""
-    if not mapping:
+def substitute(expr, mapping: dict, nodes: Optional[dict] = None):
+    """`expr` with the variables named in `mapping` replaced by expressions (not under a binder
+    of the same name), and the sub-expressions that are keys of `nodes` by their values."""
+    if expr is None or (not mapping and not nodes):
         return expr
+    if nodes and expr in nodes:
+        return nodes[expr]
+
+    def sub(e, m=mapping):
+        return substitute(e, m, nodes)
+
+    def slot(s):
+        return ir.Slot(s.kind, sub(s.expr), s.source)
+
     if isinstance(expr, ir.Var):
         return mapping.get(expr.name, expr)
+    if isinstance(expr, ir.Const):
+        return expr
     if isinstance(expr, ir.Reduce):
         binders = []
         inner = dict(mapping)
         for binder in expr.binders:
             domain = binder.domain
             if isinstance(domain, ir.PairsFrom):
-                domain = ir.PairsFrom(domain.pairs, substitute(domain.atom, inner))
+                domain = ir.PairsFrom(domain.pairs, sub(domain.atom, inner))
             elif isinstance(domain, ir.IrrepDomain):
-                domain = ir.IrrepDomain(substitute(domain.degree, inner), domain.max_degree)
+                domain = ir.IrrepDomain(sub(domain.degree, inner), domain.max_degree)
             binders.append(ir.Binder(binder.name, domain))
             inner.pop(binder.name, None)
-        where = substitute(expr.where, inner) if expr.where is not None else None
-        return ir.Reduce(tuple(binders), substitute(expr.body, inner), where)
-    if isinstance(expr, (ir.Const,)) or expr is None:
-        return expr
+        return ir.Reduce(tuple(binders), sub(expr.body, inner), sub(expr.where, inner))
     if isinstance(expr, ir.BlockRef):
-        def slot(s):
-            return ir.Slot(s.kind, substitute(s.expr, mapping), s.source)
-        return ir.BlockRef(expr.tensor, tuple((k, substitute(v, mapping)) for k, v in expr.keys),
-                           tuple(map(slot, expr.samples)), tuple(map(slot, expr.components)),
-                           tuple(map(slot, expr.properties)))
+        return ir.BlockRef(expr.tensor, tuple((k, sub(v)) for k, v in expr.keys), tuple(map(slot, expr.samples)),
+                           tuple(map(slot, expr.components)), tuple(map(slot, expr.properties)))
     if isinstance(expr, GradValue):
-        def slot(s):
-            return ir.Slot(s.kind, substitute(s.expr, mapping), s.source)
-        return GradValue(expr.tensor, expr.wrt, substitute(expr.row, mapping),
-                         tuple(substitute(d, mapping) for d in expr.directions),
+        return GradValue(expr.tensor, expr.wrt, sub(expr.row), tuple(sub(d) for d in expr.directions),
                          tuple(map(slot, expr.components)), tuple(map(slot, expr.properties)))
-    if isinstance(expr, (ir.Data, ir.ParamRef)):
-        return type(expr)(*[getattr(expr, f) for f in expr.__slots__[:-1]],
-                          tuple(substitute(i, mapping) for i in expr.index))
+    if isinstance(expr, ir.Data):
+        return ir.Data(expr.source, expr.field, tuple(sub(i) for i in expr.index))
+    if isinstance(expr, ir.ParamRef):
+        return ir.ParamRef(expr.name, tuple(sub(i) for i in expr.index))
     if isinstance(expr, ir.Unary):
-        return ir.Unary(expr.op, substitute(expr.operand, mapping))
+        return ir.Unary(expr.op, sub(expr.operand))
     if isinstance(expr, ir.Binary):
-        return ir.Binary(expr.op, substitute(expr.left, mapping), substitute(expr.right, mapping))
+        return ir.Binary(expr.op, sub(expr.left), sub(expr.right))
     if isinstance(expr, ir.Select):
-        return ir.Select(*(substitute(e, mapping) for e in (expr.condition, expr.if_true, expr.if_false)))
+        return ir.Select(sub(expr.condition), sub(expr.if_true), sub(expr.if_false))
     if isinstance(expr, ir.Call):
-        return ir.Call(expr.function, tuple(substitute(a, mapping) for a in expr.args), expr.options)
+        return ir.Call(expr.function, tuple(sub(a) for a in expr.args), expr.options)
     if isinstance(expr, UnitVector):
-        return UnitVector(substitute(expr.direction, mapping))
+        return UnitVector(sub(expr.direction))
     if isinstance(expr, GradLabel):
-        return GradLabel(expr.tensor, expr.wrt, substitute(expr.row, mapping), expr.what, expr.label, expr.slot)
+        return GradLabel(expr.tensor, expr.wrt, sub(expr.row), expr.what, expr.label, expr.slot)
     raise TypeError(f"unknown IR node {type(expr).__name__}")
 
 
@@ -541,6 +545,13 @@ class _Differentiator:
         binders, aliases, where = list(term.binders), list(term.aliases), term.where
         aliased = {n for n, _ in aliases}
         names = [b.name for b in expr.binders]
+        # inside `p in P.from(i)`, `P.first[p]` is `i`: a target at the centre (or its system)
+        # does not depend on the pair, so the pair is summed inside (a CSR segment)
+        centres = {ir.Data(b.domain.pairs, "first", (ir.Var(b.name),)): b.domain.atom
+                   for b in expr.binders if isinstance(b.domain, ir.PairsFrom)}
+        target = substitute(term.target, {}, centres) if centres else term.target
+        if not (free_variables(target) & {b.name for b in expr.binders if isinstance(b.domain, ir.PairsFrom)}):
+            term = Term(term.binders, term.aliases, term.where, target, term.coefficient)
         needed = free_variables(term.target) | (free_variables(term.where) if term.where is not None else frozenset())
         for _, alias in aliases:
             needed |= free_variables(alias)

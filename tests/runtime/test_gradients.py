@@ -358,7 +358,7 @@ output t
     assert compile(path)(frames("water.xyz"))["t"].block().values.shape[0] == 15
 
 
-def test_isolated_atoms_have_no_gradient_rows():
+def test_isolated_atoms_have_zero_gradients_on_themselves_only():
     isolated = ase.Atoms("CO", positions=[[0, 0, 0], [20, 0, 0]])
     single = ase.Atoms("Si", positions=[[0, 0, 0]])
     systems = [isolated, single, small_batch()[2]]
@@ -367,8 +367,11 @@ def test_isolated_atoms_have_no_gradient_rows():
         for parameter in ("positions", "strain"):
             gradient = block.gradient(parameter)
             parents = block.samples.array[gradient.samples.array[:, 0]]
-            assert np.all(parents[:, 0] == 2)  # only the crystal's atoms have neighbours
-    assert len(out.block(center_type=6, neighbor_1_type=6, neighbor_2_type=6).gradient("positions").samples) == 0
+            alone = parents[:, 0] < 2  # atoms without neighbours
+            assert np.all(gradient.values[alone] == 0.0)
+            if parameter == "positions":  # a centre's row w.r.t. itself, as featomic
+                assert np.all(gradient.samples.array[alone, 2] == parents[alone, 1])
+                assert np.all(gradient.samples.array[alone, 1] == parents[alone, 0])
 
 
 def test_float32_gradients_follow_float64():
@@ -449,11 +452,17 @@ def test_sums_over_pairs_stay_sparse():
 
     module = compile(EXAMPLES / "spherical_expansion.mt").module
     gradient = differentiate(module, "positions")["rho"]
-    assert len(gradient.terms) == 2  # at P.second[p] and at P.first[p]
-    for term in gradient.terms:
-        assert [(b.name, b.domain) for b in term.binders] == [("p", ir.PairsDomain("P"))]
-        assert dict(term.aliases)["i"] == ir.Data("P", "first", (ir.Var("p"),))
-    assert {str(t.target) for t in gradient.terms} == {"P.second[p]", "P.first[p]"}
+    neighbour, centre = gradient.terms
+    # at the neighbour: the pair stays a binder, the centre follows it
+    assert [(b.name, b.domain) for b in neighbour.binders] == [("p", ir.PairsDomain("P"))]
+    assert dict(neighbour.aliases)["i"] == ir.Data("P", "first", (ir.Var("p"),))
+    assert str(neighbour.target) == "P.second[p]"
+    # at the centre (P.first[p] is i): a sum over the CSR segment inside the coefficient
+    assert centre.binders == () and str(centre.target) == "i"
+    assert isinstance(centre.coefficient, ir.Reduce)
+    assert centre.coefficient.binders[0].domain == ir.PairsFrom("P", ir.Var("i"))
+    strain = differentiate(module, "strain")["rho"]
+    assert [(t.binders, str(t.target)) for t in strain.terms] == [((), "S.system[i]")]
 
 
 MESSAGE_PASSING_PROGRAM = """
