@@ -1617,10 +1617,14 @@ _POOLS: dict = {}
 
 
 def _pool(threads: int) -> ThreadPoolExecutor:
+    """A pool of `threads` workers, per process (a forked child has none of its parent's threads)."""
+    import os
+
+    key = (os.getpid(), threads)
     with _INIT:
-        if threads not in _POOLS:
-            _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mtdsl-llvm")
-        return _POOLS[threads]
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mtdsl-llvm")
+        return _POOLS[key]
 
 
 class LLVMKernel:

@@ -269,3 +269,22 @@ def test_parameter_of_the_wrong_shape_is_left_to_the_interpreter(compiled):
     with pytest.raises(IndexError):
         native.run(bindings)
     assert "energy" in native.last_run_fallbacks
+
+
+def test_threads_after_fork(compiled):
+    """A forked child (multiprocessing, data loaders) runs threaded kernels with its own pool."""
+    import multiprocessing
+
+    module, native = compiled("spherical_expansion", "llvm", np.float64)
+    native.run(bind(module, [rocksalt()]), threads=2)  # the parent's pool exists
+
+    def child():
+        out = native.run(bind(module, [rocksalt(), silicon()]), threads=2)
+        raise SystemExit(0 if out["rho"].blocks() else 1)
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(timeout=60)
+    if process.is_alive():
+        process.kill()
+    assert process.exitcode == 0
