@@ -23,11 +23,20 @@ so values hoisted into that region while the loop was being rendered come
 before it. Identical operations in one region are emitted once (a memo keyed
 by operands, like the C++ renderer's).
 
-Optimized with the new pass manager (O3, loop and SLP vectorization) for the
-host CPU and its features, compiled by MCJIT. IR names never reach the IR
-text except inside a sanitized module name; values are generated. Kernels the
-plan or this renderer cannot handle raise `Unsupported` and run with the
-interpreter (`CompiledModule.fallbacks`), exactly as for the C++ backend.
+The C++ backend's tabulations are mirrored (scalar expansion of `sum(k in
+range(K))` bodies, values over a small range index tabulated where their other
+variables are bound, zero Clebsch-Gordan coefficients skipping the rest of an
+accumulated product), and a dense read of an earlier tensor whose coordinates
+are loop variables of the same domains needs no in-grid test.
+
+Optimized with the new pass manager (O3, loop and SLP vectorization;
+floating-point adds and multiplies may contract into FMAs, nothing else of
+fast-math) for the host CPU and its features, compiled by MCJIT, machine code
+kept in the kernel cache directory (`JITLibrary`). IR names reach the IR text
+only as sanitized value and block names (`_ident`); values are generated.
+Kernels the plan or this renderer cannot handle raise `Unsupported` and run
+with the interpreter (`CompiledModule.fallbacks`), exactly as for the C++
+backend; a run whose kernel reports an error bit is redone by the interpreter.
 """
 
 from __future__ import annotations

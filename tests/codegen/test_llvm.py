@@ -66,9 +66,13 @@ def test_threads_give_the_same_values(compiled, name):
 
 
 def test_kernels_split_the_driver_range(compiled):
+    import os
+
     module, native = compiled("spherical_expansion", "llvm", np.float64)
     kernel = native.kernels["rho"].function
     assert kernel.parallel and kernel.rendered.driver_count == ("n_atoms", "S")
+    native.run(bind(module, [rocksalt()]), threads=3)  # two pool workers and the calling thread
+    assert (os.getpid(), 2) in backend._POOLS
 
 
 def test_unknown_species_is_the_interpreters_error(compiled):
