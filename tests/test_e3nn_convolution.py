@@ -106,7 +106,8 @@ class E3nnConvolution(torch.nn.Module):
         switch = self.cutoff - SMOOTHING
         fc = torch.where(r <= switch, torch.ones_like(r), 0.5 * (1 + torch.cos(math.pi * (r - switch) / SMOOTHING)))
         fc = torch.where(r >= self.cutoff, torch.zeros_like(r), fc)
-        powers = r[:, None] ** torch.arange(N_RADIAL, dtype=r.dtype)
+        # r^0 .. r^7 by cumulative products (4x faster than `r ** arange(8)`: the baseline should be a good one)
+        powers = torch.cumprod(torch.cat([torch.ones_like(r)[:, None], r[:, None].expand(-1, N_RADIAL - 1)], 1), 1)
         return powers * (torch.exp(-r**2 / (2 * GTO_WIDTH**2)) * fc)[:, None]
 
     def forward(self, vectors, first, second, h):
