@@ -438,16 +438,65 @@ class KernelRenderer:
         saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
         self.stack = self.stack[: level + 1]
         self.stack[level].prelude.append(f"real {table}[{trip}];  // {comment(node)} for every {comment(over)}")
-        var = self.fresh("v")
-        depth = self.open(f"for (int64_t {var} = {start}; {var} < {int_literal(domain.stop)}; ++{var})  "
-                          f"/* {comment(over)} in {comment(domain)} */", self.stack[level].prelude)
-        self.env[over] = VarInfo(var, f"({var} - {start})", depth, domain)
-        value = self.render(node)
-        self.statement(self.here(), f"{table}[{var} - {start}] = {self.as_real(value)};")
-        self.close()
+        if self.interchangeable(node, over):
+            self.tabulate_sum(node, over, level, table)
+        else:
+            var = self.fresh("v")
+            depth = self.open(f"for (int64_t {var} = {start}; {var} < {int_literal(domain.stop)}; ++{var})  "
+                              f"/* {comment(over)} in {comment(domain)} */", self.stack[level].prelude)
+            self.env[over] = VarInfo(var, f"({var} - {start})", depth, domain)
+            value = self.render(node)
+            self.statement(self.here(), f"{table}[{var} - {start}] = {self.as_real(value)};")
+            self.close()
         self.stack, self.env, self.domains = saved_stack, saved_env, saved_domains
         info = self.env[over]
         return Value(f"{table}[{info.code} - {start}]", REAL, info.level)
+
+    @staticmethod
+    def interchangeable(node, over: str) -> bool:
+        """A tabulated real sum whose binders do not depend on the tabulated index: its loops can go
+        outside the index's loop (`T[q] += a[k] w[k, q]`: the innermost loop is contiguous)."""
+        return (isinstance(node, ir.Reduce) and expr_type(node) == REAL
+                and all(over not in planning.domain_vars(b.domain) and b.name != over for b in node.binders)
+                and not any(isinstance(b.domain, ir.PairsFrom) for b in node.binders))
+
+    def tabulate_sum(self, node: ir.Reduce, over: str, level: int, table: str) -> None:
+        """`T[q] = sum(k...) body(k, q)` as: T = 0; for k...: for q: T[q] += body (stack cut at `level`)."""
+        domain = self.env[over].domain
+        trip = domain.stop - domain.start
+        start = int_literal(domain.start)
+        target = self.stack[level].prelude
+        target.append(f"for (int64_t mt_z = 0; mt_z < {trip}; ++mt_z) {table}[mt_z] = 0;")
+        bound = {name for name, info in self.env.items() if info.level <= level and name != over}
+        loops, pre = planning.schedule_loops([(b, False) for b in node.binders], planning.conjuncts(node.where),
+                                             bound | {over})
+        depth0 = len(self.stack)
+        if pre:  # conditions on outer variables and the tabulated index: tested inside its loop below
+            loops = loops[:-1] + (planning.Loop(loops[-1].var, loops[-1].domain, loops[-1].kind, loops[-1].expr,
+                                                loops[-1].source, False, loops[-1].guards + tuple(pre)),) if loops else loops
+        saved_over = self.env.pop(over)
+        self.expand_tables(node, level, bound)
+        for loop in loops:
+            guards = tuple(g for g in loop.guards if over not in free_vars(g))
+            inner = tuple(g for g in loop.guards if over in free_vars(g))
+            self.open_loop(planning.Loop(loop.var, loop.domain, loop.kind, loop.expr, loop.source, False, guards), target)
+            target = self.stack[-1].body
+            if inner:
+                self.pending_guards = getattr(self, "pending_guards", ()) + inner
+        var = self.fresh("v")
+        self.open(f"for (int64_t {var} = {start}; {var} < {int_literal(domain.stop)}; ++{var})  "
+                  f"/* {comment(over)} in {comment(domain)} */", target)
+        self.env[over] = VarInfo(var, f"({var} - {start})", len(self.stack) - 1, saved_over.domain)
+        for guard in getattr(self, "pending_guards", ()):
+            condition = self.render(guard)
+            self.statement((len(self.stack) - 1, False), f"if (!({condition.code})) continue;  // where {comment(guard)}")
+        self.pending_guards = ()
+        value = self.render(node.body)
+        self.statement(self.here(), f"{table}[{var} - {start}] += {self.as_real(value)};")
+        for key in [k for k, (_, _, name) in self.expanded.items() if name in {b.name for b in node.binders}]:
+            del self.expanded[key]
+        while len(self.stack) > depth0:
+            self.close()
 
     def render_accumulated(self, body) -> Value:
         """The value added into the buffer; a product with a Clebsch-Gordan factor skips the
