@@ -1756,6 +1756,25 @@ def compile_module(module: ir.Module, dtype=np.float64, threads: int | None = No
     """Render, optimize and JIT `module`; a `runtime.compiled.CompiledModule` running the LLVM kernels."""
     from mtdsl.runtime.compiled import CompiledModule
 
-    rendered = render_module(module, np.dtype(dtype).name)
+    from . import cache
+
+    # a cache hit skips rendering too: the rendered module is stored by its IR, dtype and renderers
+    dtype_name = np.dtype(dtype).name
+    key = cache.rendering_key(f"llvm:{_renderer_version()}", repr(module), dtype_name)
+    rendered = cache.load_rendering(key)
+    if not isinstance(rendered, RenderedModule) or rendered.module != module or rendered.dtype != dtype_name:
+        rendered = render_module(module, dtype_name)
+        try:
+            cache.store_rendering(key, rendered)
+        except OSError:
+            pass  # a read-only cache: render every time
     library = JITLibrary(rendered)
     return CompiledModule(module, rendered, library, library.path, library.cache_hit, threads)
+
+
+def _renderer_version() -> str:
+    """A hash of this file: a rendering cached by IR is valid only for the same LLVM renderer."""
+    import hashlib
+    from pathlib import Path
+
+    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
