@@ -476,21 +476,19 @@ class KernelRenderer:
                                                 loops[-1].source, False, loops[-1].guards + tuple(pre)),) if loops else loops
         saved_over = self.env.pop(over)
         self.expand_tables(node, level, bound)
+        later = []  # guards that read the tabulated index: tested inside its loop
         for loop in loops:
-            guards = tuple(g for g in loop.guards if over not in free_vars(g))
-            inner = tuple(g for g in loop.guards if over in free_vars(g))
-            self.open_loop(planning.Loop(loop.var, loop.domain, loop.kind, loop.expr, loop.source, False, guards), target)
+            now = tuple(g for g in loop.guards if over not in free_vars(g))
+            later += [g for g in loop.guards if over in free_vars(g)]
+            self.open_loop(planning.Loop(loop.var, loop.domain, loop.kind, loop.expr, loop.source, False, now), target)
             target = self.stack[-1].body
-            if inner:
-                self.pending_guards = getattr(self, "pending_guards", ()) + inner
         var = self.fresh("v")
         self.open(f"for (int64_t {var} = {start}; {var} < {int_literal(domain.stop)}; ++{var})  "
                   f"/* {comment(over)} in {comment(domain)} */", target)
         self.env[over] = VarInfo(var, f"({var} - {start})", len(self.stack) - 1, saved_over.domain)
-        for guard in getattr(self, "pending_guards", ()):
+        for guard in later:
             condition = self.render(guard)
             self.statement((len(self.stack) - 1, False), f"if (!({condition.code})) continue;  // where {comment(guard)}")
-        self.pending_guards = ()
         value = self.render(node.body)
         self.statement(self.here(), f"{table}[{var} - {start}] += {self.as_real(value)};")
         for key in [k for k, (_, _, name) in self.expanded.items() if name in {b.name for b in node.binders}]:
