@@ -431,6 +431,9 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
         raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp' and 'llvm')")
     from mtdsl.codegen import cache
 
+    # OpenMP threads that spin between parallel regions compete with the serial Python assembly and
+    # with other libraries on small machines: let them sleep (read once, when libgomp is loaded)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # a cache hit skips rendering: the rendered module is stored by its IR next to the library
     dtype_name = np.dtype(dtype).name
     key = cache.rendering_key("cpp", repr(module), dtype_name)
