@@ -428,7 +428,10 @@ def kernel_gradient(interpreter: GradientInterpreter, kernel: ir.TensorKernel, g
         row_targets_all[row] = target
 
     order = _STORED_ORDER[wrt]
-    direction_labels = [Labels([name], np.arange(3, dtype=np.int32).reshape(-1, 1)) for name in DIRECTION_LABELS[wrt]]
+    # component names must be unique: a block with an `xyz` component gets `xyz_gradient` directions
+    taken = set(tensor.component_names)
+    direction_names = [name + "_gradient" if name in taken else name for name in DIRECTION_LABELS[wrt]]
+    direction_labels = [Labels([name], np.arange(3, dtype=np.int32).reshape(-1, 1)) for name in direction_names]
     blocks, targets = [], []
     for b, value_block in enumerate(blocks_list):
         n_rows = int(rows_per_block[b])

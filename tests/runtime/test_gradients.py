@@ -498,3 +498,31 @@ output angles with gradients(positions, strain)
 def test_message_passing_and_three_body_terms_match_finite_differences(tmp_path, output):
     model = compile(write(tmp_path, MESSAGE_PASSING_PROGRAM))
     assert_matches_finite_differences(model, small_batch(), output, ["positions", "strain"])
+
+
+DIPOLE_PROGRAM = """
+model dipole
+hyper cutoff = 3.0
+input S : systems
+pairs P = neighbors(S, cutoff = cutoff)
+index i : atoms(S)
+index s : systems(S)
+index x : xyz
+
+tensor d
+    keys (o3_lambda = 1, o3_sigma = 1)
+    samples (s)
+    components (xyz = x)
+  = sum(i in atoms(S) where S.system[i] == s) S.positions[i, x] * (1.0 + sum(p in P.from(i)) exp(-P.distance[p]))
+
+output d with gradients(positions, strain, cell)
+"""
+
+
+def test_positions_read_directly_and_xyz_components(tmp_path):
+    model = compile(write(tmp_path, DIPOLE_PROGRAM))
+    assert_matches_finite_differences(model, small_batch(), "d", ["positions", "strain", "cell"])
+    block = model(small_batch(), gradients=["positions", "strain"])["d"].block()
+    # component names must be unique: the gradient's own directions are renamed
+    assert [c.names for c in block.gradient("positions").components] == [["xyz_gradient"], ["xyz"]]
+    assert [c.names for c in block.gradient("strain").components] == [["xyz_2"], ["xyz_1"], ["xyz"]]
