@@ -292,3 +292,33 @@ def test_threads_after_fork(compiled):
     if process.is_alive():
         process.kill()
     assert process.exitcode == 0
+
+
+def test_concurrent_processes_share_the_cache(tmp_path):
+    """Processes compiling the same module at once into an empty cache: each loads a complete
+    object (its own or another's, sha256-checked) and computes the same values."""
+    import os
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    script = (
+        "import sys, numpy as np; sys.path.insert(0, {root!r})\n"
+        "from tests.codegen import modules\n"
+        "from tests.codegen.test_backends import bind, water\n"
+        "from mtdsl.runtime.compiled import compile_module\n"
+        "module = modules.corners()\n"
+        "native = compile_module(module, backend='llvm')\n"
+        "out = native.run(bind(module, [water()]))\n"
+        "print(repr([float(np.abs(b.values).sum()) for t in out.values() for b in t.blocks()]))\n"
+    ).format(root=str(root))
+    environment = dict(os.environ, MTDSL_CACHE_DIR=str(tmp_path))
+    processes = [subprocess.Popen([sys.executable, "-c", script], env=environment, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = []
+    for process in processes:
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err
+        results.append(out.strip())
+    assert len(set(results)) == 1
+    assert list((tmp_path / "llvm").glob("*.tmp")) == []
