@@ -13,7 +13,7 @@ harmonics, `o3.TensorProduct` "uvv" with per-edge weights, `index_add_` to the
 centres), both in float64 (or `--dtype float32`), both on `--threads` threads
 (`OMP_NUM_THREADS` for our kernels, `torch.set_num_threads` for torch), inference
 only (`torch.no_grad()`), `OMP_WAIT_POLICY=PASSIVE` unless set (spinning OpenMP
-threads on shared cores slow e3nn's many small torch ops by 3-100x; see below).
+threads on shared cores slow e3nn's many small torch ops by 4-70x; docs/e3nn.md).
 
 What is timed: the operation only. The neighbour list (`mtdsl.neighbors`, the
 same pairs for both) and the inputs (the `h` TensorMap for mtdsl, its e3nn
@@ -67,7 +67,7 @@ if ARGS is not None:
     os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
     # threads that spin in OpenMP barriers (the default, active waiting) make every one of e3nn's ~100
     # small parallel torch ops wait for a descheduled thread when the cores are shared (other processes,
-    # or our kernels' own OpenMP team): e3nn then runs 3-100x slower than alone. Passive waiting, for both
+    # or our kernels' own OpenMP team): e3nn then runs 4-70x slower than alone. Passive waiting, for both
     # libraries, measured the same as active on a quiet machine and is stable on a busy one.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
