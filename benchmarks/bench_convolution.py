@@ -68,7 +68,7 @@ if ARGS is not None:
     # threads that spin in OpenMP barriers (the default, active waiting) make every one of e3nn's ~100
     # small parallel torch ops wait for a descheduled thread when the cores are shared (other processes,
     # or our kernels' own OpenMP team): e3nn then runs 4-70x slower than alone. Passive waiting, for both
-    # libraries, measured the same as active on a quiet machine and is stable on a busy one.
+    # libraries, was never slower in our runs and is stable on a busy machine.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import ase.build  # noqa: E402
@@ -171,7 +171,8 @@ class Mtdsl:
         if self.compiled is not None:
             result = self.compiled.run(bindings, threads=self.threads)["msg"]
             if self.compiled.last_run_fallbacks:
-                raise SystemExit(f"{self.backend}: kernels fell back to the interpreter: {self.compiled.last_run_fallbacks}")
+                raise SystemExit(f"{self.backend}: kernels fell back to the interpreter: "
+                                 f"{self.compiled.last_run_fallbacks}")
             return result
         interpreter = Interpreter(self.module, bindings)
         for kernel in self.module.kernels:
