@@ -83,6 +83,9 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", help="structure file format, when the extension does not say it")
     parser.add_argument("--batch", type=int, default=64, metavar="N", help="frames per model call (default 64)")
     parser.add_argument("--float32", action="store_true", help="compute in single precision")
+    parser.add_argument("--backend", choices=("cpp", "llvm", "interpreter"),
+                        help="how to run the kernels (default: cpp with a C++ compiler, else llvm)")
+    parser.add_argument("--threads", type=int, metavar="N", help="threads of the kernels (default OMP_NUM_THREADS)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -97,7 +100,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.species is None:
         # the species of every structure given, so that every batch has the same species dimensions
         args.species = ",".join(str(z) for z in sorted({int(z) for f in frames for z in np.asarray(f.types)}))
-    model = _compile(args, dtype=np.float32 if args.float32 else np.float64)
+    model = _compile(args, backend=args.backend, dtype=np.float32 if args.float32 else np.float64)
+    model.threads = args.threads
     if args.batch < 1:
         raise CommandError("--batch must be at least 1", EXIT_USAGE)
     outputs = _run_in_batches(model, frames, args.batch, args.gradients)

@@ -322,3 +322,17 @@ def test_concurrent_processes_share_the_cache(tmp_path):
         results.append(out.strip())
     assert len(set(results)) == 1
     assert list((tmp_path / "llvm").glob("*.tmp")) == []
+
+
+def test_cli_runs_with_the_llvm_backend(tmp_path, capsys):
+    import mtdsl
+    from mtdsl.cli import main
+
+    data = EXAMPLES / "data" / "water.xyz"
+    outputs = {}
+    for backend in ("llvm", "interpreter"):
+        path = tmp_path / f"{backend}.mts"
+        assert main(["run", str(EXAMPLES / "soap_power_spectrum.mt"), str(data), "-o", str(path),
+                     "--set", "n_radial=3", "--set", "max_angular=2", "--backend", backend, "--threads", "2"]) == 0
+        outputs[backend] = {"ps": mtdsl.load(path)}
+    assert_same(outputs["llvm"], outputs["interpreter"], np.float64)
