@@ -3,8 +3,11 @@
 featomic parity of the positions, strain and cell gradients of the spherical
 expansion and the power spectrum on the shipped structures; central finite
 differences of every reference program (positions, strain, cell) on a small
-batch of molecules and crystals; the energy model's gradient is minus the
-forces; compile-time errors for gradients that cannot exist.
+batch of molecules and crystals, and of programs beyond them (every built-in,
+pair samples, neighbours of neighbours, message passing, three-body sums, a
+vector output, the e3nn convention); the energy model's gradient is minus the
+forces; layout and sparsity of the rows; compile-time errors for gradients that
+cannot exist.
 """
 
 import pathlib
@@ -526,3 +529,12 @@ def test_positions_read_directly_and_xyz_components(tmp_path):
     # component names must be unique: the gradient's own directions are renamed
     assert [c.names for c in block.gradient("positions").components] == [["xyz_gradient"], ["xyz"]]
     assert [c.names for c in block.gradient("strain").components] == [["xyz_2"], ["xyz_1"], ["xyz"]]
+
+
+def test_e3nn_convention_matches_finite_differences(tmp_path):
+    path = with_gradients(tmp_path, "spherical_expansion.mt", "positions, strain")
+    path.write_text(path.read_text().replace("model spherical_expansion\n",
+                                             'model spherical_expansion\nconvention sph = "e3nn"\n'))
+    model = compile(path, max_angular=3, n_radial=3)
+    assert model.module.convention == "e3nn"
+    assert_matches_finite_differences(model, small_batch(), "rho", ["positions", "strain"])
