@@ -334,3 +334,19 @@ def test_the_phases_matter(e3nn_model, metatensor_model):
     difference = max(np.abs(np.asarray(msg_e3nn.block(o3_lambda=L).values)
                             - to_e3nn_basis(L, np.asarray(msg.block(o3_lambda=L).values))).max() for L in range(3))
     assert difference > 1e-3
+
+
+def test_float32_program_equals_e3nn_in_float64(backend, tmp_path):
+    """In float32 the program stays within 1e-5 of e3nn's float64 result (the language's float32 tolerance)."""
+    try:
+        model = mtdsl.compile(write_e3nn_program(tmp_path), backend=backend, dtype=np.float32)
+    except mtdsl.MtdslError as error:
+        pytest.skip(f"backend {backend!r} is not available: {error}")
+    systems = [molecule(), primitive()]
+    h = random_features(systems, seed=10)
+    wr = random_wr(model, seed=11)
+    h32 = mtdsl.TensorMap(h.keys, [mtdsl.TensorBlock(b.values.astype(np.float32), b.samples, b.components,
+                                                     b.properties) for b in h.blocks()])
+    msg = model(systems, h=h32)["msg"]
+    assert all(np.asarray(block.values).dtype == np.float32 for block in msg.blocks())
+    assert_equal(msg, run_e3nn(systems, h, wr), tolerance=1e-5)
