@@ -70,8 +70,8 @@ class E3nnConvolution(torch.nn.Module):
 
     Features use e3nn's layout: `[atoms, sum_l width * (2l + 1)]`, channel-major
     within each `l` (`16x0e + 16x1o + 16x2e`). `wr` is the program's parameter
-    `[k, l1, l2, L, q]`; `path_normalization="element"` gives e3nn's default
-    normalization, compensated in the weights.
+    `[k, l1, l2, L, q]`; `path_normalization="element"` (e3nn's default) or
+    "path" divide by `sqrt(N_L)`, compensated in the weights.
     """
 
     def __init__(self, wr, lmax=2, width=16, cutoff=4.0, path_normalization="none", mode="uvv"):
@@ -95,7 +95,8 @@ class E3nnConvolution(torch.nn.Module):
         )
         wr = np.asarray(wr)
         into = {L: sum(1 for path in self.paths if path[2] == L) for L in range(lmax + 1)}
-        scale = {path: math.sqrt(into[path[2]]) if path_normalization == "element" else 1.0 for path in self.paths}
+        compensate = path_normalization in ("element", "path")  # both divide by sqrt(N_L) here (mul_in1 = 1)
+        scale = {path: math.sqrt(into[path[2]]) if compensate else 1.0 for path in self.paths}
         # [k, path * width]: the weights of one edge are radial[p] @ this, in the order of the instructions
         self.register_buffer("wr", torch.from_numpy(np.concatenate(
             [scale[(l1, l2, L)] * wr[:, l1, l2, L, :] for l1, l2, L in self.paths], axis=1)))
@@ -297,7 +298,8 @@ def test_e3nn_convention_program_equals_e3nn(e3nn_model, structure):
     assert_equal(msg, run_e3nn(systems, h, wr))
 
 
-@pytest.mark.parametrize("path_normalization, mode", [("element", "uvv"), ("none", "uvu"), ("element", "uvu")])
+@pytest.mark.parametrize("path_normalization, mode",
+                         [("element", "uvv"), ("path", "uvv"), ("none", "uvu"), ("element", "uvu")])
 def test_e3nn_variants(e3nn_model, path_normalization, mode):
     """e3nn's default path normalization with rescaled weights; h first ("uvu", as MACE writes it)."""
     systems = [molecule()]
