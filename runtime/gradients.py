@@ -14,8 +14,17 @@ that receive a contribution, sorted, in metatensor's layout:
   "cell" gradient: entry `[.., a, x, ..]` is d/d H_ax at fixed positions, with
   the lattice vectors as the rows of H).
 
-The values computed earlier (`bindings.tensors`) receive the gradient blocks,
-so a later kernel's block access reads them through `GradValue`.
+(A block with its own `xyz` component gets `xyz_gradient` directions.)
+
+The values computed earlier (`bindings.tensors`, by any backend) receive the
+gradient blocks, so a later kernel's block access reads them through `GradValue`.
+
+Nothing is enumerated as a dense product where a sparse relation exists:
+binders related by an equality of a term's condition are joined (sort-merge),
+sums over `P.from(atom)` with a varying `atom` walk ragged CSR segments, and
+block accesses or sums that depend on gradient rows only through a few
+distinct values (the centre of each row) are evaluated once per value.
+Label lookups use dense tables over the small ranges of label values.
 """
 
 from __future__ import annotations
@@ -390,8 +399,8 @@ def kernel_gradient(interpreter: GradientInterpreter, kernel: ir.TensorKernel, g
     blocks_list = tensor.blocks()
     n_blocks = len(blocks_list)
 
-    def column(name, dtype=np.int64):
-        return np.concatenate([p[name] for p in points]) if points else np.zeros(0, dtype)
+    def column(name):
+        return np.concatenate([p[name] for p in points]) if points else np.zeros(0, np.int64)
 
     block, sample, target, columns = column("block"), column("sample"), column("target"), column("column")
     weights = np.concatenate([p["values"] for p in points]) if points else np.zeros((0, direction_size))
@@ -602,7 +611,7 @@ def _bind_binders(interpreter, term: ad.Term, scope: Scope) -> Scope:
     for name, expr in term.aliases:
         resolved[name] = ad.substitute(expr, resolved)
     counter = 0
-    for conjunct in ad._conjuncts(ad.substitute(term.where, resolved) if term.where is not None else None):
+    for conjunct in ad.conjuncts(ad.substitute(term.where, resolved) if term.where is not None else None):
         if not (isinstance(conjunct, ir.Binary) and conjunct.op == "eq"):
             continue
         left, right = ad.free_variables(conjunct.left), ad.free_variables(conjunct.right)

@@ -195,11 +195,11 @@ def _indicator(condition):
     return ir.Select(condition, ONE, ZERO)
 
 
-def _conjuncts(where) -> list:
+def conjuncts(where) -> list:
     if where is None:
         return []
     if isinstance(where, ir.Binary) and where.op == "and":
-        return _conjuncts(where.left) + _conjuncts(where.right)
+        return conjuncts(where.left) + conjuncts(where.right)
     return [where]
 
 
@@ -379,7 +379,7 @@ class _Differentiator:
         where = term.where
         # `where s == X` with `s` a kernel index: `s` follows X instead of being iterated
         known = {b.name for b in term.binders} | aliased
-        for conjunct in _conjuncts(_and(kernel.where, where)):
+        for conjunct in conjuncts(_and(kernel.where, where)):
             if not (isinstance(conjunct, ir.Binary) and conjunct.op == "eq"):
                 continue
             for var, other in ((conjunct.left, conjunct.right), (conjunct.right, conjunct.left)):
