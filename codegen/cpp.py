@@ -774,8 +774,12 @@ class KernelRenderer:
             conditions, offset_terms = [], []
             grid = self.array(("grid", expr.tensor), "real", f"dense values of {expr.tensor}")
             for k, binder in enumerate(source.indices):
-                position, condition = self.grid_position(binder.domain, values[binder.name])
                 size = self.scalar(("grid_size", expr.tensor, k), f"size {k} of {expr.tensor}")
+                loop = self.same_loop(binder, solved, saved_env, saved_domains)
+                if loop is not None:  # a loop variable of this very domain: in the grid by construction
+                    offset_terms.append((Value(loop.position, INT, loop.level), size))
+                    continue
+                position, condition = self.grid_position(binder.domain, values[binder.name])
                 conditions.append(condition)
                 offset_terms.append((position, size))
             for entry_expr, access_expr in checks:
@@ -795,7 +799,27 @@ class KernelRenderer:
         # the conditions, and-ed innermost last
         ok = self.fold(conditions, "&&", BOOL, "ok") if conditions else Value("true", BOOL, 0)
         place = self.join(offset, ok)
+        if not conditions:  # every coordinate is a loop variable of the tensor's own grid
+            return self.hoist(Value(f"{grid}[{offset.code}]", REAL, *offset.place), "x")
         return self.hoist(Value(f"({ok.code} ? {grid}[{offset.code}] : mt_read({grid}, -1, err))", REAL, *place), "x")
+
+    @staticmethod
+    def same_loop(binder, solved: dict, env: dict, domains: dict) -> Optional[VarInfo]:
+        """The loop binding the solved coordinate, when it is a loop variable of the tensor's own domain
+        (an irrep's degree solved to that loop's degree): its buffer position is the loop's."""
+        given = solved[binder.name]
+        if not isinstance(given, ir.Var) or given.name not in env or domains.get(given.name) != binder.domain:
+            if not (isinstance(given, ir.Var) and isinstance(binder.domain, ir.IrrepDomain)):
+                return None
+            mine = domains.get(given.name)
+            degree = binder.domain.degree
+            if not (isinstance(mine, ir.IrrepDomain) and mine.max_degree == binder.domain.max_degree
+                    and isinstance(degree, ir.Var) and solved.get(degree.name) == mine.degree):
+                return None
+        info = env.get(given.name)
+        if info is None or isinstance(info.domain, ir.PairsFrom):
+            return None
+        return info
 
     def grid_position(self, domain, value: Value) -> tuple[Value, Value]:
         """(position in the buffer, in-domain condition) of a coordinate of another kernel's grid."""
