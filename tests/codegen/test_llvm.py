@@ -336,3 +336,26 @@ def test_cli_runs_with_the_llvm_backend(tmp_path, capsys):
                      "--set", "n_radial=3", "--set", "max_angular=2", "--backend", backend, "--threads", "2"]) == 0
         outputs[backend] = {"ps": mtdsl.load(path)}
     assert_same(outputs["llvm"], outputs["interpreter"], np.float64)
+
+
+def test_dense_access_with_a_wrong_derived_key_is_an_error():
+    """`rho{center_type = 1}[i, ...]` read from rho's dense buffer: for an oxygen `i` the sample is
+    not in that block, so the access is missing, exactly as through the TensorMap."""
+    V = modules.V
+    keys = (("o3_lambda", ir.Const(0)), ("center_type", ir.Const(1)), ("neighbor_type", ir.Const(1)))
+    access = ir.BlockRef("rho", keys, (ir.Slot("atoms", V("i"), "S"),), (ir.Slot("value", ir.Const(0)),),
+                         (ir.Slot("value", ir.Const(0)),))
+    kernel = ir.TensorKernel("hydrogen_only", (ir.Binder("i", ir.AtomsDomain("S")),),
+                             (ir.Entry("_", "value", ir.Const(0)),), (modules.atoms_entry(),), (),
+                             (ir.Entry("x", "value", ir.Const(0)),), access)
+    base = modules.spherical_expansion(n_radial=2, max_angular=1, cutoff=3.0)
+    module = ir.Module("m", base.systems, (), base.pairs, (), base.kernels + (kernel,), (ir.Output("hydrogen_only"),))
+    native = compile_module(module, backend="llvm")
+    assert ("grid", "rho") in native.rendered.kernels["hydrogen_only"].arrays
+    with pytest.raises(RunError, match="does not exist"):
+        native.run(bind(module, [water()]))
+    hydrogens = ase.Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]])
+    bindings = bind(module, [hydrogens])
+    out = native.run(bindings)
+    assert "rho" not in bindings.tensors
+    assert_same(out, {"hydrogen_only": interpret(module, bind(module, [hydrogens]))["hydrogen_only"]}, np.float64)
