@@ -1,10 +1,12 @@
-"""SOAP values with the cpp backend against featomic, side by side in one run.
+"""SOAP values with the cpp and llvm backends against featomic, side by side in one run.
 
     .venv/bin/python benchmarks/bench_soap.py [--threads 2] [--repeats 5] [--big 8000]
 
 1,000-atom silicon (`ase.build.bulk("Si", cubic=True) * (5, 5, 5)`, rattled),
 cutoff 5, 6 radial functions, max_angular 4, Gaussian width 0.3: the spherical
-expansion and the power spectrum (values only), mtdsl's cpp backend against
+expansion and the power spectrum (values only) compiled from
+examples/spherical_expansion.mt and examples/soap_power_spectrum.mt, mtdsl's cpp
+and llvm backends against
 `featomic.SphericalExpansion` / `featomic.SoapPowerSpectrum` with the same
 hypers (spline_accuracy 1e-12, center_atom_weight 0), both on the same number
 of threads. Our time is the whole call: batch, neighbour list, kernels and
@@ -42,10 +44,13 @@ import ase.build  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from mtdsl.compile import check_and_lower  # noqa: E402
 from mtdsl.runtime.bindings import Bindings  # noqa: E402
 from mtdsl.runtime.compiled import compile_module  # noqa: E402
 from mtdsl.systems import as_batch, neighbors  # noqa: E402
-from tests.codegen import modules  # noqa: E402
+
+EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
+BACKENDS = ("cpp", "llvm")
 
 HYPERS = {
     "cutoff": {"radius": 5.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
@@ -101,20 +106,25 @@ def main():
     import featomic
 
     threads, repeats = ARGS.threads, ARGS.repeats
-    expansion = compile_module(modules.spherical_expansion())
-    spectrum = compile_module(modules.power_spectrum())
-    calculators = {"spherical expansion": (expansion, featomic.SphericalExpansion(**HYPERS)),
-                   "power spectrum": (spectrum, featomic.SoapPowerSpectrum(**HYPERS))}
+    programs = {"spherical expansion": ("spherical_expansion.mt", featomic.SphericalExpansion(**HYPERS)),
+                "power spectrum": ("soap_power_spectrum.mt", featomic.SoapPowerSpectrum(**HYPERS))}
+    compiled = {}
+    for name, (program, _) in programs.items():
+        module = check_and_lower(os.path.join(EXAMPLES, program))[1]
+        for backend in BACKENDS:
+            compiled[name, backend] = compile_module(module, backend=backend)
+    calculators = {name: (compiled[name, "cpp"], calculator) for name, (_, calculator) in programs.items()}
 
     atoms = silicon(1000)
     print(f"1,000-atom silicon, cutoff 5, 6 radial, max_angular 4, width 0.3; {threads} threads, best of {repeats}")
-    print(f"{'calculation':<22}{'mtdsl cpp (ms)':>16}{'featomic (ms)':>16}{'ratio':>8}"
+    print(f"{'calculation':<22}{'backend':>8}{'mtdsl (ms)':>12}{'featomic (ms)':>16}{'ratio':>8}"
           f"{'mtdsl CPU':>11}{'featomic CPU':>14}{'CPU ratio':>11}")
-    for name, (compiled, calculator) in calculators.items():
-        (mine, mine_cpu), (theirs, theirs_cpu) = side_by_side(
-            [ours(compiled, atoms, threads), lambda: calculator.compute(atoms)], repeats, cpu=True)
-        print(f"{name:<22}{mine * 1e3:>16.1f}{theirs * 1e3:>16.1f}{mine / theirs:>7.2f}x"
-              f"{mine_cpu * 1e3:>11.1f}{theirs_cpu * 1e3:>14.1f}{mine_cpu / theirs_cpu:>10.2f}x")
+    for name, (_, calculator) in programs.items():
+        for backend in BACKENDS:
+            (mine, mine_cpu), (theirs, theirs_cpu) = side_by_side(
+                [ours(compiled[name, backend], atoms, threads), lambda: calculator.compute(atoms)], repeats, cpu=True)
+            print(f"{name:<22}{backend:>8}{mine * 1e3:>12.1f}{theirs * 1e3:>16.1f}{mine / theirs:>7.2f}x"
+                  f"{mine_cpu * 1e3:>11.1f}{theirs_cpu * 1e3:>14.1f}{mine_cpu / theirs_cpu:>10.2f}x")
     print("(wall: what a user waits; CPU: process time of all threads, steadier on a loaded machine)")
 
     print()
@@ -130,7 +140,7 @@ def main():
           "  (mtdsl.systems.neighbors: batch, vesin, CSR, pair vectors)")
 
     print()
-    print(f"{'speed-up, 1 -> 2 threads':<26}{'mtdsl':>8}")
+    print(f"{'speed-up, 1 -> 2 threads':<26}{'mtdsl cpp':>10}")
     for name, (compiled, _) in calculators.items():
         one, two = side_by_side([ours(compiled, atoms, 1), ours(compiled, atoms, 2)], repeats)
         print(f"{name:<26}{one / two:>7.2f}x")
