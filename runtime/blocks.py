@@ -33,7 +33,8 @@ class BlockTable:
         self.flat = (
             np.concatenate([to_numpy(b.values).reshape(-1) for b in blocks]) if blocks else np.zeros(0)
         )
-        self.shapes = np.array([b.values.shape for b in blocks], dtype=np.int64).reshape(len(blocks), -1)
+        width = 2 + self.n_components
+        self.shapes = np.array([b.values.shape for b in blocks], dtype=np.int64).reshape(len(blocks), width)
         self.samples = _block_labels([b.samples.array for b in blocks])
         self.components = [
             _block_labels([b.components[k].array for b in blocks]) for k in range(self.n_components)
@@ -50,6 +51,8 @@ class BlockTable:
                 if size != 1:
                     sizes[axis] = size
         shape = tuple(sizes.get(a, 1) for a in axes)
+        if len(self.tensor) == 0:  # no block at all: every read is missing
+            return Named(axes, np.zeros(shape), Named(axes, np.ones(shape, dtype=bool)))
 
         def flat(named: Named) -> np.ndarray:
             return np.broadcast_to(named.expand(axes), shape).reshape(-1).astype(np.int64)

@@ -231,3 +231,10 @@ def test_float32_on_request():
         assert a.values.dtype == np.float32
         assert a.samples == b.samples and a.properties == b.properties
         np.testing.assert_allclose(a.values, b.values, rtol=0, atol=1e-5 * np.abs(b.values).max())
+
+
+@pytest.mark.parametrize("backend", ["interpreter", "cpp", "llvm"])
+def test_no_frames_give_no_blocks(backend):
+    model = compile(EXAMPLES / "soap_power_spectrum.mt", backend=backend)
+    out = model([], gradients=["positions"])["ps"]
+    assert len(out) == 0 and out.keys.names == ["center_type", "neighbor_1_type", "neighbor_2_type"]
