@@ -62,3 +62,13 @@ def test_bad_input_is_one_line(arguments, message, tmp_path, capsys):
     error = capsys.readouterr().err.strip().splitlines()
     assert "Traceback" not in "\n".join(error)
     assert message in error[-1]
+
+
+def test_run_with_gradients(tmp_path):
+    output = tmp_path / "rho.mts"
+    assert main(["run", str(EXAMPLES / "spherical_expansion.mt"), str(DATA / "water.xyz"), "-o", str(output),
+                 "--gradients", "positions", "--set", "n_radial=3", "--batch", "1"]) == 0
+    rho = mtdsl.load(output)
+    gradient = rho.block(0).gradient("positions")
+    assert gradient.samples.names == ["sample", "system", "atom"]
+    assert set(gradient.samples.array[:, 1].tolist()) == {0, 1}  # both frames, system labels shifted
