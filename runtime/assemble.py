@@ -32,6 +32,24 @@ def entry_names(entries) -> list[str]:
     return names
 
 
+def kernel_domain(interpreter: Interpreter, kernel: ir.TensorKernel):
+    """The scope of a kernel's indices, their names and sizes, and the mask of valid points
+    (`where` and `|m| <= l` for irrep indices)."""
+    scope = Scope()
+    for binder in kernel.indices:
+        scope = scope.bind(binder.name, binder.domain, interpreter.bindings.domain_values(binder.domain))
+    axes = tuple(b.name for b in kernel.indices)
+    sizes = {name: len(scope.values[name]) for name in axes}
+    mask = Named.scalar(True)
+    if kernel.where is not None:
+        mask = apply(np.logical_and, mask, interpreter.evaluate(kernel.where, scope))
+    for name in axes:
+        valid = interpreter.validity(name, scope)
+        if valid is not None:
+            mask = apply(np.logical_and, mask, valid)
+    return scope, axes, sizes, mask
+
+
 def evaluate_kernel(interpreter: Interpreter, kernel: ir.TensorKernel, body: Named | None = None) -> TensorMap:
     """The TensorMap of `kernel`; its `body` values come from the interpreter unless given.
 
@@ -40,21 +58,9 @@ def evaluate_kernel(interpreter: Interpreter, kernel: ir.TensorKernel, body: Nam
     (`where` and `|m| <= l`) are read.
     """
     bindings = interpreter.bindings
-    scope = Scope()
-    for binder in kernel.indices:
-        scope = scope.bind(binder.name, binder.domain, bindings.domain_values(binder.domain))
-    axes = tuple(b.name for b in kernel.indices)
-    sizes = {name: len(scope.values[name]) for name in axes}
-
+    scope, axes, sizes, mask = kernel_domain(interpreter, kernel)
     if body is None:
         body = interpreter.evaluate(kernel.body, scope)
-    mask = Named.scalar(True)
-    if kernel.where is not None:
-        mask = apply(np.logical_and, mask, interpreter.evaluate(kernel.where, scope))
-    for name in axes:
-        valid = interpreter.validity(name, scope)
-        if valid is not None:
-            mask = apply(np.logical_and, mask, valid)
 
     def evaluate_entries(entries):
         return [(entry, interpreter.evaluate(entry.expr, scope)) for entry in entries]

@@ -20,11 +20,11 @@ from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor.labels import row_keys
 
-from .assemble import _any_over, _at, _dense, _sorted_unique, entry_names
+from .assemble import _any_over, _at, _dense, _sorted_unique, entry_names, kernel_domain
 from .bindings import RunError
 from .blocks import expand_slot
-from .interpreter import Interpreter, Scope
-from .named import Named, apply
+from .interpreter import Interpreter
+from .named import Named
 
 
 def assemble_separable(interpreter: Interpreter, kernel: ir.TensorKernel, body: Named):
@@ -32,19 +32,7 @@ def assemble_separable(interpreter: Interpreter, kernel: ir.TensorKernel, body: 
     if body.missing is not None:
         return None
     bindings = interpreter.bindings
-    scope = Scope()
-    for binder in kernel.indices:
-        scope = scope.bind(binder.name, binder.domain, bindings.domain_values(binder.domain))
-    axes = tuple(b.name for b in kernel.indices)
-    sizes = {name: len(scope.values[name]) for name in axes}
-
-    mask = Named.scalar(True)
-    if kernel.where is not None:
-        mask = apply(np.logical_and, mask, interpreter.evaluate(kernel.where, scope))
-    for name in axes:
-        valid = interpreter.validity(name, scope)
-        if valid is not None:
-            mask = apply(np.logical_and, mask, valid)
+    scope, axes, sizes, mask = kernel_domain(interpreter, kernel)
 
     def evaluate(entries):
         return [(entry, interpreter.evaluate(entry.expr, scope)) for entry in entries]
