@@ -63,6 +63,75 @@ def _spread(rng, n_atoms, size):
     return np.array(positions)
 
 
+def random_inputs(module, frames, seed: int = 0) -> dict:
+    """Random TensorMaps for every tensormap input of a compiled module, shaped by its declaration.
+
+    Keys `o3_lambda` take every degree the program's irreps reach (with `o3_sigma`
+    both parities), samples `system, atom` every atom of `frames`, `o3_mu` and `xyz`
+    components their irrep, properties every value of the program's largest range
+    dimension (so any channel index the program reads exists); other labels take 0.
+    """
+    from .ir import nodes as ir
+    from .tensor import Labels
+
+    rng = np.random.default_rng(seed)
+    batch = as_batch(frames)
+    degrees, widths = [0], [1]
+    for node in _domains(module):
+        if isinstance(node, ir.IrrepDomain):
+            degrees.append(node.max_degree)
+        elif isinstance(node, ir.RangeDomain):
+            widths.append(node.stop)
+    top, width = max(degrees), max(widths)
+    atoms = np.stack([to_numpy(batch.system), to_numpy(batch.atom)], axis=1)
+    inputs = {}
+    for declaration in module.tensormaps:
+        key_rows = [[]]
+        for name in declaration.keys:
+            values = {"o3_lambda": range(top + 1), "o3_sigma": (1, -1)}.get(name, (0,))
+            key_rows = [row + [v] for row in key_rows for v in values]
+        blocks = []
+        for row in key_rows:
+            key = dict(zip(declaration.keys, row))
+            samples = atoms if tuple(declaration.samples) == ("system", "atom") else np.zeros((1, len(declaration.samples)))
+            components = []
+            for name in declaration.components:
+                if name == "o3_mu":
+                    degree = key.get("o3_lambda", 0)
+                    components.append(Labels([name], np.arange(-degree, degree + 1).reshape(-1, 1)))
+                else:
+                    components.append(Labels([name], np.arange(3 if name == "xyz" else 1).reshape(-1, 1)))
+            grids = np.meshgrid(*[np.arange(width)] * len(declaration.properties), indexing="ij")
+            properties = np.stack([g.reshape(-1) for g in grids], axis=1) if grids else np.zeros((1, 0))
+            shape = (len(samples), *(len(c) for c in components), len(properties))
+            blocks.append(TensorBlock(rng.normal(size=shape), Labels(list(declaration.samples), samples.astype(np.int32)),
+                                      components, Labels(list(declaration.properties), properties.astype(np.int32))))
+        keys = Labels(list(declaration.keys), np.array(key_rows, dtype=np.int32).reshape(len(key_rows), -1))
+        inputs[declaration.name] = TensorMap(keys, blocks)
+    return inputs
+
+
+def _domains(module):
+    """Every domain appearing in a module (kernel indices, reduction binders, params)."""
+    from .ir import nodes as ir
+
+    def walk(node):
+        if isinstance(node, ir.Binder):
+            yield node.domain
+            yield from walk(node.domain)
+            return
+        for name in getattr(node, "__slots__", ()):
+            value = getattr(node, name, None)
+            for child in value if isinstance(value, tuple) else (value,):
+                if hasattr(child, "__slots__") and not isinstance(child, (str, int, float)):
+                    yield from walk(child)
+
+    for kernel in module.kernels:
+        yield from walk(kernel)
+    for param in module.params:
+        yield from param.domains
+
+
 def transform_systems(frames, matrix: np.ndarray) -> list[System]:
     """Systems with positions and cells multiplied by `matrix` (a rotation, or -1 for inversion)."""
     batch = as_batch(frames)

@@ -117,9 +117,28 @@ def test_check_numeric_runs_the_model_rotated_and_inverted(capsys):
     assert "numeric check ok" in capsys.readouterr().out
 
 
-def test_check_numeric_skips_models_with_tensormap_inputs(capsys):
-    assert main(["check", "--numeric", str(EXAMPLES / "equivariant_convolution.mt")]) == 0
-    assert "skipped" in capsys.readouterr().err
+@pytest.mark.parametrize("program", ["equivariant_convolution.mt", "soap_energy.mt"])
+def test_check_numeric_with_random_inputs_and_parameters(program, capsys):
+    # tensormap inputs are drawn from their declaration, parameters at random
+    assert main(["check", "--numeric", str(EXAMPLES / program), "--set", "max_angular=2",
+                 "--set", "n_radial=2"] if program == "soap_energy.mt" else
+                ["check", "--numeric", str(EXAMPLES / program)]) == 0
+    assert "numeric check ok" in capsys.readouterr().out
+
+
+def test_random_inputs_follow_the_declaration():
+    import mtdsl
+    from mtdsl.testing import random_inputs, random_systems
+
+    model = mtdsl.compile(EXAMPLES / "equivariant_convolution.mt", backend="interpreter")
+    systems = random_systems()
+    h = random_inputs(model.module, systems)["h"]
+    assert h.keys.names == ["o3_lambda", "o3_sigma"]
+    assert sorted(set(h.keys.column("o3_lambda").tolist())) == [0, 1, 2]
+    block = h.block(o3_lambda=2, o3_sigma=1)
+    assert block.samples.names == ["system", "atom"] and len(block.samples) == sum(len(s.types) for s in systems)
+    assert block.components[0].array[:, 0].tolist() == [-2, -1, 0, 1, 2]
+    assert len(block.properties) == 16
 
 
 def test_model_commands_are_registered():
