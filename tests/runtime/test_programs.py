@@ -238,3 +238,30 @@ def test_no_frames_give_no_blocks(backend):
     model = compile(EXAMPLES / "soap_power_spectrum.mt", backend=backend)
     out = model([], gradients=["positions"])["ps"]
     assert len(out) == 0 and out.keys.names == ["center_type", "neighbor_1_type", "neighbor_2_type"]
+
+
+ODD_FRAMES = [
+    ase.Atoms("CO", positions=[[0, 0, 0], [20, 0, 0]]),  # isolated atoms
+    ase.Atoms("H", positions=[[0, 0, 0]]),  # a single atom
+    ase.Atoms("OH2", positions=[[0, 0, 0], [0.757, 0.586, 0], [-0.757, 0.586, 0]]),  # H only here
+]
+
+
+@pytest.mark.parametrize("program", ["spherical_expansion.mt", "soap_power_spectrum.mt", "soap_energy.mt",
+                                     "equivariant_convolution.mt"])
+def test_every_program_on_odd_structures(program):
+    """Isolated atoms, a single atom, a species absent from some frames: zeros or absent blocks."""
+    from mtdsl.testing import random_inputs
+
+    hypers = {} if program == "equivariant_convolution.mt" else {"n_radial": 3, "max_angular": 2}
+    model = compile(EXAMPLES / program, species=[1, 6, 8], **hypers)
+    for name, values in model.parameters.items():
+        model.parameters[name] = np.random.default_rng(1).normal(size=values.shape)
+    inputs = random_inputs(model.module, ODD_FRAMES)
+    for output in model(ODD_FRAMES, **inputs).values():
+        for block in output.blocks():
+            assert np.all(np.isfinite(block.values))
+            if "atom" in block.samples.names:
+                lonely = block.samples.array[:, 0] < 2  # the atoms of the first two systems have no neighbour
+                if program != "soap_energy.mt":
+                    assert np.all(block.values[lonely] == 0.0)
