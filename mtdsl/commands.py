@@ -81,6 +81,9 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gradients", action="append", default=[], metavar="PARAMETER",
                         help="gradient blocks to compute: positions, strain or cell (repeatable)")
     parser.add_argument("--format", help="structure file format, when the extension does not say it")
+    parser.add_argument("--type-map", metavar="TYPE=ELEMENT,...",
+                        help="LAMMPS files: the element of each numeric type, e.g. 1=O,2=H")
+    parser.add_argument("--atom-style", metavar="STYLE", help="LAMMPS data files: the atom style, e.g. atomic")
     parser.add_argument("--batch", type=int, default=64, metavar="N", help="frames per model call (default 64)")
     parser.add_argument("--float32", action="store_true", help="compute in single precision")
     parser.add_argument("--backend", choices=("cpp", "llvm", "interpreter"),
@@ -92,9 +95,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from . import save
     from .io.structures import read_structures
 
+    options = {}
+    if args.type_map:
+        options["type_map"] = _type_map(args.type_map)
+    if args.atom_style:
+        options["atom_style"] = args.atom_style
     frames = []
     for path in args.structures:
-        frames += read_structures(path, format=args.format)
+        frames += read_structures(path, format=args.format, **options)
     if not frames:
         raise CommandError("no structures to run on")
     if args.species is None:
@@ -110,6 +118,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         save(paths[name], tensor)
         print(f"{name}: {len(tensor)} blocks -> {paths[name]}")
     return EXIT_OK
+
+
+def _type_map(text: str) -> dict:
+    mapping = {}
+    for item in text.split(","):
+        number, sep, element = item.partition("=")
+        if not sep or not number.strip().isdigit() or not element.strip():
+            raise CommandError(f"--type-map expects TYPE=ELEMENT pairs separated by commas, got {text!r}", EXIT_USAGE)
+        mapping[int(number)] = element.strip()
+    return mapping
 
 
 def _run_in_batches(model, frames, batch_size, gradients):

@@ -72,3 +72,17 @@ def test_run_with_gradients(tmp_path):
     gradient = rho.block(0).gradient("positions")
     assert gradient.samples.names == ["sample", "system", "atom"]
     assert set(gradient.samples.array[:, 1].tolist()) == {0, 1}  # both frames, system labels shifted
+
+
+def test_run_on_lammps_data_needs_its_type_map(tmp_path, capsys):
+    import ase.build
+    import ase.io
+
+    data = tmp_path / "silicon.data"
+    ase.io.write(data, ase.build.bulk("Si"), format="lammps-data")
+    arguments = ["run", str(EXAMPLES / "spherical_expansion.mt"), str(data), "--format", "lammps-data",
+                 "-o", str(tmp_path / "rho.mts"), "--set", "n_radial=2"]
+    assert main(arguments) == 1
+    assert "silicon.data: LAMMPS data files need atom_style and type_map" in capsys.readouterr().err
+    assert main(arguments + ["--atom-style", "atomic", "--type-map", "1=Si"]) == 0
+    assert set(mtdsl.load(tmp_path / "rho.mts").keys.column("center_type").tolist()) == {14}
