@@ -21,17 +21,19 @@ def main():
     frames = []
     for path in sorted((HERE / "data").glob("*.xyz")):
         frames += mtdsl.read_structures(path)
-    outputs = model(frames)
+    model(frames)  # the first call builds the kernels (then cached on disk)
+    first = time.perf_counter()
+    power_spectrum = model(frames)["ps"]
     ran = time.perf_counter()
-    power_spectrum = outputs["ps"]
 
     OUTPUT.parent.mkdir(exist_ok=True)
     mtdsl.save(OUTPUT, power_spectrum)
     reloaded = mtdsl.load(OUTPUT)
 
     n_atoms = sum(len(frame.types) for frame in frames)
-    print(f"compiled {model.module.name} in {compiled - start:.2f} s (backend: {model.backend})")
-    print(f"ran it on {len(frames)} structures, {n_atoms} atoms, in {ran - compiled:.2f} s")
+    print(f"checked and lowered {model.module.name} in {compiled - start:.2f} s (backend: {model.backend})")
+    print(f"ran it on {len(frames)} structures, {n_atoms} atoms: first call {first - compiled:.2f} s "
+          f"(builds the kernels, cached on disk), second call {ran - first:.3f} s")
     print(power_spectrum)
     n_values = sum(block.values.size for block in power_spectrum.blocks())
     print(f"{n_values} values in {len(power_spectrum)} blocks, written to {OUTPUT} "
