@@ -420,7 +420,8 @@ class KernelRenderer:
                     outer = max((position[v] for v in variables if v != over), default=-1)
                     between = [loop for loop in plan.loops[outer + 1: position[over]] if loop.kind != "equal"]
                     if between:
-                        found[id(node)] = (over, outer + 1)
+                        found[id(node)] = (over, outer + 1, None) if outer < 0 else self.widen(
+                            node, variables, over, outer, plan, position)
                         return
             if not isinstance(node, ir.Reduce):
                 for child in _children(node):
@@ -429,28 +430,70 @@ class KernelRenderer:
         visit(plan.body)
         return found
 
+    @staticmethod
+    def widen(node, variables, over: str, outer: int, plan, position: dict) -> tuple:
+        """(index, level, row index) of a tabulated value: when its innermost other variable is an
+        unguarded irrep index `m` whose degree is bound further out, with loops between them (the
+        convolution's `h[j, l2, m2, q]` below the `l1, L` loops), the table also spans `m` and is
+        filled once where the degree is bound (a row per `m`), not again for every outer loop."""
+        loop = plan.loops[outer]
+        if (loop.kind == "domain" and isinstance(loop.domain, ir.IrrepDomain) and not loop.guards
+                and loop.var in variables and loop.var != over
+                and 2 * loop.domain.max_degree + 1 <= planning.TABULATE_LIMIT):
+            rest = (set(variables) - {over, loop.var}) | set(free_vars(loop.domain.degree))
+            if rest <= set(position):
+                inner = max((position[v] for v in rest), default=-1)
+                between = [lp for lp in plan.loops[inner + 1: outer] if lp.kind != "equal"]
+                if between:
+                    return (over, inner + 1, loop.var)
+        return (over, outer + 1, None)
+
     def tabulate(self, node) -> Value:
-        over, level = self.tabulated.pop(id(node))
+        over, level, row = self.tabulated.pop(id(node))
         domain = self.env[over].domain
         trip = domain.stop - domain.start
         start = int_literal(domain.start)
         table = self.fresh("T")
         saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
         self.stack = self.stack[: level + 1]
-        self.stack[level].prelude.append(f"real {table}[{trip}];  // {comment(node)} for every {comment(over)}")
+        rows = 1
+        if row is not None:
+            row_domain = self.env[row].domain
+            top = row_domain.max_degree
+            rows = 2 * top + 1
+        self.stack[level].prelude.append(
+            f"real {table}[{trip * rows}];  // {comment(node)} for every {comment(over)}"
+            + (f" and {comment(row)}" if row is not None else ""))
+        fill, fill_level = table, level
+        if row is not None:
+            degree = self.index(row_domain.degree)
+            limit = self.emit(f"std::min<int64_t>({degree.code}, {int_literal(top)})", "int64_t", degree.place, "d")
+            var = self.fresh("v")
+            fill_level = self.open(f"for (int64_t {var} = -{limit}; {var} <= {limit}; ++{var})  "
+                                   f"/* {comment(row)} in {comment(row_domain)} */", self.stack[level].prelude)
+            self.env[row] = VarInfo(var, f"({var} + {int_literal(top)})", fill_level, row_domain)
+            fill = self.fresh("R")
+            self.stack[fill_level].prelude.append(
+                f"real* const {fill} = {table} + ({var} + {int_literal(top)}) * {int_literal(trip)};")
         if self.interchangeable(node, over):
-            self.tabulate_sum(node, over, level, table)
+            self.tabulate_sum(node, over, fill_level, fill)
         else:
             var = self.fresh("v")
             depth = self.open(f"for (int64_t {var} = {start}; {var} < {int_literal(domain.stop)}; ++{var})  "
-                              f"/* {comment(over)} in {comment(domain)} */", self.stack[level].prelude)
+                              f"/* {comment(over)} in {comment(domain)} */", self.stack[fill_level].prelude)
             self.env[over] = VarInfo(var, f"({var} - {start})", depth, domain)
             value = self.render(node)
-            self.statement(self.here(), f"{table}[{var} - {start}] = {self.as_real(value)};")
+            self.statement(self.here(), f"{fill}[{var} - {start}] = {self.as_real(value)};")
+            self.close()
+        if row is not None:
             self.close()
         self.stack, self.env, self.domains = saved_stack, saved_env, saved_domains
         info = self.env[over]
-        return Value(f"{table}[{info.code} - {start}]", REAL, info.level)
+        if row is None:
+            return Value(f"{table}[{info.code} - {start}]", REAL, info.level)
+        row_info = self.env[row]
+        return Value(f"{table}[{row_info.position} * {int_literal(trip)} + {info.code} - {start}]", REAL,
+                     max(info.level, row_info.level))
 
     @staticmethod
     def interchangeable(node, over: str) -> bool:
