@@ -546,12 +546,26 @@ class KernelRenderer:
         if not (isinstance(body, ir.Binary) and body.op == "mul" and expr_type(body) == REAL):
             return self.render(body)
         nodes = self.factors(body)
+        for node in nodes:
+            if isinstance(node, ir.Call) and node.function == "cg" and len(node.args) == 6:
+                self.triangle(node)
         factors = [self.render(f) for f in nodes]
         for node, factor in zip(nodes, factors):
             if isinstance(node, ir.Call) and node.function == "cg" and factor.level >= 1:
                 self.statement(factor.place, f"if ({factor.code} == 0) continue;  // a zero coefficient")
         factors = [Value(f"(real)({f.code})", REAL, f.level, f.body) if f.type in (INT, BOOL) else f for f in factors]
         return self.fold(factors, "*", REAL, "p")
+
+    def triangle(self, node: ir.Call) -> None:
+        """Skip the iterations where a Clebsch-Gordan factor's degrees `(l1, l2, L)` fail the triangle
+        rule: the coefficient is zero for every `m1, m2, M`, so the loops below the degrees' (and the
+        values tabulated there, such as radial weights per `(l1, l2, L)`) are not entered at all.
+        Tested first in the block where the three degrees are bound, before anything placed there."""
+        l1, l2, big_l = (self.index(node.args[k]) for k in (0, 2, 4))
+        level, body = self.join(l1, l2, big_l)
+        if level >= 1 and not body:
+            self.statement((level, False), f"if ({l1.code} - {l2.code} > {big_l.code} || {l2.code} - {l1.code} > {big_l.code} || "
+                                           f"{big_l.code} > {l1.code} + {l2.code}) continue;  // triangle rule of {comment(node)}")
 
     def fold(self, values: list[Value], operator: str, ctype_type: str, hint: str) -> Value:
         """Combine `values` with `operator`, innermost-placed last, hoisting every partial result."""
