@@ -420,8 +420,7 @@ class KernelRenderer:
                     outer = max((position[v] for v in variables if v != over), default=-1)
                     between = [loop for loop in plan.loops[outer + 1: position[over]] if loop.kind != "equal"]
                     if between:
-                        found[id(node)] = (over, outer + 1, None) if outer < 0 else self.widen(
-                            node, variables, over, outer, plan, position)
+                        found[id(node)] = planning.tabulation_place(variables, over, outer, plan.loops, position)
                         return
             if not isinstance(node, ir.Reduce):
                 for child in _children(node):
@@ -429,24 +428,6 @@ class KernelRenderer:
 
         visit(plan.body)
         return found
-
-    @staticmethod
-    def widen(node, variables, over: str, outer: int, plan, position: dict) -> tuple:
-        """(index, level, row index) of a tabulated value: when its innermost other variable is an
-        unguarded irrep index `m` whose degree is bound further out, with loops between them (the
-        convolution's `h[j, l2, m2, q]` below the `l1, L` loops), the table also spans `m` and is
-        filled once where the degree is bound (a row per `m`), not again for every outer loop."""
-        loop = plan.loops[outer]
-        if (loop.kind == "domain" and isinstance(loop.domain, ir.IrrepDomain) and not loop.guards
-                and loop.var in variables and loop.var != over
-                and 2 * loop.domain.max_degree + 1 <= planning.TABULATE_LIMIT):
-            rest = (set(variables) - {over, loop.var}) | set(free_vars(loop.domain.degree))
-            if rest <= set(position):
-                inner = max((position[v] for v in rest), default=-1)
-                between = [lp for lp in plan.loops[inner + 1: outer] if lp.kind != "equal"]
-                if between:
-                    return (over, inner + 1, loop.var)
-        return (over, outer + 1, None)
 
     def tabulate(self, node) -> Value:
         over, level, row = self.tabulated.pop(id(node))

@@ -1016,6 +1016,9 @@ class KernelBuilder:
         if not (isinstance(body, ir.Binary) and body.op == "mul" and expr_type(body) == REAL):
             return self.render(body)
         nodes = self.factors(body)
+        for node in nodes:
+            if isinstance(node, ir.Call) and node.function == "cg" and len(node.args) == 6:
+                self.triangle(node)
         factors = [self.render(f) for f in nodes]
         for node, factor in zip(nodes, factors):
             if isinstance(node, ir.Call) and node.function == "cg" and factor.level >= 1:
@@ -1023,6 +1026,20 @@ class KernelBuilder:
                                     lambda b, x: b.fcmp_unordered("!=", x, self.rconst(0.0)), factor.v)
                 self.skip_at(factor.place, nonzero)
         return self.fold([Value(self.as_real(f), REAL, *f.place) for f in factors], "fmul")
+
+    def triangle(self, node: ir.Call) -> None:
+        """Skip the iterations where a Clebsch-Gordan factor's degrees fail the triangle rule (zero for
+        every m1, m2, M), first in the block where the degrees are bound (as the C++ backend)."""
+        l1, l2, big_l = (self.index(node.args[k]) for k in (0, 2, 4))
+        place = self.join(l1, l2, big_l)
+        if place[0] < 1 or place[1]:
+            return
+
+        def make(b, a, c, e):
+            low = b.and_(b.icmp_signed("<=", b.sub(a, c), e), b.icmp_signed("<=", b.sub(c, a), e))
+            return b.and_(low, b.icmp_signed("<=", e, b.add(a, c)))
+
+        self.skip_at(place, self.emit(place, "triangle", make, l1.v, l2.v, big_l.v))
 
     def skip_at(self, place, condition) -> None:
         """`if (!condition) continue;` at the end of the region of `place` (a loop level)."""
@@ -1363,7 +1380,7 @@ class KernelBuilder:
                     outer = max((position[v] for v in variables if v != over), default=-1)
                     between = [loop for loop in plan.loops[outer + 1: position[over]] if loop.kind != "equal"]
                     if between:
-                        found[id(node)] = (over, outer + 1)
+                        found[id(node)] = planning.tabulation_place(variables, over, outer, plan.loops, position)
                         return
             if not isinstance(node, ir.Reduce):
                 for child in _children(node):
@@ -1374,19 +1391,33 @@ class KernelBuilder:
 
     def tabulate(self, node) -> Value:
         """A value of `tabulation_candidates`: a table over its index, filled at its level, then read."""
-        over, level = self.tabulated.pop(id(node))
+        over, level, row = self.tabulated.pop(id(node))
         domain = self.env[over].domain
-        table = self.alloca(ll.ArrayType(self.real, domain.stop - domain.start), "tabulated")
+        trip = domain.stop - domain.start
+        rows = 1 if row is None else 2 * self.env[row].domain.max_degree + 1
+        table = self.alloca(ll.ArrayType(self.real, trip * rows), "tabulated")
         saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
         self.stack = self.stack[: level + 1]
-        self.open_loop(planning.Loop(over, domain), self.stack[level].prelude)
+        if row is not None:  # a row per value of the irrep index (see planning.tabulation_place)
+            self.open_loop(planning.Loop(row, self.env[row].domain), self.stack[level].prelude)
+        self.open_loop(planning.Loop(over, domain), self.stack[-1].prelude)
         value = self.as_real(self.render(node))
         b = self.at(self.here())
-        b.store(value, b.gep(table, [i64(0), self.env[over].position]))
+        slot = self.env[over].position
+        if row is not None:
+            slot = b.add(b.mul(self.env[row].position, i64(trip)), slot)
+        b.store(value, b.gep(table, [i64(0), slot]))
         self.close()
+        if row is not None:
+            self.close()
         self.stack, self.env, self.domains = saved_stack, saved_env, saved_domains
         info = self.env[over]
-        return Value(self.table_index((info.level, False), table, info.position), REAL, info.level)
+        if row is None:
+            return Value(self.table_index((info.level, False), table, info.position), REAL, info.level)
+        row_info = self.env[row]
+        place = (max(info.level, row_info.level), False)
+        slot = self.emit(place, "row-slot", lambda b, r, k: b.add(b.mul(r, i64(trip)), k), row_info.position, info.position)
+        return Value(self.table_index(place, table, slot), REAL, place[0])
 
     def expand_tables(self, expr: ir.Reduce, level: int, bound: set) -> list:
         """Scalar expansion (as the C++ backend): in `sum(k in range(K))`, a part of the body that

@@ -393,6 +393,25 @@ def tabulated_variable(variables, domains: dict):
     return max(small, key=lambda v: (domains[v].stop - domains[v].start, v)) if small else None
 
 
+def tabulation_place(variables, over: str, outer: int, loops, position: dict) -> tuple:
+    """(index, level, row index or None) of a value tabulated over `over` whose other variables
+    are bound at loop `outer` at the latest. When the innermost of them is an unguarded irrep
+    index `m` whose degree is bound further out, with loops between them (the convolution's
+    `h[j, l2, m2, q]` below the `l1, L` loops), the table also spans `m` (a row per `m`,
+    `2 max + 1` rows) and is filled once where the degree is bound, not for every loop between."""
+    if outer >= 0:
+        loop = loops[outer]
+        if (loop.kind == "domain" and isinstance(loop.domain, ir.IrrepDomain) and not loop.guards
+                and loop.var in variables and loop.var != over
+                and 2 * loop.domain.max_degree + 1 <= TABULATE_LIMIT):
+            rest = (set(variables) - {over, loop.var}) | set(free_vars(loop.domain.degree))
+            if rest <= set(position):
+                inner = max((position[v] for v in rest), default=-1)
+                if any(lp.kind != "equal" for lp in loops[inner + 1: outer]):
+                    return (over, inner + 1, loop.var)
+    return (over, outer + 1, None)
+
+
 def best_order(names, trips, ready_after, units, bound, prefer_last=None, limit=12):
     """The order of `names` minimizing the work of `units` placed at the loop of their last variable.
 
