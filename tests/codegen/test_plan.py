@@ -41,6 +41,20 @@ def test_convolution_order_and_tabulation():
     assert "for every q" in source  # the radial weights and h, once per (l1, l2, L) / m2, over q
     assert "for every k" in source  # gto(r, k) once per pair
     assert "a zero coefficient" in source
+    assert "for every q and m2" in source  # h[j, l2, m2, q] once per (p, l2), outside the l1, L loops
+    assert "triangle rule of cg" in source  # (l1, l2, L) failing it are not entered
+
+
+def test_tabulation_place_spans_an_irrep_index_bound_below_its_degree():
+    planned = plan.plan_kernel(modules.convolution().kernels[0])
+    position = {loop.var: k for k, loop in enumerate(planned.loops)}
+    names = [loop.var for loop in planned.loops]
+    assert position["m2"] - position["l2"] >= 2, names  # loops (l1, L) between the degree and its irrep index
+    over, level, row = plan.tabulation_place({"p", "l2", "m2", "q"}, "q", position["m2"], planned.loops, position)
+    assert (over, row) == ("q", "m2") and level == position["l2"] + 1, names
+    # without the irrep index among the variables, a table over q alone, below the innermost variable
+    assert plan.tabulation_place({"p", "l2", "q"}, "q", position["l2"], planned.loops, position) == \
+        ("q", position["l2"] + 1, None)
 
 
 def test_all_pairs_with_a_first_atom_condition_is_a_segment():
