@@ -719,8 +719,10 @@ class KernelRenderer:
         for k, slot in enumerate(expr.components):
             value = self.index(slot.expr)
             components.append(lookup([value], f"component{k}", f"component{k}_table"))
-        properties = [self.index(s.expr) for s in expr.properties]
-        column = lookup(properties, "property", "property_table")
+        column = self.column_table(expr, block, table, meta)
+        if column is None:
+            properties = [self.index(s.expr) for s in expr.properties]
+            column = lookup(properties, "property", "property_table")
 
         shape = table("shape")
         width = len(expr.components) + 2
@@ -736,6 +738,31 @@ class KernelRenderer:
         flat = self.array(("block", ref, "values"), "real", f"values of {note}")
         del slots
         return self.hoist(Value(f"mt_read({flat}, {offset.code}, err)", REAL, *offset.place), "x")
+
+    def column_table(self, expr: ir.BlockRef, block: Value, table, meta) -> Optional[Value]:
+        """The property column of a block access whose one property is a small range loop variable
+        bound inside the block's level: looked up for every value of it once where the block is
+        known (`C[q]`), not again for every element (the convolution's `h[j, l2, m2, q]`)."""
+        if len(expr.properties) != 1 or not isinstance(expr.properties[0].expr, ir.Var):
+            return None
+        info = self.env.get(expr.properties[0].expr.name)
+        domain = info.domain if info is not None else None
+        if (not isinstance(domain, ir.RangeDomain) or info.level <= block.level
+                or not 0 < domain.stop - domain.start <= planning.TABULATE_LIMIT):
+            return None
+        trip, start = domain.stop - domain.start, int_literal(domain.start)
+        level = block.level if not block.body else None
+        if level is None:
+            return None
+        fill = (f"mt_at({table('property_table')}, {block.code}, {meta('property_stride')}, "
+                f"mt_dense(INT64_C(0), mt_c + {start}, {meta('property_min')}, {meta('property_size')}))")
+        key = (id(self.stack[level]), False, "column:" + fill)
+        if key not in self.memo:
+            name = self.fresh("c")
+            self.statement((level, False), f"int64_t {name}[{trip}];  // property columns of {comment(expr.tensor)}")
+            self.statement((level, False), f"for (int64_t mt_c = 0; mt_c < {trip}; ++mt_c) {name}[mt_c] = {fill};")
+            self.memo[key] = name
+        return Value(f"{self.memo[key]}[{info.position}]", INT, info.level)
 
     def direct_access(self, expr: ir.BlockRef) -> Optional[Value]:
         """A block access to a tensor computed natively earlier in the module, read from its dense
