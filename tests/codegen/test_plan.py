@@ -43,6 +43,7 @@ def test_convolution_order_and_tabulation():
     assert "a zero coefficient" in source
     assert "for every q and m2" in source  # h[j, l2, m2, q] once per (p, l2), outside the l1, L loops
     assert "triangle rule of cg" in source  # (l1, l2, L) failing it are not entered
+    assert "property columns of h" in source  # h's column per q looked up once per block
 
 
 def test_tabulation_place_spans_an_irrep_index_bound_below_its_degree():
