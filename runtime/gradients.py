@@ -30,7 +30,6 @@ Label lookups use dense tables over the small ranges of label values.
 from __future__ import annotations
 
 import numpy as np
-import scipy.sparse
 
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
@@ -38,7 +37,7 @@ from mtdsl.tensor import Labels, TensorBlock
 
 from .bindings import RunError
 from .blocks import SLOT_WIDTH, _block_labels, expand_slot
-from .interpreter import Interpreter, Scope, _contract
+from .interpreter import Interpreter, Scope, _contract, csr_matrix
 from .named import VECTOR_AXIS, Named, apply, union_axes
 
 #: gradient component labels, in the order of the gradient arrays' direction axes
@@ -153,7 +152,7 @@ class GradientInterpreter(Interpreter):
         data = np.broadcast_to(value.expand((axis,) + others), (len(outer),) + tuple(
             value.data.shape[value.axes.index(a)] for a in others))
         width = int(np.prod(data.shape[1:], dtype=np.int64))
-        matrix = scipy.sparse.csr_matrix(
+        matrix = csr_matrix(
             (np.ones(len(outer), dtype=data.dtype), outer, np.arange(len(outer) + 1)), shape=(len(outer), len(atoms)))
         summed = np.asarray(matrix.T @ data.reshape(len(outer), width))
         return Named(atom.axes + others, summed.reshape(atom.data.shape + data.shape[1:]))
@@ -733,3 +732,4 @@ def _at(value: Named, coordinates: dict, n_points: int) -> np.ndarray:
     if not index:
         return np.broadcast_to(np.asarray(value.data), (n_points,))
     return np.asarray(value.data)[tuple(index)]
+

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import numpy as np
-import scipy.sparse
 
 from mtdsl.ir import nodes as ir
 from mtdsl.math import functions as math_functions
@@ -365,7 +364,7 @@ class Interpreter:
             return Named((atom,) + others, data)
         data = value.expand((pair_axis,) + others)
         data = np.broadcast_to(data, (pairs.n_pairs,) + data.shape[1:])
-        matrix = scipy.sparse.csr_matrix(
+        matrix = csr_matrix(
             (np.ones(pairs.n_pairs, dtype=data.dtype), np.arange(pairs.n_pairs), np.asarray(pairs.offsets)),
             shape=(n_atoms, pairs.n_pairs),
         )
@@ -458,3 +457,10 @@ _BINARY = {
     "and": np.logical_and,
     "or": np.logical_or,
 }
+
+
+def csr_matrix(*args, **kwargs):
+    """scipy's CSR matrix, imported on first use (scipy.sparse costs ~0.2 s to import)."""
+    import scipy.sparse
+
+    return scipy.sparse.csr_matrix(*args, **kwargs)
