@@ -26,24 +26,13 @@ from . import program as P
 from .builtins import BUILTINS
 from .diagnostics import Reporter, did_you_mean
 from .evaluate import UNKNOWN, TooManyPoints, closure, evaluate, points, refs_of
-from .resolve import arith_type, dims_fit, is_unknown_dim
+from .resolve import dispatch, arith_type, dims_fit, is_unknown_dim
 
 _AXIS = {"keys": "key", "samples": "sample", "components": "component", "properties": "property"}
 
 # free indices: {Index: (span of first use, the index whose dim needs it or None)}
 Free = dict
 
-_METHODS: dict = {}
-
-
-def _dispatch(owner, prefix: str, node_type: type):
-    """The bound method ``prefix + node_type.__name__`` of ``owner`` (looked up once per class)."""
-    key = (type(owner), prefix, node_type)
-    function = _METHODS.get(key, _METHODS)
-    if function is _METHODS:
-        function = getattr(type(owner), prefix + node_type.__name__, None)
-        _METHODS[key] = function
-    return function.__get__(owner) if function is not None else None
 
 
 
@@ -166,7 +155,7 @@ class DimChecker:
 
     # ---- expressions: type checks, and the free indices
     def visit(self, expr: P.Expr) -> Free:
-        method = _dispatch(self, "_", type(expr))
+        method = dispatch(self, "_", type(expr))
         if method is None:
             free: Free = {}
             for child in P.children(expr):

@@ -37,21 +37,10 @@ from .evaluate import (
     UNKNOWN, TooManyPoints, always, closure, dim_values, evaluate, memoized, points, refs_of,
 )
 from .irreps import Irrep
-from .resolve import dims_fit, is_unknown_dim
+from .resolve import dispatch, dims_fit, is_unknown_dim
 
 # ---- parity -----------------------------------------------------------------------------------
 
-_METHODS: dict = {}
-
-
-def _dispatch(owner, prefix: str, node_type: type):
-    """The bound method ``prefix + node_type.__name__`` of ``owner`` (looked up once per class)."""
-    key = (type(owner), prefix, node_type)
-    function = _METHODS.get(key, _METHODS)
-    if function is _METHODS:
-        function = getattr(type(owner), prefix + node_type.__name__, None)
-        _METHODS[key] = function
-    return function.__get__(owner) if function is not None else None
 
 
 
@@ -329,7 +318,7 @@ class EquivarianceChecker:
 
     # ---- expressions
     def visit(self, expr: P.Expr, ctx: _Ctx) -> Eq:
-        method = _dispatch(self, "_", type(expr))
+        method = dispatch(self, "_", type(expr))
         if method is None:
             return INVARIANT
         return method(expr, ctx)

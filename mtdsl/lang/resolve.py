@@ -33,7 +33,7 @@ CONVENTIONS = ("metatensor", "e3nn")
 _METHODS: dict = {}
 
 
-def _dispatch(owner, prefix: str, node_type: type):
+def dispatch(owner, prefix: str, node_type: type):
     """The bound method ``prefix + node_type.__name__`` of ``owner`` (looked up once per class)."""
     key = (type(owner), prefix, node_type)
     function = _METHODS.get(key, _METHODS)
@@ -721,7 +721,7 @@ class Resolver:
 
     # ---- expressions
     def expr(self, node: ast.Node, ctx: _Ctx) -> P.Expr:
-        handler = _dispatch(self, "_expr_", type(node))
+        handler = dispatch(self, "_expr_", type(node))
         if handler is None:
             self.error("E201", node.span, "not an expression")
             return P.Invalid(node.span)
