@@ -50,6 +50,15 @@ def kernel_domain(interpreter: Interpreter, kernel: ir.TensorKernel):
     return scope, axes, sizes, mask
 
 
+def signature_values(interpreter: Interpreter, kernel: ir.TensorKernel, scope: Scope):
+    """The kernel's key, sample, component and property entries, each paired with its values."""
+
+    def evaluate(entries):
+        return [(entry, interpreter.evaluate(entry.expr, scope)) for entry in entries]
+
+    return evaluate(kernel.keys), evaluate(kernel.samples), evaluate(kernel.components), evaluate(kernel.properties)
+
+
 def evaluate_kernel(interpreter: Interpreter, kernel: ir.TensorKernel, body: Named | None = None) -> TensorMap:
     """The TensorMap of `kernel`; its `body` values come from the interpreter unless given.
 
@@ -62,13 +71,7 @@ def evaluate_kernel(interpreter: Interpreter, kernel: ir.TensorKernel, body: Nam
     if body is None:
         body = interpreter.evaluate(kernel.body, scope)
 
-    def evaluate_entries(entries):
-        return [(entry, interpreter.evaluate(entry.expr, scope)) for entry in entries]
-
-    keys = evaluate_entries(kernel.keys)
-    samples = evaluate_entries(kernel.samples)
-    components = evaluate_entries(kernel.components)
-    properties = evaluate_entries(kernel.properties)
+    keys, samples, components, properties = signature_values(interpreter, kernel, scope)
 
     # 1. block-level points: the axes the keys depend on
     key_axes = tuple(a for a in axes if any(a in value.axes for _, value in keys))

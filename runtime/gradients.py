@@ -35,6 +35,7 @@ from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels, TensorBlock
 
+from .assemble import signature_values
 from .bindings import RunError
 from .blocks import SLOT_WIDTH, _block_labels, expand_slot
 from .interpreter import Interpreter, Scope, _contract, csr_matrix
@@ -493,13 +494,7 @@ def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Te
             if valid is not None:
                 masks.append(valid)
 
-    def evaluate_entries(entries):
-        return [(entry, interpreter.evaluate(entry.expr, scope)) for entry in entries]
-
-    keys = evaluate_entries(kernel.keys)
-    samples = evaluate_entries(kernel.samples)
-    components = evaluate_entries(kernel.components)
-    properties = evaluate_entries(kernel.properties)
+    keys, samples, components, properties = signature_values(interpreter, kernel, scope)
     target = interpreter.evaluate(term.target, scope)
     labelled = [v for _, v in keys + samples + components + properties] + [target]
     directions = tuple(gradient.directions)
