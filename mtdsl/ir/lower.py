@@ -231,7 +231,7 @@ def _slot_kind(dim) -> tuple[str, str]:
 
 def _max_degree(degree: P.Expr) -> int:
     """The largest value the degree of an irrep can take over its indices' domains."""
-    indices = sorted(P.index_refs(degree), key=lambda index: index.uid) if hasattr(P, "index_refs") else []
+    indices = sorted(P.index_refs(degree), key=lambda index: index.uid)
     ranges = []
     for index in indices:
         if not isinstance(index.dim, P.RangeDim):
@@ -272,28 +272,13 @@ def _read_tensors(tensor: P.Tensor) -> list[P.Tensor]:
             found.append(node.source)
         if isinstance(node, P.LetRef) and id(node.let) not in lets_seen:
             walk(node.let.body, lets_seen | {id(node.let)})
-        for child in _children(node):
+        for child in P.children(node):
             walk(child, lets_seen)
 
     walk(tensor.body, frozenset())
     if tensor.where is not None:
         walk(tensor.where, frozenset())
     return found
-
-
-def _children(node):
-    for name in getattr(node, "__slots__", ()):
-        value = getattr(node, name, None)
-        if isinstance(value, P.Expr):
-            yield value
-        elif isinstance(value, tuple):
-            for item in value:
-                if isinstance(item, P.Expr):
-                    yield item
-                elif isinstance(item, tuple):
-                    yield from (x for x in item if isinstance(x, P.Expr))
-                elif isinstance(item, P.SumBinder) and isinstance(item.domain, P.PairsFrom):
-                    yield item.domain.atom
 
 
 class _Names:
