@@ -35,11 +35,11 @@ class BlockTable:
         )
         width = 2 + self.n_components
         self.shapes = np.array([b.values.shape for b in blocks], dtype=np.int64).reshape(len(blocks), width)
-        self.samples = _block_labels([b.samples.array for b in blocks])
+        self.samples = BlockLabels([b.samples.array for b in blocks])
         self.components = [
-            _block_labels([b.components[k].array for b in blocks]) for k in range(self.n_components)
+            BlockLabels([b.components[k].array for b in blocks]) for k in range(self.n_components)
         ]
-        self.properties = _block_labels([b.properties.array for b in blocks])
+        self.properties = BlockLabels([b.properties.array for b in blocks])
 
     def gather(self, keys, slots, groups, bindings) -> Named:
         """Values at the positions given by `keys` [(label, Named)] and `slots` [(kind, Named)]."""
@@ -102,11 +102,7 @@ class BlockTable:
         missing_named = None
         if missing.any():
             missing_named = Named(axes, missing.reshape(shape))
-            self._last_missing = (keys, slots, missing, block, np.stack(sample_columns[1:], axis=1) if len(sample_columns) > 1 else None)
         return Named(axes, values, missing_named)
-
-    def describe_missing(self, keys, sample_values) -> str:
-        return f"{self.name}"
 
     # -- lookups ---------------------------------------------------------------------------
     def _block_ids(self, keys, flat, n_points) -> np.ndarray:
@@ -152,7 +148,7 @@ def expand_slot(kind: str, source: str, values: np.ndarray, bindings) -> list[np
     raise RunError(f"unknown slot kind {kind!r}")
 
 
-class _BlockLabels:
+class BlockLabels:
     """Labels of one axis of every block, prefixed by the block index, with per-block offsets."""
 
     def __init__(self, arrays):
@@ -165,7 +161,3 @@ class _BlockLabels:
 
     def positions(self, rows: np.ndarray) -> np.ndarray:
         return self.labels.positions(rows)
-
-
-def _block_labels(arrays) -> _BlockLabels:
-    return _BlockLabels(arrays)

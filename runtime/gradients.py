@@ -37,7 +37,7 @@ from mtdsl.tensor import Labels, TensorBlock
 
 from .assemble import signature_values
 from .bindings import RunError
-from .blocks import SLOT_WIDTH, _block_labels, expand_slot
+from .blocks import SLOT_WIDTH, BlockLabels, expand_slot
 from .interpreter import Interpreter, Scope, _contract, csr_matrix
 from .named import VECTOR_AXIS, Named, apply, union_axes
 
@@ -230,7 +230,7 @@ class DenseLookup:
                     flat = flat * self.extent[k] + (array[:, k] - self.low[k])
                 self.table[flat] = np.arange(len(array), dtype=np.int64)
         else:
-            self.labels = _block_labels(arrays)
+            self.labels = BlockLabels(arrays)
 
     def positions(self, block: np.ndarray, columns: list) -> np.ndarray:
         """Row of each (block, values) in its block, -1 when absent."""

@@ -437,16 +437,12 @@ def _letter(k: int) -> str:
     return "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"[k]
 
 
-def _floor_mod(a, b):
-    return np.mod(a, b)
-
-
 _BINARY = {
     "add": np.add,
     "sub": np.subtract,
     "mul": np.multiply,
     "div": lambda a, b: np.true_divide(a, b),
-    "mod": _floor_mod,
+    "mod": np.mod,  # floored, as Python's %
     "pow": lambda a, b: np.power(np.asarray(a, dtype=np.float64) if np.asarray(b).dtype.kind == "i" and np.any(np.asarray(b) < 0) else a, b),
     "eq": np.equal,
     "ne": np.not_equal,
