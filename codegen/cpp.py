@@ -353,7 +353,7 @@ class KernelRenderer:
         self.stack = [root]
         buffer_type = "real"
         sizes = [self.domain_size(b.domain) for b in self.kernel.indices]
-        buffer = f"mt_buffer"
+        buffer = "mt_buffer"
         strides = []
         for k in range(len(sizes)):
             rest = sizes[k + 1:]

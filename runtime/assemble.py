@@ -66,7 +66,6 @@ def evaluate_kernel(interpreter: Interpreter, kernel: ir.TensorKernel, body: Nam
     any order, irreps padded to `-max..max`); only its entries at valid points
     (`where` and `|m| <= l`) are read.
     """
-    bindings = interpreter.bindings
     scope, axes, sizes, mask = kernel_domain(interpreter, kernel)
     if body is None:
         body = interpreter.evaluate(kernel.body, scope)

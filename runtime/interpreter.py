@@ -330,7 +330,6 @@ class Interpreter:
                 else:  # general atom expression: a dense mask
                     atom = self.evaluate(domain.atom, scope)
                     mask = apply(np.equal, first, atom)
-                    expr = ir.Reduce(expr.binders, expr.body, expr.where)
                     inner = inner.alias(f"·mask·{binder.name}", mask)
             else:
                 inner = inner.bind(binder.name, domain, self.bindings.domain_values(domain))

@@ -111,19 +111,6 @@ def _real_to_complex(l: int) -> np.ndarray:
     return matrix
 
 
-def _metatensor_cg(l1: int, l2: int, L: int) -> np.ndarray:
-    complex_array = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * L + 1))
-    for m1 in range(-l1, l1 + 1):
-        for m2 in range(-l2, l2 + 1):
-            M = m1 + m2
-            if abs(M) <= L:
-                complex_array[l1 + m1, l2 + m2, L + M] = complex_cg(l1, m1, l2, m2, L, M)
-    u1, u2, u3 = _real_to_complex(l1), _real_to_complex(l2), _real_to_complex(L)
-    real = np.einsum("ia,jb,kc,abc->ijk", u1.conj(), u2.conj(), u3, complex_array)
-    result = real.real if (l1 + l2 + L) % 2 == 0 else real.imag
-    return np.ascontiguousarray(result)
-
-
 def _complex_cg_array(l1: int, l2: int, L: int) -> np.ndarray:
     array = np.zeros((2 * l1 + 1, 2 * l2 + 1, 2 * L + 1))
     for m1 in range(-l1, l1 + 1):

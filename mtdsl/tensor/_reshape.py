@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MetadataError
-from ._array import concatenate, is_torch, to_numpy
+from ._array import is_torch
 from .block import TensorBlock
 from .labels import Labels, check_names, row_keys
 from .tensormap import describe_key

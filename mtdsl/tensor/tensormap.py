@@ -12,9 +12,9 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import MetadataError
-from ._array import array_device, array_kind, concatenate, dtype_name, is_torch, zeros
+from ._array import array_device, array_kind, dtype_name
 from .block import TensorBlock
-from .labels import Labels, LabelsEntry, check_names
+from .labels import Labels, LabelsEntry
 
 
 def describe_key(keys: Labels, index: int) -> str:
@@ -113,9 +113,6 @@ class TensorMap:
         return [self._blocks[i] for i in self.blocks_matching(selection, **kwargs)]
 
     # -- shared metadata -------------------------------------------------------------------
-    def _first(self) -> TensorBlock | None:
-        return self._blocks[0] if self._blocks else None
-
     @property
     def sample_names(self) -> list[str]:
         return self._blocks[0].samples.names if self._blocks else []
