@@ -93,6 +93,13 @@ class Model:
         """Output names with the gradients each may be asked for."""
         return {o.name: o.gradients for o in self.module.outputs}
 
+    def to_torch(self):
+        """A `torch.nn.Module` over this model: its params trainable, autograd through the kernels
+        (runtime/torch_module.py, docs/torch.md)."""
+        from .torch_module import TorchModel
+
+        return TorchModel(self)
+
     def __call__(self, frames, gradients=None, **tensormaps) -> dict[str, TensorMap]:
         gradients = list(gradients or [])
         self._check_gradients(gradients)

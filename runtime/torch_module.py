@@ -1,0 +1,415 @@
+"""`Model.to_torch()`: a `torch.nn.Module` over a compiled model, differentiable by torch autograd.
+
+The module's forward prepares a *plan* outside any graph (the systems' types
+and cells, the neighbour lists, the labels of every output block, computed
+once by the model's backend) and calls one custom op, `mtdsl::evaluate`, on
+the float inputs (the *primals*): the positions of all atoms `[N, 3]`, the
+cells `[S, 3, 3]`, the parameters in the order of the program, and the values
+of every block of the input TensorMaps. The op returns the values of every
+output block. Its forward runs the model's backend (cpp, llvm or the
+interpreter) with the plan's neighbour lists, recomputing the pair vectors
+from the given positions and cells.
+
+`mtdsl::evaluate` of order `k > 0` is the vector-Jacobian product of order
+`k - 1`: its inputs are those of order `k - 1` followed by one cotangent per
+output of order `k - 1`, its outputs one gradient per input of order `k - 1`.
+The backward of order `k` calls order `k + 1`, so double backward (forces in
+a loss, mixed derivatives positions x parameters) is the same op again. Orders
+`k > 0` run torch autograd through `runtime/torch_eval.py`, the IR evaluated
+with torch tensors (differentiable to every order). Every shape is known
+from the op's arguments (`shapes` for order 0, the inputs for `k > 0`), so the
+fake implementation needs no data and `torch.compile` traces the op.
+
+Gradient blocks (`gradients=[...]`) are the model's own (`model(frames,
+gradients=...)`); they come out of `mtdsl::gradient_blocks`, which has no
+autograd formula: backpropagating through them is an error, never zeros.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import weakref
+
+import numpy as np
+import torch
+
+from mtdsl.errors import MtdslError
+from mtdsl.systems import System
+from mtdsl.systems.batch import SystemBatch
+from mtdsl.systems.neighbors import Pairs, neighbors
+from mtdsl.tensor import Labels, TensorBlock, TensorMap
+from mtdsl.tensor._array import to_numpy
+
+from . import torch_eval
+from .assemble import evaluate_kernel
+from .bindings import Bindings
+from .interpreter import Interpreter
+
+_PLANS: dict[int, "Plan"] = {}
+_HANDLES = itertools.count(1)
+
+
+class TorchModelError(MtdslError):
+    """A torch module call that cannot go on (inputs of the wrong kind, changed neighbour lists...)."""
+
+
+# ---- plans: everything about a call that is not a float ---------------------------------------
+
+
+class Plan:
+    """The structure of one call: systems, neighbour lists, input and output labels.
+
+    Registered under an integer handle while the handle tensor (an input of the
+    ops, saved for backward) is alive.
+    """
+
+    def __init__(self, model, systems: list, tensormaps: dict, gradients: list[str]):
+        self.model = model
+        self.module = model.module
+        self.types = [to_numpy(s.types) for s in systems]
+        self.pbc = [to_numpy(s.pbc) for s in systems]
+        self.n_atoms = [len(t) for t in self.types]
+        self.gradients = list(gradients)
+        batch = self.batch(
+            np.concatenate([to_numpy(_detach(s.positions)) for s in systems]).reshape(-1, 3),
+            np.stack([to_numpy(_detach(s.cell)) for s in systems]),
+        )
+        self.pairs = {}
+        for declaration in self.module.pairs:
+            pairs = neighbors(batch, declaration.cutoff, full=declaration.full)
+            self.pairs[declaration.name] = (declaration.cutoff, declaration.full, np.asarray(pairs.first),
+                                            np.asarray(pairs.second), np.asarray(pairs.cell_shifts))
+        self.param_names = [p.name for p in self.module.params]
+        self.param_shapes = [tuple(np.shape(model.parameters[n])) for n in self.param_names]
+        self.inputs = [(t.name, tensormaps[t.name]) for t in self.module.tensormaps]  # labels only are used
+        self.n_primals = 2 + len(self.param_names) + sum(len(t) for _, t in self.inputs)
+        self.handle = torch.tensor(next(_HANDLES), dtype=torch.int64)
+        _PLANS[int(self.handle)] = self
+        weakref.finalize(self.handle, _PLANS.pop, int(self.handle), None)
+        # the outputs at the given values: their labels, and the values the first call reuses
+        self._cache = None
+        primals = self.numpy_primals(systems, tensormaps)
+        outputs = self.run(primals, gradients)
+        self.outputs = [(o.name, outputs[o.name]) for o in self.module.outputs]
+        self.shapes = [tuple(b.values.shape) for _, t in self.outputs for b in t.blocks()]
+        self.gradient_shapes = [tuple(g.values.shape) for _, t in self.outputs for b in t.blocks()
+                                for _, g in b.gradients()]
+        self._cache = (primals, outputs)
+
+    # -- numpy side: the model's backend ---------------------------------------------------------
+    def batch(self, positions: np.ndarray, cells: np.ndarray) -> SystemBatch:
+        systems, start = [], 0
+        for types, pbc, n, cell in zip(self.types, self.pbc, self.n_atoms, cells):
+            systems.append(System(types, positions[start:start + n], cell, pbc))
+            start += n
+        return SystemBatch(systems)
+
+    def numpy_primals(self, systems, tensormaps) -> list[np.ndarray]:
+        positions = np.concatenate([to_numpy(_detach(s.positions)) for s in systems]).reshape(-1, 3)
+        cells = np.stack([to_numpy(_detach(s.cell)) for s in systems])
+        params = [np.asarray(self.model.parameters[n]) for n in self.param_names]
+        blocks = [to_numpy(_detach(b.values)) for name, _ in self.inputs for b in tensormaps[name].blocks()]
+        return [positions, cells, *params, *blocks]
+
+    def split(self, primals: list):
+        """positions, cells, {param: array}, {input name: TensorMap} from the primals."""
+        positions, cells = primals[0], primals[1]
+        n_params = len(self.param_names)
+        params = dict(zip(self.param_names, primals[2:2 + n_params]))
+        values = iter(primals[2 + n_params:])
+        inputs = {}
+        for name, tensor in self.inputs:
+            blocks = [TensorBlock(next(values), b.samples, b.components, b.properties) for b in tensor.blocks()]
+            inputs[name] = TensorMap(tensor.keys, blocks)
+        return positions, cells, params, inputs
+
+    def structure(self, batch: SystemBatch) -> dict[str, Pairs]:
+        return {name: Pairs(batch, cutoff, full, first, second, shifts)
+                for name, (cutoff, full, first, second, shifts) in self.pairs.items()}
+
+    def run(self, primals: list[np.ndarray], gradients=()) -> dict[str, TensorMap]:
+        """The outputs by the model's backend; the cached ones when the primals are those of the plan."""
+        if self._cache is not None and _same(self._cache[0], primals):
+            return self._cache[1]
+        positions, cells, params, inputs = self.split(primals)
+        model = copy.copy(self.model)
+        model.parameters = params
+        batch = self.batch(positions, cells)
+        if gradients:  # the model's own gradient blocks (its neighbour lists from these positions)
+            return model(batch, gradients=gradients, **inputs)
+        bindings = Bindings({self.module.systems[0].name: batch}, self.structure(batch), params,
+                            dtype=model.dtype.type)
+        bindings.tensors.update(inputs)
+        if model.compiled is not None:
+            model.compiled.run(bindings, threads=model.threads)
+        else:
+            interpreter = Interpreter(self.module, bindings)
+            for kernel in self.module.kernels:
+                bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
+        return {o.name: bindings.tensors[o.name] for o in self.module.outputs}
+
+    def values(self, primals: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Order 0 by the backend: the values of every output block."""
+        arrays = [p.detach().cpu().numpy() for p in primals]
+        outputs = self.run(arrays)
+        result = []
+        for (name, expected), (_, found) in zip(self.outputs, outputs.items()):
+            if found.keys != expected.keys or any(
+                a.samples != b.samples or a.properties != b.properties for a, b in zip(found.blocks(), expected.blocks())
+            ):
+                raise TorchModelError(f"output {name}: its blocks or samples changed since the call was prepared")
+            result += [torch.from_numpy(np.array(b.values, dtype=np.asarray(b.values).dtype)) for b in found.blocks()]
+        dtype = primals[0].dtype
+        return [r.to(dtype) for r in result]
+
+    def gradient_values(self, primals: list[torch.Tensor]) -> list[torch.Tensor]:
+        arrays = [p.detach().cpu().numpy() for p in primals]
+        outputs = self.run(arrays, self.gradients)
+        return [torch.from_numpy(np.array(g.values)).to(primals[0].dtype)
+                for o in self.module.outputs for b in outputs[o.name].blocks() for _, g in b.gradients()]
+
+    # -- torch side: the IR with torch tensors -----------------------------------------------------
+    def torch_values(self, primals: list[torch.Tensor]) -> list[torch.Tensor]:
+        positions, cells, params, inputs = self.split(primals)
+        batch = self.batch(positions.detach().numpy(), cells.detach().numpy())
+        tensors = torch_eval.evaluate(self.module, batch, self.structure(batch), positions, cells, params, inputs)
+        return [b.values for o in self.module.outputs for b in tensors[o.name].blocks()]
+
+
+def _detach(value):
+    return value.detach() if isinstance(value, torch.Tensor) else value
+
+
+def _same(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(np.shape(x) == np.shape(y) and np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def _plan(handle: torch.Tensor) -> Plan:
+    plan = _PLANS.get(int(handle))
+    if plan is None:
+        raise TorchModelError("this mtdsl call was released: its outputs can no longer be differentiated")
+    return plan
+
+
+# ---- the orders of the op: input and output counts ---------------------------------------------------
+
+
+def input_counts(order: int, n_primals: int, n_outputs: int) -> list[int]:
+    """|X_0| .. |X_order|, the inputs of each order: X_k = X_(k-1) + one cotangent per output of k - 1."""
+    counts = [n_primals]
+    outputs = n_outputs
+    for _ in range(order):
+        counts.append(counts[-1] + outputs)
+        outputs = counts[-2]
+    return counts
+
+
+def _decode_shapes(shapes: list[int]) -> list[tuple[int, ...]]:
+    result, k = [], 0
+    while k < len(shapes):
+        n = shapes[k]
+        result.append(tuple(shapes[k + 1:k + 1 + n]))
+        k += 1 + n
+    return result
+
+
+def encode_shapes(shapes) -> list[int]:
+    return [x for shape in shapes for x in (len(shape), *shape)]
+
+
+def _autograd_guard():
+    """Autograd inside an op's implementation (the dispatcher excludes it there)."""
+    return torch._C._ForceDispatchKeyGuard(
+        torch._C._dispatch_tls_local_include_set(),
+        torch._C._dispatch_tls_local_exclude_set() - torch._C._dispatch_tls_local_exclude_set(),
+    )
+
+
+def _derivative(plan: Plan, order: int, masks: list[list[int]], counts: list[int], inputs: list[torch.Tensor],
+                create_graph: bool) -> list[torch.Tensor]:
+    """The outputs of order `order` (> 0) at `inputs` (X_order), with torch autograd."""
+    n = counts[order - 1]
+    inner, cotangents = inputs[:n], inputs[n:]
+    if order == 1:
+        outputs = plan.torch_values(inner)
+    else:
+        outputs = _derivative(plan, order - 1, masks, counts, inner, create_graph=True)
+    wanted = [k for k in range(n) if masks[order - 1][k] and inner[k].requires_grad]
+    pairs = [(o, c) for o, c in zip(outputs, cotangents) if o.requires_grad]
+    grads = [None] * n
+    if wanted and pairs:
+        found = torch.autograd.grad([o for o, _ in pairs], [inner[k] for k in wanted], [c for _, c in pairs],
+                                    create_graph=create_graph, allow_unused=True)
+        for k, g in zip(wanted, found):
+            grads[k] = g
+    return [g if g is not None else torch.zeros_like(x) for g, x in zip(grads, inner)]
+
+
+# ---- the ops -------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("mtdsl::evaluate", mutates_args=())
+def evaluate_op(handle: torch.Tensor, order: int, masks: list[int], n_outputs: int, shapes: list[int],
+                inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Order 0: the output blocks' values at the primals `inputs`; order k: the VJP of order k - 1
+    (`masks`: for each order 1..k, which inputs of the order below to differentiate, 1 or 0)."""
+    plan = _plan(handle)
+    if order == 0:
+        return plan.values(list(inputs))
+    counts = input_counts(order, plan.n_primals, n_outputs)
+    split = list(itertools.accumulate(counts[:-1]))
+    mask_list = [masks[a - c:a] for a, c in zip(split, counts[:-1])]
+    with _autograd_guard(), torch.enable_grad():
+        leaves = [x.detach().requires_grad_(x.is_floating_point()) for x in inputs]
+        result = _derivative(plan, order, mask_list, counts, leaves, create_graph=False)
+    return [r.detach().clone() for r in result]
+
+
+@evaluate_op.register_fake
+def _evaluate_fake(handle, order, masks, n_outputs, shapes, inputs):
+    if order == 0:
+        return [inputs[0].new_empty(shape) for shape in _decode_shapes(shapes)]
+    n = _previous_count(order, len(inputs), n_outputs, len(masks))
+    return [torch.empty_like(x) for x in inputs[:n]]
+
+
+def _previous_count(order: int, n_inputs: int, n_outputs: int, n_masks: int) -> int:
+    """|X_(order-1)|: the masks of orders 1..order cover X_0 .. X_(order-1)."""
+    # |X_order| = n_inputs and sum_{j < order} |X_j| = n_masks: find |X_0|
+    for n_primals in range(n_inputs + 1):
+        counts = input_counts(order, n_primals, n_outputs)
+        if counts[-1] == n_inputs and sum(counts[:-1]) == n_masks:
+            return counts[-2]
+    raise TorchModelError("mtdsl::evaluate: inconsistent input counts")
+
+
+def _setup(ctx, inputs, output):
+    handle, order, masks, n_outputs, shapes, xs = inputs
+    ctx.order, ctx.masks, ctx.n_outputs, ctx.shapes = order, list(masks), n_outputs, shapes
+    ctx.requires = [int(x.requires_grad) for x in xs]
+    ctx.save_for_backward(handle, *xs)
+
+
+def _backward(ctx, grads):
+    handle, *xs = ctx.saved_tensors
+    cotangents = [g if g is not None else torch.zeros_like(x) for g, x in zip(grads, _outputs_like(ctx, xs))]
+    result = evaluate_op(handle, ctx.order + 1, ctx.masks + ctx.requires, ctx.n_outputs, ctx.shapes,
+                         list(xs) + cotangents)
+    # (an empty list argument counts as a list of tensors: its gradient is an empty list)
+    return None, None, None if ctx.masks else [], None, None, list(result)
+
+
+def _outputs_like(ctx, xs):
+    if ctx.order == 0:
+        return [xs[0].new_zeros(shape) for shape in _decode_shapes(ctx.shapes)]
+    return xs[:_previous_count(ctx.order, len(xs), ctx.n_outputs, len(ctx.masks))]
+
+
+evaluate_op.register_autograd(_backward, setup_context=_setup)
+
+
+@torch.library.custom_op("mtdsl::gradient_blocks", mutates_args=())
+def gradient_blocks_op(handle: torch.Tensor, shapes: list[int], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The values of the output blocks' gradient blocks (the model's forward-mode gradients).
+
+    No autograd formula: differentiate the values with torch.autograd instead."""
+    return _plan(handle).gradient_values(list(inputs))
+
+
+@gradient_blocks_op.register_fake
+def _gradient_blocks_fake(handle, shapes, inputs):
+    return [inputs[0].new_empty(shape) for shape in _decode_shapes(shapes)]
+
+
+# ---- the module -----------------------------------------------------------------------------------
+
+
+class TorchModel(torch.nn.Module):
+    """A compiled model as a torch module: `module(systems, gradients=[...], **tensormaps)`.
+
+    Each `param` of the program is an `nn.Parameter` of the same name,
+    initialised from `model.parameters`. Returns `{output name: TensorMap}`
+    whose block values are torch tensors, differentiable with respect to the
+    systems' positions and cells, the parameters and the input TensorMaps'
+    values.
+    """
+
+    def __init__(self, model):
+        super().__init__()
+        self._mtdsl_model = model
+        dtype = torch.float64 if model.dtype == np.float64 else torch.float32
+        for name, value in model.parameters.items():
+            if hasattr(torch.nn.Module, name) or name.startswith("_mtdsl"):
+                raise TorchModelError(f"param {name}: the name is taken by torch.nn.Module, rename the param")
+            self.register_parameter(name, torch.nn.Parameter(torch.tensor(np.asarray(value), dtype=dtype)))
+
+    @property
+    def model(self):
+        """The compiled model (its `parameters` are not updated by training: this module's are used)."""
+        return self._mtdsl_model
+
+    def forward(self, systems, gradients=None, **tensormaps) -> dict[str, TensorMap]:
+        systems = list(systems) if isinstance(systems, (list, tuple)) else [systems]
+        gradients = list(gradients or [])
+        plan = self._prepare(systems, gradients, tensormaps)
+        primals = [
+            torch.cat([s.positions for s in systems]).reshape(-1, 3),
+            torch.stack([s.cell for s in systems]),
+            *(getattr(self, name) for name in plan.param_names),
+            *(b.values for name, _ in plan.inputs for b in tensormaps[name].blocks()),
+        ]
+        values = evaluate_op(plan.handle, 0, [], len(plan.shapes), encode_shapes(plan.shapes), primals)
+        gradient_values = []
+        if gradients:
+            gradient_values = gradient_blocks_op(plan.handle, encode_shapes(plan.gradient_shapes), primals)
+        return _assemble(plan, values, gradient_values)
+
+    @torch.compiler.disable
+    def _prepare(self, systems, gradients, tensormaps) -> Plan:
+        model = copy.copy(self._mtdsl_model)
+        model.parameters = {name: getattr(self, name).detach().cpu().numpy() for name in model.parameters}
+        model._check_gradients(gradients)
+        declared = {t.name for t in model.module.tensormaps}
+        for name in tensormaps:
+            if name not in declared:
+                raise TorchModelError(
+                    f"unknown input {name!r}: the model's tensormap inputs are {sorted(declared) or 'none'}"
+                )
+        for name in declared:
+            if name not in tensormaps:
+                raise TorchModelError(f"the model needs the tensormap input {name!r} ({name}=TensorMap)")
+        for index, system in enumerate(systems):
+            if not isinstance(system, System) or not system.is_torch:
+                raise TorchModelError(
+                    f"system {index}: the torch module takes mtdsl.System with torch positions and cell"
+                )
+            if system.positions.dtype != self._dtype():
+                raise TorchModelError(f"system {index}: positions are {system.positions.dtype}, "
+                                      f"the module computes in {self._dtype()}")
+        return Plan(model, systems, tensormaps, gradients)
+
+    def _dtype(self):
+        return torch.float64 if self._mtdsl_model.dtype == np.float64 else torch.float32
+
+
+@torch.compiler.disable
+def _assemble(plan: Plan, values, gradient_values) -> dict[str, TensorMap]:
+    values, gradient_values = iter(values), iter(gradient_values)
+    result = {}
+    for name, reference in plan.outputs:
+        blocks = []
+        for block in reference.blocks():
+            new = TensorBlock(next(values), block.samples, block.components, block.properties)
+            for parameter, gradient in block.gradients():
+                new.add_gradient(parameter, TensorBlock(next(gradient_values), gradient.samples,
+                                                        gradient.components, gradient.properties))
+            blocks.append(new)
+        tensor = TensorMap(reference.keys, blocks)
+        for key, value in reference.info().items():
+            tensor.set_info(key, value)
+        result[name] = tensor
+    return result
+
+
+__all__ = ["TorchModel", "TorchModelError", "evaluate_op", "gradient_blocks_op"]

@@ -1,0 +1,249 @@
+"""`Model.to_torch()`: autograd through the compiled kernels (runtime/torch_module.py, docs/torch.md).
+
+gradcheck (float64) of every reference program with respect to positions, cells,
+parameters and the convolution's input tensormap; double backward (forces in a
+loss reach the parameters; gradgradcheck of the energy); the energy model's
+gradient blocks against autograd forces and virial; torch.compile against eager;
+opcheck of the custom ops; the state_dict round trip; errors.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import mtdsl
+from mtdsl.runtime.torch_module import TorchModelError, encode_shapes, evaluate_op, gradient_blocks_op
+from mtdsl.tensor import TensorBlock, TensorMap
+
+from ._helpers import PROGRAMS, atoms, compiled, features, flat_values, systems
+
+
+def differentiable_call(program):
+    """The module's outputs (flattened) as a function of positions, cells, parameters and `h`'s values,
+    with the inputs gradcheck perturbs."""
+    module = compiled(program).to_torch()
+    names = [name for name, _ in module.named_parameters()]
+    tensormaps = features(program)
+    reference = [b for t in tensormaps.values() for b in t.blocks()]
+    frames = atoms()
+    molecule_cell = torch.tensor(frames[0].cell.array)
+
+    def function(positions_0, positions_1, cell_1, *rest):
+        params = dict(zip(names, rest[:len(names)]))
+        values = iter(rest[len(names):])
+        inputs = {name: TensorMap(t.keys, [TensorBlock(next(values), b.samples, b.components, b.properties)
+                                          for b in t.blocks()]) for name, t in tensormaps.items()}
+        batch = systems(positions=[positions_0, positions_1], cells=[molecule_cell, cell_1])
+        return flat_values(torch.func.functional_call(module, params, (batch,), inputs))
+
+    inputs = [torch.tensor(frames[0].positions), torch.tensor(frames[1].positions), torch.tensor(frames[1].cell.array)]
+    inputs += [p.detach().clone() for p in module.parameters()]
+    inputs += [b.values.detach().clone() for b in reference]
+    return function, [x.requires_grad_(True) for x in inputs]
+
+
+@pytest.mark.parametrize("program", PROGRAMS)
+def test_gradcheck_positions_cell_parameters_and_inputs(program):
+    function, inputs = differentiable_call(program)
+    assert torch.autograd.gradcheck(function, inputs, fast_mode=True)
+
+
+def test_gradcheck_positions_and_cell_entry_by_entry():
+    function, inputs = differentiable_call("soap_power_spectrum")
+    for x in inputs[3:]:
+        x.requires_grad_(False)
+    summed = lambda *args: (function(*args) * torch.linspace(-1.0, 1.0, function(*args).numel(),
+                                                             dtype=torch.float64)).sum()
+    assert torch.autograd.gradcheck(summed, inputs)
+
+
+def test_gradgradcheck_energy():
+    function, inputs = differentiable_call("soap_energy")
+    assert torch.autograd.gradgradcheck(function, inputs, fast_mode=True)
+
+
+def test_values_equal_the_model():
+    for program in PROGRAMS:
+        model = compiled(program)
+        tensormaps = features(program)
+        expected = model(systems(), **{n: t.to(arrays="numpy") for n, t in tensormaps.items()})
+        found = model.to_torch()(systems(), **tensormaps)
+        for name, tensor in expected.items():
+            assert found[name].keys == tensor.keys
+            for a, b in zip(tensor.blocks(), found[name].blocks()):
+                assert a.samples == b.samples and a.properties == b.properties
+                np.testing.assert_array_equal(np.asarray(a.values), b.values.detach().numpy())
+
+
+def test_parameters_are_named_as_in_the_program_and_initialised_from_the_model():
+    model = compiled("soap_energy")
+    module = model.to_torch()
+    assert [name for name, _ in module.named_parameters()] == ["w", "e0"]
+    assert isinstance(module.w, torch.nn.Parameter)
+    np.testing.assert_array_equal(module.w.detach().numpy(), model.parameters["w"])
+
+
+def energy_and_forces(module, batch):
+    energy = module(batch)["energy"].block().values
+    positions = [s.positions for s in batch]
+    forces = torch.autograd.grad(energy.sum(), positions, create_graph=True)
+    return energy, [-f for f in forces]
+
+
+def test_forces_in_a_loss_reach_the_parameters():
+    """Mixed second derivatives positions x parameters, against finite differences of the loss."""
+    module = compiled("soap_energy").to_torch()
+
+    def loss_of(w):
+        batch = systems(requires_grad=True)
+        energy = torch.func.functional_call(module, {"w": w, "e0": module.e0}, (batch,))["energy"].block().values
+        forces = torch.autograd.grad(energy.sum(), [s.positions for s in batch], create_graph=True)
+        return sum((f * f).sum() for f in forces)
+
+    w = module.w.detach().clone().requires_grad_(True)
+    loss = loss_of(w)
+    gradient, = torch.autograd.grad(loss, w)
+    assert gradient.abs().max() > 0
+    direction = torch.randn(w.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    h = 1e-6
+    with torch.no_grad():
+        pass
+    numerical = (loss_of(w.detach() + h * direction) - loss_of(w.detach() - h * direction)) / (2 * h)
+    assert torch.allclose((gradient * direction).sum(), numerical.detach(), rtol=1e-6, atol=1e-8)
+
+    # the colleague's training step: backward() into the module's parameters
+    batch = systems(requires_grad=True)
+    _, forces = energy_and_forces(module, batch)
+    loss = sum((f * f).sum() for f in forces)
+    loss.backward()
+    torch.testing.assert_close(module.w.grad, gradient)
+    assert module.e0.grad is not None and torch.all(module.e0.grad == 0)  # e0 does not move atoms
+
+
+def test_gradient_blocks_equal_autograd_forces_and_virial():
+    module = compiled("soap_energy").to_torch()
+    batch = systems(requires_grad=True)
+    block = module(batch, gradients=["positions", "strain"])["energy"].block()
+    energy = block.values
+    positions, cells = [s.positions for s in batch], [s.cell for s in batch]
+    grads = torch.autograd.grad(energy.sum(), positions + cells)
+    d_positions, d_cells = grads[:2], grads[2:]
+
+    gradient = block.gradient("positions")
+    assert gradient.samples.names == ["sample", "system", "atom"]
+    dense = [torch.zeros_like(p) for p in positions]
+    for (sample, system, atom), row in zip(gradient.samples.values.tolist(), gradient.values[..., 0]):
+        assert sample == system  # one energy per system
+        dense[system][atom] += row
+    for found, expected in zip(dense, d_positions):
+        torch.testing.assert_close(found, expected, rtol=1e-8, atol=1e-10)
+
+    # strain: r -> r (1 + eps), H -> H (1 + eps): dE/deps_ab = sum_i r_ia dE/dr_ib + sum_k H_ka dE/dH_kb
+    strain = block.gradient("strain")
+    for sample, values in zip(strain.samples.values.tolist(), strain.values[..., 0]):
+        system = sample[0]
+        virial = positions[system].T @ d_positions[system] + cells[system].T @ d_cells[system]
+        torch.testing.assert_close(values, virial, rtol=1e-8, atol=1e-10)
+
+
+def test_backward_through_gradient_blocks_is_an_error():
+    module = compiled("soap_energy").to_torch()
+    block = module(systems(requires_grad=True), gradients=["positions"])["energy"].block()
+    with pytest.raises(RuntimeError, match="no autograd formula was registered"):
+        block.gradient("positions").values.sum().backward()
+
+
+def test_torch_compile_equals_eager():
+    torch._dynamo.reset()
+    for program in ("soap_energy", "equivariant_convolution"):
+        module = compiled(program).to_torch()
+        tensormaps = features(program, requires_grad=True)
+
+        def run(batch):
+            return flat_values(module(batch, **tensormaps))
+
+        compiled_run = torch.compile(run, backend="aot_eager", fullgraph=False)
+        eager_batch, compiled_batch = systems(requires_grad=True), systems(requires_grad=True)
+        eager, found = run(eager_batch), compiled_run(compiled_batch)
+        torch.testing.assert_close(found, eager, rtol=0, atol=0)
+        weights = torch.linspace(-1, 1, eager.numel(), dtype=torch.float64)
+        inputs = lambda batch: [s.positions for s in batch] + [s.cell for s in batch] + list(module.parameters())
+        expected = torch.autograd.grad((eager * weights).sum(), inputs(eager_batch))
+        gradients = torch.autograd.grad((found * weights).sum(), inputs(compiled_batch))
+        for a, b in zip(gradients, expected):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def op_arguments(program):
+    module = compiled(program).to_torch()
+    tensormaps = features(program)
+    batch = systems()
+    plan = module._prepare(batch, [], tensormaps)
+    primals = [torch.cat([s.positions for s in batch]), torch.stack([s.cell for s in batch]),
+               *(p.detach().clone() for p in module.parameters()),
+               *(b.values.detach().clone() for t in tensormaps.values() for b in t.blocks())]
+    return plan, [x.requires_grad_(True) for x in primals]
+
+
+@pytest.mark.parametrize("program", ["soap_energy", "equivariant_convolution"])
+def test_opcheck_evaluate(program):
+    plan, primals = op_arguments(program)
+    shapes = encode_shapes(plan.shapes)
+    torch.library.opcheck(evaluate_op, (plan.handle, 0, [], len(plan.shapes), shapes, primals))
+    # order 1: the vector-Jacobian product, with one cotangent per output block
+    cotangents = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in plan.shapes]
+    masks = [1] * len(primals)
+    torch.library.opcheck(evaluate_op, (plan.handle, 1, masks, len(plan.shapes), shapes, primals + cotangents))
+
+
+def test_opcheck_gradient_blocks():
+    module = compiled("soap_energy").to_torch()
+    batch = systems()
+    plan = module._prepare(batch, ["positions"], {})
+    primals = [torch.cat([s.positions for s in batch]), torch.stack([s.cell for s in batch]),
+               *(p.detach().clone() for p in module.parameters())]
+    torch.library.opcheck(gradient_blocks_op, (plan.handle, encode_shapes(plan.gradient_shapes), primals),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+def test_state_dict_round_trip(tmp_path):
+    model = compiled("soap_energy")
+    module = model.to_torch()
+    with torch.no_grad():
+        module.w.mul_(2.0)
+        module.e0.add_(1.0)
+    expected = flat_values(module(systems()))
+    torch.save(module.state_dict(), tmp_path / "energy.pt")
+    restored = model.to_torch()
+    assert not torch.equal(flat_values(restored(systems())), expected)
+    restored.load_state_dict(torch.load(tmp_path / "energy.pt"))
+    torch.testing.assert_close(flat_values(restored(systems())), expected, rtol=0, atol=0)
+
+
+def test_trained_parameters_are_used_and_the_model_is_untouched():
+    model = compiled("soap_energy")
+    before = model.parameters["e0"].copy()
+    module = model.to_torch()
+    energy = module(systems())["energy"].block().values
+    with torch.no_grad():
+        module.e0.add_(1.0)
+    shifted = module(systems())["energy"].block().values
+    n_atoms = torch.tensor([[len(frame)] for frame in atoms()], dtype=torch.float64)
+    torch.testing.assert_close(shifted - energy, n_atoms)
+    np.testing.assert_array_equal(model.parameters["e0"], before)
+
+
+def test_errors():
+    module = compiled("soap_energy").to_torch()
+    with pytest.raises(mtdsl.errors.MtdslError, match=r"declares gradients \['positions', 'strain'\]; cannot compute \['cell'\]"):
+        module(systems(), gradients=["cell"])
+    with pytest.raises(TorchModelError, match="unknown input 'h'"):
+        module(systems(), h=None)
+    frame = atoms()[0]
+    with pytest.raises(TorchModelError, match="torch positions and cell"):
+        module([mtdsl.System(frame.numbers, frame.positions)])
+    with pytest.raises(TorchModelError, match="the module computes in torch.float64"):
+        module([mtdsl.System(torch.tensor(frame.numbers), torch.tensor(frame.positions, dtype=torch.float32))])
+    convolution = compiled("equivariant_convolution").to_torch()
+    with pytest.raises(TorchModelError, match="needs the tensormap input 'h'"):
+        convolution(systems())
