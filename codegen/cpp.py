@@ -42,6 +42,7 @@ from mtdsl.math.wigner import e3nn_change_of_basis
 
 from . import plan as planning
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars
+from .terms import OUT_PREFIX, ROWS_PREFIX
 
 @functools.lru_cache(maxsize=1)
 def templates():
@@ -627,6 +628,10 @@ class KernelRenderer:
             if expr.field not in fields:
                 raise Unsupported(f"{expr.source}.{expr.field}")
             kind, count = "pairs", self.scalar(("n_pairs", expr.source), f"pairs in {expr.source}")
+        elif expr.source.startswith(ROWS_PREFIX):
+            return self.rows_data(expr)
+        elif expr.source.startswith(OUT_PREFIX):
+            return self.row_map(expr)
         else:
             raise Unsupported(f"unknown data source {expr.source}")
         name, ctype, vtype = fields[expr.field]
@@ -646,6 +651,30 @@ class KernelRenderer:
             code = f"{array}[{index.code}]" if ctype != "int32_t" else f"(int64_t) {array}[{index.code}]"
             value = Value(code, vtype, *index.place)
         return self.hoist(value, "d")
+
+    def rows_data(self, expr: ir.Data) -> Value:
+        """An integer label of a gradient row (`codegen/terms.py`): one int64 array per field."""
+        if len(expr.index) != 1:
+            raise Unsupported(f"{expr.source}.{expr.field} with {len(expr.index)} indices")
+        array = self.array(("rows", expr.source, expr.field), "int64_t", f"gradient rows: {expr.field}")
+        count = self.scalar(("n_pairs", expr.source), "gradient rows")
+        index = self.checked(expr.index[0], "pairs", expr.source, count)
+        return self.hoist(Value(f"{array}[{index.code}]", INT, *index.place), "d")
+
+    def row_map(self, expr: ir.Data) -> Value:
+        """The gradient row of a scatter kernel's point (`codegen/terms.py`): a dense map over the
+        positions of the variables the row depends on (-1 where the term has no point)."""
+        array = self.array(("out", expr.source, expr.field), "int64_t", "gradient row of each point")
+        flat, parts = None, []
+        for index in expr.index:
+            if not isinstance(index, ir.Var) or index.name not in self.env:
+                raise Unsupported("a row map indexed by something else than a bound variable")
+            info = self.env[index.name]
+            size = self.domain_size(self.domains[index.name])
+            parts.append(Value(info.code, INT, info.level))
+            flat = info.position if flat is None else f"({flat}) * {size} + {info.position}"
+        return self.hoist(Value(f"{array}[{flat or '0'}]", INT, *self.join(*parts)) if parts else
+                          Value(f"{array}[0]", INT, 0), "row")
 
     def _render_ParamRef(self, expr: ir.ParamRef) -> Value:
         declaration = next((p for p in self.module.params if p.name == expr.name), None)
@@ -1011,6 +1040,17 @@ class KernelRenderer:
             return self.call_soap_radial(expr)
         if name == "cg":
             return self.call_cg(expr)
+        if name == "d_sph":
+            return self.call_d_sph(expr)
+        if name == "d_soap_radial":
+            return self.call_soap_radial(expr, derivative=True)
+        if name == "d_cosine_cutoff":
+            return self.call_cosine_cutoff(expr, derivative=True)
+        if name == "d_gto":
+            width = float(self.option(expr, "width"))
+            r, n = self.scalar_argument(expr, 0), self.scalar_argument(expr, 1)
+            return self.hoist(Value(f"mt_d_gto({self.as_real(r)}, {self.as_real(n)}, {real_literal(width)})",
+                                    REAL, *self.join(r, n)), "g")
         raise Unsupported(f"function {name}")
 
     def unary_argument(self, expr) -> Value:
@@ -1047,14 +1087,15 @@ class KernelRenderer:
         power = self.hoist(Value(f"std::pow({self.as_real(r)}, {self.as_real(n)})", REAL, *self.join(r, n)), "g")
         return self.hoist(Value(f"({power.code} * {gaussian.code})", REAL, *self.join(power, gaussian)), "g")
 
-    def call_cosine_cutoff(self, expr) -> Value:
+    def call_cosine_cutoff(self, expr, derivative: bool = False) -> Value:
         width = float(self.option(expr, "width"))
         r = self.scalar_argument(expr, 0)
         if len(expr.args) > 1:  # the cutoff as an argument (older IR)
             cutoff = self.scalar_argument(expr, 1)
         else:
             cutoff = Value(real_literal(float(self.option(expr, "cutoff"))), REAL, 0)
-        return self.hoist(Value(f"mt_cosine_cutoff({self.as_real(r)}, {self.as_real(cutoff)}, {real_literal(width)})",
+        function = "mt_d_cosine_cutoff" if derivative else "mt_cosine_cutoff"
+        return self.hoist(Value(f"{function}({self.as_real(r)}, {self.as_real(cutoff)}, {real_literal(width)})",
                                 REAL, *self.join(r, cutoff)), "fc")
 
     def bounded(self, expr, what: str) -> tuple[Value, tuple[int, int]]:
@@ -1082,6 +1123,29 @@ class KernelRenderer:
             code = f"(({l.code}) >= 0 && std::abs({m.code}) <= ({l.code}) ? {table}[{index}] : real(0))"
         return self.hoist(Value(code, REAL, *self.join(Value(table, REAL, *v.place), l, m)), "y")
 
+    def call_d_sph(self, expr) -> Value:
+        """`d_sph(v, l, m, c)`: component `c` of d sph(v, l, m) / d v, from a table of every (l, m, c)
+        filled once where `v` is known (`render_sph_function(..., gradient=True)`)."""
+        if len(expr.args) != 4:
+            raise Unsupported("d_sph without a component")
+        v = self.vector_argument(expr, 0)
+        l, (l_lo, l_hi) = self.bounded(expr.args[1], "d_sph")
+        m, (m_lo, m_hi) = self.bounded(expr.args[2], "d_sph")
+        c, (c_lo, c_hi) = self.bounded(expr.args[3], "d_sph")
+        if c_lo < 0 or c_hi > 2:
+            raise Unsupported("d_sph component outside 0..2")
+        if l_hi < 0:
+            return Value(real_literal(0.0), REAL, 0)
+        top = l_hi
+        function = self.renderer.sph_function(top, gradient=True)
+        table = self.table(f"{function}({v.code}, %s);", (top + 1) * (2 * top + 1) * 3, v.place, "dY")
+        width = 2 * top + 1
+        index = f"({l.code} * {width} + {m.code} + {top}) * 3 + {c.code}"
+        code = f"{table}[{index}]"
+        if l_lo < 0 or m_lo < -top or m_hi > top:
+            code = f"(({l.code}) >= 0 && std::abs({m.code}) <= ({l.code}) ? {table}[{index}] : real(0))"
+        return self.hoist(Value(code, REAL, *self.join(Value(table, REAL, *v.place), l, m, c)), "dy")
+
     def table(self, fill: str, size: int, place: tuple, hint: str) -> str:
         """A local array filled once where `place` says; the statement `fill` gets its name for %s."""
         level, body = place
@@ -1094,7 +1158,7 @@ class KernelRenderer:
         self.memo[key] = name
         return name
 
-    def call_soap_radial(self, expr) -> Value:
+    def call_soap_radial(self, expr, derivative: bool = False) -> Value:
         if len(expr.args) != 3:
             raise Unsupported("soap_radial with a wrong number of arguments")
         n_radial = int(self.option(expr, "n_radial"))
@@ -1106,11 +1170,15 @@ class KernelRenderer:
         if n_lo < 0 or n_hi >= n_radial or l_lo < 0:
             raise Unsupported("soap_radial indices outside the table")
         name, spline = self.renderer.spline(l_hi, n_radial, cutoff, width)
-        values = self.array(("const", name + "_values"), "real", f"soap_radial spline values {name}")
-        derivatives = self.array(("const", name + "_derivatives"), "real", f"soap_radial spline derivatives {name}")
-        fill = (f"mt_spline<{l_hi + 1}, {n_radial}>({self.as_real(r)}, {values}, {derivatives}, "
-                f"{real_literal(spline.step)}, {int_literal(spline.n_intervals)}, {real_literal(spline.cutoff)}, %s, err);")
-        table = self.table(fill, (l_hi + 1) * n_radial, r.place, "R")
+        # the derivative differences neighbouring knots: its tables stay in float64 (float32 loses 1e-3)
+        kind, ctype = ("const64", "double") if derivative else ("const", "real")
+        values = self.array((kind, name + "_values"), ctype, f"soap_radial spline values {name}")
+        derivatives = self.array((kind, name + "_derivatives"), ctype, f"soap_radial spline derivatives {name}")
+        function = "mt_spline_derivative" if derivative else "mt_spline"
+        literal = (lambda x: repr(float(x))) if derivative else real_literal
+        fill = (f"{function}<{l_hi + 1}, {n_radial}>({self.as_real(r)}, {values}, {derivatives}, "
+                f"{literal(spline.step)}, {int_literal(spline.n_intervals)}, {literal(spline.cutoff)}, %s, err);")
+        table = self.table(fill, (l_hi + 1) * n_radial, r.place, "dR" if derivative else "R")
         code = f"{table}[{l.code} * {n_radial} + {n.code}]"
         return self.hoist(Value(code, REAL, *self.join(Value(table, REAL, *r.place), n, l)), "rad")
 
@@ -1316,6 +1384,70 @@ def render_sph_function(name: str, top: int, convention: str) -> str:
     return "\n".join(lines)
 
 
+def render_sph_gradient_function(name: str, top: int, convention: str) -> str:
+    """d sph(v, l, m) / d v for every (l, m) up to `top`: `out[(l * (2 top + 1) + m + top) * 3 + c]`.
+
+    As `mtdsl.math.sph`: for `Y(v) = P(v / r)` with `P` homogeneous of degree `l`,
+    `dY/dv = (grad P(u) - l P(u) u) / r`; `dQ_l^m/dx = -x Q_{l-1}^{m+1}`, `dQ_l^m/dy =
+    -y Q_{l-1}^{m+1}`, `dQ_l^m/dz = (l + m) Q_{l-1}^m`, `d c_m/dx = m c_{m-1}`, `d c_m/dy =
+    -m s_{m-1}`, `d s_m/dx = m s_{m-1}`, `d s_m/dy = m c_{m-1}`. Zero at the origin.
+    """
+    width = 2 * top + 1
+    size = (top + 1) * width * 3
+    lines = [f"static inline void {name}(mt_vec v, real* out) {{",
+             "    const real r = mt_norm(v);",
+             f"    for (int k = 0; k < {size}; ++k) out[k] = 0;",
+             "    if (r == 0) return;",
+             "    const real x = v.x / r, y = v.y / r, z = v.z / r, inv_r = 1 / r;",
+             "    real c[%d], s[%d];" % (top + 1, top + 1),
+             "    c[0] = 1; s[0] = 0;"]
+    for m in range(1, top + 1):
+        lines.append(f"    c[{m}] = x * c[{m - 1}] - y * s[{m - 1}]; s[{m}] = x * s[{m - 1}] + y * c[{m - 1}];")
+    lines.append("    const real q0_0 = 1;")
+    for m in range(1, top + 1):
+        lines.append(f"    const real q{m}_{m} = {real_literal(2 * m - 1)} * q{m - 1}_{m - 1};")
+    for m in range(0, top):
+        lines.append(f"    const real q{m + 1}_{m} = {real_literal(2 * m + 1)} * z * q{m}_{m};")
+    for m in range(0, top + 1):
+        for l in range(m + 2, top + 1):
+            lines.append(f"    const real q{l}_{m} = ({real_literal(2 * l - 1)} * z * q{l - 1}_{m} - "
+                         f"{real_literal(l + m - 1)} * q{l - 2}_{m}) / {real_literal(l - m)};")
+
+    def q(l, m):
+        return f"q{l}_{m}" if 0 <= m <= l else "real(0)"
+
+    lines.append(f"    real g[{width * 3}];  // metatensor-convention gradients of one l, [m + l][c]")
+    for l in range(top + 1):
+        for m in range(0, l + 1):
+            norm = real_literal(_sph_normalization(l, m))
+            up, down = q(l - 1, m + 1), q(l - 1, m)
+            dq = (f"(-x * {up})", f"(-y * {up})", f"({real_literal(l + m)} * {down})")
+            if m == 0:
+                parts = [(0, dq, f"q{l}_0")]
+            else:
+                dc = (f"({real_literal(m)} * c[{m - 1}])", f"({real_literal(-m)} * s[{m - 1}])", "real(0)")
+                ds = (f"({real_literal(m)} * s[{m - 1}])", f"({real_literal(m)} * c[{m - 1}])", "real(0)")
+                parts = [(m, tuple(f"({dq[k]} * c[{m}] + q{l}_{m} * {dc[k]})" for k in range(3)), f"q{l}_{m} * c[{m}]"),
+                         (-m, tuple(f"({dq[k]} * s[{m}] + q{l}_{m} * {ds[k]})" for k in range(3)), f"q{l}_{m} * s[{m}]")]
+            for order, grad, value in parts:
+                lines.append(f"    {{ const real p = {value}, lp = {real_literal(float(l))} * p;")
+                for k, u in enumerate("xyz"):
+                    lines.append(f"      g[{(order + l) * 3 + k}] = {norm} * ({grad[k]} - lp * {u}) * inv_r;")
+                lines.append("    }")
+        if convention == "metatensor":
+            for order in range(-l, l + 1):
+                for k in range(3):
+                    lines.append(f"    out[{(l * width + top + order) * 3 + k}] = g[{(order + l) * 3 + k}];")
+        else:
+            basis = e3nn_change_of_basis(l)
+            for a in range(2 * l + 1):
+                for k in range(3):
+                    terms = [f"{real_literal(basis[a, b])} * g[{b * 3 + k}]" for b in range(2 * l + 1) if basis[a, b] != 0.0]
+                    lines.append(f"    out[{(l * width + top - l + a) * 3 + k}] = {' + '.join(terms) if terms else 'real(0)'};")
+    lines.append("}")
+    return "\n".join(lines)
+
+
 # ---- the module ---------------------------------------------------------------------------------
 
 
@@ -1360,11 +1492,16 @@ class ModuleRenderer:
         self.splines: dict = {}
         self.grids: dict = {}  # tensor name -> kernel whose dense buffer later kernels may read
 
-    def sph_function(self, top: int) -> str:
-        if top not in self.sph_functions:
-            name = f"mt_sph{top}"
-            self.sph_functions[top] = (name, render_sph_function(name, top, self.module.convention))
-        return self.sph_functions[top][0]
+    def sph_function(self, top: int, gradient: bool = False) -> str:
+        key = (top, gradient)
+        if key not in self.sph_functions:
+            if gradient:
+                name = f"mt_dsph{top}"
+                self.sph_functions[key] = (name, render_sph_gradient_function(name, top, self.module.convention))
+            else:
+                name = f"mt_sph{top}"
+                self.sph_functions[key] = (name, render_sph_function(name, top, self.module.convention))
+        return self.sph_functions[key][0]
 
     def spline(self, max_angular: int, n_radial: int, cutoff: float, width: float):
         key = (max_angular, n_radial, cutoff, width)

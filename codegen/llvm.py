@@ -58,6 +58,7 @@ from mtdsl.math.wigner import e3nn_change_of_basis
 
 from . import plan as planning
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars
+from .terms import OUT_PREFIX, ROWS_PREFIX
 
 I1, I32, I64, I8 = ll.IntType(1), ll.IntType(32), ll.IntType(64), ll.IntType(8)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -209,7 +210,7 @@ class KernelBuilder:
         in the function's argument block (never moves the main builder)."""
         if descriptor not in self.arrays:
             position = len(self.arrays) + 1
-            element = {"real": self.real, "i64": I64, "i32": I32}[kind]
+            element = {"real": self.real, "i64": I64, "i32": I32, "f64": ll.DoubleType()}[kind]
             b = self.arguments
             raw = b.load(b.gep(self.arrays_arg, [i64(position)]))
             self.arrays[descriptor] = (position, b.bitcast(raw, element.as_pointer()))
@@ -638,6 +639,10 @@ class KernelBuilder:
             if expr.field not in fields:
                 raise Unsupported(f"{expr.source}.{expr.field}")
             kind, count = "pairs", self.scalar(("n_pairs", expr.source))
+        elif expr.source.startswith(ROWS_PREFIX):
+            return self.rows_data(expr)
+        elif expr.source.startswith(OUT_PREFIX):
+            return self.row_map(expr)
         else:
             raise Unsupported(f"unknown data source {expr.source}")
         name, element, vtype = fields[expr.field]
@@ -660,6 +665,37 @@ class KernelBuilder:
         if element == "i32":
             value = self.emit(index.place, "sext", lambda b, x: b.sext(x, I64), value)
         return Value(value, vtype, *index.place)
+
+    def row_map(self, expr: ir.Data) -> Value:
+        """The gradient row of a scatter kernel's point (`codegen/terms.py`), as the C++ backend."""
+        array = self.array(("out", expr.source, expr.field), "i64")
+        positions, sizes, levels = [], [], []
+        for index in expr.index:
+            if not isinstance(index, ir.Var) or index.name not in self.env:
+                raise Unsupported("a row map indexed by something else than a bound variable")
+            info = self.env[index.name]
+            positions.append(info.position)
+            sizes.append(self.domain_size(self.domains[index.name]))
+            levels.append(Value(info.value, INT, info.level))
+        place = self.join(*levels) if levels else (0, False)
+
+        def make(b, *operands):
+            n = len(operands) // 2
+            flat = i64(0)
+            for k in range(n):
+                flat = b.add(b.mul(flat, operands[n + k]), operands[k])
+            return flat
+        flat = self.emit(place, "row-flat", make, *positions, *sizes) if positions else i64(0)
+        return Value(self.load(place, array, flat), INT, *place)
+
+    def rows_data(self, expr: ir.Data) -> Value:
+        """An integer label of a gradient row (`codegen/terms.py`): one int64 array per field."""
+        if len(expr.index) != 1:
+            raise Unsupported(f"{expr.source}.{expr.field} with {len(expr.index)} indices")
+        array = self.array(("rows", expr.source, expr.field), "i64")
+        count = self.scalar(("n_pairs", expr.source))
+        index = self.checked(expr.index[0], "pairs", expr.source, count)
+        return Value(self.load(index.place, array, index.v), INT, *index.place)
 
     def _render_ParamRef(self, expr: ir.ParamRef) -> Value:
         declaration = next((p for p in self.module.params if p.name == expr.name), None)
@@ -1107,7 +1143,130 @@ class KernelBuilder:
             return self.call_soap_radial(expr)
         if name == "cg":
             return self.call_cg(expr)
+        if name == "d_sph":
+            return self.call_d_sph(expr)
+        if name == "d_soap_radial":
+            return self.call_soap_radial(expr, derivative=True)
+        if name == "d_cosine_cutoff":
+            return self.call_cosine_cutoff(expr, derivative=True)
+        if name == "d_gto":
+            return self.call_d_gto(expr)
         raise Unsupported(f"function {name}")
+
+    def call_d_gto(self, expr) -> Value:
+        """d gto(r, n) / dr = (n r^(n-1) - r^(n+1) / w^2) exp(-r^2 / (2 w^2))."""
+        width = float(self.option(expr, "width"))
+        r, n = self.scalar_argument(expr, 0), self.scalar_argument(expr, 1)
+        exp, pow_ = self.intrinsic("llvm.exp"), self.intrinsic("llvm.pow")
+        one, zero = self.rconst(1.0), self.rconst(0.0)
+        scale, w2 = self.rconst(2.0 * width * width), self.rconst(width * width)
+
+        def make(b, x, y):
+            lower = b.select(b.fcmp_ordered(">", y, zero), b.fmul(y, b.call(pow_, [x, b.fsub(y, one)])), zero)
+            upper = b.fdiv(b.call(pow_, [x, b.fadd(y, one)]), w2)
+            gaussian = b.call(exp, [b.fdiv(b.fneg(b.fmul(x, x)), scale)])
+            return b.fmul(b.fsub(lower, upper), gaussian)
+        place = self.join(r, n)
+        return Value(self.emit(place, ("d_gto", width), make, self.as_real(r), self.as_real(n)), REAL, *place)
+
+    def call_d_sph(self, expr) -> Value:
+        """`d_sph(v, l, m, c)`: component `c` of d sph(v, l, m) / d v, from a table of every (l, m, c)."""
+        if len(expr.args) != 4:
+            raise Unsupported("d_sph without a component")
+        v = self.vector_argument(expr, 0)
+        l, (l_lo, l_hi) = self.bounded(expr.args[1], "d_sph")
+        m, (m_lo, m_hi) = self.bounded(expr.args[2], "d_sph")
+        c, (c_lo, c_hi) = self.bounded(expr.args[3], "d_sph")
+        if c_lo < 0 or c_hi > 2:
+            raise Unsupported("d_sph component outside 0..2")
+        if l_hi < 0:
+            return Value(self.rconst(0.0), REAL, 0)
+        top = l_hi
+        width = 2 * top + 1
+        array_type = ll.ArrayType(self.real, (top + 1) * width * 3)
+        table = self.emit(v.place, ("dsph", top), lambda b, *xyz: self.fill_sph_gradient(b, xyz, top, array_type), *v.v)
+        place = self.join(v, l, m, c)
+        index = self.emit(place, ("dsph-index", top),
+                          lambda b, l, m, c: b.add(b.mul(b.add(b.mul(l, i64(width)), b.add(m, i64(top))), i64(3)), c),
+                          l.v, m.v, c.v)
+        if l_lo < 0 or m_lo < -top or m_hi > top:
+            def make(b, t, l, m, k):
+                magnitude = b.select(b.icmp_signed("<", m, i64(0)), b.neg(m), m)
+                ok = b.and_(b.icmp_signed(">=", l, i64(0)), b.icmp_signed("<=", magnitude, l))
+                value = b.load(b.gep(t, [i64(0), b.select(ok, k, i64(0))]))
+                return b.select(ok, value, self.rconst(0.0))
+            return Value(self.emit(place, "dsph-checked", make, table, l.v, m.v, index), REAL, *place)
+        return Value(self.table_index(place, table, index), REAL, *place)
+
+    def fill_sph_gradient(self, b, xyz, top: int, array_type):
+        """d sph / d v for every (l, m) up to `top` into a new table, `out[(l * (2 top + 1) + m + top) * 3 + c]`
+        (as `render_sph_gradient_function` of the C++ backend; zero at the origin)."""
+        from .cpp import _sph_normalization
+
+        table = self.alloca(array_type, f"dsph{top}")
+        width = 2 * top + 1
+        c = self.rconst
+        x, y, z = xyz
+        r = b.call(self.intrinsic("llvm.sqrt"), [b.fadd(b.fadd(b.fmul(x, x), b.fmul(y, y)), b.fmul(z, z))])
+        at_origin = b.fcmp_ordered("==", r, c(0.0))
+        safe_r = b.select(at_origin, c(1.0), r)
+        inv_r = b.fdiv(c(1.0), safe_r)
+        x, y, z = (b.fmul(u, inv_r) for u in (x, y, z))
+        u = (x, y, z)
+        cs, ss = [c(1.0)], [c(0.0)]
+        for k in range(1, top + 1):
+            cs.append(b.fsub(b.fmul(x, cs[k - 1]), b.fmul(y, ss[k - 1])))
+            ss.append(b.fadd(b.fmul(x, ss[k - 1]), b.fmul(y, cs[k - 1])))
+        q = {(0, 0): c(1.0)}
+        for k in range(1, top + 1):
+            q[(k, k)] = b.fmul(c(2 * k - 1), q[(k - 1, k - 1)])
+        for k in range(0, top):
+            q[(k + 1, k)] = b.fmul(b.fmul(c(2 * k + 1), z), q[(k, k)])
+        for k in range(0, top + 1):
+            for l in range(k + 2, top + 1):
+                numerator = b.fsub(b.fmul(b.fmul(c(2 * l - 1), z), q[(l - 1, k)]), b.fmul(c(l + k - 1), q[(l - 2, k)]))
+                q[(l, k)] = b.fdiv(numerator, c(l - k))
+
+        def qq(l, k):
+            return q[(l, k)] if 0 <= k <= l else c(0.0)
+
+        size = (top + 1) * width * 3
+        out = [c(0.0)] * size
+        for l in range(top + 1):
+            grads = {}
+            for k in range(0, l + 1):
+                norm = c(_sph_normalization(l, k))
+                up, down = qq(l - 1, k + 1), qq(l - 1, k)
+                dq = (b.fneg(b.fmul(x, up)), b.fneg(b.fmul(y, up)), b.fmul(c(l + k), down))
+                if k == 0:
+                    parts = [(0, dq, q[(l, 0)])]
+                else:
+                    dc = (b.fmul(c(k), cs[k - 1]), b.fmul(c(-k), ss[k - 1]), c(0.0))
+                    ds = (b.fmul(c(k), ss[k - 1]), b.fmul(c(k), cs[k - 1]), c(0.0))
+                    parts = [(k, tuple(b.fadd(b.fmul(dq[a], cs[k]), b.fmul(q[(l, k)], dc[a])) for a in range(3)),
+                              b.fmul(q[(l, k)], cs[k])),
+                             (-k, tuple(b.fadd(b.fmul(dq[a], ss[k]), b.fmul(q[(l, k)], ds[a])) for a in range(3)),
+                              b.fmul(q[(l, k)], ss[k]))]
+                for order, grad, value in parts:
+                    lp = b.fmul(c(float(l)), value)
+                    grads[order] = [b.fmul(b.fmul(norm, b.fsub(grad[a], b.fmul(lp, u[a]))), inv_r) for a in range(3)]
+            if self.module.convention == "metatensor":
+                for order in range(-l, l + 1):
+                    for a in range(3):
+                        out[(l * width + top + order) * 3 + a] = grads[order][a]
+            else:
+                basis = e3nn_change_of_basis(l)
+                for row in range(2 * l + 1):
+                    for a in range(3):
+                        total = None
+                        for j in range(2 * l + 1):
+                            if basis[row, j] != 0.0:
+                                term = b.fmul(c(basis[row, j]), grads[j - l][a])
+                                total = term if total is None else b.fadd(total, term)
+                        out[(l * width + top - l + row) * 3 + a] = total if total is not None else c(0.0)
+        for k in range(size):
+            b.store(b.select(at_origin, c(0.0), out[k]), b.gep(table, [i64(0), i64(k)]))
+        return table
 
     def dot(self, u: Value, v: Value):
         place = self.join(u, v)
@@ -1157,7 +1316,7 @@ class KernelBuilder:
         power = self.emit(place, "pow", lambda b, x, y: b.call(pow_, [x, y]), x, self.as_real(n))
         return Value(self.emit(place, "fmul", lambda b, x, y: b.fmul(x, y), power, gaussian), REAL, *place)
 
-    def call_cosine_cutoff(self, expr) -> Value:
+    def call_cosine_cutoff(self, expr, derivative: bool = False) -> Value:
         width = float(self.option(expr, "width"))
         r = self.scalar_argument(expr, 0)
         if len(expr.args) > 1:
@@ -1166,6 +1325,17 @@ class KernelBuilder:
             cutoff = Value(self.rconst(float(self.option(expr, "cutoff"))), REAL, 0)
         cos = self.intrinsic("llvm.cos")
         w, one, half, pi = self.rconst(width), self.rconst(1.0), self.rconst(0.5), self.rconst(math.pi)
+        if derivative:
+            sin = self.intrinsic("llvm.sin")
+
+            def slope(b, r, c):
+                flat = b.or_(b.fcmp_ordered("<=", r, b.fsub(c, w)), b.fcmp_ordered(">=", r, c))
+                s = b.fdiv(b.fmul(pi, b.fadd(b.fsub(r, c), w)), w)
+                value = b.fdiv(b.fmul(b.fmul(self.rconst(-0.5), pi), b.call(sin, [s])), w)
+                return b.select(flat, self.rconst(0.0), value)
+            place = self.join(r, cutoff)
+            value = self.emit(place, ("d_cosine_cutoff", width), slope, self.as_real(r), self.as_real(cutoff))
+            return Value(value, REAL, *place)
 
         def make(b, r, c):
             inside = b.fcmp_ordered("<=", r, b.fsub(c, w))
@@ -1266,7 +1436,7 @@ class KernelBuilder:
             b.store(b.select(at_origin, origin[k], out[k]), b.gep(table, [i64(0), i64(k)]))
         return table
 
-    def call_soap_radial(self, expr) -> Value:
+    def call_soap_radial(self, expr, derivative: bool = False) -> Value:
         if len(expr.args) != 3:
             raise Unsupported("soap_radial with a wrong number of arguments")
         n_radial = int(self.option(expr, "n_radial"))
@@ -1278,21 +1448,27 @@ class KernelBuilder:
         if n_lo < 0 or n_hi >= n_radial or l_lo < 0:
             raise Unsupported("soap_radial indices outside the table")
         name, spline = self.renderer.tables.spline(l_hi, n_radial, cutoff, width)
-        values = self.array(("const", name + "_values"), "real")
-        derivatives = self.array(("const", name + "_derivatives"), "real")
+        if derivative:  # it differences neighbouring knots: float64 tables and arithmetic whatever the dtype
+            values = self.array(("const64", name + "_values"), "f64")
+            derivatives = self.array(("const64", name + "_derivatives"), "f64")
+        else:
+            values = self.array(("const", name + "_values"), "real")
+            derivatives = self.array(("const", name + "_derivatives"), "real")
         count = (l_hi + 1) * n_radial
-        table = self.emit(r.place, ("spline", name, count),
-                          lambda b, x, v, d: self.fill_spline(r.place, x, v, d, spline, count),
+        table = self.emit(r.place, ("spline", name, count, derivative),
+                          lambda b, x, v, d: self.fill_spline(r.place, x, v, d, spline, count, derivative),
                           self.as_real(r), values, derivatives)
         place = self.join(r, n, l)
         index = self.emit(place, ("radial-index", n_radial), lambda b, l, n: b.add(b.mul(l, i64(n_radial)), n),
                           l.v, n.v)
         return Value(self.table_index(place, table, index), REAL, *place)
 
-    def fill_spline(self, place, r, values, derivatives, spline, count: int):
+    def fill_spline(self, place, r, values, derivatives, spline, count: int, derivative: bool = False):
         """The cubic Hermite spline of `soap_radial` for every `(l, n)` at once (`mt_spline` of the
         C++ backend): a vectorizable loop into a new table, error bit 4 beyond the cutoff."""
         table = self.alloca(ll.ArrayType(self.real, count), "radial")
+        if derivative:
+            return self.fill_spline_derivative(place, r, values, derivatives, spline, count, table)
         c = self.rconst
         b = self.at(place)
         ok = b.fcmp_ordered("<=", r, c(spline.cutoff))
@@ -1327,6 +1503,51 @@ class KernelBuilder:
         p1 = b.add(p0, i64(count))
         value = b.fadd(b.fadd(b.fmul(h00, b.load(b.gep(values, [p0]))), b.fmul(h10, b.load(b.gep(derivatives, [p0])))),
                        b.fadd(b.fmul(h01, b.load(b.gep(values, [p1]))), b.fmul(h11, b.load(b.gep(derivatives, [p1])))))
+        b.store(value, b.gep(table, [i64(0), j]))
+        j.add_incoming(b.add(j, i64(1)), loop)
+        b.branch(header)
+        region.tail = exit_
+        return table
+
+    def fill_spline_derivative(self, place, r, values, derivatives, spline, count: int, table):
+        """d/dr of the spline (`mt_spline_derivative` of the C++ backend), in double precision from
+        float64 tables: 6 (t^2 - t) / step (p0 - p1) + (3 t^2 - 4 t + 1) d0 + (3 t^2 - 2 t) d1."""
+        f64 = ll.DoubleType()
+
+        def c(value):
+            return ll.Constant(f64, float(value))
+        b = self.at(place)
+        ok = b.fcmp_ordered("<=", r, self.rconst(spline.cutoff))
+        b.store(b.or_(b.load(self.err), b.select(ok, i64(0), i64(4))), self.err)
+        r64 = r if self.real == f64 else b.fpext(r, f64)
+        x = b.fdiv(r64, c(spline.step))
+        k = b.fptosi(b.call(self.intrinsic("llvm.floor", f64), [b.select(ok, x, c(0.0))]), I64)
+        k = b.select(b.icmp_signed(">", k, i64(spline.n_intervals - 1)), i64(spline.n_intervals - 1), k)
+        k = b.select(b.icmp_signed("<", k, i64(0)), i64(0), k)
+        t = b.fsub(b.select(ok, x, c(0.0)), b.sitofp(k, f64))
+        t2 = b.fmul(t, t)
+        scale = b.select(ok, c(1.0), c(0.0))
+        a = b.fmul(b.fdiv(b.fmul(c(6.0), b.fsub(t2, t)), c(spline.step)), scale)
+        h0 = b.fmul(b.fadd(b.fsub(b.fmul(c(3.0), t2), b.fmul(c(4.0), t)), c(1.0)), scale)
+        h1 = b.fmul(b.fsub(b.fmul(c(3.0), t2), b.fmul(c(2.0), t)), scale)
+        start = b.mul(k, i64(count))
+        level, body = place
+        region = self.stack[level].body if body else self.stack[level].prelude
+        f = self.function
+        header, loop, exit_ = (f.append_basic_block(f"dspline.{part}") for part in ("head", "body", "exit"))
+        entry = region.tail
+        b.branch(header)
+        b.position_at_end(header)
+        j = b.phi(I64, name="dspline.j")
+        j.add_incoming(i64(0), entry)
+        b.cbranch(b.icmp_signed("<", j, i64(count)), loop, exit_)
+        b.position_at_end(loop)
+        p0 = b.add(start, j)
+        p1 = b.add(p0, i64(count))
+        value = b.fadd(b.fmul(a, b.fsub(b.load(b.gep(values, [p0])), b.load(b.gep(values, [p1])))),
+                       b.fadd(b.fmul(h0, b.load(b.gep(derivatives, [p0]))), b.fmul(h1, b.load(b.gep(derivatives, [p1])))))
+        if self.real != f64:
+            value = b.fptrunc(value, self.real)
         b.store(value, b.gep(table, [i64(0), j]))
         j.add_incoming(b.add(j, i64(1)), loop)
         b.branch(header)

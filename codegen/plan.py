@@ -121,6 +121,8 @@ def expr_type(expr) -> str:
     if isinstance(expr, ir.Var):
         return INT
     if isinstance(expr, ir.Data):
+        if expr.source.startswith(("·rows·", "·out·")):  # labels of gradient rows, row maps (codegen/terms.py)
+            return INT
         if expr.field in _INT_FIELDS:
             return INT
         if expr.field in ("positions", "vector"):
@@ -287,10 +289,17 @@ def _field_side(conjunct, source_field, name):
 _EQUAL_DOMAINS = (ir.RangeDomain, ir.SpeciesDomain, ir.IrrepDomain, ir.XyzDomain, ir.AtomsDomain, ir.SystemsDomain)
 
 
+def _equal_domain(domain) -> bool:
+    """Whether a variable of this domain may be bound by an equality (the rows of a scatter kernel may)."""
+    return isinstance(domain, _EQUAL_DOMAINS) or (
+        isinstance(domain, ir.PairsDomain) and domain.pairs.startswith("·out·"))
+
+
 # ---- a cost model for the loop order ------------------------------------------------------------
 
 _CALL_WEIGHT = {"sph": 40.0, "soap_radial": 60.0, "gto": 10.0, "cosine_cutoff": 8.0, "cg": 1.0,
-                "norm": 4.0, "dot": 3.0}
+                "norm": 4.0, "dot": 3.0, "d_sph": 80.0, "d_soap_radial": 60.0, "d_gto": 12.0,
+                "d_cosine_cutoff": 8.0}
 SEGMENT_TRIPS = 30.0  # pairs of an atom, atoms of a system: a guess, only orders matter
 
 
@@ -342,11 +351,11 @@ def work_units(expr, out: list) -> float:
         for a in expr.args:
             work_units(a, out)
         weight = _CALL_WEIGHT.get(expr.function, 8.0)
-        if expr.function in ("sph", "soap_radial") and expr.args:
+        if expr.function in ("sph", "soap_radial", "d_sph", "d_soap_radial") and expr.args:
             # a table of every (l, m) / (l, n) filled once where the first argument is known, then a lookup
             out.append((free_vars(expr.args[0]), weight, False))
             weight = 1.0
-        out.append((free_vars(expr), weight, expr.function not in ("cg", "sph", "soap_radial")))
+        out.append((free_vars(expr), weight, expr.function not in ("cg", "sph", "soap_radial", "d_sph", "d_soap_radial")))
         return weight
     elif isinstance(expr, ir.Data):
         for a in expr.index:
@@ -530,7 +539,7 @@ def schedule_loops(items, condition_parts, bound, driver: Optional[str] = None, 
                     found = _field_side(c, (domain.systems, "system"), binder.name)
                     if found and free_vars(found[1]) <= bound:
                         return k, Loop(binder.name, domain, "atoms_of", found[1], domain.systems, is_index), c
-                if isinstance(domain, _EQUAL_DOMAINS) and ready(binder):
+                if _equal_domain(domain) and ready(binder):
                     other = _var_side(c, binder.name)
                     if other is not None and free_vars(other) <= bound:
                         return k, Loop(binder.name, domain, "equal", other, "", is_index), c
@@ -586,7 +595,7 @@ def _preferred_order(remaining, pending, bound, body, innermost):
                 found = _field_side(c, (domain.systems, "system"), name)
                 if found:
                     options.append(free_vars(found[1]))
-            if isinstance(domain, _EQUAL_DOMAINS):
+            if _equal_domain(domain):
                 other = _var_side(c, name)
                 if other is not None:
                     options.append(free_vars(other))
@@ -642,6 +651,8 @@ def _flatten_sum(expr, taken: set):
 
 
 def _driver(kernel) -> Optional[str]:
+    if any(isinstance(b.domain, ir.PairsDomain) and b.domain.pairs.startswith("·out·") for b in kernel.indices):
+        return None  # a scatter kernel (codegen/terms.py): its rows are bound by equality, never looped over
     for kind in (ir.AtomsDomain, ir.PairsDomain, ir.SystemsDomain):
         for binder in kernel.indices:
             if isinstance(binder.domain, kind):

@@ -217,6 +217,8 @@ class Arguments:
         self.cache: dict = {}
         self.lookups: dict = {}
         self.grids: dict = {}  # tensor name -> dense buffer of a kernel run natively
+        self.gradient_tables: dict = {}  # (tensor, wrt) -> runtime.gradients.GradientTable
+        self.out_rows: dict = {}  # scatter kernel row source -> (row map, number of rows)
 
     def _real(self, array):
         return np.ascontiguousarray(to_numpy(array), dtype=self.dtype)
@@ -224,8 +226,55 @@ class Arguments:
     def _int(self, array):
         return np.ascontiguousarray(to_numpy(array), dtype=np.int64)
 
+    def rows(self, source: str, field: str) -> np.ndarray:
+        """Integer labels of the rows of a computed gradient (`codegen/terms.py`: `GradLabel` as data)."""
+        from mtdsl.codegen.terms import parse_rows_source
+        from mtdsl.ir import autodiff as ad
+
+        tensor, wrt = parse_rows_source(source)
+        table = self.gradient_tables.get((tensor, wrt))
+        if table is None:
+            raise NativeFallback(f"the gradient of {tensor} with respect to {wrt} is not available")
+        if field == "block":
+            values = table.row_block
+        elif field == "local":
+            values = table.row_local
+        elif field == "target":
+            values = table.row_target
+        elif field.startswith("key:"):
+            values = table.keys[table.row_block, table.key_names.index(field[4:])] if table.n_rows else np.zeros(0)
+        elif field.startswith("sample:"):
+            label = ad.GradLabel(tensor, wrt, None, "sample", slot=int(field[7:]))
+            values = table.label(label, np.arange(table.n_rows, dtype=np.int64))
+        else:
+            raise KeyError(f"unknown gradient row field {field}")
+        return self._int(values)
+
+    def gradient_tensor(self, name: str):
+        """T's gradient blocks as a TensorMap for block accesses (`codegen/terms.py`: `GradValue`):
+        key `block`, samples `row` (the row in its block), the gradient's components and properties."""
+        from mtdsl.codegen.terms import parse_grad_tensor
+        from mtdsl.tensor import Labels, TensorBlock, TensorMap
+
+        tensor, wrt = parse_grad_tensor(name)
+        values = self.bindings.tensors.get(tensor)
+        if values is None or (tensor, wrt) not in self.gradient_tables:
+            raise NativeFallback(f"the gradient of {tensor} with respect to {wrt} is not available")
+        blocks = []
+        for block in values.blocks():
+            gradient = block.gradient(wrt)
+            rows = Labels(["row"], np.arange(len(gradient.samples), dtype=np.int32).reshape(-1, 1), assume_unique=True)
+            blocks.append(TensorBlock(gradient.values, rows, list(gradient.components), gradient.properties))
+        keys = Labels(["block"], np.arange(len(blocks), dtype=np.int32).reshape(-1, 1), assume_unique=True)
+        return TensorMap(keys, blocks)
+
     def lookup(self, key) -> BlockLookup:
         if key not in self.lookups:
+            from mtdsl.codegen.terms import GRAD_PREFIX
+
+            if key[0].startswith(GRAD_PREFIX):
+                self.lookups[key] = BlockLookup(key, self.gradient_tensor(key[0]), self.bindings, self.dtype)
+                return self.lookups[key]
             tensor = self.bindings.tensors.get(key[0])
             if tensor is None:
                 raise RunError(f"block access to {key[0]}: no such tensor")
@@ -266,10 +315,16 @@ class Arguments:
             if value.shape != expected:
                 raise NativeFallback(f"parameter {descriptor[1]} has shape {value.shape}, its domains {expected}")
             value = value.reshape(-1)
+        elif kind == "const64":  # compile-time tables kept in float64 whatever the dtype
+            value = np.ascontiguousarray(self.compiled.rendered.constants[descriptor[1]], dtype=np.float64).reshape(-1)
         elif kind == "const":
             value = np.ascontiguousarray(self.compiled.rendered.constants[descriptor[1]], dtype=self.dtype).reshape(-1)
         elif kind == "block":
             value = self.lookup(descriptor[1]).arrays[descriptor[2]]
+        elif kind == "out":
+            value = self._int(self.out_rows[descriptor[1]][0])
+        elif kind == "rows":
+            value = self.rows(descriptor[1], descriptor[2])
         elif kind == "grid":
             if descriptor[1] not in self.grids:
                 raise NativeFallback(f"the dense values of {descriptor[1]} are not available")
@@ -289,6 +344,10 @@ class Arguments:
         if kind == "n_systems":
             return bindings.systems[descriptor[1]].n_systems
         if kind == "n_pairs":
+            if descriptor[1] in self.out_rows:  # the rows a scatter kernel writes (codegen/terms.py)
+                return int(self.out_rows[descriptor[1]][1])
+            if descriptor[1] not in bindings.pairs:  # the rows of a gradient (codegen/terms.py)
+                return len(self.rows(descriptor[1], "block"))
             return bindings.pairs[descriptor[1]].n_pairs
         if kind == "n_species":
             return len(bindings.species(descriptor[1]))
@@ -317,8 +376,15 @@ class NativeKernel:
 class CompiledModule:
     """A module whose kernels run as native code; `.run(bindings)` like the interpreter."""
 
-    def __init__(self, module: ir.Module, rendered, library, path, cache_hit: bool, threads=None):
+    def __init__(self, module: ir.Module, rendered, library, path, cache_hit: bool, threads=None,
+                 terms: dict | None = None):
         self.module = module
+        # gradient terms rendered as kernels (codegen/terms.py), by (kernel, wrt, term index): a dense
+        # buffer over the term's axes (`terms`: kernel name), or written into the rows (`scatters`)
+        terms = terms or {}
+        self.terms = dict(terms.get("terms", {}))
+        self.scatters = dict(terms.get("scatters", {}))
+        term_names = set(self.terms.values()) | {s.name for s in self.scatters.values()}
         self.rendered = rendered
         self.library = library
         self.path = path
@@ -326,18 +392,25 @@ class CompiledModule:
         self.dtype = np.dtype(rendered.dtype)
         self.threads = threads
         self.fast_assembly = True  # runtime/native_assemble.py for separable kernels
-        self.fallbacks = dict(rendered.unsupported)  # tensor name -> why the interpreter evaluates it
+        # tensor name -> why the interpreter evaluates it
+        self.fallbacks = {k: v for k, v in rendered.unsupported.items() if k not in term_names}
         self.last_run_fallbacks: dict = {}
+        values = [k for name, k in rendered.kernels.items() if name not in term_names]
         # tensors some kernel reads as a TensorMap (through lookup tables, or the interpreter)
-        self.read_as_tensormap = {d[1][0] for k in rendered.kernels.values() for d in k.arrays if d[0] == "block"}
+        self.read_as_tensormap = {d[1][0] for k in values for d in k.arrays if d[0] == "block"}
         if self.fallbacks:
             self.read_as_tensormap |= {k.name for k in module.kernels}
         self.kernels = {}
+        self.term_kernels = {}
         for name, kernel in rendered.kernels.items():
             function = getattr(library, kernel.symbol)
             function.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int64), ctypes.c_int64]
             function.restype = ctypes.c_int64
-            self.kernels[name] = NativeKernel(kernel, function)
+            if name in term_names:
+                self.term_kernels[name] = NativeKernel(kernel, function)
+            else:
+                self.kernels[name] = NativeKernel(kernel, function)
+        self._arguments = None  # the last run's, for its gradient terms
 
     @property
     def source(self) -> str:
@@ -357,7 +430,7 @@ class CompiledModule:
         if all_tensors or not names:
             names = [k.name for k in self.module.kernels]
         interpreter = Interpreter(self.module, bindings)
-        arguments = Arguments(self, bindings)
+        arguments = self._arguments = Arguments(self, bindings)
         self.last_run_fallbacks = {}
         pending = {}  # tensor name -> (kernel, buffer) not assembled yet
         needed = set(names) | self.read_as_tensormap
@@ -408,6 +481,76 @@ class CompiledModule:
             return None
         return buffer
 
+    def gradient_term(self, kernel: str, wrt: str, k: int, scope, bindings, tables: dict):
+        """The values of term `k` of `kernel`'s gradient w.r.t. `wrt` over its axes (a `Named`), filled by
+        its native kernel; None when it has none, the scope does not match it, or its run reports an error.
+
+        `scope` binds the term's axes as `runtime/gradients.py` does; each axis of the native
+        kernel must be one plain variable of the scope (not a joined binder)."""
+        name = self.terms.get((kernel, wrt, k))
+        native = self.term_kernels.get(name)
+        if native is None:
+            return None
+        arguments = self._arguments
+        if arguments is None or arguments.bindings is not bindings:
+            arguments = self._arguments = Arguments(self, bindings)
+        arguments.gradient_tables = tables
+        term = native.rendered.plan.kernel
+        sizes = []
+        for binder in term.indices:
+            if binder.name in scope.aliases or binder.name not in scope.values:
+                return None
+            sizes.append(len(scope.values[binder.name]))
+        buffer = np.zeros(tuple(sizes), dtype=self.dtype)
+        try:
+            arrays = [buffer] + [arguments.array(d) for d in native.rendered.arrays[1:]]
+            scalars = [arguments.scalar(d) for d in native.rendered.scalars]
+        except NativeFallback as reason:
+            self.last_run_fallbacks[name] = str(reason)
+            return None
+        for binder, size in zip(term.indices, sizes):  # the rows domain: its size is the rows'
+            if isinstance(binder.domain, ir.PairsDomain) and binder.domain.pairs not in bindings.pairs:
+                if size != arguments.scalar(("n_pairs", binder.domain.pairs)):
+                    return None
+        pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+        values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
+        error = native.function(pointers, values, int(self.threads or default_threads()))
+        del arrays
+        if error:
+            self.last_run_fallbacks[name] = f"native run reported error bits {error}"
+            return None
+        return Named(tuple(b.name for b in term.indices), buffer)
+
+    def scatter_term(self, key, buffer: np.ndarray, row_map: np.ndarray, bindings, tables: dict) -> bool:
+        """Add term `key` = (kernel, wrt, k) into `buffer` (rows, columns..., directions) with its
+        scatter kernel; `row_map` (over its row variables' domains) gives each point's row.
+        False when it has none or its run reports an error (`buffer` is then unreliable)."""
+        scatter = self.scatters.get(key)
+        native = self.term_kernels.get(scatter.name) if scatter is not None else None
+        if native is None:
+            return False
+        arguments = self._arguments
+        if arguments is None or arguments.bindings is not bindings:
+            arguments = self._arguments = Arguments(self, bindings)
+        arguments.gradient_tables = tables
+        arguments.out_rows[scatter.source] = (row_map, buffer.shape[0])
+        try:
+            arrays = [buffer] + [arguments.array(d) for d in native.rendered.arrays[1:]]
+            scalars = [arguments.scalar(d) for d in native.rendered.scalars]
+        except NativeFallback as reason:
+            self.last_run_fallbacks[scatter.name] = str(reason)
+            return False
+        finally:
+            arguments.cache.pop(("out", scatter.source, "row"), None)
+        pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+        values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
+        error = native.function(pointers, values, int(self.threads or default_threads()))
+        del arrays
+        if error:
+            self.last_run_fallbacks[scatter.name] = f"native run reported error bits {error}"
+            return False
+        return True
+
     def _assemble(self, interpreter, kernel, buffer):
         body = Named(tuple(b.name for b in kernel.indices), buffer)
         result = assemble_separable(interpreter, kernel, body) if self.fast_assembly else None
@@ -421,12 +564,22 @@ def render(module: ir.Module, dtype=np.float64) -> str:
     return render_cpp(module, np.dtype(dtype).name)
 
 
-def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, threads: int | None = None) -> CompiledModule:
-    """Render, compile (through the kernel cache) and load `module`."""
+def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, threads: int | None = None,
+                   gradients: dict | None = None) -> CompiledModule:
+    """Render, compile (through the kernel cache) and load `module`, with the terms of its
+    gradient kernels (`gradients`: `{wrt: {kernel: GradientKernel}}`, `mtdsl.ir.autodiff`) as
+    kernels of the same library (`codegen/terms.py`)."""
+    from mtdsl.codegen.terms import extended_module
+
+    extended, terms = extended_module(module, gradients or {})
     if backend == "llvm":  # LLVM IR through llvmlite, JIT-compiled (mtdsl.codegen.llvm)
         from mtdsl.codegen.llvm import compile_module as compile_llvm
 
-        return compile_llvm(module, dtype=dtype, threads=threads)
+        compiled = compile_llvm(extended, dtype=dtype, threads=threads)
+        if terms:
+            compiled = CompiledModule(module, compiled.rendered, compiled.library, compiled.path, compiled.cache_hit,
+                                      threads, terms)
+        return compiled
     if backend != "cpp":
         raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp' and 'llvm')")
     from mtdsl.codegen import cache
@@ -436,12 +589,12 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     # a cache hit skips rendering: the rendered module is stored by its IR next to the library
     dtype_name = np.dtype(dtype).name
-    key = cache.rendering_key("cpp", repr(module), dtype_name)
+    key = cache.rendering_key("cpp", repr(extended), dtype_name)
     rendered = cache.load_rendering(key)
-    if rendered is None or rendered.module != module or rendered.dtype != dtype_name:
+    if rendered is None or rendered.module != extended or rendered.dtype != dtype_name:
         from mtdsl.codegen.cpp import render_module
 
-        rendered = render_module(module, dtype_name)
+        rendered = render_module(extended, dtype_name)
         cache.store_rendering(key, rendered)
     library, path, hit = cache.load(rendered.source)
-    return CompiledModule(module, rendered, library, path, hit, threads)
+    return CompiledModule(module, rendered, library, path, hit, threads, terms)

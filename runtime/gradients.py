@@ -52,11 +52,14 @@ _STORED_ORDER = {"positions": (0,), "strain": (0, 1), "cell": (1, 0)}
 class GradientInterpreter(Interpreter):
     """The interpreter, plus the derivative IR nodes and gradient tables of computed tensors."""
 
-    def __init__(self, module, bindings, kernels: dict):
+    def __init__(self, module, bindings, kernels: dict, native=None):
         super().__init__(module, bindings)
         self.kernels = {k.name: k for k in module.kernels}
         self.gradient_tables: dict = {}
         self.gradient_kernels = kernels
+        # a compiled module (runtime/compiled.py) whose `gradient_term` fills terms natively, or None
+        self.native = native
+        self.native_terms: list = []  # (kernel, wrt, term index) filled natively in this run
 
     def _eval_UnitVector(self, expr: ad.UnitVector, scope: Scope) -> Named:
         direction = self.evaluate(expr.direction, scope)
@@ -271,7 +274,8 @@ class GradientTable:
         )
         self.entries = kernel.samples
         self.bindings = bindings
-        self.flat = np.concatenate([np.asarray(g.values).reshape(-1) for g in gradients]) if blocks else np.zeros(0)
+        self._gradients = gradients
+        self._flat = None
         sizes = [int(np.prod(g.values.shape)) for g in gradients]
         self.base = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         ndim = 2 + len(ad.DIRECTIONS[wrt]) + len(tensor.component_names)
@@ -280,6 +284,14 @@ class GradientTable:
         n_components = len(tensor.component_names)
         self.components = [DenseLookup([b.components[k].array for b in blocks]) for k in range(n_components)]
         self.properties = DenseLookup([b.properties.array for b in blocks])
+
+    @property
+    def flat(self) -> np.ndarray:
+        """Every gradient value, blocks concatenated (built on first use: compiled terms do not need it)."""
+        if self._flat is None:
+            gradients = self._gradients
+            self._flat = np.concatenate([np.asarray(g.values).reshape(-1) for g in gradients]) if gradients else np.zeros(0)
+        return self._flat
 
     def label(self, expr: ad.GradLabel, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
@@ -338,10 +350,14 @@ class GradientTable:
         return Named(offset.axes, values)
 
 
-def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: str, outputs) -> None:
-    """Attach gradient blocks w.r.t. `wrt` to the `outputs` (and the tensors they read) in `bindings.tensors`."""
+def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: str, outputs, native=None):
+    """Attach gradient blocks w.r.t. `wrt` to the `outputs` (and the tensors they read) in `bindings.tensors`.
+
+    With `native` (a `runtime.compiled.CompiledModule`), the terms it compiled are filled by
+    their native kernels (`codegen/terms.py`) and only scattered here; the others are evaluated
+    by the interpreter. Returns the interpreter (`.native_terms` lists the native terms)."""
     needed = _needed(module, gradient_kernels, outputs)
-    interpreter = GradientInterpreter(module, bindings, gradient_kernels)
+    interpreter = GradientInterpreter(module, bindings, gradient_kernels, native)
     for kernel in module.kernels:
         if kernel.name not in needed:
             continue
@@ -350,6 +366,7 @@ def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: 
         for block, gradient in zip(tensor.blocks(), blocks):
             block.add_gradient(wrt, gradient)
         interpreter.gradient_tables[(kernel.name, wrt)] = GradientTable(kernel, tensor, wrt, targets, bindings)
+    return interpreter
 
 
 def _needed(module, gradient_kernels, outputs) -> set:
@@ -391,7 +408,10 @@ def kernel_gradient(interpreter: GradientInterpreter, kernel: ir.TensorKernel, g
     if len(tensor) == 0:
         return [], []
     layout = _Layout(tensor)
-    points = [_term_points(interpreter, kernel, gradient, term, layout) for term in gradient.terms]
+    fused = _fused_gradient(interpreter, kernel, gradient, tensor, layout)
+    if fused is not None:
+        return fused
+    points = [_term_points(interpreter, kernel, gradient, term, layout, k) for k, term in enumerate(gradient.terms)]
     n_directions = len(gradient.directions)
     direction_size = 3 ** n_directions
     batch = next(iter(bindings.systems.values()))
@@ -468,7 +488,217 @@ def kernel_gradient(interpreter: GradientInterpreter, kernel: ir.TensorKernel, g
     return blocks, targets
 
 
-def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term, layout: _Layout) -> dict:
+def _term_scope(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term) -> Scope:
+    """The scope of one term: its binders (joined where related), directions, free kernel indices, aliases."""
+    bindings = interpreter.bindings
+    aliased = {name for name, _ in term.aliases}
+    scope = _bind_binders(interpreter, term, Scope())
+    for name in gradient.directions:
+        scope = scope.bind(name, ir.XyzDomain(), np.arange(3, dtype=np.int64))
+    for binder in kernel.indices:
+        if binder.name not in aliased:
+            scope = scope.bind(binder.name, binder.domain, bindings.domain_values(binder.domain))
+    for name, expr in term.aliases:
+        scope = scope.alias(name, interpreter.evaluate(expr, scope))
+    return scope
+
+
+def _term_rows(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term, layout: _Layout, scatter):
+    """The rows of one term for its scatter kernel: over the grid of `scatter.row_vars`, whether the
+    term has a point there (its conditions, as in `_term_points`), and the row's block, parent
+    sample and target. None when the scope does not have the kernel's variables as plain axes."""
+    bindings = interpreter.bindings
+    scope = _term_scope(interpreter, kernel, gradient, term)
+    aliased = {name for name, _ in term.aliases}
+    row_vars = scatter.row_vars
+    if any(v in scope.aliases or v not in scope.values for v in row_vars):
+        return None
+    sizes = {v: len(scope.values[v]) for v in row_vars}
+    masks = []
+    for condition in (kernel.where, term.where):
+        if condition is not None:
+            masks.append(interpreter.evaluate(condition, scope))
+    for binder in kernel.indices + term.binders:
+        if binder.name not in aliased:
+            valid = interpreter.validity(binder.name, scope)
+            if valid is not None:
+                masks.append(valid)
+    exists = Named.scalar(True)
+    for mask in masks:
+        exists = apply(np.logical_and, exists, Named(mask.axes, np.asarray(mask.data).astype(bool)))
+    extra = tuple(a for a in exists.axes if a not in row_vars)
+    data = np.asarray(exists.data)
+    if extra:
+        data = np.any(data, axis=tuple(exists.axes.index(a) for a in extra))
+    exists = Named(tuple(a for a in exists.axes if a in row_vars), data)
+    keys, samples, _, _ = signature_values(interpreter, kernel, scope)
+    target = interpreter.evaluate(term.target, scope)
+    if any(a not in row_vars for a in union_axes(*(v for _, v in keys + samples), target)):
+        return None
+    key_values = [v for _, v in keys]
+    found_block = _lookup(layout.keys, Named.scalar(0), key_values) if layout.keys is not None else Named.scalar(-1)
+    block = Named(found_block.axes, np.maximum(found_block.data, 0))
+    sample = _lookup(layout.samples, block, [v for _, v in samples], [e for e, _ in samples], bindings)
+    shape = tuple(sizes[v] for v in row_vars)
+
+    def grid(named: Named) -> np.ndarray:
+        named = Named(named.axes, np.asarray(named.data))
+        return np.broadcast_to(named.expand(row_vars), shape).reshape(-1)
+
+    where = grid(exists).astype(bool)
+    found_block, sample, target = grid(found_block), grid(sample), grid(target).astype(np.int64)
+    if np.any(found_block[where] < 0):
+        raise RunError(f"gradient of {kernel.name}: a contribution to a block the values do not have")
+    if np.any(sample[where] < 0):
+        raise RunError(f"gradient of {kernel.name}: a contribution to a sample the values do not have")
+    return where, found_block, sample, target, scope
+
+
+def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, layout: _Layout):
+    """The gradient blocks written by the scatter kernels of every term (`codegen/terms.py`), or None.
+
+    The rows (distinct (block, sample, target), sorted as `kernel_gradient` sorts them) are
+    computed here over the few variables each term's rows depend on; the kernels add every
+    contribution into a buffer `[rows, columns (padded like the kernel's indices), directions]`;
+    each block is then its row range with its own columns taken."""
+    native = interpreter.native
+    if native is None or not getattr(native, "scatters", None):
+        return None
+    scatters = [native.scatters.get((kernel.name, gradient.wrt, k)) for k in range(len(gradient.terms))]
+    if not scatters or any(s is None or s.name not in native.term_kernels for s in scatters):
+        return None
+    bindings = interpreter.bindings
+    wrt = gradient.wrt
+    found = []
+    for term, scatter in zip(gradient.terms, scatters):
+        rows = _term_rows(interpreter, kernel, gradient, term, layout, scatter)
+        if rows is None:
+            return None
+        found.append(rows)
+    batch = next(iter(bindings.systems.values()))
+    n_targets = batch.n_atoms if wrt == "positions" else batch.n_systems
+    per_sample = n_targets if wrt == "positions" else 1
+    codes = []
+    for where, block, sample, target, _ in found:
+        code = (layout.sample_offsets[block] + sample) * per_sample + (target if wrt == "positions" else 0)
+        codes.append(np.where(where, code, -1))
+    every = np.concatenate([c[c >= 0] for c in codes]) if codes else np.zeros(0, np.int64)
+    unique = np.unique(every)
+    row_targets_all = unique % n_targets if wrt == "positions" else np.zeros(len(unique), np.int64)
+    if wrt != "positions":
+        for (where, _, _, target, _), code in zip(found, codes):
+            chosen = code >= 0
+            row_targets_all[np.searchsorted(unique, code[chosen])] = target[chosen]
+    # the buffer: rows, then the columns as the kernel's indices (padded), then the directions
+    scope = found[0][4]
+    columns = scatters[0].columns
+    if any(s.columns != columns for s in scatters):
+        return None
+    column_values = [np.asarray(bindings.domain_values(next(b.domain for b in kernel.indices if b.name == c)))
+                     for c in columns]
+    n_directions = len(gradient.directions)
+    shape = (len(unique),) + (3,) * n_directions + tuple(len(v) for v in column_values)
+    buffer = np.zeros(shape, dtype=bindings.dtype)
+    for k, (scatter, code) in enumerate(zip(scatters, codes)):
+        row_map = np.where(code >= 0, np.searchsorted(unique, np.maximum(code, 0)), -1)
+        if not native.scatter_term((kernel.name, wrt, k), buffer, row_map, bindings, interpreter.gradient_tables):
+            return None
+        interpreter.native_terms.append((kernel.name, wrt, k))
+    unique_sample = unique // per_sample
+    unique_block = np.searchsorted(layout.sample_offsets, unique_sample, side="right") - 1
+    n_blocks = len(tensor)
+    first_row = np.searchsorted(unique_block, np.arange(n_blocks + 1))
+    component_entries = len(kernel.components)
+    blocks_list = tensor.blocks()
+    parts = []
+    first = 1 + n_directions  # the first column axis
+    for b, value_block in enumerate(blocks_list):
+        chosen = slice(first_row[b], first_row[b + 1])
+        values = buffer[chosen]
+        # components: one kernel index each; properties: the flat position over their indices
+        for k, component in enumerate(value_block.components):
+            position = _positions_in(column_values[k], np.asarray(component.array)[:, 0])
+            if position is None:
+                return None
+            if not _is_range(position, values.shape[first + k]):
+                values = np.take(values, position, axis=first + k)
+        n_property_axes = len(columns) - component_entries
+        values = values.reshape(values.shape[: first + component_entries] + (-1,))
+        labels = np.asarray(value_block.properties.array)
+        flat = np.zeros(len(labels), dtype=np.int64)
+        for k in range(n_property_axes):
+            position = _positions_in(column_values[component_entries + k], labels[:, k])
+            if position is None:
+                return None
+            flat = flat * len(column_values[component_entries + k]) + position
+        if not _is_range(flat, values.shape[-1]):
+            values = np.take(values, flat, axis=-1)
+        parts.append(values)
+    return _gradient_blocks(tensor, wrt, n_directions, parts, unique_sample, first_row, layout, row_targets_all,
+                            batch, stored=True)
+
+
+def _is_range(position: np.ndarray, size: int) -> bool:
+    return len(position) == size and bool(np.all(position == np.arange(size)))
+
+
+def _positions_in(values: np.ndarray, labels: np.ndarray):
+    """Position of each label among the (sorted, distinct) values of a domain; None if one is absent."""
+    values = np.asarray(values, dtype=np.int64)
+    order = np.argsort(values, kind="stable")
+    found = np.searchsorted(values[order], labels)
+    found = np.clip(found, 0, max(len(values) - 1, 0))
+    if len(values) == 0 or np.any(values[order][found] != labels):
+        return None if len(labels) else np.zeros(0, np.int64)
+    return order[found]
+
+
+def _gradient_blocks(tensor, wrt, n_directions, parts, unique_sample, first_row, layout, row_targets_all, batch,
+                     stored: bool = False):
+    """Gradient `TensorBlock`s from each block's values `[rows, components..., properties, directions...]`
+    (`[rows, directions in their stored order, components..., properties]` with `stored=True`)."""
+    order = _STORED_ORDER[wrt]
+    taken = set(tensor.component_names)
+    direction_names = [name + "_gradient" if name in taken else name for name in DIRECTION_LABELS[wrt]]
+    direction_labels = [Labels([name], np.arange(3, dtype=np.int32).reshape(-1, 1)) for name in direction_names]
+    blocks, targets = [], []
+    for b, value_block in enumerate(tensor.blocks()):
+        values = parts[b]
+        n_rows = values.shape[0]
+        if not stored:
+            last = values.ndim - n_directions
+            values = np.moveaxis(values, [last + k for k in range(n_directions)], [1 + k for k in order])
+        chosen = slice(first_row[b], first_row[b + 1])
+        parent = unique_sample[chosen] - layout.sample_offsets[b]
+        row_targets = row_targets_all[chosen]
+        if wrt == "positions":
+            rows = np.stack([parent, np.asarray(batch.system)[row_targets], np.asarray(batch.atom)[row_targets]], axis=1)
+            names = ["sample", "system", "atom"]
+        else:
+            rows = parent.reshape(-1, 1)
+            names = ["sample"]
+        blocks.append(TensorBlock(
+            np.ascontiguousarray(values),
+            Labels(names, rows.astype(np.int32).reshape(n_rows, len(names)), assume_unique=True),
+            direction_labels + list(value_block.components),
+            value_block.properties,
+        ))
+        targets.append(row_targets)
+    return blocks, targets
+
+
+def _native_value(interpreter: GradientInterpreter, kernel, gradient, k: int, scope: Scope):
+    """The term's values from its native kernel (zero where its conditions fail), or None."""
+    if interpreter.native is None:
+        return None
+    value = interpreter.native.gradient_term(kernel.name, gradient.wrt, k, scope, interpreter.bindings,
+                                             interpreter.gradient_tables)
+    if value is not None:
+        interpreter.native_terms.append((kernel.name, gradient.wrt, k))
+    return value
+
+
+def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term, layout: _Layout, k: int = -1) -> dict:
     """Every contribution of one term: block, parent sample row, target, flat column, values [n, 3^k]."""
     bindings = interpreter.bindings
     aliased = {name for name, _ in term.aliases}
@@ -481,7 +711,8 @@ def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Te
     for name, expr in term.aliases:
         scope = scope.alias(name, interpreter.evaluate(expr, scope))
 
-    coefficient = interpreter.evaluate(term.coefficient, scope)
+    native = _native_value(interpreter, kernel, gradient, k, scope)
+    coefficient = native if native is not None else interpreter.evaluate(term.coefficient, scope)
     if VECTOR_AXIS in coefficient.axes:
         raise RunError(f"gradient of {kernel.name}: a vector-valued coefficient ({term.coefficient})")
     masks = []
@@ -504,8 +735,13 @@ def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Te
 
     # contributions summed over the axes no label depends on
     summed = [a for a in union_axes(coefficient, *masks) if a not in point_axes and a not in directions]
-    float_masks = [Named(m.axes, np.asarray(m.data).astype(bindings.dtype)) for m in masks]
-    value = _contract([coefficient], float_masks, summed, scope, bindings.dtype)
+    if native is not None:  # already zero where the conditions fail: only the sum is left
+        kept = tuple(a for a in native.axes if a not in summed)
+        data = native.data.sum(axis=tuple(native.axes.index(a) for a in native.axes if a in summed)) if len(kept) < len(native.axes) else native.data
+        value = Named(kept, data)
+    else:
+        float_masks = [Named(m.axes, np.asarray(m.data).astype(bindings.dtype)) for m in masks]
+        value = _contract([coefficient], float_masks, summed, scope, bindings.dtype)
     exists = Named.scalar(True)
     for mask in masks:
         exists = apply(np.logical_and, exists, Named(mask.axes, np.asarray(mask.data).astype(bool)))

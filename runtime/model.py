@@ -85,7 +85,8 @@ class Model:
         if self.backend != "interpreter" and self._compiled is None:
             from .compiled import compile_module
 
-            self._compiled = compile_module(self.module, backend=self.backend, dtype=self.dtype)
+            self._compiled = compile_module(self.module, backend=self.backend, dtype=self.dtype,
+                                            gradients=self.gradient_kernels)
         return self._compiled
 
     @property
@@ -112,7 +113,7 @@ class Model:
                 bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
         for wrt in dict.fromkeys(gradients):
             outputs = [o.name for o in self.module.outputs if wrt in o.gradients]
-            compute_gradients(self.module, bindings, self.gradient_kernels[wrt], wrt, outputs)
+            compute_gradients(self.module, bindings, self.gradient_kernels[wrt], wrt, outputs, native=self.compiled)
         return self._outputs(bindings)
 
     def bind(self, frames, tensormaps: dict) -> Bindings:

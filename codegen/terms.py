@@ -1,0 +1,413 @@
+"""Gradient terms as ordinary IR kernels, so that every renderer compiles them.
+
+A `Term` of a gradient kernel (`mtdsl/ir/autodiff.py`) is
+
+    dE/dx[t, d...] = sum over its binders (where it holds) of [target == t] * coefficient(d...)
+
+`term_kernel` turns it into a `TensorKernel` whose indices are the term's
+binders, the kernel indices that no alias fixes, and the direction variables
+(last, so the directions are the buffer's contiguous axis), whose body is the
+coefficient with the aliases substituted and whose `where` is the kernel's and
+the term's condition. A renderer fills the dense buffer of that kernel like any
+other: the pair loop, the `sph` / `soap_radial` tables and their derivatives,
+sums over `P.from(i)` accumulated per centre. The buffer is exactly the
+interpreter's contracted term over the same axes, so `runtime/gradients.py`
+scatters it to the gradient rows with the labels it computes anyway.
+
+The derivative nodes of autodiff are lowered to IR that renderers know:
+
+- `GradRows(T, wrt)` (the rows of T's gradient blocks) is a runtime range, written
+  as a `PairsDomain` of the reserved name `rows_source(T, wrt)` (its size is the
+  number of rows; it is never a neighbour list);
+- `GradLabel` is an integer `Data` read of that source: fields `key:<label>`,
+  `sample:<slot>`, `target`, and `block` / `local` (the block of a row, its
+  position in the block);
+- `GradValue` is a block access to `grad_tensor(T, wrt)`: a TensorMap built at run
+  time from T's gradient blocks, one block per block of T (key `block`), samples
+  `row` (the local row), components the gradient's (directions in stored order,
+  then T's), properties T's;
+- `dot(X, s e[d])` is `s X_d`, with `X_d` the component `d` of `X`: `d_sph(v, l, m, d)`
+  (four arguments: the scalar component), `P.vector[p, d]`, `[d == c]` for a
+  unit vector...; a dot of two vector derivative expressions is the sum of
+  three component products.
+
+Anything else (a vector-valued coefficient, a derivative node in a place this
+lowering does not know) raises `Unsupported`: that term is evaluated by the
+interpreter, as before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from mtdsl.ir import autodiff as ad
+from mtdsl.ir import nodes as ir
+
+from .plan import Unsupported
+
+ROWS_PREFIX = "·rows·"
+GRAD_PREFIX = "·grad·"
+
+
+def rows_source(tensor: str, wrt: str) -> str:
+    """The reserved name of the rows of `tensor`'s gradient w.r.t. `wrt` (a domain and a data source)."""
+    return f"{ROWS_PREFIX}{tensor}·{wrt}"
+
+
+def parse_rows_source(name: str) -> Optional[tuple[str, str]]:
+    if not name.startswith(ROWS_PREFIX):
+        return None
+    tensor, _, wrt = name[len(ROWS_PREFIX):].rpartition("·")
+    return tensor, wrt
+
+
+def grad_tensor(tensor: str, wrt: str) -> str:
+    """The name of the run-time TensorMap holding `tensor`'s gradient blocks for block accesses."""
+    return f"{GRAD_PREFIX}{tensor}·{wrt}"
+
+
+def parse_grad_tensor(name: str) -> Optional[tuple[str, str]]:
+    if not name.startswith(GRAD_PREFIX):
+        return None
+    tensor, _, wrt = name[len(GRAD_PREFIX):].rpartition("·")
+    return tensor, wrt
+
+
+def term_kernel_name(kernel: str, wrt: str, k: int) -> str:
+    return f"·d{kernel}/d{wrt}#{k}"
+
+
+#: stored axis of each direction (see runtime/gradients.py: strain [a, b], cell [a, x] for directions (x, a))
+STORED_ORDER = {"positions": (0,), "strain": (0, 1), "cell": (1, 0)}
+
+
+def gradient_term_kernels(module: ir.Module, gradients: dict) -> list[tuple[tuple, ir.TensorKernel]]:
+    """`((kernel name, wrt, term index), term kernel)` for every term that lowers; the others are absent."""
+    kernels = {k.name: k for k in module.kernels}
+    result = []
+    for wrt, by_kernel in gradients.items():
+        for name, gradient in by_kernel.items():
+            for k, term in enumerate(gradient.terms):
+                try:
+                    lowered = term_kernel(module, kernels[name], gradient, k, term)
+                except Unsupported:
+                    continue
+                result.append(((name, wrt, k), lowered))
+    return result
+
+
+def term_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
+                term: ad.Term) -> ir.TensorKernel:
+    """The kernel filling term `k` of `gradient` over (binders, free kernel indices, directions)."""
+    lowering = _Lowering(module)
+    resolved: dict = {}
+    for name, expr in term.aliases:
+        resolved[name] = ad.substitute(expr, resolved)
+    aliased = set(resolved)
+    indices = []
+    for binder in term.binders:
+        indices.append(ir.Binder(binder.name, lowering.domain(binder.domain)))
+    for binder in kernel.indices:
+        if binder.name in aliased:
+            continue
+        domain = binder.domain
+        if isinstance(domain, ir.IrrepDomain):
+            domain = ir.IrrepDomain(lowering.lower(ad.substitute(domain.degree, resolved)), domain.max_degree)
+        indices.append(ir.Binder(binder.name, domain))
+    for name in gradient.directions:
+        indices.append(ir.Binder(name, ir.XyzDomain()))
+    where = ad._and(kernel.where, term.where)
+    body = lowering.lower(ad.substitute(term.coefficient, resolved))
+    if lowering.is_vector(body):
+        raise Unsupported("a vector-valued gradient coefficient")
+    where = lowering.lower(ad.substitute(where, resolved)) if where is not None else None
+    return ir.TensorKernel(term_kernel_name(kernel.name, gradient.wrt, k), tuple(indices), (), (), (), (), body, where)
+
+
+class _Lowering:
+    def __init__(self, module: ir.Module):
+        self.module = module
+        self.kernels = {k.name: k for k in module.kernels}
+
+    def domain(self, domain):
+        if isinstance(domain, ad.GradRows):
+            return ir.PairsDomain(rows_source(domain.tensor, domain.wrt))
+        if isinstance(domain, ir.PairsFrom):
+            return ir.PairsFrom(domain.pairs, self.lower(domain.atom))
+        if isinstance(domain, ir.IrrepDomain):
+            return ir.IrrepDomain(self.lower(domain.degree), domain.max_degree)
+        return domain
+
+    # -- types -----------------------------------------------------------------------------------
+    def is_vector(self, expr) -> bool:
+        if isinstance(expr, ad.UnitVector):
+            return True
+        if isinstance(expr, ir.Call):
+            return expr.function == "d_sph" and len(expr.args) == 3
+        if isinstance(expr, ir.Data):
+            return expr.field in ("positions", "vector") and len(expr.index) == 1
+        if isinstance(expr, ir.Unary):
+            return expr.op == "neg" and self.is_vector(expr.operand)
+        if isinstance(expr, ir.Binary):
+            if expr.op in ("add", "sub", "mul", "div"):
+                return self.is_vector(expr.left) or self.is_vector(expr.right)
+            return False
+        if isinstance(expr, ir.Select):
+            return self.is_vector(expr.if_true) or self.is_vector(expr.if_false)
+        if isinstance(expr, ir.Reduce):
+            return self.is_vector(expr.body)
+        return False
+
+    def component(self, expr, c):
+        """Component `c` (an integer expression) of the vector expression `expr`, as a scalar expression."""
+        if isinstance(expr, ad.UnitVector):
+            return ir.Select(ir.Binary("eq", self.lower(expr.direction), c), ir.Const(1.0), ir.Const(0.0))
+        if isinstance(expr, ir.Call) and expr.function == "d_sph":
+            return ir.Call("d_sph", tuple(self.lower(a) for a in expr.args) + (c,), expr.options)
+        if isinstance(expr, ir.Data):
+            return ir.Data(expr.source, expr.field, (self.lower(expr.index[0]), c))
+        if isinstance(expr, ir.Unary):
+            return ir.Unary("neg", self.component(expr.operand, c))
+        if isinstance(expr, ir.Binary):
+            left_vec, right_vec = self.is_vector(expr.left), self.is_vector(expr.right)
+            if expr.op in ("add", "sub"):
+                return ir.Binary(expr.op, self.component(expr.left, c), self.component(expr.right, c))
+            if expr.op == "mul" and left_vec != right_vec:
+                if left_vec:
+                    return ir.Binary("mul", self.component(expr.left, c), self.lower(expr.right))
+                return ir.Binary("mul", self.lower(expr.left), self.component(expr.right, c))
+            if expr.op == "div" and left_vec and not right_vec:
+                return ir.Binary("div", self.component(expr.left, c), self.lower(expr.right))
+        if isinstance(expr, ir.Select) and not self.is_vector(expr.condition):
+            return ir.Select(self.lower(expr.condition), self.component(expr.if_true, c),
+                             self.component(expr.if_false, c))
+        raise Unsupported(f"a component of the vector {expr}")
+
+    def unit_form(self, expr):
+        """`(scale, direction)` when `expr` is `scale * e[direction]`, else None."""
+        if isinstance(expr, ad.UnitVector):
+            return ir.Const(1.0), expr.direction
+        if isinstance(expr, ir.Unary) and expr.op == "neg":
+            inner = self.unit_form(expr.operand)
+            return None if inner is None else (ir.Unary("neg", inner[0]), inner[1])
+        if isinstance(expr, ir.Binary) and expr.op in ("mul", "div"):
+            left_vec, right_vec = self.is_vector(expr.left), self.is_vector(expr.right)
+            if left_vec and not right_vec:
+                inner = self.unit_form(expr.left)
+                if inner is not None:
+                    return ir.Binary(expr.op, inner[0], expr.right), inner[1]
+            if right_vec and not left_vec and expr.op == "mul":
+                inner = self.unit_form(expr.right)
+                if inner is not None:
+                    return ir.Binary("mul", expr.left, inner[0]), inner[1]
+        return None
+
+    def dot(self, u, v):
+        for a, b in ((u, v), (v, u)):
+            form = self.unit_form(b)
+            if form is not None:
+                scale, direction = form
+                return ir.Binary("mul", self.lower(scale), self.component(a, self.lower(direction)))
+        if not self.has_derivative(u) and not self.has_derivative(v):
+            return ir.Call("dot", (self.lower(u), self.lower(v)))
+        total = None
+        for c in range(3):
+            product = ir.Binary("mul", self.component(u, ir.Const(c)), self.component(v, ir.Const(c)))
+            total = product if total is None else ir.Binary("add", total, product)
+        return total
+
+    def has_derivative(self, expr) -> bool:
+        if isinstance(expr, (ad.UnitVector, ad.GradLabel, ad.GradValue)):
+            return True
+        if isinstance(expr, ir.Call) and expr.function == "d_sph":
+            return True
+        return any(self.has_derivative(child) for child in ad._children(expr))
+
+    # -- lowering --------------------------------------------------------------------------------
+    def lower(self, expr):
+        if isinstance(expr, (ir.Const, ir.Var)):
+            return expr
+        if isinstance(expr, ad.UnitVector):
+            raise Unsupported("a unit vector outside a dot product")
+        if isinstance(expr, ad.GradLabel):
+            field = {"key": f"key:{expr.label}", "sample": f"sample:{expr.slot}", "target": "target"}[expr.what]
+            return ir.Data(rows_source(expr.tensor, expr.wrt), field, (self.lower(expr.row),))
+        if isinstance(expr, ad.GradValue):
+            return self.grad_value(expr)
+        if isinstance(expr, ir.Call):
+            if expr.function == "dot" and len(expr.args) == 2:
+                return self.dot(expr.args[0], expr.args[1])
+            if expr.function == "d_sph" and len(expr.args) == 3:
+                raise Unsupported("a vector d_sph outside a dot product")
+            return ir.Call(expr.function, tuple(self.lower(a) for a in expr.args), expr.options)
+        if isinstance(expr, ir.Data):
+            return ir.Data(expr.source, expr.field, tuple(self.lower(i) for i in expr.index))
+        if isinstance(expr, ir.ParamRef):
+            return ir.ParamRef(expr.name, tuple(self.lower(i) for i in expr.index))
+        if isinstance(expr, ir.BlockRef):
+            def slot(s):
+                return ir.Slot(s.kind, self.lower(s.expr), s.source)
+            return ir.BlockRef(expr.tensor, tuple((k, self.lower(v)) for k, v in expr.keys),
+                               tuple(map(slot, expr.samples)), tuple(map(slot, expr.components)),
+                               tuple(map(slot, expr.properties)))
+        if isinstance(expr, ir.Unary):
+            return ir.Unary(expr.op, self.lower(expr.operand))
+        if isinstance(expr, ir.Binary):
+            return ir.Binary(expr.op, self.lower(expr.left), self.lower(expr.right))
+        if isinstance(expr, ir.Select):
+            return ir.Select(self.lower(expr.condition), self.lower(expr.if_true), self.lower(expr.if_false))
+        if isinstance(expr, ir.Reduce):
+            binders = tuple(ir.Binder(b.name, self.domain(b.domain)) for b in expr.binders)
+            if any(isinstance(b.domain, ir.PairsDomain) and b.domain.pairs.startswith(ROWS_PREFIX) for b in binders):
+                raise Unsupported("a sum over gradient rows")
+            where = self.lower(expr.where) if expr.where is not None else None
+            return ir.Reduce(binders, self.lower(expr.body), where)
+        raise Unsupported(f"gradient node {type(expr).__name__}")
+
+    def grad_value(self, expr: ad.GradValue):
+        order = STORED_ORDER[expr.wrt]
+        directions = [None] * len(expr.directions)
+        for k, direction in enumerate(expr.directions):
+            directions[order[k]] = ir.Slot("value", self.lower(direction))
+        row = self.lower(expr.row)
+        source = rows_source(expr.tensor, expr.wrt)
+        return ir.BlockRef(
+            grad_tensor(expr.tensor, expr.wrt),
+            (("block", ir.Data(source, "block", (row,))),),
+            (ir.Slot("value", ir.Data(source, "local", (row,))),),
+            tuple(directions) + tuple(ir.Slot(s.kind, self.lower(s.expr), s.source) for s in expr.components),
+            tuple(ir.Slot(s.kind, self.lower(s.expr), s.source) for s in expr.properties),
+        )
+
+
+# ---- scatter kernels: a term written straight into the gradient rows ------------------------------
+
+OUT_PREFIX = "·out·"
+
+
+def out_source(kernel: str, wrt: str, k: int) -> str:
+    """The reserved name of the gradient rows a scatter kernel writes (a domain and a data source)."""
+    return f"{OUT_PREFIX}{kernel}·{wrt}·{k}"
+
+
+def scatter_kernel_name(kernel: str, wrt: str, k: int) -> str:
+    return f"·scatter·d{kernel}/d{wrt}#{k}"
+
+
+@dataclass(frozen=True)
+class ScatterTerm:
+    """How a scatter kernel is bound: its name, the variables its row map is indexed by (in that
+    order) and the kernel indices of its columns (components then properties)."""
+
+    name: str
+    source: str
+    row_vars: tuple[str, ...]
+    columns: tuple[str, ...]
+
+
+def column_indices(kernel: ir.TensorKernel) -> Optional[tuple[str, ...]]:
+    """The kernel indices the components and properties are (one plain index per entry), or None."""
+    names = {b.name for b in kernel.indices}
+    columns = []
+    for entry in kernel.components + kernel.properties:
+        if entry.kind != "value" or not isinstance(entry.expr, ir.Var) or entry.expr.name not in names:
+            return None
+        if entry.expr.name in columns:
+            return None
+        columns.append(entry.expr.name)
+    return tuple(columns)
+
+
+def scatter_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
+                   term: ad.Term) -> tuple[ScatterTerm, ir.TensorKernel]:
+    """Term `k` as a kernel over the gradient's own layout: indices `(row, columns..., directions)`.
+
+    Its body sums the term over its binders and the other kernel indices; the row is bound by
+    `row == rows[v...]`, a map over the variables the row's block, sample and target depend on,
+    computed before the run (-1 where the term has no point); aliased columns (`l := key of g`)
+    are bound by their alias. So the pass over pairs (or over the rows of a gradient it reads)
+    adds each contribution where it belongs: no dense term buffer, no scatter afterwards.
+    """
+    columns = column_indices(kernel)
+    if columns is None:
+        raise Unsupported("components or properties that are not plain indices")
+    lowering = _Lowering(module)
+    resolved: dict = {}
+    for name, expr in term.aliases:
+        resolved[name] = ad.substitute(expr, resolved)
+    substituted = {n: e for n, e in resolved.items() if n not in columns}
+    labelled = [e.expr for e in kernel.keys + kernel.samples] + [term.target]
+    row_vars = set()
+    for expr in labelled:
+        row_vars |= ad.free_variables(ad.substitute(expr, resolved))
+    if row_vars & set(columns) or row_vars & set(gradient.directions):
+        raise Unsupported("a gradient row that depends on a column or a direction")
+    binders = []
+    for binder in term.binders:
+        binders.append(ir.Binder(binder.name, lowering.domain(binder.domain)))
+    for binder in kernel.indices:
+        if binder.name in resolved or binder.name in columns:
+            continue
+        binders.append(ir.Binder(binder.name, _substituted_domain(lowering, binder.domain, substituted)))
+    row_order = [b.name for b in binders if b.name in row_vars]
+    if set(row_order) != row_vars:
+        raise Unsupported("a gradient row that depends on a variable that is not summed")
+    source = out_source(kernel.name, gradient.wrt, k)
+    row = "·row"
+    # the gradient block's own layout: row, directions (in their stored order), columns
+    indices = [ir.Binder(row, ir.PairsDomain(source))]
+    order = STORED_ORDER[gradient.wrt]
+    for stored in range(len(gradient.directions)):
+        indices.append(ir.Binder(gradient.directions[order.index(stored)], ir.XyzDomain()))
+    for name in columns:
+        binder = next(b for b in kernel.indices if b.name == name)
+        indices.append(ir.Binder(name, _substituted_domain(lowering, binder.domain, substituted)))
+    conditions = [kernel.where, term.where]
+    conditions = [lowering.lower(ad.substitute(c, substituted)) for c in conditions if c is not None]
+    for name in columns:  # an aliased column is bound by its alias
+        if name in resolved:
+            conditions.append(ir.Binary("eq", ir.Var(name), lowering.lower(ad.substitute(resolved[name], substituted))))
+    rows = ir.Data(source, "row", tuple(ir.Var(v) for v in row_order))
+    conditions.append(ir.Binary("eq", ir.Var(row), rows))
+    where = None
+    for condition in conditions:
+        where = condition if where is None else ir.Binary("and", where, condition)
+    body = lowering.lower(ad.substitute(term.coefficient, substituted))
+    if lowering.is_vector(body):
+        raise Unsupported("a vector-valued gradient coefficient")
+    name = scatter_kernel_name(kernel.name, gradient.wrt, k)
+    result = ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)
+    return ScatterTerm(name, source, tuple(row_order), columns), result
+
+
+def _substituted_domain(lowering, domain, mapping):
+    if isinstance(domain, ir.IrrepDomain):
+        return ir.IrrepDomain(lowering.lower(ad.substitute(domain.degree, mapping)), domain.max_degree)
+    return domain
+
+
+def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict]:
+    """`module` with the kernels of the terms of `gradients` appended, and what binds them:
+    `{(kernel, wrt, k): term kernel name}` (a dense buffer over the term's axes, scattered by
+    `runtime/gradients.py`) and `{(kernel, wrt, k): ScatterTerm}` (written into the rows)."""
+    import dataclasses
+
+    lowered = gradient_term_kernels(module, gradients) if gradients else []
+    names = {key: kernel.name for key, kernel in lowered}
+    scatters = {}
+    extra = [k for _, k in lowered]
+    kernels = {k.name: k for k in module.kernels}
+    for wrt, by_kernel in (gradients or {}).items():
+        for name, gradient in by_kernel.items():
+            for k, term in enumerate(gradient.terms):
+                try:
+                    scatter, lowered_kernel = scatter_kernel(module, kernels[name], gradient, k, term)
+                except Unsupported:
+                    continue
+                scatters[(name, wrt, k)] = scatter
+                extra.append(lowered_kernel)
+    if not extra:
+        return module, {"terms": names, "scatters": scatters}
+    extended = dataclasses.replace(module, kernels=tuple(module.kernels) + tuple(extra))
+    return extended, {"terms": names, "scatters": scatters}
