@@ -46,7 +46,9 @@ from .assemble import evaluate_kernel
 from .bindings import Bindings
 from .interpreter import Interpreter
 
-_PLANS: dict[int, "Plan"] = {}
+#: live plans by handle value; a plan lives as long as its handle tensor (an attribute of it),
+#: which the outputs' autograd graph holds until it is freed
+_PLANS: "weakref.WeakValueDictionary[int, Plan]" = weakref.WeakValueDictionary()
 _HANDLES = itertools.count(1)
 
 
@@ -60,8 +62,8 @@ class TorchModelError(MtdslError):
 class Plan:
     """The structure of one call: systems, neighbour lists, input and output labels.
 
-    Registered under an integer handle while the handle tensor (an input of the
-    ops, saved for backward) is alive.
+    The ops find it by the value of its handle (`handle()`), an int64 tensor
+    given to them as an input and saved for backward, which keeps it alive.
     """
 
     def __init__(self, model, systems: list, tensormaps: dict, gradients: list[str]):
@@ -84,9 +86,6 @@ class Plan:
         self.param_shapes = [tuple(np.shape(model.parameters[n])) for n in self.param_names]
         self.inputs = [(t.name, tensormaps[t.name]) for t in self.module.tensormaps]  # labels only are used
         self.n_primals = 2 + len(self.param_names) + sum(len(t) for _, t in self.inputs)
-        self.handle = torch.tensor(next(_HANDLES), dtype=torch.int64)
-        _PLANS[int(self.handle)] = self
-        weakref.finalize(self.handle, _PLANS.pop, int(self.handle), None)
         # the outputs at the given values: their labels, and the values the first call reuses
         self._cache = None
         primals = self.numpy_primals(systems, tensormaps)
@@ -96,6 +95,14 @@ class Plan:
         self.gradient_shapes = [tuple(g.values.shape) for _, t in self.outputs for b in t.blocks()
                                 for _, g in b.gradients()]
         self._cache = (primals, outputs)
+
+    def handle(self) -> torch.Tensor:
+        """A new handle of this plan: the plan lives while the handle does."""
+        key = next(_HANDLES)
+        handle = torch.tensor(key, dtype=torch.int64)
+        handle._mtdsl_plan = self
+        _PLANS[key] = self
+        return handle
 
     # -- numpy side: the model's backend ---------------------------------------------------------
     def batch(self, positions: np.ndarray, cells: np.ndarray) -> SystemBatch:
@@ -353,16 +360,17 @@ class TorchModel(torch.nn.Module):
         systems = list(systems) if isinstance(systems, (list, tuple)) else [systems]
         gradients = list(gradients or [])
         plan = self._prepare(systems, gradients, tensormaps)
+        handle = plan.handle()
         primals = [
             torch.cat([s.positions for s in systems]).reshape(-1, 3),
             torch.stack([s.cell for s in systems]),
             *(getattr(self, name) for name in plan.param_names),
             *(b.values for name, _ in plan.inputs for b in tensormaps[name].blocks()),
         ]
-        values = evaluate_op(plan.handle, 0, [], len(plan.shapes), encode_shapes(plan.shapes), primals)
+        values = evaluate_op(handle, 0, [], len(plan.shapes), encode_shapes(plan.shapes), primals)
         gradient_values = []
         if gradients:
-            gradient_values = gradient_blocks_op(plan.handle, encode_shapes(plan.gradient_shapes), primals)
+            gradient_values = gradient_blocks_op(handle, encode_shapes(plan.gradient_shapes), primals)
         return _assemble(plan, values, gradient_values)
 
     @torch.compiler.disable

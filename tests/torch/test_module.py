@@ -7,11 +7,14 @@ gradient blocks against autograd forces and virial; torch.compile against eager;
 opcheck of the custom ops; the state_dict round trip; errors.
 """
 
+import gc
+
 import numpy as np
 import pytest
 import torch
 
 import mtdsl
+from mtdsl.runtime import torch_module
 from mtdsl.runtime.torch_module import TorchModelError, encode_shapes, evaluate_op, gradient_blocks_op
 from mtdsl.tensor import TensorBlock, TensorMap
 
@@ -189,11 +192,12 @@ def op_arguments(program):
 def test_opcheck_evaluate(program):
     plan, primals = op_arguments(program)
     shapes = encode_shapes(plan.shapes)
-    torch.library.opcheck(evaluate_op, (plan.handle, 0, [], len(plan.shapes), shapes, primals))
+    handle = plan.handle()
+    torch.library.opcheck(evaluate_op, (handle, 0, [], len(plan.shapes), shapes, primals))
     # order 1: the vector-Jacobian product, with one cotangent per output block
     cotangents = [torch.randn(shape, dtype=torch.float64, requires_grad=True) for shape in plan.shapes]
     masks = [1] * len(primals)
-    torch.library.opcheck(evaluate_op, (plan.handle, 1, masks, len(plan.shapes), shapes, primals + cotangents))
+    torch.library.opcheck(evaluate_op, (handle, 1, masks, len(plan.shapes), shapes, primals + cotangents))
 
 
 def test_opcheck_gradient_blocks():
@@ -202,7 +206,7 @@ def test_opcheck_gradient_blocks():
     plan = module._prepare(batch, ["positions"], {})
     primals = [torch.cat([s.positions for s in batch]), torch.stack([s.cell for s in batch]),
                *(p.detach().clone() for p in module.parameters())]
-    torch.library.opcheck(gradient_blocks_op, (plan.handle, encode_shapes(plan.gradient_shapes), primals),
+    torch.library.opcheck(gradient_blocks_op, (plan.handle(), encode_shapes(plan.gradient_shapes), primals),
                           test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
 
 
@@ -231,6 +235,22 @@ def test_trained_parameters_are_used_and_the_model_is_untouched():
     n_atoms = torch.tensor([[len(frame)] for frame in atoms()], dtype=torch.float64)
     torch.testing.assert_close(shifted - energy, n_atoms)
     np.testing.assert_array_equal(model.parameters["e0"], before)
+
+
+def test_plans_are_released_with_the_outputs_graph():
+    module = compiled("soap_energy").to_torch()
+    gc.collect()
+    before = len(torch_module._PLANS)
+    batch = systems(requires_grad=True)
+    energy = module(batch)["energy"].block().values
+    assert len(torch_module._PLANS) == before + 1
+    forces = torch.autograd.grad(energy.sum(), [s.positions for s in batch], create_graph=True)
+    del energy
+    gc.collect()
+    assert len(torch_module._PLANS) == before + 1  # the forces' graph still needs it
+    del forces
+    gc.collect()
+    assert len(torch_module._PLANS) == before
 
 
 def test_errors():
