@@ -1,11 +1,15 @@
-"""Compile latency of the cpp backend: cold (render + g++) and from the kernel cache.
+"""Compile latency of the power spectrum with its gradient kernels: cold and from the kernel cache.
 
-    .venv/bin/python benchmarks/bench_compile.py [--repeats 5]
+    .venv/bin/python benchmarks/bench_compile.py [--repeats 5] [--backend cpp|llvm]
 
 For the power spectrum (`examples/soap_power_spectrum.mt` through the front end
-when it compiles, else the same module built by hand): the front end (parse,
-check, lower), rendering, a cold compile into an empty cache directory, and a
-cache hit (IR hash, stored rendering, library load) in a new process. Prints seconds.
+when it compiles, else the same module built by hand) with the gradient kernels
+of its declared gradients (positions, strain: `mtdsl.ir.autodiff`, rendered with
+the values by `codegen/terms.py`): the front end (parse, check, lower,
+differentiate), rendering, a cold compile into an empty cache directory (the
+radial spline included), and a cache hit (IR hash, stored rendering, library
+load) in a new process. Targets: cold < 5 s, from the cache (front end + hit)
+< 100 ms. Prints milliseconds.
 """
 
 from __future__ import annotations
@@ -23,14 +27,18 @@ sys.path.insert(0, str(ROOT))
 
 CHILD = """
 import sys, time
-start = time.perf_counter()
 sys.path.insert(0, {root!r})
+import mtdsl
 from benchmarks.bench_compile import load_module
+from mtdsl.ir.autodiff import module_gradients
+start = time.perf_counter()
 from mtdsl.runtime.compiled import compile_module
 module, how = load_module()
+gradients = module_gradients(module)
 loaded = time.perf_counter()
-compiled = compile_module(module)
+compiled = compile_module(module, backend={backend!r}, gradients=gradients)
 done = time.perf_counter()
+assert compiled.scatters, "no gradient kernel compiled"
 print(loaded - start, done - loaded, compiled.cache_hit)
 """
 
@@ -48,9 +56,10 @@ def load_module():
         return modules.power_spectrum(), "hand-built IR (tests/codegen/modules.py)"
 
 
-def child(cache_dir: str) -> tuple[float, float, bool]:
+def child(cache_dir: str, backend: str = "cpp") -> tuple[float, float, bool]:
+    """(front end with autodiff, compile, cache hit) in a new process, after `import mtdsl`."""
     environment = dict(os.environ, MTDSL_CACHE_DIR=cache_dir)
-    output = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT))], env=environment,
+    output = subprocess.run([sys.executable, "-c", CHILD.format(root=str(ROOT), backend=backend)], env=environment,
                             capture_output=True, text=True, check=True).stdout.split()
     return float(output[0]), float(output[1]), output[2] == "True"
 
@@ -58,17 +67,28 @@ def child(cache_dir: str) -> tuple[float, float, bool]:
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
-    repeats = parser.parse_args().repeats
+    parser.add_argument("--backend", default="cpp", choices=["cpp", "llvm"])
+    arguments = parser.parse_args()
+    repeats, backend = arguments.repeats, arguments.backend
 
     from mtdsl.codegen import cache
     from mtdsl.codegen.cpp import render
+    from mtdsl.codegen.terms import extended_module
+    from mtdsl.ir.autodiff import module_gradients
 
     module, how = load_module()
     start = time.perf_counter()
-    source = render(module)
+    gradients = module_gradients(module)
+    autodiff_time = time.perf_counter() - start
+    start = time.perf_counter()
+    extended, terms = extended_module(module, gradients)
+    source = render(extended)
     render_time = time.perf_counter() - start
-    print(f"power spectrum from {how}: {len(source.splitlines())} lines of C++")
-    print(f"{'render (warm)':<40}{render_time * 1e3:>10.1f} ms")
+    print(f"power spectrum from {how}, with the gradient kernels of {sorted(gradients)}: "
+          f"{len(module.kernels)} value kernels, {len(terms['scatters'])} scatter kernels, "
+          f"{len(terms['terms'])} term kernels, {len(source.splitlines())} lines of C++")
+    print(f"{'differentiate (warm)':<40}{autodiff_time * 1e3:>10.1f} ms")
+    print(f"{'lower the terms + render (warm)':<40}{render_time * 1e3:>10.1f} ms")
 
     with tempfile.TemporaryDirectory() as directory:
         os.environ["MTDSL_CACHE_DIR"] = directory
@@ -77,16 +97,20 @@ def main():
         print(f"{'g++ compile (cold, empty cache)':<40}{(time.perf_counter() - start) * 1e3:>10.1f} ms")
         del os.environ["MTDSL_CACHE_DIR"]
 
+    print(f"backend {backend}, each in a new process after `import mtdsl`:")
     with tempfile.TemporaryDirectory() as directory:
-        front, cold, hit = child(directory)
-        print(f"{'new process: front end / IR':<40}{front * 1e3:>10.1f} ms")
-        print(f"{'new process: render + compile + load':<40}{cold * 1e3:>10.1f} ms  (cache hit: {hit})")
-        hits = [child(directory) for _ in range(repeats)]
+        front, cold, hit = child(directory, backend)
+        print(f"{'front end + autodiff':<52}{front * 1e3:>10.1f} ms")
+        print(f"{'cold: render + compile + load (empty cache)':<52}{cold * 1e3:>10.1f} ms  (cache hit: {hit})")
+        print(f"{'cold total (target < 5 s)':<52}{(front + cold) * 1e3:>10.1f} ms")
+        hits = [child(directory, backend) for _ in range(repeats)]
         assert all(h[2] for h in hits)
         best = min(h[1] for h in hits)
         front = min(h[0] for h in hits)
-        print(f"{'new process: front end / IR':<40}{front * 1e3:>10.1f} ms")
-        print(f"{'new process: hash + cached rendering + load (hit)':<40}{best * 1e3:>10.1f} ms  (best of {repeats})")
+        total = min(h[0] + h[1] for h in hits)
+        print(f"{'front end + autodiff':<52}{front * 1e3:>10.1f} ms  (best of {repeats})")
+        print(f"{'hit: hash + cached rendering + load':<52}{best * 1e3:>10.1f} ms  (best of {repeats})")
+        print(f"{'from the cache, total (target < 100 ms)':<52}{total * 1e3:>10.1f} ms  (best of {repeats})")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """SOAP values with the cpp and llvm backends against featomic, side by side in one run.
 
-    .venv/bin/python benchmarks/bench_soap.py [--threads 2] [--repeats 5] [--big 8000]
+    .venv/bin/python benchmarks/bench_soap.py [--threads 2] [--repeats 5] [--big 8000] [--gradients-only]
 
 1,000-atom silicon (`ase.build.bulk("Si", cubic=True) * (5, 5, 5)`, rattled),
 cutoff 5, 6 radial functions, max_angular 4, Gaussian width 0.3: the spherical
@@ -10,7 +10,10 @@ and llvm backends against
 `featomic.SphericalExpansion` / `featomic.SoapPowerSpectrum` with the same
 hypers (spline_accuracy 1e-12, center_atom_weight 0), both on the same number
 of threads. Our time is the whole call: batch, neighbour list, kernels and
-TensorMap assembly (featomic's includes its neighbour list too). Prints the
+TensorMap assembly (featomic's includes its neighbour list too); then the
+values and their positions gradients (`model(frames, gradients=["positions"])`,
+the gradient kernels compiled with the values, `codegen/terms.py`) against
+`compute(..., gradients=["positions"])` (must be <= 1.0, goal 0.25). Prints the
 ratio mtdsl / featomic (must be <= 1.0, goal 0.5) of wall-clock and of
 process CPU time (all threads), the time per atom at 1,000
 and 8,000 atoms, and the speed-up from 1 to 2 threads.
@@ -32,6 +35,8 @@ def parse():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--big", type=int, default=8000, help="atoms of the scaling run (a multiple of 8)")
+    parser.add_argument("--gradients-only", action="store_true",
+                        help="stop after the values and gradients tables (no scaling runs)")
     return parser.parse_args()
 
 
@@ -44,6 +49,7 @@ import ase.build  # noqa: E402
 import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import mtdsl  # noqa: E402
 from mtdsl.compile import check_and_lower  # noqa: E402
 from mtdsl.runtime.bindings import Bindings  # noqa: E402
 from mtdsl.runtime.compiled import compile_module  # noqa: E402
@@ -126,6 +132,23 @@ def main():
             print(f"{name:<22}{backend:>8}{mine * 1e3:>12.1f}{theirs * 1e3:>16.1f}{mine / theirs:>7.2f}x"
                   f"{mine_cpu * 1e3:>11.1f}{theirs_cpu * 1e3:>14.1f}{mine_cpu / theirs_cpu:>10.2f}x")
     print("(wall: what a user waits; CPU: process time of all threads, steadier on a loaded machine)")
+
+    print()
+    print("values + positions gradients: model(frames, gradients=['positions']) against "
+          "compute(..., gradients=['positions'])")
+    print(f"{'calculation':<22}{'backend':>8}{'mtdsl (ms)':>12}{'featomic (ms)':>16}{'ratio':>8}"
+          f"{'mtdsl CPU':>11}{'featomic CPU':>14}{'CPU ratio':>11}")
+    for name, (program, calculator) in programs.items():
+        for backend in BACKENDS:
+            model = mtdsl.compile(os.path.join(EXAMPLES, program), backend=backend)
+            model.threads = threads
+            (mine, mine_cpu), (theirs, theirs_cpu) = side_by_side(
+                [lambda: model([atoms], gradients=["positions"]),
+                 lambda: calculator.compute(atoms, gradients=["positions"])], repeats, cpu=True)
+            print(f"{name:<22}{backend:>8}{mine * 1e3:>12.1f}{theirs * 1e3:>16.1f}{mine / theirs:>7.2f}x"
+                  f"{mine_cpu * 1e3:>11.1f}{theirs_cpu * 1e3:>14.1f}{mine_cpu / theirs_cpu:>10.2f}x")
+    if ARGS.gradients_only:
+        return
 
     print()
     big = silicon(ARGS.big, seed=1)

@@ -42,7 +42,7 @@ from mtdsl.math.wigner import e3nn_change_of_basis
 
 from . import plan as planning
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars
-from .terms import OUT_PREFIX, ROWS_PREFIX
+from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX
 
 @functools.lru_cache(maxsize=1)
 def templates():
@@ -624,7 +624,8 @@ class KernelRenderer:
             kind, count = "atoms", self.n_atoms(expr.source)
         elif expr.source in self.pairs:
             fields = {"first": ("first", "int64_t", INT), "second": ("second", "int64_t", INT),
-                      "vector": ("vectors", "real", VEC), "distance": ("distances", "real", REAL)}
+                      "vector": ("vectors", "real", VEC), "distance": ("distances", "real", REAL),
+                      "cell_shift": ("cell_shifts", "real", VEC)}  # read by gradients w.r.t. the cell
             if expr.field not in fields:
                 raise Unsupported(f"{expr.source}.{expr.field}")
             kind, count = "pairs", self.scalar(("n_pairs", expr.source), f"pairs in {expr.source}")
@@ -632,6 +633,8 @@ class KernelRenderer:
             return self.rows_data(expr)
         elif expr.source.startswith(OUT_PREFIX):
             return self.row_map(expr)
+        elif expr.source.startswith(DENSE_PREFIX):
+            return self.dense_gradient(expr)
         else:
             raise Unsupported(f"unknown data source {expr.source}")
         name, ctype, vtype = fields[expr.field]
@@ -660,6 +663,26 @@ class KernelRenderer:
         count = self.scalar(("n_pairs", expr.source), "gradient rows")
         index = self.checked(expr.index[0], "pairs", expr.source, count)
         return self.hoist(Value(f"{array}[{index.code}]", INT, *index.place), "d")
+
+    def dense_gradient(self, expr: ir.Data) -> Value:
+        """A gradient value from the buffer its scatter kernels wrote (`codegen/terms.py`): the row,
+        then positions along axes of the sizes the field names; each position is checked."""
+        sizes = [int(x) for x in expr.field.split(":", 1)[1].split(",") if x]
+        if len(expr.index) != len(sizes) + 1:
+            raise Unsupported("a dense gradient read with the wrong number of positions")
+        array = self.array(("dense", expr.source), "real", f"{expr.source} as written")
+        rows = self.scalar(("n_pairs", ROWS_PREFIX + expr.source[len(DENSE_PREFIX):]), "gradient rows")
+        row = self.checked(expr.index[0], "pairs", ROWS_PREFIX + expr.source[len(DENSE_PREFIX):], rows)
+        parts, flat = [row], row.code
+        for index, size in zip(expr.index[1:], sizes):
+            value = self.index(index)
+            found = planning.bounds(index, self.domains)
+            code = value.code
+            if found is None or found[0] < 0 or found[1] >= size:
+                code = f"mt_check({code}, {int_literal(size)}, err)"
+            parts.append(value)
+            flat = f"({flat}) * {int_literal(size)} + {code}"
+        return self.hoist(Value(f"{array}[{flat}]", REAL, *self.join(*parts)), "g")
 
     def row_map(self, expr: ir.Data) -> Value:
         """The gradient row of a scatter kernel's point (`codegen/terms.py`): a dense map over the

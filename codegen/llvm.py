@@ -58,7 +58,7 @@ from mtdsl.math.wigner import e3nn_change_of_basis
 
 from . import plan as planning
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars
-from .terms import OUT_PREFIX, ROWS_PREFIX
+from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX
 
 I1, I32, I64, I8 = ll.IntType(1), ll.IntType(32), ll.IntType(64), ll.IntType(8)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -635,7 +635,8 @@ class KernelBuilder:
             kind, count = "atoms", self.n_atoms(expr.source)
         elif expr.source in self.pairs:
             fields = {"first": ("first", "i64", INT), "second": ("second", "i64", INT),
-                      "vector": ("vectors", "real", VEC), "distance": ("distances", "real", REAL)}
+                      "vector": ("vectors", "real", VEC), "distance": ("distances", "real", REAL),
+                      "cell_shift": ("cell_shifts", "real", VEC)}  # read by gradients w.r.t. the cell
             if expr.field not in fields:
                 raise Unsupported(f"{expr.source}.{expr.field}")
             kind, count = "pairs", self.scalar(("n_pairs", expr.source))
@@ -643,6 +644,8 @@ class KernelBuilder:
             return self.rows_data(expr)
         elif expr.source.startswith(OUT_PREFIX):
             return self.row_map(expr)
+        elif expr.source.startswith(DENSE_PREFIX):
+            return self.dense_gradient(expr)
         else:
             raise Unsupported(f"unknown data source {expr.source}")
         name, element, vtype = fields[expr.field]
@@ -665,6 +668,31 @@ class KernelBuilder:
         if element == "i32":
             value = self.emit(index.place, "sext", lambda b, x: b.sext(x, I64), value)
         return Value(value, vtype, *index.place)
+
+    def dense_gradient(self, expr: ir.Data) -> Value:
+        """A gradient value from the buffer its scatter kernels wrote (as the C++ backend)."""
+        sizes = [int(x) for x in expr.field.split(":", 1)[1].split(",") if x]
+        if len(expr.index) != len(sizes) + 1:
+            raise Unsupported("a dense gradient read with the wrong number of positions")
+        array = self.array(("dense", expr.source), "real")
+        rows_source = ROWS_PREFIX + expr.source[len(DENSE_PREFIX):]
+        row = self.checked(expr.index[0], "pairs", rows_source, self.scalar(("n_pairs", rows_source)))
+        values = [row]
+        for index, size in zip(expr.index[1:], sizes):
+            value = self.index(index)
+            found = planning.bounds(index, self.domains)
+            if found is None or found[0] < 0 or found[1] >= size:
+                value = self.check(value, i64(size))
+            values.append(value)
+        place = self.join(*values)
+
+        def make(b, *operands):
+            flat = operands[0]
+            for operand, size in zip(operands[1:], sizes):
+                flat = b.add(b.mul(flat, i64(size)), operand)
+            return flat
+        flat = self.emit(place, ("dense-flat", tuple(sizes)), make, *(v.v for v in values))
+        return Value(self.load(place, array, flat), REAL, *place)
 
     def row_map(self, expr: ir.Data) -> Value:
         """The gradient row of a scatter kernel's point (`codegen/terms.py`), as the C++ backend."""

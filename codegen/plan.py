@@ -123,9 +123,11 @@ def expr_type(expr) -> str:
     if isinstance(expr, ir.Data):
         if expr.source.startswith(("·rows·", "·out·")):  # labels of gradient rows, row maps (codegen/terms.py)
             return INT
+        if expr.source.startswith("·dense·"):  # a gradient's values as its scatter kernels wrote them
+            return REAL
         if expr.field in _INT_FIELDS:
             return INT
-        if expr.field in ("positions", "vector"):
+        if expr.field in ("positions", "vector", "cell_shift"):
             return REAL if len(expr.index) == 2 else VEC
         if expr.field == "distance":
             return REAL
@@ -652,12 +654,31 @@ def _flatten_sum(expr, taken: set):
 
 def _driver(kernel) -> Optional[str]:
     if any(isinstance(b.domain, ir.PairsDomain) and b.domain.pairs.startswith("·out·") for b in kernel.indices):
-        return None  # a scatter kernel (codegen/terms.py): its rows are bound by equality, never looped over
+        return _scatter_driver(kernel)
     for kind in (ir.AtomsDomain, ir.PairsDomain, ir.SystemsDomain):
         for binder in kernel.indices:
             if isinstance(binder.domain, kind):
                 return binder.name
     return kernel.indices[0].name if kernel.indices else None
+
+
+def _scatter_driver(kernel) -> Optional[str]:
+    """The parallel loop of a scatter kernel (codegen/terms.py): it never loops over its rows (they
+    are bound by equality), and two points of its sum may add into the same row; so it is parallel
+    over a variable of its row map (atoms, pairs, rows of another gradient), and the runtime runs
+    it on one thread unless that map sends distinct points to distinct entries (checked per run)."""
+    body = kernel.body
+    if not isinstance(body, ir.Reduce):
+        return None
+    row_vars = []
+    for conjunct in conjuncts(body.where):
+        for side in _equality_operands(conjunct) or ():
+            if isinstance(side, ir.Data) and side.source.startswith("·out·"):
+                row_vars = [v.name for v in side.index if isinstance(v, ir.Var)]
+    for binder in body.binders:
+        if binder.name in row_vars and isinstance(binder.domain, (ir.AtomsDomain, ir.PairsDomain)):
+            return binder.name
+    return None
 
 
 def plan_kernel(kernel: ir.TensorKernel) -> KernelPlan:
@@ -684,6 +705,6 @@ def plan_kernel(kernel: ir.TensorKernel) -> KernelPlan:
     driver = _driver(kernel)
     innermost = kernel.indices[-1].name if kernel.indices else None
     loops, pre = schedule_loops(items, parts, set(), driver=driver, innermost=innermost, body=body)
-    parallel = bool(loops) and loops[0].is_index and loops[0].kind == "domain"
+    parallel = bool(loops) and loops[0].kind == "domain" and (loops[0].is_index or loops[0].var == driver)
     env = {loop.var: loop.domain for loop in loops}
     return KernelPlan(kernel, schedule, loops, pre, body, parallel, env)

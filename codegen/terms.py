@@ -62,6 +62,21 @@ def parse_rows_source(name: str) -> Optional[tuple[str, str]]:
     return tensor, wrt
 
 
+DENSE_PREFIX = "·dense·"
+
+
+def dense_source(tensor: str, wrt: str) -> str:
+    """The reserved name of `tensor`'s gradient buffer as written by its scatter kernels (a data source)."""
+    return f"{DENSE_PREFIX}{tensor}·{wrt}"
+
+
+def parse_dense_source(name: str) -> Optional[tuple[str, str]]:
+    if not name.startswith(DENSE_PREFIX):
+        return None
+    tensor, _, wrt = name[len(DENSE_PREFIX):].rpartition("·")
+    return tensor, wrt
+
+
 def grad_tensor(tensor: str, wrt: str) -> str:
     """The name of the run-time TensorMap holding `tensor`'s gradient blocks for block accesses."""
     return f"{GRAD_PREFIX}{tensor}·{wrt}"
@@ -129,6 +144,37 @@ class _Lowering:
     def __init__(self, module: ir.Module):
         self.module = module
         self.kernels = {k.name: k for k in module.kernels}
+
+    def dense_grad_value(self, expr: ad.GradValue):
+        """`T`'s gradient read from the buffer its scatter kernels filled (`[row, directions, columns]`,
+        columns padded like T's indices) when every component and property is a plain index of
+        the same domain as T's column there: `Data(dense_source(T, wrt), "value:<sizes>", positions)`.
+        The runtime provides that buffer only when T's gradient was written by scatter kernels."""
+        kernel = self.kernels.get(expr.tensor)
+        columns = column_indices(kernel) if kernel is not None else None
+        if columns is None or len(columns) != len(expr.components) + len(expr.properties):
+            return None
+        domains = {b.name: b.domain for b in kernel.indices}
+        order = STORED_ORDER[expr.wrt]
+        positions, sizes = [self.lower(expr.row)], []
+        for stored in range(len(expr.directions)):
+            positions.append(self.lower(expr.directions[order.index(stored)]))
+            sizes.append(3)
+        for name, slot in zip(columns, expr.components + expr.properties):
+            domain = domains[name]
+            if slot.kind != "value":
+                return None
+            value = self.lower(slot.expr)
+            if isinstance(domain, ir.RangeDomain):
+                positions.append(ir.Binary("sub", value, ir.Const(domain.start)))
+                sizes.append(domain.stop - domain.start)
+            elif isinstance(domain, ir.IrrepDomain):
+                positions.append(ir.Binary("add", value, ir.Const(domain.max_degree)))
+                sizes.append(2 * domain.max_degree + 1)
+            else:
+                return None
+        field = "value:" + ",".join(map(str, sizes))
+        return ir.Data(dense_source(expr.tensor, expr.wrt), field, tuple(positions))
 
     def domain(self, domain):
         if isinstance(domain, ad.GradRows):
@@ -266,6 +312,9 @@ class _Lowering:
         raise Unsupported(f"gradient node {type(expr).__name__}")
 
     def grad_value(self, expr: ad.GradValue):
+        dense = self.dense_grad_value(expr)
+        if dense is not None:
+            return dense
         order = STORED_ORDER[expr.wrt]
         directions = [None] * len(expr.directions)
         for k, direction in enumerate(expr.directions):

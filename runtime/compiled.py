@@ -219,6 +219,7 @@ class Arguments:
         self.grids: dict = {}  # tensor name -> dense buffer of a kernel run natively
         self.gradient_tables: dict = {}  # (tensor, wrt) -> runtime.gradients.GradientTable
         self.out_rows: dict = {}  # scatter kernel row source -> (row map, number of rows)
+        self.dense_gradients: dict = {}  # (tensor, wrt) -> the buffer its scatter kernels filled
 
     def _real(self, array):
         return np.ascontiguousarray(to_numpy(array), dtype=self.dtype)
@@ -298,7 +299,7 @@ class Arguments:
         elif kind == "pairs":
             pairs = bindings.pairs[descriptor[1]]
             field = descriptor[2]
-            if field in ("vectors", "distances"):
+            if field in ("vectors", "distances", "cell_shifts"):
                 value = self._real(getattr(pairs, field)).reshape(-1)
             else:
                 value = self._int(getattr(pairs, field))
@@ -323,6 +324,13 @@ class Arguments:
             value = self.lookup(descriptor[1]).arrays[descriptor[2]]
         elif kind == "out":
             value = self._int(self.out_rows[descriptor[1]][0])
+        elif kind == "dense":  # a gradient as its scatter kernels wrote it (runtime/gradients.py keeps it)
+            from mtdsl.codegen.terms import parse_dense_source
+
+            buffer = self.dense_gradients.get(parse_dense_source(descriptor[1]))
+            if buffer is None:
+                raise NativeFallback(f"{descriptor[1]} was not written by scatter kernels")
+            value = buffer.reshape(-1)
         elif kind == "rows":
             value = self.rows(descriptor[1], descriptor[2])
         elif kind == "grid":
@@ -411,6 +419,9 @@ class CompiledModule:
             else:
                 self.kernels[name] = NativeKernel(kernel, function)
         self._arguments = None  # the last run's, for its gradient terms
+        self.run_threads = threads or default_threads()
+        # gradient terms run natively since the last run: {(kernel, wrt, k): "scatter" | "term"}
+        self.last_gradient_terms: dict = {}
 
     @property
     def source(self) -> str:
@@ -426,12 +437,14 @@ class CompiledModule:
         if np.dtype(bindings.dtype) != self.dtype:
             raise ValueError(f"the module was compiled for {self.dtype}, the bindings are {np.dtype(bindings.dtype)}")
         threads = threads or self.threads or default_threads()
+        self.run_threads = threads  # the gradient terms of this run use as many
         names = [o.name for o in self.module.outputs]
         if all_tensors or not names:
             names = [k.name for k in self.module.kernels]
         interpreter = Interpreter(self.module, bindings)
         arguments = self._arguments = Arguments(self, bindings)
         self.last_run_fallbacks = {}
+        self.last_gradient_terms = {}
         pending = {}  # tensor name -> (kernel, buffer) not assembled yet
         needed = set(names) | self.read_as_tensormap
 
@@ -514,14 +527,15 @@ class CompiledModule:
                     return None
         pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
         values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
-        error = native.function(pointers, values, int(self.threads or default_threads()))
+        error = native.function(pointers, values, int(self.run_threads))
         del arrays
         if error:
             self.last_run_fallbacks[name] = f"native run reported error bits {error}"
             return None
         return Named(tuple(b.name for b in term.indices), buffer)
 
-    def scatter_term(self, key, buffer: np.ndarray, row_map: np.ndarray, bindings, tables: dict) -> bool:
+    def scatter_term(self, key, buffer: np.ndarray, row_map: np.ndarray, bindings, tables: dict,
+                     dense: dict | None = None, threads: int | None = None) -> bool:
         """Add term `key` = (kernel, wrt, k) into `buffer` (rows, columns..., directions) with its
         scatter kernel; `row_map` (over its row variables' domains) gives each point's row.
         False when it has none or its run reports an error (`buffer` is then unreliable)."""
@@ -533,6 +547,7 @@ class CompiledModule:
         if arguments is None or arguments.bindings is not bindings:
             arguments = self._arguments = Arguments(self, bindings)
         arguments.gradient_tables = tables
+        arguments.dense_gradients = dense if dense is not None else {}
         arguments.out_rows[scatter.source] = (row_map, buffer.shape[0])
         try:
             arrays = [buffer] + [arguments.array(d) for d in native.rendered.arrays[1:]]
@@ -544,7 +559,8 @@ class CompiledModule:
             arguments.cache.pop(("out", scatter.source, "row"), None)
         pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
         values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
-        error = native.function(pointers, values, int(self.threads or default_threads()))
+        # several threads only where distinct points of the outer loop write distinct entries
+        error = native.function(pointers, values, int(threads or self.run_threads))
         del arrays
         if error:
             self.last_run_fallbacks[scatter.name] = f"native run reported error bits {error}"

@@ -59,7 +59,8 @@ class GradientInterpreter(Interpreter):
         self.gradient_kernels = kernels
         # a compiled module (runtime/compiled.py) whose `gradient_term` fills terms natively, or None
         self.native = native
-        self.native_terms: list = []  # (kernel, wrt, term index) filled natively in this run
+        self.native_terms: list = []  # ((kernel, wrt, term index), "scatter" | "term") run natively
+        self.dense_gradients: dict = {}  # (tensor, wrt) -> buffer written by its scatter kernels
 
     def _eval_UnitVector(self, expr: ad.UnitVector, scope: Scope) -> Named:
         direction = self.evaluate(expr.direction, scope)
@@ -366,6 +367,8 @@ def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: 
         for block, gradient in zip(tensor.blocks(), blocks):
             block.add_gradient(wrt, gradient)
         interpreter.gradient_tables[(kernel.name, wrt)] = GradientTable(kernel, tensor, wrt, targets, bindings)
+    if native is not None:  # what ran natively: "scatter" (written into the rows) or "term" (scattered here)
+        native.last_gradient_terms.update(interpreter.native_terms)
     return interpreter
 
 
@@ -551,7 +554,24 @@ def _term_rows(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term
         raise RunError(f"gradient of {kernel.name}: a contribution to a block the values do not have")
     if np.any(sample[where] < 0):
         raise RunError(f"gradient of {kernel.name}: a contribution to a sample the values do not have")
-    return where, found_block, sample, target, scope
+    aliased_columns = [grid(scope.aliases[c]).astype(np.int64) for c in scatter.columns if c in scope.aliases
+                       and all(a in row_vars for a in scope.aliases[c].axes)]
+    if len(aliased_columns) != len([c for c in scatter.columns if c in scope.aliases]):
+        return None
+    return where, found_block, sample, target, scope, aliased_columns
+
+
+def _one_to_one(row_map: np.ndarray, where: np.ndarray, aliased_columns: list) -> bool:
+    """Whether distinct points of a term's row grid add into distinct entries (row, aliased columns):
+    then its scatter kernel may run its outer loop on several threads."""
+    code = row_map[where].astype(np.int64)
+    for values in aliased_columns:
+        values = values[where]
+        if len(values) == 0:
+            break
+        low = int(values.min())
+        code = code * (int(values.max()) - low + 1) + (values - low)
+    return len(np.unique(code)) == len(code)
 
 
 def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, layout: _Layout):
@@ -579,14 +599,14 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
     n_targets = batch.n_atoms if wrt == "positions" else batch.n_systems
     per_sample = n_targets if wrt == "positions" else 1
     codes = []
-    for where, block, sample, target, _ in found:
+    for where, block, sample, target, *_ in found:
         code = (layout.sample_offsets[block] + sample) * per_sample + (target if wrt == "positions" else 0)
         codes.append(np.where(where, code, -1))
     every = np.concatenate([c[c >= 0] for c in codes]) if codes else np.zeros(0, np.int64)
     unique = np.unique(every)
     row_targets_all = unique % n_targets if wrt == "positions" else np.zeros(len(unique), np.int64)
     if wrt != "positions":
-        for (where, _, _, target, _), code in zip(found, codes):
+        for (where, _, _, target, *_), code in zip(found, codes):
             chosen = code >= 0
             row_targets_all[np.searchsorted(unique, code[chosen])] = target[chosen]
     # the buffer: rows, then the columns as the kernel's indices (padded), then the directions
@@ -599,11 +619,14 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
     n_directions = len(gradient.directions)
     shape = (len(unique),) + (3,) * n_directions + tuple(len(v) for v in column_values)
     buffer = np.zeros(shape, dtype=bindings.dtype)
-    for k, (scatter, code) in enumerate(zip(scatters, codes)):
+    for k, (scatter, code, rows) in enumerate(zip(scatters, codes, found)):
         row_map = np.where(code >= 0, np.searchsorted(unique, np.maximum(code, 0)), -1)
-        if not native.scatter_term((kernel.name, wrt, k), buffer, row_map, bindings, interpreter.gradient_tables):
+        threads = None if _one_to_one(row_map, rows[0], rows[5]) else 1
+        if not native.scatter_term((kernel.name, wrt, k), buffer, row_map, bindings, interpreter.gradient_tables,
+                                   interpreter.dense_gradients, threads=threads):
             return None
-        interpreter.native_terms.append((kernel.name, wrt, k))
+        interpreter.native_terms.append(((kernel.name, wrt, k), "scatter"))
+    interpreter.dense_gradients[(kernel.name, wrt)] = buffer  # read by the scatter kernels of later tensors
     unique_sample = unique // per_sample
     unique_block = np.searchsorted(layout.sample_offsets, unique_sample, side="right") - 1
     n_blocks = len(tensor)
@@ -694,7 +717,7 @@ def _native_value(interpreter: GradientInterpreter, kernel, gradient, k: int, sc
     value = interpreter.native.gradient_term(kernel.name, gradient.wrt, k, scope, interpreter.bindings,
                                              interpreter.gradient_tables)
     if value is not None:
-        interpreter.native_terms.append((kernel.name, gradient.wrt, k))
+        interpreter.native_terms.append(((kernel.name, gradient.wrt, k), "term"))
     return value
 
 

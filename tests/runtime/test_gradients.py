@@ -1,7 +1,9 @@
-"""Gradient blocks (forward mode on the IR, `mtdsl/ir/autodiff.py`) in the reference interpreter.
+"""Gradient blocks (forward mode on the IR, `mtdsl/ir/autodiff.py`): the reference interpreter and,
+through the default backend, the compiled gradient kernels (`codegen/terms.py`).
 
 featomic parity of the positions, strain and cell gradients of the spherical
-expansion and the power spectrum on the shipped structures; central finite
+expansion and the power spectrum on the shipped structures, with the
+interpreter, cpp and llvm backends; central finite
 differences of every reference program (positions, strain, cell) on a small
 batch of molecules and crystals, and of programs beyond them (every built-in,
 pair samples, neighbours of neighbours, message passing, three-body sums, a
@@ -86,28 +88,35 @@ def assert_gradients_match_featomic(ours, theirs, parameter):
         assert np.all(np.abs(gradient.values[extra]) <= 1e-12 * scale)
 
 
+#: the reference interpreter and the compiled gradient kernels (codegen/terms.py) of both backends
+BACKENDS = ["interpreter", "cpp", "llvm"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("structure", STRUCTURES)
-def test_spherical_expansion_gradients_equal_featomic(structure):
+def test_spherical_expansion_gradients_equal_featomic(structure, backend):
     systems = frames(structure)
-    ours = compile(EXAMPLES / "spherical_expansion.mt")(systems, gradients=["positions", "strain"])["rho"]
+    ours = compile(EXAMPLES / "spherical_expansion.mt", backend=backend)(systems, gradients=["positions", "strain"])["rho"]
     theirs = featomic.SphericalExpansion(**HYPERS).compute(systems, gradients=["positions", "strain"])
     assert_gradients_match_featomic(ours, theirs, "positions")
     assert_gradients_match_featomic(ours, theirs, "strain")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("structure", STRUCTURES)
-def test_power_spectrum_gradients_equal_featomic(structure):
+def test_power_spectrum_gradients_equal_featomic(structure, backend):
     systems = frames(structure)
-    ours = compile(EXAMPLES / "soap_power_spectrum.mt")(systems, gradients=["positions", "strain"])["ps"]
+    ours = compile(EXAMPLES / "soap_power_spectrum.mt", backend=backend)(systems, gradients=["positions", "strain"])["ps"]
     theirs = featomic.SoapPowerSpectrum(**HYPERS).compute(systems, gradients=["positions", "strain"])
     assert_gradients_match_featomic(ours, theirs, "positions")
     assert_gradients_match_featomic(ours, theirs, "strain")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.filterwarnings("ignore")
-def test_cell_gradients_equal_featomic(tmp_path):
+def test_cell_gradients_equal_featomic(tmp_path, backend):
     systems = frames("mixed.xyz")
-    model = compile(with_gradients(tmp_path, "spherical_expansion.mt"))
+    model = compile(with_gradients(tmp_path, "spherical_expansion.mt"), backend=backend)
     ours = model(systems, gradients=["cell"])["rho"]
     theirs = featomic.SphericalExpansion(**HYPERS).compute(systems, gradients=["cell"])
     assert_gradients_match_featomic(ours, theirs, "cell")
