@@ -38,7 +38,7 @@ from mtdsl.errors import MtdslError
 from mtdsl.systems import System
 from mtdsl.systems.batch import SystemBatch
 from mtdsl.systems.neighbors import Pairs, neighbors
-from mtdsl.tensor import Labels, TensorBlock, TensorMap
+from mtdsl.tensor import TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
 from . import torch_eval
@@ -60,41 +60,47 @@ class TorchModelError(MtdslError):
 
 
 class Plan:
-    """The structure of one call: systems, neighbour lists, input and output labels.
+    """What a call's ops share beyond their tensors: the model, the labels of the input and output
+    blocks, the gradients asked for, and the backend's outputs at the call's own values.
 
-    The ops find it by the value of its handle (`handle()`), an int64 tensor
-    given to them as an input and saved for backward, which keeps it alive.
+    The systems and the neighbour lists are op inputs, `structure`: the types and the system
+    of each atom, the periodicity of each system, then the first atoms, second atoms and cell
+    shifts of each neighbour list of the program. The ops find the plan by the value of its
+    handle (`handle()`), an int64 tensor given to them and saved for backward, which keeps the
+    plan alive.
     """
 
     def __init__(self, model, systems: list, tensormaps: dict, gradients: list[str]):
         self.model = model
         self.module = model.module
-        self.types = [to_numpy(s.types) for s in systems]
-        self.pbc = [to_numpy(s.pbc) for s in systems]
-        self.n_atoms = [len(t) for t in self.types]
         self.gradients = list(gradients)
-        batch = self.batch(
-            np.concatenate([to_numpy(_detach(s.positions)) for s in systems]).reshape(-1, 3),
-            np.stack([to_numpy(_detach(s.cell)) for s in systems]),
-        )
-        self.pairs = {}
-        for declaration in self.module.pairs:
-            pairs = neighbors(batch, declaration.cutoff, full=declaration.full)
-            self.pairs[declaration.name] = (declaration.cutoff, declaration.full, np.asarray(pairs.first),
-                                            np.asarray(pairs.second), np.asarray(pairs.cell_shifts))
         self.param_names = [p.name for p in self.module.params]
-        self.param_shapes = [tuple(np.shape(model.parameters[n])) for n in self.param_names]
         self.inputs = [(t.name, tensormaps[t.name]) for t in self.module.tensormaps]  # labels only are used
         self.n_primals = 2 + len(self.param_names) + sum(len(t) for _, t in self.inputs)
+        types = [to_numpy(s.types).astype(np.int32) for s in systems]
+        positions = np.concatenate([to_numpy(_detach(s.positions)) for s in systems]).reshape(-1, 3)
+        cells = np.stack([to_numpy(_detach(s.cell)) for s in systems])
+        structure = [
+            np.concatenate(types),
+            np.repeat(np.arange(len(systems), dtype=np.int64), [len(t) for t in types]),
+            np.stack([to_numpy(s.pbc).astype(bool) for s in systems]),
+        ]
+        batch = self.batch(positions, cells, structure)
+        for declaration in self.module.pairs:
+            pairs = neighbors(batch, declaration.cutoff, full=declaration.full)
+            structure += [np.asarray(pairs.first), np.asarray(pairs.second), np.asarray(pairs.cell_shifts)]
+        #: the structure as the ops take it
+        self.structure = [torch.from_numpy(array) for array in structure]
         # the outputs at the given values: their labels, and the values the first call reuses
         self._cache = None
-        primals = self.numpy_primals(systems, tensormaps)
-        outputs = self.run(primals, gradients)
+        primals = [positions, cells, *(np.asarray(model.parameters[n]) for n in self.param_names),
+                   *(to_numpy(_detach(b.values)) for name, _ in self.inputs for b in tensormaps[name].blocks())]
+        outputs = self.run(structure, primals, gradients)
         self.outputs = [(o.name, outputs[o.name]) for o in self.module.outputs]
         self.shapes = [tuple(b.values.shape) for _, t in self.outputs for b in t.blocks()]
         self.gradient_shapes = [tuple(g.values.shape) for _, t in self.outputs for b in t.blocks()
                                 for _, g in b.gradients()]
-        self._cache = (primals, outputs)
+        self._cache = (structure + primals, outputs)
 
     def handle(self) -> torch.Tensor:
         """A new handle of this plan: the plan lives while the handle does."""
@@ -104,20 +110,21 @@ class Plan:
         _PLANS[key] = self
         return handle
 
-    # -- numpy side: the model's backend ---------------------------------------------------------
-    def batch(self, positions: np.ndarray, cells: np.ndarray) -> SystemBatch:
-        systems, start = [], 0
-        for types, pbc, n, cell in zip(self.types, self.pbc, self.n_atoms, cells):
-            systems.append(System(types, positions[start:start + n], cell, pbc))
-            start += n
+    # -- from the op's inputs ------------------------------------------------------------------------
+    def batch(self, positions: np.ndarray, cells: np.ndarray, structure: list[np.ndarray]) -> SystemBatch:
+        types, system, pbc = structure[:3]
+        systems = []
+        for index, cell in enumerate(cells):
+            atoms = system == index
+            systems.append(System(types[atoms], positions[atoms], cell, pbc[index]))
         return SystemBatch(systems)
 
-    def numpy_primals(self, systems, tensormaps) -> list[np.ndarray]:
-        positions = np.concatenate([to_numpy(_detach(s.positions)) for s in systems]).reshape(-1, 3)
-        cells = np.stack([to_numpy(_detach(s.cell)) for s in systems])
-        params = [np.asarray(self.model.parameters[n]) for n in self.param_names]
-        blocks = [to_numpy(_detach(b.values)) for name, _ in self.inputs for b in tensormaps[name].blocks()]
-        return [positions, cells, *params, *blocks]
+    def pairs(self, batch: SystemBatch, structure: list[np.ndarray]) -> dict[str, Pairs]:
+        result = {}
+        for k, declaration in enumerate(self.module.pairs):
+            first, second, shifts = structure[3 + 3 * k: 6 + 3 * k]
+            result[declaration.name] = Pairs(batch, declaration.cutoff, declaration.full, first, second, shifts)
+        return result
 
     def split(self, primals: list):
         """positions, cells, {param: array}, {input name: TensorMap} from the primals."""
@@ -131,21 +138,18 @@ class Plan:
             inputs[name] = TensorMap(tensor.keys, blocks)
         return positions, cells, params, inputs
 
-    def structure(self, batch: SystemBatch) -> dict[str, Pairs]:
-        return {name: Pairs(batch, cutoff, full, first, second, shifts)
-                for name, (cutoff, full, first, second, shifts) in self.pairs.items()}
-
-    def run(self, primals: list[np.ndarray], gradients=()) -> dict[str, TensorMap]:
-        """The outputs by the model's backend; the cached ones when the primals are those of the plan."""
-        if self._cache is not None and _same(self._cache[0], primals):
+    # -- numpy side: the model's backend ---------------------------------------------------------
+    def run(self, structure: list[np.ndarray], primals: list[np.ndarray], gradients=()) -> dict[str, TensorMap]:
+        """The outputs by the model's backend; the cached ones at the plan's own inputs."""
+        if self._cache is not None and _same(self._cache[0], structure + primals):
             return self._cache[1]
         positions, cells, params, inputs = self.split(primals)
         model = copy.copy(self.model)
         model.parameters = params
-        batch = self.batch(positions, cells)
+        batch = self.batch(positions, cells, structure)
         if gradients:  # the model's own gradient blocks (its neighbour lists from these positions)
             return model(batch, gradients=gradients, **inputs)
-        bindings = Bindings({self.module.systems[0].name: batch}, self.structure(batch), params,
+        bindings = Bindings({self.module.systems[0].name: batch}, self.pairs(batch, structure), params,
                             dtype=model.dtype.type)
         bindings.tensors.update(inputs)
         if model.compiled is not None:
@@ -156,32 +160,35 @@ class Plan:
                 bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
         return {o.name: bindings.tensors[o.name] for o in self.module.outputs}
 
-    def values(self, primals: list[torch.Tensor]) -> list[torch.Tensor]:
+    def values(self, structure: list[torch.Tensor], primals: list[torch.Tensor]) -> list[torch.Tensor]:
         """Order 0 by the backend: the values of every output block."""
-        arrays = [p.detach().cpu().numpy() for p in primals]
-        outputs = self.run(arrays)
+        outputs = self.run(_numpy(structure), _numpy(primals))
         result = []
-        for (name, expected), (_, found) in zip(self.outputs, outputs.items()):
-            if found.keys != expected.keys or any(
-                a.samples != b.samples or a.properties != b.properties for a, b in zip(found.blocks(), expected.blocks())
-            ):
-                raise TorchModelError(f"output {name}: its blocks or samples changed since the call was prepared")
-            result += [torch.from_numpy(np.array(b.values, dtype=np.asarray(b.values).dtype)) for b in found.blocks()]
-        dtype = primals[0].dtype
-        return [r.to(dtype) for r in result]
+        for name, expected in self.outputs:
+            found = outputs[name]
+            if found.keys != expected.keys or any(a.samples != b.samples or a.properties != b.properties
+                                                  for a, b in zip(found.blocks(), expected.blocks())):
+                raise TorchModelError(f"output {name}: its blocks or samples are not those of the prepared call")
+            result += [torch.from_numpy(np.array(b.values)).to(primals[0].dtype) for b in found.blocks()]
+        return result
 
-    def gradient_values(self, primals: list[torch.Tensor]) -> list[torch.Tensor]:
-        arrays = [p.detach().cpu().numpy() for p in primals]
-        outputs = self.run(arrays, self.gradients)
+    def gradient_values(self, structure: list[torch.Tensor], primals: list[torch.Tensor]) -> list[torch.Tensor]:
+        outputs = self.run(_numpy(structure), _numpy(primals), self.gradients)
         return [torch.from_numpy(np.array(g.values)).to(primals[0].dtype)
                 for o in self.module.outputs for b in outputs[o.name].blocks() for _, g in b.gradients()]
 
     # -- torch side: the IR with torch tensors -----------------------------------------------------
-    def torch_values(self, primals: list[torch.Tensor]) -> list[torch.Tensor]:
+    def torch_values(self, structure: list[torch.Tensor], primals: list[torch.Tensor]) -> list[torch.Tensor]:
+        structure = _numpy(structure)
         positions, cells, params, inputs = self.split(primals)
-        batch = self.batch(positions.detach().numpy(), cells.detach().numpy())
-        tensors = torch_eval.evaluate(self.module, batch, self.structure(batch), positions, cells, params, inputs)
+        batch = self.batch(positions.detach().numpy(), cells.detach().numpy(), structure)
+        tensors = torch_eval.evaluate(self.module, batch, self.pairs(batch, structure), positions, cells, params,
+                                      inputs)
         return [b.values for o in self.module.outputs for b in tensors[o.name].blocks()]
+
+
+def _numpy(tensors) -> list[np.ndarray]:
+    return [t.detach().cpu().numpy() for t in tensors]
 
 
 def _detach(value):
@@ -233,15 +240,15 @@ def _autograd_guard():
     )
 
 
-def _derivative(plan: Plan, order: int, masks: list[list[int]], counts: list[int], inputs: list[torch.Tensor],
-                create_graph: bool) -> list[torch.Tensor]:
+def _derivative(plan: Plan, structure: list, order: int, masks: list[list[int]], counts: list[int],
+                inputs: list[torch.Tensor], create_graph: bool) -> list[torch.Tensor]:
     """The outputs of order `order` (> 0) at `inputs` (X_order), with torch autograd."""
     n = counts[order - 1]
     inner, cotangents = inputs[:n], inputs[n:]
     if order == 1:
-        outputs = plan.torch_values(inner)
+        outputs = plan.torch_values(structure, inner)
     else:
-        outputs = _derivative(plan, order - 1, masks, counts, inner, create_graph=True)
+        outputs = _derivative(plan, structure, order - 1, masks, counts, inner, create_graph=True)
     wanted = [k for k in range(n) if masks[order - 1][k] and inner[k].requires_grad]
     pairs = [(o, c) for o, c in zip(outputs, cotangents) if o.requires_grad]
     grads = [None] * n
@@ -258,23 +265,24 @@ def _derivative(plan: Plan, order: int, masks: list[list[int]], counts: list[int
 
 @torch.library.custom_op("mtdsl::evaluate", mutates_args=())
 def evaluate_op(handle: torch.Tensor, order: int, masks: list[int], n_outputs: int, shapes: list[int],
-                inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+                structure: list[torch.Tensor], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     """Order 0: the output blocks' values at the primals `inputs`; order k: the VJP of order k - 1
-    (`masks`: for each order 1..k, which inputs of the order below to differentiate, 1 or 0)."""
+    (`masks`: for each order 1..k, which inputs of the order below to differentiate, 1 or 0).
+    `structure`: the systems and neighbour lists (see `Plan`)."""
     plan = _plan(handle)
     if order == 0:
-        return plan.values(list(inputs))
+        return plan.values(list(structure), list(inputs))
     counts = input_counts(order, plan.n_primals, n_outputs)
     split = list(itertools.accumulate(counts[:-1]))
     mask_list = [masks[a - c:a] for a, c in zip(split, counts[:-1])]
     with _autograd_guard(), torch.enable_grad():
         leaves = [x.detach().requires_grad_(x.is_floating_point()) for x in inputs]
-        result = _derivative(plan, order, mask_list, counts, leaves, create_graph=False)
+        result = _derivative(plan, list(structure), order, mask_list, counts, leaves, create_graph=False)
     return [r.detach().clone() for r in result]
 
 
 @evaluate_op.register_fake
-def _evaluate_fake(handle, order, masks, n_outputs, shapes, inputs):
+def _evaluate_fake(handle, order, masks, n_outputs, shapes, structure, inputs):
     if order == 0:
         return [inputs[0].new_empty(shape) for shape in _decode_shapes(shapes)]
     n = _previous_count(order, len(inputs), n_outputs, len(masks))
@@ -292,19 +300,21 @@ def _previous_count(order: int, n_inputs: int, n_outputs: int, n_masks: int) -> 
 
 
 def _setup(ctx, inputs, output):
-    handle, order, masks, n_outputs, shapes, xs = inputs
+    handle, order, masks, n_outputs, shapes, structure, xs = inputs
     ctx.order, ctx.masks, ctx.n_outputs, ctx.shapes = order, list(masks), n_outputs, shapes
     ctx.requires = [int(x.requires_grad) for x in xs]
-    ctx.save_for_backward(handle, *xs)
+    ctx.n_structure = len(structure)
+    ctx.save_for_backward(handle, *structure, *xs)
 
 
 def _backward(ctx, grads):
-    handle, *xs = ctx.saved_tensors
+    handle, *saved = ctx.saved_tensors
+    structure, xs = saved[:ctx.n_structure], saved[ctx.n_structure:]
     cotangents = [g if g is not None else torch.zeros_like(x) for g, x in zip(grads, _outputs_like(ctx, xs))]
     result = evaluate_op(handle, ctx.order + 1, ctx.masks + ctx.requires, ctx.n_outputs, ctx.shapes,
-                         list(xs) + cotangents)
+                         structure, list(xs) + cotangents)
     # (an empty list argument counts as a list of tensors: its gradient is an empty list)
-    return None, None, None if ctx.masks else [], None, None, list(result)
+    return None, None, None if ctx.masks else [], None, None, [None] * len(structure), list(result)
 
 
 def _outputs_like(ctx, xs):
@@ -317,15 +327,16 @@ evaluate_op.register_autograd(_backward, setup_context=_setup)
 
 
 @torch.library.custom_op("mtdsl::gradient_blocks", mutates_args=())
-def gradient_blocks_op(handle: torch.Tensor, shapes: list[int], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+def gradient_blocks_op(handle: torch.Tensor, shapes: list[int], structure: list[torch.Tensor],
+                       inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     """The values of the output blocks' gradient blocks (the model's forward-mode gradients).
 
     No autograd formula: differentiate the values with torch.autograd instead."""
-    return _plan(handle).gradient_values(list(inputs))
+    return _plan(handle).gradient_values(list(structure), list(inputs))
 
 
 @gradient_blocks_op.register_fake
-def _gradient_blocks_fake(handle, shapes, inputs):
+def _gradient_blocks_fake(handle, shapes, structure, inputs):
     return [inputs[0].new_empty(shape) for shape in _decode_shapes(shapes)]
 
 
@@ -359,22 +370,23 @@ class TorchModel(torch.nn.Module):
     def forward(self, systems, gradients=None, **tensormaps) -> dict[str, TensorMap]:
         systems = list(systems) if isinstance(systems, (list, tuple)) else [systems]
         gradients = list(gradients or [])
-        plan = self._prepare(systems, gradients, tensormaps)
-        handle = plan.handle()
+        plan, handle = self._prepare(systems, gradients, tensormaps)
         primals = [
             torch.cat([s.positions for s in systems]).reshape(-1, 3),
             torch.stack([s.cell for s in systems]),
             *(getattr(self, name) for name in plan.param_names),
             *(b.values for name, _ in plan.inputs for b in tensormaps[name].blocks()),
         ]
-        values = evaluate_op(handle, 0, [], len(plan.shapes), encode_shapes(plan.shapes), primals)
+        structure = plan.structure
+        values = evaluate_op(handle, 0, [], len(plan.shapes), encode_shapes(plan.shapes), structure, primals)
         gradient_values = []
         if gradients:
-            gradient_values = gradient_blocks_op(handle, encode_shapes(plan.gradient_shapes), primals)
+            gradient_values = gradient_blocks_op(handle, encode_shapes(plan.gradient_shapes), structure, primals)
         return _assemble(plan, values, gradient_values)
 
     @torch.compiler.disable
-    def _prepare(self, systems, gradients, tensormaps) -> Plan:
+    def _prepare(self, systems, gradients, tensormaps) -> tuple[Plan, torch.Tensor]:
+        """The plan of a call and its handle (outside any graph: `torch.compile` does not trace it)."""
         model = copy.copy(self._mtdsl_model)
         model.parameters = {name: getattr(self, name).detach().cpu().numpy() for name in model.parameters}
         model._check_gradients(gradients)
@@ -395,7 +407,8 @@ class TorchModel(torch.nn.Module):
             if system.positions.dtype != self._dtype():
                 raise TorchModelError(f"system {index}: positions are {system.positions.dtype}, "
                                       f"the module computes in {self._dtype()}")
-        return Plan(model, systems, tensormaps, gradients)
+        plan = Plan(model, systems, tensormaps, gradients)
+        return plan, plan.handle()
 
     def _dtype(self):
         return torch.float64 if self._mtdsl_model.dtype == np.float64 else torch.float32

@@ -49,12 +49,12 @@ def test_torch_values_equal_the_backend(program, backend):
     module = compiled(program, backend).to_torch()
     tensormaps = features(program)
     batch = systems()
-    plan = module._prepare(batch, [], tensormaps)
+    plan, _ = module._prepare(batch, [], tensormaps)
     primals = [torch.cat([s.positions for s in batch]), torch.stack([s.cell for s in batch]),
                *(p.detach() for p in module.parameters()),
                *(b.values for t in tensormaps.values() for b in t.blocks())]
-    expected = plan.values(primals)
-    found = plan.torch_values(primals)
+    expected = plan.values(plan.structure, primals)
+    found = plan.torch_values(plan.structure, primals)
     assert [tuple(x.shape) for x in found] == [tuple(x.shape) for x in expected]
     for a, b in zip(found, expected):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
