@@ -422,12 +422,29 @@ def scatter_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Grad
     where = None
     for condition in conditions:
         where = condition if where is None else ir.Binary("and", where, condition)
-    body = lowering.lower(ad.substitute(term.coefficient, substituted))
+    body = _into_sums(lowering.lower(ad.substitute(term.coefficient, substituted)))
     if lowering.is_vector(body):
         raise Unsupported("a vector-valued gradient coefficient")
     name = scatter_kernel_name(kernel.name, gradient.wrt, k)
     result = ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)
     return ScatterTerm(name, source, tuple(row_order), columns), result
+
+
+def _into_sums(expr):
+    """`c * sum(b) X` as `sum(b) c * X` (c free of b): the sum's binders then become loops of the
+    kernel's nest, ordered with the others (in the power spectrum's gradient, `m` outside the
+    radial channels, so that `drho[m, n1]` is read once per `n1` and the innermost loop adds
+    `rho[m, n2]` into contiguous entries), instead of a reduction inside the innermost loop."""
+    if isinstance(expr, ir.Binary) and expr.op == "mul":
+        left, right = _into_sums(expr.left), _into_sums(expr.right)
+        for outer, inner in ((left, right), (right, left)):
+            if isinstance(inner, ir.Reduce):
+                names = {b.name for b in inner.binders}
+                if not (ad.free_variables(outer) & names):
+                    body = ir.Binary("mul", outer, inner.body) if outer is left else ir.Binary("mul", inner.body, outer)
+                    return ir.Reduce(inner.binders, body, inner.where)
+        return ir.Binary("mul", left, right)
+    return expr
 
 
 def _substituted_domain(lowering, domain, mapping):

@@ -565,13 +565,18 @@ def _one_to_one(row_map: np.ndarray, where: np.ndarray, aliased_columns: list) -
     """Whether distinct points of a term's row grid add into distinct entries (row, aliased columns):
     then its scatter kernel may run its outer loop on several threads."""
     code = row_map[where].astype(np.int64)
+    if len(code) == 0:
+        return True
+    space = int(code.max()) + 1
     for values in aliased_columns:
         values = values[where]
-        if len(values) == 0:
-            break
         low = int(values.min())
-        code = code * (int(values.max()) - low + 1) + (values - low)
-    return len(np.unique(code)) == len(code)
+        span = int(values.max()) - low + 1
+        code = code * span + (values - low)
+        space *= span
+    if space > 8 * len(code) + (1 << 20):
+        return len(np.unique(code)) == len(code)
+    return not np.any(np.bincount(code, minlength=space) > 1)
 
 
 def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, layout: _Layout):
