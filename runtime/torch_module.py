@@ -45,6 +45,7 @@ from . import torch_eval
 from .assemble import evaluate_kernel
 from .bindings import Bindings
 from .interpreter import Interpreter
+from .model import check_tensormap_input
 
 #: live plans by handle value; a plan lives as long as its handle tensor (an attribute of it),
 #: which the outputs' autograd graph holds until it is freed
@@ -387,18 +388,24 @@ class TorchModel(torch.nn.Module):
     @torch.compiler.disable
     def _prepare(self, systems, gradients, tensormaps) -> tuple[Plan, torch.Tensor]:
         """The plan of a call and its handle (outside any graph: `torch.compile` does not trace it)."""
+        self._mtdsl_model.compiled  # built once, shared by the copies below
         model = copy.copy(self._mtdsl_model)
         model.parameters = {name: getattr(self, name).detach().cpu().numpy() for name in model.parameters}
         model._check_gradients(gradients)
-        declared = {t.name for t in model.module.tensormaps}
+        declared = {t.name: t for t in model.module.tensormaps}
         for name in tensormaps:
             if name not in declared:
                 raise TorchModelError(
                     f"unknown input {name!r}: the model's tensormap inputs are {sorted(declared) or 'none'}"
                 )
-        for name in declared:
+        for name, declaration in declared.items():
             if name not in tensormaps:
                 raise TorchModelError(f"the model needs the tensormap input {name!r} ({name}=TensorMap)")
+            check_tensormap_input(declaration, tensormaps[name])
+            for block in tensormaps[name].blocks():
+                if not isinstance(block.values, torch.Tensor) or block.values.dtype != self._dtype():
+                    raise TorchModelError(f"input {name}: block values must be torch tensors of {self._dtype()}, "
+                                          f"got {type(block.values).__name__} of {block.values.dtype}")
         for index, system in enumerate(systems):
             if not isinstance(system, System) or not system.is_torch:
                 raise TorchModelError(

@@ -272,3 +272,13 @@ def test_errors():
     convolution = compiled("equivariant_convolution").to_torch()
     with pytest.raises(TorchModelError, match="needs the tensormap input 'h'"):
         convolution(systems())
+    with pytest.raises(TorchModelError, match="input h: block values must be torch tensors of torch.float64, "
+                                              "got ndarray of float64"):
+        convolution(systems(), h=features("equivariant_convolution")["h"].to(arrays="numpy"))
+
+
+def test_gradcheck_energy_entry_by_entry():
+    """Every entry of the positions, the cell and e0 (w, with hundreds of entries, in fast mode above)."""
+    function, inputs = differentiable_call("soap_energy")
+    inputs[3].requires_grad_(False)
+    assert torch.autograd.gradcheck(function, inputs)
