@@ -171,7 +171,7 @@ def cached_arrays(name: str, parameters: tuple, compute) -> dict:
     return arrays
 
 
-CODEGEN_FILES = ("cpp.py", "plan.py", "terms.py", "cache.py", "templates/module.cpp.j2", "templates/kernel.cpp.j2")
+CODEGEN_FILES = ("cpp.py", "plan.py", "terms.py", "rendered.py", "cache.py", "templates/module.cpp.j2", "templates/kernel.cpp.j2")
 
 
 @functools.lru_cache(maxsize=1)

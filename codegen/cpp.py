@@ -42,6 +42,7 @@ from mtdsl.math.wigner import e3nn_change_of_basis
 
 from . import plan as planning
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars
+from .rendered import RenderedKernel, RenderedModule
 from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX
 
 @functools.lru_cache(maxsize=1)
@@ -83,28 +84,7 @@ def int_literal(value: int) -> str:
     return f"INT64_C({value})"
 
 
-# ---- rendered output ----------------------------------------------------------------------
-
-
-@dataclass
-class RenderedKernel:
-    name: str  # the IR tensor name
-    symbol: str  # the C function
-    plan: planning.KernelPlan
-    arrays: list  # descriptors, in argument order
-    scalars: list
-    source: str
-
-
-@dataclass
-class RenderedModule:
-    module: ir.Module
-    dtype: str  # "float64" or "float32"
-    source: str
-    kernels: dict  # tensor name -> RenderedKernel
-    unsupported: dict  # tensor name -> reason (evaluated by the interpreter)
-    constants: dict = field(default_factory=dict)  # name -> numpy array (float64)
-
+# ---- rendered output: codegen/rendered.py (a light module: a cache hit unpickles it without this one)
 
 # ---- the loop-nest builder ----------------------------------------------------------------------
 

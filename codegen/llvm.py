@@ -2032,24 +2032,35 @@ class JITLibrary:
             setattr(self, kernel.symbol, LLVMKernel(address, kernel))
 
 
-def compile_module(module: ir.Module, dtype=np.float64, threads: int | None = None):
-    """Render, optimize and JIT `module`; a `runtime.compiled.CompiledModule` running the LLVM kernels."""
-    from mtdsl.runtime.compiled import CompiledModule
+def compile_module(module: ir.Module, dtype=np.float64, threads: int | None = None, gradients: dict | None = None):
+    """Render, optimize and JIT `module` with the terms of its gradient kernels (`codegen/terms.py`);
+    a `runtime.compiled.CompiledModule` running the LLVM kernels."""
+    from mtdsl.runtime.compiled import CompiledModule, ir_text
 
     from . import cache
 
-    # a cache hit skips rendering too: the rendered module is stored by its IR, dtype and renderers
+    # a cache hit skips rendering (and lowering the gradient terms) too: the rendered module is
+    # stored by its IR, its gradient kernels, the dtype and the renderers
+    gradients = gradients or {}
     dtype_name = np.dtype(dtype).name
-    key = cache.rendering_key(f"llvm:{_renderer_version()}", repr(module), dtype_name)
-    rendered = cache.load_rendering(key)
-    if not isinstance(rendered, RenderedModule) or rendered.module != module or rendered.dtype != dtype_name:
-        rendered = render_module(module, dtype_name)
+    text = ir_text(module, gradients)
+    key = cache.rendering_key(f"llvm:{_renderer_version()}", text, dtype_name)
+    stored = cache.load_rendering(key)
+    if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == text
+            and isinstance(stored[1], RenderedModule) and stored[1].dtype == dtype_name):
+        from mtdsl.runtime.compiled import slim_rendering
+
+        from .terms import extended_module
+
+        extended, terms = extended_module(module, gradients)
+        stored = (text, render_module(extended, dtype_name), terms)
         try:
-            cache.store_rendering(key, rendered)
+            cache.store_rendering(key, slim_rendering(stored, module))
         except OSError:
             pass  # a read-only cache: render every time
+    _, rendered, terms = stored
     library = JITLibrary(rendered)
-    return CompiledModule(module, rendered, library, library.path, library.cache_hit, threads)
+    return CompiledModule(module, rendered, library, library.path, library.cache_hit, threads, terms)
 
 
 def _renderer_version() -> str:

@@ -455,17 +455,18 @@ def _substituted_domain(lowering, domain, mapping):
 
 def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict]:
     """`module` with the kernels of the terms of `gradients` appended, and what binds them:
-    `{(kernel, wrt, k): term kernel name}` (a dense buffer over the term's axes, scattered by
-    `runtime/gradients.py`) and `{(kernel, wrt, k): ScatterTerm}` (written into the rows)."""
+    `{(kernel, wrt, k): ScatterTerm}` (written into the rows) and `{(kernel, wrt, k): term kernel
+    name}` (a dense buffer over the term's axes, scattered by `runtime/gradients.py`), the latter
+    only for tensors some of whose terms have no scatter kernel (else a failed scatter run falls
+    back to the interpreter: half the code to compile)."""
     import dataclasses
 
-    lowered = gradient_term_kernels(module, gradients) if gradients else []
-    names = {key: kernel.name for key, kernel in lowered}
-    scatters = {}
-    extra = [k for _, k in lowered]
+    scatters, extra = {}, []
     kernels = {k.name: k for k in module.kernels}
+    complete = set()  # (kernel, wrt) whose every term has a scatter kernel: no term kernels for them
     for wrt, by_kernel in (gradients or {}).items():
         for name, gradient in by_kernel.items():
+            found = 0
             for k, term in enumerate(gradient.terms):
                 try:
                     scatter, lowered_kernel = scatter_kernel(module, kernels[name], gradient, k, term)
@@ -473,6 +474,13 @@ def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict
                     continue
                 scatters[(name, wrt, k)] = scatter
                 extra.append(lowered_kernel)
+                found += 1
+            if found == len(gradient.terms):
+                complete.add((name, wrt))
+    lowered = [(key, kernel) for key, kernel in (gradient_term_kernels(module, gradients) if gradients else [])
+               if key[:2] not in complete]
+    names = {key: kernel.name for key, kernel in lowered}
+    extra += [k for _, k in lowered]
     if not extra:
         return module, {"terms": names, "scatters": scatters}
     extended = dataclasses.replace(module, kernels=tuple(module.kernels) + tuple(extra))

@@ -585,17 +585,11 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     """Render, compile (through the kernel cache) and load `module`, with the terms of its
     gradient kernels (`gradients`: `{wrt: {kernel: GradientKernel}}`, `mtdsl.ir.autodiff`) as
     kernels of the same library (`codegen/terms.py`)."""
-    from mtdsl.codegen.terms import extended_module
-
-    extended, terms = extended_module(module, gradients or {})
+    gradients = gradients or {}
     if backend == "llvm":  # LLVM IR through llvmlite, JIT-compiled (mtdsl.codegen.llvm)
         from mtdsl.codegen.llvm import compile_module as compile_llvm
 
-        compiled = compile_llvm(extended, dtype=dtype, threads=threads)
-        if terms:
-            compiled = CompiledModule(module, compiled.rendered, compiled.library, compiled.path, compiled.cache_hit,
-                                      threads, terms)
-        return compiled
+        return compile_llvm(module, dtype=dtype, threads=threads, gradients=gradients)
     if backend != "cpp":
         raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp' and 'llvm')")
     from mtdsl.codegen import cache
@@ -603,14 +597,44 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     # OpenMP threads that spin between parallel regions compete with the serial Python assembly and
     # with other libraries on small machines: let them sleep (read once, when libgomp is loaded)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # a cache hit skips rendering: the rendered module is stored by its IR next to the library
+    # a cache hit skips rendering (and lowering the gradient terms): the rendered module is stored
+    # by its IR and its gradient kernels (their `repr`, every field) next to the library
     dtype_name = np.dtype(dtype).name
-    key = cache.rendering_key("cpp", repr(extended), dtype_name)
-    rendered = cache.load_rendering(key)
-    if rendered is None or rendered.module != extended or rendered.dtype != dtype_name:
+    text = ir_text(module, gradients)
+    key = cache.rendering_key("cpp", text, dtype_name)
+    stored = cache.load_rendering(key)
+    if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == text and stored[1].dtype == dtype_name):
         from mtdsl.codegen.cpp import render_module
+        from mtdsl.codegen.terms import extended_module
 
-        rendered = render_module(extended, dtype_name)
-        cache.store_rendering(key, rendered)
+        extended, terms = extended_module(module, gradients)
+        stored = (text, render_module(extended, dtype_name), terms)
+        cache.store_rendering(key, slim_rendering(stored, module))
+    _, rendered, terms = stored
     library, path, hit = cache.load(rendered.source)
     return CompiledModule(module, rendered, library, path, hit, threads, terms)
+
+
+def slim_rendering(stored: tuple, module: ir.Module) -> tuple:
+    """What a cache hit needs of a rendering: the plans reduced to their kernel's indices and
+    whether they are parallel, the base module instead of the extended one (unpickling every IR
+    node of the gradient kernels' plans took 50 ms, half the budget of a hit)."""
+    import dataclasses
+
+    text, rendered, terms = stored
+    kernels = {}
+    for name, kernel in rendered.kernels.items():
+        plan = kernel.plan
+        indices_only = ir.TensorKernel(plan.kernel.name, plan.kernel.indices, (), (), (), (), ir.Const(0.0))
+        slim = type(plan)(indices_only, plan.schedule, (), (), None, plan.parallel, {})
+        kernels[name] = dataclasses.replace(kernel, plan=slim)
+    return text, dataclasses.replace(rendered, module=module, kernels=kernels), terms
+
+
+def ir_text(module: ir.Module, gradients: dict) -> str:
+    """What a rendering depends on besides the renderer: the IR and the gradient kernels, as text."""
+    parts = [repr(module)]
+    for wrt in sorted(gradients):
+        for name in sorted(gradients[wrt]):
+            parts.append(repr(gradients[wrt][name]))
+    return "\0".join(parts)
