@@ -608,7 +608,15 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
         code = (layout.sample_offsets[block] + sample) * per_sample + (target if wrt == "positions" else 0)
         codes.append(np.where(where, code, -1))
     every = np.concatenate([c[c >= 0] for c in codes]) if codes else np.zeros(0, np.int64)
-    unique = np.unique(every)
+    space = int(layout.sample_offsets[-1]) * per_sample
+    ranks = None
+    if space <= DenseLookup.LIMIT * 4:  # distinct codes by marking (no sort); ranks give the row maps
+        present = np.zeros(space, dtype=bool)
+        present[every] = True
+        unique = np.flatnonzero(present)
+        ranks = np.cumsum(present) - 1
+    else:
+        unique = np.unique(every)
     row_targets_all = unique % n_targets if wrt == "positions" else np.zeros(len(unique), np.int64)
     if wrt != "positions":
         for (where, _, _, target, *_), code in zip(found, codes):
@@ -625,7 +633,10 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
     shape = (len(unique),) + (3,) * n_directions + tuple(len(v) for v in column_values)
     buffer = np.zeros(shape, dtype=bindings.dtype)
     for k, (scatter, code, rows) in enumerate(zip(scatters, codes, found)):
-        row_map = np.where(code >= 0, np.searchsorted(unique, np.maximum(code, 0)), -1)
+        if ranks is not None:
+            row_map = np.where(code >= 0, ranks[np.maximum(code, 0)], -1)
+        else:
+            row_map = np.where(code >= 0, np.searchsorted(unique, np.maximum(code, 0)), -1)
         threads = None if _one_to_one(row_map, rows[0], rows[5]) else 1
         if not native.scatter_term((kernel.name, wrt, k), buffer, row_map, bindings, interpreter.gradient_tables,
                                    interpreter.dense_gradients, threads=threads):
