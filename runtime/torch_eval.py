@@ -375,9 +375,10 @@ def cosine_cutoff(r, cutoff: float, width: float):
 
 def spherical_harmonics(vectors, l_max: int, convention: str = "metatensor"):
     """mtdsl.math.sph.spherical_harmonics in torch: `[n, (l_max + 1)^2]`, differentiable to every order."""
-    r = torch.sqrt(torch.sum(vectors * vectors, dim=1))
-    nonzero = r > 0.0
-    safe = torch.where(nonzero, r, torch.ones_like(r))
+    squared = torch.sum(vectors * vectors, dim=1)
+    nonzero = squared > 0.0
+    # (the square root of ones where the vector is zero: no infinite derivative to mask)
+    safe = torch.sqrt(torch.where(nonzero, squared, torch.ones_like(squared)))
     u = vectors / safe[:, None]
     x, y, z = u[:, 0], u[:, 1], u[:, 2]
     c = [torch.ones_like(x)]

@@ -1,14 +1,15 @@
 """`Model.to_torch()`: a `torch.nn.Module` over a compiled model, differentiable by torch autograd.
 
-The module's forward prepares a *plan* outside any graph (the systems' types
-and cells, the neighbour lists, the labels of every output block, computed
-once by the model's backend) and calls one custom op, `mtdsl::evaluate`, on
-the float inputs (the *primals*): the positions of all atoms `[N, 3]`, the
-cells `[S, 3, 3]`, the parameters in the order of the program, and the values
-of every block of the input TensorMaps. The op returns the values of every
-output block. Its forward runs the model's backend (cpp, llvm or the
-interpreter) with the plan's neighbour lists, recomputing the pair vectors
-from the given positions and cells.
+The module's forward prepares a *plan* outside any graph (the neighbour lists,
+the labels of every input and output block, from one run of the model's
+backend) and calls one custom op, `mtdsl::evaluate`, on the systems' structure
+and neighbour lists (int tensors: types, system of each atom, periodicity,
+first and second atoms and cell shifts of each pair) and on the float inputs
+(the *primals*): the positions of all atoms `[N, 3]`, the cells `[S, 3, 3]`,
+the parameters in the order of the program, and the values of every block of
+the input TensorMaps. The op returns the values of every output block. Its
+forward runs the model's backend (cpp, llvm or the interpreter) on these
+neighbour lists, the pair vectors recomputed from the given positions and cells.
 
 `mtdsl::evaluate` of order `k > 0` is the vector-Jacobian product of order
 `k - 1`: its inputs are those of order `k - 1` followed by one cotangent per
@@ -344,6 +345,19 @@ def _gradient_blocks_fake(handle, shapes, structure, inputs):
 # ---- the module -----------------------------------------------------------------------------------
 
 
+class _Shared:
+    """The compiled model, shared by copies of the module (`copy.deepcopy`): its native code
+    cannot be copied, and the module never changes it."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model):
+        self.model = model
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 class TorchModel(torch.nn.Module):
     """A compiled model as a torch module: `module(systems, gradients=[...], **tensormaps)`.
 
@@ -356,17 +370,17 @@ class TorchModel(torch.nn.Module):
 
     def __init__(self, model):
         super().__init__()
-        self._mtdsl_model = model
+        self._mtdsl = _Shared(model)
         dtype = torch.float64 if model.dtype == np.float64 else torch.float32
         for name, value in model.parameters.items():
-            if hasattr(torch.nn.Module, name) or name.startswith("_mtdsl"):
-                raise TorchModelError(f"param {name}: the name is taken by torch.nn.Module, rename the param")
+            if hasattr(type(self), name) or name.startswith("_mtdsl"):
+                raise TorchModelError(f"param {name}: the name is taken by the torch module, rename the param")
             self.register_parameter(name, torch.nn.Parameter(torch.tensor(np.asarray(value), dtype=dtype)))
 
     @property
     def model(self):
         """The compiled model (its `parameters` are not updated by training: this module's are used)."""
-        return self._mtdsl_model
+        return self._mtdsl.model
 
     def forward(self, systems, gradients=None, **tensormaps) -> dict[str, TensorMap]:
         systems = list(systems) if isinstance(systems, (list, tuple)) else [systems]
@@ -388,8 +402,8 @@ class TorchModel(torch.nn.Module):
     @torch.compiler.disable
     def _prepare(self, systems, gradients, tensormaps) -> tuple[Plan, torch.Tensor]:
         """The plan of a call and its handle (outside any graph: `torch.compile` does not trace it)."""
-        self._mtdsl_model.compiled  # built once, shared by the copies below
-        model = copy.copy(self._mtdsl_model)
+        self._mtdsl.model.compiled  # built once, shared by the copies below
+        model = copy.copy(self._mtdsl.model)
         model.parameters = {name: getattr(self, name).detach().cpu().numpy() for name in model.parameters}
         model._check_gradients(gradients)
         declared = {t.name: t for t in model.module.tensormaps}
@@ -418,7 +432,7 @@ class TorchModel(torch.nn.Module):
         return plan, plan.handle()
 
     def _dtype(self):
-        return torch.float64 if self._mtdsl_model.dtype == np.float64 else torch.float32
+        return torch.float64 if self._mtdsl.model.dtype == np.float64 else torch.float32
 
 
 @torch.compiler.disable

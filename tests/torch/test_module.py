@@ -7,6 +7,7 @@ gradient blocks against autograd forces and virial; torch.compile against eager;
 opcheck of the custom ops; the state_dict round trip; errors.
 """
 
+import copy
 import gc
 
 import numpy as np
@@ -228,6 +229,16 @@ def test_state_dict_round_trip(tmp_path):
     torch.testing.assert_close(flat_values(restored(systems())), expected, rtol=0, atol=0)
 
 
+def test_deepcopy_shares_the_compiled_model_and_copies_the_parameters():
+    module = compiled("soap_energy").to_torch()
+    copied = copy.deepcopy(module)
+    assert copied.model is module.model
+    with torch.no_grad():
+        copied.e0.add_(1.0)
+    assert torch.all(module.e0 != copied.e0)
+    assert not torch.equal(flat_values(copied(systems())), flat_values(module(systems())))
+
+
 def test_trained_parameters_are_used_and_the_model_is_untouched():
     model = compiled("soap_energy")
     before = model.parameters["e0"].copy()
@@ -282,3 +293,31 @@ def test_gradcheck_energy_entry_by_entry():
     function, inputs = differentiable_call("soap_energy")
     inputs[3].requires_grad_(False)
     assert torch.autograd.gradcheck(function, inputs)
+
+
+CLASH = """model clash
+
+hyper cutoff = 3.0
+
+input S : systems
+pairs P = neighbors(S, cutoff = cutoff)
+
+index i : atoms(S)
+index k : range(2)
+param forward[k] ~ ones
+
+tensor t
+    samples    (i)
+    properties (k)
+  = forward[k] * sum(p in P.from(i)) P.distance[p]
+
+output t
+"""
+
+
+def test_a_param_named_like_a_module_attribute_is_an_error(tmp_path):
+    path = tmp_path / "clash.mt"
+    path.write_text(CLASH)
+    model = mtdsl.compile(path, backend="interpreter")
+    with pytest.raises(TorchModelError, match="param forward: the name is taken by the torch module"):
+        model.to_torch()
