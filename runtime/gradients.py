@@ -641,7 +641,7 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
         if not native.scatter_term((kernel.name, wrt, k), buffer, row_map, bindings, interpreter.gradient_tables,
                                    interpreter.dense_gradients, threads=threads):
             return None
-        interpreter.native_terms.append(((kernel.name, wrt, k), "scatter"))
+    interpreter.native_terms.extend(((kernel.name, wrt, k), "scatter") for k in range(len(scatters)))
     interpreter.dense_gradients[(kernel.name, wrt)] = buffer  # read by the scatter kernels of later tensors
     unique_sample = unique // per_sample
     unique_block = np.searchsorted(layout.sample_offsets, unique_sample, side="right") - 1
