@@ -70,10 +70,26 @@ def expand(named: Named, axes: tuple):
     """`Named.expand` for numpy or torch data."""
     if not is_tensor(named.data):
         return named.expand(axes)
-    order = [named.axes.index(a) for a in axes if a in named.axes]
-    data = named.data.permute(order) if order != list(range(len(order))) else named.data
-    shape = [named.data.shape[named.axes.index(a)] if a in named.axes else 1 for a in axes]
+    data, names = _diagonal(named.data, list(named.axes))
+    order = [names.index(a) for a in axes if a in names]
+    data = data.permute(order) if order != list(range(len(order))) else data
+    shape = [data.shape[order.index(names.index(a))] if a in names else 1 for a in axes]
     return data.reshape(shape)
+
+
+def _diagonal(data, names: list):
+    """An axis named twice (a sum over a second `P.from(i)` whose mask reads the outer `i`,
+    while the first aliases it) holds the same variable: its diagonal, as the interpreter's
+    assembly reads it."""
+    while len(set(names)) != len(names):
+        second = next(k for k, a in enumerate(names) if names.index(a) != k)
+        first = names.index(names[second])
+        size = max(data.shape[first], data.shape[second])
+        shape = list(data.shape)
+        shape[first] = shape[second] = size
+        data = torch.diagonal(data.expand(shape), dim1=first, dim2=second)
+        names = [a for k, a in enumerate(names) if k not in (first, second)] + [names[first]]
+    return data, names
 
 
 def as_torch(data, dtype):
