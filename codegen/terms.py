@@ -4,15 +4,25 @@ A `Term` of a gradient kernel (`mtdsl/ir/autodiff.py`) is
 
     dE/dx[t, d...] = sum over its binders (where it holds) of [target == t] * coefficient(d...)
 
-`term_kernel` turns it into a `TensorKernel` whose indices are the term's
-binders, the kernel indices that no alias fixes, and the direction variables
-(last, so the directions are the buffer's contiguous axis), whose body is the
-coefficient with the aliases substituted and whose `where` is the kernel's and
-the term's condition. A renderer fills the dense buffer of that kernel like any
-other: the pair loop, the `sph` / `soap_radial` tables and their derivatives,
-sums over `P.from(i)` accumulated per centre. The buffer is exactly the
-interpreter's contracted term over the same axes, so `runtime/gradients.py`
-scatters it to the gradient rows with the labels it computes anyway.
+Two lowerings, both appended to the module before rendering (`extended_module`):
+
+- `scatter_kernel` (the fused path): a kernel over the gradient block's own
+  layout `(row, directions, columns)` whose body sums the coefficient over the
+  term's binders and the other kernel indices, the row bound by equality from a
+  row map computed before the run (`runtime/gradients.py`): each contribution is
+  added straight into its gradient entry during the pass over pairs (or over the
+  rows of a gradient it reads);
+- `term_kernel` (when a tensor's terms do not all have a scatter kernel): a
+  kernel whose indices are the term's binders, the kernel indices that no alias
+  fixes, and the direction variables, whose body is the coefficient with the
+  aliases substituted and whose `where` is the kernel's and the term's
+  condition. Its dense buffer is exactly the interpreter's contracted term over
+  the same axes, so `runtime/gradients.py` scatters it to the gradient rows with
+  the labels it computes anyway.
+
+A renderer fills either like any other kernel: the pair loop, the `sph` /
+`soap_radial` tables and their derivatives, sums over `P.from(i)` accumulated
+per centre.
 
 The derivative nodes of autodiff are lowered to IR that renderers know:
 
