@@ -1,12 +1,19 @@
 """The torch module of programs beyond the reference ones: every built-in, pair samples and
-neighbours of neighbours, message passing and three-body sums, positions read directly, and
-parameters inside non-linear functions (gradcheck and gradgradcheck, float64)."""
+neighbours of neighbours, message passing and three-body sums, positions read directly,
+parameters inside non-linear functions (gradcheck and gradgradcheck, float64), and the
+random kernels of the backends' tests (values against the interpreter, gradcheck)."""
 
+import numpy as np
 import pytest
 import torch
 
 import mtdsl
+from mtdsl.runtime import torch_eval
+from mtdsl.runtime.model import Model
 
+from ..codegen.test_backends import bind, interpret, methanol, rocksalt, water
+from ..codegen.test_random_programs import SEEDS as RANDOM_SEEDS
+from ..codegen.test_random_programs import random_module
 from ..runtime.test_gradients import BUILTINS_PROGRAM, DIPOLE_PROGRAM, MESSAGE_PASSING_PROGRAM, PAIRS_PROGRAM
 from ._helpers import atoms, flat_values, systems
 
@@ -76,3 +83,42 @@ def test_torch_values_equal_the_backend(tmp_path, name):
                *(p.detach() for p in module.parameters())]
     for found, expected in zip(plan.torch_values(plan.structure, primals), plan.values(plan.structure, primals)):
         torch.testing.assert_close(found, expected, rtol=1e-12, atol=1e-13)
+
+
+# ---- random programs (tests/codegen/test_random_programs.py) -------------------------------------------
+
+
+@pytest.mark.parametrize("seed", RANDOM_SEEDS)
+def test_random_programs_values_equal_the_interpreter(seed):
+    module = random_module(seed)
+    frames = [rocksalt(), water(), methanol()]
+    with np.errstate(all="ignore"):
+        expected = interpret(module, bind(module, frames))
+        bindings = bind(module, frames)
+        batch = bindings.systems["S"]
+        found = torch_eval.evaluate(module, batch, bindings.pairs, torch.tensor(np.asarray(batch.positions)),
+                                    torch.tensor(np.asarray(batch.cell)),
+                                    {name: torch.tensor(value) for name, value in bindings.params.items()}, {})
+    for kernel in module.kernels:
+        assert found[kernel.name].keys == expected[kernel.name].keys
+        for a, b in zip(expected[kernel.name].blocks(), found[kernel.name].blocks()):
+            np.testing.assert_allclose(b.values.numpy(), np.asarray(a.values), rtol=1e-12,
+                                       atol=1e-12 * max(np.abs(np.asarray(a.values)).max(), 1.0))
+
+
+@pytest.mark.parametrize("seed", RANDOM_SEEDS)
+def test_random_programs_gradcheck(seed):
+    module = Model(random_module(seed), backend="interpreter").to_torch()
+    frames = [water(), rocksalt()]
+    pbc = [torch.tensor([False] * 3), torch.tensor([True] * 3)]
+
+    def function(positions_0, positions_1, cell_1, w):
+        cells = [torch.zeros(3, 3, dtype=torch.float64), cell_1]
+        batch = [mtdsl.System(torch.tensor(frame.numbers), positions, cell, periodic)
+                 for frame, positions, cell, periodic in zip(frames, [positions_0, positions_1], cells, pbc)]
+        return flat_values(torch.func.functional_call(module, {"w": w}, (batch,)))
+
+    inputs = [torch.tensor(frames[0].positions), torch.tensor(frames[1].positions),
+              torch.tensor(frames[1].cell.array), module.w.detach().clone()]
+    with np.errstate(all="ignore"):
+        assert torch.autograd.gradcheck(function, [x.requires_grad_(True) for x in inputs], fast_mode=True)
