@@ -1862,8 +1862,16 @@ def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:
 
 
 def render(module: ir.Module, dtype: str = "float64") -> str:
-    """The LLVM IR of a module (`mtdsl compile --emit llvm`)."""
-    return render_module(module, dtype).source
+    """The LLVM IR of a module (`mtdsl compile --emit llvm`), after a comment naming the tensor of
+    each kernel's function (gradient kernels included: `·scatter·dT/dwrt#k`, `codegen/terms.py`)."""
+    rendered = render_module(module, dtype)
+
+    def shown(text):  # as the IR's identifiers: names never reach the IR as they are
+        return "".join(c if c.isascii() and (c.isalnum() or c in "_-./#") or c == "·" else "_" for c in str(text))
+
+    lines = [f"; {r.symbol}: tensor {shown(name)}" for name, r in rendered.kernels.items()]
+    lines += [f"; not compiled (runs in the interpreter): tensor {shown(name)}" for name in rendered.unsupported]
+    return "\n".join(lines) + "\n\n" + rendered.source
 
 
 # ---- JIT and the thread pool -----------------------------------------------------------------------------

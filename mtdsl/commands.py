@@ -56,18 +56,45 @@ def add_compile(parser: argparse.ArgumentParser) -> None:
     _add_model_arguments(parser)
     parser.add_argument("--emit", choices=("ir", "cpp", "llvm"), default="ir",
                         help="what to print: the loop IR (default), or generated C++ / LLVM IR")
+    parser.add_argument("--gradients", action="append", metavar="PARAMETER",
+                        help="with --emit cpp/llvm/ir, append the gradient kernels of these declared gradients "
+                             "(positions, strain or cell; repeatable; default: every declared gradient)")
+    parser.add_argument("--no-gradients", action="store_true",
+                        help="only the value kernels, without the gradient kernels")
+
+
+def _emitted_module(model, args):
+    """The module as the native backends compile it: the value kernels, then the gradient kernels of
+    the chosen declared gradients (`codegen/terms.py`; every declared one unless `--gradients` says)."""
+    if args.no_gradients:
+        if args.gradients:
+            raise CommandError("--gradients and --no-gradients exclude each other", EXIT_USAGE)
+        return model.module
+    declared = model.gradient_kernels
+    chosen = list(dict.fromkeys(args.gradients)) if args.gradients else list(declared)
+    unknown = [wrt for wrt in chosen if wrt not in declared]
+    if unknown:
+        raise CommandError(f"--gradients {unknown[0]}: no output of {args.file} declares it "
+                           f"(declared: {', '.join(declared) or 'none'})", EXIT_USAGE)
+    if not chosen:
+        return model.module
+    from mtdsl.codegen.terms import extended_module
+
+    extended, _ = extended_module(model.module, {wrt: declared[wrt] for wrt in chosen})
+    return extended
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     model = _compile(args)
+    module = _emitted_module(model, args)
     if args.emit == "ir":
-        print(model.module)
+        print(module)
         return EXIT_OK
     try:
         from mtdsl.codegen import render
     except ImportError:
         raise CommandError(f"--emit {args.emit}: this build has no {args.emit} code generator yet") from None
-    print(render(model.module, args.emit))
+    print(render(module, args.emit))
     return EXIT_OK
 
 

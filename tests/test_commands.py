@@ -19,6 +19,30 @@ def test_compile_emits_ir(capsys):
     assert "tensor rho" in text and "range[radial](0, 3)" in text and "P.from(i)" in text
 
 
+@pytest.mark.parametrize("emit", ["cpp", "llvm"])
+def test_compile_emits_the_gradient_kernels(emit, capsys):
+    path = str(EXAMPLES / "soap_power_spectrum.mt")
+    # by default: the kernels of every declared gradient (positions and strain), after the values'
+    assert main(["compile", path, "--emit", emit, "--set", "n_radial=3"]) == 0
+    text = capsys.readouterr().out
+    assert "tensor ps" in text and "tensor ·scatter·dps/dpositions#0" in text and "·scatter·dps/dstrain#0" in text
+    if emit == "llvm":
+        from mtdsl.codegen.llvm import optimize
+
+        optimize(text)
+    assert main(["compile", path, "--emit", emit, "--set", "n_radial=3", "--gradients", "positions"]) == 0
+    text = capsys.readouterr().out
+    assert "·scatter·dps/dpositions#1" in text and "dstrain" not in text
+    assert main(["compile", path, "--emit", emit, "--set", "n_radial=3", "--no-gradients"]) == 0
+    text = capsys.readouterr().out
+    assert "tensor ps" in text and "·scatter·" not in text
+
+
+def test_compile_gradients_must_be_declared(capsys):
+    assert main(["compile", str(EXAMPLES / "soap_power_spectrum.mt"), "--gradients", "cell"]) == 2
+    assert "--gradients cell: no output of" in capsys.readouterr().err
+
+
 def test_run_writes_outputs_with_provenance(tmp_path, capsys):
     output = tmp_path / "ps.mts"
     status = main(["run", str(EXAMPLES / "soap_power_spectrum.mt"), str(DATA / "water.xyz"), str(DATA / "mixed.xyz"),
