@@ -22,8 +22,9 @@ from the op's arguments (`shapes` for order 0, the inputs for `k > 0`), so the
 fake implementation needs no data and `torch.compile` traces the op.
 
 Gradient blocks (`gradients=[...]`) are the model's own (`model(frames,
-gradients=...)`); they come out of `mtdsl::gradient_blocks`, which has no
-autograd formula: backpropagating through them is an error, never zeros.
+gradients=...)`); they come out of `mtdsl::gradient_blocks`, whose backward is an
+error for any non-zero cotangent: backpropagating through them is an error,
+never zeros.
 """
 
 from __future__ import annotations
@@ -333,13 +334,45 @@ def gradient_blocks_op(handle: torch.Tensor, shapes: list[int], structure: list[
                        inputs: list[torch.Tensor]) -> list[torch.Tensor]:
     """The values of the output blocks' gradient blocks (the model's forward-mode gradients).
 
-    No autograd formula: differentiate the values with torch.autograd instead."""
+    Not differentiable (an error in backward, see `gradient_blocks_backward_op`): differentiate
+    the values with torch.autograd instead."""
     return _plan(handle).gradient_values(list(structure), list(inputs))
 
 
 @gradient_blocks_op.register_fake
 def _gradient_blocks_fake(handle, shapes, structure, inputs):
     return [inputs[0].new_empty(shape) for shape in _decode_shapes(shapes)]
+
+
+@torch.library.custom_op("mtdsl::gradient_blocks_backward", mutates_args=())
+def gradient_blocks_backward_op(cotangents: list[torch.Tensor], inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The backward of `mtdsl::gradient_blocks`: zeros for zero cotangents (which a compiled
+    backward gives the outputs nothing reads), else an error: the gradient blocks have no derivative."""
+    if any(bool(torch.any(c != 0)) for c in cotangents):
+        raise TorchModelError(
+            "gradient blocks (module(..., gradients=[...])) are not differentiable: differentiate the "
+            "output values with torch.autograd.grad(..., create_graph=True) instead"
+        )
+    return [torch.zeros_like(x) for x in inputs]
+
+
+@gradient_blocks_backward_op.register_fake
+def _gradient_blocks_backward_fake(cotangents, inputs):
+    return [torch.empty_like(x) for x in inputs]
+
+
+def _gradient_blocks_setup(ctx, inputs, output):
+    _, _, structure, xs = inputs
+    ctx.n_structure = len(structure)
+    ctx.save_for_backward(*xs)
+
+
+def _gradient_blocks_backward(ctx, grads):
+    result = gradient_blocks_backward_op(list(grads), list(ctx.saved_tensors))
+    return None, None, [None] * ctx.n_structure, list(result)
+
+
+gradient_blocks_op.register_autograd(_gradient_blocks_backward, setup_context=_gradient_blocks_setup)
 
 
 # ---- the module -----------------------------------------------------------------------------------

@@ -151,7 +151,8 @@ def test_gradient_blocks_equal_autograd_forces_and_virial():
 def test_backward_through_gradient_blocks_is_an_error():
     module = compiled("soap_energy").to_torch()
     block = module(systems(requires_grad=True), gradients=["positions"])["energy"].block()
-    with pytest.raises(RuntimeError, match="no autograd formula was registered"):
+    with pytest.raises(TorchModelError, match=r"gradient blocks \(module\(..., gradients=\[...\]\)\) are not "
+                                              "differentiable: differentiate the output values"):
         block.gradient("positions").values.sum().backward()
 
 
@@ -177,6 +178,24 @@ def test_torch_compile_equals_eager(program, backend):
     # a new call with the same shapes reuses the graphs
     with torch._dynamo.config.patch(error_on_recompile=True):
         compiled_run(systems(requires_grad=True))
+
+
+def test_torch_compile_with_gradient_blocks_equals_eager():
+    torch._dynamo.reset()
+    module = compiled("soap_energy").to_torch()
+
+    def run(batch):
+        block = module(batch, gradients=["positions", "strain"])["energy"].block()
+        return block.values, block.gradient("positions").values, block.gradient("strain").values
+
+    eager_batch, compiled_batch = systems(requires_grad=True), systems(requires_grad=True)
+    eager, found = run(eager_batch), torch.compile(run, backend="aot_eager")(compiled_batch)
+    for a, b in zip(found, eager):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    expected = torch.autograd.grad(eager[0].sum(), [s.positions for s in eager_batch])
+    gradients = torch.autograd.grad(found[0].sum(), [s.positions for s in compiled_batch])
+    for a, b in zip(gradients, expected):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 def op_arguments(program):
@@ -210,9 +229,9 @@ def test_opcheck_gradient_blocks():
     primals = [torch.cat([s.positions for s in batch]), torch.stack([s.cell for s in batch]),
                *(p.detach().clone() for p in module.parameters())]
     arguments = (handle, encode_shapes(plan.gradient_shapes), plan.structure, primals)
-    # (no autograd formula on purpose: the registration and dynamic-autograd checks do not apply)
-    torch.library.opcheck(gradient_blocks_op, arguments,
-                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+    # (its backward is an error for non-zero cotangents: opcheck's autograd test with random ones does not apply)
+    torch.library.opcheck(gradient_blocks_op, arguments, test_utils=(
+        "test_schema", "test_autograd_registration", "test_faketensor", "test_aot_dispatch_static"))
 
 
 def test_state_dict_round_trip(tmp_path):
