@@ -184,9 +184,8 @@ class TorchInterpreter(Interpreter):
     def _eval_Select(self, expr: ir.Select, scope) -> Named:
         condition = detached(self.evaluate(expr.condition, scope))
         if_true, if_false = self.evaluate(expr.if_true, scope), self.evaluate(expr.if_false, scope)
-        if not (is_tensor(if_true.data) or is_tensor(if_false.data)):
-            return super()._eval_Select(expr, scope)
-        result = tapply(torch.where, np.where, condition, if_true, if_false, dtype=self.dtype)
+        result = tapply(lambda c, a, b: torch.where(c.bool(), a, b), np.where, condition, if_true, if_false,
+                        dtype=self.dtype)
         missing = None
         if if_true.missing is not None or if_false.missing is not None:
             false = Named.scalar(False)
