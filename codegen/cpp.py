@@ -348,23 +348,60 @@ class KernelRenderer:
         self.tabulated = self.tabulation_candidates(plan)
         depth0 = len(self.stack)
         first = True
-        for loop in plan.loops:
+        local = None  # (level, array, [(kernel index k, its size)] in loop order): planning.local_accumulator
+        for number, loop in enumerate(plan.loops):
             target = self.stack[-1].body
+            if number == plan.local:
+                indices = [(k, planning.static_size(l.domain)) for l in plan.loops[number:] if l.is_index
+                           for k, b in enumerate(self.kernel.indices) if b.name == l.var]
+                size = 1
+                for _, extent in indices:
+                    size *= extent
+                local = (len(self.stack) - 1, self.fresh("A"), indices)
+                target.append(f"real {local[1]}[{size}] = {{}};  // the sums below, added into the buffer once")
             if first and plan.parallel:
                 self.stack[-1].body.append("#pragma omp parallel for schedule(dynamic, 4) num_threads(mt_threads) reduction(|: err)")
             first = False
             self.open_loop(loop, target)
 
         # the buffer offset, summed in loop order so that partial sums are hoisted
-        terms = []
+        inner = {k for k, _ in local[2]} if local else set()
+        terms, local_terms, local_stride = [], [], 1
+        for k, extent in reversed(local[2] if local else []):
+            local_terms.append(Value(f"{self.env[self.kernel.indices[k].name].position} * INT64_C({local_stride})",
+                                     INT, self.env[self.kernel.indices[k].name].level))
+            local_stride *= extent
         for k, binder in enumerate(self.kernel.indices):
             info = self.env[binder.name]
-            terms.append(Value(f"{info.position} * st{k}", INT, info.level))
-        offset = self.fold(terms, "+", INT, "o") if terms else Value("INT64_C(0)", INT, 0)
+            if k not in inner:
+                terms.append(Value(f"{info.position} * st{k}", INT, info.level))
+        if local:
+            offset = self.fold(local_terms, "+", INT, "o") if local_terms else Value("INT64_C(0)", INT, 0)
+            outer = self.fold(terms, "+", INT, "o") if terms else Value("INT64_C(0)", INT, 0)
+        else:
+            offset = self.fold(terms, "+", INT, "o") if terms else Value("INT64_C(0)", INT, 0)
         value = self.render_accumulated(plan.body) if plan.schedule == "accumulate" else self.render(plan.body)
         value_code = value.code if value.type in (REAL,) else f"(real)({value.code})"
         operator = "+=" if plan.schedule == "accumulate" else "="
-        self.statement(self.here(), f"{buffer}[{offset.code}] {operator} {value_code};")
+        self.statement(self.here(), f"{local[1] if local else buffer}[{offset.code}] {operator} {value_code};")
+        if local:
+            level, array, indices = local
+            while len(self.stack) > level + 1:
+                self.close()
+            # in the buffer's order (its last index innermost: contiguous stores), whatever the loops' order
+            local_strides, stride = {}, 1
+            for k, extent in reversed(indices):
+                local_strides[k] = stride
+                stride *= extent
+            lines, at, flat, indent = [], [outer.code], [], ""
+            for k, extent in sorted(indices):
+                q = self.fresh("q")
+                lines.append(f"{indent}for (int64_t {q} = 0; {q} < INT64_C({extent}); ++{q})")
+                at.append(f"{q} * st{k}")
+                flat.append(f"{q} * INT64_C({local_strides[k]})")
+                indent += "    "
+            lines.append(f"{indent}{buffer}[{' + '.join(at)}] += {array}[{' + '.join(flat) or '0'}];")
+            self.stack[level].body.extend(lines)
         while len(self.stack) > depth0:
             self.close()
         self.declarations.insert(0, f"{buffer_type}* const {buffer} = (real*) mt_arrays[0];  // the output buffer")

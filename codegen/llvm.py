@@ -491,6 +491,7 @@ class KernelBuilder:
             b = self.at((0, False))
             b.cbranch(condition, go, done)
             root.prelude.tail = go
+        local = None  # (level, array, [(kernel index k, its size)] in loop order): planning.local_accumulator
         for k, loop in enumerate(plan.loops):
             chunk = None
             if k == 0 and plan.parallel:
@@ -499,24 +500,66 @@ class KernelBuilder:
                     chunk = (lo, hi)
                     if isinstance(self.driver_count, tuple):
                         self.scalar(self.driver_count)
+            if k == plan.local:
+                indices = [(j, planning.static_size(l.domain)) for l in plan.loops[k:] if l.is_index
+                           for j, binder in enumerate(self.kernel.indices) if binder.name == l.var]
+                size = 1
+                for _, extent in indices:
+                    size *= extent
+                array = self.alloca(ll.ArrayType(self.real, size), "local")
+                local = (len(self.stack) - 1, array, indices)
+                _, q = self.open_level(self.stack[-1].body, i64(0), i64(size), "zero")  # the sums below: 0
+                b = self.at(self.here())
+                b.store(self.rconst(0.0), b.gep(array, [i64(0), q]))
+                self.close()
             level = self.stack[-1]
             self.open_loop(loop, level.body, chunk)
+        inner = {j for j, _ in local[2]} if local else set()
         terms = [Value(self.env[binder.name].position, INT, self.env[binder.name].level)
-                 for binder in self.kernel.indices]
+                 for j, binder in enumerate(self.kernel.indices) if j not in inner]
         terms = [Value(self.emit(t.place, "mul", lambda b, x, s: b.mul(x, s), t.v, stride), INT, *t.place)
-                 for t, stride in zip(terms, strides)]
+                 for t, stride in zip(terms, [s for j, s in enumerate(strides) if j not in inner])]
         offset = self.fold(terms, "add") if terms else Value(i64(0), INT, 0)
+        if local:
+            outer, local_terms, local_stride = offset, [], 1
+            for j, extent in reversed(local[2]):
+                info = self.env[self.kernel.indices[j].name]
+                local_terms.append(Value(self.emit((info.level, False), "mul", lambda b, x, s: b.mul(x, s),
+                                                   info.position, i64(local_stride)), INT, info.level))
+                local_stride *= extent
+            offset = self.fold(local_terms, "add") if local_terms else Value(i64(0), INT, 0)
         if plan.schedule == "accumulate":
             value = self.as_real(self.render_accumulated(plan.body))
         else:
             value = self.as_real(self.render(plan.body))
         place = self.here()
         b = self.at(place)
-        pointer = b.gep(buffer, [offset.v])
+        pointer = b.gep(local[1], [i64(0), offset.v]) if local else b.gep(buffer, [offset.v])
         if plan.schedule == "accumulate":
             b.store(b.fadd(b.load(pointer), value), pointer)
         else:
             b.store(value, pointer)
+        if local:  # add the local sums into the buffer, once per entry
+            level, array, indices = local
+            while len(self.stack) > level + 1:
+                self.close()
+            # in the buffer's order (its last index innermost: contiguous stores), whatever the loops' order
+            local_strides, stride = {}, 1
+            for j, extent in reversed(indices):
+                local_strides[j] = stride
+                stride *= extent
+            target, flat, at = self.stack[level].body, i64(0), outer.v
+            for j, extent in sorted(indices):
+                _, q = self.open_level(target, i64(0), i64(extent), "flush")
+                b = self.at(self.here())
+                flat = b.add(flat, b.mul(q, i64(local_strides[j])))
+                at = b.add(at, b.mul(q, strides[j]))
+                target = self.stack[-1].body
+            b = self.at(self.here())
+            pointer = b.gep(buffer, [at])
+            b.store(b.fadd(b.load(pointer), b.load(b.gep(array, [i64(0), flat]))), pointer)
+            while len(self.stack) > level + 1:
+                self.close()
         while len(self.stack) > 1:
             self.close()
         b = self.b

@@ -254,6 +254,9 @@ class KernelPlan:
     body: object  # the expression written (direct) or added (accumulate) innermost
     parallel: bool  # the outermost loop is a kernel index: iterations write disjoint buffer parts
     env: dict = field(default_factory=dict)  # variable -> domain, for every loop variable
+    # accumulate schedule: the loops from `local` on (a sum's binder first) add into a local array over
+    # their kernel indices, added into the buffer once after them (None: straight into the buffer)
+    local: Optional[int] = None
 
 
 def _equality_operands(conjunct):
@@ -681,6 +684,44 @@ def _scatter_driver(kernel) -> Optional[str]:
     return None
 
 
+LOCAL_LIMIT = 1024  # entries of a local accumulator (reals on the stack)
+
+
+def static_size(domain) -> Optional[int]:
+    """The number of buffer positions of a kernel index's domain when it is known at compile time."""
+    if isinstance(domain, ir.RangeDomain):
+        return domain.stop - domain.start
+    if isinstance(domain, ir.XyzDomain):
+        return 3
+    if isinstance(domain, ir.IrrepDomain):
+        return 2 * domain.max_degree + 1
+    return None
+
+
+def local_accumulator(schedule: str, loops) -> Optional[int]:
+    """Where an accumulate schedule's local accumulator starts: the outermost loop of a sum's binder
+    (not the parallel driver) below which every loop is a sum's binder or a kernel index of static
+    size (at most `LOCAL_LIMIT` entries in all). The sum over those binders is added into a local
+    array over those indices (`acc[n1, α, n2] += ...` for each `m`), then once into the buffer:
+    one store per entry instead of one per binder value, and the accumulation cannot alias the
+    arrays it reads (the power spectrum's gradient: `sum(m)` of `drho[α, m, n1] * rho[m, n2]`)."""
+    if schedule != "accumulate":
+        return None
+    found, size = None, 1
+    for k in range(len(loops) - 1, 0, -1):
+        loop = loops[k]
+        if loop.is_index:
+            extent = static_size(loop.domain) if loop.kind == "domain" else None
+            if extent is None:
+                break
+            size *= extent
+            if size > LOCAL_LIMIT:
+                break
+        else:
+            found = k
+    return found
+
+
 def plan_kernel(kernel: ir.TensorKernel) -> KernelPlan:
     names = [b.name for b in kernel.indices]
     if len(set(names)) != len(names):
@@ -707,4 +748,4 @@ def plan_kernel(kernel: ir.TensorKernel) -> KernelPlan:
     loops, pre = schedule_loops(items, parts, set(), driver=driver, innermost=innermost, body=body)
     parallel = bool(loops) and loops[0].kind == "domain" and (loops[0].is_index or loops[0].var == driver)
     env = {loop.var: loop.domain for loop in loops}
-    return KernelPlan(kernel, schedule, loops, pre, body, parallel, env)
+    return KernelPlan(kernel, schedule, loops, pre, body, parallel, env, local_accumulator(schedule, loops))
