@@ -235,11 +235,16 @@ def encode_shapes(shapes) -> list[int]:
     return [x for shape in shapes for x in (len(shape), *shape)]
 
 
+#: the dispatch keys excluded outside any op (autocast's among them)
+_DEFAULT_EXCLUDED = torch._C._dispatch_tls_local_exclude_set()
+
+
 def _autograd_guard():
-    """Autograd inside an op's implementation (the dispatcher excludes it there)."""
+    """Autograd inside an op's implementation: the keys the dispatcher excludes there (autograd's)
+    are included again; those excluded by default (autocast's: float32 would run in bfloat16) stay."""
+    excluded = torch._C._dispatch_tls_local_exclude_set()
     return torch._C._ForceDispatchKeyGuard(
-        torch._C._dispatch_tls_local_include_set(),
-        torch._C._dispatch_tls_local_exclude_set() - torch._C._dispatch_tls_local_exclude_set(),
+        torch._C._dispatch_tls_local_include_set(), excluded - (excluded - _DEFAULT_EXCLUDED)
     )
 
 

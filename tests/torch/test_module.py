@@ -19,7 +19,7 @@ from mtdsl.runtime import torch_module
 from mtdsl.runtime.torch_module import TorchModelError, encode_shapes, evaluate_op, gradient_blocks_op
 from mtdsl.tensor import TensorBlock, TensorMap
 
-from ._helpers import PROGRAMS, atoms, compiled, features, flat_values, systems
+from ._helpers import EXAMPLES, HYPERS, PROGRAMS, atoms, compiled, features, flat_values, systems
 
 
 def differentiable_call(program):
@@ -340,3 +340,25 @@ def test_a_param_named_like_a_module_attribute_is_an_error(tmp_path):
     model = mtdsl.compile(path, backend="interpreter")
     with pytest.raises(TorchModelError, match="param forward: the name is taken by the torch module"):
         model.to_torch()
+
+
+def test_float32_follows_float64():
+    model64 = compiled("equivariant_convolution")
+    model32 = mtdsl.compile(EXAMPLES / "equivariant_convolution.mt", dtype=np.float32,
+                            **HYPERS["equivariant_convolution"])
+    model32.parameters = {name: value.astype(np.float32) for name, value in model64.parameters.items()}
+    results = []
+    for model, dtype in ((model64, torch.float64), (model32, torch.float32)):
+        batch = systems(requires_grad=True)
+        batch = [mtdsl.System(s.types, s.positions.to(dtype), s.cell.to(dtype), s.pbc) for s in batch]
+        h = features("equivariant_convolution")["h"]
+        h = TensorMap(h.keys, [TensorBlock(b.values.to(dtype), b.samples, b.components, b.properties)
+                               for b in h.blocks()])
+        module = model.to_torch()
+        values = flat_values(module(batch, h=h))
+        assert values.dtype == dtype
+        gradient, = torch.autograd.grad(values.square().sum(), module.wr)
+        results.append((values.double(), gradient.double()))
+    (values64, gradient64), (values32, gradient32) = results
+    torch.testing.assert_close(values32, values64, rtol=0, atol=1e-5 * values64.abs().max().item())
+    torch.testing.assert_close(gradient32, gradient64, rtol=0, atol=1e-4 * gradient64.abs().max().item())
