@@ -149,6 +149,8 @@ class KernelRenderer:
         self.symbol = symbol
         self.arrays: "OrderedDict[tuple, tuple[str, str]]" = OrderedDict()
         self.scalars: "OrderedDict[tuple, str]" = OrderedDict()
+        self.driver_count = None  # scatter kernels: the size of their driver (RenderedKernel.driver_count)
+        self.driver_var = None  # and its variable
         self.declarations: list[str] = []
         self.counter = 0
         self.memo: dict = {}
@@ -225,8 +227,9 @@ class KernelRenderer:
         return place
 
     # -- loops --------------------------------------------------------------------------------------
-    def open_loop(self, loop: planning.Loop, target: list) -> None:
-        """Open the block of one loop and bind its variable (value and position)."""
+    def open_loop(self, loop: planning.Loop, target: list, chunk=None) -> None:
+        """Open the block of one loop and bind its variable (value and position); `chunk`: the
+        scalars (lo, hi) that restrict a driver loop to its positions `[lo, hi)`."""
         var = self.fresh("v")
         domain = loop.domain
         note = f"{loop.var} in {domain}" + (f" = {loop.expr}" if loop.expr is not None else "")
@@ -252,7 +255,12 @@ class KernelRenderer:
                 pre = []
             else:
                 count = self.domain_size(domain)
-                header = f"for (int64_t {var} = 0; {var} < {count}; ++{var})"
+                if chunk is not None:
+                    lo, hi = chunk
+                    header = (f"for (int64_t {var} = std::max<int64_t>({lo}, INT64_C(0)); "
+                              f"{var} < std::min<int64_t>({hi}, {count}); ++{var})")
+                else:
+                    header = f"for (int64_t {var} = 0; {var} < {count}; ++{var})"
                 pre = []
         elif loop.kind in ("pairs_of", "atoms_of"):
             owner = self.index(loop.expr)
@@ -359,10 +367,18 @@ class KernelRenderer:
                     size *= extent
                 local = (len(self.stack) - 1, self.fresh("A"), indices)
                 target.append(f"real {local[1]}[{size}] = {{}};  // the sums below, added into the buffer once")
+            chunk = None
             if first and plan.parallel:
                 self.stack[-1].body.append("#pragma omp parallel for schedule(dynamic, 4) num_threads(mt_threads) reduction(|: err)")
+                size = planning.driver_size(loop.domain)
+                if planning.is_scatter(self.kernel) and isinstance(size, tuple) and not loop.is_index:
+                    # a scatter kernel whose points may add into one entry runs ranges of its
+                    # driver on threads of its own (runtime/compiled.py: _scatter_shared)
+                    chunk = (self.scalar(("driver_range", 0), "first driver position"),
+                             self.scalar(("driver_range", 1), "driver position past the last"))
+                    self.driver_count, self.driver_var = size, loop.var
             first = False
-            self.open_loop(loop, target)
+            self.open_loop(loop, target, chunk)
 
         # the buffer offset, summed in loop order so that partial sums are hoisted
         inner = {k for k, _ in local[2]} if local else set()
@@ -1587,7 +1603,8 @@ class ModuleRenderer:
                 continue
             arrays = [("buffer",)] + list(renderer.arrays)
             kernels[kernel.name] = RenderedKernel(kernel.name, symbol, renderer.plan, arrays,
-                                                  list(renderer.scalars), source)
+                                                  list(renderer.scalars), source, renderer.driver_count,
+                                                  renderer.driver_var)
             sources.append(source)
             if kernel.where is None:
                 self.grids[kernel.name] = kernel

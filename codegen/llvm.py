@@ -165,6 +165,7 @@ class KernelBuilder:
         self.systems = {s.name for s in self.module.systems}
         self.pairs = {p.name: p for p in self.module.pairs}
         self.driver_count = None  # how many driver positions (int or scalar descriptor), parallel kernels only
+        self.driver_var = None  # the driver's variable
         self.expanded: dict = {}  # id of an IR node -> (table, index name): see expand_tables
         self.tabulated: dict = {}  # id of an IR node -> (index name, level): see tabulation_candidates
 
@@ -437,19 +438,7 @@ class KernelBuilder:
     @staticmethod
     def size_descriptor(domain):
         """The driver count as a scalar descriptor or an int (for the thread pool)."""
-        if isinstance(domain, ir.AtomsDomain):
-            return ("n_atoms", domain.systems)
-        if isinstance(domain, ir.SystemsDomain):
-            return ("n_systems", domain.systems)
-        if isinstance(domain, ir.PairsDomain):
-            return ("n_pairs", domain.pairs)
-        if isinstance(domain, ir.SpeciesDomain):
-            return ("n_species", domain)
-        if isinstance(domain, ir.XyzDomain):
-            return 3
-        if isinstance(domain, ir.RangeDomain):
-            return max(domain.stop - domain.start, 0)
-        return None
+        return planning.driver_size(domain)
 
     def n_atoms(self, systems: str):
         return self.scalar(("n_atoms", systems))
@@ -496,6 +485,7 @@ class KernelBuilder:
             chunk = None
             if k == 0 and plan.parallel:
                 self.driver_count = self.size_descriptor(loop.domain)
+                self.driver_var = loop.var
                 if self.driver_count is not None:
                     chunk = (lo, hi)
                     if isinstance(self.driver_count, tuple):
@@ -1844,6 +1834,7 @@ class RenderedKernel:
     scalars: list
     source: str  # this kernel's LLVM IR
     driver_count: object = None  # parallel kernels: the driver's size (int or scalar descriptor)
+    driver_var: object = None  # and its variable
 
 
 @dataclass
@@ -1887,7 +1878,7 @@ class ModuleRenderer:
             arrays = [("buffer",)] + sorted(builder.arrays, key=lambda d: builder.arrays[d][0])
             scalars = sorted(builder.scalars, key=lambda d: builder.scalars[d][0])
             kernels[kernel.name] = RenderedKernel(kernel.name, symbol, builder.plan, arrays, scalars,
-                                                  str(function), builder.driver_count)
+                                                  str(function), builder.driver_count, builder.driver_var)
             if kernel.where is None:
                 self.grids[kernel.name] = kernel
         return RenderedModule(self.module, self.dtype, str(self.llmodule), kernels, unsupported,

@@ -655,8 +655,30 @@ def _flatten_sum(expr, taken: set):
     return binders, parts, expr
 
 
+def is_scatter(kernel) -> bool:
+    """Whether `kernel` is a scatter kernel of codegen/terms.py (its rows: a reserved `·out·` domain)."""
+    return any(isinstance(b.domain, ir.PairsDomain) and b.domain.pairs.startswith("·out·") for b in kernel.indices)
+
+
+def driver_size(domain):
+    """The size of a parallel driver's domain: a scalar descriptor, an int, or None."""
+    if isinstance(domain, ir.AtomsDomain):
+        return ("n_atoms", domain.systems)
+    if isinstance(domain, ir.SystemsDomain):
+        return ("n_systems", domain.systems)
+    if isinstance(domain, ir.PairsDomain):
+        return ("n_pairs", domain.pairs)
+    if isinstance(domain, ir.SpeciesDomain):
+        return ("n_species", domain)
+    if isinstance(domain, ir.XyzDomain):
+        return 3
+    if isinstance(domain, ir.RangeDomain):
+        return max(domain.stop - domain.start, 0)
+    return None
+
+
 def _driver(kernel) -> Optional[str]:
-    if any(isinstance(b.domain, ir.PairsDomain) and b.domain.pairs.startswith("·out·") for b in kernel.indices):
+    if is_scatter(kernel):
         return _scatter_driver(kernel)
     for kind in (ir.AtomsDomain, ir.PairsDomain, ir.SystemsDomain):
         for binder in kernel.indices:
@@ -669,7 +691,9 @@ def _scatter_driver(kernel) -> Optional[str]:
     """The parallel loop of a scatter kernel (codegen/terms.py): it never loops over its rows (they
     are bound by equality), and two points of its sum may add into the same row; so it is parallel
     over a variable of its row map (atoms, pairs, rows of another gradient), and the runtime runs
-    it on one thread unless that map sends distinct points to distinct entries (checked per run)."""
+    it on every thread when that map sends distinct points to distinct entries (checked per run),
+    else on ranges of the driver, cut by owner or into per-thread buffers (`runtime/compiled.py:
+    CompiledModule._scatter_shared`)."""
     body = kernel.body
     if not isinstance(body, ir.Reduce):
         return None

@@ -21,6 +21,10 @@ class RenderedKernel:
     arrays: list  # descriptors, in argument order
     scalars: list
     source: str
+    # scatter kernels: the driver's size (a scalar descriptor), and its loop runs the positions
+    # [lo, hi) of the scalars ("driver_range", 0) and ("driver_range", 1); else None
+    driver_count: object = None
+    driver_var: object = None  # the driver's variable (a row variable of a scatter kernel's row map)
 
 
 @dataclass

@@ -366,6 +366,8 @@ class Arguments:
             return int(shape[descriptor[2]]) if descriptor[2] < len(shape) else 1
         if kind == "block":
             return int(self.lookup(descriptor[1]).scalars[(descriptor[2], descriptor[3])])
+        if kind == "driver_range":  # a scatter kernel's driver positions [lo, hi): all of them
+            return 0 if descriptor[1] == 0 else INT64_MAX
         if kind == "grid_size":
             kernel = self.compiled.module.kernel(descriptor[1])
             return len(bindings.domain_values(kernel.indices[descriptor[2]].domain))
@@ -373,6 +375,58 @@ class Arguments:
 
 
 # ---- the compiled module ------------------------------------------------------------------------
+
+INT64_MAX = 2**63 - 1
+# bytes of the per-thread buffers of a shared-entry scatter kernel that cannot be cut by owner (beyond: one thread)
+PRIVATE_LIMIT = 16 * 2**20
+_SCATTER_POOLS: dict = {}
+
+
+def owner_splits(row_map: np.ndarray, shape: tuple, axis: int, n_rows: int, threads: int):
+    """Bounds `[0, b1, ..., n]` of `threads` contiguous ranges of the driver (axis `axis` of the row
+    map, of size n) such that no row receives points of two ranges, each cut the allowed one
+    nearest to `n * t / threads`; None when the ranges would be empty or the largest more than
+    1.5 times even (a strain row per system receiving every pair: no cut)."""
+    n = shape[axis]
+    if np.size(row_map) != int(np.prod(shape)):
+        return None
+    rows = np.moveaxis(np.asarray(row_map).reshape(shape), axis, 0).reshape(n, -1)
+    valid = rows >= 0
+    row = rows[valid]
+    driver = np.broadcast_to(np.arange(n, dtype=np.int64)[:, None], rows.shape)[valid]
+    first = np.full(n_rows, n, dtype=np.int64)
+    last = np.full(n_rows, -1, dtype=np.int64)
+    np.minimum.at(first, row, driver)
+    np.maximum.at(last, row, driver)
+    used = last >= 0
+    # a cut b (between driver positions b - 1 and b) splits a row with first < b <= last
+    crossing = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(crossing, first[used] + 1, 1)
+    np.add.at(crossing, last[used] + 1, -1)
+    allowed = np.flatnonzero(np.cumsum(crossing)[:n + 1] == 0)
+    bounds = [0]
+    for t in range(1, threads):
+        ideal = n * t // threads
+        k = int(np.searchsorted(allowed, ideal))
+        near = [allowed[j] for j in (k - 1, k) if 0 <= j < len(allowed)]
+        cut = int(min(near, key=lambda b: abs(b - ideal))) if near else 0
+        bounds.append(cut)
+    bounds.append(n)
+    sizes = np.diff(bounds)
+    if np.any(sizes <= 0) or sizes.max() > 1.5 * n / threads:
+        return None
+    return bounds
+
+
+def _scatter_pool(workers: int):
+    """A pool of `workers` threads, per process, for the ranges of shared-entry scatter kernels."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = (os.getpid(), workers)
+    if key not in _SCATTER_POOLS:
+        _SCATTER_POOLS[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mtdsl-scatter")
+    return _SCATTER_POOLS[key]
+
 
 
 @dataclass
@@ -535,9 +589,13 @@ class CompiledModule:
         return Named(tuple(b.name for b in term.indices), buffer)
 
     def scatter_term(self, key, buffer: np.ndarray, row_map: np.ndarray, bindings, tables: dict,
-                     dense: dict | None = None, threads: int | None = None) -> bool:
+                     dense: dict | None = None, threads: int | None = None, shared: bool = False,
+                     row_shape: tuple | None = None) -> bool:
         """Add term `key` = (kernel, wrt, k) into `buffer` (rows, columns..., directions) with its
         scatter kernel; `row_map` (over its row variables' domains) gives each point's row.
+        `shared`: two points of the driver may add into one entry (`runtime/gradients.py:
+        _one_to_one` said no); then the threads run ranges of the driver (`_scatter_shared`;
+        `row_shape`: the shape of `row_map`, over the scatter's row variables).
         False when it has none or its run reports an error (`buffer` is then unreliable)."""
         scatter = self.scatters.get(key)
         native = self.term_kernels.get(scatter.name) if scatter is not None else None
@@ -557,15 +615,75 @@ class CompiledModule:
             return False
         finally:
             arguments.cache.pop(("out", scatter.source, "row"), None)
-        pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
-        values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
-        # several threads only where distinct points of the outer loop write distinct entries
-        error = native.function(pointers, values, int(threads or self.run_threads))
+        threads = int(threads or self.run_threads)
+        if shared and threads > 1:
+            error = self._scatter_shared(native, scatter, arguments, arrays, scalars, threads, row_map, row_shape)
+        else:
+            pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+            values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
+            error = native.function(pointers, values, threads)
         del arrays
         if error:
             self.last_run_fallbacks[scatter.name] = f"native run reported error bits {error}"
             return False
         return True
+
+    def _scatter_shared(self, native: NativeKernel, scatter, arguments, arrays: list, scalars: list,
+                        threads: int, row_map: np.ndarray, row_shape) -> int:
+        """A scatter kernel whose points may share an entry, on `threads` threads, each running a
+        contiguous range of the driver (the kernel's outer loop, a variable of the row map):
+        - by owner where possible: the ranges are cut where no row has points on both sides
+          (`owner_splits`), so the threads add into distinct rows of the one buffer;
+        - else, where the buffers fit in `PRIVATE_LIMIT` bytes (a strain or cell gradient: a row
+          per system), thread t adds into its own zeroed buffer (thread 0 into the output) and
+          the buffers are added into the output in thread order;
+        - else on one thread.
+        Deterministic for a given number of threads."""
+        buffer = arrays[0]
+        rendered = native.rendered
+        count = rendered.driver_count
+        llvm = hasattr(native.function, "raw")  # codegen/llvm.py: LLVMKernel(arrays, scalars, lo, hi)
+        ranged = native.function.parallel if llvm else ("driver_range", 0) in rendered.scalars
+        n = (arguments.scalar(count) if isinstance(count, tuple) else count) if ranged else None
+        bounds = None
+        if n is not None and n > 1 and rendered.driver_var in scatter.row_vars and row_shape is not None:
+            threads = min(threads, int(n))
+            axis = scatter.row_vars.index(rendered.driver_var)
+            if row_shape[axis] == n:
+                bounds = owner_splits(row_map, row_shape, axis, buffer.shape[0], threads)
+        outputs = [buffer] * (threads if bounds is not None else 0)
+        if bounds is None and n is not None and n > 1 and buffer.nbytes * (threads - 1) <= PRIVATE_LIMIT:
+            n = int(n)
+            bounds = [n * t // threads for t in range(threads + 1)]
+            outputs = [buffer] + [np.zeros_like(buffer) for _ in range(threads - 1)]
+        if bounds is None:
+            pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+            values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
+            return int(native.function(pointers, values, 1))
+        where = [rendered.scalars.index(("driver_range", k)) for k in (0, 1)] if not llvm else None
+
+        def work(t: int) -> int:
+            own = [outputs[t]] + arrays[1:]
+            pointers = (ctypes.c_void_p * len(own))(*[a.ctypes.data for a in own])
+            mine = list(scalars)
+            if llvm:
+                values = (ctypes.c_int64 * max(len(mine), 1))(*mine)
+                return int(native.function.raw(ctypes.cast(pointers, ctypes.c_void_p).value,
+                                               ctypes.cast(values, ctypes.c_void_p).value, bounds[t], bounds[t + 1]))
+            mine[where[0]], mine[where[1]] = bounds[t], bounds[t + 1]
+            values = (ctypes.c_int64 * max(len(mine), 1))(*mine)
+            return int(native.function(pointers, values, 1))
+
+        parts = len(bounds) - 1
+        pool = _scatter_pool(parts - 1)
+        helpers = [pool.submit(work, t) for t in range(1, parts)]
+        error = work(0)
+        for helper in helpers:
+            error |= helper.result()
+        for private in outputs[1:]:
+            if private is not buffer:
+                buffer += private
+        return error
 
     def _assemble(self, interpreter, kernel, buffer):
         body = Named(tuple(b.name for b in kernel.indices), buffer)

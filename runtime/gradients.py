@@ -563,7 +563,8 @@ def _term_rows(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term
 
 def _one_to_one(row_map: np.ndarray, where: np.ndarray, aliased_columns: list) -> bool:
     """Whether distinct points of a term's row grid add into distinct entries (row, aliased columns):
-    then its scatter kernel may run its outer loop on several threads."""
+    then its scatter kernel runs its outer loop on several threads into one buffer; else each
+    thread runs a range of it into its own buffer (`CompiledModule.scatter_term`)."""
     code = row_map[where].astype(np.int64)
     if len(code) == 0:
         return True
@@ -637,9 +638,10 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
             row_map = np.where(code >= 0, ranks[np.maximum(code, 0)], -1)
         else:
             row_map = np.where(code >= 0, np.searchsorted(unique, np.maximum(code, 0)), -1)
-        threads = None if _one_to_one(row_map, rows[0], rows[5]) else 1
+        shared = not _one_to_one(row_map, rows[0], rows[5])
         if not native.scatter_term((kernel.name, wrt, k), buffer, row_map, bindings, interpreter.gradient_tables,
-                                   interpreter.dense_gradients, threads=threads):
+                                   interpreter.dense_gradients, shared=shared,
+                                   row_shape=tuple(len(rows[4].values[v]) for v in scatter.row_vars)):
             return None
     interpreter.native_terms.extend(((kernel.name, wrt, k), "scatter") for k in range(len(scatters)))
     interpreter.dense_gradients[(kernel.name, wrt)] = buffer  # read by the scatter kernels of later tensors
