@@ -46,7 +46,6 @@ if ARGS is not None:
     os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
 
 import ase.build  # noqa: E402
-import numpy as np  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mtdsl  # noqa: E402

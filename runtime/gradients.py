@@ -459,36 +459,14 @@ def kernel_gradient(interpreter: GradientInterpreter, kernel: ir.TensorKernel, g
     elif len(row):
         row_targets_all[row] = target
 
-    order = _STORED_ORDER[wrt]
-    # component names must be unique: a block with an `xyz` component gets `xyz_gradient` directions
-    taken = set(tensor.component_names)
-    direction_names = [name + "_gradient" if name in taken else name for name in DIRECTION_LABELS[wrt]]
-    direction_labels = [Labels([name], np.arange(3, dtype=np.int32).reshape(-1, 1)) for name in direction_names]
-    blocks, targets = [], []
-    for b, value_block in enumerate(blocks_list):
-        n_rows = int(rows_per_block[b])
-        component_shape = tuple(len(c) for c in value_block.components)
-        values = flat[base[b] : base[b + 1]].reshape((n_rows,) + component_shape + (len(value_block.properties),)
-                                                     + (3,) * n_directions)
-        last = values.ndim - n_directions
-        values = np.moveaxis(values, [last + k for k in range(n_directions)], [1 + k for k in order])
-        chosen = slice(first_row[b], first_row[b + 1])
-        parent = unique_sample[chosen] - layout.sample_offsets[b]
-        row_targets = row_targets_all[chosen]
-        if wrt == "positions":
-            rows = np.stack([parent, np.asarray(batch.system)[row_targets], np.asarray(batch.atom)[row_targets]], axis=1)
-            names = ["sample", "system", "atom"]
-        else:
-            rows = parent.reshape(-1, 1)
-            names = ["sample"]
-        blocks.append(TensorBlock(
-            np.ascontiguousarray(values),
-            Labels(names, rows.astype(np.int32).reshape(n_rows, len(names)), assume_unique=True),
-            direction_labels + list(value_block.components),
-            value_block.properties,
-        ))
-        targets.append(row_targets)
-    return blocks, targets
+    component_shapes = [tuple(len(c) for c in block.components) for block in blocks_list]
+    parts = [
+        flat[base[b] : base[b + 1]].reshape((int(rows_per_block[b]),) + component_shapes[b]
+                                           + (len(block.properties),) + (3,) * n_directions)
+        for b, block in enumerate(blocks_list)
+    ]
+    return _gradient_blocks(tensor, wrt, n_directions, parts, unique_sample, first_row, layout, row_targets_all,
+                            batch)
 
 
 def _term_scope(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term) -> Scope:
@@ -624,7 +602,6 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
             chosen = code >= 0
             row_targets_all[np.searchsorted(unique, code[chosen])] = target[chosen]
     # the buffer: rows, then the columns as the kernel's indices (padded), then the directions
-    scope = found[0][4]
     columns = scatters[0].columns
     if any(s.columns != columns for s in scatters):
         return None
