@@ -1383,6 +1383,24 @@ def _sph_normalization(l: int, m: int) -> float:
     return math.sqrt(float(ratio) / (4.0 * math.pi))
 
 
+def _sph_recurrence_lines(top: int) -> list[str]:
+    """C++ lines computing `c_m + i s_m = (x + i y)^m` and the scaled Legendre `Q_l^m(z)`
+    (`q{l}_{m}`) up to `top` from the unit vector `x, y, z` (shared by values and gradients)."""
+    lines = ["    real c[%d], s[%d];" % (top + 1, top + 1), "    c[0] = 1; s[0] = 0;"]
+    for m in range(1, top + 1):
+        lines.append(f"    c[{m}] = x * c[{m - 1}] - y * s[{m - 1}]; s[{m}] = x * s[{m - 1}] + y * c[{m - 1}];")
+    lines.append("    const real q0_0 = 1;")
+    for m in range(1, top + 1):
+        lines.append(f"    const real q{m}_{m} = {real_literal(2 * m - 1)} * q{m - 1}_{m - 1};")
+    for m in range(0, top):
+        lines.append(f"    const real q{m + 1}_{m} = {real_literal(2 * m + 1)} * z * q{m}_{m};")
+    for m in range(0, top + 1):
+        for l in range(m + 2, top + 1):
+            lines.append(f"    const real q{l}_{m} = ({real_literal(2 * l - 1)} * z * q{l - 1}_{m} - "
+                         f"{real_literal(l + m - 1)} * q{l - 2}_{m}) / {real_literal(l - m)};")
+    return lines
+
+
 def render_sph_function(name: str, top: int, convention: str) -> str:
     """Unrolled real spherical harmonics up to `top`, padded layout `out[l * (2 top + 1) + m + top]`.
 
@@ -1397,22 +1415,8 @@ def render_sph_function(name: str, top: int, convention: str) -> str:
              f"        out[{top}] = {real_literal(_sph_normalization(0, 0))};",
              "        return;",
              "    }",
-             "    const real x = v.x / r, y = v.y / r, z = v.z / r;",
-             "    real c[%d], s[%d];" % (top + 1, top + 1),
-             "    c[0] = 1; s[0] = 0;"]
-    for m in range(1, top + 1):
-        lines.append(f"    c[{m}] = x * c[{m - 1}] - y * s[{m - 1}]; s[{m}] = x * s[{m - 1}] + y * c[{m - 1}];")
-    q = {}
-    lines.append("    const real q0_0 = 1;")
-    q[(0, 0)] = "q0_0"
-    for m in range(1, top + 1):
-        lines.append(f"    const real q{m}_{m} = {real_literal(2 * m - 1)} * q{m - 1}_{m - 1};")
-    for m in range(0, top):
-        lines.append(f"    const real q{m + 1}_{m} = {real_literal(2 * m + 1)} * z * q{m}_{m};")
-    for m in range(0, top + 1):
-        for l in range(m + 2, top + 1):
-            lines.append(f"    const real q{l}_{m} = ({real_literal(2 * l - 1)} * z * q{l - 1}_{m} - "
-                         f"{real_literal(l + m - 1)} * q{l - 2}_{m}) / {real_literal(l - m)};")
+             "    const real x = v.x / r, y = v.y / r, z = v.z / r;"]
+    lines += _sph_recurrence_lines(top)
     if convention == "metatensor":
         for l in range(top + 1):
             for m in range(0, l + 1):
@@ -1454,20 +1458,8 @@ def render_sph_gradient_function(name: str, top: int, convention: str) -> str:
              "    const real r = mt_norm(v);",
              f"    for (int k = 0; k < {size}; ++k) out[k] = 0;",
              "    if (r == 0) return;",
-             "    const real x = v.x / r, y = v.y / r, z = v.z / r, inv_r = 1 / r;",
-             "    real c[%d], s[%d];" % (top + 1, top + 1),
-             "    c[0] = 1; s[0] = 0;"]
-    for m in range(1, top + 1):
-        lines.append(f"    c[{m}] = x * c[{m - 1}] - y * s[{m - 1}]; s[{m}] = x * s[{m - 1}] + y * c[{m - 1}];")
-    lines.append("    const real q0_0 = 1;")
-    for m in range(1, top + 1):
-        lines.append(f"    const real q{m}_{m} = {real_literal(2 * m - 1)} * q{m - 1}_{m - 1};")
-    for m in range(0, top):
-        lines.append(f"    const real q{m + 1}_{m} = {real_literal(2 * m + 1)} * z * q{m}_{m};")
-    for m in range(0, top + 1):
-        for l in range(m + 2, top + 1):
-            lines.append(f"    const real q{l}_{m} = ({real_literal(2 * l - 1)} * z * q{l - 1}_{m} - "
-                         f"{real_literal(l + m - 1)} * q{l - 2}_{m}) / {real_literal(l - m)};")
+             "    const real x = v.x / r, y = v.y / r, z = v.z / r, inv_r = 1 / r;"]
+    lines += _sph_recurrence_lines(top)
 
     def q(l, m):
         return f"q{l}_{m}" if 0 <= m <= l else "real(0)"
