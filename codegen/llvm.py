@@ -1532,42 +1532,18 @@ class KernelBuilder:
             return self.fill_spline_derivative(place, r, values, derivatives, spline, count, table)
         c = self.rconst
         b = self.at(place)
-        ok = b.fcmp_ordered("<=", r, c(spline.cutoff))
-        b.store(b.or_(b.load(self.err), b.select(ok, i64(0), i64(4))), self.err)
-        x = b.fdiv(r, c(spline.step))
-        k = b.fptosi(b.call(self.intrinsic("llvm.floor"), [b.select(ok, x, c(0.0))]), I64)
-        k = b.select(b.icmp_signed(">", k, i64(spline.n_intervals - 1)), i64(spline.n_intervals - 1), k)
-        k = b.select(b.icmp_signed("<", k, i64(0)), i64(0), k)
-        t = b.fsub(b.select(ok, x, c(0.0)), b.sitofp(k, self.real))
+        k, t, scale = self.spline_interval(b, r, spline, self.real)
         t2 = b.fmul(t, t)
         t3 = b.fmul(t2, t)
         h00 = b.fadd(b.fsub(b.fmul(c(2.0), t3), b.fmul(c(3.0), t2)), c(1.0))
         h10 = b.fmul(b.fadd(b.fsub(t3, b.fmul(c(2.0), t2)), t), c(spline.step))
         h01 = b.fadd(b.fmul(c(-2.0), t3), b.fmul(c(3.0), t2))
         h11 = b.fmul(b.fsub(t3, t2), c(spline.step))
-        scale = b.select(ok, c(1.0), c(0.0))
         h00, h10, h01, h11 = (b.fmul(h, scale) for h in (h00, h10, h01, h11))
-        start = b.mul(k, i64(count))
-        # the loop j in [0, count), linked into the region at once
-        level, body = place
-        region = self.stack[level].body if body else self.stack[level].prelude
-        f = self.function
-        header, loop, exit_ = (f.append_basic_block(f"spline.{part}") for part in ("head", "body", "exit"))
-        entry = region.tail
-        b.branch(header)
-        b.position_at_end(header)
-        j = b.phi(I64, name="spline.j")
-        j.add_incoming(i64(0), entry)
-        b.cbranch(b.icmp_signed("<", j, i64(count)), loop, exit_)
-        b.position_at_end(loop)
-        p0 = b.add(start, j)
-        p1 = b.add(p0, i64(count))
-        value = b.fadd(b.fadd(b.fmul(h00, b.load(b.gep(values, [p0]))), b.fmul(h10, b.load(b.gep(derivatives, [p0])))),
-                       b.fadd(b.fmul(h01, b.load(b.gep(values, [p1]))), b.fmul(h11, b.load(b.gep(derivatives, [p1])))))
-        b.store(value, b.gep(table, [i64(0), j]))
-        j.add_incoming(b.add(j, i64(1)), loop)
-        b.branch(header)
-        region.tail = exit_
+
+        def entry(b, v0, v1, d0, d1):
+            return b.fadd(b.fadd(b.fmul(h00, v0), b.fmul(h10, d0)), b.fadd(b.fmul(h01, v1), b.fmul(h11, d1)))
+        self.spline_loop(place, "spline", k, count, values, derivatives, table, entry)
         return table
 
     def fill_spline_derivative(self, place, r, values, derivatives, spline, count: int, table):
@@ -1578,42 +1554,59 @@ class KernelBuilder:
         def c(value):
             return ll.Constant(f64, float(value))
         b = self.at(place)
-        ok = b.fcmp_ordered("<=", r, self.rconst(spline.cutoff))
-        b.store(b.or_(b.load(self.err), b.select(ok, i64(0), i64(4))), self.err)
-        r64 = r if self.real == f64 else b.fpext(r, f64)
-        x = b.fdiv(r64, c(spline.step))
-        k = b.fptosi(b.call(self.intrinsic("llvm.floor", f64), [b.select(ok, x, c(0.0))]), I64)
-        k = b.select(b.icmp_signed(">", k, i64(spline.n_intervals - 1)), i64(spline.n_intervals - 1), k)
-        k = b.select(b.icmp_signed("<", k, i64(0)), i64(0), k)
-        t = b.fsub(b.select(ok, x, c(0.0)), b.sitofp(k, f64))
+        k, t, scale = self.spline_interval(b, r, spline, f64)
         t2 = b.fmul(t, t)
-        scale = b.select(ok, c(1.0), c(0.0))
         a = b.fmul(b.fdiv(b.fmul(c(6.0), b.fsub(t2, t)), c(spline.step)), scale)
         h0 = b.fmul(b.fadd(b.fsub(b.fmul(c(3.0), t2), b.fmul(c(4.0), t)), c(1.0)), scale)
         h1 = b.fmul(b.fsub(b.fmul(c(3.0), t2), b.fmul(c(2.0), t)), scale)
+
+        def entry(b, v0, v1, d0, d1):
+            value = b.fadd(b.fmul(a, b.fsub(v0, v1)), b.fadd(b.fmul(h0, d0), b.fmul(h1, d1)))
+            return value if self.real == f64 else b.fptrunc(value, self.real)
+        self.spline_loop(place, "dspline", k, count, values, derivatives, table, entry)
+        return table
+
+    def spline_interval(self, b, r, spline, real):
+        """The spline's interval `k` of `r`, the position `t` in it and the scale (0 beyond the
+        cutoff, where error bit 4 is set); the cutoff is checked in the kernel's precision, `t`
+        computed in the float type `real`."""
+
+        def c(value):
+            return ll.Constant(real, float(value))
+        ok = b.fcmp_ordered("<=", r, self.rconst(spline.cutoff))
+        b.store(b.or_(b.load(self.err), b.select(ok, i64(0), i64(4))), self.err)
+        x = b.fdiv(r if real == self.real else b.fpext(r, real), c(spline.step))
+        k = b.fptosi(b.call(self.intrinsic("llvm.floor", real), [b.select(ok, x, c(0.0))]), I64)
+        k = b.select(b.icmp_signed(">", k, i64(spline.n_intervals - 1)), i64(spline.n_intervals - 1), k)
+        k = b.select(b.icmp_signed("<", k, i64(0)), i64(0), k)
+        t = b.fsub(b.select(ok, x, c(0.0)), b.sitofp(k, real))
+        return k, t, b.select(ok, c(1.0), c(0.0))
+
+    def spline_loop(self, place, name: str, k, count: int, values, derivatives, table, entry):
+        """The loop `j in [0, count)` storing `entry(b, values[p0], values[p1], derivatives[p0],
+        derivatives[p1])` (`p0 = k count + j`, `p1 = p0 + count`) into `table`, linked into the
+        region of `place` at once."""
+        b = self.at(place)
         start = b.mul(k, i64(count))
         level, body = place
         region = self.stack[level].body if body else self.stack[level].prelude
         f = self.function
-        header, loop, exit_ = (f.append_basic_block(f"dspline.{part}") for part in ("head", "body", "exit"))
-        entry = region.tail
+        header, loop, exit_ = (f.append_basic_block(f"{name}.{part}") for part in ("head", "body", "exit"))
+        entry_block = region.tail
         b.branch(header)
         b.position_at_end(header)
-        j = b.phi(I64, name="dspline.j")
-        j.add_incoming(i64(0), entry)
+        j = b.phi(I64, name=f"{name}.j")
+        j.add_incoming(i64(0), entry_block)
         b.cbranch(b.icmp_signed("<", j, i64(count)), loop, exit_)
         b.position_at_end(loop)
         p0 = b.add(start, j)
         p1 = b.add(p0, i64(count))
-        value = b.fadd(b.fmul(a, b.fsub(b.load(b.gep(values, [p0])), b.load(b.gep(values, [p1])))),
-                       b.fadd(b.fmul(h0, b.load(b.gep(derivatives, [p0]))), b.fmul(h1, b.load(b.gep(derivatives, [p1])))))
-        if self.real != f64:
-            value = b.fptrunc(value, self.real)
+        value = entry(b, b.load(b.gep(values, [p0])), b.load(b.gep(values, [p1])),
+                      b.load(b.gep(derivatives, [p0])), b.load(b.gep(derivatives, [p1])))
         b.store(value, b.gep(table, [i64(0), j]))
         j.add_incoming(b.add(j, i64(1)), loop)
         b.branch(header)
         region.tail = exit_
-        return table
 
     def call_cg(self, expr) -> Value:
         if len(expr.args) != 6:
