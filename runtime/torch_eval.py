@@ -34,7 +34,7 @@ import torch
 
 from mtdsl.ir import nodes as ir
 from mtdsl.math.radial import soap_radial_spline
-from mtdsl.math.sph import _normalization
+from mtdsl.math.sph import _normalization, recurrences
 from mtdsl.tensor import TensorBlock, TensorMap
 
 from .assemble import evaluate_kernel, kernel_domain
@@ -396,20 +396,7 @@ def spherical_harmonics(vectors, l_max: int, convention: str = "metatensor"):
     safe = torch.sqrt(torch.where(nonzero, squared, torch.ones_like(squared)))
     u = vectors / safe[:, None]
     x, y, z = u[:, 0], u[:, 1], u[:, 2]
-    c = [torch.ones_like(x)]
-    s = [torch.zeros_like(x)]
-    for m in range(1, l_max + 1):
-        c.append(x * c[m - 1] - y * s[m - 1])
-        s.append(x * s[m - 1] + y * c[m - 1])
-    q = [[None] * (l + 1) for l in range(l_max + 1)]
-    q[0][0] = torch.ones_like(x)
-    for m in range(1, l_max + 1):
-        q[m][m] = (2 * m - 1) * q[m - 1][m - 1]
-    for m in range(0, l_max):
-        q[m + 1][m] = (2 * m + 1) * z * q[m][m]
-    for m in range(0, l_max + 1):
-        for l in range(m + 2, l_max + 1):
-            q[l][m] = ((2 * l - 1) * z * q[l - 1][m] - (l + m - 1) * q[l - 2][m]) / (l - m)
+    c, s, q = recurrences(x, y, z, l_max, torch.ones_like(x), torch.zeros_like(x))
     columns = []
     for l in range(l_max + 1):
         row = [None] * (2 * l + 1)

@@ -79,6 +79,26 @@ def _normalization(l: int, m: int) -> float:
     return math.sqrt(float(ratio) / (4.0 * math.pi))
 
 
+def recurrences(x, y, z, l_max: int, ones, zeros):
+    """`c[m] + i s[m] = (x + i y)^m` for `m <= l_max` and the scaled Legendre `q[l][m] = Q_l^m(z)`
+    for `0 <= m <= l <= l_max`, as lists of arrays (numpy or torch: only arithmetic is used;
+    `ones` and `zeros` are arrays like `x`)."""
+    c, s = [ones], [zeros]
+    for m in range(1, l_max + 1):
+        c.append(x * c[m - 1] - y * s[m - 1])
+        s.append(x * s[m - 1] + y * c[m - 1])
+    q = [[None] * (l + 1) for l in range(l_max + 1)]
+    q[0][0] = ones
+    for m in range(1, l_max + 1):
+        q[m][m] = (2 * m - 1) * q[m - 1][m - 1]
+    for m in range(0, l_max):
+        q[m + 1][m] = (2 * m + 1) * z * q[m][m]
+    for m in range(0, l_max + 1):
+        for l in range(m + 2, l_max + 1):
+            q[l][m] = ((2 * l - 1) * z * q[l - 1][m] - (l + m - 1) * q[l - 2][m]) / (l - m)
+    return c, s, q
+
+
 def _metatensor(vectors: np.ndarray, l_max: int, gradients: bool):
     """Metatensor-convention harmonics on ``vectors`` (see the module docstring).
 
@@ -103,24 +123,7 @@ def _metatensor(vectors: np.ndarray, l_max: int, gradients: bool):
     u = vectors / safe_r[:, None]
     x, y, z = u[:, 0], u[:, 1], u[:, 2]
 
-    # c[m] + i s[m] = (x + i y)^m
-    c = np.empty((l_max + 1, n))
-    s = np.empty((l_max + 1, n))
-    c[0], s[0] = 1.0, 0.0
-    for m in range(1, l_max + 1):
-        c[m] = x * c[m - 1] - y * s[m - 1]
-        s[m] = x * s[m - 1] + y * c[m - 1]
-
-    # q[l][m] for 0 <= m <= l, evaluated at r = 1
-    q = [[None] * (l + 1) for l in range(l_max + 1)]
-    q[0][0] = np.ones(n)
-    for m in range(1, l_max + 1):
-        q[m][m] = (2 * m - 1) * q[m - 1][m - 1]
-    for m in range(0, l_max):
-        q[m + 1][m] = (2 * m + 1) * z * q[m][m]
-    for m in range(0, l_max + 1):
-        for l in range(m + 2, l_max + 1):
-            q[l][m] = ((2 * l - 1) * z * q[l - 1][m] - (l + m - 1) * q[l - 2][m]) / (l - m)
+    c, s, q = recurrences(x, y, z, l_max, np.ones(n), np.zeros(n))
 
     size = (l_max + 1) ** 2
     values = np.empty((n, size))
