@@ -123,17 +123,9 @@ class Model:
         batch = as_batch(frames)
         pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in self.module.pairs}
         bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type)
-        declared = {t.name: t for t in self.module.tensormaps}
-        for name in tensormaps:
-            if name not in declared:
-                raise MtdslError(
-                    f"unknown input {name!r}: the model's tensormap inputs are {sorted(declared) or 'none'}"
-                )
-        for name, declaration in declared.items():
-            if name not in tensormaps:
-                raise MtdslError(f"the model needs the tensormap input {name!r} ({name}=TensorMap)")
-            check_tensormap_input(declaration, tensormaps[name])
-            bindings.tensors[name] = tensormaps[name]
+        check_tensormap_inputs(self.module, tensormaps)
+        for declaration in self.module.tensormaps:
+            bindings.tensors[declaration.name] = tensormaps[declaration.name]
         return bindings
 
     def _check_gradients(self, gradients: list[str]) -> None:
@@ -156,6 +148,19 @@ class Model:
             append_provenance(tensor, record)
             result[output.name] = tensor
         return result
+
+
+def check_tensormap_inputs(module: ir.Module, tensormaps: dict, error=MtdslError) -> None:
+    """`tensormaps` must be exactly the module's tensormap inputs, each labelled as declared
+    (a wrong set of names raises `error`)."""
+    declared = {t.name: t for t in module.tensormaps}
+    for name in tensormaps:
+        if name not in declared:
+            raise error(f"unknown input {name!r}: the model's tensormap inputs are {sorted(declared) or 'none'}")
+    for name, declaration in declared.items():
+        if name not in tensormaps:
+            raise error(f"the model needs the tensormap input {name!r} ({name}=TensorMap)")
+        check_tensormap_input(declaration, tensormaps[name])
 
 
 def check_tensormap_input(declaration: ir.TensorMapInput, tensor) -> None:

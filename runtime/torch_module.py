@@ -47,7 +47,7 @@ from . import torch_eval
 from .assemble import evaluate_kernel
 from .bindings import Bindings
 from .interpreter import Interpreter
-from .model import check_tensormap_input
+from .model import check_tensormap_inputs
 
 #: live plans by handle value; a plan lives as long as its handle tensor (an attribute of it),
 #: which the outputs' autograd graph holds until it is freed
@@ -444,16 +444,8 @@ class TorchModel(torch.nn.Module):
         model = copy.copy(self._mtdsl.model)
         model.parameters = {name: getattr(self, name).detach().cpu().numpy() for name in model.parameters}
         model._check_gradients(gradients)
-        declared = {t.name: t for t in model.module.tensormaps}
+        check_tensormap_inputs(model.module, tensormaps, error=TorchModelError)
         for name in tensormaps:
-            if name not in declared:
-                raise TorchModelError(
-                    f"unknown input {name!r}: the model's tensormap inputs are {sorted(declared) or 'none'}"
-                )
-        for name, declaration in declared.items():
-            if name not in tensormaps:
-                raise TorchModelError(f"the model needs the tensormap input {name!r} ({name}=TensorMap)")
-            check_tensormap_input(declaration, tensormaps[name])
             for block in tensormaps[name].blocks():
                 if not isinstance(block.values, torch.Tensor) or block.values.dtype != self._dtype():
                     raise TorchModelError(f"input {name}: block values must be torch tensors of {self._dtype()}, "
