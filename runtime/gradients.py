@@ -720,15 +720,7 @@ def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Te
     """Every contribution of one term: block, parent sample row, target, flat column, values [n, 3^k]."""
     bindings = interpreter.bindings
     aliased = {name for name, _ in term.aliases}
-    scope = _bind_binders(interpreter, term, Scope())
-    for name in gradient.directions:
-        scope = scope.bind(name, ir.XyzDomain(), np.arange(3, dtype=np.int64))
-    for binder in kernel.indices:
-        if binder.name not in aliased:
-            scope = scope.bind(binder.name, binder.domain, bindings.domain_values(binder.domain))
-    for name, expr in term.aliases:
-        scope = scope.alias(name, interpreter.evaluate(expr, scope))
-
+    scope = _term_scope(interpreter, kernel, gradient, term)
     native = _native_value(interpreter, kernel, gradient, k, scope)
     coefficient = native if native is not None else interpreter.evaluate(term.coefficient, scope)
     if VECTOR_AXIS in coefficient.axes:
