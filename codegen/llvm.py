@@ -1259,6 +1259,25 @@ class KernelBuilder:
             return Value(self.emit(place, "dsph-checked", make, table, l.v, m.v, index), REAL, *place)
         return Value(self.table_index(place, table, index), REAL, *place)
 
+    def sph_recurrences(self, b, x, y, z, top: int):
+        """`c_m + i s_m = (x + i y)^m` and the scaled Legendre `Q_l^m(z)` (keyed `(l, m)`) up to
+        `top`, from the unit vector `x, y, z` (shared by `fill_sph` and `fill_sph_gradient`)."""
+        c = self.rconst
+        cs, ss = [c(1.0)], [c(0.0)]
+        for k in range(1, top + 1):
+            cs.append(b.fsub(b.fmul(x, cs[k - 1]), b.fmul(y, ss[k - 1])))
+            ss.append(b.fadd(b.fmul(x, ss[k - 1]), b.fmul(y, cs[k - 1])))
+        q = {(0, 0): c(1.0)}
+        for k in range(1, top + 1):
+            q[(k, k)] = b.fmul(c(2 * k - 1), q[(k - 1, k - 1)])
+        for k in range(0, top):
+            q[(k + 1, k)] = b.fmul(b.fmul(c(2 * k + 1), z), q[(k, k)])
+        for k in range(0, top + 1):
+            for l in range(k + 2, top + 1):
+                numerator = b.fsub(b.fmul(b.fmul(c(2 * l - 1), z), q[(l - 1, k)]), b.fmul(c(l + k - 1), q[(l - 2, k)]))
+                q[(l, k)] = b.fdiv(numerator, c(l - k))
+        return cs, ss, q
+
     def fill_sph_gradient(self, b, xyz, top: int, array_type):
         """d sph / d v for every (l, m) up to `top` into a new table, `out[(l * (2 top + 1) + m + top) * 3 + c]`
         (as `render_sph_gradient_function` of the C++ backend; zero at the origin)."""
@@ -1274,19 +1293,7 @@ class KernelBuilder:
         inv_r = b.fdiv(c(1.0), safe_r)
         x, y, z = (b.fmul(u, inv_r) for u in (x, y, z))
         u = (x, y, z)
-        cs, ss = [c(1.0)], [c(0.0)]
-        for k in range(1, top + 1):
-            cs.append(b.fsub(b.fmul(x, cs[k - 1]), b.fmul(y, ss[k - 1])))
-            ss.append(b.fadd(b.fmul(x, ss[k - 1]), b.fmul(y, cs[k - 1])))
-        q = {(0, 0): c(1.0)}
-        for k in range(1, top + 1):
-            q[(k, k)] = b.fmul(c(2 * k - 1), q[(k - 1, k - 1)])
-        for k in range(0, top):
-            q[(k + 1, k)] = b.fmul(b.fmul(c(2 * k + 1), z), q[(k, k)])
-        for k in range(0, top + 1):
-            for l in range(k + 2, top + 1):
-                numerator = b.fsub(b.fmul(b.fmul(c(2 * l - 1), z), q[(l - 1, k)]), b.fmul(c(l + k - 1), q[(l - 2, k)]))
-                q[(l, k)] = b.fdiv(numerator, c(l - k))
+        cs, ss, q = self.sph_recurrences(b, x, y, z, top)
 
         def qq(l, k):
             return q[(l, k)] if 0 <= k <= l else c(0.0)
@@ -1456,19 +1463,7 @@ class KernelBuilder:
         at_origin = b.fcmp_ordered("==", r, c(0.0))
         safe_r = b.select(at_origin, c(1.0), r)
         x, y, z = (b.fdiv(u, safe_r) for u in (x, y, z))
-        cs, ss = [c(1.0)], [c(0.0)]  # c_m + i s_m = (x + i y)^m
-        for k in range(1, top + 1):
-            cs.append(b.fsub(b.fmul(x, cs[k - 1]), b.fmul(y, ss[k - 1])))
-            ss.append(b.fadd(b.fmul(x, ss[k - 1]), b.fmul(y, cs[k - 1])))
-        q = {(0, 0): c(1.0)}
-        for k in range(1, top + 1):
-            q[(k, k)] = b.fmul(c(2 * k - 1), q[(k - 1, k - 1)])
-        for k in range(0, top):
-            q[(k + 1, k)] = b.fmul(b.fmul(c(2 * k + 1), z), q[(k, k)])
-        for k in range(0, top + 1):
-            for l in range(k + 2, top + 1):
-                numerator = b.fsub(b.fmul(b.fmul(c(2 * l - 1), z), q[(l - 1, k)]), b.fmul(c(l + k - 1), q[(l - 2, k)]))
-                q[(l, k)] = b.fdiv(numerator, c(l - k))
+        cs, ss, q = self.sph_recurrences(b, x, y, z, top)
         out = [c(0.0)] * (size := (top + 1) * width)
         for l in range(top + 1):
             mt = {}
