@@ -548,6 +548,12 @@ class CompiledModule:
             return None
         return buffer
 
+    def arguments_for(self, bindings) -> "Arguments":
+        """The arguments of the last run when it was on `bindings` (its lookups reused), else new ones."""
+        if self._arguments is None or self._arguments.bindings is not bindings:
+            self._arguments = Arguments(self, bindings)
+        return self._arguments
+
     def gradient_term(self, kernel: str, wrt: str, k: int, scope, bindings, tables: dict):
         """The values of term `k` of `kernel`'s gradient w.r.t. `wrt` over its axes (a `Named`), filled by
         its native kernel; None when it has none, the scope does not match it, or its run reports an error.
@@ -558,9 +564,7 @@ class CompiledModule:
         native = self.term_kernels.get(name)
         if native is None:
             return None
-        arguments = self._arguments
-        if arguments is None or arguments.bindings is not bindings:
-            arguments = self._arguments = Arguments(self, bindings)
+        arguments = self.arguments_for(bindings)
         arguments.gradient_tables = tables
         term = native.rendered.plan.kernel
         sizes = []
@@ -601,9 +605,7 @@ class CompiledModule:
         native = self.term_kernels.get(scatter.name) if scatter is not None else None
         if native is None:
             return False
-        arguments = self._arguments
-        if arguments is None or arguments.bindings is not bindings:
-            arguments = self._arguments = Arguments(self, bindings)
+        arguments = self.arguments_for(bindings)
         arguments.gradient_tables = tables
         arguments.dense_gradients = dense if dense is not None else {}
         arguments.out_rows[scatter.source] = (row_map, buffer.shape[0])
