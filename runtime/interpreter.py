@@ -328,7 +328,7 @@ class Interpreter:
                     inner = inner.alias(domain.atom.name, first)
                     segment = (binder.name, domain.atom.name, domain.pairs)
                 else:  # general atom expression: a dense mask
-                    atom = self.evaluate(domain.atom, scope)
+                    atom = self._index_value(domain.atom, scope)
                     mask = apply(np.equal, first, atom)
                     inner = inner.alias(f"·mask·{binder.name}", mask)
             else:
@@ -337,20 +337,27 @@ class Interpreter:
         values = [self.evaluate(f, inner) for f in _factors(expr.body)]
         masks = []
         if expr.where is not None:
-            masks.append(self.evaluate(expr.where, inner))
+            masks.append(self._index_value(expr.where, inner))
         masks += [alias for name, alias in inner.aliases.items() if name.startswith("·mask·")]
         for binder in expr.binders:
             valid = self.validity(binder.name, inner)
             if valid is not None:
                 masks.append(valid)
         reduced = [b.name for b in expr.binders if not (segment and b.name == segment[0])]
-        result = _contract(values, [self._as_float(m) for m in masks], reduced, inner, self.bindings.dtype)
+        result = self._reduce(values, [self._as_float(m) for m in masks], reduced, inner)
         if segment is not None:
             result = self._segment_sum(result, *segment)
         return result
 
+    def _index_value(self, expr, scope: Scope) -> Named:
+        """A value that selects (an atom of `P.from`, a `where` condition): never differentiated."""
+        return self.evaluate(expr, scope)
+
     def _as_float(self, mask: Named) -> Named:
         return Named(mask.axes, mask.data.astype(self.bindings.dtype), mask.missing)
+
+    def _reduce(self, values: list[Named], masks: list[Named], reduced: list[str], scope: Scope) -> Named:
+        return _contract(values, masks, reduced, scope, self.bindings.dtype)
 
     def _segment_sum(self, value: Named, pair_axis: str, atom: str, pairs_name: str) -> Named:
         """Sum over the pairs of each first atom: a CSR matrix [atoms, pairs] times the values."""

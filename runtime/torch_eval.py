@@ -39,7 +39,7 @@ from mtdsl.tensor import TensorBlock, TensorMap
 
 from .assemble import evaluate_kernel, kernel_domain
 from .bindings import Bindings, RunError
-from .interpreter import _BINARY, Interpreter, _contract, _factors, _letter
+from .interpreter import _BINARY, Interpreter, _contract, _letter
 from .named import VECTOR_AXIS, Named, apply, merge_missing, union_axes
 
 #: float fields of systems and pairs, and whether they are vectors (an xyz axis)
@@ -283,41 +283,16 @@ class TorchInterpreter(Interpreter):
         return Named(r.axes + nl_axes, data, merge_missing(r, n, l))
 
     # -- reductions ---------------------------------------------------------------------------------
-    def _eval_Reduce(self, expr: ir.Reduce, scope) -> Named:
-        inner = scope
-        segment = None
-        for binder in expr.binders:
-            domain = binder.domain
-            if isinstance(domain, ir.PairsFrom):
-                pairs = self.bindings.pairs[domain.pairs]
-                inner = inner.bind(binder.name, ir.PairsDomain(domain.pairs), np.arange(pairs.n_pairs))
-                first = Named((binder.name,), np.asarray(pairs.first))
-                if isinstance(domain.atom, ir.Var) and domain.atom.name not in scope.aliases and segment is None:
-                    inner = inner.alias(domain.atom.name, first)
-                    segment = (binder.name, domain.atom.name, domain.pairs)
-                else:
-                    atom = detached(self.evaluate(domain.atom, scope))
-                    inner = inner.alias(f"·mask·{binder.name}", apply(np.equal, first, atom))
-            else:
-                inner = inner.bind(binder.name, domain, self.bindings.domain_values(domain))
-        values = [self.evaluate(f, inner) for f in _factors(expr.body)]
-        masks = []
-        if expr.where is not None:
-            masks.append(detached(self.evaluate(expr.where, inner)))
-        masks += [alias for name, alias in inner.aliases.items() if name.startswith("·mask·")]
-        for binder in expr.binders:
-            valid = self.validity(binder.name, inner)
-            if valid is not None:
-                masks.append(valid)
-        masks = [Named(m.axes, np.asarray(m.data).astype(np.float64), m.missing) for m in masks]
-        reduced = [b.name for b in expr.binders if not (segment and b.name == segment[0])]
+    def _index_value(self, expr, scope) -> Named:
+        return detached(self.evaluate(expr, scope))
+
+    def _as_float(self, mask: Named) -> Named:
+        return Named(mask.axes, np.asarray(mask.data).astype(np.float64), mask.missing)
+
+    def _reduce(self, values, masks, reduced, scope) -> Named:
         if any(is_tensor(v.data) for v in values):
-            result = self._contract(values, masks, reduced, inner)
-        else:
-            result = _contract(values, masks, reduced, inner, self.bindings.dtype)
-        if segment is not None:
-            result = self._segment_sum(result, *segment)
-        return result
+            return self._contract(values, masks, reduced, scope)
+        return _contract(values, masks, reduced, scope, self.bindings.dtype)
 
     def _contract(self, values, masks, reduced, scope) -> Named:
         """`interpreter._contract` with torch.einsum; missing entries from the numpy version."""
