@@ -2062,10 +2062,12 @@ class JITLibrary:
             setattr(self, kernel.symbol, LLVMKernel(address, kernel))
 
 
-def compile_module(module: ir.Module, dtype=np.float64, threads: int | None = None, gradients: dict | None = None):
-    """Render, optimize and JIT `module` with the terms of its gradient kernels (`codegen/terms.py`);
-    a `runtime.compiled.CompiledModule` running the LLVM kernels."""
-    from mtdsl.runtime.compiled import CompiledModule, ir_text
+def compile_module(module: ir.Module, dtype=np.float64, threads: int | None = None, gradients: dict | None = None,
+                   extra: tuple = ()):
+    """Render, optimize and JIT `module` with the terms of its gradient kernels (`codegen/terms.py`)
+    and the `extra` kernels (`runtime.compiled.compile_module`); a `runtime.compiled.CompiledModule`
+    running the LLVM kernels."""
+    from mtdsl.runtime.compiled import CompiledModule, ir_text, with_extra
 
     from . import cache
 
@@ -2073,7 +2075,7 @@ def compile_module(module: ir.Module, dtype=np.float64, threads: int | None = No
     # stored by its IR, its gradient kernels, the dtype and the renderers
     gradients = gradients or {}
     dtype_name = np.dtype(dtype).name
-    text = ir_text(module, gradients)
+    text = ir_text(module, gradients, extra)
     key = cache.rendering_key(f"llvm:{_renderer_version()}", text, dtype_name)
     stored = cache.load_rendering(key)
     if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == text
@@ -2082,7 +2084,7 @@ def compile_module(module: ir.Module, dtype=np.float64, threads: int | None = No
 
         from .terms import extended_module
 
-        extended, terms = extended_module(module, gradients)
+        extended, terms = extended_module(with_extra(module, extra), gradients)
         stored = (text, render_module(extended, dtype_name), terms)
         try:
             cache.store_rendering(key, slim_rendering(stored, module))

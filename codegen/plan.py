@@ -702,6 +702,22 @@ def _scatter_driver(kernel) -> Optional[str]:
         for side in _equality_operands(conjunct) or ():
             if isinstance(side, ir.Data) and side.source.startswith("·out·"):
                 row_vars = [v.name for v in side.index if isinstance(v, ir.Var)]
+    if not row_vars:
+        # no row map: a product kernel (codegen/terms.py: `vjp_kernel`), whose row is bound by
+        # `·target == X` (a term's target): its driver is a variable X reads, else any sum binder
+        # (the runtime runs it on ranges of the driver, into per-thread buffers)
+        rows = {b.name for b in kernel.indices if isinstance(b.domain, ir.PairsDomain)
+                and b.domain.pairs.startswith("·out·")}
+        for conjunct in conjuncts(body.where):
+            operands = _equality_operands(conjunct)
+            for mine, other in (operands, operands[::-1]) if operands else ():
+                if isinstance(mine, ir.Var) and mine.name in rows and mine.name not in free_vars(other):
+                    row_vars += sorted(free_vars(other))
+        binders = {b.name: b for b in body.binders}
+        for name in row_vars + list(binders):
+            if name in binders and isinstance(binders[name].domain, (ir.AtomsDomain, ir.PairsDomain)):
+                return name
+        return None
     for binder in body.binders:
         if binder.name in row_vars and isinstance(binder.domain, (ir.AtomsDomain, ir.PairsDomain)):
             return binder.name

@@ -495,3 +495,92 @@ def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict
         return module, {"terms": names, "scatters": scatters}
     extended = dataclasses.replace(module, kernels=tuple(module.kernels) + tuple(extra))
     return extended, {"terms": names, "scatters": scatters}
+
+
+# ---- product kernels: a term contracted with a cotangent (VJP) ------------------------------------
+
+COTANGENT_PREFIX = "·cot·"
+
+
+def cotangent_tensor(kernel: str) -> str:
+    """The reserved name of the stand-in kernel whose dense buffer holds `kernel`'s cotangent."""
+    return f"{COTANGENT_PREFIX}{kernel}"
+
+
+def cotangent_kernel(kernel: ir.TensorKernel) -> ir.TensorKernel:
+    """A stand-in for the cotangent of `kernel`: its indices and labels, no `where`, a zero body.
+    Rendered before the VJP kernels, it makes the renderers read the cotangent as a dense grid
+    of `kernel`'s layout (`cpp.py: direct_access`), which the runtime fills from the cotangent's
+    blocks (`runtime/native_products.py`) instead of running this kernel."""
+    import dataclasses
+
+    return dataclasses.replace(kernel, name=cotangent_tensor(kernel.name), body=ir.Const(0.0), where=None)
+
+
+def vjp_source(kernel: str, wrt: str, k: int) -> str:
+    """The reserved domain of the rows a VJP kernel adds into (atoms or systems: the targets)."""
+    return f"{OUT_PREFIX}vjp·{kernel}·{wrt}·{k}"
+
+
+def vjp_kernel_name(kernel: str, wrt: str, k: int) -> str:
+    return f"·vjp·d{kernel}/d{wrt}#{k}"
+
+
+TARGET = "·target"
+
+
+def vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
+               term: ad.Term) -> ir.TensorKernel:
+    """Term `k` contracted with the cotangent `C` of the kernel's values: a kernel over
+    `(target, directions in stored order)` — atoms x 3 for positions, systems x 3 x 3 for the cell
+    (`[s, a, x]`, as the gradient blocks store it) — whose body sums, over the term's binders and
+    every kernel index no alias fixes (the columns included),
+
+        coefficient(directions) * C{keys}[samples, components, properties]
+
+    the cotangent read at the kernel's own entry (with the aliases substituted) from the dense
+    grid of `cotangent_kernel(kernel)`. The target is bound by `·target == target` like the rows
+    of a scatter kernel (`·target`'s domain is a reserved `·out·` range), so the pass over pairs
+    (or over the rows of a gradient it reads) adds each contribution into its atom's (or
+    system's) entry: the tensor's own gradient is never materialized. Several points add into
+    one entry, so the runtime runs it on ranges of its driver with per-thread buffers."""
+    lowering = _Lowering(module)
+    resolved: dict = {}
+    for name, expr in term.aliases:
+        resolved[name] = ad.substitute(expr, resolved)
+    binders = [ir.Binder(b.name, lowering.domain(b.domain)) for b in term.binders]
+    for binder in kernel.indices:
+        if binder.name not in resolved:
+            binders.append(ir.Binder(binder.name, _substituted_domain(lowering, binder.domain, resolved)))
+    names = {b.name for b in binders} | set(gradient.directions)
+    if TARGET in names:
+        raise Unsupported(f"a variable named {TARGET}")
+    indices = [ir.Binder(TARGET, ir.PairsDomain(vjp_source(kernel.name, gradient.wrt, k)))]
+    order = STORED_ORDER[gradient.wrt]
+    for stored in range(len(gradient.directions)):
+        indices.append(ir.Binder(gradient.directions[order.index(stored)], ir.XyzDomain()))
+
+    def lowered(expr):
+        return lowering.lower(ad.substitute(expr, resolved))
+
+    conditions = [lowered(c) for c in (kernel.where, term.where) if c is not None]
+    target = lowered(term.target)
+    if set(gradient.directions) & ad.free_variables(target):
+        raise Unsupported("a target that depends on a direction")
+    conditions.append(ir.Binary("eq", ir.Var(TARGET), target))
+    where = None
+    for condition in conditions:
+        where = condition if where is None else ir.Binary("and", where, condition)
+
+    def slot(entry: ir.Entry) -> ir.Slot:
+        return ir.Slot(entry.kind, lowered(entry.expr), entry.source)
+
+    cotangent = ir.BlockRef(cotangent_tensor(kernel.name), tuple((e.label, lowered(e.expr)) for e in kernel.keys),
+                            tuple(map(slot, kernel.samples)), tuple(map(slot, kernel.components)),
+                            tuple(map(slot, kernel.properties)))
+    coefficient = lowered(term.coefficient)
+    if lowering.is_vector(coefficient):
+        raise Unsupported("a vector-valued gradient coefficient")
+    body = _into_sums(ir.Binary("mul", coefficient, cotangent))
+    name = vjp_kernel_name(kernel.name, gradient.wrt, k)
+    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)

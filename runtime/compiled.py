@@ -701,15 +701,17 @@ def render(module: ir.Module, dtype=np.float64) -> str:
 
 
 def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, threads: int | None = None,
-                   gradients: dict | None = None) -> CompiledModule:
+                   gradients: dict | None = None, extra: tuple = ()) -> CompiledModule:
     """Render, compile (through the kernel cache) and load `module`, with the terms of its
     gradient kernels (`gradients`: `{wrt: {kernel: GradientKernel}}`, `mtdsl.ir.autodiff`) as
-    kernels of the same library (`codegen/terms.py`)."""
+    kernels of the same library (`codegen/terms.py`). `extra`: more kernels compiled in the same
+    library after the module's (reverse and tangent products, `runtime/native_products.py`); they
+    are in `.kernels` but `.run()` never runs them (it runs `module.kernels`)."""
     gradients = gradients or {}
     if backend == "llvm":  # LLVM IR through llvmlite, JIT-compiled (mtdsl.codegen.llvm)
         from mtdsl.codegen.llvm import compile_module as compile_llvm
 
-        return compile_llvm(module, dtype=dtype, threads=threads, gradients=gradients)
+        return compile_llvm(module, dtype=dtype, threads=threads, gradients=gradients, extra=extra)
     if backend != "cpp":
         raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp' and 'llvm')")
     from mtdsl.codegen import cache
@@ -720,14 +722,14 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     # a cache hit skips rendering (and lowering the gradient terms): the rendered module is stored
     # by its IR and its gradient kernels (their `repr`, every field) next to the library
     dtype_name = np.dtype(dtype).name
-    text = ir_text(module, gradients)
+    text = ir_text(module, gradients, extra)
     key = cache.rendering_key("cpp", text, dtype_name)
     stored = cache.load_rendering(key)
     if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == text and stored[1].dtype == dtype_name):
         from mtdsl.codegen.cpp import render_module
         from mtdsl.codegen.terms import extended_module
 
-        extended, terms = extended_module(module, gradients)
+        extended, terms = extended_module(with_extra(module, extra), gradients)
         stored = (text, render_module(extended, dtype_name), terms)
         cache.store_rendering(key, slim_rendering(stored, module))
     _, rendered, terms = stored
@@ -751,10 +753,20 @@ def slim_rendering(stored: tuple, module: ir.Module) -> tuple:
     return text, dataclasses.replace(rendered, module=module, kernels=kernels), terms
 
 
-def ir_text(module: ir.Module, gradients: dict) -> str:
+def ir_text(module: ir.Module, gradients: dict, extra: tuple = ()) -> str:
     """What a rendering depends on besides the renderer: the IR and the gradient kernels, as text."""
     parts = [repr(module)]
     for wrt in sorted(gradients):
         for name in sorted(gradients[wrt]):
             parts.append(repr(gradients[wrt][name]))
+    if extra:
+        parts.append("extra kernels")
+        parts += [repr(kernel) for kernel in extra]
     return "\0".join(parts)
+
+
+def with_extra(module: ir.Module, extra: tuple) -> ir.Module:
+    """`module` with the `extra` kernels appended (rendered after its own, before its gradient terms)."""
+    import dataclasses
+
+    return dataclasses.replace(module, kernels=tuple(module.kernels) + tuple(extra)) if extra else module

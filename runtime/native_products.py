@@ -1,0 +1,329 @@
+"""Reverse products (VJP) of computed tensors with respect to the positions and the cell, as
+generated native kernels: the forward-mode gradient terms contracted with a cotangent inside
+the kernels, so that the tensor's own gradient is never materialized.
+
+For a tensor `T` of the module with forward-mode gradient blocks `G` (`docs/gradients.md`):
+
+    positions_bar[atom, x] = sum over the rows r of atom, over T's columns, of G[r, x, cols] C[sample(r), cols]
+    cell_bar[system, a, x] = sum over the rows r of system, ...,            of G[r, a, x, cols] C[sample(r), cols]
+
+(`cell_bar[s, a, x] = d<C, T>/dH_ax` at fixed Cartesian positions, H's rows the lattice vectors,
+the layout of the `cell` gradient blocks.) Each term of `T`'s gradient becomes a *VJP kernel*
+(`codegen/terms.py: vjp_kernel`): the term's columns are summed binders, its coefficient is
+multiplied by the cotangent read at `T`'s own entry from a dense grid of `T`'s layout (filled
+here from the cotangent's blocks), and its output rows are the term's targets: atoms x 3 or
+systems x 3 x 3. Gradients of the tensors `T` reads (the spherical expansion read by the power
+spectrum) are materialized as for `model(frames, gradients=...)`, by their scatter kernels, and
+read by the VJP kernels from their buffers.
+
+    products = NativeProducts(module, ["ps"], backend="cpp", dtype=np.float64)
+    products.run(bindings)                                   # values (+ the gradients ps reads)
+    positions_bar, cell_bar = products.vjp(bindings, {"ps": [c0, c1, ...]})   # one array per block of ps
+
+`names` must be pure functions of the structure (no params, no input tensormaps).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mtdsl.codegen.plan import Unsupported
+from mtdsl.codegen.terms import (
+    COTANGENT_PREFIX,
+    ScatterTerm,
+    cotangent_kernel,
+    cotangent_tensor,
+    vjp_kernel,
+)
+from mtdsl.ir import autodiff as ad
+from mtdsl.ir import nodes as ir
+
+from .bindings import Bindings, RunError
+from .compiled import NativeFallback, compile_module, default_threads
+from .gradients import _needed, compute_gradients
+from .interpreter import Interpreter
+
+#: the gradients products are taken with respect to, and the shape of each product per target
+PRODUCTS_WRT = ("positions", "cell")
+
+
+#: a VJP kernel has no row map (its targets are bound by equality): never cut by owner
+_NO_ROW_MAP = ScatterTerm("", "", (), ())
+
+
+class ProductUnsupported(Unsupported):
+    """A term of a tensor's gradient that has no VJP kernel (or whose kernel does not render)."""
+
+
+@dataclass
+class _State:
+    """What `run(bindings)` leaves for `vjp(bindings, ...)`."""
+
+    bindings: Bindings
+    tables: dict = field(default_factory=dict)  # wrt -> {(tensor, wrt): GradientTable}
+    dense: dict = field(default_factory=dict)  # wrt -> {(tensor, wrt): buffer written by scatter kernels}
+    index: dict = field(default_factory=dict)  # name -> [int64 array per block: flat grid position of each entry]
+    sizes: dict = field(default_factory=dict)  # name -> the grid's shape
+
+
+def _reads(expr, found: set) -> None:
+    """Names of params and tensors (block accesses) an expression reads, into `found`."""
+    if isinstance(expr, (ir.Const, ir.Var)) or expr is None:
+        return
+    if isinstance(expr, ir.ParamRef):
+        found.add(("param", expr.name))
+    elif isinstance(expr, ir.BlockRef):
+        found.add(("tensor", expr.tensor))
+    if isinstance(expr, ir.Reduce):
+        for binder in expr.binders:
+            _reads_domain(binder.domain, found)
+        _reads(expr.body, found)
+        _reads(expr.where, found)
+        return
+    for child in ad._children(expr):
+        _reads(child, found)
+
+
+def _reads_domain(domain, found: set) -> None:
+    if isinstance(domain, ir.PairsFrom):
+        _reads(domain.atom, found)
+    elif isinstance(domain, ir.IrrepDomain):
+        _reads(domain.degree, found)
+
+
+def check_pure(module: ir.Module, name: str) -> None:
+    """`name` and the tensors it reads must not read params or input tensormaps (ValueError)."""
+    kernels = {k.name: k for k in module.kernels}
+    inputs = {t.name for t in module.tensormaps}
+    stack, seen = [name], set()
+    while stack:
+        current = stack.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        kernel = kernels[current]
+        found: set = set()
+        for binder in kernel.indices:
+            _reads_domain(binder.domain, found)
+        _reads(kernel.body, found)
+        _reads(kernel.where, found)
+        for entry in kernel.keys + kernel.samples + kernel.components + kernel.properties:
+            _reads(entry.expr, found)
+        for kind, what in found:
+            if kind == "param":
+                raise ValueError(f"native products of {name}: it reads the parameter {what} (through {current})")
+            if what in inputs:
+                raise ValueError(f"native products of {name}: it reads the input tensormap {what} (through {current})")
+            if what in kernels:
+                stack.append(what)
+
+
+def _gradient_reads(gradient: ad.GradientKernel) -> list[str]:
+    """The tensors whose gradient rows the terms of `gradient` sum over (`GradRows` binders)."""
+    found = []
+    for term in gradient.terms:
+        for binder in term.binders:
+            if isinstance(binder.domain, ad.GradRows) and binder.domain.tensor not in found:
+                found.append(binder.domain.tensor)
+    return found
+
+
+class NativeProducts:
+    """Native reverse products (VJP) of tensors `names` of `module` with respect to the positions
+    and the cell (see the module's docstring)."""
+
+    def __init__(self, module: ir.Module, names: list[str], backend: str, dtype=np.float64, threads=None):
+        if backend not in ("cpp", "llvm"):
+            raise ValueError(f"native products need a native backend ('cpp' or 'llvm'), got {backend!r}")
+        self.module = module
+        self.names = list(dict.fromkeys(names))
+        self.backend = backend
+        self.dtype = np.dtype(dtype)
+        self.threads = threads
+        kernels = {k.name: k for k in module.kernels}
+        for name in self.names:
+            if name not in kernels:
+                raise ValueError(f"native products: {name!r} is not a tensor of module {module.name}")
+            check_pure(module, name)
+        product = dataclasses.replace(module, outputs=tuple(ir.Output(n, PRODUCTS_WRT) for n in self.names))
+        #: wrt -> {name: GradientKernel} of the names (absent: the name does not depend on wrt)
+        self.gradients: dict = {}
+        #: wrt -> {tensor: GradientKernel} of the tensors whose gradient blocks the names' terms read
+        self.forward: dict = {}
+        #: wrt -> the tensors read through their gradient rows
+        self.reads: dict = {}
+        #: (name, wrt) -> VJP kernel names, one per term
+        self.vjp_kernels: dict = {}
+        extra = [cotangent_kernel(kernels[n]) for n in self.names]
+        for wrt in PRODUCTS_WRT:
+            own, everything = {}, {}
+            for name in self.names:
+                try:
+                    found = ad.differentiate(product, wrt, outputs=[name])
+                except ad.AutodiffError as error:
+                    if "does not depend" in str(error):
+                        continue  # its product with respect to wrt is zero
+                    raise
+                own[name] = found[name]
+                everything.update(found)
+            reads = []
+            for gradient in own.values():
+                reads += [t for t in _gradient_reads(gradient) if t not in reads]
+            needed = _needed(module, everything, reads)
+            self.gradients[wrt] = own
+            self.reads[wrt] = [k.name for k in module.kernels if k.name in reads]
+            self.forward[wrt] = {k.name: everything[k.name] for k in module.kernels if k.name in needed}
+            for name, gradient in own.items():
+                lowered = []
+                for k, term in enumerate(gradient.terms):
+                    try:
+                        lowered.append(vjp_kernel(module, kernels[name], gradient, k, term))
+                    except Unsupported as error:
+                        raise ProductUnsupported(f"term {k} of d{name}/d{wrt} has no VJP kernel: {error}") from None
+                self.vjp_kernels[(name, wrt)] = [kernel.name for kernel in lowered]
+                extra += lowered
+        self.extra = tuple(extra)
+        forward = {wrt: kernels_ for wrt, kernels_ in self.forward.items() if kernels_}
+        self.compiled = compile_module(module, backend=backend, dtype=self.dtype, threads=threads,
+                                       gradients=forward, extra=self.extra)
+        for kernel in self.extra:
+            if kernel.name in self.compiled.rendered.unsupported:
+                raise ProductUnsupported(f"{kernel.name} does not render: {self.compiled.rendered.unsupported[kernel.name]}")
+        self.cotangent_kernels = {cotangent_tensor(n): kernels[n] for n in self.names}
+        self._state: _State | None = None
+
+    # -- values and the gradients the products read ----------------------------------------------
+    def run(self, bindings: Bindings) -> None:
+        """The values at `bindings` (every tensor's TensorMap in `bindings.tensors`), the gradient
+        blocks of the tensors the names read (attached to them), and the layout of each name."""
+        compiled = self.compiled
+        compiled.run(bindings, threads=self.threads, all_tensors=True)
+        state = _State(bindings)
+        for wrt in PRODUCTS_WRT:
+            if self.reads.get(wrt):
+                interpreter = compute_gradients(self.module, bindings, self.forward[wrt], wrt, self.reads[wrt],
+                                                native=compiled)
+                state.tables[wrt] = dict(interpreter.gradient_tables)
+                state.dense[wrt] = dict(interpreter.dense_gradients)
+        interpreter = Interpreter(self.module, bindings)
+        for name in self.names:
+            state.index[name], state.sizes[name] = self._entries(interpreter, name, bindings)
+        self._state = state
+
+    def _entries(self, interpreter, name: str, bindings: Bindings):
+        """For each block of `name`, the flat position in its kernel's dense grid of each entry
+        (the assembly run on the positions themselves), and the grid's shape."""
+        kernel = self.module.kernel(name)
+        sizes = tuple(len(bindings.domain_values(b.domain)) for b in kernel.indices)
+        total = int(np.prod(sizes, dtype=np.int64))
+        axes = tuple(b.name for b in kernel.indices)
+        exact = 2**53 if self.dtype == np.float64 else 2**24
+        positions = np.arange(total, dtype=np.int64)
+        if total <= exact:
+            parts = [positions]
+        else:  # float32 values: positions in two exact halves
+            parts = [positions // 4096, positions % 4096]
+        assembled = []
+        for part in parts:
+            body = np.ascontiguousarray(part.reshape(sizes), dtype=self.dtype)
+            assembled.append(self.compiled._assemble(interpreter, kernel, body))
+        tensor = bindings.tensors[name]
+        if len(assembled[0]) != len(tensor) or assembled[0].keys != tensor.keys:
+            raise RunError(f"native products of {name}: its layout does not match its values")
+        index = []
+        for b in range(len(tensor)):
+            values = [np.rint(np.asarray(t.block(b).values)).astype(np.int64) for t in assembled]
+            flat = values[0] if len(values) == 1 else values[0] * 4096 + values[1]
+            if flat.shape != tensor.block(b).values.shape:
+                raise RunError(f"native products of {name}: its layout does not match its values")
+            index.append(flat)
+        return index, sizes
+
+    # -- reverse products -------------------------------------------------------------------------
+    def vjp(self, bindings: Bindings, cotangents: dict) -> tuple[np.ndarray, np.ndarray]:
+        """`(positions_bar [n_atoms, 3], cell_bar [n_systems, 3, 3])`: the sum over the names of the
+        products of their gradients with `cotangents[name]` (one array per block, shaped like the
+        block's values; a name absent contributes nothing). After `run(bindings)`."""
+        state = self._state
+        if state is None or state.bindings is not bindings:
+            raise RunError("NativeProducts.vjp: call run(bindings) first, with the same bindings")
+        batch = next(iter(bindings.systems.values()))
+        outputs = {"positions": np.zeros((batch.n_atoms, 3), dtype=self.dtype),
+                   "cell": np.zeros((batch.n_systems, 3, 3), dtype=self.dtype)}
+        arguments = self.compiled.arguments_for(bindings)
+        for name in self.names:
+            if name not in cotangents:
+                continue
+            self._install_cotangent(arguments, bindings, name, cotangents[name])
+            for wrt in PRODUCTS_WRT:
+                for kernel in self.vjp_kernels.get((name, wrt), ()):
+                    outputs[wrt] += self._run_product(kernel, arguments, state, wrt, outputs[wrt].shape)
+        unknown = set(cotangents) - set(self.names)
+        if unknown:
+            raise ValueError(f"NativeProducts.vjp: cotangents of {sorted(unknown)}, products of {self.names}")
+        return outputs["positions"], outputs["cell"]
+
+    def _install_cotangent(self, arguments, bindings: Bindings, name: str, blocks) -> None:
+        """The cotangent of `name` as the dense grid its VJP kernels read (and as a TensorMap, for
+        kernels that read it through lookup tables)."""
+        from mtdsl.tensor import TensorBlock, TensorMap
+
+        state = self._state
+        tensor = bindings.tensors[name]
+        blocks = list(blocks)
+        if len(blocks) != len(tensor):
+            raise ValueError(f"cotangent of {name}: {len(blocks)} arrays for {len(tensor)} blocks")
+        grid = np.zeros(int(np.prod(state.sizes[name], dtype=np.int64)), dtype=self.dtype)
+        for b, (index, values) in enumerate(zip(state.index[name], blocks)):
+            values = np.asarray(values)
+            if values.shape != index.shape:
+                raise ValueError(f"cotangent of {name}, block {b}: shape {values.shape}, the block's values "
+                                 f"are {index.shape}")
+            grid[index.reshape(-1)] = values.reshape(-1)
+        source = cotangent_tensor(name)
+        for descriptor in [d for d in arguments.cache if len(d) > 1 and (
+                d[1] == source or (isinstance(d[1], tuple) and d[1] and d[1][0] == source))]:
+            del arguments.cache[descriptor]
+        for key in [k for k in arguments.lookups if k[0] == source]:
+            del arguments.lookups[key]
+        arguments.grids[source] = grid.reshape(state.sizes[name])
+        if any(d[0] == "block" and d[1][0] == source for kernel in self.vjp_names(name)
+               for d in self.compiled.kernels[kernel].rendered.arrays[1:]):
+            cotangent = [TensorBlock(np.ascontiguousarray(values, dtype=self.dtype), block.samples,
+                                     list(block.components), block.properties)
+                         for values, block in zip(blocks, tensor.blocks())]
+            bindings.tensors[source] = TensorMap(tensor.keys, cotangent)
+
+    def vjp_names(self, name: str) -> list[str]:
+        return [k for wrt in PRODUCTS_WRT for k in self.vjp_kernels.get((name, wrt), ())]
+
+    def _run_product(self, name: str, arguments, state: _State, wrt: str, shape: tuple) -> np.ndarray:
+        """One VJP kernel into a zeroed buffer of `shape`: on ranges of its driver, one thread each,
+        into per-thread buffers (its points share targets), through `CompiledModule._scatter_shared`."""
+        compiled = self.compiled
+        native = compiled.kernels[name]
+        rendered = native.rendered
+        buffer = np.zeros(shape, dtype=self.dtype)
+        arguments.gradient_tables = state.tables.get(wrt, {})
+        arguments.dense_gradients = state.dense.get(wrt, {})
+        source = rendered.plan.kernel.indices[0].domain.pairs
+        arguments.out_rows[source] = (np.zeros(1, dtype=np.int64), shape[0])
+        try:
+            arrays = [buffer] + [arguments.array(d) for d in rendered.arrays[1:]]
+            scalars = [self._scalar(arguments, d) for d in rendered.scalars]
+        except NativeFallback as reason:
+            raise RunError(f"{name}: {reason}") from None
+        threads = int(self.threads or compiled.run_threads or default_threads())
+        error = compiled._scatter_shared(native, _NO_ROW_MAP, arguments, arrays, scalars, threads, None, None)
+        if error:
+            raise RunError(f"{name}: the native run reported error bits {error}")
+        return buffer
+
+    def _scalar(self, arguments, descriptor) -> int:
+        if descriptor[0] == "grid_size" and descriptor[1].startswith(COTANGENT_PREFIX):
+            kernel = self.cotangent_kernels[descriptor[1]]
+            return len(arguments.bindings.domain_values(kernel.indices[descriptor[2]].domain))
+        return arguments.scalar(descriptor)
