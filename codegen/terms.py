@@ -563,14 +563,14 @@ def vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
     def lowered(expr):
         return lowering.lower(ad.substitute(expr, resolved))
 
-    conditions = [lowered(c) for c in (kernel.where, term.where) if c is not None]
+    conditions = []
+    for condition in (kernel.where, term.where):
+        if condition is not None:
+            conditions += ad.conjuncts(lowered(condition))
     target = lowered(term.target)
     if set(gradient.directions) & ad.free_variables(target):
         raise Unsupported("a target that depends on a direction")
     conditions.append(ir.Binary("eq", ir.Var(TARGET), target))
-    where = None
-    for condition in conditions:
-        where = condition if where is None else ir.Binary("and", where, condition)
 
     def slot(entry: ir.Entry) -> ir.Slot:
         return ir.Slot(entry.kind, lowered(entry.expr), entry.source)
@@ -582,5 +582,75 @@ def vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
     if lowering.is_vector(coefficient):
         raise Unsupported("a vector-valued gradient coefficient")
     body = _into_sums(ir.Binary("mul", coefficient, cotangent))
+    binders, conditions, body = _factor_sums(binders, conditions, body, set(gradient.directions), {TARGET})
+    where = None
+    for condition in conditions:
+        where = condition if where is None else ir.Binary("and", where, condition)
     name = vjp_kernel_name(kernel.name, gradient.wrt, k)
     return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)
+
+
+_SMALL_DOMAINS = (ir.RangeDomain, ir.SpeciesDomain, ir.IrrepDomain)
+
+
+def _mul_factors(expr) -> list:
+    if isinstance(expr, ir.Binary) and expr.op == "mul":
+        return _mul_factors(expr.left) + _mul_factors(expr.right)
+    return [expr]
+
+
+def _factor_sums(binders, conditions, body, directions: set, keep: set):
+    """Sums pushed into the factors that depend on them: in `sum(B where c) f1 * f2 * ...`, a
+    binder `x` of a small domain (range, species, irrep) that only some factors read, none of
+    which depends on a direction, becomes an inner sum of those factors (`sum(x where cx) f...`,
+    with the conditions that read it), evaluated once per value of the outer loops instead of
+    once per direction. In the power spectrum's VJP, `drho[α, m, n1] * sum(b2) c(b2) sum(n2)
+    rho[m, n2] C[n1, n2]`: the cotangent is contracted with `rho` before `drho`'s directions.
+    A binder that another binder's domain, an equality binding another variable, or a condition
+    on `keep` (the target) reads stays where it is."""
+    binders, conditions = list(binders), list(conditions)
+    names = {b.name for b in binders}
+    while isinstance(body, ir.Reduce) and not ({b.name for b in body.binders} & names):
+        binders += list(body.binders)
+        names |= {b.name for b in body.binders}
+        conditions += ad.conjuncts(body.where)
+        body = body.body
+    factors = _mul_factors(body)
+    for binder in reversed(list(binders)):
+        x = binder.name
+        if not isinstance(binder.domain, _SMALL_DOMAINS):
+            continue
+        if any(x in ad._domain_variables(b.domain) for b in binders if b.name != x):
+            continue
+        depends = [f for f in factors if x in ad.free_variables(f)]
+        if not depends or len(depends) == len(factors):
+            continue
+        if any(directions & ad.free_variables(f) for f in depends):
+            continue
+        reading = [c for c in conditions if x in ad.free_variables(c)]
+        if any(keep & ad.free_variables(c) for c in reading):
+            continue
+        if any(_equality_binding(c) for c in reading):
+            continue
+        where = None
+        for condition in reading:
+            where = condition if where is None else ir.Binary("and", where, condition)
+        product = depends[0]
+        for factor in depends[1:]:
+            product = ir.Binary("mul", product, factor)
+        inner = ir.Reduce((binder,), product, where)
+        position = factors.index(depends[0])
+        factors = [f for f in factors if not any(f is d for d in depends)]
+        factors.insert(min(position, len(factors)), inner)
+        binders = [b for b in binders if b.name != x]
+        conditions = [c for c in conditions if not any(c is r for r in reading)]
+    body = factors[0]
+    for factor in factors[1:]:
+        body = ir.Binary("mul", body, factor)
+    return binders, conditions, body
+
+
+def _equality_binding(condition) -> bool:
+    """Whether a condition is `v == e` with a variable side (the plans bind `v` by it)."""
+    return isinstance(condition, ir.Binary) and condition.op == "eq" and (
+        isinstance(condition.left, ir.Var) or isinstance(condition.right, ir.Var))

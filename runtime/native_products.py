@@ -135,9 +135,15 @@ class NativeProducts:
     """Native reverse products (VJP) of tensors `names` of `module` with respect to the positions
     and the cell (see the module's docstring)."""
 
-    def __init__(self, module: ir.Module, names: list[str], backend: str, dtype=np.float64, threads=None):
+    def __init__(self, module: ir.Module, names: list[str], backend: str, dtype=np.float64, threads=None,
+                 wrt: tuple = PRODUCTS_WRT):
         if backend not in ("cpp", "llvm"):
             raise ValueError(f"native products need a native backend ('cpp' or 'llvm'), got {backend!r}")
+        unknown = [w for w in wrt if w not in PRODUCTS_WRT]
+        if unknown or not wrt:
+            raise ValueError(f"native products are taken with respect to {list(PRODUCTS_WRT)}, not {list(wrt)}")
+        #: the products computed (the others are zeros): positions, cell or both
+        self.wrt = tuple(w for w in PRODUCTS_WRT if w in wrt)
         self.module = module
         self.names = list(dict.fromkeys(names))
         self.backend = backend
@@ -158,7 +164,7 @@ class NativeProducts:
         #: (name, wrt) -> VJP kernel names, one per term
         self.vjp_kernels: dict = {}
         extra = [cotangent_kernel(kernels[n]) for n in self.names]
-        for wrt in PRODUCTS_WRT:
+        for wrt in self.wrt:
             own, everything = {}, {}
             for name in self.names:
                 try:
@@ -202,7 +208,7 @@ class NativeProducts:
         compiled = self.compiled
         compiled.run(bindings, threads=self.threads, all_tensors=True)
         state = _State(bindings)
-        for wrt in PRODUCTS_WRT:
+        for wrt in self.wrt:
             if self.reads.get(wrt):
                 interpreter = compute_gradients(self.module, bindings, self.forward[wrt], wrt, self.reads[wrt],
                                                 native=compiled)

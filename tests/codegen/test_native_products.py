@@ -159,3 +159,20 @@ output t with gradients(positions)
     module = check_and_lower(path)[1]
     with pytest.raises(ValueError, match="parameter w"):
         NativeProducts(module, ["t"], "cpp")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_positions_only(backend):
+    module = module_of("ps")
+    frames = systems()
+    products = NativeProducts(module, ["ps"], backend, np.float64, wrt=("positions",))
+    assert set(products.vjp_kernels) == {("ps", "positions")}
+    bindings = Model(module, backend=backend).bind(frames, {})
+    products.run(bindings)
+    cotangents = random_cotangents(bindings, ["ps"], seed=5)
+    positions_bar, cell_bar = products.vjp(bindings, cotangents)
+    expected_positions, _ = reference_products(module, ["ps"], backend, frames, cotangents)
+    assert_close(positions_bar, expected_positions)
+    assert not cell_bar.any()
+    with pytest.raises(ValueError, match="with respect to"):
+        NativeProducts(module, ["ps"], backend, wrt=("strain",))
