@@ -42,7 +42,11 @@ class BlockTable:
         self.properties = BlockLabels([b.properties.array for b in blocks])
 
     def gather(self, keys, slots, groups, bindings) -> Named:
-        """Values at the positions given by `keys` [(label, Named)] and `slots` [(kind, Named)]."""
+        """Values at the positions given by `keys` [(label, Named)] and `slots` [(kind, Named)].
+
+        Each lookup (block; block and sample; block and a component; block and the properties)
+        runs over the axes of its own slots only, then the positions are broadcast: reading
+        `ps{...}[i, l, n1, n2]` looks each (block, i) up once, not once per (l, n1, n2)."""
         arrays = [value for _, value in keys] + [value for _, value in slots]
         axes = union_axes(*arrays)
         sizes = {}
@@ -54,49 +58,66 @@ class BlockTable:
         if len(self.tensor) == 0:  # no block at all: every read is missing
             return Named(axes, np.zeros(shape), Named(axes, np.ones(shape, dtype=bool)))
 
-        def flat(named: Named) -> np.ndarray:
-            return np.broadcast_to(named.expand(axes), shape).reshape(-1).astype(np.int64)
-
-        n_points = int(np.prod(shape))
-        block = self._block_ids(keys, flat, n_points)
+        key_arrays = [value for _, value in keys]
+        block_axes = _axes_of(key_arrays, sizes)
+        block = Named(block_axes, self._block_ids(keys, _flattener(block_axes, sizes),
+                                                  _size(block_axes, sizes)).reshape(_shape(block_axes, sizes)))
         n_samples, n_components, n_properties = groups
         sample_slots = slots[:n_samples]
         component_slots = slots[n_samples : n_samples + n_components]
         property_slots = slots[n_samples + n_components :]
 
-        sample_columns = [block]
-        for slot, value in sample_slots:
-            sample_columns += expand_slot(slot.kind, slot.source, flat(value), bindings)
-        if len(sample_columns) - 1 != len(self.sample_names):
-            raise RunError(
-                f"block access to {self.name}: {len(sample_columns) - 1} sample values for the "
-                f"samples {self.sample_names}"
-            )
-        row = self.samples.positions(np.stack(sample_columns, axis=1))
-        missing = (block < 0) | (row < 0)
-        row_in_block = np.where(row >= 0, row - self.samples_offset(block), 0)
+        def lookup(values: list, labels: "BlockLabels", columns) -> tuple[Named, Named]:
+            """(block, position in the concatenated labels) over the axes of the block and `values`."""
+            group = _axes_of(key_arrays + values, sizes)
+            flat = _flattener(group, sizes)
+            block_here = flat(block)
+            position = labels.positions(np.stack([block_here] + columns(flat), axis=1))
+            return Named(group, block_here.reshape(_shape(group, sizes))), \
+                Named(group, position.reshape(_shape(group, sizes)))
+
+        def sample_columns(flat):
+            columns = []
+            for slot, value in sample_slots:
+                columns += expand_slot(slot.kind, slot.source, flat(value), bindings)
+            if len(columns) != len(self.sample_names):
+                raise RunError(
+                    f"block access to {self.name}: {len(columns)} sample values for the "
+                    f"samples {self.sample_names}"
+                )
+            return columns
+
+        def full(named: Named) -> np.ndarray:
+            return np.broadcast_to(named.expand(axes), shape).reshape(-1)
+
+        at, row = lookup([v for _, v in sample_slots], self.samples, sample_columns)
+        missing = full(block) < 0
+        missing = missing | (full(row) < 0)
+        row_in_block = np.where(full(row) >= 0, full(row) - self.samples_offset(full(at)), 0)
 
         if len(component_slots) != self.n_components:
             raise RunError(f"block access to {self.name}: {len(component_slots)} component indices for {self.n_components} components")
         component_positions = []
         for k, (_, value) in enumerate(component_slots):
-            position = self.components[k].positions(np.stack([block, flat(value)], axis=1))
+            at, position = lookup([value], self.components[k], lambda flat, v=value: [flat(v)])
+            position = full(position)
             missing |= position < 0
-            component_positions.append(np.where(position >= 0, position - self.components_offset(k, block), 0))
+            component_positions.append(np.where(position >= 0, position - self.components_offset(k, full(at)), 0))
 
-        property_columns = [block]
-        for _, value in property_slots:
-            property_columns.append(flat(value))
-        column = self.properties.positions(np.stack(property_columns, axis=1))
+        at, column = lookup([v for _, v in property_slots], self.properties,
+                            lambda flat: [flat(v) for _, v in property_slots])
+        column = full(column)
         missing |= column < 0
-        column_in_block = np.where(column >= 0, column - self.properties_offset(block), 0)
+        column_in_block = np.where(column >= 0, column - self.properties_offset(full(at)), 0)
 
+        block = full(block)
         safe_block = np.where(block >= 0, block, 0)
         offset = row_in_block
         for k, position in enumerate(component_positions):
             offset = offset * self.shapes[safe_block, 1 + k] + position
         offset = offset * self.shapes[safe_block, -1] + column_in_block if len(self.shapes) else offset
         offset = np.where(missing, 0, offset + self.base[safe_block] if len(self.base) > 1 else 0)
+        n_points = int(np.prod(shape))
         values = self.flat[offset] if len(self.flat) else np.zeros(n_points)
         values = np.where(missing, 0.0, values).reshape(shape)
         missing_named = None
@@ -133,6 +154,37 @@ class BlockTable:
 
     def properties_offset(self, block):
         return self.properties.offsets[np.where(block >= 0, block, 0)]
+
+
+def _axes_of(arrays, sizes: dict) -> tuple:
+    """The axes of `arrays` that are not broadcast (size > 1), in first-seen order."""
+    return tuple(a for a in union_axes(*arrays) if a in sizes) if arrays else ()
+
+
+def _shape(axes, sizes: dict) -> tuple:
+    return tuple(sizes[a] for a in axes)
+
+
+def _size(axes, sizes: dict) -> int:
+    return int(np.prod(_shape(axes, sizes), dtype=np.int64))
+
+
+def _flattener(axes, sizes: dict):
+    """Named -> its values over `axes` (broadcast), flat int64."""
+    shape = _shape(axes, sizes)
+
+    def flat(named: Named) -> np.ndarray:
+        return np.broadcast_to(_over(named, axes), shape).reshape(-1).astype(np.int64)
+    return flat
+
+
+def _over(named: Named, axes) -> np.ndarray:
+    """`named`'s data over `axes`, its axes outside them being of size 1 (dropped)."""
+    extra = tuple(k for k, a in enumerate(named.axes) if a not in axes)
+    if extra:
+        named = Named(tuple(a for a in named.axes if a in axes), named.data.reshape(
+            tuple(n for k, n in enumerate(named.data.shape) if k not in extra)))
+    return named.expand(axes)
 
 
 def expand_slot(kind: str, source: str, values: np.ndarray, bindings) -> list[np.ndarray]:

@@ -135,11 +135,12 @@ def _has_duplicates(keys: np.ndarray) -> bool:
 class _SortedIndex:
     """The rows of a Labels as sorted int64 keys, for vectorized lookups (built once, on demand)."""
 
-    __slots__ = ("low", "spans", "order", "keys", "unique")
+    __slots__ = ("low", "spans", "order", "keys", "unique", "_dense")
 
     def __init__(self, array: np.ndarray, unique: bool):
         self.low, self.spans = _column_ranges([array])
         self.unique = unique
+        self._dense = None
         keys = _encode(array, self.low, self.spans)
         if bool(np.all(keys[1:] > keys[:-1])):
             self.order = np.arange(len(keys), dtype=np.int64)
@@ -148,6 +149,19 @@ class _SortedIndex:
             # stable: with repeated rows (a view), the first occurrence is found
             self.order = np.argsort(keys, kind=None if unique else "stable")
             self.keys = keys[self.order]
+
+    def dense_table(self) -> np.ndarray | None:
+        """Position of each key in the whole box of key values (-1 for absent rows), when that box
+        is small (at most 64 entries per row, or 65,536): built once, on demand."""
+        if self._dense is None:
+            size = float(np.prod(self.spans.astype(np.float64)))
+            if size > min(64 * len(self.keys) + 65536, 1 << 24):
+                self._dense = False
+            else:
+                table = np.full(int(size), -1, dtype=np.int64)
+                table[self.keys[::-1]] = self.order[::-1]  # repeated rows: the first occurrence wins
+                self._dense = table
+        return self._dense if self._dense is not False else None
 
     def contains_box(self, other: "_SortedIndex") -> bool:
         """True when every row `other` indexes lies within this index's value ranges."""
@@ -172,6 +186,11 @@ class _SortedIndex:
             if inside.all():
                 inside = None
         if order is None and len(keys) > 4096:
+            table = self.dense_table()
+            if table is not None:  # a direct table: no sort of the queried keys
+                if inside is None:
+                    return table[keys]
+                return np.where(inside, table[np.where(inside, keys, 0)], -1)
             order = np.argsort(keys)
         if order is None:
             return self._search(keys, inside, merge=False)
