@@ -104,7 +104,7 @@ def step(energy_function, parameters, atoms, reference_energy, reference_forces,
     loss = (energy - reference_energy) ** 2 / len(atoms) + torch.mean((forces - reference_forces) ** 2)
     for parameter in parameters:
         parameter.grad = None
-    loss.backward()
+    loss.backward(inputs=parameters)  # the parameters only: no second derivatives w.r.t. positions
     return loss.detach()
 
 

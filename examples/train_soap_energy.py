@@ -233,7 +233,8 @@ def train(module, frames, args, validation, log) -> list[dict]:
                                           / n_atoms.numpy()) ** 2)))
     sigma_force = float(np.sqrt(np.mean(forces(frames) ** 2)))
 
-    optimizer = torch.optim.Adam(module.parameters(), lr=args.lr)
+    parameters = list(module.parameters())
+    optimizer = torch.optim.Adam(parameters, lr=args.lr)
     decay = (args.final_lr / args.lr) ** (1 / max(args.epochs - 1, 1))
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, decay)
     rng = np.random.default_rng(args.seed + 2)
@@ -253,7 +254,8 @@ def train(module, frames, args, validation, log) -> list[dict]:
             force_loss = torch.mean((force - reference_force) ** 2) / sigma_force**2
             loss = energy_loss + force_loss
             optimizer.zero_grad()
-            loss.backward()
+            # to the parameters only: the positions' second derivatives are not needed
+            loss.backward(inputs=parameters)
             optimizer.step()
             losses.append(loss.item())
             progress.update()

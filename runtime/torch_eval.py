@@ -445,12 +445,16 @@ def evaluate_kernel_torch(interpreter: TorchInterpreter, kernel: ir.TensorKernel
     return TensorMap(structure.keys, blocks)
 
 
-def evaluate(module: ir.Module, batch, pairs: dict, positions, cell, params: dict, inputs: dict) -> dict:
+def evaluate(module: ir.Module, batch, pairs: dict, positions, cell, params: dict, inputs: dict,
+             precomputed: dict | None = None, skip=()) -> dict:
     """Every kernel of `module` with torch values; returns {tensor name: TensorMap}.
 
     `batch` and `pairs` give the structure (types, systems, neighbour lists); the
     float values come from `positions` [atoms, 3] and `cell` [systems, 3, 3], the
     parameters `params` {name: tensor} and the input TensorMaps `inputs` (torch values).
+    The kernels of `precomputed` {name: TensorMap with torch values} are not evaluated:
+    their tensors are those (the descriptors, runtime/torch_descriptors.py); the kernels of
+    `skip` (read only by those) are not evaluated at all.
     """
     dtype = positions.dtype
     systems = module.systems[0].name
@@ -472,8 +476,13 @@ def evaluate(module: ir.Module, batch, pairs: dict, positions, cell, params: dic
     results = {}
     for name, tensor in inputs.items():
         bindings.tensors[name], interpreter.flats[name] = payload_tensormap(tensor)
+    precomputed = precomputed or {}
     for kernel in module.kernels:
-        tensor = evaluate_kernel_torch(interpreter, kernel)
+        if kernel.name in skip:
+            continue
+        tensor = precomputed.get(kernel.name)
+        if tensor is None:
+            tensor = evaluate_kernel_torch(interpreter, kernel)
         results[kernel.name] = tensor
         bindings.tensors[kernel.name], interpreter.flats[kernel.name] = payload_tensormap(tensor)
     return results

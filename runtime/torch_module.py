@@ -46,8 +46,10 @@ from mtdsl.tensor._array import to_numpy
 from . import torch_eval
 from .assemble import evaluate_kernel
 from .bindings import Bindings
+from .descriptors import Descriptors
 from .interpreter import Interpreter
 from .model import check_tensormap_inputs
+from .torch_descriptors import DescriptorState, DescriptorUse, DescriptorValues
 
 #: live plans by handle value; a plan lives as long as its handle tensor (an attribute of it),
 #: which the outputs' autograd graph holds until it is freed
@@ -73,8 +75,11 @@ class Plan:
     plan alive.
     """
 
-    def __init__(self, model, systems: list, tensormaps: dict, gradients: list[str]):
+    def __init__(self, model, systems: list, tensormaps: dict, gradients: list[str], descriptors=None):
         self.model = model
+        #: runtime/descriptors.Descriptors: the structural tensors the VJPs take from the backend
+        self.descriptors = descriptors if descriptors is not None and descriptors.names else None
+        self._descriptor_cache = None
         self.module = model.module
         self.gradients = list(gradients)
         self.param_names = [p.name for p in self.module.params]
@@ -181,13 +186,37 @@ class Plan:
                 for o in self.module.outputs for b in outputs[o.name].blocks() for _, g in b.gradients()]
 
     # -- torch side: the IR with torch tensors -----------------------------------------------------
-    def torch_values(self, structure: list[torch.Tensor], primals: list[torch.Tensor]) -> list[torch.Tensor]:
+    def torch_values(self, structure: list[torch.Tensor], primals: list[torch.Tensor],
+                     use: DescriptorUse | None = None) -> list[torch.Tensor]:
+        """The output blocks' values evaluated with torch. With `use`, the descriptors come from
+        the backend as autograd functions (runtime/torch_descriptors.py)."""
         structure = _numpy(structure)
         positions, cells, params, inputs = self.split(primals)
         batch = self.batch(positions.detach().numpy(), cells.detach().numpy(), structure)
-        tensors = torch_eval.evaluate(self.module, batch, self.pairs(batch, structure), positions, cells, params,
-                                      inputs)
+        pairs = self.pairs(batch, structure)
+        precomputed, skip = {}, ()
+        if use is not None and self.descriptors is not None:
+            run = self.descriptor_run(batch, pairs, positions.detach().numpy(), cells.detach().numpy(), use.wrt)
+            state = DescriptorState(self.descriptors, run, batch, pairs, use.second_derivatives)
+            values = iter(DescriptorValues.apply(state, positions, cells))
+            for name, reference in run.tensors.items():
+                precomputed[name] = TensorMap(reference.keys, [
+                    TensorBlock(next(values), b.samples, b.components, b.properties) for b in reference.blocks()
+                ])
+            skip = self.descriptors.skipped(self.module)
+        tensors = torch_eval.evaluate(self.module, batch, pairs, positions, cells, params, inputs,
+                                      precomputed=precomputed, skip=skip)
         return [b.values for o in self.module.outputs for b in tensors[o.name].blocks()]
+
+    def descriptor_run(self, batch, pairs, positions: np.ndarray, cells: np.ndarray, wrt: tuple):
+        """The descriptors' run at these positions and cells with the gradients `wrt` (the last
+        one is kept: the orders of one call share it)."""
+        cached = self._descriptor_cache
+        if cached is not None and set(wrt) <= set(cached[1]) and _same(cached[0], [positions, cells]):
+            return cached[2]
+        run = self.descriptors.run(batch, pairs, wrt)
+        self._descriptor_cache = ([positions.copy(), cells.copy()], tuple(wrt), run)
+        return run
 
 
 def _numpy(tensors) -> list[np.ndarray]:
@@ -249,15 +278,23 @@ def _autograd_guard():
 
 
 def _derivative(plan: Plan, structure: list, order: int, masks: list[list[int]], counts: list[int],
-                inputs: list[torch.Tensor], create_graph: bool) -> list[torch.Tensor]:
-    """The outputs of order `order` (> 0) at `inputs` (X_order), with torch autograd."""
+                inputs: list[torch.Tensor], create_graph: bool, use: DescriptorUse | None = None) -> list[torch.Tensor]:
+    """The outputs of order `order` (> 0) at `inputs` (X_order), with torch autograd.
+
+    Orders 1 and 2 take the descriptors from the backend (`Plan.torch_values`), with second
+    derivatives w.r.t. positions and cells only when order 2 asks for the positions' or the
+    cells' gradient; higher orders evaluate the whole program with torch."""
     n = counts[order - 1]
     inner, cotangents = inputs[:n], inputs[n:]
-    if order == 1:
-        outputs = plan.torch_values(structure, inner)
-    else:
-        outputs = _derivative(plan, structure, order - 1, masks, counts, inner, create_graph=True)
     wanted = [k for k in range(n) if masks[order - 1][k] and inner[k].requires_grad]
+    if order == len(counts) - 1 and order <= 2:  # the top order
+        # the gradients of order 1 w.r.t. positions and cells that are asked for (X_0 = positions, cells...)
+        wrt = tuple(w for k, w in enumerate(("positions", "cell")) if masks[0][k])
+        use = DescriptorUse(wrt, second_derivatives=order == 2 and bool({0, 1} & set(wanted)))
+    if order == 1:
+        outputs = plan.torch_values(structure, inner, use)
+    else:
+        outputs = _derivative(plan, structure, order - 1, masks, counts, inner, True, use)
     pairs = [(o, c) for o, c in zip(outputs, cotangents) if o.requires_grad]
     grads = [None] * n
     if wanted and pairs:
@@ -311,6 +348,7 @@ def _setup(ctx, inputs, output):
     handle, order, masks, n_outputs, shapes, structure, xs = inputs
     ctx.order, ctx.masks, ctx.n_outputs, ctx.shapes = order, list(masks), n_outputs, shapes
     ctx.requires = [int(x.requires_grad) for x in xs]
+    ctx.edges = [_gradient_edge(x) for x in xs]
     ctx.n_structure = len(structure)
     ctx.save_for_backward(handle, *structure, *xs)
 
@@ -319,10 +357,34 @@ def _backward(ctx, grads):
     handle, *saved = ctx.saved_tensors
     structure, xs = saved[:ctx.n_structure], saved[ctx.n_structure:]
     cotangents = [g if g is not None else torch.zeros_like(x) for g, x in zip(grads, _outputs_like(ctx, xs))]
-    result = evaluate_op(handle, ctx.order + 1, ctx.masks + ctx.requires, ctx.n_outputs, ctx.shapes,
+    requires = [int(r and _engine_needs(edge)) for r, edge in zip(ctx.requires, ctx.edges)]
+    result = evaluate_op(handle, ctx.order + 1, ctx.masks + requires, ctx.n_outputs, ctx.shapes,
                          structure, list(xs) + cotangents)
     # (an empty list argument counts as a list of tensors: its gradient is an empty list)
     return None, None, None if ctx.masks else [], None, None, [None] * len(structure), list(result)
+
+
+def _gradient_edge(x: torch.Tensor):
+    """Where `x`'s gradient goes in the autograd graph (None: unknown, e.g. while tracing)."""
+    if not x.requires_grad:
+        return None
+    try:
+        return torch.autograd.graph.get_gradient_edge(x)
+    except Exception:  # fake or functional tensors of torch.compile
+        return None
+
+
+def _engine_needs(edge) -> bool:
+    """Whether the running backward uses the gradient sent along `edge`: a backward restricted
+    to the parameters (`loss.backward(inputs=...)`, `torch.autograd.grad(loss, params)`) then
+    skips the second derivatives w.r.t. the positions (torch's own test, as in
+    `torch.autograd.graph.register_multi_grad_hook`)."""
+    if edge is None:
+        return True
+    try:
+        return bool(torch._C._will_engine_execute_node(edge.node))
+    except Exception:  # outside the engine (traced backward of torch.compile): assume it is
+        return True
 
 
 def _outputs_like(ctx, xs):
@@ -387,10 +449,19 @@ class _Shared:
     """The compiled model, shared by copies of the module (`copy.deepcopy`): its native code
     cannot be copied, and the module never changes it."""
 
-    __slots__ = ("model",)
+    __slots__ = ("model", "_descriptors")
 
     def __init__(self, model):
         self.model = model
+        self._descriptors = None
+
+    def descriptors(self):
+        """The model's descriptors compiled with their gradients (native backends), built on first use."""
+        if self.model.backend == "interpreter":
+            return None
+        if self._descriptors is None:
+            self._descriptors = Descriptors(self.model)
+        return self._descriptors
 
     def __deepcopy__(self, memo):
         return self
@@ -458,7 +529,7 @@ class TorchModel(torch.nn.Module):
             if system.positions.dtype != self._dtype():
                 raise TorchModelError(f"system {index}: positions are {system.positions.dtype}, "
                                       f"the module computes in {self._dtype()}")
-        plan = Plan(model, systems, tensormaps, gradients)
+        plan = Plan(model, systems, tensormaps, gradients, self._mtdsl.descriptors())
         return plan, plan.handle()
 
     def _dtype(self):

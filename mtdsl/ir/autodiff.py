@@ -339,6 +339,12 @@ def differentiate(module: ir.Module, wrt: str, outputs=None) -> dict[str, Gradie
     return {k.name: found[k.name] for k in module.kernels if found.get(k.name) is not None}
 
 
+def gradient_kernel(module: ir.Module, wrt: str, name: str) -> Optional[GradientKernel]:
+    """The gradient kernel of tensor `name` w.r.t. `wrt`, None when it does not depend on `wrt`
+    (an `AutodiffError` when it depends on it through something that has no derivative)."""
+    return _Differentiator(module, wrt).kernel(name)
+
+
 _INPUT_NAMES = {"positions": "the positions", "strain": "the positions or the cell", "cell": "the cell"}
 
 

@@ -1,0 +1,246 @@
+"""The structural part of a model: tensors that are functions of the systems alone.
+
+A kernel is *structural* when it reads no `param`, no input TensorMap and only
+structural tensors: the spherical expansion and the power spectrum of
+`examples/soap_energy.mt`, not its energy. The structural tensors that the rest
+of the program (or the caller) reads are the model's *descriptors*. The torch
+module (runtime/torch_module.py) computes them with the model's backend and
+their vector-Jacobian and Jacobian-vector products from their forward-mode
+gradient blocks (positions and cell, compiled like any declared gradient,
+docs/gradients.md), so that only the program downstream of them is evaluated
+with torch tensors: the scheme of featomic-torch, for every program.
+
+`Descriptors(model)` finds them and compiles a module whose outputs they are,
+each declaring the gradients it has; `Descriptors.run(batch, pairs)` computes
+their values and gradient blocks (a `DescriptorRun`), whose `vjp` and `jvp`
+contract the gradient blocks with torch tensors:
+
+    vjp: positions_bar[atom, x] = sum_rows(atom) sum_cols G[row, x, cols] C[sample(row), cols]
+         cell_bar[system, a, x] = sum_rows(system) sum_cols G[row, a, x, cols] C[sample(row), cols]
+    jvp: T_dot[sample, cols] = sum_rows(sample) sum_x G[row, x, cols] r_dot[atom(row), x] (+ the cell's)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+import torch
+
+from mtdsl.ir import autodiff as ad
+from mtdsl.ir import nodes as ir
+
+from .assemble import ENTRY_LABELS, evaluate_kernel
+from .bindings import Bindings
+from .gradients import compute_gradients
+from .interpreter import Interpreter
+
+#: the gradients a descriptor's products need, in the torch module's terms (cell: d/dH at fixed positions)
+WRT = ("positions", "cell")
+
+
+def _reads(expr, found: set) -> None:
+    """Add to `found` the params (`("param", name)`) and tensors (`("tensor", name)`) `expr` reads."""
+    if isinstance(expr, ir.ParamRef):
+        found.add(("param", expr.name))
+    elif isinstance(expr, ir.BlockRef):
+        found.add(("tensor", expr.tensor))
+    if isinstance(expr, ir.Reduce):
+        children = [expr.body, expr.where]
+        for binder in expr.binders:
+            if isinstance(binder.domain, ir.PairsFrom):
+                children.append(binder.domain.atom)
+            elif isinstance(binder.domain, ir.IrrepDomain):
+                children.append(binder.domain.degree)
+    elif expr is None:
+        return
+    else:
+        children = ad._children(expr)
+    for child in children:
+        _reads(child, found)
+
+
+def kernel_reads(kernel: ir.TensorKernel) -> set:
+    found: set = set()
+    for expr in [kernel.body, kernel.where] + [e.expr for e in kernel.keys + kernel.samples
+                                               + kernel.components + kernel.properties]:
+        _reads(expr, found)
+    for binder in kernel.indices:
+        if isinstance(binder.domain, ir.IrrepDomain):
+            _reads(binder.domain.degree, found)
+    return found
+
+
+def descriptor_names(module: ir.Module) -> dict[str, tuple[str, ...]]:
+    """`{tensor: gradients it has}` for the structural tensors read by a non-structural kernel or
+    output, in the module's order; tensors whose gradient cannot be taken (a comparison of
+    distances...) are left out (the torch evaluator computes them), those with no dependence on
+    positions nor cell are constants (no gradients)."""
+    inputs = {t.name for t in module.tensormaps}
+    reads = {k.name: kernel_reads(k) for k in module.kernels}
+    structural = set()
+    for kernel in module.kernels:
+        if all(kind == "tensor" and name not in inputs and name in structural for kind, name in reads[kernel.name]):
+            structural.add(kernel.name)
+    wanted = {o.name for o in module.outputs}
+    for kernel in module.kernels:
+        if kernel.name not in structural:
+            wanted |= {name for kind, name in reads[kernel.name] if kind == "tensor"}
+    result = {}
+    for kernel in module.kernels:
+        if kernel.name not in structural or kernel.name not in wanted:
+            continue
+        gradients = []
+        try:
+            for wrt in WRT:
+                if ad.gradient_kernel(module, wrt, kernel.name) is not None:
+                    gradients.append(wrt)
+        except ad.AutodiffError:
+            continue
+        if "cell" in gradients and not _has_system_label(kernel):
+            continue  # its cell gradient rows could not be gathered by system
+        result[kernel.name] = tuple(gradients)
+    return result
+
+
+def _has_system_label(kernel: ir.TensorKernel) -> bool:
+    """Whether the samples name the system (cell gradients are gathered by it)."""
+    return any(e.kind in ENTRY_LABELS and "system" in ENTRY_LABELS[e.kind] or e.label == "system"
+               for e in kernel.samples)
+
+
+def _closure(module: ir.Module, names, stop=frozenset()) -> list[ir.TensorKernel]:
+    """The kernels `names` read, directly or not, themselves included (not looking into `stop`)."""
+    kernels = {k.name: k for k in module.kernels}
+    needed, stack = set(), list(names)
+    while stack:
+        name = stack.pop()
+        if name in needed or name not in kernels:
+            continue
+        needed.add(name)
+        if name not in stop:
+            stack += [n for kind, n in kernel_reads(kernels[name]) if kind == "tensor"]
+    return [k for k in module.kernels if k.name in needed]
+
+
+class Descriptors:
+    """The descriptors of `model` (see the module docstring), compiled with their gradient blocks
+    by the model's backend; `names` is empty when the program has none."""
+
+    def __init__(self, model):
+        from .model import Model
+
+        self.gradients = descriptor_names(model.module)
+        self.names = list(self.gradients)
+        self.model = None
+        if self.names:
+            module = dataclasses.replace(
+                model.module, kernels=tuple(_closure(model.module, self.names)), params=(), tensormaps=(),
+                outputs=tuple(ir.Output(name, self.gradients[name]) for name in self.names),
+            )
+            self.model = Model(module, backend=model.backend, dtype=model.dtype)
+            self.model.threads = model.threads
+
+    def skipped(self, module: ir.Module) -> set:
+        """The kernels of `module` that only the descriptors read (not evaluated when they are given)."""
+        kept = _closure(module, [o.name for o in module.outputs], stop=set(self.names))
+        return {k.name for k in module.kernels} - {k.name for k in kept}
+
+    def run(self, batch, pairs: dict, wrt=WRT) -> "DescriptorRun":
+        """Values and gradient blocks `wrt` of the descriptors on `batch` with the neighbour lists
+        `pairs` (products w.r.t. the others are zeros)."""
+        model = self.model
+        bindings = Bindings({model.module.systems[0].name: batch}, pairs, {}, dtype=model.dtype.type)
+        if model.compiled is not None:
+            model.compiled.run(bindings, threads=model.threads, all_tensors=True)
+        else:
+            interpreter = Interpreter(model.module, bindings)
+            for kernel in model.module.kernels:
+                bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
+        for gradient in wrt:
+            outputs = [name for name in self.names if gradient in self.gradients[name]]
+            if outputs:
+                compute_gradients(model.module, bindings, model.gradient_kernels[gradient], gradient, outputs,
+                                  native=model.compiled)
+        tensors = {name: bindings.tensors[name] for name in self.names}
+        return DescriptorRun(tensors, batch)
+
+
+@dataclasses.dataclass
+class _Contraction:
+    """One gradient block as torch tensors: values [rows, directions..., cols], the parent sample
+    of each row, and the atom (positions) or system (cell) it moves."""
+
+    values: torch.Tensor
+    sample: torch.Tensor
+    target: torch.Tensor
+
+
+class DescriptorRun:
+    """The descriptors' values on one batch, and their products with torch tensors."""
+
+    def __init__(self, tensors: dict, batch):
+        self.tensors = tensors
+        self.names = list(tensors)
+        offsets = np.asarray(batch.atom_offsets, dtype=np.int64)
+        self.blocks: list[tuple[str, int]] = []  # (tensor, block index) in the products' order
+        self.contractions: list[dict[str, Optional[_Contraction]]] = []
+        for name, tensor in tensors.items():
+            for index, block in enumerate(tensor.blocks()):
+                self.blocks.append((name, index))
+                self.contractions.append({wrt: _contraction(block, wrt, offsets) for wrt in WRT})
+        self.shapes = [tuple(tensors[name].block(index).values.shape) for name, index in self.blocks]
+
+    def values(self, dtype) -> list[torch.Tensor]:
+        return [torch.from_numpy(np.ascontiguousarray(self.tensors[name].block(index).values)).to(dtype)
+                for name, index in self.blocks]
+
+    def vjp(self, cotangents: list[torch.Tensor], positions: torch.Tensor, cell: torch.Tensor):
+        """(positions_bar [atoms, 3], cell_bar [systems, 3, 3]) for one cotangent per block."""
+        positions_bar = positions.new_zeros(positions.shape)
+        cell_bar = cell.new_zeros(cell.shape)
+        for contractions, cotangent in zip(self.contractions, cotangents):
+            positions_g, cell_g = contractions["positions"], contractions["cell"]
+            if positions_g is not None and positions_g.values.shape[0]:
+                rows = cotangent.reshape(cotangent.shape[0], -1)[positions_g.sample]
+                product = torch.einsum("rxc,rc->rx", positions_g.values, rows)
+                positions_bar.index_add_(0, positions_g.target, product)
+            if cell_g is not None and cell_g.values.shape[0]:
+                rows = cotangent.reshape(cotangent.shape[0], -1)[cell_g.sample]
+                product = torch.einsum("raxc,rc->rax", cell_g.values, rows)
+                cell_bar.index_add_(0, cell_g.target, product)
+        return positions_bar, cell_bar
+
+    def jvp(self, positions_dot: torch.Tensor, cell_dot: torch.Tensor) -> list[torch.Tensor]:
+        """One tangent per block for the tangents of the positions and the cell."""
+        result = []
+        for contractions in self.contractions:
+            shape = self.shapes[len(result)]
+            flat = positions_dot.new_zeros((shape[0], int(np.prod(shape[1:], dtype=np.int64))))
+            positions_g, cell_g = contractions["positions"], contractions["cell"]
+            if positions_g is not None and positions_g.values.shape[0]:
+                product = torch.einsum("rxc,rx->rc", positions_g.values, positions_dot[positions_g.target])
+                flat.index_add_(0, positions_g.sample, product)
+            if cell_g is not None and cell_g.values.shape[0]:
+                product = torch.einsum("raxc,rax->rc", cell_g.values, cell_dot[cell_g.target])
+                flat.index_add_(0, cell_g.sample, product)
+            result.append(flat.reshape(shape))
+        return result
+
+
+def _contraction(block, wrt: str, offsets: np.ndarray) -> Optional[_Contraction]:
+    if wrt not in block.gradients_list():
+        return None
+    gradient = block.gradient(wrt)
+    values = torch.from_numpy(np.ascontiguousarray(gradient.values))
+    samples = np.asarray(gradient.samples.values, dtype=np.int64).reshape(len(gradient.samples), -1)
+    n_directions = 1 if wrt == "positions" else 2
+    values = values.reshape(values.shape[0], *values.shape[1:1 + n_directions], -1)
+    sample = samples[:, 0]
+    if wrt == "positions":
+        target = offsets[samples[:, 1]] + samples[:, 2]
+    else:
+        target = np.asarray(block.samples.column("system"), dtype=np.int64)[sample]
+    return _Contraction(values, torch.from_numpy(sample), torch.from_numpy(np.asarray(target, dtype=np.int64)))
+
