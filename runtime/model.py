@@ -79,6 +79,13 @@ class Model:
         self.threads = None  # native backends: OMP_NUM_THREADS when None
         self._compiled = None
 
+    def __getstate__(self):
+        """Pickled without its native code (ctypes handles): rebuilt on first use after loading,
+        from the rendering cache when the same version rendered it before."""
+        state = dict(self.__dict__)
+        state["_compiled"] = None
+        return state
+
     @property
     def compiled(self):
         """The native module of the cpp / llvm backends (runtime/compiled.py), built on first use."""

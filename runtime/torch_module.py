@@ -455,6 +455,13 @@ class _Shared:
         self.model = model
         self._descriptors = None
 
+    def __getstate__(self):
+        return {"model": self.model}  # the descriptors are compiled again when needed
+
+    def __setstate__(self, state):
+        self.model = state["model"]
+        self._descriptors = None
+
     def descriptors(self):
         """The model's descriptors compiled with their gradients (native backends), built on first use."""
         if self.model.backend == "interpreter":

@@ -248,6 +248,26 @@ def test_state_dict_round_trip(tmp_path):
     torch.testing.assert_close(flat_values(restored(systems())), expected, rtol=0, atol=0)
 
 
+def test_torch_save_of_the_whole_module(tmp_path):
+    """The module pickles without its native code, which is built again (from the cache) on load."""
+    module = compiled("soap_energy").to_torch()
+    with torch.no_grad():
+        module.w.mul_(3.0)
+    batch = systems(requires_grad=True)
+    energy = module(batch)["energy"].block().values.sum()
+    forces = torch.autograd.grad(energy, [s.positions for s in batch])
+    torch.save(module, tmp_path / "module.pt")
+    restored = torch.load(tmp_path / "module.pt", weights_only=False)
+    assert restored.model is not module.model and restored.model._compiled is None
+    batch = systems(requires_grad=True)
+    restored_energy = restored(batch)["energy"].block().values.sum()
+    restored_forces = torch.autograd.grad(restored_energy, [s.positions for s in batch])
+    torch.testing.assert_close(restored_energy, energy, rtol=0, atol=0)
+    for a, b in zip(restored_forces, forces):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(restored.w, module.w, rtol=0, atol=0)
+
+
 def test_deepcopy_shares_the_compiled_model_and_copies_the_parameters():
     module = compiled("soap_energy").to_torch()
     copied = copy.deepcopy(module)
