@@ -703,7 +703,7 @@ def _scatter_driver(kernel) -> Optional[str]:
             if isinstance(side, ir.Data) and side.source.startswith("·out·"):
                 row_vars = [v.name for v in side.index if isinstance(v, ir.Var)]
     if not row_vars:
-        # no row map: a product kernel (codegen/terms.py: `vjp_kernel`), whose row is bound by
+        # no row map: a product kernel (codegen/terms.py: `vjp_kernel`, `jvp_kernel`), whose row is bound by
         # `·target == X` (a term's target): its driver is a variable X reads, else any sum binder
         # (the runtime runs it on ranges of the driver, into per-thread buffers)
         rows = {b.name for b in kernel.indices if isinstance(b.domain, ir.PairsDomain)
@@ -717,6 +717,11 @@ def _scatter_driver(kernel) -> Optional[str]:
         for name in row_vars + list(binders):
             if name in binders and isinstance(binders[name].domain, (ir.AtomsDomain, ir.PairsDomain)):
                 return name
+        # else an atoms index of the kernel (`codegen/terms.py: jvp_kernel`, a term at the centre):
+        # each of its iterations writes entries of its own, so it runs on every thread
+        for binder in kernel.indices:
+            if isinstance(binder.domain, ir.AtomsDomain):
+                return binder.name
         return None
     for binder in body.binders:
         if binder.name in row_vars and isinstance(binder.domain, (ir.AtomsDomain, ir.PairsDomain)):

@@ -599,7 +599,7 @@ def _mul_factors(expr) -> list:
     return [expr]
 
 
-def _factor_sums(binders, conditions, body, directions: set, keep: set):
+def _factor_sums(binders, conditions, body, directions: set, keep: set, domains=_SMALL_DOMAINS):
     """Sums pushed into the factors that depend on them: in `sum(B where c) f1 * f2 * ...`, a
     binder `x` of a small domain (range, species, irrep) that only some factors read, none of
     which depends on a direction, becomes an inner sum of those factors (`sum(x where cx) f...`,
@@ -618,7 +618,7 @@ def _factor_sums(binders, conditions, body, directions: set, keep: set):
     factors = _mul_factors(body)
     for binder in reversed(list(binders)):
         x = binder.name
-        if not isinstance(binder.domain, _SMALL_DOMAINS):
+        if not isinstance(binder.domain, domains):
             continue
         if any(x in ad._domain_variables(b.domain) for b in binders if b.name != x):
             continue
@@ -654,3 +654,102 @@ def _equality_binding(condition) -> bool:
     """Whether a condition is `v == e` with a variable side (the plans bind `v` by it)."""
     return isinstance(condition, ir.Binary) and condition.op == "eq" and (
         isinstance(condition.left, ir.Var) or isinstance(condition.right, ir.Var))
+
+
+# ---- product kernels: a term contracted with a tangent (JVP) --------------------------------------
+
+TANGENT_PREFIX = "·tan·"
+
+
+def tangent_tensor(wrt: str) -> str:
+    """The reserved name of the stand-in kernel whose dense buffer holds the tangent of `wrt`."""
+    return f"{TANGENT_PREFIX}{wrt}"
+
+
+def tangent_kernel(module: ir.Module, wrt: str) -> ir.TensorKernel:
+    """A stand-in for the tangent of the positions (`[atom, x]`) or of the cell (`[system, a, x]`,
+    the layout of the cell gradient's directions), read by the JVP kernels as a dense grid that
+    the runtime fills with the tangent itself (`runtime/native_products.py`)."""
+    systems = module.systems[0].name
+    if wrt == "positions":
+        indices = (ir.Binder("·ta", ir.AtomsDomain(systems)), ir.Binder("·tx", ir.XyzDomain()))
+        samples = (ir.Entry("atom", "atoms", ir.Var("·ta"), systems),)
+        components = (ir.Entry("xyz", "value", ir.Var("·tx")),)
+    elif wrt == "cell":
+        indices = (ir.Binder("·ts", ir.SystemsDomain(systems)), ir.Binder("·ta", ir.XyzDomain()),
+                   ir.Binder("·tx", ir.XyzDomain()))
+        samples = (ir.Entry("system", "value", ir.Var("·ts")),)
+        components = (ir.Entry("abc", "value", ir.Var("·ta")), ir.Entry("xyz", "value", ir.Var("·tx")))
+    else:
+        raise Unsupported(f"tangents of {wrt}")
+    return ir.TensorKernel(tangent_tensor(wrt), indices, (), samples, components, (), ir.Const(0.0), None)
+
+
+def jvp_source(kernel: str, wrt: str, k: int) -> str:
+    """The reserved one-row domain in front of a JVP kernel's indices (it makes it a scatter kernel)."""
+    return f"{OUT_PREFIX}jvp·{kernel}·{wrt}·{k}"
+
+
+def jvp_kernel_name(kernel: str, wrt: str, k: int) -> str:
+    return f"·jvp·d{kernel}/d{wrt}#{k}"
+
+
+ONE = "·one"
+
+
+def jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
+               term: ad.Term) -> ir.TensorKernel:
+    """Term `k` contracted with the tangent `t` of the positions or the cell: a kernel over the
+    kernel's own indices (its dense layout, behind a one-row `·out·` index that makes it a scatter
+    kernel: several points of the term add into one entry) whose body sums, over the term's
+    binders and the directions,
+
+        coefficient(directions) * t[target, directions]
+
+    the aliased kernel indices bound by their alias (`i == P.first[p]`), the tangent read from
+    the dense grid of `tangent_kernel(module, wrt)`; the sum over the directions is pushed into
+    the factors that read them (`sum(α) drho[α, m, n1] t[j, α]` once per `(g, m, n1)`). Its
+    driver is the term's first pair or atom binder (or gradient row), run on ranges with
+    per-thread buffers, like the VJP kernels."""
+    lowering = _Lowering(module)
+    resolved: dict = {}
+    for name, expr in term.aliases:
+        resolved[name] = ad.substitute(expr, resolved)
+    index_names = {b.name for b in kernel.indices}
+    outer = {n: e for n, e in resolved.items() if n not in index_names}
+    if ONE in index_names or ONE in {b.name for b in term.binders}:
+        raise Unsupported(f"a variable named {ONE}")
+
+    def lowered(expr):
+        return lowering.lower(ad.substitute(expr, outer))
+
+    binders = [ir.Binder(b.name, lowering.domain(b.domain)) for b in term.binders]
+    binders += [ir.Binder(d, ir.XyzDomain()) for d in gradient.directions]
+    indices = [ir.Binder(ONE, ir.PairsDomain(jvp_source(kernel.name, gradient.wrt, k)))]
+    indices += [ir.Binder(b.name, _substituted_domain(lowering, b.domain, outer)) for b in kernel.indices]
+    conditions = [ir.Binary("eq", ir.Var(ONE), ir.Const(0))]
+    for condition in (kernel.where, term.where):
+        if condition is not None:
+            conditions += ad.conjuncts(lowered(condition))
+    for b in kernel.indices:  # an aliased index is bound by its alias
+        if b.name in resolved:
+            conditions.append(ir.Binary("eq", ir.Var(b.name), lowered(resolved[b.name])))
+    target = lowered(term.target)
+    if set(gradient.directions) & ad.free_variables(target):
+        raise Unsupported("a target that depends on a direction")
+    order = STORED_ORDER[gradient.wrt]
+    stored = [gradient.directions[order.index(axis)] for axis in range(len(gradient.directions))]
+    sample = ir.Slot("atoms", target, module.systems[0].name) if gradient.wrt == "positions" else ir.Slot("value", target)
+    tangent = ir.BlockRef(tangent_tensor(gradient.wrt), (), (sample,),
+                          tuple(ir.Slot("value", ir.Var(d)) for d in stored), ())
+    coefficient = lowered(term.coefficient)
+    if lowering.is_vector(coefficient):
+        raise Unsupported("a vector-valued gradient coefficient")
+    body = _into_sums(ir.Binary("mul", coefficient, tangent))
+    binders, conditions, body = _factor_sums(binders, conditions, body, set(), {ONE} | index_names,
+                                             domains=(ir.XyzDomain,))
+    where = None
+    for condition in conditions:
+        where = condition if where is None else ir.Binary("and", where, condition)
+    name = jvp_kernel_name(kernel.name, gradient.wrt, k)
+    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)

@@ -1,6 +1,7 @@
-"""Reverse products (VJP) of computed tensors with respect to the positions and the cell, as
-generated native kernels: the forward-mode gradient terms contracted with a cotangent inside
-the kernels, so that the tensor's own gradient is never materialized.
+"""Reverse (VJP) and tangent (JVP) products of computed tensors with respect to the positions and
+the cell, as generated native kernels: the forward-mode gradient terms contracted with a
+cotangent or a tangent inside the kernels, so that the tensor's own gradient is never
+materialized (`docs/gradients.md`, "Reverse products").
 
 For a tensor `T` of the module with forward-mode gradient blocks `G` (`docs/gradients.md`):
 
@@ -16,15 +17,21 @@ systems x 3 x 3. Gradients of the tensors `T` reads (the spherical expansion rea
 spectrum) are materialized as for `model(frames, gradients=...)`, by their scatter kernels, and
 read by the VJP kernels from their buffers.
 
+A *JVP kernel* (`codegen/terms.py: jvp_kernel`) has `T`'s own dense layout: it sums each term
+over its binders and directions, times the tangent read at the term's target, into the entry
+its aliases pick (`T_dot[sample, cols] = sum_r G[r, x, cols] positions_dot[atom(r), x] + ...`).
+
     products = NativeProducts(module, ["ps"], backend="cpp", dtype=np.float64)
     products.run(bindings)                                   # values (+ the gradients ps reads)
     positions_bar, cell_bar = products.vjp(bindings, {"ps": [c0, c1, ...]})   # one array per block of ps
+    ps_dot = products.jvp(bindings, positions_dot, cell_dot)["ps"]             # one array per block of ps
 
 `names` must be pure functions of the structure (no params, no input tensormaps).
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 from dataclasses import dataclass, field
 
@@ -32,10 +39,12 @@ import numpy as np
 
 from mtdsl.codegen.plan import Unsupported
 from mtdsl.codegen.terms import (
-    COTANGENT_PREFIX,
     ScatterTerm,
     cotangent_kernel,
     cotangent_tensor,
+    jvp_kernel,
+    tangent_kernel,
+    tangent_tensor,
     vjp_kernel,
 )
 from mtdsl.ir import autodiff as ad
@@ -52,6 +61,17 @@ PRODUCTS_WRT = ("positions", "cell")
 
 #: a VJP kernel has no row map (its targets are bound by equality): never cut by owner
 _NO_ROW_MAP = ScatterTerm("", "", (), ())
+
+
+def _parallel_over_an_index(rendered) -> bool:
+    """Whether a rendered kernel runs serially or in parallel over one of its own indices, so that
+    threads never share an entry and it may be called on every thread as it is (C++: no driver
+    range, the OpenMP loop if any is over an index; LLVM: the driver variable is an index)."""
+    if ("driver_range", 0) in rendered.scalars:
+        return False
+    if rendered.driver_var is not None:
+        return rendered.driver_var in {b.name for b in rendered.plan.kernel.indices}
+    return True
 
 
 class ProductUnsupported(Unsupported):
@@ -163,7 +183,13 @@ class NativeProducts:
         self.reads: dict = {}
         #: (name, wrt) -> VJP kernel names, one per term
         self.vjp_kernels: dict = {}
-        extra = [cotangent_kernel(kernels[n]) for n in self.names]
+        #: (name, wrt) -> JVP kernel names, one per term (absent: see `jvp_unsupported`)
+        self.jvp_kernels: dict = {}
+        #: (name, wrt) -> why it has no JVP kernels
+        self.jvp_unsupported: dict = {}
+        stand_ins = [cotangent_kernel(kernels[n]) for n in self.names]
+        stand_ins += [tangent_kernel(module, wrt) for wrt in self.wrt]
+        extra = list(stand_ins)
         for wrt in self.wrt:
             own, everything = {}, {}
             for name in self.names:
@@ -191,14 +217,30 @@ class NativeProducts:
                         raise ProductUnsupported(f"term {k} of d{name}/d{wrt} has no VJP kernel: {error}") from None
                 self.vjp_kernels[(name, wrt)] = [kernel.name for kernel in lowered]
                 extra += lowered
+                try:  # tangent products: optional (the VJP does not need them)
+                    tangents = [jvp_kernel(module, kernels[name], gradient, k, term)
+                                for k, term in enumerate(gradient.terms)]
+                except Unsupported as error:
+                    self.jvp_unsupported[(name, wrt)] = str(error)
+                else:
+                    self.jvp_kernels[(name, wrt)] = [kernel.name for kernel in tangents]
+                    extra += tangents
         self.extra = tuple(extra)
         forward = {wrt: kernels_ for wrt, kernels_ in self.forward.items() if kernels_}
         self.compiled = compile_module(module, backend=backend, dtype=self.dtype, threads=threads,
                                        gradients=forward, extra=self.extra)
+        unsupported = self.compiled.rendered.unsupported
+        for key, names_ in list(self.jvp_kernels.items()):
+            failed = [n for n in names_ if n in unsupported]
+            if failed:
+                self.jvp_unsupported[key] = f"{failed[0]} does not render: {unsupported[failed[0]]}"
+                del self.jvp_kernels[key]
+        jvp = {n for names_ in self.jvp_kernels.values() for n in names_}
         for kernel in self.extra:
-            if kernel.name in self.compiled.rendered.unsupported:
-                raise ProductUnsupported(f"{kernel.name} does not render: {self.compiled.rendered.unsupported[kernel.name]}")
-        self.cotangent_kernels = {cotangent_tensor(n): kernels[n] for n in self.names}
+            if kernel.name in unsupported and kernel.name not in jvp and not kernel.name.startswith("·jvp"):
+                raise ProductUnsupported(f"{kernel.name} does not render: {unsupported[kernel.name]}")
+        #: the stand-in kernels (cotangents, tangents) whose grids the runtime fills, by name
+        self.stand_ins = {k.name: k for k in stand_ins}
         self._state: _State | None = None
 
     # -- values and the gradients the products read ----------------------------------------------
@@ -323,13 +365,54 @@ class NativeProducts:
         except NativeFallback as reason:
             raise RunError(f"{name}: {reason}") from None
         threads = int(self.threads or compiled.run_threads or default_threads())
-        error = compiled._scatter_shared(native, _NO_ROW_MAP, arguments, arrays, scalars, threads, None, None)
+        if _parallel_over_an_index(rendered):  # each iteration writes entries of its own
+            pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+            values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
+            error = native.function(pointers, values, threads)
+        else:
+            error = compiled._scatter_shared(native, _NO_ROW_MAP, arguments, arrays, scalars, threads, None, None)
         if error:
             raise RunError(f"{name}: the native run reported error bits {error}")
         return buffer
 
     def _scalar(self, arguments, descriptor) -> int:
-        if descriptor[0] == "grid_size" and descriptor[1].startswith(COTANGENT_PREFIX):
-            kernel = self.cotangent_kernels[descriptor[1]]
+        if descriptor[0] == "grid_size" and descriptor[1] in self.stand_ins:
+            kernel = self.stand_ins[descriptor[1]]
             return len(arguments.bindings.domain_values(kernel.indices[descriptor[2]].domain))
         return arguments.scalar(descriptor)
+
+    # -- tangent products ------------------------------------------------------------------------
+    def jvp(self, bindings: Bindings, positions_dot=None, cell_dot=None) -> dict:
+        """`{name: [array per block]}`: the products of the names' gradients with the tangents
+        `positions_dot [n_atoms, 3]` and `cell_dot [n_systems, 3, 3]` (`cell_dot[s, a, x]` moves
+        `H_ax`; None: zero), in each name's own layout. After `run(bindings)`. Raises
+        `ProductUnsupported` for a name some of whose terms have no JVP kernel."""
+        state = self._state
+        if state is None or state.bindings is not bindings:
+            raise RunError("NativeProducts.jvp: call run(bindings) first, with the same bindings")
+        batch = next(iter(bindings.systems.values()))
+        tangents = {"positions": (positions_dot, (batch.n_atoms, 3)), "cell": (cell_dot, (batch.n_systems, 3, 3))}
+        arguments = self.compiled.arguments_for(bindings)
+        for wrt, (value, shape) in tangents.items():
+            if value is None or wrt not in self.wrt:
+                continue
+            value = np.ascontiguousarray(value, dtype=self.dtype)
+            if value.shape != shape:
+                raise ValueError(f"the tangent of the {wrt} has shape {value.shape}, expected {shape}")
+            source = tangent_tensor(wrt)
+            arguments.cache.pop(("grid", source), None)
+            arguments.grids[source] = value
+        result = {}
+        for name in self.names:
+            sizes = (1,) + tuple(state.sizes[name])
+            grid = np.zeros(sizes, dtype=self.dtype)
+            for wrt, (value, _) in tangents.items():
+                if value is None or name not in self.gradients.get(wrt, {}):
+                    continue
+                if (name, wrt) in self.jvp_unsupported:
+                    raise ProductUnsupported(f"d{name}/d{wrt} has no JVP kernels: {self.jvp_unsupported[(name, wrt)]}")
+                for kernel in self.jvp_kernels.get((name, wrt), ()):
+                    grid += self._run_product(kernel, arguments, state, wrt, sizes)
+            flat = grid.reshape(-1)
+            result[name] = [flat[index] for index in state.index[name]]
+        return result

@@ -61,6 +61,33 @@ def reference_products(module, names, backend, frames, cotangents):
     return positions_bar, cell_bar
 
 
+def reference_tangents(module, names, backend, frames, positions_dot, cell_dot):
+    """`{name: [array per block]}`: the gradient blocks contracted with the tangents."""
+    outputs = tuple(ir.Output(name, ("positions", "cell")) for name in names)
+    model = Model(dataclasses.replace(module, outputs=outputs), backend=backend)
+    results = model(frames, gradients=["positions", "cell"])
+    batch = model.bind(frames, {}).systems[module.systems[0].name]
+    offsets = np.asarray(batch.atom_offsets, dtype=np.int64)
+    expected = {}
+    for name in names:
+        expected[name] = []
+        for block in results[name].blocks():
+            value = np.zeros(block.values.shape)
+            width = int(np.prod(block.values.shape[1:]))
+            gradient = block.gradient("positions")
+            rows = np.asarray(gradient.samples.values, dtype=np.int64)
+            values = np.asarray(gradient.values).reshape(len(rows), 3, width)
+            moved = positions_dot[offsets[rows[:, 1]] + rows[:, 2]]
+            np.add.at(value.reshape(len(value), width), rows[:, 0], np.einsum("rxk,rx->rk", values, moved))
+            gradient = block.gradient("cell")
+            rows = np.asarray(gradient.samples.values, dtype=np.int64)[:, 0]
+            systems_ = np.asarray(block.samples.column("system"), dtype=np.int64)[rows]
+            values = np.asarray(gradient.values).reshape(len(rows), 3, 3, width)
+            np.add.at(value.reshape(len(value), width), rows, np.einsum("raxk,rax->rk", values, cell_dot[systems_]))
+            expected[name].append(value)
+    return expected
+
+
 def random_cotangents(bindings, names, seed=0):
     rng = np.random.default_rng(seed)
     return {name: [rng.normal(size=block.values.shape) for block in bindings.tensors[name].blocks()] for name in names}
@@ -74,7 +101,7 @@ def assert_close(ours, expected, tolerance=1e-10):
 
 def check(module, names, backend, frames=None, seed=0):
     frames = frames or systems()
-    products = NativeProducts(module, names, backend, np.float64)
+    products = NativeProducts(module, names, backend, np.float64, threads=2)
     bindings = Model(module, backend=backend).bind(frames, {})
     products.run(bindings)
     cotangents = random_cotangents(bindings, names, seed)
@@ -176,3 +203,42 @@ def test_positions_only(backend):
     assert not cell_bar.any()
     with pytest.raises(ValueError, match="with respect to"):
         NativeProducts(module, ["ps"], backend, wrt=("strain",))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("names", [["rho"], ["ps"], ["rho", "ps"]])
+def test_jvp_equals_the_contracted_gradient_blocks(names, backend):
+    module = module_of(names[-1])
+    frames = systems()
+    products = NativeProducts(module, names, backend, np.float64, threads=2)
+    assert not products.jvp_unsupported
+    bindings = Model(module, backend=backend).bind(frames, {})
+    products.run(bindings)
+    batch = bindings.systems["S"]
+    rng = np.random.default_rng(11)
+    positions_dot = rng.normal(size=(batch.n_atoms, 3))
+    cell_dot = rng.normal(size=(batch.n_systems, 3, 3))
+    ours = products.jvp(bindings, positions_dot, cell_dot)
+    expected = reference_tangents(module, names, backend, frames, positions_dot, cell_dot)
+    for name in names:
+        scale = max(np.abs(e).max(initial=0.0) for e in expected[name])
+        assert scale > 0
+        assert len(ours[name]) == len(expected[name])
+        for mine, reference in zip(ours[name], expected[name]):
+            assert mine.shape == reference.shape
+            np.testing.assert_allclose(mine, reference, rtol=0, atol=1e-10 * scale)
+    # one tangent at a time: the products are linear
+    only_positions = products.jvp(bindings, positions_dot, None)
+    only_cell = products.jvp(bindings, None, cell_dot)
+    for name in names:
+        for a, b, total in zip(only_positions[name], only_cell[name], ours[name]):
+            np.testing.assert_allclose(a + b, total, rtol=0, atol=1e-12 * max(np.abs(total).max(initial=0.0), 1.0))
+
+
+def test_jvp_checks_its_tangents():
+    module = module_of("rho")
+    products = NativeProducts(module, ["rho"], "cpp")
+    bindings = Model(module, backend="cpp").bind(systems()[:1], {})
+    products.run(bindings)
+    with pytest.raises(ValueError, match="tangent of the positions"):
+        products.jvp(bindings, np.zeros((1, 3)))
