@@ -365,7 +365,7 @@ class NativeProducts:
         except NativeFallback as reason:
             raise RunError(f"{name}: {reason}") from None
         threads = int(self.threads or compiled.run_threads or default_threads())
-        if _parallel_over_an_index(rendered):  # each iteration writes entries of its own
+        if threads <= 1 or _parallel_over_an_index(rendered):  # each iteration writes entries of its own
             pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
             values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
             error = native.function(pointers, values, threads)

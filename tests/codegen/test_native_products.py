@@ -99,9 +99,9 @@ def assert_close(ours, expected, tolerance=1e-10):
     np.testing.assert_allclose(ours, expected, rtol=0, atol=tolerance * scale)
 
 
-def check(module, names, backend, frames=None, seed=0):
+def check(module, names, backend, frames=None, seed=0, threads=2):
     frames = frames or systems()
-    products = NativeProducts(module, names, backend, np.float64, threads=2)
+    products = NativeProducts(module, names, backend, np.float64, threads=threads)
     bindings = Model(module, backend=backend).bind(frames, {})
     products.run(bindings)
     cotangents = random_cotangents(bindings, names, seed)
@@ -117,6 +117,11 @@ def check(module, names, backend, frames=None, seed=0):
 @pytest.mark.parametrize("name", ["rho", "ps"])
 def test_vjp_equals_the_contracted_gradient_blocks(name, backend):
     check(module_of(name), [name], backend)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_one_thread(backend):
+    check(module_of("ps"), ["ps"], backend, threads=1)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -242,3 +247,61 @@ def test_jvp_checks_its_tangents():
     products.run(bindings)
     with pytest.raises(ValueError, match="tangent of the positions"):
         products.jvp(bindings, np.zeros((1, 3)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_float32(backend):
+    module = module_of("ps")
+    frames = systems()
+    products = NativeProducts(module, ["ps"], backend, np.float32, threads=2)
+    bindings = Model(module, backend=backend, dtype=np.float32).bind(frames, {})
+    products.run(bindings)
+    cotangents = random_cotangents(bindings, ["ps"], seed=9)
+    positions_bar, cell_bar = products.vjp(bindings, cotangents)
+    assert positions_bar.dtype == np.float32 and cell_bar.dtype == np.float32
+    expected_positions, expected_cell = reference_products(module, ["ps"], backend, frames, cotangents)
+    assert_close(positions_bar, expected_positions, 1e-5)
+    assert_close(cell_bar, expected_cell, 1e-5)
+
+
+CONSTANT_PROPERTY = """
+model program
+input S : systems
+pairs P = neighbors(S, cutoff = 3.0)
+index i : atoms(S)
+index k : range(3)
+index b : species(S)
+tensor t
+    keys (center_type = S.type[i], neighbor_type = b)
+    samples (i)
+    properties (k, c = 7)
+  = sum(p in P.from(i) where S.type[P.second[p]] == b) exp(-P.distance[p] * (k + 1.0))
+output t
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_constant_property_reads_the_cotangent_through_lookup_tables(tmp_path, backend):
+    # a constant property (not a kernel index): no dense grid of the cotangent, a TensorMap instead
+    path = tmp_path / "program.mt"
+    path.write_text(CONSTANT_PROPERTY)
+    module = check_and_lower(path)[1]
+    frames = systems()
+    products = NativeProducts(module, ["t"], backend, np.float64, threads=2)
+    kernel = products.compiled.kernels[products.vjp_kernels[("t", "positions")][0]]
+    assert any(d[0] == "block" and d[1][0] == "·cot·t" for d in kernel.rendered.arrays)
+    bindings = Model(module, backend=backend).bind(frames, {})
+    products.run(bindings)
+    for seed in (1, 2):  # the second call reads the new cotangent, not the first one's tables
+        cotangents = random_cotangents(bindings, ["t"], seed)
+        positions_bar, cell_bar = products.vjp(bindings, cotangents)
+        expected_positions, expected_cell = reference_products(module, ["t"], backend, frames, cotangents)
+        assert_close(positions_bar, expected_positions)
+        assert_close(cell_bar, expected_cell)
+    batch = bindings.systems["S"]
+    rng = np.random.default_rng(4)
+    positions_dot, cell_dot = rng.normal(size=(batch.n_atoms, 3)), rng.normal(size=(batch.n_systems, 3, 3))
+    ours = products.jvp(bindings, positions_dot, cell_dot)["t"]
+    expected = reference_tangents(module, ["t"], backend, frames, positions_dot, cell_dot)["t"]
+    for mine, reference in zip(ours, expected):
+        assert_close(mine, reference)
