@@ -305,3 +305,34 @@ def test_a_constant_property_reads_the_cotangent_through_lookup_tables(tmp_path,
     expected = reference_tangents(module, ["t"], backend, frames, positions_dot, cell_dot)["t"]
     for mine, reference in zip(ours, expected):
         assert_close(mine, reference)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("program", ["BUILTINS_PROGRAM", "PAIRS_PROGRAM", "MESSAGE_PASSING_PROGRAM", "DIPOLE_PROGRAM"])
+def test_programs_of_the_gradient_tests(tmp_path, program, backend):
+    """Every built-in, pair samples, message passing over a computed tensor (neighbours of
+    neighbours, three-body sums), a vector output reading the positions: VJP and JVP of every
+    tensor of each program."""
+    from ..runtime import test_gradients
+
+    path = tmp_path / "program.mt"
+    path.write_text(getattr(test_gradients, program))
+    module = check_and_lower(path)[1]
+    frames = systems()
+    for name in [k.name for k in module.kernels]:
+        products = NativeProducts(module, [name], backend, np.float64, threads=2)
+        assert not products.jvp_unsupported
+        bindings = Model(module, backend=backend).bind(frames, {})
+        products.run(bindings)
+        cotangents = random_cotangents(bindings, [name])
+        positions_bar, cell_bar = products.vjp(bindings, cotangents)
+        expected_positions, expected_cell = reference_products(module, [name], backend, frames, cotangents)
+        assert_close(positions_bar, expected_positions)
+        assert_close(cell_bar, expected_cell)
+        batch = bindings.systems["S"]
+        rng = np.random.default_rng(4)
+        positions_dot, cell_dot = rng.normal(size=(batch.n_atoms, 3)), rng.normal(size=(batch.n_systems, 3, 3))
+        ours = products.jvp(bindings, positions_dot, cell_dot)[name]
+        expected = reference_tangents(module, [name], backend, frames, positions_dot, cell_dot)[name]
+        for mine, reference in zip(ours, expected):
+            assert_close(mine, reference)
