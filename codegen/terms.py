@@ -44,6 +44,13 @@ The derivative nodes of autodiff are lowered to IR that renderers know:
 Anything else (a vector-valued coefficient, a derivative node in a place this
 lowering does not know) raises `Unsupported`: that term is evaluated by the
 interpreter, as before.
+
+The same lowering gives the *product kernels* of `runtime/native_products.py`
+(`docs/gradients.md`, "Reverse products"): `vjp_kernel` contracts a term with a
+cotangent read at the kernel's own entry (from the grid of the stand-in
+`cotangent_kernel`) into atoms x 3 / systems x 3 x 3 rows bound by `·target ==
+target`; `jvp_kernel` contracts it with a tangent (the stand-in `tangent_kernel`)
+into the kernel's own layout.
 """
 
 from __future__ import annotations
