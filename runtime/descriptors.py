@@ -10,10 +10,12 @@ gradient blocks (positions and cell, compiled like any declared gradient,
 docs/gradients.md), so that only the program downstream of them is evaluated
 with torch tensors: the scheme of featomic-torch, for every program.
 
-`Descriptors(model)` finds them and compiles a module whose outputs they are,
-each declaring the gradients it has; `Descriptors.run(batch, pairs)` computes
-their values and gradient blocks (a `DescriptorRun`), whose `vjp` and `jvp`
-contract the gradient blocks with torch tensors:
+`Descriptors(model)` finds them; `Descriptors.run(batch, pairs, wrt)` computes
+their values and prepares their products (a `DescriptorRun`), whose `vjp` and
+`jvp` take torch tensors. With a native backend the products are native VJP and
+JVP kernels (runtime/native_products.py: the descriptors' own gradients are
+never materialized); otherwise, or when some term has no such kernel, the
+gradient blocks are computed and contracted in torch (`BlockRun`):
 
     vjp: positions_bar[atom, x] = sum_rows(atom) sum_cols G[row, x, cols] C[sample(row), cols]
          cell_bar[system, a, x] = sum_rows(system) sum_cols G[row, a, x, cols] C[sample(row), cols]
@@ -28,6 +30,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from mtdsl.codegen.plan import Unsupported
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
 
@@ -125,22 +128,52 @@ def _closure(module: ir.Module, names, stop=frozenset()) -> list[ir.TensorKernel
 
 
 class Descriptors:
-    """The descriptors of `model` (see the module docstring), compiled with their gradient blocks
-    by the model's backend; `names` is empty when the program has none."""
+    """The descriptors of `model` (see the module docstring); `names` is empty when the program
+    has none. Their products are native VJP/JVP kernels (runtime/native_products.py) with a
+    native backend, else (or when a term has no such kernel) contractions of their gradient
+    blocks; each is compiled on first use."""
 
     def __init__(self, model):
-        from .model import Model
-
         self.gradients = descriptor_names(model.module)
         self.names = list(self.gradients)
-        self.model = None
+        self.backend, self.dtype, self.threads = model.backend, model.dtype, model.threads
+        #: the module computing the descriptors (their outputs), None without descriptors
+        self.module = None
         if self.names:
-            module = dataclasses.replace(
+            self.module = dataclasses.replace(
                 model.module, kernels=tuple(_closure(model.module, self.names)), params=(), tensormaps=(),
                 outputs=tuple(ir.Output(name, self.gradients[name]) for name in self.names),
             )
-            self.model = Model(module, backend=model.backend, dtype=model.dtype)
-            self.model.threads = model.threads
+        self._model = None
+        self._native: dict = {}
+
+    @property
+    def model(self):
+        """The descriptors as a model with their gradient blocks (the products' fallback)."""
+        from .model import Model
+
+        if self._model is None:
+            self._model = Model(self.module, backend=self.backend, dtype=self.dtype)
+            self._model.threads = self.threads
+        return self._model
+
+    def native(self, wrt: tuple):
+        """The native products w.r.t. `wrt` (VJP and JVP kernels of every descriptor), or None."""
+        from .native_products import NativeProducts
+
+        wrt = tuple(wrt) or ("positions",)  # values only: any of them computes the values
+        if self.backend == "interpreter":
+            return None
+        if wrt not in self._native:
+            try:
+                products = NativeProducts(self.module, self.names, self.backend, dtype=self.dtype,
+                                          threads=self.threads, wrt=wrt)
+            except (Unsupported, ValueError):
+                products = None
+            if products is not None and products.jvp_unsupported:
+                products = None  # a JVP (order 2) would have nothing to run
+            self._native[wrt] = products
+        return self._native[wrt]
 
     def skipped(self, module: ir.Module) -> set:
         """The kernels of `module` that only the descriptors read (not evaluated when they are given)."""
@@ -148,10 +181,14 @@ class Descriptors:
         return {k.name for k in module.kernels} - {k.name for k in kept}
 
     def run(self, batch, pairs: dict, wrt=WRT) -> "DescriptorRun":
-        """Values and gradient blocks `wrt` of the descriptors on `batch` with the neighbour lists
-        `pairs` (products w.r.t. the others are zeros)."""
+        """The descriptors on `batch` with the neighbour lists `pairs`, and their products w.r.t.
+        `wrt` (those w.r.t. the others are zeros)."""
+        bindings = Bindings({self.module.systems[0].name: batch}, pairs, {}, dtype=self.dtype.type)
+        products = self.native(wrt)
+        if products is not None:
+            products.run(bindings)
+            return NativeRun(products, bindings, self.names)
         model = self.model
-        bindings = Bindings({model.module.systems[0].name: batch}, pairs, {}, dtype=model.dtype.type)
         if model.compiled is not None:
             model.compiled.run(bindings, threads=model.threads, all_tensors=True)
         else:
@@ -163,8 +200,52 @@ class Descriptors:
             if outputs:
                 compute_gradients(model.module, bindings, model.gradient_kernels[gradient], gradient, outputs,
                                   native=model.compiled)
-        tensors = {name: bindings.tensors[name] for name in self.names}
-        return DescriptorRun(tensors, batch)
+        return BlockRun({name: bindings.tensors[name] for name in self.names}, batch)
+
+
+class DescriptorRun:
+    """The descriptors' values on one batch (`tensors`), block by block, and their products with
+    torch tensors: `vjp(cotangents, positions, cell)` -> (positions_bar, cell_bar), `jvp(positions_dot,
+    cell_dot)` -> one tangent per block."""
+
+    def __init__(self, tensors: dict):
+        self.tensors = tensors
+        self.blocks: list[tuple[str, int]] = [(name, index) for name, tensor in tensors.items()
+                                              for index in range(len(tensor))]
+        self.shapes = [tuple(tensors[name].block(index).values.shape) for name, index in self.blocks]
+
+    def values(self, dtype) -> list[torch.Tensor]:
+        return [torch.from_numpy(np.ascontiguousarray(self.tensors[name].block(index).values)).to(dtype)
+                for name, index in self.blocks]
+
+
+class NativeRun(DescriptorRun):
+    """Products by the native VJP / JVP kernels (runtime/native_products.py)."""
+
+    def __init__(self, products, bindings: Bindings, names: list[str]):
+        super().__init__({name: bindings.tensors[name] for name in names})
+        self.products = products
+        self.bindings = bindings
+
+    def _current(self) -> None:
+        """The products hold one run: another call's run since this one is redone."""
+        if not self.products.holds(self.bindings):
+            self.products.run(self.bindings)
+
+    def vjp(self, cotangents: list[torch.Tensor], positions: torch.Tensor, cell: torch.Tensor):
+        self._current()
+        grouped: dict = {name: [] for name in self.tensors}
+        for (name, _), cotangent in zip(self.blocks, cotangents):
+            grouped[name].append(cotangent.detach().cpu().numpy())
+        positions_bar, cell_bar = self.products.vjp(self.bindings, grouped)
+        return torch.from_numpy(positions_bar).to(positions.dtype), torch.from_numpy(cell_bar).to(cell.dtype)
+
+    def jvp(self, positions_dot: torch.Tensor, cell_dot: torch.Tensor) -> list[torch.Tensor]:
+        self._current()
+        tangents = self.products.jvp(self.bindings, positions_dot.detach().cpu().numpy(),
+                                     cell_dot.detach().cpu().numpy())
+        return [torch.from_numpy(np.ascontiguousarray(tangents[name][index])).to(positions_dot.dtype)
+                for name, index in self.blocks]
 
 
 @dataclasses.dataclass
@@ -177,24 +258,15 @@ class _Contraction:
     target: torch.Tensor
 
 
-class DescriptorRun:
-    """The descriptors' values on one batch, and their products with torch tensors."""
+class BlockRun(DescriptorRun):
+    """Products as contractions of the gradient blocks (attached to `tensors`' blocks), in torch."""
 
     def __init__(self, tensors: dict, batch):
-        self.tensors = tensors
-        self.names = list(tensors)
+        super().__init__(tensors)
         offsets = np.asarray(batch.atom_offsets, dtype=np.int64)
-        self.blocks: list[tuple[str, int]] = []  # (tensor, block index) in the products' order
-        self.contractions: list[dict[str, Optional[_Contraction]]] = []
-        for name, tensor in tensors.items():
-            for index, block in enumerate(tensor.blocks()):
-                self.blocks.append((name, index))
-                self.contractions.append({wrt: _contraction(block, wrt, offsets) for wrt in WRT})
-        self.shapes = [tuple(tensors[name].block(index).values.shape) for name, index in self.blocks]
-
-    def values(self, dtype) -> list[torch.Tensor]:
-        return [torch.from_numpy(np.ascontiguousarray(self.tensors[name].block(index).values)).to(dtype)
-                for name, index in self.blocks]
+        self.contractions: list[dict[str, Optional[_Contraction]]] = [
+            {wrt: _contraction(tensors[name].block(index), wrt, offsets) for wrt in WRT} for name, index in self.blocks
+        ]
 
     def vjp(self, cotangents: list[torch.Tensor], positions: torch.Tensor, cell: torch.Tensor):
         """(positions_bar [atoms, 3], cell_bar [systems, 3, 3]) for one cotangent per block."""

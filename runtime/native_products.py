@@ -261,6 +261,10 @@ class NativeProducts:
             state.index[name], state.sizes[name] = self._entries(interpreter, name, bindings)
         self._state = state
 
+    def holds(self, bindings: Bindings) -> bool:
+        """Whether the last `run` was at `bindings` (its products can be taken)."""
+        return self._state is not None and self._state.bindings is bindings
+
     def _entries(self, interpreter, name: str, bindings: Bindings):
         """For each block of `name`, the flat position in its kernel's dense grid of each entry
         (the assembly run on the positions themselves), and the grid's shape."""

@@ -47,7 +47,7 @@ class DescriptorState:
         with torch.enable_grad():
             p = positions.detach().requires_grad_(True)
             c = cell.detach().requires_grad_(True)
-            module = self.descriptors.model.module
+            module = self.descriptors.module
             tensors = torch_eval.evaluate(module, self.batch, self.pairs, p, c, {}, {})
             values = [tensors[name].block(index).values for name, index in self.run.blocks]
             pairs = [(v, w.detach()) for v, w in zip(values, cotangents) if v.requires_grad]

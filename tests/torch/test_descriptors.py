@@ -12,7 +12,7 @@ import torch
 
 import mtdsl
 from mtdsl.runtime import torch_descriptors, torch_eval
-from mtdsl.runtime.descriptors import Descriptors, descriptor_names
+from mtdsl.runtime.descriptors import BlockRun, Descriptors, NativeRun, descriptor_names
 from mtdsl.systems import System
 from mtdsl.systems.batch import SystemBatch
 from mtdsl.systems.neighbors import neighbors
@@ -64,22 +64,26 @@ def test_the_tensors_only_descriptors_read_are_skipped():
     assert Descriptors(model).skipped(model.module) == {"rho"}
 
 
-def run_and_torch_values(model):
+def run_and_torch_values(model, products="native"):
     descriptors = Descriptors(model)
+    if products == "blocks":  # no native products: the gradient blocks' contractions
+        descriptors._native[("positions", "cell")] = None
     batch = SystemBatch([System(f.numbers, f.positions, f.cell.array, f.pbc) for f in atoms()])
-    pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in descriptors.model.module.pairs}
+    pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in descriptors.module.pairs}
     run = descriptors.run(batch, pairs)
     positions = torch.tensor(np.asarray(batch.positions), requires_grad=True)
     cell = torch.tensor(np.asarray(batch.cell), requires_grad=True)
-    tensors = torch_eval.evaluate(descriptors.model.module, batch, pairs, positions, cell, {}, {})
+    tensors = torch_eval.evaluate(descriptors.module, batch, pairs, positions, cell, {}, {})
     values = [tensors[name].block(index).values for name, index in run.blocks]
     return run, values, positions, cell
 
 
+@pytest.mark.parametrize("products", ["native", "blocks"])
 @pytest.mark.parametrize("backend", ["cpp", "llvm"])
 @pytest.mark.parametrize("program", ["spherical_expansion", "soap_power_spectrum"])
-def test_products_equal_torch_autograd(program, backend):
-    run, values, positions, cell = run_and_torch_values(compiled(program, backend))
+def test_products_equal_torch_autograd(program, backend, products):
+    run, values, positions, cell = run_and_torch_values(compiled(program, backend), products)
+    assert isinstance(run, NativeRun if products == "native" else BlockRun)
     for found, expected in zip(run.values(torch.float64), values):
         torch.testing.assert_close(found, expected.detach(), rtol=0, atol=1e-12)
     generator = torch.Generator().manual_seed(1)
