@@ -33,6 +33,7 @@ import torch
 from mtdsl.codegen.plan import Unsupported
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.reads import kernel_reads
 
 from .assemble import ENTRY_LABELS, evaluate_kernel
 from .bindings import Bindings
@@ -41,38 +42,6 @@ from .interpreter import Interpreter
 
 #: the gradients a descriptor's products need, in the torch module's terms (cell: d/dH at fixed positions)
 WRT = ("positions", "cell")
-
-
-def _reads(expr, found: set) -> None:
-    """Add to `found` the params (`("param", name)`) and tensors (`("tensor", name)`) `expr` reads."""
-    if isinstance(expr, ir.ParamRef):
-        found.add(("param", expr.name))
-    elif isinstance(expr, ir.BlockRef):
-        found.add(("tensor", expr.tensor))
-    if isinstance(expr, ir.Reduce):
-        children = [expr.body, expr.where]
-        for binder in expr.binders:
-            if isinstance(binder.domain, ir.PairsFrom):
-                children.append(binder.domain.atom)
-            elif isinstance(binder.domain, ir.IrrepDomain):
-                children.append(binder.domain.degree)
-    elif expr is None:
-        return
-    else:
-        children = ad._children(expr)
-    for child in children:
-        _reads(child, found)
-
-
-def kernel_reads(kernel: ir.TensorKernel) -> set:
-    found: set = set()
-    for expr in [kernel.body, kernel.where] + [e.expr for e in kernel.keys + kernel.samples
-                                               + kernel.components + kernel.properties]:
-        _reads(expr, found)
-    for binder in kernel.indices:
-        if isinstance(binder.domain, ir.IrrepDomain):
-            _reads(binder.domain.degree, found)
-    return found
 
 
 def descriptor_names(module: ir.Module) -> dict[str, tuple[str, ...]]:

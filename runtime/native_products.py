@@ -49,6 +49,7 @@ from mtdsl.codegen.terms import (
 )
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.reads import kernel_reads
 
 from .bindings import Bindings, RunError
 from .compiled import NativeFallback, compile_module, default_threads
@@ -89,31 +90,6 @@ class _State:
     sizes: dict = field(default_factory=dict)  # name -> the grid's shape
 
 
-def _reads(expr, found: set) -> None:
-    """Names of params and tensors (block accesses) an expression reads, into `found`."""
-    if isinstance(expr, (ir.Const, ir.Var)) or expr is None:
-        return
-    if isinstance(expr, ir.ParamRef):
-        found.add(("param", expr.name))
-    elif isinstance(expr, ir.BlockRef):
-        found.add(("tensor", expr.tensor))
-    if isinstance(expr, ir.Reduce):
-        for binder in expr.binders:
-            _reads_domain(binder.domain, found)
-        _reads(expr.body, found)
-        _reads(expr.where, found)
-        return
-    for child in ad._children(expr):
-        _reads(child, found)
-
-
-def _reads_domain(domain, found: set) -> None:
-    if isinstance(domain, ir.PairsFrom):
-        _reads(domain.atom, found)
-    elif isinstance(domain, ir.IrrepDomain):
-        _reads(domain.degree, found)
-
-
 def check_pure(module: ir.Module, name: str) -> None:
     """`name` and the tensors it reads must not read params or input tensormaps (ValueError)."""
     kernels = {k.name: k for k in module.kernels}
@@ -124,15 +100,7 @@ def check_pure(module: ir.Module, name: str) -> None:
         if current in seen:
             continue
         seen.add(current)
-        kernel = kernels[current]
-        found: set = set()
-        for binder in kernel.indices:
-            _reads_domain(binder.domain, found)
-        _reads(kernel.body, found)
-        _reads(kernel.where, found)
-        for entry in kernel.keys + kernel.samples + kernel.components + kernel.properties:
-            _reads(entry.expr, found)
-        for kind, what in found:
+        for kind, what in kernel_reads(kernels[current]):
             if kind == "param":
                 raise ValueError(f"native products of {name}: it reads the parameter {what} (through {current})")
             if what in inputs:
@@ -271,7 +239,6 @@ class NativeProducts:
         kernel = self.module.kernel(name)
         sizes = tuple(len(bindings.domain_values(b.domain)) for b in kernel.indices)
         total = int(np.prod(sizes, dtype=np.int64))
-        axes = tuple(b.name for b in kernel.indices)
         exact = 2**53 if self.dtype == np.float64 else 2**24
         positions = np.arange(total, dtype=np.int64)
         if total <= exact:

@@ -1,0 +1,49 @@
+"""What a kernel reads: the params and the tensors (block accesses) of its expressions.
+
+Used to tell the *structural* tensors (functions of the systems alone) from those
+that depend on params or input tensormaps (runtime/descriptors.py,
+runtime/native_products.py).
+"""
+
+from __future__ import annotations
+
+from . import nodes as ir
+from .autodiff import _children
+
+
+def expression_reads(expr, found: set) -> None:
+    """Add to `found` the params (`("param", name)`) and tensors (`("tensor", name)`) `expr` reads."""
+    if expr is None or isinstance(expr, (ir.Const, ir.Var)):
+        return
+    if isinstance(expr, ir.ParamRef):
+        found.add(("param", expr.name))
+    elif isinstance(expr, ir.BlockRef):
+        found.add(("tensor", expr.tensor))
+    if isinstance(expr, ir.Reduce):
+        for binder in expr.binders:
+            domain_reads(binder.domain, found)
+        expression_reads(expr.body, found)
+        expression_reads(expr.where, found)
+        return
+    for child in _children(expr):
+        expression_reads(child, found)
+
+
+def domain_reads(domain, found: set) -> None:
+    if isinstance(domain, ir.PairsFrom):
+        expression_reads(domain.atom, found)
+    elif isinstance(domain, ir.IrrepDomain):
+        expression_reads(domain.degree, found)
+
+
+def kernel_reads(kernel: ir.TensorKernel) -> set:
+    """`{("param", name), ("tensor", name)...}`: what the kernel's body, condition, labels and
+    index domains read."""
+    found: set = set()
+    for binder in kernel.indices:
+        domain_reads(binder.domain, found)
+    expression_reads(kernel.body, found)
+    expression_reads(kernel.where, found)
+    for entry in kernel.keys + kernel.samples + kernel.components + kernel.properties:
+        expression_reads(entry.expr, found)
+    return found
