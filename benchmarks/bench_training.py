@@ -5,15 +5,18 @@
 A step is what examples/train_soap_energy.py does per batch: the energy of a
 1,000-atom structure (fcc, 5 x 5 x 10 cubic cells of Cu with a third of the
 sites Ag and a third Au, rattled), the forces `-dE/dpositions` by autograd with
-`create_graph=True`, a loss on both, `loss.backward()` to the parameters.
+`create_graph=True`, a loss on both, `loss.backward(inputs=parameters)` (the
+parameters' gradient only, as the training example does: no second derivatives
+with respect to the positions, which featomic-torch does not compute either).
 The model is the same on both sides: a SOAP power spectrum (cutoff 5.5,
 cosine smoothing 0.5, 5 radial functions, max_angular 4, Gaussian width 0.3,
 no central-atom contribution) and per-species linear weights plus per-species
 energies.
 
 - mtdsl: `mtdsl.compile("examples/soap_energy.mt", species=[29, 47, 79], ...)
-  .to_torch()` (the cpp backend forward, the VJPs by torch autograd through the
-  IR, docs/torch.md);
+  .to_torch()` (the cpp backend forward; in the VJPs the power spectrum by its
+  native VJP / JVP kernels, the energy by torch autograd through the IR,
+  docs/torch.md);
 - peer: `featomic.torch.SoapPowerSpectrum` (featomic-torch, which differentiates
   the power spectrum through its own position gradients), keys moved to
   properties with metatensor-torch, then one `torch.nn.Linear(features, 1)` per
