@@ -187,6 +187,9 @@ class DescriptorRun:
         return [torch.from_numpy(np.ascontiguousarray(self.tensors[name].block(index).values)).to(dtype)
                 for name, index in self.blocks]
 
+    def close(self) -> None:
+        """Free what the run holds outside itself (nothing here)."""
+
 
 class NativeRun(DescriptorRun):
     """Products by the native VJP / JVP kernels (runtime/native_products.py)."""
@@ -195,6 +198,10 @@ class NativeRun(DescriptorRun):
         super().__init__({name: bindings.tensors[name] for name in names})
         self.products = products
         self.bindings = bindings
+
+    def close(self) -> None:
+        """Free the products' buffers of this run (when the call that made it is released)."""
+        self.products.release(self.bindings)
 
     def _current(self) -> None:
         """The products hold one run: another call's run since this one is redone."""

@@ -233,6 +233,11 @@ class NativeProducts:
         """Whether the last `run` was at `bindings` (its products can be taken)."""
         return self._state is not None and self._state.bindings is bindings
 
+    def release(self, bindings: Bindings) -> None:
+        """Drop the buffers of the run at `bindings` (the gradients it read), if it is the last."""
+        if self.holds(bindings):
+            self._state = None
+
     def _entries(self, interpreter, name: str, bindings: Bindings):
         """For each block of `name`, the flat position in its kernel's dense grid of each entry
         (the assembly run on the positions themselves), and the grid's shape."""

@@ -214,8 +214,11 @@ class Plan:
         cached = self._descriptor_cache
         if cached is not None and set(wrt) <= set(cached[1]) and _same(cached[0], [positions, cells]):
             return cached[2]
+        if cached is not None:
+            cached[2].close()
         run = self.descriptors.run(batch, pairs, wrt)
         self._descriptor_cache = ([positions.copy(), cells.copy()], tuple(wrt), run)
+        weakref.finalize(self, run.close)  # the buffers go with the call's graph
         return run
 
 

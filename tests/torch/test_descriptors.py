@@ -6,6 +6,8 @@ computing everything with torch (the interpreter's module); second derivatives w
 positions only when the backward asks for them.
 """
 
+import gc
+
 import numpy as np
 import pytest
 import torch
@@ -156,3 +158,15 @@ def test_second_derivatives_only_when_the_backward_asks(monkeypatch):
     assert batch[1].positions.grad.abs().max() > 0
     for a, p in zip(restricted, parameters):
         torch.testing.assert_close(a, p.grad, rtol=1e-12, atol=0)
+
+
+def test_the_products_buffers_are_released_with_the_call():
+    module = compiled("soap_energy").to_torch()
+    batch = systems(requires_grad=True)
+    energy = module(batch)["energy"].block().values.sum()
+    forces = torch.autograd.grad(energy, [s.positions for s in batch], create_graph=True)
+    products = module._mtdsl.descriptors().native(("positions",))
+    assert products is not None and products._state is not None  # order 2 may still need them
+    del energy, forces
+    gc.collect()
+    assert products._state is None
