@@ -129,8 +129,12 @@ class Interpreter:
         return array, vector
 
     def _eval_ParamRef(self, expr: ir.ParamRef, scope: Scope) -> Named:
-        declaration = next(p for p in self.module.params if p.name == expr.name)
         values = np.asarray(self.bindings.params[expr.name], dtype=self.bindings.dtype)
+        return apply(lambda *p: values[tuple(p)], *self._param_positions(expr, scope))
+
+    def _param_positions(self, expr: ir.ParamRef, scope: Scope) -> list[Named]:
+        """The position along each dimension of the param that `expr` reads."""
+        declaration = next(p for p in self.module.params if p.name == expr.name)
         indices = [self.evaluate(e, scope) for e in expr.index]
         positions = []
         for index, domain in zip(indices, declaration.domains):
@@ -139,7 +143,7 @@ class Interpreter:
                 value = index.data[bad].flat[0]
                 raise RunError(f"parameter {expr.name}: index value {value} is outside {domain}")
             positions.append(Named(index.axes, where, index.missing))
-        return apply(lambda *p: values[tuple(p)], *positions)
+        return positions
 
     def _eval_BlockRef(self, expr: ir.BlockRef, scope: Scope) -> Named:
         keys = [(label, self.evaluate(e, scope)) for label, e in expr.keys]

@@ -161,8 +161,13 @@ class TorchInterpreter(Interpreter):
         return super()._data_array(expr)
 
     def _eval_ParamRef(self, expr: ir.ParamRef, scope) -> Named:
-        payload = super()._eval_ParamRef(expr, scope)  # bindings.params hold positions
-        return self._gather(self.torch_params[expr.name], payload, one_based=False)
+        positions = self._param_positions(expr, scope)
+        values = self.torch_params[expr.name]
+        gathered = _gather_by_dimension(values, positions)
+        if gathered is None:  # bindings.params hold positions
+            payload = np.asarray(self.bindings.params[expr.name])
+            gathered = self._gather(values, apply(lambda *p: payload[tuple(p)], *positions), one_based=False)
+        return gathered
 
     def _eval_BlockRef(self, expr: ir.BlockRef, scope) -> Named:
         payload = super()._eval_BlockRef(expr, scope)  # bindings.tensors hold positions + 1, 0 if missing
@@ -343,6 +348,33 @@ class TorchInterpreter(Interpreter):
         first = _from_numpy(np.asarray(pairs.first, dtype=np.int64))
         summed = data.new_zeros((n_atoms,) + tuple(data.shape[1:])).index_add(0, first, data)
         return Named((atom,) + others, summed, missing)
+
+
+def _gather_by_dimension(values: torch.Tensor, positions: list[Named]):
+    """`values[p_0, p_1, ...]` where each position `p_d` runs over axes of its own, by one
+    `index_select` per dimension (none for a dimension read in order): its backward adds whole
+    slices, where a gather of every point adds entry by entry. None when two positions share an
+    axis or some is missing (the caller gathers point by point)."""
+    seen: set = set()
+    for position in positions:
+        if position.missing is not None or seen & set(position.axes):
+            return None
+        seen |= set(position.axes)
+    result, axes, dim = values, [], 0
+    for position in positions:
+        data = np.asarray(position.data, dtype=np.int64)
+        if not position.axes:
+            result = result.select(dim, int(data))
+            continue
+        if data.ndim == 1 and len(data) == result.shape[dim] and np.array_equal(data, np.arange(len(data))):
+            axes.append(position.axes[0])
+            dim += 1
+            continue
+        result = result.index_select(dim, _from_numpy(data.reshape(-1)))
+        result = result.reshape(tuple(result.shape[:dim]) + data.shape + tuple(result.shape[dim + 1:]))
+        axes += list(position.axes)
+        dim += data.ndim
+    return Named(tuple(axes), result)
 
 
 def _reduce_vector(value: Named, function) -> Named:

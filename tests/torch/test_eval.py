@@ -60,3 +60,23 @@ def test_torch_values_equal_the_backend(program, backend):
     assert [tuple(x.shape) for x in found] == [tuple(x.shape) for x in expected]
     for a, b in zip(found, expected):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-13)
+
+
+def test_param_reads_by_dimension_equal_the_point_by_point_gather():
+    from mtdsl.runtime.named import Named
+    from mtdsl.runtime.torch_eval import _gather_by_dimension
+
+    values = torch.arange(4 * 3 * 5, dtype=torch.float64).reshape(4, 3, 5).requires_grad_(True)
+    types = Named(("i",), np.array([2, 0, 2, 3, 1]))  # a dimension read through another axis
+    in_order = Named(("b",), np.arange(3))              # a dimension read in order
+    constant = Named((), np.array(4))                    # a fixed position
+    found = _gather_by_dimension(values, [types, in_order, constant])
+    assert found.axes == ("i", "b")
+    expected = values[torch.tensor([2, 0, 2, 3, 1])[:, None], torch.arange(3)[None, :], 4]
+    torch.testing.assert_close(found.data, expected)
+    grad, = torch.autograd.grad(found.data.sum(), values)
+    torch.testing.assert_close(grad, torch.autograd.grad(expected.sum(), values)[0])
+    # two dimensions on one axis (a diagonal) or a missing position: gathered point by point
+    assert _gather_by_dimension(values[:3, :3, 0], [in_order, in_order]) is None
+    missing = Named(("b",), np.arange(3), Named(("b",), np.array([False, True, False])))
+    assert _gather_by_dimension(values, [types, missing, constant]) is None
