@@ -760,3 +760,220 @@ def jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
         where = condition if where is None else ir.Binary("and", where, condition)
     name = jvp_kernel_name(kernel.name, gradient.wrt, k)
     return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)
+
+
+# ---- product kernels through computed tensors (reverse and tangent sweeps) ----------------------
+
+def stand_in_kernel(kernel: ir.TensorKernel, name: str) -> ir.TensorKernel:
+    """A stand-in named `name` with `kernel`'s indices and labels, no `where` and a zero body: the
+    renderers read it as a dense grid of `kernel`'s layout, which the runtime fills (see
+    `cotangent_kernel`)."""
+    import dataclasses
+
+    return dataclasses.replace(kernel, name=name, body=ir.Const(0.0), where=None)
+
+
+TENSOR_TANGENT_PREFIX = "·dot·"
+
+
+def tensor_tangent(kernel: str) -> str:
+    """The reserved name of the stand-in kernel whose grid holds the tangent of tensor `kernel`."""
+    return f"{TENSOR_TANGENT_PREFIX}{kernel}"
+
+
+def tensor_vjp_kernel_name(kernel: str, read: str, k: int) -> str:
+    return f"·vjp·d{kernel}/d{read}#{k}"
+
+
+def tensor_jvp_kernel_name(kernel: str, read: str, k: int) -> str:
+    return f"·jvp·d{kernel}/d{read}#{k}"
+
+
+def tensor_vjp_source(kernel: str, read: str, k: int) -> str:
+    return f"{OUT_PREFIX}vjp·{kernel}·{read}·{k}"
+
+
+def tensor_jvp_source(kernel: str, read: str, k: int) -> str:
+    return f"{OUT_PREFIX}jvp·{kernel}·{read}·{k}"
+
+
+def _resolved_aliases(term: ad.Term) -> dict:
+    resolved: dict = {}
+    for name, expr in term.aliases:
+        resolved[name] = ad.substitute(expr, resolved)
+    return resolved
+
+
+def _entry_pairs(read: ir.TensorKernel, target: ir.BlockRef, rename: dict) -> list:
+    """`(entry of read, in its renamed indices; the accessed value)` for every label the access gives."""
+    if not isinstance(target, ir.BlockRef) or target.tensor != read.name:
+        raise Unsupported(f"a target that is not an entry of {read.name}")
+    keys = {e.label: e for e in read.keys}
+    pairs = []
+    for label, value in target.keys:
+        if label not in keys:
+            raise Unsupported(f"a key {label} that {read.name} does not have")
+        pairs.append((ad.substitute(keys[label].expr, rename), value))
+    for entries, slots in ((read.samples, target.samples), (read.components, target.components),
+                           (read.properties, target.properties)):
+        if len(entries) != len(slots):
+            raise Unsupported(f"an access of {read.name} with {len(slots)} entries where it has {len(entries)}")
+        for entry, slot in zip(entries, slots):
+            if entry.kind != slot.kind or (entry.kind != "value" and entry.source != slot.source):
+                raise Unsupported(f"an access of {read.name} by another kind of label")
+            pairs.append((ad.substitute(entry.expr, rename), slot.expr))
+    return pairs
+
+
+def tensor_vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, read: ir.TensorKernel,
+                      gradient: ad.GradientKernel, k: int, term: ad.Term) -> tuple[ir.TensorKernel, bool]:
+    """Term `k` of `d kernel / d read` (`ad.differentiate_tensor`: its target is the entry of `read`
+    the kernel reads) contracted with the cotangent `C` of `kernel`, into the cotangent of `read`:
+    a kernel of `read`'s own dense layout (its indices renamed `·u<name>`) whose body sums, over
+    the term's binders and the kernel's indices that the target does not fix,
+
+        coefficient * C{kernel's keys}[kernel's samples, components, properties]
+
+    `C` read from the grid of `cotangent_kernel(kernel)`. Each variable that the access names
+    plainly where `read` has a plain index (`rho{..., neighbor_type = b1}[i, m, n1]` for the
+    indices `b, i, m, n` of rho) *becomes* that index: when every index of `read` is so named, the
+    kernel gathers (`rhobar[i, l, b, m, n] = sum(b2, n2) c * rho[i, m, n2] C[i, l, n, n2]`; no
+    two points write one entry: returns `(kernel, True)`). Otherwise the other indices are bound
+    by equality (`·u == P.second[p]`) behind a one-row `·out·` index, a scatter kernel run with
+    per-thread buffers (`(kernel, False)`). The other labels of the access are conditions
+    (`S.type[·ui] == S.type[·ui]`), as are the domains of the renamed variables where they differ
+    from the index they become."""
+    lowering = _Lowering(module)
+    resolved = _resolved_aliases(term)
+    rename = {b.name: ir.Var(f"·u{b.name}") for b in read.indices}
+    target = ad.substitute(term.target, resolved)
+    pairs = _entry_pairs(read, target, rename)
+    variables = {b.name: b.domain for b in term.binders}
+    for binder in kernel.indices:
+        if binder.name not in resolved:
+            domain = binder.domain
+            if isinstance(domain, ir.IrrepDomain):
+                domain = ir.IrrepDomain(ad.substitute(domain.degree, resolved), domain.max_degree)
+            variables[binder.name] = domain
+    if set(variables) & {v.name for v in rename.values()} or ONE in variables:
+        raise Unsupported("a variable with a reserved name")
+    mapping, bound = {}, set()
+    for entry, value in pairs:
+        if (isinstance(entry, ir.Var) and isinstance(value, ir.Var) and value.name in variables
+                and value.name not in mapping and entry.name not in bound):
+            mapping[value.name] = entry
+            bound.add(entry.name)
+    gathered = bound == {v.name for v in rename.values()}
+    u_domains = {rename[b.name].name: ir.IrrepDomain(ad.substitute(b.domain.degree, rename), b.domain.max_degree)
+                 if isinstance(b.domain, ir.IrrepDomain) else b.domain for b in read.indices}
+
+    def full(expr):
+        return ad.substitute(ad.substitute(expr, resolved), mapping)
+
+    conditions = []
+    for entry, value in pairs:
+        if isinstance(value, ir.Var) and mapping.get(value.name) == entry:
+            continue
+        conditions.append(ir.Binary("eq", entry, lowering.lower(ad.substitute(value, mapping))))
+    for name, variable in mapping.items():  # the renamed variables' domains
+        domain = variables[name]
+        if isinstance(domain, ir.IrrepDomain):
+            domain = ir.IrrepDomain(ad.substitute(domain.degree, mapping), domain.max_degree)
+        if domain == u_domains[variable.name]:
+            continue
+        condition = ad._domain_condition(ir.Binder(name, domain), ())
+        if condition is None:
+            raise Unsupported(f"{name} follows an index of {read.name} of another domain")
+        conditions += ad.conjuncts(lowering.lower(ad.substitute(condition, mapping)))
+    for condition in (kernel.where, term.where):
+        if condition is not None:
+            conditions += ad.conjuncts(lowering.lower(full(condition)))
+    binders = []
+    for name, domain in variables.items():
+        if name in mapping:
+            continue
+        binders.append(ir.Binder(name, _substituted_domain(lowering, lowering.domain(domain), mapping)))
+
+    def slot(entry: ir.Entry) -> ir.Slot:
+        return ir.Slot(entry.kind, lowering.lower(full(entry.expr)), entry.source)
+
+    cotangent = ir.BlockRef(cotangent_tensor(kernel.name),
+                            tuple((e.label, lowering.lower(full(e.expr))) for e in kernel.keys),
+                            tuple(map(slot, kernel.samples)), tuple(map(slot, kernel.components)),
+                            tuple(map(slot, kernel.properties)))
+    coefficient = lowering.lower(ad.substitute(term.coefficient, resolved))
+    coefficient = ad.substitute(coefficient, mapping)
+    if lowering.is_vector(coefficient):
+        raise Unsupported("a vector-valued coefficient")
+    indices = [ir.Binder(rename[b.name].name, u_domains[rename[b.name].name]) for b in read.indices]
+    keep = set(u_domains)
+    if not gathered:
+        indices.insert(0, ir.Binder(ONE, ir.PairsDomain(tensor_vjp_source(kernel.name, read.name, k))))
+        conditions.insert(0, ir.Binary("eq", ir.Var(ONE), ir.Const(0)))
+        keep.add(ONE)
+    body = _into_sums(ir.Binary("mul", coefficient, cotangent))
+    binders, conditions, body = _factor_sums(binders, conditions, body, set(), keep)
+    where = None
+    for condition in conditions:
+        where = condition if where is None else ir.Binary("and", where, condition)
+    name = tensor_vjp_kernel_name(kernel.name, read.name, k)
+    if not binders:
+        if not gathered:
+            raise Unsupported("a scatter into a computed tensor with nothing to sum")
+        return ir.TensorKernel(name, tuple(indices), (), (), (), (), body, where), True
+    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None), gathered
+
+
+def tensor_jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
+                      term: ad.Term) -> tuple[ir.TensorKernel, bool]:
+    """Term `k` of `d kernel / d read` (`ad.differentiate_tensor`) contracted with the tangent of
+    `read` (the grid of the stand-in `tensor_tangent(read)`, read at the term's target): a
+    kernel of `kernel`'s own layout summing `coefficient * read_dot[target]` over the term's
+    binders. When no alias fixes a kernel index it gathers (`(kernel, True)`); else the aliased
+    indices are bound by their alias behind a one-row `·out·` index, like `jvp_kernel`."""
+    lowering = _Lowering(module)
+    resolved = _resolved_aliases(term)
+    target = ad.substitute(term.target, resolved)
+    if not isinstance(target, ir.BlockRef):
+        raise Unsupported("a target that is not an entry of a computed tensor")
+    index_names = {b.name for b in kernel.indices}
+    outer = {n: e for n, e in resolved.items() if n not in index_names}
+    if ONE in index_names or ONE in {b.name for b in term.binders}:
+        raise Unsupported(f"a variable named {ONE}")
+    gathered = not (set(resolved) & index_names)
+
+    def lowered(expr):
+        return lowering.lower(ad.substitute(expr, outer))
+
+    def slot(s: ir.Slot) -> ir.Slot:
+        return ir.Slot(s.kind, lowered(s.expr), s.source)
+
+    tangent = ir.BlockRef(tensor_tangent(target.tensor), tuple((label, lowered(v)) for label, v in term.target.keys),
+                          tuple(map(slot, term.target.samples)), tuple(map(slot, term.target.components)),
+                          tuple(map(slot, term.target.properties)))
+    binders = [ir.Binder(b.name, lowering.domain(b.domain)) for b in term.binders]
+    indices = [ir.Binder(b.name, _substituted_domain(lowering, b.domain, outer)) for b in kernel.indices]
+    conditions = []
+    if not gathered:
+        indices.insert(0, ir.Binder(ONE, ir.PairsDomain(tensor_jvp_source(kernel.name, target.tensor, k))))
+        conditions.append(ir.Binary("eq", ir.Var(ONE), ir.Const(0)))
+        for b in kernel.indices:
+            if b.name in resolved:
+                conditions.append(ir.Binary("eq", ir.Var(b.name), lowered(resolved[b.name])))
+    for condition in (kernel.where, term.where):
+        if condition is not None:
+            conditions += ad.conjuncts(lowered(condition))
+    coefficient = lowered(term.coefficient)
+    if lowering.is_vector(coefficient):
+        raise Unsupported("a vector-valued coefficient")
+    body = _into_sums(ir.Binary("mul", coefficient, tangent))
+    binders, conditions, body = _factor_sums(binders, conditions, body, set(), {ONE} | index_names)
+    where = None
+    for condition in conditions:
+        where = condition if where is None else ir.Binary("and", where, condition)
+    name = tensor_jvp_kernel_name(kernel.name, target.tensor, k)
+    if not binders:
+        if not gathered:
+            raise Unsupported("a scatter with nothing to sum")
+        return ir.TensorKernel(name, tuple(indices), (), (), (), (), body, where), True
+    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None), gathered

@@ -39,12 +39,17 @@ import numpy as np
 
 from mtdsl.codegen.plan import Unsupported
 from mtdsl.codegen.terms import (
+    OUT_PREFIX,
     ScatterTerm,
     cotangent_kernel,
     cotangent_tensor,
     jvp_kernel,
+    stand_in_kernel,
     tangent_kernel,
     tangent_tensor,
+    tensor_jvp_kernel,
+    tensor_tangent,
+    tensor_vjp_kernel,
     vjp_kernel,
 )
 from mtdsl.ir import autodiff as ad
@@ -124,7 +129,7 @@ class NativeProducts:
     and the cell (see the module's docstring)."""
 
     def __init__(self, module: ir.Module, names: list[str], backend: str, dtype=np.float64, threads=None,
-                 wrt: tuple = PRODUCTS_WRT):
+                 wrt: tuple = PRODUCTS_WRT, through: bool = True):
         if backend not in ("cpp", "llvm"):
             raise ValueError(f"native products need a native backend ('cpp' or 'llvm'), got {backend!r}")
         unknown = [w for w in wrt if w not in PRODUCTS_WRT]
@@ -145,21 +150,9 @@ class NativeProducts:
         product = dataclasses.replace(module, outputs=tuple(ir.Output(n, PRODUCTS_WRT) for n in self.names))
         #: wrt -> {name: GradientKernel} of the names (absent: the name does not depend on wrt)
         self.gradients: dict = {}
-        #: wrt -> {tensor: GradientKernel} of the tensors whose gradient blocks the names' terms read
-        self.forward: dict = {}
-        #: wrt -> the tensors read through their gradient rows
-        self.reads: dict = {}
-        #: (name, wrt) -> VJP kernel names, one per term
-        self.vjp_kernels: dict = {}
-        #: (name, wrt) -> JVP kernel names, one per term (absent: see `jvp_unsupported`)
-        self.jvp_kernels: dict = {}
-        #: (name, wrt) -> why it has no JVP kernels
-        self.jvp_unsupported: dict = {}
-        stand_ins = [cotangent_kernel(kernels[n]) for n in self.names]
-        stand_ins += [tangent_kernel(module, wrt) for wrt in self.wrt]
-        extra = list(stand_ins)
+        everything: dict = {}  # wrt -> {tensor: GradientKernel} of the names and the tensors they read
         for wrt in self.wrt:
-            own, everything = {}, {}
+            own, found_all = {}, {}
             for name in self.names:
                 try:
                     found = ad.differentiate(product, wrt, outputs=[name])
@@ -168,14 +161,101 @@ class NativeProducts:
                         continue  # its product with respect to wrt is zero
                     raise
                 own[name] = found[name]
-                everything.update(found)
+                found_all.update(found)
+            self.gradients[wrt] = own
+            everything[wrt] = found_all
+        refused: set = set() if through else set(self.names)
+        while True:
+            self._plan(kernels, everything, refused)
+            forward = {wrt: kernels_ for wrt, kernels_ in self.forward.items() if kernels_}
+            self.compiled = compile_module(module, backend=backend, dtype=self.dtype, threads=threads,
+                                           gradients=forward, extra=self.extra)
+            unsupported = self.compiled.rendered.unsupported
+            failed = {name for name, tensors in self.through.items()
+                      if any(k in unsupported for k in self._sweep_kernels(tensors))}
+            if not failed:
+                break
+            refused |= failed  # those go through the gradients of the tensors they read, as before
+        for key, names_ in list(self.jvp_kernels.items()):
+            if key[0] in self.through:
+                continue
+            failed = [n for n in names_ if n in unsupported]
+            if failed:
+                self.jvp_unsupported[key] = f"{failed[0]} does not render: {unsupported[failed[0]]}"
+                del self.jvp_kernels[key]
+        jvp = {n for key, names_ in self.jvp_kernels.items() if key[0] not in self.through for n in names_}
+        for kernel in self.extra:
+            if kernel.name in unsupported and kernel.name not in jvp and not kernel.name.startswith("·jvp"):
+                raise ProductUnsupported(f"{kernel.name} does not render: {unsupported[kernel.name]}")
+        self._readers: dict = {}
+        self._state: _State | None = None
+
+    # -- the plan: which kernels compute which product -------------------------------------------
+    def _plan(self, kernels: dict, everything: dict, refused: set) -> None:
+        """The kernels of the products. A name that reads computed tensors depending on the
+        positions or the cell goes *through* them when every kernel below lowers (`self.through`):
+        its VJP is a reverse sweep (`read_vjp`: the cotangent of each tensor read, from the
+        cotangent of its reader; `direct_vjp`: each tensor's terms that read no gradient rows,
+        contracted with its cotangent), its JVP a forward sweep (`direct_jvp`, `read_jvp`), and
+        no gradient of the tensors it reads is computed. The others (`refused`, or whose sweep
+        does not lower) read those gradients, materialized by their scatter kernels."""
+        module = self.module
+        #: wrt -> {tensor: GradientKernel} of the tensors whose gradient blocks the old path reads
+        self.forward = {}
+        #: wrt -> the tensors read through their gradient rows (forward gradients computed by `run`)
+        self.reads = {}
+        #: (name, wrt) -> VJP kernel names, one per term (a name going through: its own direct terms)
+        self.vjp_kernels = {}
+        #: (name, wrt) -> JVP kernel names, one per term (absent: see `jvp_unsupported`)
+        self.jvp_kernels = {}
+        #: (name, wrt) -> why it has no JVP kernels
+        self.jvp_unsupported = {}
+        #: name -> the tensors its products go through, in the module's order (the name last)
+        self.through = {}
+        #: (tensor, wrt) -> the VJP / JVP kernels of the tensor's terms that read no gradient rows
+        self.direct_vjp, self.direct_jvp = {}, {}
+        #: tensor -> [(tensor read, kernel name, gathered)]: cotangent of the read tensor from the
+        #: tensor's (`read_vjp`), the tensor's tangent from the read tensor's (`read_jvp`)
+        self.read_vjp, self.read_jvp = {}, {}
+        stand_ins = [cotangent_kernel(kernels[n]) for n in self.names]
+        stand_ins += [tangent_kernel(module, wrt) for wrt in self.wrt]
+        extra: dict = {k.name: k for k in stand_ins}
+        built: dict = {}  # tensor -> (kernels, stand-ins) or the error
+        for name in self.names:
+            if name in refused:
+                continue
+            try:
+                tensors = self._closure(name, kernels, everything, built)
+            except (Unsupported, ad.AutodiffError):
+                continue
+            if len(tensors) == 1:
+                continue  # reads no computed tensor: the same kernels either way
+            self.through[name] = tensors
+        swept = [t for t in kernels if any(t in tensors for tensors in self.through.values())]
+        for tensor in swept:  # the stand-ins are rendered before the kernels that read them
+            for kernel in built[tensor][1]:
+                extra.setdefault(kernel.name, kernel)
+        for tensor in swept:
+            for kernel in built[tensor][0]:
+                extra.setdefault(kernel.name, kernel)
+        for tensor in {t for tensors in self.through.values() for t in tensors}:
+            self.direct_vjp.update(built[tensor][2]["direct_vjp"])
+            self.direct_jvp.update(built[tensor][2]["direct_jvp"])
+            self.read_vjp[tensor] = built[tensor][2]["read_vjp"]
+            self.read_jvp[tensor] = built[tensor][2]["read_jvp"]
+        for name in self.through:
+            for wrt in self.wrt:
+                if name in self.gradients[wrt]:
+                    self.vjp_kernels[(name, wrt)] = list(self.direct_vjp.get((name, wrt), ()))
+                    self.jvp_kernels[(name, wrt)] = list(self.direct_jvp.get((name, wrt), ()))
+        for wrt in self.wrt:
+            own = {n: g for n, g in self.gradients[wrt].items() if n not in self.through}
             reads = []
             for gradient in own.values():
                 reads += [t for t in _gradient_reads(gradient) if t not in reads]
-            needed = _needed(module, everything, reads)
-            self.gradients[wrt] = own
+            needed = _needed(module, everything[wrt], reads)
             self.reads[wrt] = [k.name for k in module.kernels if k.name in reads]
-            self.forward[wrt] = {k.name: everything[k.name] for k in module.kernels if k.name in needed}
+            self.forward[wrt] = {k.name: everything[wrt][k.name] for k in module.kernels if k.name in needed}
             for name, gradient in own.items():
                 lowered = []
                 for k, term in enumerate(gradient.terms):
@@ -184,7 +264,8 @@ class NativeProducts:
                     except Unsupported as error:
                         raise ProductUnsupported(f"term {k} of d{name}/d{wrt} has no VJP kernel: {error}") from None
                 self.vjp_kernels[(name, wrt)] = [kernel.name for kernel in lowered]
-                extra += lowered
+                for kernel in lowered:
+                    extra.setdefault(kernel.name, kernel)
                 try:  # tangent products: optional (the VJP does not need them)
                     tangents = [jvp_kernel(module, kernels[name], gradient, k, term)
                                 for k, term in enumerate(gradient.terms)]
@@ -192,29 +273,91 @@ class NativeProducts:
                     self.jvp_unsupported[(name, wrt)] = str(error)
                 else:
                     self.jvp_kernels[(name, wrt)] = [kernel.name for kernel in tangents]
-                    extra += tangents
-        self.extra = tuple(extra)
-        forward = {wrt: kernels_ for wrt, kernels_ in self.forward.items() if kernels_}
-        self.compiled = compile_module(module, backend=backend, dtype=self.dtype, threads=threads,
-                                       gradients=forward, extra=self.extra)
-        unsupported = self.compiled.rendered.unsupported
-        for key, names_ in list(self.jvp_kernels.items()):
-            failed = [n for n in names_ if n in unsupported]
-            if failed:
-                self.jvp_unsupported[key] = f"{failed[0]} does not render: {unsupported[failed[0]]}"
-                del self.jvp_kernels[key]
-        jvp = {n for names_ in self.jvp_kernels.values() for n in names_}
-        for kernel in self.extra:
-            if kernel.name in unsupported and kernel.name not in jvp and not kernel.name.startswith("·jvp"):
-                raise ProductUnsupported(f"{kernel.name} does not render: {unsupported[kernel.name]}")
+                    for kernel in tangents:
+                        extra.setdefault(kernel.name, kernel)
+        stand_in_names = {k.name for k in stand_ins}
+        for tensors in self.through.values():
+            for tensor in tensors:
+                for kernel in built[tensor][1]:
+                    stand_in_names.add(kernel.name)
+        self.extra = tuple(extra.values())
         #: the stand-in kernels (cotangents, tangents) whose grids the runtime fills, by name
-        self.stand_ins = {k.name: k for k in stand_ins}
-        self._state: _State | None = None
+        self.stand_ins = {name: extra[name] for name in stand_in_names}
+
+    def _closure(self, name: str, kernels: dict, everything: dict, built: dict) -> list[str]:
+        """`name` and the computed tensors it reads through their gradients (recursively), in the
+        module's order, each with its sweep kernels built into `built` (raises Unsupported when
+        one does not lower)."""
+        order = {k.name: position for position, k in enumerate(self.module.kernels)}
+        stack, seen = [name], set()
+        while stack:
+            tensor = stack.pop()
+            if tensor in seen:
+                continue
+            seen.add(tensor)
+            if tensor not in built:
+                try:
+                    built[tensor] = self._sweep(tensor, kernels, everything)
+                except (Unsupported, ad.AutodiffError) as error:
+                    built[tensor] = error
+            if isinstance(built[tensor], Exception):
+                raise built[tensor]
+            stack += [read for read, _, _ in built[tensor][2]["read_vjp"]]
+        return sorted(seen, key=order.__getitem__)
+
+    def _sweep(self, tensor: str, kernels: dict, everything: dict):
+        """`(kernels, stand-ins, {"direct_vjp", "direct_jvp", "read_vjp", "read_jvp"})` of one tensor."""
+        module = self.module
+        made, stand_ins = [], [cotangent_kernel(kernels[tensor])]
+        found = {"direct_vjp": {}, "direct_jvp": {}, "read_vjp": [], "read_jvp": []}
+        reads = []
+        for wrt in self.wrt:
+            gradient = everything[wrt].get(tensor)
+            if gradient is None:
+                continue
+            reads += [t for t in _gradient_reads(gradient) if t not in reads]
+            vjps, jvps = [], []
+            for k, term in enumerate(gradient.terms):
+                if any(isinstance(b.domain, ad.GradRows) for b in term.binders):
+                    continue  # through the cotangent / tangent of the tensor read
+                vjps.append(vjp_kernel(module, kernels[tensor], gradient, k, term))
+                jvps.append(jvp_kernel(module, kernels[tensor], gradient, k, term))
+            made += vjps + jvps
+            found["direct_vjp"][(tensor, wrt)] = [k.name for k in vjps]
+            found["direct_jvp"][(tensor, wrt)] = [k.name for k in jvps]
+        for read in reads:
+            partial = ad.differentiate_tensor(module, tensor, read)
+            if partial is None:
+                raise Unsupported(f"{tensor} reads the gradient of {read} but not its entries")
+            stand_ins.append(stand_in_kernel(kernels[read], tensor_tangent(read)))
+            for k, term in enumerate(partial.terms):
+                kernel, gathered = tensor_vjp_kernel(module, kernels[tensor], kernels[read], partial, k, term)
+                found["read_vjp"].append((read, kernel.name, gathered))
+                made.append(kernel)
+                kernel, gathered = tensor_jvp_kernel(module, kernels[tensor], partial, k, term)
+                found["read_jvp"].append((read, kernel.name, gathered))
+                made.append(kernel)
+        return made, stand_ins, found
+
+    def _sweep_kernels(self, tensors) -> list[str]:
+        names = []
+        for tensor in tensors:
+            for key, value in list(self.direct_vjp.items()) + list(self.direct_jvp.items()):
+                if key[0] == tensor:
+                    names += value
+            names += [k for _, k, _ in self.read_vjp.get(tensor, ()) + self.read_jvp.get(tensor, ())]
+        return names
+
+    def _swept(self) -> list[str]:
+        """The tensors of every name's sweep, in the module's order."""
+        swept = {t for tensors in self.through.values() for t in tensors}
+        return [k.name for k in self.module.kernels if k.name in swept]
 
     # -- values and the gradients the products read ----------------------------------------------
     def run(self, bindings: Bindings) -> None:
         """The values at `bindings` (every tensor's TensorMap in `bindings.tensors`), the gradient
-        blocks of the tensors the names read (attached to them), and the layout of each name."""
+        blocks of the tensors the names not going through read (attached to them), and the layout
+        of each name."""
         compiled = self.compiled
         compiled.run(bindings, threads=self.threads, all_tensors=True)
         state = _State(bindings)
@@ -227,6 +370,10 @@ class NativeProducts:
         interpreter = Interpreter(self.module, bindings)
         for name in self.names:
             state.index[name], state.sizes[name] = self._entries(interpreter, name, bindings)
+        for tensor in self._swept():
+            if tensor not in state.sizes:
+                kernel = self.module.kernel(tensor)
+                state.sizes[tensor] = tuple(len(bindings.domain_values(b.domain)) for b in kernel.indices)
         self._state = state
 
     def holds(self, bindings: Bindings) -> bool:
@@ -266,6 +413,12 @@ class NativeProducts:
             index.append(flat)
         return index, sizes
 
+    def _index(self, state: _State, tensor: str):
+        if tensor not in state.index:
+            state.index[tensor], state.sizes[tensor] = self._entries(
+                Interpreter(self.module, state.bindings), tensor, state.bindings)
+        return state.index[tensor]
+
     # -- reverse products -------------------------------------------------------------------------
     def vjp(self, bindings: Bindings, cotangents: dict) -> tuple[np.ndarray, np.ndarray]:
         """`(positions_bar [n_atoms, 3], cell_bar [n_systems, 3, 3])`: the sum over the names of the
@@ -274,29 +427,42 @@ class NativeProducts:
         state = self._state
         if state is None or state.bindings is not bindings:
             raise RunError("NativeProducts.vjp: call run(bindings) first, with the same bindings")
+        unknown = set(cotangents) - set(self.names)
+        if unknown:
+            raise ValueError(f"NativeProducts.vjp: cotangents of {sorted(unknown)}, products of {self.names}")
         batch = next(iter(bindings.systems.values()))
         outputs = {"positions": np.zeros((batch.n_atoms, 3), dtype=self.dtype),
                    "cell": np.zeros((batch.n_systems, 3, 3), dtype=self.dtype)}
         arguments = self.compiled.arguments_for(bindings)
+        grids = {}  # the cotangents of the tensors swept, as grids of their layouts
         for name in self.names:
             if name not in cotangents:
                 continue
-            self._install_cotangent(arguments, bindings, name, cotangents[name])
+            grid = self._cotangent_grid(name, cotangents[name])
+            if name in self.through:
+                grids[name] = grid if name not in grids else grids[name] + grid
+                continue
+            self._install_grid(arguments, cotangent_tensor(name), name, grid)
             for wrt in PRODUCTS_WRT:
                 for kernel in self.vjp_kernels.get((name, wrt), ()):
                     outputs[wrt] += self._run_product(kernel, arguments, state, wrt, outputs[wrt].shape)
-        unknown = set(cotangents) - set(self.names)
-        if unknown:
-            raise ValueError(f"NativeProducts.vjp: cotangents of {sorted(unknown)}, products of {self.names}")
+        for tensor in reversed(self._swept()):  # the reverse sweep: readers before what they read
+            if tensor not in grids:
+                continue
+            self._install_grid(arguments, cotangent_tensor(tensor), tensor, grids.pop(tensor))
+            for wrt in self.wrt:
+                for kernel in self.direct_vjp.get((tensor, wrt), ()):
+                    outputs[wrt] += self._run_product(kernel, arguments, state, wrt, outputs[wrt].shape)
+            for read, kernel, gathered in self.read_vjp.get(tensor, ()):
+                sizes = tuple(state.sizes[read])
+                found = self._run_product(kernel, arguments, state, None, sizes if gathered else (1,) + sizes)
+                found = found.reshape(sizes)
+                grids[read] = found if read not in grids else grids[read] + found
         return outputs["positions"], outputs["cell"]
 
-    def _install_cotangent(self, arguments, bindings: Bindings, name: str, blocks) -> None:
-        """The cotangent of `name` as the dense grid its VJP kernels read (and as a TensorMap, for
-        kernels that read it through lookup tables)."""
-        from mtdsl.tensor import TensorBlock, TensorMap
-
+    def _cotangent_grid(self, name: str, blocks) -> np.ndarray:
         state = self._state
-        tensor = bindings.tensors[name]
+        tensor = state.bindings.tensors[name]
         blocks = list(blocks)
         if len(blocks) != len(tensor):
             raise ValueError(f"cotangent of {name}: {len(blocks)} arrays for {len(tensor)} blocks")
@@ -307,34 +473,48 @@ class NativeProducts:
                 raise ValueError(f"cotangent of {name}, block {b}: shape {values.shape}, the block's values "
                                  f"are {index.shape}")
             grid[index.reshape(-1)] = values.reshape(-1)
-        source = cotangent_tensor(name)
+        return grid.reshape(state.sizes[name])
+
+    def _install_grid(self, arguments, source: str, tensor: str, grid: np.ndarray) -> None:
+        """`grid` (of `tensor`'s layout) as the dense grid of the stand-in `source` (a cotangent or a
+        tangent), and as a TensorMap of `tensor`'s blocks for kernels that read it through lookup
+        tables."""
+        from mtdsl.tensor import TensorBlock, TensorMap
+
+        state = self._state
         for descriptor in [d for d in arguments.cache if len(d) > 1 and (
                 d[1] == source or (isinstance(d[1], tuple) and d[1] and d[1][0] == source))]:
             del arguments.cache[descriptor]
         for key in [k for k in arguments.lookups if k[0] == source]:
             del arguments.lookups[key]
-        arguments.grids[source] = grid.reshape(state.sizes[name])
-        if any(d[0] == "block" and d[1][0] == source for kernel in self.vjp_names(name)
-               for d in self.compiled.kernels[kernel].rendered.arrays[1:]):
-            cotangent = [TensorBlock(np.ascontiguousarray(values, dtype=self.dtype), block.samples,
-                                     list(block.components), block.properties)
-                         for values, block in zip(blocks, tensor.blocks())]
-            bindings.tensors[source] = TensorMap(tensor.keys, cotangent)
+        arguments.grids[source] = np.ascontiguousarray(grid, dtype=self.dtype).reshape(state.sizes[tensor])
+        if source not in self._readers:
+            self._readers[source] = any(
+                d[0] == "block" and d[1][0] == source for kernel in self.extra
+                if kernel.name not in self.stand_ins and kernel.name in self.compiled.kernels
+                for d in self.compiled.kernels[kernel.name].rendered.arrays[1:])
+        if self._readers[source]:
+            values = arguments.grids[source].reshape(-1)
+            blocks = state.bindings.tensors[tensor]
+            found = [TensorBlock(np.ascontiguousarray(values[index]), block.samples, list(block.components),
+                                 block.properties)
+                     for index, block in zip(self._index(state, tensor), blocks.blocks())]
+            state.bindings.tensors[source] = TensorMap(blocks.keys, found)
 
-    def vjp_names(self, name: str) -> list[str]:
-        return [k for wrt in PRODUCTS_WRT for k in self.vjp_kernels.get((name, wrt), ())]
-
-    def _run_product(self, name: str, arguments, state: _State, wrt: str, shape: tuple) -> np.ndarray:
-        """One VJP kernel into a zeroed buffer of `shape`: on ranges of its driver, one thread each,
-        into per-thread buffers (its points share targets), through `CompiledModule._scatter_shared`."""
+    def _run_product(self, name: str, arguments, state: _State, wrt, shape: tuple) -> np.ndarray:
+        """One product kernel into a zeroed buffer of `shape`. A kernel with a one-row or a target
+        `·out·` index runs on ranges of its driver, one thread each, into per-thread buffers (its
+        points share entries), through `CompiledModule._scatter_shared`; one that gathers (or runs
+        over one of its own indices) runs as it is."""
         compiled = self.compiled
         native = compiled.kernels[name]
         rendered = native.rendered
         buffer = np.zeros(shape, dtype=self.dtype)
         arguments.gradient_tables = state.tables.get(wrt, {})
         arguments.dense_gradients = state.dense.get(wrt, {})
-        source = rendered.plan.kernel.indices[0].domain.pairs
-        arguments.out_rows[source] = (np.zeros(1, dtype=np.int64), shape[0])
+        first = rendered.plan.kernel.indices[0].domain
+        if isinstance(first, ir.PairsDomain) and first.pairs.startswith(OUT_PREFIX):
+            arguments.out_rows[first.pairs] = (np.zeros(1, dtype=np.int64), shape[0])
         try:
             arrays = [buffer] + [arguments.array(d) for d in rendered.arrays[1:]]
             scalars = [self._scalar(arguments, d) for d in rendered.scalars]
@@ -378,8 +558,27 @@ class NativeProducts:
             source = tangent_tensor(wrt)
             arguments.cache.pop(("grid", source), None)
             arguments.grids[source] = value
+        given = [wrt for wrt in self.wrt if tangents[wrt][0] is not None]
+        dots = {}  # the forward sweep: the tangents of the tensors swept, as grids of their layouts
+        read = {r for found in self.read_jvp.values() for r, _, _ in found}
+        for tensor in self._swept():
+            sizes = tuple(state.sizes[tensor])
+            grid = np.zeros(sizes, dtype=self.dtype)
+            for wrt in given:
+                for kernel in self.direct_jvp.get((tensor, wrt), ()):
+                    grid += self._run_product(kernel, arguments, state, wrt, (1,) + sizes).reshape(sizes)
+            for _, kernel, gathered in self.read_jvp.get(tensor, ()):
+                grid += self._run_product(kernel, arguments, state, None,
+                                          sizes if gathered else (1,) + sizes).reshape(sizes)
+            dots[tensor] = grid
+            if tensor in read:
+                self._install_grid(arguments, tensor_tangent(tensor), tensor, grid)
         result = {}
         for name in self.names:
+            if name in self.through:
+                flat = dots[name].reshape(-1)
+                result[name] = [flat[index] for index in state.index[name]]
+                continue
             sizes = (1,) + tuple(state.sizes[name])
             grid = np.zeros(sizes, dtype=self.dtype)
             for wrt, (value, _) in tangents.items():

@@ -352,7 +352,8 @@ class _Differentiator:
     def __init__(self, module: ir.Module, wrt: str):
         self.module = module
         self.wrt = wrt
-        self.directions = tuple(ir.Var(d) for d in DIRECTIONS[wrt])
+        self.directions = tuple(ir.Var(d) for d in DIRECTIONS.get(wrt, ()))
+        self.input_name = _INPUT_NAMES.get(wrt, wrt)
         self.kernels: dict[str, Optional[GradientKernel]] = {}
         self.tensors = {k.name: k for k in module.kernels}
         self.pairs_systems = {p.name: p.systems for p in module.pairs}
@@ -375,7 +376,7 @@ class _Differentiator:
             terms = [self.kernel_term(kernel, t) for t in self.terms(kernel.body)]
         finally:
             self.context = outer
-        result = GradientKernel(name, self.wrt, DIRECTIONS[self.wrt], tuple(terms)) if terms else None
+        result = GradientKernel(name, self.wrt, DIRECTIONS.get(self.wrt, ()), tuple(terms)) if terms else None
         self.kernels[name] = result
         return result
 
@@ -414,7 +415,7 @@ class _Differentiator:
         except AutodiffError as error:
             raise AutodiffError(f"{error} (in {what})") from None
         if terms:
-            self.fail(f"{what} ({expr}) depends on {_INPUT_NAMES[self.wrt]}")
+            self.fail(f"{what} ({expr}) depends on {self.input_name}")
 
     # -- expressions -------------------------------------------------------------------------------
     def terms(self, expr) -> list[Term]:
@@ -463,7 +464,7 @@ class _Differentiator:
         terms = self.terms(expr.operand)
         if expr.op == "not":
             if terms:
-                self.fail(f"`not` of values that depend on {_INPUT_NAMES[self.wrt]} ({expr}) is not differentiable")
+                self.fail(f"`not` of values that depend on {self.input_name} ({expr}) is not differentiable")
             return []
         return _scale(terms, _neg)
 
@@ -493,7 +494,7 @@ class _Differentiator:
             return _merge(result)
         # mod, comparisons, and/or: piecewise constant, non-differentiable where it jumps
         if left or right:
-            inputs = _INPUT_NAMES[self.wrt]
+            inputs = self.input_name
             if op == "mod":
                 self.fail(f"`%` of values that depend on {inputs} ({expr}) is not differentiable")
             if op in ("and", "or"):
@@ -516,7 +517,7 @@ class _Differentiator:
         first = self.terms(args[0]) if args else []
         for index, arg in enumerate(args):
             if index > 0 and self.terms(arg) and name != "dot":
-                self.fail(f"argument {index + 1} of {name}() depends on {_INPUT_NAMES[self.wrt]}")
+                self.fail(f"argument {index + 1} of {name}() depends on {self.input_name}")
         if name == "dot":
             u, v = args
             return _merge(_scale(first, lambda c: ir.Call("dot", (c, v)))
@@ -669,6 +670,57 @@ class _Differentiator:
 
     def _pair_system(self, pairs: str, p):
         return ir.Data(self.pairs_systems[pairs], "system", (ir.Data(pairs, "first", (p,)),))
+
+
+# ---- derivatives with respect to the entries of a computed tensor ------------------------------------
+
+TENSOR_PREFIX = "tensor:"
+
+
+def tensor_wrt(tensor: str) -> str:
+    """The `wrt` of a derivative with respect to the entries of the computed tensor `tensor`."""
+    return f"{TENSOR_PREFIX}{tensor}"
+
+
+def differentiate_tensor(module: ir.Module, kernel: str, tensor: str) -> Optional[GradientKernel]:
+    """The partial derivative of the entries of kernel `kernel` with respect to the entries of the
+    computed tensor `tensor` it reads, None when it does not read it (in a differentiable place).
+
+    Each term means `dK[entry] / dU[e] = sum over its binders (where it holds) of [target == e] *
+    coefficient`, where the *target* is the accessed entry itself: the `ir.BlockRef` of `tensor`
+    as `kernel` reads it (keys, samples, components and properties as expressions of the kernel's
+    indices, of the term's binders and of its aliases); no direction variables. `_d_BlockRef` of
+    `tensor` gives a term of coefficient 1 at that access; the chain rule, and the sums whose
+    binders the target reads (they escape: `m` in the power spectrum), are those of the
+    positions. Everything else is held fixed: the positions and the cell, parameters, and the
+    other computed tensors (even those computed from `tensor`: a partial derivative, as the
+    reverse sweep of `runtime/native_products.py` needs it). A `where` condition, a label, a
+    comparison or `%` of values read from `tensor` is not differentiable (`AutodiffError`)."""
+    if tensor not in {k.name for k in module.kernels}:
+        raise AutodiffError(f"{tensor} is not a computed tensor of module {module.name}")
+    return _TensorDifferentiator(module, tensor).kernel(kernel)
+
+
+class _TensorDifferentiator(_Differentiator):
+    """Derivatives with respect to the entries of one computed tensor (`differentiate_tensor`)."""
+
+    def __init__(self, module: ir.Module, tensor: str):
+        super().__init__(module, tensor_wrt(tensor))
+        self.tensor = tensor
+        self.input_name = f"the entries of {tensor}"
+
+    def kernel(self, name: str) -> Optional[GradientKernel]:
+        if name == self.tensor:
+            raise AutodiffError(f"{name} does not read itself")
+        return super().kernel(name)
+
+    def _d_Data(self, expr: ir.Data):
+        return []
+
+    def _d_BlockRef(self, expr: ir.BlockRef):
+        if expr.tensor != self.tensor:
+            return []  # other tensors are held fixed
+        return [Term((), (), None, expr, ONE)]
 
 
 def _sigmoid(x):

@@ -127,12 +127,33 @@ def test_one_thread(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_power_spectrum_gradient_is_never_materialized(backend):
     products, bindings = check(module_of("ps"), ["ps"], backend)
-    # only the expansion's gradient blocks exist (read by the power spectrum's VJP kernels)
+    # through the cotangent of the expansion: no gradient of rho or of ps is computed, or compiled
+    assert products.through == {"ps": ["rho", "ps"]}
+    assert products.reads == {"positions": [], "cell": []}
+    assert not products.compiled.scatters
+    assert not products._state.tables and not products._state.dense
+    assert not any(block.gradients_list() for name in ("rho", "ps") for block in bindings.tensors[name].blocks())
+    assert set(products.vjp_kernels) == {("ps", "positions"), ("ps", "cell")}
+    assert [(read, gathered) for read, _, gathered in products.read_vjp["ps"]] == [("rho", True), ("rho", True)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_power_spectrum_through_the_expansion_gradient(backend):
+    # through=False: the terms of ps read the expansion's gradient blocks, as before
+    module = module_of("ps")
+    frames = systems()
+    products = NativeProducts(module, ["ps"], backend, np.float64, threads=2, through=False)
+    assert not products.through
     assert products.reads == {"positions": ["rho"], "cell": ["rho"]}
     assert all(key[0] == "rho" for key in products.compiled.scatters)
-    assert not any(block.gradients_list() for block in bindings.tensors["ps"].blocks())
+    bindings = Model(module, backend=backend).bind(frames, {})
+    products.run(bindings)
+    cotangents = random_cotangents(bindings, ["ps"], seed=7)
+    positions_bar, cell_bar = products.vjp(bindings, cotangents)
+    expected_positions, expected_cell = reference_products(module, ["ps"], backend, frames, cotangents)
+    assert_close(positions_bar, expected_positions)
+    assert_close(cell_bar, expected_cell)
     assert all(block.gradients_list() for block in bindings.tensors["rho"].blocks())
-    assert set(products.vjp_kernels) == {("ps", "positions"), ("ps", "cell")}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -322,6 +343,11 @@ def test_programs_of_the_gradient_tests(tmp_path, program, backend):
     for name in [k.name for k in module.kernels]:
         products = NativeProducts(module, [name], backend, np.float64, threads=2)
         assert not products.jvp_unsupported
+        # every tensor reading another goes through its cotangent / tangent: no forward gradient
+        assert not products.compiled.scatters and not any(products.reads.values())
+        if name == "h2":  # reads h1[P.second[p], k]: a scatter into h1's cotangent, not a gather
+            assert products.through == {"h2": ["h1", "h2"]}
+            assert [gathered for _, _, gathered in products.read_vjp["h2"]] == [False]
         bindings = Model(module, backend=backend).bind(frames, {})
         products.run(bindings)
         cotangents = random_cotangents(bindings, [name])
