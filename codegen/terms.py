@@ -50,7 +50,11 @@ The same lowering gives the *product kernels* of `runtime/native_products.py`
 cotangent read at the kernel's own entry (from the grid of the stand-in
 `cotangent_kernel`) into atoms x 3 / systems x 3 x 3 rows bound by `·target ==
 target`; `jvp_kernel` contracts it with a tangent (the stand-in `tangent_kernel`)
-into the kernel's own layout.
+into the kernel's own layout. Through computed tensors: `tensor_vjp_kernel` turns a
+term of `autodiff.differentiate_tensor` (its target an entry of the tensor read) and
+the reader's cotangent into the cotangent of the tensor read, in that tensor's own
+layout (a gather where the access names its indices plainly, else a one-row `·out·`
+scatter); `tensor_jvp_kernel` turns the tangent of the tensor read into the reader's.
 """
 
 from __future__ import annotations
@@ -874,7 +878,9 @@ def tensor_vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, read: ir.Tenso
     for entry, value in pairs:
         if isinstance(value, ir.Var) and mapping.get(value.name) == entry:
             continue
-        conditions.append(ir.Binary("eq", entry, lowering.lower(ad.substitute(value, mapping))))
+        value = lowering.lower(ad.substitute(value, mapping))
+        if value != entry:  # `S.type[·ui] == S.type[·ui]` holds
+            conditions.append(ir.Binary("eq", entry, value))
     for name, variable in mapping.items():  # the renamed variables' domains
         domain = variables[name]
         if isinstance(domain, ir.IrrepDomain):

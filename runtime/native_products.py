@@ -13,16 +13,22 @@ the layout of the `cell` gradient blocks.) Each term of `T`'s gradient becomes a
 (`codegen/terms.py: vjp_kernel`): the term's columns are summed binders, its coefficient is
 multiplied by the cotangent read at `T`'s own entry from a dense grid of `T`'s layout (filled
 here from the cotangent's blocks), and its output rows are the term's targets: atoms x 3 or
-systems x 3 x 3. Gradients of the tensors `T` reads (the spherical expansion read by the power
-spectrum) are materialized as for `model(frames, gradients=...)`, by their scatter kernels, and
-read by the VJP kernels from their buffers.
+systems x 3 x 3. When `T` reads computed tensors that depend on the positions or the cell (the
+power spectrum reads the spherical expansion), the VJP goes *through* them (`self.through`): a
+reverse sweep computes the cotangent of each tensor read from its readers' (`codegen/terms.py:
+tensor_vjp_kernel`, from `autodiff.differentiate_tensor`, the derivative with respect to the
+entries of a computed tensor), then contracts each tensor's own terms (those that read no
+gradient rows) with its cotangent; the JVP is the forward sweep (`tensor_jvp_kernel`). No
+gradient of any tensor is materialized. Where a sweep does not lower (or `through=False`), the
+gradients of the tensors `T` reads are materialized as for `model(frames, gradients=...)`, by
+their scatter kernels, and read by `T`'s VJP kernels from their buffers.
 
 A *JVP kernel* (`codegen/terms.py: jvp_kernel`) has `T`'s own dense layout: it sums each term
 over its binders and directions, times the tangent read at the term's target, into the entry
 its aliases pick (`T_dot[sample, cols] = sum_r G[r, x, cols] positions_dot[atom(r), x] + ...`).
 
     products = NativeProducts(module, ["ps"], backend="cpp", dtype=np.float64)
-    products.run(bindings)                                   # values (+ the gradients ps reads)
+    products.run(bindings)                                   # values (through=False: + the gradients ps reads)
     positions_bar, cell_bar = products.vjp(bindings, {"ps": [c0, c1, ...]})   # one array per block of ps
     ps_dot = products.jvp(bindings, positions_dot, cell_dot)["ps"]             # one array per block of ps
 
