@@ -651,7 +651,8 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
         present = np.zeros(space, dtype=bool)
         present[every] = True
         unique = np.flatnonzero(present)
-        ranks = np.cumsum(present) - 1
+        ranks = np.empty(space, dtype=np.int64)  # written (and paged in) at the codes only, not a cumsum
+        ranks[unique] = np.arange(len(unique), dtype=np.int64)
     else:
         unique = np.unique(every)
     row_targets_all = unique % n_targets if wrt == "positions" else np.zeros(len(unique), np.int64)
@@ -716,7 +717,12 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
             if position is None:
                 return None
             if not _is_range(position, values.shape[first + k]):
-                values = np.take(values, position, axis=first + k)
+                if len(position) and np.all(np.diff(position) == 1):  # a run of the padded axis (m of l): a view
+                    index = [slice(None)] * values.ndim
+                    index[first + k] = slice(int(position[0]), int(position[-1]) + 1)
+                    values = values[tuple(index)]
+                else:
+                    values = np.take(values, position, axis=first + k)
         n_property_axes = len(columns) - component_entries
         values = values.reshape(values.shape[: first + component_entries] + (-1,))
         labels = np.asarray(value_block.properties.array)
@@ -729,8 +735,11 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
         if not _is_range(flat, values.shape[-1]):
             values = np.take(values, flat, axis=-1)
         parts.append(values)
+    # an output's gradient values are contiguous copies; a tensor only read by later terms keeps views
+    # of the buffer (the expansion's `drho` padded to 2 lmax + 1 values of m: no copy of 2l + 1 of them)
+    outputs = {o.name for o in interpreter.module.outputs}
     return _gradient_blocks(tensor, wrt, n_directions, parts, unique_sample, first_row, layout, row_targets_all,
-                            batch, stored=True)
+                            batch, stored=True, contiguous=kernel.name in outputs)
 
 
 def _is_range(position: np.ndarray, size: int) -> bool:
@@ -749,7 +758,7 @@ def _positions_in(values: np.ndarray, labels: np.ndarray):
 
 
 def _gradient_blocks(tensor, wrt, n_directions, parts, unique_sample, first_row, layout, row_targets_all, batch,
-                     stored: bool = False):
+                     stored: bool = False, contiguous: bool = True):
     """Gradient `TensorBlock`s from each block's values `[rows, components..., properties, directions...]`
     (`[rows, directions in their stored order, components..., properties]` with `stored=True`)."""
     order = _STORED_ORDER[wrt]
@@ -773,7 +782,7 @@ def _gradient_blocks(tensor, wrt, n_directions, parts, unique_sample, first_row,
             rows = parent.reshape(-1, 1)
             names = ["sample"]
         blocks.append(TensorBlock(
-            np.ascontiguousarray(values),
+            np.ascontiguousarray(values) if contiguous else values,
             Labels(names, rows.astype(np.int32).reshape(n_rows, len(names)), assume_unique=True),
             direction_labels + list(value_block.components),
             value_block.properties,

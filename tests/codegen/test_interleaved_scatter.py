@@ -86,3 +86,23 @@ def test_chunk_owned():
     rows = [np.array([0, 1, 0, 1]), np.array([0, 1, 0, 1])]
     assert not gradients_module._chunk_owned(rows, columns, [(4,), (4,)], [0, 0], chunk=2)
     assert gradients_module._chunk_owned(rows, columns[:1] + columns[:1], [(4,), (4,)], [0, 0], chunk=2)
+
+
+def test_output_gradients_are_contiguous_intermediate_ones_views(tmp_path):
+    """The gradient blocks of an output are contiguous arrays; those of a tensor only read by
+    later terms (the power spectrum's `rho`) are views of the buffer its kernels wrote."""
+    path = with_gradients(tmp_path, "soap_power_spectrum.mt", "positions")
+    model = compile(path, backend="cpp", max_angular=2, n_radial=3)
+    batch = silicon()
+    bindings = model.bind(batch, {})
+    model.compiled.run(bindings, all_tensors=True)
+    gradients_module.compute_gradients(model.module, bindings, model.gradient_kernels["positions"], "positions",
+                                       ["ps"], native=model.compiled)
+    for block in bindings.tensors["ps"].blocks():
+        assert block.gradient("positions").values.flags.c_contiguous
+    views = [b.gradient("positions").values for b in bindings.tensors["rho"].blocks()]
+    assert any(not v.flags.c_contiguous for v in views)
+    expansion = compile(with_gradients(tmp_path, "spherical_expansion.mt", "positions"), backend="cpp",
+                        max_angular=2, n_radial=3)
+    for block in expansion(batch, gradients=["positions"])["rho"].blocks():
+        assert block.gradient("positions").values.flags.c_contiguous
