@@ -106,3 +106,17 @@ def test_output_gradients_are_contiguous_intermediate_ones_views(tmp_path):
                         max_angular=2, n_radial=3)
     for block in expansion(batch, gradients=["positions"])["rho"].blocks():
         assert block.gradient("positions").values.flags.c_contiguous
+
+
+def test_the_interpreter_takes_over_when_an_interleaved_run_fails(tmp_path):
+    """An interleaved group that reports an error leaves its tensor's gradient to the interpreter."""
+    path = with_gradients(tmp_path, "soap_power_spectrum.mt", "positions")
+    batch = silicon()
+    expected = compile(path, backend="interpreter", max_angular=2, n_radial=3)(batch, gradients=["positions"])
+    for backend in BACKENDS:
+        model = compile(path, backend=backend, max_angular=2, n_radial=3)
+        model.compiled.scatter_interleaved = lambda *args, **kwargs: False
+        ours = model(batch, gradients=["positions"])
+        assert_same_gradients(expected, ours, ["positions"], 1e-12)
+        ran = model.compiled.last_gradient_terms
+        assert ("rho", "positions", 0) in ran and not any(key[0] == "ps" for key in ran), ran
