@@ -18,6 +18,7 @@ precise error, or decides the case, so results always equal the oracle's.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import os
 from dataclasses import dataclass
 
@@ -627,6 +628,92 @@ class CompiledModule:
         del arrays
         if error:
             self.last_run_fallbacks[scatter.name] = f"native run reported error bits {error}"
+            return False
+        return True
+
+    def scatter_driver(self, key):
+        """`(driver size, driver variable)` of term `key`'s scatter kernel when it can run ranges of its
+        driver (`[lo, hi)`: C++ `driver_range` scalars, LLVM `raw(..., lo, hi)`), else None."""
+        scatter = self.scatters.get(key)
+        native = self.term_kernels.get(scatter.name) if scatter is not None else None
+        if native is None:
+            return None
+        rendered = native.rendered
+        llvm = hasattr(native.function, "raw")
+        ranged = native.function.parallel if llvm else ("driver_range", 0) in rendered.scalars
+        if not ranged or rendered.driver_count is None:
+            return None
+        return rendered.driver_count, rendered.driver_var
+
+    def scatter_interleaved(self, keys, buffer: np.ndarray, row_maps, bindings, tables: dict, dense: dict | None,
+                            chunk: int, threads: int | None = None) -> bool:
+        """Add the terms `keys` (of one tensor, each one-to-one, their drivers the same domain) into
+        `buffer` in one pass over their common driver: chunk by chunk (`chunk` positions), every
+        term on a chunk before the next chunk, so that what the terms read per driver position
+        (the rows of the gradient they read, `rho`'s values) and the rows they write are still in
+        cache for the next term. Chunks run on `threads` threads (dynamic: each thread takes the
+        next chunk and runs every term on it); the caller checks that no entry receives points
+        of two chunks (`runtime/gradients.py: _chunk_owned`). False when a kernel cannot run
+        (`buffer` is then unreliable: the caller falls back to the interpreter)."""
+        arguments = self.arguments_for(bindings)
+        arguments.gradient_tables = tables
+        arguments.dense_gradients = dense if dense is not None else {}
+        prepared = []
+        n = None
+        for key, row_map in zip(keys, row_maps):
+            scatter = self.scatters[key]
+            native = self.term_kernels[scatter.name]
+            arguments.out_rows[scatter.source] = (row_map, buffer.shape[0])
+            try:
+                arrays = [buffer] + [arguments.array(d) for d in native.rendered.arrays[1:]]
+                scalars = [arguments.scalar(d) for d in native.rendered.scalars]
+            except NativeFallback as reason:
+                self.last_run_fallbacks[scatter.name] = str(reason)
+                return False
+            finally:
+                arguments.cache.pop(("out", scatter.source, "row"), None)
+            count = native.rendered.driver_count
+            size = int(arguments.scalar(count) if isinstance(count, tuple) else count)
+            if n is not None and size != n:
+                raise ValueError("interleaved scatter kernels over drivers of different sizes")
+            n = size
+            llvm = hasattr(native.function, "raw")
+            pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+            where = None if llvm else [native.rendered.scalars.index(("driver_range", k)) for k in (0, 1)]
+            prepared.append((scatter, native, llvm, arrays, pointers, scalars, where))
+        n = n or 0
+        chunks = max(1, -(-n // max(1, chunk)))
+        threads = max(1, min(int(threads or self.run_threads), chunks))
+        taken = itertools.count()
+
+        def run(lo: int, hi: int) -> int:
+            error = 0
+            for scatter, native, llvm, arrays, pointers, scalars, where in prepared:
+                values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
+                if llvm:
+                    error |= int(native.function.raw(ctypes.cast(pointers, ctypes.c_void_p).value,
+                                                     ctypes.cast(values, ctypes.c_void_p).value, lo, hi))
+                else:
+                    values[where[0]], values[where[1]] = lo, hi
+                    error |= int(native.function(pointers, values, 1))
+            return error
+
+        def work() -> int:
+            error = 0
+            while True:
+                k = next(taken)
+                if k >= chunks:
+                    return error
+                error |= run(k * chunk, min(n, (k + 1) * chunk))
+
+        helpers = [_scatter_pool(threads - 1).submit(work) for _ in range(threads - 1)] if threads > 1 else []
+        error = work()
+        for helper in helpers:
+            error |= helper.result()
+        del prepared
+        if error:
+            for key in keys:
+                self.last_run_fallbacks[self.scatters[key].name] = f"native run reported error bits {error}"
             return False
         return True
 

@@ -29,6 +29,8 @@ Label lookups use dense tables over the small ranges of label values.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from mtdsl.ir import autodiff as ad
@@ -558,6 +560,62 @@ def _one_to_one(row_map: np.ndarray, where: np.ndarray, aliased_columns: list) -
     return not np.any(np.bincount(code, minlength=space) > 1)
 
 
+#: driver positions per chunk of interleaved scatter kernels (`_interleaved_groups`): the rows of
+#: the gradient they read for a chunk (the power spectrum's: 1.3 kB each) stay in cache between terms
+INTERLEAVE_CHUNK = int(os.environ.get("MTDSL_INTERLEAVE_CHUNK", "1024"))
+
+
+def _interleaved_groups(native, name: str, wrt: str, scatters, shared) -> list:
+    """Terms of one gradient whose scatter kernels run interleaved (`CompiledModule.scatter_interleaved`):
+    two or more terms, each one-to-one, whose drivers are the same domain (the rows of the
+    gradient they read, in the power spectrum's `drho1 * rho2 + rho1 * drho2`), grouped by that
+    domain. `MTDSL_INTERLEAVE=0` turns it off (each term runs on its own, over the whole driver)."""
+    if os.environ.get("MTDSL_INTERLEAVE", "1") == "0" or not hasattr(native, "scatter_interleaved"):
+        return []
+    by_driver: dict = {}
+    for k, scatter in enumerate(scatters):
+        if shared[k]:
+            continue
+        driver = native.scatter_driver((name, wrt, k))
+        if driver is None or not isinstance(driver[0], tuple):
+            continue
+        by_driver.setdefault(driver[0], []).append(k)
+    return [group for group in by_driver.values() if len(group) > 1]
+
+
+def _chunk_owned(row_maps, found, row_shapes, axes, chunk: int) -> bool:
+    """Whether every entry (row, aliased columns) that the terms of a group add into receives the
+    points of one chunk of their common driver only (so chunks may run on different threads):
+    each term is one-to-one, so an entry has at most one point per term; compare their chunks."""
+    codes, chunks = [], []
+    for row_map, rows, shape, axis in zip(row_maps, found, row_shapes, axes):
+        if axis < 0 or int(np.prod(shape)) != np.size(row_map):
+            return False
+        where, aliased = rows[0], rows[5]
+        code = np.asarray(row_map).reshape(-1).astype(np.int64)
+        position = np.broadcast_to(
+            np.arange(shape[axis], dtype=np.int64).reshape((-1,) + (1,) * (len(shape) - 1 - axis)), shape).reshape(-1)
+        for values in aliased:
+            low = int(values[where].min()) if where.any() else 0
+            span = int(values[where].max()) - low + 1 if where.any() else 1
+            code = code * span + (values - low)
+        codes.append(code[where])
+        chunks.append(position[where] // chunk)
+    every = np.concatenate(codes) if codes else np.zeros(0, np.int64)
+    if len(every) == 0:
+        return True
+    space = int(every.max()) + 1
+    if space > 8 * len(every) + (1 << 22):
+        return False
+    owner = np.full(space, -1, dtype=np.int64)
+    for code, part in zip(codes, chunks):
+        previous = owner[code]
+        if np.any((previous >= 0) & (previous != part)):
+            return False
+        owner[code] = part
+    return True
+
+
 def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, layout: _Layout):
     """The gradient blocks written by the scatter kernels of every term (`codegen/terms.py`), or None.
 
@@ -593,7 +651,8 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
         present = np.zeros(space, dtype=bool)
         present[every] = True
         unique = np.flatnonzero(present)
-        ranks = np.cumsum(present) - 1
+        ranks = np.empty(space, dtype=np.int64)  # written (and paged in) at the codes only, not a cumsum
+        ranks[unique] = np.arange(len(unique), dtype=np.int64)
     else:
         unique = np.unique(every)
     row_targets_all = unique % n_targets if wrt == "positions" else np.zeros(len(unique), np.int64)
@@ -610,15 +669,34 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
     n_directions = len(gradient.directions)
     shape = (len(unique),) + (3,) * n_directions + tuple(len(v) for v in column_values)
     buffer = np.zeros(shape, dtype=bindings.dtype)
-    for k, (scatter, code, rows) in enumerate(zip(scatters, codes, found)):
+    row_maps, shared, row_shapes = [], [], []
+    for scatter, code, rows in zip(scatters, codes, found):
         if ranks is not None:
             row_map = np.where(code >= 0, ranks[np.maximum(code, 0)], -1)
         else:
             row_map = np.where(code >= 0, np.searchsorted(unique, np.maximum(code, 0)), -1)
-        shared = not _one_to_one(row_map, rows[0], rows[5])
-        if not native.scatter_term((kernel.name, wrt, k), buffer, row_map, bindings, interpreter.gradient_tables,
-                                   interpreter.dense_gradients, shared=shared,
-                                   row_shape=tuple(len(rows[4].values[v]) for v in scatter.row_vars)):
+        row_maps.append(row_map)
+        shared.append(not _one_to_one(row_map, rows[0], rows[5]))
+        row_shapes.append(tuple(len(rows[4].values[v]) for v in scatter.row_vars))
+    done = set()
+    for group in _interleaved_groups(native, kernel.name, wrt, scatters, shared):
+        threads = int(native.run_threads or 1)
+        if threads > 1 and not _chunk_owned([row_maps[k] for k in group], [found[k] for k in group],
+                                            [row_shapes[k] for k in group],
+                                            [scatters[k].row_vars.index(native.scatter_driver((kernel.name, wrt, k))[1])
+                                             if native.scatter_driver((kernel.name, wrt, k))[1] in scatters[k].row_vars
+                                             else -1 for k in group], INTERLEAVE_CHUNK):
+            continue
+        keys = [(kernel.name, wrt, k) for k in group]
+        if not native.scatter_interleaved(keys, buffer, [row_maps[k] for k in group], bindings,
+                                          interpreter.gradient_tables, interpreter.dense_gradients, INTERLEAVE_CHUNK):
+            return None
+        done |= set(group)
+    for k, scatter in enumerate(scatters):
+        if k in done:
+            continue
+        if not native.scatter_term((kernel.name, wrt, k), buffer, row_maps[k], bindings, interpreter.gradient_tables,
+                                   interpreter.dense_gradients, shared=shared[k], row_shape=row_shapes[k]):
             return None
     interpreter.native_terms.extend(((kernel.name, wrt, k), "scatter") for k in range(len(scatters)))
     interpreter.dense_gradients[(kernel.name, wrt)] = buffer  # read by the scatter kernels of later tensors
@@ -639,7 +717,12 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
             if position is None:
                 return None
             if not _is_range(position, values.shape[first + k]):
-                values = np.take(values, position, axis=first + k)
+                if len(position) and np.all(np.diff(position) == 1):  # a run of the padded axis (m of l): a view
+                    index = [slice(None)] * values.ndim
+                    index[first + k] = slice(int(position[0]), int(position[-1]) + 1)
+                    values = values[tuple(index)]
+                else:
+                    values = np.take(values, position, axis=first + k)
         n_property_axes = len(columns) - component_entries
         values = values.reshape(values.shape[: first + component_entries] + (-1,))
         labels = np.asarray(value_block.properties.array)
@@ -652,8 +735,11 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
         if not _is_range(flat, values.shape[-1]):
             values = np.take(values, flat, axis=-1)
         parts.append(values)
+    # an output's gradient values are contiguous copies; a tensor only read by later terms keeps views
+    # of the buffer (the expansion's `drho` padded to 2 lmax + 1 values of m: no copy of 2l + 1 of them)
+    outputs = {o.name for o in interpreter.module.outputs}
     return _gradient_blocks(tensor, wrt, n_directions, parts, unique_sample, first_row, layout, row_targets_all,
-                            batch, stored=True)
+                            batch, stored=True, contiguous=kernel.name in outputs)
 
 
 def _is_range(position: np.ndarray, size: int) -> bool:
@@ -672,7 +758,7 @@ def _positions_in(values: np.ndarray, labels: np.ndarray):
 
 
 def _gradient_blocks(tensor, wrt, n_directions, parts, unique_sample, first_row, layout, row_targets_all, batch,
-                     stored: bool = False):
+                     stored: bool = False, contiguous: bool = True):
     """Gradient `TensorBlock`s from each block's values `[rows, components..., properties, directions...]`
     (`[rows, directions in their stored order, components..., properties]` with `stored=True`)."""
     order = _STORED_ORDER[wrt]
@@ -696,7 +782,7 @@ def _gradient_blocks(tensor, wrt, n_directions, parts, unique_sample, first_row,
             rows = parent.reshape(-1, 1)
             names = ["sample"]
         blocks.append(TensorBlock(
-            np.ascontiguousarray(values),
+            np.ascontiguousarray(values) if contiguous else values,
             Labels(names, rows.astype(np.int32).reshape(n_rows, len(names)), assume_unique=True),
             direction_labels + list(value_block.components),
             value_block.properties,

@@ -56,6 +56,7 @@ extern "C" int64_t mt_kernel_0(void** mt_arrays, const int64_t* mt_scalars, int6
                 const int64_t v5_rank = mt_at(a4, 0, 0, mt_dense(0, v5, 0, s3));
                 if (v5_rank < 0) continue;
                 const int64_t o7 = v1 * st1 + v5_rank * st0;
+                #pragma omp simd
                 for (int64_t v6 = INT64_C(0); v6 < INT64_C(2); ++v6)  /* k in range[r](0, 2) */ {
                     mt_buffer[(o7 + (v6 - INT64_C(0)) * st2)] += (f9 * (real)((v6 + INT64_C(1))));
                 }
@@ -87,7 +88,8 @@ def test_spherical_harmonics_l1():
 
 
 def test_segment_sum_with_equality_bound_species():
-    """`P.from(i)` is a CSR segment, `b` comes from the pair, exp(-r) is hoisted out of the k loop."""
+    """`P.from(i)` is a CSR segment, `b` comes from the pair, exp(-r) is hoisted out of the k loop,
+    and the innermost loop over a kernel index (its own entry per iteration) is `omp simd`."""
     rendered = render_module(coordination_module())
     kernel = rendered.kernels["coordination"]
     assert kernel.source == COORDINATION
