@@ -331,8 +331,9 @@ class Interpreter:
                 if isinstance(domain.atom, ir.Var) and domain.atom.name not in scope.aliases and segment is None:
                     inner = inner.alias(domain.atom.name, first)
                     segment = (binder.name, domain.atom.name, domain.pairs)
-                else:  # general atom expression: a dense mask
-                    atom = self._index_value(domain.atom, scope)
+                else:  # general atom expression (or a second P.from binder): a dense mask, with the
+                    # atom read where the earlier binders are bound (`i` is the first pair's centre)
+                    atom = self._index_value(domain.atom, inner)
                     mask = apply(np.equal, first, atom)
                     inner = inner.alias(f"·mask·{binder.name}", mask)
             else:

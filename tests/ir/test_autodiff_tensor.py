@@ -77,12 +77,7 @@ def tangent_kernel(kernel: ir.TensorKernel, gradient: ad.GradientKernel) -> ir.T
         assert isinstance(target, ir.BlockRef)
         read = ir.BlockRef(DOT, target.keys, target.samples, target.components, target.properties)
         coefficient = ad.substitute(term.coefficient, resolved)
-        if isinstance(coefficient, ir.Reduce) and not ({b.name for b in coefficient.binders} & ad.free_variables(read)):
-            # `sum(p, q in P.from(i)) c * u_dot[i]`: the interpreter's segment sums over two pair
-            # binders give an (i, i) array when multiplied outside the sum
-            product = ir.Reduce(coefficient.binders, ir.Binary("mul", coefficient.body, read), coefficient.where)
-        else:
-            product = ir.Binary("mul", coefficient, read)
+        product = ir.Binary("mul", coefficient, read)
         where = ad.substitute(term.where, resolved)
         for condition in aliased:
             where = condition if where is None else ir.Binary("and", where, condition)
