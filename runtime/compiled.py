@@ -609,15 +609,10 @@ class CompiledModule:
         arguments = self.arguments_for(bindings)
         arguments.gradient_tables = tables
         arguments.dense_gradients = dense if dense is not None else {}
-        arguments.out_rows[scatter.source] = (row_map, buffer.shape[0])
-        try:
-            arrays = [buffer] + [arguments.array(d) for d in native.rendered.arrays[1:]]
-            scalars = [arguments.scalar(d) for d in native.rendered.scalars]
-        except NativeFallback as reason:
-            self.last_run_fallbacks[scatter.name] = str(reason)
+        bound = self._scatter_arguments(native, scatter, arguments, buffer, row_map)
+        if bound is None:
             return False
-        finally:
-            arguments.cache.pop(("out", scatter.source, "row"), None)
+        arrays, scalars = bound
         threads = int(threads or self.run_threads)
         if shared and threads > 1:
             error = self._scatter_shared(native, scatter, arguments, arrays, scalars, threads, row_map, row_shape)
@@ -663,15 +658,10 @@ class CompiledModule:
         for key, row_map in zip(keys, row_maps):
             scatter = self.scatters[key]
             native = self.term_kernels[scatter.name]
-            arguments.out_rows[scatter.source] = (row_map, buffer.shape[0])
-            try:
-                arrays = [buffer] + [arguments.array(d) for d in native.rendered.arrays[1:]]
-                scalars = [arguments.scalar(d) for d in native.rendered.scalars]
-            except NativeFallback as reason:
-                self.last_run_fallbacks[scatter.name] = str(reason)
+            bound = self._scatter_arguments(native, scatter, arguments, buffer, row_map)
+            if bound is None:
                 return False
-            finally:
-                arguments.cache.pop(("out", scatter.source, "row"), None)
+            arrays, scalars = bound
             count = native.rendered.driver_count
             size = int(arguments.scalar(count) if isinstance(count, tuple) else count)
             if n is not None and size != n:
@@ -716,6 +706,20 @@ class CompiledModule:
                 self.last_run_fallbacks[self.scatters[key].name] = f"native run reported error bits {error}"
             return False
         return True
+
+    def _scatter_arguments(self, native: NativeKernel, scatter, arguments, buffer: np.ndarray, row_map):
+        """The arrays and scalars of a scatter kernel adding into `buffer` through `row_map`, or None
+        when an argument cannot be given natively (the reason in `last_run_fallbacks`)."""
+        arguments.out_rows[scatter.source] = (row_map, buffer.shape[0])
+        try:
+            arrays = [buffer] + [arguments.array(d) for d in native.rendered.arrays[1:]]
+            scalars = [arguments.scalar(d) for d in native.rendered.scalars]
+        except NativeFallback as reason:
+            self.last_run_fallbacks[scatter.name] = str(reason)
+            return None
+        finally:
+            arguments.cache.pop(("out", scatter.source, "row"), None)
+        return arrays, scalars
 
     def _scatter_shared(self, native: NativeKernel, scatter, arguments, arrays: list, scalars: list,
                         threads: int, row_map: np.ndarray, row_shape) -> int:
