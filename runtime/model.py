@@ -8,11 +8,14 @@ outputs as `{name: TensorMap}`, each with its provenance in `info`.
 
 from __future__ import annotations
 
+import dataclasses
+import os
+
 import numpy as np
 
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.autodiff import module_gradients
+from mtdsl.ir.autodiff import AutodiffError, module_gradients
 from mtdsl.provenance import append_provenance, make_record, package_versions
 from mtdsl.systems import as_batch, neighbors
 from mtdsl.tensor import TensorMap
@@ -77,13 +80,22 @@ class Model:
         # forward-mode gradient kernels of the declared gradients (errors at compile time)
         self.gradient_kernels = module_gradients(module)
         self.threads = None  # native backends: OMP_NUM_THREADS when None
+        #: gradient blocks of qualifying outputs by reverse products (`_reverse_gradients`): True
+        #: for batches of at least REVERSE_MIN_ATOMS atoms, "always" whatever the batch, False never
+        #: (so does the environment variable MTDSL_FORWARD_GRADIENTS=1)
+        self.reverse_gradients = True
+        #: {output: "reverse" | "forward"}: how the last call computed each output's gradient blocks
+        self.last_gradient_path: dict = {}
         self._compiled = None
+        self._products: dict = {}  # wrt -> NativeProducts of the qualifying outputs, or None
+        self._qualifies: dict = {}  # output -> whether its samples are per system (`_per_system`)
 
     def __getstate__(self):
         """Pickled without its native code (ctypes handles): rebuilt on first use after loading,
         from the rendering cache when the same version rendered it before."""
         state = dict(self.__dict__)
         state["_compiled"] = None
+        state["_products"] = {}
         return state
 
     @property
@@ -111,7 +123,14 @@ class Model:
     def __call__(self, frames, gradients=None, **tensormaps) -> dict[str, TensorMap]:
         gradients = list(gradients or [])
         self._check_gradients(gradients)
+        self.last_gradient_path = {}
         bindings = self.bind(frames, tensormaps)
+        if gradients and self._reverse_allowed() and _all_per_system(self):
+            batch = next(iter(bindings.systems.values()))
+            if batch.n_atoms >= REVERSE_MIN_ATOMS or getattr(self, "reverse_gradients", True) == "always":
+                if _reverse_gradients(self, bindings, list(dict.fromkeys(gradients))):
+                    return self._outputs(bindings)
+                bindings = self.bind(frames, tensormaps)  # fresh: the products may have run on them
         if self.compiled is not None:
             self.compiled.run(bindings, threads=self.threads, all_tensors=bool(gradients))
         else:
@@ -121,7 +140,12 @@ class Model:
         for wrt in dict.fromkeys(gradients):
             outputs = [o.name for o in self.module.outputs if wrt in o.gradients]
             compute_gradients(self.module, bindings, self.gradient_kernels[wrt], wrt, outputs, native=self.compiled)
+            self.last_gradient_path.update({name: "forward" for name in outputs})
         return self._outputs(bindings)
+
+    def _reverse_allowed(self) -> bool:
+        return (self.backend != "interpreter" and getattr(self, "reverse_gradients", True)
+                and os.environ.get("MTDSL_FORWARD_GRADIENTS", "") not in ("1", "true", "yes"))
 
     def bind(self, frames, tensormaps: dict) -> Bindings:
         if len(self.module.systems) != 1:
@@ -189,3 +213,244 @@ def check_tensormap_input(declaration: ir.TensorMapInput, tensor) -> None:
                     f"{where}, block ({key}): {axis} are labelled {list(found)}, "
                     f"the model declares {list(expected)}"
                 )
+
+
+# -- gradient blocks by reverse mode -------------------------------------------------------------
+#: the most columns (components x properties, summed over an output's blocks) an output may have
+#: for its gradient blocks to be computed by reverse products: one VJP per column
+MAX_REVERSE_COLUMNS = 16
+#: the fewest atoms of a batch for which `reverse_gradients=True` takes the reverse path: below,
+#: both paths take milliseconds and the products' native library (compiled on the first reverse
+#: call, seconds when not in the rendering cache) is not worth building
+REVERSE_MIN_ATOMS = 32
+
+
+def _nodes(value):
+    """Every IR node under `value` (expressions, binders, domains, entries), depth first."""
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (tuple, list)):
+            stack.extend(node)
+        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+            yield node
+            stack.extend(getattr(node, f.name) for f in dataclasses.fields(node))
+
+
+#: the domains of a variable that names one atom, pair or system (so: one system)
+_ENTITY_DOMAINS = (ir.AtomsDomain, ir.PairsDomain, ir.PairsFrom, ir.SystemsDomain)
+
+
+def _names_an_entity(expr, domains: dict) -> bool:
+    """Whether `expr`, used as an atom / pair / system index, names an entity of one system: a
+    variable bound only over atoms, pairs or systems, or a data field read at such an index
+    (`P.second[p]`, `S.system[i]`). Constants and range / species variables do not."""
+    if isinstance(expr, ir.Var):
+        found = domains.get(expr.name)
+        return bool(found) and all(isinstance(d, _ENTITY_DOMAINS) for d in found)
+    if isinstance(expr, ir.Data):
+        return bool(expr.index) and _names_an_entity(expr.index[0], domains)
+    return False
+
+
+def _restricts_to_one_system(where, atom: str, domains: dict) -> bool:
+    """Whether `where` has a conjunct `S.system[atom] == x`, x naming one system (a systems
+    variable, or the system of an atom / pair variable)."""
+    stack = [where]
+    while stack:
+        condition = stack.pop()
+        if not isinstance(condition, ir.Binary):
+            continue
+        if condition.op == "and":
+            stack += [condition.left, condition.right]
+        elif condition.op == "eq":
+            for side, other in ((condition.left, condition.right), (condition.right, condition.left)):
+                if (isinstance(side, ir.Data) and side.field == "system" and len(side.index) == 1
+                        and isinstance(side.index[0], ir.Var) and side.index[0].name == atom
+                        and (isinstance(other, ir.Data) and other.field == "system"
+                             or isinstance(other, ir.Var)
+                             and all(isinstance(d, ir.SystemsDomain) for d in domains.get(other.name, [None])))
+                        and _names_an_entity(other, domains)):
+                    return True
+    return False
+
+
+def per_system(module: ir.Module, name: str) -> bool:
+    """Whether each sample of tensor `name` depends on the atoms of one system only, by a
+    conservative structural criterion (docs/gradients.md, "Gradient blocks by reverse mode"):
+
+    - its samples are one label, a kernel index over `systems(S)`;
+    - in its kernel and every computed tensor it reads (recursively), every sum over
+      `atoms(S)` has a condition `S.system[i] == x` (x a systems variable or the system of an
+      atom / pair variable), no sum ranges over `systems(S)` or over all the pairs (`P.from(i)`
+      is within one system: neighbour lists never cross systems), and every atom, pair or
+      system index (the first index of a data field, the samples of a block access) is a
+      variable over atoms, pairs or systems or a field read at one (`P.second[p]`): never a
+      constant or a range variable (`S.positions[0, x]`, `t[k, n]`).
+
+    Kernel indices over atoms, pairs or systems are per-entry and so within one system. Params
+    and input tensormaps are constants. Refusing is always sound (forward mode runs)."""
+    kernels = {k.name: k for k in module.kernels}
+    kernel = kernels[name]
+    if len(kernel.samples) != 1 or not isinstance(kernel.samples[0].expr, ir.Var):
+        return False
+    index = {b.name: b.domain for b in kernel.indices}.get(kernel.samples[0].expr.name)
+    if not isinstance(index, ir.SystemsDomain):
+        return False
+    stack, seen = [name], set()
+    while stack:
+        current = stack.pop()
+        if current in seen or current not in kernels:
+            continue
+        seen.add(current)
+        tensor = kernels[current]
+        everything = list(_nodes((tensor.body, tensor.where, tensor.keys, tensor.samples, tensor.components,
+                                  tensor.properties, tensor.indices)))
+        domains: dict = {}
+        for binder in [n for n in everything if isinstance(n, ir.Binder)]:
+            domains.setdefault(binder.name, []).append(binder.domain)
+        for node in everything:
+            if isinstance(node, ir.Reduce):
+                for binder in node.binders:
+                    if isinstance(binder.domain, (ir.SystemsDomain, ir.PairsDomain)):
+                        return False
+                    if isinstance(binder.domain, ir.AtomsDomain) and not _restricts_to_one_system(
+                            node.where, binder.name, domains):
+                        return False
+            elif isinstance(node, ir.Data):
+                if node.index and not _names_an_entity(node.index[0], domains):
+                    return False
+            elif isinstance(node, ir.BlockRef):
+                if not all(_names_an_entity(slot.expr, domains) for slot in node.samples):
+                    return False
+                stack.append(node.tensor)
+            elif isinstance(node, ir.PairsFrom):
+                if not _names_an_entity(node.atom, domains):
+                    return False
+    return True
+
+
+def _all_per_system(model: Model) -> bool:
+    """Whether every output of the model is `per_system` (cached on the model)."""
+    qualifies = model.__dict__.setdefault("_qualifies", {})
+    for output in model.module.outputs:
+        if output.name not in qualifies:
+            qualifies[output.name] = per_system(model.module, output.name)
+        if not qualifies[output.name]:
+            return False
+    return True
+
+
+def _reverse_gradients(model: Model, bindings: Bindings, gradients: list[str]) -> bool:
+    """Gradient blocks of every output by reverse products, if they all qualify (per-system
+    samples, at most MAX_REVERSE_COLUMNS columns) and the products lower; False otherwise (the
+    caller then runs forward mode on fresh bindings)."""
+    from mtdsl.codegen.plan import Unsupported
+
+    names = [o.name for o in model.module.outputs]
+    if not _all_per_system(model):
+        return False
+    wrt = tuple(w for w, needs in (("positions", {"positions", "strain"}), ("cell", {"strain", "cell"}))
+                if needs & set(gradients))
+    cache = model.__dict__.setdefault("_products", {})
+    if wrt not in cache:
+        from .native_products import NativeProducts
+
+        try:
+            cache[wrt] = NativeProducts(model.module, names, model.backend, dtype=model.dtype,
+                                        threads=model.threads, wrt=wrt, constants=True)
+        except (Unsupported, ValueError, AutodiffError):
+            cache[wrt] = None
+    products = cache[wrt]
+    if products is None:
+        return False
+    products.threads = model.threads
+    try:
+        products.run(bindings)
+        tensors = {name: bindings.tensors[name] for name in names}
+        for name, tensor in tensors.items():
+            columns = sum(int(np.prod(block.values.shape[1:], dtype=np.int64)) for block in tensor.blocks())
+            if columns > MAX_REVERSE_COLUMNS:
+                return False
+        found = {}
+        for name, tensor in tensors.items():
+            found[name] = [_block_products(products, bindings, name, tensor, b) for b in range(len(tensor))]
+    except Unsupported:
+        return False
+    finally:
+        products.release(bindings)
+    batch = next(iter(bindings.systems.values()))
+    for name, tensor in tensors.items():
+        for b, block in enumerate(tensor.blocks()):
+            for wrt_name in gradients:
+                block.add_gradient(wrt_name, _gradient_block(wrt_name, block, tensor, batch, *found[name][b]))
+        model.last_gradient_path[name] = "reverse"
+    return True
+
+
+def _block_products(products, bindings, name: str, tensor, b: int):
+    """`(positions_bar [columns, atoms, 3], cell_bar [columns, systems, 3, 3])` of block `b` of
+    `name`: one VJP per column, the cotangent 1 at that column for every sample."""
+    block = tensor.block(b)
+    shape = block.values.shape
+    columns = int(np.prod(shape[1:], dtype=np.int64))
+    zeros = [np.zeros(other.values.shape, dtype=products.dtype) for other in tensor.blocks()]
+    positions, cells = [], []
+    for c in range(columns):
+        cotangent = np.zeros((shape[0], columns), dtype=products.dtype)
+        cotangent[:, c] = 1.0
+        blocks = list(zeros)
+        blocks[b] = cotangent.reshape(shape)
+        positions_bar, cell_bar = products.vjp(bindings, {name: blocks})
+        positions.append(positions_bar)
+        cells.append(cell_bar)
+    if not columns:
+        batch = next(iter(bindings.systems.values()))
+        return (np.zeros((0, batch.n_atoms, 3), dtype=products.dtype),
+                np.zeros((0, batch.n_systems, 3, 3), dtype=products.dtype))
+    return np.asarray(positions), np.asarray(cells)
+
+
+def _gradient_block(wrt: str, block, tensor, batch, positions_bar, cell_bar):
+    """The gradient block of `block` w.r.t. `wrt` in forward mode's layout (runtime/gradients.py):
+    every atom of each sample's system (positions), one row per sample (strain, cell)."""
+    from mtdsl.tensor import Labels, TensorBlock
+
+    from .gradients import DIRECTION_LABELS
+
+    systems = np.asarray(block.samples.array[:, 0], dtype=np.int64)
+    offsets = np.asarray(batch.atom_offsets, dtype=np.int64)
+    columns_shape = block.values.shape[1:]
+    taken = set(tensor.component_names)
+    direction_names = [n + "_gradient" if n in taken else n for n in DIRECTION_LABELS[wrt]]
+    directions = [Labels([n], np.arange(3, dtype=np.int32).reshape(-1, 1)) for n in direction_names]
+    if wrt == "positions":
+        counts = offsets[systems + 1] - offsets[systems]
+        sample = np.repeat(np.arange(len(systems)), counts)
+        atoms = np.concatenate([np.arange(offsets[s], offsets[s + 1]) for s in systems]) if len(systems) \
+            else np.zeros(0, np.int64)
+        rows = np.stack([sample, systems[sample], atoms - offsets[systems[sample]]], axis=1)
+        names = ["sample", "system", "atom"]
+        values = np.moveaxis(positions_bar[:, atoms, :], 0, -1)  # [rows, 3, columns]
+    else:
+        rows = np.arange(len(systems)).reshape(-1, 1)
+        names = ["sample"]
+        cell = cell_bar[:, systems]  # [columns, samples, a, x] = d/dH_ax
+        if wrt == "cell":
+            values = cell
+        else:  # d/d eps_ab = sum_i r_ia d/dr_ib + sum_k H_ka d/dH_kb (r -> r (1 + eps), H -> H (1 + eps))
+            positions = np.asarray(batch.positions, dtype=positions_bar.dtype)
+            H = np.asarray(batch.cell, dtype=positions_bar.dtype)[systems]
+            per_column = []
+            for c in range(positions_bar.shape[0]):
+                strain = np.einsum("ska,skb->sab", H, cell[c])
+                for k, s in enumerate(systems):
+                    span = slice(offsets[s], offsets[s + 1])
+                    strain[k] += positions[span].T @ positions_bar[c, span]
+                per_column.append(strain)
+            values = np.asarray(per_column).reshape((-1, len(systems), 3, 3))
+        values = np.moveaxis(values, 0, -1)  # [rows, 3, 3, columns]
+    values = np.ascontiguousarray(values.reshape(values.shape[:-1] + tuple(columns_shape)))
+    return TensorBlock(values, Labels(names, rows.astype(np.int32).reshape(len(rows), len(names)),
+                                      assume_unique=True),
+                       directions + list(block.components), block.properties)

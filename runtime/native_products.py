@@ -32,7 +32,10 @@ its aliases pick (`T_dot[sample, cols] = sum_r G[r, x, cols] positions_dot[atom(
     positions_bar, cell_bar = products.vjp(bindings, {"ps": [c0, c1, ...]})   # one array per block of ps
     ps_dot = products.jvp(bindings, positions_dot, cell_dot)["ps"]             # one array per block of ps
 
-`names` must be pure functions of the structure (no params, no input tensormaps).
+`names` must be pure functions of the structure (no params, no input tensormaps), unless
+`constants=True`: the params and input tensormaps the names read are then constants of the
+products (taken from `bindings`, as `Model.bind` fills them), which is what a VJP with respect to
+the positions and the cell needs (`Model.__call__`'s reverse gradient blocks).
 """
 
 from __future__ import annotations
@@ -135,7 +138,7 @@ class NativeProducts:
     and the cell (see the module's docstring)."""
 
     def __init__(self, module: ir.Module, names: list[str], backend: str, dtype=np.float64, threads=None,
-                 wrt: tuple = PRODUCTS_WRT, through: bool = True):
+                 wrt: tuple = PRODUCTS_WRT, through: bool = True, constants: bool = False):
         if backend not in ("cpp", "llvm"):
             raise ValueError(f"native products need a native backend ('cpp' or 'llvm'), got {backend!r}")
         unknown = [w for w in wrt if w not in PRODUCTS_WRT]
@@ -152,7 +155,8 @@ class NativeProducts:
         for name in self.names:
             if name not in kernels:
                 raise ValueError(f"native products: {name!r} is not a tensor of module {module.name}")
-            check_pure(module, name)
+            if not constants:
+                check_pure(module, name)
         product = dataclasses.replace(module, outputs=tuple(ir.Output(n, PRODUCTS_WRT) for n in self.names))
         #: wrt -> {name: GradientKernel} of the names (absent: the name does not depend on wrt)
         self.gradients: dict = {}
