@@ -140,6 +140,21 @@ def test_positions_vectorized():
     assert labels.positions(np.array([[7], [1], [4]])).tolist() == [2, -1, 0]
 
 
+def test_many_positions_in_a_small_box_equal_one_by_one():
+    """Above 4,096 queried rows the lookup reads a direct table over the labels' box of values
+    (unsorted labels, rows outside the box or absent): the same answer as one lookup per row."""
+    rng = np.random.default_rng(0)
+    values = np.unique(rng.integers(0, 30, size=(500, 3)), axis=0)
+    values = values[rng.permutation(len(values))].astype(np.int32)
+    labels = Labels(["a", "b", "c"], values)
+    rows = rng.integers(-2, 33, size=(6000, 3)).astype(np.int32)
+    rows[::7] = values[rng.integers(0, len(values), size=len(rows[::7]))]
+    expected = [labels.position(row) for row in rows]
+    expected = [-1 if p is None else p for p in expected]
+    assert labels.positions(rows).tolist() == expected
+    assert (labels.positions(rows) >= 0).sum() > 800
+
+
 def test_select_order_follows_metatensor():
     values = np.array([[0, 0], [0, 1], [2, 2], [1, 1]])
     rows = np.array([[1, 1], [0, 0], [9, 9]])
