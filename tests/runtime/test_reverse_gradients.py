@@ -76,14 +76,14 @@ def frames():
     return small_batch() + [isolated, apart]
 
 
-def check(model, gradients):
+def check(model, gradients, **tensormaps):
     frames_ = frames()
     model.reverse_gradients = "always"  # a small batch: below REVERSE_MIN_ATOMS
-    reverse = model(frames_, gradients=gradients)
+    reverse = model(frames_, gradients=gradients, **tensormaps)
     assert set(model.last_gradient_path.values()) == {"reverse"}, model.last_gradient_path
     model.reverse_gradients = False
     try:
-        forward = model(frames_, gradients=gradients)
+        forward = model(frames_, gradients=gradients, **tensormaps)
     finally:
         model.reverse_gradients = True
     assert set(model.last_gradient_path.values()) == {"forward"}, model.last_gradient_path
@@ -110,6 +110,39 @@ def test_two_properties_with_cell(tmp_path, backend):
 def test_xyz_components_and_positions_read_directly(tmp_path, backend):
     model = compile(write(tmp_path, DIPOLE_PROGRAM), backend=backend)
     check(model, ["positions", "strain", "cell"])
+
+
+INPUT_TENSORMAP = """
+model weighted
+hyper cutoff = 3.5
+input S : systems
+input h : tensormap
+    samples    (system, atom)
+    properties (q)
+pairs P = neighbors(S, cutoff = cutoff)
+index i : atoms(S)
+index s : systems(S)
+index q : range(2)
+
+tensor e
+    samples (s)
+  = sum(i in atoms(S) where S.system[i] == s) sum(q) h[i, q] * sum(p in P.from(i)) exp(-P.distance[p] * (q + 1))
+
+output e with gradients(positions, strain, cell)
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_input_tensormap_is_a_constant_of_the_products(tmp_path, backend):
+    from mtdsl.tensor import Labels, TensorBlock, TensorMap
+
+    model = compile(write(tmp_path, INPUT_TENSORMAP), backend=backend)
+    atoms = [(s, a) for s, frame in enumerate(frames()) for a in range(len(frame))]
+    samples = Labels(["system", "atom"], np.array(atoms, dtype=np.int32))
+    values = np.random.default_rng(3).normal(size=(len(atoms), 2))
+    h = TensorMap(Labels([], np.zeros((1, 0), dtype=np.int32)),
+                  [TensorBlock(values, samples, [], Labels(["q"], np.arange(2, dtype=np.int32)[:, None]))])
+    check(model, ["positions", "strain", "cell"], h=h)
 
 
 def test_the_environment_variable_forces_forward_mode(tmp_path, monkeypatch):
