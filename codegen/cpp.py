@@ -41,7 +41,7 @@ from mtdsl.math.radial import soap_radial_spline
 from mtdsl.math.wigner import e3nn_change_of_basis
 
 from . import plan as planning
-from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars
+from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
 from .rendered import RenderedKernel, RenderedModule
 from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX
 
@@ -1195,45 +1195,28 @@ class KernelRenderer:
         return value, found
 
     def call_sph(self, expr) -> Value:
-        if len(expr.args) != 3:
-            raise Unsupported("sph with a wrong number of arguments")
-        v = self.vector_argument(expr, 0)
-        l, (l_lo, l_hi) = self.bounded(expr.args[1], "sph")
-        m, (m_lo, m_hi) = self.bounded(expr.args[2], "sph")
+        """`sph(v, l, m)`, and `d_sph(v, l, m, c)` (component `c` of d sph(v, l, m) / d v): an entry of
+        a table of every (l, m) (and c), filled once where `v` is known (`render_sph_function`)."""
+        v, integers = harmonic_arguments(self, expr)
+        (l, (l_lo, l_hi)), (m, (m_lo, m_hi)) = integers[:2]
         if l_hi < 0:
             return Value(real_literal(0.0), REAL, 0)
+        gradient = len(integers) == 3
         top = l_hi
-        function = self.renderer.sph_function(top)
-        table = self.table(f"{function}({v.code}, %s);", (top + 1) * (2 * top + 1), v.place, "Y")
         width = 2 * top + 1
+        function = self.renderer.sph_function(top, gradient=gradient)
+        size = (top + 1) * width * (3 if gradient else 1)
+        table = self.table(f"{function}({v.code}, %s);", size, v.place, "dY" if gradient else "Y")
         index = f"{l.code} * {width} + {m.code} + {top}"
+        if gradient:
+            index = f"({index}) * 3 + {integers[2][0].code}"
         code = f"{table}[{index}]"
         if l_lo < 0 or m_lo < -top or m_hi > top:
             code = f"(({l.code}) >= 0 && std::abs({m.code}) <= ({l.code}) ? {table}[{index}] : real(0))"
-        return self.hoist(Value(code, REAL, *self.join(Value(table, REAL, *v.place), l, m)), "y")
+        place = self.join(Value(table, REAL, *v.place), *(value for value, _ in integers))
+        return self.hoist(Value(code, REAL, *place), "dy" if gradient else "y")
 
-    def call_d_sph(self, expr) -> Value:
-        """`d_sph(v, l, m, c)`: component `c` of d sph(v, l, m) / d v, from a table of every (l, m, c)
-        filled once where `v` is known (`render_sph_function(..., gradient=True)`)."""
-        if len(expr.args) != 4:
-            raise Unsupported("d_sph without a component")
-        v = self.vector_argument(expr, 0)
-        l, (l_lo, l_hi) = self.bounded(expr.args[1], "d_sph")
-        m, (m_lo, m_hi) = self.bounded(expr.args[2], "d_sph")
-        c, (c_lo, c_hi) = self.bounded(expr.args[3], "d_sph")
-        if c_lo < 0 or c_hi > 2:
-            raise Unsupported("d_sph component outside 0..2")
-        if l_hi < 0:
-            return Value(real_literal(0.0), REAL, 0)
-        top = l_hi
-        function = self.renderer.sph_function(top, gradient=True)
-        table = self.table(f"{function}({v.code}, %s);", (top + 1) * (2 * top + 1) * 3, v.place, "dY")
-        width = 2 * top + 1
-        index = f"({l.code} * {width} + {m.code} + {top}) * 3 + {c.code}"
-        code = f"{table}[{index}]"
-        if l_lo < 0 or m_lo < -top or m_hi > top:
-            code = f"(({l.code}) >= 0 && std::abs({m.code}) <= ({l.code}) ? {table}[{index}] : real(0))"
-        return self.hoist(Value(code, REAL, *self.join(Value(table, REAL, *v.place), l, m, c)), "dy")
+    call_d_sph = call_sph
 
     def table(self, fill: str, size: int, place: tuple, hint: str) -> str:
         """A local array filled once where `place` says; the statement `fill` gets its name for %s."""

@@ -57,7 +57,7 @@ from mtdsl.ir import nodes as ir
 from mtdsl.math.wigner import e3nn_change_of_basis
 
 from . import plan as planning
-from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars
+from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
 from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX
 
 I1, I32, I64, I8 = ll.IntType(1), ll.IntType(32), ll.IntType(64), ll.IntType(8)
@@ -1230,35 +1230,6 @@ class KernelBuilder:
         place = self.join(r, n)
         return Value(self.emit(place, ("d_gto", width), make, self.as_real(r), self.as_real(n)), REAL, *place)
 
-    def call_d_sph(self, expr) -> Value:
-        """`d_sph(v, l, m, c)`: component `c` of d sph(v, l, m) / d v, from a table of every (l, m, c)."""
-        if len(expr.args) != 4:
-            raise Unsupported("d_sph without a component")
-        v = self.vector_argument(expr, 0)
-        l, (l_lo, l_hi) = self.bounded(expr.args[1], "d_sph")
-        m, (m_lo, m_hi) = self.bounded(expr.args[2], "d_sph")
-        c, (c_lo, c_hi) = self.bounded(expr.args[3], "d_sph")
-        if c_lo < 0 or c_hi > 2:
-            raise Unsupported("d_sph component outside 0..2")
-        if l_hi < 0:
-            return Value(self.rconst(0.0), REAL, 0)
-        top = l_hi
-        width = 2 * top + 1
-        array_type = ll.ArrayType(self.real, (top + 1) * width * 3)
-        table = self.emit(v.place, ("dsph", top), lambda b, *xyz: self.fill_sph_gradient(b, xyz, top, array_type), *v.v)
-        place = self.join(v, l, m, c)
-        index = self.emit(place, ("dsph-index", top),
-                          lambda b, l, m, c: b.add(b.mul(b.add(b.mul(l, i64(width)), b.add(m, i64(top))), i64(3)), c),
-                          l.v, m.v, c.v)
-        if l_lo < 0 or m_lo < -top or m_hi > top:
-            def make(b, t, l, m, k):
-                magnitude = b.select(b.icmp_signed("<", m, i64(0)), b.neg(m), m)
-                ok = b.and_(b.icmp_signed(">=", l, i64(0)), b.icmp_signed("<=", magnitude, l))
-                value = b.load(b.gep(t, [i64(0), b.select(ok, k, i64(0))]))
-                return b.select(ok, value, self.rconst(0.0))
-            return Value(self.emit(place, "dsph-checked", make, table, l.v, m.v, index), REAL, *place)
-        return Value(self.table_index(place, table, index), REAL, *place)
-
     def sph_recurrences(self, b, x, y, z, top: int):
         """`c_m + i s_m = (x + i y)^m` and the scaled Legendre `Q_l^m(z)` (keyed `(l, m)`) up to
         `top`, from the unit vector `x, y, z` (shared by `fill_sph` and `fill_sph_gradient`)."""
@@ -1426,29 +1397,41 @@ class KernelBuilder:
         return self.emit(place, "load", lambda b, t, k: b.load(b.gep(t, [i64(0), k])), table, index)
 
     def call_sph(self, expr) -> Value:
-        if len(expr.args) != 3:
-            raise Unsupported("sph with a wrong number of arguments")
-        v = self.vector_argument(expr, 0)
-        l, (l_lo, l_hi) = self.bounded(expr.args[1], "sph")
-        m, (m_lo, m_hi) = self.bounded(expr.args[2], "sph")
+        """`sph(v, l, m)`, and `d_sph(v, l, m, c)` (component `c` of d sph(v, l, m) / d v): an entry of
+        a table of every (l, m) (and c), filled once where `v` is known."""
+        v, integers = harmonic_arguments(self, expr)
+        (l, (l_lo, l_hi)), (m, (m_lo, m_hi)) = integers[:2]
         if l_hi < 0:
             return Value(self.rconst(0.0), REAL, 0)
         top = l_hi
         width = 2 * top + 1
-        size = (top + 1) * width
-        array_type = ll.ArrayType(self.real, size)
-        table = self.emit(v.place, ("sph", top), lambda b, *xyz: self.fill_sph(b, xyz, top, array_type), *v.v)
-        place = self.join(v, l, m)
-        index = self.emit(place, ("sph-index", top), lambda b, l, m: b.add(b.mul(l, i64(width)), b.add(m, i64(top))),
-                          l.v, m.v)
+        if len(integers) == 3:  # d_sph: 3 components per (l, m)
+            c = integers[2][0]
+            array_type = ll.ArrayType(self.real, (top + 1) * width * 3)
+            table = self.emit(v.place, ("dsph", top), lambda b, *xyz: self.fill_sph_gradient(b, xyz, top, array_type),
+                              *v.v)
+            place = self.join(v, l, m, c)
+            index = self.emit(place, ("dsph-index", top),
+                              lambda b, l, m, c: b.add(b.mul(b.add(b.mul(l, i64(width)), b.add(m, i64(top))), i64(3)), c),
+                              l.v, m.v, c.v)
+            checked = "dsph-checked"
+        else:
+            array_type = ll.ArrayType(self.real, (top + 1) * width)
+            table = self.emit(v.place, ("sph", top), lambda b, *xyz: self.fill_sph(b, xyz, top, array_type), *v.v)
+            place = self.join(v, l, m)
+            index = self.emit(place, ("sph-index", top),
+                              lambda b, l, m: b.add(b.mul(l, i64(width)), b.add(m, i64(top))), l.v, m.v)
+            checked = "sph-checked"
         if l_lo < 0 or m_lo < -top or m_hi > top:
             def make(b, t, l, m, k):
                 magnitude = b.select(b.icmp_signed("<", m, i64(0)), b.neg(m), m)
                 ok = b.and_(b.icmp_signed(">=", l, i64(0)), b.icmp_signed("<=", magnitude, l))
                 value = b.load(b.gep(t, [i64(0), b.select(ok, k, i64(0))]))
                 return b.select(ok, value, self.rconst(0.0))
-            return Value(self.emit(place, "sph-checked", make, table, l.v, m.v, index), REAL, *place)
+            return Value(self.emit(place, checked, make, table, l.v, m.v, index), REAL, *place)
         return Value(self.table_index(place, table, index), REAL, *place)
+
+    call_d_sph = call_sph
 
     def fill_sph(self, b, xyz, top: int, array_type):
         """Real spherical harmonics up to `top` into a new table, layout `out[l * (2 top + 1) + m + top]`

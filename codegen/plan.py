@@ -426,6 +426,22 @@ def tabulation_place(variables, over: str, outer: int, loops, position: dict) ->
     return (over, outer + 1, None)
 
 
+def harmonic_arguments(lowering, expr):
+    """The arguments of `sph(v, l, m)` or `d_sph(v, l, m, c)` as a renderer reads them: the vector
+    argument, then `(value, (lo, hi))` for each integer one (`c` within 0..2), or `Unsupported`.
+    `lowering` is a renderer's expression lowering (its `vector_argument` and `bounded`)."""
+    gradient = expr.function == "d_sph"
+    if len(expr.args) != (4 if gradient else 3):
+        raise Unsupported("d_sph without a component" if gradient else "sph with a wrong number of arguments")
+    vector = lowering.vector_argument(expr, 0)
+    integers = [lowering.bounded(arg, expr.function) for arg in expr.args[1:]]
+    if gradient:
+        _, (c_lo, c_hi) = integers[2]
+        if c_lo < 0 or c_hi > 2:
+            raise Unsupported("d_sph component outside 0..2")
+    return vector, integers
+
+
 def best_order(names, trips, ready_after, units, bound, prefer_last=None, limit=12):
     """The order of `names` minimizing the work of `units` placed at the loop of their last variable.
 
