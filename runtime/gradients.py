@@ -486,17 +486,10 @@ def _term_scope(interpreter: GradientInterpreter, kernel, gradient, term: ad.Ter
     return scope
 
 
-def _term_rows(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term, layout: _Layout, scatter):
-    """The rows of one term for its scatter kernel: over the grid of `scatter.row_vars`, whether the
-    term has a point there (its conditions, as in `_term_points`), and the row's block, parent
-    sample and target. None when the scope does not have the kernel's variables as plain axes."""
-    bindings = interpreter.bindings
-    scope = _term_scope(interpreter, kernel, gradient, term)
+def _term_masks(interpreter: GradientInterpreter, kernel, term: ad.Term, scope) -> list[Named]:
+    """Where a term has points: the kernel's and the term's conditions, and the validity of every
+    binder no alias fixes (irrep bounds...)."""
     aliased = {name for name, _ in term.aliases}
-    row_vars = scatter.row_vars
-    if any(v in scope.aliases or v not in scope.values for v in row_vars):
-        return None
-    sizes = {v: len(scope.values[v]) for v in row_vars}
     masks = []
     for condition in (kernel.where, term.where):
         if condition is not None:
@@ -506,6 +499,20 @@ def _term_rows(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term
             valid = interpreter.validity(binder.name, scope)
             if valid is not None:
                 masks.append(valid)
+    return masks
+
+
+def _term_rows(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term, layout: _Layout, scatter):
+    """The rows of one term for its scatter kernel: over the grid of `scatter.row_vars`, whether the
+    term has a point there (its conditions, as in `_term_points`), and the row's block, parent
+    sample and target. None when the scope does not have the kernel's variables as plain axes."""
+    bindings = interpreter.bindings
+    scope = _term_scope(interpreter, kernel, gradient, term)
+    row_vars = scatter.row_vars
+    if any(v in scope.aliases or v not in scope.values for v in row_vars):
+        return None
+    sizes = {v: len(scope.values[v]) for v in row_vars}
+    masks = _term_masks(interpreter, kernel, term, scope)
     exists = Named.scalar(True)
     for mask in masks:
         exists = apply(np.logical_and, exists, Named(mask.axes, np.asarray(mask.data).astype(bool)))
@@ -805,21 +812,12 @@ def _native_value(interpreter: GradientInterpreter, kernel, gradient, k: int, sc
 def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term, layout: _Layout, k: int = -1) -> dict:
     """Every contribution of one term: block, parent sample row, target, flat column, values [n, 3^k]."""
     bindings = interpreter.bindings
-    aliased = {name for name, _ in term.aliases}
     scope = _term_scope(interpreter, kernel, gradient, term)
     native = _native_value(interpreter, kernel, gradient, k, scope)
     coefficient = native if native is not None else interpreter.evaluate(term.coefficient, scope)
     if VECTOR_AXIS in coefficient.axes:
         raise RunError(f"gradient of {kernel.name}: a vector-valued coefficient ({term.coefficient})")
-    masks = []
-    for condition in (kernel.where, term.where):
-        if condition is not None:
-            masks.append(interpreter.evaluate(condition, scope))
-    for binder in kernel.indices + term.binders:
-        if binder.name not in aliased:
-            valid = interpreter.validity(binder.name, scope)
-            if valid is not None:
-                masks.append(valid)
+    masks = _term_masks(interpreter, kernel, term, scope)
 
     keys, samples, components, properties = signature_values(interpreter, kernel, scope)
     target = interpreter.evaluate(term.target, scope)
