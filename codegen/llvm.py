@@ -45,7 +45,6 @@ import ctypes
 import itertools
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Optional
 
@@ -59,6 +58,7 @@ from mtdsl.math.wigner import e3nn_change_of_basis
 from . import plan as planning
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
 from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX
+from .threads import run_chunks
 
 I1, I32, I64, I8 = ll.IntType(1), ll.IntType(32), ll.IntType(64), ll.IntType(8)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -1915,18 +1915,6 @@ def optimize(source: str):
 
 CHUNKS_PER_THREAD = 4
 _KERNEL_TYPE = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64)
-_POOLS: dict = {}
-
-
-def _pool(threads: int) -> ThreadPoolExecutor:
-    """A pool of `threads` workers, per process (a forked child has none of its parent's threads)."""
-    import os
-
-    key = (os.getpid(), threads)
-    with _INIT:
-        if key not in _POOLS:
-            _POOLS[key] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="mtdsl-llvm")
-        return _POOLS[key]
 
 
 class LLVMKernel:
@@ -1958,22 +1946,9 @@ class LLVMKernel:
         # a few chunks per thread, taken in turn by the pool's threads and this one (dynamic schedule)
         chunks = min(n, CHUNKS_PER_THREAD * threads)
         bounds = [n * k // chunks for k in range(chunks + 1)]
-        taken = itertools.count()
         raw = self.raw
-
-        def work() -> int:
-            error = 0
-            while True:
-                k = next(taken)
-                if k >= chunks:
-                    return error
-                error |= raw(arrays_address, scalars_address, bounds[k], bounds[k + 1])
-
-        helpers = [_pool(threads - 1).submit(work) for _ in range(threads - 1)]
-        result = work()
-        for helper in helpers:
-            result |= helper.result()
-        return int(result)
+        return run_chunks(chunks, lambda k: raw(arrays_address, scalars_address, bounds[k], bounds[k + 1]),
+                          threads, "llvm")
 
 
 def object_key(source: str) -> str:

@@ -18,12 +18,12 @@ precise error, or decides the case, so results always equal the oracle's.
 from __future__ import annotations
 
 import ctypes
-import itertools
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
+from mtdsl.codegen import threads as native_threads
 from mtdsl.ir import nodes as ir
 from mtdsl.tensor._array import to_numpy
 
@@ -380,7 +380,6 @@ class Arguments:
 INT64_MAX = 2**63 - 1
 # bytes of the per-thread buffers of a shared-entry scatter kernel that cannot be cut by owner (beyond: one thread)
 PRIVATE_LIMIT = 16 * 2**20
-_SCATTER_POOLS: dict = {}
 
 
 def owner_splits(row_map: np.ndarray, shape: tuple, axis: int, n_rows: int, threads: int):
@@ -417,16 +416,6 @@ def owner_splits(row_map: np.ndarray, shape: tuple, axis: int, n_rows: int, thre
     if np.any(sizes <= 0) or sizes.max() > 1.5 * n / threads:
         return None
     return bounds
-
-
-def _scatter_pool(workers: int):
-    """A pool of `workers` threads, per process, for the ranges of shared-entry scatter kernels."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    key = (os.getpid(), workers)
-    if key not in _SCATTER_POOLS:
-        _SCATTER_POOLS[key] = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mtdsl-scatter")
-    return _SCATTER_POOLS[key]
 
 
 
@@ -674,7 +663,6 @@ class CompiledModule:
         n = n or 0
         chunks = max(1, -(-n // max(1, chunk)))
         threads = max(1, min(int(threads or self.run_threads), chunks))
-        taken = itertools.count()
 
         def run(lo: int, hi: int) -> int:
             error = 0
@@ -688,18 +676,7 @@ class CompiledModule:
                     error |= int(native.function(pointers, values, 1))
             return error
 
-        def work() -> int:
-            error = 0
-            while True:
-                k = next(taken)
-                if k >= chunks:
-                    return error
-                error |= run(k * chunk, min(n, (k + 1) * chunk))
-
-        helpers = [_scatter_pool(threads - 1).submit(work) for _ in range(threads - 1)] if threads > 1 else []
-        error = work()
-        for helper in helpers:
-            error |= helper.result()
+        error = native_threads.run_chunks(chunks, lambda k: run(k * chunk, min(n, (k + 1) * chunk)), threads, "scatter")
         del prepared
         if error:
             for key in keys:
@@ -768,7 +745,7 @@ class CompiledModule:
             return int(native.function(pointers, values, 1))
 
         parts = len(bounds) - 1
-        pool = _scatter_pool(parts - 1)
+        pool = native_threads.pool("scatter", parts - 1)
         helpers = [pool.submit(work, t) for t in range(1, parts)]
         error = work(0)
         for helper in helpers:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from mtdsl.codegen import llvm as backend
+from mtdsl.codegen import threads as native_threads
 from mtdsl.compile import check_and_lower
 from mtdsl.ir import nodes as ir
 from mtdsl.runtime.bindings import RunError
@@ -72,7 +73,7 @@ def test_kernels_split_the_driver_range(compiled):
     kernel = native.kernels["rho"].function
     assert kernel.parallel and kernel.rendered.driver_count == ("n_atoms", "S")
     native.run(bind(module, [rocksalt()]), threads=3)  # two pool workers and the calling thread
-    assert (os.getpid(), 2) in backend._POOLS
+    assert ("llvm", os.getpid(), 2) in native_threads._POOLS
 
 
 def test_unknown_species_is_the_interpreters_error(compiled):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import mtdsl.runtime.compiled as compiled_module
+from mtdsl.codegen import threads as native_threads
 from mtdsl.compile import compile
 
 from ..runtime.test_gradients import with_gradients, write
@@ -54,7 +55,7 @@ class Spy:
 
     def __init__(self, monkeypatch):
         self.shared, self.pools, self.cuts = [], [], []
-        scatter_term, pool = compiled_module.CompiledModule.scatter_term, compiled_module._scatter_pool
+        scatter_term, pool = compiled_module.CompiledModule.scatter_term, native_threads.pool
         owner_splits = compiled_module.owner_splits
 
         def spy_splits(*args):
@@ -66,12 +67,13 @@ class Spy:
                 self.shared.append(key)
             return scatter_term(module, key, *args, shared=shared, **kwargs)
 
-        def spy_pool(workers):
-            self.pools.append(workers)
-            return pool(workers)
+        def spy_pool(name, workers):
+            if name == "scatter":
+                self.pools.append(workers)
+            return pool(name, workers)
 
         monkeypatch.setattr(compiled_module.CompiledModule, "scatter_term", spy_term)
-        monkeypatch.setattr(compiled_module, "_scatter_pool", spy_pool)
+        monkeypatch.setattr(native_threads, "pool", spy_pool)
         monkeypatch.setattr(compiled_module, "owner_splits", spy_splits)
 
     def clear(self):
