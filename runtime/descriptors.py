@@ -33,7 +33,7 @@ import torch
 from mtdsl.codegen.plan import Unsupported
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.reads import kernel_reads
+from mtdsl.ir.reads import kernel_reads, read_closure
 
 from .assemble import ENTRY_LABELS, evaluate_kernel
 from .bindings import Bindings
@@ -82,20 +82,6 @@ def _has_system_label(kernel: ir.TensorKernel) -> bool:
                for e in kernel.samples)
 
 
-def _closure(module: ir.Module, names, stop=frozenset()) -> list[ir.TensorKernel]:
-    """The kernels `names` read, directly or not, themselves included (not looking into `stop`)."""
-    kernels = {k.name: k for k in module.kernels}
-    needed, stack = set(), list(names)
-    while stack:
-        name = stack.pop()
-        if name in needed or name not in kernels:
-            continue
-        needed.add(name)
-        if name not in stop:
-            stack += [n for kind, n in kernel_reads(kernels[name]) if kind == "tensor"]
-    return [k for k in module.kernels if k.name in needed]
-
-
 class Descriptors:
     """The descriptors of `model` (see the module docstring); `names` is empty when the program
     has none. Their products are native VJP/JVP kernels (runtime/native_products.py) with a
@@ -110,7 +96,7 @@ class Descriptors:
         self.module = None
         if self.names:
             self.module = dataclasses.replace(
-                model.module, kernels=tuple(_closure(model.module, self.names)), params=(), tensormaps=(),
+                model.module, kernels=tuple(read_closure(model.module, self.names)), params=(), tensormaps=(),
                 outputs=tuple(ir.Output(name, self.gradients[name]) for name in self.names),
             )
         self._model = None
@@ -146,7 +132,7 @@ class Descriptors:
 
     def skipped(self, module: ir.Module) -> set:
         """The kernels of `module` that only the descriptors read (not evaluated when they are given)."""
-        kept = _closure(module, [o.name for o in module.outputs], stop=set(self.names))
+        kept = read_closure(module, [o.name for o in module.outputs], stop=set(self.names))
         return {k.name for k in module.kernels} - {k.name for k in kept}
 
     def run(self, batch, pairs: dict, wrt=WRT) -> "DescriptorRun":

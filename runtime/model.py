@@ -15,7 +15,8 @@ import numpy as np
 
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.autodiff import AutodiffError, module_gradients
+from mtdsl.ir.autodiff import AutodiffError, conjuncts, module_gradients
+from mtdsl.ir.reads import read_closure
 from mtdsl.provenance import append_provenance, make_record, package_versions
 from mtdsl.systems import as_batch, neighbors
 from mtdsl.tensor import TensorMap
@@ -256,14 +257,8 @@ def _names_an_entity(expr, domains: dict) -> bool:
 def _restricts_to_one_system(where, atom: str, domains: dict) -> bool:
     """Whether `where` has a conjunct `S.system[atom] == x`, x naming one system (a systems
     variable, or the system of an atom / pair variable)."""
-    stack = [where]
-    while stack:
-        condition = stack.pop()
-        if not isinstance(condition, ir.Binary):
-            continue
-        if condition.op == "and":
-            stack += [condition.left, condition.right]
-        elif condition.op == "eq":
+    for condition in conjuncts(where):
+        if isinstance(condition, ir.Binary) and condition.op == "eq":
             for side, other in ((condition.left, condition.right), (condition.right, condition.left)):
                 if (isinstance(side, ir.Data) and side.field == "system" and len(side.index) == 1
                         and isinstance(side.index[0], ir.Var) and side.index[0].name == atom
@@ -297,13 +292,7 @@ def per_system(module: ir.Module, name: str) -> bool:
     index = {b.name: b.domain for b in kernel.indices}.get(kernel.samples[0].expr.name)
     if not isinstance(index, ir.SystemsDomain):
         return False
-    stack, seen = [name], set()
-    while stack:
-        current = stack.pop()
-        if current in seen or current not in kernels:
-            continue
-        seen.add(current)
-        tensor = kernels[current]
+    for tensor in read_closure(module, [name]):
         everything = list(_nodes((tensor.body, tensor.where, tensor.keys, tensor.samples, tensor.components,
                                   tensor.properties, tensor.indices)))
         domains: dict = {}
@@ -323,7 +312,6 @@ def per_system(module: ir.Module, name: str) -> bool:
             elif isinstance(node, ir.BlockRef):
                 if not all(_names_an_entity(slot.expr, domains) for slot in node.samples):
                     return False
-                stack.append(node.tensor)
             elif isinstance(node, ir.PairsFrom):
                 if not _names_an_entity(node.atom, domains):
                     return False

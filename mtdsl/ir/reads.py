@@ -47,3 +47,19 @@ def kernel_reads(kernel: ir.TensorKernel) -> set:
     for entry in kernel.keys + kernel.samples + kernel.components + kernel.properties:
         expression_reads(entry.expr, found)
     return found
+
+
+def read_closure(module: ir.Module, names, stop=frozenset()) -> list[ir.TensorKernel]:
+    """The kernels of `module` that `names` read, directly or not, themselves included, in the
+    module's order (not looking into what the tensors of `stop` read; input tensormaps are not
+    kernels)."""
+    kernels = {k.name: k for k in module.kernels}
+    needed, stack = set(), list(names)
+    while stack:
+        name = stack.pop()
+        if name in needed or name not in kernels:
+            continue
+        needed.add(name)
+        if name not in stop:
+            stack += [n for kind, n in kernel_reads(kernels[name]) if kind == "tensor"]
+    return [k for k in module.kernels if k.name in needed]
