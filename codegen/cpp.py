@@ -181,6 +181,7 @@ class KernelRenderer:
         self.scalars: "OrderedDict[tuple, str]" = OrderedDict()
         self.driver_count = None  # scatter kernels: the size of their driver (RenderedKernel.driver_count)
         self.driver_var = None  # and its variable
+        self.n_outputs = 1  # buffers before the arrays read (a fused kernel has one per member)
         self.declarations: list[str] = []
         self.counter = 0
         self.memo: dict = {}
@@ -200,8 +201,8 @@ class KernelRenderer:
         if descriptor not in self.arrays:
             name = f"a{len(self.arrays) + 1}"
             self.arrays[descriptor] = (name, ctype)
-            self.declarations.append(
-                f"const {ctype}* const {name} = (const {ctype}*) mt_arrays[{len(self.arrays)}];  // {comment(note)}")
+            self.declarations.append(f"const {ctype}* const {name} = (const {ctype}*) "
+                                     f"mt_arrays[{self.n_outputs + len(self.arrays) - 1}];  // {comment(note)}")
         return self.arrays[descriptor][0]
 
     def scalar(self, descriptor: tuple, note: str) -> str:
@@ -370,24 +371,74 @@ class KernelRenderer:
         self.declarations = []
         root = Level(None, None)
         self.stack = [root]
-        buffer_type = "real"
-        sizes = [self.domain_size(b.domain) for b in self.kernel.indices]
-        buffer = "mt_buffer"
-        strides = []
-        for k in range(len(sizes)):
-            rest = sizes[k + 1:]
-            strides.append(" * ".join(rest) if rest else "INT64_C(1)")
-        for k, stride in enumerate(strides):
-            root.prelude.append(f"const int64_t st{k} = {stride};  // stride of {comment(self.kernel.indices[k].name)}")
+        strides = self.strides(self.kernel, "st")
         for guard in plan.pre_guards:
             condition = self.render(guard)
             root.prelude.append(f"if (!({condition.code})) return err;  // where {comment(guard)}")
+        self.render_nest(plan, "mt_buffer", strides, 0)
+        self.declarations.insert(0, "real* const mt_buffer = (real*) mt_arrays[0];  // the output buffer")
+        driver = plan.loops[0].var if plan.loops else ""
+        return templates().get_template("kernel.cpp.j2").render(
+            comment=comment(self.kernel.name), schedule=plan.schedule, parallel=plan.parallel,
+            driver=comment(driver), symbol=self.symbol, declarations=self.declarations, body=root.lines(),
+        )
 
+    def render_fused(self, fused: planning.FusedPlan) -> str:
+        """One function for the members of a fused kernel (`planning.plan_fused`): the shared loops
+        once, then inside them each member's own loops adding into its own buffer (`mt_arrays[j]`);
+        what the members compute at the shared levels (a pair's tables) is emitted once."""
+        self.plan = fused
+        self.declarations = []
+        root = Level(None, None)
+        self.stack = [root]
+        self.n_outputs = len(fused.plans)
+        strides = [self.strides(plan.kernel, f"st{j}_") for j, plan in enumerate(fused.plans)]
+        first = fused.plans[0]
+        self.kernel = first.kernel
+        depth0 = len(self.stack)
+        for number, loop in enumerate(first.loops[:fused.shared]):
+            if number == 0 and fused.parallel:
+                self.stack[-1].body.append(
+                    "#pragma omp parallel for schedule(dynamic, 4) num_threads(mt_threads) reduction(|: err)")
+            self.open_loop(loop, self.stack[-1].body)
+        env, domains = dict(self.env), dict(self.domains)
+        for j, plan in enumerate(fused.plans):
+            self.env, self.domains = dict(env), dict(domains)
+            for binder in _binders(plan.kernel):  # a member's own domains (its `pairs(P)` read as segments)
+                if binder.name in domains:
+                    self.domains[binder.name] = binder.domain
+            self.render_nest(plan, f"mt_buffer{j}", strides[j], fused.shared)
+        while len(self.stack) > depth0:
+            self.close()
+        for j, plan in reversed(list(enumerate(fused.plans))):
+            self.declarations.insert(0, f"real* const mt_buffer{j} = (real*) mt_arrays[{j}];  "
+                                        f"// the buffer of {comment(plan.kernel.name)}")
+        names = ", ".join(plan.kernel.name for plan in fused.plans)
+        return templates().get_template("kernel.cpp.j2").render(
+            comment=comment(f"{fused.fused.name} = ({names})"), schedule="fused", parallel=fused.parallel,
+            driver=comment(first.loops[0].var), symbol=self.symbol, declarations=self.declarations,
+            body=root.lines(),
+        )
+
+    def strides(self, kernel: ir.TensorKernel, prefix: str) -> list[str]:
+        """Declare the strides of `kernel`'s dense buffer (its last index contiguous); their names."""
+        sizes = [self.domain_size(b.domain) for b in kernel.indices]
+        names = []
+        for k in range(len(sizes)):
+            rest = sizes[k + 1:]
+            names.append(f"{prefix}{k}")
+            self.stack[0].prelude.append(f"const int64_t {prefix}{k} = {' * '.join(rest) if rest else 'INT64_C(1)'};  "
+                                         f"// stride of {comment(kernel.indices[k].name)}")
+        return names
+
+    def render_nest(self, plan: planning.KernelPlan, buffer: str, strides: list[str], start: int) -> None:
+        """Open `plan.loops[start:]` inside the current block, add (or store) the body into `buffer`
+        at its kernel indices, and close them again."""
+        self.kernel, self.plan = plan.kernel, plan
         self.tabulated = self.tabulation_candidates(plan)
         depth0 = len(self.stack)
-        first = True
         local = None  # (level, array, [(kernel index k, its size)] in loop order): planning.local_accumulator
-        for number, loop in enumerate(plan.loops):
+        for number, loop in enumerate(plan.loops[start:], start):
             target = self.stack[-1].body
             if number == plan.local:
                 indices = [(k, planning.static_size(l.domain)) for l in plan.loops[number:] if l.is_index
@@ -398,7 +449,7 @@ class KernelRenderer:
                 local = (len(self.stack) - 1, self.fresh("A"), indices)
                 target.append(f"real {local[1]}[{size}] = {{}};  // the sums below, added into the buffer once")
             chunk = None
-            if first and plan.parallel:
+            if number == 0 and plan.parallel:
                 self.stack[-1].body.append("#pragma omp parallel for schedule(dynamic, 4) num_threads(mt_threads) reduction(|: err)")
                 size = planning.driver_size(loop.domain)
                 if planning.is_scatter(self.kernel) and isinstance(size, tuple) and not loop.is_index:
@@ -407,7 +458,6 @@ class KernelRenderer:
                     chunk = (self.scalar(("driver_range", 0), "first driver position"),
                              self.scalar(("driver_range", 1), "driver position past the last"))
                     self.driver_count, self.driver_var = size, loop.var
-            first = False
             self.open_loop(loop, target, chunk)
 
         # the buffer offset, summed in loop order so that partial sums are hoisted
@@ -420,7 +470,7 @@ class KernelRenderer:
         for k, binder in enumerate(self.kernel.indices):
             info = self.env[binder.name]
             if k not in inner:
-                terms.append(Value(f"{info.position} * st{k}", INT, info.level))
+                terms.append(Value(f"{info.position} * {strides[k]}", INT, info.level))
         if local:
             offset = self.fold(local_terms, "+", INT, "o") if local_terms else Value("INT64_C(0)", INT, 0)
             outer = self.fold(terms, "+", INT, "o") if terms else Value("INT64_C(0)", INT, 0)
@@ -431,7 +481,8 @@ class KernelRenderer:
         operator = "+=" if plan.schedule == "accumulate" else "="
         statement = f"{local[1] if local else buffer}[{offset.code}] {operator} {value_code};"
         self.statement(self.here(), statement)
-        if plan.loops and len(self.stack) == depth0 + len(plan.loops) and simd_safe(plan, self.stack[-1], statement):
+        if (len(plan.loops) > start and len(self.stack) == depth0 + len(plan.loops) - start
+                and simd_safe(plan, self.stack[-1], statement)):
             self.stack[-1].pragma = "#pragma omp simd"
         if local:
             level, array, indices = local
@@ -446,20 +497,13 @@ class KernelRenderer:
             for k, extent in sorted(indices):
                 q = self.fresh("q")
                 lines.append(f"{indent}for (int64_t {q} = 0; {q} < INT64_C({extent}); ++{q})")
-                at.append(f"{q} * st{k}")
+                at.append(f"{q} * {strides[k]}")
                 flat.append(f"{q} * INT64_C({local_strides[k]})")
                 indent += "    "
             lines.append(f"{indent}{buffer}[{' + '.join(at)}] += {array}[{' + '.join(flat) or '0'}];")
             self.stack[level].body.extend(lines)
         while len(self.stack) > depth0:
             self.close()
-        self.declarations.insert(0, f"{buffer_type}* const {buffer} = (real*) mt_arrays[0];  // the output buffer")
-        lines = root.lines()
-        driver = plan.loops[0].var if plan.loops else ""
-        return templates().get_template("kernel.cpp.j2").render(
-            comment=comment(self.kernel.name), schedule=plan.schedule, parallel=plan.parallel,
-            driver=comment(driver), symbol=self.symbol, declarations=self.declarations, body=lines,
-        )
 
     def factors(self, expr) -> list:
         """The factors of a real product tree, keeping whole the sub-products that are tabulated."""
@@ -1365,6 +1409,12 @@ class KernelRenderer:
         return keys
 
 
+def _binders(kernel: ir.TensorKernel) -> list:
+    """A kernel's indices and the binders of its (flattened) sum."""
+    binders, _, _ = planning._flatten_sum(kernel.body, {b.name for b in kernel.indices})
+    return list(kernel.indices) + list(binders)
+
+
 def _children(node) -> list:
     if isinstance(node, ir.Call):
         return list(node.args)
@@ -1616,6 +1666,22 @@ class ModuleRenderer:
             sources.append(source)
             if kernel.where is None:
                 self.grids[kernel.name] = kernel
+        members = {k.name: k for k in self.module.kernels}
+        pair_systems = {p.name: p.systems for p in self.module.pairs}
+        for k, fused in enumerate(self.module.fused):
+            symbol = f"mt_fused_{k}"
+            try:
+                if any(name in unsupported or name not in members for name in fused.kernels):
+                    raise Unsupported("a member kernel has no compiled form")
+                plan = planning.plan_fused(fused, members, pair_systems)
+                renderer = KernelRenderer(self, members[fused.kernels[0]], symbol)
+                source = renderer.render_fused(plan)
+            except Unsupported as error:
+                unsupported[fused.name] = str(error)
+                continue
+            arrays = [("buffer", j) for j in range(len(plan.plans))] + list(renderer.arrays)
+            kernels[fused.name] = RenderedKernel(fused.name, symbol, plan, arrays, list(renderer.scalars), source)
+            sources.append(source)
         text = templates().get_template("module.cpp.j2").render(
             module_comment=comment(self.module.name),
             real="double" if self.dtype == "float64" else "float",

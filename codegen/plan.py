@@ -517,13 +517,17 @@ def _best_order(names, trips, ready_after, units, bound, prefer_last, limit):
 
 
 def schedule_loops(items, condition_parts, bound, driver: Optional[str] = None, innermost: Optional[str] = None,
-                   body=None):
+                   body=None, prefix: tuple = (), pair_systems: Optional[dict] = None):
     """Order the binders `items` ([(Binder, is_index)]) into loops.
 
     `condition_parts`: `where` conjuncts over these binders (and outer variables);
     `bound`: variables bound outside. Returns `(loops, pre_guards)`; every
     conjunct is either consumed by a segment or equality binding, or attached as
     a guard to the first loop where its variables are bound.
+
+    `prefix`: loops of another kernel that this one must start with (`plan_fused`),
+    each enumerating one of `items` (see `_take_prefix`); `pair_systems` maps a pairs
+    name to its systems.
     """
     remaining = list(items)
     pending = list(condition_parts)
@@ -531,6 +535,10 @@ def schedule_loops(items, condition_parts, bound, driver: Optional[str] = None, 
     loops: list[Loop] = []
     pre = [c for c in pending if free_vars(c) <= bound]
     pending = [c for c in pending if not free_vars(c) <= bound]
+    if prefix:
+        if pre:
+            raise Unsupported("a condition without variables in a fused kernel")
+        pending = _take_prefix(prefix, remaining, pending, bound, loops, pair_systems or {}, body)
 
     def ready(binder):
         return domain_vars(binder.domain) <= bound
@@ -594,6 +602,54 @@ def schedule_loops(items, condition_parts, bound, driver: Optional[str] = None, 
     if pending:
         raise Unsupported("a where condition reads variables that are never bound")
     return tuple(loops), tuple(pre)
+
+
+def _take_prefix(prefix, remaining: list, pending: list, bound: set, loops: list, pair_systems: dict, body) -> list:
+    """Open the loops `prefix` (another kernel's) for the binders `remaining` of this kernel.
+
+    A prefix loop enumerates the binder of its name when both iterate the same domain the same
+    way, or when the prefix loop is the segment `p in P.from(i)` and the binder `p in pairs(P)`:
+    the segments of every atom `i` of P's systems are all its pairs, in storage order, so the
+    atom loop `i` (absent from this kernel) partitions them. Every other prefix loop is
+    `Unsupported`. The prefix's guards must be conditions of this kernel (they are tested once,
+    for all); this kernel's other conditions over the prefix go to its first own loop. Returns
+    the conjuncts left pending."""
+    names = {b.name for b, _ in remaining}
+    used = free_vars(body) | _union(pending)
+    for at, loop in enumerate(prefix):
+        if loop.kind not in ("domain", "pairs_of"):
+            raise Unsupported(f"a shared loop of kind {loop.kind}")
+        found = [k for k, (b, _) in enumerate(remaining) if b.name == loop.var]
+        if found:
+            binder, is_index = remaining.pop(found[0])
+            segment = isinstance(binder.domain, ir.PairsFrom)
+            same = binder.domain == loop.domain and (loop.kind == "pairs_of") == segment
+            pairs = loop.kind == "pairs_of" and binder.domain == ir.PairsDomain(loop.source)
+            whole = (pairs and isinstance(loop.expr, ir.Var) and loop.expr.name not in names
+                     and loop.expr.name not in used)
+            restricted = pairs and any(
+                (_field_side(c, (loop.source, "first"), loop.var) or (None, None))[1] == loop.expr for c in pending)
+            if not (same or whole or restricted):
+                raise Unsupported(f"{loop.var} is not enumerated by the shared loop {loop.var} in {loop.domain}")
+        else:
+            partition = (loop.kind == "domain" and isinstance(loop.domain, ir.AtomsDomain)
+                         and loop.var not in used
+                         and any(later.kind == "pairs_of" and later.expr == ir.Var(loop.var)
+                                 and pair_systems.get(later.source) == loop.domain.systems
+                                 and any(b.name == later.var and b.domain == ir.PairsDomain(later.source)
+                                         for b, _ in remaining)
+                                 for later in prefix[at + 1:]))
+            if not partition:
+                raise Unsupported(f"the shared loop {loop.var} in {loop.domain} has no binder here")
+            is_index = False
+        bound.add(loop.var)
+        loops.append(Loop(loop.var, loop.domain, loop.kind, loop.expr, loop.source, is_index, ()))
+    for loop in prefix:
+        for guard in loop.guards:
+            if guard not in pending:
+                raise Unsupported(f"the shared loops test {guard}, a condition this kernel does not have")
+            pending.remove(guard)
+    return pending
 
 
 def _preferred_order(remaining, pending, bound, body, innermost):
@@ -783,7 +839,8 @@ def local_accumulator(schedule: str, loops) -> Optional[int]:
     return found
 
 
-def plan_kernel(kernel: ir.TensorKernel) -> KernelPlan:
+def plan_kernel(kernel: ir.TensorKernel, prefix: tuple = (), pair_systems: Optional[dict] = None) -> KernelPlan:
+    """The plan of one kernel; with `prefix`, its nest starts with those loops (`plan_fused`)."""
     names = [b.name for b in kernel.indices]
     if len(set(names)) != len(names):
         raise Unsupported("a kernel index is declared twice")
@@ -806,7 +863,42 @@ def plan_kernel(kernel: ir.TensorKernel) -> KernelPlan:
         body = kernel.body
     driver = _driver(kernel)
     innermost = kernel.indices[-1].name if kernel.indices else None
-    loops, pre = schedule_loops(items, parts, set(), driver=driver, innermost=innermost, body=body)
+    loops, pre = schedule_loops(items, parts, set(), driver=None if prefix else driver, innermost=innermost,
+                                body=body, prefix=prefix, pair_systems=pair_systems)
     parallel = bool(loops) and loops[0].kind == "domain" and (loops[0].is_index or loops[0].var == driver)
     env = {loop.var: loop.domain for loop in loops}
-    return KernelPlan(kernel, schedule, loops, pre, body, parallel, env, local_accumulator(schedule, loops))
+    local = local_accumulator(schedule, loops)
+    if local is not None and local < len(prefix):
+        local = None
+    return KernelPlan(kernel, schedule, loops, pre, body, parallel, env, local)
+
+
+@dataclass(frozen=True)
+class FusedPlan:
+    """The plan of an `ir.FusedKernel`: every member's plan starts with the same `shared` loops (the
+    first member's, up to and including its first loop over pairs), which a renderer opens once;
+    inside the innermost of them each member's remaining loops and statement follow in turn,
+    adding into the member's own buffer. Values placed at the shared levels (the `sph` and radial
+    tables of a pair) are computed once for all members. `parallel`: the first shared loop may
+    run on several threads (the runtime decides whether the members' entries allow it)."""
+
+    fused: ir.FusedKernel
+    plans: tuple[KernelPlan, ...]
+    shared: int
+    parallel: bool
+
+
+def plan_fused(fused: ir.FusedKernel, kernels: dict, pair_systems: dict) -> FusedPlan:
+    """Plan the members of `fused` (`kernels`: name -> TensorKernel) around the first one's pass
+    over pairs; `Unsupported` when there is none or a member cannot start with its loops."""
+    first = plan_kernel(kernels[fused.kernels[0]])
+    if first.pre_guards:
+        raise Unsupported("a condition without variables in a fused kernel")
+    shared = next((k + 1 for k, loop in enumerate(first.loops) if loop.kind == "pairs_of"), None)
+    if shared is None:
+        raise Unsupported(f"{first.kernel.name} has no pass over pairs to share")
+    if first.local is not None and first.local < shared:
+        raise Unsupported("a local accumulator around the shared loops")
+    prefix = first.loops[:shared]
+    plans = [first] + [plan_kernel(kernels[name], prefix, pair_systems) for name in fused.kernels[1:]]
+    return FusedPlan(fused, tuple(plans), shared, first.parallel)

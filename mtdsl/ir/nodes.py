@@ -358,6 +358,20 @@ class Output:
 
 
 @dataclass(frozen=True, slots=True)
+class FusedKernel:
+    """Kernels computed in one loop nest (`codegen/plan.py: plan_fused`): the loops of the first
+    kernel up to its pass over pairs are entered once, and every kernel adds into its own buffer
+    inside them (the values of a tensor and the terms of its gradient: one evaluation of the
+    pair's tables for all). `kernels` names kernels of the module."""
+
+    name: str
+    kernels: tuple[str, ...]
+
+    def __str__(self):
+        return f"fused {self.name} = ({', '.join(self.kernels)})"
+
+
+@dataclass(frozen=True, slots=True)
 class Module:
     name: str
     systems: tuple[SystemsInput, ...]
@@ -367,6 +381,7 @@ class Module:
     kernels: tuple[TensorKernel, ...]
     outputs: tuple[Output, ...]
     convention: str = "metatensor"
+    fused: tuple[FusedKernel, ...] = ()
 
     def kernel(self, name: str) -> TensorKernel:
         for kernel in self.kernels:
@@ -384,6 +399,7 @@ class Module:
         for p in self.params:
             lines.append(f"param {p.name}[{', '.join(map(str, p.domains))}] ~ {p.init[0]}{p.init[1]}")
         lines += ["", *(str(k) + "\n" for k in self.kernels)]
+        lines += [str(f) + "\n" for f in self.fused]
         for o in self.outputs:
             lines.append(f"output {o.name}" + (f" with gradients({', '.join(o.gradients)})" if o.gradients else ""))
         return "\n".join(lines)
