@@ -159,6 +159,7 @@ class KernelBuilder:
         self.real = renderer.real
         self.arrays: dict = {}  # descriptor -> (position, pointer value)
         self.scalars: dict = {}  # descriptor -> (position, value)
+        self.n_outputs = 1  # buffers before the arrays read (a fused kernel has one per member)
         self.memo: dict = {}
         self.env: dict[str, VarInfo] = {}
         self.domains: dict = {}
@@ -210,7 +211,7 @@ class KernelBuilder:
         """A pointer to the argument array `descriptor` (`kind`: "real", "i64" or "i32"), loaded once
         in the function's argument block (never moves the main builder)."""
         if descriptor not in self.arrays:
-            position = len(self.arrays) + 1
+            position = self.n_outputs + len(self.arrays)
             element = {"real": self.real, "i64": I64, "i32": I32, "f64": ll.DoubleType()}[kind]
             b = self.arguments
             raw = b.load(b.gep(self.arrays_arg, [i64(position)]))
@@ -450,6 +451,55 @@ class KernelBuilder:
     def build(self) -> ll.Function:
         plan = self.plan = planning.plan_kernel(self.kernel)
         self.tabulated = self.tabulation_candidates(plan)
+        f, lo, hi, done = self.begin_function()
+        root = self.stack[0]
+        buffer, strides = self.output(self.kernel, 0)
+        for guard in plan.pre_guards:
+            condition = self.as_bool(self.render(guard))
+            go = f.append_basic_block()
+            b = self.at((0, False))
+            b.cbranch(condition, go, done)
+            root.prelude.tail = go
+        self.build_nest(plan, buffer, strides, 0, (lo, hi))
+        return self.end_function(done)
+
+    def build_fused(self, fused: planning.FusedPlan) -> ll.Function:
+        """One function for the members of a fused kernel (`planning.plan_fused`, as the C++
+        `render_fused`): the shared loops once (the first restricted to `[lo, hi)` when parallel),
+        then inside them each member's own loops adding into its own buffer (`arrays[j]`, the
+        arrays read come after the members' buffers); what the members compute at the shared
+        levels (a pair's tables) is emitted once, the memo being per level."""
+        from .cpp import _binders
+
+        self.plan = fused
+        self.n_outputs = len(fused.plans)
+        first = fused.plans[0]
+        self.kernel = first.kernel
+        f, lo, hi, done = self.begin_function()
+        outputs = [self.output(plan.kernel, j) for j, plan in enumerate(fused.plans)]
+        if first.pre_guards:
+            raise Unsupported("a condition without variables in a fused kernel")
+        self.tabulated = {}
+        for number, loop in enumerate(first.loops[:fused.shared]):
+            chunk = None
+            if number == 0 and fused.parallel:
+                chunk = self.driver_chunk(loop, lo, hi)
+            self.open_loop(loop, self.stack[-1].body, chunk)
+        env, domains = dict(self.env), dict(self.domains)
+        for j, plan in enumerate(fused.plans):
+            self.env, self.domains = dict(env), dict(domains)
+            for binder in _binders(plan.kernel):  # a member's own domains (its `pairs(P)` read as segments)
+                if binder.name in domains:
+                    self.domains[binder.name] = binder.domain
+            self.kernel = plan.kernel
+            self.tabulated = self.tabulation_candidates(plan)
+            self.build_nest(plan, *outputs[j], fused.shared)
+        self.kernel = first.kernel
+        return self.end_function(done)
+
+    def begin_function(self):
+        """The function `(arrays, scalars, lo, hi) -> err` with its entry, argument, root and exit
+        blocks; returns `(function, lo, hi, done)`."""
         module = self.llmodule = self.renderer.llmodule
         fnty = ll.FunctionType(I64, [I8.as_pointer().as_pointer(), I64.as_pointer(), I64, I64])
         f = self.function = ll.Function(module, fnty, self.symbol)
@@ -465,31 +515,60 @@ class KernelBuilder:
         self.b = Builder(root.prelude.tail)
         self.err = self.alloca(I64, "err")
         ll.IRBuilder(self.allocas).store(i64(0), self.err)
-        sizes = [self.domain_size(b.domain) for b in self.kernel.indices]
+        return f, lo, hi, done
+
+    def end_function(self, done) -> ll.Function:
+        """Close the open levels and link the function's blocks; returns the function."""
+        while len(self.stack) > 1:
+            self.close()
+        root, f = self.stack[0], self.function
+        b = self.b
+        b.position_at_end(root.prelude.tail)
+        b.branch(root.body_head)
+        b.position_at_end(root.body.tail)
+        b.branch(done)
+        b.position_at_end(self.allocas)
+        b.branch(self.arguments.block)
+        self.arguments.branch(f.blocks[2])
+        b.position_at_end(done)
+        b.ret(b.load(self.err))
+        return f
+
+    def output(self, kernel: ir.TensorKernel, j: int) -> tuple:
+        """`kernel`'s output buffer `arrays[j]` (a fused kernel has one per member) and the strides of
+        its dense layout (its last index contiguous), computed in the argument block."""
+        sizes = [self.domain_size(b.domain) for b in kernel.indices]
         b = self.arguments
-        buffer = b.bitcast(b.load(b.gep(self.arrays_arg, [i64(0)])), self.real.as_pointer())
+        buffer = b.bitcast(b.load(b.gep(self.arrays_arg, [i64(j)])), self.real.as_pointer())
         strides = []
         for k in range(len(sizes)):
             stride = i64(1)
             for size in sizes[k + 1:]:
                 stride = b.mul(stride, size)
             strides.append(stride)
-        for guard in plan.pre_guards:
-            condition = self.as_bool(self.render(guard))
-            go = f.append_basic_block()
-            b = self.at((0, False))
-            b.cbranch(condition, go, done)
-            root.prelude.tail = go
+        return buffer, strides
+
+    def driver_chunk(self, loop: planning.Loop, lo, hi):
+        """The range `[lo, hi)` of a parallel kernel's first loop (None when its size is not known to
+        the runtime); records `driver_count` and `driver_var` (RenderedKernel)."""
+        self.driver_count = self.size_descriptor(loop.domain)
+        self.driver_var = loop.var
+        if self.driver_count is None:
+            return None
+        if isinstance(self.driver_count, tuple):
+            self.scalar(self.driver_count)
+        return (lo, hi)
+
+    def build_nest(self, plan: planning.KernelPlan, buffer, strides: list, start: int, chunk=None) -> None:
+        """Open `plan.loops[start:]` inside the current level, add (or store) the body into `buffer`
+        at the kernel's indices, and close them again (the C++ `render_nest`); `chunk`: the range
+        `(lo, hi)` of a parallel kernel's first loop."""
+        depth0 = len(self.stack)
         local = None  # (level, array, [(kernel index k, its size)] in loop order): planning.local_accumulator
-        for k, loop in enumerate(plan.loops):
-            chunk = None
-            if k == 0 and plan.parallel:
-                self.driver_count = self.size_descriptor(loop.domain)
-                self.driver_var = loop.var
-                if self.driver_count is not None:
-                    chunk = (lo, hi)
-                    if isinstance(self.driver_count, tuple):
-                        self.scalar(self.driver_count)
+        for k, loop in enumerate(plan.loops[start:], start):
+            range_ = None
+            if k == 0 and plan.parallel and chunk is not None:
+                range_ = self.driver_chunk(loop, *chunk)
             if k == plan.local:
                 indices = [(j, planning.static_size(l.domain)) for l in plan.loops[k:] if l.is_index
                            for j, binder in enumerate(self.kernel.indices) if binder.name == l.var]
@@ -503,7 +582,7 @@ class KernelBuilder:
                 b.store(self.rconst(0.0), b.gep(array, [i64(0), q]))
                 self.close()
             level = self.stack[-1]
-            self.open_loop(loop, level.body, chunk)
+            self.open_loop(loop, level.body, range_)
         inner = {j for j, _ in local[2]} if local else set()
         terms = [Value(self.env[binder.name].position, INT, self.env[binder.name].level)
                  for j, binder in enumerate(self.kernel.indices) if j not in inner]
@@ -550,19 +629,8 @@ class KernelBuilder:
             b.store(b.fadd(b.load(pointer), b.load(b.gep(array, [i64(0), flat]))), pointer)
             while len(self.stack) > level + 1:
                 self.close()
-        while len(self.stack) > 1:
+        while len(self.stack) > depth0:
             self.close()
-        b = self.b
-        b.position_at_end(root.prelude.tail)
-        b.branch(root.body_head)
-        b.position_at_end(root.body.tail)
-        b.branch(done)
-        b.position_at_end(self.allocas)
-        b.branch(arguments)
-        self.arguments.branch(f.blocks[2])
-        b.position_at_end(done)
-        b.ret(b.load(self.err))
-        return f
 
     def fold(self, values: list, operator: str) -> Value:
         """Combine `values` (all of one type) with `operator`, innermost-placed last, each partial
@@ -1852,6 +1920,25 @@ class ModuleRenderer:
                                                   str(function), builder.driver_count, builder.driver_var)
             if kernel.where is None:
                 self.grids[kernel.name] = kernel
+        members = {k.name: k for k in self.module.kernels}
+        pair_systems = {p.name: p.systems for p in self.module.pairs}
+        for k, fused in enumerate(self.module.fused):
+            symbol = f"mt_fused_{k}"
+            try:
+                if any(name in unsupported or name not in members for name in fused.kernels):
+                    raise Unsupported("a member kernel has no compiled form")
+                plan = planning.plan_fused(fused, members, pair_systems)
+                builder = KernelBuilder(self, members[fused.kernels[0]], symbol)
+                function = builder.build_fused(plan)
+            except Unsupported as error:
+                unsupported[fused.name] = str(error)
+                _drop_function(self.llmodule, symbol)
+                continue
+            arrays = ([("buffer", j) for j in range(len(plan.plans))]
+                      + sorted(builder.arrays, key=lambda d: builder.arrays[d][0]))
+            scalars = sorted(builder.scalars, key=lambda d: builder.scalars[d][0])
+            kernels[fused.name] = RenderedKernel(fused.name, symbol, plan, arrays, scalars, str(function),
+                                                 builder.driver_count, builder.driver_var)
         return RenderedModule(self.module, self.dtype, str(self.llmodule), kernels, unsupported,
                               dict(self.tables.constants))
 
