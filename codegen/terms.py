@@ -479,7 +479,8 @@ def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict
     `{(kernel, wrt, k): ScatterTerm}` (written into the rows) and `{(kernel, wrt, k): term kernel
     name}` (a dense buffer over the term's axes, scattered by `runtime/gradients.py`), the latter
     only for tensors some of whose terms have no scatter kernel (else a failed scatter run falls
-    back to the interpreter: half the code to compile)."""
+    back to the interpreter: half the code to compile); and the fused kernels (`module.fused`,
+    `codegen/fuse.py`) as `{(kernel, wrt): (fused kernel name, term keys)}`."""
     import dataclasses
 
     scatters, extra = {}, []
@@ -503,9 +504,14 @@ def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict
     names = {key: kernel.name for key, kernel in lowered}
     extra += [k for _, k in lowered]
     if not extra:
-        return module, {"terms": names, "scatters": scatters}
+        return module, {"terms": names, "scatters": scatters, "fused": {}}
     extended = dataclasses.replace(module, kernels=tuple(module.kernels) + tuple(extra))
-    return extended, {"terms": names, "scatters": scatters}
+    # each tensor's values and the terms of its gradient that share its pass over pairs (codegen/fuse.py)
+    from .fuse import fused_kernels
+
+    fused, members = fused_kernels(extended, scatters)
+    extended = dataclasses.replace(extended, fused=fused)
+    return extended, {"terms": names, "scatters": scatters, "fused": members}
 
 
 # ---- product kernels: a term contracted with a cotangent (VJP) ------------------------------------

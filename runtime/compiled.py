@@ -436,7 +436,12 @@ class CompiledModule:
         terms = terms or {}
         self.terms = dict(terms.get("terms", {}))
         self.scatters = dict(terms.get("scatters", {}))
-        term_names = set(self.terms.values()) | {s.name for s in self.scatters.values()}
+        # a tensor's values and terms of its gradient in one pass (codegen/fuse.py):
+        # {(kernel, wrt): (fused kernel name, term keys)}, those that were rendered
+        self.fused = {key: value for key, value in terms.get("fused", {}).items() if value[0] in rendered.kernels}
+        self.fuse = os.environ.get("MTDSL_FUSE", "1") != "0"  # False: values and gradient terms apart
+        fused_names = {name for name, _ in terms.get("fused", {}).values()}
+        term_names = set(self.terms.values()) | {s.name for s in self.scatters.values()} | fused_names
         self.rendered = rendered
         self.library = library
         self.path = path
@@ -454,11 +459,14 @@ class CompiledModule:
             self.read_as_tensormap |= {k.name for k in module.kernels}
         self.kernels = {}
         self.term_kernels = {}
+        self.fused_kernels = {}
         for name, kernel in rendered.kernels.items():
             function = getattr(library, kernel.symbol)
             function.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_int64), ctypes.c_int64]
             function.restype = ctypes.c_int64
-            if name in term_names:
+            if name in fused_names:
+                self.fused_kernels[name] = NativeKernel(kernel, function)
+            elif name in term_names:
                 self.term_kernels[name] = NativeKernel(kernel, function)
             else:
                 self.kernels[name] = NativeKernel(kernel, function)
@@ -471,12 +479,16 @@ class CompiledModule:
     def source(self) -> str:
         return self.rendered.source
 
-    def run(self, bindings: Bindings, threads: int | None = None, all_tensors: bool = False) -> dict:
+    def run(self, bindings: Bindings, threads: int | None = None, all_tensors: bool = False, fused=None) -> dict:
         """Every kernel in order; returns the outputs (every tensor with `all_tensors=True`, or when none is declared).
 
         A native kernel's TensorMap is assembled only when something needs it: an
         output, a block access through lookup tables, or the interpreter. Kernels
         that read it from its dense buffer do not.
+
+        `fused` (`runtime/gradients.py: FusedGradients`): the gradient about to be computed; a
+        kernel with a fused kernel for it (`codegen/fuse.py`) runs that one instead, which adds
+        the terms of its gradient into the rows `fused` prepares in the same pass over pairs.
         """
         if np.dtype(bindings.dtype) != self.dtype:
             raise ValueError(f"the module was compiled for {self.dtype}, the bindings are {np.dtype(bindings.dtype)}")
@@ -502,7 +514,10 @@ class CompiledModule:
             buffer = None
             if native is not None:
                 try:
-                    buffer = self._run_native(native, kernel, arguments, threads)
+                    if fused is not None and self.fuse and (kernel.name, fused.wrt) in self.fused:
+                        buffer = self._run_fused(kernel, fused, interpreter, arguments, threads)
+                    if buffer is None:
+                        buffer = self._run_native(native, kernel, arguments, threads)
                 except NativeFallback as reason:
                     self.last_run_fallbacks[kernel.name] = str(reason)
             if buffer is None:
@@ -537,6 +552,79 @@ class CompiledModule:
             self.last_run_fallbacks[kernel.name] = f"native run reported error bits {error}"
             return None
         return buffer
+
+    def _run_fused(self, kernel, fused, interpreter, arguments: Arguments, threads: int):
+        """The values' buffer of `kernel` from its fused kernel, which also adds the terms it holds
+        into the gradient rows `fused.prepare` gives (those terms are then marked done), or None
+        (not prepared, an argument without a native form, or an error bit: the caller runs the
+        values' kernel alone and the terms apart).
+
+        The rows need the values' labels, which do not depend on the values: they are assembled
+        from a zero buffer first. The kernel runs on every thread only when each entry the terms
+        add into has points of one driver position (`entries_owned`), else on one thread."""
+        from .gradients import entries_owned
+
+        name, keys = self.fused[(kernel.name, fused.wrt)]
+        native = self.fused_kernels[name]
+        bindings = arguments.bindings
+        plan = native.rendered.plan
+        sizes = tuple(len(bindings.domain_values(b.domain)) for b in kernel.indices)
+        buffer = np.zeros(sizes, dtype=self.dtype)
+        rows = fused.prepare(kernel, self._assemble(interpreter, kernel, buffer))
+        if rows is None:
+            return None
+        members = len(plan.plans)
+        try:
+            for key in keys:
+                arguments.out_rows[self.scatters[key].source] = (rows.row_maps[key[2]], rows.buffer.shape[0])
+            arrays = [buffer] + [rows.buffer] * (members - 1) + [arguments.array(d) for d in native.rendered.arrays[members:]]
+            scalars = [arguments.scalar(d) for d in native.rendered.scalars]
+        except NativeFallback as reason:
+            self.last_run_fallbacks[name] = str(reason)
+            fused.discard(kernel.name)
+            return None
+        finally:
+            for key in keys:
+                arguments.cache.pop(("out", self.scatters[key].source, "row"), None)
+        if threads > 1:
+            owners = [self._fused_owners(plan, key, rows, bindings) for key in keys]
+            if not entries_owned(rows, [key[2] for key in keys], owners):
+                threads = 1
+        pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+        values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
+        error = native.function(pointers, values, int(threads))
+        del arrays
+        if error:
+            self.last_run_fallbacks[name] = f"native run reported error bits {error}"
+            fused.discard(kernel.name)
+            return None
+        rows.done |= {key[2] for key in keys}
+        return buffer
+
+    def _fused_owners(self, plan, key, rows, bindings):
+        """The driver position (the fused kernel's first loop) of each point of term `key`'s row grid,
+        flat, or None: the driver itself when it is a row variable, else the first atom of a row
+        variable's pair that the shared segment loop `P.from(driver)` enumerates."""
+        k = key[2]
+        scatter = self.scatters[key]
+        shape = rows.row_shapes[k]
+        loops = plan.plans[0].loops[:plan.shared]
+        driver = loops[0].var
+        for axis, var in enumerate(scatter.row_vars):
+            if var == driver:
+                along = np.arange(shape[axis], dtype=np.int64)
+            else:
+                segment = [loop for loop in loops if loop.var == var and loop.kind == "pairs_of"
+                           and loop.expr == ir.Var(driver)]
+                if not segment:
+                    continue
+                along = np.asarray(bindings.pairs[segment[0].source].first, dtype=np.int64)
+                if len(along) != shape[axis]:
+                    return None
+            index = [None] * len(shape)
+            index[axis] = slice(None)
+            return np.broadcast_to(along[tuple(index)], shape).reshape(-1)
+        return None
 
     def arguments_for(self, bindings) -> "Arguments":
         """The arguments of the last run when it was on `bindings` (its lookups reused), else new ones."""
@@ -812,12 +900,17 @@ def slim_rendering(stored: tuple, module: ir.Module) -> tuple:
     import dataclasses
 
     text, rendered, terms = stored
+    def slim(plan, loops=()):
+        if hasattr(plan, "plans"):  # a fused kernel's (codegen/plan.py: FusedPlan): its members' plans,
+            # the first with its shared loops (their guards dropped: the runtime reads the driver's)
+            shared = tuple(dataclasses.replace(loop, guards=()) for loop in plan.plans[0].loops[:plan.shared])
+            return dataclasses.replace(plan, plans=(slim(plan.plans[0], shared),) + tuple(slim(p) for p in plan.plans[1:]))
+        indices_only = ir.TensorKernel(plan.kernel.name, plan.kernel.indices, (), (), (), (), ir.Const(0.0))
+        return type(plan)(indices_only, plan.schedule, loops, (), None, plan.parallel, {})
+
     kernels = {}
     for name, kernel in rendered.kernels.items():
-        plan = kernel.plan
-        indices_only = ir.TensorKernel(plan.kernel.name, plan.kernel.indices, (), (), (), (), ir.Const(0.0))
-        slim = type(plan)(indices_only, plan.schedule, (), (), None, plan.parallel, {})
-        kernels[name] = dataclasses.replace(kernel, plan=slim)
+        kernels[name] = dataclasses.replace(kernel, plan=slim(kernel.plan))
     return text, dataclasses.replace(rendered, module=module, kernels=kernels), terms
 
 

@@ -30,6 +30,7 @@ Label lookups use dense tables over the small ranges of label values.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -61,8 +62,9 @@ class GradientInterpreter(Interpreter):
         self.gradient_kernels = kernels
         # a compiled module (runtime/compiled.py) whose `gradient_term` fills terms natively, or None
         self.native = native
-        self.native_terms: list = []  # ((kernel, wrt, term index), "scatter" | "term") run natively
+        self.native_terms: list = []  # ((kernel, wrt, term index), "fused" | "scatter" | "term") run natively
         self.dense_gradients: dict = {}  # (tensor, wrt) -> buffer written by its scatter kernels
+        self.prepared: dict = {}  # tensor -> GradientRows some of whose terms the values' pass added
 
     def _eval_UnitVector(self, expr: ad.UnitVector, scope: Scope) -> Named:
         direction = self.evaluate(expr.direction, scope)
@@ -353,14 +355,19 @@ class GradientTable:
         return Named(offset.axes, values)
 
 
-def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: str, outputs, native=None):
+def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: str, outputs, native=None,
+                      fused: "FusedGradients | None" = None):
     """Attach gradient blocks w.r.t. `wrt` to the `outputs` (and the tensors they read) in `bindings.tensors`.
 
     With `native` (a `runtime.compiled.CompiledModule`), the terms it compiled are filled by
     their native kernels (`codegen/terms.py`) and only scattered here; the others are evaluated
-    by the interpreter. Returns the interpreter (`.native_terms` lists the native terms)."""
+    by the interpreter. `fused`: the rows prepared for the values' run, whose fused kernels added
+    some terms already. Returns the interpreter (`.native_terms` lists the native terms)."""
     needed = _needed(module, gradient_kernels, outputs)
-    interpreter = GradientInterpreter(module, bindings, gradient_kernels, native)
+    if fused is not None and fused.wrt == wrt:
+        interpreter = fused.interpreter
+    else:
+        interpreter = GradientInterpreter(module, bindings, gradient_kernels, native)
     for kernel in module.kernels:
         if kernel.name not in needed:
             continue
@@ -372,6 +379,65 @@ def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: 
     if native is not None:  # what ran natively: "scatter" (written into the rows) or "term" (scattered here)
         native.last_gradient_terms.update(interpreter.native_terms)
     return interpreter
+
+
+class FusedGradients:
+    """The gradient w.r.t. `wrt` whose terms the values' pass may add (`codegen/fuse.py`: a tensor's
+    values and the scatter kernels of its gradient in one pass over pairs).
+
+    `CompiledModule.run(..., fused=self)` calls `prepare(kernel, labels)` with the values' labels
+    before it runs a fused kernel: the gradient rows, their row maps and the zeroed buffer the
+    fused kernel adds into; `compute_gradients(..., fused=self)` then runs the other terms only."""
+
+    def __init__(self, module: ir.Module, bindings, gradient_kernels: dict, wrt: str, outputs, native):
+        self.wrt = wrt
+        self.needed = _needed(module, gradient_kernels, outputs)
+        self.gradient_kernels = gradient_kernels
+        self.interpreter = GradientInterpreter(module, bindings, gradient_kernels, native)
+
+    def prepare(self, kernel: ir.TensorKernel, labels) -> "GradientRows | None":
+        """The rows of `kernel`'s gradient from its values' `labels` (a TensorMap: only its labels are
+        read), kept for `compute_gradients`; None when it is not needed or has no scatter kernels."""
+        if kernel.name not in self.needed or len(labels) == 0:
+            return None
+        rows = _gradient_rows(self.interpreter, kernel, self.gradient_kernels[kernel.name], _Layout(labels))
+        if rows is not None:
+            self.interpreter.prepared[kernel.name] = rows
+        return rows
+
+    def discard(self, name: str) -> None:
+        """Forget the rows of `name` (its fused run failed: the buffer is unreliable)."""
+        self.interpreter.prepared.pop(name, None)
+
+
+def entries_owned(rows: "GradientRows", terms, owners) -> bool:
+    """Whether every entry (row, aliased columns) that the `terms` add into receives points of one
+    owner only: `owners[j]` gives the owner (a driver position) of each point of term `terms[j]`'s
+    row grid (flat), or is None (unknown: not owned). A fused kernel runs on several threads only
+    then, each thread taking whole owners."""
+    codes, parts = [], []
+    aliased = [rows.found[k][5] for k in terms]
+    n_columns = max((len(a) for a in aliased), default=0)
+    lows = [min((int(a[c][rows.found[k][0]].min()) for k, a in zip(terms, aliased) if rows.found[k][0].any()),
+                default=0) for c in range(n_columns)]
+    highs = [max((int(a[c][rows.found[k][0]].max()) for k, a in zip(terms, aliased) if rows.found[k][0].any()),
+                 default=0) for c in range(n_columns)]
+    for k, owner in zip(terms, owners):
+        if owner is None or len(aliased[terms.index(k)]) != n_columns:
+            return False
+        where = rows.found[k][0]
+        code = np.asarray(rows.row_maps[k]).reshape(-1).astype(np.int64)
+        for c, values in enumerate(aliased[terms.index(k)]):
+            code = code * (highs[c] - lows[c] + 1) + (values - lows[c])
+        codes.append(code[where])
+        parts.append(np.asarray(owner).reshape(-1)[where])
+    every = np.concatenate(codes) if codes else np.zeros(0, np.int64)
+    if len(every) == 0:
+        return True
+    order = np.argsort(every, kind="stable")
+    code, owner = every[order], np.concatenate(parts)[order]
+    same = code[1:] == code[:-1]
+    return not np.any(same & (owner[1:] != owner[:-1]))
 
 
 def _needed(module, gradient_kernels, outputs) -> set:
@@ -623,13 +689,33 @@ def _chunk_owned(row_maps, found, row_shapes, axes, chunk: int) -> bool:
     return True
 
 
-def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, layout: _Layout):
-    """The gradient blocks written by the scatter kernels of every term (`codegen/terms.py`), or None.
+@dataclass
+class GradientRows:
+    """The rows of a gradient's scatter kernels (`_gradient_rows`), its buffer and what each term adds.
 
-    The rows (distinct (block, sample, target), sorted as `kernel_gradient` sorts them) are
-    computed here over the few variables each term's rows depend on; the kernels add every
-    contribution into a buffer `[rows, columns (padded like the kernel's indices), directions]`;
-    each block is then its row range with its own columns taken."""
+    `found[k]`: term k's `_term_rows` (where, block, sample, target, scope, aliased columns) over the
+    grid of its row variables; `row_maps[k]`: that grid's row in `buffer` (-1: no point);
+    `shared[k]`: two points of term k may add into one entry; `done`: the terms already added
+    into `buffer` (by the values' pass, `FusedGradients`)."""
+
+    scatters: list
+    found: list
+    unique: np.ndarray
+    per_sample: int
+    row_targets: np.ndarray
+    column_values: list
+    buffer: np.ndarray
+    row_maps: list
+    shared: list
+    row_shapes: list
+    done: set = field(default_factory=set)
+
+
+def _gradient_rows(interpreter: GradientInterpreter, kernel, gradient, layout: _Layout):
+    """The rows of every term of `gradient` for its scatter kernels (`codegen/terms.py`), and their
+    zeroed buffer `[rows, directions, columns (padded like the kernel's indices)]`, or None when a
+    term has no scatter kernel. The rows are the distinct (block, sample, target), sorted as
+    `kernel_gradient` sorts them, computed over the few variables each term's rows depend on."""
     native = interpreter.native
     if native is None or not getattr(native, "scatters", None):
         return None
@@ -667,7 +753,7 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
         for (where, _, _, target, *_), code in zip(found, codes):
             chosen = code >= 0
             row_targets_all[np.searchsorted(unique, code[chosen])] = target[chosen]
-    # the buffer: rows, then the columns as the kernel's indices (padded), then the directions
+    # the buffer: rows, then the directions, then the columns as the kernel's indices (padded)
     columns = scatters[0].columns
     if any(s.columns != columns for s in scatters):
         return None
@@ -685,8 +771,33 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
         row_maps.append(row_map)
         shared.append(not _one_to_one(row_map, rows[0], rows[5]))
         row_shapes.append(tuple(len(rows[4].values[v]) for v in scatter.row_vars))
-    done = set()
+    return GradientRows(scatters, found, unique, per_sample, row_targets_all, column_values, buffer, row_maps,
+                        shared, row_shapes)
+
+
+def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, layout: _Layout):
+    """The gradient blocks written by the scatter kernels of every term (`codegen/terms.py`), or None.
+
+    The rows come from `_gradient_rows`, or were prepared before the values' pass that added some
+    terms already (`FusedGradients`); the kernels of the other terms add every contribution into
+    the buffer; each block is then its row range with its own columns taken."""
+    native = interpreter.native
+    wrt = gradient.wrt
+    prepared = interpreter.prepared.pop(kernel.name, None)
+    rows = prepared if prepared is not None else _gradient_rows(interpreter, kernel, gradient, layout)
+    if rows is None:
+        return None
+    bindings = interpreter.bindings
+    scatters, found, buffer, row_maps = rows.scatters, rows.found, rows.buffer, rows.row_maps
+    shared, row_shapes, unique, per_sample = rows.shared, rows.row_shapes, rows.unique, rows.per_sample
+    row_targets_all, column_values, columns = rows.row_targets, rows.column_values, scatters[0].columns
+    n_directions = len(gradient.directions)
+    batch = next(iter(bindings.systems.values()))
+    done = set(rows.done)
     for group in _interleaved_groups(native, kernel.name, wrt, scatters, shared):
+        group = [k for k in group if k not in done]
+        if len(group) < 2:
+            continue
         threads = int(native.run_threads or 1)
         if threads > 1 and not _chunk_owned([row_maps[k] for k in group], [found[k] for k in group],
                                             [row_shapes[k] for k in group],
@@ -705,7 +816,8 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
         if not native.scatter_term((kernel.name, wrt, k), buffer, row_maps[k], bindings, interpreter.gradient_tables,
                                    interpreter.dense_gradients, shared=shared[k], row_shape=row_shapes[k]):
             return None
-    interpreter.native_terms.extend(((kernel.name, wrt, k), "scatter") for k in range(len(scatters)))
+    interpreter.native_terms.extend(((kernel.name, wrt, k), "fused" if k in rows.done else "scatter")
+                                    for k in range(len(scatters)))
     interpreter.dense_gradients[(kernel.name, wrt)] = buffer  # read by the scatter kernels of later tensors
     unique_sample = unique // per_sample
     unique_block = np.searchsorted(layout.sample_offsets, unique_sample, side="right") - 1

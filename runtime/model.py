@@ -23,7 +23,7 @@ from mtdsl.tensor import TensorMap
 
 from .assemble import evaluate_kernel
 from .bindings import Bindings, RunError
-from .gradients import compute_gradients
+from .gradients import FusedGradients, compute_gradients
 from .interpreter import Interpreter
 
 BACKENDS = ("interpreter", "cpp", "llvm")
@@ -132,16 +132,24 @@ class Model:
                 if _reverse_gradients(self, bindings, list(dict.fromkeys(gradients))):
                     return self._outputs(bindings)
                 bindings = self.bind(frames, tensormaps)  # fresh: the products may have run on them
+        gradients = list(dict.fromkeys(gradients))
+        outputs = {wrt: [o.name for o in self.module.outputs if wrt in o.gradients] for wrt in gradients}
+        fused = None
         if self.compiled is not None:
-            self.compiled.run(bindings, threads=self.threads, all_tensors=bool(gradients))
+            # the first gradient asked that has fused kernels is computed in the values' pass over pairs
+            wrt = next((w for w in gradients if any(key[1] == w for key in self.compiled.fused)), None)
+            if wrt is not None:
+                fused = FusedGradients(self.module, bindings, self.gradient_kernels[wrt], wrt, outputs[wrt],
+                                       self.compiled)
+            self.compiled.run(bindings, threads=self.threads, all_tensors=bool(gradients), fused=fused)
         else:
             interpreter = Interpreter(self.module, bindings)
             for kernel in self.module.kernels:
                 bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
-        for wrt in dict.fromkeys(gradients):
-            outputs = [o.name for o in self.module.outputs if wrt in o.gradients]
-            compute_gradients(self.module, bindings, self.gradient_kernels[wrt], wrt, outputs, native=self.compiled)
-            self.last_gradient_path.update({name: "forward" for name in outputs})
+        for wrt in gradients:
+            compute_gradients(self.module, bindings, self.gradient_kernels[wrt], wrt, outputs[wrt],
+                              native=self.compiled, fused=fused)
+            self.last_gradient_path.update({name: "forward" for name in outputs[wrt]})
         return self._outputs(bindings)
 
     def _reverse_allowed(self) -> bool:

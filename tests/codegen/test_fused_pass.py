@@ -1,0 +1,194 @@
+"""The values and the gradient terms of a tensor in one pass over pairs (`codegen/fuse.py`).
+
+`ir.FusedKernel` groups a tensor's values kernel with the scatter kernels of its gradient that
+can start with the values' loops up to the pass over pairs (`codegen/plan.py: plan_fused`);
+both renderers write one function for them, which the runtime runs instead of the values'
+kernel when that gradient is asked (`runtime/compiled.py: _run_fused`). Checked here: which
+terms fuse, the rules of the shared loops, the same values and gradients as the kernels run
+apart (`compiled.fuse = False`) and as the interpreter, on 1 and 2 threads, the thread
+decision, and the fallback when a fused run fails. `test_native_gradients.py` checks every
+reference program's gradients, fused where they can be, against the interpreter.
+"""
+
+import dataclasses
+
+import ase.build
+import numpy as np
+import pytest
+
+from mtdsl.codegen import cpp, fuse, terms
+from mtdsl.codegen import plan as planning
+from mtdsl.compile import compile
+from mtdsl.ir import nodes as ir
+from mtdsl.runtime import compiled as compiled_module
+from mtdsl.runtime import gradients as gradients_module
+
+from ..runtime.test_gradients import EXAMPLES, PAIRS_PROGRAM, with_gradients, write
+from .test_native_gradients import ALL, assert_same_gradients, systems
+
+BACKENDS = ["cpp", "llvm"]
+
+
+def extended(path, wrts, **hypers):
+    model = compile(path, backend="interpreter", **hypers)
+    return terms.extended_module(model.module, {w: model.gradient_kernels[w] for w in wrts})
+
+
+def silicon(repeat=2):
+    atoms = ase.build.bulk("Si", "diamond", a=5.43, cubic=True).repeat((repeat,) * 3)
+    atoms.rattle(0.05, seed=1)
+    return [atoms]
+
+
+def test_expansion_terms_are_fused_with_its_values(tmp_path):
+    module, info = extended(with_gradients(tmp_path, "spherical_expansion.mt"), ALL, max_angular=2, n_radial=3)
+    assert {key: keys for key, (_, keys) in info["fused"].items()} == {
+        ("rho", "positions"): (("rho", "positions", 0), ("rho", "positions", 1)),
+        ("rho", "strain"): (("rho", "strain", 0),),
+        ("rho", "cell"): (("rho", "cell", 0),),
+    }
+    assert {f.kernels[0] for f in module.fused} == {"rho"}
+    kernels = {k.name: k for k in module.kernels}
+    pair_systems = {p.name: p.systems for p in module.pairs}
+    for fused in module.fused:
+        plan = planning.plan_fused(fused, kernels, pair_systems)
+        shared = plan.plans[0].loops[:plan.shared]
+        assert [(loop.var, loop.kind) for loop in shared] == [("i", "domain"), ("p", "pairs_of")]
+        for member in plan.plans[1:]:  # every member starts with the same loops
+            assert [(lp.var, lp.kind, lp.domain) for lp in member.loops[:plan.shared]] == \
+                   [(lp.var, lp.kind, lp.domain) for lp in shared]
+
+
+def test_power_spectrum_fuses_the_expansion_only():
+    """The power spectrum's terms read the expansion's gradient rows: they run after, apart."""
+    module, info = extended(EXAMPLES / "soap_power_spectrum.mt", ["positions"], max_angular=2, n_radial=3)
+    assert list(info["fused"]) == [("rho", "positions")]
+
+
+def test_the_pair_tables_are_computed_once_per_pair():
+    module, _ = extended(EXAMPLES / "spherical_expansion.mt", ["positions"])
+    rendered = cpp.render_module(module)
+    (fused,) = module.fused
+    source = rendered.kernels[fused.name].source
+    assert rendered.kernels[fused.name].arrays[:3] == [("buffer", 0), ("buffer", 1), ("buffer", 2)]
+    # one sph table, one spline and one table of their derivatives for values and both terms
+    assert source.count("mt_sph4(") == 1 and source.count("mt_dsph4(") == 1
+    assert source.count("mt_spline<") == 1 and source.count("mt_spline_derivative<") == 1
+    for name in fused.kernels:  # the members are still compiled on their own
+        assert name in rendered.kernels
+
+
+def test_shared_loops_must_enumerate_each_member():
+    """A member whose conditions do not include the shared loops' (or whose binders the shared
+    loops do not enumerate) is not fused."""
+    module, _ = extended(EXAMPLES / "spherical_expansion.mt", ["positions"], max_angular=1, n_radial=2)
+    kernels = {k.name: k for k in module.kernels}
+    pair_systems = {p.name: p.systems for p in module.pairs}
+    values = kernels["rho"]
+    # the values restricted to close pairs: the shared pair loop tests a condition the terms lack
+    close = ir.Binary("lt", ir.Data("P", "distance", (ir.Var("p"),)), ir.Const(2.0))
+    restricted = dataclasses.replace(values, body=dataclasses.replace(
+        values.body, where=ir.Binary("and", values.body.where, close)))
+    kernels["rho"] = restricted
+    term = next(k for k in module.kernels if k.name.startswith("·scatter·drho/dpositions"))
+    with pytest.raises(planning.Unsupported):
+        planning.plan_fused(ir.FusedKernel("f", ("rho", term.name)), kernels, pair_systems)
+    # the segments of P.from(i) enumerate `p in pairs(P)` only when i runs over P's systems
+    kernels["rho"] = values
+    planning.plan_fused(ir.FusedKernel("f", ("rho", term.name)), kernels, pair_systems)
+    with pytest.raises(planning.Unsupported):
+        planning.plan_fused(ir.FusedKernel("f", ("rho", term.name)), kernels, {"P": "other"})
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fused_equals_apart(tmp_path, backend, threads):
+    path = with_gradients(tmp_path, "spherical_expansion.mt")
+    for batch in (systems(), silicon()):
+        expected = compile(path, backend="interpreter", max_angular=3, n_radial=4)(batch, gradients=ALL)
+        model = compile(path, backend=backend, threads=threads, max_angular=3, n_radial=4)
+        ours = model(batch, gradients=ALL)
+        ran = model.compiled.last_gradient_terms
+        assert ran[("rho", "positions", 0)] == ran[("rho", "positions", 1)] == "fused", (backend, ran)
+        assert ran[("rho", "strain", 0)] == ran[("rho", "cell", 0)] == "scatter"  # the second and third apart
+        assert_same_gradients(expected, ours, ALL, 1e-12)
+        model.compiled.fuse = False
+        apart = model(batch, gradients=ALL)
+        assert set(model.compiled.last_gradient_terms.values()) == {"scatter"}
+        for key, block in apart["rho"].items():
+            mine = ours["rho"].block(key)
+            np.testing.assert_allclose(mine.values, block.values, rtol=0, atol=1e-14)
+            for wrt in ALL:
+                assert mine.gradient(wrt).samples == block.gradient(wrt).samples
+                np.testing.assert_allclose(mine.gradient(wrt).values, block.gradient(wrt).values, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fused_kernel_runs_on_threads_where_each_entry_has_one_owner(tmp_path, backend, monkeypatch):
+    """Every row of the expansion's gradients belongs to one centre (positions: (sample i, atom j)
+    and (i, i), even through the periodic images of one neighbour in a 2-atom cell; strain and
+    cell: one row per sample i), so its fused kernel runs on 2 threads; the interpreter's values.
+    (`test_entries_owned`: the decision itself.)"""
+    decisions = []
+    owned = gradients_module.entries_owned
+
+    def spy(*args):
+        decisions.append(owned(*args))
+        return decisions[-1]
+
+    monkeypatch.setattr(gradients_module, "entries_owned", spy)
+    path = with_gradients(tmp_path, "spherical_expansion.mt")
+    batch = [ase.build.bulk("Si", "diamond", a=5.43)]
+    for wrt in ALL:
+        decisions.clear()
+        expected = compile(path, backend="interpreter", max_angular=2, n_radial=3)(batch, gradients=[wrt])
+        model = compile(path, backend=backend, threads=2, max_angular=2, n_radial=3)
+        ours = model(batch, gradients=[wrt])
+        assert decisions == [True]
+        assert set(model.compiled.last_gradient_terms.values()) == {"fused"}
+        assert_same_gradients(expected, ours, [wrt], 1e-12)
+
+
+def test_entries_owned():
+    rows = gradients_module.GradientRows(
+        scatters=[], found=[(np.array([True, True, False]), None, None, None, None, []),
+                            (np.array([True, True]), None, None, None, None, [])],
+        unique=np.arange(3), per_sample=1, row_targets=np.zeros(3, np.int64), column_values=[],
+        buffer=np.zeros(3), row_maps=[np.array([0, 1, 2]), np.array([2, 1])], shared=[False, False], row_shapes=[])
+    # entry 1 receives a point of owner 0 (term 0) and of owner 5 (term 1): not owned
+    assert not gradients_module.entries_owned(rows, [0, 1], [np.array([0, 0, 7]), np.array([3, 5])])
+    assert gradients_module.entries_owned(rows, [0, 1], [np.array([0, 4, 7]), np.array([3, 4])])
+    assert not gradients_module.entries_owned(rows, [0, 1], [np.array([0, 4, 7]), None])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_failing_fused_run_falls_back(tmp_path, backend):
+    """A fused kernel that reports an error (here: made to) leaves the values to their own kernel
+    and the terms to theirs; the results are the same."""
+    path = with_gradients(tmp_path, "spherical_expansion.mt", "positions")
+    batch = systems()
+    expected = compile(path, backend="interpreter", max_angular=2, n_radial=3)(batch, gradients=["positions"])
+    model = compile(path, backend=backend, max_angular=2, n_radial=3)
+    compiled = model.compiled
+    (name,) = [name for name, _ in compiled.fused.values()]
+    native = compiled.fused_kernels[name]
+    compiled.fused_kernels[name] = compiled_module.NativeKernel(native.rendered, lambda *args: 1)
+    ours = model(batch, gradients=["positions"])
+    assert set(compiled.last_gradient_terms.values()) == {"scatter"}
+    assert "error bits" in compiled.last_run_fallbacks[name]
+    assert_same_gradients(expected, ours, ["positions"], 1e-12)
+    for key, block in expected["rho"].items():
+        np.testing.assert_allclose(ours["rho"].block(key).values, block.values, rtol=0, atol=1e-13)
+
+
+def test_pair_programs_fuse(tmp_path):
+    """A program of the gradient tests with sums over pairs: its fused terms agree too."""
+    path = write(tmp_path, PAIRS_PROGRAM)
+    batch = systems()
+    expected = compile(path, backend="interpreter")(batch, gradients=ALL)
+    for backend in BACKENDS:
+        model = compile(path, backend=backend, threads=2)
+        ours = model(batch, gradients=ALL)
+        assert_same_gradients(expected, ours, ALL, 1e-12)
+        fused = [key for key, how in model.compiled.last_gradient_terms.items() if how == "fused"]
+        assert fused or not model.compiled.fused, model.compiled.last_gradient_terms
