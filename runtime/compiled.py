@@ -31,7 +31,7 @@ from .assemble import evaluate_kernel
 from .bindings import Bindings, RunError
 from .interpreter import Interpreter
 from .named import Named
-from .native_assemble import assemble_separable
+from .native_assemble import assemble_separable, separable_layout
 
 SLOT_WIDTH = {"atoms": 2, "pairs": 6, "systems": 1, "value": 1}
 MAX_TABLE = 1 << 26  # entries of one block-access lookup table before the interpreter takes over
@@ -471,6 +471,7 @@ class CompiledModule:
             else:
                 self.kernels[name] = NativeKernel(kernel, function)
         self._arguments = None  # the last run's, for its gradient terms
+        self._layouts = {}  # tensor -> the labels of its values, computed before a fused run (_run_fused)
         self.run_threads = threads or default_threads()
         # gradient terms run natively since the last run: {(kernel, wrt, k): "scatter" | "term"}
         self.last_gradient_terms: dict = {}
@@ -501,6 +502,7 @@ class CompiledModule:
         arguments = self._arguments = Arguments(self, bindings)
         self.last_run_fallbacks = {}
         self.last_gradient_terms = {}
+        self._layouts = {}
         pending = {}  # tensor name -> (kernel, buffer) not assembled yet
         needed = set(names) | self.read_as_tensormap
 
@@ -570,9 +572,13 @@ class CompiledModule:
         plan = native.rendered.plan
         sizes = tuple(len(bindings.domain_values(b.domain)) for b in kernel.indices)
         buffer = np.zeros(sizes, dtype=self.dtype)
-        rows = fused.prepare(kernel, self._assemble(interpreter, kernel, buffer))
+        layout = separable_layout(interpreter, kernel) if self.fast_assembly else None
+        labels = layout.labels() if layout is not None else self._assemble(interpreter, kernel, buffer)
+        rows = fused.prepare(kernel, labels)
         if rows is None:
             return None
+        if layout is not None:
+            self._layouts[kernel.name] = layout  # the values' TensorMap is filled from it after the run
         members = len(plan.plans)
         try:
             for key in keys:
@@ -845,6 +851,9 @@ class CompiledModule:
 
     def _assemble(self, interpreter, kernel, buffer):
         body = Named(tuple(b.name for b in kernel.indices), buffer)
+        layout = self._layouts.pop(kernel.name, None)
+        if layout is not None:
+            return layout.fill(body)
         result = assemble_separable(interpreter, kernel, body) if self.fast_assembly else None
         return result if result is not None else evaluate_kernel(interpreter, kernel, body=body)
 

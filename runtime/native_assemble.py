@@ -31,6 +31,50 @@ def assemble_separable(interpreter: Interpreter, kernel: ir.TensorKernel, body: 
     """The TensorMap of `kernel` from its `body` buffer, or None when the kernel is not separable."""
     if body.missing is not None:
         return None
+    layout = separable_layout(interpreter, kernel)
+    return layout.fill(body) if layout is not None else None
+
+
+class SeparableLayout:
+    """The labels of a separable kernel's TensorMap and where each block's values sit in the body
+    buffer: everything but the values, so that the labels are known before a kernel runs
+    (`runtime/compiled.py: _run_fused`) and `fill(body)` makes the TensorMap after."""
+
+    def __init__(self, kernel, dtype, key_labels, key_axes, key_coordinates, blocks):
+        self.kernel, self.dtype = kernel, dtype
+        self.key_labels, self.key_axes, self.key_coordinates = key_labels, key_axes, key_coordinates
+        self.blocks = blocks  # per block: (chosen key points, group rows, group index, group leads, extra, own axes)
+
+    def labels(self) -> TensorMap:
+        """The TensorMap with its labels and zero values (read-only views of one zero: no memory)."""
+        blocks = []
+        for _, group_rows, *_ in self.blocks:
+            shape = tuple(len(rows) for rows in group_rows)
+            blocks.append(_block(self.kernel, np.broadcast_to(np.zeros((), self.dtype), shape), group_rows))
+        return TensorMap(self.key_labels, blocks)
+
+    def fill(self, body: Named) -> TensorMap:
+        blocks = []
+        for chosen, group_rows, group_index, group_leads, extra, owned_axes in self.blocks:
+            # the body on the block's points: key axes gathered at the key points, own axes as they are
+            order = [body.axes.index(a) for a in self.key_axes] + [body.axes.index(a) for a in owned_axes]
+            data = np.transpose(body.data, order)[tuple(self.key_coordinates[a][chosen] for a in self.key_axes)] \
+                if self.key_axes else np.transpose(body.data, order)[None]
+            values = _in_order(data, group_index, group_leads, [len(rows) for rows in group_rows], len(chosen))
+            if values is None:
+                shape_out = [len(rows) for rows in group_rows]
+                if extra is not None:
+                    shape_out[extra] += 1
+                values = np.zeros(shape_out, dtype=self.dtype)
+                values[tuple(group_index)] = data
+                if extra is not None:
+                    values = np.ascontiguousarray(np.delete(values, -1, axis=extra))
+            blocks.append(_block(self.kernel, values, group_rows))
+        return TensorMap(self.key_labels, blocks)
+
+
+def separable_layout(interpreter: Interpreter, kernel: ir.TensorKernel):
+    """The `SeparableLayout` of `kernel`, or None when the kernel is not separable."""
     bindings = interpreter.bindings
     scope, axes, sizes, mask = kernel_domain(interpreter, kernel)
 
@@ -70,7 +114,7 @@ def assemble_separable(interpreter: Interpreter, kernel: ir.TensorKernel, body: 
         key_points, n_key_points = (), int(bool(np.any(any_valid.data)))
     key_coordinates = dict(zip(key_axes, key_points))
     if n_key_points == 0:
-        return TensorMap(Labels.empty([e.label for e in kernel.keys]), [])
+        return SeparableLayout(kernel, bindings.dtype, Labels.empty([e.label for e in kernel.keys]), (), {}, [])
     key_matrix = np.stack([_at(value, key_coordinates, n_key_points) for _, value in keys], axis=1).astype(np.int64) \
         if keys else np.zeros((n_key_points, 0), dtype=np.int64)
     if key_matrix.size and (np.abs(key_matrix) > np.iinfo(np.int32).max).any():
@@ -150,25 +194,9 @@ def assemble_separable(interpreter: Interpreter, kernel: ir.TensorKernel, body: 
             group_index.append(index.reshape(shape))
             group_leads.append(lead)
 
-        # the body on the block's points: key axes gathered at the key points, own axes as they are
-        order = [body.axes.index(a) for a in key_axes] + [body.axes.index(a) for mine in owned for a in mine]
-        data = np.transpose(body.data, order)[tuple(key_coordinates[a][chosen] for a in key_axes)] \
-            if key_axes else np.transpose(body.data, order)[None]
-        values = _in_order(data, group_index, group_leads, [len(rows) for rows in group_rows], n_kp)
-        if values is not None:
-            blocks.append(_block(kernel, values, group_rows))
-            continue
-
-        shape_out = [len(rows) for rows in group_rows]
-        if extra is not None:
-            shape_out[extra] += 1
-        values = np.zeros(shape_out, dtype=bindings.dtype)
-        values[tuple(group_index)] = data
-        if extra is not None:
-            values = np.ascontiguousarray(np.delete(values, -1, axis=extra))
-        blocks.append(_block(kernel, values, group_rows))
+        blocks.append((chosen, group_rows, group_index, group_leads, extra, [a for mine in owned for a in mine]))
     key_labels = Labels([e.label for e in kernel.keys], unique_keys.astype(np.int32), assume_unique=True)
-    return TensorMap(key_labels, blocks)
+    return SeparableLayout(kernel, bindings.dtype, key_labels, key_axes, key_coordinates, blocks)
 
 
 def _block(kernel, values, group_rows) -> TensorBlock:
