@@ -127,21 +127,35 @@ class TorchInterpreter(Interpreter):
     `bindings` hold the payloads in their place.
     """
 
-    def __init__(self, module, bindings, floats: dict, params: dict, dtype):
+    def __init__(self, module, bindings, floats: dict, params: dict, dtype, memo: "StructureMemo | None" = None):
         super().__init__(module, bindings)
         self.floats = floats
         self.torch_params = params
         self.flats: dict = {}
         self.dtype = dtype
         self._payload = False
+        self.memo = memo if memo is not None else StructureMemo()
+        self._occurrences: dict = {}
 
     # -- reads: the interpreter on payloads, then a gather ----------------------------------------
     def _gather(self, values, payload: Named, one_based: bool) -> Named:
-        index = _from_numpy(payload.data.astype(np.int64))
+        return self._gather_at(values, (payload.axes, _from_numpy(payload.data.astype(np.int64)), payload.missing),
+                               one_based)
+
+    @staticmethod
+    def _gather_at(values, index, one_based: bool) -> Named:
+        axes, positions, missing = index
         flat = values.reshape(-1)
         if one_based:
             flat = torch.cat([flat.new_zeros(1), flat])
-        return Named(payload.axes, flat[index], payload.missing)
+        return Named(axes, flat[positions], missing)
+
+    def _remembered(self, key, compute):
+        """`compute()` (a payload's gather positions: structure only), or what it gave at the same
+        occurrence of `key` in an earlier evaluation of the same structure (`StructureMemo`)."""
+        occurrence = self._occurrences.get(key, 0)
+        self._occurrences[key] = occurrence + 1
+        return self.memo.get((key, occurrence), compute)
 
     def _eval_Data(self, expr: ir.Data, scope) -> Named:
         values = self.floats.get((expr.source, expr.field))
@@ -170,8 +184,14 @@ class TorchInterpreter(Interpreter):
         return gathered
 
     def _eval_BlockRef(self, expr: ir.BlockRef, scope) -> Named:
-        payload = super()._eval_BlockRef(expr, scope)  # bindings.tensors hold positions + 1, 0 if missing
-        return self._gather(self.flats[expr.tensor], payload, one_based=True)
+        def positions():
+            payload = super(TorchInterpreter, self)._eval_BlockRef(expr, scope)  # positions + 1, 0 if missing
+            return payload.axes, _from_numpy(payload.data.astype(np.int64)), payload.missing
+
+        tensor = self.bindings.tensors[expr.tensor]
+        shapes = tuple(tuple(b.values.shape) for b in tensor.blocks())  # the same labels, in practice
+        index = self._remembered(("block", id(expr), expr.tensor, shapes), positions)
+        return self._gather_at(self.flats[expr.tensor], index, one_based=True)
 
     # -- arithmetic ---------------------------------------------------------------------------------
     def _eval_Unary(self, expr: ir.Unary, scope) -> Named:
@@ -477,8 +497,30 @@ def evaluate_kernel_torch(interpreter: TorchInterpreter, kernel: ir.TensorKernel
     return TensorMap(structure.keys, blocks)
 
 
+class StructureMemo:
+    """What an evaluation computed from the structure alone (the positions that block accesses
+    gather, found by label lookups over the payloads), for later evaluations of the same
+    structure: the orders of one call of `TorchModel` (forces, then the backward of a force
+    loss) evaluate the same program on the same systems and neighbour lists, with other
+    torch values. Entries are keyed by the IR node, the tensor's block shapes and the
+    occurrence of the node in the evaluation (the evaluation order depends on the structure
+    only)."""
+
+    def __init__(self):
+        self.entries: dict = {}
+        self.hits = 0
+
+    def get(self, key, compute):
+        found = self.entries.get(key)
+        if found is None:
+            found = self.entries[key] = compute()
+        else:
+            self.hits += 1
+        return found
+
+
 def evaluate(module: ir.Module, batch, pairs: dict, positions, cell, params: dict, inputs: dict,
-             precomputed: dict | None = None, skip=()) -> dict:
+             precomputed: dict | None = None, skip=(), memo: StructureMemo | None = None) -> dict:
     """Every kernel of `module` with torch values; returns {tensor name: TensorMap}.
 
     `batch` and `pairs` give the structure (types, systems, neighbour lists); the
@@ -486,7 +528,8 @@ def evaluate(module: ir.Module, batch, pairs: dict, positions, cell, params: dic
     parameters `params` {name: tensor} and the input TensorMaps `inputs` (torch values).
     The kernels of `precomputed` {name: TensorMap with torch values} are not evaluated:
     their tensors are those (the descriptors, runtime/torch_descriptors.py); the kernels of
-    `skip` (read only by those) are not evaluated at all.
+    `skip` (read only by those) are not evaluated at all. `memo`: a `StructureMemo` of earlier
+    evaluations of the same structure (a new one when None).
     """
     dtype = positions.dtype
     systems = module.systems[0].name
@@ -504,7 +547,7 @@ def evaluate(module: ir.Module, batch, pairs: dict, positions, cell, params: dic
         name: np.arange(value.numel(), dtype=np.float64).reshape(tuple(value.shape)) for name, value in params.items()
     }
     bindings = Bindings({systems: batch}, pairs, payload_params, dtype=np.float64)
-    interpreter = TorchInterpreter(module, bindings, floats, params, dtype)
+    interpreter = TorchInterpreter(module, bindings, floats, params, dtype, memo)
     results = {}
     for name, tensor in inputs.items():
         bindings.tensors[name], interpreter.flats[name] = payload_tensormap(tensor)

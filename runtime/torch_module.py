@@ -80,6 +80,7 @@ class Plan:
         #: runtime/descriptors.Descriptors: the structural tensors the VJPs take from the backend
         self.descriptors = descriptors if descriptors is not None and descriptors.names else None
         self._descriptor_cache = None
+        self._memo = None  # (structure, torch_eval.StructureMemo): what the orders of one call share
         self.module = model.module
         self.gradients = list(gradients)
         self.param_names = [p.name for p in self.module.params]
@@ -204,8 +205,10 @@ class Plan:
                     TensorBlock(next(values), b.samples, b.components, b.properties) for b in reference.blocks()
                 ])
             skip = self.descriptors.skipped(self.module)
+        if self._memo is None or not _same(self._memo[0], structure):  # the label lookups of this structure
+            self._memo = ([np.array(a, copy=True) for a in structure], torch_eval.StructureMemo())
         tensors = torch_eval.evaluate(self.module, batch, pairs, positions, cells, params, inputs,
-                                      precomputed=precomputed, skip=skip)
+                                      precomputed=precomputed, skip=skip, memo=self._memo[1])
         return [b.values for o in self.module.outputs for b in tensors[o.name].blocks()]
 
     def descriptor_run(self, batch, pairs, positions: np.ndarray, cells: np.ndarray, wrt: tuple):

@@ -1,0 +1,47 @@
+"""The label lookups of the torch evaluation, shared by the orders of one call (`torch_eval.StructureMemo`).
+
+A training step evaluates the program with torch twice on the same systems (the forces, then
+the backward of a force loss); the positions that block accesses gather depend on the structure
+only, so the second evaluation takes them from the first. The results must be those of
+evaluations that compute everything again.
+"""
+
+import torch
+
+from mtdsl.runtime import torch_eval
+
+from ._helpers import compiled, systems
+
+
+def step(module):
+    found = systems(requires_grad=True)
+    energy = module(found)["energy"].block().values.sum()
+    forces = torch.autograd.grad(energy, [s.positions for s in found], create_graph=True)
+    loss = energy ** 2 + sum((f ** 2).sum() for f in forces)
+    parameters = list(module.parameters())
+    loss.backward(inputs=parameters)
+    return [energy.detach()] + [f.detach() for f in forces] + [p.grad.clone() for p in parameters]
+
+
+def test_second_order_reuses_the_first_orders_lookups(monkeypatch):
+    memos = []
+    original = torch_eval.StructureMemo
+
+    class Recorded(original):
+        def __init__(self):
+            super().__init__()
+            memos.append(self)
+
+    monkeypatch.setattr(torch_eval, "StructureMemo", Recorded)
+    with_memo = step(compiled("soap_energy").to_torch())
+    assert len(memos) == 1 and memos[0].hits > 0  # one memo for the call, used by the second order
+
+    class Forgetful(original):  # computes everything each time
+        def get(self, key, compute):
+            return compute()
+
+    monkeypatch.setattr(torch_eval, "StructureMemo", Forgetful)
+    without = step(compiled("soap_energy").to_torch())
+    assert len(with_memo) == len(without)
+    for a, b in zip(with_memo, without):
+        assert torch.equal(a, b)
