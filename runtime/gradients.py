@@ -268,27 +268,53 @@ class GradientTable:
         self.n_rows = int(sum(counts))
         self.row_block = np.repeat(np.arange(len(blocks), dtype=np.int64), counts)
         self.row_local = np.concatenate([np.arange(c, dtype=np.int64) for c in counts]) if blocks else np.zeros(0, np.int64)
-        parent = [g.samples.array[:, 0].astype(np.int64) for g in gradients]
         self.row_target = np.concatenate(targets).astype(np.int64) if targets else np.zeros(0, np.int64)
         self.keys = np.asarray(tensor.keys.array, dtype=np.int64)
         self.key_names = list(tensor.keys.names)
-        width = len(tensor.sample_names)
-        self.sample_values = (
-            np.concatenate([b.samples.array[rows].astype(np.int64) for b, rows in zip(blocks, parent)])
-            if blocks else np.zeros((0, width), np.int64)
-        )
         self.entries = kernel.samples
         self.bindings = bindings
+        self._blocks = blocks
         self._gradients = gradients
         self._flat = None
+        self._width = len(tensor.sample_names)
+        # every label of every row, built on first use (`label`): later terms and kernels read
+        # the same few labels of every row again (the power spectrum's two terms, its scatter kernels)
+        self._columns: dict = {}
         sizes = [int(np.prod(g.values.shape)) for g in gradients]
         self.base = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         ndim = 2 + len(ad.DIRECTIONS[wrt]) + len(tensor.component_names)
         self.shapes = np.array([g.values.shape for g in gradients], dtype=np.int64).reshape(len(blocks), ndim)
         self.order = _STORED_ORDER[wrt]
-        n_components = len(tensor.component_names)
-        self.components = [DenseLookup([b.components[k].array for b in blocks]) for k in range(n_components)]
-        self.properties = DenseLookup([b.properties.array for b in blocks])
+        self._n_components = len(tensor.component_names)
+        self._lookups = None
+
+    def _sample_columns(self, start: int, stop: int) -> np.ndarray:
+        """Columns start:stop of the parent sample of every row, `[rows, stop - start]`."""
+        if not self._blocks:
+            return np.zeros((0, stop - start), np.int64)
+        return np.concatenate([b.samples.array[g.samples.array[:, 0], start:stop].astype(np.int64)
+                               for b, g in zip(self._blocks, self._gradients)])
+
+    @property
+    def sample_values(self) -> np.ndarray:
+        """The parent sample of every row, `[rows, sample entries' columns]`."""
+        return self._sample_columns(0, self._width)
+
+    @property
+    def components(self) -> list:
+        return self._value_lookups()[0]
+
+    @property
+    def properties(self) -> DenseLookup:
+        return self._value_lookups()[1]
+
+    def _value_lookups(self):
+        """Lookups of the gradient's components and properties (built on first use: only `gather` needs them)."""
+        if self._lookups is None:
+            blocks = self._blocks
+            self._lookups = ([DenseLookup([b.components[k].array for b in blocks]) for k in range(self._n_components)],
+                             DenseLookup([b.properties.array for b in blocks]))
+        return self._lookups
 
     @property
     def flat(self) -> np.ndarray:
@@ -302,12 +328,20 @@ class GradientTable:
         rows = np.asarray(rows, dtype=np.int64)
         if expr.what == "target":
             return self.row_target[rows]
+        key = (expr.what, expr.label if expr.what == "key" else expr.slot)
+        column = self._columns.get(key)
+        if column is None:
+            column = self._columns[key] = self._label_column(expr)
+        return column[rows]
+
+    def _label_column(self, expr: ad.GradLabel) -> np.ndarray:
+        """The label `expr` asks (a key, or a sample entry's value) of every row."""
         if expr.what == "key":
-            return self.keys[self.row_block[rows], self.key_names.index(expr.label)]
+            return self.keys[self.row_block, self.key_names.index(expr.label)]
         # the value of the slot-th sample entry: a batch atom index for atoms entries
         start = sum(SLOT_WIDTH.get(e.kind, 1) for e in self.entries[: expr.slot])
         entry = self.entries[expr.slot]
-        columns = self.sample_values[rows, start : start + SLOT_WIDTH.get(entry.kind, 1)]
+        columns = self._sample_columns(start, start + SLOT_WIDTH.get(entry.kind, 1))
         if entry.kind == "atoms":
             batch = self.bindings.systems[entry.source]
             offsets = np.asarray(batch.atom_offsets, dtype=np.int64)
@@ -579,14 +613,7 @@ def _term_rows(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term
         return None
     sizes = {v: len(scope.values[v]) for v in row_vars}
     masks = _term_masks(interpreter, kernel, term, scope)
-    exists = Named.scalar(True)
-    for mask in masks:
-        exists = apply(np.logical_and, exists, Named(mask.axes, np.asarray(mask.data).astype(bool)))
-    extra = tuple(a for a in exists.axes if a not in row_vars)
-    data = np.asarray(exists.data)
-    if extra:
-        data = np.any(data, axis=tuple(exists.axes.index(a) for a in extra))
-    exists = Named(tuple(a for a in exists.axes if a in row_vars), data)
+    exists = _exists(masks, row_vars)
     keys, samples, _, _ = signature_values(interpreter, kernel, scope)
     target = interpreter.evaluate(term.target, scope)
     if any(a not in row_vars for a in union_axes(*(v for _, v in keys + samples), target)):
@@ -614,23 +641,60 @@ def _term_rows(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term
     return where, found_block, sample, target, scope, aliased_columns
 
 
+def _exists(masks: list[Named], row_vars: tuple) -> Named:
+    """Whether some point over the other axes satisfies every mask, over the `row_vars` axes of the masks.
+
+    The masks are AND-ed and reduced (any) per group sharing axes outside `row_vars`: a mask over
+    row variables only (the kernel's condition over pairs) never meets the product of the others
+    (the irrep bounds over `l, m`), so the product over every axis is never built."""
+    groups: list = []  # [axes outside row_vars, masks] of masks linked by such axes
+    inside = []
+    for mask in masks:
+        mask = Named(mask.axes, np.asarray(mask.data).astype(bool))
+        extra = {a for a in mask.axes if a not in row_vars}
+        if not extra:
+            inside.append(mask)
+            continue
+        linked = [g for g in groups if g[0] & extra]
+        for group in linked:
+            groups.remove(group)
+            extra |= group[0]
+        groups.append([extra, [m for g in linked for m in g[1]] + [mask]])
+    for extra, members in groups:
+        product = members[0]
+        for mask in members[1:]:
+            product = apply(np.logical_and, product, mask)
+        axes = tuple(a for a in product.axes if a not in extra)
+        data = np.any(np.asarray(product.data), axis=tuple(product.axes.index(a) for a in product.axes if a in extra))
+        inside.append(Named(axes, data))
+    exists = Named.scalar(True)
+    for mask in sorted(inside, key=lambda m: np.size(m.data)):  # small masks first
+        exists = apply(np.logical_and, exists, mask)
+    return exists
+
+
 def _one_to_one(row_map: np.ndarray, where: np.ndarray, aliased_columns: list) -> bool:
     """Whether distinct points of a term's row grid add into distinct entries (row, aliased columns):
     then its scatter kernel runs its outer loop on several threads into one buffer; else each
     thread runs a range of it into its own buffer (`CompiledModule.scatter_term`)."""
-    code = row_map[where].astype(np.int64)
+    everywhere = bool(where.all())  # (the usual case: no boolean selection to copy)
+    code = (row_map if everywhere else row_map[where]).astype(np.int64, copy=False)
     if len(code) == 0:
+        return True
+    if not aliased_columns and np.all(code[1:] > code[:-1]):  # increasing rows: distinct
         return True
     space = int(code.max()) + 1
     for values in aliased_columns:
-        values = values[where]
+        values = values if everywhere else values[where]
         low = int(values.min())
         span = int(values.max()) - low + 1
         code = code * span + (values - low)
         space *= span
     if space > 8 * len(code) + (1 << 20):
         return len(np.unique(code)) == len(code)
-    return not np.any(np.bincount(code, minlength=space) > 1)
+    seen = np.zeros(space, dtype=bool)  # distinct iff as many entries marked as points
+    seen[code] = True
+    return int(np.count_nonzero(seen)) == len(code)
 
 
 #: driver positions per chunk of interleaved scatter kernels (`_interleaved_groups`): the rows of
@@ -744,8 +808,10 @@ def _gradient_rows(interpreter: GradientInterpreter, kernel, gradient, layout: _
         present = np.zeros(space, dtype=bool)
         present[every] = True
         unique = np.flatnonzero(present)
-        ranks = np.empty(space, dtype=np.int64)  # written (and paged in) at the codes only, not a cumsum
-        ranks[unique] = np.arange(len(unique), dtype=np.int64)
+        # written (and paged in) at the codes only, not a cumsum; int32 pages in half as much memory
+        rank_type = np.int32 if len(unique) < 2**31 else np.int64
+        ranks = np.empty(space, dtype=rank_type)
+        ranks[unique] = np.arange(len(unique), dtype=rank_type)
     else:
         unique = np.unique(every)
     row_targets_all = unique % n_targets if wrt == "positions" else np.zeros(len(unique), np.int64)
@@ -765,7 +831,7 @@ def _gradient_rows(interpreter: GradientInterpreter, kernel, gradient, layout: _
     row_maps, shared, row_shapes = [], [], []
     for scatter, code, rows in zip(scatters, codes, found):
         if ranks is not None:
-            row_map = np.where(code >= 0, ranks[np.maximum(code, 0)], -1)
+            row_map = np.where(code >= 0, ranks[np.maximum(code, 0)], np.int64(-1))  # int64, like `searchsorted`
         else:
             row_map = np.where(code >= 0, np.searchsorted(unique, np.maximum(code, 0)), -1)
         row_maps.append(row_map)
@@ -1094,6 +1160,8 @@ def _lookup(lookup: DenseLookup, block: Named, values: list, entries=None, bindi
     """Positions of label values in their block, over the union of the arrays' axes only."""
     arrays = [block] + list(values)
     axes = union_axes(*arrays)
+    if lookup.table is not None and lookup.width > 0:
+        return _table_lookup(lookup, block, values, entries, bindings, axes, arrays)
     flat_block = _broadcast(block, axes, arrays)
     shape = flat_block.shape
     columns = []
@@ -1105,6 +1173,46 @@ def _lookup(lookup: DenseLookup, block: Named, values: list, entries=None, bindi
             columns.append(flat)
     found = lookup.positions(flat_block.reshape(-1).astype(np.int64), columns)
     return Named(axes, found.reshape(shape))
+
+
+def _table_lookup(lookup: DenseLookup, block: Named, values: list, entries, bindings, axes, arrays) -> Named:
+    """`_lookup` through a dense table: the table's flat index is a sum of one part per label column
+    (`DenseLookup.positions`' arithmetic), each over the few axes of its own value (the key's `l`
+    over `l`, its centre type over pairs), broadcast together only by the last additions."""
+    shape = tuple(_sizes(arrays).get(a, 1) for a in axes)
+    strides = [1] * lookup.width
+    for k in range(lookup.width - 2, -1, -1):
+        strides[k] = strides[k + 1] * int(lookup.extent[k + 1])
+    # (the block's part, then each column's part and where it is outside the table), over their own axes
+    parts = [block.expand(axes).astype(np.int64) * (strides[0] * int(lookup.extent[0]))]
+    outside = []
+    k = 0
+    for n, value in enumerate(values):
+        data = value.expand(axes)
+        flat = data.reshape(-1).astype(np.int64)
+        columns = expand_slot(entries[n].kind, entries[n].source, flat, bindings) if entries is not None else [flat]
+        for column in columns:
+            shifted = np.asarray(column, dtype=np.int64).reshape(data.shape) - lookup.low[k]
+            inside = shifted.view(np.uint64) < np.uint64(lookup.extent[k])  # 0 <= shifted < extent
+            if not inside.all():
+                outside.append(~inside)
+                shifted = np.where(inside, shifted, 0)
+            parts.append(shifted * strides[k] if strides[k] != 1 else shifted)
+            k += 1
+    # smaller parts first: their sums stay small until the parts over more axes join
+    parts.sort(key=np.size)
+    index = parts[0]
+    for part in parts[1:]:
+        index = index + part
+    found = np.asarray(lookup.table[index])
+    if outside:
+        missing = outside[0]
+        for more in outside[1:]:
+            missing = missing | more
+        found = np.where(missing, -1, found)
+    if found.shape != shape:
+        found = np.ascontiguousarray(np.broadcast_to(found, shape))
+    return Named(axes, found)
 
 
 def _sizes(arrays) -> dict:
