@@ -45,3 +45,21 @@ def test_second_order_reuses_the_first_orders_lookups(monkeypatch):
     assert len(with_memo) == len(without)
     for a, b in zip(with_memo, without):
         assert torch.equal(a, b)
+
+
+def test_the_forces_vjp_runs_once_per_step(monkeypatch):
+    """The backward of a force loss recomputes the forces' graph: the descriptors' VJP with the
+    same cotangents is taken from the first (`NativeRun.vjp`); test_descriptors.py checks the
+    results against the all-torch module."""
+    from mtdsl.runtime.native_products import NativeProducts
+
+    calls = []
+    original = NativeProducts.vjp
+
+    def counted(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(NativeProducts, "vjp", counted)
+    step(compiled("soap_energy").to_torch())
+    assert len(calls) == 1
