@@ -29,6 +29,7 @@ Label lookups use dense tables over the small ranges of label values.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 
@@ -288,11 +289,15 @@ class GradientTable:
         self._n_components = len(tensor.component_names)
         self._lookups = None
 
-    def _sample_columns(self, start: int, stop: int) -> np.ndarray:
-        """Columns start:stop of the parent sample of every row, `[rows, stop - start]`."""
+    def _sample_columns(self, start: int, stop: int, function=None) -> np.ndarray:
+        """`function` of columns start:stop of the parent sample of every row (`[rows, stop - start]`
+        without it): applied to each block's samples, then gathered by the rows' parents (fewer samples)."""
+        if function is None:
+            def function(columns):
+                return columns
         if not self._blocks:
-            return np.zeros((0, stop - start), np.int64)
-        return np.concatenate([b.samples.array[g.samples.array[:, 0], start:stop].astype(np.int64)
+            return function(np.zeros((0, stop - start), np.int64))
+        return np.concatenate([function(b.samples.array[:, start:stop].astype(np.int64))[g.samples.array[:, 0]]
                                for b, g in zip(self._blocks, self._gradients)])
 
     @property
@@ -341,16 +346,17 @@ class GradientTable:
         # the value of the slot-th sample entry: a batch atom index for atoms entries
         start = sum(SLOT_WIDTH.get(e.kind, 1) for e in self.entries[: expr.slot])
         entry = self.entries[expr.slot]
-        columns = self._sample_columns(start, start + SLOT_WIDTH.get(entry.kind, 1))
+        stop = start + SLOT_WIDTH.get(entry.kind, 1)
         if entry.kind == "atoms":
             batch = self.bindings.systems[entry.source]
             offsets = np.asarray(batch.atom_offsets, dtype=np.int64)
-            return offsets[columns[..., 0]] + columns[..., 1]
+            return self._sample_columns(start, stop, lambda columns: offsets[columns[..., 0]] + columns[..., 1])
         if entry.kind == "pairs":
             labels = Labels([f"c{k}" for k in range(6)], self.bindings.pairs[entry.source].label_values(),
                             assume_unique=True)
-            return labels.positions(columns.reshape(-1, 6).astype(np.int32)).reshape(columns.shape[:-1])
-        return columns[..., 0]
+            return self._sample_columns(start, stop, lambda columns: labels.positions(
+                columns.reshape(-1, 6).astype(np.int32)).reshape(columns.shape[:-1]))
+        return self._sample_columns(start, stop, lambda columns: columns[..., 0])
 
     def gather(self, row: Named, directions, components, properties) -> Named:
         """Gradient values at rows, directions, components and properties (by label value).
@@ -489,21 +495,38 @@ def _needed(module, gradient_kernels, outputs) -> set:
 
 
 class _Layout:
-    """Lookups into the blocks of a kernel's values: keys, samples, components, properties."""
+    """Lookups into the blocks of a kernel's values: keys, samples, components, properties.
+
+    The lookups are built on first use: the assembly of rows prepared before the values' pass
+    (`FusedGradients`) reads the sample offsets only."""
 
     def __init__(self, tensor):
         blocks = tensor.blocks()
         self.tensor = tensor
-        self.keys = DenseLookup([np.asarray(tensor.keys.array)]) if len(tensor) else None
-        self.samples = DenseLookup([b.samples.array for b in blocks])
+        self._blocks = blocks
         self.n_samples = np.array([len(b.samples) for b in blocks], dtype=np.int64)
         self.sample_offsets = np.concatenate([[0], np.cumsum(self.n_samples)]).astype(np.int64)
         n_components = len(tensor.component_names)
-        self.components = [DenseLookup([b.components[k].array for b in blocks]) for k in range(n_components)]
         self.component_sizes = np.array([[len(c) for c in b.components] for b in blocks], dtype=np.int64).reshape(len(blocks), n_components)
-        self.properties = DenseLookup([b.properties.array for b in blocks])
         self.n_properties = np.array([len(b.properties) for b in blocks], dtype=np.int64)
         self.n_columns = np.prod(self.component_sizes, axis=1).astype(np.int64) * self.n_properties
+
+    @functools.cached_property
+    def keys(self):
+        return DenseLookup([np.asarray(self.tensor.keys.array)]) if len(self.tensor) else None
+
+    @functools.cached_property
+    def samples(self):
+        return DenseLookup([b.samples.array for b in self._blocks])
+
+    @functools.cached_property
+    def components(self):
+        return [DenseLookup([b.components[k].array for b in self._blocks])
+                for k in range(len(self.tensor.component_names))]
+
+    @functools.cached_property
+    def properties(self):
+        return DenseLookup([b.properties.array for b in self._blocks])
 
 
 def kernel_gradient(interpreter: GradientInterpreter, kernel: ir.TensorKernel, gradient: ad.GradientKernel, tensor):
@@ -630,9 +653,10 @@ def _term_rows(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term
 
     where = grid(exists).astype(bool)
     found_block, sample, target = grid(found_block), grid(sample), grid(target).astype(np.int64)
-    if np.any(found_block[where] < 0):
+    everywhere = bool(where.all())  # (the usual case: no boolean selection to copy)
+    if np.any((found_block if everywhere else found_block[where]) < 0):
         raise RunError(f"gradient of {kernel.name}: a contribution to a block the values do not have")
-    if np.any(sample[where] < 0):
+    if np.any((sample if everywhere else sample[where]) < 0):
         raise RunError(f"gradient of {kernel.name}: a contribution to a sample the values do not have")
     aliased_columns = [grid(scope.aliases[c]).astype(np.int64) for c in scatter.columns if c in scope.aliases
                        and all(a in row_vars for a in scope.aliases[c].axes)]
@@ -800,7 +824,7 @@ def _gradient_rows(interpreter: GradientInterpreter, kernel, gradient, layout: _
     codes = []
     for where, block, sample, target, *_ in found:
         code = (layout.sample_offsets[block] + sample) * per_sample + (target if wrt == "positions" else 0)
-        codes.append(np.where(where, code, -1))
+        codes.append(code if where.all() else np.where(where, code, -1))  # (a term's points often fill its grid)
     every = np.concatenate([c[c >= 0] for c in codes]) if codes else np.zeros(0, np.int64)
     space = int(layout.sample_offsets[-1]) * per_sample
     ranks = None
@@ -830,7 +854,9 @@ def _gradient_rows(interpreter: GradientInterpreter, kernel, gradient, layout: _
     buffer = np.zeros(shape, dtype=bindings.dtype)
     row_maps, shared, row_shapes = [], [], []
     for scatter, code, rows in zip(scatters, codes, found):
-        if ranks is not None:
+        if ranks is not None and rows[0].all():  # (no -1 to mask)
+            row_map = ranks[code].astype(np.int64)
+        elif ranks is not None:
             row_map = np.where(code >= 0, ranks[np.maximum(code, 0)], np.int64(-1))  # int64, like `searchsorted`
         else:
             row_map = np.where(code >= 0, np.searchsorted(unique, np.maximum(code, 0)), -1)
@@ -961,14 +987,17 @@ def _gradient_blocks(tensor, wrt, n_directions, parts, unique_sample, first_row,
         parent = unique_sample[chosen] - layout.sample_offsets[b]
         row_targets = row_targets_all[chosen]
         if wrt == "positions":
-            rows = np.stack([parent, np.asarray(batch.system)[row_targets], np.asarray(batch.atom)[row_targets]], axis=1)
+            rows = np.empty((n_rows, 3), dtype=np.int32)  # the labels' type, filled in place (no int64 stack)
+            rows[:, 0] = parent
+            rows[:, 1] = np.asarray(batch.system)[row_targets]
+            rows[:, 2] = np.asarray(batch.atom)[row_targets]
             names = ["sample", "system", "atom"]
         else:
             rows = parent.reshape(-1, 1)
             names = ["sample"]
         blocks.append(TensorBlock(
             np.ascontiguousarray(values) if contiguous else values,
-            Labels(names, rows.astype(np.int32).reshape(n_rows, len(names)), assume_unique=True),
+            Labels(names, rows.astype(np.int32, copy=False).reshape(n_rows, len(names)), assume_unique=True),
             direction_labels + list(value_block.components),
             value_block.properties,
         ))
