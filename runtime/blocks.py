@@ -15,7 +15,7 @@ from mtdsl.tensor import Labels, TensorMap
 from mtdsl.tensor._array import to_numpy
 
 from .bindings import RunError
-from .named import Named, union_axes
+from .named import Named, apply, union_axes
 
 SLOT_WIDTH = {"atoms": 2, "pairs": 6, "systems": 1, "value": 1}
 
@@ -70,6 +70,20 @@ class BlockTable:
         def lookup(values: list, labels: "BlockLabels", columns) -> tuple[Named, Named]:
             """(block, position in the concatenated labels) over the axes of the block and `values`."""
             group = _axes_of(key_arrays + values, sizes)
+            value_axes = _axes_of(values, sizes)
+            if block_axes and not set(value_axes) & set(block_axes):
+                # labels that do not vary with the block's axes (properties, components): each
+                # distinct block looked up once (`ps{center_type = S.type[i], ...}[i, l, n1, n2]`:
+                # 27 blocks x (l, n1, n2), not every atom), then spread over the block's axes
+                distinct, inverse = np.unique(np.asarray(block.data).reshape(-1), return_inverse=True)
+                if len(distinct) < np.size(block.data):
+                    local = dict(sizes, **{"·block": len(distinct)})
+                    small = ("·block",) + value_axes
+                    flat = _flattener(small, local)
+                    found = labels.positions(np.stack(
+                        [flat(Named(("·block",), distinct))] + columns(flat), axis=1)).reshape(_shape(small, local))
+                    position = found[inverse.reshape(np.shape(block.data))]
+                    return block, Named(block_axes + value_axes, position)
             flat = _flattener(group, sizes)
             block_here = flat(block)
             position = labels.positions(np.stack([block_here] + columns(flat), axis=1))
@@ -87,43 +101,58 @@ class BlockTable:
                 )
             return columns
 
-        def full(named: Named) -> np.ndarray:
-            return np.broadcast_to(named.expand(axes), shape).reshape(-1)
+        def over(named: Named) -> np.ndarray:
+            """`named` over the result's axes (size 1 where it does not vary): a view."""
+            return named.expand(axes)
 
+        def in_block(at: Named, position: Named, offsets: np.ndarray) -> tuple[Named, Named]:
+            """(position within its block, 0 where missing; where it is missing), over its own axes."""
+            found = Named(position.axes, np.asarray(position.data))
+            start = Named(at.axes, offsets[np.maximum(np.asarray(at.data), 0)])
+            local = apply(lambda f, b: np.where(f >= 0, f - b, 0), found, start)
+            return local, Named(found.axes, found.data < 0)
+
+        # every lookup stays over its own few axes; they meet in one broadcast sum at the end
         at, row = lookup([v for _, v in sample_slots], self.samples, sample_columns)
-        missing = full(block) < 0
-        missing = missing | (full(row) < 0)
-        row_in_block = np.where(full(row) >= 0, full(row) - self.samples_offset(full(at)), 0)
+        row_in_block, row_missing = in_block(at, row, self.samples.offsets)
+        missing_parts = [Named(block.axes, np.asarray(block.data) < 0), row_missing]
 
         if len(component_slots) != self.n_components:
             raise RunError(f"block access to {self.name}: {len(component_slots)} component indices for {self.n_components} components")
         component_positions = []
         for k, (_, value) in enumerate(component_slots):
             at, position = lookup([value], self.components[k], lambda flat, v=value: [flat(v)])
-            position = full(position)
-            missing |= position < 0
-            component_positions.append(np.where(position >= 0, position - self.components_offset(k, full(at)), 0))
+            local, absent = in_block(at, position, self.components[k].offsets)
+            component_positions.append(local)
+            missing_parts.append(absent)
 
         at, column = lookup([v for _, v in property_slots], self.properties,
                             lambda flat: [flat(v) for _, v in property_slots])
-        column = full(column)
-        missing |= column < 0
-        column_in_block = np.where(column >= 0, column - self.properties_offset(full(at)), 0)
+        column_in_block, absent = in_block(at, column, self.properties.offsets)
+        missing_parts.append(absent)
 
-        block = full(block)
-        safe_block = np.where(block >= 0, block, 0)
-        offset = row_in_block
+        safe_block = np.maximum(np.asarray(block.data), 0)
+
+        def per_block(values: np.ndarray) -> np.ndarray:
+            return over(Named(block.axes, values[safe_block]))
+
+        offset = over(row_in_block)
         for k, position in enumerate(component_positions):
-            offset = offset * self.shapes[safe_block, 1 + k] + position
-        offset = offset * self.shapes[safe_block, -1] + column_in_block if len(self.shapes) else offset
-        offset = np.where(missing, 0, offset + self.base[safe_block] if len(self.base) > 1 else 0)
-        n_points = int(np.prod(shape))
-        values = self.flat[offset] if len(self.flat) else np.zeros(n_points)
-        values = np.where(missing, 0.0, values).reshape(shape)
+            offset = offset * per_block(self.shapes[:, 1 + k]) + over(position)
+        offset = offset * per_block(self.shapes[:, -1]) + over(column_in_block) + per_block(self.base[:-1])
+        missing = np.zeros((1,) * len(axes), dtype=bool)
+        for part in missing_parts:
+            missing = missing | over(part)
+        offset = np.broadcast_to(offset, shape)
+        any_missing = bool(missing.any())
+        if any_missing:
+            offset = np.where(missing, 0, offset)
+        values = self.flat[offset] if len(self.flat) else np.zeros(shape)
         missing_named = None
-        if missing.any():
-            missing_named = Named(axes, missing.reshape(shape))
-        return Named(axes, values, missing_named)
+        if any_missing:
+            values = np.where(missing, 0.0, values)
+            missing_named = Named(axes, np.broadcast_to(missing, shape).copy())
+        return Named(axes, values.reshape(shape), missing_named)
 
     # -- lookups ---------------------------------------------------------------------------
     def _block_ids(self, keys, flat, n_points) -> np.ndarray:
