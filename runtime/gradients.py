@@ -1215,24 +1215,48 @@ def _table_lookup(lookup: DenseLookup, block: Named, values: list, entries, bind
     # (the block's part, then each column's part and where it is outside the table), over their own axes
     parts = [block.expand(axes).astype(np.int64) * (strides[0] * int(lookup.extent[0]))]
     outside = []
+
+    def encode(columns, shape, k):
+        """The part of columns k.. (and where they are outside the table) over `shape`."""
+        part, missing = None, None
+        for column in columns:
+            shifted = np.asarray(column, dtype=np.int64).reshape(shape) - lookup.low[k]
+            inside = shifted.view(np.uint64) < np.uint64(lookup.extent[k])  # 0 <= shifted < extent
+            if not inside.all():
+                missing = ~inside if missing is None else missing | ~inside
+                shifted = np.where(inside, shifted, 0)
+            shifted = shifted * strides[k] if strides[k] != 1 else shifted
+            part = shifted if part is None else part + shifted
+            k += 1
+        return part, missing, k
+
     k = 0
     for n, value in enumerate(values):
         data = value.expand(axes)
         flat = data.reshape(-1).astype(np.int64)
-        columns = expand_slot(entries[n].kind, entries[n].source, flat, bindings) if entries is not None else [flat]
-        for column in columns:
-            shifted = np.asarray(column, dtype=np.int64).reshape(data.shape) - lookup.low[k]
-            inside = shifted.view(np.uint64) < np.uint64(lookup.extent[k])  # 0 <= shifted < extent
-            if not inside.all():
-                outside.append(~inside)
-                shifted = np.where(inside, shifted, 0)
-            parts.append(shifted * strides[k] if strides[k] != 1 else shifted)
-            k += 1
+        kind = entries[n].kind if entries is not None else "value"
+        domain = _slot_domain(kind, entries[n].source, bindings) if kind in ("atoms", "pairs") else None
+        if domain is not None and domain < flat.size:
+            # an atom / pair index expands to several label columns: encode every atom / pair
+            # once, then gather the part of each value (one gather instead of one per column)
+            columns = expand_slot(kind, entries[n].source, np.arange(domain, dtype=np.int64), bindings)
+            part, missing, k = encode(columns, (domain,), k)
+            part = part[flat].reshape(data.shape)
+            missing = missing[flat].reshape(data.shape) if missing is not None else None
+        else:
+            columns = expand_slot(kind, entries[n].source, flat, bindings) if entries is not None else [flat]
+            part, missing, k = encode(columns, data.shape, k)
+        parts.append(part)
+        if missing is not None:
+            outside.append(missing)
     # smaller parts first: their sums stay small until the parts over more axes join
     parts.sort(key=np.size)
     index = parts[0]
     for part in parts[1:]:
-        index = index + part
+        if index.shape == np.broadcast_shapes(index.shape, part.shape) and index is not parts[0]:
+            index += part  # a sum made here: add in place
+        else:
+            index = index + part
     found = np.asarray(lookup.table[index])
     if outside:
         missing = outside[0]
@@ -1242,6 +1266,13 @@ def _table_lookup(lookup: DenseLookup, block: Named, values: list, entries, bind
     if found.shape != shape:
         found = np.ascontiguousarray(np.broadcast_to(found, shape))
     return Named(axes, found)
+
+
+def _slot_domain(kind: str, source: str, bindings) -> int:
+    """How many atoms / pairs an atoms / pairs slot's index ranges over."""
+    if kind == "atoms":
+        return len(np.asarray(bindings.systems[source].system))
+    return len(bindings.pairs[source].label_values())
 
 
 def _sizes(arrays) -> dict:
