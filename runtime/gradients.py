@@ -821,23 +821,28 @@ def _gradient_rows(interpreter: GradientInterpreter, kernel, gradient, layout: _
     batch = next(iter(bindings.systems.values()))
     n_targets = batch.n_atoms if wrt == "positions" else batch.n_systems
     per_sample = n_targets if wrt == "positions" else 1
-    codes = []
+    codes, points = [], []  # each term's code over its grid (-1: no point), and at its points only
     for where, block, sample, target, *_ in found:
         code = (layout.sample_offsets[block] + sample) * per_sample + (target if wrt == "positions" else 0)
-        codes.append(code if where.all() else np.where(where, code, -1))  # (a term's points often fill its grid)
-    every = np.concatenate([c[c >= 0] for c in codes]) if codes else np.zeros(0, np.int64)
+        if where.all():  # (a term's points often fill its grid: no selection to make)
+            codes.append(code)
+            points.append(code)
+        else:
+            codes.append(np.where(where, code, -1))
+            points.append(code[where])
     space = int(layout.sample_offsets[-1]) * per_sample
     ranks = None
     if space <= DenseLookup.LIMIT * 4:  # distinct codes by marking (no sort); ranks give the row maps
         present = np.zeros(space, dtype=bool)
-        present[every] = True
+        for code in points:
+            present[code] = True
         unique = np.flatnonzero(present)
         # written (and paged in) at the codes only, not a cumsum; int32 pages in half as much memory
         rank_type = np.int32 if len(unique) < 2**31 else np.int64
         ranks = np.empty(space, dtype=rank_type)
         ranks[unique] = np.arange(len(unique), dtype=rank_type)
     else:
-        unique = np.unique(every)
+        unique = np.unique(np.concatenate(points)) if points else np.zeros(0, np.int64)
     row_targets_all = unique % n_targets if wrt == "positions" else np.zeros(len(unique), np.int64)
     if wrt != "positions":
         for (where, _, _, target, *_), code in zip(found, codes):
