@@ -337,7 +337,7 @@ class GradientTable:
         column = self._columns.get(key)
         if column is None:
             column = self._columns[key] = self._label_column(expr)
-        return column[rows]
+        return np.take(column, rows)  # (`take`: a faster gather than indexing)
 
     def _label_column(self, expr: ad.GradLabel) -> np.ndarray:
         """The label `expr` asks (a key, or a sample entry's value) of every row."""
@@ -860,7 +860,7 @@ def _gradient_rows(interpreter: GradientInterpreter, kernel, gradient, layout: _
     row_maps, shared, row_shapes = [], [], []
     for scatter, code, rows in zip(scatters, codes, found):
         if ranks is not None and rows[0].all():  # (no -1 to mask)
-            row_map = ranks[code].astype(np.int64)
+            row_map = np.take(ranks, code).astype(np.int64)
         elif ranks is not None:
             row_map = np.where(code >= 0, ranks[np.maximum(code, 0)], np.int64(-1))  # int64, like `searchsorted`
         else:
@@ -1246,8 +1246,8 @@ def _table_lookup(lookup: DenseLookup, block: Named, values: list, entries, bind
             # once, then gather the part of each value (one gather instead of one per column)
             columns = expand_slot(kind, entries[n].source, np.arange(domain, dtype=np.int64), bindings)
             part, missing, k = encode(columns, (domain,), k)
-            part = part[flat].reshape(data.shape)
-            missing = missing[flat].reshape(data.shape) if missing is not None else None
+            part = np.take(part, flat).reshape(data.shape)
+            missing = np.take(missing, flat).reshape(data.shape) if missing is not None else None
         else:
             columns = expand_slot(kind, entries[n].source, flat, bindings) if entries is not None else [flat]
             part, missing, k = encode(columns, data.shape, k)
@@ -1262,7 +1262,7 @@ def _table_lookup(lookup: DenseLookup, block: Named, values: list, entries, bind
             index += part  # a sum made here: add in place
         else:
             index = index + part
-    found = np.asarray(lookup.table[index])
+    found = np.asarray(np.take(lookup.table, index))
     if outside:
         missing = outside[0]
         for more in outside[1:]:
