@@ -399,7 +399,7 @@ class KernelRenderer:
         for number, loop in enumerate(first.loops[:fused.shared]):
             if number == 0 and fused.parallel:
                 self.stack[-1].body.append(
-                    "#pragma omp parallel for schedule(dynamic, 4) num_threads(mt_threads) reduction(|: err)")
+                    "#pragma omp parallel for schedule(guided) num_threads(mt_threads) reduction(|: err)")
             self.open_loop(loop, self.stack[-1].body)
         env, domains = dict(self.env), dict(self.domains)
         for j, plan in enumerate(fused.plans):
@@ -1666,15 +1666,14 @@ class ModuleRenderer:
             sources.append(source)
             if kernel.where is None:
                 self.grids[kernel.name] = kernel
-        members = {k.name: k for k in self.module.kernels}
         pair_systems = {p.name: p.systems for p in self.module.pairs}
         for k, fused in enumerate(self.module.fused):
             symbol = f"mt_fused_{k}"
             try:
-                if any(name in unsupported or name not in members for name in fused.kernels):
+                if any(name in unsupported for name in fused.names):
                     raise Unsupported("a member kernel has no compiled form")
-                plan = planning.plan_fused(fused, members, pair_systems)
-                renderer = KernelRenderer(self, members[fused.kernels[0]], symbol)
+                plan = planning.plan_fused(fused, pair_systems)
+                renderer = KernelRenderer(self, fused.kernels[0], symbol)
                 source = renderer.render_fused(plan)
             except Unsupported as error:
                 unsupported[fused.name] = str(error)

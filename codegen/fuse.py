@@ -2,32 +2,36 @@
 
 The scatter kernels of a gradient (`codegen/terms.py`) loop over the same pairs as the values'
 kernel and evaluate the same pair tables (`sph`, the radial splines, the cutoff) and their
-derivatives. `fused_kernels` groups, for each tensor and each gradient, the values' kernel with
-the scatter kernels that can start with its loops (`plan.plan_fused` decides, member by member)
-as an `ir.FusedKernel`, appended to the module: the renderers write one function that enters
-each pair once and adds into the values' buffer and the gradient rows in the same pass. The
-members stay in the module as kernels of their own: the runtime runs the fused kernel when
-that gradient is asked for, and the separate kernels otherwise (`runtime/compiled.py`).
+derivatives; the terms of a product (`sum_m drho1 * rho2 + rho1 * drho2`) loop over the same
+rows of the gradient they read. `fused_kernels` makes, for each tensor and each gradient:
 
-Only terms that read no other gradient are candidates (a term reading another tensor's
-gradient rows needs that gradient first, which the values' pass does not have yet).
+- a *values* fused kernel: the values' kernel with the scatter kernels that can start with its
+  loops up to its pass over pairs (terms that read another gradient cannot: it does not exist
+  yet during the values' pass); the runtime runs it instead of the values' kernel when that
+  gradient is asked (`runtime/compiled.py: _run_fused`);
+- *terms* fused kernels: the other scatter kernels of the gradient, grouped by the domain of
+  their driver (the rows of `drho`), each member's driver renamed to the first's; the runtime
+  runs one instead of its members (`runtime/gradients.py`).
+
+`plan.plan_fused` decides, member by member, whether a kernel can join; the members stay in the
+module as kernels of their own, for the runs where the fused kernel does not apply.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
 
 from . import plan as planning
 from .plan import Unsupported
 
-
 FUSED_PREFIX = "·fused·"
 
 
-def fused_name(kernel: str, wrt: str) -> str:
-    return f"{FUSED_PREFIX}{kernel}·{wrt}"
+def fused_name(kernel: str, wrt: str, group: str = "") -> str:
+    return f"{FUSED_PREFIX}{kernel}·{wrt}" + (f"·{group}" if group else "")
 
 
 def _reads_gradients(kernel: ir.TensorKernel) -> bool:
@@ -55,16 +59,56 @@ def _reads_gradients(kernel: ir.TensorKernel) -> bool:
     return bool(found)
 
 
-def fused_kernels(module: ir.Module, scatters: dict) -> tuple[tuple[ir.FusedKernel, ...], dict]:
+def rename_driver(kernel: ir.TensorKernel, old: str, new: str) -> ir.TensorKernel:
+    """`kernel` with the binder `old` of its sum named `new` (`Unsupported` when `new` is taken)."""
+    body = kernel.body
+    if old == new:
+        return kernel
+    names = {b.name for b in kernel.indices} | ad.free_variables(body)
+    if not isinstance(body, ir.Reduce) or old not in {b.name for b in body.binders}:
+        raise Unsupported(f"{old} is not a binder of {kernel.name}'s sum")
+    if new in names or new in {b.name for b in body.binders} or _binds(body.body, new):
+        raise Unsupported(f"{new} is already a variable of {kernel.name}")
+    mapping = {old: ir.Var(new)}
+    binders = []
+    for binder in body.binders:
+        domain = binder.domain
+        if isinstance(domain, ir.PairsFrom):
+            domain = ir.PairsFrom(domain.pairs, ad.substitute(domain.atom, mapping))
+        elif isinstance(domain, ir.IrrepDomain):
+            domain = ir.IrrepDomain(ad.substitute(domain.degree, mapping), domain.max_degree)
+        binders.append(ir.Binder(new if binder.name == old else binder.name, domain))
+    renamed = ir.Reduce(tuple(binders), ad.substitute(body.body, mapping), ad.substitute(body.where, mapping))
+    return dataclasses.replace(kernel, body=renamed)
+
+
+def _binds(expr, name: str) -> bool:
+    """Whether an inner sum of `expr` binds `name`."""
+    if isinstance(expr, ir.Reduce):
+        if name in {b.name for b in expr.binders}:
+            return True
+        return _binds(expr.body, name) or _binds(expr.where, name)
+    if dataclasses.is_dataclass(expr) and not isinstance(expr, type):
+        for f in dataclasses.fields(expr):
+            value = getattr(expr, f.name)
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, ir.Reduce) or dataclasses.is_dataclass(item):
+                    if _binds(item, name):
+                        return True
+    return False
+
+
+def fused_kernels(module: ir.Module, scatters: dict) -> tuple[tuple[ir.FusedKernel, ...], dict, dict]:
     """The fused kernels of `module` (which holds the scatter kernels `scatters`:
-    `{(kernel, wrt, k): ScatterTerm}`), and for each `(kernel, wrt)` the fused kernel's name and
-    the term keys it computes: `{(kernel, wrt): (name, ((kernel, wrt, k), ...))}`."""
+    `{(kernel, wrt, k): ScatterTerm}`), then the values' fused kernel of each `(kernel, wrt)`:
+    `{(kernel, wrt): (fused name, term keys)}`, and its terms' fused kernels:
+    `{(kernel, wrt): [(fused name, term keys, each term's own name of the driver), ...]}`."""
     kernels = {k.name: k for k in module.kernels}
     pair_systems = {p.name: p.systems for p in module.pairs}
     by_gradient: dict = {}
     for key in scatters:
         by_gradient.setdefault(key[:2], []).append(key)
-    fused, members = [], {}
+    fused, with_values, terms = [], {}, {}
     for (name, wrt), keys in by_gradient.items():
         values = kernels.get(name)
         if values is None:
@@ -74,15 +118,51 @@ def fused_kernels(module: ir.Module, scatters: dict) -> tuple[tuple[ir.FusedKern
             scatter = kernels[scatters[key].name]
             if _reads_gradients(scatter):
                 continue
-            trial = ir.FusedKernel(fused_name(name, wrt), (name, scatter.name))
             try:
-                planning.plan_fused(trial, kernels, pair_systems)
+                planning.plan_fused(ir.FusedKernel(fused_name(name, wrt), (values, scatter)), pair_systems)
             except Unsupported:
                 continue
             chosen.append(key)
-        if not chosen:
+        if chosen:
+            kernel = ir.FusedKernel(fused_name(name, wrt), (values,) + tuple(kernels[scatters[k].name] for k in chosen))
+            fused.append(kernel)
+            with_values[(name, wrt)] = (kernel.name, tuple(chosen))
+        groups = _term_groups([k for k in sorted(keys) if k not in chosen], scatters, kernels, pair_systems)
+        for number, group in enumerate(groups):
+            kernel = ir.FusedKernel(fused_name(name, wrt, f"terms{number}"), tuple(member for _, member, _ in group))
+            fused.append(kernel)
+            terms.setdefault((name, wrt), []).append(
+                (kernel.name, tuple(key for key, _, _ in group), tuple(var for _, _, var in group)))
+    return tuple(fused), with_values, terms
+
+
+def _term_groups(keys, scatters: dict, kernels: dict, pair_systems: dict) -> list:
+    """Groups of two or more scatter kernels whose drivers run over one domain, as
+    `[(key, member kernel, the kernel's own name of its driver)]`, each member's driver named as
+    the first's."""
+    by_driver: dict = {}
+    for key in keys:
+        kernel = kernels[scatters[key].name]
+        try:
+            plan = planning.plan_kernel(kernel)
+        except Unsupported:
             continue
-        kernel = ir.FusedKernel(fused_name(name, wrt), (name,) + tuple(scatters[k].name for k in chosen))
-        fused.append(kernel)
-        members[(name, wrt)] = (kernel.name, tuple(chosen))
-    return tuple(fused), members
+        if not plan.loops or plan.loops[0].kind != "domain" or not plan.parallel or plan.loops[0].is_index:
+            continue
+        by_driver.setdefault(plan.loops[0].domain, []).append((key, kernel, plan.loops[0].var))
+    groups = []
+    for found in by_driver.values():
+        if len(found) < 2:
+            continue
+        driver = found[0][2]
+        group = [found[0]]
+        for key, kernel, var in found[1:]:
+            try:
+                member = rename_driver(kernel, var, driver)
+                planning.plan_fused(ir.FusedKernel("trial", (group[0][1], member)), pair_systems)
+            except Unsupported:
+                continue
+            group.append((key, member, var))
+        if len(group) > 1:
+            groups.append(group)
+    return groups

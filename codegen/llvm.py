@@ -1920,15 +1920,14 @@ class ModuleRenderer:
                                                   str(function), builder.driver_count, builder.driver_var)
             if kernel.where is None:
                 self.grids[kernel.name] = kernel
-        members = {k.name: k for k in self.module.kernels}
         pair_systems = {p.name: p.systems for p in self.module.pairs}
         for k, fused in enumerate(self.module.fused):
             symbol = f"mt_fused_{k}"
             try:
-                if any(name in unsupported or name not in members for name in fused.kernels):
+                if any(name in unsupported for name in fused.names):
                     raise Unsupported("a member kernel has no compiled form")
-                plan = planning.plan_fused(fused, members, pair_systems)
-                builder = KernelBuilder(self, members[fused.kernels[0]], symbol)
+                plan = planning.plan_fused(fused, pair_systems)
+                builder = KernelBuilder(self, fused.kernels[0], symbol)
                 function = builder.build_fused(plan)
             except Unsupported as error:
                 unsupported[fused.name] = str(error)

@@ -888,17 +888,20 @@ class FusedPlan:
     parallel: bool
 
 
-def plan_fused(fused: ir.FusedKernel, kernels: dict, pair_systems: dict) -> FusedPlan:
-    """Plan the members of `fused` (`kernels`: name -> TensorKernel) around the first one's pass
-    over pairs; `Unsupported` when there is none or a member cannot start with its loops."""
-    first = plan_kernel(kernels[fused.kernels[0]])
+def plan_fused(fused: ir.FusedKernel, pair_systems: dict) -> FusedPlan:
+    """Plan the members of `fused` around the first one's outer loops: up to and including its
+    first pass over pairs, else its driver alone (terms over the rows of another gradient);
+    `Unsupported` when a member cannot start with those loops."""
+    first = plan_kernel(fused.kernels[0])
     if first.pre_guards:
         raise Unsupported("a condition without variables in a fused kernel")
     shared = next((k + 1 for k, loop in enumerate(first.loops) if loop.kind == "pairs_of"), None)
     if shared is None:
-        raise Unsupported(f"{first.kernel.name} has no pass over pairs to share")
+        if not (first.loops and first.loops[0].kind == "domain" and first.parallel):
+            raise Unsupported(f"{first.kernel.name} has no pass over pairs or driver to share")
+        shared = 1
     if first.local is not None and first.local < shared:
         raise Unsupported("a local accumulator around the shared loops")
     prefix = first.loops[:shared]
-    plans = [first] + [plan_kernel(kernels[name], prefix, pair_systems) for name in fused.kernels[1:]]
+    plans = [first] + [plan_kernel(kernel, prefix, pair_systems) for kernel in fused.kernels[1:]]
     return FusedPlan(fused, tuple(plans), shared, first.parallel)

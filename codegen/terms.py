@@ -480,7 +480,8 @@ def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict
     name}` (a dense buffer over the term's axes, scattered by `runtime/gradients.py`), the latter
     only for tensors some of whose terms have no scatter kernel (else a failed scatter run falls
     back to the interpreter: half the code to compile); and the fused kernels (`module.fused`,
-    `codegen/fuse.py`) as `{(kernel, wrt): (fused kernel name, term keys)}`."""
+    `codegen/fuse.py`): with the values, `{(kernel, wrt): (fused kernel name, term keys)}`, and of
+    terms alone, `{(kernel, wrt): [(fused kernel name, term keys), ...]}`."""
     import dataclasses
 
     scatters, extra = {}, []
@@ -504,14 +505,14 @@ def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict
     names = {key: kernel.name for key, kernel in lowered}
     extra += [k for _, k in lowered]
     if not extra:
-        return module, {"terms": names, "scatters": scatters, "fused": {}}
+        return module, {"terms": names, "scatters": scatters, "fused": {}, "fused_terms": {}}
     extended = dataclasses.replace(module, kernels=tuple(module.kernels) + tuple(extra))
     # each tensor's values and the terms of its gradient that share its pass over pairs (codegen/fuse.py)
     from .fuse import fused_kernels
 
-    fused, members = fused_kernels(extended, scatters)
+    fused, with_values, fused_terms = fused_kernels(extended, scatters)
     extended = dataclasses.replace(extended, fused=fused)
-    return extended, {"terms": names, "scatters": scatters, "fused": members}
+    return extended, {"terms": names, "scatters": scatters, "fused": with_values, "fused_terms": fused_terms}
 
 
 # ---- product kernels: a term contracted with a cotangent (VJP) ------------------------------------

@@ -439,8 +439,12 @@ class CompiledModule:
         # a tensor's values and terms of its gradient in one pass (codegen/fuse.py):
         # {(kernel, wrt): (fused kernel name, term keys)}, those that were rendered
         self.fused = {key: value for key, value in terms.get("fused", {}).items() if value[0] in rendered.kernels}
+        # terms of one gradient over the same driver in one pass: {(kernel, wrt): [(name, keys, drivers)]}
+        self.fused_terms = {key: [group for group in groups if group[0] in rendered.kernels]
+                            for key, groups in terms.get("fused_terms", {}).items()}
         self.fuse = os.environ.get("MTDSL_FUSE", "1") != "0"  # False: values and gradient terms apart
         fused_names = {name for name, _ in terms.get("fused", {}).values()}
+        fused_names |= {group[0] for groups in terms.get("fused_terms", {}).values() for group in groups}
         term_names = set(self.terms.values()) | {s.name for s in self.scatters.values()} | fused_names
         self.rendered = rendered
         self.library = library
@@ -593,7 +597,7 @@ class CompiledModule:
             for key in keys:
                 arguments.cache.pop(("out", self.scatters[key].source, "row"), None)
         if threads > 1:
-            owners = [self._fused_owners(plan, key, rows, bindings) for key in keys]
+            owners = [self._fused_owners(plan, key, rows, bindings, plan.plans[0].loops[0].var) for key in keys]
             if not entries_owned(rows, [key[2] for key in keys], owners):
                 threads = 1
         pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
@@ -607,15 +611,54 @@ class CompiledModule:
         rows.done |= {key[2] for key in keys}
         return buffer
 
-    def _fused_owners(self, plan, key, rows, bindings):
-        """The driver position (the fused kernel's first loop) of each point of term `key`'s row grid,
-        flat, or None: the driver itself when it is a row variable, else the first atom of a row
-        variable's pair that the shared segment loop `P.from(driver)` enumerates."""
+    def run_fused_terms(self, name: str, keys, drivers, rows, bindings, tables: dict, dense: dict | None) -> str:
+        """Add the terms `keys` of one gradient into `rows.buffer` with their fused kernel (one pass
+        over their common driver; `drivers`: each term's own name of it). "done"; "skipped" when
+        it cannot run on this run's threads (an entry with points of two driver positions) or an
+        argument has no native form (nothing written: run the terms apart); "failed" when the run
+        reports an error (the buffer is unreliable)."""
+        from .gradients import entries_owned
+
+        native = self.fused_kernels[name]
+        plan = native.rendered.plan
+        arguments = self.arguments_for(bindings)
+        arguments.gradient_tables = tables
+        arguments.dense_gradients = dense if dense is not None else {}
+        threads = int(self.run_threads or 1)
+        if threads > 1:
+            owners = [self._fused_owners(plan, key, rows, bindings, driver) for key, driver in zip(keys, drivers)]
+            if not entries_owned(rows, [key[2] for key in keys], owners):
+                return "skipped"
+        try:
+            for key in keys:
+                arguments.out_rows[self.scatters[key].source] = (rows.row_maps[key[2]], rows.buffer.shape[0])
+            arrays = [rows.buffer] * len(keys) + [arguments.array(d) for d in native.rendered.arrays[len(keys):]]
+            scalars = [arguments.scalar(d) for d in native.rendered.scalars]
+        except NativeFallback as reason:
+            self.last_run_fallbacks[name] = str(reason)
+            return "skipped"
+        finally:
+            for key in keys:
+                arguments.cache.pop(("out", self.scatters[key].source, "row"), None)
+        pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
+        values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
+        error = native.function(pointers, values, threads)
+        del arrays
+        if error:
+            self.last_run_fallbacks[name] = f"native run reported error bits {error}"
+            return "failed"
+        rows.done |= {key[2] for key in keys}
+        return "done"
+
+    def _fused_owners(self, plan, key, rows, bindings, driver: str):
+        """The driver position (the fused kernel's first loop, named `driver` in term `key`) of each
+        point of the term's row grid, flat, or None: the driver itself when it is a row variable,
+        else the first atom of a row variable's pair that the shared segment loop `P.from(driver)`
+        enumerates."""
         k = key[2]
         scatter = self.scatters[key]
         shape = rows.row_shapes[k]
         loops = plan.plans[0].loops[:plan.shared]
-        driver = loops[0].var
         for axis, var in enumerate(scatter.row_vars):
             if var == driver:
                 along = np.arange(shape[axis], dtype=np.int64)

@@ -890,6 +890,14 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
     row_targets_all, column_values, columns = rows.row_targets, rows.column_values, scatters[0].columns
     n_directions = len(gradient.directions)
     batch = next(iter(bindings.systems.values()))
+    # terms over one driver in one fused kernel (codegen/fuse.py), where it can run on this run's threads
+    for name, keys, drivers in native.fused_terms.get((kernel.name, wrt), ()) if native.fuse else ():
+        if any(key[2] in rows.done for key in keys):
+            continue
+        outcome = native.run_fused_terms(name, keys, drivers, rows, bindings, interpreter.gradient_tables,
+                                         interpreter.dense_gradients)
+        if outcome == "failed":
+            return None
     done = set(rows.done)
     for group in _interleaved_groups(native, kernel.name, wrt, scatters, shared):
         group = [k for k in group if k not in done]

@@ -359,16 +359,21 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class FusedKernel:
-    """Kernels computed in one loop nest (`codegen/plan.py: plan_fused`): the loops of the first
-    kernel up to its pass over pairs are entered once, and every kernel adds into its own buffer
-    inside them (the values of a tensor and the terms of its gradient: one evaluation of the
-    pair's tables for all). `kernels` names kernels of the module."""
+    """Kernels computed in one loop nest (`codegen/plan.py: plan_fused`): the first kernel's outer
+    loops (up to its pass over pairs, else its driver) are entered once, and every kernel adds
+    into its own buffer inside them (the values of a tensor and the terms of its gradient: one
+    evaluation of the pair's tables for all). The members are kernels of the module, their
+    driver binder possibly renamed to the first one's."""
 
     name: str
-    kernels: tuple[str, ...]
+    kernels: tuple[TensorKernel, ...]
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(k.name for k in self.kernels)
 
     def __str__(self):
-        return f"fused {self.name} = ({', '.join(self.kernels)})"
+        return f"fused {self.name} = ({', '.join(self.names)})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,7 +25,7 @@ def modules():
     model = mtdsl.compile(EXAMPLES / "spherical_expansion.mt", backend="interpreter", n_radial=3, max_angular=2)
     ext, info = terms.extended_module(model.module, {"positions": model.gradient_kernels["positions"]})
     plain = dataclasses.replace(ext, fused=())  # whether or not extended_module adds them
-    fused, _ = fuse.fused_kernels(plain, info["scatters"])
+    fused, _, _ = fuse.fused_kernels(plain, info["scatters"])
     assert fused, "no fused kernel for spherical_expansion's positions gradient"
     return plain, dataclasses.replace(plain, fused=fused)
 
@@ -105,7 +105,7 @@ def test_pair_tables_once_per_pair(rendered):
     _, with_fused = rendered
     for fused in with_fused.module.fused:
         tables = _tables(with_fused.kernels[fused.name].source)
-        members = [_tables(with_fused.kernels[name].source) for name in fused.kernels]
+        members = [_tables(with_fused.kernels[name].source) for name in fused.names]
         shared = [kind for kind in tables if kind.startswith(("sph", "dsph", "radial"))]
         assert any(kind.startswith("sph") for kind in shared) and any(k.startswith("radial") for k in shared)
         for kind in shared:

@@ -47,11 +47,10 @@ def test_expansion_terms_are_fused_with_its_values(tmp_path):
         ("rho", "strain"): (("rho", "strain", 0),),
         ("rho", "cell"): (("rho", "cell", 0),),
     }
-    assert {f.kernels[0] for f in module.fused} == {"rho"}
-    kernels = {k.name: k for k in module.kernels}
+    assert {f.names[0] for f in module.fused} == {"rho"}
     pair_systems = {p.name: p.systems for p in module.pairs}
     for fused in module.fused:
-        plan = planning.plan_fused(fused, kernels, pair_systems)
+        plan = planning.plan_fused(fused, pair_systems)
         shared = plan.plans[0].loops[:plan.shared]
         assert [(loop.var, loop.kind) for loop in shared] == [("i", "domain"), ("p", "pairs_of")]
         for member in plan.plans[1:]:  # every member starts with the same loops
@@ -74,7 +73,7 @@ def test_the_pair_tables_are_computed_once_per_pair():
     # one sph table, one spline and one table of their derivatives for values and both terms
     assert source.count("mt_sph4(") == 1 and source.count("mt_dsph4(") == 1
     assert source.count("mt_spline<") == 1 and source.count("mt_spline_derivative<") == 1
-    for name in fused.kernels:  # the members are still compiled on their own
+    for name in fused.names:  # the members are still compiled on their own
         assert name in rendered.kernels
 
 
@@ -89,15 +88,13 @@ def test_shared_loops_must_enumerate_each_member():
     close = ir.Binary("lt", ir.Data("P", "distance", (ir.Var("p"),)), ir.Const(2.0))
     restricted = dataclasses.replace(values, body=dataclasses.replace(
         values.body, where=ir.Binary("and", values.body.where, close)))
-    kernels["rho"] = restricted
     term = next(k for k in module.kernels if k.name.startswith("·scatter·drho/dpositions"))
     with pytest.raises(planning.Unsupported):
-        planning.plan_fused(ir.FusedKernel("f", ("rho", term.name)), kernels, pair_systems)
+        planning.plan_fused(ir.FusedKernel("f", (restricted, term)), pair_systems)
     # the segments of P.from(i) enumerate `p in pairs(P)` only when i runs over P's systems
-    kernels["rho"] = values
-    planning.plan_fused(ir.FusedKernel("f", ("rho", term.name)), kernels, pair_systems)
+    planning.plan_fused(ir.FusedKernel("f", (values, term)), pair_systems)
     with pytest.raises(planning.Unsupported):
-        planning.plan_fused(ir.FusedKernel("f", ("rho", term.name)), kernels, {"P": "other"})
+        planning.plan_fused(ir.FusedKernel("f", (values, term)), {"P": "other"})
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -192,3 +189,71 @@ def test_pair_programs_fuse(tmp_path):
         assert_same_gradients(expected, ours, ALL, 1e-12)
         fused = [key for key, how in model.compiled.last_gradient_terms.items() if how == "fused"]
         assert fused or not model.compiled.fused, model.compiled.last_gradient_terms
+
+
+# ---- terms of one gradient over one driver (the power spectrum's product terms) ------------------
+
+
+def test_power_spectrum_terms_are_fused_over_the_rows_they_read(tmp_path):
+    module, info = extended(with_gradients(tmp_path, "soap_power_spectrum.mt"), ALL, max_angular=2, n_radial=3)
+    for wrt in ALL:
+        ((name, keys, drivers),) = info["fused_terms"][("ps", wrt)]
+        assert keys == (("ps", wrt, 0), ("ps", wrt, 1)) and drivers == ("·g1", "·g2")
+        (fused,) = [f for f in module.fused if f.name == name]
+        plan = planning.plan_fused(fused, {p.name: p.systems for p in module.pairs})
+        assert plan.shared == 1 and all(p.loops[0].var == "·g1" for p in plan.plans)  # the second renamed
+
+
+def test_rename_driver():
+    from mtdsl.codegen.fuse import rename_driver
+
+    p = ir.Var("p")
+    body = ir.Reduce((ir.Binder("p", ir.PairsDomain("P")), ir.Binder("q", ir.PairsFrom("P", ir.Data("P", "second", (p,))))),
+                     ir.Data("P", "distance", (ir.Var("q"),)), ir.Binary("lt", p, ir.Const(3)))
+    kernel = ir.TensorKernel("t", (), (), (), (), (), body)
+    renamed = rename_driver(kernel, "p", "g")
+    assert [b.name for b in renamed.body.binders] == ["g", "q"]
+    assert renamed.body.binders[1].domain.atom == ir.Data("P", "second", (ir.Var("g"),))
+    assert renamed.body.where == ir.Binary("lt", ir.Var("g"), ir.Const(3))
+    with pytest.raises(planning.Unsupported):  # a name the kernel uses already
+        rename_driver(kernel, "p", "q")
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_fused_terms_equal_apart(tmp_path, backend, threads):
+    """One species: both terms of a row come from one row of drho, so the fused kernel runs on
+    every thread; two species (a molecule in the batch): on 2 threads an entry receives points of
+    two rows of drho, so the terms run apart (interleaved), on 1 thread fused."""
+    path = with_gradients(tmp_path, "soap_power_spectrum.mt", "positions, strain")
+    for batch, fused_on_two in ((silicon(), True), (systems(), False)):
+        expected = compile(path, backend="interpreter", max_angular=2, n_radial=3)(batch, gradients=["positions", "strain"])
+        model = compile(path, backend=backend, threads=threads, max_angular=2, n_radial=3)
+        ours = model(batch, gradients=["positions", "strain"])
+        ran = model.compiled.last_gradient_terms
+        fused = threads == 1 or fused_on_two
+        assert {ran[("ps", wrt, k)] for wrt in ("positions", "strain") for k in (0, 1)} == {
+            "fused" if fused else "scatter"}, (backend, threads, ran)
+        assert_same_gradients(expected, ours, ["positions", "strain"], 1e-12)
+        model.compiled.fuse = False
+        apart = model(batch, gradients=["positions", "strain"])
+        for key, block in apart["ps"].items():
+            for wrt in ("positions", "strain"):
+                np.testing.assert_allclose(ours["ps"].block(key).gradient(wrt).values, block.gradient(wrt).values,
+                                           rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_failing_fused_terms_run_leaves_the_gradient_to_the_interpreter(tmp_path, backend):
+    path = with_gradients(tmp_path, "soap_power_spectrum.mt", "positions")
+    batch = silicon()
+    expected = compile(path, backend="interpreter", max_angular=2, n_radial=3)(batch, gradients=["positions"])
+    model = compile(path, backend=backend, max_angular=2, n_radial=3)
+    compiled = model.compiled
+    ((name, _, _),) = compiled.fused_terms[("ps", "positions")]
+    native = compiled.fused_kernels[name]
+    compiled.fused_kernels[name] = compiled_module.NativeKernel(native.rendered, lambda *args: 1)
+    ours = model(batch, gradients=["positions"])
+    assert "error bits" in compiled.last_run_fallbacks[name]
+    assert not any(key[0] == "ps" for key in compiled.last_gradient_terms)  # the interpreter's
+    assert_same_gradients(expected, ours, ["positions"], 1e-12)
