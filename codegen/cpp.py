@@ -1666,13 +1666,9 @@ class ModuleRenderer:
             sources.append(source)
             if kernel.where is None:
                 self.grids[kernel.name] = kernel
-        pair_systems = {p.name: p.systems for p in self.module.pairs}
-        for k, fused in enumerate(self.module.fused):
+        for k, fused, plan in planning.fused_plans(self.module, unsupported):
             symbol = f"mt_fused_{k}"
             try:
-                if any(name in unsupported for name in fused.names):
-                    raise Unsupported("a member kernel has no compiled form")
-                plan = planning.plan_fused(fused, pair_systems)
                 renderer = KernelRenderer(self, fused.kernels[0], symbol)
                 source = renderer.render_fused(plan)
             except Unsupported as error:

@@ -1920,13 +1920,9 @@ class ModuleRenderer:
                                                   str(function), builder.driver_count, builder.driver_var)
             if kernel.where is None:
                 self.grids[kernel.name] = kernel
-        pair_systems = {p.name: p.systems for p in self.module.pairs}
-        for k, fused in enumerate(self.module.fused):
+        for k, fused, plan in planning.fused_plans(self.module, unsupported):
             symbol = f"mt_fused_{k}"
             try:
-                if any(name in unsupported for name in fused.names):
-                    raise Unsupported("a member kernel has no compiled form")
-                plan = planning.plan_fused(fused, pair_systems)
                 builder = KernelBuilder(self, fused.kernels[0], symbol)
                 function = builder.build_fused(plan)
             except Unsupported as error:

@@ -905,3 +905,19 @@ def plan_fused(fused: ir.FusedKernel, pair_systems: dict) -> FusedPlan:
     prefix = first.loops[:shared]
     plans = [first] + [plan_kernel(kernel, prefix, pair_systems) for kernel in fused.kernels[1:]]
     return FusedPlan(fused, tuple(plans), shared, first.parallel)
+
+
+def fused_plans(module: ir.Module, unsupported: dict):
+    """`(k, fused kernel, its plan)` for each fused kernel of `module` that a renderer can try:
+    the others (a member in `unsupported`, the kernels that did not render, or no plan) are
+    added to `unsupported` with the reason."""
+    pair_systems = {p.name: p.systems for p in module.pairs}
+    for k, fused in enumerate(module.fused):
+        try:
+            if any(name in unsupported for name in fused.names):
+                raise Unsupported("a member kernel has no compiled form")
+            plan = plan_fused(fused, pair_systems)
+        except Unsupported as error:
+            unsupported[fused.name] = str(error)
+            continue
+        yield k, fused, plan
