@@ -565,15 +565,13 @@ class CompiledModule:
         (not prepared, an argument without a native form, or an error bit: the caller runs the
         values' kernel alone and the terms apart).
 
-        The rows need the values' labels, which do not depend on the values: they are assembled
-        from a zero buffer first. The kernel runs on every thread only when each entry the terms
-        add into has points of one driver position (`entries_owned`), else on one thread."""
-        from .gradients import entries_owned
-
+        The rows need the values' labels, which do not depend on the values: they are computed
+        first (`SeparableLayout`), and the values' TensorMap is filled from them after the run.
+        The kernel runs on every thread only when each entry the terms add into has points of
+        one driver position, else on one thread."""
         name, keys = self.fused[(kernel.name, fused.wrt)]
-        native = self.fused_kernels[name]
+        plan = self.fused_kernels[name].rendered.plan
         bindings = arguments.bindings
-        plan = native.rendered.plan
         sizes = tuple(len(bindings.domain_values(b.domain)) for b in kernel.indices)
         buffer = np.zeros(sizes, dtype=self.dtype)
         layout = separable_layout(interpreter, kernel) if self.fast_assembly else None
@@ -582,30 +580,12 @@ class CompiledModule:
         if rows is None:
             return None
         if layout is not None:
-            self._layouts[kernel.name] = layout  # the values' TensorMap is filled from it after the run
-        members = len(plan.plans)
-        try:
-            for key in keys:
-                arguments.out_rows[self.scatters[key].source] = (rows.row_maps[key[2]], rows.buffer.shape[0])
-            arrays = [buffer] + [rows.buffer] * (members - 1) + [arguments.array(d) for d in native.rendered.arrays[members:]]
-            scalars = [arguments.scalar(d) for d in native.rendered.scalars]
-        except NativeFallback as reason:
-            self.last_run_fallbacks[name] = str(reason)
-            fused.discard(kernel.name)
-            return None
-        finally:
-            for key in keys:
-                arguments.cache.pop(("out", self.scatters[key].source, "row"), None)
-        if threads > 1:
-            owners = [self._fused_owners(plan, key, rows, bindings, plan.plans[0].loops[0].var) for key in keys]
-            if not entries_owned(rows, [key[2] for key in keys], owners):
-                threads = 1
-        pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
-        values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
-        error = native.function(pointers, values, int(threads))
-        del arrays
-        if error:
-            self.last_run_fallbacks[name] = f"native run reported error bits {error}"
+            self._layouts[kernel.name] = layout
+        driver = plan.plans[0].loops[0].var
+        if threads > 1 and not self._owned(plan, keys, [driver] * len(keys), rows, bindings):
+            threads = 1
+        error = self._call_fused(name, keys, rows, arguments, [buffer] + [rows.buffer] * len(keys), threads)
+        if error != 0:
             fused.discard(kernel.name)
             return None
         rows.done |= {key[2] for key in keys}
@@ -617,38 +597,52 @@ class CompiledModule:
         it cannot run on this run's threads (an entry with points of two driver positions) or an
         argument has no native form (nothing written: run the terms apart); "failed" when the run
         reports an error (the buffer is unreliable)."""
-        from .gradients import entries_owned
-
-        native = self.fused_kernels[name]
-        plan = native.rendered.plan
+        plan = self.fused_kernels[name].rendered.plan
         arguments = self.arguments_for(bindings)
         arguments.gradient_tables = tables
         arguments.dense_gradients = dense if dense is not None else {}
         threads = int(self.run_threads or 1)
-        if threads > 1:
-            owners = [self._fused_owners(plan, key, rows, bindings, driver) for key, driver in zip(keys, drivers)]
-            if not entries_owned(rows, [key[2] for key in keys], owners):
-                return "skipped"
+        if threads > 1 and not self._owned(plan, keys, drivers, rows, bindings):
+            return "skipped"
+        error = self._call_fused(name, keys, rows, arguments, [rows.buffer] * len(keys), threads)
+        if error is None:
+            return "skipped"
+        if error:
+            return "failed"
+        rows.done |= {key[2] for key in keys}
+        return "done"
+
+    def _call_fused(self, name: str, keys, rows, arguments: Arguments, outputs: list, threads: int):
+        """Run fused kernel `name` into `outputs` (its members' buffers), the terms `keys` bound to
+        their row maps in `rows`: its error bits, or None when an argument has no native form
+        (recorded in `last_run_fallbacks`, as an error is)."""
+        native = self.fused_kernels[name]
         try:
             for key in keys:
                 arguments.out_rows[self.scatters[key].source] = (rows.row_maps[key[2]], rows.buffer.shape[0])
-            arrays = [rows.buffer] * len(keys) + [arguments.array(d) for d in native.rendered.arrays[len(keys):]]
+            arrays = outputs + [arguments.array(d) for d in native.rendered.arrays[len(outputs):]]
             scalars = [arguments.scalar(d) for d in native.rendered.scalars]
         except NativeFallback as reason:
             self.last_run_fallbacks[name] = str(reason)
-            return "skipped"
+            return None
         finally:
             for key in keys:
                 arguments.cache.pop(("out", self.scatters[key].source, "row"), None)
         pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
         values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
-        error = native.function(pointers, values, threads)
-        del arrays
+        error = int(native.function(pointers, values, int(threads)))
         if error:
             self.last_run_fallbacks[name] = f"native run reported error bits {error}"
-            return "failed"
-        rows.done |= {key[2] for key in keys}
-        return "done"
+        return error
+
+    def _owned(self, plan, keys, drivers, rows, bindings) -> bool:
+        """Whether every entry the terms `keys` of a fused kernel add into has points of one
+        position of its driver (each term's own name of it in `drivers`): then its threads may
+        share the driver (`runtime/gradients.py: entries_owned`)."""
+        from .gradients import entries_owned
+
+        owners = [self._fused_owners(plan, key, rows, bindings, driver) for key, driver in zip(keys, drivers)]
+        return entries_owned(rows, [key[2] for key in keys], owners)
 
     def _fused_owners(self, plan, key, rows, bindings, driver: str):
         """The driver position (the fused kernel's first loop, named `driver` in term `key`) of each
@@ -956,7 +950,8 @@ def slim_rendering(stored: tuple, module: ir.Module) -> tuple:
         if hasattr(plan, "plans"):  # a fused kernel's (codegen/plan.py: FusedPlan): its members' plans,
             # the first with its shared loops (their guards dropped: the runtime reads the driver's)
             shared = tuple(dataclasses.replace(loop, guards=()) for loop in plan.plans[0].loops[:plan.shared])
-            return dataclasses.replace(plan, plans=(slim(plan.plans[0], shared),) + tuple(slim(p) for p in plan.plans[1:]))
+            return dataclasses.replace(plan, fused=ir.FusedKernel(plan.fused.name, ()),
+                                       plans=(slim(plan.plans[0], shared),) + tuple(slim(p) for p in plan.plans[1:]))
         indices_only = ir.TensorKernel(plan.kernel.name, plan.kernel.indices, (), (), (), (), ir.Const(0.0))
         return type(plan)(indices_only, plan.schedule, loops, (), None, plan.parallel, {})
 
