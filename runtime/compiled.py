@@ -31,7 +31,7 @@ from .assemble import evaluate_kernel
 from .bindings import Bindings, RunError
 from .interpreter import Interpreter
 from .named import Named
-from .native_assemble import assemble_separable, separable_layout
+from .native_assemble import separable_layout
 
 SLOT_WIDTH = {"atoms": 2, "pairs": 6, "systems": 1, "value": 1}
 MAX_TABLE = 1 << 26  # entries of one block-access lookup table before the interpreter takes over
@@ -476,6 +476,7 @@ class CompiledModule:
                 self.kernels[name] = NativeKernel(kernel, function)
         self._arguments = None  # the last run's, for its gradient terms
         self._layouts = {}  # tensor -> the labels of its values, computed before a fused run (_run_fused)
+        self.run_layouts = (None, {})  # (bindings, {tensor: SeparableLayout}) of the last run: `layout()`
         self.run_threads = threads or default_threads()
         # gradient terms run natively since the last run: {(kernel, wrt, k): "scatter" | "term"}
         self.last_gradient_terms: dict = {}
@@ -507,6 +508,7 @@ class CompiledModule:
         self.last_run_fallbacks = {}
         self.last_gradient_terms = {}
         self._layouts = {}
+        self.run_layouts = (bindings, {})
         pending = {}  # tensor name -> (kernel, buffer) not assembled yet
         needed = set(names) | self.read_as_tensormap
 
@@ -889,10 +891,19 @@ class CompiledModule:
     def _assemble(self, interpreter, kernel, buffer):
         body = Named(tuple(b.name for b in kernel.indices), buffer)
         layout = self._layouts.pop(kernel.name, None)
-        if layout is not None:
-            return layout.fill(body)
-        result = assemble_separable(interpreter, kernel, body) if self.fast_assembly else None
-        return result if result is not None else evaluate_kernel(interpreter, kernel, body=body)
+        if layout is None and self.fast_assembly:
+            layout = separable_layout(interpreter, kernel)
+        if layout is None:
+            return evaluate_kernel(interpreter, kernel, body=body)
+        if self.run_layouts[0] is interpreter.bindings:
+            self.run_layouts[1][kernel.name] = layout
+        return layout.fill(body)
+
+    def layout(self, bindings, name: str):
+        """The labels of tensor `name` as the last run at `bindings` assembled them (a
+        `SeparableLayout`: `.fill(body)` makes a TensorMap of any body), or None."""
+        found, layouts = self.run_layouts
+        return layouts.get(name) if found is bindings else None
 
 
 def render(module: ir.Module, dtype=np.float64) -> str:

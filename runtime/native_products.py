@@ -69,6 +69,7 @@ from .bindings import Bindings, RunError
 from .compiled import NativeFallback, compile_module, default_threads
 from .gradients import _needed, compute_gradients
 from .interpreter import Interpreter
+from .named import Named
 
 #: the gradients products are taken with respect to, and the shape of each product per target
 PRODUCTS_WRT = ("positions", "cell")
@@ -407,10 +408,14 @@ class NativeProducts:
             parts = [positions]
         else:  # float32 values: positions in two exact halves
             parts = [positions // 4096, positions % 4096]
+        layout = self.compiled.layout(bindings, name)  # the labels of the run's assembly, if it made one
         assembled = []
         for part in parts:
             body = np.ascontiguousarray(part.reshape(sizes), dtype=self.dtype)
-            assembled.append(self.compiled._assemble(interpreter, kernel, body))
+            if layout is not None:
+                assembled.append(layout.fill(Named(tuple(b.name for b in kernel.indices), body)))
+            else:
+                assembled.append(self.compiled._assemble(interpreter, kernel, body))
         tensor = bindings.tensors[name]
         if len(assembled[0]) != len(tensor) or assembled[0].keys != tensor.keys:
             raise RunError(f"native products of {name}: its layout does not match its values")
