@@ -420,6 +420,16 @@ def owner_splits(row_map: np.ndarray, shape: tuple, axis: int, n_rows: int, thre
 
 
 @dataclass
+class Computed:
+    """A tensor computed by a run: its dense buffer, its TensorMap when it was assembled, and its
+    labels (`native_assemble.SeparableLayout`) when known (`CompiledModule.computed`)."""
+
+    buffer: np.ndarray
+    tensor: object = None
+    layout: object = None
+
+
+@dataclass
 class NativeKernel:
     rendered: object  # codegen.cpp.RenderedKernel
     function: object  # ctypes function
@@ -485,7 +495,8 @@ class CompiledModule:
     def source(self) -> str:
         return self.rendered.source
 
-    def run(self, bindings: Bindings, threads: int | None = None, all_tensors: bool = False, fused=None) -> dict:
+    def run(self, bindings: Bindings, threads: int | None = None, all_tensors: bool = False, fused=None,
+            precomputed: dict | None = None) -> dict:
         """Every kernel in order; returns the outputs (every tensor with `all_tensors=True`, or when none is declared).
 
         A native kernel's TensorMap is assembled only when something needs it: an
@@ -495,6 +506,9 @@ class CompiledModule:
         `fused` (`runtime/gradients.py: FusedGradients`): the gradient about to be computed; a
         kernel with a fused kernel for it (`codegen/fuse.py`) runs that one instead, which adds
         the terms of its gradient into the rows `fused` prepares in the same pass over pairs.
+
+        `precomputed`: `{tensor: Computed}` of an earlier run at the same values (the torch
+        module's plan, for the descriptors' products): those kernels are not run again.
         """
         if np.dtype(bindings.dtype) != self.dtype:
             raise ValueError(f"the module was compiled for {self.dtype}, the bindings are {np.dtype(bindings.dtype)}")
@@ -518,6 +532,18 @@ class CompiledModule:
             pending.clear()
 
         for kernel in self.module.kernels:
+            given = (precomputed or {}).get(kernel.name)
+            if given is not None:
+                arguments.grids[kernel.name] = given.buffer
+                if given.layout is not None:
+                    self.run_layouts[1][kernel.name] = given.layout
+                if given.tensor is not None:
+                    bindings.tensors[kernel.name] = given.tensor
+                elif kernel.name in needed:
+                    bindings.tensors[kernel.name] = self._assemble(interpreter, kernel, given.buffer)
+                else:
+                    pending[kernel.name] = (kernel, given.buffer)
+                continue
             native = self.kernels.get(kernel.name)
             buffer = None
             if native is not None:
@@ -898,6 +924,20 @@ class CompiledModule:
         if self.run_layouts[0] is interpreter.bindings:
             self.run_layouts[1][kernel.name] = layout
         return layout.fill(body)
+
+    def computed(self, bindings, names) -> dict | None:
+        """`{name: Computed}` of the last run at `bindings` for the tensors `names` (their dense
+        buffers, TensorMaps when assembled, labels), or None when one has no buffer (the
+        interpreter computed it) or the last run was elsewhere."""
+        if self._arguments is None or self._arguments.bindings is not bindings:
+            return None
+        found = {}
+        for name in names:
+            buffer = self._arguments.grids.get(name)
+            if buffer is None:
+                return None
+            found[name] = Computed(buffer, bindings.tensors.get(name), self.layout(bindings, name))
+        return found
 
     def layout(self, bindings, name: str):
         """The labels of tensor `name` as the last run at `bindings` assembled them (a

@@ -135,13 +135,14 @@ class Descriptors:
         kept = read_closure(module, [o.name for o in module.outputs], stop=set(self.names))
         return {k.name for k in module.kernels} - {k.name for k in kept}
 
-    def run(self, batch, pairs: dict, wrt=WRT) -> "DescriptorRun":
+    def run(self, batch, pairs: dict, wrt=WRT, precomputed: dict | None = None) -> "DescriptorRun":
         """The descriptors on `batch` with the neighbour lists `pairs`, and their products w.r.t.
-        `wrt` (those w.r.t. the others are zeros)."""
+        `wrt` (those w.r.t. the others are zeros). `precomputed`: the descriptors' tensors from a
+        run of the model at the same values (`CompiledModule.computed`), not computed again."""
         bindings = Bindings({self.module.systems[0].name: batch}, pairs, {}, dtype=self.dtype.type)
         products = self.native(wrt)
         if products is not None:
-            products.run(bindings)
+            products.run(bindings, precomputed)
             return NativeRun(products, bindings, self.names)
         model = self.model
         if model.compiled is not None:

@@ -365,12 +365,13 @@ class NativeProducts:
         return [k.name for k in self.module.kernels if k.name in swept]
 
     # -- values and the gradients the products read ----------------------------------------------
-    def run(self, bindings: Bindings) -> None:
+    def run(self, bindings: Bindings, precomputed: dict | None = None) -> None:
         """The values at `bindings` (every tensor's TensorMap in `bindings.tensors`), the gradient
         blocks of the tensors the names not going through read (attached to them), and the layout
-        of each name."""
+        of each name. `precomputed`: tensors computed at the same values by another run
+        (`CompiledModule.run`)."""
         compiled = self.compiled
-        compiled.run(bindings, threads=self.threads, all_tensors=True)
+        compiled.run(bindings, threads=self.threads, all_tensors=True, precomputed=precomputed)
         state = _State(bindings)
         for wrt in self.wrt:
             if self.reads.get(wrt):

@@ -1,9 +1,10 @@
-"""The label lookups of the torch evaluation, shared by the orders of one call (`torch_eval.StructureMemo`).
+"""What the orders of one call of a torch module share (docs/torch.md).
 
 A training step evaluates the program with torch twice on the same systems (the forces, then
 the backward of a force loss); the positions that block accesses gather depend on the structure
-only, so the second evaluation takes them from the first. The results must be those of
-evaluations that compute everything again.
+only, so the second evaluation takes them from the first (`torch_eval.StructureMemo`); the
+second VJP of the descriptors is the first's; the descriptors' values come from the plan's run.
+The results must be those of evaluations that compute everything again.
 """
 
 import torch
@@ -63,3 +64,20 @@ def test_the_forces_vjp_runs_once_per_step(monkeypatch):
     monkeypatch.setattr(NativeProducts, "vjp", counted)
     step(compiled("soap_energy").to_torch())
     assert len(calls) == 1
+
+
+def test_the_descriptors_take_their_values_from_the_plans_run(monkeypatch):
+    """The plan's backend run (order 0) computed the descriptors at the same positions: their
+    products' run takes those values instead of running the kernels again."""
+    from mtdsl.runtime.native_products import NativeProducts
+
+    given = []
+    original = NativeProducts.run
+
+    def recorded(self, bindings, precomputed=None):
+        given.append(sorted(precomputed) if precomputed else None)
+        return original(self, bindings, precomputed)
+
+    monkeypatch.setattr(NativeProducts, "run", recorded)
+    step(compiled("soap_energy").to_torch())
+    assert given == [["ps", "rho"]]
