@@ -34,29 +34,36 @@ def fused_name(kernel: str, wrt: str, group: str = "") -> str:
     return f"{FUSED_PREFIX}{kernel}·{wrt}" + (f"·{group}" if group else "")
 
 
+_GRADIENT_SOURCES = ("·rows·", "·dense·")  # codegen/terms.py: another gradient's rows and values
+
+
 def _reads_gradients(kernel: ir.TensorKernel) -> bool:
     """Whether a scatter kernel reads the rows or values of another gradient (reserved sources)."""
-    found = []
 
-    def visit(node):
-        if isinstance(node, ir.Data) and node.source.startswith(("·rows·", "·dense·")):
-            found.append(node)
-        elif isinstance(node, ir.BlockRef) and node.tensor.startswith("·grad·"):
-            found.append(node)
-        elif isinstance(node, ir.PairsDomain) and node.pairs.startswith("·rows·"):
-            found.append(node)
-        if dataclasses.is_dataclass(node) and not isinstance(node, type):
-            for f in dataclasses.fields(node):
-                value = getattr(node, f.name)
-                for item in value if isinstance(value, tuple) else (value,):
-                    if isinstance(item, tuple):
-                        for inner in item:
-                            visit(inner)
-                    else:
-                        visit(item)
+    def reads(expr) -> bool:
+        if expr is None:
+            return False
+        if isinstance(expr, ir.Data) and expr.source.startswith(_GRADIENT_SOURCES):
+            return True
+        if isinstance(expr, ir.BlockRef) and expr.tensor.startswith("·grad·"):
+            return True
+        if isinstance(expr, ir.Reduce):
+            return (any(_domain_reads(b.domain, reads) for b in expr.binders)
+                    or reads(expr.body) or reads(expr.where))
+        return any(reads(child) for child in ad._children(expr))
 
-    visit(kernel)
-    return bool(found)
+    return (any(_domain_reads(b.domain, reads) for b in kernel.indices)
+            or reads(kernel.body) or reads(kernel.where))
+
+
+def _domain_reads(domain, reads) -> bool:
+    if isinstance(domain, ir.PairsDomain):
+        return domain.pairs.startswith(_GRADIENT_SOURCES)
+    if isinstance(domain, ir.PairsFrom):
+        return reads(domain.atom)
+    if isinstance(domain, ir.IrrepDomain):
+        return reads(domain.degree)
+    return False
 
 
 def rename_driver(kernel: ir.TensorKernel, old: str, new: str) -> ir.TensorKernel:
@@ -84,18 +91,11 @@ def rename_driver(kernel: ir.TensorKernel, old: str, new: str) -> ir.TensorKerne
 
 def _binds(expr, name: str) -> bool:
     """Whether an inner sum of `expr` binds `name`."""
+    if expr is None:
+        return False
     if isinstance(expr, ir.Reduce):
-        if name in {b.name for b in expr.binders}:
-            return True
-        return _binds(expr.body, name) or _binds(expr.where, name)
-    if dataclasses.is_dataclass(expr) and not isinstance(expr, type):
-        for f in dataclasses.fields(expr):
-            value = getattr(expr, f.name)
-            for item in value if isinstance(value, tuple) else (value,):
-                if isinstance(item, ir.Reduce) or dataclasses.is_dataclass(item):
-                    if _binds(item, name):
-                        return True
-    return False
+        return name in {b.name for b in expr.binders} or _binds(expr.body, name) or _binds(expr.where, name)
+    return any(_binds(child, name) for child in ad._children(expr))
 
 
 def fused_kernels(module: ir.Module, scatters: dict) -> tuple[tuple[ir.FusedKernel, ...], dict, dict]:
