@@ -7,8 +7,9 @@ rows of the gradient they read. `fused_kernels` makes, for each tensor and each 
 
 - a *values* fused kernel: the values' kernel with the scatter kernels that can start with its
   loops up to its pass over pairs (terms that read another gradient cannot: it does not exist
-  yet during the values' pass); the runtime runs it instead of the values' kernel when that
-  gradient is asked (`runtime/compiled.py: _run_fused`);
+  yet during the values' pass), one per gradient and one with the terms of all of them
+  (positions and strain: forces and stress); the runtime runs the one of the most gradients
+  asked instead of the values' kernel (`runtime/compiled.py: _run_fused`);
 - *terms* fused kernels: the other scatter kernels of the gradient, grouped by the domain of
   their driver (the rows of `drho`), each member's driver renamed to the first's; the runtime
   runs one instead of its members (`runtime/gradients.py`).
@@ -100,8 +101,9 @@ def _binds(expr, name: str) -> bool:
 
 def fused_kernels(module: ir.Module, scatters: dict) -> tuple[tuple[ir.FusedKernel, ...], dict, dict]:
     """The fused kernels of `module` (which holds the scatter kernels `scatters`:
-    `{(kernel, wrt, k): ScatterTerm}`), then the values' fused kernel of each `(kernel, wrt)`:
-    `{(kernel, wrt): (fused name, term keys)}`, and its terms' fused kernels:
+    `{(kernel, wrt, k): ScatterTerm}`), then the values' fused kernels of each kernel, for one
+    gradient and for all the gradients that have one: `{(kernel, (wrt, ...)): (fused name,
+    term keys)}`, and the terms' fused kernels of each gradient:
     `{(kernel, wrt): [(fused name, term keys, each term's own name of the driver), ...]}`."""
     kernels = {k.name: k for k in module.kernels}
     pair_systems = {p.name: p.systems for p in module.pairs}
@@ -109,6 +111,7 @@ def fused_kernels(module: ir.Module, scatters: dict) -> tuple[tuple[ir.FusedKern
     for key in scatters:
         by_gradient.setdefault(key[:2], []).append(key)
     fused, with_values, terms = [], {}, {}
+    joined: dict = {}  # tensor -> {wrt: the terms that join its values' pass}
     for (name, wrt), keys in by_gradient.items():
         values = kernels.get(name)
         if values is None:
@@ -126,13 +129,23 @@ def fused_kernels(module: ir.Module, scatters: dict) -> tuple[tuple[ir.FusedKern
         if chosen:
             kernel = ir.FusedKernel(fused_name(name, wrt), (values,) + tuple(kernels[scatters[k].name] for k in chosen))
             fused.append(kernel)
-            with_values[(name, wrt)] = (kernel.name, tuple(chosen))
+            with_values[(name, (wrt,))] = (kernel.name, tuple(chosen))
+            joined.setdefault(name, {})[wrt] = chosen
         groups = _term_groups([k for k in sorted(keys) if k not in chosen], scatters, kernels, pair_systems)
         for number, group in enumerate(groups):
             kernel = ir.FusedKernel(fused_name(name, wrt, f"terms{number}"), tuple(member for _, member, _ in group))
             fused.append(kernel)
             terms.setdefault((name, wrt), []).append(
                 (kernel.name, tuple(key for key, _, _ in group), tuple(var for _, _, var in group)))
+    # the values with the terms of every declared gradient (forces and stress in one pass)
+    for name, by_wrt in joined.items():
+        if len(by_wrt) > 1:
+            wrts = tuple(sorted(by_wrt))
+            chosen = tuple(key for wrt in wrts for key in by_wrt[wrt])
+            kernel = ir.FusedKernel(fused_name(name, "+".join(wrts)),
+                                    (kernels[name],) + tuple(kernels[scatters[k].name] for k in chosen))
+            fused.append(kernel)
+            with_values[(name, wrts)] = (kernel.name, chosen)
     return tuple(fused), with_values, terms
 
 

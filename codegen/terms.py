@@ -480,8 +480,8 @@ def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict
     name}` (a dense buffer over the term's axes, scattered by `runtime/gradients.py`), the latter
     only for tensors some of whose terms have no scatter kernel (else a failed scatter run falls
     back to the interpreter: half the code to compile); and the fused kernels (`module.fused`,
-    `codegen/fuse.py`): with the values, `{(kernel, wrt): (fused kernel name, term keys)}`, and of
-    terms alone, `{(kernel, wrt): [(fused kernel name, term keys), ...]}`."""
+    `codegen/fuse.py`): with the values, `{(kernel, (wrt, ...)): (fused kernel name, term keys)}`,
+    and of terms alone, `{(kernel, wrt): [(fused kernel name, term keys, drivers), ...]}`."""
     import dataclasses
 
     scatters, extra = {}, []

@@ -446,8 +446,8 @@ class CompiledModule:
         terms = terms or {}
         self.terms = dict(terms.get("terms", {}))
         self.scatters = dict(terms.get("scatters", {}))
-        # a tensor's values and terms of its gradient in one pass (codegen/fuse.py):
-        # {(kernel, wrt): (fused kernel name, term keys)}, those that were rendered
+        # a tensor's values and terms of its gradients in one pass (codegen/fuse.py):
+        # {(kernel, (wrt, ...)): (fused kernel name, term keys)}, those that were rendered
         self.fused = {key: value for key, value in terms.get("fused", {}).items() if value[0] in rendered.kernels}
         # terms of one gradient over the same driver in one pass: {(kernel, wrt): [(name, keys, drivers)]}
         self.fused_terms = {key: [group for group in groups if group[0] in rendered.kernels]
@@ -503,9 +503,10 @@ class CompiledModule:
         output, a block access through lookup tables, or the interpreter. Kernels
         that read it from its dense buffer do not.
 
-        `fused` (`runtime/gradients.py: FusedGradients`): the gradient about to be computed; a
-        kernel with a fused kernel for it (`codegen/fuse.py`) runs that one instead, which adds
-        the terms of its gradient into the rows `fused` prepares in the same pass over pairs.
+        `fused` (`{wrt: runtime/gradients.py: FusedGradients}`): the gradients about to be
+        computed; a kernel with a fused kernel for some of them (`codegen/fuse.py`; the one of the
+        most gradients) runs that one instead, which adds the terms of those gradients into the
+        rows each `FusedGradients` prepares, in the same pass over pairs.
 
         `precomputed`: `{tensor: Computed}` of an earlier run at the same values (the torch
         module's plan, for the descriptors' products): those kernels are not run again.
@@ -548,8 +549,9 @@ class CompiledModule:
             buffer = None
             if native is not None:
                 try:
-                    if fused is not None and self.fuse and (kernel.name, fused.wrt) in self.fused:
-                        buffer = self._run_fused(kernel, fused, interpreter, arguments, threads)
+                    wrts = self._fused_choice(kernel.name, fused) if fused and self.fuse else None
+                    if wrts is not None:
+                        buffer = self._run_fused(kernel, wrts, fused, interpreter, arguments, threads)
                     if buffer is None:
                         buffer = self._run_native(native, kernel, arguments, threads)
                 except NativeFallback as reason:
@@ -587,36 +589,50 @@ class CompiledModule:
             return None
         return buffer
 
-    def _run_fused(self, kernel, fused, interpreter, arguments: Arguments, threads: int):
-        """The values' buffer of `kernel` from its fused kernel, which also adds the terms it holds
-        into the gradient rows `fused.prepare` gives (those terms are then marked done), or None
-        (not prepared, an argument without a native form, or an error bit: the caller runs the
-        values' kernel alone and the terms apart).
+    def _fused_choice(self, name: str, fused: dict):
+        """The gradients of the fused kernel of tensor `name` that covers the most of the asked
+        ones (`fused`: their `FusedGradients`), or None."""
+        found = [wrts for kernel, wrts in self.fused if kernel == name and set(wrts) <= set(fused)]
+        return max(found, key=len) if found else None
+
+    def _run_fused(self, kernel, wrts: tuple, fused: dict, interpreter, arguments: Arguments, threads: int):
+        """The values' buffer of `kernel` from its fused kernel for the gradients `wrts`, which also
+        adds their terms into the gradient rows each `fused[wrt].prepare` gives (those terms are
+        then marked done), or None (not prepared, an argument without a native form, or an error
+        bit: the caller runs the values' kernel alone and the terms apart).
 
         The rows need the values' labels, which do not depend on the values: they are computed
         first (`SeparableLayout`), and the values' TensorMap is filled from them after the run.
         The kernel runs on every thread only when each entry the terms add into has points of
         one driver position, else on one thread."""
-        name, keys = self.fused[(kernel.name, fused.wrt)]
+        name, keys = self.fused[(kernel.name, wrts)]
         plan = self.fused_kernels[name].rendered.plan
         bindings = arguments.bindings
         sizes = tuple(len(bindings.domain_values(b.domain)) for b in kernel.indices)
         buffer = np.zeros(sizes, dtype=self.dtype)
         layout = separable_layout(interpreter, kernel) if self.fast_assembly else None
         labels = layout.labels() if layout is not None else self._assemble(interpreter, kernel, buffer)
-        rows = fused.prepare(kernel, labels)
-        if rows is None:
+        rows = {}
+        for wrt in wrts:
+            rows[wrt] = fused[wrt].prepare(kernel, labels)
+        if any(found is None for found in rows.values()):
+            for wrt in wrts:
+                fused[wrt].discard(kernel.name)
             return None
         if layout is not None:
             self._layouts[kernel.name] = layout
         driver = plan.plans[0].loops[0].var
-        if threads > 1 and not self._owned(plan, keys, [driver] * len(keys), rows, bindings):
-            threads = 1
-        error = self._call_fused(name, keys, rows, arguments, [buffer] + [rows.buffer] * len(keys), threads)
+        for wrt in wrts:
+            mine = [key for key in keys if key[1] == wrt]
+            if threads > 1 and not self._owned(plan, mine, [driver] * len(mine), rows[wrt], bindings):
+                threads = 1
+        error = self._call_fused(name, keys, rows, arguments, [buffer] + [rows[key[1]].buffer for key in keys], threads)
         if error != 0:
-            fused.discard(kernel.name)
+            for wrt in wrts:
+                fused[wrt].discard(kernel.name)
             return None
-        rows.done |= {key[2] for key in keys}
+        for key in keys:
+            rows[key[1]].done.add(key[2])
         return buffer
 
     def run_fused_terms(self, name: str, keys, drivers, rows, bindings, tables: dict, dense: dict | None) -> str:
@@ -632,7 +648,7 @@ class CompiledModule:
         threads = int(self.run_threads or 1)
         if threads > 1 and not self._owned(plan, keys, drivers, rows, bindings):
             return "skipped"
-        error = self._call_fused(name, keys, rows, arguments, [rows.buffer] * len(keys), threads)
+        error = self._call_fused(name, keys, {keys[0][1]: rows}, arguments, [rows.buffer] * len(keys), threads)
         if error is None:
             return "skipped"
         if error:
@@ -640,14 +656,15 @@ class CompiledModule:
         rows.done |= {key[2] for key in keys}
         return "done"
 
-    def _call_fused(self, name: str, keys, rows, arguments: Arguments, outputs: list, threads: int):
+    def _call_fused(self, name: str, keys, rows: dict, arguments: Arguments, outputs: list, threads: int):
         """Run fused kernel `name` into `outputs` (its members' buffers), the terms `keys` bound to
-        their row maps in `rows`: its error bits, or None when an argument has no native form
-        (recorded in `last_run_fallbacks`, as an error is)."""
+        their row maps in `rows` (by gradient): its error bits, or None when an argument has no
+        native form (recorded in `last_run_fallbacks`, as an error is)."""
         native = self.fused_kernels[name]
         try:
             for key in keys:
-                arguments.out_rows[self.scatters[key].source] = (rows.row_maps[key[2]], rows.buffer.shape[0])
+                found = rows[key[1]]
+                arguments.out_rows[self.scatters[key].source] = (found.row_maps[key[2]], found.buffer.shape[0])
             arrays = outputs + [arguments.array(d) for d in native.rendered.arrays[len(outputs):]]
             scalars = [arguments.scalar(d) for d in native.rendered.scalars]
         except NativeFallback as reason:

@@ -134,13 +134,13 @@ class Model:
                 bindings = self.bind(frames, tensormaps)  # fresh: the products may have run on them
         gradients = list(dict.fromkeys(gradients))
         outputs = {wrt: [o.name for o in self.module.outputs if wrt in o.gradients] for wrt in gradients}
-        fused = None
+        fused = {}
         if self.compiled is not None:
-            # the first gradient asked that has fused kernels is computed in the values' pass over pairs
-            wrt = next((w for w in gradients if any(key[1] == w for key in self.compiled.fused)), None)
-            if wrt is not None:
-                fused = FusedGradients(self.module, bindings, self.gradient_kernels[wrt], wrt, outputs[wrt],
-                                       self.compiled)
+            # the asked gradients that have fused kernels are computed in the values' pass over pairs
+            for wrt in gradients:
+                if any(wrt in wrts for _, wrts in self.compiled.fused):
+                    fused[wrt] = FusedGradients(self.module, bindings, self.gradient_kernels[wrt], wrt, outputs[wrt],
+                                                self.compiled)
             self.compiled.run(bindings, threads=self.threads, all_tensors=bool(gradients), fused=fused)
         else:
             interpreter = Interpreter(self.module, bindings)
@@ -148,7 +148,7 @@ class Model:
                 bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
         for wrt in gradients:
             compute_gradients(self.module, bindings, self.gradient_kernels[wrt], wrt, outputs[wrt],
-                              native=self.compiled, fused=fused)
+                              native=self.compiled, fused=fused.get(wrt))
             self.last_gradient_path.update({name: "forward" for name in outputs[wrt]})
         return self._outputs(bindings)
 
