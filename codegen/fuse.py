@@ -116,16 +116,7 @@ def fused_kernels(module: ir.Module, scatters: dict) -> tuple[tuple[ir.FusedKern
         values = kernels.get(name)
         if values is None:
             continue
-        chosen = []
-        for key in sorted(keys):
-            scatter = kernels[scatters[key].name]
-            if _reads_gradients(scatter):
-                continue
-            try:
-                planning.plan_fused(ir.FusedKernel(fused_name(name, wrt), (values, scatter)), pair_systems)
-            except Unsupported:
-                continue
-            chosen.append(key)
+        chosen = _joining(values, sorted(keys), scatters, kernels, pair_systems)
         if chosen:
             kernel = ir.FusedKernel(fused_name(name, wrt), (values,) + tuple(kernels[scatters[k].name] for k in chosen))
             fused.append(kernel)
@@ -147,6 +138,21 @@ def fused_kernels(module: ir.Module, scatters: dict) -> tuple[tuple[ir.FusedKern
             fused.append(kernel)
             with_values[(name, wrts)] = (kernel.name, chosen)
     return tuple(fused), with_values, terms
+
+
+def _joining(values: ir.TensorKernel, keys, scatters: dict, kernels: dict, pair_systems: dict) -> list:
+    """The terms among `keys` whose scatter kernels can join the pass over pairs of `values`."""
+    chosen = []
+    for key in keys:
+        scatter = kernels[scatters[key].name]
+        if _reads_gradients(scatter):
+            continue
+        try:
+            planning.plan_fused(ir.FusedKernel("trial", (values, scatter)), pair_systems)
+        except Unsupported:
+            continue
+        chosen.append(key)
+    return chosen
 
 
 def _term_groups(keys, scatters: dict, kernels: dict, pair_systems: dict) -> list:
