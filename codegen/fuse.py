@@ -185,3 +185,20 @@ def _term_groups(keys, scatters: dict, kernels: dict, pair_systems: dict) -> lis
         if len(group) > 1:
             groups.append(group)
     return groups
+
+
+def fused_group(name: str, kernels, pair_systems: dict):
+    """`kernels` (two or more) as one fused kernel named `name`, the first that can lead them
+    (`plan.plan_fused`) first; None when no order fuses them all (the product kernels of
+    `runtime/native_products.py`: the expansion's two VJP terms over the same pairs)."""
+    kernels = list(kernels)
+    if len(kernels) < 2:
+        return None
+    for k, first in enumerate(kernels):
+        fused = ir.FusedKernel(name, (first,) + tuple(kernels[:k] + kernels[k + 1:]))
+        try:
+            planning.plan_fused(fused, pair_systems)
+        except Unsupported:
+            continue
+        return fused
+    return None

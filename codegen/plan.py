@@ -35,6 +35,7 @@ evaluates that kernel with the reference interpreter (documented fallback).
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -620,6 +621,19 @@ def _take_prefix(prefix, remaining: list, pending: list, bound: set, loops: list
         if loop.kind not in ("domain", "pairs_of"):
             raise Unsupported(f"a shared loop of kind {loop.kind}")
         found = [k for k, (b, _) in enumerate(remaining) if b.name == loop.var]
+        centre = _centre_of(loop, remaining, pair_systems, names, used) if found else None
+        if centre is not None:
+            # `p in pairs(P)` shared, the member's `i in atoms(S), p in P.from(i)`: the pairs of every
+            # atom, each once; `i` follows from the pair (`P.first[p]`)
+            remaining.pop(found[0])
+            k = next(k for k, (b, _) in enumerate(remaining) if b.name == centre)
+            _, centre_index = remaining.pop(k)
+            bound |= {loop.var, centre}
+            loops.append(Loop(loop.var, loop.domain, loop.kind, loop.expr, loop.source, False, ()))
+            first = ir.Data(loop.domain.pairs, "first", (ir.Var(loop.var),))
+            loops.append(Loop(centre, ir.AtomsDomain(pair_systems[loop.domain.pairs]), "equal", first, "",
+                              centre_index, ()))
+            continue
         if found:
             binder, is_index = remaining.pop(found[0])
             segment = isinstance(binder.domain, ir.PairsFrom)
@@ -650,6 +664,22 @@ def _take_prefix(prefix, remaining: list, pending: list, bound: set, loops: list
                 raise Unsupported(f"the shared loops test {guard}, a condition this kernel does not have")
             pending.remove(guard)
     return pending
+
+
+def _centre_of(loop: Loop, remaining: list, pair_systems: dict, names: set, used: frozenset):
+    """The atom binder `i` when the shared `loop` is `p in pairs(P)` and this kernel's binder of its
+    name is `p in P.from(i)`, `i` a binder over the atoms of P's systems; else None."""
+    if loop.kind != "domain" or not isinstance(loop.domain, ir.PairsDomain):
+        return None
+    binder = next(b for b, _ in remaining if b.name == loop.var)
+    domain = binder.domain
+    if not (isinstance(domain, ir.PairsFrom) and domain.pairs == loop.domain.pairs and isinstance(domain.atom, ir.Var)):
+        return None
+    systems = pair_systems.get(domain.pairs)
+    centre = domain.atom.name
+    if not any(b.name == centre and b.domain == ir.AtomsDomain(systems) for b, _ in remaining):
+        return None
+    return centre
 
 
 def _preferred_order(remaining, pending, bound, body, innermost):
@@ -902,9 +932,27 @@ def plan_fused(fused: ir.FusedKernel, pair_systems: dict) -> FusedPlan:
         shared = 1
     if first.local is not None and first.local < shared:
         raise Unsupported("a local accumulator around the shared loops")
+    # a shared loop tests the conditions every member has; the first member's others move to its
+    # first own loop (the neighbour term's `S.type[P.second[p]] == S.type[P.second[p]]`)
+    others = [_conditions(kernel) for kernel in fused.kernels[1:]]
+    moved = [g for loop in first.loops[:shared] for g in loop.guards if not all(g in c for c in others)]
+    if moved:
+        if len(first.loops) == shared:
+            raise Unsupported("a condition of the shared loops that the other members do not have")
+        loops = [dataclasses.replace(loop, guards=tuple(g for g in loop.guards if g not in moved))
+                 for loop in first.loops[:shared]]
+        own = first.loops[shared]
+        loops.append(dataclasses.replace(own, guards=tuple(moved) + own.guards))
+        first = dataclasses.replace(first, loops=tuple(loops) + first.loops[shared + 1:])
     prefix = first.loops[:shared]
     plans = [first] + [plan_kernel(kernel, prefix, pair_systems) for kernel in fused.kernels[1:]]
     return FusedPlan(fused, tuple(plans), shared, first.parallel)
+
+
+def _conditions(kernel: ir.TensorKernel) -> list:
+    """The `where` conjuncts of a kernel and of its (flattened) sum, as its plan tests them."""
+    binders, inner, _ = _flatten_sum(kernel.body, {b.name for b in kernel.indices})
+    return conjuncts(kernel.where) + inner
 
 
 def fused_plans(module: ir.Module, unsupported: dict):
