@@ -397,10 +397,16 @@ class KernelRenderer:
         self.kernel = first.kernel
         depth0 = len(self.stack)
         for number, loop in enumerate(first.loops[:fused.shared]):
+            chunk = None
             if number == 0 and fused.parallel:
                 self.stack[-1].body.append(
                     "#pragma omp parallel for schedule(guided) num_threads(mt_threads) reduction(|: err)")
-            self.open_loop(loop, self.stack[-1].body)
+                size = planning.driver_size(loop.domain)
+                if isinstance(size, tuple):  # ranges of the driver on threads of their own, as scatter kernels
+                    chunk = (self.scalar(("driver_range", 0), "first driver position"),
+                             self.scalar(("driver_range", 1), "driver position past the last"))
+                    self.driver_count, self.driver_var = size, loop.var
+            self.open_loop(loop, self.stack[-1].body, chunk)
         env, domains = dict(self.env), dict(self.domains)
         for j, plan in enumerate(fused.plans):
             self.env, self.domains = dict(env), dict(domains)
@@ -1675,7 +1681,8 @@ class ModuleRenderer:
                 unsupported[fused.name] = str(error)
                 continue
             arrays = [("buffer", j) for j in range(len(plan.plans))] + list(renderer.arrays)
-            kernels[fused.name] = RenderedKernel(fused.name, symbol, plan, arrays, list(renderer.scalars), source)
+            kernels[fused.name] = RenderedKernel(fused.name, symbol, plan, arrays, list(renderer.scalars), source,
+                                                 renderer.driver_count, renderer.driver_var)
             sources.append(source)
         text = templates().get_template("module.cpp.j2").render(
             module_comment=comment(self.module.name),

@@ -511,7 +511,7 @@ def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict
     from .fuse import fused_kernels
 
     fused, with_values, fused_terms = fused_kernels(extended, scatters)
-    extended = dataclasses.replace(extended, fused=fused)
+    extended = dataclasses.replace(extended, fused=tuple(extended.fused) + fused)
     return extended, {"terms": names, "scatters": scatters, "fused": with_values, "fused_terms": fused_terms}
 
 

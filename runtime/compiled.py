@@ -875,7 +875,7 @@ class CompiledModule:
         return arrays, scalars
 
     def _scatter_shared(self, native: NativeKernel, scatter, arguments, arrays: list, scalars: list,
-                        threads: int, row_map: np.ndarray, row_shape) -> int:
+                        threads: int, row_map: np.ndarray, row_shape, n_outputs: int = 1) -> int:
         """A scatter kernel whose points may share an entry, on `threads` threads, each running a
         contiguous range of the driver (the kernel's outer loop, a variable of the row map):
         - by owner where possible: the ranges are cut where no row has points on both sides
@@ -897,11 +897,11 @@ class CompiledModule:
             axis = scatter.row_vars.index(rendered.driver_var)
             if row_shape[axis] == n:
                 bounds = owner_splits(row_map, row_shape, axis, buffer.shape[0], threads)
-        outputs = [buffer] * (threads if bounds is not None else 0)
+        buffers = [buffer] * (threads if bounds is not None else 0)
         if bounds is None and n is not None and n > 1 and buffer.nbytes * (threads - 1) <= PRIVATE_LIMIT:
             n = int(n)
             bounds = [n * t // threads for t in range(threads + 1)]
-            outputs = [buffer] + [np.zeros_like(buffer) for _ in range(threads - 1)]
+            buffers = [buffer] + [np.zeros_like(buffer) for _ in range(threads - 1)]
         if bounds is None:
             pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
             values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
@@ -909,7 +909,7 @@ class CompiledModule:
         where = [rendered.scalars.index(("driver_range", k)) for k in (0, 1)] if not llvm else None
 
         def work(t: int) -> int:
-            own = [outputs[t]] + arrays[1:]
+            own = [buffers[t]] * n_outputs + arrays[n_outputs:]
             pointers = (ctypes.c_void_p * len(own))(*[a.ctypes.data for a in own])
             mine = list(scalars)
             if llvm:
@@ -926,7 +926,7 @@ class CompiledModule:
         error = work(0)
         for helper in helpers:
             error |= helper.result()
-        for private in outputs[1:]:
+        for private in buffers[1:]:
             if private is not buffer:
                 buffer += private
         return error
@@ -1042,7 +1042,12 @@ def ir_text(module: ir.Module, gradients: dict, extra: tuple = ()) -> str:
 
 
 def with_extra(module: ir.Module, extra: tuple) -> ir.Module:
-    """`module` with the `extra` kernels appended (rendered after its own, before its gradient terms)."""
+    """`module` with the `extra` kernels appended (rendered after its own, before its gradient terms);
+    the fused kernels among them (`ir.FusedKernel`) go to `module.fused`."""
     import dataclasses
 
-    return dataclasses.replace(module, kernels=tuple(module.kernels) + tuple(extra)) if extra else module
+    if not extra:
+        return module
+    kernels = tuple(k for k in extra if not isinstance(k, ir.FusedKernel))
+    fused = tuple(k for k in extra if isinstance(k, ir.FusedKernel))
+    return dataclasses.replace(module, kernels=tuple(module.kernels) + kernels, fused=tuple(module.fused) + fused)

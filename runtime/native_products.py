@@ -63,6 +63,7 @@ from mtdsl.codegen.terms import (
 )
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
+from mtdsl.codegen.fuse import fused_group
 from mtdsl.ir.reads import kernel_reads
 
 from .bindings import Bindings, RunError
@@ -86,8 +87,14 @@ def _parallel_over_an_index(rendered) -> bool:
     if ("driver_range", 0) in rendered.scalars:
         return False
     if rendered.driver_var is not None:
-        return rendered.driver_var in {b.name for b in rendered.plan.kernel.indices}
+        return all(rendered.driver_var in {b.name for b in plan.kernel.indices} for plan in _member_plans(rendered))
     return True
+
+
+def _member_plans(rendered) -> list:
+    """The plans of a rendered kernel's members (a fused kernel's, `codegen/plan.py: FusedPlan`),
+    or its own plan."""
+    return list(rendered.plan.plans) if hasattr(rendered.plan, "plans") else [rendered.plan]
 
 
 class ProductUnsupported(Unsupported):
@@ -180,7 +187,7 @@ class NativeProducts:
             self._plan(kernels, everything, refused)
             forward = {wrt: kernels_ for wrt, kernels_ in self.forward.items() if kernels_}
             self.compiled = compile_module(module, backend=backend, dtype=self.dtype, threads=threads,
-                                           gradients=forward, extra=self.extra)
+                                           gradients=forward, extra=self.extra + self.fused_extra)
             unsupported = self.compiled.rendered.unsupported
             failed = {name for name, tensors in self.through.items()
                       if any(k in unsupported for k in self._sweep_kernels(tensors))}
@@ -294,6 +301,18 @@ class NativeProducts:
         self.extra = tuple(extra.values())
         #: the stand-in kernels (cotangents, tangents) whose grids the runtime fills, by name
         self.stand_ins = {name: extra[name] for name in stand_in_names}
+        #: (product kernel names) -> the name of their fused kernel: the terms of one gradient in one
+        #: pass over the pairs (`codegen/fuse.py: fused_group`), compiled with the product kernels
+        self.fused_products, fused = {}, []
+        pair_systems = {p.name: p.systems for p in module.pairs}
+        for lists in (self.vjp_kernels, self.jvp_kernels, self.direct_vjp, self.direct_jvp):
+            for names in lists.values():
+                if len(names) > 1 and tuple(names) not in self.fused_products:
+                    group = fused_group(f"·fused·{names[0]}", [extra[n] for n in names], pair_systems)
+                    if group is not None:
+                        self.fused_products[tuple(names)] = group.name
+                        fused.append(group)
+        self.fused_extra = tuple(fused)
 
     def _closure(self, name: str, kernels: dict, everything: dict, built: dict) -> list[str]:
         """`name` and the computed tensors it reads through their gradients (recursively), in the
@@ -460,15 +479,15 @@ class NativeProducts:
                 continue
             self._install_grid(arguments, cotangent_tensor(name), name, grid)
             for wrt in PRODUCTS_WRT:
-                for kernel in self.vjp_kernels.get((name, wrt), ()):
-                    outputs[wrt] += self._run_product(kernel, arguments, state, wrt, outputs[wrt].shape)
+                outputs[wrt] += self._run_products(self.vjp_kernels.get((name, wrt), ()), arguments, state, wrt,
+                                                   outputs[wrt].shape)
         for tensor in reversed(self._swept()):  # the reverse sweep: readers before what they read
             if tensor not in grids:
                 continue
             self._install_grid(arguments, cotangent_tensor(tensor), tensor, grids.pop(tensor))
             for wrt in self.wrt:
-                for kernel in self.direct_vjp.get((tensor, wrt), ()):
-                    outputs[wrt] += self._run_product(kernel, arguments, state, wrt, outputs[wrt].shape)
+                outputs[wrt] += self._run_products(self.direct_vjp.get((tensor, wrt), ()), arguments, state, wrt,
+                                                   outputs[wrt].shape)
             for read, kernel, gathered in self.read_vjp.get(tensor, ()):
                 sizes = tuple(state.sizes[read])
                 found = self._run_product(kernel, arguments, state, None, sizes if gathered else (1,) + sizes)
@@ -517,7 +536,19 @@ class NativeProducts:
                      for index, block in zip(self._index(state, tensor), blocks.blocks())]
             state.bindings.tensors[source] = TensorMap(blocks.keys, found)
 
-    def _run_product(self, name: str, arguments, state: _State, wrt, shape: tuple) -> np.ndarray:
+    def _run_products(self, names, arguments, state: _State, wrt, shape: tuple) -> np.ndarray:
+        """The sum of the product kernels `names` (the terms of one gradient), into a zeroed buffer
+        of `shape`: by their fused kernel when they have one (one pass over the pairs for the
+        expansion's two terms, `codegen/fuse.py: fused_group`), else one after the other."""
+        fused = self.fused_products.get(tuple(names))
+        if fused is not None and fused in self.compiled.kernels:
+            return self._run_product(fused, arguments, state, wrt, shape, outputs=len(names))
+        total = np.zeros(shape, dtype=self.dtype)
+        for name in names:
+            total += self._run_product(name, arguments, state, wrt, shape)
+        return total
+
+    def _run_product(self, name: str, arguments, state: _State, wrt, shape: tuple, outputs: int = 1) -> np.ndarray:
         """One product kernel into a zeroed buffer of `shape`. A kernel with a one-row or a target
         `·out·` index runs on ranges of its driver, one thread each, into per-thread buffers (its
         points share entries), through `CompiledModule._scatter_shared`; one that gathers (or runs
@@ -528,11 +559,12 @@ class NativeProducts:
         buffer = np.zeros(shape, dtype=self.dtype)
         arguments.gradient_tables = state.tables.get(wrt, {})
         arguments.dense_gradients = state.dense.get(wrt, {})
-        first = rendered.plan.kernel.indices[0].domain
-        if isinstance(first, ir.PairsDomain) and first.pairs.startswith(OUT_PREFIX):
-            arguments.out_rows[first.pairs] = (np.zeros(1, dtype=np.int64), shape[0])
+        for plan in _member_plans(rendered):
+            first = plan.kernel.indices[0].domain
+            if isinstance(first, ir.PairsDomain) and first.pairs.startswith(OUT_PREFIX):
+                arguments.out_rows[first.pairs] = (np.zeros(1, dtype=np.int64), shape[0])
         try:
-            arrays = [buffer] + [arguments.array(d) for d in rendered.arrays[1:]]
+            arrays = [buffer] * outputs + [arguments.array(d) for d in rendered.arrays[outputs:]]
             scalars = [self._scalar(arguments, d) for d in rendered.scalars]
         except NativeFallback as reason:
             raise RunError(f"{name}: {reason}") from None
@@ -542,7 +574,8 @@ class NativeProducts:
             values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
             error = native.function(pointers, values, threads)
         else:
-            error = compiled._scatter_shared(native, _NO_ROW_MAP, arguments, arrays, scalars, threads, None, None)
+            error = compiled._scatter_shared(native, _NO_ROW_MAP, arguments, arrays, scalars, threads, None, None,
+                                             n_outputs=outputs)
         if error:
             raise RunError(f"{name}: the native run reported error bits {error}")
         return buffer
@@ -581,8 +614,8 @@ class NativeProducts:
             sizes = tuple(state.sizes[tensor])
             grid = np.zeros(sizes, dtype=self.dtype)
             for wrt in given:
-                for kernel in self.direct_jvp.get((tensor, wrt), ()):
-                    grid += self._run_product(kernel, arguments, state, wrt, (1,) + sizes).reshape(sizes)
+                grid += self._run_products(self.direct_jvp.get((tensor, wrt), ()), arguments, state, wrt,
+                                           (1,) + sizes).reshape(sizes)
             for _, kernel, gathered in self.read_jvp.get(tensor, ()):
                 grid += self._run_product(kernel, arguments, state, None,
                                           sizes if gathered else (1,) + sizes).reshape(sizes)
@@ -602,8 +635,7 @@ class NativeProducts:
                     continue
                 if (name, wrt) in self.jvp_unsupported:
                     raise ProductUnsupported(f"d{name}/d{wrt} has no JVP kernels: {self.jvp_unsupported[(name, wrt)]}")
-                for kernel in self.jvp_kernels.get((name, wrt), ()):
-                    grid += self._run_product(kernel, arguments, state, wrt, sizes)
+                grid += self._run_products(self.jvp_kernels.get((name, wrt), ()), arguments, state, wrt, sizes)
             flat = grid.reshape(-1)
             result[name] = [flat[index] for index in state.index[name]]
         return result

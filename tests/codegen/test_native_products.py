@@ -362,3 +362,29 @@ def test_programs_of_the_gradient_tests(tmp_path, program, backend):
         expected = reference_tangents(module, [name], backend, frames, positions_dot, cell_dot)[name]
         for mine, reference in zip(ours, expected):
             assert_close(mine, reference)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_expansion_terms_run_fused(backend, threads):
+    """The expansion's two VJP terms and its two JVP terms run as one pass over the pairs each
+    (`codegen/fuse.py: fused_group`): the same products as the terms run one after the other,
+    on 1 and 2 threads (2: ranges of the pairs into per-thread buffers)."""
+    module = module_of("rho")
+    products = NativeProducts(module, ["rho"], backend, np.float64, threads=threads)
+    assert set(products.fused_products) == {tuple(products.vjp_kernels[("rho", "positions")]),
+                                            tuple(products.jvp_kernels[("rho", "positions")])}
+    assert all(name in products.compiled.kernels for name in products.fused_products.values())
+    frames = systems()
+    bindings = Model(module, backend=backend).bind(frames, {})
+    products.run(bindings)
+    cotangents = random_cotangents(bindings, ["rho"], 3)
+    rng = np.random.default_rng(4)
+    positions_dot = rng.normal(size=(sum(len(f) for f in frames), 3))
+    fused_vjp = products.vjp(bindings, cotangents)
+    fused_jvp = products.jvp(bindings, positions_dot, None)
+    products.fused_products = {}  # the terms one after the other
+    for ours, apart in zip(fused_vjp, products.vjp(bindings, cotangents)):
+        assert_close(ours, apart, 1e-12)
+    for ours, apart in zip(fused_jvp["rho"], products.jvp(bindings, positions_dot, None)["rho"]):
+        assert_close(ours, apart, 1e-12)
