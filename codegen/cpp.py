@@ -409,10 +409,7 @@ class KernelRenderer:
             self.open_loop(loop, self.stack[-1].body, chunk)
         env, domains = dict(self.env), dict(self.domains)
         for j, plan in enumerate(fused.plans):
-            self.env, self.domains = dict(env), dict(domains)
-            for binder in _binders(plan.kernel):  # a member's own domains (its `pairs(P)` read as segments)
-                if binder.name in domains:
-                    self.domains[binder.name] = binder.domain
+            self.env, self.domains = dict(env), planning.member_domains(plan, domains)
             self.render_nest(plan, f"mt_buffer{j}", strides[j], fused.shared)
         while len(self.stack) > depth0:
             self.close()
@@ -1413,12 +1410,6 @@ class KernelRenderer:
             self.expanded[key] = (table, start, binder.name)
             keys.append(key)
         return keys
-
-
-def _binders(kernel: ir.TensorKernel) -> list:
-    """A kernel's indices and the binders of its (flattened) sum."""
-    binders, _, _ = planning._flatten_sum(kernel.body, {b.name for b in kernel.indices})
-    return list(kernel.indices) + list(binders)
 
 
 def _children(node) -> list:

@@ -469,8 +469,6 @@ class KernelBuilder:
         then inside them each member's own loops adding into its own buffer (`arrays[j]`, the
         arrays read come after the members' buffers); what the members compute at the shared
         levels (a pair's tables) is emitted once, the memo being per level."""
-        from .cpp import _binders
-
         self.plan = fused
         self.n_outputs = len(fused.plans)
         first = fused.plans[0]
@@ -487,10 +485,7 @@ class KernelBuilder:
             self.open_loop(loop, self.stack[-1].body, chunk)
         env, domains = dict(self.env), dict(self.domains)
         for j, plan in enumerate(fused.plans):
-            self.env, self.domains = dict(env), dict(domains)
-            for binder in _binders(plan.kernel):  # a member's own domains (its `pairs(P)` read as segments)
-                if binder.name in domains:
-                    self.domains[binder.name] = binder.domain
+            self.env, self.domains = dict(env), planning.member_domains(plan, domains)
             self.kernel = plan.kernel
             self.tabulated = self.tabulation_candidates(plan)
             self.build_nest(plan, *outputs[j], fused.shared)

@@ -969,3 +969,15 @@ def fused_plans(module: ir.Module, unsupported: dict):
             unsupported[fused.name] = str(error)
             continue
         yield k, fused, plan
+
+
+def member_domains(plan: KernelPlan, shared: dict) -> dict:
+    """The domains of the variables bound so far (`shared`: after a fused kernel's shared loops),
+    as member `plan` declares them: its `p in pairs(P)` that a segment loop enumerates reads as
+    pairs (its row maps are over all pairs)."""
+    binders, _, _ = _flatten_sum(plan.kernel.body, {b.name for b in plan.kernel.indices})
+    domains = dict(shared)
+    for binder in list(plan.kernel.indices) + list(binders):
+        if binder.name in shared:
+            domains[binder.name] = binder.domain
+    return domains

@@ -16,7 +16,7 @@ import ase.build
 import numpy as np
 import pytest
 
-from mtdsl.codegen import cpp, fuse, terms
+from mtdsl.codegen import cpp, terms
 from mtdsl.codegen import plan as planning
 from mtdsl.compile import compile
 from mtdsl.ir import nodes as ir
