@@ -485,8 +485,9 @@ class CompiledModule:
             else:
                 self.kernels[name] = NativeKernel(kernel, function)
         self._arguments = None  # the last run's, for its gradient terms
-        self._layouts = {}  # tensor -> the labels of its values, computed before a fused run (_run_fused)
-        self.run_layouts = (None, {})  # (bindings, {tensor: SeparableLayout}) of the last run: `layout()`
+        # (bindings, {tensor: SeparableLayout}) of the last run: the labels of its assemblies, and of a
+        # fused run's values computed before the kernel (`_run_fused`); `layout()`, `_assemble()`
+        self._run_layouts = (None, {})
         self.run_threads = threads or default_threads()
         # gradient terms run natively since the last run: {(kernel, wrt, k): "scatter" | "term"}
         self.last_gradient_terms: dict = {}
@@ -522,8 +523,7 @@ class CompiledModule:
         arguments = self._arguments = Arguments(self, bindings)
         self.last_run_fallbacks = {}
         self.last_gradient_terms = {}
-        self._layouts = {}
-        self.run_layouts = (bindings, {})
+        self._run_layouts = (bindings, {})
         pending = {}  # tensor name -> (kernel, buffer) not assembled yet
         needed = set(names) | self.read_as_tensormap
 
@@ -537,7 +537,7 @@ class CompiledModule:
             if given is not None:
                 arguments.grids[kernel.name] = given.buffer
                 if given.layout is not None:
-                    self.run_layouts[1][kernel.name] = given.layout
+                    self._run_layouts[1][kernel.name] = given.layout
                 if given.tensor is not None:
                     bindings.tensors[kernel.name] = given.tensor
                 elif kernel.name in needed:
@@ -620,7 +620,7 @@ class CompiledModule:
                 fused[wrt].discard(kernel.name)
             return None
         if layout is not None:
-            self._layouts[kernel.name] = layout
+            self._run_layouts[1][kernel.name] = layout  # the values' TensorMap is filled from it after the run
         driver = plan.plans[0].loops[0].var
         for wrt in wrts:
             mine = [key for key in keys if key[1] == wrt]
@@ -932,14 +932,16 @@ class CompiledModule:
         return error
 
     def _assemble(self, interpreter, kernel, buffer):
+        """The TensorMap of `kernel` from a `buffer` of its grid: the labels of the last run's
+        assembly at these bindings when there is one (`layout()`), else computed and kept."""
         body = Named(tuple(b.name for b in kernel.indices), buffer)
-        layout = self._layouts.pop(kernel.name, None)
+        layout = self.layout(interpreter.bindings, kernel.name)
         if layout is None and self.fast_assembly:
             layout = separable_layout(interpreter, kernel)
+            if layout is not None and self._run_layouts[0] is interpreter.bindings:
+                self._run_layouts[1][kernel.name] = layout
         if layout is None:
             return evaluate_kernel(interpreter, kernel, body=body)
-        if self.run_layouts[0] is interpreter.bindings:
-            self.run_layouts[1][kernel.name] = layout
         return layout.fill(body)
 
     def computed(self, bindings, names) -> dict | None:
@@ -959,7 +961,7 @@ class CompiledModule:
     def layout(self, bindings, name: str):
         """The labels of tensor `name` as the last run at `bindings` assembled them (a
         `SeparableLayout`: `.fill(body)` makes a TensorMap of any body), or None."""
-        found, layouts = self.run_layouts
+        found, layouts = self._run_layouts
         return layouts.get(name) if found is bindings else None
 
 

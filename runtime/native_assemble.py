@@ -7,9 +7,10 @@ fixed, the samples, each component and the properties depend on disjoint sets
 of the other axes, and the mask (`where` and `|m| <= l`) couples key axes with
 at most one of those groups. Then each group's labels are computed on its own
 small grid, and the block is filled by one broadcast gather from the buffer.
-This module does that, and returns None for other kernels (the caller then
-uses `evaluate_kernel`). The backend tests check both paths against the
-interpreter.
+This module does that (`separable_layout`: the labels and where each block's
+values sit, `SeparableLayout.fill(body)`: the TensorMap of a buffer), and
+returns None for other kernels (the caller then uses `evaluate_kernel`). The
+backend tests check both paths against the interpreter.
 """
 
 from __future__ import annotations
@@ -25,14 +26,6 @@ from .bindings import RunError
 from .blocks import expand_slot
 from .interpreter import Interpreter
 from .named import Named
-
-
-def assemble_separable(interpreter: Interpreter, kernel: ir.TensorKernel, body: Named):
-    """The TensorMap of `kernel` from its `body` buffer, or None when the kernel is not separable."""
-    if body.missing is not None:
-        return None
-    layout = separable_layout(interpreter, kernel)
-    return layout.fill(body) if layout is not None else None
 
 
 class SeparableLayout:

@@ -64,13 +64,12 @@ from mtdsl.codegen.terms import (
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.codegen.fuse import fused_group
-from mtdsl.ir.reads import kernel_reads
+from mtdsl.ir.reads import kernel_reads, read_closure
 
 from .bindings import Bindings, RunError
 from .compiled import NativeFallback, compile_module, default_threads
 from .gradients import _needed, compute_gradients
 from .interpreter import Interpreter
-from .named import Named
 
 #: the gradients products are taken with respect to, and the shape of each product per target
 PRODUCTS_WRT = ("positions", "cell")
@@ -114,21 +113,14 @@ class _State:
 
 def check_pure(module: ir.Module, name: str) -> None:
     """`name` and the tensors it reads must not read params or input tensormaps (ValueError)."""
-    kernels = {k.name: k for k in module.kernels}
     inputs = {t.name for t in module.tensormaps}
-    stack, seen = [name], set()
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        for kind, what in kernel_reads(kernels[current]):
+    for kernel in read_closure(module, [name]):
+        for kind, what in sorted(kernel_reads(kernel)):
             if kind == "param":
-                raise ValueError(f"native products of {name}: it reads the parameter {what} (through {current})")
+                raise ValueError(f"native products of {name}: it reads the parameter {what} (through {kernel.name})")
             if what in inputs:
-                raise ValueError(f"native products of {name}: it reads the input tensormap {what} (through {current})")
-            if what in kernels:
-                stack.append(what)
+                raise ValueError(f"native products of {name}: it reads the input tensormap {what} "
+                                 f"(through {kernel.name})")
 
 
 def _gradient_reads(gradient: ad.GradientKernel) -> list[str]:
@@ -428,14 +420,10 @@ class NativeProducts:
             parts = [positions]
         else:  # float32 values: positions in two exact halves
             parts = [positions // 4096, positions % 4096]
-        layout = self.compiled.layout(bindings, name)  # the labels of the run's assembly, if it made one
-        assembled = []
+        assembled = []  # (with the labels of the run's own assembly at these bindings, when it made one)
         for part in parts:
             body = np.ascontiguousarray(part.reshape(sizes), dtype=self.dtype)
-            if layout is not None:
-                assembled.append(layout.fill(Named(tuple(b.name for b in kernel.indices), body)))
-            else:
-                assembled.append(self.compiled._assemble(interpreter, kernel, body))
+            assembled.append(self.compiled._assemble(interpreter, kernel, body))
         tensor = bindings.tensors[name]
         if len(assembled[0]) != len(tensor) or assembled[0].keys != tensor.keys:
             raise RunError(f"native products of {name}: its layout does not match its values")
