@@ -175,15 +175,6 @@ class BlockTable:
             return np.zeros(n_points, dtype=np.int64)
         return self.tensor.keys.positions(np.stack(columns, axis=1))
 
-    def samples_offset(self, block):
-        return self.samples.offsets[np.where(block >= 0, block, 0)]
-
-    def components_offset(self, k, block):
-        return self.components[k].offsets[np.where(block >= 0, block, 0)]
-
-    def properties_offset(self, block):
-        return self.properties.offsets[np.where(block >= 0, block, 0)]
-
 
 def _axes_of(arrays, sizes: dict) -> tuple:
     """The axes of `arrays` that are not broadcast (size > 1), in first-seen order."""

@@ -185,6 +185,7 @@ class NativeRun(DescriptorRun):
         super().__init__({name: bindings.tensors[name] for name in names})
         self.products = products
         self.bindings = bindings
+        self._last_vjp = None  # (products, cotangents, result) of the last VJP: a force loss's backward repeats it
 
     def close(self) -> None:
         """Free the products' buffers of this run (when the call that made it is released)."""
@@ -199,7 +200,7 @@ class NativeRun(DescriptorRun):
         self._current()
         arrays = [cotangent.detach().cpu().numpy() for cotangent in cotangents]
         # a force loss's backward recomputes the forces' graph: the same VJP with the same cotangents
-        last = getattr(self, "_last_vjp", None)
+        last = self._last_vjp
         if last is not None and last[0] is self.products and len(last[1]) == len(arrays) and all(
                 a.shape == b.shape and np.array_equal(a, b) for a, b in zip(last[1], arrays)):
             positions_bar, cell_bar = last[2]
