@@ -25,11 +25,12 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from mtdsl.errors import NativeCompileError
+
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno")
 
-
-class CompileError(RuntimeError):
-    """The C++ compiler is missing or rejected the generated source."""
+# the name this module has always raised and tests catch; defined in mtdsl.errors
+CompileError = NativeCompileError
 
 
 def cache_dir() -> Path:

@@ -39,11 +39,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
+from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
-
-
-class Unsupported(Exception):
-    """This kernel (or expression) has no compiled form; the interpreter evaluates it."""
 
 
 # ---- free variables ----------------------------------------------------------------------

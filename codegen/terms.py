@@ -65,6 +65,7 @@ from typing import Optional
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
 
+from .fuse import fused_kernels
 from .plan import Unsupported
 
 ROWS_PREFIX = "·rows·"
@@ -508,8 +509,6 @@ def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict
         return module, {"terms": names, "scatters": scatters, "fused": {}, "fused_terms": {}}
     extended = dataclasses.replace(module, kernels=tuple(module.kernels) + tuple(extra))
     # each tensor's values and the terms of its gradient that share its pass over pairs (codegen/fuse.py)
-    from .fuse import fused_kernels
-
     fused, with_values, fused_terms = fused_kernels(extended, scatters)
     extended = dataclasses.replace(extended, fused=tuple(extended.fused) + fused)
     return extended, {"terms": names, "scatters": scatters, "fused": with_values, "fused_terms": fused_terms}

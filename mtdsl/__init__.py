@@ -5,7 +5,7 @@ The data model mirrors metatensor's Python API (`Labels`, `TensorBlock`,
 compiler turns `.mt` programs into models.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401 - mtdsl.__version__
 
 from . import ops
 from .compile import CompileError, compile

@@ -16,43 +16,31 @@ import json
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from mtdsl.errors import MtdslError
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-
-
-class CommandError(Exception):
-    """A failure to report as one line (exit status 1, or ``status``)."""
-
-    def __init__(self, message: str, status: int = EXIT_ERROR):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
+# the shared pieces, importable from here as before (mtdsl/cli_base.py)
+from .cli_base import (  # noqa: F401
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    Command,
+    CommandError,
+    _parse_set,
+    _read_text,
+    _require_file,
+)
+from .commands import COMMANDS as MODEL_COMMANDS
+from .compile import CompileError, compile
+from .lang.ast import deparse
+from .lang.check import analyse, recursion_room
+from .lang.diagnostics import render, use_color
+from .lang.parse import parse_module
+from .lang.resolve import parse_literal_text
+from .testing import EquivarianceError, assert_equivariant, random_inputs, random_systems
 
 # ---- check ------------------------------------------------------------------------------------
-
-
-def _parse_set(values: Optional[list[str]]) -> dict:
-    overrides = {}
-    for item in values or ():
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise CommandError(f"--set expects NAME=VALUE, got {item!r}", EXIT_USAGE)
-        overrides[name.strip()] = value.strip()
-    return overrides
 
 
 def add_check(parser: argparse.ArgumentParser) -> None:
@@ -72,8 +60,6 @@ def add_check(parser: argparse.ArgumentParser) -> None:
 
 
 def _color(args: argparse.Namespace, stream) -> bool:
-    from mtdsl.lang.diagnostics import use_color
-
     choice = getattr(args, "color", "auto")
     if choice == "always":
         return True
@@ -103,9 +89,6 @@ _JSON_FIELDS = ("code", "severity", "file", "line", "col", "end_line", "end_col"
 
 
 def _check_file(args: argparse.Namespace, file: str, overrides: dict, collected: list) -> int:
-    from mtdsl.lang.check import analyse
-    from mtdsl.lang.diagnostics import render
-
     _require_file(file)
     program, diagnostics, sources = analyse(file, overrides)
     errors = sum(1 for d in diagnostics if d.is_error)
@@ -140,10 +123,6 @@ def _check_numeric(args: argparse.Namespace, file: str, program) -> int:
         raise CommandError(f"--species expects atomic numbers separated by commas, got {args.species!r}",
                            EXIT_USAGE) from None
     import numpy as np
-
-    from mtdsl.compile import CompileError, compile
-    from mtdsl.lang.resolve import parse_literal_text
-    from mtdsl.testing import EquivarianceError, assert_equivariant, random_inputs, random_systems
 
     hypers = {name: parse_literal_text(value) for name, value in _parse_set(args.set).items()}
     try:
@@ -201,11 +180,6 @@ def cmd_fmt(args: argparse.Namespace) -> int:
 
 
 def _fmt_file(args: argparse.Namespace, file: str) -> int:
-    from mtdsl.lang.ast import deparse
-    from mtdsl.lang.check import recursion_room
-    from mtdsl.lang.diagnostics import render
-    from mtdsl.lang.parse import parse_module
-
     text = _read_text(file)
     with recursion_room():
         module, diagnostics = parse_module(text, file)
@@ -244,30 +218,10 @@ def register(command: Command) -> None:
 
 def all_commands() -> list[Command]:
     """The front end's commands, then the model commands of :mod:`mtdsl.commands`
-    (`compile`, `run`, `inspect`) when that module imports."""
+    (`compile`, `run`, `inspect`)."""
     commands = list(COMMANDS)
-    try:
-        from mtdsl.commands import COMMANDS as model_commands
-    except ImportError:
-        model_commands = []
     known = {command.name for command in commands}
-    return commands + [command for command in model_commands if command.name not in known]
-
-
-def _require_file(path: str) -> None:
-    if not os.path.exists(path):
-        raise CommandError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise CommandError(f"{path}: is a directory")
-
-
-def _read_text(path: str) -> str:
-    _require_file(path)
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError) as error:
-        raise CommandError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from error
+    return commands + [command for command in MODEL_COMMANDS if command.name not in known]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -13,7 +13,17 @@ import sys
 
 import numpy as np
 
-from .cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Command, CommandError, _parse_set, _require_file
+from .cli_base import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Command, CommandError, _parse_set, _require_file
+from .codegen import render
+from .codegen.terms import extended_module
+from .compile import CompileError, compile
+from .errors import FormatError
+from .io.mts import load, save
+from .io.structures import read_structures
+from .lang.resolve import parse_literal_text
+from .ops import join
+from .provenance import append_provenance, history
+from .tensor import Labels, TensorBlock, TensorMap
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,14 +43,10 @@ def _species(text):
 
 
 def _hypers(args) -> dict:
-    from .lang.resolve import parse_literal_text
-
     return {name: parse_literal_text(value) for name, value in _parse_set(args.set).items()}
 
 
 def _compile(args, backend=None, dtype=np.float64):
-    from .compile import CompileError, compile
-
     _require_file(args.file)
     try:
         return compile(args.file, backend=backend, species=_species(args.species), dtype=dtype, **_hypers(args))
@@ -78,8 +84,6 @@ def _emitted_module(model, args):
                            f"(declared: {', '.join(declared) or 'none'})", EXIT_USAGE)
     if not chosen:
         return model.module
-    from mtdsl.codegen.terms import extended_module
-
     extended, _ = extended_module(model.module, {wrt: declared[wrt] for wrt in chosen})
     return extended
 
@@ -90,10 +94,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.emit == "ir":
         print(module)
         return EXIT_OK
-    try:
-        from mtdsl.codegen import render
-    except ImportError:
-        raise CommandError(f"--emit {args.emit}: this build has no {args.emit} code generator yet") from None
     print(render(module, args.emit))
     return EXIT_OK
 
@@ -119,9 +119,6 @@ def add_run(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import save
-    from .io.structures import read_structures
-
     options = {}
     if args.type_map:
         options["type_map"] = _type_map(args.type_map)
@@ -159,9 +156,6 @@ def _type_map(text: str) -> dict:
 
 def _run_in_batches(model, frames, batch_size, gradients):
     """The outputs over all frames, computed `batch_size` frames at a time (progress bar on a terminal)."""
-    from .ops import join
-    from .provenance import append_provenance, history
-
     chunks = [frames[k : k + batch_size] for k in range(0, len(frames), batch_size)]
     progress = _progress(total=len(frames), unit="frame")
     results = {}
@@ -186,8 +180,6 @@ def _run_in_batches(model, frames, batch_size, gradients):
 
 def _sorted_keys(tensor):
     """Blocks in lexicographic key order, as a model orders them (a union of keys appends)."""
-    from .tensor import Labels, TensorMap
-
     order = np.lexsort(tensor.keys.array.T[::-1])
     result = TensorMap(Labels(tensor.keys.names, tensor.keys.array[order], assume_unique=True),
                        [tensor.block_by_id(int(k)) for k in order])
@@ -198,8 +190,6 @@ def _sorted_keys(tensor):
 
 def _shift_systems(tensor, offset: int):
     """The same TensorMap with every `system` sample label increased by `offset`."""
-    from .tensor import Labels, TensorBlock, TensorMap
-
     def shifted(labels):
         if "system" not in labels.names:
             return labels
@@ -242,11 +232,6 @@ def add_inspect(parser: argparse.ArgumentParser) -> None:
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
-
-    from . import load
-    from .tensor import TensorMap
-
-    from .errors import FormatError
 
     _require_file(args.file)
     try:

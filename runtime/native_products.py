@@ -65,6 +65,7 @@ from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.codegen.fuse import fused_group
 from mtdsl.ir.reads import kernel_reads, read_closure
+from mtdsl.tensor import TensorBlock, TensorMap
 
 from .bindings import Bindings, RunError
 from .compiled import NativeFallback, compile_module, default_threads
@@ -502,8 +503,6 @@ class NativeProducts:
         """`grid` (of `tensor`'s layout) as the dense grid of the stand-in `source` (a cotangent or a
         tangent), and as a TensorMap of `tensor`'s blocks for kernels that read it through lookup
         tables."""
-        from mtdsl.tensor import TensorBlock, TensorMap
-
         state = self._state
         for descriptor in [d for d in arguments.cache if len(d) > 1 and (
                 d[1] == source or (isinstance(d[1], tuple) and d[1] and d[1][0] == source))]:

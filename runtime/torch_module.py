@@ -48,7 +48,7 @@ from .assemble import evaluate_kernel
 from .bindings import Bindings
 from .descriptors import Descriptors
 from .interpreter import Interpreter
-from .model import check_tensormap_inputs
+from .inputs import check_tensormap_inputs
 from .torch_descriptors import DescriptorState, DescriptorUse, DescriptorValues
 
 #: live plans by handle value; a plan lives as long as its handle tensor (an attribute of it),

@@ -53,6 +53,10 @@ class Diagnostic:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}: {self.severity}[{self.code}]: {self.message}"
 
+    def render(self, *, sources: Optional[dict[str, str]] = None, color: bool = False) -> str:
+        """`render(self, ...)`: lets `mtdsl.errors.CompileError` render without importing this module."""
+        return render(self, sources=sources, color=color)
+
 
 class Reporter:
     """Collects diagnostics; the checkers append to one shared reporter."""

@@ -1156,12 +1156,10 @@ def coerce_override(kind: str, value: object):
 
 def parse_literal_text(text: str):
     """A hyper literal written as text (`4.5`, `6`, `true`, `[1, 6, 8]`, `"x"`), or ``_BAD``."""
-    from .diagnostics import Reporter as _Reporter
-
-    module, diagnostics = parse_module(f"hyper _ = {text}", "<override>", _Reporter())
+    module, diagnostics = parse_module(f"hyper _ = {text}", "<override>", Reporter())
     if diagnostics or not module.statements:
         return _BAD
-    resolver = Resolver(_Reporter())
+    resolver = Resolver(Reporter())
     kind, value = resolver._literal(module.statements[0].value)
     if kind is None or resolver.reporter.diagnostics:
         return _BAD

@@ -12,8 +12,7 @@ import numpy as np
 from ..errors import MetadataError
 from ._array import is_torch
 from .block import TensorBlock
-from .labels import Labels, check_names, row_keys
-from .tensormap import describe_key
+from .labels import Labels, check_names, describe_key, row_keys
 
 
 def _split_keys(tensor, keys_to_move) -> tuple[list[str], list[str], list[list[int]], Labels]:
@@ -91,8 +90,7 @@ def _remap_gradient_samples(gradient_samples: np.ndarray, row_map: np.ndarray) -
 
 
 def keys_to_samples(tensor, keys_to_move, *, sort_samples: bool = True):
-    from .tensormap import TensorMap
-
+    TensorMap = type(tensor)  # the class of the input: this module sits below tensormap.py, which calls it
     moved, _, groups, new_keys = _split_keys(tensor, keys_to_move)
     blocks = []
     for indices in groups:
@@ -161,8 +159,7 @@ def _union_rows(arrays: list[np.ndarray], sort: bool) -> tuple[np.ndarray, list[
 
 
 def keys_to_properties(tensor, keys_to_move, *, fill_value=0.0, sort_samples: bool = True):
-    from .tensormap import TensorMap
-
+    TensorMap = type(tensor)  # the class of the input: this module sits below tensormap.py, which calls it
     moved, _, groups, new_keys = _split_keys(tensor, keys_to_move)
     given = keys_to_move if isinstance(keys_to_move, Labels) else None
     blocks = []
@@ -256,8 +253,7 @@ def _scatter(parts, rows, starts, widths, n_rows, n_columns, fill_value, like):
 
 
 def components_to_properties(tensor, dimensions):
-    from .tensormap import TensorMap
-
+    TensorMap = type(tensor)  # the class of the input: this module sits below tensormap.py, which calls it
     names = list(check_names(dimensions))
     blocks = [_block_components_to_properties(block, names, tensor) for block in tensor.blocks()]
     result = TensorMap(tensor.keys, blocks)

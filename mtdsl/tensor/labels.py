@@ -16,7 +16,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import MetadataError
-from ._array import is_torch, to_numpy
+from ._array import convert, is_torch, to_numpy
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INT32_MIN, _INT32_MAX = np.iinfo(np.int32).min, np.iinfo(np.int32).max
@@ -579,8 +579,6 @@ class Labels:
 
     def to(self, device=None, arrays: str | None = None) -> "Labels":
         """The same labels on another device / array library ("numpy" or "torch")."""
-        from ._array import convert
-
         return Labels._from_values(self._names, convert(self._values, device=device, arrays=arrays), self._array)
 
     @classmethod
@@ -622,3 +620,9 @@ class Labels:
 
     def __str__(self) -> str:
         return repr(self)
+
+
+def describe_key(keys: Labels, index: int) -> str:
+    """`(center_type=8, o3_lambda=1)`: the key of block `index`, for error messages."""
+    values = keys.array[index]
+    return "(" + ", ".join(f"{n}={int(v)}" for n, v in zip(keys.names, values)) + ")"

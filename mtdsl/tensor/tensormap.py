@@ -14,13 +14,8 @@ import numpy as np
 from ..errors import MetadataError
 from ._array import array_device, array_kind, dtype_name
 from .block import TensorBlock
-from .labels import Labels, LabelsEntry
-
-
-def describe_key(keys: Labels, index: int) -> str:
-    """`(center_type=8, o3_lambda=1)`: the key of block `index`, for error messages."""
-    values = keys.array[index]
-    return "(" + ", ".join(f"{n}={int(v)}" for n, v in zip(keys.names, values)) + ")"
+from . import _convert, _reshape
+from .labels import Labels, LabelsEntry, describe_key  # noqa: F401 - describe_key importable from here
 
 
 class TensorMap:
@@ -161,34 +156,24 @@ class TensorMap:
     # -- reshaping metadata -------------------------------------------------------------------
     def keys_to_samples(self, keys_to_move, *, fill_value=0.0, sort_samples=True) -> "TensorMap":
         """Move key dimensions into the samples, merging the blocks that differ only there."""
-        from ._reshape import keys_to_samples
-
-        return keys_to_samples(self, keys_to_move, sort_samples=sort_samples)
+        return _reshape.keys_to_samples(self, keys_to_move, sort_samples=sort_samples)
 
     def keys_to_properties(self, keys_to_move, *, fill_value=0.0, sort_samples=True) -> "TensorMap":
         """Move key dimensions into the properties; samples absent from a block are `fill_value`."""
-        from ._reshape import keys_to_properties
-
-        return keys_to_properties(self, keys_to_move, fill_value=fill_value, sort_samples=sort_samples)
+        return _reshape.keys_to_properties(self, keys_to_move, fill_value=fill_value, sort_samples=sort_samples)
 
     def components_to_properties(self, dimensions) -> "TensorMap":
         """Move component dimensions into the properties (component-major, like metatensor)."""
-        from ._reshape import components_to_properties
-
-        return components_to_properties(self, dimensions)
+        return _reshape.components_to_properties(self, dimensions)
 
     # -- conversions ------------------------------------------------------------------------------
     def to_metatensor(self):
         """This TensorMap as a `metatensor.TensorMap` (metatensor-core imported only here)."""
-        from ..io.metatensor import to_metatensor
-
-        return to_metatensor(self)
+        return _convert.to_metatensor(self)
 
     @staticmethod
     def from_metatensor(tensor) -> "TensorMap":
-        from ..io.metatensor import from_metatensor
-
-        return from_metatensor(tensor)
+        return _convert.from_metatensor(tensor, TensorMap)
 
     # -- display ---------------------------------------------------------------------------------
     def __repr__(self) -> str:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 import mtdsl
 from mtdsl import FormatError, Labels, MtdslError, TensorBlock, TensorMap
+from mtdsl.io import metatensor as _  # noqa: F401 - the tests below use mtdsl.io.metatensor.*
 from mtdsl.io import mts
 from tests.strategies import tensormaps
 
