@@ -64,12 +64,13 @@ from typing import Optional
 
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.roles import Role, role_of
 
 from .fuse import fused_kernels
 from .plan import Unsupported
 
-ROWS_PREFIX = "·rows·"
-GRAD_PREFIX = "·grad·"
+ROWS_PREFIX = Role.ROWS.prefix
+GRAD_PREFIX = Role.GRAD.prefix
 
 
 def rows_source(tensor: str, wrt: str) -> str:
@@ -78,13 +79,13 @@ def rows_source(tensor: str, wrt: str) -> str:
 
 
 def parse_rows_source(name: str) -> Optional[tuple[str, str]]:
-    if not name.startswith(ROWS_PREFIX):
+    if role_of(name) is not Role.ROWS:
         return None
     tensor, _, wrt = name[len(ROWS_PREFIX):].rpartition("·")
     return tensor, wrt
 
 
-DENSE_PREFIX = "·dense·"
+DENSE_PREFIX = Role.DENSE.prefix
 
 
 def dense_source(tensor: str, wrt: str) -> str:
@@ -93,7 +94,7 @@ def dense_source(tensor: str, wrt: str) -> str:
 
 
 def parse_dense_source(name: str) -> Optional[tuple[str, str]]:
-    if not name.startswith(DENSE_PREFIX):
+    if role_of(name) is not Role.DENSE:
         return None
     tensor, _, wrt = name[len(DENSE_PREFIX):].rpartition("·")
     return tensor, wrt
@@ -105,7 +106,7 @@ def grad_tensor(tensor: str, wrt: str) -> str:
 
 
 def parse_grad_tensor(name: str) -> Optional[tuple[str, str]]:
-    if not name.startswith(GRAD_PREFIX):
+    if role_of(name) is not Role.GRAD:
         return None
     tensor, _, wrt = name[len(GRAD_PREFIX):].rpartition("·")
     return tensor, wrt
@@ -327,7 +328,7 @@ class _Lowering:
             return ir.Select(self.lower(expr.condition), self.lower(expr.if_true), self.lower(expr.if_false))
         if isinstance(expr, ir.Reduce):
             binders = tuple(ir.Binder(b.name, self.domain(b.domain)) for b in expr.binders)
-            if any(isinstance(b.domain, ir.PairsDomain) and b.domain.pairs.startswith(ROWS_PREFIX) for b in binders):
+            if any(isinstance(b.domain, ir.PairsDomain) and role_of(b.domain.pairs) is Role.ROWS for b in binders):
                 raise Unsupported("a sum over gradient rows")
             where = self.lower(expr.where) if expr.where is not None else None
             return ir.Reduce(binders, self.lower(expr.body), where)
@@ -354,7 +355,7 @@ class _Lowering:
 
 # ---- scatter kernels: a term written straight into the gradient rows ------------------------------
 
-OUT_PREFIX = "·out·"
+OUT_PREFIX = Role.OUT.prefix
 
 
 def out_source(kernel: str, wrt: str, k: int) -> str:
@@ -363,7 +364,7 @@ def out_source(kernel: str, wrt: str, k: int) -> str:
 
 
 def scatter_kernel_name(kernel: str, wrt: str, k: int) -> str:
-    return f"·scatter·d{kernel}/d{wrt}#{k}"
+    return f"{Role.SCATTER.prefix}d{kernel}/d{wrt}#{k}"
 
 
 @dataclass(frozen=True)
@@ -516,7 +517,7 @@ def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict
 
 # ---- product kernels: a term contracted with a cotangent (VJP) ------------------------------------
 
-COTANGENT_PREFIX = "·cot·"
+COTANGENT_PREFIX = Role.COTANGENT.prefix
 
 
 def cotangent_tensor(kernel: str) -> str:
@@ -540,7 +541,7 @@ def vjp_source(kernel: str, wrt: str, k: int) -> str:
 
 
 def vjp_kernel_name(kernel: str, wrt: str, k: int) -> str:
-    return f"·vjp·d{kernel}/d{wrt}#{k}"
+    return f"{Role.VJP.prefix}d{kernel}/d{wrt}#{k}"
 
 
 TARGET = "·target"
@@ -675,7 +676,7 @@ def _equality_binding(condition) -> bool:
 
 # ---- product kernels: a term contracted with a tangent (JVP) --------------------------------------
 
-TANGENT_PREFIX = "·tan·"
+TANGENT_PREFIX = Role.TANGENT.prefix
 
 
 def tangent_tensor(wrt: str) -> str:
@@ -708,7 +709,7 @@ def jvp_source(kernel: str, wrt: str, k: int) -> str:
 
 
 def jvp_kernel_name(kernel: str, wrt: str, k: int) -> str:
-    return f"·jvp·d{kernel}/d{wrt}#{k}"
+    return f"{Role.JVP.prefix}d{kernel}/d{wrt}#{k}"
 
 
 ONE = "·one"
@@ -783,7 +784,7 @@ def stand_in_kernel(kernel: ir.TensorKernel, name: str) -> ir.TensorKernel:
     return dataclasses.replace(kernel, name=name, body=ir.Const(0.0), where=None)
 
 
-TENSOR_TANGENT_PREFIX = "·dot·"
+TENSOR_TANGENT_PREFIX = Role.TENSOR_TANGENT.prefix
 
 
 def tensor_tangent(kernel: str) -> str:
@@ -792,11 +793,11 @@ def tensor_tangent(kernel: str) -> str:
 
 
 def tensor_vjp_kernel_name(kernel: str, read: str, k: int) -> str:
-    return f"·vjp·d{kernel}/d{read}#{k}"
+    return f"{Role.VJP.prefix}d{kernel}/d{read}#{k}"
 
 
 def tensor_jvp_kernel_name(kernel: str, read: str, k: int) -> str:
-    return f"·jvp·d{kernel}/d{read}#{k}"
+    return f"{Role.JVP.prefix}d{kernel}/d{read}#{k}"
 
 
 def tensor_vjp_source(kernel: str, read: str, k: int) -> str:

@@ -26,9 +26,10 @@ from mtdsl.codegen import threads as native_threads
 from mtdsl.codegen.build import build
 from mtdsl.codegen.cpp import render as render_cpp
 from mtdsl.codegen.rendered import ir_text, slim_rendering, with_extra  # noqa: F401 - importable from here as before
-from mtdsl.codegen.terms import GRAD_PREFIX, parse_dense_source, parse_grad_tensor, parse_rows_source
+from mtdsl.codegen.terms import parse_dense_source, parse_grad_tensor, parse_rows_source
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.roles import Role, role_of
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
@@ -272,7 +273,7 @@ class Arguments:
 
     def lookup(self, key) -> BlockLookup:
         if key not in self.lookups:
-            if key[0].startswith(GRAD_PREFIX):
+            if role_of(key[0]) is Role.GRAD:
                 self.lookups[key] = BlockLookup(key, self.gradient_tensor(key[0]), self.bindings, self.dtype)
                 return self.lookups[key]
             tensor = self.bindings.tensors.get(key[0])
