@@ -23,9 +23,10 @@ from mtdsl.tensor import Labels, TensorBlock, TensorMap
 
 from .assemble import evaluate_kernel
 from .bindings import Bindings
-from .inputs import check_tensormap_input, check_tensormap_inputs  # noqa: F401 - importable from here as before
 from .compiled import compile_module
 from .gradients import DIRECTION_LABELS, FusedGradients, compute_gradients
+from .inputs import check_tensormap_input, check_tensormap_inputs  # noqa: F401 - importable from here as before
+from .interaction import interaction_range
 from .interpreter import Interpreter
 from .native_products import NativeProducts
 
@@ -120,8 +121,6 @@ class Model:
         """How far an atom's contribution to the outputs can depend on other atoms: the cutoffs of
         the pair sets summed along the longest chain of pair hops, `math.inf` when an output
         depends on a whole system (runtime/interaction.py)."""
-        from .interaction import interaction_range
-
         return interaction_range(self.module)
 
     def to_torch(self):
