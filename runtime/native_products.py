@@ -47,8 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mtdsl.codegen.plan import Unsupported
-from mtdsl.codegen.terms import (
-    ScatterTerm,
+from mtdsl.codegen.products import (
     cotangent_kernel,
     cotangent_tensor,
     jvp_kernel,
@@ -63,6 +62,7 @@ from mtdsl.codegen.terms import (
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.codegen.fuse import fused_group
+from mtdsl.codegen.terms import ScatterTerm
 from mtdsl.ir.reads import kernel_reads, read_closure
 from mtdsl.ir.roles import Role, role_of
 from mtdsl.tensor import TensorBlock, TensorMap

@@ -5,7 +5,7 @@ import pathlib
 
 import pytest
 
-from mtdsl.codegen import terms
+from mtdsl.codegen import products, terms
 from mtdsl.codegen.fuse import fused_name
 from mtdsl.ir.roles import Role, role_of
 
@@ -24,8 +24,8 @@ def test_the_names_the_passes_make_carry_their_role():
     assert role_of(terms.rows_source("ps", "positions")) is Role.ROWS
     assert role_of(terms.dense_source("ps", "cell")) is Role.DENSE
     assert role_of(terms.out_source("ps", "positions", 0)) is Role.OUT
-    assert role_of(terms.cotangent_tensor("energy")) is Role.COTANGENT
-    assert role_of(terms.tensor_tangent("ps")) is Role.TENSOR_TANGENT
+    assert role_of(products.cotangent_tensor("energy")) is Role.COTANGENT
+    assert role_of(products.tensor_tangent("ps")) is Role.TENSOR_TANGENT
     assert role_of(fused_name("ps", "positions")) is Role.FUSED
     assert terms.parse_rows_source(terms.rows_source("a·b", "strain")) == ("a·b", "strain")
     assert terms.parse_rows_source(terms.dense_source("a", "strain")) is None
