@@ -87,6 +87,10 @@ class Model:
         self.reverse_gradients = True
         #: {output: "reverse" | "forward"}: how the last call computed each output's gradient blocks
         self.last_gradient_path: dict = {}
+        #: atomic numbers every `species(S)` dimension without compile-time species takes, instead
+        #: of those present in the frames (None): a chunk of a dataset or a domain of a large
+        #: system labelled as the whole (mtdsl/distributed)
+        self.run_species = None
         self._compiled = None
         self._products: dict = {}  # wrt -> NativeProducts of the qualifying outputs, or None
         self._qualifies: dict = {}  # output -> whether its samples are per system (`_per_system`)
@@ -163,6 +167,8 @@ class Model:
         batch = as_batch(frames)
         pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in self.module.pairs}
         bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type)
+        if getattr(self, "run_species", None) is not None:
+            bindings.species_present[systems_name] = np.unique(np.asarray(self.run_species, dtype=np.int64))
         check_tensormap_inputs(self.module, tensormaps)
         for declaration in self.module.tensormaps:
             bindings.tensors[declaration.name] = tensormaps[declaration.name]
