@@ -15,6 +15,8 @@ from .io.mts import load, load_block, load_buffer, load_labels, save, save_buffe
 from .io.structures import StructureError, read_structures
 from .systems import Pairs, System, SystemBatch, neighbors, systems_from_ase
 from .tensor import Labels, LabelsEntry, TensorBlock, TensorMap
+from . import distributed  # noqa: E402 - dask is imported only when a distributed run starts
+from .distributed import open_dataset
 
 __all__ = [
     "CompileError",
@@ -36,6 +38,7 @@ __all__ = [
     "load_buffer",
     "load_labels",
     "neighbors",
+    "open_dataset",
     "ops",
     "read_structures",
     "save",

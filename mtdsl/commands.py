@@ -116,6 +116,13 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("cpp", "llvm", "interpreter"),
                         help="how to run the kernels (default: cpp with a C++ compiler, else llvm)")
     parser.add_argument("--threads", type=int, metavar="N", help="threads of the kernels (default OMP_NUM_THREADS)")
+    # Dask distributed (docs/distributed.md)
+    parser.add_argument("--scheduler", metavar="ADDRESS|local[:N]",
+                        help="run on Dask workers: a scheduler's address, or local[:N] for a LocalCluster of N "
+                             "workers; -o is then a directory of shards (read it with mtdsl inspect)")
+    parser.add_argument("--chunk-size", type=int, metavar="K", help="with --scheduler: frames per shard")
+    parser.add_argument("--domains", metavar="NX,NY,NZ",
+                        help="one large structure split into NX x NY x NZ spatial domains (with ghost atoms)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -139,6 +146,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     model.threads = args.threads
     if args.batch < 1:
         raise CommandError("--batch must be at least 1", EXIT_USAGE)
+    if getattr(args, "scheduler", None) or getattr(args, "domains", None):
+        from .distributed.command import run_distributed
+
+        if args.chunk_size is not None and args.chunk_size < 1:
+            raise CommandError("--chunk-size must be at least 1", EXIT_USAGE)
+        run_distributed(args, model, frames)
+        return EXIT_OK
     outputs = _run_in_batches(model, frames, args.batch, args.gradients)
     paths = _output_paths(args.output, list(outputs))
     for name, tensor in outputs.items():
@@ -248,6 +262,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     from .errors import FormatError
 
+    if os.path.isdir(args.file):  # a sharded output of `mtdsl run --scheduler`
+        from .distributed.command import inspect_dataset
+
+        print(inspect_dataset(args.file))
+        return EXIT_OK
     _require_file(args.file)
     try:
         data = load(args.file, mmap=True)

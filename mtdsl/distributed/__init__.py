@@ -9,6 +9,8 @@
 dask is imported only when one of these runs (the `distributed` extra).
 """
 
+from .dataset import Dataset, ShardError, open_dataset
 from .frames import map_frames
+from .shards import write_frames
 
-__all__ = ["map_frames"]
+__all__ = ["Dataset", "ShardError", "map_frames", "open_dataset", "write_frames"]
