@@ -10,7 +10,8 @@ dask is imported only when one of these runs (the `distributed` extra).
 """
 
 from .dataset import Dataset, ShardError, open_dataset
+from .domains import run_domains
 from .frames import map_frames
 from .shards import write_frames
 
-__all__ = ["Dataset", "ShardError", "map_frames", "open_dataset", "write_frames"]
+__all__ = ["Dataset", "ShardError", "map_frames", "open_dataset", "run_domains", "write_frames"]
