@@ -147,10 +147,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise CommandError("--batch must be at least 1", EXIT_USAGE)
     if getattr(args, "scheduler", None) or getattr(args, "domains", None):
-        from .distributed.command import run_distributed
+        from .distributed.command import parse_domains, run_distributed
 
         if args.chunk_size is not None and args.chunk_size < 1:
             raise CommandError("--chunk-size must be at least 1", EXIT_USAGE)
+        if args.domains:
+            parse_domains(args.domains)  # before any cluster starts
         run_distributed(args, model, frames)
         return EXIT_OK
     outputs = _run_in_batches(model, frames, args.batch, args.gradients)

@@ -44,15 +44,18 @@ def client_for(client=None, n_workers: int | None = None):
     if client is not None:
         yield client
         return
+    current = None
     if n_workers is None:
         try:
-            yield distributed.get_client()
-            return
+            current = distributed.get_client()
         except ValueError:  # no client in this process
-            pass
+            current = None
+    if current is not None:
+        yield current
+        return
     workers = n_workers or os.cpu_count() or 1
     with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as local:
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as local:
         yield local
 
 

@@ -17,7 +17,7 @@ SMALL = dict(cutoff=3.5, n_radial=3, max_angular=2)
 def client():
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as dask_client:
+                                  dashboard_address=":0") as cluster, distributed.Client(cluster) as dask_client:
         yield dask_client
 
 
