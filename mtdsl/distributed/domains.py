@@ -172,10 +172,15 @@ def run_domain(model, token, system, atoms, n_owned, gradients, inputs, kinds, m
 
     if measure_memory:
         tracemalloc.start()
+    import time
+
     loaded_model, loaded = worker_model(model, token)
+    start = time.perf_counter()
     outputs = loaded_model([system], gradients=gradients, **inputs)
+    seconds = time.perf_counter() - start
     found = {name: to_system_labels(outputs[name], atoms, n_owned, kinds[name] == "atoms") for name in kinds}
-    info = {"loaded": loaded, "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
+    info = {"loaded": loaded, "seconds": seconds,
+            "max_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}
     if measure_memory:
         info["peak_bytes"] = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
@@ -212,7 +217,10 @@ def to_system_labels(tensor: TensorMap, atoms: np.ndarray, n_owned: int, owned_r
                                                                       assume_unique=True),
                                                        gradient.components, block.properties))
         blocks.append(result)
-    return TensorMap(tensor.keys, blocks)
+    found = TensorMap(tensor.keys, blocks)
+    for key, value in tensor.info().items():
+        found.set_info(key, value)
+    return found
 
 
 def sum_rows(labels: list, values: list):

@@ -3,6 +3,7 @@ per-system shares, gradient rows on ghosts sent back to their owners, on periodi
 non-orthogonal cell, a slab with vacuum, a domain with no atoms; a halo smaller than the
 interaction range of a two-hop model gives wrong results."""
 
+import json
 import math
 import os
 
@@ -139,3 +140,19 @@ def test_refusals(client):
     with pytest.raises(mtdsl.MtdslError, match="output energy is not a sum over the atoms"):
         share_module(module)
     assert math.isfinite(model.interaction_range)
+
+
+def test_memory_per_domain_follows_the_domain(client):
+    """Twice the system on twice the domains: each domain's peak memory stays that of one domain
+    (its owned atoms and ghosts), while the system's grows."""
+    model = compile_example("soap_power_spectrum")
+    peaks = {}
+    for repeat, grid in (((2, 2, 2), (1, 1, 2)), ((2, 2, 4), (1, 1, 4))):
+        atoms = crystal(repeat)
+        found = run_domains(model, atoms, client=client, grid=grid, gradients=["positions"], measure_memory=True)
+        domains = json.loads(found["ps"].get_info("provenance"))[-1]["distributed"]["domains"]
+        assert len(domains) == grid[2] and sum(d["owned"] for d in domains) == len(atoms)
+        peaks[len(atoms)] = max(d["peak_bytes"] for d in domains)
+    small, large = sorted(peaks)
+    assert large == 2 * small
+    assert peaks[large] < 1.25 * peaks[small]
