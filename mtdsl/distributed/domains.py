@@ -93,6 +93,8 @@ def run_domains(model, system, *, client=None, grid=(1, 1, 1), gradients=None, h
     if shipped.backend != "interpreter":
         shipped.compiled  # noqa: B018 - render and compile here once: the workers load it from the kernel cache
     work = [d for d in decomposition.domains if d.n_owned]
+    if not work:
+        raise MtdslError("the system has no atoms")
     with client_for(client) as active:
         workers = n_workers(active)
         future, token = ship(active, shipped)
@@ -102,32 +104,21 @@ def run_domains(model, system, *, client=None, grid=(1, 1, 1), gradients=None, h
             inputs = {name: domain_input(t, domain.atoms) for name, t in tensormaps.items()}
             if any(t.name == OWNED for t in shipped.module.tensormaps):
                 inputs[OWNED] = ownership(len(domain.atoms), domain.n_owned)
-            local = System(types[domain.atoms], decomposition.positions(positions, domain), dtype_like(system))
+            local = System(types[domain.atoms], decomposition.positions(positions, domain))  # open: no cell
             futures.append(active.submit(run_domain, future, token, local, domain.atoms, domain.n_owned, gradients,
                                          inputs, kinds, measure_memory, key=f"mtdsl-domain-{run}-{k}", pure=False))
         results = gather_in_order(futures, progress, "domains")
         scheduler = active.scheduler.address
-    details = {"workers": workers, "scheduler": scheduler, "grid": list(decomposition_grid(grid)),
+    details = {"workers": workers, "scheduler": scheduler, "grid": [int(n) for n in grid],
                "halo": width, "domains": [
                    dict(index=list(d.index), owned=int(d.n_owned), ghosts=int(d.n_ghosts), **info)
                    for d, (_, info) in zip(work, results)],
                "empty_domains": len(decomposition.domains) - len(work)}
-    if not work:
-        raise MtdslError("the system has no atoms")
     outputs = {}
     for name in kinds:
         outputs[name] = merge_domains([found[name] for found, _ in results])
         mark_distributed(outputs[name], [system.source] if system.source else [], details)
     return outputs
-
-
-def decomposition_grid(grid) -> tuple:
-    return tuple(int(n) for n in grid)
-
-
-def dtype_like(system):
-    """The empty cell / no periodicity of a domain (an open system)."""
-    return np.zeros((3, 3), dtype=np.asarray(system.positions).dtype)
 
 
 def ownership(n_atoms: int, n_owned: int) -> TensorMap:

@@ -2,7 +2,6 @@
 half-way resumes and finishes with every frame once, a corrupted shard is reported by name."""
 
 import glob
-import json
 import os
 import signal
 import subprocess
