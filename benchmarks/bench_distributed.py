@@ -136,8 +136,9 @@ def many_frames(args) -> None:
                 distributed.Client(cluster) as client:
             map_frames(model, frames[: 4 * workers], client=client, chunk_size=1)  # load the model on every worker
             start = time.perf_counter()
-            map_frames(model, frames, client=client, chunk_size=args.chunk_size)
+            out = map_frames(model, frames, client=client, chunk_size=args.chunk_size)
             seconds = time.perf_counter() - start
+            record = json.loads(out["ps"].get_info("provenance"))[-1]["distributed"]
             chunks = -(-len(frames) // args.chunk_size)
             noop = client.map(lambda x: x, range(200), pure=False)
             start = time.perf_counter()
@@ -146,7 +147,8 @@ def many_frames(args) -> None:
             print(f"  map_frames, {workers} worker(s), chunks of {args.chunk_size}: {seconds:.2f} s "
                   f"(x{single / seconds:.2f} of one process); {chunks} chunks of {single / chunks * 1e3:.1f} ms of "
                   f"work each, scheduler cost {per_task * 1e3:.2f} ms per task "
-                  f"({per_task / (single / chunks) * 100:.1f} % of a chunk)")
+                  f"({per_task / (single / chunks) * 100:.1f} % of a chunk); the workers' model calls took "
+                  f"{record['model_seconds']:.2f} s in all")
 
 
 def main() -> None:

@@ -50,9 +50,7 @@ def domain_model(model, species, n_atoms: int):
 def halo_of(model, halo) -> float:
     if halo is not None:
         return float(halo)
-    found = getattr(model, "interaction_range", None)
-    if found is None:
-        raise MtdslError("this mtdsl has no model.interaction_range: give run_domains(..., halo=DISTANCE)")
+    found = model.interaction_range
     if not math.isfinite(found):
         raise MtdslError("the model's outputs depend on a whole system (interaction range infinite): "
                          "it cannot be split into domains")

@@ -51,9 +51,12 @@ def chunk_bounds(n_frames: int, chunk_size: int | None, workers: int) -> list[tu
 
 def run_chunk(model, token: str, frames, gradients, tensormaps: dict):
     """On a worker: the outputs of `frames` and `{"loaded": whether this task loaded the model}`."""
+    import time
+
     loaded_model, loaded = worker_model(model, token)
+    start = time.perf_counter()
     outputs = loaded_model(frames, gradients=gradients, **tensormaps)
-    return outputs, {"loaded": loaded}
+    return outputs, {"loaded": loaded, "seconds": time.perf_counter() - start}
 
 
 def progress_bar(total: int, progress, description: str):
@@ -120,7 +123,8 @@ def map_frames(model, frames, *, client=None, gradients=None, chunk_size=None, p
         results = gather_in_order(futures, progress)
         scheduler = active.scheduler.address
     details = {"workers": workers, "chunks": len(bounds), "scheduler": scheduler,
-               "loaded_on_workers": sum(info["loaded"] for _, info in results)}
+               "loaded_on_workers": sum(info["loaded"] for _, info in results),
+               "model_seconds": sum(info["seconds"] for _, info in results)}
     firsts = [start for start, _ in bounds]
     sources = [s.source for s in systems if s.source]
     outputs = {}

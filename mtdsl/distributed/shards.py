@@ -104,12 +104,12 @@ def write_shard(model, token: str, path: str, name: str, first: int, frames, gra
     return record
 
 
-def write_frames(model, frames, path, *, client=None, gradients=None, chunk_size=None, progress=None,
+def write_frames(model, frames_or_files, path, *, client=None, gradients=None, chunk_size=None, progress=None,
                  **tensormaps) -> dict:
     """Run `model` over `frames` on Dask workers, writing each chunk's outputs as a shard of the
     directory `path` as soon as it is computed; read them with `mtdsl.open_dataset(path)`.
 
-    :param frames: Systems / ase.Atoms, or structure files (paths: read here, every frame)
+    :param frames_or_files: Systems / ase.Atoms, or structure files (paths: read here, every frame)
     :param chunk_size: frames per shard (default: 4 shards per worker)
     :return: the index (also written to `path/index.json`) with `"written"` and `"skipped"`
         counts of this run
@@ -118,9 +118,9 @@ def write_frames(model, frames, path, *, client=None, gradients=None, chunk_size
 
     gradients = list(gradients or [])
     model._check_gradients(gradients)
-    frames = list(frames) if not isinstance(frames, (str, os.PathLike)) else [frames]
+    given = [frames_or_files] if isinstance(frames_or_files, (str, os.PathLike)) else list(frames_or_files)
     systems = []
-    for frame in frames:
+    for frame in given:
         systems += read_structures(frame) if isinstance(frame, (str, os.PathLike)) else list(as_batch(frame).systems)
     if not systems:
         raise MtdslError("write_frames: no frames to run on")

@@ -133,3 +133,18 @@ def test_killed_writer_resumes(client, tmp_path):
     assert covered == list(range(60))
     assert_same(model(frames), {"ps": mtdsl.open_dataset(path).load()})
     assert not glob.glob(str(path / "*.tmp"))
+
+
+def test_structure_files_in(client, model, tmp_path):
+    import ase.io
+
+    from .test_run_domains import crystal
+
+    files = []
+    for k in range(2):
+        files.append(tmp_path / f"part{k}.xyz")
+        ase.io.write(files[-1], [crystal((1, 1, 1), seed=10 * k + j) for j in range(2)])
+    index = write_frames(model, files, tmp_path / "out", client=client, chunk_size=3)
+    assert index["n_frames"] == 4 and index["written"] == 2
+    frames = mtdsl.read_structures(files[0]) + mtdsl.read_structures(files[1])
+    assert_same(model(frames), {"ps": mtdsl.open_dataset(tmp_path / "out").load()})
