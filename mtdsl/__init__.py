@@ -15,8 +15,13 @@ from .io.mts import load, load_block, load_buffer, load_labels, save, save_buffe
 from .io.structures import StructureError, read_structures
 from .systems import Pairs, System, SystemBatch, neighbors, systems_from_ase
 from .tensor import Labels, LabelsEntry, TensorBlock, TensorMap
-from . import distributed  # noqa: E402 - dask is imported only when a distributed run starts
-from .distributed import open_dataset
+from . import distributed  # its modules (and dask) load on first use
+
+
+def open_dataset(path, **options):
+    """The sharded outputs written by `mtdsl.distributed.write_frames` (docs/distributed.md)."""
+    return distributed.open_dataset(path, **options)
+
 
 __all__ = [
     "CompileError",

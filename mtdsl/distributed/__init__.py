@@ -9,9 +9,18 @@
 dask is imported only when one of these runs (the `distributed` extra).
 """
 
-from .dataset import Dataset, ShardError, open_dataset
-from .domains import run_domains
-from .frames import map_frames
-from .shards import write_frames
+import importlib
 
-__all__ = ["Dataset", "ShardError", "map_frames", "open_dataset", "run_domains", "write_frames"]
+#: public name -> the module defining it: imported on first use, so `import mtdsl` stays light
+_HOMES = {
+    "Dataset": "dataset", "ShardError": "dataset", "open_dataset": "dataset",
+    "map_frames": "frames", "run_domains": "domains", "write_frames": "shards",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
