@@ -80,6 +80,12 @@ def test_soap_energy_positions_and_strain(client):
     assert_same(expected, found, VALUES, GRADIENTS)
     # the forces and stress are the sums of the domains' shares: they are not the ghost-free ones
     assert len(found["energy"].block(0).gradient("positions").samples) == len(atoms)
+    # an 8-atom cell smaller than twice the cutoff: an atom sees several images of another, and
+    # its own; every domain's ghosts include images of its owned atoms
+    small = crystal((1, 1, 1))
+    expected = model([small], gradients=["positions", "strain"])
+    found = run_domains(model, small, client=client, grid=(3, 3, 1), gradients=["positions", "strain"])
+    assert_same(expected, found, VALUES, GRADIENTS)
 
 
 def test_equivariant_convolution_with_inputs(client):
