@@ -463,9 +463,7 @@ class _Differentiator:
     def _d_Unary(self, expr: ir.Unary):
         terms = self.terms(expr.operand)
         if expr.op == "not":
-            if terms:
-                self.fail(f"`not` of values that depend on {self.input_name} ({expr}) is not differentiable")
-            return []
+            return []  # piecewise constant
         return _scale(terms, _neg)
 
     def _d_Binary(self, expr: ir.Binary):
@@ -492,18 +490,16 @@ class _Differentiator:
                 log = ir.Call("log", (expr.left,))
                 result += _scale(right, lambda c: _mul(_mul(expr, log), c))
             return _merge(result)
-        # mod, comparisons, and/or: piecewise constant, non-differentiable where it jumps
-        if left or right:
-            inputs = self.input_name
-            if op == "mod":
-                self.fail(f"`%` of values that depend on {inputs} ({expr}) is not differentiable")
-            if op in ("and", "or"):
-                self.fail(f"`{op}` of values that depend on {inputs} ({expr}) is not differentiable")
-            self.fail(f"{expr} compares values that depend on {inputs}, which is not differentiable")
+        if op == "mod":
+            # a % b = a - b floor(a / b): floor is piecewise constant
+            quotient = ir.Call("floor", (ir.Binary("div", expr.left, expr.right),))
+            return _merge(left + _scale(right, lambda c: _neg(_mul(quotient, c))))
+        # comparisons and `and`/`or`: piecewise constant, so their derivative is 0 almost
+        # everywhere; what they select is differentiated branch by branch (`_d_Select`)
         return []
 
     def _d_Select(self, expr: ir.Select):
-        self.require_constant(expr.condition, "the condition of `?:`")
+        # branchwise, as `jax.numpy.where`: d(c ? a : b) = c ? da : db, the condition held fixed
         yes, no = self.terms(expr.if_true), self.terms(expr.if_false)
         return _merge(_scale(yes, lambda c: ir.Select(expr.condition, c, ZERO))
                       + _scale(no, lambda c: ir.Select(expr.condition, ZERO, c)))
