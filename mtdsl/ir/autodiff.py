@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -510,14 +511,21 @@ class _Differentiator:
             if any(self.terms(a) for a in args):
                 self.fail(f"second derivatives ({name}) are not available")
             return []
+        if name in _ZERO_DERIVATIVE:
+            return []
+        if name in _BILINEAR:  # d f(u, v) = f(du, v) + f(u, dv)
+            u, v = args
+            return _merge(_scale(self.terms(u), lambda c: ir.Call(name, (c, v)))
+                          + _scale(self.terms(v), lambda c: ir.Call(name, (u, c))))
+        if name in _PARTIALS:  # scalar functions of several arguments: the chain rule per argument
+            result = []
+            for arg, partial in zip(args, _PARTIALS[name](*args)):
+                result += _scale(self.terms(arg), lambda c, partial=partial: _mul(partial, c))
+            return _merge(result)
         first = self.terms(args[0]) if args else []
         for index, arg in enumerate(args):
-            if index > 0 and self.terms(arg) and name != "dot":
+            if index > 0 and self.terms(arg):
                 self.fail(f"argument {index + 1} of {name}() depends on {self.input_name}")
-        if name == "dot":
-            u, v = args
-            return _merge(_scale(first, lambda c: ir.Call("dot", (c, v)))
-                          + _scale(self.terms(v), lambda c: ir.Call("dot", (u, c))))
         if not first:
             return []
         x = args[0]
@@ -526,6 +534,8 @@ class _Differentiator:
             return _scale(first, lambda c: _mul(derivative, c))
         if name == "norm":
             return _scale(first, lambda c: _div(ir.Call("dot", (x, c)), expr))
+        if name == "to_irrep":  # linear in the vector
+            return _scale(first, lambda c: ir.Call("to_irrep", (c,) + args[1:]))
         if name == "sph":
             gradient = ir.Call("d_sph", args, expr.options)
             return _scale(first, lambda c: ir.Call("dot", (gradient, c)))
@@ -735,7 +745,27 @@ _ELEMENTARY = {
         "add", ONE, ir.Binary("mul", x, ir.Binary("sub", ONE, _sigmoid(x))))),
     "abs": lambda x: ir.Select(ir.Binary("gt", x, ZERO), ONE,
                                ir.Select(ir.Binary("lt", x, ZERO), ir.Const(-1.0), ZERO)),
+    "erf": lambda x: _mul(ir.Const(2.0 / math.sqrt(math.pi)), ir.Call("exp", (_neg(ir.Binary("mul", x, x)),))),
+    "erfc": lambda x: _mul(ir.Const(-2.0 / math.sqrt(math.pi)), ir.Call("exp", (_neg(ir.Binary("mul", x, x)),))),
+    "asin": lambda x: ir.Binary("div", ONE, ir.Call("sqrt", (ir.Binary("sub", ONE, ir.Binary("mul", x, x)),))),
+    "acos": lambda x: _neg(ir.Binary("div", ONE, ir.Call("sqrt", (ir.Binary("sub", ONE, ir.Binary("mul", x, x)),)))),
+    "softplus": _sigmoid,
 }
+
+#: piecewise constant built-ins: derivative 0 almost everywhere
+_ZERO_DERIVATIVE = ("floor", "round")
+
+#: vector built-ins linear in each argument
+_BILINEAR = ("dot", "cross")
+
+
+def _atan2_partials(y, x):
+    square = ir.Binary("add", ir.Binary("mul", x, x), ir.Binary("mul", y, y))
+    return ir.Binary("div", x, square), _neg(ir.Binary("div", y, square))
+
+
+#: scalar built-ins of several arguments: their partial derivatives, one per argument
+_PARTIALS = {"atan2": _atan2_partials}
 
 
 def _product_factors(expr, inverted: bool = False) -> list:

@@ -29,6 +29,28 @@ OPTION_PARAMETERS = {
     "soap_radial": ("n_radial", "cutoff", "density_width"),
 }
 
+
+def _select(op, a, b, yes, no):
+    return ir.Select(ir.Binary(op, a, b), yes, no)
+
+
+def _max(a, b):
+    return _select("ge", a, b, a, b)
+
+
+def _min(a, b):
+    return _select("le", a, b, a, b)
+
+
+#: built-ins defined by other IR expressions: selects, so every backend has them and their
+#: derivatives are branchwise (`mtdsl/ir/autodiff.py`); ties take the first argument
+EXPANSIONS = {
+    "min": _min,
+    "max": _max,
+    "clamp": lambda x, lo, hi: _min(_max(x, lo), hi),
+    "relu": lambda x: _select("gt", x, ir.Const(0.0), x, ir.Const(0.0)),
+}
+
 _BINARY = {
     "+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "^": "pow",
     "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "and": "and", "or": "or",
@@ -199,6 +221,8 @@ class _Lowering:
                 options.append((name, self.constant(arg, f"`{name}` of {expr.function}()")))
             else:
                 args.append(lower(arg))
+        if expr.function in EXPANSIONS:
+            return EXPANSIONS[expr.function](*args)
         return ir.Call(expr.function, tuple(args), tuple(options))
 
     def block_ref(self, expr: P.BlockRef, lower) -> ir.BlockRef:

@@ -452,11 +452,16 @@ class EquivarianceChecker:
             return Eq(comps, sigma if vec.sigma.is_constant else vec.sigma, conds)
         if name == "cg":
             return self.cg(expr, ctx, conds)
-        if name in ("norm", "dot"):
-            sigma = ONE
-            for arg in args:
-                sigma = sigma * arg.sigma
-            return Eq({}, sigma, conds)
+        if name == "norm":  # a length is a true scalar, of a proper or an axial vector
+            return Eq({}, ONE, conds)
+        if name == "dot":
+            return Eq({}, args[0].sigma * args[1].sigma, conds)
+        if name == "cross":  # an axial vector from two proper ones: sigma -s_u s_v, as irrep 1
+            return Eq({}, Sigma(-1) * args[0].sigma * args[1].sigma, conds, vector=True)
+        if name == "to_irrep":  # the vector's components in the basis of irrep 1, its sigma kept
+            v, m = expr.args
+            comps = {m.index: (1, P.IrrepDim(P.Const(1, P.INT)))} if isinstance(m, P.IndexRef) else {}
+            return Eq(comps, args[0].sigma, conds)
         if builtin.nonlinear:
             for param, arg, eq in zip(builtin.params, expr.args, args):
                 how = self.invariant(eq, ctx.conds + eq.conds)

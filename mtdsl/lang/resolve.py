@@ -23,7 +23,7 @@ from typing import Optional, Union
 from . import ast
 from . import program as P
 from .ast import Span
-from .builtins import BUILTINS, DOMAIN_CONSTRUCTORS, INITIALIZER_DEFAULTS, INITIALIZERS
+from .builtins import BUILTINS, CONSTANTS, DOMAIN_CONSTRUCTORS, INITIALIZER_DEFAULTS, INITIALIZERS
 from .diagnostics import Reporter, did_you_mean
 from .evaluate import UNKNOWN, evaluate
 from .parse import parse_module
@@ -748,6 +748,8 @@ class Resolver:
         if local is not None:
             return P.IndexRef(local, node.span)
         definition = self.scope.get(node.name)
+        if definition is None and node.name in CONSTANTS:  # `pi`, unless the program defines it
+            return P.Const(CONSTANTS[node.name], P.FLOAT, None, node.span)
         if definition is None:
             self.undefined(node.name, node.span, extra=tuple(ctx.local))
             return P.Invalid(node.span)
