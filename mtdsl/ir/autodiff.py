@@ -35,9 +35,10 @@ Rules (positions; `u = P.vector[p] / P.distance[p]`):
   (`GradValue`) gathered at the access's components and properties;
 - parameters, input tensormaps, integer data and constants have no gradient.
 
-A comparison, `%`, or a `where` condition of values that depend on the
-differentiated input is not differentiable: `AutodiffError`, raised when the
-model is compiled. So is asking for a gradient an output does not have.
+Comparisons, `and`/`or`/`not` and `where` conditions are piecewise constant:
+what they select is differentiated branch by branch (`d(c ? a : b) = c ? da : db`,
+as `jax.numpy.where`), and `a % b` as `a - b floor(a / b)`. Asking for a gradient
+an output does not have is an `AutodiffError`, raised when the model is compiled.
 """
 
 from __future__ import annotations
@@ -700,8 +701,9 @@ def differentiate_tensor(module: ir.Module, kernel: str, tensor: str) -> Optiona
     binders the target reads (they escape: `m` in the power spectrum), are those of the
     positions. Everything else is held fixed: the positions and the cell, parameters, and the
     other computed tensors (even those computed from `tensor`: a partial derivative, as the
-    reverse sweep of `runtime/native_products.py` needs it). A `where` condition, a label, a
-    comparison or `%` of values read from `tensor` is not differentiable (`AutodiffError`)."""
+    reverse sweep of `runtime/native_products.py` needs it). Conditions on values read from
+    `tensor` are branchwise, as for the positions; a label of them is not differentiable
+    (`AutodiffError`)."""
     if tensor not in {k.name for k in module.kernels}:
         raise AutodiffError(f"{tensor} is not a computed tensor of module {module.name}")
     return _TensorDifferentiator(module, tensor).kernel(kernel)
