@@ -3,7 +3,8 @@
 What lowering decides:
 - names: every index variable gets a name unique in its kernel (`l`, `l_2`...);
 - `let`s are inlined (their indices substituted; each use gets fresh binders);
-- hypers are constants already; compile-time options of built-ins (widths,
+- hypers are constants already, and `c ? a : b` whose condition depends on
+  hypers only is folded to its branch; compile-time options of built-ins (widths,
   cutoffs, `n_radial`) become `Call.options`;
 - signature slots become entries: an `atoms(S)` sample expands to `system, atom`,
   a pairs sample to the six pair labels;
@@ -170,6 +171,9 @@ class _Lowering:
         if isinstance(expr, P.Binary):
             return ir.Binary(_BINARY[expr.op], lower(expr.left), lower(expr.right))
         if isinstance(expr, P.Ternary):
+            condition = evaluate(expr.cond)
+            if isinstance(condition, bool):  # on hypers only: folded, the dead branch never runs
+                return lower(expr.then) if condition else lower(expr.otherwise)
             return ir.Select(lower(expr.cond), lower(expr.then), lower(expr.otherwise))
         if isinstance(expr, P.Call):
             return self.call(expr, lower)

@@ -23,8 +23,7 @@ import numpy as np
 import pytest
 
 import mtdsl
-from mtdsl.compile import compile
-from mtdsl.ir.autodiff import AutodiffError
+from mtdsl.compile import CompileError, compile
 
 from .test_programs import HYPERS, features_for
 
@@ -329,8 +328,9 @@ tensor t
   = sum(p in P.from(i)) 1.0
 output t with gradients(positions)
 """)
-    with pytest.raises(AutodiffError, match="output t does not depend on the positions: it has no gradient "
-                                            "with respect to positions"):
+    # E309, with file, line and column, from compile as from `mtdsl check`
+    with pytest.raises(CompileError, match=r"program.mt:\d+:8: error\[E309\]: output t does not depend on the "
+                                           r"positions: it has no gradient with respect to positions"):
         compile(path)
 
 
