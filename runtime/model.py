@@ -26,6 +26,7 @@ from .bindings import Bindings, RunError
 from .asked_gradients import asked_gradients
 from .gradients import FusedGradients, compute_gradients
 from .interpreter import Interpreter
+from .species_tables import check_species_tables
 
 BACKENDS = ("interpreter", "cpp", "llvm")
 
@@ -178,6 +179,7 @@ class Model:
             raise MtdslError("models with several systems inputs are not supported yet")
         systems_name = self.module.systems[0].name
         batch = as_batch(frames)
+        check_species_tables(self.module, batch)
         pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in self.module.pairs}
         bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type)
         check_tensormap_inputs(self.module, tensormaps)

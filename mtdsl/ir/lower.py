@@ -71,6 +71,7 @@ class _Lowering:
     def __init__(self, program: P.Program, species):
         self.program = program
         self.species = species
+        self.tables: dict = {}  # species-indexed table hypers: (hyper, systems) -> keys
 
     def module(self) -> ir.Module:
         program = self.program
@@ -84,6 +85,7 @@ class _Lowering:
             kernels=kernels,
             outputs=tuple(ir.Output(o.tensor.name, tuple(o.gradients)) for o in program.outputs.values()),
             convention=program.convention,
+            tables=tuple(ir.SpeciesTable(hyper, systems, keys) for (hyper, systems), keys in self.tables.items()),
         )
 
     # -- declarations -----------------------------------------------------------------------
@@ -203,7 +205,21 @@ class _Lowering:
         raise LoweringError(f"cannot lower {type(expr).__name__} ({getattr(expr, 'span', '')})")
 
     def hyper_item(self, expr: P.HyperItem, lower) -> ir.Expr:
-        """`widths[k]`: a constant, or a chain of selects on the index (the list is short and fixed)."""
+        """`widths[k]`: a constant, or a chain of selects on the index (the list is short and fixed).
+        A table (`radius[S.type[i]]`) selects on its keys; a key it lacks reads NaN, and a species
+        index records the table so that the runtime names a species it lacks (`ir.SpeciesTable`)."""
+        if expr.keys is not None:
+            value = evaluate(expr)
+            if value is not UNKNOWN:
+                return ir.Const(value)
+            dim = expr.index.type.dim
+            if isinstance(dim, P.SpeciesDim):
+                self.tables[(expr.hyper, dim.systems)] = tuple(expr.keys)
+            index = lower(expr.index)
+            result = ir.Const(float("nan"))
+            for key, value in reversed(list(zip(expr.keys, expr.values))):
+                result = ir.Select(ir.Binary("eq", index, ir.Const(key)), ir.Const(value), result)
+            return result
         values = [ir.Const(v) for v in expr.values]
         position = evaluate(expr.index)
         if position is not UNKNOWN:

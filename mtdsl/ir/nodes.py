@@ -389,6 +389,16 @@ class FusedKernel:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeciesTable:
+    """A table hyper read at a species value (`radius[S.type[i]]`): every species of the systems
+    `systems` must be one of its `keys` (checked when the model is called)."""
+
+    hyper: str
+    systems: str
+    keys: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Module:
     name: str
     systems: tuple[SystemsInput, ...]
@@ -399,6 +409,7 @@ class Module:
     outputs: tuple[Output, ...]
     convention: str = "metatensor"
     fused: tuple[FusedKernel, ...] = ()
+    tables: tuple[SpeciesTable, ...] = ()
 
     def kernel(self, name: str) -> TensorKernel:
         for kernel in self.kernels:

@@ -297,6 +297,8 @@ class DimChecker:
             return free
         dim = index.type.dim
         size = len(expr.values)
+        if expr.keys is not None:
+            return self._table_item(expr, free)
         if isinstance(dim, P.RangeDim) and (dim.start < 0 or dim.stop > size):
             self.error("E201", index.span,
                        f"{describe_value(index)} ranges over {dim.start}..{dim.stop - 1}, but list hyper "
@@ -308,6 +310,23 @@ class DimChecker:
             if isinstance(value, int) and not 0 <= value < size:
                 self.error("E201", index.span, f"item {value} of list hyper `{expr.hyper}` does not exist "
                            f"({size} items)")
+        return free
+
+    def _table_item(self, expr: P.HyperItem, free: Free) -> Free:
+        """`radius[S.type[i]]`: every value the index can take must be a key (a species value is
+        checked when the model runs, `runtime/model.py`)."""
+        index, keys = expr.index, set(expr.keys)
+        dim = index.type.dim
+        shown = ", ".join(map(str, expr.keys))
+        if isinstance(dim, P.RangeDim):
+            missing = [k for k in range(dim.start, dim.stop) if k not in keys]
+            if missing:
+                self.error("E201", index.span, f"{describe_value(index)} takes the values {missing}, which table "
+                           f"hyper `{expr.hyper}` has no entry for (its keys: {shown})")
+            return free
+        value = evaluate(index)
+        if isinstance(value, int) and value not in keys:
+            self.error("E201", index.span, f"table hyper `{expr.hyper}` has no entry {value} (its keys: {shown})")
         return free
 
     def _ParamRef(self, expr: P.ParamRef) -> Free:

@@ -290,13 +290,16 @@ class IndexRef(Expr):
 @dataclass(frozen=True, slots=True)
 class HyperItem(Expr):
     """`widths[k]`: item ``index`` of the list hyper ``hyper`` (``values``,
-    known at compile time; the index is checked against its length)."""
+    known at compile time; the index is checked against its length); for a table
+    hyper (`radius[S.type[i]]`), ``keys`` are its sorted keys and ``values[k]`` the value of
+    ``keys[k]``: the item is the value whose key equals the index."""
 
     hyper: str
     values: tuple
     index: Expr
     type: Type
     span: Span = _span()
+    keys: Optional[tuple] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -710,7 +713,8 @@ def substitute(expr: Expr, mapping: dict) -> Expr:
     if isinstance(expr, Call):
         return Call(expr.function, tuple(substitute(a, mapping) for a in expr.args), expr.type, expr.span)
     if isinstance(expr, HyperItem):
-        return HyperItem(expr.hyper, expr.values, substitute(expr.index, mapping), expr.type, expr.span)
+        return HyperItem(expr.hyper, expr.values, substitute(expr.index, mapping), expr.type, expr.span,
+                         expr.keys)
     if isinstance(expr, ParamRef):
         return ParamRef(expr.param, tuple(substitute(a, mapping) for a in expr.indices), expr.span)
     if isinstance(expr, LetRef):
