@@ -80,3 +80,18 @@ def test_gradient_kernels_are_compiled_only_when_asked(path):
     assert not model._compiled_values.term_kernels
     model(water(), gradients={"dipole": ["positions"]})
     assert model._compiled is not None and model._compiled.term_kernels
+
+
+def test_torch_module_takes_gradients_per_output(path):
+    import torch
+
+    module = mtdsl.compile(path, backend="cpp").to_torch()
+    atoms = water()[0]
+    system = mtdsl.System(torch.tensor(atoms.numbers), torch.tensor(atoms.positions), torch.zeros((3, 3),
+                          dtype=torch.float64), torch.zeros(3, dtype=torch.bool))
+    out = module([system], gradients={"dipole": ["positions"]})
+    assert out["dipole"].block().gradients_list() == ["positions"]
+    assert out["charges"].block().gradients_list() == []
+    assert module([system], gradients={"charges": []})["charges"].block().gradients_list() == []
+    with pytest.raises(MtdslError, match="did you mean `charges`"):
+        module([system], gradients={"charge": ["positions"]})

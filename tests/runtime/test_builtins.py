@@ -223,3 +223,36 @@ def test_numeric_check_transforms_every_xyz_component_as_a_vector(tmp_path):
 
     with pytest.raises(EquivarianceError, match="output t"):
         assert_equivariant(wrong, random_systems(seed=1))
+
+
+ENERGY = """
+model energy
+input S : systems
+pairs P = neighbors(S, cutoff = 3.0)
+index s : systems(S)
+tensor energy
+    samples    (s)
+    properties (energy = 0)
+  = sum(i in atoms(S) where S.system[i] == s) sum(p in P.from(i))
+      softplus(2.0 - P.distance[p]) * erf(P.distance[p]) + clamp(P.distance[p], 1.0, 2.0) * atan2(1.0, P.distance[p])
+    + relu(2.0 - P.distance[p]) * dot(cross(P.vector[p], S.positions[i]), cross(P.vector[p], S.positions[i])) + floor(P.distance[p]) * asin(P.distance[p] / 3.0)
+output energy with gradients(positions, strain)
+"""
+
+
+@pytest.mark.parametrize("backend", ["cpp", "llvm"])
+def test_reverse_products_of_the_built_ins_equal_forward_mode(tmp_path, backend):
+    # an energy takes the reverse (VJP) kernels of runtime/native_products.py: same blocks as forward mode
+    (tmp_path / "energy.mt").write_text(ENERGY)
+    systems = batch()
+    model = mtdsl.compile(tmp_path / "energy.mt", backend=backend)
+    model.reverse_gradients = "always"
+    reverse = model(systems, gradients=["positions", "strain"])["energy"].block()
+    assert model.last_gradient_path["energy"] == "reverse"
+    model.reverse_gradients = False
+    forward = model(systems, gradients=["positions", "strain"])["energy"].block()
+    for parameter in ("positions", "strain"):
+        assert reverse.gradient(parameter).samples == forward.gradient(parameter).samples
+        np.testing.assert_allclose(reverse.gradient(parameter).values, forward.gradient(parameter).values,
+                                   rtol=0, atol=1e-10 * np.abs(forward.gradient(parameter).values).max())
+    assert_matches_finite_differences(model, systems, "energy", ["positions", "strain"])
