@@ -256,3 +256,16 @@ def test_reverse_products_of_the_built_ins_equal_forward_mode(tmp_path, backend)
         np.testing.assert_allclose(reverse.gradient(parameter).values, forward.gradient(parameter).values,
                                    rtol=0, atol=1e-10 * np.abs(forward.gradient(parameter).values).max())
     assert_matches_finite_differences(model, systems, "energy", ["positions", "strain"])
+
+
+@pytest.mark.parametrize("backend", ["cpp", "llvm"])
+def test_float32_follows_float64(path, backend):
+    # single precision calls the float versions of the C library (erff, atan2f, log1pf...)
+    systems = batch()
+    single = mtdsl.compile(path, backend=backend, dtype=np.float32)(systems)
+    double = mtdsl.compile(path, backend=backend)(systems)
+    for name in ("scalars", "vectors", "proper"):
+        expected = double[name].block().values
+        found = single[name].block().values
+        assert found.dtype == np.float32
+        np.testing.assert_allclose(found, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
