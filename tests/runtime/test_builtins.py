@@ -269,3 +269,30 @@ def test_float32_follows_float64(path, backend):
         found = single[name].block().values
         assert found.dtype == np.float32
         np.testing.assert_allclose(found, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+
+
+CENTRED = """
+model centred
+input S : systems
+pairs P = neighbors(S, cutoff = 3.0)
+index i : atoms(S)
+index m : irrep(1)
+tensor t
+    keys       (o3_lambda = 1, o3_sigma = -1)
+    samples    (i)
+    components (o3_mu = m)
+  = sum(p in P.from(i))
+      softplus(2.0 - P.distance[p]) * clamp(erfc(P.distance[p] - 2.0), 0.2, 1.5)
+    * to_irrep(cross(P.vector[p], S.positions[i]), m) * atan2(P.distance[p], 1.5)
+output t with gradients(positions, strain)
+"""
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_centred_sums_of_the_built_ins_match_finite_differences(tmp_path, backend):
+    # a sum over the pairs of each centre: the native backends' pass over pairs (fused with its gradient)
+    (tmp_path / "centred.mt").write_text(CENTRED)
+    model = mtdsl.compile(tmp_path / "centred.mt", backend=backend)
+    assert_matches_finite_differences(model, batch(), "t", ["positions", "strain"])
+    if backend != "interpreter":
+        assert not model.compiled.fallbacks and not model.compiled.last_run_fallbacks
