@@ -90,6 +90,7 @@ class Model:
         #: {output: "reverse" | "forward"}: how the last call computed each output's gradient blocks
         self.last_gradient_path: dict = {}
         self._compiled = None
+        self._compiled_values = None  # the values' kernels only, for calls without gradients
         self._products: dict = {}  # wrt -> NativeProducts of the qualifying outputs, or None
         self._qualifies: dict = {}  # output -> whether its samples are per system (`_per_system`)
 
@@ -136,9 +137,11 @@ class Model:
     def _values_native(self):
         """The native module for a call without gradients: the full one if built, else one without
         the gradient kernels (built lazily, so asking no gradient never compiles them)."""
-        if self.backend == "interpreter" or self._compiled is not None:
-            return self._compiled if self.backend != "interpreter" else None
-        if getattr(self, "_compiled_values", None) is None:
+        if self.backend == "interpreter":
+            return None
+        if self._compiled is not None:
+            return self._compiled
+        if getattr(self, "_compiled_values", None) is None:  # (absent from models pickled before it)
             from .compiled import compile_module
 
             self._compiled_values = compile_module(self.module, backend=self.backend, dtype=self.dtype)
