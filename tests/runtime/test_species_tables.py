@@ -84,3 +84,12 @@ def test_a_range_index_must_find_every_key(tmp_path):
     path.write_text(PROGRAM.replace("{0: 1.0, 1: 0.5, 2: 0.25}", "{0: 1.0, 2: 0.25}"))
     with pytest.raises(CompileError, match=r"short.mt:12:32: error\[E201\]: index `k` of `range\(3\)` takes the values \[1\], which table hyper `weight`"):
         mtdsl.compile(path)
+
+
+def test_tables_are_formatted_and_parsed_back():
+    from mtdsl.lang.ast import deparse_module
+    from mtdsl.lang.parse import parse
+
+    text = deparse_module(parse(PROGRAM))
+    assert "hyper radius = {1: 0.31, 8: 0.66, 6: 0.76}" in text
+    assert deparse_module(parse(text)) == text
