@@ -92,13 +92,13 @@ def ship(client, model):
 
 
 def worker_model(model, token: str):
-    """The model this worker process loaded for `token` (with its native code), loading `model`
-    (the scattered copy) the first time: `(model, whether it was loaded now)`."""
+    """The model this worker process keeps for `token` (with the native code its calls built),
+    `model` (the scattered copy) the first time: `(model, whether it was taken now)`."""
     found = _MODELS.get(token)
     if found is not None:
         return found, False
-    if model.backend != "interpreter":
-        model.compiled  # noqa: B018 - render/load the native library now, once per worker process
+    # its native code is built by its first call (the values-only module, or the one with the
+    # gradient kernels when asked) and kept with it for every later task on this worker
     while len(_MODELS) >= _KEEP:
         _MODELS.pop(next(iter(_MODELS)))
     _MODELS[token] = model

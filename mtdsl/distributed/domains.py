@@ -23,7 +23,7 @@ from mtdsl.tensor import Labels, TensorBlock, TensorMap
 
 from ._cluster import client_for, n_workers, ship, worker_model
 from .decompose import decompose
-from .frames import gather_in_order, mark_distributed, run_copy
+from .frames import asked, gather_in_order, mark_distributed, run_copy
 from .shares import OWNED, output_kinds, share_module
 
 #: gradients a domain can compute: the cell of an open domain is not the system's
@@ -71,9 +71,9 @@ def run_domains(model, system, *, client=None, grid=(1, 1, 1), gradients=None, h
         provenance (`distributed.domains[k].peak_bytes`)
     :return: `{output: TensorMap}`, the labels and order of one call, values equal to rounding
     """
-    gradients = list(dict.fromkeys(gradients or []))
-    model._check_gradients(gradients)
-    refused = [g for g in gradients if g not in DOMAIN_GRADIENTS]
+    gradients = asked(model, gradients)
+    wrts = {w for ws in gradients.values() for w in ws} if isinstance(gradients, dict) else set(gradients)
+    refused = sorted(wrts - set(DOMAIN_GRADIENTS))
     if refused:
         raise MtdslError(f"run_domains computes gradients {list(DOMAIN_GRADIENTS)}, not {refused}")
     batch = as_batch(system)
@@ -88,7 +88,7 @@ def run_domains(model, system, *, client=None, grid=(1, 1, 1), gradients=None, h
     types = np.asarray(system.types)
     decomposition = decompose(positions, np.asarray(system.cell), np.asarray(system.pbc), grid, width)
     shipped = domain_model(model, batch.species, batch.n_atoms)
-    if shipped.backend != "interpreter":
+    if shipped.backend != "interpreter" and wrts:
         shipped.compiled  # noqa: B018 - render and compile here once: the workers load it from the kernel cache
     work = [d for d in decomposition.domains if d.n_owned]
     if not work:

@@ -40,6 +40,18 @@ def run_copy(model, species=None, n_atoms: int | None = None):
     return copy
 
 
+def asked(model, gradients):
+    """The gradients of a call in a canonical, JSON-able form (a list for every output, or
+    `{output: [...]}`), checked against the model's outputs (runtime/asked_gradients.py)."""
+    from mtdsl.runtime.asked_gradients import asked_gradients
+
+    asked_gradients(model.module, gradients)
+    if isinstance(gradients, dict):
+        return {name: [wrts] if isinstance(wrts, str) else list(dict.fromkeys(wrts or []))
+                for name, wrts in gradients.items()}
+    return list(dict.fromkeys(gradients or []))
+
+
 def chunk_bounds(n_frames: int, chunk_size: int | None, workers: int) -> list[tuple[int, int]]:
     if chunk_size is None:
         chunk_size = max(1, -(-n_frames // (CHUNKS_PER_WORKER * workers)))
@@ -95,6 +107,7 @@ def map_frames(model, frames, *, client=None, gradients=None, chunk_size=None, p
 
     :param client: a `distributed.Client`; None takes the current client, else starts a
         `LocalCluster` of one single-threaded worker per core for this call
+    :param gradients: as for `model(...)`: a list for every output or `{output: [...]}`
     :param chunk_size: frames per task (default: the frames spread over 4 tasks per worker)
     :param progress: a tqdm bar over finished chunks (default: when stderr is a terminal)
     :param tensormaps: the model's tensormap inputs over all frames; each chunk gets its frames'
@@ -102,8 +115,7 @@ def map_frames(model, frames, *, client=None, gradients=None, chunk_size=None, p
     :return: `{output: TensorMap}`, equal to one call over every frame (same keys, samples,
         values and gradient blocks); the provenance record says it ran distributed
     """
-    gradients = list(gradients or [])
-    model._check_gradients(gradients)
+    gradients = asked(model, gradients)
     systems = list(as_batch(frames).systems)
     if not systems:
         return model(systems, gradients=gradients, **tensormaps)

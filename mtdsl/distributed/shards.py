@@ -29,7 +29,7 @@ from mtdsl.provenance import sha256_of_file
 from mtdsl.systems import as_batch
 
 from ._cluster import client_for, model_token, n_workers, ship, worker_model
-from .frames import chunk_bounds, gather_in_order, mark_distributed, run_copy
+from .frames import asked, chunk_bounds, gather_in_order, mark_distributed, run_copy
 from .join import slice_systems
 
 INDEX = "index.json"
@@ -55,7 +55,7 @@ def inputs_hash(token: str, gradients: list, frames, tensormaps: dict) -> str:
     from mtdsl.io.mts import save_buffer
 
     digest = hashlib.sha256(token.encode())
-    digest.update(json.dumps(sorted(gradients)).encode())
+    digest.update(json.dumps(gradients, sort_keys=True).encode())
     for system in frames:
         for array in (system.types, system.positions, system.cell, system.pbc):
             array = np.ascontiguousarray(np.asarray(array))
@@ -116,8 +116,7 @@ def write_frames(model, frames_or_files, path, *, client=None, gradients=None, c
     """
     from mtdsl.io.structures import read_structures
 
-    gradients = list(gradients or [])
-    model._check_gradients(gradients)
+    gradients = asked(model, gradients)
     given = [frames_or_files] if isinstance(frames_or_files, (str, os.PathLike)) else list(frames_or_files)
     systems = []
     for frame in given:

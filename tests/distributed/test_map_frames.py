@@ -22,6 +22,7 @@ def frames():
 @pytest.mark.parametrize("name, gradients", [
     ("spherical_expansion", ["positions", "strain"]),
     ("soap_power_spectrum", ["positions"]),
+    ("soap_power_spectrum", {"ps": ["strain"]}),  # gradients asked per output
     ("soap_energy", ["positions", "strain"]),
 ])
 def test_equals_one_call(client, frames, name, gradients):
