@@ -33,6 +33,7 @@ from .cli_base import (  # noqa: F401
 )
 from .commands import COMMANDS as MODEL_COMMANDS
 from .compile import CompileError, compile
+from .ir.differentiable import gradient_diagnostics
 from .lang.ast import deparse
 from .lang.check import analyse, recursion_room
 from .lang.diagnostics import render, use_color
@@ -91,6 +92,8 @@ _JSON_FIELDS = ("code", "severity", "file", "line", "col", "end_line", "end_col"
 def _check_file(args: argparse.Namespace, file: str, overrides: dict, collected: list) -> int:
     _require_file(file)
     program, diagnostics, sources = analyse(file, overrides)
+    if program is not None and not any(d.is_error for d in diagnostics):
+        diagnostics = diagnostics + gradient_diagnostics(program)  # E309, before anything runs
     errors = sum(1 for d in diagnostics if d.is_error)
     warnings = len(diagnostics) - errors
     if args.format == "json":

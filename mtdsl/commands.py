@@ -17,6 +17,7 @@ from .cli_base import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Command, CommandError, _p
 from .codegen import render
 from .codegen.terms import extended_module
 from .compile import CompileError, compile
+from .distributed.command import inspect_dataset, parse_domains, run_distributed
 from .errors import FormatError
 from .io.mts import load, save
 from .io.structures import read_structures
@@ -116,6 +117,13 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("cpp", "llvm", "interpreter"),
                         help="how to run the kernels (default: cpp with a C++ compiler, else llvm)")
     parser.add_argument("--threads", type=int, metavar="N", help="threads of the kernels (default OMP_NUM_THREADS)")
+    # Dask distributed (docs/distributed.md)
+    parser.add_argument("--scheduler", metavar="ADDRESS|local[:N]",
+                        help="run on Dask workers: a scheduler's address, or local[:N] for a LocalCluster of N "
+                             "workers; -o is then a directory of shards (read it with mtdsl inspect)")
+    parser.add_argument("--chunk-size", type=int, metavar="K", help="with --scheduler: frames per shard")
+    parser.add_argument("--domains", metavar="NX,NY,NZ",
+                        help="one large structure split into NX x NY x NZ spatial domains (with ghost atoms)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -136,6 +144,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     model.threads = args.threads
     if args.batch < 1:
         raise CommandError("--batch must be at least 1", EXIT_USAGE)
+    if getattr(args, "scheduler", None) or getattr(args, "domains", None):
+        if args.chunk_size is not None and args.chunk_size < 1:
+            raise CommandError("--chunk-size must be at least 1", EXIT_USAGE)
+        if args.domains:
+            parse_domains(args.domains)  # before any cluster starts
+        run_distributed(args, model, frames)
+        return EXIT_OK
     outputs = _run_in_batches(model, frames, args.batch, args.gradients)
     paths = _output_paths(args.output, list(outputs))
     for name, tensor in outputs.items():
@@ -233,6 +248,9 @@ def add_inspect(parser: argparse.ArgumentParser) -> None:
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
+    if os.path.isdir(args.file):  # a sharded output of `mtdsl run --scheduler`
+        print(inspect_dataset(args.file))
+        return EXIT_OK
     _require_file(args.file)
     try:
         data = load(args.file, mmap=True)

@@ -13,6 +13,7 @@ import os
 import numpy as np
 
 from .errors import CompileError
+from .ir.differentiable import gradient_diagnostics
 from .ir.lower import LoweringError, lower
 from .lang import program as P
 from .lang.check import analyse
@@ -41,6 +42,9 @@ def check_and_lower(path, *, species=None, **hypers):
         module = lower(program, tuple(int(s) for s in species) if species is not None else None)
     except LoweringError as error:
         raise CompileError([Diagnostic("E900", program.path, 1, 1, str(error))]) from None
+    undifferentiable = gradient_diagnostics(program, module)
+    if undifferentiable:
+        raise CompileError(undifferentiable, sources)
     return program, module, sources
 
 

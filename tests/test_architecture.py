@@ -50,8 +50,10 @@ LAYERS = {
     "mtdsl.io": _ERRORS | {"mtdsl.tensor", "mtdsl.systems"},
     # the IR is the contract between the front end and the backends: it imports neither...
     "mtdsl.ir": _ERRORS,
-    # ...but lowering, the one bridge from the checked program to the IR
+    # ...but the bridges from the checked program to the IR: lowering, and the check that the
+    # gradients a program declares can be taken (its findings are the front end's diagnostics)
     "mtdsl.ir.lower": _ERRORS | {"mtdsl.ir", "mtdsl.lang"},
+    "mtdsl.ir.differentiable": _ERRORS | {"mtdsl.ir", "mtdsl.lang"},
     # backends render the IR; they never import the runtime that runs what they build
     "mtdsl.codegen": _ERRORS | {"mtdsl.ir", "mtdsl.math"},
     # the runtime binds data to kernels: never the language, the compiler driver or the CLI
