@@ -184,9 +184,17 @@ class TensorMap:
 
         return to_metatensor(self)
 
+    def to_metatensor_torch(self):
+        """This TensorMap as a `metatensor.torch.TensorMap` (numpy values shared as torch tensors)."""
+        from ..io.metatensor_torch import to_metatensor_torch
+
+        return to_metatensor_torch(self)
+
     @staticmethod
     def from_metatensor(tensor) -> "TensorMap":
-        from ..io.metatensor import from_metatensor
+        """An mtdsl TensorMap from a metatensor-core or metatensor-torch one (Labels and
+        TensorBlock give mtdsl Labels and TensorBlock); gradients and info kept."""
+        from ..io.metatensor_torch import from_metatensor
 
         return from_metatensor(tensor)
 
