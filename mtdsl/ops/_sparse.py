@@ -41,9 +41,9 @@ def sparse_labels(tensor: TensorMap) -> tuple[Labels, Labels]:
         flat = [g.reshape(-1) for g in grids]
         properties = block.properties.array[flat[-1]] if len(flat[-1]) else \
             np.zeros((0, len(block.properties.names)), np.int32)
-        parts.append(np.concatenate([np.repeat(key[None, :], len(flat[-1]), axis=0),
-                                     np.stack(flat[:-1], axis=1).reshape(len(flat[-1]), -1),
-                                     properties], axis=1))
+        component_rows = np.stack(flat[:-1], axis=1) if block.components else np.zeros((len(flat[-1]), 0), np.int32)
+        parts.append(np.concatenate([np.repeat(key[None, :], len(flat[-1]), axis=0), component_rows, properties],
+                                    axis=1))
     names = tensor.keys.names + tensor.component_names + tensor.property_names
     columns = Labels(names, np.concatenate(parts).astype(np.int32).reshape(-1, len(names)))
     return rows, columns
