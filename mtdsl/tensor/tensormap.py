@@ -153,7 +153,9 @@ class TensorMap:
         return result
 
     def to(self, dtype=None, device=None, arrays: str | None = None) -> "TensorMap":
-        result = TensorMap(self._keys.to(device=device, arrays=arrays) if arrays is not None else self._keys,
+        # labels are numpy or torch: with jax values (`arrays="jax"`) they stay numpy
+        labels_arrays = "numpy" if arrays == "jax" else arrays
+        result = TensorMap(self._keys.to(device=device, arrays=labels_arrays) if arrays is not None else self._keys,
                            [b.to(dtype=dtype, device=device, arrays=arrays) for b in self._blocks])
         result._info = dict(self._info)
         return result
