@@ -121,6 +121,13 @@ class Model:
 
         return TorchModel(self)
 
+    def to_jax(self, output: str | None = None):
+        """One output as a JAX function `f(positions, *, types, cell, pbc, params, **tensormaps)`,
+        differentiable by jax.grad, jit-able and vmap-able (runtime/jax_function.py, docs/interop.md)."""
+        from .jax_function import JaxFunction
+
+        return JaxFunction(self, output)
+
     def __call__(self, frames, gradients=None, **tensormaps) -> dict[str, TensorMap]:
         gradients = list(gradients or [])
         self._check_gradients(gradients)

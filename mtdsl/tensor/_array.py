@@ -43,7 +43,12 @@ def array_device(array) -> str:
     if is_torch(array):
         return str(array.device)
     if is_jax(array):
-        device = next(iter(array.devices()))
+        try:
+            device = next(iter(array.devices()))
+        except Exception:  # a value traced by jax.jit / grad has no device yet: the default one
+            import jax
+
+            device = jax.devices()[0]
         return "cpu" if device.platform == "cpu" else str(device)
     return "cpu"
 
