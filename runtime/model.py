@@ -18,7 +18,7 @@ from mtdsl.ir import nodes as ir
 from mtdsl.ir.autodiff import AutodiffError, conjuncts, module_gradients
 from mtdsl.ir.reads import read_closure
 from mtdsl.provenance import append_provenance, make_record, package_versions
-from mtdsl.systems import as_batch, neighbors
+from mtdsl.systems import SystemBatch, as_batch, neighbors
 from mtdsl.tensor import TensorMap
 
 from .assemble import evaluate_kernel
@@ -168,6 +168,8 @@ class Model:
             raise MtdslError("models with several systems inputs are not supported yet")
         systems_name = self.module.systems[0].name
         batch = as_batch(frames)
+        if batch.is_torch:  # the backends compute in numpy: read torch systems (a PyG batch...) once
+            batch = SystemBatch([system.to_numpy() for system in batch.systems])
         pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in self.module.pairs}
         bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type)
         check_tensormap_inputs(self.module, tensormaps)
