@@ -19,6 +19,7 @@ from mtdsl.ir.autodiff import AutodiffError, conjuncts, module_gradients
 from mtdsl.ir.reads import read_closure
 from mtdsl.provenance import append_provenance, make_record, package_versions
 from mtdsl.systems import SystemBatch, as_batch, neighbors
+from mtdsl.systems._pyg import is_pyg, systems_from_pyg
 from mtdsl.tensor import TensorMap
 
 from .assemble import evaluate_kernel
@@ -167,8 +168,10 @@ class Model:
         if len(self.module.systems) != 1:
             raise MtdslError("models with several systems inputs are not supported yet")
         systems_name = self.module.systems[0].name
+        if is_pyg(frames):  # a PyTorch Geometric Data / Batch: its graphs, read into numpy once
+            frames = systems_from_pyg(frames, numpy=True)
         batch = as_batch(frames)
-        if batch.is_torch:  # the backends compute in numpy: read torch systems (a PyG batch...) once
+        if batch.is_torch:  # the backends compute in numpy: read torch systems once
             batch = SystemBatch([system.to_numpy() for system in batch.systems])
         pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in self.module.pairs}
         bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type)

@@ -31,8 +31,9 @@ def graph_offsets(data) -> list[int]:
     return [0, int(data.num_nodes)]
 
 
-def systems_from_pyg(data) -> list[System]:
-    """The systems of a PyG `Data` (one) or `Batch` (one per graph, in order)."""
+def systems_from_pyg(data, numpy: bool = False) -> list[System]:
+    """The systems of a PyG `Data` (one) or `Batch` (one per graph, in order); with `numpy`,
+    numpy systems (detached: for the numpy backends, which read them once)."""
     where = type(data).__name__
     for field in ("pos", "z"):
         if getattr(data, field, None) is None:
@@ -40,24 +41,25 @@ def systems_from_pyg(data) -> list[System]:
                              "numbers from 'z' (as mtdsl.pyg.to_data writes them)")
     offsets = graph_offsets(data)
     n_graphs = len(offsets) - 1
-    cells = _per_graph(data, "cell", (3, 3), n_graphs, where)
-    pbcs = _per_graph(data, "pbc", (3,), n_graphs, where)
+    convert = (lambda value: value.detach().cpu().numpy()) if numpy else (lambda value: value)
+    positions_all, types_all = convert(data.pos), convert(data.z)
+    cells = _per_graph(data, "cell", (3, 3), n_graphs, where, convert)
+    pbcs = _per_graph(data, "pbc", (3,), n_graphs, where, convert)
     systems = []
     for graph in range(n_graphs):
         start, stop = offsets[graph], offsets[graph + 1]
-        positions = data.pos[start:stop]
-        cell = cells[graph] if cells is not None else None
-        if cell is not None and hasattr(positions, "dtype"):
-            cell = cell.to(positions.dtype)
-        systems.append(System(data.z[start:stop], positions, cell, pbcs[graph] if pbcs is not None else None))
+        positions = positions_all[start:stop]
+        cell = cells[graph].astype(positions.dtype) if numpy and cells is not None else \
+            cells[graph].to(positions.dtype) if cells is not None else None
+        systems.append(System(types_all[start:stop], positions, cell, pbcs[graph] if pbcs is not None else None))
     return systems
 
 
-def _per_graph(data, field: str, shape: tuple, n_graphs: int, where: str):
+def _per_graph(data, field: str, shape: tuple, n_graphs: int, where: str, convert):
     value = getattr(data, field, None)
     if value is None:
         return None
-    value = value.reshape(-1, *shape)
+    value = convert(value).reshape(-1, *shape)
     if value.shape[0] != n_graphs:
         raise ValueError(f"the PyG {where}'s {field!r} has {value.shape[0]} entries of shape {list(shape)} for "
                          f"{n_graphs} graphs")

@@ -100,6 +100,18 @@ def test_to_systems_keeps_order_and_autograd():
         mtdsl.pyg.to_systems(bare)
 
 
+def test_to_data_keeps_torch_positions_and_neighbors_take_a_batch():
+    positions = torch.tensor(atoms()[0].positions, requires_grad=True)
+    data = mtdsl.pyg.to_data(mtdsl.System(torch.tensor([8, 1, 1]), positions), cutoff=2.0)
+    assert data.pos is positions
+    batch = Batch.from_data_list([data, mtdsl.pyg.to_data(atoms()[1], cutoff=2.0)])
+    pairs = mtdsl.neighbors(batch, 2.0)
+    np.testing.assert_array_equal(pairs.first.numpy(), batch.edge_index[1].numpy())
+    np.testing.assert_array_equal(pairs.second.numpy(), batch.edge_index[0].numpy())
+    pairs.distances.sum().backward()  # the batch's positions are the data's tensor: autograd reaches it
+    assert positions.grad is not None and positions.grad.abs().sum() > 0
+
+
 def test_node_features_rows_align_with_the_batch_nodes():
     model = compiled("soap_power_spectrum")
     frames_ = frames()
