@@ -38,6 +38,8 @@ results enable them around your own code (`with jax.enable_x64(True): ...` or
 from __future__ import annotations
 
 import copy
+import functools
+import threading
 
 import numpy as np
 
@@ -134,7 +136,10 @@ class JaxFunction:
         self._functions: dict = {}  # static signature -> (layout, jax function)
         self._products = None  # NativeProducts of the output, False where they do not lower
         self._torch = None  # the torch module of the fallback and of the inputs' VJP
-        self._last = None  # (the inputs, bindings) of the last forward through the products
+        self._last = None  # (host, the inputs, bindings) of the last run of the products
+        #: the callbacks share the products' state (their last run): XLA may call them from several
+        #: threads (independent calls in one jitted function), so they run one at a time
+        self.lock = threading.RLock()
 
     # -- the JAX side -------------------------------------------------------------------------------
     def __call__(self, positions, *, types, cell=None, pbc=None, params=None, **tensormaps):
@@ -265,6 +270,15 @@ def _same(first, second) -> bool:
                                              for a, b in zip(first, second))
 
 
+def _locked(method):
+    """`method` of a `_Host`, holding its function's lock."""
+    @functools.wraps(method)
+    def wrapper(self, *args):
+        with self.function.lock:
+            return method(self, *args)
+    return wrapper
+
+
 class _Host:
     """The callbacks of one static signature (types, pbc, input labels): numpy in, numpy out."""
 
@@ -306,6 +320,7 @@ class _Host:
         self.function._last = (self, [np.array(a, copy=True) for a in flat], bindings)
         return bindings
 
+    @_locked
     def forward(self, positions, cell, params, tensors):
         dtype = np.asarray(positions).dtype
         products = self.function.products()
@@ -316,6 +331,7 @@ class _Host:
             tensor = self._model(params)([self._system(positions, cell)], **self._inputs(tensors))[output]
         return self.layout.scatter(tensor, output, dtype)
 
+    @_locked
     def vjp_structure(self, positions, cell, params, tensors, cotangents):
         products = self.function.products()
         output = self.function.output
@@ -327,6 +343,7 @@ class _Host:
         positions_bar, cell_bar = products.vjp(bindings, {output: self.layout.gather(cotangents, tensor, output)})
         return (positions_bar.astype(np.asarray(positions).dtype), cell_bar[0].astype(np.asarray(cell).dtype))
 
+    @_locked
     def vjp_inputs(self, positions, cell, params, tensors, cotangents):
         grads = self._torch_vjp(positions, cell, params, tensors, cotangents, structure=False)
         n_params = len(params)
