@@ -21,7 +21,7 @@ backward, in two callbacks so that `jax.jit` drops the one whose cotangents are 
   also the fallback for positions and cell where the products do not lower (and for the
   interpreter backend).
 
-`jax.vmap` runs the callbacks once per system (`vmap_method="sequential"`).
+`jax.vmap` runs the callbacks once per system (`vmap_method="expand_dims"`).
 
 The result's layout (blocks, samples) is fixed by `types` and `pbc`, as JAX needs static
 shapes: it is that of the output on a probe geometry where every pair of atoms is within
@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import functools
 import threading
+import weakref
 
 import numpy as np
 
@@ -48,6 +49,14 @@ from mtdsl.systems import System
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 
 from .model import check_tensormap_inputs
+
+#: the callbacks share state (the products' last run, a model's torch module and its params) and
+#: XLA may call them from several threads (independent calls in one jitted function): one at a time
+_LOCK = threading.RLock()
+#: model -> {output: its NativeProducts, or False}: built once per model (seconds), shared
+_PRODUCTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+#: model -> its torch module, for the VJPs of params and inputs
+_TORCH_MODULES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 #: groups of differentiable inputs, each with its own backward callback
 _STRUCTURE, _INPUTS = "structure", "inputs"
@@ -85,8 +94,10 @@ class _Layout:
                                                             b.properties) for b in tensor.blocks()])
         self.shapes = [tuple(b.values.shape) for b in tensor.blocks()]
 
-    def places(self, tensor: TensorMap, output: str) -> list[tuple[int, np.ndarray]]:
-        """For each block of `tensor` (a run's output), its block in the layout and its rows there."""
+    def places(self, tensor: TensorMap, output: str) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """For each block of `tensor` (a run's output on one system or a batch of them), its block
+        in the layout, the system of each of its rows and the row in the layout (the row of the
+        same sample in system 0). Outputs without a `system` sample are of one system."""
         keys = self.template.keys
         found = []
         for index, block in enumerate(tensor.blocks()):
@@ -96,24 +107,36 @@ class _Layout:
                                        f"layout these types give (keys {keys.names}): its blocks depend on more "
                                        f"than the types and pbc")
             reference = self.template.block(position)
-            rows = reference.samples.positions(block.samples.array)
+            samples = np.array(block.samples.array)
+            systems = np.zeros(len(samples), dtype=np.int64)
+            if "system" in block.samples.names:
+                column = block.samples.names.index("system")
+                systems = samples[:, column].astype(np.int64)
+                samples[:, column] = 0
+            rows = reference.samples.positions(samples)
             if (rows < 0).any() or block.components != reference.components \
                     or block.properties != reference.properties:
                 raise JaxFunctionError(f"output {output}: the samples, components or properties of block "
                                        f"{tensor.keys.array[index].tolist()} are not in the layout these types "
                                        f"give: its labels depend on more than the types and pbc")
-            found.append((position, rows))
+            found.append((position, systems, rows))
         return found
 
-    def scatter(self, tensor: TensorMap, output: str, dtype) -> tuple:
-        result = [np.zeros(shape, dtype=dtype) for shape in self.shapes]
-        for (position, rows), block in zip(self.places(tensor, output), tensor.blocks()):
-            result[position][rows] = np.asarray(block.values)
+    def batched(self) -> bool:
+        """Whether a batch of systems can run as one: every block's samples name their system."""
+        return all("system" in b.samples.names for b in self.template.blocks())
+
+    def scatter(self, tensor: TensorMap, output: str, dtype, n_systems: int) -> tuple:
+        """The values of `tensor` (over `n_systems` systems) in the layout: `[n_systems, *shape]`."""
+        result = [np.zeros((n_systems,) + shape, dtype=dtype) for shape in self.shapes]
+        for (position, systems, rows), block in zip(self.places(tensor, output), tensor.blocks()):
+            result[position][systems, rows] = np.asarray(block.values)
         return tuple(result)
 
     def gather(self, cotangents, tensor: TensorMap, output: str) -> list[np.ndarray]:
-        return [np.asarray(cotangents[position], dtype=np.float64)[rows]
-                for position, rows in self.places(tensor, output)]
+        """The cotangents (`[n_systems, *shape]` per layout block) of the blocks of `tensor`."""
+        return [np.asarray(cotangents[position], dtype=np.float64)[systems, rows]
+                for position, systems, rows in self.places(tensor, output)]
 
 
 class JaxFunction:
@@ -134,12 +157,10 @@ class JaxFunction:
         self.param_names = [p.name for p in model.module.params]
         self.input_names = [t.name for t in model.module.tensormaps]
         self._functions: dict = {}  # static signature -> (layout, jax function)
-        self._products = None  # NativeProducts of the output, False where they do not lower
+        self._products = None  # NativeProducts of the output (shared per model), False where they do not lower
         self._torch = None  # the torch module of the fallback and of the inputs' VJP
         self._last = None  # (host, the inputs, bindings) of the last run of the products
-        #: the callbacks share the products' state (their last run): XLA may call them from several
-        #: threads (independent calls in one jitted function), so they run one at a time
-        self.lock = threading.RLock()
+        self.lock = _LOCK
 
     # -- the JAX side -------------------------------------------------------------------------------
     def __call__(self, positions, *, types, cell=None, pbc=None, params=None, **tensormaps):
@@ -162,11 +183,12 @@ class JaxFunction:
         check_tensormap_inputs(self.model.module, tensormaps, error=JaxFunctionError)
         param_values = tuple(jnp.asarray(params[name]) for name in self.param_names)
         tensor_values = tuple(jnp.asarray(b.values) for name in self.input_names for b in tensormaps[name].blocks())
-        key = (types.tobytes(), pbc.tobytes(), str(positions.dtype),
+        ndims = [2, 2] + [v.ndim for v in param_values] + [v.ndim for v in tensor_values]
+        key = (types.tobytes(), pbc.tobytes(), str(positions.dtype), tuple(ndims),
                tuple(_fingerprint(tensormaps[n]) for n in self.input_names))
         if key not in self._functions:
             layout = self._probe(types, pbc, tensormaps)
-            self._functions[key] = (layout, self._function(layout, types, pbc, tensormaps, positions.dtype))
+            self._functions[key] = (layout, self._function(layout, types, pbc, tensormaps, positions.dtype, ndims))
         layout, function = self._functions[key]
         result = function(positions, cell, param_values, tensor_values)
         return result[0] if len(result) == 1 else result
@@ -177,7 +199,7 @@ class JaxFunction:
         pbc = np.broadcast_to(_static(False if pbc is None else pbc, "pbc").astype(bool), (3,)).copy()
         return self._probe(types, pbc, tensormaps).template.copy()
 
-    def _function(self, layout: _Layout, types, pbc, tensormaps, dtype):
+    def _function(self, layout: _Layout, types, pbc, tensormaps, dtype, ndims: list):
         """The custom_vjp function of one static signature."""
         import jax
         import jax.numpy as jnp
@@ -185,11 +207,11 @@ class JaxFunction:
 
         labels = {name: tensormaps[name] for name in self.input_names}
         shapes = tuple(jax.ShapeDtypeStruct(shape, dtype) for shape in layout.shapes)
-        host = _Host(self, layout, types, pbc, labels)
+        host = _Host(self, layout, types, pbc, labels, ndims)
 
         def forward(positions, cell, params, tensors):
             return jax.pure_callback(host.forward, shapes, positions, cell, params, tensors,
-                                     vmap_method="sequential")
+                                     vmap_method="expand_dims")
 
         function = jax.custom_vjp(forward)
 
@@ -212,12 +234,12 @@ class JaxFunction:
                 positions_bar, cell_bar = jax.pure_callback(
                     host.vjp_structure, (jax.ShapeDtypeStruct(positions.shape, positions.dtype),
                                          jax.ShapeDtypeStruct(cell.shape, cell.dtype)),
-                    positions, cell, params, tensors, cotangents, vmap_method="sequential")
+                    positions, cell, params, tensors, cotangents, vmap_method="expand_dims")
             if _INPUTS in groups:
                 params_bar, tensors_bar = jax.pure_callback(
                     host.vjp_inputs, jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype),
                                                             (params, tensors)),
-                    positions, cell, params, tensors, cotangents, vmap_method="sequential")
+                    positions, cell, params, tensors, cotangents, vmap_method="expand_dims")
             return positions_bar, cell_bar, params_bar, tensors_bar
 
         function.defvjp(fwd, bwd, symbolic_zeros=True)
@@ -244,6 +266,8 @@ class JaxFunction:
     def products(self):
         """The output's native reverse products with respect to positions and cell, or None."""
         if self._products is None:
+            self._products = _PRODUCTS.setdefault(self.model, {}).get(self.output)
+        if self._products is None:
             self._products = False
             if self.model.backend != "interpreter":
                 from mtdsl.codegen.plan import Unsupported
@@ -257,11 +281,16 @@ class JaxFunction:
                                                     wrt=("positions", "cell"), constants=True)
                 except (Unsupported, ValueError, AutodiffError):
                     self._products = False
+            _PRODUCTS[self.model][self.output] = self._products
         return self._products or None
 
     def torch_module(self):
+        """The model's torch module, shared by the JAX functions of one model (its descriptors are
+        compiled once); each VJP sets its params first, under `_LOCK`."""
         if self._torch is None:
-            self._torch = self.model.to_torch()
+            if self.model not in _TORCH_MODULES:
+                _TORCH_MODULES[self.model] = self.model.to_torch()
+            self._torch = _TORCH_MODULES[self.model]
         return self._torch
 
 
@@ -280,15 +309,41 @@ def _locked(method):
 
 
 class _Host:
-    """The callbacks of one static signature (types, pbc, input labels): numpy in, numpy out."""
+    """The callbacks of one static signature (types, pbc, input labels): numpy in, numpy out.
 
-    def __init__(self, function: JaxFunction, layout: _Layout, types, pbc, tensormaps: dict):
+    Under `jax.vmap` (`vmap_method="expand_dims"`) each argument has leading batch dimensions
+    (of size 1 where it is not batched): systems that share their params and inputs run as one
+    batch of systems (one model run, one VJP), others one by one."""
+
+    def __init__(self, function: JaxFunction, layout: _Layout, types, pbc, tensormaps: dict, ndims: list):
         self.function = function
         self.layout = layout
         self.types = types
         self.pbc = pbc
         self.tensormaps = tensormaps  # labels only
+        self.ndims = ndims  # of positions, cell, each param and input block, without batch dimensions
 
+    # -- batch dimensions ------------------------------------------------------------------------------
+    def _split(self, arguments: list):
+        """(batch shape, the arguments flattened to `[B, ...]`, whether only positions and cell vary)."""
+        arrays = [np.asarray(a) for a in arguments]
+        leading = [a.shape[:a.ndim - n] for a, n in zip(arrays, self.ndims)]
+        shape = np.broadcast_shapes(*leading) if any(leading) else ()
+        size = int(np.prod(shape, dtype=np.int64))
+        flat = [np.broadcast_to(a, shape + a.shape[a.ndim - n:]).reshape((size,) + a.shape[a.ndim - n:])
+                for a, n in zip(arrays, self.ndims)]
+        shared = all(int(np.prod(lead, dtype=np.int64)) == 1 for lead in leading[2:])
+        return shape, flat, shared
+
+    def _arguments(self, positions, cell, params, tensors) -> list:
+        return [positions, cell, *params, *tensors]
+
+    def _parts(self, flat: list, b):
+        n_params = len(self.function.param_names)
+        item = [a[b] for a in flat]
+        return item[0], item[1], item[2:2 + n_params], item[2 + n_params:]
+
+    # -- one model run over several systems ------------------------------------------------------------
     def _model(self, params):
         model = copy.copy(self.function.model)
         model.parameters = {n: np.asarray(v, dtype=np.float64) for n, v in zip(self.function.param_names, params)}
@@ -300,52 +355,97 @@ class _Host:
                                          for b in t.blocks()])
                 for name, t in self.tensormaps.items()}
 
-    def _system(self, positions, cell) -> System:
-        return System(self.types, np.asarray(positions, dtype=np.float64), np.asarray(cell, dtype=np.float64),
-                      self.pbc)
+    def _systems(self, positions, cells) -> list[System]:
+        return [System(self.types, np.asarray(p, dtype=np.float64), np.asarray(c, dtype=np.float64), self.pbc)
+                for p, c in zip(positions, cells)]
 
-    def _flat(self, positions, cell, params, tensors) -> list[np.ndarray]:
-        return [np.asarray(positions), np.asarray(cell), *map(np.asarray, params), *map(np.asarray, tensors)]
-
-    def _run_products(self, products, positions, cell, params, tensors):
-        """Bindings at these inputs on which the products ran (the last forward's when the same)."""
-        flat = self._flat(positions, cell, params, tensors)
+    def _run(self, positions, cells, params, tensors, products):
+        """The output over the systems `positions[b], cells[b]` (one params and inputs for all), and
+        the bindings on which the products ran (reused when the last run had the same inputs)."""
+        if products is None:
+            model = self._model(params)
+            return model(self._systems(positions, cells), **self._inputs(tensors))[self.function.output], None
+        flat = [np.asarray(positions), np.asarray(cells), *map(np.asarray, params), *map(np.asarray, tensors)]
         last = self.function._last
         if last is not None and last[0] is self and _same(last[1], flat):
-            return last[2]
-        model = self._model(params)
-        bindings = model.bind([self._system(positions, cell)], self._inputs(tensors))
-        products.threads = model.threads
-        products.run(bindings)
-        self.function._last = (self, [np.array(a, copy=True) for a in flat], bindings)
-        return bindings
+            bindings = last[2]
+        else:
+            model = self._model(params)
+            bindings = model.bind(self._systems(positions, cells), self._inputs(tensors))
+            products.threads = model.threads
+            products.run(bindings)
+            self.function._last = (self, [np.array(a, copy=True) for a in flat], bindings)
+        return bindings.tensors[self.function.output], bindings
 
+    def _one_batch(self, shared: bool) -> bool:
+        """Whether the systems of a vmap run as one batch: same params, no input TensorMaps (their
+        samples would need each system's index), and outputs whose samples name their system."""
+        return shared and not self.tensormaps and self.layout.batched()
+
+    # -- the callbacks ----------------------------------------------------------------------------------
     @_locked
     def forward(self, positions, cell, params, tensors):
         dtype = np.asarray(positions).dtype
+        shape, flat, shared = self._split(self._arguments(positions, cell, params, tensors))
+        n = int(np.prod(shape, dtype=np.int64))
         products = self.function.products()
-        output = self.function.output
-        if products is not None:
-            tensor = self._run_products(products, positions, cell, params, tensors).tensors[output]
+        if self._one_batch(shared) or n == 1:
+            p, _, par, ten = self._parts(flat, 0)
+            tensor, _ = self._run(flat[0], flat[1], par, ten, products)
+            result = self.layout.scatter(tensor, self.function.output, dtype, n)
         else:
-            tensor = self._model(params)([self._system(positions, cell)], **self._inputs(tensors))[output]
-        return self.layout.scatter(tensor, output, dtype)
+            runs = []
+            for b in range(n):
+                p, c, par, ten = self._parts(flat, b)
+                tensor, _ = self._run(p[None], c[None], par, ten, products)
+                runs.append(self.layout.scatter(tensor, self.function.output, dtype, 1))
+            result = tuple(np.concatenate(blocks) for blocks in zip(*runs))
+        return tuple(r.reshape(shape + r.shape[1:]) for r in result)
 
     @_locked
     def vjp_structure(self, positions, cell, params, tensors, cotangents):
+        dtype, cell_dtype = np.asarray(positions).dtype, np.asarray(cell).dtype
+        arguments = self._arguments(positions, cell, params, tensors)
+        shape, flat, shared = self._split(arguments)
+        n = int(np.prod(shape, dtype=np.int64))
+        cotangents = [np.broadcast_to(np.asarray(c), shape + tuple(s)).reshape((n,) + tuple(s))
+                      for c, s in zip(cotangents, self.layout.shapes)]
         products = self.function.products()
-        output = self.function.output
         if products is None:
-            grads = self._torch_vjp(positions, cell, params, tensors, cotangents, structure=True)
-            return grads[0], grads[1]
-        bindings = self._run_products(products, positions, cell, params, tensors)
-        tensor = bindings.tensors[output]
+            found = [self._torch_vjp(*self._parts(flat, b), [c[b:b + 1] for c in cotangents], structure=True)
+                     for b in range(n)]
+            positions_bar = np.stack([f[0] for f in found])
+            cell_bar = np.stack([f[1] for f in found])
+        elif self._one_batch(shared) or n == 1:
+            _, _, par, ten = self._parts(flat, 0)
+            positions_bar, cell_bar = self._products_vjp(flat[0], flat[1], par, ten, cotangents, products)
+        else:
+            found = []
+            for b in range(n):
+                p, c, par, ten = self._parts(flat, b)
+                found.append(self._products_vjp(p[None], c[None], par, ten, [x[b:b + 1] for x in cotangents],
+                                                products))
+            positions_bar = np.concatenate([f[0] for f in found])
+            cell_bar = np.concatenate([f[1] for f in found])
+        return (positions_bar.reshape(shape + positions_bar.shape[1:]).astype(dtype),
+                cell_bar.reshape(shape + (3, 3)).astype(cell_dtype))
+
+    def _products_vjp(self, positions, cells, params, tensors, cotangents, products):
+        """`(positions_bar [B, N, 3], cell_bar [B, 3, 3])` of the systems by the native products."""
+        tensor, bindings = self._run(positions, cells, params, tensors, products)
+        output = self.function.output
         positions_bar, cell_bar = products.vjp(bindings, {output: self.layout.gather(cotangents, tensor, output)})
-        return (positions_bar.astype(np.asarray(positions).dtype), cell_bar[0].astype(np.asarray(cell).dtype))
+        return positions_bar.reshape(len(positions), -1, 3), cell_bar
 
     @_locked
     def vjp_inputs(self, positions, cell, params, tensors, cotangents):
-        grads = self._torch_vjp(positions, cell, params, tensors, cotangents, structure=False)
+        shape, flat, _ = self._split(self._arguments(positions, cell, params, tensors))
+        n = int(np.prod(shape, dtype=np.int64))
+        cotangents = [np.broadcast_to(np.asarray(c), shape + tuple(s)).reshape((n,) + tuple(s))
+                      for c, s in zip(cotangents, self.layout.shapes)]
+        found = [self._torch_vjp(*self._parts(flat, b), [c[b:b + 1] for c in cotangents], structure=False)
+                 for b in range(n)]
+        grads = [np.stack([f[k] for f in found]).reshape(shape + found[0][k].shape) for k in range(len(found[0]))]
         n_params = len(params)
         return tuple(grads[:n_params]), tuple(grads[n_params:])
 
@@ -363,7 +463,7 @@ class _Host:
         inputs = self._inputs(tensors, lambda v: torch.tensor(np.asarray(v, dtype=np.float64),
                                                                requires_grad=not structure))
         output = module([system], **inputs)[self.function.output]
-        cotangent = [torch.tensor(c) for c in self.layout.gather(cotangents, output, self.function.output)]
+        cotangent = [torch.tensor(c) for c in self.layout.gather(cotangents, output, self.function.output)]  # [1, ...]
         if structure:
             targets, like = [torch_positions, torch_cell], [positions, cell]
         else:

@@ -52,7 +52,9 @@ def test_to_jax_and_back_is_exact():
     assert_identical(as_jax.to(arrays="torch").to(arrays="numpy"), tensor)
     # numpy from jax is a view of jax's buffer; torch's tensors become jax arrays without a copy
     assert pointer(as_jax.to(arrays="numpy").block(0).values) == pointer(block.values)
-    from_torch = tensor.to(arrays="torch")
+    from_torch = TensorMap(tensor.keys, [TensorBlock(torch.rand(b.values.shape, dtype=torch.float64), b.samples,
+                                                     b.components, b.properties) for b in tensor.blocks()])
+    assert from_torch.block(1).values.data_ptr() % 64 == 0  # torch's own allocations are aligned
     assert pointer(from_torch.to(arrays="jax").block(1).values) == pointer(from_torch.block(1).values)
     assert "jax" in repr(as_jax)
 

@@ -133,6 +133,38 @@ def test_vmap_over_four_systems_of_the_same_size():
         np.testing.assert_allclose(np.asarray(grads[system]), reference, rtol=1e-9, atol=1e-12)
 
 
+def test_vmap_one_batch_per_atom_outputs_params_and_nesting():
+    """vmap of a per-atom output of several blocks (the systems run as one batch), of params (one
+    by one), and nested vmaps, against calls on each system."""
+    water = atoms()[0]
+    rng = np.random.default_rng(2)
+    positions = jnp.asarray(water.positions + 0.05 * rng.normal(size=(2, 2, 3, 3)))
+    ps = compiled("soap_power_spectrum").to_jax("ps")
+    found = jax.vmap(jax.vmap(lambda r: ps(r, types=water.numbers)))(positions)
+    for i in range(2):
+        for j in range(2):
+            expected = ps(positions[i, j], types=water.numbers)
+            for ours, theirs in zip(found, expected):
+                np.testing.assert_allclose(np.asarray(ours[i, j]), np.asarray(theirs), rtol=1e-14)
+    grads = jax.vmap(jax.grad(lambda r: sum(b.sum() for b in ps(r, types=water.numbers))))(positions[0])
+    for j in range(2):
+        expected = jax.grad(lambda r: sum(b.sum() for b in ps(r, types=water.numbers)))(positions[0, j])
+        np.testing.assert_allclose(np.asarray(grads[j]), np.asarray(expected), rtol=1e-12, atol=1e-14)
+
+    model = compiled("soap_energy")
+    f = model.to_jax("energy")
+    stacked = {name: jnp.stack([jnp.asarray(value), 2 * jnp.asarray(value)]) for name, value in model.parameters.items()}
+    r = jnp.asarray(water.positions)
+    energies = jax.vmap(lambda p: f(r, types=water.numbers, params=p)[0, 0])(stacked)
+    param_grads = jax.vmap(jax.grad(lambda p: f(r, types=water.numbers, params=p)[0, 0]))(stacked)
+    for k in range(2):
+        params = {name: value[k] for name, value in stacked.items()}
+        assert float(energies[k]) == pytest.approx(float(f(r, types=water.numbers, params=params)[0, 0]), rel=1e-14)
+        expected = jax.grad(lambda p: f(r, types=water.numbers, params=p)[0, 0])(params)
+        for name in params:
+            np.testing.assert_allclose(np.asarray(param_grads[name][k]), np.asarray(expected[name]), rtol=1e-12)
+
+
 def test_several_blocks_fill_the_layout_of_the_types():
     """A per-atom output of several blocks: a tuple in key order, blocks and samples the geometry
     lacks (atoms far apart: no neighbour) are zeros; grad through one block is finite differences."""
