@@ -20,7 +20,7 @@ import numpy as np
 
 from .systems import System, as_batch, neighbors
 from .systems._pyg import graph_offsets, is_pyg, systems_from_pyg
-from .tensor import Labels, TensorMap
+from .tensor import TensorMap
 from .tensor._array import is_torch, to_numpy
 
 __all__ = ["graph_features", "node_features", "to_data", "to_systems"]

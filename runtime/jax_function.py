@@ -21,7 +21,9 @@ backward, in two callbacks so that `jax.jit` drops the one whose cotangents are 
   also the fallback for positions and cell where the products do not lower (and for the
   interpreter backend).
 
-`jax.vmap` runs the callbacks once per system (`vmap_method="expand_dims"`).
+`jax.vmap` (`vmap_method="expand_dims"`, any nesting) over systems of the same size and types
+runs them as one batch of systems in the native kernels (one model run, one VJP) when they
+share their params and the model has no input TensorMaps; one by one otherwise.
 
 The result's layout (blocks, samples) is fixed by `types` and `pbc`, as JAX needs static
 shapes: it is that of the output on a probe geometry where every pair of atoms is within

@@ -1,7 +1,6 @@
 """`model.to_jax(output)`: values equal the model's, `jax.grad` equals the gradient blocks and
 finite differences, params gradients equal `to_torch()`'s, and jit / vmap work."""
 
-import ase.build
 import jax
 import jax.numpy as jnp
 import numpy as np
