@@ -18,7 +18,8 @@ from mtdsl.ir import nodes as ir
 from mtdsl.ir.autodiff import AutodiffError, conjuncts, module_gradients
 from mtdsl.ir.reads import read_closure
 from mtdsl.provenance import append_provenance, make_record, package_versions
-from mtdsl.systems import as_batch, neighbors
+from mtdsl.systems import SystemBatch, as_batch, neighbors
+from mtdsl.systems._pyg import is_pyg, systems_from_pyg
 from mtdsl.tensor import TensorMap
 
 from .assemble import evaluate_kernel
@@ -138,6 +139,13 @@ class Model:
 
         return TorchModel(self)
 
+    def to_jax(self, output: str | None = None):
+        """One output as a JAX function `f(positions, *, types, cell, pbc, params, **tensormaps)`,
+        differentiable by jax.grad, jit-able and vmap-able (runtime/jax_function.py, docs/interop.md)."""
+        from .jax_function import JaxFunction
+
+        return JaxFunction(self, output)
+
     def _values_native(self):
         """The native module for a call without gradients: the full one if built, else one without
         the gradient kernels (built lazily, so asking no gradient never compiles them)."""
@@ -194,7 +202,11 @@ class Model:
         if len(self.module.systems) != 1:
             raise MtdslError("models with several systems inputs are not supported yet")
         systems_name = self.module.systems[0].name
+        if is_pyg(frames):  # a PyTorch Geometric Data / Batch: its graphs, read into numpy once
+            frames = systems_from_pyg(frames, numpy=True)
         batch = as_batch(frames)
+        if batch.is_torch:  # the backends compute in numpy: read torch systems once
+            batch = SystemBatch([system.to_numpy() for system in batch.systems])
         check_species_tables(self.module, batch)
         pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in self.module.pairs}
         bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type)

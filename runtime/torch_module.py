@@ -38,6 +38,7 @@ import torch
 
 from mtdsl.errors import MtdslError
 from mtdsl.systems import System
+from mtdsl.systems._pyg import is_pyg, systems_from_pyg
 from mtdsl.systems.batch import SystemBatch
 from mtdsl.systems.neighbors import Pairs, neighbors
 from mtdsl.tensor import TensorBlock, TensorMap
@@ -512,6 +513,8 @@ class TorchModel(torch.nn.Module):
         return self._mtdsl.model
 
     def forward(self, systems, gradients=None, **tensormaps) -> dict[str, TensorMap]:
+        if is_pyg(systems):  # a PyTorch Geometric Data or Batch: its graphs, autograd kept
+            systems = systems_from_pyg(systems)
         systems = list(systems) if isinstance(systems, (list, tuple)) else [systems]
         # a list for every output, or {output: [...]} per output (runtime/asked_gradients.py)
         asked = asked_gradients(self._mtdsl.model.module, gradients)
