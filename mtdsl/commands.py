@@ -116,6 +116,7 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("cpp", "llvm", "interpreter"),
                         help="how to run the kernels (default: cpp with a C++ compiler, else llvm)")
     parser.add_argument("--threads", type=int, metavar="N", help="threads of the kernels (default OMP_NUM_THREADS)")
+    parser.add_argument("--params", metavar="FILE", help="trained parameters (a file of model.save_parameters)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -132,11 +133,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         frames += read_structures(path, format=args.format, **options)
     if not frames:
         raise CommandError("no structures to run on")
+    if args.species is None and args.params:
+        args.species = _params_species(args.params)
     if args.species is None:
         # the species of every structure given, so that every batch has the same species dimensions
         args.species = ",".join(str(z) for z in sorted({int(z) for f in frames for z in np.asarray(f.types)}))
     model = _compile(args, backend=args.backend, dtype=np.float32 if args.float32 else np.float64)
     model.threads = args.threads
+    if args.params:
+        _load_params(model, args.params)
     if args.batch < 1:
         raise CommandError("--batch must be at least 1", EXIT_USAGE)
     outputs = _run_in_batches(model, frames, args.batch, args.gradients)
@@ -145,6 +150,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         save(paths[name], tensor)
         print(f"{name}: {len(tensor)} blocks -> {paths[name]}")
     return EXIT_OK
+
+
+def _params_species(path: str):
+    """The species a parameter file was saved for, as `--species` text (None when it has none)."""
+    from mtdsl.runtime.parameters import ParametersError, file_species
+
+    try:
+        species = file_species(path)
+    except ParametersError as error:
+        raise CommandError(str(error)) from None
+    return ",".join(str(z) for z in species) if species else None
+
+
+def _load_params(model, path: str) -> None:
+    from mtdsl.runtime.parameters import ParametersError
+
+    try:
+        model.load_parameters(path)
+    except ParametersError as error:
+        raise CommandError(str(error)) from None
 
 
 def _type_map(text: str) -> dict:
