@@ -140,9 +140,9 @@ class Model:
     def as_calculator(self, output: str = "energy", **options):
         """An ASE calculator over this model's per-system scalar `output` (energy, forces and stress
         from one call per geometry; runtime/calculator.py, docs/simulation.md)."""
-        from .calculator import MtdslCalculator
+        from .calculator import make_calculator
 
-        return MtdslCalculator(self, output=output, **options)
+        return make_calculator(self, output, **options)
 
     def export(self, path, extensions_directory="extensions", **options):
         """Write a metatomic `AtomisticModel` of this model to `path` (runtime/export.py,
