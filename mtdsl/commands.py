@@ -305,9 +305,46 @@ def _summary(tensor, every_block: bool) -> str:
     return "\n".join(lines)
 
 
+# ---- export -----------------------------------------------------------------------------------
+
+
+def add_export(parser: argparse.ArgumentParser) -> None:
+    _add_model_arguments(parser)
+    parser.add_argument("-o", "--output", required=True, help="the metatomic model file to write (.pt)")
+    parser.add_argument("--params", metavar="FILE", help="trained parameters (a file of model.save_parameters)")
+    parser.add_argument("--extensions-directory", default="extensions", metavar="DIR",
+                        help="where the model's extension goes (give it to the engine; default: extensions)")
+    parser.add_argument("--energy", default="energy", metavar="OUTPUT", help="the energy output (default: energy)")
+    parser.add_argument("--length-unit", default="angstrom", help="length unit of the model (default: angstrom)")
+    parser.add_argument("--energy-unit", default="eV", help="energy unit of the model (default: eV)")
+    parser.add_argument("--backend", choices=("cpp", "llvm", "interpreter"),
+                        help="how the exported model runs its kernels (default: cpp with a C++ compiler)")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """A metatomic AtomisticModel of the program (runtime/export.py, docs/simulation.md)."""
+    from mtdsl.runtime.export import ExportError
+
+    if args.species is None and args.params:
+        args.species = _params_species(args.params)
+    model = _compile(args, backend=args.backend)
+    if args.params:
+        _load_params(model, args.params)
+    try:
+        path = model.export(args.output, extensions_directory=args.extensions_directory, output=args.energy,
+                            length_unit=args.length_unit, energy_unit=args.energy_unit)
+    except ExportError as error:
+        raise CommandError(str(error)) from None
+    print(f"{args.file} -> {path} (extension in {args.extensions_directory}, "
+          f"interaction range {model.interaction_range:g})")
+    return EXIT_OK
+
+
 COMMANDS = [
     Command("compile", "compile a .mt file and print its IR or generated code", add_compile, cmd_compile),
     Command("run", "run a .mt model on structure files and write its outputs as .mts", add_run, cmd_run),
+    Command("export", "export a .mt energy model as a metatomic model (LAMMPS, i-PI, ASE, torch-sim)",
+            add_export, cmd_export),
     Command("inspect", "summarize a .mts file: blocks, labels, gradients, provenance", add_inspect, cmd_inspect),
 ]
 
