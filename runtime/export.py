@@ -89,8 +89,7 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
                              f"{model.module.name}.mt compiled by mtdsl", authors=list(authors))
     atomistic = AtomisticModel(module.eval(), metadata, capabilities)
     directory = os.fspath(extensions_directory)
-    library = _extension(directory)
-    torch.ops.load_library(library)
+    _extension(directory)  # not loaded here: the operator is registered by importing export_ops
     path = os.fspath(path)
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".pt.tmp")
     os.close(handle)
