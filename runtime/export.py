@@ -78,7 +78,9 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
                             [float(p.cutoff) for p in model.module.pairs], per_atom_name is not None)
     interaction_range = model.interaction_range
     capabilities = ModelCapabilities(
-        outputs={output: ModelOutput(unit=energy_unit, sample_kind="system", explicit_gradients=[])},
+        # "atom": per-atom energies available (engines may then ask per system or per atom)
+        outputs={output: ModelOutput(unit=energy_unit, sample_kind="atom" if per_atom_name else "system",
+                                     explicit_gradients=[])},
         atomic_types=[int(z) for z in species],
         interaction_range=float(interaction_range) if math.isfinite(interaction_range) else float("inf"),
         length_unit=length_unit,

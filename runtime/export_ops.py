@@ -38,22 +38,28 @@ class _Evaluator:
     run on one system with neighbour lists given by the engine."""
 
     def __init__(self, spec: dict):
-        from .model import Model
-
         model = spec["model"]
-        outputs = [ir.Output(spec["output"], ("positions", "cell"))]
-        if spec.get("per_atom"):
-            outputs.append(ir.Output(spec["per_atom"], ("positions", "cell")))
+        self.source = model
         self.output = spec["output"]
         self.per_atom = spec.get("per_atom")
-        module = dataclasses.replace(model.module, outputs=tuple(outputs))
-        self.model = Model(module, backend=model.backend, dtype=model.dtype, provenance=model.provenance)
-        self.model.parameters = model.parameters
-        self.model.threads = model.threads
-        self.single = Model(dataclasses.replace(module, outputs=(outputs[0],)), backend=model.backend,
-                            dtype=model.dtype, provenance=model.provenance)
-        self.single.parameters = model.parameters
-        self.single.threads = model.threads
+        self._models: dict = {}
+
+    def model(self, with_per_atom: bool):
+        """The model computing the energy (and the per-atom energies), both with positions and
+        cell gradients; built on first use (its native code from the kernel cache)."""
+        from .model import Model
+
+        if with_per_atom not in self._models:
+            source = self.source
+            outputs = [ir.Output(self.output, ("positions", "cell"))]
+            if with_per_atom:
+                outputs.append(ir.Output(self.per_atom, ("positions", "cell")))
+            module = dataclasses.replace(source.module, outputs=tuple(outputs))
+            model = Model(module, backend=source.backend, dtype=source.dtype, provenance=source.provenance)
+            model.parameters = source.parameters
+            model.threads = source.threads
+            self._models[with_per_atom] = model
+        return self._models[with_per_atom]
 
     def run(self, positions, cell, types, pbc, pairs: List[torch.Tensor], selected, per_atom: bool):
         from mtdsl.systems import System, SystemBatch
@@ -61,21 +67,21 @@ class _Evaluator:
 
         from .bindings import Bindings
 
-        dtype = self.model.dtype
+        dtype = self.source.dtype
         n_atoms = len(types)
         system = System(types.numpy().astype(np.int32), positions.detach().numpy().astype(dtype),
                         cell.detach().numpy().astype(dtype), pbc.numpy().astype(bool))
         batch = SystemBatch([system])
         given = {}
-        for declaration, samples in zip(self.model.module.pairs, pairs):
+        for declaration, samples in zip(self.source.module.pairs, pairs):
             given[declaration.name] = _program_pairs(batch, declaration, samples.numpy())
         selected = selected.numpy().astype(bool)
         whole = bool(selected.all()) and not per_atom
-        model = self.single if whole else self.model
         if not whole and self.per_atom is None:
             raise RuntimeError(
                 f"per-atom energies or a selection of atoms need a per-atom output: the program has no "
                 f"`{self.output}_per_atom` output (docs/simulation.md)")
+        model = self.model(with_per_atom=not whole)
         systems_name = model.module.systems[0].name
 
         def bind(frames, tensormaps):

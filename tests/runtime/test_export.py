@@ -145,24 +145,66 @@ def test_selected_atoms_energy_is_theirs_alone(exported):
     assert torch.isfinite(system.positions.grad).all() and system.positions.grad.abs().max() > 0
 
 
-def test_refuses_what_it_cannot_export(tmp_path):
+def test_refuses_what_it_cannot_export(tmp_path, capsys):
+    from mtdsl.cli import main
+
     model = mtdsl.compile(HERE / "programs" / "two_hop_energy.mt", species=SPECIES, backend="interpreter")
     with pytest.raises(ExportError, match="not a per-system scalar"):
         model.export(tmp_path / "x.pt", extensions_directory=tmp_path / "ext", output="energy_per_atom")
-    done = subprocess.run([sys.executable, "-m", "mtdsl.cli", "export", str(EXAMPLES / "spherical_expansion.mt"),
-                           "-o", str(tmp_path / "x.pt")], capture_output=True, text=True, cwd=tmp_path)
-    assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and "no output 'energy'" in done.stderr
+    unspecied = mtdsl.compile(HERE / "programs" / "lennard_jones_shifted.mt", backend="interpreter")
+    with pytest.raises(ExportError, match="compile with species"):
+        unspecied.export(tmp_path / "x.pt", extensions_directory=tmp_path / "ext")
+    assert main(["export", str(EXAMPLES / "spherical_expansion.mt"), "-o", str(tmp_path / "x.pt")]) == 1
+    stderr = capsys.readouterr().err
+    assert len(stderr.strip().splitlines()) == 1 and "no output 'energy'" in stderr
+    assert not (tmp_path / "x.pt").exists()
 
 
-def test_cli_export_with_params(tmp_path):
+def test_cli_export_with_params(tmp_path, capsys):
     from metatomic.torch import load_atomistic_model
 
+    from mtdsl.cli import main
+
     model = two_hop_model()
+    model.parameters["w"] = model.parameters["w"] + 1.0
     model.save_parameters(tmp_path / "w.npz")
-    done = subprocess.run([sys.executable, "-m", "mtdsl.cli", "export", str(HERE / "programs" / "two_hop_energy.mt"),
-                           "-o", str(tmp_path / "m.pt"), "--params", str(tmp_path / "w.npz"),
-                           "--extensions-directory", str(tmp_path / "ext")], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    status = main(["export", str(HERE / "programs" / "two_hop_energy.mt"), "-o", str(tmp_path / "m.pt"),
+                   "--params", str(tmp_path / "w.npz"), "--extensions-directory", str(tmp_path / "ext")])
+    assert status == 0, capsys.readouterr().err
+    assert "interaction range 7" in capsys.readouterr().out
     loaded = load_atomistic_model(str(tmp_path / "m.pt"), str(tmp_path / "ext"))
     assert loaded.capabilities().atomic_types == SPECIES
+    # the file's parameters, not the program's initial ones
+    atoms = alloy()
+    from metatomic.torch import ModelEvaluationOptions, ModelOutput, systems_to_torch
+    from vesin.metatomic import compute_requested_neighbors
+
+    system = systems_to_torch(atoms, dtype=torch.float64)
+    compute_requested_neighbors(system, "angstrom", loaded)
+    options = ModelEvaluationOptions(length_unit="angstrom", outputs={"energy": ModelOutput(unit="eV")})
+    energy = loaded([system], options, check_consistency=True)["energy"].block().values.item()
+    assert abs(energy - model(atoms)["energy"].block().values[0, 0]) < 1e-10
+
+
+def test_several_systems_and_per_atom_energies_in_one_call(exported):
+    """As torch-sim batches: one forward over several systems, energies per system or per atom."""
+    from metatomic.torch import ModelEvaluationOptions, ModelOutput, load_atomistic_model, systems_to_torch
+    from vesin.metatomic import compute_requested_neighbors
+
+    directory, models = exported
+    loaded = load_atomistic_model(str(directory / "two_hop.pt"), str(directory / "extensions"))
+    frames = [cluster(), alloy()]
+    systems = [systems_to_torch(atoms, dtype=torch.float64, positions_requires_grad=True) for atoms in frames]
+    compute_requested_neighbors(systems, "angstrom", loaded)
+    for kind in ("system", "atom"):
+        options = ModelEvaluationOptions(length_unit="angstrom",
+                                         outputs={"energy": ModelOutput(unit="eV", sample_kind=kind)})
+        block = loaded(systems, options, check_consistency=True)["energy"].block()
+        expected = []
+        for atoms in frames:
+            atoms.calc = models["two_hop"].as_calculator()
+            expected.append([atoms.get_potential_energy()] if kind == "system" else atoms.get_potential_energies())
+        np.testing.assert_allclose(block.values.detach().reshape(-1), np.concatenate(expected), rtol=0, atol=1e-10)
+    block.values.sum().backward()
+    for atoms, system in zip(frames, systems):
+        np.testing.assert_allclose(-system.positions.grad.numpy(), atoms.get_forces(), rtol=0, atol=1e-10)
