@@ -74,13 +74,22 @@ def _calculator_base():
 class _Restricted:
     """The user's model restricted to some outputs (a model of the same kernels whose other
     outputs are not computed), built once per set of outputs; parameters and threads are copied
-    from the user's model at every call."""
+    from the user's model at every call. Gradients are computed for the outputs that declare
+    them; an output declaring none (the per-atom energies) gives its values only."""
 
     def __init__(self, model, outputs: tuple[ir.Output, ...]):
         from .model import Model
 
+        class ValuesOfSome(Model):
+            def _check_gradients(self, gradients):
+                for declared in self.module.outputs:
+                    undeclared = [g for g in gradients if declared.gradients and g not in declared.gradients]
+                    if undeclared:
+                        raise CalculatorError(f"output {declared.name} declares gradients "
+                                              f"{list(declared.gradients)}; cannot compute {undeclared}")
+
         module = dataclasses.replace(model.module, outputs=outputs)
-        self.model = Model(module, backend=model.backend, dtype=model.dtype, provenance=model.provenance)
+        self.model = ValuesOfSome(module, backend=model.backend, dtype=model.dtype, provenance=model.provenance)
 
     def __call__(self, user, atoms, gradients):
         self.model.parameters = user.parameters
@@ -144,7 +153,6 @@ def make_calculator(model, output: str = "energy", per_atom: str | None = None):
                 if self._with_per_atom is None:
                     self._with_per_atom = _Restricted(
                         model, (ir.Output(output, declared.gradients), ir.Output(per_atom_name, ())))
-                    self._with_per_atom.model._check_gradients = lambda asked: None  # per-atom: values only
                 results = self._with_per_atom(model, atoms, gradients)
             else:
                 results = self._energy_only(model, atoms, gradients)

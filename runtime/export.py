@@ -70,7 +70,9 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
     if not species:
         raise ExportError("cannot export: compile with species=[...] (--species): the exported model "
                           "declares the atomic types it supports")
-    spec = {"model": model, "output": output, "per_atom": per_atom_name}
+    import mtdsl
+
+    spec = {"model": model, "output": output, "per_atom": per_atom_name, "mtdsl": mtdsl.__version__}
     blob = pickle.dumps(spec)
     key = hashlib.sha256(blob).hexdigest()
     dtype = "float64" if np.dtype(model.dtype) == np.float64 else "float32"

@@ -152,7 +152,19 @@ def _program_pairs(batch, declaration: ir.PairsDecl, samples: np.ndarray):
 
 def _evaluator(blob: torch.Tensor, key: str) -> _Evaluator:
     if key not in _MODELS:
-        _MODELS[key] = _Evaluator(pickle.loads(blob.numpy().tobytes()))
+        import mtdsl
+
+        try:
+            spec = pickle.loads(blob.numpy().tobytes())
+        except Exception as error:  # a model pickled by another mtdsl whose classes moved
+            raise RuntimeError(f"this exported model cannot be read by mtdsl {mtdsl.__version__} ({error}): "
+                               "export it again with the mtdsl installed here") from None
+        if spec.get("mtdsl") != mtdsl.__version__:
+            import warnings
+
+            warnings.warn(f"model exported by mtdsl {spec.get('mtdsl')}, run by mtdsl {mtdsl.__version__}",
+                          stacklevel=2)
+        _MODELS[key] = _Evaluator(spec)
     return _MODELS[key]
 
 
