@@ -30,6 +30,9 @@ import torch
 
 from mtdsl.ir import nodes as ir
 
+from .bindings import Bindings
+from .model import Model
+
 _MODELS: dict = {}  # key -> _Evaluator
 
 
@@ -46,16 +49,16 @@ class _Evaluator:
 
     def model(self, with_per_atom: bool):
         """The model computing the energy (and the per-atom energies), both with positions and
-        cell gradients; built on first use (its native code from the kernel cache)."""
-        from .model import Model
-
+        cell gradients, on the engine's neighbour lists; built on first use (its native code from
+        the kernel cache)."""
         if with_per_atom not in self._models:
             source = self.source
             outputs = [ir.Output(self.output, ("positions", "cell"))]
             if with_per_atom:
                 outputs.append(ir.Output(self.per_atom, ("positions", "cell")))
             module = dataclasses.replace(source.module, outputs=tuple(outputs))
-            model = Model(module, backend=source.backend, dtype=source.dtype, provenance=source.provenance)
+            model = _GivenPairsModel(module, backend=source.backend, dtype=source.dtype,
+                                     provenance=source.provenance)
             model.parameters = source.parameters
             model.threads = source.threads
             self._models[with_per_atom] = model
@@ -63,18 +66,11 @@ class _Evaluator:
 
     def run(self, positions, cell, types, pbc, pairs: List[torch.Tensor], selected, per_atom: bool):
         from mtdsl.systems import System, SystemBatch
-        from mtdsl.systems.neighbors import Pairs
-
-        from .bindings import Bindings
 
         dtype = self.source.dtype
-        n_atoms = len(types)
         system = System(types.numpy().astype(np.int32), positions.detach().numpy().astype(dtype),
                         cell.detach().numpy().astype(dtype), pbc.numpy().astype(bool))
         batch = SystemBatch([system])
-        given = {}
-        for declaration, samples in zip(self.source.module.pairs, pairs):
-            given[declaration.name] = _program_pairs(batch, declaration, samples.numpy())
         selected = selected.numpy().astype(bool)
         whole = bool(selected.all()) and not per_atom
         if not whole and self.per_atom is None:
@@ -82,52 +78,65 @@ class _Evaluator:
                 f"per-atom energies or a selection of atoms need a per-atom output: the program has no "
                 f"`{self.output}_per_atom` output (docs/simulation.md)")
         model = self.model(with_per_atom=not whole)
-        systems_name = model.module.systems[0].name
-
-        def bind(frames, tensormaps):
-            fresh = {name: Pairs(batch, p.cutoff, p.full, p.first, p.second, p.cell_shifts)
-                     for name, p in given.items()}
-            return Bindings({systems_name: batch}, fresh, model.parameters, dtype=model.dtype.type)
-
-        model.bind = bind  # the engine's neighbour lists instead of the model's own
+        model.given_pairs = {declaration.name: _program_pairs(batch, declaration, samples.numpy())
+                             for declaration, samples in zip(self.source.module.pairs, pairs)}
         outputs = model(batch, gradients=["positions", "cell"])
         if whole:
-            block = outputs[self.output].block()
-            values = np.asarray(block.values).reshape(1)
-            gradient = block.gradient("positions")
-            rows = np.asarray(gradient.values).reshape(-1, 3)
-            sample = np.asarray(gradient.samples.column("sample"), dtype=np.int64)
-            atom = np.asarray(gradient.samples.column("atom"), dtype=np.int64)
-            cell_rows = np.asarray(block.gradient("cell").values).reshape(-1, 3, 3)
+            found = _energy_rows(outputs[self.output].block())
         else:
-            block = outputs[self.per_atom].block()
-            atoms = np.asarray(block.samples.column("atom"), dtype=np.int64)
-            energies = np.zeros(n_atoms)
-            energies[atoms] = np.asarray(block.values).reshape(-1)
-            keep = selected[atoms]  # the rows of the selected atoms
-            gradient = block.gradient("positions")
-            sample = np.asarray(gradient.samples.column("sample"), dtype=np.int64)
-            rows = np.asarray(gradient.values).reshape(-1, 3)
-            atom = np.asarray(gradient.samples.column("atom"), dtype=np.int64)
-            inside = keep[sample]
-            cell_block = block.gradient("cell")
-            cell_values = np.asarray(cell_block.values).reshape(-1, 3, 3)
-            cell_sample = np.asarray(cell_block.samples.column("sample"), dtype=np.int64)
-            if per_atom:  # one value per atom (zero for the atoms not selected), rows by atom
-                values = np.where(selected, energies, 0.0)
-                sample, rows, atom = atoms[sample[inside]], rows[inside], atom[inside]
-                cell_rows = np.zeros((n_atoms, 3, 3))
-                np.add.at(cell_rows, atoms[cell_sample], np.where(keep[cell_sample][:, None, None], cell_values, 0))
-            else:  # the energy of the selected atoms
-                values = np.asarray([energies[selected].sum()])
-                sample, rows, atom = np.zeros(int(inside.sum()), np.int64), rows[inside], atom[inside]
-                cell_rows = np.where(keep[cell_sample][:, None, None], cell_values, 0).sum(axis=0, keepdims=True)
-        like = positions.dtype
-        return [torch.from_numpy(np.ascontiguousarray(values)).to(like),
-                torch.from_numpy(np.ascontiguousarray(rows)).to(like),
-                torch.from_numpy(np.ascontiguousarray(sample)),
-                torch.from_numpy(np.ascontiguousarray(atom)),
-                torch.from_numpy(np.ascontiguousarray(cell_rows)).to(like)]
+            found = _selected_rows(outputs[self.per_atom].block(), selected, per_atom)
+        return [torch.from_numpy(np.ascontiguousarray(array)).to(positions.dtype if array.dtype.kind == "f"
+                                                                  else torch.int64)
+                for array in found]
+
+
+def _energy_rows(block):
+    """`(values [1], rows [R, 3], their sample [R], their atom [R], cell rows [1, 3, 3])` of a
+    per-system energy of one system."""
+    gradient = block.gradient("positions")
+    return (np.asarray(block.values).reshape(1), np.asarray(gradient.values).reshape(-1, 3),
+            np.asarray(gradient.samples.column("sample"), dtype=np.int64),
+            np.asarray(gradient.samples.column("atom"), dtype=np.int64),
+            np.asarray(block.gradient("cell").values).reshape(-1, 3, 3))
+
+
+def _selected_rows(block, selected: np.ndarray, per_atom: bool):
+    """The rows of `_energy_rows` from the per-atom energies `block`: the energy of the selected
+    atoms (`per_atom=False`), or one value per atom, zero for those not selected."""
+    n_atoms = len(selected)
+    atoms = np.asarray(block.samples.column("atom"), dtype=np.int64)
+    energies = np.zeros(n_atoms)
+    energies[atoms] = np.asarray(block.values).reshape(-1)
+    keep = selected[atoms]  # which rows of the block are selected atoms
+    gradient = block.gradient("positions")
+    sample = np.asarray(gradient.samples.column("sample"), dtype=np.int64)
+    rows = np.asarray(gradient.values).reshape(-1, 3)
+    atom = np.asarray(gradient.samples.column("atom"), dtype=np.int64)
+    inside = keep[sample]
+    cell_block = block.gradient("cell")
+    cell_sample = np.asarray(cell_block.samples.column("sample"), dtype=np.int64)
+    cell_values = np.where(keep[cell_sample][:, None, None], np.asarray(cell_block.values).reshape(-1, 3, 3), 0.0)
+    if per_atom:  # the output's rows are the atoms
+        cell_rows = np.zeros((n_atoms, 3, 3))
+        np.add.at(cell_rows, atoms[cell_sample], cell_values)
+        return np.where(selected, energies, 0.0), rows[inside], atoms[sample[inside]], atom[inside], cell_rows
+    return (np.asarray([energies[selected].sum()]), rows[inside], np.zeros(int(inside.sum()), np.int64),
+            atom[inside], cell_values.sum(axis=0, keepdims=True))
+
+
+class _GivenPairsModel(Model):
+    """A model run on the neighbour lists an engine gives (`given_pairs`, set before each call)
+    instead of its own."""
+
+    given_pairs: dict = {}
+
+    def bind(self, frames, tensormaps):
+        from mtdsl.systems.neighbors import Pairs
+
+        # fresh Pairs at every bind: a run may keep state on them
+        pairs = {name: Pairs(frames, p.cutoff, p.full, p.first, p.second, p.cell_shifts)
+                 for name, p in self.given_pairs.items()}
+        return Bindings({self.module.systems[0].name: frames}, pairs, self.parameters, dtype=self.dtype.type)
 
 
 def _program_pairs(batch, declaration: ir.PairsDecl, samples: np.ndarray):
