@@ -208,3 +208,20 @@ def test_several_systems_and_per_atom_energies_in_one_call(exported):
     block.values.sum().backward()
     for atoms, system in zip(frames, systems):
         np.testing.assert_allclose(-system.positions.grad.numpy(), atoms.get_forces(), rtol=0, atol=1e-10)
+
+
+def test_mtdsl_imports_metatomic_only_to_export(tmp_path):
+    """Compiling, running, the calculator and parameter files never import metatomic."""
+    script = f"""
+import sys, ase.build, mtdsl
+model = mtdsl.compile({str(HERE / "programs" / "two_hop_energy.mt")!r}, species=[29], backend="interpreter")
+atoms = ase.build.bulk("Cu", "fcc", a=3.7, cubic=True)
+atoms.calc = model.as_calculator()
+atoms.get_forces()
+model.save_parameters({str(tmp_path / "w.npz")!r})
+found = sorted(name for name in sys.modules if name.split(".")[0] in ("metatomic", "metatomic_ase"))
+print(found)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
