@@ -88,12 +88,16 @@ class _Restricted:
                         raise CalculatorError(f"output {declared.name} declares gradients "
                                               f"{list(declared.gradients)}; cannot compute {undeclared}")
 
+        if outputs == model.module.outputs:  # the model itself (its native code already built)
+            self.model = model
+            return
         module = dataclasses.replace(model.module, outputs=outputs)
         self.model = ValuesOfSome(module, backend=model.backend, dtype=model.dtype, provenance=model.provenance)
 
     def __call__(self, user, atoms, gradients):
-        self.model.parameters = user.parameters
-        self.model.threads = user.threads
+        if self.model is not user:
+            self.model.parameters = user.parameters
+            self.model.threads = user.threads
         return self.model(atoms, gradients=gradients)
 
 

@@ -53,7 +53,14 @@ def alloy():
     return atoms
 
 
-SYSTEMS = {"cluster": cluster, "alloy": alloy}
+def slab():
+    atoms = ase.build.fcc111("Cu", size=(2, 2, 2), a=3.7, vacuum=4.0)
+    atoms.numbers[[1, 5]] = [47, 79]
+    atoms.rattle(0.05, seed=7)
+    return atoms
+
+
+SYSTEMS = {"cluster": cluster, "alloy": alloy, "slab": slab}
 
 ENGINE = """
 import sys, json
@@ -61,7 +68,7 @@ import ase.io, numpy as np
 from metatomic_ase import MetatomicCalculator
 results = {}
 for model, directory in json.loads(sys.argv[1]).items():
-    for name in ("cluster", "alloy"):
+    for name in ("cluster", "alloy", "slab"):
         atoms = ase.io.read(f"{directory}/{name}.xyz")
         atoms.calc = MetatomicCalculator(f"{directory}/{model}.pt", extensions_directory=f"{directory}/extensions")
         energy, forces = atoms.get_potential_energy(), atoms.get_forces()
