@@ -343,7 +343,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 COMMANDS = [
     Command("compile", "compile a .mt file and print its IR or generated code", add_compile, cmd_compile),
     Command("run", "run a .mt model on structure files and write its outputs as .mts", add_run, cmd_run),
-    Command("export", "export a .mt energy model as a metatomic model (LAMMPS, i-PI, ASE, torch-sim)",
+    Command("export", "export a .mt energy model as a metatomic AtomisticModel (ASE, i-PI, torch-sim)",
             add_export, cmd_export),
     Command("inspect", "summarize a .mts file: blocks, labels, gradients, provenance", add_inspect, cmd_inspect),
 ]
