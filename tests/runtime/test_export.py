@@ -22,14 +22,15 @@ SPECIES = [29, 47, 79]
 
 
 def soap_model():
-    model = mtdsl.compile(EXAMPLES / "soap_energy.mt", species=SPECIES, n_radial=4, max_angular=3, cutoff=4.0)
+    model = mtdsl.compile(EXAMPLES / "soap_energy.mt", species=SPECIES, n_radial=4, max_angular=3, cutoff=4.0,
+                          threads=1)  # small systems: one thread (the exported model keeps it)
     rng = np.random.default_rng(11)
     model.parameters = {name: 0.1 * rng.normal(size=value.shape) for name, value in model.parameters.items()}
     return model
 
 
 def two_hop_model():
-    return mtdsl.compile(HERE / "programs" / "two_hop_energy.mt", species=SPECIES, seed=3)
+    return mtdsl.compile(HERE / "programs" / "two_hop_energy.mt", species=SPECIES, seed=3, threads=1)
 
 
 MODELS = {"soap": soap_model, "two_hop": two_hop_model}
