@@ -6,8 +6,9 @@ model exported to metatomic and run by metatomic's own ASE calculator.
 1. Loads the trained parameters of examples/train_soap_energy.py (`--params`, a file of
    `model.save_parameters`); when the file is missing, trains a small model first (the training
    example with `--structures 60 --epochs 8`, about a minute).
-2. Builds a copper/silver/gold alloy (fcc, 3x3x3 cubic cells, 108 atoms, one atom in four
-   silver or gold), velocities at `--temperature` K.
+   The hypers are those the file was saved with.
+2. Builds a copper/silver/gold alloy (fcc, `--repeat`^3 cubic cells, 108 atoms by default, one
+   atom in four silver or gold), velocities at `--temperature` K.
 3. Runs NVE molecular dynamics (velocity Verlet, `--timestep` fs) with `model.as_calculator()`.
 4. Exports the model (`model.export("soap_energy.pt", extensions_directory=...)`) and runs the
    same dynamics from the same start with `metatomic_ase.MetatomicCalculator`.
@@ -40,22 +41,26 @@ def parse(argv=None):
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--timestep", type=float, default=2.0, help="fs")
     parser.add_argument("--temperature", type=float, default=300.0, help="K, initial velocities")
+    parser.add_argument("--repeat", type=int, default=3, help="fcc cubic cells along each axis")
     return parser.parse_args(argv)
 
 
 def trained_model(args, log):
-    hypers = {"cutoff": 5.5, "n_radial": 5, "max_angular": 4}  # train_soap_energy.py's defaults
+    from mtdsl.runtime.parameters import read_parameters
+
     if not args.params.exists():
         import train_soap_energy
 
         log(f"{args.params} not found: training a small model first")
         train_soap_energy.main(["--structures", "60", "--epochs", "8", "--output", str(args.params.parent)],
                                log=log)
-    return mtdsl.compile(HERE / "soap_energy.mt", species=SPECIES, parameters=args.params, **hypers)
+    meta, _ = read_parameters(args.params)  # compiled with the hypers and species it was trained with
+    return mtdsl.compile(HERE / "soap_energy.mt", species=meta["species"], parameters=args.params,
+                         **meta["hypers"])
 
 
-def alloy(temperature: float) -> ase.Atoms:
-    atoms = ase.build.bulk("Cu", "fcc", a=3.75, cubic=True).repeat((3, 3, 3))
+def alloy(temperature: float, repeat: int) -> ase.Atoms:
+    atoms = ase.build.bulk("Cu", "fcc", a=3.75, cubic=True).repeat((repeat, repeat, repeat))
     rng = np.random.default_rng(0)
     others = rng.choice(len(atoms), size=len(atoms) // 4, replace=False)
     atoms.numbers[others] = rng.choice([47, 79], size=len(others))
@@ -82,7 +87,7 @@ def main(argv=None, log=print):
     args = parse(argv)
     args.output.mkdir(parents=True, exist_ok=True)
     model = trained_model(args, log)
-    start = alloy(args.temperature)
+    start = alloy(args.temperature, args.repeat)
     log(f"{len(start)} atoms ({', '.join(f'{(start.numbers == z).sum()} Z={z}' for z in SPECIES)}), "
         f"{args.steps} NVE steps of {args.timestep} fs from {args.temperature} K")
 
