@@ -19,9 +19,13 @@ import dataclasses
 import hashlib
 
 import numpy as np
+from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
 
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
+
+from .model import Model
 
 
 class CalculatorError(MtdslError):
@@ -65,34 +69,29 @@ def _fingerprint(parameters: dict) -> str:
     return digest.hexdigest()
 
 
-def _calculator_base():
-    from ase.calculators.calculator import Calculator
+class _ValuesOfSome(Model):
+    """A model whose outputs declaring no gradients give their values only when gradients are
+    asked (the per-atom energies next to the energy)."""
 
-    return Calculator
+    def _check_gradients(self, gradients):
+        for declared in self.module.outputs:
+            undeclared = [g for g in gradients if declared.gradients and g not in declared.gradients]
+            if undeclared:
+                raise CalculatorError(f"output {declared.name} declares gradients "
+                                      f"{list(declared.gradients)}; cannot compute {undeclared}")
 
 
 class _Restricted:
     """The user's model restricted to some outputs (a model of the same kernels whose other
     outputs are not computed), built once per set of outputs; parameters and threads are copied
-    from the user's model at every call. Gradients are computed for the outputs that declare
-    them; an output declaring none (the per-atom energies) gives its values only."""
+    from the user's model at every call."""
 
     def __init__(self, model, outputs: tuple[ir.Output, ...]):
-        from .model import Model
-
-        class ValuesOfSome(Model):
-            def _check_gradients(self, gradients):
-                for declared in self.module.outputs:
-                    undeclared = [g for g in gradients if declared.gradients and g not in declared.gradients]
-                    if undeclared:
-                        raise CalculatorError(f"output {declared.name} declares gradients "
-                                              f"{list(declared.gradients)}; cannot compute {undeclared}")
-
         if outputs == model.module.outputs:  # the model itself (its native code already built)
             self.model = model
             return
         module = dataclasses.replace(model.module, outputs=outputs)
-        self.model = ValuesOfSome(module, backend=model.backend, dtype=model.dtype, provenance=model.provenance)
+        self.model = _ValuesOfSome(module, backend=model.backend, dtype=model.dtype, provenance=model.provenance)
 
     def __call__(self, user, atoms, gradients):
         if self.model is not user:
@@ -101,79 +100,78 @@ class _Restricted:
         return self.model(atoms, gradients=gradients)
 
 
-def make_calculator(model, output: str = "energy", per_atom: str | None = None):
-    """`model.as_calculator()`: see the module docstring."""
-    from ase.calculators.calculator import Calculator, PropertyNotImplementedError, all_changes
-    from ase.stress import full_3x3_to_voigt_6_stress
+class MtdslCalculator(Calculator):
+    """An ASE calculator over a compiled mtdsl model's per-system scalar output (module docstring).
 
-    declared = check_energy_output(model.module, output)
-    per_atom_name = per_atom or f"{output}_per_atom"
-    outputs = {o.name: o for o in model.module.outputs}
-    per_atom_output = outputs.get(per_atom_name)
-    if per_atom_output is not None and not _is_scalar_per(model.module.kernel(per_atom_name), ir.AtomsDomain):
+    `calls` counts the model calls (one per geometry and parameter values)."""
+
+    def __init__(self, model, output: str = "energy", per_atom: str | None = None, **kwargs):
+        declared = check_energy_output(model.module, output)
+        self.model = model
+        self.output = output
+        self.per_atom = _per_atom_output(model.module, output, per_atom)
+        self.has_strain = "strain" in declared.gradients
+        self.implemented_properties = ["energy", "free_energy", "forces"] \
+            + (["stress"] if self.has_strain else []) + (["energies"] if self.per_atom else [])
+        super().__init__(**kwargs)
+        self._energy_only = _Restricted(model, (ir.Output(output, declared.gradients),))
+        self._with_per_atom = _Restricted(model, (ir.Output(output, declared.gradients),
+                                                  ir.Output(self.per_atom, ()))) if self.per_atom else None
+        self._parameters_seen = None
+        self.calls = 0
+
+    def check_state(self, atoms, tol=1e-15):
+        changes = super().check_state(atoms, tol)
+        if self._parameters_seen is not None and _fingerprint(self.model.parameters) != self._parameters_seen:
+            changes = list(changes) + ["parameters"]
+        return changes
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        if "stress" in properties and not self.has_strain:
+            raise PropertyNotImplementedError(f"stress: output {self.output!r} does not declare gradients(strain)")
+        volume = abs(float(np.linalg.det(np.asarray(atoms.cell)))) if atoms.cell.rank == 3 else 0.0
+        stress = self.has_strain and volume > 0
+        if "stress" in properties and not stress:
+            raise PropertyNotImplementedError("stress needs a cell of three non-zero lattice vectors "
+                                              f"(this cell has rank {atoms.cell.rank})")
+        gradients = ["positions"] + (["strain"] if stress else [])
+        with_per_atom = "energies" in properties and self.per_atom is not None
+        results = (self._with_per_atom if with_per_atom else self._energy_only)(self.model, atoms, gradients)
+        self.calls += 1
+        self._parameters_seen = _fingerprint(self.model.parameters)
+        block = results[self.output].block()
+        energy = float(np.asarray(block.values).reshape(-1)[0])
+        self.results["energy"] = energy
+        self.results["free_energy"] = energy
+        self.results["forces"] = -_positions_gradient(block.gradient("positions"), len(atoms))
+        if stress:
+            strain = np.asarray(block.gradient("strain").values).reshape(3, 3)
+            self.results["stress"] = full_3x3_to_voigt_6_stress(strain / volume)
+        if with_per_atom:
+            self.results["energies"] = np.asarray(results[self.per_atom].block().values).reshape(-1).copy()
+
+
+def _per_atom_output(module: ir.Module, output: str, per_atom: str | None) -> str | None:
+    """The per-atom energies output: `per_atom` (an error when it is not one), else
+    `{output}_per_atom` when the program has such a per-atom scalar, else None."""
+    name = per_atom or f"{output}_per_atom"
+    if name not in {o.name for o in module.outputs}:
         if per_atom is not None:
-            raise CalculatorError(f"output {per_atom_name!r} is not a per-atom scalar (samples (i) with i in "
-                                  "atoms(S), one property): it cannot give per-atom energies")
-        per_atom_output = None
-    elif per_atom is not None and per_atom_output is None:
-        raise CalculatorError(f"the model has no output {per_atom!r} for per-atom energies")
-    has_strain = "strain" in declared.gradients
+            raise CalculatorError(f"the model has no output {per_atom!r} for per-atom energies")
+        return None
+    if not _is_scalar_per(module.kernel(name), ir.AtomsDomain):
+        if per_atom is not None:
+            raise CalculatorError(f"output {name!r} is not a per-atom scalar (samples (i) with i in atoms(S), "
+                                  "one property): it cannot give per-atom energies")
+        return None
+    return name
 
-    class MtdslCalculator(Calculator):
-        """An ASE calculator over a compiled mtdsl model (runtime/calculator.py)."""
 
-        implemented_properties = ["energy", "free_energy", "forces"] + (["stress"] if has_strain else []) \
-            + (["energies"] if per_atom_output is not None else [])
-
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.model = model
-            self.output = output
-            self._energy_only = _Restricted(model, (ir.Output(output, declared.gradients),))
-            self._with_per_atom = None
-            self._parameters_seen = None
-            #: model calls made so far (one per geometry and parameter values)
-            self.calls = 0
-
-        def check_state(self, atoms, tol=1e-15):
-            changes = super().check_state(atoms, tol)
-            if self._parameters_seen is not None and _fingerprint(self.model.parameters) != self._parameters_seen:
-                changes = list(changes) + ["parameters"]
-            return changes
-
-        def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
-            super().calculate(atoms, properties, system_changes)
-            atoms = self.atoms
-            if "stress" in properties and not has_strain:
-                raise PropertyNotImplementedError(
-                    f"stress: output {output!r} does not declare gradients(strain)")
-            volume = abs(float(np.linalg.det(np.asarray(atoms.cell)))) if atoms.cell.rank == 3 else 0.0
-            stress = has_strain and volume > 0
-            if "stress" in properties and not stress:
-                raise PropertyNotImplementedError("stress needs a cell of three non-zero lattice vectors "
-                                                  f"(this cell has rank {atoms.cell.rank})")
-            gradients = ["positions"] + (["strain"] if stress else [])
-            if "energies" in properties and per_atom_output is not None:
-                if self._with_per_atom is None:
-                    self._with_per_atom = _Restricted(
-                        model, (ir.Output(output, declared.gradients), ir.Output(per_atom_name, ())))
-                results = self._with_per_atom(model, atoms, gradients)
-            else:
-                results = self._energy_only(model, atoms, gradients)
-            self.calls += 1
-            self._parameters_seen = _fingerprint(model.parameters)
-            block = results[output].block()
-            energy = float(np.asarray(block.values).reshape(-1)[0])
-            self.results["energy"] = energy
-            self.results["free_energy"] = energy
-            self.results["forces"] = -_positions_gradient(block.gradient("positions"), len(atoms))
-            if stress:
-                strain = np.asarray(block.gradient("strain").values).reshape(3, 3)
-                self.results["stress"] = full_3x3_to_voigt_6_stress(strain / volume)
-            if per_atom_name in results:
-                self.results["energies"] = np.asarray(results[per_atom_name].block().values).reshape(-1).copy()
-
-    return MtdslCalculator()
+def make_calculator(model, output: str = "energy", per_atom: str | None = None) -> MtdslCalculator:
+    """`model.as_calculator()`: see the module docstring."""
+    return MtdslCalculator(model, output, per_atom)
 
 
 def _positions_gradient(gradient, n_atoms: int) -> np.ndarray:
