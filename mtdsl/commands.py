@@ -43,10 +43,13 @@ def _compile(args, backend=None, dtype=np.float64):
 
     _require_file(args.file)
     try:
-        return compile(args.file, backend=backend, species=_species(args.species), dtype=dtype, **_hypers(args))
+        model = compile(args.file, backend=backend, species=_species(args.species), dtype=dtype, **_hypers(args))
     except CompileError as error:
         print(str(error), file=sys.stderr)
         raise CommandError(f"{args.file}: {len(error.diagnostics)} error(s)") from None
+    if getattr(args, "params", None):  # run, export: trained parameters
+        _load_params(model, args.params)
+    return model
 
 
 # ---- compile ----------------------------------------------------------------------------------
@@ -107,6 +110,7 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="where to write the outputs (.mts)")
     parser.add_argument("--gradients", action="append", default=[], metavar="PARAMETER",
                         help="gradient blocks to compute: positions, strain or cell (repeatable)")
+    parser.add_argument("--params", metavar="FILE", help="trained parameters (a file of model.save_parameters)")
     parser.add_argument("--format", help="structure file format, when the extension does not say it")
     parser.add_argument("--type-map", metavar="TYPE=ELEMENT,...",
                         help="LAMMPS files: the element of each numeric type, e.g. 1=O,2=H")
@@ -116,7 +120,6 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("cpp", "llvm", "interpreter"),
                         help="how to run the kernels (default: cpp with a C++ compiler, else llvm)")
     parser.add_argument("--threads", type=int, metavar="N", help="threads of the kernels (default OMP_NUM_THREADS)")
-    parser.add_argument("--params", metavar="FILE", help="trained parameters (a file of model.save_parameters)")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -140,8 +143,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.species = ",".join(str(z) for z in sorted({int(z) for f in frames for z in np.asarray(f.types)}))
     model = _compile(args, backend=args.backend, dtype=np.float32 if args.float32 else np.float64)
     model.threads = args.threads
-    if args.params:
-        _load_params(model, args.params)
     if args.batch < 1:
         raise CommandError("--batch must be at least 1", EXIT_USAGE)
     outputs = _run_in_batches(model, frames, args.batch, args.gradients)
@@ -328,8 +329,6 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.species is None and args.params:
         args.species = _params_species(args.params)
     model = _compile(args, backend=args.backend)
-    if args.params:
-        _load_params(model, args.params)
     try:
         path = model.export(args.output, extensions_directory=args.extensions_directory, output=args.energy,
                             length_unit=args.length_unit, energy_unit=args.energy_unit)
