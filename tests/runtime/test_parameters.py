@@ -1,8 +1,6 @@
 """Trained parameters as files (runtime/parameters.py): save, load, refusals, the CLI, to_torch()."""
 
 import pathlib
-import subprocess
-import sys
 
 import ase.io
 import numpy as np
@@ -89,23 +87,23 @@ def test_torch_module_saves_and_loads_the_same_files(tmp_path):
     np.testing.assert_array_equal(model.parameters["e0"], module.e0.detach().numpy())
 
 
-def test_cli_run_with_params(tmp_path):
+def test_cli_run_with_params(tmp_path, capsys):
+    from mtdsl.cli import main
+
     model = trained()
     path = tmp_path / "w.npz"
     model.save_parameters(path)
     out = tmp_path / "e.mts"
     sets = [arg for name, value in SMALL.items() for arg in ("--set", f"{name}={value}")]
-    command = [sys.executable, "-m", "mtdsl.cli", "run", str(EXAMPLES / "soap_energy.mt"),
-               str(EXAMPLES / "data" / "water.xyz"), "-o", str(out), "--params", str(path),
-               "--backend", "interpreter", *sets]
-    done = subprocess.run(command, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    command = ["run", str(EXAMPLES / "soap_energy.mt"), str(EXAMPLES / "data" / "water.xyz"), "-o", str(out),
+               "--params", str(path), "--backend", "interpreter", *sets]  # species from the file
+    assert main(command) == 0, capsys.readouterr().err
     energies = mtdsl.load(out).block().values
     expected = model(ase.io.read(EXAMPLES / "data" / "water.xyz", ":"))["energy"].block().values
     np.testing.assert_allclose(energies, expected, rtol=1e-12)
+    capsys.readouterr()
     # another hyper: one line on stderr, exit 1
     command[command.index("cutoff=3.5")] = "cutoff=4.0"
-    done = subprocess.run(command, capture_output=True, text=True)
-    assert done.returncode == 1
-    assert "other hypers" in done.stderr and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1
+    assert main(command) == 1
+    stderr = capsys.readouterr().err
+    assert "other hypers" in stderr and len(stderr.strip().splitlines()) == 1
