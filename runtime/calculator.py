@@ -69,29 +69,17 @@ def _fingerprint(parameters: dict) -> str:
     return digest.hexdigest()
 
 
-class _ValuesOfSome(Model):
-    """A model whose outputs declaring no gradients give their values only when gradients are
-    asked (the per-atom energies next to the energy)."""
-
-    def _check_gradients(self, gradients):
-        for declared in self.module.outputs:
-            undeclared = [g for g in gradients if declared.gradients and g not in declared.gradients]
-            if undeclared:
-                raise CalculatorError(f"output {declared.name} declares gradients "
-                                      f"{list(declared.gradients)}; cannot compute {undeclared}")
-
-
 class _Restricted:
     """The user's model restricted to some outputs (a model of the same kernels whose other
-    outputs are not computed), built once per set of outputs; parameters and threads are copied
-    from the user's model at every call."""
+    outputs are not computed: the energy alone keeps the reverse-mode gradient path), built once
+    per set of outputs; parameters and threads are copied from the user's model at every call."""
 
     def __init__(self, model, outputs: tuple[ir.Output, ...]):
         if outputs == model.module.outputs:  # the model itself (its native code already built)
             self.model = model
             return
         module = dataclasses.replace(model.module, outputs=outputs)
-        self.model = _ValuesOfSome(module, backend=model.backend, dtype=model.dtype, provenance=model.provenance)
+        self.model = Model(module, backend=model.backend, dtype=model.dtype, provenance=model.provenance)
 
     def __call__(self, user, atoms, gradients):
         if self.model is not user:
@@ -138,7 +126,9 @@ class MtdslCalculator(Calculator):
                                               f"(this cell has rank {atoms.cell.rank})")
         gradients = ["positions"] + (["strain"] if stress else [])
         with_per_atom = "energies" in properties and self.per_atom is not None
-        results = (self._with_per_atom if with_per_atom else self._energy_only)(self.model, atoms, gradients)
+        # gradients of the energy only: the per-atom energies are values
+        results = (self._with_per_atom if with_per_atom else self._energy_only)(self.model, atoms,
+                                                                                {self.output: gradients})
         self.calls += 1
         self._parameters_seen = _fingerprint(self.model.parameters)
         block = results[self.output].block()

@@ -131,6 +131,24 @@ def test_pair_potential_equals_ase_lennard_jones(lennard_jones, smooth_lennard_j
         np.testing.assert_allclose(ours.get_stress(), theirs.get_stress(), rtol=0, atol=1e-10 * scale)
 
 
+@pytest.mark.parametrize("name", list(SYSTEMS))
+def test_the_lennard_jones_example_equals_ase_smooth(name):
+    """examples/lennard_jones.mt (a `?:` switching function) through the calculator."""
+    model = mtdsl.compile(EXAMPLES / "lennard_jones.mt", onset=ONSET, threads=1, **LJ)
+    atoms = SYSTEMS[name]()
+    ours, theirs = atoms.copy(), atoms.copy()
+    ours.calc = model.as_calculator()
+    theirs.calc = LennardJones(sigma=LJ["sigma"], epsilon=LJ["epsilon"], rc=LJ["cutoff"], ro=ONSET, smooth=True)
+    reference = theirs.get_potential_energy()
+    assert abs(ours.get_potential_energy() - reference) <= 1e-10 * abs(reference)
+    np.testing.assert_allclose(ours.get_forces(), theirs.get_forces(), rtol=0,
+                               atol=1e-10 * np.abs(theirs.get_forces()).max())
+    if atoms.cell.rank == 3:
+        np.testing.assert_allclose(ours.get_stress(), theirs.get_stress(), rtol=0,
+                                   atol=1e-10 * np.abs(theirs.get_stress()).max())
+    assert ours.calc.calls == 1
+
+
 def test_uses_the_parameters_at_call_time():
     model = mtdsl.compile(EXAMPLES / "soap_energy.mt", species=[18], n_radial=3, max_angular=2, cutoff=4.0,
                           threads=1)
