@@ -43,10 +43,13 @@ def _compile(args, backend=None, dtype=np.float64):
 
     _require_file(args.file)
     try:
-        return compile(args.file, backend=backend, species=_species(args.species), dtype=dtype, **_hypers(args))
+        model = compile(args.file, backend=backend, species=_species(args.species), dtype=dtype, **_hypers(args))
     except CompileError as error:
         print(str(error), file=sys.stderr)
         raise CommandError(f"{args.file}: {len(error.diagnostics)} error(s)") from None
+    if getattr(args, "params", None):  # run, export: trained parameters
+        _load_params(model, args.params)
+    return model
 
 
 # ---- compile ----------------------------------------------------------------------------------
@@ -107,6 +110,7 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="where to write the outputs (.mts)")
     parser.add_argument("--gradients", action="append", default=[], metavar="PARAMETER",
                         help="gradient blocks to compute: positions, strain or cell (repeatable)")
+    parser.add_argument("--params", metavar="FILE", help="trained parameters (a file of model.save_parameters)")
     parser.add_argument("--format", help="structure file format, when the extension does not say it")
     parser.add_argument("--type-map", metavar="TYPE=ELEMENT,...",
                         help="LAMMPS files: the element of each numeric type, e.g. 1=O,2=H")
@@ -139,6 +143,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         frames += read_structures(path, format=args.format, **options)
     if not frames:
         raise CommandError("no structures to run on")
+    if args.species is None and args.params:
+        args.species = _params_species(args.params)
     if args.species is None:
         # the species of every structure given, so that every batch has the same species dimensions
         args.species = ",".join(str(z) for z in sorted({int(z) for f in frames for z in np.asarray(f.types)}))
@@ -161,6 +167,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         save(paths[name], tensor)
         print(f"{name}: {len(tensor)} blocks -> {paths[name]}")
     return EXIT_OK
+
+
+def _params_species(path: str):
+    """The species a parameter file was saved for, as `--species` text (None when it has none)."""
+    from mtdsl.runtime.parameters import ParametersError, file_species
+
+    try:
+        species = file_species(path)
+    except ParametersError as error:
+        raise CommandError(str(error)) from None
+    return ",".join(str(z) for z in species) if species else None
+
+
+def _load_params(model, path: str) -> None:
+    from mtdsl.runtime.parameters import ParametersError
+
+    try:
+        model.load_parameters(path)
+    except ParametersError as error:
+        raise CommandError(str(error)) from None
 
 
 def _type_map(text: str) -> dict:
@@ -301,9 +327,44 @@ def _summary(tensor, every_block: bool) -> str:
     return "\n".join(lines)
 
 
+# ---- export -----------------------------------------------------------------------------------
+
+
+def add_export(parser: argparse.ArgumentParser) -> None:
+    _add_model_arguments(parser)
+    parser.add_argument("-o", "--output", required=True, help="the metatomic model file to write (.pt)")
+    parser.add_argument("--params", metavar="FILE", help="trained parameters (a file of model.save_parameters)")
+    parser.add_argument("--extensions-directory", default="extensions", metavar="DIR",
+                        help="where the model's extension goes (give it to the engine; default: extensions)")
+    parser.add_argument("--energy", default="energy", metavar="OUTPUT", help="the energy output (default: energy)")
+    parser.add_argument("--length-unit", default="angstrom", help="length unit of the model (default: angstrom)")
+    parser.add_argument("--energy-unit", default="eV", help="energy unit of the model (default: eV)")
+    parser.add_argument("--backend", choices=("cpp", "llvm", "interpreter"),
+                        help="how the exported model runs its kernels (default: cpp with a C++ compiler)")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """A metatomic AtomisticModel of the program (runtime/export.py, docs/simulation.md)."""
+    from mtdsl.runtime.export import ExportError
+
+    if args.species is None and args.params:
+        args.species = _params_species(args.params)
+    model = _compile(args, backend=args.backend)
+    try:
+        path = model.export(args.output, extensions_directory=args.extensions_directory, output=args.energy,
+                            length_unit=args.length_unit, energy_unit=args.energy_unit)
+    except ExportError as error:
+        raise CommandError(str(error)) from None
+    print(f"{args.file} -> {path} (extension in {args.extensions_directory}, "
+          f"interaction range {model.interaction_range:g})")
+    return EXIT_OK
+
+
 COMMANDS = [
     Command("compile", "compile a .mt file and print its IR or generated code", add_compile, cmd_compile),
     Command("run", "run a .mt model on structure files and write its outputs as .mts", add_run, cmd_run),
+    Command("export", "export a .mt energy model as a metatomic AtomisticModel (ASE, i-PI, torch-sim)",
+            add_export, cmd_export),
     Command("inspect", "summarize a .mts file: blocks, labels, gradients, provenance", add_inspect, cmd_inspect),
 ]
 

@@ -132,6 +132,34 @@ class Model:
 
         return interaction_range(self.module)
 
+    def save_parameters(self, path) -> None:
+        """Write `self.parameters` to `path` (.npz) with the program's sha256, hypers and species
+        (runtime/parameters.py, docs/simulation.md)."""
+        from .parameters import save_parameters
+
+        save_parameters(self, path)
+
+    def load_parameters(self, path) -> None:
+        """Set `self.parameters` from a file of `save_parameters`; refused (ParametersError, saying
+        what differs) for another program, other hypers or species."""
+        from .parameters import load_parameters
+
+        self.parameters = load_parameters(self, path)
+
+    def as_calculator(self, output: str = "energy", **options):
+        """An ASE calculator over this model's per-system scalar `output` (energy, forces and stress
+        from one call per geometry; runtime/calculator.py, docs/simulation.md)."""
+        from .calculator import make_calculator
+
+        return make_calculator(self, output, **options)
+
+    def export(self, path, extensions_directory="extensions", **options):
+        """Write a metatomic `AtomisticModel` of this model to `path` (runtime/export.py,
+        docs/simulation.md); its compiled extension goes into `extensions_directory`."""
+        from .export import export
+
+        return export(self, path, extensions_directory=extensions_directory, **options)
+
     def to_torch(self):
         """A `torch.nn.Module` over this model: its params trainable, autograd through the kernels
         (runtime/torch_module.py, docs/torch.md)."""

@@ -512,6 +512,23 @@ class TorchModel(torch.nn.Module):
         """The compiled model (its `parameters` are not updated by training: this module's are used)."""
         return self._mtdsl.model
 
+    def save_parameters(self, path) -> None:
+        """This module's parameters (trained values) to a file `Model.load_parameters` and
+        `mtdsl.compile(..., parameters=)` read (runtime/parameters.py)."""
+        from .parameters import save_parameters
+
+        model = self._mtdsl.model
+        save_parameters(model, path, {name: getattr(self, name).detach().cpu().numpy() for name in model.parameters})
+
+    def load_parameters(self, path) -> None:
+        """Set this module's parameters from a file of `save_parameters` (checked as `Model.load_parameters`)."""
+        from .parameters import load_parameters
+
+        values = load_parameters(self._mtdsl.model, path)
+        with torch.no_grad():
+            for name, value in values.items():
+                getattr(self, name).copy_(torch.from_numpy(value))
+
     def forward(self, systems, gradients=None, **tensormaps) -> dict[str, TensorMap]:
         if is_pyg(systems):  # a PyTorch Geometric Data or Batch: its graphs, autograd kept
             systems = systems_from_pyg(systems)
