@@ -116,6 +116,11 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("cpp", "llvm", "interpreter"),
                         help="how to run the kernels (default: cpp with a C++ compiler, else llvm)")
     parser.add_argument("--threads", type=int, metavar="N", help="threads of the kernels (default OMP_NUM_THREADS)")
+    parser.add_argument("--max-pairs", type=int, metavar="N",
+                        help="the most neighbour pairs a batch may have, estimated before the search "
+                             "(default $MTDSL_MAX_PAIRS or 100,000,000; docs/systems.md)")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="write NaN or infinite outputs instead of failing on them")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -137,6 +142,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.species = ",".join(str(z) for z in sorted({int(z) for f in frames for z in np.asarray(f.types)}))
     model = _compile(args, backend=args.backend, dtype=np.float32 if args.float32 else np.float64)
     model.threads = args.threads
+    if args.max_pairs is not None:
+        if args.max_pairs < 1:
+            raise CommandError("--max-pairs must be at least 1", EXIT_USAGE)
+        os.environ["MTDSL_MAX_PAIRS"] = str(args.max_pairs)  # read by every neighbour search of this run
+    model.check_finite = not args.allow_nonfinite
     if args.batch < 1:
         raise CommandError("--batch must be at least 1", EXIT_USAGE)
     outputs = _run_in_batches(model, frames, args.batch, args.gradients)
@@ -166,7 +176,9 @@ def _run_in_batches(model, frames, batch_size, gradients):
     progress = _progress(total=len(frames), unit="frame")
     results = {}
     for start, chunk in zip(range(0, len(frames), batch_size), chunks):
-        outputs = model(chunk, gradients=gradients)
+        # numpy's warnings of NaN and overflow would precede the one line of the final guard
+        with np.errstate(all="ignore" if getattr(model, "check_finite", False) else "warn"):
+            outputs = model(chunk, gradients=gradients)
         for name, tensor in outputs.items():
             results.setdefault(name, []).append(_shift_systems(tensor, start) if start else tensor)
         progress.update(len(chunk))

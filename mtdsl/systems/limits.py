@@ -1,0 +1,248 @@
+"""Checks that keep the neighbour search safe: run before vesin allocates anything.
+
+A system that would crash the neighbour search (coordinates beyond what it can
+handle exactly, a degenerate cell) or exhaust the machine's memory (a tiny
+periodic cell with a large cutoff has billions of pairs) is refused with an
+`UnsafeSystemError` that names the frame, the problem and the limit. After the
+search, two atoms closer than `min_distance()` are refused too: their pair
+vector is (close to) zero and its direction, so any angular function and every
+gradient, is undefined.
+
+Limits, each overridable (docs/systems.md, "Limits"):
+
+- `MAX_COORDINATE` (Å): fixed. At 1e6 Å a float64 coordinate is exact to
+  2e-10 Å, so distances compared with the cutoff stay exact; beyond, vesin's
+  cell arithmetic overflows (a coordinate of 1e300 killed it with SIGFPE).
+- `max_pairs()`: the estimated number of pairs (periodic images included) a
+  batch may have, `DEFAULT_MAX_PAIRS` unless `$MTDSL_MAX_PAIRS` or the
+  `max_pairs=` argument of `neighbors` says otherwise. The estimate is also
+  compared with the memory available (`BYTES_PER_PAIR` each).
+- `min_distance()` (Å): `DEFAULT_MIN_DISTANCE` unless `$MTDSL_MIN_DISTANCE`
+  says otherwise (`0` turns the overlap check off).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+
+from ..errors import MtdslError
+
+#: the largest absolute Cartesian coordinate, cell component or cutoff (Å)
+MAX_COORDINATE = 1e6
+#: the most pairs (estimated, periodic images included) a batch may have by default
+DEFAULT_MAX_PAIRS = 100_000_000
+#: memory one pair costs through the neighbour list and the kernels (indices, shifts,
+#: vectors, distances, sorting, per-pair intermediates): a deliberate over-estimate
+BYTES_PER_PAIR = 256
+#: two atoms closer than this (Å) are an error
+DEFAULT_MIN_DISTANCE = 1e-3
+#: a cell whose volume is below this fraction of the product of its vector lengths is degenerate
+DEGENERATE_CELL = 1e-8
+
+_AXES = "abc"
+
+
+class UnsafeSystemError(MtdslError):
+    """A system the neighbour search must not run on; the message names the frame,
+    the problem and the limit (and how to lift it, when it can be lifted)."""
+
+
+def max_pairs(override=None) -> int:
+    """The pair limit: `override`, else `$MTDSL_MAX_PAIRS`, else `DEFAULT_MAX_PAIRS`."""
+    if override is not None:
+        return _positive_int(override, "max_pairs")
+    text = os.environ.get("MTDSL_MAX_PAIRS", "").strip()
+    return _positive_int(text, "MTDSL_MAX_PAIRS") if text else DEFAULT_MAX_PAIRS
+
+
+def min_distance() -> float:
+    """The overlap threshold (Å): `$MTDSL_MIN_DISTANCE`, else `DEFAULT_MIN_DISTANCE`."""
+    text = os.environ.get("MTDSL_MIN_DISTANCE", "").strip()
+    if not text:
+        return DEFAULT_MIN_DISTANCE
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and math.isfinite(value)):
+        raise UnsafeSystemError(f"MTDSL_MIN_DISTANCE must be a distance >= 0 (Å), got {text!r}")
+    return value
+
+
+def frame_name(batch, index: int) -> str:
+    source = batch.sources[index] if index < len(batch.sources) else None
+    return f"frame {index} ({source})" if source else f"frame {index}"
+
+
+def check_before_search(batch, positions, cells, pbcs, offsets, cutoff: float, limit=None) -> None:
+    """Refuse a batch the neighbour search cannot handle: coordinates, cells and cutoff
+    within `MAX_COORDINATE`, periodic cells not degenerate, and an estimated number of
+    pairs within the limit and the memory available. Arrays are the batch's, as numpy."""
+    limit = max_pairs(limit)
+    if not cutoff <= MAX_COORDINATE:
+        raise UnsafeSystemError(f"cutoff {cutoff:g} Å is beyond the limit of {MAX_COORDINATE:g} Å")
+    total = 0.0
+    for index in range(len(cells)):
+        where = frame_name(batch, index)
+        frame = positions[int(offsets[index]):int(offsets[index + 1])]
+        _check_coordinates(where, frame, cells[index])
+        if len(frame) == 0:
+            continue
+        _check_cell(where, cells[index], pbcs[index])
+        estimate = estimated_pairs(frame, cells[index], pbcs[index], cutoff)
+        if estimate > limit:
+            raise UnsafeSystemError(
+                f"{where}: about {estimate:.3g} pairs within the cutoff of {cutoff:g} Å "
+                f"(periodic images included), more than the limit of {limit:,} "
+                "(a cell too small for the cutoff?); raise it with MTDSL_MAX_PAIRS or max_pairs=")
+        total += estimate
+    if total > limit:
+        raise UnsafeSystemError(
+            f"the batch of {len(cells)} frames has about {total:.3g} pairs, more than the limit of "
+            f"{limit:,}; run fewer frames at a time or raise the limit (MTDSL_MAX_PAIRS, max_pairs=)")
+    available = available_memory()
+    if available is not None and total * BYTES_PER_PAIR > available:
+        raise UnsafeSystemError(
+            f"the neighbour list of {len(cells)} frame(s) would need about "
+            f"{total * BYTES_PER_PAIR / 2**30:.3g} GiB ({total:.3g} pairs), more than the "
+            f"{available / 2**30:.3g} GiB of memory available; run fewer frames at a time")
+
+
+def check_overlaps(batch, first, second, shifts, distances, index: int) -> None:
+    """Two atoms of frame `index` closer than `min_distance()`: an error naming them
+    (`first`, `second`: frame-local indices of the pairs, `distances` theirs)."""
+    threshold = min_distance()
+    if threshold <= 0 or len(distances) == 0:
+        return
+    close = np.flatnonzero(distances < threshold)
+    if len(close) == 0:
+        return
+    k = int(close[np.argmin(distances[close])])
+    i, j = sorted((int(first[k]), int(second[k])))
+    image = "" if not np.any(shifts[k]) else f" (periodic image {list(map(int, shifts[k]))})"
+    types = batch.systems[index].types
+    ti, tj = int(np.asarray(types)[i]), int(np.asarray(types)[j])
+    raise UnsafeSystemError(
+        f"{frame_name(batch, index)}: atoms {i} (Z={ti}) and {j} (Z={tj}){image} are "
+        f"{float(distances[k]):.3g} Å apart, closer than the limit of {threshold:g} Å "
+        "(overlapping atoms; MTDSL_MIN_DISTANCE sets the limit)")
+
+
+def estimated_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
+    """About how many ordered pairs (periodic images included) of `positions` are
+    closer than `cutoff`, assuming a uniform density: `N^2 * pi/6 * prod_k f_k` with,
+    along each axis k of the cell frame, `f_k = 2 rc / d_k + 1` for a periodic axis
+    (`d_k` the spacing of its lattice planes: the images of one atom met per atom) and
+    `min(1, 2 rc / extent_k)` for an open one. Float, so that hostile input overflows
+    to infinity instead of wrapping."""
+    n = float(len(positions))
+    frame = _complete_cell(cell, pbc)
+    volume = abs(float(np.linalg.det(frame)))
+    factor = math.pi / 6
+    fractional = np.linalg.solve(frame.T, positions.T).T if len(positions) else positions
+    for axis in range(3):
+        others = [frame[k] for k in range(3) if k != axis]
+        area = float(np.linalg.norm(np.cross(others[0], others[1])))
+        spacing = volume / area if area > 0 else 0.0
+        if pbc[axis]:
+            factor *= 2 * cutoff / spacing if spacing > 0 else math.inf
+        else:
+            extent = float(np.ptp(fractional[:, axis])) * spacing
+            factor *= min(1.0, 2 * cutoff / extent) if extent > 0 else 1.0
+    with np.errstate(over="ignore"):
+        return float(n * n * factor)
+
+
+def available_memory() -> float | None:
+    """Bytes this process may still allocate: `MemAvailable`, capped by `RLIMIT_AS`
+    when one is set; None when unknown."""
+    available = None
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    available = float(line.split()[1]) * 1024
+                    break
+    except OSError:
+        pass
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+        if soft != resource.RLIM_INFINITY:
+            with open("/proc/self/statm") as handle:
+                used = float(handle.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+            room = max(soft - used, 0.0)
+            available = room if available is None else min(available, room)
+    except (ImportError, OSError, ValueError):
+        pass
+    return available
+
+
+# -- the pieces --------------------------------------------------------------------------------
+
+
+def _check_coordinates(where: str, positions: np.ndarray, cell: np.ndarray) -> None:
+    for name, values in (("positions", positions), ("cell", cell)):
+        bad = ~(np.abs(values) <= MAX_COORDINATE)  # NaN counts as bad
+        if np.any(bad):
+            row, column = (int(v) for v in np.argwhere(bad)[0])
+            what = f"atom {row}" if name == "positions" else f"cell vector {_AXES[row]}"
+            raise UnsafeSystemError(
+                f"{where}: {what} has the coordinate {float(values[row, column]):g} Å "
+                f"({'xyz'[column]}), beyond the limit of {MAX_COORDINATE:g} Å that keeps the "
+                "neighbour search exact")
+
+
+def _check_cell(where: str, cell: np.ndarray, pbc: np.ndarray) -> None:
+    periodic = [axis for axis in range(3) if pbc[axis]]
+    if not periodic:
+        return
+    vectors = cell[periodic]
+    lengths = np.linalg.norm(vectors, axis=1)
+    # the volume (or area, or length) the periodic vectors span, against their lengths
+    gram = vectors @ vectors.T
+    spanned = math.sqrt(max(float(np.linalg.det(gram)), 0.0))
+    if not spanned > DEGENERATE_CELL * float(np.prod(lengths)):
+        names = ", ".join(_AXES[axis] for axis in periodic)
+        raise UnsafeSystemError(
+            f"{where}: the periodic cell vectors ({names}) are degenerate: they span "
+            f"{spanned:.3g} for lengths {', '.join(f'{v:.3g}' for v in lengths)} Å "
+            f"(limit: {DEGENERATE_CELL:g} of their product)")
+
+
+def _complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
+    """`cell` with its open axes' zero or dependent vectors replaced by unit vectors
+    orthogonal to the others, so that it spans space (the frame `estimated_pairs` measures in)."""
+    frame = np.array(cell, dtype=float)
+    chosen = [frame[axis] for axis in range(3) if pbc[axis]]
+    for axis in range(3):
+        if pbc[axis]:
+            continue
+        if np.any(frame[axis]) and np.linalg.matrix_rank(np.vstack(chosen + [frame[axis]])) == len(chosen) + 1:
+            chosen.append(frame[axis])
+            continue
+        best = None
+        for unit in np.eye(3):  # the unit vector with the largest part orthogonal to the chosen ones
+            vector = unit.copy()
+            if chosen:
+                basis, _ = np.linalg.qr(np.vstack(chosen).T)
+                vector -= basis @ (basis.T @ vector)
+            if best is None or np.linalg.norm(vector) > np.linalg.norm(best):
+                best = vector
+        frame[axis] = best / np.linalg.norm(best)
+        chosen.append(frame[axis])
+    return frame
+
+
+def _positive_int(value, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise UnsafeSystemError(f"{name} must be a positive integer, got {value!r}")
+    return number
