@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -177,9 +176,10 @@ def add_fmt(parser: argparse.ArgumentParser) -> None:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
     mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
-    handle, temporary = tempfile.mkstemp(prefix=".mtdsl-fmt-", suffix=".mt", dir=directory)
+    from mtdsl import atomic
+
+    handle, temporary = atomic.temporary(path)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
