@@ -149,6 +149,7 @@ def build(source: str, flags=FLAGS) -> tuple[Path, bool]:
             return library, True
         _discard(library, problem, sidecar)
     library.parent.mkdir(parents=True, exist_ok=True)
+    atomic.clean_stale_in(library.parent)  # the debris of killed builds, whatever their key
     handle, temporary = atomic.temporary(library)
     os.close(handle)
     temporary = Path(temporary)

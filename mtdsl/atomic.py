@@ -10,8 +10,9 @@ of one. The temporary file is named `.<target name>.<host>-<pid>.<random>.tmp`:
   this host that no longer runs, and any older than `STALE_AFTER` seconds (other
   hosts of a shared file system, recycled process ids, older name formats).
 
-Used by `.mts` saves (`mtdsl.io.mts`), the kernel cache (`mtdsl.codegen.cache`)
-and `mtdsl fmt -i`; a shard writer should use it too.
+Used by `.mts` saves (`mtdsl.io.mts`), the kernel cache (`mtdsl.codegen.cache`,
+which also cleans its whole directory before each build: its keys change with the
+source) and `mtdsl fmt -i`; a shard writer should use it too.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def temporary_directory(parent, prefix: str) -> str:
     writes several files), after removing the stale ones of the same prefix."""
     parent = os.fspath(parent)
     for name in _listdir(parent):
-        if name.startswith(prefix) and _stale(os.path.join(parent, name), name[len(prefix):]):
+        if name.startswith(prefix) and is_stale(os.path.join(parent, name)):
             shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
     return tempfile.mkdtemp(prefix=f"{prefix}{_tag()}.", dir=parent)
 
@@ -80,8 +81,20 @@ def clean_stale(target, suffix: str = ".tmp") -> int:
     for name in _listdir(directory):
         if name.startswith(prefix) and name.endswith(suffix):
             path = os.path.join(directory, name)
-            if _stale(path, name[len(prefix):]) and remove_quietly(path):
+            if is_stale(path) and remove_quietly(path):
                 removed += 1
+    return removed
+
+
+def clean_stale_in(directory, build_prefix: str = "build-") -> int:
+    """Remove the stale temporary files (of any target) and build folders of `directory`,
+    for a directory that only this package writes (the kernel cache, whose keys change)."""
+    directory = os.fspath(directory)
+    removed = 0
+    for name in _listdir(directory):
+        temporary = name.startswith(".") and name.endswith(".tmp") or name.startswith(build_prefix)
+        if temporary and is_stale(os.path.join(directory, name)):
+            removed += remove_quietly(os.path.join(directory, name))
     return removed
 
 
@@ -105,16 +118,22 @@ def _listdir(directory: str) -> list[str]:
         return []
 
 
-def _stale(path: str, rest: str) -> bool:
-    """Whether the temporary `path` (`rest`: its name after the target's, e.g.
-    `host-1234.abcd.tmp`) belongs to no running writer."""
+#: the owner part of a temporary name: `<host>-<pid>.<random>`, then `.tmp` for a file
+_OWNER = re.compile(r"([A-Za-z0-9]+)-(\d+)\.[A-Za-z0-9_]+(?:\.tmp)?$")
+
+
+def is_stale(path) -> bool:
+    """Whether the temporary file or build folder `path` belongs to no running writer: its
+    process (named in its name) is gone from this host, or it is older than `STALE_AFTER`
+    (`STALE_UNKNOWN_AFTER` when its name does not say its writer)."""
+    path = os.fspath(path)
     try:
         age = time.time() - os.lstat(path).st_mtime
     except OSError:
         return False
     if age > STALE_AFTER:
         return True
-    match = re.match(r"([A-Za-z0-9]+)-(\d+)\.", rest)
+    match = _OWNER.search(os.path.basename(path))
     if match is None:
         return age > STALE_UNKNOWN_AFTER
     host, pid = match.group(1), int(match.group(2))

@@ -298,4 +298,13 @@ COMMANDS = [
     Command("inspect", "summarize a .mts file: blocks, labels, gradients, provenance", add_inspect, cmd_inspect),
 ]
 
+
+def _cache_command():
+    from .cache_command import COMMAND
+
+    return COMMAND
+
+
+COMMANDS.append(_cache_command())  # `mtdsl cache info|clear|verify` (mtdsl/cache_command.py)
+
 __all__ = ["COMMANDS", "EXIT_ERROR"]
