@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -168,12 +169,20 @@ class Resolver:
         self._process_file(file, text, main=True)
 
     def _read(self, path: str, span: Optional[Span]) -> Optional[str]:
+        where = span if span is not None else Span(path, 1, 1, 1, 1)
         try:
-            with open(path, encoding="utf-8") as handle:
-                return handle.read()
+            with open(path, "rb") as handle:
+                # a device, a pipe or a huge file would be read forever or fill the memory
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    self.error("E104", where, f"cannot read `{path}`: not a regular file")
+                    return None
+                data = handle.read(MAX_SOURCE_BYTES + 1)
+            if len(data) > MAX_SOURCE_BYTES:
+                self.error("E104", where, f"cannot read `{path}`: larger than {MAX_SOURCE_BYTES >> 20} MiB")
+                return None
+            return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads
         except (OSError, UnicodeError, ValueError) as error:  # ValueError: a NUL in the path
             reason = getattr(error, "strerror", None) or str(error)
-            where = span if span is not None else Span(path, 1, 1, 1, 1)
             self.error("E104", where, f"cannot read `{path}`: {reason}")
             return None
 
@@ -1147,6 +1156,9 @@ def _pair_field_type(systems: str, field_name: str, count: int) -> P.Type:
 
 
 _BAD = object()
+
+#: the largest `.mt` file read (a program is text written by people)
+MAX_SOURCE_BYTES = 16 << 20
 
 #: the most entries a dimension (a `range`, an `irrep`) may have, unless $MTDSL_MAX_DIMENSION says
 DEFAULT_MAX_DIMENSION = 100_000

@@ -157,3 +157,17 @@ def test_hostile_mutations_of_reference_programs(name, seed, operations):
             pieces = [rng.choice(HOSTILE[:8]) if p.isdigit() else p for p in pieces]
     mutated = " ".join(pieces)
     assert_valid(check_source(mutated, name), {name: mutated})
+
+
+def test_use_of_a_device_or_a_huge_file_is_e104(tmp_path, monkeypatch):
+    import importlib
+
+    resolve = importlib.import_module("mtdsl.lang.resolve")
+    for path in ("/dev/zero", "/dev/urandom", str(tmp_path)):
+        diagnostics = check_source(f'use "{path}"\n', "hostile.mt")
+        assert [d.code for d in diagnostics] == ["E104"], (path, diagnostics)
+    big = tmp_path / "big.mt"
+    big.write_text("# comment\n" * 1000)
+    monkeypatch.setattr(resolve, "MAX_SOURCE_BYTES", 5000)
+    diagnostics = check_source(f'use "{big}"\n', "hostile.mt")
+    assert [d.code for d in diagnostics] == ["E104"] and "larger than" in diagnostics[0].message
