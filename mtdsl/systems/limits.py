@@ -32,6 +32,8 @@ from ..errors import MtdslError
 
 #: the largest absolute Cartesian coordinate, cell component or cutoff (Å)
 MAX_COORDINATE = 1e6
+#: the smallest cutoff (Å): vesin refuses 1e-6 and below
+MIN_CUTOFF = 1e-5
 #: the most pairs (estimated, periodic images included) a batch may have by default
 DEFAULT_MAX_PAIRS = 100_000_000
 #: memory one pair costs through the neighbour list and the kernels (indices, shifts,
@@ -82,8 +84,9 @@ def check_before_search(batch, positions, cells, pbcs, offsets, cutoff: float, l
     within `MAX_COORDINATE`, periodic cells not degenerate, and an estimated number of
     pairs within the limit and the memory available. Arrays are the batch's, as numpy."""
     limit = max_pairs(limit)
-    if not cutoff <= MAX_COORDINATE:
-        raise UnsafeSystemError(f"cutoff {cutoff:g} Å is beyond the limit of {MAX_COORDINATE:g} Å")
+    if not MIN_CUTOFF <= cutoff <= MAX_COORDINATE:
+        raise UnsafeSystemError(f"cutoff {cutoff:g} Å is outside the range the neighbour search handles "
+                                f"({MIN_CUTOFF:g} to {MAX_COORDINATE:g} Å)")
     total = 0.0
     for index in range(len(cells)):
         where = frame_name(batch, index)
@@ -92,6 +95,7 @@ def check_before_search(batch, positions, cells, pbcs, offsets, cutoff: float, l
         if len(frame) == 0:
             continue
         _check_cell(where, cells[index], pbcs[index])
+        _check_grid(where, frame, cells[index], pbcs[index], cutoff)
         estimate = estimated_pairs(frame, cells[index], pbcs[index], cutoff)
         if estimate > limit:
             raise UnsafeSystemError(
@@ -212,6 +216,48 @@ def _check_cell(where: str, cell: np.ndarray, pbc: np.ndarray) -> None:
             f"{where}: the periodic cell vectors ({names}) are degenerate: they span "
             f"{spanned:.3g} for lengths {', '.join(f'{v:.3g}' for v in lengths)} Å "
             f"(limit: {DEGENERATE_CELL:g} of their product)")
+
+
+#: vesin's cell list keeps at most this many cells, rescaling the count along each axis
+_VESIN_MAX_CELLS = 1e5
+#: cell indices vesin computes are int32: keep them far from overflowing
+_MAX_CELL_INDEX = 2**30
+
+
+def _check_grid(where: str, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> None:
+    """Refuse what vesin's cell list (vesin 0.6, `cpu_cell_list.cpp`) cannot grid. It boxes the
+    atoms (the cell along periodic axes, the atoms' extent along open ones), divides the box into
+    `trunc(spacing / cutoff)` cells per axis, and when that is more than 1e5 cells in all rescales
+    the counts by their ratios, which truncate to zero along an axis of a very anisotropic box
+    (a division by zero: SIGFPE; e.g. a molecule 1e6 Å long, or a 4e5 Å slab of a few atoms);
+    and it indexes cells with int32."""
+    if len(positions) == 0:
+        return
+    frame = _complete_cell(cell, pbc) if np.any(pbc) else np.eye(3)
+    volume = abs(float(np.linalg.det(frame)))
+    fractional = np.linalg.solve(frame.T, positions.T).T
+    spacings = []
+    for axis in range(3):
+        others = [frame[k] for k in range(3) if k != axis]
+        spacing = volume / float(np.linalg.norm(np.cross(others[0], others[1])))
+        spacings.append(spacing if pbc[axis] else float(np.ptp(fractional[:, axis])) * spacing)
+    counts = [max(math.trunc(min(d / cutoff, 1e300)), 1) for d in spacings]
+    if float(counts[0]) * counts[1] * counts[2] > _VESIN_MAX_CELLS:
+        ratio_xy, ratio_yz = counts[0] / counts[1], counts[1] / counts[2]
+        last = math.trunc(np.cbrt(_VESIN_MAX_CELLS / (ratio_xy * ratio_yz * ratio_yz)))
+        middle = math.trunc(ratio_yz * last)
+        counts = [math.trunc(ratio_xy * middle), middle, last]
+    if min(counts) < 1 or max(counts) > _MAX_CELL_INDEX:
+        raise UnsafeSystemError(
+            f"{where}: the system is too anisotropic for the neighbour search: it spans "
+            f"{', '.join(f'{d:.3g}' for d in spacings)} Å along a, b, c for a cutoff of {cutoff:g} Å "
+            "(vesin's cell list cannot divide it)")
+    reach = np.max(np.abs(fractional), axis=0) * np.array(counts)
+    if np.any(reach > _MAX_CELL_INDEX):
+        axis = int(np.argmax(reach))
+        raise UnsafeSystemError(
+            f"{where}: atoms lie {float(np.max(np.abs(fractional[:, axis]))):.3g} cell vectors away along "
+            f"{_AXES[axis]}, too far for the neighbour search's cell indices; wrap them into the cell")
 
 
 def _complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:

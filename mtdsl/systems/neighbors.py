@@ -25,7 +25,7 @@ import numpy as np
 
 from ._arrays import is_torch, like, to_numpy, torch_module
 from .batch import SystemBatch, as_batch
-from .limits import check_before_search, check_overlaps
+from .limits import UnsafeSystemError, check_before_search, check_overlaps
 
 #: label names of a pairs set, in the order of ``Pairs.label_values()``
 PAIR_LABEL_NAMES = (
@@ -271,7 +271,7 @@ def _check_cutoff(cutoff) -> float:
     except (TypeError, ValueError):
         raise TypeError(f"cutoff must be a number, got {type(cutoff).__name__}") from None
     if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"cutoff must be a positive finite number, got {cutoff}")
+        raise UnsafeSystemError(f"cutoff must be a positive finite number, got {cutoff}")
     return value
 
 
