@@ -7,8 +7,9 @@ Entries, in `$MTDSL_CACHE_DIR`, else `$XDG_CACHE_HOME/mtdsl`, else `~/.cache/mtd
 - `<key>.so` + `<key>.json`: a library and its sidecar recording its sha256;
   `key` is the sha256 of (source, compiler identity, flags);
 - `<key>.render.json`: a rendering (`store_rendering`): one JSON header line
-  with the sha256 of the rest, then the rendering as data (`codegen/serialize.py`:
-  JSON, never pickle: a cache directory is not code that runs);
+  with the key and the sha256 of the rest, then the rendering as data
+  (`codegen/serialize.py`: a JSON line, then the raw bytes of its arrays; never
+  pickle: a cache directory is not code that runs);
 - `<name>-<digest>.npz`: compile-time arrays (`cached_arrays`), a plain npz
   loaded with `allow_pickle=False`, holding `__sha256__` over its arrays;
 - `llvm/<key>.o`: LLVM machine code, the sha256 of the object then the object
@@ -305,7 +306,7 @@ def load_rendering(key: str):
     payload, problem = _entry_payload(data, key)
     if problem is None:
         try:
-            return serialize.decode(payload.decode("utf-8"))
+            return serialize.decode(payload)
         except (serialize.DecodingError, UnicodeDecodeError) as error:
             problem = f"cannot decode: {error}"
     _discard(path, problem)
@@ -318,13 +319,13 @@ def store_rendering(key: str, rendered) -> None:
     from . import serialize
 
     try:
-        text = serialize.encode(rendered)
+        payload = serialize.encode(rendered)
     except serialize.EncodingError as error:
         warnings.warn(f"kernel cache: this rendering is not stored ({error})", CacheWarning, stacklevel=2)
         return
     path = rendering_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, _entry_bytes(text.encode("utf-8"), key))
+    _atomic_write(path, _entry_bytes(payload, key))
 
 
 def object_bytes(data: bytes, key: str) -> bytes:
@@ -383,7 +384,7 @@ def verify_entry(path: Path) -> str | None:
         from . import serialize
 
         try:
-            serialize.decode(payload.decode("utf-8"))
+            serialize.decode(payload)
         except (serialize.DecodingError, UnicodeDecodeError) as error:
             problem = f"cannot decode: {error}"
     return problem

@@ -3,7 +3,8 @@
 A cache directory must not be code that runs when read. `encode` turns a value
 built of the renderer's dataclasses (IR nodes, plans, rendered kernels, gradient
 terms), tuples, lists, dicts, sets, numbers, strings and numpy arrays into JSON
-text; `decode` rebuilds it, constructing only dataclasses of `ALLOWED_MODULES`
+text (one line) followed by a newline and the raw bytes of its arrays (the JSON
+says where each lies); `decode` rebuilds it, constructing only dataclasses of `ALLOWED_MODULES`
 (by setting their fields, without calling any of their code) and numpy arrays of
 plain dtypes. Anything else is refused with `EncodingError` (encode: the value is
 then not cached) or `DecodingError` (decode: the entry is treated as damaged).
@@ -14,7 +15,6 @@ sub-trees stay shared and the text stays small.
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import enum
 import importlib
@@ -43,17 +43,23 @@ class DecodingError(ValueError):
     """Text that is not a valid encoding (a damaged or foreign entry)."""
 
 
-def encode(value) -> str:
-    return json.dumps(_Encoder().encode(value), separators=(",", ":"), allow_nan=False)
+def encode(value) -> bytes:
+    """The JSON text of `value` (one line), then a newline and the bytes of its arrays."""
+    encoder = _Encoder()
+    text = json.dumps(encoder.encode(value), separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8") + b"\n" + b"".join(encoder.blobs)
 
 
-def decode(text):
+def decode(data: bytes):
+    text, newline, blob = bytes(data).partition(b"\n")
+    if not newline:
+        raise DecodingError("no binary section")
     try:
         tree = json.loads(text)
     except (ValueError, RecursionError) as error:
         raise DecodingError(f"not JSON: {error}") from None
     try:
-        return _Decoder().decode(tree)
+        return _Decoder(memoryview(blob)).decode(tree)
     except DecodingError:
         raise
     except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError) as error:
@@ -68,6 +74,8 @@ class _Encoder:
     def __init__(self):
         self.seen: dict[int, int] = {}
         self.alive: list = []  # keeps the objects of `seen` alive, so their ids stay theirs
+        self.blobs: list[bytes] = []  # the bytes of the arrays, in order
+        self.size = 0
 
     def encode(self, value):
         if value is None or isinstance(value, (bool, str)):
@@ -114,9 +122,10 @@ class _Encoder:
     def _array(self, array: np.ndarray):
         if array.dtype.hasobject or array.dtype.fields is not None:
             raise EncodingError(f"cannot store an array of dtype {array.dtype} in the cache")
-        data = np.ascontiguousarray(array)
-        return {"$a": self._dtype(array.dtype), "s": list(array.shape),
-                "b": base64.b64encode(data.tobytes()).decode("ascii")}
+        data = np.ascontiguousarray(array).tobytes()
+        self.blobs.append(data)
+        self.size += len(data)
+        return {"$a": self._dtype(array.dtype), "s": list(array.shape), "o": self.size - len(data)}
 
     @staticmethod
     def _dtype(dtype: np.dtype) -> str:
@@ -126,8 +135,10 @@ class _Encoder:
 
 
 class _Decoder:
-    def __init__(self):
+    def __init__(self, blob: memoryview):
         self.objects: dict[int, object] = {}
+        self.blob = blob
+        self.classes: dict[str, tuple] = {}  # name -> (class, field names, their set)
 
     def decode(self, tree):
         if tree is None or isinstance(tree, (bool, str, int, float)):
@@ -178,16 +189,21 @@ class _Decoder:
         return value
 
     def _dataclass(self, tree):
-        cls = _allowed_class(tree["$c"])
-        if not dataclasses.is_dataclass(cls):
-            raise DecodingError(f"{tree['$c']} is not a dataclass")
+        name = tree["$c"]
+        known = self.classes.get(name) if isinstance(name, str) else None
+        if known is None:
+            cls = _allowed_class(name)
+            if not dataclasses.is_dataclass(cls):
+                raise DecodingError(f"{name} is not a dataclass")
+            names = tuple(f.name for f in dataclasses.fields(cls))
+            known = self.classes[name] = (cls, names, frozenset(names))
+        cls, names, expected = known
         number = tree["id"]
         if not isinstance(number, int) or number in self.objects:
             raise DecodingError("a bad object number")
         fields = tree["f"]
-        names = [f.name for f in dataclasses.fields(cls)]
-        if not isinstance(fields, dict) or sorted(fields) != sorted(names):
-            raise DecodingError(f"{tree['$c']}: fields {sorted(fields)} are not {sorted(names)}")
+        if not isinstance(fields, dict) or len(fields) != len(names) or not expected.issuperset(fields):
+            raise DecodingError(f"{name}: fields {sorted(fields)} are not {sorted(names)}")
         value = object.__new__(cls)  # no __init__, no __post_init__: the fields as stored
         self.objects[number] = value
         for name in names:
@@ -199,11 +215,11 @@ class _Decoder:
         shape = tuple(int(n) for n in tree["s"])
         if any(n < 0 for n in shape):
             raise DecodingError("a negative array dimension")
-        data = base64.b64decode(tree["b"].encode("ascii"), validate=True)
-        count = math.prod(shape)
-        if len(data) != count * dtype.itemsize:
-            raise DecodingError(f"{len(data)} bytes for an array of {count} {dtype}")
-        return np.frombuffer(data, dtype=dtype).reshape(shape).copy()
+        start = tree["o"]
+        size = math.prod(shape) * dtype.itemsize
+        if not isinstance(start, int) or start < 0 or start + size > len(self.blob):
+            raise DecodingError("an array beyond the binary section")
+        return np.frombuffer(self.blob[start:start + size], dtype=dtype).reshape(shape).copy()
 
 
 def _dtype(text) -> np.dtype:
