@@ -117,6 +117,15 @@ class Model:
         """Output names with the gradients each may be asked for."""
         return {o.name: o.gradients for o in self.module.outputs}
 
+    @property
+    def interaction_range(self) -> float:
+        """How far an atom's contribution to the outputs can depend on other atoms: the cutoffs of
+        the pair sets summed along the longest chain of pair hops, `math.inf` when an output
+        depends on a whole system (runtime/interaction.py)."""
+        from .interaction import interaction_range
+
+        return interaction_range(self.module)
+
     def to_torch(self):
         """A `torch.nn.Module` over this model: its params trainable, autograd through the kernels
         (runtime/torch_module.py, docs/torch.md)."""
