@@ -38,7 +38,7 @@ MIN_CUTOFF = 1e-5
 DEFAULT_MAX_PAIRS = 100_000_000
 #: memory one pair costs through the neighbour list and the kernels (indices, shifts,
 #: vectors, distances, sorting, per-pair intermediates): a deliberate over-estimate
-BYTES_PER_PAIR = 256
+BYTES_PER_PAIR = 1024
 #: two atoms closer than this (Å) are an error
 DEFAULT_MIN_DISTANCE = 1e-3
 #: a cell whose volume is below this fraction of the product of its vector lengths is degenerate
@@ -261,15 +261,13 @@ def _check_grid(where: str, positions: np.ndarray, cell: np.ndarray, pbc: np.nda
 
 
 def _complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
-    """`cell` with its open axes' zero or dependent vectors replaced by unit vectors
-    orthogonal to the others, so that it spans space (the frame `estimated_pairs` measures in)."""
+    """`cell` with the vectors of its open axes replaced by unit vectors orthogonal to the
+    periodic ones (and to each other), so that it spans space and the spacing of each periodic
+    axis is that of its own lattice (the frame `estimated_pairs` measures in)."""
     frame = np.array(cell, dtype=float)
     chosen = [frame[axis] for axis in range(3) if pbc[axis]]
     for axis in range(3):
         if pbc[axis]:
-            continue
-        if np.any(frame[axis]) and np.linalg.matrix_rank(np.vstack(chosen + [frame[axis]])) == len(chosen) + 1:
-            chosen.append(frame[axis])
             continue
         best = None
         for unit in np.eye(3):  # the unit vector with the largest part orthogonal to the chosen ones
