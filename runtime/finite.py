@@ -55,7 +55,7 @@ def _check_block(where: str, block, parent, sources) -> None:
     if "system" in samples:
         system = samples["system"]
         source = sources[system] if 0 <= system < len(sources) and sources[system] else None
-        place.append(f"frame {system}" + (f" ({source})" if source else ""))
+        place.append(f"frame {source}" if source else f"frame {system}")
     if "atom" in samples:
         place.append(f"atom {samples['atom']}")
     labels = ", ".join(f"{n}={v}" for n, v in samples.items())

@@ -75,8 +75,10 @@ def min_distance() -> float:
 
 
 def frame_name(batch, index: int) -> str:
+    """`frame water.xyz:64` when the system says where it comes from (its index in the batch
+    is not its index in the file when frames are run in batches), else `frame 3` (of the batch)."""
     source = batch.sources[index] if index < len(batch.sources) else None
-    return f"frame {index} ({source})" if source else f"frame {index}"
+    return f"frame {source}" if source else f"frame {index}"
 
 
 def check_before_search(batch, positions, cells, pbcs, offsets, cutoff: float, limit=None) -> None:
