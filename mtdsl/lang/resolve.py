@@ -269,7 +269,7 @@ class Resolver:
                 self.error(
                     "E103", node.name.span,
                     f"override of hyper `{name}` has the wrong type: expected {kind}, "
-                    f"found {type(self.overrides[name]).__name__} {self.overrides[name]!r}",
+                    f"found {type(self.overrides[name]).__name__} {_shortened(repr(self.overrides[name]))}",
                 )
             else:
                 hyper = P.Hyper(name, kind, coerced, value, True, node.name.span)
@@ -1172,6 +1172,10 @@ def max_dimension() -> int:
 def _hyper_names(node: ast.Node) -> list:
     """The names read in a domain's arguments, in order (the hypers among them set its size)."""
     return [n.name for n, _ in ast.walk(node) if isinstance(n, ast.Name)]
+
+
+def _shortened(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _impossible_path(path: str) -> str:
