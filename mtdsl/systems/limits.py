@@ -97,8 +97,9 @@ def check_before_search(batch, positions, cells, pbcs, offsets, cutoff: float, l
         if len(frame) == 0:
             continue
         _check_cell(where, cells[index], pbcs[index])
-        _check_grid(where, frame, cells[index], pbcs[index], cutoff)
-        estimate = estimated_pairs(frame, cells[index], pbcs[index], cutoff)
+        geometry = _geometry(frame, cells[index], pbcs[index])
+        _check_grid(where, geometry, pbcs[index], cutoff)
+        estimate = estimated_pairs(frame, cells[index], pbcs[index], cutoff, geometry)
         if estimate > limit:
             raise UnsafeSystemError(
                 f"{where}: about {estimate:.3g} pairs within the cutoff of {cutoff:g} Å "
@@ -137,29 +138,36 @@ def check_overlaps(batch, first, second, shifts, distances, index: int) -> None:
         "(overlapping atoms; MTDSL_MIN_DISTANCE sets the limit)")
 
 
-def estimated_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> float:
+def estimated_pairs(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float,
+                    geometry=None) -> float:
     """About how many ordered pairs (periodic images included) of `positions` are
     closer than `cutoff`, assuming a uniform density: `N^2 * pi/6 * prod_k f_k` with,
-    along each axis k of the cell frame, `f_k = 2 rc / d_k + 1` for a periodic axis
-    (`d_k` the spacing of its lattice planes: the images of one atom met per atom) and
+    along each axis k of the cell frame, `f_k = 2 rc / d_k` for a periodic axis (`d_k`
+    the spacing of its lattice planes: so `N^2 4/3 pi rc^3 / V` for a bulk) and
     `min(1, 2 rc / extent_k)` for an open one. Float, so that hostile input overflows
-    to infinity instead of wrapping."""
+    to infinity instead of wrapping. `geometry`: `_geometry(positions, cell, pbc)`."""
+    planes, extents, _ = geometry if geometry is not None else _geometry(positions, cell, pbc)
     n = float(len(positions))
-    frame = _complete_cell(cell, pbc)
-    volume = abs(float(np.linalg.det(frame)))
     factor = math.pi / 6
-    fractional = np.linalg.solve(frame.T, positions.T).T if len(positions) else positions
     for axis in range(3):
-        others = [frame[k] for k in range(3) if k != axis]
-        area = float(np.linalg.norm(np.cross(others[0], others[1])))
-        spacing = volume / area if area > 0 else 0.0
         if pbc[axis]:
-            factor *= 2 * cutoff / spacing if spacing > 0 else math.inf
+            factor *= 2 * cutoff / planes[axis] if planes[axis] > 0 else math.inf
         else:
-            extent = float(np.ptp(fractional[:, axis])) * spacing
-            factor *= min(1.0, 2 * cutoff / extent) if extent > 0 else 1.0
+            factor *= min(1.0, 2 * cutoff / extents[axis]) if extents[axis] > 0 else 1.0
     with np.errstate(over="ignore"):
         return float(n * n * factor)
+
+
+def _geometry(positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray):
+    """`(planes, extents, fractional)` in the frame of `_complete_cell`: the spacing of the
+    lattice planes of each axis (`1 / |column k of the inverse|`), the atoms' extent along
+    each axis, and their fractional coordinates."""
+    frame = _complete_cell(cell, pbc)
+    inverse = np.linalg.inv(frame)
+    planes = 1.0 / np.linalg.norm(inverse, axis=0)
+    fractional = positions @ inverse
+    extents = np.ptp(fractional, axis=0) * planes if len(positions) else np.zeros(3)
+    return planes, extents, fractional
 
 
 def available_memory() -> float | None:
@@ -226,23 +234,15 @@ _VESIN_MAX_CELLS = 1e5
 _MAX_CELL_INDEX = 2**30
 
 
-def _check_grid(where: str, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray, cutoff: float) -> None:
+def _check_grid(where: str, geometry, pbc: np.ndarray, cutoff: float) -> None:
     """Refuse what vesin's cell list (vesin 0.6, `cpu_cell_list.cpp`) cannot grid. It boxes the
     atoms (the cell along periodic axes, the atoms' extent along open ones), divides the box into
     `trunc(spacing / cutoff)` cells per axis, and when that is more than 1e5 cells in all rescales
     the counts by their ratios, which truncate to zero along an axis of a very anisotropic box
     (a division by zero: SIGFPE; e.g. a molecule 1e6 Å long, or a 4e5 Å slab of a few atoms);
     and it indexes cells with int32."""
-    if len(positions) == 0:
-        return
-    frame = _complete_cell(cell, pbc) if np.any(pbc) else np.eye(3)
-    volume = abs(float(np.linalg.det(frame)))
-    fractional = np.linalg.solve(frame.T, positions.T).T
-    spacings = []
-    for axis in range(3):
-        others = [frame[k] for k in range(3) if k != axis]
-        spacing = volume / float(np.linalg.norm(np.cross(others[0], others[1])))
-        spacings.append(spacing if pbc[axis] else float(np.ptp(fractional[:, axis])) * spacing)
+    planes, extents, fractional = geometry
+    spacings = [float(planes[axis]) if pbc[axis] else float(extents[axis]) for axis in range(3)]
     counts = [max(math.trunc(min(d / cutoff, 1e300)), 1) for d in spacings]
     if float(counts[0]) * counts[1] * counts[2] > _VESIN_MAX_CELLS:
         ratio_xy, ratio_yz = counts[0] / counts[1], counts[1] / counts[2]
@@ -267,6 +267,8 @@ def _complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
     periodic ones (and to each other), so that it spans space and the spacing of each periodic
     axis is that of its own lattice (the frame `estimated_pairs` measures in)."""
     frame = np.array(cell, dtype=float)
+    if all(pbc):
+        return frame
     chosen = [frame[axis] for axis in range(3) if pbc[axis]]
     for axis in range(3):
         if pbc[axis]:
