@@ -24,7 +24,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest tests
 
-# the long fuzz run of docs/reliability.md (about an hour on two cores); FUZZ_ARGS="--scale 0.1" for less
+# the long fuzz run of docs/reliability.md (about 15 minutes on two busy cores); FUZZ_ARGS="--scale 0.1" for less
 fuzz: $(STAMP)
 	$(PY) -m fuzz.run $(FUZZ_ARGS)
 
