@@ -127,6 +127,11 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chunk-size", type=int, metavar="K", help="with --scheduler: frames per shard")
     parser.add_argument("--domains", metavar="NX,NY,NZ",
                         help="one large structure split into NX x NY x NZ spatial domains (with ghost atoms)")
+    parser.add_argument("--max-pairs", type=int, metavar="N",
+                        help="the most neighbour pairs a batch may have, estimated before the search "
+                             "(default $MTDSL_MAX_PAIRS or 100,000,000; docs/systems.md)")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="write NaN or infinite outputs instead of failing on them")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -150,6 +155,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         args.species = ",".join(str(z) for z in sorted({int(z) for f in frames for z in np.asarray(f.types)}))
     model = _compile(args, backend=args.backend, dtype=np.float32 if args.float32 else np.float64)
     model.threads = args.threads
+    if args.max_pairs is not None:
+        if args.max_pairs < 1:
+            raise CommandError("--max-pairs must be at least 1", EXIT_USAGE)
+        os.environ["MTDSL_MAX_PAIRS"] = str(args.max_pairs)  # read by every neighbour search of this run
+    model.check_finite = not args.allow_nonfinite
     if args.batch < 1:
         raise CommandError("--batch must be at least 1", EXIT_USAGE)
     if getattr(args, "scheduler", None) or getattr(args, "domains", None):
@@ -208,7 +218,9 @@ def _run_in_batches(model, frames, batch_size, gradients):
     progress = _progress(total=len(frames), unit="frame")
     results = {}
     for start, chunk in zip(range(0, len(frames), batch_size), chunks):
-        outputs = model(chunk, gradients=gradients)
+        # numpy's warnings of NaN and overflow would precede the one line of the final guard
+        with np.errstate(all="ignore" if getattr(model, "check_finite", False) else "warn"):
+            outputs = model(chunk, gradients=gradients)
         for name, tensor in outputs.items():
             results.setdefault(name, []).append(_shift_systems(tensor, start) if start else tensor)
         progress.update(len(chunk))
@@ -367,5 +379,14 @@ COMMANDS = [
             add_export, cmd_export),
     Command("inspect", "summarize a .mts file: blocks, labels, gradients, provenance", add_inspect, cmd_inspect),
 ]
+
+
+def _cache_command():
+    from .cache_command import COMMAND
+
+    return COMMAND
+
+
+COMMANDS.append(_cache_command())  # `mtdsl cache info|clear|verify` (mtdsl/cache_command.py)
 
 __all__ = ["COMMANDS", "EXIT_ERROR"]

@@ -25,6 +25,7 @@ from mtdsl.tensor import TensorMap
 from .assemble import evaluate_kernel
 from .bindings import Bindings, RunError
 from .asked_gradients import asked_gradients
+from .finite import check_finite, finite_check_enabled
 from .gradients import FusedGradients, compute_gradients
 from .interpreter import Interpreter
 from .species_tables import check_species_tables
@@ -84,6 +85,8 @@ class Model:
         # forward-mode gradient kernels of the declared gradients (errors at compile time)
         self.gradient_kernels = module_gradients(module)
         self.threads = None  # native backends: OMP_NUM_THREADS when None
+        #: a NaN or infinity in an output or gradient is an error (runtime/finite.py) unless False
+        self.check_finite = True
         #: gradient blocks of qualifying outputs by reverse products (`_reverse_gradients`): True
         #: for batches of at least REVERSE_MIN_ATOMS atoms, "always" whatever the batch, False never
         #: (so does the environment variable MTDSL_FORWARD_GRADIENTS=1)
@@ -264,6 +267,8 @@ class Model:
             tensor = bindings.tensors[output.name]
             append_provenance(tensor, record)
             result[output.name] = tensor
+        if finite_check_enabled(self):  # never a NaN handed back as a success (runtime/finite.py)
+            check_finite(result, batch.sources if hasattr(batch, "sources") else ())
         return result
 
 
