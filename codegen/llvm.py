@@ -57,7 +57,7 @@ from mtdsl.math.wigner import e3nn_change_of_basis
 
 from . import cache, cpp
 from . import plan as planning
-from .cache import _atomic_write, cache_dir
+from .cache import _atomic_write, _discard, cache_dir, object_bytes, object_payload
 from .cpp import _sph_normalization
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
 from .rendered import ir_text, slim_rendering, with_extra
@@ -2095,15 +2095,14 @@ def object_key(source: str) -> str:
 
 def _cached_object(path) -> Optional[bytes]:
     """The object code of a cache entry; None when absent or corrupted (its sha256 prefix disagrees)."""
-    import hashlib
-
     try:
         data = path.read_bytes()
     except OSError:
         return None
-    if len(data) < 32 or hashlib.sha256(data[32:]).digest() != data[:32]:
-        return None
-    return data[32:]
+    payload = object_payload(data, path.stem)  # the hash covers the key: another entry's object is refused
+    if payload is None:
+        _discard(path, "hash mismatch")  # removed with a warning, rebuilt by the caller
+    return payload
 
 
 class JITLibrary:
@@ -2116,8 +2115,6 @@ class JITLibrary:
     """
 
     def __init__(self, rendered: RenderedModule, use_cache: bool = True):
-        import hashlib
-
         path = cache_dir() / "llvm" / f"{object_key(rendered.source)}.o"
         cached = _cached_object(path) if use_cache else None
         self.cache_hit = cached is not None
@@ -2134,7 +2131,7 @@ class JITLibrary:
             if use_cache and not self.cache_hit:
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    _atomic_write(path, hashlib.sha256(data).digest() + bytes(data))
+                    _atomic_write(path, object_bytes(bytes(data), path.stem))
                 except OSError:
                     pass  # a read-only cache: compile every time
 

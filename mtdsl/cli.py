@@ -15,9 +15,9 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from typing import Optional, Sequence
 
+from mtdsl import atomic
 from mtdsl.errors import MtdslError
 
 # the shared pieces, importable from here as before (mtdsl/cli_base.py)
@@ -159,9 +159,8 @@ def add_fmt(parser: argparse.ArgumentParser) -> None:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
     mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
-    handle, temporary = tempfile.mkstemp(prefix=".mtdsl-fmt-", suffix=".mt", dir=directory)
+    handle, temporary = atomic.temporary(path)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)

@@ -52,6 +52,8 @@ def _require_file(path: str) -> None:
 
 def _read_text(path: str) -> str:
     _require_file(path)
+    if not os.path.isfile(path):  # a device or a pipe: read forever
+        raise CommandError(f"{path}: not a regular file")
     try:
         with open(path, encoding="utf-8") as handle:
             return handle.read()

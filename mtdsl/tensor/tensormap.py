@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import MetadataError
 from ._array import array_device, array_kind, dtype_name
 from .block import TensorBlock
-from . import _convert, _reshape
+from . import _convert, _convert_torch, _reshape
 from .labels import Labels, LabelsEntry, describe_key  # noqa: F401 - describe_key importable from here
 
 
@@ -148,7 +148,9 @@ class TensorMap:
         return result
 
     def to(self, dtype=None, device=None, arrays: str | None = None) -> "TensorMap":
-        result = TensorMap(self._keys.to(device=device, arrays=arrays) if arrays is not None else self._keys,
+        # labels are numpy or torch: with jax values (`arrays="jax"`) they stay numpy
+        labels_arrays = "numpy" if arrays == "jax" else arrays
+        result = TensorMap(self._keys.to(device=device, arrays=labels_arrays) if arrays is not None else self._keys,
                            [b.to(dtype=dtype, device=device, arrays=arrays) for b in self._blocks])
         result._info = dict(self._info)
         return result
@@ -171,9 +173,15 @@ class TensorMap:
         """This TensorMap as a `metatensor.TensorMap` (metatensor-core imported only here)."""
         return _convert.to_metatensor(self)
 
+    def to_metatensor_torch(self):
+        """This TensorMap as a `metatensor.torch.TensorMap` (numpy values shared as torch tensors)."""
+        return _convert_torch.to_metatensor_torch(self)
+
     @staticmethod
     def from_metatensor(tensor) -> "TensorMap":
-        return _convert.from_metatensor(tensor, TensorMap)
+        """An mtdsl TensorMap from a metatensor-core or metatensor-torch one (Labels and
+        TensorBlock give mtdsl Labels and TensorBlock); gradients and info kept."""
+        return _convert_torch.from_metatensor(tensor, TensorMap)
 
     # -- display ---------------------------------------------------------------------------------
     def __repr__(self) -> str:
