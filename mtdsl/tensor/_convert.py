@@ -1,4 +1,5 @@
-"""Conversion to and from metatensor-core objects (`TensorMap.to_metatensor`, `.from_metatensor`).
+"""Conversion to and from metatensor-core objects (`TensorMap.to_metatensor`; `.from_metatensor`
+reads metatensor-core and metatensor-torch objects alike: `_convert_torch.py`).
 
 metatensor-core is imported only inside these functions: mtdsl never needs it to run.
 Arrays are shared, not copied, where both libraries allow it. This module belongs to the
@@ -62,17 +63,6 @@ def to_metatensor(tensor):
     metatensor = _metatensor()
     result = metatensor.TensorMap(
         labels_to_metatensor(tensor.keys), [block_to_metatensor(b) for b in tensor.blocks()]
-    )
-    for key, value in tensor.info().items():
-        result.set_info(key, value)
-    return result
-
-
-def from_metatensor(tensor, tensormap_class):
-    """A `metatensor.TensorMap` as an mtdsl `TensorMap` (`tensormap_class`, passed by
-    `TensorMap.from_metatensor`: this module sits below it), info included."""
-    result = tensormap_class(
-        labels_from_metatensor(tensor.keys), [block_from_metatensor(b) for b in tensor.blocks()]
     )
     for key, value in tensor.info().items():
         result.set_info(key, value)
