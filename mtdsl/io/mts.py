@@ -503,6 +503,12 @@ class _Reader:
             raise FormatError(f"member 'info.json': not valid JSON ({error})") from None
         if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
             raise FormatError("member 'info.json': must be a JSON object whose values are strings")
+        for text in (*info, *info.values()):
+            # what metatensor-core refuses: NUL (C strings) and unpaired surrogates (not UTF-8)
+            if "\x00" in text or not _encodes_to_utf8(text):
+                raise FormatError(
+                    f"member 'info.json': {text[:40]!r} holds a NUL character or an unpaired surrogate"
+                )
         return info
 
     def block(self, prefix: str, properties: Labels | None, depth: int) -> TensorBlock:
@@ -526,6 +532,14 @@ class _Reader:
             except MetadataError as error:
                 raise FormatError(f"gradient '{gradient_prefix}': {error}") from None
         return block
+
+
+def _encodes_to_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _gradient_index(members) -> dict[str, set[str]]:
