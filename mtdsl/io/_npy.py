@@ -160,7 +160,7 @@ def value_dtype(descr) -> np.dtype:
         if descr[0] == ">" and dtype.itemsize > 1:
             dtype = dtype.newbyteorder(">")
         return dtype
-    if isinstance(descr, str) and descr[:1] == "|":
+    if isinstance(descr, str) and descr[:1] == "|" and descr[1:] in VALUE_DTYPES:
         raise NpyError(f"dtype {descr!r}: metatensor-core needs an explicit byte order ('<', '>' or '=')")
     raise NpyError(
         f"unsupported dtype {descr!r} for values (expected one of "
