@@ -38,7 +38,8 @@ _FIELD = re.compile(r"\('([^']*)', '([^']*)'\)")
 VALUE_DTYPES = {
     "i1": np.int8, "i2": np.int16, "i4": np.int32, "i8": np.int64,
     "u1": np.uint8, "u2": np.uint16, "u4": np.uint32, "u8": np.uint64,
-    "f4": np.float32, "f8": np.float64,
+    "f2": np.float16, "f4": np.float32, "f8": np.float64,
+    "c8": np.complex64, "c16": np.complex128, "b1": np.bool_,
 }
 
 
@@ -155,7 +156,7 @@ def parse_header(data) -> NpyHeader:
 def value_dtype(descr) -> np.dtype:
     """The numpy dtype of a values array from its descr; only the VALUE_DTYPES, never objects."""
     # metatensor-core wants '<', '>' or '=' even for one-byte types (it refuses numpy's '|u1')
-    if isinstance(descr, str) and len(descr) == 3 and descr[0] in "<>=" and descr[1:] in VALUE_DTYPES:
+    if isinstance(descr, str) and descr[:1] in ("<", ">", "=") and descr[1:] in VALUE_DTYPES:
         dtype = np.dtype(VALUE_DTYPES[descr[1:]])
         if descr[0] == ">" and dtype.itemsize > 1:
             dtype = dtype.newbyteorder(">")

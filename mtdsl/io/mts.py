@@ -247,28 +247,29 @@ def load_buffer(buffer, verify: bool = True, use_numpy: bool = False) -> Data:
 
 def load_block(file, mmap: bool = False, verify: bool = True, use_numpy: bool = False) -> TensorBlock:
     """`load`, checking that the file holds a TensorBlock."""
-    return _expect(load(file, mmap=mmap, verify=verify), TensorBlock, file)
+    return load_as(load(file, mmap=mmap, verify=verify), TensorBlock, file)
 
 
 def load_block_buffer(buffer, verify: bool = True, use_numpy: bool = False) -> TensorBlock:
     """`load_buffer`, checking that the buffer holds a TensorBlock."""
-    return _expect(load_buffer(buffer, verify=verify), TensorBlock, None)
+    return load_as(load_buffer(buffer, verify=verify), TensorBlock, None)
 
 
 def load_labels(file) -> Labels:
     """`load`, checking that the file holds Labels."""
-    return _expect(load(file), Labels, file)
+    return load_as(load(file), Labels, file)
 
 
 def load_labels_buffer(buffer) -> Labels:
     """`load_buffer`, checking that the buffer holds Labels."""
-    return _expect(load_buffer(buffer), Labels, None)
+    return load_as(load_buffer(buffer), Labels, None)
 
 
 _LOADERS = {TensorMap: "load", TensorBlock: "load_block", Labels: "load_labels"}
 
 
-def _expect(data, kind, file):
+def load_as(data, kind, file):
+    """`data` if it is a `kind`, else a FormatError naming the loader that fits."""
     if not isinstance(data, kind):
         where = f" from '{os.fspath(file)}'" if isinstance(file, (str, os.PathLike)) else ""
         raise FormatError(

@@ -38,7 +38,7 @@ def dtype_name(dtype) -> str:
     return text[len("torch."):] if text.startswith("torch.") else np.dtype(dtype).name
 
 
-def convert(array, *, dtype=None, device=None, arrays: str | None = None):
+def convert(array, *, dtype=None, device=None, arrays: str | None = None, non_blocking: bool = False):
     """Convert `array` to another dtype, device and/or array library ("numpy" or "torch")."""
     target = arrays or array_kind(array)
     if target not in ("numpy", "torch"):
@@ -57,7 +57,8 @@ def convert(array, *, dtype=None, device=None, arrays: str | None = None):
         if not array.flags.writeable:  # e.g. memory-mapped from a file: torch needs its own copy
             array = array.copy()
     result = array if is_torch(array) else torch.from_numpy(array)
-    return result.to(dtype=torch_dtype(dtype) if dtype is not None else None, device=device)
+    return result.to(dtype=torch_dtype(dtype) if dtype is not None else None, device=device,
+                     non_blocking=non_blocking)
 
 
 def numpy_dtype(dtype) -> np.dtype:
@@ -87,3 +88,20 @@ def concatenate(arrays, axis=0):
 
         return torch.cat(list(arrays), dim=axis)
     return np.concatenate(arrays, axis=axis)
+
+
+def to_arguments(args, dtype=None, device=None):
+    """(dtype, device) from `to()`'s positional arguments, as metatensor reads them: a string
+    or a torch.device is a device, anything else a dtype."""
+    if len(args) > 2:
+        raise ValueError(f"to() takes at most two positional arguments (dtype, device), got {len(args)}")
+    for argument in args:
+        if isinstance(argument, str) or type(argument).__name__ == "device":
+            if device is not None:
+                raise ValueError("to() got the device twice")
+            device = argument
+        else:
+            if dtype is not None:
+                raise ValueError("to() got the dtype twice")
+            dtype = argument
+    return dtype, device

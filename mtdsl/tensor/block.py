@@ -15,11 +15,12 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import MetadataError
-from ._array import array_device, array_kind, convert, dtype_name, is_torch
+from ._array import array_device, array_kind, convert, dtype_name, is_torch, to_arguments
+from ._metatensor_api import Serializable
 from .labels import Labels
 
 
-class TensorBlock:
+class TensorBlock(Serializable):
     """A block of values labelled along every axis, with optional gradient blocks."""
 
     __slots__ = ("_values", "_samples", "_components", "_properties", "_gradients", "_parent_key")
@@ -28,10 +29,10 @@ class TensorBlock:
         components = list(components)
         for axis_name, labels in (("samples", samples), ("properties", properties)):
             if not isinstance(labels, Labels):
-                raise TypeError(f"{axis_name} must be Labels, not {type(labels).__name__}")
+                raise TypeError(f"`{axis_name}` must be metatensor Labels, not {type(labels)}")
         for labels in components:
             if not isinstance(labels, Labels):
-                raise TypeError(f"components must be Labels, not {type(labels).__name__}")
+                raise TypeError(f"`components` elements must be metatensor Labels, not {type(labels)}")
             if len(labels.names) != 1:
                 raise MetadataError(
                     f"component labels must have a single dimension, got {labels.names}"
@@ -79,8 +80,12 @@ class TensorBlock:
         return self._properties
 
     @property
-    def shape(self) -> list[int]:
-        return list(self._values.shape)
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._values.shape)
+
+    def __len__(self) -> int:
+        """The number of samples (rows of the values), as in metatensor."""
+        return len(self._values)
 
     @property
     def dtype(self):
@@ -146,23 +151,36 @@ class TensorBlock:
         return iter(list(self._gradients.items()))
 
     # -- copies and conversions -----------------------------------------------------------
-    def copy(self) -> "TensorBlock":
-        """A deep copy: values and every gradient's values are copied."""
-        values = self._values.clone() if is_torch(self._values) else self._values.copy()
+    def copy(self, deep: bool = True) -> "TensorBlock":
+        """A copy; `deep=True` (the default) copies the values and every gradient's values,
+        `deep=False` shares them."""
+        values = self._values
+        if deep:
+            values = values.clone() if is_torch(values) else values.copy()
         block = TensorBlock(values, self._samples, self._components, self._properties)
         for parameter, gradient in self._gradients.items():
-            block._gradients[parameter] = gradient.copy()
+            block._gradients[parameter] = gradient.copy(deep=deep)
         return block
 
-    def to(self, dtype=None, device=None, arrays: str | None = None) -> "TensorBlock":
-        """The same block with values (and gradients) of another dtype, device or library."""
-        values = convert(self._values, dtype=dtype, device=device, arrays=arrays)
+    def __copy__(self) -> "TensorBlock":
+        return self.copy(deep=False)
+
+    def __deepcopy__(self, memo) -> "TensorBlock":
+        return self.copy(deep=True)
+
+    def to(self, *args, dtype=None, device=None, arrays: str | None = None,
+           non_blocking: bool = False) -> "TensorBlock":
+        """The same block with values (and gradients) of another dtype, device or library
+        (`to("cpu")`, `to(torch.float32)` and keywords, as in metatensor)."""
+        dtype, device = to_arguments(args, dtype, device)
+        values = convert(self._values, dtype=dtype, device=device, arrays=arrays, non_blocking=non_blocking)
         to_labels = (lambda labels: labels.to(arrays="torch", device=device)) if array_kind(values) == "torch" \
             else (lambda labels: labels.to(arrays="numpy"))
         block = TensorBlock(values, to_labels(self._samples), [to_labels(c) for c in self._components],
                             to_labels(self._properties))
         for parameter, gradient in self._gradients.items():
-            block._gradients[parameter] = gradient.to(dtype=dtype, device=device, arrays=arrays)
+            block._gradients[parameter] = gradient.to(dtype=dtype, device=device, arrays=arrays,
+                                                      non_blocking=non_blocking)
         return block
 
     # -- comparison and display --------------------------------------------------------------
@@ -177,6 +195,20 @@ class TensorBlock:
             f"    gradients: {self.gradients_list() or 'None'}",
         ]
         return "\n".join(lines)
+
+    def __eq__(self, other):
+        if not isinstance(other, TensorBlock):
+            return NotImplemented
+        from ..ops import equal_block
+
+        return equal_block(self, other)
+
+    def __ne__(self, other):
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    # equal blocks stay distinct objects (caches and sets key them by identity), as before
+    __hash__ = object.__hash__
 
     def _metadata_equal(self, other: "TensorBlock") -> bool:
         return (

@@ -12,7 +12,8 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import MetadataError
-from ._array import array_device, array_kind, dtype_name
+from ._array import array_device, array_kind, dtype_name, to_arguments
+from ._metatensor_api import MetatensorOperators, Serializable
 from .block import TensorBlock
 from .labels import Labels, LabelsEntry
 
@@ -23,20 +24,23 @@ def describe_key(keys: Labels, index: int) -> str:
     return "(" + ", ".join(f"{n}={int(v)}" for n, v in zip(keys.names, values)) + ")"
 
 
-class TensorMap:
+class TensorMap(Serializable, MetatensorOperators):
     """Blocks indexed by keys; mirrors metatensor-core's `TensorMap`."""
 
     __slots__ = ("_keys", "_blocks", "_info")
 
     def __init__(self, keys: Labels, blocks: Sequence[TensorBlock]):
         if not isinstance(keys, Labels):
-            raise TypeError(f"keys must be Labels, not {type(keys).__name__}")
+            raise TypeError(f"`keys` must be metatensor Labels, not {type(keys)}")
         blocks = list(blocks)
         if len(blocks) != len(keys):
             raise MetadataError(f"got {len(blocks)} blocks for {len(keys)} keys")
         for i, block in enumerate(blocks):
             if not isinstance(block, TensorBlock):
-                raise TypeError(f"block {describe_key(keys, i)} is a {type(block).__name__}, not a TensorBlock")
+                raise TypeError(
+                    f"`blocks` elements must be metatensor TensorBlock, not {type(block)} "
+                    f"(block {describe_key(keys, i)})"
+                )
         if blocks:
             _check_blocks_agree(keys, blocks)
         self._keys = keys
@@ -51,8 +55,13 @@ class TensorMap:
     def __len__(self) -> int:
         return len(self._blocks)
 
-    def __iter__(self) -> Iterator[tuple[LabelsEntry, TensorBlock]]:
-        return iter(self.items())
+    def __iter__(self) -> Iterator[TensorBlock]:
+        """The blocks, in key order (as metatensor iterates; `items()` gives (key, block))."""
+        return iter(list(self._blocks))
+
+    def __getitem__(self, selection) -> TensorBlock:
+        """`tensor[i]`, `tensor[selection]`, `tensor[dict]`: the same as `block(selection)`."""
+        return self.block(selection)
 
     def items(self) -> list[tuple[LabelsEntry, TensorBlock]]:
         return [(self._keys[i], block) for i, block in enumerate(self._blocks)]
@@ -147,16 +156,31 @@ class TensorMap:
         self._info[key] = value
 
     # -- copies ---------------------------------------------------------------------------------
-    def copy(self) -> "TensorMap":
-        result = TensorMap(self._keys, [b.copy() for b in self._blocks])
+    def copy(self, deep: bool = True) -> "TensorMap":
+        """A copy with the same keys and info; `deep=False` shares the blocks' arrays."""
+        result = TensorMap(self._keys, [b.copy(deep=deep) for b in self._blocks])
         result._info = dict(self._info)
         return result
 
-    def to(self, dtype=None, device=None, arrays: str | None = None) -> "TensorMap":
+    def __copy__(self) -> "TensorMap":
+        return self.copy(deep=False)
+
+    def __deepcopy__(self, memo) -> "TensorMap":
+        return self.copy(deep=True)
+
+    def to(self, *args, dtype=None, device=None, arrays: str | None = None, non_blocking: bool = False) -> "TensorMap":
+        """The same TensorMap with arrays of another dtype, device or library (`to("cpu")`,
+        `to(torch.float32)` and keywords, as in metatensor)."""
+        dtype, device = to_arguments(args, dtype, device)
         result = TensorMap(self._keys.to(device=device, arrays=arrays) if arrays is not None else self._keys,
-                           [b.to(dtype=dtype, device=device, arrays=arrays) for b in self._blocks])
+                           [b.to(dtype=dtype, device=device, arrays=arrays, non_blocking=non_blocking)
+                            for b in self._blocks])
         result._info = dict(self._info)
         return result
+
+    @property
+    def is_view(self) -> bool:
+        return False
 
     # -- reshaping metadata -------------------------------------------------------------------
     def keys_to_samples(self, keys_to_move, *, fill_value=0.0, sort_samples=True) -> "TensorMap":

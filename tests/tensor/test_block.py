@@ -71,7 +71,7 @@ def test_nested_gradients():
         [Labels.range("xyz_2", 3)] + gradient.components, gradient.properties))
     block.add_gradient("positions", gradient)
     copy = block.copy()
-    assert copy.gradient("positions").gradient("positions").shape == [3, 3, 3, 3, 2]
+    assert copy.gradient("positions").gradient("positions").shape == (3, 3, 3, 3, 2)
 
 
 def test_copy_is_deep():
