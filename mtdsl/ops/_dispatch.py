@@ -61,6 +61,13 @@ def sqrt(array):
     return array.sqrt() if is_torch(array) else np.sqrt(array)
 
 
+def sum(array, axis=None):
+    """`np.sum` / `torch.sum` (metatensor-operations' `_dispatch.sum`, which its tests call)."""
+    if is_torch(array):
+        return _torch().sum(array, dim=axis)
+    return np.sum(array, axis=axis).astype(array.dtype)
+
+
 def all(array) -> bool:
     return bool(array.all()) if is_torch(array) else bool(np.all(array))
 

@@ -90,7 +90,10 @@ class TensorMap(Serializable, MetatensorOperators):
             names = list(kwargs)
             for name in names:
                 if name not in self._keys.names:
-                    raise MetadataError(f"no key named {name!r} in this TensorMap (keys are {self._keys.names})")
+                    raise MetadataError(
+                        f"invalid parameter: {name!r} in selection is not part of these Labels "
+                        f"(no key named {name!r} in this TensorMap, keys are {self._keys.names})"
+                    )
             return Labels(names, np.array([[int(kwargs[n]) for n in names]], dtype=np.int32))
         if isinstance(selection, LabelsEntry):
             return Labels(selection.names, np.asarray(selection.values).reshape(1, -1))

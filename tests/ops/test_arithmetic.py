@@ -105,7 +105,7 @@ def test_errors_name_the_block_the_axis_and_the_label():
     tensor = _small(keys=[[0], [1]])
     other = _small(keys=[[0], [1]], samples=((0, 0), (0, 1), (1, 1)))
     message = (
-        "inputs to 'add' should have the same samples for block (k=0): "
+        "inputs to 'add' should have the same samples, but they are not the same or not in the same order for block (k=0): "
         r"first difference at entry 2: \(system=1, atom=0\) and \(system=1, atom=1\)"
     )
     with pytest.raises(ops.NotEqualError, match=message.replace("(k=0)", r"\(k=0\)")):
