@@ -68,6 +68,11 @@ def sum(array, axis=None):
     return np.sum(array, axis=axis).astype(array.dtype)
 
 
+def copy(array):
+    """A copy of a numpy array or torch tensor (metatensor-operations' `_dispatch.copy`)."""
+    return array.clone() if is_torch(array) else array.copy()
+
+
 def all(array) -> bool:
     return bool(array.all()) if is_torch(array) else bool(np.all(array))
 

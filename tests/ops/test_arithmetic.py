@@ -112,7 +112,7 @@ def test_errors_name_the_block_the_axis_and_the_label():
         ops.add(tensor, other)
     with pytest.raises(ops.NotEqualError, match="inputs to 'multiply' should have the same keys names"):
         ops.multiply(tensor, TensorMap(Labels(["j"], np.array([[0], [1]])), tensor.blocks()))
-    with pytest.raises(TypeError, match="`B` must be a TensorMap or a scalar value"):
+    with pytest.raises(TypeError, match="`B` must be a metatensor TensorMap or a scalar value"):
         ops.add(tensor, "3")
     with pytest.raises(TypeError, match="`B` must be a scalar value"):
         ops.pow(tensor, tensor)
