@@ -88,7 +88,7 @@ def save_buffer(data: Data, use_numpy: bool = False, compress: bool = False) -> 
 
 def _check_data(data) -> None:
     if not isinstance(data, (TensorMap, TensorBlock, Labels)):
-        raise TypeError(f"can only save TensorMap, TensorBlock or Labels, not {type(data).__name__}")
+        raise TypeError(f"`data` must be one of 'Labels', 'TensorBlock' or 'TensorMap', not {type(data)}")
 
 
 def _write_to(write, data: Data, compress: bool = False) -> None:

@@ -90,7 +90,7 @@ def concatenate(arrays, axis=0):
     return np.concatenate(arrays, axis=axis)
 
 
-def to_arguments(args, dtype=None, device=None):
+def to_arguments(args, dtype=None, device=None, where: str = "to"):
     """(dtype, device) from `to()`'s positional arguments, as metatensor reads them: a string
     or a torch.device is a device, anything else a dtype."""
     if len(args) > 2:
@@ -98,10 +98,10 @@ def to_arguments(args, dtype=None, device=None):
     for argument in args:
         if isinstance(argument, str) or type(argument).__name__ == "device":
             if device is not None:
-                raise ValueError("to() got the device twice")
+                raise ValueError(f"can not give a device twice in `{where}`")
             device = argument
         else:
             if dtype is not None:
-                raise ValueError("to() got the dtype twice")
+                raise ValueError(f"can not give a dtype twice in `{where}`")
             dtype = argument
     return dtype, device

@@ -20,10 +20,19 @@ from ._metatensor_api import Serializable
 from .labels import Labels
 
 
+def short_dtype(dtype) -> str:
+    """'f64' for float64, 'i32' for int32: metatensor's short dtype names."""
+    name = dtype_name(dtype)
+    for long, short in (("float", "f"), ("uint", "u"), ("int", "i"), ("complex", "c"), ("bool", "b")):
+        if name.startswith(long):
+            return short + (name[len(long):] or "8")
+    return name
+
+
 class TensorBlock(Serializable):
     """A block of values labelled along every axis, with optional gradient blocks."""
 
-    __slots__ = ("_values", "_samples", "_components", "_properties", "_gradients", "_parent_key")
+    __slots__ = ("_values", "_samples", "_components", "_properties", "_gradients", "_gradient_path")
 
     def __init__(self, values, samples: Labels, components: Sequence[Labels], properties: Labels):
         components = list(components)
@@ -53,6 +62,7 @@ class TensorBlock(Serializable):
         self._components = components
         self._properties = properties
         self._gradients: dict[str, TensorBlock] = {}
+        self._gradient_path: tuple[str, ...] = ()  # ("positions",) for a positions gradient, for repr
 
     # -- metadata -------------------------------------------------------------------
     @property
@@ -107,7 +117,11 @@ class TensorBlock(Serializable):
         if parameter in self._gradients:
             raise MetadataError(f"the block already has a gradient with respect to {parameter!r}")
         where = f"gradient with respect to {parameter!r}"
-        if not gradient.samples.names or gradient.samples.names[0] != "sample":
+        if not gradient.samples.names:
+            raise MetadataError(
+                "invalid parameter: gradients samples must have at least one dimension, named 'sample', we got none"
+            )
+        if gradient.samples.names[0] != "sample":
             raise MetadataError(
                 f"{where}: the first sample dimension must be 'sample', got {gradient.samples.names}"
             )
@@ -121,16 +135,28 @@ class TensorBlock(Serializable):
             raise MetadataError(f"{where}: its properties must be the block's properties")
         if dtype_name(gradient.dtype) != dtype_name(self.dtype):
             raise MetadataError(
-                f"{where}: dtype {dtype_name(gradient.dtype)} differs from the block's {dtype_name(self.dtype)}"
+                f"invalid parameter: the gradient values have dtype '{short_dtype(gradient.dtype)}' but the block "
+                f"values have dtype '{short_dtype(self.dtype)}' ({where}: {dtype_name(gradient.dtype)} instead "
+                f"of {dtype_name(self.dtype)})"
             )
-        if array_kind(gradient.values) != array_kind(self._values) or gradient.device != self.device:
-            raise MetadataError(f"{where}: its array type or device differs from the block's")
+        if array_kind(gradient.values) != array_kind(self._values):
+            raise MetadataError(
+                f"invalid parameter: the gradient data has a different origin ('python.{array_kind(gradient.values)}') "
+                f"than the value data ('python.{array_kind(self._values)}') ({where})"
+            )
+        if gradient.device != self.device:
+            raise MetadataError(
+                f"invalid parameter: the gradient and the block must be on the same device, got "
+                f"{gradient.device} and {self.device} ({where})"
+            )
         rows = gradient.samples.array[:, 0]
         if len(rows) and (rows.min() < 0 or rows.max() >= len(self._samples)):
             raise MetadataError(
                 f"{where}: 'sample' values must be rows of the block (0..{len(self._samples) - 1})"
             )
         self._gradients[parameter] = gradient
+        if not gradient._gradient_path:
+            gradient._gradient_path = (*self._gradient_path, parameter)
 
     def gradient(self, parameter: str) -> "TensorBlock":
         try:
@@ -160,6 +186,7 @@ class TensorBlock(Serializable):
         block = TensorBlock(values, self._samples, self._components, self._properties)
         for parameter, gradient in self._gradients.items():
             block._gradients[parameter] = gradient.copy(deep=deep)
+            block._gradients[parameter]._gradient_path = gradient._gradient_path
         return block
 
     def __copy__(self) -> "TensorBlock":
@@ -172,7 +199,7 @@ class TensorBlock(Serializable):
            non_blocking: bool = False) -> "TensorBlock":
         """The same block with values (and gradients) of another dtype, device or library
         (`to("cpu")`, `to(torch.float32)` and keywords, as in metatensor)."""
-        dtype, device = to_arguments(args, dtype, device)
+        dtype, device = to_arguments(args, dtype, device, "TensorBlock.to")
         values = convert(self._values, dtype=dtype, device=device, arrays=arrays, non_blocking=non_blocking)
         to_labels = (lambda labels: labels.to(arrays="torch", device=device)) if array_kind(values) == "torch" \
             else (lambda labels: labels.to(arrays="numpy"))
@@ -181,20 +208,14 @@ class TensorBlock(Serializable):
         for parameter, gradient in self._gradients.items():
             block._gradients[parameter] = gradient.to(dtype=dtype, device=device, arrays=arrays,
                                                       non_blocking=non_blocking)
+            block._gradients[parameter]._gradient_path = gradient._gradient_path
         return block
 
     # -- comparison and display --------------------------------------------------------------
     def __repr__(self) -> str:
-        components = ", ".join(c.names[0] for c in self._components)
-        lines = [
-            "TensorBlock",
-            f"    samples ({len(self._samples)}): {self._samples.names}",
-            f"    components ({', '.join(str(len(c)) for c in self._components)}): [{components}]",
-            f"    properties ({len(self._properties)}): {self._properties.names}",
-            f"    values: {dtype_name(self.dtype)} {array_kind(self._values)} on {self.device}",
-            f"    gradients: {self.gradients_list() or 'None'}",
-        ]
-        return "\n".join(lines)
+        from ._display import block_text
+
+        return block_text(self, self._gradient_path)
 
     def __eq__(self, other):
         if not isinstance(other, TensorBlock):

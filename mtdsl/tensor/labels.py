@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import MetadataError
 from ._array import is_torch, to_numpy
+from ._metatensor_api import Serializable
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INT32_MIN, _INT32_MAX = np.iinfo(np.int32).min, np.iinfo(np.int32).max
@@ -297,7 +298,7 @@ class LabelsEntry:
         return repr(self)
 
 
-class Labels:
+class Labels(Serializable):
     """Named int32 metadata with unique rows.
 
     >>> keys = Labels(["o3_lambda"], np.array([[0], [1]], dtype=np.int32))
@@ -390,7 +391,7 @@ class Labels:
             if not -len(self) <= item < len(self):
                 raise IndexError(f"index {item} is out of bounds for axis 0 with size {len(self)}")
             return LabelsEntry(self._names, self._values[item])
-        raise TypeError(f"labels can be indexed by an entry number or a name, not {type(item).__name__}")
+        raise TypeError(f"Labels can only be indexed by a single string or integer, got {type(item)}")
 
     def entry(self, index: int) -> LabelsEntry:
         return self[index]
@@ -634,23 +635,16 @@ class Labels:
 
     __hash__ = None
 
-    def print(self, max_entries: int = 6) -> str:
-        width = [max(len(n), 1) for n in self._names]
-        if len(self):
-            for column in range(len(self._names)):
-                width[column] = max(width[column], len(str(self._array[:, column].min())),
-                                    len(str(self._array[:, column].max())))
-        header = " ".join(n.rjust(w) for n, w in zip(self._names, width))
-        rows = self._array
-        shown = rows if len(rows) <= max_entries else np.concatenate([rows[: max_entries // 2], rows[-max_entries // 2 :]])
-        lines = [header] + [" ".join(str(v).rjust(w) for v, w in zip(row, width)) for row in shown.tolist()]
-        if len(rows) > max_entries:
-            lines.insert(1 + max_entries // 2, "...".center(len(header)))
-        return "\n".join(lines)
+    def print(self, max_entries: int = 6, indent: int = 0) -> str:
+        """The entries as a table (metatensor's layout); at most `max_entries` (-1: all)."""
+        from ._display import labels_table
+
+        rows = self._array if max_entries < 0 or len(self) <= max_entries else np.concatenate(
+            [self._array[:max(max_entries, 2)], self._array[len(self) - max(max_entries, 2):]])
+        return labels_table(self._names, rows.tolist(), len(self), max_entries, indent)
 
     def __repr__(self) -> str:
-        body = self.print().replace("\n", "\n    ")
-        return f"Labels(\n    {body}\n)"
+        return "Labels\n   " + self.print(-1, 3)
 
     def __str__(self) -> str:
-        return repr(self)
+        return "Labels\n   " + self.print(4, 3)

@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import MetadataError
 from ._array import array_device, array_kind, dtype_name, to_arguments
 from ._metatensor_api import MetatensorOperators, Serializable
-from .block import TensorBlock
+from .block import TensorBlock, short_dtype
 from .labels import Labels, LabelsEntry
 
 
@@ -104,6 +104,8 @@ class TensorMap(Serializable, MetatensorOperators):
         if isinstance(selection, (int, np.integer)):
             return self._blocks[selection]
         if selection is None and not kwargs:
+            if not self._blocks:
+                raise MetadataError("there are no blocks in this TensorMap")
             if len(self._blocks) != 1:
                 raise MetadataError(
                     f"block() without a selection needs exactly one block, this TensorMap has {len(self._blocks)}"
@@ -113,10 +115,9 @@ class TensorMap(Serializable, MetatensorOperators):
         if len(matching) != 1:
             wanted = self._selection(selection, kwargs)
             what = ", ".join(f"{n}={int(v)}" for n, v in zip(wanted.names, wanted.array[0])) if len(wanted) == 1 else repr(wanted)
-            raise MetadataError(
-                f"{'no block' if not matching else f'{len(matching)} blocks'} match the selection ({what}); "
-                f"block() needs exactly one"
-            )
+            if not matching:
+                raise MetadataError(f"couldn't find any block matching ({what})")
+            raise MetadataError(f"{len(matching)} blocks match the selection ({what}); block() needs exactly one")
         return self._blocks[matching[0]]
 
     def blocks(self, selection=None, **kwargs) -> list[TensorBlock]:
@@ -174,7 +175,7 @@ class TensorMap(Serializable, MetatensorOperators):
     def to(self, *args, dtype=None, device=None, arrays: str | None = None, non_blocking: bool = False) -> "TensorMap":
         """The same TensorMap with arrays of another dtype, device or library (`to("cpu")`,
         `to(torch.float32)` and keywords, as in metatensor)."""
-        dtype, device = to_arguments(args, dtype, device)
+        dtype, device = to_arguments(args, dtype, device, "TensorMap.to")
         result = TensorMap(self._keys.to(device=device, arrays=arrays) if arrays is not None else self._keys,
                            [b.to(dtype=dtype, device=device, arrays=arrays, non_blocking=non_blocking)
                             for b in self._blocks])
@@ -218,30 +219,37 @@ class TensorMap(Serializable, MetatensorOperators):
         return from_metatensor(tensor)
 
     # -- display ---------------------------------------------------------------------------------
+    def print(self, max_keys: int) -> str:
+        """The keys and block shapes, at most `max_keys` blocks (-1: all), as metatensor prints."""
+        from ._display import tensormap_text
+
+        return tensormap_text(self, max_keys)
+
     def __repr__(self) -> str:
-        lines = [f"TensorMap with {len(self._blocks)} blocks", f"keys: {self._keys.names}"]
-        for index in range(min(len(self._blocks), 8)):
-            block = self._blocks[index]
-            shape = "x".join(str(s) for s in block.shape)
-            lines.append(f"    {describe_key(self._keys, index)}: {shape}")
-        if len(self._blocks) > 8:
-            lines.append(f"    ... {len(self._blocks) - 8} more blocks")
-        if self._blocks:
-            first = self._blocks[0]
-            lines += [
-                f"samples: {self.sample_names}",
-                f"components: {self.component_names}",
-                f"properties: {self.property_names}",
-                f"dtype: {dtype_name(first.dtype)} ({array_kind(first.values)} on {first.device})",
-                f"gradients: {first.gradients_list() or 'None'}",
-            ]
-        return "\n".join(lines)
+        return self.print(-1)
+
+    def __str__(self) -> str:
+        return self.print(7)
 
 
 def _check_blocks_agree(keys: Labels, blocks: list[TensorBlock]) -> None:
     """Every block must share names, dtype, array type, device and gradients with the first."""
     reference = blocks[0]
     for index, block in enumerate(blocks[1:], start=1):
+        where = f"block {describe_key(keys, index)} differs from block {describe_key(keys, 0)}"
+        # metatensor's wording (and order: array library first, then dtype) for these two
+        if array_kind(block.values) != array_kind(reference.values):
+            raise MetadataError(
+                "invalid parameter: invalid tensor map: got blocks with different origins, at least "
+                f"('python.{array_kind(reference.values)}') and ('python.{array_kind(block.values)}') were "
+                f"detected ({where})"
+            )
+        if dtype_name(block.dtype) != dtype_name(reference.dtype):
+            raise MetadataError(
+                "invalid parameter: invalid tensor map: got blocks with different dtypes, at least "
+                f"'{short_dtype(reference.dtype)}' and '{short_dtype(block.dtype)}' were detected ({where}: "
+                f"{dtype_name(block.dtype)} instead of {dtype_name(reference.dtype)})"
+            )
         difference = _block_difference(reference, block)
         if difference:
             raise MetadataError(

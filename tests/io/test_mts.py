@@ -196,7 +196,7 @@ def test_file_objects_and_buffers():
         assert_tensors_equal(mts.load_buffer(buffer), tensor)
     with pytest.raises(MtdslError, match="needs a path"):
         mts.load(io.BytesIO(data), mmap=True)
-    with pytest.raises(TypeError, match="TensorMap, TensorBlock or Labels"):
+    with pytest.raises(TypeError, match="`data` must be one of 'Labels', 'TensorBlock' or 'TensorMap'"):
         mts.save_buffer({"not": "a tensor"})
 
 

@@ -298,7 +298,7 @@ def test_values_shape_disagreeing_with_labels():
 
 def test_gradient_dtype_disagreeing_with_its_block():
     refused(replaced("blocks/0/gradients/positions/values.npy", npy(np.ones((2, 3, 2, 2), dtype=np.float32))),
-            "gradient 'blocks/0/gradients/positions/': .*dtype float32 differs from the block's float64")
+            "gradient 'blocks/0/gradients/positions/': .*gradient values have dtype 'f32' but the block values have dtype 'f64'")
 
 
 def test_gradient_samples_pointing_outside_the_block():
