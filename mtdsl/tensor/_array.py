@@ -45,7 +45,7 @@ def convert(array, *, dtype=None, device=None, arrays: str | None = None, non_bl
         raise ValueError(f"arrays must be 'numpy' or 'torch', got {target!r}")
     if target == "numpy":
         if device not in (None, "cpu") and str(device) != "cpu":
-            raise ValueError(f"numpy arrays live on the CPU, cannot move them to {device!r}")
+            raise ValueError(f"can not move numpy array to non-cpu device: {device}")
         result = to_numpy(array)
         if dtype is not None:
             result = result.astype(numpy_dtype(dtype), copy=False)

@@ -150,7 +150,12 @@ class TensorBlock(Serializable):
                 f"{gradient.device} and {self.device} ({where})"
             )
         rows = gradient.samples.array[:, 0]
-        if len(rows) and (rows.min() < 0 or rows.max() >= len(self._samples)):
+        if len(rows) and rows.min() < 0:
+            raise MetadataError(
+                "invalid parameter: invalid value for the 'sample' dimension in gradient samples: all values should "
+                f"be positive, but we got {int(rows.min())} ({where})"
+            )
+        if len(rows) and rows.max() >= len(self._samples):
             raise MetadataError(
                 f"{where}: 'sample' values must be rows of the block (0..{len(self._samples) - 1})"
             )

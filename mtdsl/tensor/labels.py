@@ -274,6 +274,8 @@ class LabelsEntry:
                 item = self.names.index(item)
             except ValueError:
                 raise KeyError(f"no label named {item!r} in {self.names}") from None
+        elif not isinstance(item, (int, np.integer)):
+            raise TypeError(f"can only index LabelsEntry with str or int, got {type(item)}")
         return int(self.values[item])
 
     def __len__(self):
@@ -495,6 +497,8 @@ class Labels(Serializable):
             selection = Labels(selection.names, to_numpy(selection.values).reshape(1, -1))
         if not isinstance(selection, Labels):
             raise TypeError(f"select() takes Labels or LabelsEntry, not {type(selection).__name__}")
+        if not selection._names:
+            return np.arange(len(self), dtype=np.int64)  # a selection on no dimensions matches everything
         if selection._names == self._names:
             found = self.positions(selection._array)
             return found[found >= 0].astype(np.int64)

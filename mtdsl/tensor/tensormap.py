@@ -111,13 +111,18 @@ class TensorMap(Serializable, MetatensorOperators):
                     f"block() without a selection needs exactly one block, this TensorMap has {len(self._blocks)}"
                 )
             return self._blocks[0]
+        if not self._blocks:
+            raise MetadataError("there are no blocks in this TensorMap")
         matching = self.blocks_matching(selection, **kwargs)
         if len(matching) != 1:
             wanted = self._selection(selection, kwargs)
             what = ", ".join(f"{n}={int(v)}" for n, v in zip(wanted.names, wanted.array[0])) if len(wanted) == 1 else repr(wanted)
             if not matching:
                 raise MetadataError(f"couldn't find any block matching ({what})")
-            raise MetadataError(f"{len(matching)} blocks match the selection ({what}); block() needs exactly one")
+            raise MetadataError(
+                f"more than one block matched ({what}), use `TensorMap.blocks` to get all of them "
+                f"({len(matching)} blocks match)"
+            )
         return self._blocks[matching[0]]
 
     def blocks(self, selection=None, **kwargs) -> list[TensorBlock]:

@@ -48,7 +48,7 @@ def test_block_selection():
     assert tensor.block(2) is tensor.block_by_id(2)
     assert len(tensor.blocks(center_type=8)) == 2
     assert tensor.blocks_matching(o3_lambda=0) == [0, 1]
-    with pytest.raises(MetadataError, match=r"2 blocks match the selection \(center_type=8\)"):
+    with pytest.raises(MetadataError, match=r"more than one block matched \(center_type=8\), use `TensorMap.blocks`.*\(2 blocks match\)"):
         tensor.block(center_type=8)
     with pytest.raises(MetadataError, match=r"couldn't find any block matching \(center_type=3\)"):
         tensor.block(center_type=3)
