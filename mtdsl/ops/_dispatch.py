@@ -145,8 +145,9 @@ def _sequential_sums(values: np.ndarray, starts: np.ndarray, axis: int) -> np.nd
     lengths = np.diff(np.r_[starts, len(values)])
     longest = int(lengths.max())
     if len(starts) * 4 < longest:
-        # few long groups: numpy's reduction over the leading axis adds the rows in order
-        return np.stack([np.add.reduce(values[a:a + n], axis=0) for a, n in zip(starts, lengths)])
+        # few long groups: an accumulation is sequential by definition (a reduction may be
+        # pairwise when the group axis is the contiguous one), its last row is the sum
+        return np.stack([np.add.accumulate(values[a:a + n], axis=0)[-1] for a, n in zip(starts, lengths)])
     # many short groups: add the k-th row of every group that has one, k = 1, 2, ...
     by_length = np.argsort(-lengths, kind="stable")
     result = values[starts[by_length]]
