@@ -100,8 +100,10 @@ def to_arguments(args, dtype=None, device=None, where: str = "to"):
             if device is not None:
                 raise ValueError(f"can not give a device twice in `{where}`")
             device = argument
-        else:
+        elif isinstance(argument, (np.dtype, type)) or type(argument).__name__ == "dtype":  # numpy or torch
             if dtype is not None:
                 raise ValueError(f"can not give a dtype twice in `{where}`")
             dtype = argument
+        else:
+            raise TypeError(f"unexpected type in `{where}`: {type(argument)}")
     return dtype, device

@@ -157,7 +157,9 @@ class TensorBlock(Serializable):
             )
         if len(rows) and rows.max() >= len(self._samples):
             raise MetadataError(
-                f"{where}: 'sample' values must be rows of the block (0..{len(self._samples) - 1})"
+                "invalid parameter: invalid value for the 'sample' dimension in gradient samples: we got "
+                f"{int(rows.max())}, but the values contain {len(self._samples)} samples ({where}: 'sample' "
+                f"values must be rows of the block, 0..{len(self._samples) - 1})"
             )
         self._gradients[parameter] = gradient
         if not gradient._gradient_path:

@@ -111,6 +111,7 @@ class TensorMap(Serializable, MetatensorOperators):
                     f"block() without a selection needs exactly one block, this TensorMap has {len(self._blocks)}"
                 )
             return self._blocks[0]
+        self._selection(selection, kwargs)  # unknown names first, as metatensor
         if not self._blocks:
             raise MetadataError("there are no blocks in this TensorMap")
         matching = self.blocks_matching(selection, **kwargs)
