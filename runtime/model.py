@@ -23,8 +23,10 @@ from mtdsl.tensor import TensorMap
 
 from .assemble import evaluate_kernel
 from .bindings import Bindings, RunError
+from .asked_gradients import asked_gradients
 from .gradients import FusedGradients, compute_gradients
 from .interpreter import Interpreter
+from .species_tables import check_species_tables
 
 BACKENDS = ("interpreter", "cpp", "llvm")
 
@@ -88,6 +90,7 @@ class Model:
         #: {output: "reverse" | "forward"}: how the last call computed each output's gradient blocks
         self.last_gradient_path: dict = {}
         self._compiled = None
+        self._compiled_values = None  # the values' kernels only, for calls without gradients
         self._products: dict = {}  # wrt -> NativeProducts of the qualifying outputs, or None
         self._qualifies: dict = {}  # output -> whether its samples are per system (`_per_system`)
 
@@ -96,6 +99,7 @@ class Model:
         from the rendering cache when the same version rendered it before."""
         state = dict(self.__dict__)
         state["_compiled"] = None
+        state["_compiled_values"] = None
         state["_products"] = {}
         return state
 
@@ -114,6 +118,15 @@ class Model:
         """Output names with the gradients each may be asked for."""
         return {o.name: o.gradients for o in self.module.outputs}
 
+    @property
+    def interaction_range(self) -> float:
+        """How far an atom's contribution to the outputs can depend on other atoms: the cutoffs of
+        the pair sets summed along the longest chain of pair hops, `math.inf` when an output
+        depends on a whole system (runtime/interaction.py)."""
+        from .interaction import interaction_range
+
+        return interaction_range(self.module)
+
     def to_torch(self):
         """A `torch.nn.Module` over this model: its params trainable, autograd through the kernels
         (runtime/torch_module.py, docs/torch.md)."""
@@ -121,21 +134,38 @@ class Model:
 
         return TorchModel(self)
 
+    def _values_native(self):
+        """The native module for a call without gradients: the full one if built, else one without
+        the gradient kernels (built lazily, so asking no gradient never compiles them)."""
+        if self.backend == "interpreter":
+            return None
+        if self._compiled is not None:
+            return self._compiled
+        if getattr(self, "_compiled_values", None) is None:  # (absent from models pickled before it)
+            from .compiled import compile_module
+
+            self._compiled_values = compile_module(self.module, backend=self.backend, dtype=self.dtype)
+        return self._compiled_values
+
     def __call__(self, frames, gradients=None, **tensormaps) -> dict[str, TensorMap]:
-        gradients = list(gradients or [])
-        self._check_gradients(gradients)
+        # a list for every output, or {output: [...]} per output (runtime/asked_gradients.py)
+        asked = asked_gradients(self.module, gradients)
+        gradients = list(dict.fromkeys(w for wrts in asked.values() for w in wrts))
         self.last_gradient_path = {}
         bindings = self.bind(frames, tensormaps)
-        if gradients and self._reverse_allowed() and _all_per_system(self):
+        same_for_all = all(set(wrts) == set(gradients) for wrts in asked.values())
+        if gradients and same_for_all and self._reverse_allowed() and _all_per_system(self):
             batch = next(iter(bindings.systems.values()))
             if batch.n_atoms >= REVERSE_MIN_ATOMS or getattr(self, "reverse_gradients", True) == "always":
                 if _reverse_gradients(self, bindings, list(dict.fromkeys(gradients))):
                     return self._outputs(bindings)
                 bindings = self.bind(frames, tensormaps)  # fresh: the products may have run on them
         gradients = list(dict.fromkeys(gradients))
-        outputs = {wrt: [o.name for o in self.module.outputs if wrt in o.gradients] for wrt in gradients}
+        outputs = {wrt: [name for name, wrts in asked.items() if wrt in wrts] for wrt in gradients}
         fused = {}
-        if self.compiled is not None:
+        if not gradients and self._values_native() is not None:
+            self._values_native().run(bindings, threads=self.threads, all_tensors=False, fused=fused)
+        elif self.compiled is not None:
             # the asked gradients that have fused kernels are computed in the values' pass over pairs
             for wrt in gradients:
                 if any(wrt in wrts for _, wrts in self.compiled.fused):
@@ -161,6 +191,7 @@ class Model:
             raise MtdslError("models with several systems inputs are not supported yet")
         systems_name = self.module.systems[0].name
         batch = as_batch(frames)
+        check_species_tables(self.module, batch)
         pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in self.module.pairs}
         bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type)
         check_tensormap_inputs(self.module, tensormaps)
