@@ -18,6 +18,10 @@ from .block import TensorBlock, short_dtype
 from .labels import Labels, LabelsEntry
 
 
+class BlockIndexError(MetadataError, IndexError):
+    """`tensor.block(i)` with `i` out of range: metatensor's error and Python's IndexError."""
+
+
 def describe_key(keys: Labels, index: int) -> str:
     """`(center_type=8, o3_lambda=1)`: the key of block `index`, for error messages."""
     values = keys.array[index]
@@ -102,6 +106,10 @@ class TensorMap(Serializable, MetatensorOperators):
     def block(self, selection=None, **kwargs) -> TensorBlock:
         """The single block matching the selection (`tmap.block(center_type=8)`, `tmap.block(3)`)."""
         if isinstance(selection, (int, np.integer)):
+            if not -len(self._blocks) <= selection < len(self._blocks):
+                raise BlockIndexError(
+                    f"block index out of bounds: we have {len(self._blocks)} blocks but the index is {selection}"
+                )
             return self._blocks[selection]
         if selection is None and not kwargs:
             if not self._blocks:
@@ -197,13 +205,21 @@ class TensorMap(Serializable, MetatensorOperators):
         """Move key dimensions into the samples, merging the blocks that differ only there."""
         from ._reshape import keys_to_samples
 
+        self._check_keys_to_move()
+
         return keys_to_samples(self, keys_to_move, sort_samples=sort_samples)
 
     def keys_to_properties(self, keys_to_move, *, fill_value=0.0, sort_samples=True) -> "TensorMap":
         """Move key dimensions into the properties; samples absent from a block are `fill_value`."""
         from ._reshape import keys_to_properties
 
+        self._check_keys_to_move()
+
         return keys_to_properties(self, keys_to_move, fill_value=fill_value, sort_samples=sort_samples)
+
+    def _check_keys_to_move(self) -> None:
+        if not self._blocks:
+            raise MetadataError("invalid parameter: there are no keys to move in an empty TensorMap")
 
     def components_to_properties(self, dimensions) -> "TensorMap":
         """Move component dimensions into the properties (component-major, like metatensor)."""
