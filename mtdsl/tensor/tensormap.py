@@ -207,7 +207,7 @@ class TensorMap(Serializable, MetatensorOperators):
 
         self._check_keys_to_move()
 
-        return keys_to_samples(self, keys_to_move, sort_samples=sort_samples)
+        return keys_to_samples(self, keys_to_move, fill_value=fill_value, sort_samples=sort_samples)
 
     def keys_to_properties(self, keys_to_move, *, fill_value=0.0, sort_samples=True) -> "TensorMap":
         """Move key dimensions into the properties; samples absent from a block are `fill_value`."""

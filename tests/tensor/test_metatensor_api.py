@@ -197,3 +197,29 @@ def test_gradient_block_repr_names_its_parameter():
     theirs = block_to_metatensor(block)
     assert repr(block.gradient("positions")) == repr(theirs.gradient("positions"))
     assert repr(block.to(np.float32).gradient("positions")) == repr(theirs.gradient("positions"))
+
+
+@pytest.mark.parametrize("fill_value", [0.0, -1.5])
+def test_keys_to_samples_merges_blocks_with_different_properties(fill_value):
+    """As metatensor-core 0.2.6: the union of the properties, absent values `fill_value`."""
+    rng = np.random.default_rng(4)
+    blocks = []
+    for properties in ([[0], [2]], [[2], [5], [1]], [[0], [2]]):
+        properties = Labels(["n"], np.array(properties))
+        samples = Labels(["system"], np.array([[0], [3], [4]]))
+        block = TensorBlock(rng.standard_normal((3, 2, len(properties))), samples, [Labels.range("c", 2)], properties)
+        block.add_gradient("positions", TensorBlock(
+            rng.standard_normal((2, 3, 2, len(properties))), Labels(["sample", "atom"], np.array([[0, 1], [2, 0]])),
+            [Labels.range("xyz", 3), Labels.range("c", 2)], properties))
+        blocks.append(block)
+    ours = TensorMap(Labels(["center", "neighbor"], np.array([[1, 0], [1, 1], [2, 0]])), blocks)
+    theirs = TensorMap.from_metatensor(ours.to_metatensor().keys_to_samples("neighbor", fill_value=fill_value))
+    merged = ours.keys_to_samples("neighbor", fill_value=fill_value)
+    assert mtdsl.ops.equal(mtdsl.ops.remove_gradients(merged), mtdsl.ops.remove_gradients(theirs))
+    for ours_block, their_block in zip(merged, theirs):
+        ours_gradient, their_gradient = ours_block.gradient("positions"), their_block.gradient("positions")
+        assert ours_gradient.samples == their_gradient.samples
+        # metatensor fills absent gradients with fill_value too; a constant's derivative is 0
+        filled = their_gradient.values == fill_value
+        assert np.all(ours_gradient.values[filled] == 0.0)
+        np.testing.assert_array_equal(ours_gradient.values[~filled], their_gradient.values[~filled])
