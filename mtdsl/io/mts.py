@@ -1,6 +1,7 @@
 """`.mts` files: metatensor-core's ZIP + NPY format, read and written without metatensor.
 
-A TensorMap is a ZIP archive of STORED members, in this order:
+A TensorMap is a ZIP archive of STORED members (deflated with `compress=True`; files
+from other tools may deflate any member), in this order:
 
     keys.npy                                   Labels: structured int32 array, one field per name
     blocks/<i>/values.npy                      values, shape [samples, *components, properties]
@@ -13,8 +14,9 @@ A TensorMap is a ZIP archive of STORED members, in this order:
 
 A TensorBlock is the same without `keys.npy`, `blocks/<i>/` and `info.json`; Labels
 are a bare `.npy` file. Bytes are those metatensor-core 0.2.6 writes (see `_zip.py` and
-`_npy.py`). Writes to a path are atomic; loading never unpickles, never decompresses,
-and refuses anything unexpected with a `FormatError` naming the member (`docs/formats.md`).
+`_npy.py`). Writes to a path are atomic; loading never unpickles, inflates only within
+zip-bomb bounds, and refuses anything unexpected with a `FormatError`
+naming the member (`docs/formats.md`).
 """
 
 from __future__ import annotations
