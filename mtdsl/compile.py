@@ -70,7 +70,7 @@ def default_backend() -> str:
 
 
 def compile(path, *, backend: str | None = None, species=None, dtype=np.float64, seed: int = 0,
-            threads: int | None = None, **hypers):
+            threads: int | None = None, parameters=None, **hypers):
     """Compile the `.mt` file at `path` into a `Model`.
 
     :param backend: "cpp" (default when a C++ compiler is found), "llvm" (the default otherwise,
@@ -79,6 +79,8 @@ def compile(path, *, backend: str | None = None, species=None, dtype=np.float64,
     :param species: atomic numbers fixing every `species(S)` dimension (needed by
         species-indexed params, error E206 otherwise)
     :param dtype: float64 or float32
+    :param parameters: a file of `model.save_parameters` to load (refused when made for another
+        program, other hypers or species)
     :param hypers: overrides of the program's hypers (E103 for unknown names or wrong types)
     """
     from mtdsl.runtime.model import Model
@@ -94,6 +96,8 @@ def compile(path, *, backend: str | None = None, species=None, dtype=np.float64,
         provenance["species"] = [int(s) for s in species]
     model = Model(module, backend=backend or default_backend(), dtype=dtype, provenance=provenance, seed=seed)
     model.threads = threads
+    if parameters is not None:
+        model.load_parameters(parameters)
     return model
 
 

@@ -190,7 +190,9 @@ class TensorMap(Serializable, MetatensorOperators):
         """The same TensorMap with arrays of another dtype, device or library (`to("cpu")`,
         `to(torch.float32)` and keywords, as in metatensor)."""
         dtype, device = to_arguments(args, dtype, device, "TensorMap.to")
-        result = TensorMap(self._keys.to(device=device, arrays=arrays) if arrays is not None else self._keys,
+        # labels are numpy or torch: with jax values (`arrays="jax"`) they stay numpy
+        labels_arrays = "numpy" if arrays == "jax" else arrays
+        result = TensorMap(self._keys.to(device=device, arrays=labels_arrays) if arrays is not None else self._keys,
                            [b.to(dtype=dtype, device=device, arrays=arrays, non_blocking=non_blocking)
                             for b in self._blocks])
         result._info = dict(self._info)
@@ -234,9 +236,17 @@ class TensorMap(Serializable, MetatensorOperators):
 
         return to_metatensor(self)
 
+    def to_metatensor_torch(self):
+        """This TensorMap as a `metatensor.torch.TensorMap` (numpy values shared as torch tensors)."""
+        from ..io.metatensor_torch import to_metatensor_torch
+
+        return to_metatensor_torch(self)
+
     @staticmethod
     def from_metatensor(tensor) -> "TensorMap":
-        from ..io.metatensor import from_metatensor
+        """An mtdsl TensorMap from a metatensor-core or metatensor-torch one (Labels and
+        TensorBlock give mtdsl Labels and TensorBlock); gradients and info kept."""
+        from ..io.metatensor_torch import from_metatensor
 
         return from_metatensor(tensor)
 
