@@ -11,3 +11,8 @@ class MetadataError(MtdslError):
 
 class FormatError(MtdslError):
     """A file or buffer that is not a valid `.mts` (or other supported) file."""
+
+
+# metatensor's name for its error type, so that `except metatensor.MetatensorError` code ported
+# to mtdsl catches the same errors
+MetatensorError = MtdslError
