@@ -34,6 +34,11 @@ class FormatError(MtdslError):
     """A file or buffer that is not a valid `.mts` (or other supported) file."""
 
 
+# metatensor's name for its error type, so that `except metatensor.MetatensorError` code ported
+# to mtdsl catches the same errors
+MetatensorError = MtdslError
+
+
 class CompileError(MtdslError):
     """A program that does not compile; `diagnostics` says where and why.
 
