@@ -243,15 +243,20 @@ def _read_arrays(path: Path) -> tuple[dict | None, str | None]:
     return arrays, None
 
 
-CODEGEN_FILES = ("cpp.py", "plan.py", "terms.py", "rendered.py", "cache.py", "serialize.py", "templates/module.cpp.j2", "templates/kernel.cpp.j2")
+def codegen_files() -> list[Path]:
+    """Every source of the code generator (each .py of codegen/ and its templates): a listed set
+    went stale as modules were split or added (fuse.py, products.py were missing)."""
+    here = Path(__file__).parent
+    return sorted(here.glob("*.py")) + sorted((here / "templates").glob("*"))
 
 
 @functools.lru_cache(maxsize=1)
 def codegen_version() -> str:
     """A hash of the renderer's own sources: a rendering cached by IR is valid only for the same renderer."""
     digest = hashlib.sha256()
-    for name in CODEGEN_FILES:
-        digest.update((Path(__file__).parent / name).read_bytes())
+    for path in codegen_files():
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
