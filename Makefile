@@ -22,7 +22,8 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest tests
+	# two processes (pytest-xdist; a test file stays on one worker, so its compiled models are shared)
+	$(PY) -m pytest tests -n auto --dist loadfile
 
 # the long fuzz run of docs/reliability.md (about 15 minutes on two busy cores); FUZZ_ARGS="--scale 0.1" for less
 fuzz: $(STAMP)
