@@ -122,8 +122,12 @@ def entry_paths(key: str, directory: Path | None = None) -> tuple[Path, Path]:
     return directory / f"{key}.so", directory / f"{key}.json"
 
 
-def _library_problem(library: Path, sidecar: Path) -> str | None:
-    """Why the library entry is not to be served (None: it is whole)."""
+SIDECAR_FIELDS = {"sha256", "key", "flags"}
+
+
+def _library_problem(library: Path, sidecar: Path, flags=None) -> str | None:
+    """Why the library entry is not to be served (None: it is whole). Every field of the
+    sidecar is checked, so a damaged one is rewritten rather than kept beside a good library."""
     try:
         record = json.loads(sidecar.read_text())
         recorded = record["sha256"]
@@ -131,8 +135,12 @@ def _library_problem(library: Path, sidecar: Path) -> str | None:
         return "no sidecar"
     except (OSError, ValueError, KeyError, TypeError):
         return "unreadable sidecar"
+    if set(record) - SIDECAR_FIELDS:
+        return "unexpected fields in the sidecar"
     if record.get("key", library.stem) != library.stem:
         return "the sidecar of another entry"
+    if flags is not None and record.get("flags") != list(flags):
+        return "the sidecar's flags differ"
     try:
         return None if _file_hash(library) == recorded else "hash mismatch"
     except OSError as error:
@@ -147,7 +155,7 @@ def build(source: str, flags=FLAGS) -> tuple[Path, bool]:
     key = cache_key(source, flags)
     library, sidecar = entry_paths(key)
     if library.exists():
-        problem = _library_problem(library, sidecar)
+        problem = _library_problem(library, sidecar, flags)
         if problem is None:
             return library, True
         _discard(library, problem, sidecar)
