@@ -65,7 +65,7 @@ def default_backend() -> str:
 
 
 def compile(path, *, backend: str | None = None, species=None, dtype=np.float64, seed: int = 0,
-            threads: int | None = None, **hypers):
+            threads: int | None = None, dense: bool = False, **hypers):
     """Compile the `.mt` file at `path` into a `Model`.
 
     :param backend: "cpp" (default when a C++ compiler is found), "llvm" (the default otherwise,
@@ -74,6 +74,8 @@ def compile(path, *, backend: str | None = None, species=None, dtype=np.float64,
     :param species: atomic numbers fixing every `species(S)` dimension (needed by
         species-indexed params, error E206 otherwise)
     :param dtype: float64 or float32
+    :param dense: a block for every key tuple and sample of the domains, zeros included,
+        instead of only the structurally present ones (docs/language.md, "Sparsity")
     :param hypers: overrides of the program's hypers (E103 for unknown names or wrong types)
     """
     from mtdsl.runtime.model import Model
@@ -89,6 +91,7 @@ def compile(path, *, backend: str | None = None, species=None, dtype=np.float64,
         provenance["species"] = [int(s) for s in species]
     model = Model(module, backend=backend or default_backend(), dtype=dtype, provenance=provenance, seed=seed)
     model.threads = threads
+    model.dense = bool(dense)
     return model
 
 

@@ -115,7 +115,8 @@ def evaluate_kernel(interpreter: Interpreter, kernel: ir.TensorKernel, body: Nam
 
 def _block(kernel, interpreter, key, body, samples, components, properties, coordinates, n_points) -> TensorBlock:
     bindings = interpreter.bindings
-    if body.missing is not None and np.any(_at(body.missing, coordinates, n_points)):
+    if body.missing is not None and not getattr(bindings, "sparse", False) \
+            and np.any(_at(body.missing, coordinates, n_points)):
         first = int(np.argmax(_at(body.missing, coordinates, n_points)))
         where = ", ".join(f"{a} = {int(bindings_value)}" for a, bindings_value in
                           ((a, c[first]) for a, c in coordinates.items()))

@@ -26,6 +26,9 @@ class Bindings:
     params: dict  # param name -> array
     tensors: dict = field(default_factory=dict)  # tensor or tensormap input name -> TensorMap
     dtype: type = np.float64
+    #: structural sparsity (runtime/presence.py): a read of an absent block or sample is absent
+    #: (0 in the dense grids), not an error; False keeps the dense form's error
+    sparse: bool = False
 
     def batch(self, name: str):
         return self.systems[name]

@@ -81,6 +81,9 @@ class Model:
         # forward-mode gradient kernels of the declared gradients (errors at compile time)
         self.gradient_kernels = module_gradients(module)
         self.threads = None  # native backends: OMP_NUM_THREADS when None
+        #: True: a block for every key tuple and sample of the domains, zeros included; False
+        #: (default): only the structurally present blocks and samples (runtime/presence.py)
+        self.dense = False
         #: gradient blocks of qualifying outputs by reverse products (`_reverse_gradients`): True
         #: for batches of at least REVERSE_MIN_ATOMS atoms, "always" whatever the batch, False never
         #: (so does the environment variable MTDSL_FORWARD_GRADIENTS=1)
@@ -171,7 +174,8 @@ class Model:
         systems_name = self.module.systems[0].name
         batch = as_batch(frames)
         pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in self.module.pairs}
-        bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type)
+        bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type,
+                            sparse=not getattr(self, "dense", False))
         check_tensormap_inputs(self.module, tensormaps)
         for declaration in self.module.tensormaps:
             bindings.tensors[declaration.name] = tensormaps[declaration.name]
@@ -192,8 +196,17 @@ class Model:
         record = make_record("mtdsl.compile", inputs=inputs, backend=self.backend,
                              versions=package_versions(), **self.provenance)
         result = {}
+        present = {}
+        if not getattr(self, "dense", False):
+            from .presence import module_presence
+
+            present = module_presence(self.module, bindings, [o.name for o in self.module.outputs])
         for output in self.module.outputs:
             tensor = bindings.tensors[output.name]
+            if output.name in present:
+                from .presence import restrict
+
+                tensor = restrict(tensor, present[output.name])
             append_provenance(tensor, record)
             result[output.name] = tensor
         return result
@@ -287,6 +300,17 @@ def _restricts_to_one_system(where, atom: str, domains: dict) -> bool:
     return False
 
 
+def _is_one_atom(where, atom: str, domains: dict) -> bool:
+    """Whether `where` has a conjunct `atom == x`, x naming an atom (`j in atoms(S) where j == i`,
+    the central-atom term)."""
+    for condition in conjuncts(where):
+        if isinstance(condition, ir.Binary) and condition.op == "eq":
+            for side, other in ((condition.left, condition.right), (condition.right, condition.left)):
+                if isinstance(side, ir.Var) and side.name == atom and _names_an_entity(other, domains):
+                    return True
+    return False
+
+
 def per_system(module: ir.Module, name: str) -> bool:
     """Whether each sample of tensor `name` depends on the atoms of one system only, by a
     conservative structural criterion (docs/gradients.md, "Gradient blocks by reverse mode"):
@@ -321,7 +345,7 @@ def per_system(module: ir.Module, name: str) -> bool:
                     if isinstance(binder.domain, (ir.SystemsDomain, ir.PairsDomain)):
                         return False
                     if isinstance(binder.domain, ir.AtomsDomain) and not _restricts_to_one_system(
-                            node.where, binder.name, domains):
+                            node.where, binder.name, domains) and not _is_one_atom(node.where, binder.name, domains):
                         return False
             elif isinstance(node, ir.Data):
                 if node.index and not _names_an_entity(node.index[0], domains):
