@@ -29,6 +29,12 @@ class Bindings:
     #: structural sparsity (runtime/presence.py): a read of an absent block or sample is absent
     #: (0 in the dense grids), not an error; False keeps the dense form's error
     sparse: bool = False
+    #: {output tensor: runtime/presence.py PresentSet}, decided before the kernels run: the
+    #: model keeps only these blocks and samples
+    outputs_present: dict = field(default_factory=dict)
+    #: the same, for the assembly to build only the present blocks (their samples are restricted
+    #: after); empty when gradients are computed (their rows are laid out on the dense blocks)
+    present: dict = field(default_factory=dict)
 
     def batch(self, name: str):
         return self.systems[name]

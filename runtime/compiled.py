@@ -489,6 +489,8 @@ class CompiledModule:
         # fused run's values computed before the kernel (`_run_fused`); `layout()`, `_assemble()`
         self._run_layouts = (None, {})
         self.run_threads = threads or default_threads()
+        #: {tensor: its part kernels}: computed term by term, the buffers added (runtime/body_parts.py)
+        self.parts: dict = {}
         # gradient terms run natively since the last run: {(kernel, wrt, k): "scatter" | "term"}
         self.last_gradient_terms: dict = {}
 
@@ -552,6 +554,8 @@ class CompiledModule:
                     wrts = self._fused_choice(kernel.name, fused) if fused and self.fuse else None
                     if wrts is not None:
                         buffer = self._run_fused(kernel, wrts, fused, interpreter, arguments, threads)
+                    if buffer is None and kernel.name in self.parts:
+                        buffer = self._run_parts(kernel, arguments, threads)
                     if buffer is None:
                         buffer = self._run_native(native, kernel, arguments, threads)
                 except NativeFallback as reason:
@@ -589,9 +593,22 @@ class CompiledModule:
             return None
         return buffer
 
+    def _run_parts(self, kernel, arguments: Arguments, threads: int):
+        """The kernel's buffer as the sum of its parts' buffers, or None when one reports an error."""
+        total = None
+        for part in self.parts[kernel.name]:
+            buffer = self._run_native(part, kernel, arguments, threads)
+            if buffer is None:
+                return None
+            total = buffer if total is None else np.add(total, buffer, out=total)
+        return total
+
     def _fused_choice(self, name: str, fused: dict):
         """The gradients of the fused kernel of tensor `name` that covers the most of the asked
-        ones (`fused`: their `FusedGradients`), or None."""
+        ones (`fused`: their `FusedGradients`), or None (also for a kernel computed term by term:
+        its fused kernel computes the values with the direct schedule)."""
+        if name in getattr(self, "parts", {}):
+            return None
         found = [wrts for kernel, wrts in self.fused if kernel == name and set(wrts) <= set(fused)]
         return max(found, key=len) if found else None
 
@@ -980,10 +997,15 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     library after the module's (reverse and tangent products, `runtime/native_products.py`); they
     are in `.kernels` but `.run()` never runs them (it runs `module.kernels`)."""
     gradients = gradients or {}
+    from .body_parts import body_parts
+
+    parts = body_parts(module)  # bodies of several terms: each term its own kernel, buffers added
+    extra = tuple(extra) + tuple(k for kernels in parts.values() for k in kernels)
     if backend == "llvm":  # LLVM IR through llvmlite, JIT-compiled (mtdsl.codegen.llvm)
         from mtdsl.codegen.llvm import compile_module as compile_llvm
 
-        return compile_llvm(module, dtype=dtype, threads=threads, gradients=gradients, extra=extra)
+        return _with_parts(compile_llvm(module, dtype=dtype, threads=threads, gradients=gradients, extra=extra),
+                           parts)
     if backend != "cpp":
         raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp' and 'llvm')")
     from mtdsl.codegen import cache
@@ -1006,7 +1028,15 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
         cache.store_rendering(key, slim_rendering(stored, module))
     _, rendered, terms = stored
     library, path, hit = cache.load(rendered.source)
-    return CompiledModule(module, rendered, library, path, hit, threads, terms)
+    return _with_parts(CompiledModule(module, rendered, library, path, hit, threads, terms), parts)
+
+
+def _with_parts(compiled: CompiledModule, parts: dict) -> CompiledModule:
+    """`compiled` running the kernels of `parts` term by term (runtime/body_parts.py) where every
+    part was rendered."""
+    compiled.parts = {name: tuple(compiled.kernels[k.name] for k in kernels) for name, kernels in parts.items()
+                      if all(k.name in compiled.kernels for k in kernels)}
+    return compiled
 
 
 def slim_rendering(stored: tuple, module: ir.Module) -> tuple:

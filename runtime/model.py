@@ -145,6 +145,8 @@ class Model:
                     return self._outputs(bindings)
                 bindings = self.bind(frames, tensormaps)  # fresh: the products may have run on them
         gradients = list(dict.fromkeys(gradients))
+        if not gradients:  # values only: the assembly builds the present blocks alone
+            bindings.present = bindings.outputs_present
         outputs = {wrt: [o.name for o in self.module.outputs if wrt in o.gradients] for wrt in gradients}
         fused = {}
         if self.compiled is not None:
@@ -179,6 +181,12 @@ class Model:
         check_tensormap_inputs(self.module, tensormaps)
         for declaration in self.module.tensormaps:
             bindings.tensors[declaration.name] = tensormaps[declaration.name]
+        if bindings.sparse:  # which blocks and samples the outputs have: the assembly builds only those
+            from .presence import module_presence
+
+            outputs = [o.name for o in self.module.outputs]
+            present = module_presence(self.module, bindings, outputs)
+            bindings.outputs_present = {name: present[name] for name in outputs if name in present}
         return bindings
 
     def _check_gradients(self, gradients: list[str]) -> None:
@@ -196,11 +204,7 @@ class Model:
         record = make_record("mtdsl.compile", inputs=inputs, backend=self.backend,
                              versions=package_versions(), **self.provenance)
         result = {}
-        present = {}
-        if not getattr(self, "dense", False):
-            from .presence import module_presence
-
-            present = module_presence(self.module, bindings, [o.name for o in self.module.outputs])
+        present = bindings.outputs_present if bindings.sparse else {}
         for output in self.module.outputs:
             tensor = bindings.tensors[output.name]
             if output.name in present:

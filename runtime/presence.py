@@ -32,8 +32,10 @@ from typing import Optional
 import numpy as np
 
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.autodiff import conjuncts
 from mtdsl.ir.reads import read_closure
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
+from mtdsl.tensor.labels import row_keys
 
 from .assemble import kernel_domain
 from .blocks import expand_slot
@@ -44,69 +46,96 @@ Presence = Optional[Named]  # boolean Named, None when present everywhere
 
 
 class PresentSet:
-    """The present (key, sample) rows of a tensor: sorted keys, and each block's sample labels."""
+    """The present (key, sample) rows of a tensor: sorted keys, and each block's sorted samples."""
 
     def __init__(self, key_names: list[str], keys: np.ndarray, samples: list[np.ndarray]):
         self.key_names = list(key_names)
-        self.keys = Labels(self.key_names, keys.astype(np.int32), assume_unique=True) if self.key_names \
-            else Labels(["_"], np.zeros((len(keys), 1), np.int32), assume_unique=True)
-        self.samples = samples  # per block: [n, n_sample_labels] int arrays
+        self.keys = np.asarray(keys, dtype=np.int64).reshape(len(keys), len(self.key_names))
+        self.samples = samples  # per block: [n, n_sample_labels] int arrays, sorted
         width = samples[0].shape[1] if samples else 0
         rows = [np.concatenate([np.full((len(s), 1), b, np.int64), s], axis=1) for b, s in enumerate(samples)]
-        stacked = np.concatenate(rows) if rows else np.zeros((0, width + 1), np.int64)
-        self.rows = Labels(["block"] + [f"c{k}" for k in range(width)], stacked.astype(np.int32),
-                           assume_unique=True)
+        self.rows = np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, width + 1), np.int64)
 
     @staticmethod
     def of(tensor: TensorMap) -> "PresentSet":
         """Every block and sample of a given TensorMap (an input) is present."""
-        return PresentSet(list(tensor.keys.names), np.asarray(tensor.keys.array),
-                          [np.asarray(block.samples.array) for block in tensor.blocks()])
+        keys = np.asarray(tensor.keys.array)
+        order = np.lexsort(keys.T[::-1]) if len(tensor) and keys.shape[1] else np.arange(len(tensor))
+        blocks = tensor.blocks()
+        samples = []
+        for b in order:
+            rows = np.asarray(blocks[b].samples.array, dtype=np.int64)
+            samples.append(rows[np.lexsort(rows.T[::-1])] if rows.shape[1] else rows)
+        return PresentSet(list(tensor.keys.names), np.asarray(tensor.keys.array)[order], samples)
 
-    def block_ids(self, keys, flat, n_points: int) -> np.ndarray:
-        """The position of each point's block among the present ones, -1 when absent."""
-        bound = dict(keys)
-        key_array = np.asarray(self.keys.array)
-        columns = []
-        for k, name in enumerate(self.key_names):
-            if name in bound:
-                columns.append(flat(bound[name]))
-            else:  # an unbound key takes one value (checked by the value path)
-                values = np.unique(key_array[:, k])
-                columns.append(np.full(n_points, values[0] if len(values) else 0, np.int64))
-        if not self.key_names:
-            return np.where(np.zeros(n_points, bool) | (len(self.samples) > 0), 0, -1)
-        return self.keys.positions(np.stack(columns, axis=1))
+    def key_positions(self, rows: np.ndarray) -> np.ndarray:
+        """The position of each key row among the present keys, -1 when absent."""
+        return _find(self.keys, np.asarray(rows, dtype=np.int64).reshape(-1, len(self.key_names)))
+
+    def sample_mask(self, block: int, rows: np.ndarray) -> np.ndarray:
+        """Whether each sample row is present in present block `block`."""
+        present = self.samples[block]
+        if present.shape[1] == 0:
+            return np.full(len(rows), len(present) > 0)
+        return _find(present, np.asarray(rows, dtype=np.int64)) >= 0
 
     def lookup(self, keys, slots, bindings) -> Named:
         """Whether the entries read at `keys` [(label, Named)] and sample `slots` [(Slot, Named)]
         are present, over the axes of those values only."""
         arrays = [value for _, value in keys] + [value for _, value in slots]
-        axes = union_axes(*arrays)
         sizes = {}
         for array in arrays:
             for axis, size in zip(array.axes, np.shape(array.data)):
                 if size != 1:
                     sizes[axis] = size
-        axes = tuple(a for a in axes if a in sizes)
+        axes = tuple(a for a in union_axes(*arrays) if a in sizes)
         shape = tuple(sizes[a] for a in axes)
         n_points = int(np.prod(shape, dtype=np.int64))
 
         def flat(named: Named) -> np.ndarray:
-            data = named.data
             kept = [k for k, a in enumerate(named.axes) if a in sizes]
-            data = data.reshape(tuple(np.shape(data)[k] for k in kept))
+            data = np.asarray(named.data).reshape(tuple(np.shape(named.data)[k] for k in kept))
             return np.broadcast_to(Named(tuple(named.axes[k] for k in kept), data).expand(axes), shape) \
                 .reshape(-1).astype(np.int64)
 
         if not len(self.samples):
             return Named(axes, np.zeros(shape, bool))
-        block = self.block_ids(keys, flat, n_points)
-        columns = [block]
+        bound = dict(keys)
+        columns = []
+        for k, name in enumerate(self.key_names):
+            if name in bound:
+                columns.append(flat(bound[name]))
+            else:  # an unbound key takes one value (checked by the value path)
+                columns.append(np.full(n_points, self.keys[0, k], np.int64))
+        block = self.key_positions(np.stack(columns, axis=1)) if columns else np.zeros(n_points, np.int64)
+        sample_columns = []
         for slot, value in slots:
-            columns += expand_slot(slot.kind, slot.source, flat(value), bindings)
-        found = self.rows.positions(np.stack(columns, axis=1)) if len(columns) > 1 else block
-        return Named(axes, ((block >= 0) & (found >= 0)).reshape(shape))
+            sample_columns += expand_slot(slot.kind, slot.source, flat(value), bindings)
+        if sample_columns:
+            found = _find(self.rows, np.stack([block] + sample_columns, axis=1)) >= 0
+        else:
+            found = block >= 0
+        return Named(axes, (found & (block >= 0)).reshape(shape))
+
+
+def _find(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """The position of each row of `rows` in `table` (rows sorted lexicographically, distinct), -1
+    when absent."""
+    if len(table) == 0 or len(rows) == 0:
+        return np.full(len(rows), -1, np.int64)
+    low = np.minimum(table.min(axis=0), rows.min(axis=0))
+    spans = np.maximum(table.max(axis=0), rows.max(axis=0)) - low + 1
+    if float(np.prod(spans.astype(np.float64))) < 2.0**62:
+        def encode(a):
+            code = np.zeros(len(a), np.int64)
+            for k in range(a.shape[1]):
+                code = code * spans[k] + (a[:, k] - low[k])
+            return code
+        mine, theirs = encode(table), encode(rows)
+    else:
+        mine, theirs = row_keys(table.astype(np.int32), rows.astype(np.int32))
+    where = np.clip(np.searchsorted(mine, theirs), 0, len(mine) - 1)
+    return np.where(mine[where] == theirs, where, -1)
 
 
 class PresenceEvaluator(Interpreter):
@@ -157,8 +186,29 @@ class PresenceEvaluator(Interpreter):
 
     def _present_Reduce(self, expr: ir.Reduce, scope: Scope) -> Presence:
         """Present where at least one term is: the count of present terms, > 0."""
+        expr = _bound_by_equality(expr, scope)
+        if not expr.binders:
+            body = self.presence(expr.body, scope)
+            if expr.where is None:
+                return body
+            where = self.evaluate(expr.where, scope)
+            return _all(body, Named(where.axes, np.asarray(where.data, dtype=bool)))
         inner, segment, masks = self.reduce_scope(expr, scope)
         body = _all(*(self.presence(f, inner) for f in _factors(expr.body)))
+        reduced_names = {b.name for b in expr.binders}
+        if segment is None and (body is None or not set(body.axes) & reduced_names):
+            # the body's presence does not vary over the sum: present where it is and some term
+            # passes the masks (booleans over the masks' own axes, no count over the whole grid)
+            exists = _all(*masks) if masks else None
+            if exists is None:
+                exists = Named.scalar(True)
+            for name in reduced_names:  # an empty domain leaves no term
+                if name not in exists.axes and len(inner.values.get(name, [0])) == 0:
+                    exists = Named.scalar(False)
+            drop = tuple(k for k, a in enumerate(exists.axes) if a in reduced_names)
+            data = np.any(np.asarray(exists.data, dtype=bool), axis=drop) if drop else np.asarray(exists.data, bool)
+            exists = Named(tuple(a for a in exists.axes if a not in reduced_names), data)
+            return _all(body, exists)
         terms = [Named(body.axes, body.data.astype(np.float64))] if body is not None else [Named.scalar(1.0)]
         reduced = [b.name for b in expr.binders if not (segment and b.name == segment[0])]
         floats = [Named(m.axes, np.asarray(m.data).astype(np.float64)) for m in masks]
@@ -166,6 +216,32 @@ class PresenceEvaluator(Interpreter):
         if segment is not None:
             count = self._segment_sum(count, *segment)
         return Named(count.axes, np.asarray(count.data) > 0)
+
+
+def _bound_by_equality(expr: ir.Reduce, scope: Scope) -> ir.Reduce:
+    """`expr` without its binders `j` that a conjunct `j == x` of its `where` fixes to a variable
+    `x` of the same domain in scope (`j in atoms(S) where j == i`): `x` substituted for `j`, so
+    presence is not a dense (j, i) mask."""
+    from mtdsl.ir.autodiff import substitute
+
+    names = {b.name for b in expr.binders}
+    for binder in expr.binders:
+        for conjunct in conjuncts(expr.where):
+            if not (isinstance(conjunct, ir.Binary) and conjunct.op == "eq"):
+                continue
+            for this, other in ((conjunct.left, conjunct.right), (conjunct.right, conjunct.left)):
+                if (isinstance(this, ir.Var) and this.name == binder.name and isinstance(other, ir.Var)
+                        and other.name not in names and other.name not in scope.aliases
+                        and scope.domains.get(other.name) == binder.domain):
+                    rest = [c for c in conjuncts(expr.where) if c is not conjunct]
+                    where = None
+                    for c in rest:
+                        where = c if where is None else ir.Binary("and", where, c)
+                    mapping = {binder.name: other}
+                    reduced = ir.Reduce(tuple(b for b in expr.binders if b is not binder),
+                                        substitute(expr.body, mapping), substitute(where, mapping))
+                    return _bound_by_equality(reduced, scope)
+    return expr
 
 
 def _all(*parts: Presence) -> Presence:
@@ -184,15 +260,20 @@ def kernel_presence(evaluator: PresenceEvaluator, kernel: ir.TensorKernel) -> Pr
     the body is present, reduced to the axes the keys and samples depend on."""
     scope, axes, sizes, mask = kernel_domain(evaluator, kernel)
     body = evaluator.presence(kernel.body, scope)
-    present = mask if body is None else apply(np.logical_and, mask, body)
     keys = [(e, evaluator.evaluate(e.expr, scope)) for e in kernel.keys]
     samples = [(e, evaluator.evaluate(e.expr, scope)) for e in kernel.samples]
     kept = tuple(a for a in axes if any(a in value.axes for _, value in keys + samples))
-    dropped = tuple(k for k, a in enumerate(present.axes) if a not in kept)
-    data = np.asarray(present.data, dtype=bool)
-    if dropped:
-        data = np.any(data, axis=dropped)
-    present = Named(tuple(a for a in present.axes if a in kept), data)
+
+    def reduced(named: Named) -> Named:
+        """`named` true somewhere along the axes outside `kept`."""
+        dropped = tuple(k for k, a in enumerate(named.axes) if a not in kept)
+        data = np.asarray(named.data, dtype=bool)
+        return Named(tuple(a for a in named.axes if a in kept), np.any(data, axis=dropped) if dropped else data)
+
+    if body is None or set(body.axes) <= set(kept):  # reduce the mask alone, then meet the body
+        present = reduced(mask) if body is None else apply(np.logical_and, reduced(mask), body)
+    else:
+        present = reduced(apply(np.logical_and, mask, body))
     grid = np.broadcast_to(present.expand(kept), tuple(sizes[a] for a in kept)) if kept \
         else np.asarray(present.data).reshape(())
     points = np.nonzero(grid) if kept else ()
@@ -212,14 +293,30 @@ def kernel_presence(evaluator: PresenceEvaluator, kernel: ir.TensorKernel) -> Pr
     key_names = [e.label for e in kernel.keys]
     if n == 0:
         return PresentSet(key_names, np.zeros((0, len(key_names)), np.int64), [])
-    unique_keys, inverse = np.unique(key_matrix, axis=0, return_inverse=True) if keys \
-        else (np.zeros((1, 0), np.int64), np.zeros(n, np.int64))
-    inverse = inverse.reshape(-1)
-    per_block = []
-    for b in range(len(unique_keys)):
-        rows = sample_matrix[inverse == b]
-        per_block.append(np.unique(rows, axis=0) if rows.shape[1] else rows[:1])
-    return PresentSet(key_names, unique_keys, per_block)
+    # distinct (key, sample) rows in lexicographic order, grouped by key
+    rows = _unique_rows(np.concatenate([key_matrix, sample_matrix], axis=1))
+    n_keys = key_matrix.shape[1]
+    if n_keys:
+        starts = np.concatenate([[0], np.nonzero(np.any(rows[1:, :n_keys] != rows[:-1, :n_keys], axis=1))[0] + 1])
+    else:
+        starts = np.zeros(1, np.int64)
+    per_block = np.split(rows[:, n_keys:], starts[1:])
+    return PresentSet(key_names, rows[starts, :n_keys], per_block)
+
+
+def _unique_rows(matrix: np.ndarray) -> np.ndarray:
+    """The distinct rows of an int matrix, in lexicographic order."""
+    if matrix.shape[1] == 0:
+        return matrix[:1]
+    low = matrix.min(axis=0)
+    spans = matrix.max(axis=0) - low + 1
+    if float(np.prod(spans.astype(np.float64))) < 2.0**62:
+        code = np.zeros(len(matrix), np.int64)
+        for k in range(matrix.shape[1]):
+            code = code * spans[k] + (matrix[:, k] - low[k])
+        _, first = np.unique(code, return_index=True)
+        return matrix[first]
+    return np.unique(matrix, axis=0)
 
 
 def module_presence(module: ir.Module, bindings, names) -> dict:
@@ -238,19 +335,14 @@ def restrict(tensor: TensorMap, present: PresentSet) -> TensorMap:
         return tensor
     key_names = list(tensor.keys.names)
     if present.key_names:
-        found = present.keys.positions(np.asarray(tensor.keys.array))
+        found = present.key_positions(np.asarray(tensor.keys.array))
     else:
         found = np.zeros(len(tensor), np.int64) if len(present.samples) else -np.ones(len(tensor), np.int64)
     kept_keys, blocks = [], []
     for b, block in enumerate(tensor.blocks()):
         if found[b] < 0:
             continue
-        samples = np.asarray(block.samples.array)
-        rows = present.samples[found[b]]
-        if samples.shape[1]:
-            keep = Labels(block.samples.names, rows.astype(np.int32), assume_unique=True).positions(samples) >= 0
-        else:
-            keep = np.ones(len(samples), bool)
+        keep = present.sample_mask(found[b], np.asarray(block.samples.array))
         if not keep.any():
             continue
         kept_keys.append(b)
