@@ -57,6 +57,15 @@ def templates():
         undefined=jinja2.StrictUndefined,
     )
 
+#: scalar built-ins rendered as one call of a C++ function of reals (module.cpp.j2 defines the mt_ ones)
+CPP_FUNCTIONS = {
+    "sqrt": "std::sqrt", "exp": "std::exp", "log": "std::log", "sin": "std::sin", "cos": "std::cos",
+    "tanh": "std::tanh", "sigmoid": "mt_sigmoid", "silu": "mt_silu", "erf": "std::erf", "erfc": "std::erfc",
+    "acos": "std::acos", "asin": "std::asin", "floor": "std::floor",
+    "round": "std::nearbyint",  # half to even (the default rounding mode), as numpy and torch
+    "softplus": "mt_softplus", "atan2": "std::atan2",
+}
+
 CTYPES = {INT: "int64_t", BOOL: "bool", REAL: "real", VEC: "mt_vec"}
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -1149,12 +1158,17 @@ class KernelRenderer:
     # -- built-in functions -----------------------------------------------------------------------------
     def _render_Call(self, expr: ir.Call) -> Value:
         name = expr.function
-        if name in ("sqrt", "exp", "log", "sin", "cos", "tanh"):
-            x = self.unary_argument(expr)
-            return self.hoist(Value(f"std::{name}({self.as_real(x)})", REAL, *x.place), "f")
-        if name in ("sigmoid", "silu"):
-            x = self.unary_argument(expr)
-            return self.hoist(Value(f"mt_{name}({self.as_real(x)})", REAL, *x.place), "f")
+        if name in CPP_FUNCTIONS:
+            xs = [self.scalar_argument(expr, k) for k in range(len(expr.args))]
+            code = f"{CPP_FUNCTIONS[name]}({', '.join(self.as_real(x) for x in xs)})"
+            return self.hoist(Value(code, REAL, *self.join(*xs)), "f")
+        if name == "cross":
+            u, v = self.vector_argument(expr, 0), self.vector_argument(expr, 1)
+            return self.hoist(Value(f"mt_cross({u.code}, {v.code})", VEC, *self.join(u, v)), "f")
+        if name == "to_irrep":
+            v = self.vector_argument(expr, 0)
+            axis = self.render(ir.irrep1_axis(expr.args[1], self.module.convention))
+            return self.hoist(Value(f"mt_component({v.code}, {axis.code})", REAL, *self.join(v, axis)), "f")
         if name == "abs":
             x = self.unary_argument(expr)
             if x.type in (INT, BOOL):

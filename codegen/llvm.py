@@ -82,6 +82,17 @@ def _sanitize(text) -> str:
     return "".join(c if (c.isascii() and (c.isalnum() or c in "_-.")) else "_" for c in str(text))[:64] or "m"
 
 
+#: scalar built-ins that are one LLVM intrinsic of a real
+LLVM_INTRINSICS = {
+    "sqrt": "llvm.sqrt", "exp": "llvm.exp", "log": "llvm.log", "sin": "llvm.sin", "cos": "llvm.cos",
+    "tanh": "llvm.tanh", "acos": "llvm.acos", "asin": "llvm.asin", "floor": "llvm.floor",
+    "round": "llvm.roundeven",  # half to even, as numpy, torch and C's nearbyint
+}
+
+#: scalar built-ins that are a call of the C library (no LLVM intrinsic for them)
+LIBM_FUNCTIONS = ("erf", "erfc", "atan2")
+
+
 # ---- values and levels ------------------------------------------------------------------------------
 
 
@@ -273,6 +284,14 @@ class KernelBuilder:
     def intrinsic(self, name: str, type_=None):
         type_ = type_ or self.real
         return self.llmodule.declare_intrinsic(name, [type_])
+
+    def libm(self, name: str, arity: int):
+        """A function of the C library (`erf`, `atan2`...; `erff`... in float32), resolved by the JIT."""
+        symbol = name + ("f" if self.real == ll.FloatType() else "")
+        existing = self.llmodule.globals.get(symbol)
+        if existing is not None:
+            return existing
+        return ll.Function(self.llmodule, ll.FunctionType(self.real, [self.real] * arity), symbol)
 
     def call1(self, place, name: str, x):
         function = self.intrinsic(name)
@@ -1231,9 +1250,41 @@ class KernelBuilder:
     # -- built-in functions ------------------------------------------------------------------------------------
     def _render_Call(self, expr: ir.Call) -> Value:
         name = expr.function
-        if name in ("sqrt", "exp", "log", "sin", "cos", "tanh"):
+        if name in LLVM_INTRINSICS:
             x = self.unary_argument(expr)
-            return Value(self.call1(x.place, f"llvm.{name}", self.as_real(x)), REAL, *x.place)
+            return Value(self.call1(x.place, LLVM_INTRINSICS[name], self.as_real(x)), REAL, *x.place)
+        if name in LIBM_FUNCTIONS:
+            xs = [self.scalar_argument(expr, k) for k in range(len(expr.args))]
+            function = self.libm(name, len(xs))
+            place = self.join(*xs)
+            value = self.emit(place, name, lambda b, *x: b.call(function, list(x)), *(self.as_real(x) for x in xs))
+            return Value(value, REAL, *place)
+        if name == "softplus":  # max(x, 0) + log1p(exp(-|x|)): no overflow
+            x = self.unary_argument(expr)
+            exp, fabs = self.intrinsic("llvm.exp"), self.intrinsic("llvm.fabs")
+            log1p, zero = self.libm("log1p", 1), self.rconst(0.0)
+
+            def make(b, x):
+                tail = b.call(log1p, [b.call(exp, [b.fneg(b.call(fabs, [x]))])])
+                return b.fadd(b.select(b.fcmp_ordered(">", x, zero), x, zero), tail)
+            return Value(self.emit(x.place, name, make, self.as_real(x)), REAL, *x.place)
+        if name == "cross":
+            u, v = self.vector_argument(expr, 0), self.vector_argument(expr, 1)
+            place = self.join(u, v)
+
+            def make(b, u, v):
+                return tuple(b.fsub(b.fmul(u[(k + 1) % 3], v[(k + 2) % 3]), b.fmul(u[(k + 2) % 3], v[(k + 1) % 3]))
+                             for k in range(3))
+            return Value(self.emit(place, "cross", make, u.v, v.v), VEC, *place)
+        if name == "to_irrep":
+            v = self.vector_argument(expr, 0)
+            axis = self.render(ir.irrep1_axis(expr.args[1], self.module.convention))
+            place = self.join(v, axis)
+
+            def make(b, v, k):
+                return b.select(b.icmp_signed("==", k, i64(0)), v[0],
+                                b.select(b.icmp_signed("==", k, i64(1)), v[1], v[2]))
+            return Value(self.emit(place, "to_irrep", make, v.v, self.as_int(axis)), REAL, *place)
         if name in ("sigmoid", "silu"):
             x = self.unary_argument(expr)
             tanh = self.intrinsic("llvm.tanh")

@@ -167,6 +167,8 @@ def expr_type(expr) -> str:
             return VEC
         return INT if a in (INT, BOOL) and b in (INT, BOOL) else REAL
     if isinstance(expr, ir.Call):
+        if expr.function == "cross":
+            return VEC
         if expr.function == "abs":
             inner = expr_type(expr.args[0])
             return INT if inner in (INT, BOOL) else REAL

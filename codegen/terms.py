@@ -211,7 +211,7 @@ class _Lowering:
         if isinstance(expr, ad.UnitVector):
             return True
         if isinstance(expr, ir.Call):
-            return expr.function == "d_sph" and len(expr.args) == 3
+            return (expr.function == "d_sph" and len(expr.args) == 3) or expr.function == "cross"
         if isinstance(expr, ir.Data):
             return expr.field in ("positions", "vector") and len(expr.index) == 1
         if isinstance(expr, ir.Unary):
@@ -232,6 +232,12 @@ class _Lowering:
             return ir.Select(ir.Binary("eq", self.lower(expr.direction), c), ir.Const(1.0), ir.Const(0.0))
         if isinstance(expr, ir.Call) and expr.function == "d_sph":
             return ir.Call("d_sph", tuple(self.lower(a) for a in expr.args) + (c,), expr.options)
+        if isinstance(expr, ir.Call) and expr.function == "cross":
+            # (u x v)_c = u_(c+1) v_(c+2) - u_(c+2) v_(c+1), axes modulo 3
+            u, v = expr.args
+            first, second = (ir.Binary("mod", ir.Binary("add", c, ir.Const(k)), ir.Const(3)) for k in (1, 2))
+            return ir.Binary("sub", ir.Binary("mul", self.component(u, first), self.component(v, second)),
+                             ir.Binary("mul", self.component(u, second), self.component(v, first)))
         if isinstance(expr, ir.Data):
             return ir.Data(expr.source, expr.field, (self.lower(expr.index[0]), c))
         if isinstance(expr, ir.Unary):
@@ -305,6 +311,11 @@ class _Lowering:
         if isinstance(expr, ir.Call):
             if expr.function == "dot" and len(expr.args) == 2:
                 return self.dot(expr.args[0], expr.args[1])
+            if expr.function == "to_irrep" and self.has_derivative(expr.args[0]):
+                axis = ir.irrep1_axis(self.lower(expr.args[1]), self.module.convention)
+                return self.component(expr.args[0], axis)
+            if expr.function == "cross" and (self.has_derivative(expr.args[0]) or self.has_derivative(expr.args[1])):
+                raise Unsupported("a vector cross product of derivatives outside a dot product or to_irrep")
             if expr.function == "d_sph" and len(expr.args) == 3:
                 raise Unsupported("a vector d_sph outside a dot product")
             return ir.Call(expr.function, tuple(self.lower(a) for a in expr.args), expr.options)

@@ -38,7 +38,7 @@ tensor rho
   + center_atom_weight
   * sum(j in atoms(S), z in irrep(0) where j == i and S.type[j] == b)
         cg(l, m, 0, z, l, m)
-      * (l == 0 ? 0.28209479177387814 * soap_radial(0.0, n, 0, n_radial = n_radial, cutoff = cutoff,
-                                                   density_width = atomic_width) : 0.0)
+      * (l == 0 ? soap_radial(0.0, n, 0, n_radial = n_radial, cutoff = cutoff,
+                          density_width = atomic_width) / sqrt(4.0 * pi) : 0.0)
 
 output rho with gradients(positions, strain)

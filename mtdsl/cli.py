@@ -108,6 +108,10 @@ def _check_file(args: argparse.Namespace, file: str, overrides: dict, collected:
 
     _require_file(file)
     program, diagnostics, sources = analyse(file, overrides)
+    if program is not None and not any(d.is_error for d in diagnostics):
+        from mtdsl.ir.differentiable import gradient_diagnostics
+
+        diagnostics = diagnostics + gradient_diagnostics(program)  # E309, before anything runs
     errors = sum(1 for d in diagnostics if d.is_error)
     warnings = len(diagnostics) - errors
     if args.format == "json":

@@ -50,6 +50,11 @@ def check_and_lower(path, *, species=None, **hypers):
         module = lower(program, tuple(int(s) for s in species) if species is not None else None)
     except LoweringError as error:
         raise CompileError([Diagnostic("E900", program.path, 1, 1, str(error))]) from None
+    from .ir.differentiable import gradient_diagnostics
+
+    undifferentiable = gradient_diagnostics(program, module)
+    if undifferentiable:
+        raise CompileError(undifferentiable, sources)
     return program, module, sources
 
 

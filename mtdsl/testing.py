@@ -4,8 +4,8 @@
 (and the equivariant components of input TensorMaps), runs the model again and
 checks that every output transforms as its metadata says: a block with keys
 `o3_lambda = l, o3_sigma = s` and an `o3_mu` component by the Wigner-D matrix of
-degree `l` under rotations and by `s (-1)^l` under inversion, an `xyz`
-component as a vector, everything else as an invariant.
+degree `l` under rotations and by `s (-1)^l` under inversion, every `xyz*`
+component (`xyz`, `xyz_1`, `xyz_2`...) as a vector, everything else as an invariant.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def transform_tensormap(tensor: TensorMap, matrix: np.ndarray, convention: str =
             name = component.names[0]
             if name == "o3_mu" and "o3_lambda" in key:
                 values = _apply(_irrep_matrix(key["o3_lambda"], key.get("o3_sigma", 1), matrix, convention), values, axis)
-            elif name == "xyz":
+            elif name.startswith("xyz"):  # `xyz`, `xyz_1`, `xyz_2`...: every Cartesian axis is a vector
                 values = _apply(matrix, values, axis)
         blocks.append(TensorBlock(values, block.samples, block.components, block.properties))
     return TensorMap(tensor.keys, blocks)
@@ -179,7 +179,7 @@ def assert_equivariant(model, frames, *, seed: int = 0, atol: float = 1e-10, inv
     `inputs` are the model's tensormap inputs; their `o3_mu`/`xyz` components are
     transformed with the systems. Tolerance `atol` is relative to the largest value of each block.
     """
-    convention = getattr(model.module, "convention", "metatensor")
+    convention = getattr(getattr(model, "module", None), "convention", "metatensor")
     reference = model(frames, **inputs)
     transformations = [("rotation", random_rotation(seed))]
     if inversion:

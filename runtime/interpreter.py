@@ -180,7 +180,31 @@ class Interpreter:
 
     def _eval_Call(self, expr: ir.Call, scope: Scope) -> Named:
         args = [self.evaluate(a, scope) for a in expr.args]
-        return getattr(self, f"_call_{expr.function}")(expr, *args)
+        method = getattr(self, f"_call_{expr.function}", None)
+        if method is None:  # a scalar function of mtdsl.math.functions' tables
+            return self._call_scalar(expr, *args)
+        return method(expr, *args)
+
+    def _call_scalar(self, expr, *args):
+        name = expr.function
+        function = (math_functions.ELEMENTARY.get(name) or math_functions.BINARY[name])[0]
+        return apply(function, *args)
+
+    def _call_cross(self, expr, u, v):
+        return apply(lambda a, b: np.cross(a, b, axis=-1), u, v)
+
+    def _call_to_irrep(self, expr, v, m):
+        """Component `m` of irrep 1 of `v`: its Cartesian axis `IRREP1_AXES[convention][m + 1]`."""
+        if VECTOR_AXIS not in v.axes:
+            raise RunError("to_irrep() needs a vector as its first argument")
+        axes = tuple(a for a in union_axes(v, m) if a != VECTOR_AXIS)
+        values = v.expand(axes + (VECTOR_AXIS,))
+        order = np.asarray(ir.IRREP1_AXES[self.convention])
+        axis = order[np.clip(m.expand(axes).astype(np.int64) + 1, 0, 2)]
+        shape = np.broadcast_shapes(values.shape[:-1], axis.shape)
+        values = np.broadcast_to(values, shape + (3,))
+        gathered = np.take_along_axis(values, np.broadcast_to(axis, shape)[..., None], axis=-1)[..., 0]
+        return Named(axes, gathered, merge_missing(v, m))
 
     # -- built-in functions ----------------------------------------------------------------
     def _call_sqrt(self, expr, x):

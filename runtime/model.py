@@ -23,8 +23,10 @@ from mtdsl.tensor import TensorMap
 
 from .assemble import evaluate_kernel
 from .bindings import Bindings, RunError
+from .asked_gradients import asked_gradients
 from .gradients import FusedGradients, compute_gradients
 from .interpreter import Interpreter
+from .species_tables import check_species_tables
 
 BACKENDS = ("interpreter", "cpp", "llvm")
 
@@ -91,6 +93,7 @@ class Model:
         #: {output: "reverse" | "forward"}: how the last call computed each output's gradient blocks
         self.last_gradient_path: dict = {}
         self._compiled = None
+        self._compiled_values = None  # the values' kernels only, for calls without gradients
         self._products: dict = {}  # wrt -> NativeProducts of the qualifying outputs, or None
         self._qualifies: dict = {}  # output -> whether its samples are per system (`_per_system`)
 
@@ -99,6 +102,7 @@ class Model:
         from the rendering cache when the same version rendered it before."""
         state = dict(self.__dict__)
         state["_compiled"] = None
+        state["_compiled_values"] = None
         state["_products"] = {}
         return state
 
@@ -133,12 +137,27 @@ class Model:
 
         return TorchModel(self)
 
+    def _values_native(self):
+        """The native module for a call without gradients: the full one if built, else one without
+        the gradient kernels (built lazily, so asking no gradient never compiles them)."""
+        if self.backend == "interpreter":
+            return None
+        if self._compiled is not None:
+            return self._compiled
+        if getattr(self, "_compiled_values", None) is None:  # (absent from models pickled before it)
+            from .compiled import compile_module
+
+            self._compiled_values = compile_module(self.module, backend=self.backend, dtype=self.dtype)
+        return self._compiled_values
+
     def __call__(self, frames, gradients=None, **tensormaps) -> dict[str, TensorMap]:
-        gradients = list(gradients or [])
-        self._check_gradients(gradients)
+        # a list for every output, or {output: [...]} per output (runtime/asked_gradients.py)
+        asked = asked_gradients(self.module, gradients)
+        gradients = list(dict.fromkeys(w for wrts in asked.values() for w in wrts))
         self.last_gradient_path = {}
         bindings = self.bind(frames, tensormaps)
-        if gradients and self._reverse_allowed() and _all_per_system(self):
+        same_for_all = all(set(wrts) == set(gradients) for wrts in asked.values())
+        if gradients and same_for_all and self._reverse_allowed() and _all_per_system(self):
             batch = next(iter(bindings.systems.values()))
             if batch.n_atoms >= REVERSE_MIN_ATOMS or getattr(self, "reverse_gradients", True) == "always":
                 if _reverse_gradients(self, bindings, list(dict.fromkeys(gradients))):
@@ -147,9 +166,11 @@ class Model:
         gradients = list(dict.fromkeys(gradients))
         if not gradients:  # values only: the assembly builds the present blocks alone
             bindings.present = bindings.outputs_present
-        outputs = {wrt: [o.name for o in self.module.outputs if wrt in o.gradients] for wrt in gradients}
+        outputs = {wrt: [name for name, wrts in asked.items() if wrt in wrts] for wrt in gradients}
         fused = {}
-        if self.compiled is not None:
+        if not gradients and self._values_native() is not None:
+            self._values_native().run(bindings, threads=self.threads, all_tensors=False, fused=fused)
+        elif self.compiled is not None:
             # the asked gradients that have fused kernels are computed in the values' pass over pairs
             for wrt in gradients:
                 if any(wrt in wrts for _, wrts in self.compiled.fused):
@@ -175,6 +196,7 @@ class Model:
             raise MtdslError("models with several systems inputs are not supported yet")
         systems_name = self.module.systems[0].name
         batch = as_batch(frames)
+        check_species_tables(self.module, batch)
         pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in self.module.pairs}
         bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type,
                             sparse=not getattr(self, "dense", False))

@@ -57,6 +57,20 @@ _TORCH_BINARY = {
 }
 
 
+#: the scalar functions of mtdsl.math.functions' tables, in torch (derivatives by autograd: floor and
+#: round have derivative 0, as in mtdsl/ir/autodiff.py)
+_TORCH_FUNCTIONS = {
+    "erf": torch.erf,
+    "erfc": torch.erfc,
+    "acos": torch.acos,
+    "asin": torch.asin,
+    "floor": torch.floor,
+    "round": torch.round,  # half to even, as numpy
+    "softplus": lambda x: torch.logaddexp(x, torch.zeros_like(x)),
+    "atan2": torch.atan2,
+}
+
+
 def _from_numpy(array):
     """A tensor sharing a writable, contiguous copy of `array` only where needed."""
     return torch.from_numpy(np.require(array, requirements=("C", "W")))
@@ -169,7 +183,7 @@ class TorchInterpreter(Interpreter):
         return self._gather(values, payload, one_based=False)
 
     def _data_array(self, expr: ir.Data):
-        if self._payload:
+        if self._payload and (expr.source, expr.field) in self.floats:  # not an index (`P.first[p]`) of it
             values = self.floats[(expr.source, expr.field)]
             return np.arange(values.numel(), dtype=np.float64).reshape(tuple(values.shape)), FLOAT_FIELDS[expr.field]
         return super()._data_array(expr)
@@ -252,6 +266,31 @@ class TorchInterpreter(Interpreter):
 
     def _call_abs(self, expr, x):
         return self._unary(torch.abs, np.abs, x)
+
+    def _call_scalar(self, expr, *args):
+        if not any(is_tensor(a.data) for a in args):
+            return super()._call_scalar(expr, *args)
+        return tapply(_TORCH_FUNCTIONS[expr.function], None, *args, dtype=self.dtype)
+
+    def _call_cross(self, expr, u, v):
+        if not (is_tensor(u.data) or is_tensor(v.data)):
+            return super()._call_cross(expr, u, v)
+        return tapply(lambda a, b: torch.linalg.cross(*torch.broadcast_tensors(a, b), dim=-1), None, u, v,
+                      dtype=self.dtype)
+
+    def _call_to_irrep(self, expr, v, m):
+        if not is_tensor(v.data):
+            return super()._call_to_irrep(expr, v, m)
+        if VECTOR_AXIS not in v.axes:
+            raise RunError("to_irrep() needs a vector as its first argument")
+        axes = tuple(a for a in union_axes(v, m) if a != VECTOR_AXIS)
+        values = expand(v, axes + (VECTOR_AXIS,))
+        order = np.asarray(ir.IRREP1_AXES[self.convention])
+        axis = order[np.clip(m.expand(axes).astype(np.int64) + 1, 0, 2)]
+        shape = tuple(np.broadcast_shapes(tuple(values.shape[:-1]), axis.shape))
+        values = values.expand(shape + (3,))
+        index = _from_numpy(np.ascontiguousarray(np.broadcast_to(axis, shape))[..., None])
+        return Named(axes, torch.gather(values, -1, index)[..., 0], merge_missing(v, m))
 
     def _call_norm(self, expr, v):
         if not is_tensor(v.data):

@@ -44,6 +44,7 @@ from mtdsl.tensor import TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
 from . import torch_eval
+from .asked_gradients import asked_gradients
 from .assemble import evaluate_kernel
 from .bindings import Bindings
 from .descriptors import Descriptors
@@ -83,7 +84,7 @@ class Plan:
         self._memo = None  # (structure, torch_eval.StructureMemo): what the orders of one call share
         self._computed = None  # (positions and cells, the descriptors' tensors) of the backend's last run
         self.module = model.module
-        self.gradients = list(gradients)
+        self.gradients = dict(gradients) if isinstance(gradients, dict) else list(gradients)
         self.param_names = [p.name for p in self.module.params]
         self.inputs = [(t.name, tensormaps[t.name]) for t in self.module.tensormaps]  # labels only are used
         self.n_primals = 2 + len(self.param_names) + sum(len(t) for _, t in self.inputs)
@@ -512,7 +513,10 @@ class TorchModel(torch.nn.Module):
 
     def forward(self, systems, gradients=None, **tensormaps) -> dict[str, TensorMap]:
         systems = list(systems) if isinstance(systems, (list, tuple)) else [systems]
-        gradients = list(gradients or [])
+        # a list for every output, or {output: [...]} per output (runtime/asked_gradients.py)
+        asked = asked_gradients(self._mtdsl.model.module, gradients)
+        gradients = dict(gradients) if isinstance(gradients, dict) and any(asked.values()) else \
+            list(gradients or []) if not isinstance(gradients, dict) else []
         plan, handle = self._prepare(systems, gradients, tensormaps)
         primals = [
             torch.cat([s.positions for s in systems]).reshape(-1, 3),
@@ -533,7 +537,6 @@ class TorchModel(torch.nn.Module):
         self._mtdsl.model.compiled  # built once, shared by the copies below
         model = copy.copy(self._mtdsl.model)
         model.parameters = {name: getattr(self, name).detach().cpu().numpy() for name in model.parameters}
-        model._check_gradients(gradients)
         check_tensormap_inputs(model.module, tensormaps, error=TorchModelError)
         for name in tensormaps:
             for block in tensormaps[name].blocks():

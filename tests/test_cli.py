@@ -174,3 +174,25 @@ def test_check_several_files(tmp_path, capsys):
     assert "spherical_expansion.mt: ok" in captured.out
     assert "E101" in captured.err and "no such file" in captured.err
     assert main(["fmt", str(bad), str(bad)]) == 2
+
+
+def test_check_reports_a_gradient_that_cannot_exist_with_its_position(tmp_path, capsys):
+    path = tmp_path / "constant.mt"
+    path.write_text("input S : systems\npairs P = neighbors(S, cutoff = 3.0)\nindex i : atoms(S)\n"
+                    "tensor t\n    samples (i)\n  = sum(p in P.from(i)) 1.0\noutput t with gradients(positions)\n")
+    assert main(["check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:7:8: error[E309]: output t does not depend on the positions" in err
+
+
+def test_check_numeric_accepts_cartesian_rank_one_and_two_outputs(tmp_path, capsys):
+    path = tmp_path / "cartesian.mt"
+    path.write_text("input S : systems\npairs P = neighbors(S, cutoff = 3.0)\nindex i : atoms(S)\n"
+                    "index x, y : xyz\n"
+                    "tensor v\n    samples (i)\n    components (xyz = x)\n"
+                    "  = sum(p in P.from(i)) P.vector[p, x] * exp(-P.distance[p])\n"
+                    "tensor t\n    samples (i)\n    components (xyz_1 = x, xyz_2 = y)\n"
+                    "  = sum(p in P.from(i)) P.vector[p, x] * P.vector[p, y]\n"
+                    "output v\noutput t\n")
+    assert main(["check", "--numeric", str(path)]) == 0
+    assert "numeric check ok" in capsys.readouterr().out

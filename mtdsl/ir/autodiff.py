@@ -35,15 +35,17 @@ Rules (positions; `u = P.vector[p] / P.distance[p]`):
   (`GradValue`) gathered at the access's components and properties;
 - parameters, input tensormaps, integer data and constants have no gradient.
 
-A comparison, `%`, or a `where` condition of values that depend on the
-differentiated input is not differentiable: `AutodiffError`, raised when the
-model is compiled. So is asking for a gradient an output does not have.
+Comparisons, `and`/`or`/`not` and `where` conditions are piecewise constant:
+what they select is differentiated branch by branch (`d(c ? a : b) = c ? da : db`,
+as `jax.numpy.where`), and `a % b` as `a - b floor(a / b)`. Asking for a gradient
+an output does not have is an `AutodiffError`, raised when the model is compiled.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
+import math
 from dataclasses import dataclass
 from typing import Optional, Union
 
@@ -463,9 +465,7 @@ class _Differentiator:
     def _d_Unary(self, expr: ir.Unary):
         terms = self.terms(expr.operand)
         if expr.op == "not":
-            if terms:
-                self.fail(f"`not` of values that depend on {self.input_name} ({expr}) is not differentiable")
-            return []
+            return []  # piecewise constant
         return _scale(terms, _neg)
 
     def _d_Binary(self, expr: ir.Binary):
@@ -492,18 +492,16 @@ class _Differentiator:
                 log = ir.Call("log", (expr.left,))
                 result += _scale(right, lambda c: _mul(_mul(expr, log), c))
             return _merge(result)
-        # mod, comparisons, and/or: piecewise constant, non-differentiable where it jumps
-        if left or right:
-            inputs = self.input_name
-            if op == "mod":
-                self.fail(f"`%` of values that depend on {inputs} ({expr}) is not differentiable")
-            if op in ("and", "or"):
-                self.fail(f"`{op}` of values that depend on {inputs} ({expr}) is not differentiable")
-            self.fail(f"{expr} compares values that depend on {inputs}, which is not differentiable")
+        if op == "mod":
+            # a % b = a - b floor(a / b): floor is piecewise constant
+            quotient = ir.Call("floor", (ir.Binary("div", expr.left, expr.right),))
+            return _merge(left + _scale(right, lambda c: _neg(_mul(quotient, c))))
+        # comparisons and `and`/`or`: piecewise constant, so their derivative is 0 almost
+        # everywhere; what they select is differentiated branch by branch (`_d_Select`)
         return []
 
     def _d_Select(self, expr: ir.Select):
-        self.require_constant(expr.condition, "the condition of `?:`")
+        # branchwise, as `jax.numpy.where`: d(c ? a : b) = c ? da : db, the condition held fixed
         yes, no = self.terms(expr.if_true), self.terms(expr.if_false)
         return _merge(_scale(yes, lambda c: ir.Select(expr.condition, c, ZERO))
                       + _scale(no, lambda c: ir.Select(expr.condition, ZERO, c)))
@@ -514,14 +512,21 @@ class _Differentiator:
             if any(self.terms(a) for a in args):
                 self.fail(f"second derivatives ({name}) are not available")
             return []
+        if name in _ZERO_DERIVATIVE:
+            return []
+        if name in _BILINEAR:  # d f(u, v) = f(du, v) + f(u, dv)
+            u, v = args
+            return _merge(_scale(self.terms(u), lambda c: ir.Call(name, (c, v)))
+                          + _scale(self.terms(v), lambda c: ir.Call(name, (u, c))))
+        if name in _PARTIALS:  # scalar functions of several arguments: the chain rule per argument
+            result = []
+            for arg, partial in zip(args, _PARTIALS[name](*args)):
+                result += _scale(self.terms(arg), lambda c, partial=partial: _mul(partial, c))
+            return _merge(result)
         first = self.terms(args[0]) if args else []
         for index, arg in enumerate(args):
-            if index > 0 and self.terms(arg) and name != "dot":
+            if index > 0 and self.terms(arg):
                 self.fail(f"argument {index + 1} of {name}() depends on {self.input_name}")
-        if name == "dot":
-            u, v = args
-            return _merge(_scale(first, lambda c: ir.Call("dot", (c, v)))
-                          + _scale(self.terms(v), lambda c: ir.Call("dot", (u, c))))
         if not first:
             return []
         x = args[0]
@@ -530,6 +535,8 @@ class _Differentiator:
             return _scale(first, lambda c: _mul(derivative, c))
         if name == "norm":
             return _scale(first, lambda c: _div(ir.Call("dot", (x, c)), expr))
+        if name == "to_irrep":  # linear in the vector
+            return _scale(first, lambda c: ir.Call("to_irrep", (c,) + args[1:]))
         if name == "sph":
             gradient = ir.Call("d_sph", args, expr.options)
             return _scale(first, lambda c: ir.Call("dot", (gradient, c)))
@@ -694,8 +701,9 @@ def differentiate_tensor(module: ir.Module, kernel: str, tensor: str) -> Optiona
     binders the target reads (they escape: `m` in the power spectrum), are those of the
     positions. Everything else is held fixed: the positions and the cell, parameters, and the
     other computed tensors (even those computed from `tensor`: a partial derivative, as the
-    reverse sweep of `runtime/native_products.py` needs it). A `where` condition, a label, a
-    comparison or `%` of values read from `tensor` is not differentiable (`AutodiffError`)."""
+    reverse sweep of `runtime/native_products.py` needs it). Conditions on values read from
+    `tensor` are branchwise, as for the positions; a label of them is not differentiable
+    (`AutodiffError`)."""
     if tensor not in {k.name for k in module.kernels}:
         raise AutodiffError(f"{tensor} is not a computed tensor of module {module.name}")
     return _TensorDifferentiator(module, tensor).kernel(kernel)
@@ -739,7 +747,27 @@ _ELEMENTARY = {
         "add", ONE, ir.Binary("mul", x, ir.Binary("sub", ONE, _sigmoid(x))))),
     "abs": lambda x: ir.Select(ir.Binary("gt", x, ZERO), ONE,
                                ir.Select(ir.Binary("lt", x, ZERO), ir.Const(-1.0), ZERO)),
+    "erf": lambda x: _mul(ir.Const(2.0 / math.sqrt(math.pi)), ir.Call("exp", (_neg(ir.Binary("mul", x, x)),))),
+    "erfc": lambda x: _mul(ir.Const(-2.0 / math.sqrt(math.pi)), ir.Call("exp", (_neg(ir.Binary("mul", x, x)),))),
+    "asin": lambda x: ir.Binary("div", ONE, ir.Call("sqrt", (ir.Binary("sub", ONE, ir.Binary("mul", x, x)),))),
+    "acos": lambda x: _neg(ir.Binary("div", ONE, ir.Call("sqrt", (ir.Binary("sub", ONE, ir.Binary("mul", x, x)),)))),
+    "softplus": _sigmoid,
 }
+
+#: piecewise constant built-ins: derivative 0 almost everywhere
+_ZERO_DERIVATIVE = ("floor", "round")
+
+#: vector built-ins linear in each argument
+_BILINEAR = ("dot", "cross")
+
+
+def _atan2_partials(y, x):
+    square = ir.Binary("add", ir.Binary("mul", x, x), ir.Binary("mul", y, y))
+    return ir.Binary("div", x, square), _neg(ir.Binary("div", y, square))
+
+
+#: scalar built-ins of several arguments: their partial derivatives, one per argument
+_PARTIALS = {"atan2": _atan2_partials}
 
 
 def _product_factors(expr, inverted: bool = False) -> list:

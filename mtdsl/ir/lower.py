@@ -3,7 +3,8 @@
 What lowering decides:
 - names: every index variable gets a name unique in its kernel (`l`, `l_2`...);
 - `let`s are inlined (their indices substituted; each use gets fresh binders);
-- hypers are constants already; compile-time options of built-ins (widths,
+- hypers are constants already, and `c ? a : b` whose condition depends on
+  hypers only is folded to its branch; compile-time options of built-ins (widths,
   cutoffs, `n_radial`) become `Call.options`;
 - signature slots become entries: an `atoms(S)` sample expands to `system, atom`,
   a pairs sample to the six pair labels;
@@ -29,6 +30,28 @@ OPTION_PARAMETERS = {
     "soap_radial": ("n_radial", "cutoff", "density_width"),
 }
 
+
+def _select(op, a, b, yes, no):
+    return ir.Select(ir.Binary(op, a, b), yes, no)
+
+
+def _max(a, b):
+    return _select("ge", a, b, a, b)
+
+
+def _min(a, b):
+    return _select("le", a, b, a, b)
+
+
+#: built-ins defined by other IR expressions: selects, so every backend has them and their
+#: derivatives are branchwise (`mtdsl/ir/autodiff.py`); ties take the first argument
+EXPANSIONS = {
+    "min": _min,
+    "max": _max,
+    "clamp": lambda x, lo, hi: _min(_max(x, lo), hi),
+    "relu": lambda x: _select("gt", x, ir.Const(0.0), x, ir.Const(0.0)),
+}
+
 _BINARY = {
     "+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "^": "pow",
     "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "and": "and", "or": "or",
@@ -48,6 +71,7 @@ class _Lowering:
     def __init__(self, program: P.Program, species):
         self.program = program
         self.species = species
+        self.tables: dict = {}  # species-indexed table hypers: (hyper, systems) -> keys
 
     def module(self) -> ir.Module:
         program = self.program
@@ -61,6 +85,7 @@ class _Lowering:
             kernels=kernels,
             outputs=tuple(ir.Output(o.tensor.name, tuple(o.gradients)) for o in program.outputs.values()),
             convention=program.convention,
+            tables=tuple(ir.SpeciesTable(hyper, systems, keys) for (hyper, systems), keys in self.tables.items()),
         )
 
     # -- declarations -----------------------------------------------------------------------
@@ -148,6 +173,9 @@ class _Lowering:
         if isinstance(expr, P.Binary):
             return ir.Binary(_BINARY[expr.op], lower(expr.left), lower(expr.right))
         if isinstance(expr, P.Ternary):
+            condition = evaluate(expr.cond)
+            if isinstance(condition, bool):  # on hypers only: folded, the dead branch never runs
+                return lower(expr.then) if condition else lower(expr.otherwise)
             return ir.Select(lower(expr.cond), lower(expr.then), lower(expr.otherwise))
         if isinstance(expr, P.Call):
             return self.call(expr, lower)
@@ -177,7 +205,21 @@ class _Lowering:
         raise LoweringError(f"cannot lower {type(expr).__name__} ({getattr(expr, 'span', '')})")
 
     def hyper_item(self, expr: P.HyperItem, lower) -> ir.Expr:
-        """`widths[k]`: a constant, or a chain of selects on the index (the list is short and fixed)."""
+        """`widths[k]`: a constant, or a chain of selects on the index (the list is short and fixed).
+        A table (`radius[S.type[i]]`) selects on its keys; a key it lacks reads NaN, and a species
+        index records the table so that the runtime names a species it lacks (`ir.SpeciesTable`)."""
+        if expr.keys is not None:
+            value = evaluate(expr)
+            if value is not UNKNOWN:
+                return ir.Const(value)
+            dim = expr.index.type.dim
+            if isinstance(dim, P.SpeciesDim):
+                self.tables[(expr.hyper, dim.systems)] = tuple(expr.keys)
+            index = lower(expr.index)
+            result = ir.Const(float("nan"))
+            for key, value in reversed(list(zip(expr.keys, expr.values))):
+                result = ir.Select(ir.Binary("eq", index, ir.Const(key)), ir.Const(value), result)
+            return result
         values = [ir.Const(v) for v in expr.values]
         position = evaluate(expr.index)
         if position is not UNKNOWN:
@@ -199,6 +241,8 @@ class _Lowering:
                 options.append((name, self.constant(arg, f"`{name}` of {expr.function}()")))
             else:
                 args.append(lower(arg))
+        if expr.function in EXPANSIONS:
+            return EXPANSIONS[expr.function](*args)
         return ir.Call(expr.function, tuple(args), tuple(options))
 
     def block_ref(self, expr: P.BlockRef, lower) -> ir.BlockRef:

@@ -193,8 +193,20 @@ UNARY_OPS = ("neg", "not")
 BINARY_OPS = ("add", "sub", "mul", "div", "mod", "pow", "eq", "ne", "lt", "le", "gt", "ge", "and", "or")
 FUNCTIONS = (
     "sqrt", "exp", "log", "sin", "cos", "tanh", "sigmoid", "silu", "abs",
-    "norm", "dot", "sph", "cg", "gto", "cosine_cutoff", "soap_radial",
+    "erf", "erfc", "acos", "asin", "floor", "round", "softplus", "atan2",
+    "norm", "dot", "cross", "to_irrep", "sph", "cg", "gto", "cosine_cutoff", "soap_radial",
 )
+
+#: the Cartesian axis (0, 1, 2 = x, y, z) of each `m = -1, 0, 1` of irrep 1, per `sph` convention
+IRREP1_AXES = {"metatensor": (1, 2, 0), "e3nn": (0, 1, 2)}
+
+
+def irrep1_axis(m: "Expr", convention: str) -> "Expr":
+    """The Cartesian axis of component `m` of irrep 1, as an integer expression of `m`
+    (metatensor: `m = -1, 0, 1` are `y, z, x`; e3nn: `x, y, z`)."""
+    if convention == "e3nn":
+        return Binary("add", m, Const(1))
+    return Binary("mod", Binary("add", m, Const(2)), Const(3))
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +389,16 @@ class FusedKernel:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeciesTable:
+    """A table hyper read at a species value (`radius[S.type[i]]`): every species of the systems
+    `systems` must be one of its `keys` (checked when the model is called)."""
+
+    hyper: str
+    systems: str
+    keys: tuple[int, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Module:
     name: str
     systems: tuple[SystemsInput, ...]
@@ -387,6 +409,7 @@ class Module:
     outputs: tuple[Output, ...]
     convention: str = "metatensor"
     fused: tuple[FusedKernel, ...] = ()
+    tables: tuple[SpeciesTable, ...] = ()
 
     def kernel(self, name: str) -> TensorKernel:
         for kernel in self.kernels:

@@ -98,6 +98,16 @@ class ListLit(Node):
 
 
 @dataclass(frozen=True, slots=True)
+class TableLit(Node):
+    """A table literal `{1: 0.31, 6: 0.76}` (integer keys, e.g. atomic numbers, to numbers); only
+    allowed as the value of a `hyper`."""
+
+    keys: tuple["Expr", ...]
+    values: tuple["Expr", ...]
+    span: Span = _span()
+
+
+@dataclass(frozen=True, slots=True)
 class Name(Node):
     name: str
     span: Span = _span()
@@ -229,7 +239,7 @@ class Sum(Node):
 
 
 Expr = Union[
-    IntLit, FloatLit, BoolLit, StrLit, ListLit, Name, Attribute, Call, Subscript,
+    IntLit, FloatLit, BoolLit, StrLit, ListLit, TableLit, Name, Attribute, Call, Subscript,
     BlockAccess, Neg, BinOp, Compare, Logical, Not, Ternary, Sum,
 ]
 
@@ -491,6 +501,9 @@ def _expr(node: Node, min_prec: int, tail: bool) -> str:
         return format_string(node.value)
     if isinstance(node, ListLit):
         return "[" + ", ".join(_expr(item, _PREC_EXPR, True) for item in node.items) + "]"
+    if isinstance(node, TableLit):
+        return "{" + ", ".join(f"{_expr(k, _PREC_EXPR, True)}: {_expr(v, _PREC_EXPR, True)}"
+                               for k, v in zip(node.keys, node.values)) + "}"
     if isinstance(node, Name):
         return node.name
     if isinstance(node, Attribute):

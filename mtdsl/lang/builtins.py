@@ -12,10 +12,11 @@ them first, so `dim species = species(S)` defines a dim named `species`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
-from .program import FLOAT, Const, Type
+from .program import FLOAT, VECTOR, Const, Type
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,10 +41,21 @@ def _p(name: str, kind: str = "number") -> BuiltinParam:
     return BuiltinParam(name, kind)
 
 
-_UNARY = ("sqrt", "exp", "log", "sin", "cos", "tanh", "sigmoid", "silu", "abs")
+_UNARY = ("sqrt", "exp", "log", "sin", "cos", "tanh", "sigmoid", "silu", "abs",
+          "erf", "erfc", "acos", "asin", "floor", "round", "softplus", "relu")
 
 BUILTINS: dict[str, Builtin] = {name: Builtin(name, (_p("x"),), doc=f"{name}(x)") for name in _UNARY}
 BUILTINS.update({
+    "min": Builtin("min", (_p("a"), _p("b")), doc="min(a, b)"),
+    "max": Builtin("max", (_p("a"), _p("b")), doc="max(a, b)"),
+    "clamp": Builtin("clamp", (_p("x"), _p("lo"), _p("hi")), doc="clamp(x, lo, hi) = min(max(x, lo), hi)"),
+    "atan2": Builtin("atan2", (_p("y"), _p("x")), doc="atan2(y, x): the angle of (x, y), in (-pi, pi]"),
+    "cross": Builtin("cross", (_p("u", "vector"), _p("v", "vector")), result=VECTOR, nonlinear=False,
+                     doc="cross(u, v): the cross product, an axial vector"),
+    "to_irrep": Builtin("to_irrep", (_p("v", "vector"), _p("m", "component")), nonlinear=False,
+                        doc="to_irrep(v, m): component m of irrep 1 of a vector (metatensor: m = -1, 0, 1 "
+                            "are y, z, x), unnormalized"),
+
     "norm": Builtin("norm", (_p("v", "vector"),), nonlinear=False, doc="norm(v): length of a vector"),
     "dot": Builtin("dot", (_p("u", "vector"), _p("v", "vector")), nonlinear=False,
                    doc="dot(u, v): scalar product of two vectors"),
@@ -63,6 +75,9 @@ BUILTINS.update({
         doc="soap_radial(r, n, l, n_radial = N, cutoff = rc, density_width = w)",
     ),
 })
+
+#: named constants: a name that no definition of the program takes is looked up here
+CONSTANTS: dict[str, float] = {"pi": math.pi}
 
 #: domain constructors, valid after `dim X =`, `index i :` and `in`
 DOMAIN_CONSTRUCTORS = ("range", "species", "atoms", "systems", "irrep")

@@ -51,6 +51,13 @@ def describe_value(expr: P.Expr) -> str:
     return f"`{P.describe(expr)}` ({article} {kind})"
 
 
+#: built-ins whose last argument is an `m` of an irrep, and the degree of that irrep
+_HARMONIC_DEGREE = {
+    "sph": lambda args: args[1],
+    "to_irrep": lambda args: P.Const(1, P.INT),
+}
+
+
 class DimChecker:
     def __init__(self, program: P.Program, reporter: Reporter):
         self.program = program
@@ -233,15 +240,16 @@ class DimChecker:
             elif param.kind == "vector" and kind != "vector":
                 self.error("E201", arg.span, f"argument `{param.name}` of `{expr.function}` must be a vector, "
                            f"found {arg.type.kind}", hint=builtin.doc)
-        if expr.function == "sph":
-            v, degree, m = expr.args
+        if expr.function in _HARMONIC_DEGREE:
+            degree, m = _HARMONIC_DEGREE[expr.function](expr.args), expr.args[-1]
             if isinstance(m, P.IndexRef):
                 if not dims_fit(P.IrrepDim(degree), m.index.dim):
                     self.error("E201", m.span,
                                f"index `{m.index.name}` of `{m.index.dim}` is not of `irrep({P.describe(degree)})`",
                                hint=f"declare `index {m.index.name} : irrep({P.describe(degree)})`")
             elif not isinstance(m, P.Invalid):
-                self.error("E201", m.span, "the `m` of sph must be an index of `irrep(l)`")
+                self.error("E201", m.span, f"the `m` of {expr.function} must be an index of "
+                           f"`irrep({P.describe(degree)})`")
         return free
 
     def check_slot(self, arg: P.Expr, dim: Optional[P.Dim], slot_name: str) -> None:
@@ -289,6 +297,8 @@ class DimChecker:
             return free
         dim = index.type.dim
         size = len(expr.values)
+        if expr.keys is not None:
+            return self._table_item(expr, free)
         if isinstance(dim, P.RangeDim) and (dim.start < 0 or dim.stop > size):
             self.error("E201", index.span,
                        f"{describe_value(index)} ranges over {dim.start}..{dim.stop - 1}, but list hyper "
@@ -300,6 +310,23 @@ class DimChecker:
             if isinstance(value, int) and not 0 <= value < size:
                 self.error("E201", index.span, f"item {value} of list hyper `{expr.hyper}` does not exist "
                            f"({size} items)")
+        return free
+
+    def _table_item(self, expr: P.HyperItem, free: Free) -> Free:
+        """`radius[S.type[i]]`: every value the index can take must be a key (a species value is
+        checked when the model runs, `runtime/model.py`)."""
+        index, keys = expr.index, set(expr.keys)
+        dim = index.type.dim
+        shown = ", ".join(map(str, expr.keys))
+        if isinstance(dim, P.RangeDim):
+            missing = [k for k in range(dim.start, dim.stop) if k not in keys]
+            if missing:
+                self.error("E201", index.span, f"{describe_value(index)} takes the values {missing}, which table "
+                           f"hyper `{expr.hyper}` has no entry for (its keys: {shown})")
+            return free
+        value = evaluate(index)
+        if isinstance(value, int) and value not in keys:
+            self.error("E201", index.span, f"table hyper `{expr.hyper}` has no entry {value} (its keys: {shown})")
         return free
 
     def _ParamRef(self, expr: P.ParamRef) -> Free:

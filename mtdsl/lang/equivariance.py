@@ -202,6 +202,24 @@ class EquivarianceChecker:
         return " x ".join(parts)
 
     # ---- definitions
+    def component_basis(self, slot: P.Slot) -> None:
+        """E308: metatensor's component labels name a basis: `o3_mu` the real spherical harmonics of
+        an `irrep(l)` index, `xyz` (`xyz_1`, `xyz_2`...) the Cartesian axes of an `xyz` index."""
+        label, index = slot.labels[0], slot.value.index
+        if is_unknown_dim(index.dim):
+            return
+        if label == "o3_mu" and not isinstance(index.dim, P.IrrepDim):
+            fix = f"to_irrep(v, m)` with `index m : irrep(1)" if isinstance(index.dim, P.XyzDim) else "an irrep(l) index"
+            self.error("E308", slot.span,
+                       f"component `o3_mu = {index.name}` binds an index of `{index.dim}`: `o3_mu` labels the "
+                       f"components of an irrep, in the basis of the spherical harmonics",
+                       hint=f"label a Cartesian axis `xyz` (e.g. `xyz = {index.name}`), or use `{fix}`")
+        elif label.startswith("xyz") and isinstance(index.dim, P.IrrepDim):
+            self.error("E308", slot.span,
+                       f"component `{label} = {index.name}` binds an index of `{index.dim}`: `{label}` labels "
+                       f"Cartesian axes x, y, z, not the components of an irrep",
+                       hint=f"label it `o3_mu = {index.name}` (with keys o3_lambda and o3_sigma)")
+
     def param(self, param: P.Param) -> None:
         for position, index in enumerate(param.indices):
             if index.is_component:
@@ -221,6 +239,7 @@ class EquivarianceChecker:
         for slot in tensor.components:
             if isinstance(slot.value, P.IndexRef):
                 declared[slot.value.index] = slot
+                self.component_basis(slot)
         body_comps = self.nontrivial(eq, conds)
         for index, slot in declared.items():
             if index in eq.comps or self.trivial(index.dim, ctx.conds) or is_unknown_dim(index.dim):
@@ -452,11 +471,16 @@ class EquivarianceChecker:
             return Eq(comps, sigma if vec.sigma.is_constant else vec.sigma, conds)
         if name == "cg":
             return self.cg(expr, ctx, conds)
-        if name in ("norm", "dot"):
-            sigma = ONE
-            for arg in args:
-                sigma = sigma * arg.sigma
-            return Eq({}, sigma, conds)
+        if name == "norm":  # a length is a true scalar, of a proper or an axial vector
+            return Eq({}, ONE, conds)
+        if name == "dot":
+            return Eq({}, args[0].sigma * args[1].sigma, conds)
+        if name == "cross":  # an axial vector from two proper ones: sigma -s_u s_v, as irrep 1
+            return Eq({}, Sigma(-1) * args[0].sigma * args[1].sigma, conds, vector=True)
+        if name == "to_irrep":  # the vector's components in the basis of irrep 1, its sigma kept
+            v, m = expr.args
+            comps = {m.index: (1, P.IrrepDim(P.Const(1, P.INT)))} if isinstance(m, P.IndexRef) else {}
+            return Eq(comps, args[0].sigma, conds)
         if builtin.nonlinear:
             for param, arg, eq in zip(builtin.params, expr.args, args):
                 how = self.invariant(eq, ctx.conds + eq.conds)

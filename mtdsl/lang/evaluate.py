@@ -157,6 +157,13 @@ def _compile(expr: Expr):
                 return UNKNOWN
             return then(env) if c else otherwise(env)
         return choose
+    if isinstance(expr, HyperItem) and expr.keys is not None:  # a table: the value of the key
+        table, position = dict(zip(expr.keys, expr.values)), compiled(expr.index)
+
+        def entry(env):
+            k = position(env)
+            return table.get(k, UNKNOWN) if isinstance(k, int) else UNKNOWN
+        return entry
     if isinstance(expr, HyperItem):
         values, position = expr.values, compiled(expr.index)
 
@@ -399,7 +406,7 @@ def structural_key(*items) -> tuple:
         if isinstance(item, Call):
             return ("call", item.function, key(item.args))
         if isinstance(item, HyperItem):
-            return ("item", tuple(item.values), key(item.index))
+            return ("item", tuple(item.values), item.keys, key(item.index))
         if isinstance(item, Dim):
             return dim_key(item)
         # data, parameters, blocks: opaque (they evaluate to UNKNOWN); their indices still count

@@ -231,6 +231,13 @@ class _Builder:
     def list_literal(self, c):
         return ast.ListLit(tuple(item for item in c if item is not None), self.cover(c))
 
+    def table_entry(self, c):
+        return (c[0], c[1])
+
+    def table_literal(self, c):
+        entries = [entry for entry in c if entry is not None]
+        return ast.TableLit(tuple(k for k, _ in entries), tuple(v for _, v in entries), self.cover(c))
+
     def integer(self, c):
         return ast.IntLit(int(c[0].value), _token_span(self.file, c[0]))
 

@@ -290,13 +290,16 @@ class IndexRef(Expr):
 @dataclass(frozen=True, slots=True)
 class HyperItem(Expr):
     """`widths[k]`: item ``index`` of the list hyper ``hyper`` (``values``,
-    known at compile time; the index is checked against its length)."""
+    known at compile time; the index is checked against its length); for a table
+    hyper (`radius[S.type[i]]`), ``keys`` are its sorted keys and ``values[k]`` the value of
+    ``keys[k]``: the item is the value whose key equals the index."""
 
     hyper: str
     values: tuple
     index: Expr
     type: Type
     span: Span = _span()
+    keys: Optional[tuple] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -606,36 +609,53 @@ class Program:
 
 
 def describe(expr: Expr) -> str:
-    """A short source-like rendering of a resolved expression, for messages."""
+    """A source-like rendering of a resolved expression, for messages: the AST's `deparse()` of
+    the expression rebuilt as AST nodes, so parentheses are printed where the source needs them."""
+    return _as_ast(expr).deparse()
+
+
+def _as_ast(expr: Expr):
+    from . import ast
+
     if isinstance(expr, Const):
         if expr.hyper is not None:
-            return expr.hyper
+            return ast.Name(expr.hyper)
         if isinstance(expr.value, bool):
-            return "true" if expr.value else "false"
-        return repr(expr.value)
+            return ast.BoolLit(expr.value)
+        if isinstance(expr.value, int):
+            return ast.IntLit(expr.value) if expr.value >= 0 else ast.Neg(ast.IntLit(-expr.value))
+        if isinstance(expr.value, float):
+            return ast.FloatLit(expr.value) if expr.value >= 0 else ast.Neg(ast.FloatLit(-expr.value))
+        return ast.Name(str(expr.value))
     if isinstance(expr, IndexRef):
-        return expr.index.name
+        return ast.Name(expr.index.name)
     if isinstance(expr, KeyLabel):
-        return expr.label
+        return ast.Name(expr.label)
     if isinstance(expr, Unary):
-        return f"{expr.op}{'' if expr.op == '-' else ' '}{describe(expr.operand)}"
+        return ast.Neg(_as_ast(expr.operand)) if expr.op == "-" else ast.Not(_as_ast(expr.operand))
     if isinstance(expr, Binary):
-        return f"{describe(expr.left)} {expr.op} {describe(expr.right)}"
+        left, right = _as_ast(expr.left), _as_ast(expr.right)
+        if expr.op in ("and", "or"):
+            return ast.Logical(expr.op, left, right)
+        if expr.op in ("==", "!=", "<", "<=", ">", ">="):
+            return ast.Compare(expr.op, left, right)
+        return ast.BinOp(expr.op, left, right)
+    if isinstance(expr, Ternary):
+        return ast.Ternary(_as_ast(expr.cond), _as_ast(expr.then), _as_ast(expr.otherwise))
     if isinstance(expr, Call):
-        return f"{expr.function}(...)"
+        return ast.Call(ast.Name(expr.function), tuple(_as_ast(arg) for arg in expr.args), ())
     if isinstance(expr, (SystemData, PairData)):
         owner = expr.systems if isinstance(expr, SystemData) else expr.pairs
-        inner = ", ".join(describe(index) for index in expr.indices)
-        return f"{owner}.{expr.field}[{inner}]"
-    if isinstance(expr, ParamRef):
-        return f"{expr.param.name}[...]"
+        return ast.Subscript(ast.Name(f"{owner}.{expr.field}"), tuple(_as_ast(index) for index in expr.indices))
     if isinstance(expr, HyperItem):
-        return f"{expr.hyper}[{describe(expr.index)}]"
+        return ast.Subscript(ast.Name(expr.hyper), (_as_ast(expr.index),))
+    if isinstance(expr, ParamRef):
+        return ast.Subscript(ast.Name(expr.param.name), tuple(_as_ast(index) for index in expr.indices))
     if isinstance(expr, LetRef):
-        return f"{expr.let.name}[...]"
+        return ast.Subscript(ast.Name(expr.let.name), tuple(_as_ast(index) for index in expr.indices))
     if isinstance(expr, BlockRef):
-        return f"{expr.source.name}{{...}}[...]"
-    return "..."
+        return ast.Name(f"{expr.source.name}{{...}}[...]")
+    return ast.Name("...")
 
 
 def children(expr: Expr) -> tuple[Expr, ...]:
@@ -693,7 +713,8 @@ def substitute(expr: Expr, mapping: dict) -> Expr:
     if isinstance(expr, Call):
         return Call(expr.function, tuple(substitute(a, mapping) for a in expr.args), expr.type, expr.span)
     if isinstance(expr, HyperItem):
-        return HyperItem(expr.hyper, expr.values, substitute(expr.index, mapping), expr.type, expr.span)
+        return HyperItem(expr.hyper, expr.values, substitute(expr.index, mapping), expr.type, expr.span,
+                         expr.keys)
     if isinstance(expr, ParamRef):
         return ParamRef(expr.param, tuple(substitute(a, mapping) for a in expr.indices), expr.span)
     if isinstance(expr, LetRef):

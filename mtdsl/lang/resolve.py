@@ -23,7 +23,7 @@ from typing import Optional, Union
 from . import ast
 from . import program as P
 from .ast import Span
-from .builtins import BUILTINS, DOMAIN_CONSTRUCTORS, INITIALIZER_DEFAULTS, INITIALIZERS
+from .builtins import BUILTINS, CONSTANTS, DOMAIN_CONSTRUCTORS, INITIALIZER_DEFAULTS, INITIALIZERS
 from .diagnostics import Reporter, did_you_mean
 from .evaluate import UNKNOWN, evaluate
 from .parse import parse_module
@@ -296,8 +296,33 @@ class Resolver:
                            + " and ".join(sorted(kinds_set)))
                 return None, None
             return f"list[{kinds[0]}]", values
+        if isinstance(node, ast.TableLit):
+            return self._table_literal(node)
         self.error("E201", node.span, "a hyper must be a literal")
         return None, None
+
+    def _table_literal(self, node: ast.TableLit):
+        """`{1: 0.31, 6: 0.76}`: integer keys (atomic numbers...) to numbers, read as `radius[S.type[i]]`."""
+        table, kinds = {}, set()
+        for key_node, value_node in zip(node.keys, node.values):
+            key_kind, key = self._literal(key_node)
+            kind, value = self._literal(value_node)
+            if key_kind is None or kind is None:
+                return None, None
+            if key_kind != "int":
+                self.error("E201", key_node.span, f"the keys of a table hyper are integers, found {key_kind}")
+                return None, None
+            if kind not in ("int", "float"):
+                self.error("E201", value_node.span, f"the values of a table hyper are numbers, found {kind}")
+                return None, None
+            if key in table:
+                self.error("E102", key_node.span, f"key {key} given twice in a table hyper")
+                return None, None
+            table[key] = value
+            kinds.add(kind)
+        if kinds == {"int"}:
+            return "table[int]", table
+        return "table[float]", {k: float(v) for k, v in table.items()}
 
     def _stmt_InputStmt(self, node: ast.InputStmt, file: str, main: bool) -> None:
         kind = node.kind.name
@@ -748,6 +773,8 @@ class Resolver:
         if local is not None:
             return P.IndexRef(local, node.span)
         definition = self.scope.get(node.name)
+        if definition is None and node.name in CONSTANTS:  # `pi`, unless the program defines it
+            return P.Const(CONSTANTS[node.name], P.FLOAT, None, node.span)
         if definition is None:
             self.undefined(node.name, node.span, extra=tuple(ctx.local))
             return P.Invalid(node.span)
@@ -897,6 +924,15 @@ class Resolver:
             element_type = P.Type(element) if element in ("int", "float", "bool") else (
                 P.STRING if element == "string" else P.UNKNOWN)
             return P.HyperItem(hyper.name, tuple(hyper.value), indices[0], element_type, node.span)
+        if definition.kind == "hyper" and definition.value.type.startswith("table"):
+            hyper = definition.value
+            if len(indices) != 1:
+                self.error("E203", node.span, f"table hyper `{hyper.name}` takes 1 index, found {len(indices)}")
+                return P.Invalid(node.span)
+            element_type = P.INT if hyper.type == "table[int]" else P.FLOAT
+            keys = tuple(sorted(hyper.value))
+            return P.HyperItem(hyper.name, tuple(hyper.value[k] for k in keys), indices[0], element_type, node.span,
+                               keys)
         self.error("E201", value.span, f"`{value.name}` is a {definition.kind} and cannot be indexed")
         return P.Invalid(node.span)
 
@@ -1138,6 +1174,17 @@ def coerce_override(kind: str, value: object):
         return _BAD
     if kind == "string":
         return value if isinstance(value, str) else _BAD
+    if kind.startswith("table"):
+        if not isinstance(value, dict) or not value:
+            return _BAD
+        inner = kind[6:-1]
+        out = {}
+        for key, item in value.items():
+            coerced = coerce_override(inner, item)
+            if isinstance(key, bool) or not isinstance(key, int) or coerced is _BAD:
+                return _BAD
+            out[key] = coerced
+        return out
     if kind.startswith("list"):
         if not isinstance(value, (list, tuple)):
             return _BAD

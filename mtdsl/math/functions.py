@@ -11,13 +11,19 @@ same shape; with ``derivative=True`` it returns ``(value, d value / d r)``.
   for ``cutoff - width < r < cutoff``, 0 for ``r >= cutoff``; ``d/dr = -pi /
   (2 width) sin(pi (r - cutoff + width) / width)`` inside the switching region
   and 0 elsewhere.
-- :data:`ELEMENTARY`: ``sqrt exp log sin cos tanh sigmoid silu abs`` as
-  ``name -> (f, df/dx)`` pairs of numpy functions (``abs'`` is ``sign``, 0 at 0).
+- :data:`ELEMENTARY`: ``sqrt exp log sin cos tanh sigmoid silu abs erf erfc
+  acos asin floor round softplus`` as ``name -> (f, df/dx)`` pairs of numpy
+  functions (``abs'`` is ``sign``, 0 at 0; ``floor`` and ``round``, piecewise
+  constant, have derivative 0; ``round`` rounds half to even, as numpy, torch and
+  C's ``nearbyint``).
+- :data:`BINARY`: ``atan2(y, x)`` as ``name -> (f, (df/dy, df/dx))``.
 """
 
 from __future__ import annotations
 
 from typing import Callable
+
+import math
 
 import numpy as np
 
@@ -69,4 +75,24 @@ ELEMENTARY: dict[str, tuple[Callable, Callable]] = {
     "sigmoid": (_sigmoid, lambda x: _sigmoid(x) * (1.0 - _sigmoid(x))),
     "silu": (lambda x: x * _sigmoid(x), lambda x: _sigmoid(x) * (1.0 + x * (1.0 - _sigmoid(x)))),
     "abs": (np.abs, np.sign),
+}
+
+
+_erf = np.vectorize(math.erf, otypes=[np.float64])
+_erfc = np.vectorize(math.erfc, otypes=[np.float64])
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+
+ELEMENTARY.update({
+    "erf": (_erf, lambda x: _TWO_OVER_SQRT_PI * np.exp(-x * x)),
+    "erfc": (_erfc, lambda x: -_TWO_OVER_SQRT_PI * np.exp(-x * x)),
+    "acos": (np.arccos, lambda x: -1.0 / np.sqrt(1.0 - x * x)),
+    "asin": (np.arcsin, lambda x: 1.0 / np.sqrt(1.0 - x * x)),
+    "floor": (np.floor, np.zeros_like),
+    "round": (np.round, np.zeros_like),
+    # log(1 + exp(x)) without overflow
+    "softplus": (lambda x: np.logaddexp(0.0, x), _sigmoid),
+})
+
+BINARY: dict[str, tuple[Callable, tuple[Callable, ...]]] = {
+    "atan2": (np.arctan2, (lambda y, x: x / (x * x + y * y), lambda y, x: -y / (x * x + y * y))),
 }

@@ -107,3 +107,24 @@ def _walk(node):
             if isinstance(child, (ir.Const, ir.Var, ir.Data, ir.ParamRef, ir.BlockRef, ir.Unary, ir.Binary,
                                   ir.Select, ir.Call, ir.Reduce)):
                 yield from _walk(child)
+
+
+def test_a_condition_on_hypers_only_is_folded(tmp_path):
+    path = tmp_path / "fold.mt"
+    path.write_text("""model fold
+hyper smooth = true
+hyper r0 = 1.5
+input S : systems
+pairs P = neighbors(S, cutoff = 3.0)
+index i : atoms(S)
+tensor t
+    samples (i)
+  = sum(p in P.from(i)) (smooth and r0 > 1.0 ? exp(-P.distance[p]) : log(P.distance[p]))
+    + (P.distance[p] < r0 ? 1.0 : 0.0)
+output t with gradients(positions)
+""")
+    body = str(check_and_lower(path)[1].kernel("t").body)
+    assert "log" not in body and "exp" in body  # the dead branch is gone
+    assert "?" in body  # a condition on positions stays (branchwise)
+    overridden = str(check_and_lower(path, smooth=False)[1].kernel("t").body)
+    assert "log" in overridden and "exp" not in overridden

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from mtdsl.math.functions import ELEMENTARY, cosine_cutoff, gto
+from mtdsl.math.functions import BINARY, ELEMENTARY, cosine_cutoff, gto
 
 
 def central_difference(function, x, delta=1e-6):
@@ -41,11 +41,29 @@ def test_cosine_cutoff_derivative_and_continuity():
 
 
 def test_elementary_derivatives():
-    x = np.array([0.3, 1.1, 2.7])
+    x = np.array([0.3, 0.55, 0.9])  # inside the domains of acos and asin, away from round's jumps
     for name, (function, derivative) in ELEMENTARY.items():
-        np.testing.assert_allclose(derivative(x), central_difference(function, x), rtol=1e-7, err_msg=name)
+        np.testing.assert_allclose(derivative(x), central_difference(function, x), rtol=1e-7, atol=1e-12,
+                                   err_msg=name)
     np.testing.assert_allclose(ELEMENTARY["abs"][1](np.array([-2.0, 0.0, 2.0])), [-1.0, 0.0, 1.0])
-    assert set(ELEMENTARY) == {"sqrt", "exp", "log", "sin", "cos", "tanh", "sigmoid", "silu", "abs"}
+    assert set(ELEMENTARY) == {"sqrt", "exp", "log", "sin", "cos", "tanh", "sigmoid", "silu", "abs",
+                               "erf", "erfc", "acos", "asin", "floor", "round", "softplus"}
+
+
+def test_new_elementary_functions_equal_scipy_and_numpy():
+    import scipy.special
+
+    x = np.linspace(-4.0, 4.0, 41)
+    np.testing.assert_allclose(ELEMENTARY["erf"][0](x), scipy.special.erf(x), rtol=1e-15, atol=1e-16)
+    np.testing.assert_allclose(ELEMENTARY["erfc"][0](x), scipy.special.erfc(x), rtol=1e-14, atol=0)
+    np.testing.assert_allclose(ELEMENTARY["softplus"][0](x), np.log1p(np.exp(x)), rtol=1e-14)
+    assert ELEMENTARY["softplus"][0](np.array([800.0]))[0] == 800.0  # no overflow
+    assert list(ELEMENTARY["round"][0](np.array([0.5, 1.5, 2.5, -0.5]))) == [0.0, 2.0, 2.0, -0.0]  # half to even
+    atan2, (d_dy, d_dx) = BINARY["atan2"]
+    y, xx = np.array([0.3, -1.2, 2.0]), np.array([-0.7, 0.4, 1.5])
+    np.testing.assert_allclose(atan2(y, xx), np.arctan2(y, xx))
+    np.testing.assert_allclose(d_dy(y, xx), central_difference(lambda t: atan2(t, xx), y), rtol=1e-7)
+    np.testing.assert_allclose(d_dx(y, xx), central_difference(lambda t: atan2(y, t), xx), rtol=1e-7)
 
 
 def test_errors():
