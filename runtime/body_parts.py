@@ -7,8 +7,10 @@ central-atom term, written as a second sum) is a `direct` kernel instead, whose
 inner pair sum runs again for every grid point. So a compiled module also renders
 each term of such a body as its own kernel (`NAME·part0`, `NAME·part1`, ...; a
 constant factor moves into its sum), each with its best schedule, and the run adds
-their buffers: the same values, the cost of the terms apart. The whole body stays
-the kernel's definition (interpreter, gradients, fused kernels).
+their buffers: the same values, the cost of the terms apart. The kernel itself is
+rendered with its first term (`first_terms`), so its fused kernels (values and
+gradient terms in one pass over pairs) keep the pair sum's schedule; the whole
+body stays the kernel's definition for the interpreter and the gradients.
 """
 
 from __future__ import annotations
@@ -67,3 +69,14 @@ def body_parts(module: ir.Module) -> dict[str, tuple[ir.TensorKernel, ...]]:
             dataclasses.replace(kernel, name=f"{kernel.name}{PART_MARK}{k}", body=_as_sum(term, sign))
             for k, (sign, term) in enumerate(terms))
     return parts
+
+
+def first_terms(module: ir.Module) -> tuple[ir.Module, tuple, dict]:
+    """What a compiled module renders: `module` with each kernel of several terms reduced to its
+    first term, the kernels of the other terms (to compile beside it), and `body_parts(module)`."""
+    parts = body_parts(module)
+    if not parts:
+        return module, (), parts
+    rendered = dataclasses.replace(module, kernels=tuple(
+        dataclasses.replace(k, body=parts[k.name][0].body) if k.name in parts else k for k in module.kernels))
+    return rendered, tuple(k for kernels in parts.values() for k in kernels[1:]), parts

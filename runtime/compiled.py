@@ -554,10 +554,10 @@ class CompiledModule:
                     wrts = self._fused_choice(kernel.name, fused) if fused and self.fuse else None
                     if wrts is not None:
                         buffer = self._run_fused(kernel, wrts, fused, interpreter, arguments, threads)
-                    if buffer is None and kernel.name in self.parts:
-                        buffer = self._run_parts(kernel, arguments, threads)
                     if buffer is None:
                         buffer = self._run_native(native, kernel, arguments, threads)
+                    if buffer is not None and kernel.name in self.parts:
+                        buffer = self._add_parts(kernel, buffer, arguments, threads)
                 except NativeFallback as reason:
                     self.last_run_fallbacks[kernel.name] = str(reason)
             if buffer is None:
@@ -593,22 +593,19 @@ class CompiledModule:
             return None
         return buffer
 
-    def _run_parts(self, kernel, arguments: Arguments, threads: int):
-        """The kernel's buffer as the sum of its parts' buffers, or None when one reports an error."""
-        total = None
+    def _add_parts(self, kernel, buffer: np.ndarray, arguments: Arguments, threads: int):
+        """`buffer` (the first term of the kernel's body) plus its other terms' buffers, or None
+        when one reports an error."""
         for part in self.parts[kernel.name]:
-            buffer = self._run_native(part, kernel, arguments, threads)
-            if buffer is None:
+            more = self._run_native(part, kernel, arguments, threads)
+            if more is None:
                 return None
-            total = buffer if total is None else np.add(total, buffer, out=total)
-        return total
+            buffer += more
+        return buffer
 
     def _fused_choice(self, name: str, fused: dict):
         """The gradients of the fused kernel of tensor `name` that covers the most of the asked
-        ones (`fused`: their `FusedGradients`), or None (also for a kernel computed term by term:
-        its fused kernel computes the values with the direct schedule)."""
-        if name in getattr(self, "parts", {}):
-            return None
+        ones (`fused`: their `FusedGradients`), or None."""
         found = [wrts for kernel, wrts in self.fused if kernel == name and set(wrts) <= set(fused)]
         return max(found, key=len) if found else None
 
@@ -997,15 +994,18 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     library after the module's (reverse and tangent products, `runtime/native_products.py`); they
     are in `.kernels` but `.run()` never runs them (it runs `module.kernels`)."""
     gradients = gradients or {}
-    from .body_parts import body_parts
+    from .body_parts import first_terms
 
-    parts = body_parts(module)  # bodies of several terms: each term its own kernel, buffers added
-    extra = tuple(extra) + tuple(k for kernels in parts.values() for k in kernels)
+    # bodies of several terms: the kernel renders its first term (with its fused kernels), the
+    # others are kernels of their own whose buffers the run adds (runtime/body_parts.py)
+    original = module
+    module, others, parts = first_terms(module)
+    extra = tuple(extra) + others
     if backend == "llvm":  # LLVM IR through llvmlite, JIT-compiled (mtdsl.codegen.llvm)
         from mtdsl.codegen.llvm import compile_module as compile_llvm
 
         return _with_parts(compile_llvm(module, dtype=dtype, threads=threads, gradients=gradients, extra=extra),
-                           parts)
+                           original, parts)
     if backend != "cpp":
         raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp' and 'llvm')")
     from mtdsl.codegen import cache
@@ -1028,14 +1028,21 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
         cache.store_rendering(key, slim_rendering(stored, module))
     _, rendered, terms = stored
     library, path, hit = cache.load(rendered.source)
-    return _with_parts(CompiledModule(module, rendered, library, path, hit, threads, terms), parts)
+    return _with_parts(CompiledModule(module, rendered, library, path, hit, threads, terms), original, parts)
 
 
-def _with_parts(compiled: CompiledModule, parts: dict) -> CompiledModule:
-    """`compiled` running the kernels of `parts` term by term (runtime/body_parts.py) where every
-    part was rendered."""
-    compiled.parts = {name: tuple(compiled.kernels[k.name] for k in kernels) for name, kernels in parts.items()
-                      if all(k.name in compiled.kernels for k in kernels)}
+def _with_parts(compiled: CompiledModule, original: ir.Module, parts: dict) -> CompiledModule:
+    """`compiled` (rendered from the kernels' first terms) as a module of `original`: each kernel of
+    `parts` adds its other terms' buffers; one whose parts did not all render is left to the
+    interpreter (its native kernel alone computes only the first term)."""
+    compiled.module = original
+    compiled.parts = {}
+    for name, kernels in parts.items():
+        if all(k.name in compiled.kernels for k in kernels[1:]):
+            compiled.parts[name] = tuple(compiled.kernels[k.name] for k in kernels[1:])
+        elif name in compiled.kernels:
+            del compiled.kernels[name]
+            compiled.fallbacks[name] = "a term of its body has no compiled form"
     return compiled
 
 
