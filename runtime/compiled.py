@@ -596,8 +596,8 @@ class CompiledModule:
     def _add_parts(self, kernel, buffer: np.ndarray, arguments: Arguments, threads: int):
         """`buffer` (the first term of the kernel's body) plus its other terms' buffers, or None
         when one reports an error."""
-        for part in self.parts[kernel.name]:
-            more = self._run_native(part, kernel, arguments, threads)
+        for part, part_threads in self.parts[kernel.name]:
+            more = self._run_native(part, kernel, arguments, part_threads or threads)
             if more is None:
                 return None
             buffer += more
@@ -1031,6 +1031,22 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     return _with_parts(CompiledModule(module, rendered, library, path, hit, threads, terms), original, parts)
 
 
+def _reads_pairs(kernel: ir.TensorKernel) -> bool:
+    """Whether a kernel sums over or reads a pair list (its work grows with the pairs)."""
+    import dataclasses
+
+    stack = [kernel.body, kernel.where, kernel.indices]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (tuple, list)):
+            stack.extend(node)
+        elif isinstance(node, (ir.PairsFrom, ir.PairsDomain)):
+            return True
+        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+            stack.extend(getattr(node, f.name) for f in dataclasses.fields(node))
+    return False
+
+
 def _with_parts(compiled: CompiledModule, original: ir.Module, parts: dict) -> CompiledModule:
     """`compiled` (rendered from the kernels' first terms) as a module of `original`: each kernel of
     `parts` adds its other terms' buffers; one whose parts did not all render is left to the
@@ -1039,7 +1055,10 @@ def _with_parts(compiled: CompiledModule, original: ir.Module, parts: dict) -> C
     compiled.parts = {}
     for name, kernels in parts.items():
         if all(k.name in compiled.kernels for k in kernels[1:]):
-            compiled.parts[name] = tuple(compiled.kernels[k.name] for k in kernels[1:])
+            # a term without pairs (the central atom's) is a few operations per atom: one thread,
+            # not a parallel region whose threads may wait for a busy machine's cores
+            compiled.parts[name] = tuple((compiled.kernels[k.name], 0 if _reads_pairs(k) else 1)
+                                         for k in kernels[1:])
         elif name in compiled.kernels:
             del compiled.kernels[name]
             compiled.fallbacks[name] = "a term of its body has no compiled form"
