@@ -1,16 +1,27 @@
-"""Compiling C++ source to a shared library, cached by content.
+"""The kernel cache: shared libraries compiled from C++ source, renderings and
+compile-time tables, each verified by a content hash whenever it is served.
 
-An entry is `<key>.so` plus a sidecar `<key>.json` recording the sha256 of the
-library; `key` is the sha256 of (source, compiler identity, flags). The
-directory is `$MTDSL_CACHE_DIR`, else `$XDG_CACHE_HOME/mtdsl`, else
-`~/.cache/mtdsl`.
+Entries, in `$MTDSL_CACHE_DIR`, else `$XDG_CACHE_HOME/mtdsl`, else `~/.cache/mtdsl`
+(docs/codegen.md, "The kernel cache"):
 
-Writes are atomic: the compiler writes a temporary file in the cache directory,
-which is `os.replace`d onto the final name only when complete (the sidecar
-first is written the same way, then the library), so a concurrent process sees
-either no entry or a whole one and never loads a half-written library. An entry
-whose library is missing, whose hash differs from its sidecar (truncated or
-overwritten), or that fails to load, is rebuilt.
+- `<key>.so` + `<key>.json`: a library and its sidecar recording its sha256;
+  `key` is the sha256 of (source, compiler identity, flags);
+- `<key>.render.json`: a rendering (`store_rendering`): one JSON header line
+  with the key and the sha256 of the rest, then the rendering as data
+  (`codegen/serialize.py`: a JSON line, then the raw bytes of its arrays; never
+  pickle: a cache directory is not code that runs);
+- `<name>-<digest>.npz`: compile-time arrays (`cached_arrays`), a plain npz
+  loaded with `allow_pickle=False`, holding `__sha256__` over its arrays;
+- `llvm/<key>.o`: LLVM machine code, the sha256 of the object then the object
+  (`codegen/llvm.py`).
+
+An entry that is missing is built. One whose hash disagrees, that cannot be read
+or decoded, or (a library) that fails to load, is removed with a `CacheWarning`
+and rebuilt: never served, never fatal. Writes are atomic (`mtdsl/atomic.py`): a
+temporary file renamed onto the entry when complete, removed when its writer
+fails, and cleaned by the next write when its writer was killed; so concurrent
+processes see no entry or a whole one. `mtdsl cache info|clear|verify` inspects,
+empties or checks the directory (`entries`, `verify_entry`, `clear`).
 """
 
 from __future__ import annotations
@@ -22,8 +33,10 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
+import warnings
 from pathlib import Path
+
+from mtdsl import atomic
 
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno")
 
@@ -69,30 +82,37 @@ def _file_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+class CacheWarning(UserWarning):
+    """A damaged kernel-cache entry was removed and is rebuilt."""
+
+
 def _atomic_write(path: Path, data: bytes) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    atomic.write_bytes(path, data)
+
+
+def _discard(path: Path, reason: str, *others: Path) -> None:
+    """Remove the damaged entry `path` (and its companions `others`), with a warning."""
+    warnings.warn(f"kernel cache: {path} is damaged ({reason}); removed, rebuilding it", CacheWarning,
+                  stacklevel=3)
+    for damaged in (path, *others):
+        atomic.remove_quietly(damaged)
 
 
 def compile_source(source: str, output: Path, flags=FLAGS) -> None:
     """Compile `source` into the shared library `output` (atomically)."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=output.parent, prefix="build-") as build:
-        source_path = Path(build) / "module.cpp"
+    build = Path(atomic.temporary_directory(output.parent, "build-"))
+    try:
+        source_path = build / "module.cpp"
         source_path.write_text(source)
-        library = Path(build) / "module.so"
+        library = build / "module.so"
         result = subprocess.run([compiler(), *flags, str(source_path), "-o", str(library)],
                                 capture_output=True, text=True, check=False)
         if result.returncode != 0:
             raise CompileError(f"the C++ compiler failed on generated code:\n{result.stderr[-4000:]}")
         os.replace(library, output)
+    finally:
+        shutil.rmtree(build, ignore_errors=True)
 
 
 def entry_paths(key: str, directory: Path | None = None) -> tuple[Path, Path]:
@@ -100,15 +120,21 @@ def entry_paths(key: str, directory: Path | None = None) -> tuple[Path, Path]:
     return directory / f"{key}.so", directory / f"{key}.json"
 
 
-def _valid(library: Path, sidecar: Path) -> bool:
+def _library_problem(library: Path, sidecar: Path) -> str | None:
+    """Why the library entry is not to be served (None: it is whole)."""
     try:
-        recorded = json.loads(sidecar.read_text())["sha256"]
+        record = json.loads(sidecar.read_text())
+        recorded = record["sha256"]
+    except FileNotFoundError:
+        return "no sidecar"
     except (OSError, ValueError, KeyError, TypeError):
-        return False
+        return "unreadable sidecar"
+    if record.get("key", library.stem) != library.stem:
+        return "the sidecar of another entry"
     try:
-        return _file_hash(library) == recorded
-    except OSError:
-        return False
+        return None if _file_hash(library) == recorded else "hash mismatch"
+    except OSError as error:
+        return f"unreadable: {error.strerror}"
 
 
 def build(source: str, flags=FLAGS) -> tuple[Path, bool]:
@@ -118,20 +144,23 @@ def build(source: str, flags=FLAGS) -> tuple[Path, bool]:
     """
     key = cache_key(source, flags)
     library, sidecar = entry_paths(key)
-    if library.exists() and _valid(library, sidecar):
-        return library, True
+    if library.exists():
+        problem = _library_problem(library, sidecar)
+        if problem is None:
+            return library, True
+        _discard(library, problem, sidecar)
     library.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=library.parent, prefix=key + ".", suffix=".so.tmp")
+    atomic.clean_stale_in(library.parent)  # the debris of killed builds, whatever their key
+    handle, temporary = atomic.temporary(library)
     os.close(handle)
     temporary = Path(temporary)
     try:
         compile_source(source, temporary, flags)
         digest = _file_hash(temporary)
-        _atomic_write(sidecar, json.dumps({"sha256": digest, "flags": list(flags)}).encode())
+        _atomic_write(sidecar, json.dumps({"sha256": digest, "key": key, "flags": list(flags)}).encode())
         os.replace(temporary, library)
     finally:
-        if temporary.exists():
-            temporary.unlink()
+        atomic.remove_quietly(temporary)
     return library, False
 
 
@@ -140,8 +169,8 @@ def load(source: str, flags=FLAGS) -> tuple[ctypes.CDLL, Path, bool]:
     library, hit = build(source, flags)
     try:
         return ctypes.CDLL(str(library)), library, hit
-    except OSError:
-        library.unlink(missing_ok=True)
+    except OSError as error:
+        _discard(library, f"fails to load: {error}", library.with_suffix(".json"))
         library, _ = build(source, flags)
         return ctypes.CDLL(str(library)), library, False
 
@@ -149,29 +178,70 @@ def load(source: str, flags=FLAGS) -> tuple[ctypes.CDLL, Path, bool]:
 def cached_arrays(name: str, parameters: tuple, compute) -> dict:
     """Arrays computed at compile time (radial spline tables...), kept in the cache directory.
 
-    `compute()` returns a dict of numpy arrays; the entry is keyed by `name` and
-    the repr of `parameters`, written atomically; an unreadable entry is recomputed.
+    `compute()` returns a dict of numpy arrays; the entry is keyed by `name` and the repr of
+    `parameters`: a plain npz (loaded with `allow_pickle=False`) holding `__sha256__`, the hash
+    of its arrays; a damaged entry is removed with a warning and recomputed.
     """
+    digest = hashlib.sha256(repr((name, parameters)).encode()).hexdigest()
+    path = cache_dir() / f"{name}-{digest[:32]}.npz"
+    if path.exists():
+        arrays, problem = _read_arrays(path)
+        if problem is None:
+            return arrays
+        _discard(path, problem)
+    arrays = compute()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_write(path, _npz_bytes(arrays, path.name))
+    except OSError:
+        pass  # a read-only cache: compute every time
+    return arrays
+
+
+_ARRAYS_HASH = "__sha256__"
+
+
+def _arrays_hash(arrays: dict, name: str) -> bytes:
+    """The hash of an arrays entry: its file name (so that another entry's file is refused), then
+    each array's name, dtype, shape and bytes."""
+    import numpy as np
+
+    digest = hashlib.sha256(name.encode() + b"\0")
+    for key in sorted(arrays):
+        array = np.ascontiguousarray(arrays[key])
+        for part in (key, array.dtype.str, repr(array.shape)):
+            digest.update(part.encode())
+            digest.update(b"\0")
+        digest.update(array.tobytes())
+    return digest.digest()
+
+
+def _npz_bytes(arrays: dict, name: str) -> bytes:
     import io
 
     import numpy as np
 
-    digest = hashlib.sha256(repr((name, parameters)).encode()).hexdigest()
-    path = cache_dir() / f"{name}-{digest[:32]}.npz"
+    buffer = io.BytesIO()
+    hashed = {key: np.asarray(value) for key, value in arrays.items()}
+    np.savez(buffer, **hashed, **{_ARRAYS_HASH: np.frombuffer(_arrays_hash(hashed, name), dtype=np.uint8)})
+    return buffer.getvalue()
+
+
+def _read_arrays(path: Path) -> tuple[dict | None, str | None]:
+    import numpy as np
+
     try:
         with np.load(path, allow_pickle=False) as stored:
-            return {key: stored[key] for key in stored.files}
-    except (OSError, ValueError, KeyError, EOFError):
-        pass
-    arrays = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)
-    _atomic_write(path, buffer.getvalue())
-    return arrays
+            arrays = {key: stored[key] for key in stored.files}
+    except Exception as error:  # noqa: BLE001 - zipfile, zlib, numpy: any damage is a rebuild
+        return None, f"unreadable: {type(error).__name__}"
+    recorded = arrays.pop(_ARRAYS_HASH, None)
+    if recorded is None or recorded.tobytes() != _arrays_hash(arrays, path.name):
+        return None, "hash mismatch"
+    return arrays, None
 
 
-CODEGEN_FILES = ("cpp.py", "plan.py", "terms.py", "rendered.py", "cache.py", "templates/module.cpp.j2", "templates/kernel.cpp.j2")
+CODEGEN_FILES = ("cpp.py", "plan.py", "terms.py", "rendered.py", "cache.py", "serialize.py", "templates/module.cpp.j2", "templates/kernel.cpp.j2")
 
 
 @functools.lru_cache(maxsize=1)
@@ -192,21 +262,155 @@ def rendering_key(backend: str, module_text: str, dtype: str) -> str:
     return digest.hexdigest()
 
 
-def load_rendering(key: str):
-    """A rendered module stored by `store_rendering`, or None (missing or unreadable: render again)."""
-    import pickle
+_ENTRY_FORMAT = "mtdsl-cache-entry"
 
-    path = cache_dir() / f"{key}.render.pkl"
+
+def _entry_bytes(payload: bytes, key: str) -> bytes:
+    header = {"format": _ENTRY_FORMAT, "version": 1, "key": key, "sha256": hashlib.sha256(payload).hexdigest()}
+    return json.dumps(header, sort_keys=True).encode() + b"\n" + payload
+
+
+def _entry_payload(data: bytes, key: str) -> tuple[bytes | None, str | None]:
+    """The payload of a verified entry stored under `key`, or why it is damaged."""
+    line, newline, payload = data.partition(b"\n")
     try:
-        with open(path, "rb") as handle:
-            return pickle.load(handle)
-    except Exception:  # a truncated or stale entry is rebuilt
+        header = json.loads(line)
+        recorded = header["sha256"] if header.get("format") == _ENTRY_FORMAT else None
+        stored_key = header["key"]
+    except (ValueError, TypeError, KeyError, AttributeError):
+        return None, "unreadable header"
+    if stored_key != key:
+        return None, "another entry's content"
+    if not newline or recorded != hashlib.sha256(payload).hexdigest():
+        return None, "hash mismatch"
+    return payload, None
+
+
+def rendering_path(key: str) -> Path:
+    return cache_dir() / f"{key}.render.json"
+
+
+def load_rendering(key: str):
+    """A rendered module stored by `store_rendering`, or None: missing, or damaged (removed with
+    a warning), the caller renders again."""
+    from . import serialize
+
+    path = rendering_path(key)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         return None
+    except OSError as error:
+        _discard(path, f"unreadable: {error.strerror}")
+        return None
+    payload, problem = _entry_payload(data, key)
+    if problem is None:
+        try:
+            return serialize.decode(payload)
+        except (serialize.DecodingError, UnicodeDecodeError) as error:
+            problem = f"cannot decode: {error}"
+    _discard(path, problem)
+    return None
 
 
 def store_rendering(key: str, rendered) -> None:
-    import pickle
+    """Store a rendering as data (`codegen/serialize.py`); one that holds something else than
+    data is not stored (it is rendered again next time)."""
+    from . import serialize
 
-    path = cache_dir() / f"{key}.render.pkl"
+    try:
+        payload = serialize.encode(rendered)
+    except serialize.EncodingError as error:
+        warnings.warn(f"kernel cache: this rendering is not stored ({error})", CacheWarning, stacklevel=2)
+        return
+    path = rendering_path(key)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_write(path, pickle.dumps(rendered, protocol=pickle.HIGHEST_PROTOCOL))
+    _atomic_write(path, _entry_bytes(payload, key))
+
+
+def object_bytes(data: bytes, key: str) -> bytes:
+    """An llvm object entry: the sha256 of (key, object), then the object."""
+    return hashlib.sha256(key.encode() + b"\0" + data).digest() + data
+
+
+def object_payload(data: bytes, key: str) -> bytes | None:
+    """The object of an llvm object entry stored under `key`; None when damaged."""
+    if len(data) < 32 or hashlib.sha256(key.encode() + b"\0" + data[32:]).digest() != data[:32]:
+        return None
+    return data[32:]
+
+
+# ---- the whole directory: `mtdsl cache info|clear|verify` ------------------------------------------
+
+#: the kinds of entries, by how their file names end (llvm objects are under llvm/)
+ENTRY_KINDS = {".so": "library", ".render.json": "rendering", ".npz": "arrays", ".o": "llvm object"}
+
+
+def entry_kind(path: Path) -> str | None:
+    """The kind of entry `path` is (None: a sidecar, a temporary file, anything else)."""
+    if path.name.startswith((".", "build-")):
+        return None
+    for suffix, kind in ENTRY_KINDS.items():
+        if path.name.endswith(suffix) and (kind != "llvm object" or path.parent.name == "llvm"):
+            return kind
+    return None
+
+
+def entries(directory: Path | None = None) -> list[Path]:
+    """Every entry of the cache directory (libraries, renderings, arrays, llvm objects), sorted."""
+    directory = cache_dir() if directory is None else Path(directory)
+    found = []
+    for folder in (directory, directory / "llvm"):
+        if folder.is_dir():
+            found += [path for path in folder.iterdir() if path.is_file() and entry_kind(path)]
+    return sorted(found)
+
+
+def verify_entry(path: Path) -> str | None:
+    """Why the entry `path` would not be served (None: it is whole)."""
+    kind = entry_kind(path)
+    if kind == "library":
+        return _library_problem(path, path.with_suffix(".json"))
+    if kind == "arrays":
+        return _read_arrays(path)[1]
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        return f"unreadable: {error.strerror}"
+    if kind == "llvm object":
+        return None if object_payload(data, path.stem) is not None else "hash mismatch"
+    payload, problem = _entry_payload(data, path.name[: -len(".render.json")])
+    if problem is None:
+        from . import serialize
+
+        try:
+            serialize.decode(payload)
+        except (serialize.DecodingError, UnicodeDecodeError) as error:
+            problem = f"cannot decode: {error}"
+    return problem
+
+
+def is_debris(path: Path) -> bool:
+    """Files of the cache directory that are no entry: temporary files and build folders,
+    sidecars without their library, and the pickled renderings of earlier versions
+    (never read: a cache directory is not code that runs)."""
+    name = path.name
+    if name.startswith(".") and name.endswith(".tmp") or name.startswith("build-"):
+        return True
+    if name.endswith(".render.pkl") or ".so.tmp" in name:
+        return True
+    sidecar = len(name) == 69 and name.endswith(".json") and all(c in "0123456789abcdef" for c in name[:64])
+    return sidecar and not path.with_suffix(".so").exists()
+
+
+def clear(directory: Path | None = None) -> int:
+    """Remove every entry and every piece of debris (nothing else); how many files."""
+    directory = cache_dir() if directory is None else Path(directory)
+    removed = 0
+    for folder in (directory, directory / "llvm"):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if entry_kind(path) or is_debris(path) or path.suffix == ".json" and path.with_suffix(".so").exists():
+                removed += atomic.remove_quietly(path)
+    return removed

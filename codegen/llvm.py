@@ -2095,15 +2095,16 @@ def object_key(source: str) -> str:
 
 def _cached_object(path) -> Optional[bytes]:
     """The object code of a cache entry; None when absent or corrupted (its sha256 prefix disagrees)."""
-    import hashlib
-
     try:
         data = path.read_bytes()
     except OSError:
         return None
-    if len(data) < 32 or hashlib.sha256(data[32:]).digest() != data[:32]:
-        return None
-    return data[32:]
+    from .cache import _discard, object_payload
+
+    payload = object_payload(data, path.stem)  # the hash covers the key: another entry's object is refused
+    if payload is None:
+        _discard(path, "hash mismatch")  # removed with a warning, rebuilt by the caller
+    return payload
 
 
 class JITLibrary:
@@ -2116,9 +2117,7 @@ class JITLibrary:
     """
 
     def __init__(self, rendered: RenderedModule, use_cache: bool = True):
-        import hashlib
-
-        from .cache import _atomic_write, cache_dir
+        from .cache import _atomic_write, cache_dir, object_bytes
 
         path = cache_dir() / "llvm" / f"{object_key(rendered.source)}.o"
         cached = _cached_object(path) if use_cache else None
@@ -2136,7 +2135,7 @@ class JITLibrary:
             if use_cache and not self.cache_hit:
                 try:
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    _atomic_write(path, hashlib.sha256(data).digest() + bytes(data))
+                    _atomic_write(path, object_bytes(bytes(data), path.stem))
                 except OSError:
                     pass  # a read-only cache: compile every time
 

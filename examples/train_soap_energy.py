@@ -29,7 +29,7 @@
    writes `parity.png` (predicted against EMT energies and force components on
    the validation set, and the validation errors along training) and
    `metrics.json`, saves the trained parameters (`soap_energy.pt`, a
-   `state_dict`), loads them into a freshly compiled module and checks that it
+   `state_dict`, and `soap_energy.npz`, the file `mtdsl.compile(parameters=)` reads), loads them into a freshly compiled module and checks that it
    predicts the same energies and forces.
 
 A progress bar (tqdm) shows only when stderr is a terminal.
@@ -349,6 +349,7 @@ def main(argv=None, log=print) -> dict:
 
     weights = args.output / "soap_energy.pt"
     torch.save(module.state_dict(), weights)
+    module.save_parameters(args.output / "soap_energy.npz")  # for mtdsl.compile(parameters=), mtdsl export
     reloaded = compile_module(args)
     reloaded.load_state_dict(torch.load(weights))
     energy_again, force_again = evaluate(reloaded, validation, args.batch_size)

@@ -15,6 +15,13 @@ from .io.mts import load, load_block, load_buffer, load_labels, save, save_buffe
 from .io.structures import StructureError, read_structures
 from .systems import Pairs, System, SystemBatch, neighbors, systems_from_ase
 from .tensor import Labels, LabelsEntry, TensorBlock, TensorMap
+from . import distributed  # its modules (and dask) load on first use
+
+
+def open_dataset(path, **options):
+    """The sharded outputs written by `mtdsl.distributed.write_frames` (docs/distributed.md)."""
+    return distributed.open_dataset(path, **options)
+
 
 __all__ = [
     "CompileError",
@@ -36,6 +43,7 @@ __all__ = [
     "load_buffer",
     "load_labels",
     "neighbors",
+    "open_dataset",
     "ops",
     "read_structures",
     "save",

@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from typing import Callable, Optional, Sequence
 
@@ -181,9 +180,10 @@ def add_fmt(parser: argparse.ArgumentParser) -> None:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
     mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
-    handle, temporary = tempfile.mkstemp(prefix=".mtdsl-fmt-", suffix=".mt", dir=directory)
+    from mtdsl import atomic
+
+    handle, temporary = atomic.temporary(path)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
@@ -267,6 +267,8 @@ def _require_file(path: str) -> None:
 
 def _read_text(path: str) -> str:
     _require_file(path)
+    if not os.path.isfile(path):  # a device or a pipe: read forever
+        raise CommandError(f"{path}: not a regular file")
     try:
         with open(path, encoding="utf-8") as handle:
             return handle.read()

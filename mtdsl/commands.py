@@ -43,10 +43,13 @@ def _compile(args, backend=None, dtype=np.float64):
 
     _require_file(args.file)
     try:
-        return compile(args.file, backend=backend, species=_species(args.species), dtype=dtype, **_hypers(args))
+        model = compile(args.file, backend=backend, species=_species(args.species), dtype=dtype, **_hypers(args))
     except CompileError as error:
         print(str(error), file=sys.stderr)
         raise CommandError(f"{args.file}: {len(error.diagnostics)} error(s)") from None
+    if getattr(args, "params", None):  # run, export: trained parameters
+        _load_params(model, args.params)
+    return model
 
 
 # ---- compile ----------------------------------------------------------------------------------
@@ -107,6 +110,7 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", required=True, help="where to write the outputs (.mts)")
     parser.add_argument("--gradients", action="append", default=[], metavar="PARAMETER",
                         help="gradient blocks to compute: positions, strain or cell (repeatable)")
+    parser.add_argument("--params", metavar="FILE", help="trained parameters (a file of model.save_parameters)")
     parser.add_argument("--format", help="structure file format, when the extension does not say it")
     parser.add_argument("--type-map", metavar="TYPE=ELEMENT,...",
                         help="LAMMPS files: the element of each numeric type, e.g. 1=O,2=H")
@@ -116,6 +120,18 @@ def add_run(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", choices=("cpp", "llvm", "interpreter"),
                         help="how to run the kernels (default: cpp with a C++ compiler, else llvm)")
     parser.add_argument("--threads", type=int, metavar="N", help="threads of the kernels (default OMP_NUM_THREADS)")
+    # Dask distributed (docs/distributed.md)
+    parser.add_argument("--scheduler", metavar="ADDRESS|local[:N]",
+                        help="run on Dask workers: a scheduler's address, or local[:N] for a LocalCluster of N "
+                             "workers; -o is then a directory of shards (read it with mtdsl inspect)")
+    parser.add_argument("--chunk-size", type=int, metavar="K", help="with --scheduler: frames per shard")
+    parser.add_argument("--domains", metavar="NX,NY,NZ",
+                        help="one large structure split into NX x NY x NZ spatial domains (with ghost atoms)")
+    parser.add_argument("--max-pairs", type=int, metavar="N",
+                        help="the most neighbour pairs a batch may have, estimated before the search "
+                             "(default $MTDSL_MAX_PAIRS or 100,000,000; docs/systems.md)")
+    parser.add_argument("--allow-nonfinite", action="store_true",
+                        help="write NaN or infinite outputs instead of failing on them")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -132,19 +148,55 @@ def cmd_run(args: argparse.Namespace) -> int:
         frames += read_structures(path, format=args.format, **options)
     if not frames:
         raise CommandError("no structures to run on")
+    if args.species is None and args.params:
+        args.species = _params_species(args.params)
     if args.species is None:
         # the species of every structure given, so that every batch has the same species dimensions
         args.species = ",".join(str(z) for z in sorted({int(z) for f in frames for z in np.asarray(f.types)}))
     model = _compile(args, backend=args.backend, dtype=np.float32 if args.float32 else np.float64)
     model.threads = args.threads
+    if args.max_pairs is not None:
+        if args.max_pairs < 1:
+            raise CommandError("--max-pairs must be at least 1", EXIT_USAGE)
+        os.environ["MTDSL_MAX_PAIRS"] = str(args.max_pairs)  # read by every neighbour search of this run
+    model.check_finite = not args.allow_nonfinite
     if args.batch < 1:
         raise CommandError("--batch must be at least 1", EXIT_USAGE)
+    if getattr(args, "scheduler", None) or getattr(args, "domains", None):
+        from .distributed.command import parse_domains, run_distributed
+
+        if args.chunk_size is not None and args.chunk_size < 1:
+            raise CommandError("--chunk-size must be at least 1", EXIT_USAGE)
+        if args.domains:
+            parse_domains(args.domains)  # before any cluster starts
+        run_distributed(args, model, frames)
+        return EXIT_OK
     outputs = _run_in_batches(model, frames, args.batch, args.gradients)
     paths = _output_paths(args.output, list(outputs))
     for name, tensor in outputs.items():
         save(paths[name], tensor)
         print(f"{name}: {len(tensor)} blocks -> {paths[name]}")
     return EXIT_OK
+
+
+def _params_species(path: str):
+    """The species a parameter file was saved for, as `--species` text (None when it has none)."""
+    from mtdsl.runtime.parameters import ParametersError, file_species
+
+    try:
+        species = file_species(path)
+    except ParametersError as error:
+        raise CommandError(str(error)) from None
+    return ",".join(str(z) for z in species) if species else None
+
+
+def _load_params(model, path: str) -> None:
+    from mtdsl.runtime.parameters import ParametersError
+
+    try:
+        model.load_parameters(path)
+    except ParametersError as error:
+        raise CommandError(str(error)) from None
 
 
 def _type_map(text: str) -> dict:
@@ -166,7 +218,9 @@ def _run_in_batches(model, frames, batch_size, gradients):
     progress = _progress(total=len(frames), unit="frame")
     results = {}
     for start, chunk in zip(range(0, len(frames), batch_size), chunks):
-        outputs = model(chunk, gradients=gradients)
+        # numpy's warnings of NaN and overflow would precede the one line of the final guard
+        with np.errstate(all="ignore" if getattr(model, "check_finite", False) else "warn"):
+            outputs = model(chunk, gradients=gradients)
         for name, tensor in outputs.items():
             results.setdefault(name, []).append(_shift_systems(tensor, start) if start else tensor)
         progress.update(len(chunk))
@@ -248,6 +302,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     from .errors import FormatError
 
+    if os.path.isdir(args.file):  # a sharded output of `mtdsl run --scheduler`
+        from .distributed.command import inspect_dataset
+
+        print(inspect_dataset(args.file))
+        return EXIT_OK
     _require_file(args.file)
     try:
         data = load(args.file, mmap=True)
@@ -280,10 +339,54 @@ def _summary(tensor, every_block: bool) -> str:
     return "\n".join(lines)
 
 
+# ---- export -----------------------------------------------------------------------------------
+
+
+def add_export(parser: argparse.ArgumentParser) -> None:
+    _add_model_arguments(parser)
+    parser.add_argument("-o", "--output", required=True, help="the metatomic model file to write (.pt)")
+    parser.add_argument("--params", metavar="FILE", help="trained parameters (a file of model.save_parameters)")
+    parser.add_argument("--extensions-directory", default="extensions", metavar="DIR",
+                        help="where the model's extension goes (give it to the engine; default: extensions)")
+    parser.add_argument("--energy", default="energy", metavar="OUTPUT", help="the energy output (default: energy)")
+    parser.add_argument("--length-unit", default="angstrom", help="length unit of the model (default: angstrom)")
+    parser.add_argument("--energy-unit", default="eV", help="energy unit of the model (default: eV)")
+    parser.add_argument("--backend", choices=("cpp", "llvm", "interpreter"),
+                        help="how the exported model runs its kernels (default: cpp with a C++ compiler)")
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """A metatomic AtomisticModel of the program (runtime/export.py, docs/simulation.md)."""
+    from mtdsl.runtime.export import ExportError
+
+    if args.species is None and args.params:
+        args.species = _params_species(args.params)
+    model = _compile(args, backend=args.backend)
+    try:
+        path = model.export(args.output, extensions_directory=args.extensions_directory, output=args.energy,
+                            length_unit=args.length_unit, energy_unit=args.energy_unit)
+    except ExportError as error:
+        raise CommandError(str(error)) from None
+    print(f"{args.file} -> {path} (extension in {args.extensions_directory}, "
+          f"interaction range {model.interaction_range:g})")
+    return EXIT_OK
+
+
 COMMANDS = [
     Command("compile", "compile a .mt file and print its IR or generated code", add_compile, cmd_compile),
     Command("run", "run a .mt model on structure files and write its outputs as .mts", add_run, cmd_run),
+    Command("export", "export a .mt energy model as a metatomic AtomisticModel (ASE, i-PI, torch-sim)",
+            add_export, cmd_export),
     Command("inspect", "summarize a .mts file: blocks, labels, gradients, provenance", add_inspect, cmd_inspect),
 ]
+
+
+def _cache_command():
+    from .cache_command import COMMAND
+
+    return COMMAND
+
+
+COMMANDS.append(_cache_command())  # `mtdsl cache info|clear|verify` (mtdsl/cache_command.py)
 
 __all__ = ["COMMANDS", "EXIT_ERROR"]

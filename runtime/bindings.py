@@ -35,6 +35,10 @@ class Bindings:
     #: the same, for the assembly to build only the present blocks (their samples are restricted
     #: after); empty when gradients are computed (their rows are laid out on the dense blocks)
     present: dict = field(default_factory=dict)
+    #: {systems input: atomic numbers} its `species(S)` dimensions take instead of those present
+    #: in the batch (`Model.run_species`: a chunk of a dataset or a domain of a large system is
+    #: labelled as the whole, mtdsl/distributed)
+    species_present: dict = field(default_factory=dict)
 
     def batch(self, name: str):
         return self.systems[name]
@@ -42,6 +46,12 @@ class Bindings:
     def species(self, domain: ir.SpeciesDomain) -> np.ndarray:
         """The atomic numbers of a species dimension, sorted."""
         present = np.unique(np.asarray(self.systems[domain.systems].types))
+        if domain.systems in self.species_present:
+            whole = np.asarray(self.species_present[domain.systems], dtype=np.int64)
+            unknown = np.setdiff1d(present, whole)
+            if len(unknown):
+                raise RunError(f"atoms of species {unknown.tolist()} are not among the run's species {whole.tolist()}")
+            present = whole
         if domain.fixed is None:
             return present.astype(np.int64)
         fixed = np.array(sorted(domain.fixed), dtype=np.int64)

@@ -18,12 +18,14 @@ from mtdsl.ir import nodes as ir
 from mtdsl.ir.autodiff import AutodiffError, conjuncts, module_gradients
 from mtdsl.ir.reads import read_closure
 from mtdsl.provenance import append_provenance, make_record, package_versions
-from mtdsl.systems import as_batch, neighbors
+from mtdsl.systems import SystemBatch, as_batch, neighbors
+from mtdsl.systems._pyg import is_pyg, systems_from_pyg
 from mtdsl.tensor import TensorMap
 
 from .assemble import evaluate_kernel
 from .bindings import Bindings, RunError
 from .asked_gradients import asked_gradients
+from .finite import check_finite, finite_check_enabled
 from .gradients import FusedGradients, compute_gradients
 from .interpreter import Interpreter
 from .species_tables import check_species_tables
@@ -86,12 +88,18 @@ class Model:
         #: True: a block for every key tuple and sample of the domains, zeros included; False
         #: (default): only the structurally present blocks and samples (runtime/presence.py)
         self.dense = False
+        #: a NaN or infinity in an output or gradient is an error (runtime/finite.py) unless False
+        self.check_finite = True
         #: gradient blocks of qualifying outputs by reverse products (`_reverse_gradients`): True
         #: for batches of at least REVERSE_MIN_ATOMS atoms, "always" whatever the batch, False never
         #: (so does the environment variable MTDSL_FORWARD_GRADIENTS=1)
         self.reverse_gradients = True
         #: {output: "reverse" | "forward"}: how the last call computed each output's gradient blocks
         self.last_gradient_path: dict = {}
+        #: atomic numbers every `species(S)` dimension without compile-time species takes, instead
+        #: of those present in the frames (None): a chunk of a dataset or a domain of a large
+        #: system labelled as the whole (mtdsl/distributed)
+        self.run_species = None
         self._compiled = None
         self._compiled_values = None  # the values' kernels only, for calls without gradients
         self._products: dict = {}  # wrt -> NativeProducts of the qualifying outputs, or None
@@ -130,12 +138,47 @@ class Model:
 
         return interaction_range(self.module)
 
+    def save_parameters(self, path) -> None:
+        """Write `self.parameters` to `path` (.npz) with the program's sha256, hypers and species
+        (runtime/parameters.py, docs/simulation.md)."""
+        from .parameters import save_parameters
+
+        save_parameters(self, path)
+
+    def load_parameters(self, path) -> None:
+        """Set `self.parameters` from a file of `save_parameters`; refused (ParametersError, saying
+        what differs) for another program, other hypers or species."""
+        from .parameters import load_parameters
+
+        self.parameters = load_parameters(self, path)
+
+    def as_calculator(self, output: str = "energy", **options):
+        """An ASE calculator over this model's per-system scalar `output` (energy, forces and stress
+        from one call per geometry; runtime/calculator.py, docs/simulation.md)."""
+        from .calculator import make_calculator
+
+        return make_calculator(self, output, **options)
+
+    def export(self, path, extensions_directory="extensions", **options):
+        """Write a metatomic `AtomisticModel` of this model to `path` (runtime/export.py,
+        docs/simulation.md); its compiled extension goes into `extensions_directory`."""
+        from .export import export
+
+        return export(self, path, extensions_directory=extensions_directory, **options)
+
     def to_torch(self):
         """A `torch.nn.Module` over this model: its params trainable, autograd through the kernels
         (runtime/torch_module.py, docs/torch.md)."""
         from .torch_module import TorchModel
 
         return TorchModel(self)
+
+    def to_jax(self, output: str | None = None):
+        """One output as a JAX function `f(positions, *, types, cell, pbc, params, **tensormaps)`,
+        differentiable by jax.grad, jit-able and vmap-able (runtime/jax_function.py, docs/interop.md)."""
+        from .jax_function import JaxFunction
+
+        return JaxFunction(self, output)
 
     def _values_native(self):
         """The native module for a call without gradients: the full one if built, else one without
@@ -195,11 +238,17 @@ class Model:
         if len(self.module.systems) != 1:
             raise MtdslError("models with several systems inputs are not supported yet")
         systems_name = self.module.systems[0].name
+        if is_pyg(frames):  # a PyTorch Geometric Data / Batch: its graphs, read into numpy once
+            frames = systems_from_pyg(frames, numpy=True)
         batch = as_batch(frames)
+        if batch.is_torch:  # the backends compute in numpy: read torch systems once
+            batch = SystemBatch([system.to_numpy() for system in batch.systems])
         check_species_tables(self.module, batch)
         pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in self.module.pairs}
         bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type,
                             sparse=not getattr(self, "dense", False))
+        if getattr(self, "run_species", None) is not None:
+            bindings.species_present[systems_name] = np.unique(np.asarray(self.run_species, dtype=np.int64))
         check_tensormap_inputs(self.module, tensormaps)
         for declaration in self.module.tensormaps:
             bindings.tensors[declaration.name] = tensormaps[declaration.name]
@@ -235,6 +284,8 @@ class Model:
                 tensor = restrict(tensor, present[output.name])
             append_provenance(tensor, record)
             result[output.name] = tensor
+        if finite_check_enabled(self):  # never a NaN handed back as a success (runtime/finite.py)
+            check_finite(result, batch.sources if hasattr(batch, "sources") else ())
         return result
 
 

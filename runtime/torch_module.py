@@ -38,6 +38,7 @@ import torch
 
 from mtdsl.errors import MtdslError
 from mtdsl.systems import System
+from mtdsl.systems._pyg import is_pyg, systems_from_pyg
 from mtdsl.systems.batch import SystemBatch
 from mtdsl.systems.neighbors import Pairs, neighbors
 from mtdsl.tensor import TensorBlock, TensorMap
@@ -522,7 +523,26 @@ class TorchModel(torch.nn.Module):
         """The compiled model (its `parameters` are not updated by training: this module's are used)."""
         return self._mtdsl.model
 
+    def save_parameters(self, path) -> None:
+        """This module's parameters (trained values) to a file `Model.load_parameters` and
+        `mtdsl.compile(..., parameters=)` read (runtime/parameters.py)."""
+        from .parameters import save_parameters
+
+        model = self._mtdsl.model
+        save_parameters(model, path, {name: getattr(self, name).detach().cpu().numpy() for name in model.parameters})
+
+    def load_parameters(self, path) -> None:
+        """Set this module's parameters from a file of `save_parameters` (checked as `Model.load_parameters`)."""
+        from .parameters import load_parameters
+
+        values = load_parameters(self._mtdsl.model, path)
+        with torch.no_grad():
+            for name, value in values.items():
+                getattr(self, name).copy_(torch.from_numpy(value))
+
     def forward(self, systems, gradients=None, **tensormaps) -> dict[str, TensorMap]:
+        if is_pyg(systems):  # a PyTorch Geometric Data or Batch: its graphs, autograd kept
+            systems = systems_from_pyg(systems)
         systems = list(systems) if isinstance(systems, (list, tuple)) else [systems]
         # a list for every output, or {output: [...]} per output (runtime/asked_gradients.py)
         asked = asked_gradients(self._mtdsl.model.module, gradients)

@@ -23,12 +23,12 @@ import json
 import mmap as _mmap
 import os
 import stat
-import tempfile
 import warnings
 from typing import Union
 
 import numpy as np
 
+from .. import atomic
 from ..errors import FormatError, MetadataError, MtdslError
 from ..tensor import Labels, TensorBlock, TensorMap
 from ..tensor._array import to_numpy
@@ -148,7 +148,7 @@ def _write_atomically(path: str, data: Data) -> None:
         path = os.path.realpath(path)  # replace the file the link points to, keep the link
     directory = os.path.dirname(os.path.abspath(path))
     mode = _new_file_mode(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    fd, temporary = atomic.temporary(path)  # and removes the debris of killed writers (mtdsl/atomic.py)
     try:
         with open(fd, "wb", buffering=1 << 16) as file:
             _write_to(file.write, data)

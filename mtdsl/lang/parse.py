@@ -40,6 +40,8 @@ MAX_DEPTH = 1000
 
 #: integer literals must fit in a signed 64-bit integer (E002)
 INT64_MAX = 2**63 - 1
+#: digits of an integer literal kept by the parser: any longer literal is far beyond 64 bits
+_LONG_LITERAL = 40
 
 STATEMENT_KEYWORDS = frozenset(
     ["MODEL", "USE", "HYPER", "INPUT", "PAIRS", "DIM", "INDEX", "PARAM", "LET", "TENSOR",
@@ -239,7 +241,10 @@ class _Builder:
         return ast.TableLit(tuple(k for k, _ in entries), tuple(v for _, v in entries), self.cover(c))
 
     def integer(self, c):
-        return ast.IntLit(int(c[0].value), _token_span(self.file, c[0]))
+        digits = c[0].value.lstrip("0") or "0"
+        # beyond 64 bits the value only matters for E002: keep its first digits, so that
+        # Python's limit on int conversion (4300 digits) and its quadratic cost never apply
+        return ast.IntLit(int(digits[:_LONG_LITERAL]), _token_span(self.file, c[0]))
 
     def float(self, c):
         return ast.FloatLit(float(c[0].value), _token_span(self.file, c[0]))
@@ -730,11 +735,16 @@ def _check_literals(statement: ast.Node, reporter: Reporter) -> None:
             limit = INT64_MAX + 1 if isinstance(parent, ast.Neg) else INT64_MAX
             if node.value > limit:
                 reporter.error(
-                    "E002", node.span, f"integer literal {node.value} does not fit in 64 bits",
+                    "E002", node.span, f"integer literal {_shown(node.value)} does not fit in 64 bits",
                     hint=f"integers range from {-INT64_MAX - 1} to {INT64_MAX}",
                 )
         elif isinstance(node, ast.FloatLit) and math.isinf(node.value):
             reporter.error("E002", node.span, "number literal too large for a 64-bit float")
+
+
+def _shown(value: int) -> str:
+    text = str(value)
+    return text if len(text) < _LONG_LITERAL else text[:20] + "..."
 
 
 # ---- entry points ---------------------------------------------------------------------------------

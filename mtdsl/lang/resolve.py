@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Union
@@ -168,12 +169,20 @@ class Resolver:
         self._process_file(file, text, main=True)
 
     def _read(self, path: str, span: Optional[Span]) -> Optional[str]:
+        where = span if span is not None else Span(path, 1, 1, 1, 1)
         try:
-            with open(path, encoding="utf-8") as handle:
-                return handle.read()
-        except (OSError, UnicodeDecodeError) as error:
+            with open(path, "rb") as handle:
+                # a device, a pipe or a huge file would be read forever or fill the memory
+                if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                    self.error("E104", where, f"cannot read `{path}`: not a regular file")
+                    return None
+                data = handle.read(MAX_SOURCE_BYTES + 1)
+            if len(data) > MAX_SOURCE_BYTES:
+                self.error("E104", where, f"cannot read `{path}`: larger than {MAX_SOURCE_BYTES >> 20} MiB")
+                return None
+            return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as text mode reads
+        except (OSError, UnicodeError, ValueError) as error:  # ValueError: a NUL in the path
             reason = getattr(error, "strerror", None) or str(error)
-            where = span if span is not None else Span(path, 1, 1, 1, 1)
             self.error("E104", where, f"cannot read `{path}`: {reason}")
             return None
 
@@ -194,6 +203,11 @@ class Resolver:
         self._stack.pop()
 
     def _use(self, statement: ast.UseStmt, file: str) -> None:
+        impossible = _impossible_path(statement.path.value)
+        if impossible:
+            self.error("E104", statement.path.span, f"cannot read `{statement.path.value!r}`: {impossible}",
+                       hint="a path of printable characters, e.g. `use \"common.mt\"`")
+            return
         base = os.path.dirname(file) if not file.startswith("<") else ""
         target = os.path.normpath(os.path.join(base, statement.path.value))
         key = os.path.realpath(target)
@@ -255,7 +269,7 @@ class Resolver:
                 self.error(
                     "E103", node.name.span,
                     f"override of hyper `{name}` has the wrong type: expected {kind}, "
-                    f"found {type(self.overrides[name]).__name__} {self.overrides[name]!r}",
+                    f"found {type(self.overrides[name]).__name__} {_shortened(repr(self.overrides[name]))}",
                 )
             else:
                 hyper = P.Hyper(name, kind, coerced, value, True, node.name.span)
@@ -694,6 +708,8 @@ class Resolver:
                 bounds.append(value)
             start, stop = (0, bounds[0]) if len(bounds) == 1 else (bounds[0], bounds[1])
             label = name or ast.deparse(node)
+            if not self._dimension_fits(stop - start, f"`{label}`", node):
+                return None
             return P.RangeDim(label, start, stop, P.fresh_uid())
         if constructor == "irrep":
             if len(node.args) != 1:
@@ -707,6 +723,8 @@ class Resolver:
             if isinstance(constant, int) and constant < 0:
                 self.error("E201", node.args[0].span, "the degree of irrep must not be negative")
                 return None
+            if isinstance(constant, int) and not self._dimension_fits(2 * constant + 1, ast.deparse(node), node):
+                return None
             return P.IrrepDim(degree)
         if len(node.args) != 1:
             self.error("E203", node.span, f"{constructor} takes 1 argument, found {len(node.args)}")
@@ -715,6 +733,26 @@ class Resolver:
         if systems is None:
             return None
         return {"species": P.SpeciesDim, "atoms": P.AtomsDim, "systems": P.SystemsDim}[constructor](systems)
+
+    def _dimension_fits(self, size: int, what: str, node: ast.Call) -> bool:
+        """Whether a dimension of `size` entries is within `max_dimension()`; else E106 at
+        the line of the hyper that sets its size (the first one, named with its value and
+        its `--set`), or at the domain when only literals do."""
+        limit = max_dimension()
+        if size <= limit:
+            return True
+        hypers = [self.hypers[n] for n in _hyper_names(node) if n in self.hypers]
+        if hypers:
+            hyper = hypers[0]
+            origin = f" (set by --set {hyper.name}={hyper.value})" if hyper.overridden else ""
+            self.error("E106", hyper.span,
+                       f"hyper `{hyper.name}` = {hyper.value}{origin} makes the dimension {what} "
+                       f"{size:,} entries, more than the limit of {limit:,}",
+                       hint="a smaller value, or raise the limit with MTDSL_MAX_DIMENSION")
+        else:
+            self.error("E106", node.span, f"the dimension {what} has {size:,} entries, more than the limit "
+                       f"of {limit:,}", hint="a smaller size, or raise the limit with MTDSL_MAX_DIMENSION")
+        return False
 
     def _pairs_from(self, node: ast.Call, ctx: _Ctx) -> Optional[P.PairsFrom]:
         func = node.func
@@ -1154,6 +1192,38 @@ def _pair_field_type(systems: str, field_name: str, count: int) -> P.Type:
 
 
 _BAD = object()
+
+#: the largest `.mt` file read (a program is text written by people)
+MAX_SOURCE_BYTES = 16 << 20
+
+#: the most entries a dimension (a `range`, an `irrep`) may have, unless $MTDSL_MAX_DIMENSION says
+DEFAULT_MAX_DIMENSION = 100_000
+
+
+def max_dimension() -> int:
+    text = os.environ.get("MTDSL_MAX_DIMENSION", "").strip()
+    return int(text) if text.isdigit() and len(text) < 19 else DEFAULT_MAX_DIMENSION
+
+
+def _hyper_names(node: ast.Node) -> list:
+    """The names read in a domain's arguments, in order (the hypers among them set its size)."""
+    return [n.name for n, _ in ast.walk(node) if isinstance(n, ast.Name)]
+
+
+def _shortened(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _impossible_path(path: str) -> str:
+    """Why `path` cannot name a file (a NUL, a control character, a lone surrogate), or ''."""
+    for character in path:
+        if character == "\0":
+            return "the path contains a NUL character"
+        if ord(character) < 32 or ord(character) == 127:
+            return f"the path contains the control character {ord(character):#04x}"
+        if 0xD800 <= ord(character) <= 0xDFFF:
+            return "the path contains a lone surrogate (not valid text)"
+    return ""
 
 
 def coerce_override(kind: str, value: object):

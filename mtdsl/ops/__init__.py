@@ -116,6 +116,7 @@ from ._slice import (
     slice_block,
 )
 from ._solve import solve
+from ._sparse import from_sparse, sparse_labels, to_sparse
 from ._sort import (
     sort,
     sort_block,
@@ -169,6 +170,7 @@ __all__ = [
     "equal_metadata_raise",
     "equal_raise",
     "filter_blocks",
+    "from_sparse",
     "insert_dimension",
     "is_contiguous",
     "is_contiguous_block",
@@ -201,6 +203,7 @@ __all__ = [
     "slice_block",
     "solve",
     "sort",
+    "sparse_labels",
     "sort_block",
     "split",
     "split_block",
@@ -214,6 +217,7 @@ __all__ = [
     "sum_over_samples",
     "sum_over_samples_block",
     "to",
+    "to_sparse",
     "to_block",
     "unique_metadata",
     "unique_metadata_block",

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ._arrays import concatenate, dtype_name, is_torch, like, stack, to_numpy
+from ._pyg import is_pyg, systems_from_pyg
 from .system import System
 
 #: label names of the atoms of a batch, in the order of ``atom_label_values()``
@@ -163,10 +164,13 @@ class SystemBatch:
 
 
 def as_batch(frames) -> SystemBatch:
-    """A ``SystemBatch`` from a batch, a ``System``, an ``ase.Atoms``, or an
-    iterable of ``System`` and ``ase.Atoms`` (converted with ``System.from_ase``)."""
+    """A ``SystemBatch`` from a batch, a ``System``, an ``ase.Atoms``, an
+    iterable of ``System`` and ``ase.Atoms`` (converted with ``System.from_ase``),
+    or a PyTorch Geometric ``Data`` / ``Batch`` (its graphs, ``systems/_pyg.py``)."""
     if isinstance(frames, SystemBatch):
         return frames
+    if is_pyg(frames):  # a PyTorch Geometric Data or Batch: its graphs are the frames
+        frames = systems_from_pyg(frames)
     if isinstance(frames, System) or _is_atoms(frames):
         frames = [frames]
     elif isinstance(frames, (str, bytes)) or not isinstance(frames, Iterable):

@@ -25,6 +25,7 @@ import numpy as np
 
 from ._arrays import is_torch, like, to_numpy, torch_module
 from .batch import SystemBatch, as_batch
+from .limits import UnsafeSystemError, check_before_search, check_overlaps
 
 #: label names of a pairs set, in the order of ``Pairs.label_values()``
 PAIR_LABEL_NAMES = (
@@ -171,13 +172,19 @@ class Pairs:
         )
 
 
-def neighbors(frames, cutoff: float, *, full: bool = True) -> Pairs:
+def neighbors(frames, cutoff: float, *, full: bool = True, max_pairs: int | None = None) -> Pairs:
     """The pairs of atoms closer than ``cutoff`` in each system of ``frames``.
 
     :param frames: a ``SystemBatch``, a ``System``, an ``ase.Atoms`` or a list
         of systems and atoms (see ``as_batch``)
     :param cutoff: spherical cutoff (Å); pairs with ``distance < cutoff``
     :param full: both ``i -> j`` and ``j -> i`` (default), or each pair once
+    :param max_pairs: the most pairs (estimated before the search, periodic images
+        included) the batch may have; ``$MTDSL_MAX_PAIRS`` or
+        ``limits.DEFAULT_MAX_PAIRS`` when None
+    :raises UnsafeSystemError: coordinates or cell beyond ``limits.MAX_COORDINATE``,
+        a degenerate periodic cell, too many pairs for the limit or the memory, or two
+        atoms closer than ``limits.min_distance()`` (see ``mtdsl.systems.limits``)
     """
     batch = as_batch(frames)
     cutoff = _check_cutoff(cutoff)
@@ -188,15 +195,17 @@ def neighbors(frames, cutoff: float, *, full: bool = True) -> Pairs:
     cells = to_numpy(batch.cell).astype(np.float64)
     pbcs = to_numpy(batch.pbc)
     offsets = to_numpy(batch.atom_offsets)
+    check_before_search(batch, positions, cells, pbcs, offsets, cutoff, max_pairs)
 
     firsts, seconds, shifts = [], [], []
     for index in range(batch.n_systems):
         start, stop = int(offsets[index]), int(offsets[index + 1])
         if stop == start:
             continue
-        first, second, shift = calculator.compute(
-            positions[start:stop], cells[index], pbcs[index], quantities="ijS"
+        first, second, shift, distance = calculator.compute(
+            positions[start:stop], cells[index], pbcs[index], quantities="ijSd"
         )
+        check_overlaps(batch, first, second, shift, distance, index)
         first = first.astype(np.int64)
         second = second.astype(np.int64)
         shift = shift.astype(np.int32)
@@ -262,7 +271,7 @@ def _check_cutoff(cutoff) -> float:
     except (TypeError, ValueError):
         raise TypeError(f"cutoff must be a number, got {type(cutoff).__name__}") from None
     if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"cutoff must be a positive finite number, got {cutoff}")
+        raise UnsafeSystemError(f"cutoff must be a positive finite number, got {cutoff}")
     return value
 
 

@@ -1,7 +1,9 @@
-"""Array helpers shared by the data model: numpy and torch arrays behind one small interface.
+"""Array helpers shared by the data model: numpy, torch and jax arrays behind one small interface.
 
-The data model keeps whatever array type it is given (numpy or torch) and only
-converts when it must. torch is imported lazily, so a numpy-only user pays nothing.
+The data model keeps whatever array type it is given (numpy, torch or jax) and only
+converts when it must. torch and jax are imported lazily, so a numpy-only user pays nothing.
+Conversions to and from jax go through DLPack: zero-copy where the memory allows it (jax
+needs 64-byte aligned buffers; numpy's may not be, and are then copied).
 """
 
 from __future__ import annotations
@@ -17,19 +19,38 @@ def is_torch(array) -> bool:
     return torch is not None and isinstance(array, torch.Tensor)
 
 
+def is_jax(array) -> bool:
+    """True for a jax.Array, without importing jax when it is not loaded."""
+    jax = sys.modules.get("jax")
+    return jax is not None and isinstance(array, jax.Array)
+
+
 def to_numpy(array) -> np.ndarray:
-    """A numpy view of `array` (zero copy for CPU torch tensors that do not require grad)."""
+    """A numpy view of `array` (zero copy for CPU torch tensors that do not require grad, and for
+    CPU jax arrays: then read-only)."""
     if is_torch(array):
         return array.detach().cpu().numpy()
+    if is_jax(array):
+        return np.from_dlpack(array)
     return np.asarray(array)
 
 
 def array_kind(array) -> str:
-    return "torch" if is_torch(array) else "numpy"
+    return "torch" if is_torch(array) else "jax" if is_jax(array) else "numpy"
 
 
 def array_device(array) -> str:
-    return str(array.device) if is_torch(array) else "cpu"
+    if is_torch(array):
+        return str(array.device)
+    if is_jax(array):
+        try:
+            device = next(iter(array.devices()))
+        except Exception:  # a value traced by jax.jit / grad has no device yet: the default one
+            import jax
+
+            device = jax.devices()[0]
+        return "cpu" if device.platform == "cpu" else str(device)
+    return "cpu"
 
 
 def dtype_name(dtype) -> str:
@@ -39,10 +60,20 @@ def dtype_name(dtype) -> str:
 
 
 def convert(array, *, dtype=None, device=None, arrays: str | None = None):
-    """Convert `array` to another dtype, device and/or array library ("numpy" or "torch")."""
+    """Convert `array` to another dtype, device and/or array library ("numpy", "torch" or "jax")."""
     target = arrays or array_kind(array)
-    if target not in ("numpy", "torch"):
-        raise ValueError(f"arrays must be 'numpy' or 'torch', got {target!r}")
+    if target not in ("numpy", "torch", "jax"):
+        raise ValueError(f"arrays must be 'numpy', 'torch' or 'jax', got {target!r}")
+    if target == "jax":
+        return to_jax(array, dtype=dtype, device=device)
+    if is_jax(array):
+        array = to_numpy(array)
+        if target == "numpy" and dtype is None:
+            return array
+        if target == "torch":  # through DLPack: zero-copy (jax buffers are aligned)
+            import torch
+
+            array = torch.from_dlpack(array)
     if target == "numpy":
         if device not in (None, "cpu") and str(device) != "cpu":
             raise ValueError(f"numpy arrays live on the CPU, cannot move them to {device!r}")
@@ -58,6 +89,26 @@ def convert(array, *, dtype=None, device=None, arrays: str | None = None):
             array = array.copy()
     result = array if is_torch(array) else torch.from_numpy(array)
     return result.to(dtype=torch_dtype(dtype) if dtype is not None else None, device=device)
+
+
+def to_jax(array, dtype=None, device=None):
+    """`array` as a jax.Array through DLPack (zero-copy when aligned), keeping float64 and int64:
+    64-bit types are enabled for the conversion only, not for the user's own jax code."""
+    import jax
+
+    if device not in (None, "cpu") and str(device) != "cpu":
+        raise ValueError(f"jax arrays are converted on the CPU only, cannot move them to {device!r}")
+    with jax.enable_x64(True):
+        if is_jax(array):
+            result = array
+        elif is_torch(array):
+            result = jax.dlpack.from_dlpack(array.detach().contiguous())
+        else:
+            result = jax.numpy.asarray(np.ascontiguousarray(array)) if not hasattr(array, "__dlpack__") \
+                else jax.dlpack.from_dlpack(np.ascontiguousarray(array))
+        if dtype is not None and dtype_name(result.dtype) != dtype_name(dtype):
+            result = result.astype(numpy_dtype(dtype))
+    return result
 
 
 def numpy_dtype(dtype) -> np.dtype:

@@ -15,7 +15,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import MetadataError
-from ._array import array_device, array_kind, convert, dtype_name, is_torch
+from ._array import array_device, array_kind, convert, dtype_name, is_jax, is_torch
 from .labels import Labels
 
 
@@ -39,8 +39,9 @@ class TensorBlock:
         component_names = [c.names[0] for c in components]
         if len(set(component_names)) != len(component_names):
             raise MetadataError(f"component names must be unique, got {component_names}")
-        if not is_torch(values):
-            values = np.asarray(values)
+        if not is_torch(values) and not is_jax(values):  # numpy, or another DLPack producer (zero-copy)
+            values = np.from_dlpack(values) if hasattr(values, "__dlpack__") and not isinstance(values, np.ndarray) \
+                else np.asarray(values)
         expected = (len(samples), *(len(c) for c in components), len(properties))
         if tuple(values.shape) != expected:
             raise MetadataError(

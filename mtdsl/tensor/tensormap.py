@@ -153,7 +153,9 @@ class TensorMap:
         return result
 
     def to(self, dtype=None, device=None, arrays: str | None = None) -> "TensorMap":
-        result = TensorMap(self._keys.to(device=device, arrays=arrays) if arrays is not None else self._keys,
+        # labels are numpy or torch: with jax values (`arrays="jax"`) they stay numpy
+        labels_arrays = "numpy" if arrays == "jax" else arrays
+        result = TensorMap(self._keys.to(device=device, arrays=labels_arrays) if arrays is not None else self._keys,
                            [b.to(dtype=dtype, device=device, arrays=arrays) for b in self._blocks])
         result._info = dict(self._info)
         return result
@@ -184,9 +186,17 @@ class TensorMap:
 
         return to_metatensor(self)
 
+    def to_metatensor_torch(self):
+        """This TensorMap as a `metatensor.torch.TensorMap` (numpy values shared as torch tensors)."""
+        from ..io.metatensor_torch import to_metatensor_torch
+
+        return to_metatensor_torch(self)
+
     @staticmethod
     def from_metatensor(tensor) -> "TensorMap":
-        from ..io.metatensor import from_metatensor
+        """An mtdsl TensorMap from a metatensor-core or metatensor-torch one (Labels and
+        TensorBlock give mtdsl Labels and TensorBlock); gradients and info kept."""
+        from ..io.metatensor_torch import from_metatensor
 
         return from_metatensor(tensor)
 

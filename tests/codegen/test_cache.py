@@ -129,7 +129,7 @@ def test_cache_hit_skips_rendering(cache_dir, monkeypatch):
     # a truncated rendering is rendered again (and the library still comes from the cache)
     monkeypatch.undo()
     monkeypatch.setenv("MTDSL_CACHE_DIR", str(cache_dir))
-    for path in cache_dir.glob("*.render.pkl"):
+    for path in cache_dir.glob("*.render.json"):
         path.write_bytes(path.read_bytes()[:10])
     third = compile_module(module)
     assert third.cache_hit and third.source == first.source

@@ -44,6 +44,6 @@ def test_documented_example(text, tmp_path):
 
 def test_every_error_code_is_documented():
     text = DOC.read_text()
-    for code in ["E001", "E002", "E101", "E102", "E103", "E104", "E105", "E201", "E202", "E203", "E204",
+    for code in ["E001", "E002", "E101", "E102", "E103", "E104", "E105", "E106", "E201", "E202", "E203", "E204",
                  "E205", "E206", "E301", "E302", "E303", "E304", "E305", "E306", "E307", "E308", "W401"]:
         assert f"### {code}" in text, code

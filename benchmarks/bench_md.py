@@ -1,0 +1,183 @@
+"""Time per MD step (energy + forces) of the SOAP energy model, three ways, side by side:
+
+(a) mtdsl's `model.as_calculator()` (ASE);
+(b) the same model exported (`model.export`) and run by metatomic's ASE calculator
+    (`metatomic_ase.MetatomicCalculator`);
+(c) the model as metatensor users build it today: featomic-torch's `SoapPowerSpectrum` and a
+    linear layer per central species (the same weights) in a TorchScript metatomic
+    `AtomisticModel`, under the same metatomic calculator.
+
+    .venv/bin/python benchmarks/bench_md.py [--threads 2] [--repeats 3] [--atoms 1000]
+
+On 1000-atom silicon (diamond) and a 1000-atom copper/silver/gold alloy (fcc); each step moves
+the atoms (a new geometry: neighbour lists, energy, forces and stress, as an ASE MD step asks).
+Calls are interleaved and the best of `--repeats` kept. Prints the three energies (they agree),
+the times and the ratios (a)/(c) and (b)/(c).
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+
+def parse():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--atoms", type=int, default=1000, help="a multiple of 8 (silicon) and of 100 (alloy)")
+    return parser.parse_args()
+
+
+ARGS = parse() if __name__ == "__main__" else None
+if ARGS is not None:
+    os.environ["RAYON_NUM_THREADS"] = str(ARGS.threads)
+    os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
+
+import warnings  # noqa: E402
+from typing import Dict, List, Optional  # noqa: E402
+
+import ase.build  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+import mtdsl  # noqa: E402
+from metatensor.torch import Labels, TensorBlock, TensorMap  # noqa: E402
+from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput, System  # noqa: E402
+
+PROGRAM = os.path.join(os.path.dirname(__file__), "..", "examples", "soap_energy.mt")
+CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH = 5.0, 5, 4, 0.3
+HYPERS = {
+    "cutoff": {"radius": CUTOFF, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
+    "density": {"type": "Gaussian", "width": WIDTH, "center_atom_weight": 0.0},
+    "basis": {"type": "TensorProduct", "max_angular": MAX_ANGULAR,
+              "radial": {"type": "Gto", "max_radial": N_RADIAL - 1}, "spline_accuracy": 1e-12},
+}
+
+
+def silicon(n_atoms: int):
+    cells = round((n_atoms / 8) ** (1 / 3))
+    if 8 * cells ** 3 != n_atoms:
+        raise SystemExit(f"{n_atoms} atoms is not 8 n^3")
+    atoms = ase.build.bulk("Si", "diamond", a=5.43, cubic=True) * (cells, cells, cells)
+    atoms.rattle(0.05, seed=0)
+    return atoms
+
+
+def alloy(n_atoms: int):
+    atoms = ase.build.bulk("Cu", "fcc", a=3.9, cubic=True) * (5, 5, n_atoms // 100)
+    rng = np.random.default_rng(0)
+    atoms.numbers = rng.permutation(np.resize([29, 47, 79], len(atoms)))
+    atoms.rattle(0.05, seed=0)
+    return atoms
+
+
+class SoapLinear(torch.nn.Module):
+    """(c): featomic-torch's power spectrum + a linear layer per central species."""
+
+    def __init__(self, species, w, e0):
+        import featomic.torch
+
+        super().__init__()
+        self.calculator = featomic.torch.SoapPowerSpectrum(**HYPERS)
+        self.layers = torch.nn.ModuleDict()
+        for a, center in enumerate(species):
+            # w[a, b1, b2, l, n1, n2] for b1 <= b2: featomic's property order after keys_to_properties
+            columns = [w[a, b1, b2].reshape(-1) for b1 in range(len(species)) for b2 in range(b1, len(species))]
+            layer = torch.nn.Linear(sum(c.size for c in columns), 1, dtype=torch.float64)
+            with torch.no_grad():
+                layer.weight.copy_(torch.from_numpy(np.concatenate(columns))[None])
+                layer.bias.fill_(float(e0[a]))
+            self.layers[str(center)] = layer
+
+    def forward(self, systems: List[System], outputs: Dict[str, ModelOutput],
+                selected_atoms: Optional[Labels] = None) -> Dict[str, TensorMap]:
+        ps = self.calculator(systems, selected_samples=selected_atoms)
+        ps = ps.keys_to_properties(["neighbor_1_type", "neighbor_2_type"])
+        energies = torch.zeros(len(systems), 1, dtype=torch.float64)
+        for name, layer in self.layers.items():
+            block = ps.block({"center_type": int(name)})
+            systems_index = block.samples.column("system").to(torch.int64)
+            energies = energies.index_add(0, systems_index, layer(block.values))
+        block = TensorBlock(energies, Labels(["system"], torch.arange(len(systems), dtype=torch.int32)[:, None]),
+                            [], Labels(["energy"], torch.tensor([[0]], dtype=torch.int32)))
+        return {"energy": TensorMap(Labels(["_"], torch.tensor([[0]], dtype=torch.int32)), [block])}
+
+
+def featomic_model(species, w, e0):
+    capabilities = ModelCapabilities(outputs={"energy": ModelOutput(unit="eV", sample_kind="system")},
+                                     atomic_types=list(species), interaction_range=CUTOFF, length_unit="angstrom",
+                                     supported_devices=["cpu"], dtype="float64")
+    return AtomisticModel(SoapLinear(species, w, e0).eval(), ModelMetadata(name="featomic-soap-linear"), capabilities)
+
+
+def step_function(atoms, calculator):
+    """One MD step's force evaluation: the atoms moved, then energy and forces (and stress)."""
+    atoms = atoms.copy()
+    atoms.calc = calculator
+    rng = np.random.default_rng(1)
+
+    def step():
+        atoms.positions += rng.normal(scale=1e-3, size=atoms.positions.shape)
+        return atoms.get_potential_energy(), atoms.get_forces()
+
+    return step
+
+
+def side_by_side(functions, repeats: int) -> list[float]:
+    for function in functions:
+        function()
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for k, function in enumerate(functions):
+            start = time.perf_counter()
+            function()
+            times[k].append(time.perf_counter() - start)
+    return [min(t) for t in times]
+
+
+def compare(name, atoms, directory):
+    from metatomic_ase import MetatomicCalculator
+
+    species = sorted(set(int(z) for z in atoms.numbers))
+    model = mtdsl.compile(PROGRAM, species=species, cutoff=CUTOFF, n_radial=N_RADIAL, max_angular=MAX_ANGULAR,
+                          atomic_width=WIDTH, threads=ARGS.threads)
+    rng = np.random.default_rng(2)
+    model.parameters = {"w": 1e-3 * rng.normal(size=model.parameters["w"].shape),
+                        "e0": rng.normal(size=model.parameters["e0"].shape)}
+    ours = model.as_calculator()
+    # featomic-torch's extension stays where pip put it (loaded in this process already)
+    peer_path = os.path.join(directory, f"{name}-featomic.pt")
+    featomic_model(species, model.parameters["w"], model.parameters["e0"]).save(peer_path)
+    peer = MetatomicCalculator(peer_path)
+    exported_path = os.path.join(directory, f"{name}-mtdsl.pt")
+    model.export(exported_path, extensions_directory=os.path.join(directory, "mtdsl-extensions"))
+    exported = MetatomicCalculator(exported_path, extensions_directory=os.path.join(directory, "mtdsl-extensions"))
+    calculators = [ours, exported, peer]
+    energies = []
+    for calculator in calculators:
+        copy = atoms.copy()
+        copy.calc = calculator
+        energies.append(copy.get_potential_energy())
+    times = side_by_side([step_function(atoms, c) for c in calculators], ARGS.repeats)
+    print(f"{name}: {len(atoms)} atoms; energies (a) {energies[0]:.8f} (b) {energies[1]:.8f} (c) {energies[2]:.8f}")
+    print(f"  (a) as_calculator() {times[0] * 1e3:8.1f} ms/step   (a)/(c) {times[0] / times[2]:.2f}")
+    print(f"  (b) exported        {times[1] * 1e3:8.1f} ms/step   (b)/(c) {times[1] / times[2]:.2f}")
+    print(f"  (c) featomic-torch  {times[2] * 1e3:8.1f} ms/step")
+
+
+def main():
+    import featomic
+
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(ARGS.threads)
+    print(f"threads {ARGS.threads}, best of {ARGS.repeats}; featomic-torch {featomic.__version__}, torch {torch.__version__}")
+    with tempfile.TemporaryDirectory() as directory:
+        compare("silicon", silicon(ARGS.atoms), directory)
+        compare("CuAgAu", alloy(ARGS.atoms), directory)
+
+
+if __name__ == "__main__":
+    main()

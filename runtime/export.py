@@ -1,0 +1,186 @@
+"""`model.export(path, extensions_directory=DIR)`: a compiled energy model as a metatomic
+`AtomisticModel` (docs/simulation.md, "Export to metatomic engines").
+
+The file is TorchScript (`AtomisticModel.save`): `runtime/export_module.py`'s module, holding
+the pickled model (program IR, hypers, trained parameters; no native code), asks the engine for
+full neighbour lists at the program's cutoffs and calls the `mtdsl_export::energy` operator
+(runtime/export_ops.py) once per system; its autograd formula gives forces and virials.
+`ModelCapabilities`: the compiled species, the program's `interaction_range`, length and energy
+units (Angstrom and eV by default), the model's dtype, `supported_devices=["cpu"]`.
+
+`DIR` receives `mtdsl_export.so`, a small extension that metatomic loads with the model (from
+`extensions_directory`) and that registers the operator by importing mtdsl in the engine's
+Python; built once with the C++ compiler of the cpp backend (see `_extension`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+
+import numpy as np
+
+from mtdsl.errors import MtdslError
+from mtdsl.ir import nodes as ir
+
+from .calculator import CalculatorError, _is_scalar_per, check_energy_output
+
+EXTENSION = "mtdsl_export"
+
+
+class ExportError(MtdslError):
+    """A model that cannot be exported (says why)."""
+
+
+def export(model, path, *, extensions_directory="extensions", output: str = "energy", per_atom: str | None = None,
+           length_unit: str = "angstrom", energy_unit: str = "eV", name: str | None = None,
+           description: str = "", authors=()):
+    """Write `model` as a metatomic AtomisticModel to `path`; its extension into `extensions_directory`.
+
+    :param output: the per-system energy output (gradients(positions) declared)
+    :param per_atom: the per-atom energy output (default `{output}_per_atom` when the program has
+        it): needed for per-atom energies and for `selected_atoms` (domain decomposition)
+    """
+    import torch
+    from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput
+
+    from . import export_ops  # noqa: F401  (registers the operator the module scripts against)
+    from .export_module import ExportedEnergy
+
+    try:
+        check_energy_output(model.module, output)
+    except CalculatorError as error:
+        raise ExportError(f"cannot export: {error}") from None
+    outputs = {o.name: o for o in model.module.outputs}
+    per_atom_name = per_atom or f"{output}_per_atom"
+    if per_atom_name not in outputs or not _is_scalar_per(model.module.kernel(per_atom_name), ir.AtomsDomain):
+        if per_atom is not None:
+            raise ExportError(f"cannot export: {per_atom!r} is not a per-atom scalar output of the model")
+        per_atom_name = None
+    if len(model.module.systems) != 1 or model.module.tensormaps:
+        raise ExportError("cannot export: the program must take one systems input and no tensormap inputs")
+    species = (model.provenance or {}).get("species")
+    if not species:
+        raise ExportError("cannot export: compile with species=[...] (--species): the exported model "
+                          "declares the atomic types it supports")
+    import mtdsl
+
+    spec = {"model": model, "output": output, "per_atom": per_atom_name, "mtdsl": mtdsl.__version__}
+    blob = pickle.dumps(spec)
+    key = hashlib.sha256(blob).hexdigest()
+    dtype = "float64" if np.dtype(model.dtype) == np.float64 else "float32"
+    module = ExportedEnergy(torch.frombuffer(bytearray(blob), dtype=torch.uint8).clone(), key, output,
+                            [float(p.cutoff) for p in model.module.pairs], per_atom_name is not None)
+    interaction_range = model.interaction_range
+    capabilities = ModelCapabilities(
+        # "atom": per-atom energies available (engines may then ask per system or per atom)
+        outputs={output: ModelOutput(unit=energy_unit, sample_kind="atom" if per_atom_name else "system",
+                                     explicit_gradients=[])},
+        atomic_types=[int(z) for z in species],
+        interaction_range=float(interaction_range) if math.isfinite(interaction_range) else float("inf"),
+        length_unit=length_unit,
+        supported_devices=["cpu"],
+        dtype=dtype,
+    )
+    metadata = ModelMetadata(name=name or model.module.name, description=description or
+                             f"{model.module.name}.mt compiled by mtdsl", authors=list(authors))
+    atomistic = AtomisticModel(module.eval(), metadata, capabilities)
+    directory = os.fspath(extensions_directory)
+    _extension(directory)  # not loaded here: the operator is registered by importing export_ops
+    path = os.fspath(path)
+    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".pt.tmp")
+    os.close(handle)
+    try:
+        # only our extension is collected: a fresh directory with it alone
+        atomistic.save(temporary, collect_extensions=None)
+        _record_extension(temporary, directory)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return path
+
+
+def _record_extension(path: str, directory: str) -> None:
+    """Name our extension in the saved model's `extensions` record (what metatomic loads from
+    `extensions_directory`), as `AtomisticModel.save(collect_extensions=)` would, without
+    copying every other loaded extension."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info.filename)) for info in archive.infolist()]
+    rewritten = path + ".ext"
+    with zipfile.ZipFile(rewritten, "w") as archive:
+        for info, data in entries:
+            if info.filename.endswith("/extra/extensions"):
+                library = os.path.join(directory, f"{EXTENSION}.so")
+                with open(library, "rb") as file:
+                    sha256 = hashlib.sha256(file.read()).hexdigest()
+                # the path is relative to the extensions_directory the engine is given
+                data = json.dumps([{"name": EXTENSION, "sha256": sha256, "path": f"{EXTENSION}.so"}]).encode()
+            archive.writestr(info, data)
+    os.replace(rewritten, path)
+
+
+_SHIM = r"""
+// mtdsl_export: loaded by metatomic from extensions_directory with an exported model. It
+// registers the mtdsl_export::energy operator by importing mtdsl in the engine's Python
+// (runtime/export_ops.py); in an engine without Python it says so on stderr.
+#include <Python.h>
+#include <cstdio>
+
+namespace {
+struct Register {
+    Register() {
+        if (!Py_IsInitialized()) {
+            std::fprintf(stderr, "mtdsl_export: this engine does not host Python; exported mtdsl models "
+                                 "need it (docs/simulation.md)\n");
+            return;
+        }
+        PyGILState_STATE state = PyGILState_Ensure();
+        PyObject* module = PyImport_ImportModule("mtdsl.runtime.export_ops");
+        if (module == nullptr) {
+            PyErr_Print();
+        }
+        Py_XDECREF(module);
+        PyGILState_Release(state);
+    }
+} registered;
+}
+"""
+
+
+def _extension(directory: str) -> str:
+    """`DIR/mtdsl_export.so`, compiled (once per source) with the cpp backend's compiler."""
+    os.makedirs(directory, exist_ok=True)
+    target = os.path.join(directory, f"{EXTENSION}.so")
+    digest = hashlib.sha256((_SHIM + sys.version).encode()).hexdigest()[:16]
+    stamp = target + ".sha"
+    if os.path.exists(target) and os.path.exists(stamp) and open(stamp).read() == digest:
+        return target
+    compiler = os.environ.get("CXX", "g++")
+    if not shutil.which(compiler):
+        raise ExportError(f"cannot build the export extension: no C++ compiler ({compiler}; set CXX)")
+    with tempfile.TemporaryDirectory() as work:
+        source = os.path.join(work, "shim.cpp")
+        with open(source, "w") as file:
+            file.write(_SHIM)
+        built = os.path.join(work, f"{EXTENSION}.so")
+        command = [compiler, "-O2", "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}", source, "-o", built]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ExportError(f"cannot build the export extension: {done.stderr.strip()[:2000]}")
+        temporary = target + ".tmp"
+        shutil.copyfile(built, temporary)
+        os.replace(temporary, target)
+    with open(stamp, "w") as file:
+        file.write(digest)
+    return target
