@@ -34,7 +34,7 @@ tensor plus
 tensor times
     keys       (center_type = S.type[i], neighbor_type = b)
     samples    (i)
-  = 2.0 * count{center_type = S.type[i], neighbor_type = b}[i] * exp(-norm(S.positions[i]))
+  = 2.0 * count{center_type = S.type[i], neighbor_type = b}[i] * exp(-dot(S.positions[i], S.positions[i]))
 
 # ?: takes the presence of the branch taken
 tensor branch
