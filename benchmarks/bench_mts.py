@@ -96,7 +96,10 @@ def main():
         identical = open(ours_path, "rb").read() == open(theirs_path, "rb").read()
         results.append(("load", *side_by_side(lambda: mts.load(ours_path), lambda: metatensor.load(theirs_path),
                                               repeats)))
-        results.append(("load, mmap=True (vs their load)",
+        results.append(("load, mmap=True, verify=False (vs their load)",
+                        *side_by_side(lambda: mts.load(ours_path, mmap=True, verify=False),
+                                      lambda: metatensor.load(theirs_path), repeats)))
+        results.append(("load, mmap=True (CRCs verified, vs their load)",
                         *side_by_side(lambda: mts.load(ours_path, mmap=True), lambda: metatensor.load(theirs_path),
                                       repeats)))
         results.append(("save_buffer", *side_by_side(lambda: mts.save_buffer(ours_tensor),
@@ -104,6 +107,12 @@ def main():
         ours_buffer, theirs_buffer = mts.save_buffer(ours_tensor), mtio.save_buffer(theirs_tensor)
         results.append(("load_buffer", *side_by_side(lambda: mts.load_buffer(ours_buffer),
                                                      lambda: mtio.load_buffer(theirs_buffer), repeats)))
+        del ours_buffer, theirs_buffer
+        # a deflated file (as metatensor ships its test data), both libraries reading the same file
+        deflated_path = os.path.join(directory, "deflated.mts")
+        mts.save(deflated_path, ours_tensor, compress=True)
+        results.append(("load, deflated members", *side_by_side(lambda: mts.load(deflated_path),
+                                                                lambda: metatensor.load(deflated_path), repeats)))
 
     # Labels: position() over 100k rows, 10k lookups of present entries
     first, second = labels_pair(100_000, 1)

@@ -37,12 +37,14 @@ import warnings
 from pathlib import Path
 
 from mtdsl import atomic
+from mtdsl.errors import NativeCompileError
+
+from . import serialize
 
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c++17", "-fno-math-errno")
 
-
-class CompileError(RuntimeError):
-    """The C++ compiler is missing or rejected the generated source."""
+# the name this module has always raised and tests catch; defined in mtdsl.errors
+CompileError = NativeCompileError
 
 
 def cache_dir() -> Path:
@@ -241,15 +243,20 @@ def _read_arrays(path: Path) -> tuple[dict | None, str | None]:
     return arrays, None
 
 
-CODEGEN_FILES = ("cpp.py", "plan.py", "terms.py", "rendered.py", "cache.py", "serialize.py", "templates/module.cpp.j2", "templates/kernel.cpp.j2")
+def codegen_files() -> list[Path]:
+    """Every source of the code generator (each .py of codegen/ and its templates): a listed set
+    went stale as modules were split or added (fuse.py, products.py were missing)."""
+    here = Path(__file__).parent
+    return sorted(here.glob("*.py")) + sorted((here / "templates").glob("*"))
 
 
 @functools.lru_cache(maxsize=1)
 def codegen_version() -> str:
     """A hash of the renderer's own sources: a rendering cached by IR is valid only for the same renderer."""
     digest = hashlib.sha256()
-    for name in CODEGEN_FILES:
-        digest.update((Path(__file__).parent / name).read_bytes())
+    for path in codegen_files():
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
@@ -293,8 +300,6 @@ def rendering_path(key: str) -> Path:
 def load_rendering(key: str):
     """A rendered module stored by `store_rendering`, or None: missing, or damaged (removed with
     a warning), the caller renders again."""
-    from . import serialize
-
     path = rendering_path(key)
     try:
         data = path.read_bytes()
@@ -316,8 +321,6 @@ def load_rendering(key: str):
 def store_rendering(key: str, rendered) -> None:
     """Store a rendering as data (`codegen/serialize.py`); one that holds something else than
     data is not stored (it is rendered again next time)."""
-    from . import serialize
-
     try:
         payload = serialize.encode(rendered)
     except serialize.EncodingError as error:
@@ -381,8 +384,6 @@ def verify_entry(path: Path) -> str | None:
         return None if object_payload(data, path.stem) is not None else "hash mismatch"
     payload, problem = _entry_payload(data, path.name[: -len(".render.json")])
     if problem is None:
-        from . import serialize
-
         try:
             serialize.decode(payload)
         except (serialize.DecodingError, UnicodeDecodeError) as error:

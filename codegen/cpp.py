@@ -40,6 +40,7 @@ from mtdsl.math.cg import cg as cg_block
 from mtdsl.math.radial import soap_radial_spline
 from mtdsl.math.wigner import e3nn_change_of_basis
 
+from . import cache
 from . import plan as planning
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
 from .rendered import RenderedKernel, RenderedModule
@@ -1589,8 +1590,6 @@ class SplineTables:
 
 def _spline_tables(max_angular: int, n_radial: int, cutoff: float, width: float) -> SplineTables:
     """The radial spline of `soap_radial`, through the compile-time array cache (building one takes seconds)."""
-    from . import cache
-
     def compute():
         spline = soap_radial_spline(max_angular, n_radial, cutoff, width)
         return {"step": np.array(spline.step), "n_intervals": np.array(spline.n_intervals),

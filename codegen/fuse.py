@@ -24,18 +24,19 @@ import dataclasses
 
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.roles import Role, role_of
 
 from . import plan as planning
 from .plan import Unsupported
 
-FUSED_PREFIX = "·fused·"
+FUSED_PREFIX = Role.FUSED.prefix
 
 
 def fused_name(kernel: str, wrt: str, group: str = "") -> str:
     return f"{FUSED_PREFIX}{kernel}·{wrt}" + (f"·{group}" if group else "")
 
 
-_GRADIENT_SOURCES = ("·rows·", "·dense·")  # codegen/terms.py: another gradient's rows and values
+_GRADIENT_SOURCES = (Role.ROWS.prefix, Role.DENSE.prefix)  # codegen/terms.py: another gradient's rows and values
 
 
 def _reads_gradients(kernel: ir.TensorKernel) -> bool:
@@ -46,7 +47,7 @@ def _reads_gradients(kernel: ir.TensorKernel) -> bool:
             return False
         if isinstance(expr, ir.Data) and expr.source.startswith(_GRADIENT_SOURCES):
             return True
-        if isinstance(expr, ir.BlockRef) and expr.tensor.startswith("·grad·"):
+        if isinstance(expr, ir.BlockRef) and role_of(expr.tensor) is Role.GRAD:
             return True
         if isinstance(expr, ir.Reduce):
             return (any(_domain_reads(b.domain, reads) for b in expr.binders)

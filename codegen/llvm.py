@@ -55,9 +55,13 @@ import numpy as np
 from mtdsl.ir import nodes as ir
 from mtdsl.math.wigner import e3nn_change_of_basis
 
+from . import cache, cpp
 from . import plan as planning
+from .cache import _atomic_write, _discard, cache_dir, object_bytes, object_payload
+from .cpp import _sph_normalization
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
-from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX
+from .rendered import ir_text, slim_rendering, with_extra
+from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX, extended_module
 from .threads import run_chunks
 
 I1, I32, I64, I8 = ll.IntType(1), ll.IntType(32), ll.IntType(64), ll.IntType(8)
@@ -1366,8 +1370,6 @@ class KernelBuilder:
     def fill_sph_gradient(self, b, xyz, top: int, array_type):
         """d sph / d v for every (l, m) up to `top` into a new table, `out[(l * (2 top + 1) + m + top) * 3 + c]`
         (as `render_sph_gradient_function` of the C++ backend; zero at the origin)."""
-        from .cpp import _sph_normalization
-
         table = self.alloca(array_type, f"dsph{top}")
         width = 2 * top + 1
         c = self.rconst
@@ -1550,8 +1552,6 @@ class KernelBuilder:
     def fill_sph(self, b, xyz, top: int, array_type):
         """Real spherical harmonics up to `top` into a new table, layout `out[l * (2 top + 1) + m + top]`
         (the recurrences of `mtdsl.math.sph`, generated for this degree, as in the C++ backend)."""
-        from .cpp import _sph_normalization
-
         table = self.alloca(array_type, f"sph{top}")
         width = 2 * top + 1
         c = self.rconst
@@ -1934,7 +1934,7 @@ class RenderedModule:
 
 class ModuleRenderer:
     def __init__(self, module: ir.Module, dtype: str = "float64"):
-        from .cpp import ModuleRenderer as Tables
+        Tables = cpp.ModuleRenderer
 
         if dtype not in ("float64", "float32"):
             raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
@@ -2099,8 +2099,6 @@ def _cached_object(path) -> Optional[bytes]:
         data = path.read_bytes()
     except OSError:
         return None
-    from .cache import _discard, object_payload
-
     payload = object_payload(data, path.stem)  # the hash covers the key: another entry's object is refused
     if payload is None:
         _discard(path, "hash mismatch")  # removed with a warning, rebuilt by the caller
@@ -2117,8 +2115,6 @@ class JITLibrary:
     """
 
     def __init__(self, rendered: RenderedModule, use_cache: bool = True):
-        from .cache import _atomic_write, cache_dir, object_bytes
-
         path = cache_dir() / "llvm" / f"{object_key(rendered.source)}.o"
         cached = _cached_object(path) if use_cache else None
         self.cache_hit = cached is not None
@@ -2147,15 +2143,10 @@ class JITLibrary:
             setattr(self, kernel.symbol, LLVMKernel(address, kernel))
 
 
-def compile_module(module: ir.Module, dtype=np.float64, threads: int | None = None, gradients: dict | None = None,
-                   extra: tuple = ()):
+def build(module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()) -> tuple:
     """Render, optimize and JIT `module` with the terms of its gradient kernels (`codegen/terms.py`)
-    and the `extra` kernels (`runtime.compiled.compile_module`); a `runtime.compiled.CompiledModule`
-    running the LLVM kernels."""
-    from mtdsl.runtime.compiled import CompiledModule, ir_text, with_extra
-
-    from . import cache
-
+    and the `extra` kernels: `(rendered, library, path, cache_hit, terms)`, which
+    `runtime.compiled.compile_module` wraps in a `CompiledModule` (`codegen/build.py`)."""
     # a cache hit skips rendering (and lowering the gradient terms) too: the rendered module is
     # stored by its IR, its gradient kernels, the dtype and the renderers
     gradients = gradients or {}
@@ -2165,10 +2156,6 @@ def compile_module(module: ir.Module, dtype=np.float64, threads: int | None = No
     stored = cache.load_rendering(key)
     if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == text
             and isinstance(stored[1], RenderedModule) and stored[1].dtype == dtype_name):
-        from mtdsl.runtime.compiled import slim_rendering
-
-        from .terms import extended_module
-
         extended, terms = extended_module(with_extra(module, extra), gradients)
         stored = (text, render_module(extended, dtype_name), terms)
         try:
@@ -2177,7 +2164,7 @@ def compile_module(module: ir.Module, dtype=np.float64, threads: int | None = No
             pass  # a read-only cache: render every time
     _, rendered, terms = stored
     library = JITLibrary(rendered)
-    return CompiledModule(module, rendered, library, library.path, library.cache_hit, threads, terms)
+    return rendered, library, library.path, library.cache_hit, terms
 
 
 def _renderer_version() -> str:

@@ -39,11 +39,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
+from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
-
-
-class Unsupported(Exception):
-    """This kernel (or expression) has no compiled form; the interpreter evaluates it."""
+from mtdsl.ir.roles import Role, role_of
 
 
 # ---- free variables ----------------------------------------------------------------------
@@ -122,9 +120,9 @@ def expr_type(expr) -> str:
     if isinstance(expr, ir.Var):
         return INT
     if isinstance(expr, ir.Data):
-        if expr.source.startswith(("·rows·", "·out·")):  # labels of gradient rows, row maps (codegen/terms.py)
+        if role_of(expr.source) in (Role.ROWS, Role.OUT):  # labels of gradient rows, row maps (codegen/terms.py)
             return INT
-        if expr.source.startswith("·dense·"):  # a gradient's values as its scatter kernels wrote them
+        if role_of(expr.source) is Role.DENSE:  # a gradient's values as its scatter kernels wrote them
             return REAL
         if expr.field in _INT_FIELDS:
             return INT
@@ -300,7 +298,7 @@ _EQUAL_DOMAINS = (ir.RangeDomain, ir.SpeciesDomain, ir.IrrepDomain, ir.XyzDomain
 def _equal_domain(domain) -> bool:
     """Whether a variable of this domain may be bound by an equality (the rows of a scatter kernel may)."""
     return isinstance(domain, _EQUAL_DOMAINS) or (
-        isinstance(domain, ir.PairsDomain) and domain.pairs.startswith("·out·"))
+        isinstance(domain, ir.PairsDomain) and role_of(domain.pairs) is Role.OUT)
 
 
 # ---- a cost model for the loop order ------------------------------------------------------------
@@ -761,7 +759,7 @@ def _flatten_sum(expr, taken: set):
 
 def is_scatter(kernel) -> bool:
     """Whether `kernel` is a scatter kernel of codegen/terms.py (its rows: a reserved `·out·` domain)."""
-    return any(isinstance(b.domain, ir.PairsDomain) and b.domain.pairs.startswith("·out·") for b in kernel.indices)
+    return any(isinstance(b.domain, ir.PairsDomain) and role_of(b.domain.pairs) is Role.OUT for b in kernel.indices)
 
 
 def driver_size(domain):
@@ -804,14 +802,14 @@ def _scatter_driver(kernel) -> Optional[str]:
     row_vars = []
     for conjunct in conjuncts(body.where):
         for side in _equality_operands(conjunct) or ():
-            if isinstance(side, ir.Data) and side.source.startswith("·out·"):
+            if isinstance(side, ir.Data) and role_of(side.source) is Role.OUT:
                 row_vars = [v.name for v in side.index if isinstance(v, ir.Var)]
     if not row_vars:
         # no row map: a product kernel (codegen/terms.py: `vjp_kernel`, `jvp_kernel`), whose row is bound by
         # `·target == X` (a term's target): its driver is a variable X reads, else any sum binder
         # (the runtime runs it on ranges of the driver, into per-thread buffers)
         rows = {b.name for b in kernel.indices if isinstance(b.domain, ir.PairsDomain)
-                and b.domain.pairs.startswith("·out·")}
+                and role_of(b.domain.pairs) is Role.OUT}
         for conjunct in conjuncts(body.where):
             operands = _equality_operands(conjunct)
             for mine, other in (operands, operands[::-1]) if operands else ():

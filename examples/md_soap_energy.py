@@ -95,7 +95,9 @@ def main(argv=None, log=print):
     drift = np.abs(totals - totals[0]).max() / len(start)
     log(f"as_calculator():      drift {drift:.2e} eV/atom, {seconds * 1e3:.1f} ms/step")
 
-    from metatomic_ase import MetatomicCalculator
+    from mtdsl._coexist import import_module_with_metatensor_torch
+
+    MetatomicCalculator = import_module_with_metatensor_torch("metatomic_ase").MetatomicCalculator
 
     path = args.output / "soap_energy.pt"
     extensions = args.output / "extensions"

@@ -5,12 +5,13 @@ The data model mirrors metatensor's Python API (`Labels`, `TensorBlock`,
 compiler turns `.mt` programs into models.
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401 - mtdsl.__version__
 
 from . import ops
 from .compile import CompileError, compile
-from .errors import FormatError, MetadataError, MtdslError
+from .errors import FormatError, MetadataError, MetatensorError, MtdslError
 from .lang.check import check
+from .ops import NotEqualError
 from .io.mts import load, load_block, load_buffer, load_labels, save, save_buffer
 from .io.structures import StructureError, read_structures
 from .systems import Pairs, System, SystemBatch, neighbors, systems_from_ase
@@ -31,7 +32,9 @@ __all__ = [
     "Labels",
     "LabelsEntry",
     "MetadataError",
+    "MetatensorError",
     "MtdslError",
+    "NotEqualError",
     "Pairs",
     "StructureError",
     "System",

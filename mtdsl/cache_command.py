@@ -13,7 +13,9 @@ import argparse
 import os
 from pathlib import Path
 
-from .cli import EXIT_ERROR, EXIT_OK, Command
+from . import atomic
+from .cli_base import EXIT_ERROR, EXIT_OK, Command
+from .codegen import cache
 
 
 def add_cache(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +25,6 @@ def add_cache(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    from mtdsl.codegen import cache
-
     directory = cache.cache_dir()
     if args.action == "clear":
         removed = cache.clear(directory)
@@ -58,8 +58,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
             for companion in (path, path.with_suffix(".json") if path.suffix == ".so" else None):
                 if companion is not None:
                     companion.unlink(missing_ok=True)
-    from mtdsl import atomic
-
     removed = sum(atomic.remove_quietly(path) for path in debris if _stale(path))
     print(f"{directory}: {len(entries)} entries checked, {damaged} damaged and removed"
           + (f", {removed} debris file(s) removed" if removed else ""))
@@ -67,8 +65,6 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def _debris(directory: Path) -> list[Path]:
-    from mtdsl.codegen import cache
-
     found = []
     for folder in (directory, directory / "llvm"):
         if folder.is_dir():
@@ -78,8 +74,6 @@ def _debris(directory: Path) -> list[Path]:
 
 def _stale(path: Path) -> bool:
     """Debris that no running writer owns (a temporary file of a live process stays)."""
-    from mtdsl import atomic
-
     name = path.name
     if name.startswith(".") and name.endswith(".tmp") or name.startswith("build-"):
         return atomic.is_stale(path)

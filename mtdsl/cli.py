@@ -15,43 +15,33 @@ import argparse
 import json
 import os
 import sys
-from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
+from mtdsl import atomic
 from mtdsl.errors import MtdslError
 
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-
-
-class CommandError(Exception):
-    """A failure to report as one line (exit status 1, or ``status``)."""
-
-    def __init__(self, message: str, status: int = EXIT_ERROR):
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Command:
-    name: str
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
+# the shared pieces, importable from here as before (mtdsl/cli_base.py)
+from .cli_base import (  # noqa: F401
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_USAGE,
+    Command,
+    CommandError,
+    _parse_set,
+    _read_text,
+    _require_file,
+)
+from .commands import COMMANDS as MODEL_COMMANDS
+from .compile import CompileError, compile
+from .ir.differentiable import gradient_diagnostics
+from .lang.ast import deparse
+from .lang.check import analyse, recursion_room
+from .lang.diagnostics import render, use_color
+from .lang.parse import parse_module
+from .lang.resolve import parse_literal_text
+from .testing import EquivarianceError, assert_equivariant, random_inputs, random_systems
 
 # ---- check ------------------------------------------------------------------------------------
-
-
-def _parse_set(values: Optional[list[str]]) -> dict:
-    overrides = {}
-    for item in values or ():
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise CommandError(f"--set expects NAME=VALUE, got {item!r}", EXIT_USAGE)
-        overrides[name.strip()] = value.strip()
-    return overrides
 
 
 def add_check(parser: argparse.ArgumentParser) -> None:
@@ -71,8 +61,6 @@ def add_check(parser: argparse.ArgumentParser) -> None:
 
 
 def _color(args: argparse.Namespace, stream) -> bool:
-    from mtdsl.lang.diagnostics import use_color
-
     choice = getattr(args, "color", "auto")
     if choice == "always":
         return True
@@ -102,14 +90,9 @@ _JSON_FIELDS = ("code", "severity", "file", "line", "col", "end_line", "end_col"
 
 
 def _check_file(args: argparse.Namespace, file: str, overrides: dict, collected: list) -> int:
-    from mtdsl.lang.check import analyse
-    from mtdsl.lang.diagnostics import render
-
     _require_file(file)
     program, diagnostics, sources = analyse(file, overrides)
     if program is not None and not any(d.is_error for d in diagnostics):
-        from mtdsl.ir.differentiable import gradient_diagnostics
-
         diagnostics = diagnostics + gradient_diagnostics(program)  # E309, before anything runs
     errors = sum(1 for d in diagnostics if d.is_error)
     warnings = len(diagnostics) - errors
@@ -144,10 +127,6 @@ def _check_numeric(args: argparse.Namespace, file: str, program) -> int:
                            EXIT_USAGE) from None
     import numpy as np
 
-    from mtdsl.compile import CompileError, compile
-    from mtdsl.lang.resolve import parse_literal_text
-    from mtdsl.testing import EquivarianceError, assert_equivariant, random_inputs, random_systems
-
     hypers = {name: parse_literal_text(value) for name, value in _parse_set(args.set).items()}
     try:
         model = compile(file, species=species, **hypers)
@@ -181,8 +160,6 @@ def add_fmt(parser: argparse.ArgumentParser) -> None:
 
 def _atomic_write(path: str, text: str) -> None:
     mode = os.stat(path).st_mode & 0o777 if os.path.exists(path) else 0o644
-    from mtdsl import atomic
-
     handle, temporary = atomic.temporary(path)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
@@ -205,11 +182,6 @@ def cmd_fmt(args: argparse.Namespace) -> int:
 
 
 def _fmt_file(args: argparse.Namespace, file: str) -> int:
-    from mtdsl.lang.ast import deparse
-    from mtdsl.lang.check import recursion_room
-    from mtdsl.lang.diagnostics import render
-    from mtdsl.lang.parse import parse_module
-
     text = _read_text(file)
     with recursion_room():
         module, diagnostics = parse_module(text, file)
@@ -248,32 +220,10 @@ def register(command: Command) -> None:
 
 def all_commands() -> list[Command]:
     """The front end's commands, then the model commands of :mod:`mtdsl.commands`
-    (`compile`, `run`, `inspect`) when that module imports."""
+    (`compile`, `run`, `inspect`)."""
     commands = list(COMMANDS)
-    try:
-        from mtdsl.commands import COMMANDS as model_commands
-    except ImportError:
-        model_commands = []
     known = {command.name for command in commands}
-    return commands + [command for command in model_commands if command.name not in known]
-
-
-def _require_file(path: str) -> None:
-    if not os.path.exists(path):
-        raise CommandError(f"{path}: no such file")
-    if os.path.isdir(path):
-        raise CommandError(f"{path}: is a directory")
-
-
-def _read_text(path: str) -> str:
-    _require_file(path)
-    if not os.path.isfile(path):  # a device or a pipe: read forever
-        raise CommandError(f"{path}: not a regular file")
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except (OSError, UnicodeDecodeError) as error:
-        raise CommandError(f"{path}: cannot read: {getattr(error, 'strerror', None) or error}") from error
+    return commands + [command for command in MODEL_COMMANDS if command.name not in known]
 
 
 class _Parser(argparse.ArgumentParser):

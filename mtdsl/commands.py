@@ -13,7 +13,21 @@ import sys
 
 import numpy as np
 
-from .cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Command, CommandError, _parse_set, _require_file
+from .cache_command import COMMAND as CACHE_COMMAND
+from .cli_base import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Command, CommandError, _parse_set, _require_file
+from .codegen import render
+from .codegen.terms import extended_module
+from .compile import CompileError, compile
+from .distributed.command import inspect_dataset, parse_domains, run_distributed
+from .errors import FormatError
+from .io.mts import load, save
+from .io.structures import read_structures
+from .lang.resolve import parse_literal_text
+from .ops import join
+from .provenance import append_provenance, history
+from .runtime.export import ExportError
+from .runtime.parameters import ParametersError, file_species
+from .tensor import Labels, TensorBlock, TensorMap
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,14 +47,10 @@ def _species(text):
 
 
 def _hypers(args) -> dict:
-    from .lang.resolve import parse_literal_text
-
     return {name: parse_literal_text(value) for name, value in _parse_set(args.set).items()}
 
 
 def _compile(args, backend=None, dtype=np.float64):
-    from .compile import CompileError, compile
-
     _require_file(args.file)
     try:
         model = compile(args.file, backend=backend, species=_species(args.species), dtype=dtype, **_hypers(args))
@@ -81,8 +91,6 @@ def _emitted_module(model, args):
                            f"(declared: {', '.join(declared) or 'none'})", EXIT_USAGE)
     if not chosen:
         return model.module
-    from mtdsl.codegen.terms import extended_module
-
     extended, _ = extended_module(model.module, {wrt: declared[wrt] for wrt in chosen})
     return extended
 
@@ -93,10 +101,6 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.emit == "ir":
         print(module)
         return EXIT_OK
-    try:
-        from mtdsl.codegen import render
-    except ImportError:
-        raise CommandError(f"--emit {args.emit}: this build has no {args.emit} code generator yet") from None
     print(render(module, args.emit))
     return EXIT_OK
 
@@ -135,9 +139,6 @@ def add_run(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from . import save
-    from .io.structures import read_structures
-
     options = {}
     if args.type_map:
         options["type_map"] = _type_map(args.type_map)
@@ -163,8 +164,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise CommandError("--batch must be at least 1", EXIT_USAGE)
     if getattr(args, "scheduler", None) or getattr(args, "domains", None):
-        from .distributed.command import parse_domains, run_distributed
-
         if args.chunk_size is not None and args.chunk_size < 1:
             raise CommandError("--chunk-size must be at least 1", EXIT_USAGE)
         if args.domains:
@@ -181,8 +180,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _params_species(path: str):
     """The species a parameter file was saved for, as `--species` text (None when it has none)."""
-    from mtdsl.runtime.parameters import ParametersError, file_species
-
     try:
         species = file_species(path)
     except ParametersError as error:
@@ -191,8 +188,6 @@ def _params_species(path: str):
 
 
 def _load_params(model, path: str) -> None:
-    from mtdsl.runtime.parameters import ParametersError
-
     try:
         model.load_parameters(path)
     except ParametersError as error:
@@ -211,9 +206,6 @@ def _type_map(text: str) -> dict:
 
 def _run_in_batches(model, frames, batch_size, gradients):
     """The outputs over all frames, computed `batch_size` frames at a time (progress bar on a terminal)."""
-    from .ops import join
-    from .provenance import append_provenance, history
-
     chunks = [frames[k : k + batch_size] for k in range(0, len(frames), batch_size)]
     progress = _progress(total=len(frames), unit="frame")
     results = {}
@@ -240,8 +232,6 @@ def _run_in_batches(model, frames, batch_size, gradients):
 
 def _sorted_keys(tensor):
     """Blocks in lexicographic key order, as a model orders them (a union of keys appends)."""
-    from .tensor import Labels, TensorMap
-
     order = np.lexsort(tensor.keys.array.T[::-1])
     result = TensorMap(Labels(tensor.keys.names, tensor.keys.array[order], assume_unique=True),
                        [tensor.block_by_id(int(k)) for k in order])
@@ -252,8 +242,6 @@ def _sorted_keys(tensor):
 
 def _shift_systems(tensor, offset: int):
     """The same TensorMap with every `system` sample label increased by `offset`."""
-    from .tensor import Labels, TensorBlock, TensorMap
-
     def shifted(labels):
         if "system" not in labels.names:
             return labels
@@ -297,19 +285,12 @@ def add_inspect(parser: argparse.ArgumentParser) -> None:
 def cmd_inspect(args: argparse.Namespace) -> int:
     import json
 
-    from . import load
-    from .tensor import TensorMap
-
-    from .errors import FormatError
-
     if os.path.isdir(args.file):  # a sharded output of `mtdsl run --scheduler`
-        from .distributed.command import inspect_dataset
-
         print(inspect_dataset(args.file))
         return EXIT_OK
     _require_file(args.file)
     try:
-        data = load(args.file, mmap=True)
+        data = load(args.file, mmap=True, verify=False)  # shapes and labels only: values are never read
     except FormatError as error:
         raise CommandError(f"{args.file}: {error}") from None
     print(data if not isinstance(data, TensorMap) else _summary(data, args.blocks))
@@ -357,8 +338,6 @@ def add_export(parser: argparse.ArgumentParser) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """A metatomic AtomisticModel of the program (runtime/export.py, docs/simulation.md)."""
-    from mtdsl.runtime.export import ExportError
-
     if args.species is None and args.params:
         args.species = _params_species(args.params)
     model = _compile(args, backend=args.backend)
@@ -381,12 +360,6 @@ COMMANDS = [
 ]
 
 
-def _cache_command():
-    from .cache_command import COMMAND
-
-    return COMMAND
-
-
-COMMANDS.append(_cache_command())  # `mtdsl cache info|clear|verify` (mtdsl/cache_command.py)
+COMMANDS.append(CACHE_COMMAND)  # `mtdsl cache info|clear|verify` (mtdsl/cache_command.py)
 
 __all__ = ["COMMANDS", "EXIT_ERROR"]

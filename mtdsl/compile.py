@@ -12,26 +12,18 @@ import os
 
 import numpy as np
 
-from .errors import MtdslError
+from .errors import CompileError
+from .ir.differentiable import gradient_diagnostics
 from .ir.lower import LoweringError, lower
 from .lang import program as P
-from .lang.diagnostics import Diagnostic, render_all
-
-
-class CompileError(MtdslError):
-    """A program that does not compile; `diagnostics` says where and why."""
-
-    def __init__(self, diagnostics: list[Diagnostic], sources: dict | None = None):
-        self.diagnostics = list(diagnostics)
-        super().__init__(render_all(self.diagnostics, sources=sources, color=False)
-                         if self.diagnostics else "compilation failed")
+from .lang.check import analyse
+from .lang.check_dims import params_needing_species
+from .lang.diagnostics import Diagnostic
+from .runtime.model import Model
 
 
 def check_and_lower(path, *, species=None, **hypers):
     """The checked program and its IR module, or a CompileError."""
-    from .lang.check import analyse
-    from .lang.check_dims import params_needing_species
-
     program, diagnostics, sources = analyse(os.fspath(path), hypers or None)
     errors = [d for d in diagnostics if d.is_error]
     if program is None or errors:
@@ -50,8 +42,6 @@ def check_and_lower(path, *, species=None, **hypers):
         module = lower(program, tuple(int(s) for s in species) if species is not None else None)
     except LoweringError as error:
         raise CompileError([Diagnostic("E900", program.path, 1, 1, str(error))]) from None
-    from .ir.differentiable import gradient_diagnostics
-
     undifferentiable = gradient_diagnostics(program, module)
     if undifferentiable:
         raise CompileError(undifferentiable, sources)
@@ -85,8 +75,6 @@ def compile(path, *, backend: str | None = None, species=None, dtype=np.float64,
         program, other hypers or species)
     :param hypers: overrides of the program's hypers (E103 for unknown names or wrong types)
     """
-    from mtdsl.runtime.model import Model
-
     program, module, sources = check_and_lower(path, species=species, **hypers)
     text = "".join(sources.get(f, "") for f in program.files) if sources else ""
     provenance = {

@@ -15,7 +15,7 @@ import json
 import os
 import platform
 
-from . import __version__
+from ._version import __version__
 
 PROVENANCE_KEY = "provenance"
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .ops._sparse import sparse_labels
 from .systems import System, as_batch, neighbors
 from .systems._pyg import graph_offsets, is_pyg, systems_from_pyg
 from .tensor import TensorMap
@@ -99,8 +100,6 @@ def graph_features(tensor: TensorMap, batch) -> tuple:
 
 def _dense(tensor: TensorMap, row_of, n_rows: int, n_graphs: int, what: str):
     import torch
-
-    from .ops._sparse import sparse_labels
 
     _, columns = sparse_labels(tensor)
     reference = tensor.block(0).values

@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import MtdslError
+from .ir import nodes as ir
 from .math.wigner import wigner_d
 from .systems import System, as_batch
-from .tensor import TensorBlock, TensorMap
+from .tensor import Labels, TensorBlock, TensorMap
 from .tensor._array import to_numpy
 
 
@@ -71,8 +72,6 @@ def random_inputs(module, frames, seed: int = 0) -> dict:
     components their irrep, properties every value of the program's largest range
     dimension (so any channel index the program reads exists); other labels take 0.
     """
-    from .ir import nodes as ir
-    from .tensor import Labels
 
     rng = np.random.default_rng(seed)
     batch = as_batch(frames)
@@ -113,7 +112,6 @@ def random_inputs(module, frames, seed: int = 0) -> dict:
 
 def _domains(module):
     """Every domain appearing in a module (kernel indices, reduction binders, params)."""
-    from .ir import nodes as ir
 
     def walk(node):
         if isinstance(node, ir.Binder):

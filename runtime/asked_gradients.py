@@ -15,7 +15,7 @@ from __future__ import annotations
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.autodiff import WRT
-from mtdsl.lang.diagnostics import did_you_mean
+from mtdsl.suggest import did_you_mean
 
 
 def asked_gradients(module: ir.Module, gradients) -> dict[str, list[str]]:

@@ -11,12 +11,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mtdsl.errors import MtdslError
+from mtdsl.errors import RunError
 from mtdsl.ir import nodes as ir
-
-
-class RunError(MtdslError):
-    """A model run that cannot go on: missing blocks, unknown species, bad inputs."""
 
 
 @dataclass

@@ -25,7 +25,6 @@ from ase.stress import full_3x3_to_voigt_6_stress
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
 
-from .model import Model
 
 
 class CalculatorError(MtdslError):
@@ -79,7 +78,8 @@ class _Restricted:
             self.model = model
             return
         module = dataclasses.replace(model.module, outputs=outputs)
-        self.model = Model(module, backend=model.backend, dtype=model.dtype, provenance=model.provenance)
+        # the class of the given model (runtime.model.Model imports this module: no import back)
+        self.model = type(model)(module, backend=model.backend, dtype=model.dtype, provenance=model.provenance)
 
     def __call__(self, user, atoms, gradients):
         if self.model is not user:

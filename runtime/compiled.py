@@ -1,8 +1,7 @@
 """Running modules compiled by a native backend (C++ today), with the interpreter as fallback.
 
 `compile_module(module, backend="cpp", dtype=np.float64)` renders the module
-(`mtdsl.codegen.cpp`), compiles it through the kernel cache
-(`mtdsl.codegen.cache`) and returns a `CompiledModule` whose
+and compiles it through the kernel cache (`mtdsl.codegen.build`) and returns a `CompiledModule` whose
 `.run(bindings)` takes the same `Bindings` as the interpreter and returns
 `{tensor name: TensorMap}`.
 
@@ -24,9 +23,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtdsl.codegen import threads as native_threads
+from mtdsl.codegen.build import build
+from mtdsl.codegen.cpp import render as render_cpp
+from mtdsl.codegen.rendered import ir_text, slim_rendering, with_extra  # noqa: F401 - importable from here as before
+from mtdsl.codegen.terms import parse_dense_source, parse_grad_tensor, parse_rows_source
+from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.roles import Role, role_of
+from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
+from . import gradients as gradient_blocks  # called through the module: tests spy on entries_owned
 from .assemble import evaluate_kernel
 from .bindings import Bindings, RunError
 from .interpreter import Interpreter
@@ -230,9 +237,6 @@ class Arguments:
 
     def rows(self, source: str, field: str) -> np.ndarray:
         """Integer labels of the rows of a computed gradient (`codegen/terms.py`: `GradLabel` as data)."""
-        from mtdsl.codegen.terms import parse_rows_source
-        from mtdsl.ir import autodiff as ad
-
         tensor, wrt = parse_rows_source(source)
         table = self.gradient_tables.get((tensor, wrt))
         if table is None:
@@ -255,9 +259,6 @@ class Arguments:
     def gradient_tensor(self, name: str):
         """T's gradient blocks as a TensorMap for block accesses (`codegen/terms.py`: `GradValue`):
         key `block`, samples `row` (the row in its block), the gradient's components and properties."""
-        from mtdsl.codegen.terms import parse_grad_tensor
-        from mtdsl.tensor import Labels, TensorBlock, TensorMap
-
         tensor, wrt = parse_grad_tensor(name)
         values = self.bindings.tensors.get(tensor)
         if values is None or (tensor, wrt) not in self.gradient_tables:
@@ -272,9 +273,7 @@ class Arguments:
 
     def lookup(self, key) -> BlockLookup:
         if key not in self.lookups:
-            from mtdsl.codegen.terms import GRAD_PREFIX
-
-            if key[0].startswith(GRAD_PREFIX):
+            if role_of(key[0]) is Role.GRAD:
                 self.lookups[key] = BlockLookup(key, self.gradient_tensor(key[0]), self.bindings, self.dtype)
                 return self.lookups[key]
             tensor = self.bindings.tensors.get(key[0])
@@ -326,8 +325,6 @@ class Arguments:
         elif kind == "out":
             value = self._int(self.out_rows[descriptor[1]][0])
         elif kind == "dense":  # a gradient as its scatter kernels wrote it (runtime/gradients.py keeps it)
-            from mtdsl.codegen.terms import parse_dense_source
-
             buffer = self.dense_gradients.get(parse_dense_source(descriptor[1]))
             if buffer is None:
                 raise NativeFallback(f"{descriptor[1]} was not written by scatter kernels")
@@ -698,10 +695,8 @@ class CompiledModule:
         """Whether every entry the terms `keys` of a fused kernel add into has points of one
         position of its driver (each term's own name of it in `drivers`): then its threads may
         share the driver (`runtime/gradients.py: entries_owned`)."""
-        from .gradients import entries_owned
-
         owners = [self._fused_owners(plan, key, rows, bindings, driver) for key, driver in zip(keys, drivers)]
-        return entries_owned(rows, [key[2] for key in keys], owners)
+        return gradient_blocks.entries_owned(rows, [key[2] for key in keys], owners)
 
     def _fused_owners(self, plan, key, rows, bindings, driver: str):
         """The driver position (the fused kernel's first loop, named `driver` in term `key`) of each
@@ -981,8 +976,6 @@ class CompiledModule:
 
 def render(module: ir.Module, dtype=np.float64) -> str:
     """The C++ source of `module` (`mtdsl compile --emit cpp`)."""
-    from mtdsl.codegen.cpp import render as render_cpp
-
     return render_cpp(module, np.dtype(dtype).name)
 
 
@@ -992,42 +985,17 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     gradient kernels (`gradients`: `{wrt: {kernel: GradientKernel}}`, `mtdsl.ir.autodiff`) as
     kernels of the same library (`codegen/terms.py`). `extra`: more kernels compiled in the same
     library after the module's (reverse and tangent products, `runtime/native_products.py`); they
-    are in `.kernels` but `.run()` never runs them (it runs `module.kernels`)."""
-    gradients = gradients or {}
+    are in `.kernels` but `.run()` never runs them (it runs `module.kernels`). The building is
+    `codegen/build.py`'s; this wraps the library in the runtime's `CompiledModule`.
+
+    A kernel whose body is several terms renders its first term (with its fused kernels), the
+    others are kernels of their own whose buffers the run adds (runtime/body_parts.py)."""
     from .body_parts import first_terms
 
-    # bodies of several terms: the kernel renders its first term (with its fused kernels), the
-    # others are kernels of their own whose buffers the run adds (runtime/body_parts.py)
     original = module
     module, others, parts = first_terms(module)
-    extra = tuple(extra) + others
-    if backend == "llvm":  # LLVM IR through llvmlite, JIT-compiled (mtdsl.codegen.llvm)
-        from mtdsl.codegen.llvm import compile_module as compile_llvm
-
-        return _with_parts(compile_llvm(module, dtype=dtype, threads=threads, gradients=gradients, extra=extra),
-                           original, parts)
-    if backend != "cpp":
-        raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp' and 'llvm')")
-    from mtdsl.codegen import cache
-
-    # OpenMP threads that spin between parallel regions compete with the serial Python assembly and
-    # with other libraries on small machines: let them sleep (read once, when libgomp is loaded)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # a cache hit skips rendering (and lowering the gradient terms): the rendered module is stored
-    # by its IR and its gradient kernels (their `repr`, every field) next to the library
-    dtype_name = np.dtype(dtype).name
-    text = ir_text(module, gradients, extra)
-    key = cache.rendering_key("cpp", text, dtype_name)
-    stored = cache.load_rendering(key)
-    if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == text and stored[1].dtype == dtype_name):
-        from mtdsl.codegen.cpp import render_module
-        from mtdsl.codegen.terms import extended_module
-
-        extended, terms = extended_module(with_extra(module, extra), gradients)
-        stored = (text, render_module(extended, dtype_name), terms)
-        cache.store_rendering(key, slim_rendering(stored, module))
-    _, rendered, terms = stored
-    library, path, hit = cache.load(rendered.source)
+    rendered, library, path, hit, terms = build(module, backend, dtype=dtype, gradients=gradients,
+                                                extra=tuple(extra) + others)
     return _with_parts(CompiledModule(module, rendered, library, path, hit, threads, terms), original, parts)
 
 
@@ -1063,49 +1031,3 @@ def _with_parts(compiled: CompiledModule, original: ir.Module, parts: dict) -> C
             del compiled.kernels[name]
             compiled.fallbacks[name] = "a term of its body has no compiled form"
     return compiled
-
-
-def slim_rendering(stored: tuple, module: ir.Module) -> tuple:
-    """What a cache hit needs of a rendering: the plans reduced to their kernel's indices and
-    whether they are parallel, the base module instead of the extended one (unpickling every IR
-    node of the gradient kernels' plans took 50 ms, half the budget of a hit)."""
-    import dataclasses
-
-    text, rendered, terms = stored
-    def slim(plan, loops=()):
-        if hasattr(plan, "plans"):  # a fused kernel's (codegen/plan.py: FusedPlan): its members' plans,
-            # the first with its shared loops (their guards dropped: the runtime reads the driver's)
-            shared = tuple(dataclasses.replace(loop, guards=()) for loop in plan.plans[0].loops[:plan.shared])
-            return dataclasses.replace(plan, fused=ir.FusedKernel(plan.fused.name, ()),
-                                       plans=(slim(plan.plans[0], shared),) + tuple(slim(p) for p in plan.plans[1:]))
-        indices_only = ir.TensorKernel(plan.kernel.name, plan.kernel.indices, (), (), (), (), ir.Const(0.0))
-        return type(plan)(indices_only, plan.schedule, loops, (), None, plan.parallel, {})
-
-    kernels = {}
-    for name, kernel in rendered.kernels.items():
-        kernels[name] = dataclasses.replace(kernel, plan=slim(kernel.plan))
-    return text, dataclasses.replace(rendered, module=module, kernels=kernels), terms
-
-
-def ir_text(module: ir.Module, gradients: dict, extra: tuple = ()) -> str:
-    """What a rendering depends on besides the renderer: the IR and the gradient kernels, as text."""
-    parts = [repr(module)]
-    for wrt in sorted(gradients):
-        for name in sorted(gradients[wrt]):
-            parts.append(repr(gradients[wrt][name]))
-    if extra:
-        parts.append("extra kernels")
-        parts += [repr(kernel) for kernel in extra]
-    return "\0".join(parts)
-
-
-def with_extra(module: ir.Module, extra: tuple) -> ir.Module:
-    """`module` with the `extra` kernels appended (rendered after its own, before its gradient terms);
-    the fused kernels among them (`ir.FusedKernel`) go to `module.fused`."""
-    import dataclasses
-
-    if not extra:
-        return module
-    kernels = tuple(k for k in extra if not isinstance(k, ir.FusedKernel))
-    fused = tuple(k for k in extra if isinstance(k, ir.FusedKernel))
-    return dataclasses.replace(module, kernels=tuple(module.kernels) + kernels, fused=tuple(module.fused) + fused)

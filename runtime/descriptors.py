@@ -39,6 +39,7 @@ from .assemble import ENTRY_LABELS, evaluate_kernel
 from .bindings import Bindings
 from .gradients import compute_gradients
 from .interpreter import Interpreter
+from .native_products import NativeProducts
 
 #: the gradients a descriptor's products need, in the torch module's terms (cell: d/dH at fixed positions)
 WRT = ("positions", "cell")
@@ -92,6 +93,9 @@ class Descriptors:
         self.gradients = descriptor_names(model.module)
         self.names = list(self.gradients)
         self.backend, self.dtype, self.threads = model.backend, model.dtype, model.threads
+        # the descriptors' own model is of the class of the one they come from (runtime.model.Model,
+        # which reaches this module through the torch bridge: importing it here would be a cycle)
+        self._model_class = type(model)
         #: the module computing the descriptors (their outputs), None without descriptors
         self.module = None
         if self.names:
@@ -105,17 +109,13 @@ class Descriptors:
     @property
     def model(self):
         """The descriptors as a model with their gradient blocks (the products' fallback)."""
-        from .model import Model
-
         if self._model is None:
-            self._model = Model(self.module, backend=self.backend, dtype=self.dtype)
+            self._model = self._model_class(self.module, backend=self.backend, dtype=self.dtype)
             self._model.threads = self.threads
         return self._model
 
     def native(self, wrt: tuple):
         """The native products w.r.t. `wrt` (VJP and JVP kernels of every descriptor), or None."""
-        from .native_products import NativeProducts
-
         wrt = tuple(wrt) or ("positions",)  # values only: any of them computes the values
         if self.backend == "interpreter":
             return None

@@ -27,6 +27,8 @@ import tempfile
 
 import numpy as np
 
+from mtdsl._coexist import import_module_with_metatensor_torch, torch_index_select_restored
+from mtdsl._version import __version__
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
 
@@ -49,7 +51,11 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
         it): needed for per-atom energies and for `selected_atoms` (domain decomposition)
     """
     import torch
-    from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput
+
+    # through _coexist: with torch_geometric imported first, a plain import fails (docs/interop.md)
+    metatomic = import_module_with_metatensor_torch("metatomic.torch")
+    AtomisticModel, ModelCapabilities = metatomic.AtomisticModel, metatomic.ModelCapabilities
+    ModelMetadata, ModelOutput = metatomic.ModelMetadata, metatomic.ModelOutput
 
     from . import export_ops  # noqa: F401  (registers the operator the module scripts against)
     from .export_module import ExportedEnergy
@@ -70,9 +76,7 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
     if not species:
         raise ExportError("cannot export: compile with species=[...] (--species): the exported model "
                           "declares the atomic types it supports")
-    import mtdsl
-
-    spec = {"model": model, "output": output, "per_atom": per_atom_name, "mtdsl": mtdsl.__version__}
+    spec = {"model": model, "output": output, "per_atom": per_atom_name, "mtdsl": __version__}
     blob = pickle.dumps(spec)
     key = hashlib.sha256(blob).hexdigest()
     dtype = "float64" if np.dtype(model.dtype) == np.float64 else "float32"
@@ -91,7 +95,8 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
     )
     metadata = ModelMetadata(name=name or model.module.name, description=description or
                              f"{model.module.name}.mt compiled by mtdsl", authors=list(authors))
-    atomistic = AtomisticModel(module.eval(), metadata, capabilities)
+    with torch_index_select_restored():
+        atomistic = AtomisticModel(module.eval(), metadata, capabilities)
     directory = os.fspath(extensions_directory)
     _extension(directory)  # not loaded here: the operator is registered by importing export_ops
     path = os.fspath(path)
@@ -99,7 +104,8 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
     os.close(handle)
     try:
         # only our extension is collected: a fresh directory with it alone
-        atomistic.save(temporary, collect_extensions=None)
+        with torch_index_select_restored():  # saving scripts the module, metatensor's functions included
+            atomistic.save(temporary, collect_extensions=None)
         _record_extension(temporary, directory)
         os.replace(temporary, path)
     finally:

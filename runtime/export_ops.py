@@ -22,16 +22,19 @@ process and key.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import pickle
 from typing import List
 
 import numpy as np
 import torch
 
+from mtdsl._version import __version__
 from mtdsl.ir import nodes as ir
+from mtdsl.systems import System, SystemBatch
+from mtdsl.systems.neighbors import Pairs, _canonical_half, pair_vectors
 
 from .bindings import Bindings
-from .model import Model
 
 _MODELS: dict = {}  # key -> _Evaluator
 
@@ -57,16 +60,14 @@ class _Evaluator:
             if with_per_atom:
                 outputs.append(ir.Output(self.per_atom, ("positions", "cell")))
             module = dataclasses.replace(source.module, outputs=tuple(outputs))
-            model = _GivenPairsModel(module, backend=source.backend, dtype=source.dtype,
-                                     provenance=source.provenance)
+            model = _given_pairs_model(type(source))(module, backend=source.backend, dtype=source.dtype,
+                                                     provenance=source.provenance)
             model.parameters = source.parameters
             model.threads = source.threads
             self._models[with_per_atom] = model
         return self._models[with_per_atom]
 
     def run(self, positions, cell, types, pbc, pairs: List[torch.Tensor], selected, per_atom: bool):
-        from mtdsl.systems import System, SystemBatch
-
         dtype = self.source.dtype
         system = System(types.numpy().astype(np.int32), positions.detach().numpy().astype(dtype),
                         cell.detach().numpy().astype(dtype), pbc.numpy().astype(bool))
@@ -124,27 +125,26 @@ def _selected_rows(block, selected: np.ndarray, per_atom: bool):
             atom[inside], cell_values.sum(axis=0, keepdims=True))
 
 
-class _GivenPairsModel(Model):
-    """A model run on the neighbour lists an engine gives (`given_pairs`, set before each call)
-    instead of its own."""
+@functools.lru_cache(maxsize=None)
+def _given_pairs_model(model_class: type) -> type:
+    """`model_class` (runtime.model.Model, the class of the exported model: this module does not
+    import it, runtime/model.py reaches this one through `Model.export`) run on the neighbour lists
+    an engine gives (`given_pairs`, set before each call) instead of its own."""
+    return type("_GivenPairsModel", (model_class,), {"given_pairs": {}, "bind": _bind_given_pairs})
 
-    given_pairs: dict = {}
 
-    def bind(self, frames, tensormaps):
-        from mtdsl.systems.neighbors import Pairs
-
-        # fresh Pairs at every bind: a run may keep state on them
-        pairs = {name: Pairs(frames, p.cutoff, p.full, p.first, p.second, p.cell_shifts)
-                 for name, p in self.given_pairs.items()}
-        return Bindings({self.module.systems[0].name: frames}, pairs, self.parameters, dtype=self.dtype.type)
+def _bind_given_pairs(self, frames, tensormaps):
+    """`Model.bind` on the engine's neighbour lists."""
+    # fresh Pairs at every bind: a run may keep state on them
+    pairs = {name: Pairs(frames, p.cutoff, p.full, p.first, p.second, p.cell_shifts)
+             for name, p in self.given_pairs.items()}
+    return Bindings({self.module.systems[0].name: frames}, pairs, self.parameters, dtype=self.dtype.type)
 
 
 def _program_pairs(batch, declaration: ir.PairsDecl, samples: np.ndarray):
     """The program's pairs `declaration` from an engine's full list (`[first, second, a, b, c]`
     rows, possibly with a skin beyond the cutoff): those closer than the cutoff, oriented as
     mtdsl's half lists when the program asks for one, sorted as `neighbors()` sorts."""
-    from mtdsl.systems.neighbors import Pairs, _canonical_half, pair_vectors
-
     samples = np.asarray(samples, dtype=np.int64).reshape(-1, 5)
     first, second, shifts = samples[:, 0], samples[:, 1], samples[:, 2:5].astype(np.int32)
     vectors = pair_vectors(np.asarray(batch.positions), np.asarray(batch.cell)[0], first, second, shifts)
@@ -161,17 +161,15 @@ def _program_pairs(batch, declaration: ir.PairsDecl, samples: np.ndarray):
 
 def _evaluator(blob: torch.Tensor, key: str) -> _Evaluator:
     if key not in _MODELS:
-        import mtdsl
-
         try:
             spec = pickle.loads(blob.numpy().tobytes())
         except Exception as error:  # a model pickled by another mtdsl whose classes moved
-            raise RuntimeError(f"this exported model cannot be read by mtdsl {mtdsl.__version__} ({error}): "
+            raise RuntimeError(f"this exported model cannot be read by mtdsl {__version__} ({error}): "
                                "export it again with the mtdsl installed here") from None
-        if spec.get("mtdsl") != mtdsl.__version__:
+        if spec.get("mtdsl") != __version__:
             import warnings
 
-            warnings.warn(f"model exported by mtdsl {spec.get('mtdsl')}, run by mtdsl {mtdsl.__version__}",
+            warnings.warn(f"model exported by mtdsl {spec.get('mtdsl')}, run by mtdsl {__version__}",
                           stacklevel=2)
         _MODELS[key] = _Evaluator(spec)
     return _MODELS[key]

@@ -46,11 +46,12 @@ import weakref
 
 import numpy as np
 
-from mtdsl.errors import MtdslError
+from mtdsl.errors import AutodiffError, MtdslError, Unsupported
 from mtdsl.systems import System
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 
-from .model import check_tensormap_inputs
+from .inputs import check_tensormap_inputs
+from .native_products import NativeProducts
 
 #: the callbacks share state (the products' last run, a model's torch module and its params) and
 #: XLA may call them from several threads (independent calls in one jitted function): one at a time
@@ -272,11 +273,6 @@ class JaxFunction:
         if self._products is None:
             self._products = False
             if self.model.backend != "interpreter":
-                from mtdsl.codegen.plan import Unsupported
-                from mtdsl.ir.autodiff import AutodiffError
-
-                from .native_products import NativeProducts
-
                 try:
                     self._products = NativeProducts(self.model.module, [self.output], self.model.backend,
                                                     dtype=self.model.dtype, threads=self.model.threads,

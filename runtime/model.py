@@ -13,21 +13,29 @@ import os
 
 import numpy as np
 
-from mtdsl.errors import MtdslError
+from mtdsl.errors import MtdslError, Unsupported
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.autodiff import AutodiffError, conjuncts, module_gradients
 from mtdsl.ir.reads import read_closure
 from mtdsl.provenance import append_provenance, make_record, package_versions
 from mtdsl.systems import SystemBatch, as_batch, neighbors
 from mtdsl.systems._pyg import is_pyg, systems_from_pyg
-from mtdsl.tensor import TensorMap
+from mtdsl.tensor import Labels, TensorBlock, TensorMap
 
 from .assemble import evaluate_kernel
-from .bindings import Bindings, RunError
 from .asked_gradients import asked_gradients
+from .bindings import Bindings
+from .calculator import make_calculator
+from .compiled import compile_module
+from .export import export as export_model
 from .finite import check_finite, finite_check_enabled
-from .gradients import FusedGradients, compute_gradients
+from .gradients import DIRECTION_LABELS, FusedGradients, compute_gradients
+from .inputs import check_tensormap_input, check_tensormap_inputs  # noqa: F401 - importable from here as before
+from .interaction import interaction_range
 from .interpreter import Interpreter
+from .jax_function import JaxFunction
+from .native_products import NativeProducts
+from .parameters import load_parameters, save_parameters
 from .species_tables import check_species_tables
 
 BACKENDS = ("interpreter", "cpp", "llvm")
@@ -118,8 +126,6 @@ class Model:
     def compiled(self):
         """The native module of the cpp / llvm backends (runtime/compiled.py), built on first use."""
         if self.backend != "interpreter" and self._compiled is None:
-            from .compiled import compile_module
-
             self._compiled = compile_module(self.module, backend=self.backend, dtype=self.dtype,
                                             gradients=self.gradient_kernels)
         return self._compiled
@@ -134,50 +140,38 @@ class Model:
         """How far an atom's contribution to the outputs can depend on other atoms: the cutoffs of
         the pair sets summed along the longest chain of pair hops, `math.inf` when an output
         depends on a whole system (runtime/interaction.py)."""
-        from .interaction import interaction_range
-
         return interaction_range(self.module)
 
     def save_parameters(self, path) -> None:
         """Write `self.parameters` to `path` (.npz) with the program's sha256, hypers and species
         (runtime/parameters.py, docs/simulation.md)."""
-        from .parameters import save_parameters
-
         save_parameters(self, path)
 
     def load_parameters(self, path) -> None:
         """Set `self.parameters` from a file of `save_parameters`; refused (ParametersError, saying
         what differs) for another program, other hypers or species."""
-        from .parameters import load_parameters
-
         self.parameters = load_parameters(self, path)
 
     def as_calculator(self, output: str = "energy", **options):
         """An ASE calculator over this model's per-system scalar `output` (energy, forces and stress
         from one call per geometry; runtime/calculator.py, docs/simulation.md)."""
-        from .calculator import make_calculator
-
         return make_calculator(self, output, **options)
 
     def export(self, path, extensions_directory="extensions", **options):
         """Write a metatomic `AtomisticModel` of this model to `path` (runtime/export.py,
         docs/simulation.md); its compiled extension goes into `extensions_directory`."""
-        from .export import export
-
-        return export(self, path, extensions_directory=extensions_directory, **options)
+        return export_model(self, path, extensions_directory=extensions_directory, **options)
 
     def to_torch(self):
         """A `torch.nn.Module` over this model: its params trainable, autograd through the kernels
         (runtime/torch_module.py, docs/torch.md)."""
-        from .torch_module import TorchModel
+        from .torch_module import TorchModel  # the torch bridge: torch (1.5 s to import) loads on first use
 
         return TorchModel(self)
 
     def to_jax(self, output: str | None = None):
         """One output as a JAX function `f(positions, *, types, cell, pbc, params, **tensormaps)`,
         differentiable by jax.grad, jit-able and vmap-able (runtime/jax_function.py, docs/interop.md)."""
-        from .jax_function import JaxFunction
-
         return JaxFunction(self, output)
 
     def _values_native(self):
@@ -188,8 +182,6 @@ class Model:
         if self._compiled is not None:
             return self._compiled
         if getattr(self, "_compiled_values", None) is None:  # (absent from models pickled before it)
-            from .compiled import compile_module
-
             self._compiled_values = compile_module(self.module, backend=self.backend, dtype=self.dtype)
         return self._compiled_values
 
@@ -287,40 +279,6 @@ class Model:
         if finite_check_enabled(self):  # never a NaN handed back as a success (runtime/finite.py)
             check_finite(result, batch.sources if hasattr(batch, "sources") else ())
         return result
-
-
-def check_tensormap_inputs(module: ir.Module, tensormaps: dict, error=MtdslError) -> None:
-    """`tensormaps` must be exactly the module's tensormap inputs, each labelled as declared
-    (a wrong set of names raises `error`)."""
-    declared = {t.name: t for t in module.tensormaps}
-    for name in tensormaps:
-        if name not in declared:
-            raise error(f"unknown input {name!r}: the model's tensormap inputs are {sorted(declared) or 'none'}")
-    for name, declaration in declared.items():
-        if name not in tensormaps:
-            raise error(f"the model needs the tensormap input {name!r} ({name}=TensorMap)")
-        check_tensormap_input(declaration, tensormaps[name])
-
-
-def check_tensormap_input(declaration: ir.TensorMapInput, tensor) -> None:
-    """The input's labels must be those its declaration names."""
-    where = f"input {declaration.name}"
-    if not isinstance(tensor, TensorMap):
-        raise RunError(f"{where} must be an mtdsl.TensorMap, got {type(tensor).__name__}")
-    if tuple(tensor.keys.names) != declaration.keys:
-        raise RunError(f"{where}: keys are {tensor.keys.names}, the model declares {list(declaration.keys)}")
-    for index, block in enumerate(tensor.blocks()):
-        key = ", ".join(f"{n}={int(v)}" for n, v in zip(tensor.keys.names, tensor.keys.array[index]))
-        for axis, found, expected in (
-            ("samples", block.samples.names, declaration.samples),
-            ("components", [c.names[0] for c in block.components], declaration.components),
-            ("properties", block.properties.names, declaration.properties),
-        ):
-            if tuple(found) != tuple(expected):
-                raise RunError(
-                    f"{where}, block ({key}): {axis} are labelled {list(found)}, "
-                    f"the model declares {list(expected)}"
-                )
 
 
 # -- gradient blocks by reverse mode -------------------------------------------------------------
@@ -451,8 +409,6 @@ def _reverse_gradients(model: Model, bindings: Bindings, gradients: list[str]) -
     """Gradient blocks of every output by reverse products, if they all qualify (per-system
     samples, at most MAX_REVERSE_COLUMNS columns) and the products lower; False otherwise (the
     caller then runs forward mode on fresh bindings)."""
-    from mtdsl.codegen.plan import Unsupported
-
     names = [o.name for o in model.module.outputs]
     if not _all_per_system(model):
         return False
@@ -460,8 +416,6 @@ def _reverse_gradients(model: Model, bindings: Bindings, gradients: list[str]) -
                 if needs & set(gradients))
     cache = model.__dict__.setdefault("_products", {})
     if wrt not in cache:
-        from .native_products import NativeProducts
-
         try:
             cache[wrt] = NativeProducts(model.module, names, model.backend, dtype=model.dtype,
                                         threads=model.threads, wrt=wrt, constants=True)
@@ -520,10 +474,6 @@ def _block_products(products, bindings, name: str, tensor, b: int):
 def _gradient_block(wrt: str, block, tensor, batch, positions_bar, cell_bar):
     """The gradient block of `block` w.r.t. `wrt` in forward mode's layout (runtime/gradients.py):
     every atom of each sample's system (positions), one row per sample (strain, cell)."""
-    from mtdsl.tensor import Labels, TensorBlock
-
-    from .gradients import DIRECTION_LABELS
-
     systems = np.asarray(block.samples.array[:, 0], dtype=np.int64)
     offsets = np.asarray(batch.atom_offsets, dtype=np.int64)
     columns_shape = block.values.shape[1:]

@@ -47,9 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mtdsl.codegen.plan import Unsupported
-from mtdsl.codegen.terms import (
-    OUT_PREFIX,
-    ScatterTerm,
+from mtdsl.codegen.products import (
     cotangent_kernel,
     cotangent_tensor,
     jvp_kernel,
@@ -64,7 +62,10 @@ from mtdsl.codegen.terms import (
 from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.codegen.fuse import fused_group
+from mtdsl.codegen.terms import ScatterTerm
 from mtdsl.ir.reads import kernel_reads, read_closure
+from mtdsl.ir.roles import Role, role_of
+from mtdsl.tensor import TensorBlock, TensorMap
 
 from .bindings import Bindings, RunError
 from .compiled import NativeFallback, compile_module, default_threads
@@ -195,7 +196,7 @@ class NativeProducts:
                 del self.jvp_kernels[key]
         jvp = {n for key, names_ in self.jvp_kernels.items() if key[0] not in self.through for n in names_}
         for kernel in self.extra:
-            if kernel.name in unsupported and kernel.name not in jvp and not kernel.name.startswith("·jvp"):
+            if kernel.name in unsupported and kernel.name not in jvp and role_of(kernel.name) is not Role.JVP:
                 raise ProductUnsupported(f"{kernel.name} does not render: {unsupported[kernel.name]}")
         self._readers: dict = {}
         self._state: _State | None = None
@@ -300,7 +301,7 @@ class NativeProducts:
         for lists in (self.vjp_kernels, self.jvp_kernels, self.direct_vjp, self.direct_jvp):
             for names in lists.values():
                 if len(names) > 1 and tuple(names) not in self.fused_products:
-                    group = fused_group(f"·fused·{names[0]}", [extra[n] for n in names], pair_systems)
+                    group = fused_group(f"{Role.FUSED.prefix}{names[0]}", [extra[n] for n in names], pair_systems)
                     if group is not None:
                         self.fused_products[tuple(names)] = group.name
                         fused.append(group)
@@ -502,8 +503,6 @@ class NativeProducts:
         """`grid` (of `tensor`'s layout) as the dense grid of the stand-in `source` (a cotangent or a
         tangent), and as a TensorMap of `tensor`'s blocks for kernels that read it through lookup
         tables."""
-        from mtdsl.tensor import TensorBlock, TensorMap
-
         state = self._state
         for descriptor in [d for d in arguments.cache if len(d) > 1 and (
                 d[1] == source or (isinstance(d[1], tuple) and d[1] and d[1][0] == source))]:
@@ -549,7 +548,7 @@ class NativeProducts:
         arguments.dense_gradients = state.dense.get(wrt, {})
         for plan in _member_plans(rendered):
             first = plan.kernel.indices[0].domain
-            if isinstance(first, ir.PairsDomain) and first.pairs.startswith(OUT_PREFIX):
+            if isinstance(first, ir.PairsDomain) and role_of(first.pairs) is Role.OUT:
                 arguments.out_rows[first.pairs] = (np.zeros(1, dtype=np.int64), shape[0])
         try:
             arrays = [buffer] * outputs + [arguments.array(d) for d in rendered.arrays[outputs:]]

@@ -23,6 +23,7 @@ import tempfile
 
 import numpy as np
 
+from mtdsl._version import __version__
 from mtdsl.errors import MtdslError
 
 FORMAT = "mtdsl-parameters"
@@ -49,13 +50,11 @@ def identity(model) -> dict:
 
 def save_parameters(model, path, parameters: dict | None = None) -> None:
     """Write `parameters` (default `model.parameters`) of `model` to `path` (`.npz`), atomically."""
-    import mtdsl
-
     parameters = model.parameters if parameters is None else parameters
     arrays = {_PREFIX + name: np.asarray(value) for name, value in parameters.items()}
     meta = dict(identity(model), format=FORMAT, version=VERSION, dtype=str(np.dtype(model.dtype)),
                 shapes={name: list(np.shape(value)) for name, value in parameters.items()},
-                mtdsl=mtdsl.__version__)
+                mtdsl=__version__)
     arrays[_META] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)

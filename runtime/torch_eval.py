@@ -34,7 +34,7 @@ import torch
 
 from mtdsl.ir import nodes as ir
 from mtdsl.math.radial import soap_radial_spline
-from mtdsl.math.sph import _normalization, recurrences
+from mtdsl.math.sph import _normalization, e3nn_change_of_basis, recurrences
 from mtdsl.tensor import TensorBlock, TensorMap
 
 from .assemble import evaluate_kernel, kernel_domain
@@ -477,8 +477,6 @@ def spherical_harmonics(vectors, l_max: int, convention: str = "metatensor"):
             row = [torch.where(nonzero, value, torch.zeros_like(value)) for value in row]
         block = torch.stack(row, dim=1)
         if convention == "e3nn":
-            from mtdsl.math.wigner import e3nn_change_of_basis
-
             block = block @ _from_numpy(e3nn_change_of_basis(l).T).to(block.dtype)
         columns.append(block)
     return torch.cat(columns, dim=1)

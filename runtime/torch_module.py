@@ -50,7 +50,8 @@ from .assemble import evaluate_kernel
 from .bindings import Bindings
 from .descriptors import Descriptors
 from .interpreter import Interpreter
-from .model import check_tensormap_inputs
+from .inputs import check_tensormap_inputs
+from .parameters import load_parameters, save_parameters
 from .torch_descriptors import DescriptorState, DescriptorUse, DescriptorValues
 
 #: live plans by handle value; a plan lives as long as its handle tensor (an attribute of it),
@@ -526,15 +527,11 @@ class TorchModel(torch.nn.Module):
     def save_parameters(self, path) -> None:
         """This module's parameters (trained values) to a file `Model.load_parameters` and
         `mtdsl.compile(..., parameters=)` read (runtime/parameters.py)."""
-        from .parameters import save_parameters
-
         model = self._mtdsl.model
         save_parameters(model, path, {name: getattr(self, name).detach().cpu().numpy() for name in model.parameters})
 
     def load_parameters(self, path) -> None:
         """Set this module's parameters from a file of `save_parameters` (checked as `Model.load_parameters`)."""
-        from .parameters import load_parameters
-
         values = load_parameters(self._mtdsl.model, path)
         with torch.no_grad():
             for name, value in values.items():

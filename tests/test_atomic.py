@@ -78,7 +78,7 @@ def test_a_failed_write_removes_its_temporary_file(tmp_path):
 def test_a_failed_save_removes_its_temporary_file(tmp_path, monkeypatch):
     from mtdsl.io import mts
 
-    def full_disk(write, data):  # the disk fills up half way through
+    def full_disk(write, data, *options):  # the disk fills up half way through
         write(b"PK" * 1000)
         raise OSError(28, "No space left on device")
 

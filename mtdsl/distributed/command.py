@@ -12,6 +12,12 @@ from __future__ import annotations
 import os
 
 from mtdsl.errors import MtdslError
+from mtdsl.io.mts import save
+
+from ._cluster import client_for, scheduler_client
+from .dataset import ShardError, open_dataset
+from .domains import run_domains
+from .shards import write_frames
 
 
 def parse_domains(text: str) -> tuple[int, int, int]:
@@ -23,8 +29,6 @@ def parse_domains(text: str) -> tuple[int, int, int]:
 
 def run_distributed(args, model, frames) -> dict | None:
     """Runs `mtdsl run`'s distributed modes; prints what it wrote. None when neither is asked."""
-    from ._cluster import client_for, scheduler_client
-
     if not args.scheduler and not args.domains:
         return None
     # both are context managers: a LocalCluster's client closed with it, or a connected Client
@@ -36,8 +40,6 @@ def run_distributed(args, model, frames) -> dict | None:
 
 
 def _write_dataset(args, model, frames, client):
-    from .shards import write_frames
-
     if args.output.endswith(".mts"):
         raise MtdslError(f"-o {args.output}: with --scheduler the output is a directory of shards "
                          "(give a directory name, not a .mts file)")
@@ -49,10 +51,6 @@ def _write_dataset(args, model, frames, client):
 
 
 def _run_domains(args, model, frames, client):
-    from mtdsl.io.mts import save
-
-    from .domains import run_domains
-
     if len(frames) != 1:
         raise MtdslError(f"--domains runs one structure, got {len(frames)} frames")
     outputs = run_domains(model, frames[0], client=client, grid=parse_domains(args.domains),
@@ -68,8 +66,6 @@ def _run_domains(args, model, frames, client):
 
 def inspect_dataset(path: str) -> str:
     """A summary of a sharded dataset; a missing or corrupted shard is an error naming it."""
-    from .dataset import ShardError, open_dataset
-
     dataset = open_dataset(path)
     bad = dataset.verify_all()
     if bad:

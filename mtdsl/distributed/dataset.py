@@ -12,7 +12,9 @@ import json
 import os
 
 from mtdsl.errors import MtdslError
+from mtdsl.io.mts import load
 from mtdsl.provenance import sha256_of_file
+from mtdsl.tensor import Labels, TensorMap
 
 from .join import join_chunks, slice_systems
 from .shards import FORMAT, INDEX
@@ -73,8 +75,6 @@ class Dataset:
 
     def shard(self, k: int, output: str | None = None):
         """The TensorMap of shard `k` (mmap-loaded, checked against its recorded hash)."""
-        from mtdsl.io.mts import load
-
         output = self._output(output)
         if self._cached is not None and self._cached[:2] == (k, output):
             return self._cached[2]
@@ -132,8 +132,6 @@ class Dataset:
 
     def select(self, output: str | None = None, **key):
         """The blocks of `output` whose key has these values (`center_type=8`), over every frame."""
-        from mtdsl.tensor import TensorMap
-
         output = self._output(output)
         parts = []
         for k in range(self.n_shards):
@@ -146,8 +144,6 @@ class Dataset:
 def _rows(labels, indices):
     """The entries `indices` of `labels`."""
     import numpy as np
-
-    from mtdsl.tensor import Labels
 
     array = np.asarray(labels.values, dtype=np.int32)[list(indices)]
     return Labels(labels.names, array.reshape(len(indices), len(labels.names)))

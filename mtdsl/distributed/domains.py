@@ -18,12 +18,14 @@ import uuid
 import numpy as np
 
 from mtdsl.errors import MtdslError
+from mtdsl.runtime.model import Model
 from mtdsl.systems import System, as_batch
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 
 from ._cluster import client_for, n_workers, ship, worker_model
 from .decompose import decompose
 from .frames import asked, gather_in_order, mark_distributed, run_copy
+from .join import _key_union
 from .shares import OWNED, output_kinds, share_module
 
 #: gradients a domain can compute: the cell of an open domain is not the system's
@@ -33,8 +35,6 @@ DOMAIN_GRADIENTS = ("positions", "strain")
 def domain_model(model, species, n_atoms: int):
     """The model a domain runs: the shares of per-system outputs, the whole system's species, the
     gradient path of one call over the whole system."""
-    from mtdsl.runtime.model import Model
-
     shipped = run_copy(model, species, n_atoms)
     module = share_module(model.module)
     if module is model.module:
@@ -232,8 +232,6 @@ def sum_rows(labels: list, values: list):
 def merge_domains(parts: list[TensorMap]) -> TensorMap:
     """The whole system's TensorMap from the domains' (system labels): rows with the same labels
     summed (shares), sorted; gradient rows follow their samples."""
-    from .join import _key_union
-
     keys = _key_union(parts)
     blocks = []
     for entry in keys:

@@ -15,6 +15,8 @@ import uuid
 import numpy as np
 
 from mtdsl.provenance import PROVENANCE_KEY, history
+from mtdsl.runtime.asked_gradients import asked_gradients
+from mtdsl.runtime.model import REVERSE_MIN_ATOMS
 from mtdsl.systems import as_batch
 
 from ._cluster import client_for, n_workers, ship, worker_model
@@ -30,8 +32,6 @@ def run_copy(model, species=None, n_atoms: int | None = None):
     the `species(S)` values `species` and, for `n_atoms` atoms in all, the gradient path (reverse
     or forward, runtime/model.py) one call over all of them takes: the parts then add the same
     terms in the same order as the whole."""
-    from mtdsl.runtime.model import REVERSE_MIN_ATOMS
-
     copy = object.__new__(type(model))
     copy.__dict__.update(model.__getstate__())
     copy.run_species = None if species is None else np.asarray(species, dtype=np.int64)
@@ -43,8 +43,6 @@ def run_copy(model, species=None, n_atoms: int | None = None):
 def asked(model, gradients):
     """The gradients of a call in a canonical, JSON-able form (a list for every output, or
     `{output: [...]}`), checked against the model's outputs (runtime/asked_gradients.py)."""
-    from mtdsl.runtime.asked_gradients import asked_gradients
-
     asked_gradients(model.module, gradients)
     if isinstance(gradients, dict):
         return {name: [wrts] if isinstance(wrts, str) else list(dict.fromkeys(wrts or []))

@@ -25,6 +25,8 @@ import uuid
 import numpy as np
 
 from mtdsl.errors import MtdslError
+from mtdsl.io.mts import save, save_buffer
+from mtdsl.io.structures import read_structures
 from mtdsl.provenance import sha256_of_file
 from mtdsl.systems import as_batch
 
@@ -52,8 +54,6 @@ def write_json_atomically(path: str, value) -> None:
 def inputs_hash(token: str, gradients: list, frames, tensormaps: dict) -> str:
     """What a shard's outputs depend on: the model, the gradients asked, every array of its
     frames and of its tensormap inputs."""
-    from mtdsl.io.mts import save_buffer
-
     digest = hashlib.sha256(token.encode())
     digest.update(json.dumps(gradients, sort_keys=True).encode())
     for system in frames:
@@ -87,8 +87,6 @@ def write_shard(model, token: str, path: str, name: str, first: int, frames, gra
                 expected_hash: str, details: dict) -> dict:
     """On a worker: run the shard's frames, write one `.mts` per output (atomically), then its
     record. Returns the record."""
-    from mtdsl.io.mts import save
-
     loaded_model, loaded = worker_model(model, token)
     outputs = loaded_model(frames, gradients=gradients, **tensormaps)
     files = {}
@@ -114,8 +112,6 @@ def write_frames(model, frames_or_files, path, *, client=None, gradients=None, c
     :return: the index (also written to `path/index.json`) with `"written"` and `"skipped"`
         counts of this run
     """
-    from mtdsl.io.structures import read_structures
-
     gradients = asked(model, gradients)
     given = [frames_or_files] if isinstance(frames_or_files, (str, os.PathLike)) else list(frames_or_files)
     systems = []

@@ -30,7 +30,7 @@ MAX_DIMENSIONS = 64
 _NAME = r"'[^'\\\n]*'"
 _FAST_HEADER = re.compile(
     r"\{ ?'descr': (?P<descr>" + _NAME + r"|\[(?:\(" + _NAME + ", " + _NAME + r"\), )*(?:\(" + _NAME + ", " + _NAME
-    + r"\))?\]), 'fortran_order': (?P<fortran>True|False), 'shape': \((?P<shape>(?:\d{1,20}, )*(?:\d{1,20},?)?)\),? ?\} *"
+    + r"\))?\]), 'fortran_order': (?P<fortran>True|False), 'shape': \((?P<shape>(?:[0-9]{1,20}, )*(?:[0-9]{1,20},?)?)\),? ?\} *"
 )
 _FIELD = re.compile(r"\('([^']*)', '([^']*)'\)")
 
@@ -38,7 +38,8 @@ _FIELD = re.compile(r"\('([^']*)', '([^']*)'\)")
 VALUE_DTYPES = {
     "i1": np.int8, "i2": np.int16, "i4": np.int32, "i8": np.int64,
     "u1": np.uint8, "u2": np.uint16, "u4": np.uint32, "u8": np.uint64,
-    "f4": np.float32, "f8": np.float64,
+    "f2": np.float16, "f4": np.float32, "f8": np.float64,
+    "c8": np.complex64, "c16": np.complex128, "b1": np.bool_,
 }
 
 
@@ -124,7 +125,7 @@ def parse_header(data) -> NpyHeader:
     if fast is not None:
         descr = fast["descr"]
         descr = descr[1:-1] if descr.startswith("'") else tuple(_FIELD.findall(descr))
-        shape = tuple(int(s) for s in re.findall(r"\d+", fast["shape"]))
+        shape = tuple(int(s) for s in re.findall(r"[0-9]+", fast["shape"]))
         if len(shape) > MAX_DIMENSIONS:
             raise NpyError(f"NPY header 'shape' has {len(shape)} dimensions, at most {MAX_DIMENSIONS} are allowed")
         return NpyHeader(descr, fast["fortran"] == "True", shape, start + length)
@@ -154,13 +155,14 @@ def parse_header(data) -> NpyHeader:
 
 def value_dtype(descr) -> np.dtype:
     """The numpy dtype of a values array from its descr; only the VALUE_DTYPES, never objects."""
-    if isinstance(descr, str) and len(descr) == 3 and descr[0] in "<>|=" and descr[1:] in VALUE_DTYPES:
+    # metatensor-core wants '<', '>' or '=' even for one-byte types (it refuses numpy's '|u1')
+    if isinstance(descr, str) and descr[:1] in ("<", ">", "=") and descr[1:] in VALUE_DTYPES:
         dtype = np.dtype(VALUE_DTYPES[descr[1:]])
         if descr[0] == ">" and dtype.itemsize > 1:
             dtype = dtype.newbyteorder(">")
-        elif descr[0] == "|" and dtype.itemsize > 1:
-            raise NpyError(f"dtype {descr!r} needs a byte order")
         return dtype
+    if isinstance(descr, str) and descr[:1] == "|" and descr[1:] in VALUE_DTYPES:
+        raise NpyError(f"dtype {descr!r}: metatensor-core needs an explicit byte order ('<', '>' or '=')")
     raise NpyError(
         f"unsupported dtype {descr!r} for values (expected one of "
         f"{', '.join('<' + code for code in VALUE_DTYPES)})"
@@ -180,6 +182,9 @@ def labels_fields(descr) -> tuple[tuple[str, ...], np.dtype]:
     return tuple(name for name, _ in descr), dtype
 
 
+_ASCII_DIGITS = frozenset("0123456789")
+
+
 class _Parser:
     """Recursive descent over the Python-literal subset used by NPY headers."""
 
@@ -197,7 +202,8 @@ class _Parser:
         return value
 
     def _skip(self):
-        while self.position < len(self.text) and self.text[self.position] in " \t\r\n\x0c":
+        # metatensor-core skips these three only: a newline inside the header is refused
+        while self.position < len(self.text) and self.text[self.position] in " \t\x0c":
             self.position += 1
 
     def _peek(self) -> str:
@@ -214,9 +220,9 @@ class _Parser:
             return self._string()
         if char in "([{":
             return self._sequence(char, depth)
-        if char.isdigit():
+        if char in _ASCII_DIGITS:  # not str.isdigit(): that takes '٣' and other Unicode digits
             start = self.position
-            while self.position < len(self.text) and self.text[self.position].isdigit():
+            while self.position < len(self.text) and self.text[self.position] in _ASCII_DIGITS:
                 self.position += 1
             digits = self.text[start:self.position]
             if len(digits) > 20:

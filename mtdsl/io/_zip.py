@@ -6,10 +6,13 @@ sizes (the 32-bit size fields say 0xFFFFFFFF), no data descriptor, Unix permissi
 0644, "version made by" 4.6/Unix. The central directory carries ZIP64 extras only for
 values above 4 GiB, and a ZIP64 end record is added past 65535 members or 4 GiB.
 
-The reader trusts nothing: it refuses compressed or encrypted members (no zip bombs,
-no decompression at all), members outside the file or overlapping each other,
-duplicated names, names that are absolute or contain `..`, `\\` or NUL, multi-disk
-archives, and local headers that disagree with the central directory.
+The reader trusts nothing: it refuses encrypted members, compression methods other
+than stored (0) and deflate (8) (the two metatensor-core reads), members outside the
+file or overlapping each other, duplicated names, names that are absolute or contain
+`..`, `\\` or NUL, multi-disk archives, and local headers that disagree with the
+central directory. Deflated members are inflated by `inflate`, which never produces
+more than the size the directory declares, refuses declared sizes beyond deflate's
+physical expansion limit (no zip bombs), and checks the CRC-32.
 """
 
 from __future__ import annotations
@@ -33,6 +36,14 @@ _DOS_TIME_0 = 0
 _VERSION_MADE_BY = (3 << 8) | 46  # Unix, 4.6: what the zip crate writes
 _EXTERNAL_ATTRIBUTES = 0o100644 << 16
 
+STORED = 0
+DEFLATED = 8
+# deflate cannot expand data by more than 1032:1 (258-byte matches coded in 2 bits); a
+# member that claims more is lying about its size, and is refused before any allocation
+MAX_DEFLATE_RATIO = 1032
+_INFLATE_CHUNK = 1 << 24
+
+
 _LOCAL_FORMAT = struct.Struct("<4sHHHHHIIIHH")  # 30 bytes
 _CENTRAL_FORMAT = struct.Struct("<4sHHHHHHIIIHHHHHII")  # 46 bytes
 _END_FORMAT = struct.Struct("<4sHHHHIIH")  # 22 bytes
@@ -49,13 +60,16 @@ class _Written:
     crc: int
     size: int
     offset: int
+    method: int = 0
+    stored_size: int = -1
 
 
 class ZipWriter:
     """Streams members to `write` (a callable taking bytes-like) without ever seeking back."""
 
-    def __init__(self, write):
+    def __init__(self, write, compress: bool = False):
         self._write = write
+        self._compress = compress
         self._offset = 0
         self._entries: list[_Written] = []
 
@@ -73,29 +87,41 @@ class ZipWriter:
         flags = 0 if name.isascii() else 1 << 11
         offset = self._offset
         version = 45 if offset > _U32_MAX else 20
+        method, stored = 0, size
+        if self._compress:  # deflated in memory first: the local header needs the compressed size
+            compressor = zlib.compressobj(6, zlib.DEFLATED, -15)
+            parts = [compressor.compress(head)]
+            if body is not None and body.nbytes:
+                parts.append(compressor.compress(body))
+            parts.append(compressor.flush())
+            head, body, method = b"".join(parts), None, DEFLATED
+            stored = len(head)
         local = _LOCAL_FORMAT.pack(
-            _LOCAL, version, flags, 0, _DOS_TIME_0, _DOS_DATE_2000, crc, _U32_MAX, _U32_MAX, len(encoded), 20
+            _LOCAL, version, flags, method, _DOS_TIME_0, _DOS_DATE_2000, crc, _U32_MAX, _U32_MAX, len(encoded), 20
         )
-        self._emit(b"".join((local, encoded, struct.pack("<HHQQ", 1, 16, size, size), head)))
+        self._emit(b"".join((local, encoded, struct.pack("<HHQQ", 1, 16, size, stored), head)))
         if body is not None and body.nbytes:
             self._emit(body)
-        self._entries.append(_Written(encoded, flags, crc, size, offset))
+        self._entries.append(_Written(encoded, flags, crc, size, offset, method, stored))
 
     def finish(self) -> None:
         """Write the central directory and the end records."""
         start = self._offset
         for entry in self._entries:
             extra = b""
-            if entry.size > _U32_MAX:
-                extra += struct.pack("<QQ", entry.size, entry.size)
+            stored = entry.size if entry.stored_size < 0 else entry.stored_size
+            if entry.size > _U32_MAX or stored > _U32_MAX:
+                extra += struct.pack("<QQ", entry.size, stored)
             if entry.offset > _U32_MAX:
                 extra += struct.pack("<Q", entry.offset)
             if extra:
                 extra = struct.pack("<HH", 1, len(extra)) + extra
-            version = 45 if entry.size > _U32_MAX or entry.offset > _U32_MAX else 20
+            version = 45 if max(entry.size, stored, entry.offset) > _U32_MAX else 20
+            large = entry.size > _U32_MAX or stored > _U32_MAX  # both sizes go to the extra then
             header = _CENTRAL_FORMAT.pack(
-                _CENTRAL, _VERSION_MADE_BY, version, entry.flags, 0, _DOS_TIME_0, _DOS_DATE_2000, entry.crc,
-                min(entry.size, _U32_MAX), min(entry.size, _U32_MAX), len(entry.name), len(extra), 0, 0, 0,
+                _CENTRAL, _VERSION_MADE_BY, version, entry.flags, entry.method, _DOS_TIME_0, _DOS_DATE_2000,
+                entry.crc, _U32_MAX if large else stored, _U32_MAX if large else entry.size, len(entry.name),
+                len(extra), 0, 0, 0,
                 _EXTERNAL_ATTRIBUTES, min(entry.offset, _U32_MAX),
             )
             self._emit(header + entry.name + extra)
@@ -114,13 +140,25 @@ class ZipWriter:
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """A stored member: its data is `size` bytes at `data_offset` in the file."""
+    """A member: its (possibly compressed) data is `stored_size` bytes at `data_offset` in the
+    file, `size` bytes once inflated; `method` is STORED or DEFLATED."""
 
     name: str
     header_offset: int
     data_offset: int
     size: int
     crc: int
+    method: int = STORED
+    stored_size: int = -1
+
+    @property
+    def compressed(self) -> bool:
+        return self.method != STORED
+
+    @property
+    def extent(self) -> int:
+        """Bytes the member's data takes in the file."""
+        return self.size if self.stored_size < 0 else self.stored_size
 
 
 def _check_name(name: str) -> None:
@@ -204,16 +242,22 @@ def read_directory(source) -> dict[str, Member]:
             raise FormatError(f"member {name!r}: appears twice in the archive")
         if flags & 0x41:
             raise FormatError(f"member {name!r}: encrypted members are not supported")
-        if method != 0:
+        if method not in (STORED, DEFLATED):
             raise FormatError(
-                f"member {name!r}: compressed with method {method}; .mts members must be stored uncompressed"
+                f"member {name!r}: compressed with method {method}; .mts members must be stored (0) "
+                "or deflated (8)"
             )
         if disk != 0:
             raise FormatError(f"member {name!r}: multi-disk ZIP archives are not supported")
         size, compressed, header_offset = _zip64_fields(name, extra, size, compressed, header_offset)
-        if compressed != size:
+        if method == STORED and compressed != size:
             raise FormatError(
                 f"member {name!r}: stored member with different sizes ({compressed} compressed, {size} not)"
+            )
+        if method == DEFLATED and size > MAX_DEFLATE_RATIO * compressed + 64:
+            raise FormatError(
+                f"member {name!r}: claims {size} bytes inflated from {compressed} compressed bytes, more than "
+                f"deflate's {MAX_DEFLATE_RATIO}:1 limit (a zip bomb or a corrupted directory)"
             )
         if header_offset + _LOCAL_FORMAT.size > cd_offset:
             raise FormatError(f"member {name!r}: local header lies outside the file data")
@@ -222,19 +266,19 @@ def read_directory(source) -> dict[str, Member]:
         if signature != _LOCAL:
             raise FormatError(f"member {name!r}: bad local header signature at offset {header_offset}")
         data_offset = header_offset + _LOCAL_FORMAT.size + local_name_length + local_extra_length
-        if data_offset + size > cd_offset:
+        if data_offset + compressed > cd_offset:
             raise FormatError(
-                f"member {name!r}: claims {size} bytes at offset {data_offset}, beyond the end of the file data"
+                f"member {name!r}: claims {compressed} bytes at offset {data_offset}, beyond the end of the file data"
             )
         if bytes(source.read(header_offset + _LOCAL_FORMAT.size, local_name_length)) != raw_name:
             raise FormatError(f"member {name!r}: local header names a different member")
-        members[name] = Member(name, header_offset, data_offset, size, crc)
+        members[name] = Member(name, header_offset, data_offset, size, crc, method, compressed)
 
     if cursor != cd_size:
         raise FormatError(f"central directory has {cd_size - cursor} bytes after its {entries} members")
     ordered = sorted(members.values(), key=lambda m: m.header_offset)
     for first, second in zip(ordered, ordered[1:]):
-        if first.data_offset + first.size > second.header_offset:
+        if first.data_offset + first.extent > second.header_offset:
             raise FormatError(f"members {first.name!r} and {second.name!r} overlap")
     return members
 
@@ -270,3 +314,40 @@ def check_crc(member: Member, *parts) -> None:
         crc = zlib.crc32(part, crc)
     if crc != member.crc:
         raise FormatError(f"member {member.name!r}: CRC-32 mismatch, the data is corrupted")
+
+
+def inflate(member: Member, data, into=None):
+    """The `member.size` bytes inflated from its deflate stream `data`, CRC-checked.
+
+    Never produces more than the declared size (the output buffer is that size, and the
+    stream must end exactly there), so a lying header cannot make it allocate more. The
+    result is a fresh writable uint8 numpy array (or `into`, a writable buffer of the size).
+    """
+    import numpy as np
+
+    output = np.empty(member.size, dtype=np.uint8) if into is None else into
+    target = memoryview(output).cast("B") if not isinstance(output, np.ndarray) else memoryview(output)
+    decompressor = zlib.decompressobj(-15)
+    done = 0
+    crc = 0
+    pending = memoryview(data)
+    try:
+        while True:
+            chunk = decompressor.decompress(pending, min(_INFLATE_CHUNK, member.size - done + 1))
+            if done + len(chunk) > member.size:
+                raise FormatError(f"member {member.name!r}: inflates to more than the {member.size} bytes declared")
+            target[done:done + len(chunk)] = chunk
+            crc = zlib.crc32(chunk, crc)
+            done += len(chunk)
+            pending = decompressor.unconsumed_tail
+            if decompressor.eof or (not chunk and not pending):
+                break
+    except zlib.error as error:
+        raise FormatError(f"member {member.name!r}: corrupted deflate data ({error})") from None
+    if not decompressor.eof:
+        raise FormatError(f"member {member.name!r}: the deflate stream is truncated")
+    if done != member.size:
+        raise FormatError(f"member {member.name!r}: inflates to {done} bytes, the directory declares {member.size}")
+    if crc != member.crc:
+        raise FormatError(f"member {member.name!r}: CRC-32 mismatch, the data is corrupted")
+    return output

@@ -1,76 +1,20 @@
-"""Conversion to and from metatensor-core objects.
+"""Conversion to and from metatensor-core objects: importable from here, defined in the data model.
 
-metatensor-core is imported only inside these functions: mtdsl never needs it to run.
-Arrays are shared, not copied, where both libraries allow it.
+`TensorMap.to_metatensor()` and `TensorMap.from_metatensor()` call these functions, so they live
+below `mtdsl/tensor/tensormap.py` (in `mtdsl/tensor/_convert.py`); metatensor-core is imported only
+inside them.
 """
 
-from __future__ import annotations
-
-import numpy as np
-
-from ..tensor import Labels, TensorBlock, TensorMap
-from ..tensor._array import is_torch
-
-
-def _metatensor():
-    try:
-        import metatensor
-    except ImportError as error:  # pragma: no cover - depends on the environment
-        raise ImportError("converting to metatensor needs metatensor-core: pip install metatensor-core") from error
-    return metatensor
-
-
-def labels_to_metatensor(labels: Labels):
-    metatensor = _metatensor()
-    values = labels.values if is_torch(labels.values) else labels.array
-    return metatensor.Labels(labels.names, values, assume_unique=True)
-
-
-def labels_from_metatensor(labels) -> Labels:
-    return Labels(labels.names, np.asarray(labels.values), assume_unique=True)
-
-
-def block_to_metatensor(block: TensorBlock):
-    metatensor = _metatensor()
-    result = metatensor.TensorBlock(
-        block.values,
-        labels_to_metatensor(block.samples),
-        [labels_to_metatensor(c) for c in block.components],
-        labels_to_metatensor(block.properties),
-    )
-    for parameter, gradient in block.gradients():
-        result.add_gradient(parameter, block_to_metatensor(gradient))
-    return result
-
-
-def block_from_metatensor(block) -> TensorBlock:
-    result = TensorBlock(
-        block.values,
-        labels_from_metatensor(block.samples),
-        [labels_from_metatensor(c) for c in block.components],
-        labels_from_metatensor(block.properties),
-    )
-    for parameter in block.gradients_list():
-        result.add_gradient(parameter, block_from_metatensor(block.gradient(parameter)))
-    return result
-
-
-def to_metatensor(tensor: TensorMap):
-    """`tensor` as a `metatensor.TensorMap`, info included."""
-    metatensor = _metatensor()
-    result = metatensor.TensorMap(
-        labels_to_metatensor(tensor.keys), [block_to_metatensor(b) for b in tensor.blocks()]
-    )
-    for key, value in tensor.info().items():
-        result.set_info(key, value)
-    return result
+from ..tensor import TensorMap
+from ..tensor._convert import (  # noqa: F401 - the public names of this module
+    block_from_metatensor,
+    block_to_metatensor,
+    labels_from_metatensor,
+    labels_to_metatensor,
+    to_metatensor,
+)
 
 
 def from_metatensor(tensor) -> TensorMap:
     """A `metatensor.TensorMap` as an mtdsl `TensorMap`, info included."""
-    result = TensorMap(
-        labels_from_metatensor(tensor.keys), [block_from_metatensor(b) for b in tensor.blocks()]
-    )
-    for key, value in tensor.info().items():
-        result.set_info(key, value)
-    return result
+    return TensorMap.from_metatensor(tensor)

@@ -1,6 +1,7 @@
 """`.mts` files: metatensor-core's ZIP + NPY format, read and written without metatensor.
 
-A TensorMap is a ZIP archive of STORED members, in this order:
+A TensorMap is a ZIP archive of STORED members (deflated with `compress=True`; files
+from other tools may deflate any member), in this order:
 
     keys.npy                                   Labels: structured int32 array, one field per name
     blocks/<i>/values.npy                      values, shape [samples, *components, properties]
@@ -13,8 +14,9 @@ A TensorMap is a ZIP archive of STORED members, in this order:
 
 A TensorBlock is the same without `keys.npy`, `blocks/<i>/` and `info.json`; Labels
 are a bare `.npy` file. Bytes are those metatensor-core 0.2.6 writes (see `_zip.py` and
-`_npy.py`). Writes to a path are atomic; loading never unpickles, never decompresses,
-and refuses anything unexpected with a `FormatError` naming the member (`docs/formats.md`).
+`_npy.py`). Writes to a path are atomic; loading never unpickles, inflates only within
+zip-bomb bounds, and refuses anything unexpected with a `FormatError`
+naming the member (`docs/formats.md`).
 """
 
 from __future__ import annotations
@@ -30,11 +32,11 @@ import numpy as np
 
 from .. import atomic
 from ..errors import FormatError, MetadataError, MtdslError
-from ..tensor import Labels, TensorBlock, TensorMap
+from ..tensor import Labels, TensorBlock, TensorMap, _metatensor_api
 from ..tensor._array import to_numpy
 from ..tensor.labels import check_names
 from . import _npy
-from ._zip import Member, ZipWriter, check_crc, read_directory
+from ._zip import Member, ZipWriter, check_crc, inflate, read_directory
 
 Data = Union[TensorMap, TensorBlock, Labels]
 
@@ -46,12 +48,19 @@ __all__ = [
 # gradients of gradients of ... deeper than this are refused (metatensor writes at most a few)
 MAX_GRADIENT_DEPTH = 16
 _FIRST_READ = 4096  # bytes read first from a values member, enough for any usual NPY header
+# deflated members of one file may inflate to at most this many bytes in total (a zip bomb
+# guard on top of deflate's 1032:1 limit per member); raise it to load larger compressed files
+MAX_INFLATED_BYTES = 1 << 33
 
 
 # == saving ==================================================================================
 
-def save(file, data: Data) -> None:
+def save(file, data: Data, use_numpy: bool = False, compress: bool = False) -> None:
     """Save a TensorMap, TensorBlock or Labels to `file` (a path or a binary file object).
+
+    `compress=True` deflates every member (smaller files that metatensor-core and any ZIP
+    tool read, slower to write and read, never memory-mapped); the default stores them
+    as metatensor-core does. `use_numpy` is accepted for metatensor compatibility.
 
     Like metatensor, a path not ending in `.mts` gets the extension added, with a warning.
     Writing to a path is atomic: the data goes to a temporary file in the same directory,
@@ -60,7 +69,7 @@ def save(file, data: Data) -> None:
     """
     _check_data(data)
     if hasattr(file, "write"):
-        _write_to(file.write, data)
+        _write_to(file.write, data, compress)
         return
     path = os.fspath(file)
     if isinstance(path, bytes):
@@ -68,29 +77,29 @@ def save(file, data: Data) -> None:
     if not os.path.basename(path).endswith(".mts"):
         path += ".mts"
         warnings.warn(f"adding '.mts' extension, the file will be saved at '{path}'", stacklevel=2)
-    _write_atomically(path, data)
+    _write_atomically(path, data, compress)
 
 
-def save_buffer(data: Data) -> bytes:
+def save_buffer(data: Data, use_numpy: bool = False, compress: bool = False) -> bytes:
     """The bytes `save` would write for `data`."""
     _check_data(data)
     chunks = []
-    _write_to(chunks.append, data)
+    _write_to(chunks.append, data, compress)
     return b"".join(chunks)
 
 
 def _check_data(data) -> None:
     if not isinstance(data, (TensorMap, TensorBlock, Labels)):
-        raise TypeError(f"can only save TensorMap, TensorBlock or Labels, not {type(data).__name__}")
+        raise TypeError(f"`data` must be one of 'Labels', 'TensorBlock' or 'TensorMap', not {type(data)}")
 
 
-def _write_to(write, data: Data) -> None:
+def _write_to(write, data: Data, compress: bool = False) -> None:
     if isinstance(data, Labels):
         head, body = _labels_member(data)
         write(head)
         write(body)
         return
-    writer = ZipWriter(write)
+    writer = ZipWriter(write, compress)
     if isinstance(data, TensorMap):
         writer.add("keys.npy", *_labels_member(data.keys))
         for index, block in enumerate(data.blocks()):
@@ -143,7 +152,7 @@ def _values_member(values, prefix: str) -> tuple[bytes, memoryview]:
     return _npy.header_bytes(descr, array.shape), _bytes_of(array)
 
 
-def _write_atomically(path: str, data: Data) -> None:
+def _write_atomically(path: str, data: Data, compress: bool = False) -> None:
     if os.path.islink(path):
         path = os.path.realpath(path)  # replace the file the link points to, keep the link
     directory = os.path.dirname(os.path.abspath(path))
@@ -151,7 +160,7 @@ def _write_atomically(path: str, data: Data) -> None:
     fd, temporary = atomic.temporary(path)  # and removes the debris of killed writers (mtdsl/atomic.py)
     try:
         with open(fd, "wb", buffering=1 << 16) as file:
-            _write_to(file.write, data)
+            _write_to(file.write, data, compress)
             file.flush()
             if hasattr(os, "fchmod"):
                 os.fchmod(file.fileno(), mode)
@@ -203,17 +212,22 @@ def _fsync_directory(directory: str) -> None:
 
 # == loading =================================================================================
 
-def load(file, mmap: bool = False) -> Data:
+def load(file, mmap: bool = False, verify: bool = True, use_numpy: bool = False) -> Data:
     """Load the TensorMap, TensorBlock or Labels saved in `file` (a path or a binary file object).
 
-    With `mmap=True` (paths only) the values of every block and gradient are read-only
-    numpy views of the file mapped in memory, read from disk only when touched; their
-    CRC-32 is not checked (that would read them). Labels and info are always read and checked.
+    With `mmap=True` (paths only) the values of every stored block and gradient are
+    read-only numpy views of the file mapped in memory; deflated members are inflated into
+    memory instead (they cannot be mapped). `verify=True` (the default) checks the CRC-32
+    of every member, which reads the whole file once (at read bandwidth); with
+    `mmap=True, verify=False` values are read from disk only when touched, and a damaged
+    value byte goes unnoticed. Labels and info are always checked. `use_numpy` is accepted
+    for metatensor compatibility: arrays are always numpy arrays.
     """
+    del use_numpy
     if hasattr(file, "read"):
         if mmap:
             raise MtdslError("load(mmap=True) needs a path, not a file object")
-        return load_buffer(file.read())
+        return load_buffer(file.read(), verify=verify)
     descriptor = os.open(os.fspath(file), os.O_RDONLY | getattr(os, "O_BINARY", 0))  # OSError if missing
     try:
         if mmap:
@@ -221,40 +235,49 @@ def load(file, mmap: bool = False) -> Data:
             if size == 0:
                 raise FormatError("empty file: not an .mts file")
             mapped = _mmap.mmap(descriptor, 0, access=_mmap.ACCESS_READ)
-            return _load(_BufferSource(mapped, copy=False), verify_values=False)
-        return _load(_FileSource(descriptor), verify_values=True)
+            return _load(_BufferSource(mapped, copy=False), verify_values=verify)
+        return _load(_FileSource(descriptor), verify_values=verify)
     finally:
         os.close(descriptor)
 
 
-def load_buffer(buffer) -> Data:
+def load_buffer(buffer, verify: bool = True, use_numpy: bool = False) -> Data:
     """Load what `save_buffer` produced: bytes, bytearray, memoryview or a uint8 array."""
-    return _load(_BufferSource(_as_bytes_view(buffer), copy=True), verify_values=True)
+    del use_numpy
+    return _load(_BufferSource(_as_bytes_view(buffer), copy=True), verify_values=verify)
 
 
-def load_block(file, mmap: bool = False) -> TensorBlock:
+def load_block(file, mmap: bool = False, verify: bool = True, use_numpy: bool = False) -> TensorBlock:
     """`load`, checking that the file holds a TensorBlock."""
-    return _expect(load(file, mmap=mmap), TensorBlock)
+    return load_as(load(file, mmap=mmap, verify=verify), TensorBlock, file)
 
 
-def load_block_buffer(buffer) -> TensorBlock:
+def load_block_buffer(buffer, verify: bool = True, use_numpy: bool = False) -> TensorBlock:
     """`load_buffer`, checking that the buffer holds a TensorBlock."""
-    return _expect(load_buffer(buffer), TensorBlock)
+    return load_as(load_buffer(buffer, verify=verify), TensorBlock, None)
 
 
 def load_labels(file) -> Labels:
     """`load`, checking that the file holds Labels."""
-    return _expect(load(file), Labels)
+    return load_as(load(file), Labels, file)
 
 
 def load_labels_buffer(buffer) -> Labels:
     """`load_buffer`, checking that the buffer holds Labels."""
-    return _expect(load_buffer(buffer), Labels)
+    return load_as(load_buffer(buffer), Labels, None)
 
 
-def _expect(data, kind):
+_LOADERS = {TensorMap: "load", TensorBlock: "load_block", Labels: "load_labels"}
+
+
+def load_as(data, kind, file):
+    """`data` if it is a `kind`, else a FormatError naming the loader that fits."""
     if not isinstance(data, kind):
-        raise FormatError(f"the file holds a {type(data).__name__}, not a {kind.__name__}")
+        where = f" from '{os.fspath(file)}'" if isinstance(file, (str, os.PathLike)) else ""
+        raise FormatError(
+            f"unable to load a {kind.__name__}{where}: it holds a {type(data).__name__}, "
+            f"use `{_LOADERS[type(data)]}` to load it"
+        )
     return data
 
 
@@ -326,6 +349,12 @@ def _load(source, verify_values: bool) -> Data:
     if source.size >= len(_npy.MAGIC) and bytes(source.read(0, len(_npy.MAGIC))) == _npy.MAGIC:
         return _read_labels_npy("<labels file>", source.read(0, source.size), None)
     members = read_directory(source)
+    inflated = sum(member.size for member in members.values() if member.compressed)
+    if inflated > MAX_INFLATED_BYTES:
+        raise FormatError(
+            f"the compressed members would inflate to {inflated} bytes, more than the {MAX_INFLATED_BYTES} "
+            "allowed (mtdsl.io.mts.MAX_INFLATED_BYTES)"
+        )
     reader = _Reader(source, members, verify_values)
     if "keys.npy" in members:
         result = reader.tensormap()
@@ -388,19 +417,35 @@ class _Reader:
             more = f" (and {len(unused) - 1} more)" if len(unused) > 1 else ""
             raise FormatError(f"member {unused[0]!r} is not part of the .mts layout{more}")
 
+    def _inflated(self, member: Member) -> np.ndarray:
+        """A deflated member's bytes, inflated into a fresh array and CRC-checked."""
+        return inflate(member, self._source.read(member.data_offset, member.stored_size))
+
     def labels(self, name: str) -> Labels:
         member = self._take(name)
+        if member.compressed:
+            return _read_labels_npy(name, self._inflated(member), None)
         return _read_labels_npy(name, self._source.read(member.data_offset, member.size), member)
 
     def values(self, name: str) -> np.ndarray:
         member = self._take(name)
+        if member.compressed:
+            data = self._inflated(member)
+            return self._values_from(name, member, _BufferSource(data, copy=False), 0, data, verified=True, own=True)
         head = self._source.read(member.data_offset, min(member.size, _FIRST_READ))
+        return self._values_from(name, member, self._source, member.data_offset, head,
+                                 verified=not self._verify_values, own=self._source.copy)
+
+    def _values_from(self, name: str, member: Member, source, start: int, head, verified: bool, own: bool):
+        """The values array of `member`, whose data starts at `start` in `source` with `head`
+        its first bytes; `verified`: CRC already checked (or not wanted); `own`: the array
+        may be modified in place."""
         try:
             header = _npy.parse_header(head)
         except _npy.NpyError as error:
             if member.size <= _FIRST_READ:
                 raise FormatError(f"member {name!r}: {error}") from None
-            head = self._source.read(member.data_offset, min(member.size, _npy.MAX_HEADER_LENGTH + 12))
+            head = source.read(start, min(member.size, _npy.MAX_HEADER_LENGTH + 12))
             try:
                 header = _npy.parse_header(head)
             except _npy.NpyError as error:
@@ -429,10 +474,10 @@ class _Reader:
                 f"member {name!r}: header describes {dtype.name} values of shape {list(header.shape)} "
                 f"({expected} bytes) but {member.size - header.length} bytes of data follow"
             )
-        array = self._source.array(member.data_offset + header.length, dtype, header.shape)
-        if self._verify_values:
+        array = source.array(start + header.length, dtype, header.shape)
+        if not verified:
             check_crc(member, head[:header.length], _bytes_of(array))
-        if dtype.byteorder == ">" and self._source.copy:
+        if dtype.byteorder == ">" and own:
             array = array.byteswap().view(dtype.newbyteorder("="))
         return array
 
@@ -450,14 +495,23 @@ class _Reader:
 
     def _info(self) -> dict[str, str]:
         member = self._take("info.json")
-        data = bytes(self._source.read(member.data_offset, member.size))
-        check_crc(member, data)
+        if member.compressed:
+            data = self._inflated(member).tobytes()
+        else:
+            data = bytes(self._source.read(member.data_offset, member.size))
+            check_crc(member, data)
         try:
             info = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as error:
             raise FormatError(f"member 'info.json': not valid JSON ({error})") from None
         if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
             raise FormatError("member 'info.json': must be a JSON object whose values are strings")
+        for text in (*info, *info.values()):
+            # what metatensor-core refuses: NUL (C strings) and unpaired surrogates (not UTF-8)
+            if "\x00" in text or not _encodes_to_utf8(text):
+                raise FormatError(
+                    f"member 'info.json': {text[:40]!r} holds a NUL character or an unpaired surrogate"
+                )
         return info
 
     def block(self, prefix: str, properties: Labels | None, depth: int) -> TensorBlock:
@@ -483,6 +537,14 @@ class _Reader:
         return block
 
 
+def _encodes_to_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _gradient_index(members) -> dict[str, set[str]]:
     """{prefix: gradient parameters} for every `<prefix>gradients/<parameter>/...` member name."""
     index: dict[str, set[str]] = {}
@@ -493,3 +555,8 @@ def _gradient_index(members) -> dict[str, set[str]]:
                 prefix = "/".join(parts[:position]) + "/" if position else ""
                 index.setdefault(prefix, set()).add(parts[position + 1])
     return index
+
+
+# the data model's `save`/`load` conveniences (`TensorMap.save`, `Labels.load`, ...) call these
+# (mtdsl/tensor/_metatensor_api.py: the data model does not import this module, which imports it)
+_metatensor_api.register(save=save, save_buffer=save_buffer, load=load, load_as=load_as, load_buffer=load_buffer)

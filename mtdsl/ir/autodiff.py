@@ -49,7 +49,7 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Union
 
-from mtdsl.errors import MtdslError
+from mtdsl.errors import AutodiffError  # defined with the other errors; importable from here as before
 
 from . import nodes as ir
 
@@ -60,10 +60,6 @@ DIRECTIONS = {"positions": ("·α",), "strain": ("·α", "·β"), "cell": ("·α
 
 #: derivative built-ins (d/dr, or d/dv for `d_sph`), added to the IR's functions
 DERIVATIVE_FUNCTIONS = ("d_sph", "d_soap_radial", "d_cosine_cutoff", "d_gto")
-
-
-class AutodiffError(MtdslError):
-    """A gradient that cannot be computed: no dependence, or a non-differentiable operation."""
 
 
 # ---- derivative IR nodes -------------------------------------------------------------------

@@ -17,8 +17,9 @@ from __future__ import annotations
 import itertools
 from typing import Optional
 
-from mtdsl.errors import MtdslError
+from mtdsl.errors import LoweringError  # defined with the other errors; importable from here as before
 from mtdsl.lang import program as P
+from mtdsl.lang.builtins import BUILTINS
 from mtdsl.lang.evaluate import UNKNOWN, evaluate
 
 from . import nodes as ir
@@ -56,10 +57,6 @@ _BINARY = {
     "+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "^": "pow",
     "==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "and": "and", "or": "or",
 }
-
-
-class LoweringError(MtdslError):
-    """A checked program that the IR cannot express (e.g. a run-time value where a constant is needed)."""
 
 
 def lower(program: P.Program, species: Optional[tuple[int, ...]] = None) -> ir.Module:
@@ -232,8 +229,6 @@ class _Lowering:
 
     def call(self, expr: P.Call, lower) -> ir.Call:
         options_names = OPTION_PARAMETERS.get(expr.function, ())
-        from mtdsl.lang.builtins import BUILTINS
-
         parameters = [p.name for p in BUILTINS[expr.function].params]
         args, options = [], []
         for name, arg in zip(parameters, expr.args):

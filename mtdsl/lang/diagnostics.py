@@ -14,11 +14,11 @@ Colour (ANSI) is used only when asked, which the CLI does on a terminal.
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass
 from typing import Iterable, Optional, Sequence
 
+from ..suggest import closest, did_you_mean  # noqa: F401 - importable from here as before
 from .ast import Span
 
 ERROR = "error"
@@ -53,6 +53,10 @@ class Diagnostic:
     def __str__(self) -> str:
         return f"{self.file}:{self.line}:{self.col}: {self.severity}[{self.code}]: {self.message}"
 
+    def render(self, *, sources: Optional[dict[str, str]] = None, color: bool = False) -> str:
+        """`render(self, ...)`: lets `mtdsl.errors.CompileError` render without importing this module."""
+        return render(self, sources=sources, color=color)
+
 
 class Reporter:
     """Collects diagnostics; the checkers append to one shared reporter."""
@@ -86,17 +90,6 @@ class Reporter:
 
 def sort_diagnostics(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     return sorted(diagnostics, key=lambda d: (d.file, d.line, d.col, d.code))
-
-
-def closest(name: str, candidates: Iterable[str]) -> Optional[str]:
-    """The candidate most similar to ``name``, or None when nothing is close."""
-    matches = difflib.get_close_matches(name, sorted(set(candidates)), n=1, cutoff=0.6)
-    return matches[0] if matches else None
-
-
-def did_you_mean(name: str, candidates: Iterable[str]) -> Optional[str]:
-    match = closest(name, candidates)
-    return f"did you mean `{match}`?" if match is not None else None
 
 
 # ---- rendering -----------------------------------------------------------------------

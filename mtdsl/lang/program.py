@@ -55,6 +55,7 @@ import itertools
 from dataclasses import dataclass, field
 from typing import Optional, Union
 
+from . import ast
 from .ast import NO_SPAN, Span
 
 _uids = itertools.count(1)
@@ -615,8 +616,6 @@ def describe(expr: Expr) -> str:
 
 
 def _as_ast(expr: Expr):
-    from . import ast
-
     if isinstance(expr, Const):
         if expr.hyper is not None:
             return ast.Name(expr.hyper)

@@ -6,6 +6,7 @@ gradient blocks. See docs/operations.md for the differences with
 metatensor-operations.
 """
 
+from ..tensor import _metatensor_api
 from ._abs import abs
 from ._add import add
 from ._allclose import (
@@ -231,3 +232,8 @@ __all__ = [
     "zeros_like",
     "zeros_like_block",
 ]
+
+# the data model's arithmetic operators and `==` (`a + b`, `block == other`) call these
+# (mtdsl/tensor/_metatensor_api.py: the data model does not import mtdsl.ops, which imports it)
+_metatensor_api.register(add=add, subtract=subtract, multiply=multiply, divide=divide, pow=pow, dot=dot,
+                         equal=equal, equal_block=equal_block)

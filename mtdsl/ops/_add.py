@@ -9,6 +9,7 @@ from . import _checks
 from ._block import map_gradients, new_block
 from ._parallel import map_blocks
 from ._utils import (
+    NotEqualError,
     check_blocks_raise,
     check_same_gradients_raise,
     check_same_keys_raise,
@@ -50,7 +51,7 @@ def add(A: TensorMap, B: Union[float, int, TensorMap]) -> TensorMap:
         blocks_B = _checked_pairs(A, B, "add")
         blocks = map_blocks(_add_block_block, A.blocks(), blocks_B)
     else:
-        raise TypeError(f"`B` must be a TensorMap or a scalar value, not {type(B)}")
+        raise TypeError(f"`B` must be a metatensor TensorMap or a scalar value, not {type(B)}")
     return TensorMap(A.keys, blocks)
 
 
@@ -59,9 +60,27 @@ def _checked_pairs(A: TensorMap, B: TensorMap, fname: str) -> list[TensorBlock]:
     check_same_keys_raise(A, B, fname)
     blocks_B = matching_blocks(A, B)
     if not _checks.checks_enabled():
+        # the entries are trusted, but names and gradient lists cost nothing to compare
+        for index, (block_A, block_B) in enumerate(zip(A.blocks(), blocks_B)):
+            _check_names_and_gradients(block_A, block_B, fname, key_name(A, index))
         return blocks_B
     for index, (block_A, block_B) in enumerate(zip(A.blocks(), blocks_B)):
         key = key_name(A, index)
         check_blocks_raise(block_A, block_B, fname, key=key)
         check_same_gradients_raise(block_A, block_B, fname, key=key)
     return blocks_B
+
+
+def _check_names_and_gradients(block_A: TensorBlock, block_B: TensorBlock, fname: str, key: str) -> None:
+    for axis in ("samples", "properties"):
+        names_A, names_B = getattr(block_A, axis).names, getattr(block_B, axis).names
+        if names_A != names_B:
+            raise NotEqualError(
+                f"inputs to '{fname}' should have the same {axis}, but they are not the same or not in the same "
+                f"order for block {key}: names {names_A} and {names_B}"
+            )
+    if sorted(block_A.gradients_list()) != sorted(block_B.gradients_list()):
+        raise NotEqualError(
+            f"inputs to '{fname}' should have the same gradient parameters for block {key}, "
+            f"got {sorted(block_A.gradients_list())} and {sorted(block_B.gradients_list())}"
+        )

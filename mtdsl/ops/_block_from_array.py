@@ -66,4 +66,6 @@ def block_from_array(
     for component in components:
         Labels(component.names, component.array[:0])
     block_shape = (len(samples), *shape[d_samples : d_samples + d_components], len(properties))
-    return TensorBlock(array.reshape(block_shape), samples, components, properties)
+    # the block's values are the given array itself when no axes are merged (as in metatensor)
+    values = array if tuple(block_shape) == shape else array.reshape(block_shape)
+    return TensorBlock(values, samples, components, properties)

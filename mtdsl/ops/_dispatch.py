@@ -61,6 +61,18 @@ def sqrt(array):
     return array.sqrt() if is_torch(array) else np.sqrt(array)
 
 
+def sum(array, axis=None):
+    """`np.sum` / `torch.sum` (metatensor-operations' `_dispatch.sum`, which its tests call)."""
+    if is_torch(array):
+        return _torch().sum(array, dim=axis)
+    return np.sum(array, axis=axis).astype(array.dtype)
+
+
+def copy(array):
+    """A copy of a numpy array or torch tensor (metatensor-operations' `_dispatch.copy`)."""
+    return array.clone() if is_torch(array) else array.copy()
+
+
 def all(array) -> bool:
     return bool(array.all()) if is_torch(array) else bool(np.all(array))
 
@@ -80,7 +92,12 @@ def concatenate(arrays, axis: int = 0):
 
 
 def rows_add(n_rows: int, values, index: np.ndarray, sorted_index: bool = False):
-    """`result[index[i]] += values[i]` into a new zero array of `n_rows` rows."""
+    """`result[index[i]] += values[i]` into a new zero array of `n_rows` rows.
+
+    The rows of each group are added one after the other in their order, as
+    metatensor-operations does (`np.add.at`, torch's `index_add`), so that sums agree
+    with theirs, and with `np.sum(rows, axis=0)`, to the last bit.
+    """
     shape = (n_rows, *values.shape[1:])
     if is_torch(values):
         result = zeros_like(values, shape)
@@ -92,7 +109,7 @@ def rows_add(n_rows: int, values, index: np.ndarray, sorted_index: bool = False)
         index = index[order]
         values = values[order]
     starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
-    sums = np.add.reduceat(values, starts, axis=0)
+    sums = _sequential_sums(values, starts, 0)
     if len(starts) == n_rows:
         return sums
     result = np.zeros(shape, dtype=values.dtype)
@@ -101,7 +118,8 @@ def rows_add(n_rows: int, values, index: np.ndarray, sorted_index: bool = False)
 
 
 def columns_add(n_columns: int, values, index: np.ndarray):
-    """`result[..., index[i]] += values[..., i]` into a new zero array."""
+    """`result[..., index[i]] += values[..., i]` into a new zero array (columns of a group
+    added one after the other, as `rows_add`)."""
     shape = (*values.shape[:-1], n_columns)
     if is_torch(values):
         result = zeros_like(values, shape)
@@ -113,13 +131,33 @@ def columns_add(n_columns: int, values, index: np.ndarray):
         index = index[order]
         values = values[..., order]
     starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
-    sums = np.add.reduceat(values, starts, axis=-1)
+    sums = np.moveaxis(_sequential_sums(np.moveaxis(values, -1, 0), starts, 0), 0, -1)
     if len(starts) == n_columns:
         return sums
     result = np.zeros(shape, dtype=values.dtype)
     result[..., index[starts]] = sums
     return result
 
+
+def _sequential_sums(values: np.ndarray, starts: np.ndarray, axis: int) -> np.ndarray:
+    """Sums of the consecutive groups of rows beginning at `starts`, each group added row after
+    row in order (not numpy's pairwise or `reduceat` order)."""
+    lengths = np.diff(np.r_[starts, len(values)])
+    longest = int(lengths.max())
+    if len(starts) * 4 < longest:
+        # few long groups: an accumulation is sequential by definition (a reduction may be
+        # pairwise when the group axis is the contiguous one), its last row is the sum
+        return np.stack([np.add.accumulate(values[a:a + n], axis=0)[-1] for a, n in zip(starts, lengths)])
+    # many short groups: add the k-th row of every group that has one, k = 1, 2, ...
+    by_length = np.argsort(-lengths, kind="stable")
+    result = values[starts[by_length]]
+    descending = lengths[by_length]
+    for k in range(1, longest):
+        count = int(np.searchsorted(-descending, -k, side="left"))  # groups longer than k
+        result[:count] += values[starts[by_length[:count]] + k]
+    ordered = np.empty_like(result)
+    ordered[by_length] = result
+    return ordered
 
 
 def as_like(array: np.ndarray, like):

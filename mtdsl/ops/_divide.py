@@ -47,5 +47,5 @@ def divide(A: TensorMap, B: Union[float, int, TensorMap]) -> TensorMap:
         blocks_B = _checked_pairs(A, B, "divide")
         blocks = map_blocks(_divide_block_block, A.blocks(), blocks_B)
     else:
-        raise TypeError(f"`B` must be a TensorMap or a scalar value, not {type(B)}")
+        raise TypeError(f"`B` must be a metatensor TensorMap or a scalar value, not {type(B)}")
     return TensorMap(A.keys, blocks)

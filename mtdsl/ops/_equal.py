@@ -15,14 +15,18 @@ from ._utils import (
 
 
 def _compare_blocks(block_1: TensorBlock, block_2: TensorBlock, fname: str, same, what: str, key: str = "") -> str:
-    """Shared by `equal` and `allclose`: metadata first, then values with `same(a, b)`."""
+    """Shared by `equal` and `allclose`: shapes, metadata, then values with `same(a, b)`
+    (metatensor-operations' order and wording)."""
+    where = f" in block {key}" if key else ""
+    if tuple(block_1.values.shape) != tuple(block_2.values.shape):
+        return (f"values shapes are different{where}: {list(block_1.values.shape)} and "
+                f"{list(block_2.values.shape)}")
     message = check_blocks_impl(block_1, block_2, fname, key=key)
     if message:
         return message
     message = check_same_gradients_impl(block_1, block_2, fname, key=key)
     if message:
         return message
-    where = f" in block {key}" if key else ""
     if not same(block_1.values, block_2.values):
         return f"values are not {what}{where}"
     for parameter, gradient_1 in block_1.gradients():
@@ -36,9 +40,9 @@ def _compare_maps(tensor_1: TensorMap, tensor_2: TensorMap, fname: str, same, wh
     if message:
         return f"the tensor maps have different keys: {message}"
     for index, (block_1, block_2) in enumerate(zip(tensor_1.blocks(), matching_blocks(tensor_1, tensor_2))):
-        message = _compare_blocks(block_1, block_2, fname, same, what, key_name(tensor_1, index))
+        message = _compare_blocks(block_1, block_2, fname, same, what)
         if message:
-            return message
+            return f"blocks for key {key_name(tensor_1, index)} are different: {message}"
     return ""
 
 

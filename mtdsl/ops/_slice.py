@@ -161,7 +161,7 @@ def slice(tensor: TensorMap, axis: str, selection: Union[Labels, List[int]]) -> 
 def slice_block(block: TensorBlock, axis: str, selection: Union[Labels, List[int]]) -> TensorBlock:
     """Keep the samples or properties of ``block`` matching ``selection`` (see `slice`)."""
     if not isinstance(block, TensorBlock):
-        raise TypeError(f"`block` must be a TensorBlock, not {type(block)}")
+        raise TypeError(f"`block` must be a metatensor TensorBlock, not {type(block)}")
     check_slice_args(block, axis, selection)
     labels = block.samples if axis == "samples" else block.properties
     return slice_with_indices(block, axis, selected_indices(labels, [selection])[0])

@@ -50,6 +50,6 @@ def split(tensor: TensorMap, axis: str, selections: List[Union[Labels, List[int]
 def split_block(block: TensorBlock, axis: str, selections: List[Union[Labels, List[int]]]) -> List[TensorBlock]:
     """Split ``block`` along ``axis``, one block per selection (see `split`)."""
     if not isinstance(block, TensorBlock):
-        raise TypeError(f"`block` must be a TensorBlock, not {type(block)}")
+        raise TypeError(f"`block` must be a metatensor TensorBlock, not {type(block)}")
     _check_split_args(block, axis, selections)
     return _split_block(block, axis, selections)

@@ -37,5 +37,5 @@ def subtract(A: TensorMap, B: Union[float, int, TensorMap]) -> TensorMap:
         blocks_B = _checked_pairs(A, B, "subtract")
         blocks = map_blocks(_subtract_block_block, A.blocks(), blocks_B)
     else:
-        raise TypeError(f"`B` must be a TensorMap or a scalar value, not {type(B)}")
+        raise TypeError(f"`B` must be a metatensor TensorMap or a scalar value, not {type(B)}")
     return TensorMap(A.keys, blocks)

@@ -62,7 +62,7 @@ def unique_metadata_block(
 ) -> Labels:
     """The unique entries (sorted) of the dimensions ``names`` of ``axis`` in ``block``."""
     if not isinstance(block, TensorBlock):
-        raise TypeError(f"`block` must be a TensorBlock, not {type(block)}")
+        raise TypeError(f"`block` must be a metatensor TensorBlock, not {type(block)}")
     names = _check_args(axis, names, gradient)
     blocks = [block] if gradient is None else [block.gradient(gradient)]
     return _unique_from_blocks(blocks, axis, names, block.samples.values)

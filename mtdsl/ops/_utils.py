@@ -119,7 +119,10 @@ def check_blocks_impl(
     for metadata in _metadata_to_check(check):
         difference = _axis_difference(a, b, metadata, 0)
         if difference:
-            return f"inputs to '{fname}' should have the same {metadata}{_where(key)}: {difference}"
+            return (
+                f"inputs to '{fname}' should have the same {metadata}, but they are not the same or not in the "
+                f"same order{_where(key)}: {difference}"
+            )
     return ""
 
 
@@ -168,8 +171,8 @@ def check_same_gradients_impl(
             difference = _axis_difference(gradient_a, gradient_b, metadata, 0)
             if difference:
                 return (
-                    f"inputs to '{fname}' should have the same gradient '{parameter}' "
-                    f"{metadata}{_where(key)}: {difference}"
+                    f"inputs to '{fname}' should have the same gradients: gradient '{parameter}' {metadata} are "
+                    f"not the same or not in the same order{_where(key)}: {difference}"
                 )
     return ""
 
@@ -194,12 +197,12 @@ def check_gradient_presence_raise(block: TensorBlock, parameters: List[str], fna
 
 def check_tensor_map(value, name: str) -> None:
     if not isinstance(value, TensorMap):
-        raise TypeError(f"`{name}` must be a TensorMap, not {type(value)}")
+        raise TypeError(f"`{name}` must be a metatensor TensorMap, not {type(value)}")
 
 
 def check_block(value, name: str) -> None:
     if not isinstance(value, TensorBlock):
-        raise TypeError(f"`{name}` must be a TensorBlock, not {type(value)}")
+        raise TypeError(f"`{name}` must be a metatensor TensorBlock, not {type(value)}")
 
 
 def no_gradients_of_gradients(gradient: TensorBlock) -> None:

@@ -59,7 +59,7 @@ def dtype_name(dtype) -> str:
     return text[len("torch."):] if text.startswith("torch.") else np.dtype(dtype).name
 
 
-def convert(array, *, dtype=None, device=None, arrays: str | None = None):
+def convert(array, *, dtype=None, device=None, arrays: str | None = None, non_blocking: bool = False):
     """Convert `array` to another dtype, device and/or array library ("numpy", "torch" or "jax")."""
     target = arrays or array_kind(array)
     if target not in ("numpy", "torch", "jax"):
@@ -76,7 +76,7 @@ def convert(array, *, dtype=None, device=None, arrays: str | None = None):
             array = torch.from_dlpack(array)
     if target == "numpy":
         if device not in (None, "cpu") and str(device) != "cpu":
-            raise ValueError(f"numpy arrays live on the CPU, cannot move them to {device!r}")
+            raise ValueError(f"can not move numpy array to non-cpu device: {device}")
         result = to_numpy(array)
         if dtype is not None:
             result = result.astype(numpy_dtype(dtype), copy=False)
@@ -88,7 +88,8 @@ def convert(array, *, dtype=None, device=None, arrays: str | None = None):
         if not array.flags.writeable:  # e.g. memory-mapped from a file: torch needs its own copy
             array = array.copy()
     result = array if is_torch(array) else torch.from_numpy(array)
-    return result.to(dtype=torch_dtype(dtype) if dtype is not None else None, device=device)
+    return result.to(dtype=torch_dtype(dtype) if dtype is not None else None, device=device,
+                     non_blocking=non_blocking)
 
 
 def to_jax(array, dtype=None, device=None):
@@ -138,3 +139,22 @@ def concatenate(arrays, axis=0):
 
         return torch.cat(list(arrays), dim=axis)
     return np.concatenate(arrays, axis=axis)
+
+
+def to_arguments(args, dtype=None, device=None, where: str = "to"):
+    """(dtype, device) from `to()`'s positional arguments, as metatensor reads them: a string
+    or a torch.device is a device, anything else a dtype."""
+    if len(args) > 2:
+        raise ValueError(f"to() takes at most two positional arguments (dtype, device), got {len(args)}")
+    for argument in args:
+        if isinstance(argument, str) or type(argument).__name__ == "device":
+            if device is not None:
+                raise ValueError(f"can not give a device twice in `{where}`")
+            device = argument
+        elif isinstance(argument, (np.dtype, type)) or type(argument).__name__ == "dtype":  # numpy or torch
+            if dtype is not None:
+                raise ValueError(f"can not give a dtype twice in `{where}`")
+            dtype = argument
+        else:
+            raise TypeError(f"unexpected type in `{where}`: {type(argument)}")
+    return dtype, device

@@ -10,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import MetadataError
-from ._array import is_torch
+from ._array import is_torch, zeros
 from .block import TensorBlock
-from .labels import Labels, check_names, row_keys
-from .tensormap import describe_key
+from .labels import Labels, check_names, describe_key, row_keys
 
 
 def _split_keys(tensor, keys_to_move) -> tuple[list[str], list[str], list[list[int]], Labels]:
@@ -90,19 +89,20 @@ def _remap_gradient_samples(gradient_samples: np.ndarray, row_map: np.ndarray) -
     return remapped
 
 
-def keys_to_samples(tensor, keys_to_move, *, sort_samples: bool = True):
-    from .tensormap import TensorMap
-
+def keys_to_samples(tensor, keys_to_move, *, fill_value=0.0, sort_samples: bool = True):
+    TensorMap = type(tensor)  # the class of the input: this module sits below tensormap.py, which calls it
     moved, _, groups, new_keys = _split_keys(tensor, keys_to_move)
     blocks = []
     for indices in groups:
         parts = [tensor.block_by_id(i) for i in indices]
         for index, part in zip(indices[1:], parts[1:]):
-            if part.properties != parts[0].properties or part.components != parts[0].components:
+            if part.components != parts[0].components or part.properties.names != parts[0].properties.names:
                 raise MetadataError(
-                    f"keys_to_samples: block {describe_key(tensor.keys, index)} has other properties or "
-                    f"components than block {describe_key(tensor.keys, indices[0])}, so they cannot be merged"
+                    f"keys_to_samples: block {describe_key(tensor.keys, index)} has other components or property "
+                    f"names than block {describe_key(tensor.keys, indices[0])}, so they cannot be merged"
                 )
+        if any(part.properties != parts[0].properties for part in parts[1:]):
+            parts = _on_union_of_properties(parts, fill_value)
         moved_rows = _moved_values(tensor, moved, indices)
         sample_arrays = [
             np.concatenate([b.samples.array, np.repeat(moved_rows[k : k + 1], len(b.samples), axis=0)], axis=1)
@@ -142,6 +142,37 @@ def keys_to_samples(tensor, keys_to_move, *, sort_samples: bool = True):
     return result
 
 
+def _on_union_of_properties(parts: list, fill_value) -> list:
+    """The blocks with the union of their properties (in order of appearance), as metatensor-core
+    0.2.6 merges them: values a block lacks are `fill_value`, gradients a block lacks are 0."""
+    union, positions = _union_rows([part.properties.array for part in parts], sort=False)
+    properties = Labels(parts[0].properties.names, union, assume_unique=True)
+
+    def widened(values, columns, fill):
+        result = zeros((*values.shape[:-1], len(union)), values)
+        if fill:
+            result = result + fill
+        result[..., _index(columns, values)] = values
+        return result
+
+    blocks = []
+    for part, columns in zip(parts, positions):
+        block = TensorBlock(widened(part.values, columns, fill_value), part.samples, part.components, properties)
+        for parameter, gradient in part.gradients():
+            block.add_gradient(parameter, TensorBlock(widened(gradient.values, columns, 0), gradient.samples,
+                                                      gradient.components, properties))
+        blocks.append(block)
+    return blocks
+
+
+def _index(columns: np.ndarray, like):
+    if is_torch(like):
+        import torch
+
+        return torch.from_numpy(columns).to(like.device)
+    return columns
+
+
 def _union_rows(arrays: list[np.ndarray], sort: bool) -> tuple[np.ndarray, list[np.ndarray]]:
     """Union of the rows of several arrays (first appearance or sorted), and each one's positions."""
     stacked = np.concatenate(arrays)
@@ -161,8 +192,7 @@ def _union_rows(arrays: list[np.ndarray], sort: bool) -> tuple[np.ndarray, list[
 
 
 def keys_to_properties(tensor, keys_to_move, *, fill_value=0.0, sort_samples: bool = True):
-    from .tensormap import TensorMap
-
+    TensorMap = type(tensor)  # the class of the input: this module sits below tensormap.py, which calls it
     moved, _, groups, new_keys = _split_keys(tensor, keys_to_move)
     given = keys_to_move if isinstance(keys_to_move, Labels) else None
     blocks = []
@@ -256,8 +286,7 @@ def _scatter(parts, rows, starts, widths, n_rows, n_columns, fill_value, like):
 
 
 def components_to_properties(tensor, dimensions):
-    from .tensormap import TensorMap
-
+    TensorMap = type(tensor)  # the class of the input: this module sits below tensormap.py, which calls it
     names = list(check_names(dimensions))
     blocks = [_block_components_to_properties(block, names, tensor) for block in tensor.blocks()]
     result = TensorMap(tensor.keys, blocks)

@@ -15,23 +15,34 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import MetadataError
-from ._array import array_device, array_kind, convert, dtype_name, is_jax, is_torch
+from ._array import array_device, array_kind, convert, dtype_name, is_jax, is_torch, to_arguments
+from ._display import block_text
+from ._metatensor_api import Serializable, _function
 from .labels import Labels
 
 
-class TensorBlock:
+def short_dtype(dtype) -> str:
+    """'f64' for float64, 'i32' for int32: metatensor's short dtype names."""
+    name = dtype_name(dtype)
+    for long, short in (("float", "f"), ("uint", "u"), ("int", "i"), ("complex", "c"), ("bool", "b")):
+        if name.startswith(long):
+            return short + (name[len(long):] or "8")
+    return name
+
+
+class TensorBlock(Serializable):
     """A block of values labelled along every axis, with optional gradient blocks."""
 
-    __slots__ = ("_values", "_samples", "_components", "_properties", "_gradients", "_parent_key")
+    __slots__ = ("_values", "_samples", "_components", "_properties", "_gradients", "_gradient_path")
 
     def __init__(self, values, samples: Labels, components: Sequence[Labels], properties: Labels):
         components = list(components)
         for axis_name, labels in (("samples", samples), ("properties", properties)):
             if not isinstance(labels, Labels):
-                raise TypeError(f"{axis_name} must be Labels, not {type(labels).__name__}")
+                raise TypeError(f"`{axis_name}` must be metatensor Labels, not {type(labels)}")
         for labels in components:
             if not isinstance(labels, Labels):
-                raise TypeError(f"components must be Labels, not {type(labels).__name__}")
+                raise TypeError(f"`components` elements must be metatensor Labels, not {type(labels)}")
             if len(labels.names) != 1:
                 raise MetadataError(
                     f"component labels must have a single dimension, got {labels.names}"
@@ -53,6 +64,7 @@ class TensorBlock:
         self._components = components
         self._properties = properties
         self._gradients: dict[str, TensorBlock] = {}
+        self._gradient_path: tuple[str, ...] = ()  # ("positions",) for a positions gradient, for repr
 
     # -- metadata -------------------------------------------------------------------
     @property
@@ -80,8 +92,12 @@ class TensorBlock:
         return self._properties
 
     @property
-    def shape(self) -> list[int]:
-        return list(self._values.shape)
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self._values.shape)
+
+    def __len__(self) -> int:
+        """The number of samples (rows of the values), as in metatensor."""
+        return len(self._values)
 
     @property
     def dtype(self):
@@ -103,7 +119,11 @@ class TensorBlock:
         if parameter in self._gradients:
             raise MetadataError(f"the block already has a gradient with respect to {parameter!r}")
         where = f"gradient with respect to {parameter!r}"
-        if not gradient.samples.names or gradient.samples.names[0] != "sample":
+        if not gradient.samples.names:
+            raise MetadataError(
+                "invalid parameter: gradients samples must have at least one dimension, named 'sample', we got none"
+            )
+        if gradient.samples.names[0] != "sample":
             raise MetadataError(
                 f"{where}: the first sample dimension must be 'sample', got {gradient.samples.names}"
             )
@@ -117,16 +137,35 @@ class TensorBlock:
             raise MetadataError(f"{where}: its properties must be the block's properties")
         if dtype_name(gradient.dtype) != dtype_name(self.dtype):
             raise MetadataError(
-                f"{where}: dtype {dtype_name(gradient.dtype)} differs from the block's {dtype_name(self.dtype)}"
+                f"invalid parameter: the gradient values have dtype '{short_dtype(gradient.dtype)}' but the block "
+                f"values have dtype '{short_dtype(self.dtype)}' ({where}: {dtype_name(gradient.dtype)} instead "
+                f"of {dtype_name(self.dtype)})"
             )
-        if array_kind(gradient.values) != array_kind(self._values) or gradient.device != self.device:
-            raise MetadataError(f"{where}: its array type or device differs from the block's")
-        rows = gradient.samples.array[:, 0]
-        if len(rows) and (rows.min() < 0 or rows.max() >= len(self._samples)):
+        if array_kind(gradient.values) != array_kind(self._values):
             raise MetadataError(
-                f"{where}: 'sample' values must be rows of the block (0..{len(self._samples) - 1})"
+                f"invalid parameter: the gradient data has a different origin ('python.{array_kind(gradient.values)}') "
+                f"than the value data ('python.{array_kind(self._values)}') ({where})"
+            )
+        if gradient.device != self.device:
+            raise MetadataError(
+                f"invalid parameter: the gradient and the block must be on the same device, got "
+                f"{gradient.device} and {self.device} ({where})"
+            )
+        rows = gradient.samples.array[:, 0]
+        if len(rows) and rows.min() < 0:
+            raise MetadataError(
+                "invalid parameter: invalid value for the 'sample' dimension in gradient samples: all values should "
+                f"be positive, but we got {int(rows.min())} ({where})"
+            )
+        if len(rows) and rows.max() >= len(self._samples):
+            raise MetadataError(
+                "invalid parameter: invalid value for the 'sample' dimension in gradient samples: we got "
+                f"{int(rows.max())}, but the values contain {len(self._samples)} samples ({where}: 'sample' "
+                f"values must be rows of the block, 0..{len(self._samples) - 1})"
             )
         self._gradients[parameter] = gradient
+        if not gradient._gradient_path:
+            gradient._gradient_path = (*self._gradient_path, parameter)
 
     def gradient(self, parameter: str) -> "TensorBlock":
         try:
@@ -147,37 +186,55 @@ class TensorBlock:
         return iter(list(self._gradients.items()))
 
     # -- copies and conversions -----------------------------------------------------------
-    def copy(self) -> "TensorBlock":
-        """A deep copy: values and every gradient's values are copied."""
-        values = self._values.clone() if is_torch(self._values) else self._values.copy()
+    def copy(self, deep: bool = True) -> "TensorBlock":
+        """A copy; `deep=True` (the default) copies the values and every gradient's values,
+        `deep=False` shares them."""
+        values = self._values
+        if deep:
+            values = values.clone() if is_torch(values) else values.copy()
         block = TensorBlock(values, self._samples, self._components, self._properties)
         for parameter, gradient in self._gradients.items():
-            block._gradients[parameter] = gradient.copy()
+            block._gradients[parameter] = gradient.copy(deep=deep)
+            block._gradients[parameter]._gradient_path = gradient._gradient_path
         return block
 
-    def to(self, dtype=None, device=None, arrays: str | None = None) -> "TensorBlock":
-        """The same block with values (and gradients) of another dtype, device or library."""
-        values = convert(self._values, dtype=dtype, device=device, arrays=arrays)
+    def __copy__(self) -> "TensorBlock":
+        return self.copy(deep=False)
+
+    def __deepcopy__(self, memo) -> "TensorBlock":
+        return self.copy(deep=True)
+
+    def to(self, *args, dtype=None, device=None, arrays: str | None = None,
+           non_blocking: bool = False) -> "TensorBlock":
+        """The same block with values (and gradients) of another dtype, device or library
+        (`to("cpu")`, `to(torch.float32)` and keywords, as in metatensor)."""
+        dtype, device = to_arguments(args, dtype, device, "TensorBlock.to")
+        values = convert(self._values, dtype=dtype, device=device, arrays=arrays, non_blocking=non_blocking)
         to_labels = (lambda labels: labels.to(arrays="torch", device=device)) if array_kind(values) == "torch" \
             else (lambda labels: labels.to(arrays="numpy"))
         block = TensorBlock(values, to_labels(self._samples), [to_labels(c) for c in self._components],
                             to_labels(self._properties))
         for parameter, gradient in self._gradients.items():
-            block._gradients[parameter] = gradient.to(dtype=dtype, device=device, arrays=arrays)
+            block._gradients[parameter] = gradient.to(dtype=dtype, device=device, arrays=arrays,
+                                                      non_blocking=non_blocking)
+            block._gradients[parameter]._gradient_path = gradient._gradient_path
         return block
 
     # -- comparison and display --------------------------------------------------------------
     def __repr__(self) -> str:
-        components = ", ".join(c.names[0] for c in self._components)
-        lines = [
-            "TensorBlock",
-            f"    samples ({len(self._samples)}): {self._samples.names}",
-            f"    components ({', '.join(str(len(c)) for c in self._components)}): [{components}]",
-            f"    properties ({len(self._properties)}): {self._properties.names}",
-            f"    values: {dtype_name(self.dtype)} {array_kind(self._values)} on {self.device}",
-            f"    gradients: {self.gradients_list() or 'None'}",
-        ]
-        return "\n".join(lines)
+        return block_text(self, self._gradient_path)
+
+    def __eq__(self, other):
+        if not isinstance(other, TensorBlock):
+            return NotImplemented
+        return _function("equal_block")(self, other)
+
+    def __ne__(self, other):
+        result = self.__eq__(other)
+        return result if result is NotImplemented else not result
+
+    # equal blocks stay distinct objects (caches and sets key them by identity), as before
+    __hash__ = object.__hash__
 
     def _metadata_equal(self, other: "TensorBlock") -> bool:
         return (

@@ -16,20 +16,34 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import MetadataError
-from ._array import is_torch, to_numpy
+from ._array import convert, is_torch, to_numpy
+from ._display import labels_table
+from ._metatensor_api import Serializable
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _INT32_MIN, _INT32_MAX = np.iinfo(np.int32).min, np.iinfo(np.int32).max
 
 
+class LabelsTypeError(MetadataError, TypeError):
+    """Label values or names of the wrong type (a TypeError, as metatensor raises)."""
+
+
 def check_names(names) -> tuple[str, ...]:
-    """Validate label names: ASCII identifiers, unique. Returns them as a tuple."""
+    """Validate label names: ASCII identifiers, unique. Returns them as a tuple.
+
+    `""` alone means no names (as in metatensor: `Labels("", np.empty((0, 0)))`)."""
     if isinstance(names, str):
-        names = (names,)
+        names = (names,) if names else ()
+    elif not hasattr(names, "__iter__"):
+        raise LabelsTypeError(f"Labels names must be strings, got {type(names)} instead")
     names = tuple(names)
     for name in names:
-        if not isinstance(name, str) or not _IDENTIFIER.match(name) or keyword.iskeyword(name):
-            raise MetadataError(f"invalid label name {name!r}: names must be ASCII identifiers")
+        if not isinstance(name, str):
+            raise LabelsTypeError(f"Labels names must be strings, got {type(name)} instead")
+        if not _IDENTIFIER.match(name) or keyword.iskeyword(name):
+            raise MetadataError(
+                f"invalid parameter: {name!r} is not a valid label name (names must be ASCII identifiers)"
+            )
     seen = set()
     for name in names:
         if name in seen:
@@ -42,8 +56,11 @@ def _as_int32(names: tuple[str, ...], values):
     """Check shape and range of label values; returns (original-kind array, numpy int32 view)."""
     torch_values = is_torch(values)
     array = to_numpy(values) if torch_values else np.asarray(values)
-    if array.size == 0:
-        array = array.reshape(array.shape[0] if array.ndim >= 1 else 0, len(names))
+    if array.size == 0 and (array.ndim < 1 or array.shape[0] == 0):
+        # no entries: any dtype will do (metatensor accepts `np.empty((0, n))`, a float array)
+        array = np.zeros((0, len(names)), dtype=np.int32)
+    elif array.size == 0:
+        array = array.reshape(array.shape[0], len(names))
     if array.ndim != 2 or array.shape[1] != len(names):
         raise MetadataError(
             f"label values must have shape [n_entries, {len(names)}] for names {list(names)}, "
@@ -51,7 +68,7 @@ def _as_int32(names: tuple[str, ...], values):
         )
     if array.dtype != np.int32:
         if array.dtype.kind not in "iub":
-            raise MetadataError(f"label values must be integers, got {array.dtype}")
+            raise LabelsTypeError(f"Labels values must be convertible to integers, got {array.dtype}")
         if array.size and array.dtype.itemsize >= 4:
             low, high = array.min(axis=0), array.max(axis=0)
             for column, name in enumerate(names):
@@ -69,6 +86,10 @@ def _as_int32(names: tuple[str, ...], values):
             original = original.to(values.device)
         return original, np.ascontiguousarray(array)
     array = np.ascontiguousarray(array)
+    if array.flags.writeable:
+        # read-only, as metatensor's: writing to the values would break the lookup tables
+        array = array.view()
+        array.flags.writeable = False
     return array, array
 
 
@@ -254,6 +275,8 @@ class LabelsEntry:
                 item = self.names.index(item)
             except ValueError:
                 raise KeyError(f"no label named {item!r} in {self.names}") from None
+        elif not isinstance(item, (int, np.integer)):
+            raise TypeError(f"can only index LabelsEntry with str or int, got {type(item)}")
         return int(self.values[item])
 
     def __len__(self):
@@ -278,7 +301,7 @@ class LabelsEntry:
         return repr(self)
 
 
-class Labels:
+class Labels(Serializable):
     """Named int32 metadata with unique rows.
 
     >>> keys = Labels(["o3_lambda"], np.array([[0], [1]], dtype=np.int32))
@@ -296,7 +319,8 @@ class Labels:
         self._is_view = False
         if not assume_unique and _has_duplicates(row_keys(self._array)[0]):
             raise MetadataError(
-                f"labels {list(self._names)} contain the entry {_first_duplicate(self._array)} twice"
+                "invalid parameter: can not have the same label entry multiple times: "
+                f"{list(_first_duplicate(self._array))} is already present (labels {list(self._names)})"
             )
 
     @classmethod
@@ -308,7 +332,8 @@ class Labels:
         if like is not None and is_torch(like):
             import torch
 
-            labels._values = torch.from_numpy(labels._array).to(like.device)
+            shared = labels._array if labels._array.flags.writeable else labels._array.copy()
+            labels._values = torch.from_numpy(shared).to(like.device)
         else:
             labels._values = labels._array
         labels._positions = None
@@ -367,9 +392,9 @@ class Labels:
             return self.column(item)
         if isinstance(item, (int, np.integer)):
             if not -len(self) <= item < len(self):
-                raise IndexError(f"entry {item} out of range for {len(self)} labels")
+                raise IndexError(f"index {item} is out of bounds for axis 0 with size {len(self)}")
             return LabelsEntry(self._names, self._values[item])
-        raise TypeError(f"labels can be indexed by an entry number or a name, not {type(item).__name__}")
+        raise TypeError(f"Labels can only be indexed by a single string or integer, got {type(item)}")
 
     def entry(self, index: int) -> LabelsEntry:
         return self[index]
@@ -382,7 +407,9 @@ class Labels:
         try:
             return self._names.index(name)
         except ValueError:
-            raise MetadataError(f"no label named {name!r} among {list(self._names)}") from None
+            raise MetadataError(
+                f"{name!r} not found in the dimensions of these Labels ({list(self._names)})"
+            ) from None
 
     def view(self, names: str | Sequence[str]) -> "Labels":
         """The given columns (rows may repeat: the result is a view, without position())."""
@@ -471,9 +498,16 @@ class Labels:
             selection = Labels(selection.names, to_numpy(selection.values).reshape(1, -1))
         if not isinstance(selection, Labels):
             raise TypeError(f"select() takes Labels or LabelsEntry, not {type(selection).__name__}")
+        if not selection._names:
+            return np.arange(len(self), dtype=np.int64)  # a selection on no dimensions matches everything
         if selection._names == self._names:
             found = self.positions(selection._array)
             return found[found >= 0].astype(np.int64)
+        for name in selection._names:
+            if name not in self._names:
+                raise MetadataError(
+                    f"invalid parameter: {name!r} in selection is not part of these Labels ({list(self._names)})"
+                )
         columns = [self._column_index(n) for n in selection._names]
         mine, theirs = row_keys(self._array[:, columns], selection._array)
         return np.nonzero(np.isin(mine, theirs))[0].astype(np.int64)
@@ -542,7 +576,8 @@ class Labels:
         column = np.asarray(to_numpy(values)).reshape(-1, 1)
         if column.shape[0] != len(self):
             raise MetadataError(
-                f"new dimension {name!r} has {column.shape[0]} values, labels have {len(self)} entries"
+                f"the new `values` contains {column.shape[0]} entries, but the Labels contains {len(self)} "
+                f"(new dimension {name!r})"
             )
         array = np.insert(self._array, [index], column.astype(np.int64), axis=1)
         return self._rebuilt(names, array)
@@ -551,11 +586,14 @@ class Labels:
         return self.insert(len(self._names), name, values)
 
     def permute(self, dimensions_indexes: Sequence[int]) -> "Labels":
-        order = list(dimensions_indexes)
+        order = [int(i) + len(self._names) if int(i) < 0 else int(i) for i in dimensions_indexes]  # -1: last
         if sorted(order) != list(range(len(self._names))):
-            raise MetadataError(
-                f"permute() needs a permutation of 0..{len(self._names) - 1}, got {order}"
-            )
+            if len(order) != len(self._names):
+                raise MetadataError(
+                    f"the length of `dimensions_indexes` ({len(order)}) does not match the number of "
+                    f"dimensions in the Labels ({len(self._names)})"
+                )
+            raise MetadataError(f"permute() needs a permutation of 0..{len(self._names) - 1}, got {order}")
         return self._rebuilt([self._names[i] for i in order], self._array[:, order], unique=True)
 
     def remove(self, name: str) -> "Labels":
@@ -579,8 +617,6 @@ class Labels:
 
     def to(self, device=None, arrays: str | None = None) -> "Labels":
         """The same labels on another device / array library ("numpy" or "torch")."""
-        from ._array import convert
-
         return Labels._from_values(self._names, convert(self._values, device=device, arrays=arrays), self._array)
 
     @classmethod
@@ -602,23 +638,20 @@ class Labels:
 
     __hash__ = None
 
-    def print(self, max_entries: int = 6) -> str:
-        width = [max(len(n), 1) for n in self._names]
-        if len(self):
-            for column in range(len(self._names)):
-                width[column] = max(width[column], len(str(self._array[:, column].min())),
-                                    len(str(self._array[:, column].max())))
-        header = " ".join(n.rjust(w) for n, w in zip(self._names, width))
-        rows = self._array
-        shown = rows if len(rows) <= max_entries else np.concatenate([rows[: max_entries // 2], rows[-max_entries // 2 :]])
-        lines = [header] + [" ".join(str(v).rjust(w) for v, w in zip(row, width)) for row in shown.tolist()]
-        if len(rows) > max_entries:
-            lines.insert(1 + max_entries // 2, "...".center(len(header)))
-        return "\n".join(lines)
+    def print(self, max_entries: int = 6, indent: int = 0) -> str:
+        """The entries as a table (metatensor's layout); at most `max_entries` (-1: all)."""
+        rows = self._array if max_entries < 0 or len(self) <= max_entries else np.concatenate(
+            [self._array[:max(max_entries, 2)], self._array[len(self) - max(max_entries, 2):]])
+        return labels_table(self._names, rows.tolist(), len(self), max_entries, indent)
 
     def __repr__(self) -> str:
-        body = self.print().replace("\n", "\n    ")
-        return f"Labels(\n    {body}\n)"
+        return "Labels\n   " + self.print(-1, 3)
 
     def __str__(self) -> str:
-        return repr(self)
+        return "Labels\n   " + self.print(4, 3)
+
+
+def describe_key(keys: Labels, index: int) -> str:
+    """`(center_type=8, o3_lambda=1)`: the key of block `index`, for error messages."""
+    values = keys.array[index]
+    return "(" + ", ".join(f"{n}={int(v)}" for n, v in zip(keys.names, values)) + ")"

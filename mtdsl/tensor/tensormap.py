@@ -12,31 +12,35 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import MetadataError
-from ._array import array_device, array_kind, dtype_name
-from .block import TensorBlock
-from .labels import Labels, LabelsEntry
+from . import _convert, _convert_torch, _reshape
+from ._array import array_device, array_kind, dtype_name, to_arguments
+from ._display import tensormap_text
+from ._metatensor_api import MetatensorOperators, Serializable
+from .block import TensorBlock, short_dtype
+from .labels import Labels, LabelsEntry, describe_key  # noqa: F401 - describe_key importable from here
 
 
-def describe_key(keys: Labels, index: int) -> str:
-    """`(center_type=8, o3_lambda=1)`: the key of block `index`, for error messages."""
-    values = keys.array[index]
-    return "(" + ", ".join(f"{n}={int(v)}" for n, v in zip(keys.names, values)) + ")"
+class BlockIndexError(MetadataError, IndexError):
+    """`tensor.block(i)` with `i` out of range: metatensor's error and Python's IndexError."""
 
 
-class TensorMap:
+class TensorMap(Serializable, MetatensorOperators):
     """Blocks indexed by keys; mirrors metatensor-core's `TensorMap`."""
 
     __slots__ = ("_keys", "_blocks", "_info")
 
     def __init__(self, keys: Labels, blocks: Sequence[TensorBlock]):
         if not isinstance(keys, Labels):
-            raise TypeError(f"keys must be Labels, not {type(keys).__name__}")
+            raise TypeError(f"`keys` must be metatensor Labels, not {type(keys)}")
         blocks = list(blocks)
         if len(blocks) != len(keys):
             raise MetadataError(f"got {len(blocks)} blocks for {len(keys)} keys")
         for i, block in enumerate(blocks):
             if not isinstance(block, TensorBlock):
-                raise TypeError(f"block {describe_key(keys, i)} is a {type(block).__name__}, not a TensorBlock")
+                raise TypeError(
+                    f"`blocks` elements must be metatensor TensorBlock, not {type(block)} "
+                    f"(block {describe_key(keys, i)})"
+                )
         if blocks:
             _check_blocks_agree(keys, blocks)
         self._keys = keys
@@ -51,8 +55,13 @@ class TensorMap:
     def __len__(self) -> int:
         return len(self._blocks)
 
-    def __iter__(self) -> Iterator[tuple[LabelsEntry, TensorBlock]]:
-        return iter(self.items())
+    def __iter__(self) -> Iterator[TensorBlock]:
+        """The blocks, in key order (as metatensor iterates; `items()` gives (key, block))."""
+        return iter(list(self._blocks))
+
+    def __getitem__(self, selection) -> TensorBlock:
+        """`tensor[i]`, `tensor[selection]`, `tensor[dict]`: the same as `block(selection)`."""
+        return self.block(selection)
 
     def items(self) -> list[tuple[LabelsEntry, TensorBlock]]:
         return [(self._keys[i], block) for i, block in enumerate(self._blocks)]
@@ -81,7 +90,10 @@ class TensorMap:
             names = list(kwargs)
             for name in names:
                 if name not in self._keys.names:
-                    raise MetadataError(f"no key named {name!r} in this TensorMap (keys are {self._keys.names})")
+                    raise MetadataError(
+                        f"invalid parameter: {name!r} in selection is not part of these Labels "
+                        f"(no key named {name!r} in this TensorMap, keys are {self._keys.names})"
+                    )
             return Labels(names, np.array([[int(kwargs[n]) for n in names]], dtype=np.int32))
         if isinstance(selection, LabelsEntry):
             return Labels(selection.names, np.asarray(selection.values).reshape(1, -1))
@@ -90,20 +102,31 @@ class TensorMap:
     def block(self, selection=None, **kwargs) -> TensorBlock:
         """The single block matching the selection (`tmap.block(center_type=8)`, `tmap.block(3)`)."""
         if isinstance(selection, (int, np.integer)):
+            if not -len(self._blocks) <= selection < len(self._blocks):
+                raise BlockIndexError(
+                    f"block index out of bounds: we have {len(self._blocks)} blocks but the index is {selection}"
+                )
             return self._blocks[selection]
         if selection is None and not kwargs:
+            if not self._blocks:
+                raise MetadataError("there are no blocks in this TensorMap")
             if len(self._blocks) != 1:
                 raise MetadataError(
                     f"block() without a selection needs exactly one block, this TensorMap has {len(self._blocks)}"
                 )
             return self._blocks[0]
+        self._selection(selection, kwargs)  # unknown names first, as metatensor
+        if not self._blocks:
+            raise MetadataError("there are no blocks in this TensorMap")
         matching = self.blocks_matching(selection, **kwargs)
         if len(matching) != 1:
             wanted = self._selection(selection, kwargs)
             what = ", ".join(f"{n}={int(v)}" for n, v in zip(wanted.names, wanted.array[0])) if len(wanted) == 1 else repr(wanted)
+            if not matching:
+                raise MetadataError(f"couldn't find any block matching ({what})")
             raise MetadataError(
-                f"{'no block' if not matching else f'{len(matching)} blocks'} match the selection ({what}); "
-                f"block() needs exactly one"
+                f"more than one block matched ({what}), use `TensorMap.blocks` to get all of them "
+                f"({len(matching)} blocks match)"
             )
         return self._blocks[matching[0]]
 
@@ -147,84 +170,98 @@ class TensorMap:
         self._info[key] = value
 
     # -- copies ---------------------------------------------------------------------------------
-    def copy(self) -> "TensorMap":
-        result = TensorMap(self._keys, [b.copy() for b in self._blocks])
+    def copy(self, deep: bool = True) -> "TensorMap":
+        """A copy with the same keys and info; `deep=False` shares the blocks' arrays."""
+        result = TensorMap(self._keys, [b.copy(deep=deep) for b in self._blocks])
         result._info = dict(self._info)
         return result
 
-    def to(self, dtype=None, device=None, arrays: str | None = None) -> "TensorMap":
+    def __copy__(self) -> "TensorMap":
+        return self.copy(deep=False)
+
+    def __deepcopy__(self, memo) -> "TensorMap":
+        return self.copy(deep=True)
+
+    def to(self, *args, dtype=None, device=None, arrays: str | None = None, non_blocking: bool = False) -> "TensorMap":
+        """The same TensorMap with arrays of another dtype, device or library (`to("cpu")`,
+        `to(torch.float32)` and keywords, as in metatensor)."""
+        dtype, device = to_arguments(args, dtype, device, "TensorMap.to")
         # labels are numpy or torch: with jax values (`arrays="jax"`) they stay numpy
         labels_arrays = "numpy" if arrays == "jax" else arrays
         result = TensorMap(self._keys.to(device=device, arrays=labels_arrays) if arrays is not None else self._keys,
-                           [b.to(dtype=dtype, device=device, arrays=arrays) for b in self._blocks])
+                           [b.to(dtype=dtype, device=device, arrays=arrays, non_blocking=non_blocking)
+                            for b in self._blocks])
         result._info = dict(self._info)
         return result
+
+    @property
+    def is_view(self) -> bool:
+        return False
 
     # -- reshaping metadata -------------------------------------------------------------------
     def keys_to_samples(self, keys_to_move, *, fill_value=0.0, sort_samples=True) -> "TensorMap":
         """Move key dimensions into the samples, merging the blocks that differ only there."""
-        from ._reshape import keys_to_samples
-
-        return keys_to_samples(self, keys_to_move, sort_samples=sort_samples)
+        self._check_keys_to_move()
+        return _reshape.keys_to_samples(self, keys_to_move, fill_value=fill_value, sort_samples=sort_samples)
 
     def keys_to_properties(self, keys_to_move, *, fill_value=0.0, sort_samples=True) -> "TensorMap":
         """Move key dimensions into the properties; samples absent from a block are `fill_value`."""
-        from ._reshape import keys_to_properties
+        self._check_keys_to_move()
+        return _reshape.keys_to_properties(self, keys_to_move, fill_value=fill_value, sort_samples=sort_samples)
 
-        return keys_to_properties(self, keys_to_move, fill_value=fill_value, sort_samples=sort_samples)
+    def _check_keys_to_move(self) -> None:
+        if not self._blocks:
+            raise MetadataError("invalid parameter: there are no keys to move in an empty TensorMap")
 
     def components_to_properties(self, dimensions) -> "TensorMap":
         """Move component dimensions into the properties (component-major, like metatensor)."""
-        from ._reshape import components_to_properties
-
-        return components_to_properties(self, dimensions)
+        return _reshape.components_to_properties(self, dimensions)
 
     # -- conversions ------------------------------------------------------------------------------
     def to_metatensor(self):
         """This TensorMap as a `metatensor.TensorMap` (metatensor-core imported only here)."""
-        from ..io.metatensor import to_metatensor
-
-        return to_metatensor(self)
+        return _convert.to_metatensor(self)
 
     def to_metatensor_torch(self):
         """This TensorMap as a `metatensor.torch.TensorMap` (numpy values shared as torch tensors)."""
-        from ..io.metatensor_torch import to_metatensor_torch
-
-        return to_metatensor_torch(self)
+        return _convert_torch.to_metatensor_torch(self)
 
     @staticmethod
     def from_metatensor(tensor) -> "TensorMap":
         """An mtdsl TensorMap from a metatensor-core or metatensor-torch one (Labels and
         TensorBlock give mtdsl Labels and TensorBlock); gradients and info kept."""
-        from ..io.metatensor_torch import from_metatensor
-
-        return from_metatensor(tensor)
+        return _convert_torch.from_metatensor(tensor, TensorMap)
 
     # -- display ---------------------------------------------------------------------------------
+    def print(self, max_keys: int) -> str:
+        """The keys and block shapes, at most `max_keys` blocks (-1: all), as metatensor prints."""
+        return tensormap_text(self, max_keys)
+
     def __repr__(self) -> str:
-        lines = [f"TensorMap with {len(self._blocks)} blocks", f"keys: {self._keys.names}"]
-        for index in range(min(len(self._blocks), 8)):
-            block = self._blocks[index]
-            shape = "x".join(str(s) for s in block.shape)
-            lines.append(f"    {describe_key(self._keys, index)}: {shape}")
-        if len(self._blocks) > 8:
-            lines.append(f"    ... {len(self._blocks) - 8} more blocks")
-        if self._blocks:
-            first = self._blocks[0]
-            lines += [
-                f"samples: {self.sample_names}",
-                f"components: {self.component_names}",
-                f"properties: {self.property_names}",
-                f"dtype: {dtype_name(first.dtype)} ({array_kind(first.values)} on {first.device})",
-                f"gradients: {first.gradients_list() or 'None'}",
-            ]
-        return "\n".join(lines)
+        return self.print(-1)
+
+    def __str__(self) -> str:
+        return self.print(7)
 
 
 def _check_blocks_agree(keys: Labels, blocks: list[TensorBlock]) -> None:
     """Every block must share names, dtype, array type, device and gradients with the first."""
     reference = blocks[0]
     for index, block in enumerate(blocks[1:], start=1):
+        where = f"block {describe_key(keys, index)} differs from block {describe_key(keys, 0)}"
+        # metatensor's wording (and order: array library first, then dtype) for these two
+        if array_kind(block.values) != array_kind(reference.values):
+            raise MetadataError(
+                "invalid parameter: invalid tensor map: got blocks with different origins, at least "
+                f"('python.{array_kind(reference.values)}') and ('python.{array_kind(block.values)}') were "
+                f"detected ({where})"
+            )
+        if dtype_name(block.dtype) != dtype_name(reference.dtype):
+            raise MetadataError(
+                "invalid parameter: invalid tensor map: got blocks with different dtypes, at least "
+                f"'{short_dtype(reference.dtype)}' and '{short_dtype(block.dtype)}' were detected ({where}: "
+                f"{dtype_name(block.dtype)} instead of {dtype_name(reference.dtype)})"
+            )
         difference = _block_difference(reference, block)
         if difference:
             raise MetadataError(

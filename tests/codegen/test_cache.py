@@ -6,6 +6,7 @@ import ctypes
 import json
 import multiprocessing
 import os
+from pathlib import Path
 
 import pytest
 
@@ -135,3 +136,12 @@ def test_cache_hit_skips_rendering(cache_dir, monkeypatch):
     assert third.cache_hit and third.source == first.source
     # another dtype is another rendering
     assert compile_module(module, dtype="float32").source != first.source
+
+
+def test_renderer_version_covers_every_codegen_source():
+    """A cached rendering is keyed by every source of the code generator: a module added or split
+    off later (fuse.py, products.py) must invalidate renderings as the renderers do."""
+    here = Path(cache.__file__).parent
+    named = {path.name for path in cache.codegen_files()}
+    assert {path.name for path in here.glob("*.py")} <= named
+    assert {"fuse.py", "products.py", "module.cpp.j2", "kernel.cpp.j2"} <= named

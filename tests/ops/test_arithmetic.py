@@ -105,14 +105,14 @@ def test_errors_name_the_block_the_axis_and_the_label():
     tensor = _small(keys=[[0], [1]])
     other = _small(keys=[[0], [1]], samples=((0, 0), (0, 1), (1, 1)))
     message = (
-        "inputs to 'add' should have the same samples for block (k=0): "
+        "inputs to 'add' should have the same samples, but they are not the same or not in the same order for block (k=0): "
         r"first difference at entry 2: \(system=1, atom=0\) and \(system=1, atom=1\)"
     )
     with pytest.raises(ops.NotEqualError, match=message.replace("(k=0)", r"\(k=0\)")):
         ops.add(tensor, other)
     with pytest.raises(ops.NotEqualError, match="inputs to 'multiply' should have the same keys names"):
         ops.multiply(tensor, TensorMap(Labels(["j"], np.array([[0], [1]])), tensor.blocks()))
-    with pytest.raises(TypeError, match="`B` must be a TensorMap or a scalar value"):
+    with pytest.raises(TypeError, match="`B` must be a metatensor TensorMap or a scalar value"):
         ops.add(tensor, "3")
     with pytest.raises(TypeError, match="`B` must be a scalar value"):
         ops.pow(tensor, tensor)

@@ -58,7 +58,7 @@ def test_torch(tensor):
 def test_raise_names_key_axis_and_label():
     first, second = _tensor(), _tensor(properties=(0, 2))
     message = (
-        r"inputs to 'equal_metadata' should have the same properties for block \(o3_lambda=0, center_type=1\): "
+        r"inputs to 'equal_metadata' should have the same properties, but they are not the same or not in the same order for block \(o3_lambda=0, center_type=1\): "
         r"first difference at entry 1: \(n=1\) and \(n=2\)"
     )
     with pytest.raises(ops.NotEqualError, match=message):
@@ -82,7 +82,7 @@ def test_raise_on_length_and_names():
 
 def test_equal_and_allclose_raise():
     first, second = _tensor(), _tensor(values=np.full((2, 3, 2), 1.0 + 1e-9))
-    with pytest.raises(ops.NotEqualError, match=r"values are not equal in block \(o3_lambda=0, center_type=1\)"):
+    with pytest.raises(ops.NotEqualError, match=r"blocks for key \(o3_lambda=0, center_type=1\) are different: values are not equal"):
         ops.equal_raise(first, second)
     with pytest.raises(ops.NotEqualError, match="values are not allclose"):
         ops.allclose_raise(first, second)

@@ -44,7 +44,7 @@ def test_errors():
     tensor = TensorMap(Labels.single(), [block])
     with pytest.raises(ValueError, match="'values' is not a valid axis"):
         ops.rename_dimension(tensor, "values", "a", "b")
-    with pytest.raises(MetadataError, match=r"contain the entry \(0,\) twice"):
+    with pytest.raises(MetadataError, match=r"same label entry multiple times: \[0\] is already present"):
         ops.remove_dimension(tensor, "samples", "atom")
     with pytest.raises(ValueError, match="'components' is not a valid axis. Choose from 'keys', 'samples' or"):
         ops.append_dimension(tensor, "components", "a", 0)

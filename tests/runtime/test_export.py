@@ -14,7 +14,12 @@ import pytest
 import torch
 
 import mtdsl
+from mtdsl._coexist import import_module_with_metatensor_torch
 from mtdsl.runtime.export import ExportError
+
+# this process may have imported torch_geometric first (tests/interop): metatomic is imported
+# the way mtdsl imports it, so the later plain imports find it loaded (docs/interop.md)
+import_module_with_metatensor_torch("metatomic.torch")
 
 HERE = pathlib.Path(__file__).resolve().parent
 EXAMPLES = HERE.parents[1] / "examples"

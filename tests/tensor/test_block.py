@@ -59,7 +59,7 @@ def test_gradient_validation():
     out_of_range = TensorBlock(np.ones((1, 3, 3, 2)), Labels(["sample", "system", "atom"], np.array([[7, 0, 0]])), gradient.components, gradient.properties)
     with pytest.raises(MetadataError, match="'sample' values must be rows of the block"):
         block.add_gradient("positions", out_of_range)
-    with pytest.raises(MetadataError, match="dtype float32 differs"):
+    with pytest.raises(MetadataError, match="gradient values have dtype .f32. but the block values have dtype .f64."):
         block.add_gradient("positions", positions_gradient(block).to(dtype=np.float32))
 
 
@@ -71,7 +71,7 @@ def test_nested_gradients():
         [Labels.range("xyz_2", 3)] + gradient.components, gradient.properties))
     block.add_gradient("positions", gradient)
     copy = block.copy()
-    assert copy.gradient("positions").gradient("positions").shape == [3, 3, 3, 3, 2]
+    assert copy.gradient("positions").gradient("positions").shape == (3, 3, 3, 3, 2)
 
 
 def test_copy_is_deep():
@@ -96,6 +96,13 @@ def test_to_torch_and_back():
     assert back.samples == block.samples
 
 
-def test_repr_shows_metadata():
-    text = repr(make_block())
-    assert "samples (3): ['system', 'atom']" in text and "o3_mu" in text and "['n']" in text
+def test_repr_as_metatensor_prints_it():
+    from mtdsl.io.metatensor import block_to_metatensor
+
+    block = make_block()
+    assert repr(block) == repr(block_to_metatensor(block))
+    block.add_gradient("positions", positions_gradient(block))
+    theirs = block_to_metatensor(block)
+    assert repr(block) == repr(theirs)
+    assert repr(block.gradient("positions")) == repr(theirs.gradient("positions"))
+    assert repr(block.copy().gradient("positions")) == repr(theirs.gradient("positions"))

@@ -53,11 +53,13 @@ def test_descriptor_names():
     assert descriptor_names(compiled("equivariant_convolution").module) == {}  # reads the input h
 
 
-def test_a_tensor_without_derivative_is_left_to_torch(tmp_path):
+def test_a_where_on_distances_is_differentiable_so_both_tensors_are_descriptors(tmp_path):
+    # conditions are piecewise constant (branchwise derivatives, docs/language.md): `close`,
+    # a sum restricted by a distance threshold, has derivatives as `smooth` has
     path = tmp_path / "threshold.mt"
     path.write_text(THRESHOLD_PROGRAM)
     model = mtdsl.compile(path)
-    assert descriptor_names(model.module) == {"smooth": ("positions", "cell")}
+    assert descriptor_names(model.module) == {"close": ("positions", "cell"), "smooth": ("positions", "cell")}
     assert Descriptors(model).skipped(model.module) == set()
 
 

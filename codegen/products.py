@@ -1,0 +1,496 @@
+"""Product kernels: gradient terms contracted with a cotangent (VJP) or a tangent (JVP), as IR kernels.
+
+The reverse and tangent products of `runtime/native_products.py` (docs/gradients.md, "Reverse
+products"), lowered like the gradient terms of `codegen/terms.py` (whose `_Lowering` they use):
+`vjp_kernel` contracts a term with a cotangent read at the kernel's own entry (from the grid of
+the stand-in `cotangent_kernel`) into atoms x 3 / systems x 3 x 3 rows bound by
+`·target == target`; `jvp_kernel` contracts it with a tangent (the stand-in `tangent_kernel`)
+into the kernel's own layout; `tensor_vjp_kernel` and `tensor_jvp_kernel` do the same through
+computed tensors (a term of `autodiff.differentiate_tensor`).
+"""
+
+from __future__ import annotations
+
+from mtdsl.errors import Unsupported
+from mtdsl.ir import autodiff as ad
+from mtdsl.ir import nodes as ir
+from mtdsl.ir.roles import Role
+
+from .terms import OUT_PREFIX, STORED_ORDER, _into_sums, _Lowering, _substituted_domain
+
+
+# ---- product kernels: a term contracted with a cotangent (VJP) ------------------------------------
+
+COTANGENT_PREFIX = Role.COTANGENT.prefix
+
+
+def cotangent_tensor(kernel: str) -> str:
+    """The reserved name of the stand-in kernel whose dense buffer holds `kernel`'s cotangent."""
+    return f"{COTANGENT_PREFIX}{kernel}"
+
+
+def cotangent_kernel(kernel: ir.TensorKernel) -> ir.TensorKernel:
+    """A stand-in for the cotangent of `kernel`: its indices and labels, no `where`, a zero body.
+    Rendered before the VJP kernels, it makes the renderers read the cotangent as a dense grid
+    of `kernel`'s layout (`cpp.py: direct_access`), which the runtime fills from the cotangent's
+    blocks (`runtime/native_products.py`) instead of running this kernel."""
+    import dataclasses
+
+    return dataclasses.replace(kernel, name=cotangent_tensor(kernel.name), body=ir.Const(0.0), where=None)
+
+
+def vjp_source(kernel: str, wrt: str, k: int) -> str:
+    """The reserved domain of the rows a VJP kernel adds into (atoms or systems: the targets)."""
+    return f"{OUT_PREFIX}vjp·{kernel}·{wrt}·{k}"
+
+
+def vjp_kernel_name(kernel: str, wrt: str, k: int) -> str:
+    return f"{Role.VJP.prefix}d{kernel}/d{wrt}#{k}"
+
+
+TARGET = "·target"
+
+
+def vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
+               term: ad.Term) -> ir.TensorKernel:
+    """Term `k` contracted with the cotangent `C` of the kernel's values: a kernel over
+    `(target, directions in stored order)` — atoms x 3 for positions, systems x 3 x 3 for the cell
+    (`[s, a, x]`, as the gradient blocks store it) — whose body sums, over the term's binders and
+    every kernel index no alias fixes (the columns included),
+
+        coefficient(directions) * C{keys}[samples, components, properties]
+
+    the cotangent read at the kernel's own entry (with the aliases substituted) from the dense
+    grid of `cotangent_kernel(kernel)`. The target is bound by `·target == target` like the rows
+    of a scatter kernel (`·target`'s domain is a reserved `·out·` range), so the pass over pairs
+    (or over the rows of a gradient it reads) adds each contribution into its atom's (or
+    system's) entry: the tensor's own gradient is never materialized. Several points add into
+    one entry, so the runtime runs it on ranges of its driver with per-thread buffers."""
+    lowering = _Lowering(module)
+    resolved: dict = {}
+    for name, expr in term.aliases:
+        resolved[name] = ad.substitute(expr, resolved)
+    binders = [ir.Binder(b.name, lowering.domain(b.domain)) for b in term.binders]
+    for binder in kernel.indices:
+        if binder.name not in resolved:
+            binders.append(ir.Binder(binder.name, _substituted_domain(lowering, binder.domain, resolved)))
+    names = {b.name for b in binders} | set(gradient.directions)
+    if TARGET in names:
+        raise Unsupported(f"a variable named {TARGET}")
+    indices = [ir.Binder(TARGET, ir.PairsDomain(vjp_source(kernel.name, gradient.wrt, k)))]
+    order = STORED_ORDER[gradient.wrt]
+    for stored in range(len(gradient.directions)):
+        indices.append(ir.Binder(gradient.directions[order.index(stored)], ir.XyzDomain()))
+
+    def lowered(expr):
+        return lowering.lower(ad.substitute(expr, resolved))
+
+    conditions = []
+    for condition in (kernel.where, term.where):
+        if condition is not None:
+            conditions += ad.conjuncts(lowered(condition))
+    target = lowered(term.target)
+    if set(gradient.directions) & ad.free_variables(target):
+        raise Unsupported("a target that depends on a direction")
+    conditions.append(ir.Binary("eq", ir.Var(TARGET), target))
+
+    def slot(entry: ir.Entry) -> ir.Slot:
+        return ir.Slot(entry.kind, lowered(entry.expr), entry.source)
+
+    cotangent = ir.BlockRef(cotangent_tensor(kernel.name), tuple((e.label, lowered(e.expr)) for e in kernel.keys),
+                            tuple(map(slot, kernel.samples)), tuple(map(slot, kernel.components)),
+                            tuple(map(slot, kernel.properties)))
+    coefficient = lowered(term.coefficient)
+    if lowering.is_vector(coefficient):
+        raise Unsupported("a vector-valued gradient coefficient")
+    body = _into_sums(ir.Binary("mul", coefficient, cotangent))
+    binders, conditions, body = _factor_sums(binders, conditions, body, set(gradient.directions), {TARGET})
+    where = None
+    for condition in conditions:
+        where = condition if where is None else ir.Binary("and", where, condition)
+    name = vjp_kernel_name(kernel.name, gradient.wrt, k)
+    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)
+
+
+_SMALL_DOMAINS = (ir.RangeDomain, ir.SpeciesDomain, ir.IrrepDomain)
+
+
+def _mul_factors(expr) -> list:
+    if isinstance(expr, ir.Binary) and expr.op == "mul":
+        return _mul_factors(expr.left) + _mul_factors(expr.right)
+    return [expr]
+
+
+def _factor_sums(binders, conditions, body, directions: set, keep: set, domains=_SMALL_DOMAINS):
+    """Sums pushed into the factors that depend on them: in `sum(B where c) f1 * f2 * ...`, a
+    binder `x` of a small domain (range, species, irrep) that only some factors read, none of
+    which depends on a direction, becomes an inner sum of those factors (`sum(x where cx) f...`,
+    with the conditions that read it), evaluated once per value of the outer loops instead of
+    once per direction. In the power spectrum's VJP, `drho[α, m, n1] * sum(b2) c(b2) sum(n2)
+    rho[m, n2] C[n1, n2]`: the cotangent is contracted with `rho` before `drho`'s directions.
+    A binder that another binder's domain, an equality binding another variable, or a condition
+    on `keep` (the target) reads stays where it is."""
+    binders, conditions = list(binders), list(conditions)
+    names = {b.name for b in binders}
+    while isinstance(body, ir.Reduce) and not ({b.name for b in body.binders} & names):
+        binders += list(body.binders)
+        names |= {b.name for b in body.binders}
+        conditions += ad.conjuncts(body.where)
+        body = body.body
+    factors = _mul_factors(body)
+    for binder in reversed(list(binders)):
+        x = binder.name
+        if not isinstance(binder.domain, domains):
+            continue
+        if any(x in ad._domain_variables(b.domain) for b in binders if b.name != x):
+            continue
+        depends = [f for f in factors if x in ad.free_variables(f)]
+        if not depends or len(depends) == len(factors):
+            continue
+        if any(directions & ad.free_variables(f) for f in depends):
+            continue
+        reading = [c for c in conditions if x in ad.free_variables(c)]
+        if any(keep & ad.free_variables(c) for c in reading):
+            continue
+        if any(_equality_binding(c) for c in reading):
+            continue
+        where = None
+        for condition in reading:
+            where = condition if where is None else ir.Binary("and", where, condition)
+        product = depends[0]
+        for factor in depends[1:]:
+            product = ir.Binary("mul", product, factor)
+        inner = ir.Reduce((binder,), product, where)
+        position = factors.index(depends[0])
+        factors = [f for f in factors if not any(f is d for d in depends)]
+        factors.insert(min(position, len(factors)), inner)
+        binders = [b for b in binders if b.name != x]
+        conditions = [c for c in conditions if not any(c is r for r in reading)]
+    body = factors[0]
+    for factor in factors[1:]:
+        body = ir.Binary("mul", body, factor)
+    return binders, conditions, body
+
+
+def _equality_binding(condition) -> bool:
+    """Whether a condition is `v == e` with a variable side (the plans bind `v` by it)."""
+    return isinstance(condition, ir.Binary) and condition.op == "eq" and (
+        isinstance(condition.left, ir.Var) or isinstance(condition.right, ir.Var))
+
+
+# ---- product kernels: a term contracted with a tangent (JVP) --------------------------------------
+
+TANGENT_PREFIX = Role.TANGENT.prefix
+
+
+def tangent_tensor(wrt: str) -> str:
+    """The reserved name of the stand-in kernel whose dense buffer holds the tangent of `wrt`."""
+    return f"{TANGENT_PREFIX}{wrt}"
+
+
+def tangent_kernel(module: ir.Module, wrt: str) -> ir.TensorKernel:
+    """A stand-in for the tangent of the positions (`[atom, x]`) or of the cell (`[system, a, x]`,
+    the layout of the cell gradient's directions), read by the JVP kernels as a dense grid that
+    the runtime fills with the tangent itself (`runtime/native_products.py`)."""
+    systems = module.systems[0].name
+    if wrt == "positions":
+        indices = (ir.Binder("·ta", ir.AtomsDomain(systems)), ir.Binder("·tx", ir.XyzDomain()))
+        samples = (ir.Entry("atom", "atoms", ir.Var("·ta"), systems),)
+        components = (ir.Entry("xyz", "value", ir.Var("·tx")),)
+    elif wrt == "cell":
+        indices = (ir.Binder("·ts", ir.SystemsDomain(systems)), ir.Binder("·ta", ir.XyzDomain()),
+                   ir.Binder("·tx", ir.XyzDomain()))
+        samples = (ir.Entry("system", "value", ir.Var("·ts")),)
+        components = (ir.Entry("abc", "value", ir.Var("·ta")), ir.Entry("xyz", "value", ir.Var("·tx")))
+    else:
+        raise Unsupported(f"tangents of {wrt}")
+    return ir.TensorKernel(tangent_tensor(wrt), indices, (), samples, components, (), ir.Const(0.0), None)
+
+
+def jvp_source(kernel: str, wrt: str, k: int) -> str:
+    """The reserved one-row domain in front of a JVP kernel's indices (it makes it a scatter kernel)."""
+    return f"{OUT_PREFIX}jvp·{kernel}·{wrt}·{k}"
+
+
+def jvp_kernel_name(kernel: str, wrt: str, k: int) -> str:
+    return f"{Role.JVP.prefix}d{kernel}/d{wrt}#{k}"
+
+
+ONE = "·one"
+
+
+def jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
+               term: ad.Term) -> ir.TensorKernel:
+    """Term `k` contracted with the tangent `t` of the positions or the cell: a kernel over the
+    kernel's own indices (its dense layout, behind a one-row `·out·` index that makes it a scatter
+    kernel: several points of the term add into one entry) whose body sums, over the term's
+    binders and the directions,
+
+        coefficient(directions) * t[target, directions]
+
+    the aliased kernel indices bound by their alias (`i == P.first[p]`), the tangent read from
+    the dense grid of `tangent_kernel(module, wrt)`; the sum over the directions is pushed into
+    the factors that read them (`sum(α) drho[α, m, n1] t[j, α]` once per `(g, m, n1)`). Its
+    driver is the term's first pair or atom binder (or gradient row), run on ranges with
+    per-thread buffers, like the VJP kernels."""
+    lowering = _Lowering(module)
+    resolved: dict = {}
+    for name, expr in term.aliases:
+        resolved[name] = ad.substitute(expr, resolved)
+    index_names = {b.name for b in kernel.indices}
+    outer = {n: e for n, e in resolved.items() if n not in index_names}
+    if ONE in index_names or ONE in {b.name for b in term.binders}:
+        raise Unsupported(f"a variable named {ONE}")
+
+    def lowered(expr):
+        return lowering.lower(ad.substitute(expr, outer))
+
+    binders = [ir.Binder(b.name, lowering.domain(b.domain)) for b in term.binders]
+    binders += [ir.Binder(d, ir.XyzDomain()) for d in gradient.directions]
+    indices = [ir.Binder(ONE, ir.PairsDomain(jvp_source(kernel.name, gradient.wrt, k)))]
+    indices += [ir.Binder(b.name, _substituted_domain(lowering, b.domain, outer)) for b in kernel.indices]
+    conditions = [ir.Binary("eq", ir.Var(ONE), ir.Const(0))]
+    for condition in (kernel.where, term.where):
+        if condition is not None:
+            conditions += ad.conjuncts(lowered(condition))
+    for b in kernel.indices:  # an aliased index is bound by its alias
+        if b.name in resolved:
+            conditions.append(ir.Binary("eq", ir.Var(b.name), lowered(resolved[b.name])))
+    target = lowered(term.target)
+    if set(gradient.directions) & ad.free_variables(target):
+        raise Unsupported("a target that depends on a direction")
+    order = STORED_ORDER[gradient.wrt]
+    stored = [gradient.directions[order.index(axis)] for axis in range(len(gradient.directions))]
+    sample = ir.Slot("atoms", target, module.systems[0].name) if gradient.wrt == "positions" else ir.Slot("value", target)
+    tangent = ir.BlockRef(tangent_tensor(gradient.wrt), (), (sample,),
+                          tuple(ir.Slot("value", ir.Var(d)) for d in stored), ())
+    coefficient = lowered(term.coefficient)
+    if lowering.is_vector(coefficient):
+        raise Unsupported("a vector-valued gradient coefficient")
+    body = _into_sums(ir.Binary("mul", coefficient, tangent))
+    binders, conditions, body = _factor_sums(binders, conditions, body, set(), {ONE} | index_names,
+                                             domains=(ir.XyzDomain,))
+    where = None
+    for condition in conditions:
+        where = condition if where is None else ir.Binary("and", where, condition)
+    name = jvp_kernel_name(kernel.name, gradient.wrt, k)
+    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)
+
+
+# ---- product kernels through computed tensors (reverse and tangent sweeps) ----------------------
+
+def stand_in_kernel(kernel: ir.TensorKernel, name: str) -> ir.TensorKernel:
+    """A stand-in named `name` with `kernel`'s indices and labels, no `where` and a zero body: the
+    renderers read it as a dense grid of `kernel`'s layout, which the runtime fills (see
+    `cotangent_kernel`)."""
+    import dataclasses
+
+    return dataclasses.replace(kernel, name=name, body=ir.Const(0.0), where=None)
+
+
+TENSOR_TANGENT_PREFIX = Role.TENSOR_TANGENT.prefix
+
+
+def tensor_tangent(kernel: str) -> str:
+    """The reserved name of the stand-in kernel whose grid holds the tangent of tensor `kernel`."""
+    return f"{TENSOR_TANGENT_PREFIX}{kernel}"
+
+
+def tensor_vjp_kernel_name(kernel: str, read: str, k: int) -> str:
+    return f"{Role.VJP.prefix}d{kernel}/d{read}#{k}"
+
+
+def tensor_jvp_kernel_name(kernel: str, read: str, k: int) -> str:
+    return f"{Role.JVP.prefix}d{kernel}/d{read}#{k}"
+
+
+def tensor_vjp_source(kernel: str, read: str, k: int) -> str:
+    return f"{OUT_PREFIX}vjp·{kernel}·{read}·{k}"
+
+
+def tensor_jvp_source(kernel: str, read: str, k: int) -> str:
+    return f"{OUT_PREFIX}jvp·{kernel}·{read}·{k}"
+
+
+def _resolved_aliases(term: ad.Term) -> dict:
+    resolved: dict = {}
+    for name, expr in term.aliases:
+        resolved[name] = ad.substitute(expr, resolved)
+    return resolved
+
+
+def _entry_pairs(read: ir.TensorKernel, target: ir.BlockRef, rename: dict) -> list:
+    """`(entry of read, in its renamed indices; the accessed value)` for every label the access gives."""
+    if not isinstance(target, ir.BlockRef) or target.tensor != read.name:
+        raise Unsupported(f"a target that is not an entry of {read.name}")
+    keys = {e.label: e for e in read.keys}
+    pairs = []
+    for label, value in target.keys:
+        if label not in keys:
+            raise Unsupported(f"a key {label} that {read.name} does not have")
+        pairs.append((ad.substitute(keys[label].expr, rename), value))
+    for entries, slots in ((read.samples, target.samples), (read.components, target.components),
+                           (read.properties, target.properties)):
+        if len(entries) != len(slots):
+            raise Unsupported(f"an access of {read.name} with {len(slots)} entries where it has {len(entries)}")
+        for entry, slot in zip(entries, slots):
+            if entry.kind != slot.kind or (entry.kind != "value" and entry.source != slot.source):
+                raise Unsupported(f"an access of {read.name} by another kind of label")
+            pairs.append((ad.substitute(entry.expr, rename), slot.expr))
+    return pairs
+
+
+def tensor_vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, read: ir.TensorKernel,
+                      gradient: ad.GradientKernel, k: int, term: ad.Term) -> tuple[ir.TensorKernel, bool]:
+    """Term `k` of `d kernel / d read` (`ad.differentiate_tensor`: its target is the entry of `read`
+    the kernel reads) contracted with the cotangent `C` of `kernel`, into the cotangent of `read`:
+    a kernel of `read`'s own dense layout (its indices renamed `·u<name>`) whose body sums, over
+    the term's binders and the kernel's indices that the target does not fix,
+
+        coefficient * C{kernel's keys}[kernel's samples, components, properties]
+
+    `C` read from the grid of `cotangent_kernel(kernel)`. Each variable that the access names
+    plainly where `read` has a plain index (`rho{..., neighbor_type = b1}[i, m, n1]` for the
+    indices `b, i, m, n` of rho) *becomes* that index: when every index of `read` is so named, the
+    kernel gathers (`rhobar[i, l, b, m, n] = sum(b2, n2) c * rho[i, m, n2] C[i, l, n, n2]`; no
+    two points write one entry: returns `(kernel, True)`). Otherwise the other indices are bound
+    by equality (`·u == P.second[p]`) behind a one-row `·out·` index, a scatter kernel run with
+    per-thread buffers (`(kernel, False)`). The other labels of the access are conditions
+    (`S.type[·ui] == S.type[·ui]`), as are the domains of the renamed variables where they differ
+    from the index they become."""
+    lowering = _Lowering(module)
+    resolved = _resolved_aliases(term)
+    rename = {b.name: ir.Var(f"·u{b.name}") for b in read.indices}
+    target = ad.substitute(term.target, resolved)
+    pairs = _entry_pairs(read, target, rename)
+    variables = {b.name: b.domain for b in term.binders}
+    for binder in kernel.indices:
+        if binder.name not in resolved:
+            domain = binder.domain
+            if isinstance(domain, ir.IrrepDomain):
+                domain = ir.IrrepDomain(ad.substitute(domain.degree, resolved), domain.max_degree)
+            variables[binder.name] = domain
+    if set(variables) & {v.name for v in rename.values()} or ONE in variables:
+        raise Unsupported("a variable with a reserved name")
+    mapping, bound = {}, set()
+    for entry, value in pairs:
+        if (isinstance(entry, ir.Var) and isinstance(value, ir.Var) and value.name in variables
+                and value.name not in mapping and entry.name not in bound):
+            mapping[value.name] = entry
+            bound.add(entry.name)
+    gathered = bound == {v.name for v in rename.values()}
+    u_domains = {rename[b.name].name: ir.IrrepDomain(ad.substitute(b.domain.degree, rename), b.domain.max_degree)
+                 if isinstance(b.domain, ir.IrrepDomain) else b.domain for b in read.indices}
+
+    def full(expr):
+        return ad.substitute(ad.substitute(expr, resolved), mapping)
+
+    conditions = []
+    for entry, value in pairs:
+        if isinstance(value, ir.Var) and mapping.get(value.name) == entry:
+            continue
+        value = lowering.lower(ad.substitute(value, mapping))
+        if value != entry:  # `S.type[·ui] == S.type[·ui]` holds
+            conditions.append(ir.Binary("eq", entry, value))
+    for name, variable in mapping.items():  # the renamed variables' domains
+        domain = variables[name]
+        if isinstance(domain, ir.IrrepDomain):
+            domain = ir.IrrepDomain(ad.substitute(domain.degree, mapping), domain.max_degree)
+        if domain == u_domains[variable.name]:
+            continue
+        condition = ad._domain_condition(ir.Binder(name, domain), ())
+        if condition is None:
+            raise Unsupported(f"{name} follows an index of {read.name} of another domain")
+        conditions += ad.conjuncts(lowering.lower(ad.substitute(condition, mapping)))
+    for condition in (kernel.where, term.where):
+        if condition is not None:
+            conditions += ad.conjuncts(lowering.lower(full(condition)))
+    binders = []
+    for name, domain in variables.items():
+        if name in mapping:
+            continue
+        binders.append(ir.Binder(name, _substituted_domain(lowering, lowering.domain(domain), mapping)))
+
+    def slot(entry: ir.Entry) -> ir.Slot:
+        return ir.Slot(entry.kind, lowering.lower(full(entry.expr)), entry.source)
+
+    cotangent = ir.BlockRef(cotangent_tensor(kernel.name),
+                            tuple((e.label, lowering.lower(full(e.expr))) for e in kernel.keys),
+                            tuple(map(slot, kernel.samples)), tuple(map(slot, kernel.components)),
+                            tuple(map(slot, kernel.properties)))
+    coefficient = lowering.lower(ad.substitute(term.coefficient, resolved))
+    coefficient = ad.substitute(coefficient, mapping)
+    if lowering.is_vector(coefficient):
+        raise Unsupported("a vector-valued coefficient")
+    indices = [ir.Binder(rename[b.name].name, u_domains[rename[b.name].name]) for b in read.indices]
+    keep = set(u_domains)
+    if not gathered:
+        indices.insert(0, ir.Binder(ONE, ir.PairsDomain(tensor_vjp_source(kernel.name, read.name, k))))
+        conditions.insert(0, ir.Binary("eq", ir.Var(ONE), ir.Const(0)))
+        keep.add(ONE)
+    body = _into_sums(ir.Binary("mul", coefficient, cotangent))
+    binders, conditions, body = _factor_sums(binders, conditions, body, set(), keep)
+    where = None
+    for condition in conditions:
+        where = condition if where is None else ir.Binary("and", where, condition)
+    name = tensor_vjp_kernel_name(kernel.name, read.name, k)
+    if not binders:
+        if not gathered:
+            raise Unsupported("a scatter into a computed tensor with nothing to sum")
+        return ir.TensorKernel(name, tuple(indices), (), (), (), (), body, where), True
+    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None), gathered
+
+
+def tensor_jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
+                      term: ad.Term) -> tuple[ir.TensorKernel, bool]:
+    """Term `k` of `d kernel / d read` (`ad.differentiate_tensor`) contracted with the tangent of
+    `read` (the grid of the stand-in `tensor_tangent(read)`, read at the term's target): a
+    kernel of `kernel`'s own layout summing `coefficient * read_dot[target]` over the term's
+    binders. When no alias fixes a kernel index it gathers (`(kernel, True)`); else the aliased
+    indices are bound by their alias behind a one-row `·out·` index, like `jvp_kernel`."""
+    lowering = _Lowering(module)
+    resolved = _resolved_aliases(term)
+    target = ad.substitute(term.target, resolved)
+    if not isinstance(target, ir.BlockRef):
+        raise Unsupported("a target that is not an entry of a computed tensor")
+    index_names = {b.name for b in kernel.indices}
+    outer = {n: e for n, e in resolved.items() if n not in index_names}
+    if ONE in index_names or ONE in {b.name for b in term.binders}:
+        raise Unsupported(f"a variable named {ONE}")
+    gathered = not (set(resolved) & index_names)
+
+    def lowered(expr):
+        return lowering.lower(ad.substitute(expr, outer))
+
+    def slot(s: ir.Slot) -> ir.Slot:
+        return ir.Slot(s.kind, lowered(s.expr), s.source)
+
+    tangent = ir.BlockRef(tensor_tangent(target.tensor), tuple((label, lowered(v)) for label, v in term.target.keys),
+                          tuple(map(slot, term.target.samples)), tuple(map(slot, term.target.components)),
+                          tuple(map(slot, term.target.properties)))
+    binders = [ir.Binder(b.name, lowering.domain(b.domain)) for b in term.binders]
+    indices = [ir.Binder(b.name, _substituted_domain(lowering, b.domain, outer)) for b in kernel.indices]
+    conditions = []
+    if not gathered:
+        indices.insert(0, ir.Binder(ONE, ir.PairsDomain(tensor_jvp_source(kernel.name, target.tensor, k))))
+        conditions.append(ir.Binary("eq", ir.Var(ONE), ir.Const(0)))
+        for b in kernel.indices:
+            if b.name in resolved:
+                conditions.append(ir.Binary("eq", ir.Var(b.name), lowered(resolved[b.name])))
+    for condition in (kernel.where, term.where):
+        if condition is not None:
+            conditions += ad.conjuncts(lowered(condition))
+    coefficient = lowered(term.coefficient)
+    if lowering.is_vector(coefficient):
+        raise Unsupported("a vector-valued coefficient")
+    body = _into_sums(ir.Binary("mul", coefficient, tangent))
+    binders, conditions, body = _factor_sums(binders, conditions, body, set(), {ONE} | index_names)
+    where = None
+    for condition in conditions:
+        where = condition if where is None else ir.Binary("and", where, condition)
+    name = tensor_jvp_kernel_name(kernel.name, target.tensor, k)
+    if not binders:
+        if not gathered:
+            raise Unsupported("a scatter with nothing to sum")
+        return ir.TensorKernel(name, tuple(indices), (), (), (), (), body, where), True
+    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None), gathered
