@@ -21,8 +21,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(PY) examples/demo.py
 
+# the suite on every core (pytest-xdist); a test file stays on one worker, so its compiled models are shared
 test: $(STAMP)
-	$(PY) -m pytest tests
+	$(PY) -m pytest tests -n auto --dist loadfile
 
 # the long fuzz run of docs/reliability.md (about 15 minutes on two busy cores); FUZZ_ARGS="--scale 0.1" for less
 fuzz: $(STAMP)
