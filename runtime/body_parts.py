@@ -80,3 +80,35 @@ def first_terms(module: ir.Module) -> tuple[ir.Module, tuple, dict]:
     rendered = dataclasses.replace(module, kernels=tuple(
         dataclasses.replace(k, body=parts[k.name][0].body) if k.name in parts else k for k in module.kernels))
     return rendered, tuple(k for kernels in parts.values() for k in kernels[1:]), parts
+
+
+def reads_pairs(kernel: ir.TensorKernel) -> bool:
+    """Whether a kernel sums over or reads a pair list (its work grows with the pairs)."""
+    stack = [kernel.body, kernel.where, kernel.indices]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (tuple, list)):
+            stack.extend(node)
+        elif isinstance(node, (ir.PairsFrom, ir.PairsDomain)):
+            return True
+        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
+            stack.extend(getattr(node, f.name) for f in dataclasses.fields(node))
+    return False
+
+
+def with_parts(compiled, original: ir.Module, parts: dict):
+    """`compiled` (a `runtime/compiled.py` CompiledModule rendered from the kernels' first terms) as a module of `original`: each kernel of
+    `parts` adds its other terms' buffers; one whose parts did not all render is left to the
+    interpreter (its native kernel alone computes only the first term)."""
+    compiled.module = original
+    compiled.parts = {}
+    for name, kernels in parts.items():
+        if all(k.name in compiled.kernels for k in kernels[1:]):
+            # a term without pairs (the central atom's) is a few operations per atom: one thread,
+            # not a parallel region whose threads may wait for a busy machine's cores
+            compiled.parts[name] = tuple((compiled.kernels[k.name], 0 if reads_pairs(k) else 1)
+                                         for k in kernels[1:])
+        elif name in compiled.kernels:
+            del compiled.kernels[name]
+            compiled.fallbacks[name] = "a term of its body has no compiled form"
+    return compiled

@@ -36,6 +36,7 @@ from mtdsl.tensor._array import to_numpy
 from . import gradients as gradient_blocks  # called through the module: tests spy on entries_owned
 from .assemble import evaluate_kernel
 from .bindings import Bindings, RunError
+from .body_parts import first_terms, with_parts
 from .interpreter import Interpreter
 from .named import Named
 from .native_assemble import separable_layout
@@ -990,44 +991,10 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
 
     A kernel whose body is several terms renders its first term (with its fused kernels), the
     others are kernels of their own whose buffers the run adds (runtime/body_parts.py)."""
-    from .body_parts import first_terms
 
     original = module
     module, others, parts = first_terms(module)
     rendered, library, path, hit, terms = build(module, backend, dtype=dtype, gradients=gradients,
                                                 extra=tuple(extra) + others)
-    return _with_parts(CompiledModule(module, rendered, library, path, hit, threads, terms), original, parts)
+    return with_parts(CompiledModule(module, rendered, library, path, hit, threads, terms), original, parts)
 
-
-def _reads_pairs(kernel: ir.TensorKernel) -> bool:
-    """Whether a kernel sums over or reads a pair list (its work grows with the pairs)."""
-    import dataclasses
-
-    stack = [kernel.body, kernel.where, kernel.indices]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, (tuple, list)):
-            stack.extend(node)
-        elif isinstance(node, (ir.PairsFrom, ir.PairsDomain)):
-            return True
-        elif dataclasses.is_dataclass(node) and not isinstance(node, type):
-            stack.extend(getattr(node, f.name) for f in dataclasses.fields(node))
-    return False
-
-
-def _with_parts(compiled: CompiledModule, original: ir.Module, parts: dict) -> CompiledModule:
-    """`compiled` (rendered from the kernels' first terms) as a module of `original`: each kernel of
-    `parts` adds its other terms' buffers; one whose parts did not all render is left to the
-    interpreter (its native kernel alone computes only the first term)."""
-    compiled.module = original
-    compiled.parts = {}
-    for name, kernels in parts.items():
-        if all(k.name in compiled.kernels for k in kernels[1:]):
-            # a term without pairs (the central atom's) is a few operations per atom: one thread,
-            # not a parallel region whose threads may wait for a busy machine's cores
-            compiled.parts[name] = tuple((compiled.kernels[k.name], 0 if _reads_pairs(k) else 1)
-                                         for k in kernels[1:])
-        elif name in compiled.kernels:
-            del compiled.kernels[name]
-            compiled.fallbacks[name] = "a term of its body has no compiled form"
-    return compiled

@@ -36,6 +36,7 @@ from .interpreter import Interpreter
 from .jax_function import JaxFunction
 from .native_products import NativeProducts
 from .parameters import load_parameters, save_parameters
+from .presence import module_presence, restrict
 from .species_tables import check_species_tables
 
 BACKENDS = ("interpreter", "cpp", "llvm")
@@ -245,7 +246,6 @@ class Model:
         for declaration in self.module.tensormaps:
             bindings.tensors[declaration.name] = tensormaps[declaration.name]
         if bindings.sparse:  # which blocks and samples the outputs have: the assembly builds only those
-            from .presence import module_presence
 
             outputs = [o.name for o in self.module.outputs]
             present = module_presence(self.module, bindings, outputs)
@@ -271,7 +271,6 @@ class Model:
         for output in self.module.outputs:
             tensor = bindings.tensors[output.name]
             if output.name in present:
-                from .presence import restrict
 
                 tensor = restrict(tensor, present[output.name])
             append_provenance(tensor, record)

@@ -32,7 +32,7 @@ from typing import Optional
 import numpy as np
 
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.autodiff import conjuncts
+from mtdsl.ir.autodiff import conjuncts, substitute
 from mtdsl.ir.reads import read_closure
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor.labels import row_keys
@@ -222,7 +222,6 @@ def _bound_by_equality(expr: ir.Reduce, scope: Scope) -> ir.Reduce:
     """`expr` without its binders `j` that a conjunct `j == x` of its `where` fixes to a variable
     `x` of the same domain in scope (`j in atoms(S) where j == i`): `x` substituted for `j`, so
     presence is not a dense (j, i) mask."""
-    from mtdsl.ir.autodiff import substitute
 
     names = {b.name for b in expr.binders}
     for binder in expr.binders:

@@ -52,6 +52,7 @@ from .descriptors import Descriptors
 from .interpreter import Interpreter
 from .inputs import check_tensormap_inputs
 from .parameters import load_parameters, save_parameters
+from .presence import module_presence, restrict
 from .torch_descriptors import DescriptorState, DescriptorUse, DescriptorValues
 
 #: live plans by handle value; a plan lives as long as its handle tensor (an attribute of it),
@@ -114,7 +115,6 @@ class Plan:
         #: ops compute the dense blocks; `_assemble` keeps the present ones), {} for a dense model
         self.present = {}
         if not getattr(model, "dense", False):
-            from .presence import module_presence
 
             bindings = Bindings({self.module.systems[0].name: batch}, self.pairs(batch, structure),
                                 dict(model.parameters), dtype=model.dtype.type, sparse=True)
@@ -602,7 +602,6 @@ def _assemble(plan: Plan, values, gradient_values) -> dict[str, TensorMap]:
         for key, value in reference.info().items():
             tensor.set_info(key, value)
         if name in plan.present:
-            from .presence import restrict
 
             tensor = restrict(tensor, plan.present[name])
         result[name] = tensor
