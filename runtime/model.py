@@ -246,7 +246,6 @@ class Model:
         for declaration in self.module.tensormaps:
             bindings.tensors[declaration.name] = tensormaps[declaration.name]
         if bindings.sparse:  # which blocks and samples the outputs have: the assembly builds only those
-
             outputs = [o.name for o in self.module.outputs]
             present = module_presence(self.module, bindings, outputs)
             bindings.outputs_present = {name: present[name] for name in outputs if name in present}
@@ -271,7 +270,6 @@ class Model:
         for output in self.module.outputs:
             tensor = bindings.tensors[output.name]
             if output.name in present:
-
                 tensor = restrict(tensor, present[output.name])
             append_provenance(tensor, record)
             result[output.name] = tensor

@@ -115,7 +115,6 @@ class Plan:
         #: ops compute the dense blocks; `_assemble` keeps the present ones), {} for a dense model
         self.present = {}
         if not getattr(model, "dense", False):
-
             bindings = Bindings({self.module.systems[0].name: batch}, self.pairs(batch, structure),
                                 dict(model.parameters), dtype=model.dtype.type, sparse=True)
             bindings.tensors.update({name: tensor for name, tensor in self.inputs})
@@ -602,7 +601,6 @@ def _assemble(plan: Plan, values, gradient_values) -> dict[str, TensorMap]:
         for key, value in reference.info().items():
             tensor.set_info(key, value)
         if name in plan.present:
-
             tensor = restrict(tensor, plan.present[name])
         result[name] = tensor
     return result
