@@ -19,10 +19,10 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 
 import numpy as np
 
+from mtdsl import atomic
 from mtdsl._version import __version__
 from mtdsl.errors import MtdslError
 
@@ -58,17 +58,7 @@ def save_parameters(model, path, parameters: dict | None = None) -> None:
     arrays[_META] = np.frombuffer(json.dumps(meta, sort_keys=True).encode(), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".params-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(buffer.getvalue())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    atomic.write_bytes(os.fspath(path), buffer.getvalue())  # no debris when killed (mtdsl.atomic)
 
 
 def read_parameters(path) -> tuple[dict, dict]:

@@ -24,6 +24,7 @@ import uuid
 
 import numpy as np
 
+from mtdsl import atomic
 from mtdsl.errors import MtdslError
 from mtdsl.io.mts import save, save_buffer
 from mtdsl.io.structures import read_structures
@@ -43,12 +44,8 @@ def shard_name(k: int) -> str:
 
 
 def write_json_atomically(path: str, value) -> None:
-    temporary = f"{path}.{uuid.uuid4().hex[:8]}.tmp"
-    with open(temporary, "w") as handle:
-        json.dump(value, handle, indent=1, sort_keys=True)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    # mtdsl.atomic: a killed writer's temporary file is removed by the next write (no debris)
+    atomic.write_bytes(path, json.dumps(value, indent=1, sort_keys=True).encode())
 
 
 def inputs_hash(token: str, gradients: list, frames, tensormaps: dict) -> str:
