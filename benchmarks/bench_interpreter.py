@@ -17,7 +17,7 @@ import mtdsl
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
 HYPERS = {
     "cutoff": {"radius": 5.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
-    "density": {"type": "Gaussian", "width": 0.3, "center_atom_weight": 0.0},
+    "density": {"type": "Gaussian", "width": 0.3, "center_atom_weight": 1.0},
     "basis": {"type": "TensorProduct", "max_angular": 4, "radial": {"type": "Gto", "max_radial": 5},
               "spline_accuracy": 1e-12},
 }

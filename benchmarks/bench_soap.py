@@ -8,7 +8,7 @@ expansion and the power spectrum (values only) compiled from
 examples/spherical_expansion.mt and examples/soap_power_spectrum.mt, mtdsl's cpp
 and llvm backends against
 `featomic.SphericalExpansion` / `featomic.SoapPowerSpectrum` with the same
-hypers (spline_accuracy 1e-12, center_atom_weight 0), both on the same number
+hypers (spline_accuracy 1e-12, center_atom_weight 1 as the examples), both on the same number
 of threads. Our time is the whole call: batch, neighbour list, kernels and
 TensorMap assembly (featomic's includes its neighbour list too); then the
 values and their positions gradients (`model(frames, gradients=["positions"])`,
@@ -59,7 +59,7 @@ BACKENDS = ("cpp", "llvm")
 
 HYPERS = {
     "cutoff": {"radius": 5.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
-    "density": {"type": "Gaussian", "width": 0.3, "center_atom_weight": 0.0},
+    "density": {"type": "Gaussian", "width": 0.3, "center_atom_weight": 1.0},
     "basis": {"type": "TensorProduct", "max_angular": 4, "radial": {"type": "Gto", "max_radial": 5},
               "spline_accuracy": 1e-12},
 }

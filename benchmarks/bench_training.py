@@ -65,7 +65,7 @@ SPECIES = [29, 47, 79]
 CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH = 5.5, 5, 4, 0.3
 HYPERS = {
     "cutoff": {"radius": CUTOFF, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
-    "density": {"type": "Gaussian", "width": WIDTH, "center_atom_weight": 0.0},
+    "density": {"type": "Gaussian", "width": WIDTH, "center_atom_weight": 1.0},
     "basis": {"type": "TensorProduct", "max_angular": MAX_ANGULAR,
               "radial": {"type": "Gto", "max_radial": N_RADIAL - 1}, "spline_accuracy": 1e-12},
 }

@@ -60,7 +60,7 @@ def default_backend() -> str:
 
 
 def compile(path, *, backend: str | None = None, species=None, dtype=np.float64, seed: int = 0,
-            threads: int | None = None, parameters=None, **hypers):
+            threads: int | None = None, parameters=None, dense: bool = False, **hypers):
     """Compile the `.mt` file at `path` into a `Model`.
 
     :param backend: "cpp" (default when a C++ compiler is found), "llvm" (the default otherwise,
@@ -69,6 +69,8 @@ def compile(path, *, backend: str | None = None, species=None, dtype=np.float64,
     :param species: atomic numbers fixing every `species(S)` dimension (needed by
         species-indexed params, error E206 otherwise)
     :param dtype: float64 or float32
+    :param dense: a block for every key tuple and sample of the domains, zeros included,
+        instead of only the structurally present ones (docs/language.md, "Sparsity")
     :param parameters: a file of `model.save_parameters` to load (refused when made for another
         program, other hypers or species)
     :param hypers: overrides of the program's hypers (E103 for unknown names or wrong types)
@@ -84,6 +86,7 @@ def compile(path, *, backend: str | None = None, species=None, dtype=np.float64,
         provenance["species"] = [int(s) for s in species]
     model = Model(module, backend=backend or default_backend(), dtype=dtype, provenance=provenance, seed=seed)
     model.threads = threads
+    model.dense = bool(dense)
     if parameters is not None:
         model.load_parameters(parameters)
     return model

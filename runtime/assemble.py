@@ -92,12 +92,15 @@ def evaluate_kernel(interpreter: Interpreter, kernel: ir.TensorKernel, body: Nam
         return TensorMap(Labels.empty([e.label for e in kernel.keys]), [])
     unique_keys, inverse = np.unique(key_matrix, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
+    present = present_blocks(interpreter.bindings, kernel, unique_keys)
     other_shape = tuple(sizes[a] for a in other_axes)
     # (a kernel whose every index is a key index has one point per key point: shape (0, 1))
     other_grid = np.indices(other_shape).reshape(len(other_axes), int(np.prod(other_shape, dtype=np.int64)))
 
     blocks = []
     for block_index, key in enumerate(unique_keys):
+        if not present[block_index]:
+            continue
         chosen = np.nonzero(inverse == block_index)[0]
         n_other = other_grid.shape[1]
         coordinates = {a: np.repeat(key_coordinates[a][chosen], n_other) for a in key_axes}
@@ -109,13 +112,25 @@ def evaluate_kernel(interpreter: Interpreter, kernel: ir.TensorKernel, body: Nam
         blocks.append(
             _block(kernel, interpreter, key, body, samples, components, properties, coordinates, n_points)
         )
-    key_labels = Labels([e.label for e in kernel.keys], unique_keys.astype(np.int32), assume_unique=True)
+    key_labels = Labels([e.label for e in kernel.keys], unique_keys[present].astype(np.int32), assume_unique=True)
     return TensorMap(key_labels, blocks)
+
+
+def present_blocks(bindings, kernel: ir.TensorKernel, keys: np.ndarray) -> np.ndarray:
+    """Which of the key rows `keys` have a block: all, unless the presence of the tensor was decided
+    before the run (`Bindings.present`, runtime/presence.py): then only the present ones."""
+    present = getattr(bindings, "present", {}).get(kernel.name)
+    if present is None or not len(keys):
+        return np.ones(len(keys), dtype=bool)
+    if not present.key_names:
+        return np.full(len(keys), len(present.samples) > 0)
+    return present.key_positions(keys) >= 0
 
 
 def _block(kernel, interpreter, key, body, samples, components, properties, coordinates, n_points) -> TensorBlock:
     bindings = interpreter.bindings
-    if body.missing is not None and np.any(_at(body.missing, coordinates, n_points)):
+    if body.missing is not None and not getattr(bindings, "sparse", False) \
+            and np.any(_at(body.missing, coordinates, n_points)):
         first = int(np.argmax(_at(body.missing, coordinates, n_points)))
         where = ", ".join(f"{a} = {int(bindings_value)}" for a, bindings_value in
                           ((a, c[first]) for a, c in coordinates.items()))

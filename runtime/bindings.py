@@ -22,6 +22,15 @@ class Bindings:
     params: dict  # param name -> array
     tensors: dict = field(default_factory=dict)  # tensor or tensormap input name -> TensorMap
     dtype: type = np.float64
+    #: structural sparsity (runtime/presence.py): a read of an absent block or sample is absent
+    #: (0 in the dense grids), not an error; False keeps the dense form's error
+    sparse: bool = False
+    #: {output tensor: runtime/presence.py PresentSet}, decided before the kernels run: the
+    #: model keeps only these blocks and samples
+    outputs_present: dict = field(default_factory=dict)
+    #: the same, for the assembly to build only the present blocks (their samples are restricted
+    #: after); empty when gradients are computed (their rows are laid out on the dense blocks)
+    present: dict = field(default_factory=dict)
     #: {systems input: atomic numbers} its `species(S)` dimensions take instead of those present
     #: in the batch (`Model.run_species`: a chunk of a dataset or a domain of a large system is
     #: labelled as the whole, mtdsl/distributed)

@@ -140,7 +140,14 @@ class MtdslCalculator(Calculator):
             strain = np.asarray(block.gradient("strain").values).reshape(3, 3)
             self.results["stress"] = full_3x3_to_voigt_6_stress(strain / volume)
         if with_per_atom:
-            self.results["energies"] = np.asarray(results[self.per_atom].block().values).reshape(-1).copy()
+            # an atom whose energy is absent (docs/language.md, "Sparsity": no neighbour, say) has none: 0
+            per_atom = results[self.per_atom]
+            energies = np.zeros(len(atoms))
+            if len(per_atom):
+                block = per_atom.block()
+                atom = np.asarray(block.samples.column("atom"), dtype=np.int64)
+                energies[atom] = np.asarray(block.values).reshape(-1)
+            self.results["energies"] = energies
 
 
 def _per_atom_output(module: ir.Module, output: str, per_atom: str | None) -> str | None:

@@ -36,6 +36,7 @@ from mtdsl.tensor._array import to_numpy
 from . import gradients as gradient_blocks  # called through the module: tests spy on entries_owned
 from .assemble import evaluate_kernel
 from .bindings import Bindings, RunError
+from .body_parts import first_terms, with_parts
 from .interpreter import Interpreter
 from .named import Named
 from .native_assemble import separable_layout
@@ -486,6 +487,8 @@ class CompiledModule:
         # fused run's values computed before the kernel (`_run_fused`); `layout()`, `_assemble()`
         self._run_layouts = (None, {})
         self.run_threads = threads or default_threads()
+        #: {tensor: its part kernels}: computed term by term, the buffers added (runtime/body_parts.py)
+        self.parts: dict = {}
         # gradient terms run natively since the last run: {(kernel, wrt, k): "scatter" | "term"}
         self.last_gradient_terms: dict = {}
 
@@ -551,6 +554,8 @@ class CompiledModule:
                         buffer = self._run_fused(kernel, wrts, fused, interpreter, arguments, threads)
                     if buffer is None:
                         buffer = self._run_native(native, kernel, arguments, threads)
+                    if buffer is not None and kernel.name in self.parts:
+                        buffer = self._add_parts(kernel, buffer, arguments, threads)
                 except NativeFallback as reason:
                     self.last_run_fallbacks[kernel.name] = str(reason)
             if buffer is None:
@@ -584,6 +589,16 @@ class CompiledModule:
         if error:
             self.last_run_fallbacks[kernel.name] = f"native run reported error bits {error}"
             return None
+        return buffer
+
+    def _add_parts(self, kernel, buffer: np.ndarray, arguments: Arguments, threads: int):
+        """`buffer` (the first term of the kernel's body) plus its other terms' buffers, or None
+        when one reports an error."""
+        for part, part_threads in self.parts[kernel.name]:
+            more = self._run_native(part, kernel, arguments, part_threads or threads)
+            if more is None:
+                return None
+            buffer += more
         return buffer
 
     def _fused_choice(self, name: str, fused: dict):
@@ -972,6 +987,14 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     kernels of the same library (`codegen/terms.py`). `extra`: more kernels compiled in the same
     library after the module's (reverse and tangent products, `runtime/native_products.py`); they
     are in `.kernels` but `.run()` never runs them (it runs `module.kernels`). The building is
-    `codegen/build.py`'s; this wraps the library in the runtime's `CompiledModule`."""
-    rendered, library, path, hit, terms = build(module, backend, dtype=dtype, gradients=gradients, extra=extra)
-    return CompiledModule(module, rendered, library, path, hit, threads, terms)
+    `codegen/build.py`'s; this wraps the library in the runtime's `CompiledModule`.
+
+    A kernel whose body is several terms renders its first term (with its fused kernels), the
+    others are kernels of their own whose buffers the run adds (runtime/body_parts.py)."""
+
+    original = module
+    module, others, parts = first_terms(module)
+    rendered, library, path, hit, terms = build(module, backend, dtype=dtype, gradients=gradients,
+                                                extra=tuple(extra) + others)
+    return with_parts(CompiledModule(module, rendered, library, path, hit, threads, terms), original, parts)
+

@@ -18,7 +18,8 @@ its pair, or for a kernel over systems the atom of the per-atom term being summe
 - a sum over all the atoms (or pairs) of a system starts the per-atom terms of a kernel over
   systems (the anchor of each term); anywhere else, and reading a per-system tensor from a
   kernel over atoms or pairs, it reaches the whole system: the range is infinite (`math.inf`);
-- an atom named by a constant or a range / species variable is anywhere: infinite.
+- an atom named by a constant or a range / species variable is anywhere: infinite;
+- `j in atoms(S) where j == x` is the atom `x` itself (featomic's central-atom term).
 
 Input tensormaps are given data (range 0); params and cell reach no atom. The model's range is
 the largest of its outputs'.
@@ -127,7 +128,12 @@ class _Reach:
             return
         if isinstance(expr, ir.Reduce):
             saved = (dict(self.distances), self.anchor_free)
+            equal = _equalities(expr.where)
             for binder in expr.binders:
+                if isinstance(binder.domain, ir.AtomsDomain) and binder.name in equal:
+                    # `j in atoms(S) where j == x`: the atom x itself, not a sum over the system
+                    self.distances[binder.name] = self._atom(equal[binder.name])
+                    continue
                 self._bind(binder)
             self._expression(expr.where)
             self._expression(expr.body)
@@ -163,6 +169,19 @@ class _Reach:
             self._read(own if self.system_anchored else math.inf)
         else:
             self._read(own)
+
+
+def _equalities(where) -> dict:
+    """`{variable: expression}` of the conjuncts `variable == expression` of a `where`."""
+    found: dict = {}
+    if isinstance(where, ir.Binary) and where.op == "and":
+        found.update(_equalities(where.left))
+        found.update(_equalities(where.right))
+    elif isinstance(where, ir.Binary) and where.op == "eq":
+        for this, other in ((where.left, where.right), (where.right, where.left)):
+            if isinstance(this, ir.Var) and not (isinstance(other, ir.Var) and other.name == this.name):
+                found.setdefault(this.name, other)
+    return found
 
 
 def _anchor(kernel: ir.TensorKernel, entities: list) -> str | None:

@@ -345,6 +345,17 @@ class Interpreter:
 
     # -- reductions ---------------------------------------------------------------------------
     def _eval_Reduce(self, expr: ir.Reduce, scope: Scope) -> Named:
+        inner, segment, masks = self.reduce_scope(expr, scope)
+        values = [self.evaluate(f, inner) for f in _factors(expr.body)]
+        reduced = [b.name for b in expr.binders if not (segment and b.name == segment[0])]
+        result = self._reduce(values, [self._as_float(m) for m in masks], reduced, inner)
+        if segment is not None:
+            result = self._segment_sum(result, *segment)
+        return result
+
+    def reduce_scope(self, expr: ir.Reduce, scope: Scope):
+        """The scope inside a reduction, its `P.from(i)` segment `(pair axis, atom, pairs)` or
+        None, and the masks of its terms (`where`, general `P.from` atoms, `|m| <= l`)."""
         inner = scope
         segment = None  # (pair axis, atom variable) of a P.from(i) binder
         for binder in expr.binders:
@@ -364,7 +375,6 @@ class Interpreter:
             else:
                 inner = inner.bind(binder.name, domain, self.bindings.domain_values(domain))
 
-        values = [self.evaluate(f, inner) for f in _factors(expr.body)]
         masks = []
         if expr.where is not None:
             masks.append(self._index_value(expr.where, inner))
@@ -373,11 +383,7 @@ class Interpreter:
             valid = self.validity(binder.name, inner)
             if valid is not None:
                 masks.append(valid)
-        reduced = [b.name for b in expr.binders if not (segment and b.name == segment[0])]
-        result = self._reduce(values, [self._as_float(m) for m in masks], reduced, inner)
-        if segment is not None:
-            result = self._segment_sum(result, *segment)
-        return result
+        return inner, segment, masks
 
     def _index_value(self, expr, scope: Scope) -> Named:
         """A value that selects (an atom of `P.from`, a `where` condition): never differentiated."""

@@ -36,6 +36,7 @@ from .interpreter import Interpreter
 from .jax_function import JaxFunction
 from .native_products import NativeProducts
 from .parameters import load_parameters, save_parameters
+from .presence import module_presence, restrict
 from .species_tables import check_species_tables
 
 BACKENDS = ("interpreter", "cpp", "llvm")
@@ -93,6 +94,9 @@ class Model:
         # forward-mode gradient kernels of the declared gradients (errors at compile time)
         self.gradient_kernels = module_gradients(module)
         self.threads = None  # native backends: OMP_NUM_THREADS when None
+        #: True: a block for every key tuple and sample of the domains, zeros included; False
+        #: (default): only the structurally present blocks and samples (runtime/presence.py)
+        self.dense = False
         #: a NaN or infinity in an output or gradient is an error (runtime/finite.py) unless False
         self.check_finite = True
         #: gradient blocks of qualifying outputs by reverse products (`_reverse_gradients`): True
@@ -196,6 +200,8 @@ class Model:
                     return self._outputs(bindings)
                 bindings = self.bind(frames, tensormaps)  # fresh: the products may have run on them
         gradients = list(dict.fromkeys(gradients))
+        if not gradients:  # values only: the assembly builds the present blocks alone
+            bindings.present = bindings.outputs_present
         outputs = {wrt: [name for name, wrts in asked.items() if wrt in wrts] for wrt in gradients}
         fused = {}
         if not gradients and self._values_native() is not None:
@@ -232,12 +238,17 @@ class Model:
             batch = SystemBatch([system.to_numpy() for system in batch.systems])
         check_species_tables(self.module, batch)
         pairs = {p.name: neighbors(batch, p.cutoff, full=p.full) for p in self.module.pairs}
-        bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type)
+        bindings = Bindings({systems_name: batch}, pairs, self.parameters, dtype=self.dtype.type,
+                            sparse=not getattr(self, "dense", False))
         if getattr(self, "run_species", None) is not None:
             bindings.species_present[systems_name] = np.unique(np.asarray(self.run_species, dtype=np.int64))
         check_tensormap_inputs(self.module, tensormaps)
         for declaration in self.module.tensormaps:
             bindings.tensors[declaration.name] = tensormaps[declaration.name]
+        if bindings.sparse:  # which blocks and samples the outputs have: the assembly builds only those
+            outputs = [o.name for o in self.module.outputs]
+            present = module_presence(self.module, bindings, outputs)
+            bindings.outputs_present = {name: present[name] for name in outputs if name in present}
         return bindings
 
     def _check_gradients(self, gradients: list[str]) -> None:
@@ -255,8 +266,11 @@ class Model:
         record = make_record("mtdsl.compile", inputs=inputs, backend=self.backend,
                              versions=package_versions(), **self.provenance)
         result = {}
+        present = bindings.outputs_present if bindings.sparse else {}
         for output in self.module.outputs:
             tensor = bindings.tensors[output.name]
+            if output.name in present:
+                tensor = restrict(tensor, present[output.name])
             append_provenance(tensor, record)
             result[output.name] = tensor
         if finite_check_enabled(self):  # never a NaN handed back as a success (runtime/finite.py)
@@ -318,6 +332,17 @@ def _restricts_to_one_system(where, atom: str, domains: dict) -> bool:
     return False
 
 
+def _is_one_atom(where, atom: str, domains: dict) -> bool:
+    """Whether `where` has a conjunct `atom == x`, x naming an atom (`j in atoms(S) where j == i`,
+    the central-atom term)."""
+    for condition in conjuncts(where):
+        if isinstance(condition, ir.Binary) and condition.op == "eq":
+            for side, other in ((condition.left, condition.right), (condition.right, condition.left)):
+                if isinstance(side, ir.Var) and side.name == atom and _names_an_entity(other, domains):
+                    return True
+    return False
+
+
 def per_system(module: ir.Module, name: str) -> bool:
     """Whether each sample of tensor `name` depends on the atoms of one system only, by a
     conservative structural criterion (docs/gradients.md, "Gradient blocks by reverse mode"):
@@ -352,7 +377,7 @@ def per_system(module: ir.Module, name: str) -> bool:
                     if isinstance(binder.domain, (ir.SystemsDomain, ir.PairsDomain)):
                         return False
                     if isinstance(binder.domain, ir.AtomsDomain) and not _restricts_to_one_system(
-                            node.where, binder.name, domains):
+                            node.where, binder.name, domains) and not _is_one_atom(node.where, binder.name, domains):
                         return False
             elif isinstance(node, ir.Data):
                 if node.index and not _names_an_entity(node.index[0], domains):

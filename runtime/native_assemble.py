@@ -21,7 +21,7 @@ from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor.labels import row_keys
 
-from .assemble import _any_over, _at, _dense, _sorted_unique, entry_names, kernel_domain
+from .assemble import _any_over, _at, _dense, _sorted_unique, entry_names, kernel_domain, present_blocks
 from .bindings import RunError
 from .blocks import expand_slot
 from .interpreter import Interpreter
@@ -120,9 +120,12 @@ def separable_layout(interpreter: Interpreter, kernel: ir.TensorKernel):
     by_block = np.argsort(inverse, kind="stable")
     splits = np.cumsum(np.bincount(inverse, minlength=len(unique_keys)))[:-1]
     chosen_per_block = np.split(by_block, splits)
+    present = present_blocks(bindings, kernel, unique_keys)
 
     blocks = []
     for block_index in range(len(unique_keys)):
+        if not present[block_index]:
+            continue
         chosen = chosen_per_block[block_index]
         n_kp = len(chosen)
         # one broadcast dimension for the key points, then each group's own axes
@@ -188,7 +191,7 @@ def separable_layout(interpreter: Interpreter, kernel: ir.TensorKernel):
             group_leads.append(lead)
 
         blocks.append((chosen, group_rows, group_index, group_leads, extra, [a for mine in owned for a in mine]))
-    key_labels = Labels([e.label for e in kernel.keys], unique_keys.astype(np.int32), assume_unique=True)
+    key_labels = Labels([e.label for e in kernel.keys], unique_keys[present].astype(np.int32), assume_unique=True)
     return SeparableLayout(kernel, bindings.dtype, key_labels, key_axes, key_coordinates, blocks)
 
 

@@ -52,6 +52,7 @@ from .descriptors import Descriptors
 from .interpreter import Interpreter
 from .inputs import check_tensormap_inputs
 from .parameters import load_parameters, save_parameters
+from .presence import module_presence, restrict
 from .torch_descriptors import DescriptorState, DescriptorUse, DescriptorValues
 
 #: live plans by handle value; a plan lives as long as its handle tensor (an attribute of it),
@@ -110,6 +111,14 @@ class Plan:
                    *(to_numpy(_detach(b.values)) for name, _ in self.inputs for b in tensormaps[name].blocks())]
         outputs = self.run(structure, primals, gradients)
         self.outputs = [(o.name, outputs[o.name]) for o in self.module.outputs]
+        #: {output: runtime/presence.py PresentSet}: the blocks and samples the module returns (the
+        #: ops compute the dense blocks; `_assemble` keeps the present ones), {} for a dense model
+        self.present = {}
+        if not getattr(model, "dense", False):
+            bindings = Bindings({self.module.systems[0].name: batch}, self.pairs(batch, structure),
+                                dict(model.parameters), dtype=model.dtype.type, sparse=True)
+            bindings.tensors.update({name: tensor for name, tensor in self.inputs})
+            self.present = module_presence(self.module, bindings, [o.name for o in self.module.outputs])
         self.shapes = [tuple(b.values.shape) for _, t in self.outputs for b in t.blocks()]
         self.gradient_shapes = [tuple(g.values.shape) for _, t in self.outputs for b in t.blocks()
                                 for _, g in b.gradients()]
@@ -159,6 +168,7 @@ class Plan:
         positions, cells, params, inputs = self.split(primals)
         model = copy.copy(self.model)
         model.parameters = params
+        model.dense = True  # the ops work on the dense blocks; `_assemble` keeps the present ones
         batch = self.batch(positions, cells, structure)
         if gradients:  # the model's own gradient blocks (its neighbour lists from these positions)
             return model(batch, gradients=gradients, **inputs)
@@ -590,6 +600,8 @@ def _assemble(plan: Plan, values, gradient_values) -> dict[str, TensorMap]:
         tensor = TensorMap(reference.keys, blocks)
         for key, value in reference.info().items():
             tensor.set_info(key, value)
+        if name in plan.present:
+            tensor = restrict(tensor, plan.present[name])
         result[name] = tensor
     return result
 

@@ -245,9 +245,23 @@ def random_wr(model, seed):
     return wr
 
 
-def assert_equal(msg, expected, lmax=2, tolerance=1e-10):
+def assert_equal(msg, expected, lmax=2, tolerance=1e-10, systems=None):
+    """`msg` equals e3nn's `expected` (rows: the batch's atoms). With `systems`: `msg` has exactly
+    the atoms with a neighbour within the cutoff (LANGUAGE.md section 3: an empty sum over pairs
+    is absent), and e3nn's rows of the others are zero."""
     assert msg.keys.names == ["o3_lambda", "o3_sigma"]
     assert msg.keys.array.tolist() == [[L, 1] for L in range(lmax + 1)]
+    if systems is not None:
+        offsets = np.cumsum([0] + [len(atoms) for atoms in systems])
+        with_neighbours = np.unique(np.asarray(mtdsl.neighbors(systems, 4.0).first, dtype=np.int64))
+        absent = np.setdiff1d(np.arange(offsets[-1]), with_neighbours)
+        for L in range(lmax + 1):
+            samples = msg.block(o3_lambda=L).samples
+            rows = offsets[np.asarray(samples.column("system"), dtype=np.int64)] + np.asarray(
+                samples.column("atom"), dtype=np.int64)
+            assert rows.tolist() == with_neighbours.tolist()
+            assert np.all(expected[L][absent] == 0.0)
+        expected = {L: expected[L][with_neighbours] for L in range(lmax + 1)}
     for L in range(lmax + 1):
         values = np.asarray(msg.block(o3_lambda=L).values)
         assert values.shape == expected[L].shape
@@ -295,7 +309,7 @@ def test_e3nn_convention_program_equals_e3nn(e3nn_model, structure):
     h = random_features(systems, seed=2)  # in e3nn's basis, as the program's convention says
     wr = random_wr(e3nn_model, seed=3)
     msg = e3nn_model(systems, h=h)["msg"]
-    assert_equal(msg, run_e3nn(systems, h, wr))
+    assert_equal(msg, run_e3nn(systems, h, wr), systems=systems)
 
 
 @pytest.mark.parametrize("path_normalization, mode",

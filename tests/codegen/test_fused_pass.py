@@ -30,8 +30,11 @@ BACKENDS = ["cpp", "llvm"]
 
 
 def extended(path, wrts, **hypers):
+    from mtdsl.runtime.body_parts import first_terms
+
     model = compile(path, backend="interpreter", **hypers)
-    return terms.extended_module(model.module, {w: model.gradient_kernels[w] for w in wrts})
+    rendered, _, _ = first_terms(model.module)  # as compile_module renders it (runtime/body_parts.py)
+    return terms.extended_module(rendered, {w: model.gradient_kernels[w] for w in wrts})
 
 
 def silicon(repeat=2):

@@ -41,6 +41,7 @@ def reference_products(module, names, backend, frames, cotangents):
     """The products from the gradient blocks of a model whose outputs are `names`."""
     outputs = tuple(ir.Output(name, ("positions", "cell")) for name in names)
     model = Model(dataclasses.replace(module, outputs=outputs), backend=backend)
+    model.dense = True  # the products' cotangents and tangents are one array per block of the dense layout
     results = model(frames, gradients=["positions", "cell"])
     batch = model.bind(frames, {}).systems[module.systems[0].name]
     offsets = np.asarray(batch.atom_offsets, dtype=np.int64)
@@ -65,6 +66,7 @@ def reference_tangents(module, names, backend, frames, positions_dot, cell_dot):
     """`{name: [array per block]}`: the gradient blocks contracted with the tangents."""
     outputs = tuple(ir.Output(name, ("positions", "cell")) for name in names)
     model = Model(dataclasses.replace(module, outputs=outputs), backend=backend)
+    model.dense = True  # the products' cotangents and tangents are one array per block of the dense layout
     results = model(frames, gradients=["positions", "cell"])
     batch = model.bind(frames, {}).systems[module.systems[0].name]
     offsets = np.asarray(batch.atom_offsets, dtype=np.int64)

@@ -36,7 +36,7 @@ def variant(directory, name: str, old: str, new: str) -> Checked:
 
 def test_reject_invariant_bias_added_to_rho(examples_copy):
     result = variant(examples_copy, "spherical_expansion.mt",
-                     "      * sph(P.vector[p], l, m)\n", "      * sph(P.vector[p], l, m) + 1.0\n")
+                     "      * sph(P.vector[p], l, m) )\n", "      * sph(P.vector[p], l, m) + 1.0 )\n")
     diagnostic = result.at("E301", "+ 1.0")
     assert "irrep(l)" in diagnostic.hint and "invariant" in diagnostic.hint
     assert result.codes == ["E301"]
@@ -44,16 +44,16 @@ def test_reject_invariant_bias_added_to_rho(examples_copy):
 
 def test_reject_tanh_around_rho(examples_copy):
     result = variant(examples_copy, "spherical_expansion.mt",
-                     "  = sum(p in P.from(i) where S.type[P.second[p]] == b)\n"
+                     "  = ( sum(p in P.from(i) where S.type[P.second[p]] == b)\n"
                      "        soap_radial(P.distance[p], n, l, n_radial = n_radial, cutoff = cutoff,\n"
                      "                    density_width = atomic_width)\n"
                      "      * cosine_cutoff(P.distance[p], cutoff, width = 0.5)\n"
-                     "      * sph(P.vector[p], l, m)\n",
-                     "  = tanh(sum(p in P.from(i) where S.type[P.second[p]] == b)\n"
+                     "      * sph(P.vector[p], l, m) )\n",
+                     "  = ( tanh(sum(p in P.from(i) where S.type[P.second[p]] == b)\n"
                      "        soap_radial(P.distance[p], n, l, n_radial = n_radial, cutoff = cutoff,\n"
                      "                    density_width = atomic_width)\n"
                      "      * cosine_cutoff(P.distance[p], cutoff, width = 0.5)\n"
-                     "      * sph(P.vector[p], l, m))\n")
+                     "      * sph(P.vector[p], l, m)) )\n")
     result.at("E302", "tanh")
     assert result.codes == ["E302"]
 

@@ -159,9 +159,14 @@ def test_program_of_the_spherical_expansion():
     assert rho.samples[0].labels == ("system", "atom") and rho.samples[0].dim == P.AtomsDim("S")
     assert rho.components[0].labels == ("o3_mu",) and rho.properties[0].dim is radial
     assert [index.name for index in rho.indices] == ["l", "b", "i", "m", "n"]
-    body = rho.body
+    # the sum over pairs plus featomic's central-atom term (center_atom_weight times a sum over j == i)
+    assert isinstance(rho.body, P.Binary) and rho.body.op == "+"
+    body, central = rho.body.left, rho.body.right
     assert isinstance(body, P.Sum) and isinstance(body.binders[0].domain, P.PairsFrom)
     assert body.binders[0].index.dim == P.PairsDim("P", "S")
+    assert isinstance(central, P.Binary) and central.op == "*"
+    assert central.left.hyper == "center_atom_weight" and central.left.value == 1.0
+    assert isinstance(central.right, P.Sum) and central.right.binders[0].index.dim == P.AtomsDim("S")
     assert program.pairs["P"].systems == "S" and program.pairs["P"].full is True
 
 

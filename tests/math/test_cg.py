@@ -123,3 +123,32 @@ def test_errors():
         cg(1, 1, -1)
     with pytest.raises(ValueError, match=r"unknown spherical harmonics convention 'cartesian'"):
         cg(1, 1, 1, "cartesian")
+
+
+def test_sign_convention_against_featomic_equivariant_power_spectrum():
+    """featomic's EquivariantPowerSpectrum is our CG product times (-1)^(l1 + l2 + lambda)
+    (docs/language.md, "Sign convention of CG products")."""
+    import ase.build
+    import featomic
+    from featomic.clebsch_gordan import EquivariantPowerSpectrum
+
+    hypers = {"cutoff": {"radius": 4.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
+              "density": {"type": "Gaussian", "width": 0.3},
+              "basis": {"type": "TensorProduct", "max_angular": 2, "radial": {"type": "Gto", "max_radial": 1}}}
+    atoms = ase.build.molecule("CH4")
+    atoms.rattle(0.1, seed=1)
+    expansion = featomic.SphericalExpansion(**hypers)
+    rho = expansion.compute(atoms)
+    products = EquivariantPowerSpectrum(expansion).compute(atoms, neighbors_to_properties=False)
+    checked = set()
+    for key, block in products.items():
+        big_l, _, centre, b1, b2 = (int(v) for v in key.values)
+        for column, (l1, l2, n1, n2) in enumerate(np.asarray(block.properties.values)):
+            first = np.asarray(rho.block(o3_lambda=int(l1), center_type=centre, neighbor_type=b1).values)
+            second = np.asarray(rho.block(o3_lambda=int(l2), center_type=centre, neighbor_type=b2).values)
+            ours = np.einsum("abM,sa,sb->sM", cg(int(l1), int(l2), big_l, "metatensor"),
+                             first[:, :, n1], second[:, :, n2])
+            np.testing.assert_allclose(np.asarray(block.values)[:, :, column],
+                                       (-1) ** int(l1 + l2 + big_l) * ours, atol=1e-10)
+            checked.add((-1) ** int(l1 + l2 + big_l))
+    assert checked == {1, -1}

@@ -21,13 +21,20 @@ from mtdsl.math.sph import spherical_harmonics
 from mtdsl.math.wigner import wigner_d
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
+#: featomic's own defaults (center_atom_weight 1.0, as the examples' `center_atom_weight` hyper)
 HYPERS = {
     "cutoff": {"radius": 5.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
-    "density": {"type": "Gaussian", "width": 0.3, "center_atom_weight": 0.0},
+    "density": {"type": "Gaussian", "width": 0.3, "center_atom_weight": 1.0},
     "basis": {"type": "TensorProduct", "max_angular": 4, "radial": {"type": "Gto", "max_radial": 5},
               "spline_accuracy": 1e-12},
 }
 STRUCTURES = ["water.xyz", "silicon.xyz", "mixed.xyz"]
+
+
+def featomic_hypers(center_atom_weight=1.0):
+    hypers = {name: dict(value) for name, value in HYPERS.items()}
+    hypers["density"]["center_atom_weight"] = center_atom_weight
+    return hypers
 
 
 @pytest.fixture(scope="module")
@@ -45,21 +52,21 @@ def frames(name):
 
 
 def assert_matches_featomic(ours, theirs):
+    """The same keys (ours in lexicographic order), the same samples in each block, in the same
+    order, and the same values within 1e-8 of the block's largest."""
     assert ours.keys.names == theirs.keys.names
-    assert len(ours) == len(theirs)
+    their_keys = np.asarray(theirs.keys.values)
+    np.testing.assert_array_equal(ours.keys.array, their_keys[np.lexsort(their_keys.T[::-1])])
     for key, block in theirs.items():
         mine = ours.block(**{name: int(value) for name, value in zip(key.names, key.values)})
         assert mine.samples.names == block.samples.names
+        np.testing.assert_array_equal(mine.samples.array, np.asarray(block.samples.values))
         assert [c.names for c in mine.components] == [c.names for c in block.components]
         assert mine.properties.names == block.properties.names
-        rows = mine.samples.positions(np.asarray(block.samples.values))
         columns = mine.properties.positions(np.asarray(block.properties.values))
-        assert (rows >= 0).all() and (columns >= 0).all()
-        assert len(columns) == len(mine.properties)
+        assert (columns >= 0).all() and len(columns) == len(mine.properties)
         scale = np.abs(block.values).max()
-        np.testing.assert_allclose(mine.values[rows][..., columns], block.values, rtol=0, atol=1e-8 * scale)
-        extra = np.setdiff1d(np.arange(len(mine.samples)), rows)
-        assert np.all(mine.values[extra] == 0.0)  # centres featomic drops have no such neighbour
+        np.testing.assert_allclose(mine.values[..., columns], block.values, rtol=0, atol=1e-8 * scale)
 
 
 @pytest.mark.parametrize("structure", STRUCTURES)
@@ -72,6 +79,54 @@ def test_spherical_expansion_equals_featomic(expansion, structure):
 def test_power_spectrum_equals_featomic(power_spectrum, structure):
     systems = frames(structure)
     assert_matches_featomic(power_spectrum(systems)["ps"], featomic.SoapPowerSpectrum(**HYPERS).compute(systems))
+
+
+def molecules_and_crystals():
+    """A mixed batch: molecules of several elements (species absent from most of them), a
+    rattled rock salt with one substituted atom, an isolated atom."""
+    from ase.build import molecule
+
+    salt = ase.build.bulk("NaCl", "rocksalt", a=5.64, cubic=True)
+    salt.numbers[3] = 6
+    salt.rattle(0.1, seed=3)
+    lonely = ase.Atoms("N", positions=[[0, 0, 0]])
+    return [molecule("CH3CH2OH"), molecule("H2O"), salt, lonely, molecule("CH3NO2")]
+
+
+@pytest.mark.parametrize("backend", ["interpreter", "cpp", "llvm"])
+@pytest.mark.parametrize("center_atom_weight", [1.0, 0.0])
+def test_mixed_batch_equals_featomic_exactly(backend, center_atom_weight):
+    """featomic's keys and samples exactly (absent species pairs give no block, centres without
+    such neighbours no sample), with its default central-atom weight and with weight 0."""
+    systems = molecules_and_crystals()
+    hypers = featomic_hypers(center_atom_weight)
+    model = compile(EXAMPLES / "soap_power_spectrum.mt", backend=backend, center_atom_weight=center_atom_weight,
+                    max_angular=3, n_radial=4)
+    hypers["basis"]["max_angular"], hypers["basis"]["radial"]["max_radial"] = 3, 3
+    ps = model(systems)["ps"]
+    assert_matches_featomic(ps, featomic.SoapPowerSpectrum(**hypers).compute(systems))
+    expansion = compile(EXAMPLES / "spherical_expansion.mt", backend=backend, center_atom_weight=center_atom_weight,
+                        max_angular=3, n_radial=4)
+    assert_matches_featomic(expansion(systems)["rho"], featomic.SphericalExpansion(**hypers).compute(systems))
+
+
+def test_dense_option_keeps_every_key_tuple():
+    """`compile(..., dense=True)`: a block for every key tuple and sample of the domains, zeros
+    included; its present entries equal the sparse form's."""
+    systems = molecules_and_crystals()
+    sparse = compile(EXAMPLES / "soap_power_spectrum.mt", max_angular=2, n_radial=3)(systems)["ps"]
+    dense = compile(EXAMPLES / "soap_power_spectrum.mt", max_angular=2, n_radial=3, dense=True)(systems)["ps"]
+    n_species = len({int(z) for atoms in systems for z in atoms.numbers})
+    assert len(dense) == n_species * n_species * (n_species + 1) // 2 > len(sparse)
+    for key, block in dense.items():
+        position = sparse.keys.position(np.asarray(key.values))
+        rows = np.arange(len(block.samples))
+        if position is not None:
+            kept = sparse.block(position)
+            rows = block.samples.positions(kept.samples.array)
+            np.testing.assert_array_equal(kept.values, block.values[rows])
+            rows = np.setdiff1d(np.arange(len(block.samples)), rows)
+        assert np.all(block.values[rows] == 0.0)  # absent: zeros in the dense form
 
 
 def test_provenance_is_recorded(power_spectrum):
@@ -171,18 +226,23 @@ def test_convolution_is_equivariant():
         np.testing.assert_allclose(after.block(o3_lambda=L).values, expected, atol=1e-10)
 
 
-def test_odd_structures_give_zeros_or_absent_blocks(power_spectrum):
+def test_odd_structures_give_zeros_or_absent_blocks():
     isolated = ase.Atoms("CO", positions=[[0, 0, 0], [20, 0, 0]])
     single = ase.Atoms("Si", positions=[[0, 0, 0]])
     silicon = frames("silicon.xyz")[0]
+    power_spectrum = compile(EXAMPLES / "soap_power_spectrum.mt", center_atom_weight=0.0)
     out = power_spectrum([isolated, single, silicon])["ps"]
     assert set(out.keys.column("center_type").tolist()) == {6, 8, 14}
     for key, block in out.items():
         rows = block.samples.array
         far = rows[:, 0] < 2  # atoms of the first two systems have no neighbours
         assert np.all(block.values[far] == 0.0)
+        # an atom's neighbour species are its own (the central-atom term) and those within the cutoff
+        if key["neighbor_1_type"] != key["center_type"] or key["neighbor_2_type"] != key["center_type"]:
+            assert not far.any()
     # a species present only in some frames gives blocks only where it is a centre
     assert len(out.block(center_type=6, neighbor_1_type=6, neighbor_2_type=6).samples) == 1
+    assert out.keys.position([6, 6, 8]) is None  # C and O never meet
 
 
 def test_unknown_hyper_is_E103():
@@ -254,6 +314,8 @@ def test_every_program_on_odd_structures(program):
     from mtdsl.testing import random_inputs
 
     hypers = {} if program == "equivariant_convolution.mt" else {"n_radial": 3, "max_angular": 2}
+    if program != "equivariant_convolution.mt":
+        hypers["center_atom_weight"] = 0.0
     model = compile(EXAMPLES / program, species=[1, 6, 8], **hypers)
     for name, values in model.parameters.items():
         model.parameters[name] = np.random.default_rng(1).normal(size=values.shape)

@@ -1,0 +1,130 @@
+"""Structural sparsity (LANGUAGE.md §3, runtime/presence.py): each presence rule on small
+programs, on every backend and through the torch module; the dense option.
+
+(featomic parity of the examples' keys and samples: tests/runtime/test_programs.py.)
+"""
+
+import ase
+import numpy as np
+import pytest
+
+from mtdsl.compile import compile
+
+BACKENDS = ["interpreter", "cpp", "llvm"]
+
+PROGRAM = """
+hyper cutoff = 2.0
+input S : systems
+pairs P = neighbors(S, cutoff = cutoff)
+index i : atoms(S)
+index b : species(S)
+
+# present where i has a neighbour of type b: a sum over an empty set is absent
+tensor count
+    keys       (center_type = S.type[i], neighbor_type = b)
+    samples    (i)
+  = sum(p in P.from(i) where S.type[P.second[p]] == b) 1.0
+
+# + of an absent and a present operand is the present one; a product with an absent factor is absent
+tensor plus
+    keys       (center_type = S.type[i], neighbor_type = b)
+    samples    (i)
+  = count{center_type = S.type[i], neighbor_type = b}[i] + sum(j in atoms(S) where j == i and S.type[j] == b) 0.0
+
+tensor times
+    keys       (center_type = S.type[i], neighbor_type = b)
+    samples    (i)
+  = 2.0 * count{center_type = S.type[i], neighbor_type = b}[i] * exp(-dot(S.positions[i], S.positions[i]))
+
+# ?: takes the presence of the branch taken
+tensor branch
+    keys       (center_type = S.type[i], neighbor_type = b)
+    samples    (i)
+  = S.type[i] == 1 ? 5.0 : count{center_type = S.type[i], neighbor_type = b}[i]
+
+output count
+output plus
+output times
+output branch
+"""
+
+
+def frames():
+    """H2 (close), an O far from a C, and a lonely N: O and C have no neighbours at all."""
+    return [ase.Atoms("H2", positions=[[0, 0, 0], [0.7, 0, 0]]),
+            ase.Atoms("OC", positions=[[0, 0, 0], [5, 0, 0]]),
+            ase.Atoms("N", positions=[[0, 0, 0]])]
+
+
+def entries(tensor) -> set:
+    """{(key..., sample...)} of a TensorMap."""
+    return {tuple(int(v) for v in key.values) + tuple(int(v) for v in row)
+            for key, block in tensor.items() for row in block.samples.array}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_presence_rules(tmp_path, backend):
+    path = tmp_path / "rules.mt"
+    path.write_text(PROGRAM)
+    out = compile(path, backend=backend)(frames())
+    # only the H's have neighbours (each other): one block, both H's
+    assert entries(out["count"]) == {(1, 1, 0, 0), (1, 1, 0, 1)}
+    np.testing.assert_array_equal(out["count"].block(0).values, [[1.0], [1.0]])
+    # the sum over the atom itself is present where the types are equal: every atom in its own
+    # type's block, present zeros included (O, C and N have no neighbour but a present 0.0)
+    assert entries(out["plus"]) == {(1, 1, 0, 0), (1, 1, 0, 1), (8, 8, 1, 0), (6, 6, 1, 1), (7, 7, 2, 0)}
+    assert np.all(out["plus"].block(center_type=8, neighbor_type=8).values == 0.0)
+    assert entries(out["times"]) == entries(out["count"])
+    # H takes the literal branch for every neighbour type b, the others the (absent) count
+    assert entries(out["branch"]) == {(1, b, 0, a) for b in (1, 6, 7, 8) for a in (0, 1)}
+
+
+@pytest.mark.parametrize("backend", ["interpreter", "cpp"])
+def test_dense_option(tmp_path, backend):
+    path = tmp_path / "rules.mt"
+    path.write_text(PROGRAM)
+    dense = compile(path, backend=backend, dense=True)(frames())["count"]
+    assert len(dense) == 4 * 4  # every (centre type, neighbour type) of the batch
+    assert sum(len(block.samples) for block in dense.blocks()) == 5 * 4
+    sparse = compile(path, backend=backend)(frames())["count"]
+    assert entries(sparse) < entries(dense)
+
+
+def test_gradient_rows_follow_the_kept_samples(tmp_path):
+    """Gradient rows of dropped samples go, the others point at the renumbered samples."""
+    program = PROGRAM.replace("output times", "output times with gradients(positions)")
+    path = tmp_path / "rules.mt"
+    path.write_text(program)
+    model = compile(path, backend="cpp")
+    out = model(frames(), gradients={"times": ["positions"]})["times"]
+    dense = compile(path, backend="cpp", dense=True)(frames(), gradients={"times": ["positions"]})["times"]
+    block, full = out.block(0), dense.block(center_type=1, neighbor_type=1)
+    gradient, full_gradient = block.gradient("positions"), full.gradient("positions")
+    kept = full.samples.positions(block.samples.array)
+    for row, sample in enumerate(gradient.samples.array):
+        match = np.nonzero((full_gradient.samples.array[:, 0] == kept[sample[0]])
+                           & np.all(full_gradient.samples.array[:, 1:] == sample[1:], axis=1))[0]
+        np.testing.assert_array_equal(gradient.values[row], full_gradient.values[match[0]])
+
+
+def test_torch_module_keeps_the_present_blocks_and_samples(tmp_path):
+    import torch
+
+    import mtdsl
+
+    path = tmp_path / "rules.mt"
+    path.write_text(PROGRAM.replace("output times", "output times with gradients(positions)"))
+    model = compile(path, backend="cpp")
+    systems = [mtdsl.System(torch.tensor(atoms.numbers), torch.tensor(atoms.positions), torch.tensor(atoms.cell.array),
+                            torch.tensor(atoms.pbc)) for atoms in frames()]
+    for gradients in ({}, {"times": ["positions"]}):
+        expected = model(frames(), gradients=gradients)
+        found = model.to_torch()(systems, gradients=gradients)
+        for name, tensor in expected.items():
+            assert entries(found[name]) == entries(tensor)
+            for a, b in zip(tensor.blocks(), found[name].blocks()):
+                np.testing.assert_allclose(a.values, b.values.detach().numpy(), rtol=1e-12)
+                if gradients and name == "times":
+                    assert a.gradient("positions").samples == b.gradient("positions").samples
+                    np.testing.assert_allclose(a.gradient("positions").values,
+                                               b.gradient("positions").values.detach().numpy(), rtol=1e-12)
