@@ -25,7 +25,7 @@ from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from ._cluster import client_for, n_workers, ship, worker_model
 from .decompose import decompose
 from .frames import asked, gather_in_order, mark_distributed, run_copy
-from .join import _key_union
+from .join import _key_union, select_rows
 from .shares import OWNED, output_kinds, share_module
 
 #: gradients a domain can compute: the cell of an open domain is not the system's
@@ -183,25 +183,22 @@ def to_system_labels(tensor: TensorMap, atoms: np.ndarray, n_owned: int, owned_r
     blocks = []
     for block in tensor.blocks():
         names = block.samples.names
-        samples = np.asarray(block.samples.values, dtype=np.int64)
-        keep = np.flatnonzero(samples[:, names.index("atom")] < n_owned) if owned_rows else np.arange(len(samples))
-        samples = samples[keep]
+        keep = np.arange(len(block.samples))
+        if owned_rows:
+            keep = np.flatnonzero(np.asarray(block.samples.column("atom")) < n_owned)
+        kept = select_rows(block, keep)  # gradient rows follow their samples, renumbered
+        samples = np.asarray(kept.samples.values, dtype=np.int64)
         if owned_rows:
             samples[:, names.index("atom")] = atoms[samples[:, names.index("atom")]]
-        result = TensorBlock(np.asarray(block.values)[keep], Labels(names, samples.astype(np.int32), assume_unique=True),
+        result = TensorBlock(kept.values, Labels(names, samples.astype(np.int32), assume_unique=True),
                              block.components, block.properties)
-        renumber = np.full(len(block.samples), -1, dtype=np.int64)
-        renumber[keep] = np.arange(len(keep))
-        for parameter in block.gradients_list():
-            gradient = block.gradient(parameter)
+        for parameter in kept.gradients_list():
+            gradient = kept.gradient(parameter)
             rows = np.asarray(gradient.samples.values, dtype=np.int64)
-            taken = np.flatnonzero(renumber[rows[:, 0]] >= 0)
-            rows = rows[taken]
-            rows[:, 0] = renumber[rows[:, 0]]
             if "atom" in gradient.samples.names:
                 column = gradient.samples.names.index("atom")
                 rows[:, column] = atoms[rows[:, column]]
-            labels, values = sum_rows([rows], [np.asarray(gradient.values)[taken]])
+            labels, values = sum_rows([rows], [np.asarray(gradient.values)])
             result.add_gradient(parameter, TensorBlock(values, Labels(gradient.samples.names, labels.astype(np.int32),
                                                                       assume_unique=True),
                                                        gradient.components, block.properties))
