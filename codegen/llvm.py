@@ -55,12 +55,15 @@ import numpy as np
 from mtdsl.ir import nodes as ir
 from mtdsl.math.wigner import e3nn_change_of_basis
 
-from . import cache, cpp
+from . import cache
 from . import plan as planning
 from .cache import _atomic_write, _discard, cache_dir, object_bytes, object_payload
-from .cpp import _sph_normalization
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
-from .rendered import ir_text, slim_rendering, with_extra
+from .rendered import RenderedKernel, RenderedModule, ir_text, slim_rendering, with_extra
+from .schedule.factors import is_real_product, product_factors, triangle_degrees, zero_skips
+from .schedule.grid import proven_coordinate, solve_grid_access
+from .schedule.tables import ModuleTables, sph_normalization
+from .schedule.tabulation import expansion_candidates, tabulation_candidates
 from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX, extended_module
 from .threads import run_chunks
 
@@ -473,7 +476,7 @@ class KernelBuilder:
     # -- the kernel ---------------------------------------------------------------------------------------
     def build(self) -> ll.Function:
         plan = self.plan = planning.plan_kernel(self.kernel)
-        self.tabulated = self.tabulation_candidates(plan)
+        self.tabulated = tabulation_candidates(plan)
         f, lo, hi, done = self.begin_function()
         root = self.stack[0]
         buffer, strides = self.output(self.kernel, 0)
@@ -510,7 +513,7 @@ class KernelBuilder:
         for j, plan in enumerate(fused.plans):
             self.env, self.domains = dict(env), planning.member_domains(plan, domains)
             self.kernel = plan.kernel
-            self.tabulated = self.tabulation_candidates(plan)
+            self.tabulated = tabulation_candidates(plan)
             self.build_nest(plan, *outputs[j], fused.shared)
         self.kernel = first.kernel
         return self.end_function(done)
@@ -942,51 +945,12 @@ class KernelBuilder:
 
     def direct_access(self, expr: ir.BlockRef):
         """A block access to a tensor computed natively earlier, read from its dense buffer
-        (see `codegen/cpp.py`, `KernelRenderer.direct_access`, for when that is exact)."""
+        when `schedule.grid.solve_grid_access` names its point."""
         source = self.renderer.grids.get(expr.tensor)
-        if source is None:
+        access = solve_grid_access(expr, source) if source is not None else None
+        if access is None:
             return None
-        indices = {b.name: b.domain for b in source.indices}
-        solved: dict = {}
-
-        def solve(entry, slot) -> bool:
-            same = (entry.kind, entry.source) == (slot.kind, slot.source) or (
-                entry.kind == "value" and slot.kind == "systems")  # a systems index is a plain value label
-            if not same:
-                return False
-            if not (isinstance(entry.expr, ir.Var) and entry.expr.name in indices) or entry.expr.name in solved:
-                return False
-            solved[entry.expr.name] = slot.expr
-            return True
-
-        if len(expr.samples) != len(source.samples) or len(expr.components) != len(source.components) \
-                or len(expr.properties) != len(source.properties):
-            return None
-        for entries, slots in ((source.samples, expr.samples), (source.components, expr.components),
-                               (source.properties, expr.properties)):
-            for entry, slot in zip(entries, slots):
-                if not solve(entry, slot):
-                    return None
-        bound = dict(expr.keys)
-        if len(bound) != len(expr.keys) or any(label not in {e.label for e in source.keys} for label in bound):
-            return None
-        checks = []
-        for entry in source.keys:
-            if entry.kind != "value":
-                return None
-            if isinstance(entry.expr, ir.Var) and entry.expr.name in indices and entry.expr.name not in solved:
-                if entry.label not in bound:
-                    return None
-                solved[entry.expr.name] = bound[entry.label]
-            elif entry.label in bound:
-                checks.append((entry.expr, bound[entry.label]))
-            elif free_vars(entry.expr) and not isinstance(entry.expr, ir.Var):
-                return None
-        if set(solved) != set(indices):
-            return None
-        for entry_expr, _ in checks:
-            if not free_vars(entry_expr) <= set(indices):
-                return None
+        indices, solved, checks = access.indices, access.solved, access.checks
         try:
             values = {name: self.index(value_expr) for name, value_expr in solved.items()}
         except Unsupported:
@@ -1003,9 +967,9 @@ class KernelBuilder:
             conditions, offset_terms = [], []
             grid = self.array(("grid", expr.tensor), "real")
             for k, binder in enumerate(source.indices):
-                proven = self.proven_position(binder.domain, solved[binder.name], solved, saved_env, saved_domains)
-                if proven is not None:  # a loop variable of the same domain: always a grid point
-                    position = Value(proven.position, INT, proven.level)
+                proven = proven_coordinate(binder.domain, solved[binder.name], solved, saved_env, saved_domains)
+                if proven is not None:  # a loop variable ranging inside the same domain: always a grid point
+                    position = Value(saved_env[proven].position, INT, saved_env[proven].level)
                 else:
                     position, condition = self.grid_position(binder.domain, values[binder.name])
                     conditions.append(condition)
@@ -1046,27 +1010,6 @@ class KernelBuilder:
             value = b.load(b.gep(grid, [b.select(ok, offset, i64(0))]))
             return b.select(ok, value, ll.Constant(real, 0.0))
         return Value(self.emit(place, "grid-read", make, grid, offset.v, ok.v), REAL, *place)
-
-    def proven_position(self, domain, given, solved: dict, env: dict, domains: dict) -> Optional[VarInfo]:
-        """The loop variable `given` of the accessing kernel when it provably ranges inside `domain`
-        (a coordinate of the tensor read densely): then its buffer position is the loop's position."""
-        if not (isinstance(given, ir.Var) and given.name in env and given.name in domains):
-            return None
-        info, mine = env[given.name], domains[given.name]
-        if isinstance(domain, ir.RangeDomain) and isinstance(mine, ir.RangeDomain):
-            if domain.start == mine.start and mine.stop <= domain.stop:
-                return info
-        elif isinstance(domain, ir.SpeciesDomain) and domain == mine:
-            return info  # the rank of the species in the same sorted list
-        elif isinstance(domain, (ir.AtomsDomain, ir.SystemsDomain)) and domain == mine:
-            return info
-        elif isinstance(domain, ir.IrrepDomain) and isinstance(mine, ir.IrrepDomain):
-            # m of the source over irrep(d), d read at the solved point; ours over irrep(e)
-            degree = domain.degree
-            if (isinstance(degree, ir.Var) and solved.get(degree.name) == mine.degree
-                    and mine.max_degree == domain.max_degree):
-                return info
-        return None
 
     def grid_position(self, domain, value: Value):
         """(position in the buffer, in-domain condition) of a coordinate of another kernel's grid."""
@@ -1187,24 +1130,22 @@ class KernelBuilder:
 
     def factors(self, expr) -> list:
         """The factors of a real product tree, keeping whole the sub-products read from tables."""
-        if (isinstance(expr, ir.Binary) and expr.op == "mul" and expr_type(expr) == REAL
-                and id(expr) not in self.expanded and id(expr) not in self.tabulated):
-            return self.factors(expr.left) + self.factors(expr.right)
-        return [expr]
+        return product_factors(expr, self.expanded.keys() | self.tabulated.keys())
 
     def render_accumulated(self, body) -> Value:
         """The value added into the buffer; in a product with a Clebsch-Gordan factor, the rest of
         the iteration is skipped where that coefficient is zero (adding zero changes nothing):
         only the non-zero coefficients are visited, like an unrolled sparse CG (as the C++ backend)."""
-        if not (isinstance(body, ir.Binary) and body.op == "mul" and expr_type(body) == REAL):
+        if not is_real_product(body):
             return self.render(body)
         nodes = self.factors(body)
-        for node in nodes:
-            if isinstance(node, ir.Call) and node.function == "cg" and len(node.args) == 6:
-                self.triangle(node)
+        skips = zero_skips(nodes)
+        for node in skips:
+            self.triangle(node)
+        skips = {id(node) for node in skips}
         factors = [self.render(f) for f in nodes]
         for node, factor in zip(nodes, factors):
-            if isinstance(node, ir.Call) and node.function == "cg" and factor.level >= 1:
+            if id(node) in skips and factor.level >= 1:
                 nonzero = self.emit(factor.place, "nonzero",
                                     lambda b, x: b.fcmp_unordered("!=", x, self.rconst(0.0)), factor.v)
                 self.skip_at(factor.place, nonzero)
@@ -1213,7 +1154,7 @@ class KernelBuilder:
     def triangle(self, node: ir.Call) -> None:
         """Skip the iterations where a Clebsch-Gordan factor's degrees fail the triangle rule (zero for
         every m1, m2, M), first in the block where the degrees are bound (as the C++ backend)."""
-        l1, l2, big_l = (self.index(node.args[k]) for k in (0, 2, 4))
+        l1, l2, big_l = (self.index(degree) for degree in triangle_degrees(node))
         place = self.join(l1, l2, big_l)
         if place[0] < 1 or place[1]:
             return
@@ -1390,7 +1331,7 @@ class KernelBuilder:
         for l in range(top + 1):
             grads = {}
             for k in range(0, l + 1):
-                norm = c(_sph_normalization(l, k))
+                norm = c(sph_normalization(l, k))
                 up, down = qq(l - 1, k + 1), qq(l - 1, k)
                 dq = (b.fneg(b.fmul(x, up)), b.fneg(b.fmul(y, up)), b.fmul(c(l + k), down))
                 if k == 0:
@@ -1565,7 +1506,7 @@ class KernelBuilder:
         for l in range(top + 1):
             mt = {}
             for k in range(0, l + 1):
-                norm = c(_sph_normalization(l, k))
+                norm = c(sph_normalization(l, k))
                 if k == 0:
                     mt[0] = b.fmul(norm, q[(l, 0)])
                 else:
@@ -1584,7 +1525,7 @@ class KernelBuilder:
                             total = term if total is None else b.fadd(total, term)
                     out[l * width + top - l + a] = total if total is not None else c(0.0)
         origin = [c(0.0)] * size
-        origin[top] = c(_sph_normalization(0, 0))
+        origin[top] = c(sph_normalization(0, 0))
         for k in range(size):
             b.store(b.select(at_origin, origin[k], out[k]), b.gep(table, [i64(0), i64(k)]))
         return table
@@ -1727,35 +1668,6 @@ class KernelBuilder:
         return Value(self.emit(place, ("cg", top), make, *[v.v for v in ordered]), REAL, *place)
 
     # -- sums -----------------------------------------------------------------------------------------------
-    def tabulation_candidates(self, plan) -> dict:
-        """Values of the body that read one small range index and only variables of loops at least two
-        levels outside it: each is tabulated over that index where its other variables are bound
-        (the convolution's radial weights `sum(k) R[k] w[k, l1, l2, L, q]` for every `q`, once per
-        `(p, l1, l2, L)`, outside the `m1, m2, M` loops), as the C++ backend does.
-        id(node) -> (index, level of the table)."""
-        position = {loop.var: k for k, loop in enumerate(plan.loops)}
-        domains = {loop.var: loop.domain for loop in plan.loops if loop.kind == "domain"}
-        found = {}
-
-        def visit(node):
-            variables = free_vars(node)
-            if (isinstance(node, (ir.Reduce, ir.Call, ir.Binary, ir.Unary, ir.Select, ir.BlockRef))
-                    and expr_type(node) == REAL and (isinstance(node, (ir.Reduce, ir.BlockRef)) or _has_call(node))
-                    and variables <= set(position)):
-                over = planning.tabulated_variable(variables, domains)
-                if over is not None:
-                    outer = max((position[v] for v in variables if v != over), default=-1)
-                    between = [loop for loop in plan.loops[outer + 1: position[over]] if loop.kind != "equal"]
-                    if between:
-                        found[id(node)] = planning.tabulation_place(variables, over, outer, plan.loops, position)
-                        return
-            if not isinstance(node, ir.Reduce):
-                for child in _children(node):
-                    visit(child)
-
-        visit(plan.body)
-        return found
-
     def tabulate(self, node) -> Value:
         """A value of `tabulation_candidates`: a table over its index, filled at its level, then read."""
         over, level, row = self.tabulated.pop(id(node))
@@ -1791,31 +1703,10 @@ class KernelBuilder:
         reads `k` and only variables of loops outside the sum's level (`gto(P.distance[p], k)` in
         a sum placed inside loops over `l1, l2, L, q`) is tabulated for every `k` where those
         variables are bound, and read as `T[k]` in the sum. Returns the keys of `self.expanded`."""
-        if len(expr.binders) != 1 or expr.where is not None:
-            return []
-        binder = expr.binders[0]
-        domain = binder.domain
-        if not isinstance(domain, ir.RangeDomain) or not 0 < domain.stop - domain.start <= planning.TABULATE_LIMIT:
-            return []
-        candidates = []
-
-        def visit(node):
-            variables = free_vars(node)
-            if binder.name not in variables or isinstance(node, ir.Reduce):
-                return
-            others = variables - {binder.name}
-            if (isinstance(node, (ir.Call, ir.Binary, ir.Unary, ir.Select)) and expr_type(node) == REAL
-                    and _has_call(node) and others <= bound):
-                outer = max((self.env[name].level for name in others), default=0)
-                if outer < level:
-                    candidates.append((node, outer))
-                    return
-            for child in _children(node):
-                visit(child)
-
-        visit(expr.body)
         keys = []
-        for node, outer in candidates:
+        for node, outer in expansion_candidates(expr, level, bound, lambda name: self.env[name].level):
+            binder = expr.binders[0]
+            domain = binder.domain
             table = self.alloca(ll.ArrayType(self.real, domain.stop - domain.start), "expanded")
             saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
             self.stack = self.stack[: outer + 1]
@@ -1873,28 +1764,6 @@ class KernelBuilder:
         return Value(results, VEC, level) if vector else Value(results[0], REAL, level)
 
 
-def _children(node) -> list:
-    if isinstance(node, ir.Call):
-        return list(node.args)
-    if isinstance(node, ir.Binary):
-        return [node.left, node.right]
-    if isinstance(node, ir.Unary):
-        return [node.operand]
-    if isinstance(node, ir.Select):
-        return [node.condition, node.if_true, node.if_false]
-    return []
-
-
-def _has_call(node) -> bool:
-    return isinstance(node, ir.Call) or any(_has_call(child) for child in _children(node))
-
-
-def _factors(expr) -> list:
-    if isinstance(expr, ir.Binary) and expr.op == "mul" and expr_type(expr) == REAL:
-        return _factors(expr.left) + _factors(expr.right)
-    return [expr]
-
-
 def _ipow(b, x, exponent: int):
     """`x ** exponent` (a non-negative constant) by squaring."""
     result, base = i64(1), x
@@ -1910,42 +1779,14 @@ def _ipow(b, x, exponent: int):
 # ---- the module --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class RenderedKernel:
-    name: str  # the IR tensor name
-    symbol: str
-    plan: planning.KernelPlan
-    arrays: list  # descriptors in argument order (the buffer first)
-    scalars: list
-    source: str  # this kernel's LLVM IR
-    driver_count: object = None  # parallel kernels: the driver's size (int or scalar descriptor)
-    driver_var: object = None  # and its variable
-
-
-@dataclass
-class RenderedModule:
-    module: ir.Module
-    dtype: str
-    source: str  # the module's LLVM IR (before optimization)
-    kernels: dict
-    unsupported: dict
-    constants: dict
-
-
 class ModuleRenderer:
     def __init__(self, module: ir.Module, dtype: str = "float64"):
-        Tables = cpp.ModuleRenderer
-
-        if dtype not in ("float64", "float32"):
-            raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
-        if module.convention not in ("metatensor", "e3nn"):
-            raise ValueError(f"unknown sph convention {module.convention!r}")
+        # compile-time tables (radial splines, Clebsch-Gordan) and block-access keys (checks dtype, convention)
+        self.tables = ModuleTables(module, dtype)
         self.module = module
         self.dtype = dtype
         self.real = ll.DoubleType() if dtype == "float64" else ll.FloatType()
-        # compile-time tables (radial splines, Clebsch-Gordan) and block-access keys, shared with C++
-        self.tables = Tables(module, dtype)
-        self.grids: dict = {}
+        self.grids = self.tables.grids
         self.llmodule = ll.Module(name=_sanitize(module.name))
         self.llmodule.triple = llvm.get_process_triple()
 
