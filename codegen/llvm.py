@@ -53,16 +53,17 @@ import llvmlite.ir as ll
 import numpy as np
 
 from mtdsl.ir import nodes as ir
-from mtdsl.math.wigner import e3nn_change_of_basis
 
 from . import cache
 from . import plan as planning
 from .cache import _atomic_write, _discard, cache_dir, object_bytes, object_payload
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
 from .rendered import RenderedKernel, RenderedModule, ir_text, slim_rendering, with_extra
+from .schedule import nest
 from .schedule.factors import is_real_product, product_factors, triangle_degrees, zero_skips
 from .schedule.grid import proven_coordinate, solve_grid_access
-from .schedule.tables import ModuleTables, sph_normalization
+from .schedule.sph import sph_routine
+from .schedule.tables import ModuleTables
 from .schedule.tabulation import expansion_candidates, tabulation_candidates
 from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX, extended_module
 from .threads import run_chunks
@@ -1289,80 +1290,42 @@ class KernelBuilder:
         place = self.join(r, n)
         return Value(self.emit(place, ("d_gto", width), make, self.as_real(r), self.as_real(n)), REAL, *place)
 
-    def sph_recurrences(self, b, x, y, z, top: int):
-        """`c_m + i s_m = (x + i y)^m` and the scaled Legendre `Q_l^m(z)` (keyed `(l, m)`) up to
-        `top`, from the unit vector `x, y, z` (shared by `fill_sph` and `fill_sph_gradient`)."""
-        c = self.rconst
-        cs, ss = [c(1.0)], [c(0.0)]
-        for k in range(1, top + 1):
-            cs.append(b.fsub(b.fmul(x, cs[k - 1]), b.fmul(y, ss[k - 1])))
-            ss.append(b.fadd(b.fmul(x, ss[k - 1]), b.fmul(y, cs[k - 1])))
-        q = {(0, 0): c(1.0)}
-        for k in range(1, top + 1):
-            q[(k, k)] = b.fmul(c(2 * k - 1), q[(k - 1, k - 1)])
-        for k in range(0, top):
-            q[(k + 1, k)] = b.fmul(b.fmul(c(2 * k + 1), z), q[(k, k)])
-        for k in range(0, top + 1):
-            for l in range(k + 2, top + 1):
-                numerator = b.fsub(b.fmul(b.fmul(c(2 * l - 1), z), q[(l - 1, k)]), b.fmul(c(l + k - 1), q[(l - 2, k)]))
-                q[(l, k)] = b.fdiv(numerator, c(l - k))
-        return cs, ss, q
-
-    def fill_sph_gradient(self, b, xyz, top: int, array_type):
-        """d sph / d v for every (l, m) up to `top` into a new table, `out[(l * (2 top + 1) + m + top) * 3 + c]`
-        (as `render_sph_gradient_function` of the C++ backend; zero at the origin)."""
-        table = self.alloca(array_type, f"dsph{top}")
-        width = 2 * top + 1
-        c = self.rconst
-        x, y, z = xyz
-        r = b.call(self.intrinsic("llvm.sqrt"), [b.fadd(b.fadd(b.fmul(x, x), b.fmul(y, y)), b.fmul(z, z))])
-        at_origin = b.fcmp_ordered("==", r, c(0.0))
-        safe_r = b.select(at_origin, c(1.0), r)
-        inv_r = b.fdiv(c(1.0), safe_r)
-        x, y, z = (b.fmul(u, inv_r) for u in (x, y, z))
-        u = (x, y, z)
-        cs, ss, q = self.sph_recurrences(b, x, y, z, top)
-
-        def qq(l, k):
-            return q[(l, k)] if 0 <= k <= l else c(0.0)
-
-        size = (top + 1) * width * 3
-        out = [c(0.0)] * size
-        for l in range(top + 1):
-            grads = {}
-            for k in range(0, l + 1):
-                norm = c(sph_normalization(l, k))
-                up, down = qq(l - 1, k + 1), qq(l - 1, k)
-                dq = (b.fneg(b.fmul(x, up)), b.fneg(b.fmul(y, up)), b.fmul(c(l + k), down))
-                if k == 0:
-                    parts = [(0, dq, q[(l, 0)])]
-                else:
-                    dc = (b.fmul(c(k), cs[k - 1]), b.fmul(c(-k), ss[k - 1]), c(0.0))
-                    ds = (b.fmul(c(k), ss[k - 1]), b.fmul(c(k), cs[k - 1]), c(0.0))
-                    parts = [(k, tuple(b.fadd(b.fmul(dq[a], cs[k]), b.fmul(q[(l, k)], dc[a])) for a in range(3)),
-                              b.fmul(q[(l, k)], cs[k])),
-                             (-k, tuple(b.fadd(b.fmul(dq[a], ss[k]), b.fmul(q[(l, k)], ds[a])) for a in range(3)),
-                              b.fmul(q[(l, k)], ss[k]))]
-                for order, grad, value in parts:
-                    lp = b.fmul(c(float(l)), value)
-                    grads[order] = [b.fmul(b.fmul(norm, b.fsub(grad[a], b.fmul(lp, u[a]))), inv_r) for a in range(3)]
-            if self.module.convention == "metatensor":
-                for order in range(-l, l + 1):
-                    for a in range(3):
-                        out[(l * width + top + order) * 3 + a] = grads[order][a]
+    def fill_routine(self, b, routine: nest.Routine, args: dict, array_type):
+        """A routine of the loop-nest IR (`schedule/nest.py`) inline at `b`, its output a new local
+        array of `array_type`; `args`: its parameters' values (a vector: a tuple of three)."""
+        table = self.alloca(array_type, routine.name)
+        values = dict(args)
+        for statement in routine.body:
+            if isinstance(statement, nest.Let):
+                values[statement.name] = self.nest_value(b, statement.value, values)
+            elif isinstance(statement, nest.Store):
+                b.store(self.nest_value(b, statement.value, values), b.gep(table, [i64(0), i64(statement.index)]))
             else:
-                basis = e3nn_change_of_basis(l)
-                for row in range(2 * l + 1):
-                    for a in range(3):
-                        total = None
-                        for j in range(2 * l + 1):
-                            if basis[row, j] != 0.0:
-                                term = b.fmul(c(basis[row, j]), grads[j - l][a])
-                                total = term if total is None else b.fadd(total, term)
-                        out[(l * width + top - l + row) * 3 + a] = total if total is not None else c(0.0)
-        for k in range(size):
-            b.store(b.select(at_origin, c(0.0), out[k]), b.gep(table, [i64(0), i64(k)]))
+                raise Unsupported(f"nest statement {type(statement).__name__}")
         return table
+
+    def nest_value(self, b, expr, values: dict):
+        """A nest expression as instructions at `b` (`values`: what its names are bound to)."""
+        if isinstance(expr, nest.Const):
+            if expr.type == nest.BOOL:
+                return ll.Constant(I1, int(bool(expr.value)))
+            return i64(expr.value) if expr.type == nest.INT else self.rconst(expr.value)
+        if isinstance(expr, nest.Ref):
+            return values[expr.name]
+        if isinstance(expr, nest.Lane):
+            return self.nest_value(b, expr.vector, values)[expr.lane]
+        if isinstance(expr, nest.Unary) and expr.op == "neg":
+            return b.fneg(self.nest_value(b, expr.operand, values))
+        if isinstance(expr, nest.Binary):
+            left, right = self.nest_value(b, expr.left, values), self.nest_value(b, expr.right, values)
+            if expr.op == "eq":
+                return b.fcmp_ordered("==", left, right)
+            return {"add": b.fadd, "sub": b.fsub, "mul": b.fmul, "div": b.fdiv}[expr.op](left, right)
+        if isinstance(expr, nest.Select):
+            return b.select(*(self.nest_value(b, e, values) for e in (expr.condition, expr.if_true, expr.if_false)))
+        if isinstance(expr, nest.Intrinsic) and expr.name == "sqrt":
+            return b.call(self.intrinsic("llvm.sqrt"), [self.nest_value(b, expr.args[0], values)])
+        raise Unsupported(f"nest expression {type(expr).__name__}")
 
     def dot(self, u: Value, v: Value):
         place = self.join(u, v)
@@ -1465,8 +1428,9 @@ class KernelBuilder:
         if len(integers) == 3:  # d_sph: 3 components per (l, m)
             c = integers[2][0]
             array_type = ll.ArrayType(self.real, (top + 1) * width * 3)
-            table = self.emit(v.place, ("dsph", top), lambda b, *xyz: self.fill_sph_gradient(b, xyz, top, array_type),
-                              *v.v)
+            routine = sph_routine(f"dsph{top}", top, self.module.convention, gradient=True)
+            table = self.emit(v.place, ("dsph", top), lambda b, *xyz: self.fill_routine(b, routine, {"v": xyz},
+                                                                                         array_type), *v.v)
             place = self.join(v, l, m, c)
             index = self.emit(place, ("dsph-index", top),
                               lambda b, l, m, c: b.add(b.mul(b.add(b.mul(l, i64(width)), b.add(m, i64(top))), i64(3)), c),
@@ -1474,7 +1438,9 @@ class KernelBuilder:
             checked = "dsph-checked"
         else:
             array_type = ll.ArrayType(self.real, (top + 1) * width)
-            table = self.emit(v.place, ("sph", top), lambda b, *xyz: self.fill_sph(b, xyz, top, array_type), *v.v)
+            routine = sph_routine(f"sph{top}", top, self.module.convention)
+            table = self.emit(v.place, ("sph", top), lambda b, *xyz: self.fill_routine(b, routine, {"v": xyz},
+                                                                                        array_type), *v.v)
             place = self.join(v, l, m)
             index = self.emit(place, ("sph-index", top),
                               lambda b, l, m: b.add(b.mul(l, i64(width)), b.add(m, i64(top))), l.v, m.v)
@@ -1489,46 +1455,6 @@ class KernelBuilder:
         return Value(self.table_index(place, table, index), REAL, *place)
 
     call_d_sph = call_sph
-
-    def fill_sph(self, b, xyz, top: int, array_type):
-        """Real spherical harmonics up to `top` into a new table, layout `out[l * (2 top + 1) + m + top]`
-        (the recurrences of `mtdsl.math.sph`, generated for this degree, as in the C++ backend)."""
-        table = self.alloca(array_type, f"sph{top}")
-        width = 2 * top + 1
-        c = self.rconst
-        x, y, z = xyz
-        r = b.call(self.intrinsic("llvm.sqrt"), [b.fadd(b.fadd(b.fmul(x, x), b.fmul(y, y)), b.fmul(z, z))])
-        at_origin = b.fcmp_ordered("==", r, c(0.0))
-        safe_r = b.select(at_origin, c(1.0), r)
-        x, y, z = (b.fdiv(u, safe_r) for u in (x, y, z))
-        cs, ss, q = self.sph_recurrences(b, x, y, z, top)
-        out = [c(0.0)] * (size := (top + 1) * width)
-        for l in range(top + 1):
-            mt = {}
-            for k in range(0, l + 1):
-                norm = c(sph_normalization(l, k))
-                if k == 0:
-                    mt[0] = b.fmul(norm, q[(l, 0)])
-                else:
-                    mt[k] = b.fmul(b.fmul(norm, q[(l, k)]), cs[k])
-                    mt[-k] = b.fmul(b.fmul(norm, q[(l, k)]), ss[k])
-            if self.module.convention == "metatensor":
-                for k in range(-l, l + 1):
-                    out[l * width + top + k] = mt[k]
-            else:
-                basis = e3nn_change_of_basis(l)
-                for a in range(2 * l + 1):
-                    total = None
-                    for j in range(2 * l + 1):
-                        if basis[a, j] != 0.0:
-                            term = b.fmul(c(basis[a, j]), mt[j - l])
-                            total = term if total is None else b.fadd(total, term)
-                    out[l * width + top - l + a] = total if total is not None else c(0.0)
-        origin = [c(0.0)] * size
-        origin[top] = c(sph_normalization(0, 0))
-        for k in range(size):
-            b.store(b.select(at_origin, origin[k], out[k]), b.gep(table, [i64(0), i64(k)]))
-        return table
 
     def call_soap_radial(self, expr, derivative: bool = False) -> Value:
         if len(expr.args) != 3:
