@@ -41,6 +41,7 @@ from .rendered import RenderedKernel, RenderedModule
 from .schedule import nest
 from .schedule.factors import is_real_product, product_factors, triangle_degrees, zero_skips
 from .schedule.grid import proven_coordinate, solve_grid_access
+from .schedule.module import render_kernels
 from .schedule.sph import sph_routine
 from .schedule.tables import ModuleTables
 from .schedule.tabulation import expansion_candidates, interchangeable, tabulation_candidates
@@ -1380,34 +1381,8 @@ class ModuleRenderer(ModuleTables):
         return self.sph_functions[key][0]
 
     def render(self) -> RenderedModule:
-        kernels, unsupported, sources = {}, {}, []
-        for k, kernel in enumerate(self.module.kernels):
-            symbol = f"mt_kernel_{k}"
-            try:
-                renderer = KernelRenderer(self, kernel, symbol)
-                source = renderer.render_kernel()
-            except Unsupported as error:
-                unsupported[kernel.name] = str(error)
-                continue
-            arrays = [("buffer",)] + list(renderer.arrays)
-            kernels[kernel.name] = RenderedKernel(kernel.name, symbol, renderer.plan, arrays,
-                                                  list(renderer.scalars), source, renderer.driver_count,
-                                                  renderer.driver_var)
-            sources.append(source)
-            if kernel.where is None:
-                self.grids[kernel.name] = kernel
-        for k, fused, plan in planning.fused_plans(self.module, unsupported):
-            symbol = f"mt_fused_{k}"
-            try:
-                renderer = KernelRenderer(self, fused.kernels[0], symbol)
-                source = renderer.render_fused(plan)
-            except Unsupported as error:
-                unsupported[fused.name] = str(error)
-                continue
-            arrays = [("buffer", j) for j in range(len(plan.plans))] + list(renderer.arrays)
-            kernels[fused.name] = RenderedKernel(fused.name, symbol, plan, arrays, list(renderer.scalars), source,
-                                                 renderer.driver_count, renderer.driver_var)
-            sources.append(source)
+        kernels, unsupported = render_kernels(self.module, self.grids, self.render_kernel, self.render_fused)
+        sources = [kernel.source for kernel in kernels.values()]
         text = templates().get_template("module.cpp.j2").render(
             module_comment=comment(self.module.name),
             real="double" if self.dtype == "float64" else "float",
@@ -1416,6 +1391,21 @@ class ModuleRenderer(ModuleTables):
             kernels=sources,
         )
         return RenderedModule(self.module, self.dtype, text, kernels, unsupported, dict(self.constants))
+
+    def render_kernel(self, k: int, kernel: ir.TensorKernel) -> RenderedKernel:
+        symbol = f"mt_kernel_{k}"
+        renderer = KernelRenderer(self, kernel, symbol)
+        source = renderer.render_kernel()
+        return RenderedKernel(kernel.name, symbol, renderer.plan, [("buffer",)] + list(renderer.arrays),
+                              list(renderer.scalars), source, renderer.driver_count, renderer.driver_var)
+
+    def render_fused(self, k: int, fused: ir.FusedKernel, plan: planning.FusedPlan) -> RenderedKernel:
+        symbol = f"mt_fused_{k}"
+        renderer = KernelRenderer(self, fused.kernels[0], symbol)
+        source = renderer.render_fused(plan)
+        arrays = [("buffer", j) for j in range(len(plan.plans))] + list(renderer.arrays)
+        return RenderedKernel(fused.name, symbol, plan, arrays, list(renderer.scalars), source,
+                              renderer.driver_count, renderer.driver_var)
 
 
 def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:

@@ -62,6 +62,7 @@ from .rendered import RenderedKernel, RenderedModule, ir_text, slim_rendering, w
 from .schedule import nest
 from .schedule.factors import is_real_product, product_factors, triangle_degrees, zero_skips
 from .schedule.grid import proven_coordinate, solve_grid_access
+from .schedule.module import render_kernels
 from .schedule.sph import sph_routine
 from .schedule.tables import ModuleTables
 from .schedule.tabulation import expansion_candidates, tabulation_candidates
@@ -1717,38 +1718,36 @@ class ModuleRenderer:
         self.llmodule.triple = llvm.get_process_triple()
 
     def render(self) -> RenderedModule:
-        kernels, unsupported = {}, {}
-        for k, kernel in enumerate(self.module.kernels):
-            symbol = f"mt_kernel_{k}"
-            builder = KernelBuilder(self, kernel, symbol)
-            try:
-                function = builder.build()
-            except Unsupported as error:
-                unsupported[kernel.name] = str(error)
-                _drop_function(self.llmodule, symbol)
-                continue
-            arrays = [("buffer",)] + sorted(builder.arrays, key=lambda d: builder.arrays[d][0])
-            scalars = sorted(builder.scalars, key=lambda d: builder.scalars[d][0])
-            kernels[kernel.name] = RenderedKernel(kernel.name, symbol, builder.plan, arrays, scalars,
-                                                  str(function), builder.driver_count, builder.driver_var)
-            if kernel.where is None:
-                self.grids[kernel.name] = kernel
-        for k, fused, plan in planning.fused_plans(self.module, unsupported):
-            symbol = f"mt_fused_{k}"
-            try:
-                builder = KernelBuilder(self, fused.kernels[0], symbol)
-                function = builder.build_fused(plan)
-            except Unsupported as error:
-                unsupported[fused.name] = str(error)
-                _drop_function(self.llmodule, symbol)
-                continue
-            arrays = ([("buffer", j) for j in range(len(plan.plans))]
-                      + sorted(builder.arrays, key=lambda d: builder.arrays[d][0]))
-            scalars = sorted(builder.scalars, key=lambda d: builder.scalars[d][0])
-            kernels[fused.name] = RenderedKernel(fused.name, symbol, plan, arrays, scalars, str(function),
-                                                 builder.driver_count, builder.driver_var)
+        kernels, unsupported = render_kernels(self.module, self.grids, self.render_kernel, self.render_fused)
         return RenderedModule(self.module, self.dtype, str(self.llmodule), kernels, unsupported,
                               dict(self.tables.constants))
+
+    def rendered(self, name: str, symbol: str, plan, builder: "KernelBuilder", buffers: list, function):
+        arrays = buffers + sorted(builder.arrays, key=lambda d: builder.arrays[d][0])
+        scalars = sorted(builder.scalars, key=lambda d: builder.scalars[d][0])
+        return RenderedKernel(name, symbol, plan, arrays, scalars, str(function), builder.driver_count,
+                              builder.driver_var)
+
+    def render_kernel(self, k: int, kernel: ir.TensorKernel) -> RenderedKernel:
+        symbol = f"mt_kernel_{k}"
+        builder = KernelBuilder(self, kernel, symbol)
+        try:
+            function = builder.build()
+        except Unsupported:
+            _drop_function(self.llmodule, symbol)
+            raise
+        return self.rendered(kernel.name, symbol, builder.plan, builder, [("buffer",)], function)
+
+    def render_fused(self, k: int, fused: ir.FusedKernel, plan: planning.FusedPlan) -> RenderedKernel:
+        symbol = f"mt_fused_{k}"
+        try:
+            builder = KernelBuilder(self, fused.kernels[0], symbol)
+            function = builder.build_fused(plan)
+        except Unsupported:
+            _drop_function(self.llmodule, symbol)
+            raise
+        return self.rendered(fused.name, symbol, plan, builder, [("buffer", j) for j in range(len(plan.plans))],
+                             function)
 
 
 def _drop_function(module: ll.Module, symbol: str) -> None:
