@@ -920,12 +920,7 @@ class KernelRenderer:
         try:
             for name, value in values.items():
                 self.env[name] = VarInfo(value.code, value.code, value.level, indices[name])
-                # what is known of the value is what is known of the expression that gave it
-                given = solved[name]
-                if isinstance(given, ir.Var) and given.name in saved_domains:
-                    self.domains[name] = saved_domains[given.name]
-                else:
-                    self.domains.pop(name, None)
+            self.domains = access.scope_domains(saved_domains)
             conditions, offset_terms = [], []
             grid = self.array(("grid", expr.tensor), "real", f"dense values of {expr.tensor}")
             for k, binder in enumerate(source.indices):

@@ -961,11 +961,7 @@ class KernelBuilder:
         try:
             for name, value in values.items():
                 self.env[name] = VarInfo(value.v, value.v, value.level, indices[name])
-                given = solved[name]
-                if isinstance(given, ir.Var) and given.name in saved_domains:
-                    self.domains[name] = saved_domains[given.name]
-                else:
-                    self.domains.pop(name, None)
+            self.domains = access.scope_domains(saved_domains)
             conditions, offset_terms = [], []
             grid = self.array(("grid", expr.tensor), "real")
             for k, binder in enumerate(source.indices):

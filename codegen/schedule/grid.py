@@ -32,6 +32,16 @@ class GridAccess:
     solved: dict  # the tensor's index name -> the access's expression for it
     checks: tuple  # (tensor's key expression, access's value) pairs that must be equal
 
+    def scope_domains(self, domains: dict) -> dict:
+        """The accessing kernel's `domains` with the tensor's indices bound to their solved values:
+        what is known of each is what is known of the expression that gave it (a loop variable's
+        domain), else nothing."""
+        scope = {name: domain for name, domain in domains.items() if name not in self.solved}
+        for name, given in self.solved.items():
+            if isinstance(given, ir.Var) and given.name in domains:
+                scope[name] = domains[given.name]
+        return scope
+
 
 def solve_grid_access(expr: ir.BlockRef, source: ir.TensorKernel) -> Optional[GridAccess]:
     """The grid point of `source` that `expr` reads, or None when the access cannot name one."""
