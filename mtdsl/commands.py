@@ -334,6 +334,9 @@ def add_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--energy-unit", default="eV", help="energy unit of the model (default: eV)")
     parser.add_argument("--backend", choices=("cpp", "llvm", "interpreter"),
                         help="how the exported model runs its kernels (default: cpp with a C++ compiler)")
+    parser.add_argument("--runtime", choices=("auto", "cpp", "python"), default="auto",
+                        help="the exported operator: cpp (C++, engines without Python load it), python (hosted by "
+                             "mtdsl in the engine's Python), auto (cpp where the program allows; default)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -343,7 +346,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     model = _compile(args, backend=args.backend)
     try:
         path = model.export(args.output, extensions_directory=args.extensions_directory, output=args.energy,
-                            length_unit=args.length_unit, energy_unit=args.energy_unit)
+                            length_unit=args.length_unit, energy_unit=args.energy_unit, runtime=args.runtime)
     except ExportError as error:
         raise CommandError(str(error)) from None
     print(f"{args.file} -> {path} (extension in {args.extensions_directory}, "

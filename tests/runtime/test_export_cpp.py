@@ -1,0 +1,124 @@
+"""The exported model's C++ operator (runtime/export_cpp.py, runtime/export_tape.py,
+codegen/torch_op.py): metatomic's ASE calculator in a Python where mtdsl cannot be imported
+equals `as_calculator()`; programs whose kernel calls need the Python runtime are refused by name
+(`runtime="cpp"`, `mtdsl export --runtime cpp`) or exported with the Python-hosted operator
+and a warning (`runtime="auto"`)."""
+
+import json
+import pathlib
+import subprocess
+import sys
+import warnings
+
+import ase
+import ase.build
+import numpy as np
+import pytest
+
+import mtdsl
+from mtdsl._coexist import import_module_with_metatensor_torch
+from mtdsl.runtime.export import ExportError, ExportWarning
+
+import_module_with_metatensor_torch("metatomic.torch")
+
+HERE = pathlib.Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+SPECIES = [29, 47, 79]
+
+
+def lennard_jones():
+    return mtdsl.compile(ROOT / "examples" / "lennard_jones.mt", species=SPECIES, threads=1, sigma=1.1,
+                         epsilon=0.7, cutoff=3.2, onset=2.4)
+
+
+def molecule():
+    rng = np.random.default_rng(5)
+    positions = [np.zeros(3)]
+    while len(positions) < 7:
+        candidate = rng.uniform(-2.2, 2.2, 3)
+        if min(np.linalg.norm(candidate - p) for p in positions) > 1.0:
+            positions.append(candidate)
+    return ase.Atoms(numbers=rng.choice(SPECIES, len(positions)), positions=positions)
+
+
+def crystal():
+    atoms = ase.build.bulk("Cu", "fcc", a=3.1, cubic=True).repeat((2, 1, 1))
+    atoms.numbers[[1, 4, 6]] = [47, 79, 47]
+    atoms.set_cell(atoms.cell @ [[1.0, 0.03, 0.0], [0.0, 1.0, 0.0], [0.02, 0.0, 1.0]], scale_atoms=True)
+    atoms.rattle(0.05, seed=6)
+    return atoms
+
+
+SYSTEMS = {"molecule": molecule, "crystal": crystal}
+
+# the engine: a Python in which mtdsl cannot be imported (a finder refusing it, first on the path)
+ENGINE = """
+import sys, json
+class Hidden:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "mtdsl":
+            raise ImportError("mtdsl is hidden from this engine")
+sys.meta_path.insert(0, Hidden())
+import ase.io, numpy as np
+from metatomic_ase import MetatomicCalculator
+directory = sys.argv[1]
+results = {}
+for name in ("molecule", "crystal"):
+    atoms = ase.io.read(f"{directory}/{name}.xyz")
+    atoms.calc = MetatomicCalculator(f"{directory}/model.pt", extensions_directory=f"{directory}/extensions")
+    stress = atoms.get_stress().tolist() if atoms.pbc.all() else []
+    results[name] = [float(atoms.get_potential_energy()), atoms.get_forces().tolist(), stress]
+assert not any(name.split(".")[0] == "mtdsl" for name in sys.modules)
+print(json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """The model exported once with its C++ operator (one build per module)."""
+    directory = tmp_path_factory.mktemp("cpp")
+    model = lennard_jones()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExportWarning)  # the C++ operator, not the fallback
+        model.export(directory / "model.pt", extensions_directory=directory / "extensions", runtime="cpp")
+    for name, make in SYSTEMS.items():
+        make().write(directory / f"{name}.xyz")
+    return directory, model
+
+
+def test_cpp_operator_without_mtdsl_equals_as_calculator(exported):
+    directory, model = exported
+    libraries = sorted(p.name for p in (directory / "extensions").iterdir())
+    assert len(libraries) == 1 and libraries[0].startswith("mtdsl_") and libraries[0] != "mtdsl_export.so"
+    done = subprocess.run([sys.executable, "-c", ENGINE, str(directory)], capture_output=True, text=True,
+                          cwd=directory)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    for name, (energy, forces, stress) in results.items():
+        atoms = SYSTEMS[name]()
+        atoms.calc = model.as_calculator()
+        expected = atoms.get_potential_energy()
+        assert abs(expected) > 1e-3
+        assert abs(energy - expected) <= 1e-8 * max(1.0, abs(expected)), name
+        assert np.abs(atoms.get_forces()).max() > 1e-3
+        np.testing.assert_allclose(forces, atoms.get_forces(), rtol=0, atol=1e-7, err_msg=name)
+        if stress:
+            np.testing.assert_allclose(stress, atoms.get_stress(), rtol=0, atol=1e-7, err_msg=name)
+
+
+def test_programs_needing_the_python_runtime_are_refused_by_name(tmp_path):
+    model = mtdsl.compile(HERE / "programs" / "two_hop_energy.mt", species=SPECIES, seed=3, threads=1)
+    with pytest.raises(ExportError, match=r"C\+\+ operator: kernel \S+ reads \S+ "):
+        model.export(tmp_path / "model.pt", extensions_directory=tmp_path / "extensions", runtime="cpp")
+    with pytest.warns(ExportWarning, match="Python-hosted operator"):
+        model.export(tmp_path / "model.pt", extensions_directory=tmp_path / "extensions")
+    assert (tmp_path / "extensions" / "mtdsl_export.so").exists()
+
+
+def test_cli_refusal_is_one_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "mtdsl.cli", "export", str(HERE / "programs" / "two_hop_energy.mt"),
+                           "--species", "29,47,79", "-o", str(tmp_path / "model.pt"), "--runtime", "cpp",
+                           "--extensions-directory", str(tmp_path / "extensions")],
+                          capture_output=True, text=True)
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1 and "kernel" in done.stderr, done.stderr
