@@ -39,6 +39,32 @@ def _ops(tape, ops, symbols: list) -> list:
     return found
 
 
+FILLS = {"zeros": 0, "iota": 1, "dims": 2, "terms": 3, "periodic": 4}
+
+
+def _terms(terms) -> list:
+    """A sum of products `coefficient * count dims...`, flat: n, then (coefficient, n dims, dims...)."""
+    flat = [len(terms)]
+    for coefficient, dims in terms:
+        flat += [int(coefficient), len(dims), *[int(d) for d in dims]]
+    return flat
+
+
+def _fill(fill) -> tuple:
+    """`(kind, values)` of an int64 buffer's fill (runtime/export_tape.py: `_Recorder.buffer`)."""
+    if not fill:
+        return FILLS["zeros"], []
+    if fill[0] == "iota":
+        return FILLS["iota"], []
+    if fill[0] == "dims":
+        return FILLS["dims"], [int(d) for d in fill[1]]
+    if fill[0] == "terms":  # element k: the k-th sum
+        return FILLS["terms"], [value for terms in fill[1] for value in _terms(terms)]
+    if fill[0] == "periodic":  # element k: (k mod dim) times the sum
+        return FILLS["periodic"], [int(fill[1]), *_terms(fill[2])]
+    raise ValueError(f"unknown buffer fill {fill[0]!r}")
+
+
 def render(module_source: str, tapes: list, dtype: str) -> tuple[str, str]:
     """`(namespace, source)` of the operator library of `tapes` (all recorded against the compiled
     module whose source is `module_source`)."""
@@ -48,9 +74,7 @@ def render(module_source: str, tapes: list, dtype: str) -> tuple[str, str]:
     views = []
     for tape in tapes:
         views.append({
-            "buffers": [(list(dims) or [1], dtype_ == "int64", {(): 0, ("iota",): 1}.get(fill, 2),
-                         list(fill[1]) if fill and fill[0] == "dims" else [])
-                        for dims, dtype_, fill in tape.buffers],
+            "buffers": [(list(dims) or [1], dtype_ == "int64", *_fill(fill)) for dims, dtype_, fill in tape.buffers],
             "forward": _ops(tape, tape.forward, symbols), "backward": _ops(tape, tape.backward, symbols),
             "result": tape.result, "cotangent": tape.cotangent, "positions_bar": tape.positions_bar,
             "cell_bar": tape.cell_bar})

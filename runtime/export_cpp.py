@@ -38,7 +38,8 @@ def native_module(model, output: str, per_atom: str | None, directory: str):
     os.makedirs(directory, exist_ok=True)
     target = os.path.join(directory, f"{namespace}.so")
     atomic.write_bytes(target, library.read_bytes())
-    torch.ops.load_library(target)
+    if not _registered(namespace):  # a namespace is registered once per process (same source, same library)
+        torch.ops.load_library(target)
     pairs = [p.name for p in model.module.pairs]
     structure = []
     for descriptor in structure_order:
@@ -51,6 +52,16 @@ def native_module(model, output: str, per_atom: str | None, directory: str):
                           structure, [torch.from_numpy(value.copy()) for value in constants.values()], 0,
                           1 if per_atom else -1, threads)
     return module, namespace
+
+
+def _registered(namespace: str) -> bool:
+    import torch
+
+    try:
+        getattr(getattr(torch.ops, namespace), "energy")
+    except (AttributeError, RuntimeError):
+        return False
+    return True
 
 
 def _union(tapes) -> list:

@@ -69,7 +69,7 @@ class Tape:
 
 
 class _Recorder:
-    def __init__(self, products, bindings, output: str):
+    def __init__(self, products, bindings, output: str, species=()):
         self.products = products
         self.compiled = products.compiled
         self.module = products.module
@@ -79,6 +79,8 @@ class _Recorder:
         self.inputs: dict = {}  # descriptor -> input index among structure + constants (fixed at the end)
         self.grids: dict = {}  # tensor or stand-in name -> buffer
         self.arguments = self.compiled.arguments_for(bindings)
+        self.lookups: dict = {}  # block access key -> (arrays, scalars) of its dense tables
+        self.model_species = species
 
     # -- sizes -----------------------------------------------------------------------------------
     def count(self, key) -> int:
@@ -100,37 +102,156 @@ class _Recorder:
         self.tape.buffers.append((tuple(int(d) for d in dims), dtype, tuple(fill)))
         return len(self.tape.buffers) - 1
 
-    def output_lookup(self, kernel: str, descriptor):
-        """The lookup table of a block access to the cotangent of the output itself (one block,
-        one row per atom or system in grid order, one property): made by the driver, as
-        `runtime/compiled.py: BlockLookup` would make it. None for any other access."""
-        from mtdsl.codegen.products import cotangent_tensor
+    def kernel_of(self, tensor: str):
+        """The IR kernel whose grid holds `tensor` (a tensor of the module or a stand-in: the
+        cotangent of one, laid out as it is), or None."""
+        stand_in = self.products.stand_ins.get(tensor)
+        if stand_in is not None:
+            return stand_in
+        try:
+            return self.module.kernel(tensor)
+        except (KeyError, ValueError, StopIteration):
+            return None
 
+    def strides(self, kernel) -> list:
+        """Each grid index's stride, as terms `[(coefficient, (count dims...))]` (one term)."""
+        dims = [self.dim(b.domain) for b in kernel.indices]
+        strides, literal, counts = [], 1, ()
+        for dim in reversed(dims):
+            strides.append([(literal, counts)])
+            if dim >= 0:
+                literal *= dim
+            else:
+                counts = counts + (dim,)
+        return strides[::-1]
+
+    def slot(self, kernel, entry, what: str):
+        """`(values, grid index of each value or None, stride terms)` of one label slot of a
+        kernel entry; values a list of literals, or a count dim (the values 0 .. n - 1 of an atoms,
+        pairs or systems index, their own grid index)."""
+        if isinstance(entry.expr, ir.Const):
+            return [int(entry.expr.value)], [None], None
+        names = [b.name for b in kernel.indices]
+        if not isinstance(entry.expr, ir.Var) or entry.expr.name not in names:
+            return None
+        position = names.index(entry.expr.name)
+        domain = kernel.indices[position].domain
+        stride = self.strides(kernel)[position]
+        if isinstance(domain, (ir.AtomsDomain, ir.PairsDomain, ir.SystemsDomain)):
+            return self.dim(domain), None, stride
+        values = [int(v) for v in self.bindings.domain_values(domain)]
+        return values, list(range(len(values))), stride
+
+    def dense_lookup(self, kernel_name: str, descriptor):
+        """The lookup tables of a block access to a tensor the tape holds as a grid, mapping every
+        label to its grid point (`codegen/cpp.py: _render_BlockRef` reads `values[base[block] +
+        ((row * 1 + c) * 1 ...) * 1 + column]`: the tables hold grid offsets, the shape ones);
+        None when the access cannot be made dense this way."""
         key = descriptor[1]
-        if key[0] != cotangent_tensor(self.tape.output):
+        tensor, bound, sample_slots, component_slots, property_slots = key
+        if tensor not in self.grids:
             return None
-        _, _, samples, components, properties = key
-        if components or len(samples) != 1 or samples[0][0] not in ("value", "atoms") or len(properties) != 1 \
-                or properties[0][0] != "value":
+        if key not in self.lookups:
+            self.lookups[key] = self._dense_lookup(self.kernel_of(tensor), key)
+        found = self.lookups[key]
+        if found is None:
             return None
-        rows = self.tape.buffers[self.tape.cotangent][0][0]
-        value = int(self.module.kernel(self.tape.output).properties[0].expr.value)
-        if descriptor[0] == "block" and len(descriptor) == 3:  # an array
-            field = descriptor[2]
-            if field == "values":
-                return (1, self.tape.cotangent)
-            if field == "sample_table":
-                return (1, self.buffer((rows,), "int64", ("iota",)))
-            if field == "shape":
-                return (1, self.buffer((2,), "int64", ("dims", (rows, 1))))
-            if field in ("key_table", "property_table", "base"):
-                return self.input(("zero", field), np.zeros(1, dtype=np.int64))
+        if len(descriptor) == 3:
+            return found[0].get(descriptor[2])
+        return found[1].get((descriptor[2], descriptor[3]))
+
+    def _dense_lookup(self, kernel, key):
+        tensor, bound, sample_slots, component_slots, property_slots = key
+        if kernel is None:
             return None
-        field = (descriptor[2], descriptor[3])
-        found = {("key_min", 0): (0, 0), ("key_size", 0): (0, 1), ("sample_min", 0): (0, 0),
-                 ("sample_size", 0): (1, rows), ("sample_stride", 0): (1, rows), ("property_min", 0): (0, value),
-                 ("property_size", 0): (0, 1), ("property_stride", 0): (0, 1)}
-        return found.get(field)
+        arrays, scalars = {"values": (1, self.grids[tensor])}, {}
+        entries = {e.label: e for e in kernel.keys}
+        if set(entries) - set(bound) and any(not isinstance(entries[k].expr, ir.Const) for k in set(entries) - set(bound)):
+            return None
+        # keys: every combination of bound key values is a block; base[block] its grid offset
+        key_values, key_grid = [], []
+        for k, label in enumerate(bound):
+            entry = entries.get(label)
+            if entry is None:
+                return None
+            found = self.slot(kernel, entry, "key")
+            if found is None:  # a key computed from other entries (center_type = S.type[i]): any species
+                species = self.bindings.species(ir.SpeciesDomain(self.module.systems[0].name,
+                                                                  tuple(self.model_species)))
+                found = ([int(z) for z in species], [None] * len(species), None)
+            values, grid, stride = found
+            if not isinstance(values, list):
+                return None
+            key_values.append((values, grid, stride))
+        import itertools
+
+        n_blocks = 1
+        table_size = 1
+        for k, (values, _, _) in enumerate(key_values):
+            low, high = min(values), max(values)
+            scalars[("key_min", k)] = (0, low)
+            scalars[("key_size", k)] = (0, high - low + 1)
+            table_size *= high - low + 1
+        key_table = np.full(max(table_size, 1), -1, dtype=np.int64)
+        base_terms = []
+        for block, combination in enumerate(itertools.product(*[range(len(v)) for v, _, _ in key_values])):
+            index = 0
+            terms = []
+            for (values, grid, stride), choice in zip(key_values, combination):
+                low, high = min(values), max(values)
+                index = index * (high - low + 1) + values[choice] - low
+                if grid[choice] is not None:
+                    terms += [(coefficient * grid[choice], dims) for coefficient, dims in stride]
+            key_table[index] = block
+            base_terms.append(terms)
+            n_blocks = block + 1
+        arrays["key_table"] = self.input(("dense", key, "key_table"), key_table)
+        arrays["base"] = (1, self.buffer((len(base_terms),), "int64", ("terms", tuple(map(tuple, base_terms)))))
+        width = len(component_slots) + 2
+        arrays["shape"] = self.input(("dense", key, "shape"), np.ones(n_blocks * width, dtype=np.int64))
+        groups = [("sample", kernel.samples, sample_slots)]
+        groups += [(f"component{k}", (entry,), (slot,)) for k, (entry, slot) in
+                   enumerate(zip(kernel.components, component_slots))]
+        groups.append(("property", kernel.properties, property_slots))
+        if len(kernel.components) != len(component_slots):
+            return None
+        for group, group_entries, slots in groups:
+            if len(group_entries) != len(slots) or [e.kind for e in group_entries] != [s[0] for s in slots]:
+                return None
+            found = [self.slot(kernel, entry, group) for entry in group_entries]
+            if any(f is None for f in found):
+                return None
+            counted = [f for f in found if not isinstance(f[0], list)]
+            if counted:  # one atoms, pairs or systems slot: table[b * n + v] = v * stride
+                if len(found) != 1:
+                    return None
+                dim, _, stride = found[0]
+                scalars[(f"{group}_stride", 0)] = (1, dim) if dim < 0 else (0, dim)
+                scalars[(f"{group}_min", 0)] = (0, 0)
+                scalars[(f"{group}_size", 0)] = (1, dim) if dim < 0 else (0, dim)
+                arrays[f"{group}_table"] = (1, self.buffer((n_blocks, dim), "int64",
+                                                           ("periodic", dim, tuple(map(tuple, stride)))))
+                continue
+            total = 1
+            for k, (values, _, stride) in enumerate(found):
+                if stride is not None and any(dims for _, dims in stride):
+                    return None  # a literal slot whose grid stride depends on the counts
+                low, high = min(values), max(values)
+                scalars[(f"{group}_min", k)] = (0, low)
+                scalars[(f"{group}_size", k)] = (0, high - low + 1)
+                total *= high - low + 1
+            scalars[(f"{group}_stride", 0)] = (0, total)
+            row = np.full(max(total, 1), -1, dtype=np.int64)
+            for combination in itertools.product(*[range(len(v)) for v, _, _ in found]):
+                index, offset = 0, 0
+                for (values, grid, stride), choice in zip(found, combination):
+                    low, high = min(values), max(values)
+                    index = index * (high - low + 1) + values[choice] - low
+                    if grid[choice] is not None:
+                        offset += grid[choice] * stride[0][0]
+                row[index] = offset
+            arrays[f"{group}_table"] = self.input(("dense", key, f"{group}_table"), np.tile(row, n_blocks))
+        return arrays, scalars
 
     # -- arguments -------------------------------------------------------------------------------
     def array(self, kernel: str, descriptor) -> tuple:
@@ -151,7 +272,7 @@ class _Recorder:
             return self.input(descriptor, np.array(self.arguments.array(descriptor), copy=True))
         if kind == "out":
             return self.input(descriptor, np.zeros(1, dtype=np.int64))
-        found = self.output_lookup(kernel, descriptor) if kind == "block" else None
+        found = self.dense_lookup(kernel, descriptor) if kind == "block" else None
         if found is not None:
             return found
         what = {"block": "through a lookup table built from its labels (a block access the export cannot "
@@ -183,7 +304,7 @@ class _Recorder:
             raise TapeError(f"kernel {kernel} counts the rows of {descriptor[1]} (a materialized gradient)")
         if kind == "driver_range":
             return (0, 0 if descriptor[1] == 0 else INT64_MAX)
-        found = self.output_lookup(kernel, descriptor) if kind == "block" else None
+        found = self.dense_lookup(kernel, descriptor) if kind == "block" else None
         if found is not None:
             return found
         if kind == "block":
@@ -211,12 +332,7 @@ class _Recorder:
         ops.append(("call", self.tape.symbols.index(rendered.symbol), out, n_outputs, arrays, scalars, parallel, name))
 
     def forward(self, names) -> None:
-        from mtdsl.ir.reads import read_closure
-
-        needed = set(read_closure(self.module, names)) | set(names)
-        for kernel in self.module.kernels:
-            if kernel.name not in needed:
-                continue
+        for kernel in self.module.kernels:  # every kernel, as NativeProducts.run computes them
             out = self.buffer([self.dim(b.domain) for b in kernel.indices])
             self.call(self.tape.forward, kernel.name, out)
             for part, _ in self.compiled.parts.get(kernel.name, ()):
@@ -300,7 +416,7 @@ def _record(model, outputs: list, batch) -> tuple[list, str]:
     bindings = model.bind(batch, {})
     tapes = []
     for output in outputs:
-        recorder = _Recorder(products, bindings, output)
+        recorder = _Recorder(products, bindings, output, (model.provenance or {}).get("species") or ())
         recorder.forward([output])
         recorder.tape.result = recorder.grids[output]
         recorder.backward(output)
