@@ -139,6 +139,8 @@ class _Recorder:
         stride = self.strides(kernel)[position]
         if isinstance(domain, (ir.AtomsDomain, ir.PairsDomain, ir.SystemsDomain)):
             return self.dim(domain), None, stride
+        if not isinstance(domain, (ir.RangeDomain, ir.SpeciesDomain)):
+            return None  # an irrep's values depend on another index: no table of one slot
         values = [int(v) for v in self.bindings.domain_values(domain)]
         return values, list(range(len(values))), stride
 
@@ -275,11 +277,12 @@ class _Recorder:
         found = self.dense_lookup(kernel, descriptor) if kind == "block" else None
         if found is not None:
             return found
-        what = {"block": "through a lookup table built from its labels (a block access the export cannot "
-                         "make dense)",
-                "rows": "the rows of a materialized gradient", "dense": "a materialized gradient"}.get(kind, kind)
         source = descriptor[1][0] if kind == "block" else descriptor[1]
-        raise TapeError(f"kernel {kernel} reads {source} {what}")
+        what = {"block": f"{source} through a lookup table built from its labels (a block access the export "
+                         "cannot make dense)",
+                "rows": f"the rows of a materialized gradient ({source})",
+                "dense": f"a materialized gradient ({source})"}.get(kind, f"{descriptor}")
+        raise TapeError(f"kernel {kernel} reads {what}")
 
     def input(self, descriptor, value) -> tuple:
         if descriptor not in self.inputs:

@@ -4,6 +4,7 @@ equals `as_calculator()`; programs whose kernel calls need the Python runtime ar
 (`runtime="cpp"`, `mtdsl export --runtime cpp`) or exported with the Python-hosted operator
 and a warning (`runtime="auto"`)."""
 
+import hashlib
 import json
 import pathlib
 import subprocess
@@ -86,10 +87,35 @@ def exported(tmp_path_factory):
     return directory, model
 
 
+def _cache_entry(library: pathlib.Path) -> pathlib.Path:
+    """The kernel-cache entry the extension was copied from (its sidecar records its sha256)."""
+    from mtdsl.codegen import cache
+
+    digest = hashlib.sha256(library.read_bytes()).hexdigest()
+    for sidecar in cache.cache_dir().glob("*.json"):
+        try:
+            if json.loads(sidecar.read_text()).get("sha256") == digest:
+                return sidecar.with_suffix(".so")
+        except (ValueError, AttributeError):
+            continue
+    raise AssertionError(f"no kernel-cache entry holds {library.name}")
+
+
 def test_cpp_operator_without_mtdsl_equals_as_calculator(exported):
+    """A damaged cache entry of the operator library is rebuilt, never served; then the engine, in a
+    Python without mtdsl, equals `as_calculator()` on a molecule and a periodic cell."""
+    from mtdsl.codegen.cache import CacheWarning
+
     directory, model = exported
-    libraries = sorted(p.name for p in (directory / "extensions").iterdir())
-    assert len(libraries) == 1 and libraries[0].startswith("mtdsl_") and libraries[0] != "mtdsl_export.so"
+    libraries = sorted((directory / "extensions").iterdir())
+    assert len(libraries) == 1 and libraries[0].name.startswith("mtdsl_") and libraries[0].name != "mtdsl_export.so"
+    entry = _cache_entry(libraries[0])
+    data = bytearray(entry.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    entry.write_bytes(bytes(data))
+    with pytest.warns(CacheWarning, match="damaged"):
+        model.export(directory / "model.pt", extensions_directory=directory / "extensions", runtime="cpp")
+    assert _cache_entry(libraries[0]) == entry  # rebuilt whole, the extension its copy
     done = subprocess.run([sys.executable, "-c", ENGINE, str(directory)], capture_output=True, text=True,
                           cwd=directory)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -106,9 +132,13 @@ def test_cpp_operator_without_mtdsl_equals_as_calculator(exported):
             np.testing.assert_allclose(stress, atoms.get_stress(), rtol=0, atol=1e-7, err_msg=name)
 
 
+REFUSED = HERE / "programs" / "rho_energy.mt"  # its reverse product reads rho's materialized gradient rows
+REFUSED_HYPERS = {"n_radial": 2, "max_angular": 1, "cutoff": 3.0}
+
+
 def test_programs_needing_the_python_runtime_are_refused_by_name(tmp_path):
-    model = mtdsl.compile(HERE / "programs" / "two_hop_energy.mt", species=SPECIES, seed=3, threads=1)
-    with pytest.raises(ExportError, match=r"C\+\+ operator: kernel \S+ reads \S+ "):
+    model = mtdsl.compile(REFUSED, species=SPECIES, threads=1, **REFUSED_HYPERS)
+    with pytest.raises(ExportError, match=r"C\+\+ operator: kernel \S+ reads the rows of a materialized gradient"):
         model.export(tmp_path / "model.pt", extensions_directory=tmp_path / "extensions", runtime="cpp")
     with pytest.warns(ExportWarning, match="Python-hosted operator"):
         model.export(tmp_path / "model.pt", extensions_directory=tmp_path / "extensions")
@@ -116,9 +146,11 @@ def test_programs_needing_the_python_runtime_are_refused_by_name(tmp_path):
 
 
 def test_cli_refusal_is_one_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "mtdsl.cli", "export", str(HERE / "programs" / "two_hop_energy.mt"),
+    hypers = [value for name, v in REFUSED_HYPERS.items() for value in ("--set", f"{name}={v}")]
+    done = subprocess.run([sys.executable, "-m", "mtdsl.cli", "export", str(REFUSED), *hypers,
                            "--species", "29,47,79", "-o", str(tmp_path / "model.pt"), "--runtime", "cpp",
                            "--extensions-directory", str(tmp_path / "extensions")],
                           capture_output=True, text=True)
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1 and "kernel" in done.stderr, done.stderr
+    assert not (tmp_path / "model.pt").exists()
