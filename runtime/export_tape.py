@@ -412,10 +412,16 @@ class _Recorder:
 
 
 def _record(model, outputs: list, batch) -> tuple[list, str]:
+    from mtdsl.codegen.plan import Unsupported
+    from mtdsl.ir.autodiff import AutodiffError
+
     from .native_products import NativeProducts
 
-    products = NativeProducts(model.module, outputs, model.backend, dtype=model.dtype, threads=model.threads,
-                              constants=True)
+    try:
+        products = NativeProducts(model.module, outputs, model.backend, dtype=model.dtype, threads=model.threads,
+                                  constants=True)
+    except (Unsupported, AutodiffError, ValueError) as error:  # ProductUnsupported is an Unsupported
+        raise TapeError(f"the reverse products of {', '.join(outputs)} do not lower: {error}") from None
     bindings = model.bind(batch, {})
     tapes = []
     for output in outputs:
