@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from . import cache
+from . import cache, cpp
 
 REAL = {"float64": "Double", "float32": "Float"}
 
@@ -68,8 +68,6 @@ def _fill(fill) -> tuple:
 def render(module_source: str, tapes: list, dtype: str) -> tuple[str, str]:
     """`(namespace, source)` of the operator library of `tapes` (all recorded against the compiled
     module whose source is `module_source`)."""
-    from .cpp import templates
-
     symbols = list(dict.fromkeys(s for tape in tapes for s in tape.symbols))
     views = []
     for tape in tapes:
@@ -78,7 +76,7 @@ def render(module_source: str, tapes: list, dtype: str) -> tuple[str, str]:
             "forward": _ops(tape, tape.forward, symbols), "backward": _ops(tape, tape.backward, symbols),
             "result": tape.result, "cotangent": tape.cotangent, "positions_bar": tape.positions_bar,
             "cell_bar": tape.cell_bar})
-    driver = templates().get_template("torch_op.cpp.j2").render(symbols=symbols, tapes=views, real=REAL[dtype],
+    driver = cpp.templates().get_template("torch_op.cpp.j2").render(symbols=symbols, tapes=views, real=REAL[dtype],
                                                                 namespace="NAMESPACE")
     digest = hashlib.sha256((module_source + driver).encode()).hexdigest()[:16]
     namespace = f"mtdsl_{digest}"

@@ -33,6 +33,7 @@ from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
 
 from .calculator import CalculatorError, _is_scalar_per, check_energy_output
+from .export_tape import TapeError
 
 EXTENSION = "mtdsl_export"
 
@@ -84,8 +85,7 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
     directory = os.fspath(extensions_directory)
     native = None
     if runtime != "python":
-        from .export_cpp import native_module
-        from .export_tape import TapeError
+        from .export_cpp import native_module  # imports torch
 
         try:
             native = native_module(model, output, per_atom_name, directory)

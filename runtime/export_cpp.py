@@ -13,6 +13,8 @@ import os
 import shutil
 import tempfile
 
+import torch
+
 from mtdsl import atomic
 from mtdsl.codegen import torch_op
 
@@ -25,8 +27,6 @@ KINDS = ("systems", "pairs")
 def native_module(model, output: str, per_atom: str | None, directory: str):
     """`(module, extension name)`: the TorchScript-ready module over the operator library, which is
     built (or taken from the kernel cache), copied into `directory` and loaded here."""
-    import torch
-
     outputs = [output] + ([per_atom] if per_atom else [])
     tapes, module_source = record(model, outputs)
     structure_order, constants = _union(tapes), _constants(tapes)
@@ -55,8 +55,6 @@ def native_module(model, output: str, per_atom: str | None, directory: str):
 
 
 def _registered(namespace: str) -> bool:
-    import torch
-
     try:
         getattr(getattr(torch.ops, namespace), "energy")
     except (AttributeError, RuntimeError):

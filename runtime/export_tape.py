@@ -22,13 +22,21 @@ them (a size the tape cannot express) is refused too.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from mtdsl.codegen.plan import Unsupported
+from mtdsl.codegen.products import cotangent_tensor
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.autodiff import AutodiffError
 from mtdsl.ir.roles import Role, role_of
+from mtdsl.systems import System, SystemBatch
+
+from .calculator import _is_scalar_per
+from .native_products import NativeProducts, _parallel_over_an_index
 
 #: structure fields the exported module computes (runtime/export_native_module.py), by kind
 STRUCTURE_FIELDS = {
@@ -185,8 +193,6 @@ class _Recorder:
             if not isinstance(values, list):
                 return None
             key_values.append((values, grid, stride))
-        import itertools
-
         n_blocks = 1
         table_size = 1
         for k, (values, _, _) in enumerate(key_values):
@@ -347,8 +353,6 @@ class _Recorder:
     def product(self, ops: list, name: str, dims, n_outputs: int = 1) -> int:
         """`NativeProducts._run_product`: one product kernel into a fresh zeroed buffer of `dims`;
         a kernel whose points share entries runs on one thread (its driver range whole)."""
-        from .native_products import _parallel_over_an_index
-
         out = self.buffer(dims)
         self.call(ops, name, out, n_outputs, _parallel_over_an_index(self.compiled.kernels[name].rendered))
         return out
@@ -369,8 +373,6 @@ class _Recorder:
 
     def backward(self, name: str) -> None:
         """`NativeProducts.vjp` of `name` with the cotangent in `tape.cotangent`."""
-        from mtdsl.codegen.products import cotangent_tensor
-
         products, ops = self.products, self.tape.backward
         tape = self.tape
         tape.positions_bar = self.buffer((self.count(("n_atoms",)), 3))
@@ -412,11 +414,6 @@ class _Recorder:
 
 
 def _record(model, outputs: list, batch) -> tuple[list, str]:
-    from mtdsl.codegen.plan import Unsupported
-    from mtdsl.ir.autodiff import AutodiffError
-
-    from .native_products import NativeProducts
-
     try:
         products = NativeProducts(model.module, outputs, model.backend, dtype=model.dtype, threads=model.threads,
                                   constants=True)
@@ -437,10 +434,6 @@ def record(model, outputs: list) -> tuple[list, str]:
     """`(tapes, module source)`: the tape of each of `outputs` (per-system or per-atom energies)
     of `model` (compiled by the cpp backend), all calling the kernels of the module source; raises
     `TapeError` naming the kernel and access that cannot be replayed."""
-    from mtdsl.systems import System, SystemBatch
-
-    from .calculator import _is_scalar_per
-
     if model.backend != "cpp":
         raise TapeError(f"the C++ operator is built from the cpp backend's code; this model uses {model.backend!r}")
     species = list((model.provenance or {}).get("species") or [])
