@@ -126,6 +126,23 @@ def test_metatomic_calculator_equals_as_calculator(exported):
             np.testing.assert_allclose(energies, atoms.get_potential_energies(), rtol=0, atol=1e-8, err_msg=key)
 
 
+def test_a_cpp_engine_without_python_runs_both_models(exported):
+    """A C++ program linked against libtorch and metatomic-torch (tests/runtime/engine), as LAMMPS's
+    pair_style metatomic is, loads each exported model and its operator: energy and autograd forces
+    equal `as_calculator()`'s on a molecule."""
+    from .engine import run_engine
+
+    directory, models = exported
+    for name, model in models.items():
+        atoms = cluster()
+        energy, forces = run_engine(directory / f"{name}.pt", directory / "extensions", atoms)
+        atoms.calc = model.as_calculator()
+        expected = atoms.get_potential_energy()
+        assert abs(energy - expected) <= 1e-8 * max(1.0, abs(expected)), name
+        np.testing.assert_allclose(forces, atoms.get_forces(), rtol=0, atol=1e-7, err_msg=name)
+        assert np.abs(atoms.get_forces()).max() > 1e-3
+
+
 def test_capabilities_and_neighbor_lists(exported):
     from metatomic.torch import load_atomistic_model
 

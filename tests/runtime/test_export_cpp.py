@@ -20,6 +20,8 @@ import mtdsl
 from mtdsl._coexist import import_module_with_metatensor_torch
 from mtdsl.runtime.export import ExportError, ExportWarning
 
+from .engine import run_engine
+
 import_module_with_metatensor_torch("metatomic.torch")
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -156,44 +158,13 @@ def test_cli_refusal_is_one_line(tmp_path):
     assert not (tmp_path / "model.pt").exists()
 
 
-ENGINE_SOURCE = HERE / "engine" / "metatomic_engine.cpp"
-
-
-def engine_program() -> pathlib.Path:
-    """tests/runtime/engine/metatomic_engine.cpp, compiled against libtorch and metatomic-torch's
-    and metatensor-torch's C++ libraries (as LAMMPS links them), through the kernel cache."""
-    import metatensor
-    import metatensor.torch
-    import metatomic.torch
-    import torch
-    from torch.utils import cpp_extension
-
-    from mtdsl.codegen import cache
-
-    prefixes = [pathlib.Path(metatomic.torch.utils.cmake_prefix_path).parent.parent,
-                pathlib.Path(metatensor.torch.utils.cmake_prefix_path).parent.parent,
-                pathlib.Path(metatensor.utils.cmake_prefix_path).parent.parent]
-    libraries = [str(p / "lib") for p in prefixes] + cpp_extension.library_paths()
-    flags = ("-O1", "-std=c++20", "-w", f"-D_GLIBCXX_USE_CXX11_ABI={int(torch._C._GLIBCXX_USE_CXX11_ABI)}",
-             *[f"-I{p}" for p in cpp_extension.include_paths()], *[f"-I{p / 'include'}" for p in prefixes],
-             "-Wl,--no-as-needed", *[f"-L{p}" for p in libraries], f"-Wl,-rpath,{':'.join(libraries)}",
-             "-lmetatomic_torch", "-lmetatensor_torch", "-lmetatensor", "-ltorch", "-ltorch_cpu", "-lc10")
-    program, _ = cache.build(ENGINE_SOURCE.read_text(), flags)
-    return program
-
-
 def test_a_cpp_engine_without_python_runs_the_model(exported):
     """The strongest proof: a C++ program (no Python at all) loads the .pt and its extension with
     metatomic-torch's `load_atomistic_model`, and its energy and autograd forces equal
     `as_calculator()`'s."""
     directory, model = exported
     atoms = molecule()
-    lines = [str(len(atoms))] + [f"{z} " + " ".join(repr(float(v)) for v in r) for z, r in zip(atoms.numbers, atoms.positions)]
-    done = subprocess.run([str(engine_program()), str(directory / "model.pt"), str(directory / "extensions")],
-                          input="\n".join(lines) + "\n", capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    lines = done.stdout.strip().splitlines()
-    energy, forces = float(lines[0]), np.array([[float(v) for v in line.split()] for line in lines[1:]])
+    energy, forces = run_engine(directory / "model.pt", directory / "extensions", atoms)
     atoms.calc = model.as_calculator()
     expected = atoms.get_potential_energy()
     assert abs(expected) > 1e-3
