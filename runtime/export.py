@@ -1,16 +1,20 @@
 """`model.export(path, extensions_directory=DIR)`: a compiled energy model as a metatomic
 `AtomisticModel` (docs/simulation.md, "Export to metatomic engines").
 
-The file is TorchScript (`AtomisticModel.save`): `runtime/export_module.py`'s module, holding
-the pickled model (program IR, hypers, trained parameters; no native code), asks the engine for
-full neighbour lists at the program's cutoffs and calls the `mtdsl_export::energy` operator
-(runtime/export_ops.py) once per system; its autograd formula gives forces and virials.
+The file is TorchScript (`AtomisticModel.save`). Its module asks the engine for full neighbour
+lists at the program's cutoffs and calls one operator per system, whose autograd gives forces
+and virials:
+
+- the model's C++ operator (`runtime/export_cpp.py`; `DIR/mtdsl_<sha>.so`, built against the
+  installed libtorch from the cpp backend's module source): no Python of mtdsl runs in the
+  engine, so engines without Python load it;
+- for the programs it refuses (`runtime/export_tape.py: TapeError`, naming the kernel and
+  access), the Python-hosted `mtdsl_export::energy` (`runtime/export_ops.py`;
+  `DIR/mtdsl_export.so` registers it by importing mtdsl in the engine's Python), the module
+  holding the pickled model (program IR, hypers, trained parameters; no native code).
+
 `ModelCapabilities`: the compiled species, the program's `interaction_range`, length and energy
 units (Angstrom and eV by default), the model's dtype, `supported_devices=["cpu"]`.
-
-`DIR` receives `mtdsl_export.so`, a small extension that metatomic loads with the model (from
-`extensions_directory`) and that registers the operator by importing mtdsl in the engine's
-Python; built once with the C++ compiler of the cpp backend (see `_extension`).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from mtdsl import atomic
 from mtdsl.codegen import torch_op
 
 from .compiled import default_threads
-from .export_tape import STRUCTURE_FIELDS, TapeError, record
+from .export_tape import STRUCTURE_FIELDS, record
 
 KINDS = ("systems", "pairs")
 

@@ -133,7 +133,7 @@ class _Recorder:
                 counts = counts + (dim,)
         return strides[::-1]
 
-    def slot(self, kernel, entry, what: str):
+    def slot(self, kernel, entry):
         """`(values, grid index of each value or None, stride terms)` of one label slot of a
         kernel entry; values a list of literals, or a count dim (the values 0 .. n - 1 of an atoms,
         pairs or systems index, their own grid index)."""
@@ -184,7 +184,7 @@ class _Recorder:
             entry = entries.get(label)
             if entry is None:
                 return None
-            found = self.slot(kernel, entry, "key")
+            found = self.slot(kernel, entry)
             if found is None:  # a key computed from other entries (center_type = S.type[i]): any species
                 species = self.bindings.species(ir.SpeciesDomain(self.module.systems[0].name,
                                                                   tuple(self.model_species)))
@@ -226,7 +226,7 @@ class _Recorder:
         for group, group_entries, slots in groups:
             if len(group_entries) != len(slots) or [e.kind for e in group_entries] != [s[0] for s in slots]:
                 return None
-            found = [self.slot(kernel, entry, group) for entry in group_entries]
+            found = [self.slot(kernel, entry) for entry in group_entries]
             if any(f is None for f in found):
                 return None
             counted = [f for f in found if not isinstance(f[0], list)]

@@ -147,7 +147,7 @@ def test_programs_needing_the_python_runtime_are_refused_by_name(tmp_path):
     assert (tmp_path / "extensions" / "mtdsl_export.so").exists()
 
 
-def test_cli_refusal_is_one_line(tmp_path):
+def test_cli_refusal_is_one_line_and_the_fallback_says_so(tmp_path):
     hypers = [value for name, v in REFUSED_HYPERS.items() for value in ("--set", f"{name}={v}")]
     done = subprocess.run([sys.executable, "-m", "mtdsl.cli", "export", str(REFUSED), *hypers,
                            "--species", "29,47,79", "-o", str(tmp_path / "model.pt"), "--runtime", "cpp",
@@ -156,6 +156,10 @@ def test_cli_refusal_is_one_line(tmp_path):
     assert done.returncode == 1
     assert len(done.stderr.strip().splitlines()) == 1 and "kernel" in done.stderr, done.stderr
     assert not (tmp_path / "model.pt").exists()
+    done = subprocess.run(done.args[:-4] + ["--runtime", "auto"] + done.args[-2:], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "mtdsl export: exported with the Python-hosted operator" in done.stderr
+    assert (tmp_path / "model.pt").exists() and (tmp_path / "extensions" / "mtdsl_export.so").exists()
 
 
 def test_a_cpp_engine_without_python_runs_the_model(exported):
