@@ -49,6 +49,7 @@ from .gradient_interpreter import _STORED_ORDER, DenseLookup, GradientInterprete
 from .gradient_interpreter import _broadcast  # noqa: F401 - tests read it here
 from .interpreter import Scope, _contract
 from .named import VECTOR_AXIS, Named, apply, union_axes
+from .presence import present_rows
 
 #: gradient component labels, in the order of the gradient arrays' direction axes
 DIRECTION_LABELS = {"positions": ("xyz",), "strain": ("xyz_2", "xyz_1"), "cell": ("xyz", "abc")}
@@ -169,6 +170,33 @@ class _Layout:
         self.component_sizes = np.array([[len(c) for c in b.components] for b in blocks], dtype=np.int64).reshape(len(blocks), n_components)
         self.n_properties = np.array([len(b.properties) for b in blocks], dtype=np.int64)
         self.n_columns = np.prod(self.component_sizes, axis=1).astype(np.int64) * self.n_properties
+
+    def present_rows(self, bindings, name: str):
+        """Whether each sample row (numbered over the blocks, as `sample_offsets`) of output `name`
+        is present (runtime/presence.py), or None when every row counts (dense bindings, or not
+        an output: an intermediate tensor keeps the rows of its samples, so the rows an output
+        reaches through it do not depend on the path, runtime/model.py's reverse mode included)."""
+        if not getattr(bindings, "sparse", False) or name not in getattr(bindings, "present", {}):
+            return None  # the dense layout (the reverse products' runs)
+        present = getattr(bindings, "outputs_present", {}).get(name)
+        if present is None:
+            return None
+        if getattr(self, "_present_rows", None) is None:
+            self._present_rows = present_rows(self.tensor, present)
+        return self._present_rows
+
+    def present_points(self, bindings, name: str, block: np.ndarray, sample: np.ndarray):
+        """Whether each point (its block, and sample in that block) adds into a present row, or None
+        when every point does. A point on an absent row adds a structural zero: it is skipped, so
+        the rows are laid out on the present blocks (and an output's present samples) only."""
+        rows = self.present_rows(bindings, name)
+        if rows is None:
+            if name in getattr(bindings, "present", {}):  # assembled on its present blocks only
+                return block >= 0
+            return None
+        found = (block >= 0) & (sample >= 0)
+        code = self.sample_offsets[np.maximum(block, 0)] + np.maximum(sample, 0)
+        return found & rows[np.minimum(code, max(len(rows) - 1, 0))] if len(rows) else np.zeros(len(block), bool)
 
     @functools.cached_property
     def keys(self):
@@ -312,6 +340,9 @@ def _term_rows(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term
 
     where = grid(exists).astype(bool)
     found_block, sample, target = grid(found_block), grid(sample), grid(target).astype(np.int64)
+    present = layout.present_points(bindings, kernel.name, found_block, sample)
+    if present is not None:  # the points on absent rows add zeros: skipped (row -1)
+        where = where & present
     everywhere = bool(where.all())  # (the usual case: no boolean selection to copy)
     if np.any((found_block if everywhere else found_block[where]) < 0):
         raise RunError(f"gradient of {kernel.name}: a contribution to a block the values do not have")
@@ -607,7 +638,8 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
                 else:
                     values = np.take(values, position, axis=first + k)
         n_property_axes = len(columns) - component_entries
-        values = values.reshape(values.shape[: first + component_entries] + (-1,))
+        head = values.shape[: first + component_entries]
+        values = values.reshape(head + (int(np.prod(values.shape[len(head):], dtype=np.int64)),))
         labels = np.asarray(value_block.properties.array)
         flat = np.zeros(len(labels), dtype=np.int64)
         for k in range(n_property_axes):
@@ -746,6 +778,11 @@ def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Te
     n_properties = apply(lambda b: layout.n_properties[b], block)
     column = apply(lambda c, s_, f: c * s_ + f, column, n_properties, found)
     block_points, sample_points = at(found_block), at(sample)
+    present = layout.present_points(bindings, kernel.name, block_points, sample_points)
+    if present is not None and not present.all():  # the points on absent rows add zeros: skipped
+        coordinates = {a: c[present] for a, c in coordinates.items()}
+        n_points = int(np.count_nonzero(present))
+        block_points, sample_points = at(found_block), at(sample)
     if np.any(block_points < 0):
         raise RunError(f"gradient of {kernel.name}: a contribution to a block the values do not have")
     if np.any(sample_points < 0):

@@ -376,3 +376,24 @@ def _take(values, index: np.ndarray):
     import torch
 
     return values.index_select(0, torch.as_tensor(index, dtype=torch.long, device=values.device))
+
+
+def present_rows(tensor: TensorMap, present: PresentSet) -> np.ndarray:
+    """Whether each sample row of `tensor` (its blocks' samples one after the other, as the
+    gradient rows number them) is present: the gradient terms skip the points of the others
+    (their contributions are structurally zero), so the gradient rows are laid out on the
+    present blocks and samples only."""
+    sizes = [len(block.samples) for block in tensor.blocks()]
+    result = np.zeros(int(sum(sizes)), dtype=bool)
+    if not len(tensor) or not len(present.samples):
+        return result
+    if present.key_names:
+        found = present.key_positions(np.asarray(tensor.keys.array))
+    else:
+        found = np.zeros(len(tensor), np.int64)
+    start = 0
+    for b, block in enumerate(tensor.blocks()):
+        if found[b] >= 0:
+            result[start:start + sizes[b]] = present.sample_mask(found[b], np.asarray(block.samples.array))
+        start += sizes[b]
+    return result
