@@ -269,6 +269,8 @@ def _complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
     frame = np.array(cell, dtype=float)
     if all(pbc):
         return frame
+    if not any(pbc):  # (a molecule: what the loop below gives, without its QR factorizations)
+        return np.eye(3)
     chosen = [frame[axis] for axis in range(3) if pbc[axis]]
     for axis in range(3):
         if pbc[axis]:
