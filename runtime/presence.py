@@ -364,8 +364,10 @@ def _restrict_block(block: TensorBlock, keep: np.ndarray) -> TensorBlock:
         kept = np.nonzero(keep[rows[:, 0]])[0]
         new_rows = rows[kept].copy()
         new_rows[:, 0] = renumber[new_rows[:, 0]]
+        # no row of a dropped sample (the rows were laid out on the present samples): no copy
+        values = gradient.values if len(kept) == len(rows) else _take(gradient.values, kept)
         new.add_gradient(parameter, TensorBlock(
-            _take(gradient.values, kept), Labels(gradient.samples.names, new_rows, assume_unique=True),
+            values, Labels(gradient.samples.names, new_rows, assume_unique=True),
             list(gradient.components), gradient.properties))
     return new
 
