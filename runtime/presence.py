@@ -123,8 +123,9 @@ def _find(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
     when absent."""
     if len(table) == 0 or len(rows) == 0:
         return np.full(len(rows), -1, np.int64)
-    low = np.minimum(table.min(axis=0), rows.min(axis=0))
-    spans = np.maximum(table.max(axis=0), rows.max(axis=0)) - low + 1
+    # column by column: much faster than min(axis=0) on these narrow rows
+    low = np.array([min(table[:, k].min(), rows[:, k].min()) for k in range(table.shape[1])], np.int64)
+    spans = np.array([max(table[:, k].max(), rows[:, k].max()) for k in range(table.shape[1])], np.int64) - low + 1
     if float(np.prod(spans.astype(np.float64))) < 2.0**62:
         def encode(a):
             code = np.zeros(len(a), np.int64)
@@ -307,8 +308,8 @@ def _unique_rows(matrix: np.ndarray) -> np.ndarray:
     """The distinct rows of an int matrix, in lexicographic order."""
     if matrix.shape[1] == 0:
         return matrix[:1]
-    low = matrix.min(axis=0)
-    spans = matrix.max(axis=0) - low + 1
+    low = np.array([matrix[:, k].min() for k in range(matrix.shape[1])], np.int64)
+    spans = np.array([matrix[:, k].max() for k in range(matrix.shape[1])], np.int64) - low + 1
     if float(np.prod(spans.astype(np.float64))) < 2.0**62:
         code = np.zeros(len(matrix), np.int64)
         for k in range(matrix.shape[1]):
