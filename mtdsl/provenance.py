@@ -10,6 +10,7 @@ programs with their hash, hypers) and the versions of the packages involved.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -39,6 +40,13 @@ def describe_file(path: str | os.PathLike) -> dict:
 
 def package_versions(*names: str) -> dict[str, str]:
     """Versions of mtdsl, Python, numpy and the named packages that are installed."""
+    return dict(_installed_versions(names))
+
+
+@functools.lru_cache(maxsize=None)
+def _installed_versions(names: tuple) -> tuple:
+    """Read once per process: a model records them on every call, and each `metadata.version`
+    parses the package's METADATA (5 ms a call, a sixth of a 1,000-atom power spectrum)."""
     from importlib import metadata
 
     versions = {"mtdsl": __version__, "python": platform.python_version()}
@@ -47,7 +55,7 @@ def package_versions(*names: str) -> dict[str, str]:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             continue
-    return versions
+    return tuple(versions.items())
 
 
 def make_record(operation: str, inputs: list | None = None, **details) -> dict:
