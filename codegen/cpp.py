@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Optional
 
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.roles import Role, role_of
 
 from . import plan as planning
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
@@ -719,6 +720,8 @@ class KernelRenderer:
             return self.rows_data(expr)
         elif expr.source.startswith(OUT_PREFIX):
             return self.row_map(expr)
+        elif role_of(expr.source) is Role.PRESENT:  # codegen/schedule/presence.py
+            return self.row_map(expr, ("present", expr.source), self.scalar(("n_present", expr.source), "presence table size"))
         elif expr.source.startswith(DENSE_PREFIX):
             return self.dense_gradient(expr)
         else:
@@ -770,10 +773,11 @@ class KernelRenderer:
             flat = f"({flat}) * {int_literal(size)} + {code}"
         return self.hoist(Value(f"{array}[{flat}]", REAL, *self.join(*parts)), "g")
 
-    def row_map(self, expr: ir.Data) -> Value:
+    def row_map(self, expr: ir.Data, descriptor: Optional[tuple] = None, bound: Optional[str] = None) -> Value:
         """The gradient row of a scatter kernel's point (`codegen/terms.py`): a dense map over the
-        positions of the variables the row depends on (-1 where the term has no point)."""
-        array = self.array(("out", expr.source, expr.field), "int64_t", "gradient row of each point")
+        positions of the variables the row depends on (-1 where the term has no point). With
+        `bound`, a presence table read within its size, 0 past it (a run that passes none)."""
+        array = self.array(descriptor or ("out", expr.source, expr.field), "int64_t", "gradient row of each point")
         flat, parts = None, []
         for index in expr.index:
             if not isinstance(index, ir.Var) or index.name not in self.env:
@@ -782,8 +786,9 @@ class KernelRenderer:
             size = self.domain_size(self.domains[index.name])
             parts.append(Value(info.code, INT, info.level))
             flat = info.position if flat is None else f"({flat}) * {size} + {info.position}"
-        return self.hoist(Value(f"{array}[{flat or '0'}]", INT, *self.join(*parts)) if parts else
-                          Value(f"{array}[0]", INT, 0), "row")
+        flat = flat or "0"
+        code = f"{array}[{flat}]" if bound is None else f"(({flat}) < {bound} ? {array}[{flat}] : INT64_C(0))"
+        return self.hoist(Value(code, INT, *self.join(*parts)) if parts else Value(code, INT, 0), "row")
 
     def _render_ParamRef(self, expr: ir.ParamRef) -> Value:
         declaration = next((p for p in self.module.params if p.name == expr.name), None)

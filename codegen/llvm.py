@@ -53,6 +53,7 @@ import llvmlite.ir as ll
 import numpy as np
 
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.roles import Role, role_of
 
 from . import cache
 from . import plan as planning
@@ -768,6 +769,8 @@ class KernelBuilder:
             return self.rows_data(expr)
         elif expr.source.startswith(OUT_PREFIX):
             return self.row_map(expr)
+        elif role_of(expr.source) is Role.PRESENT:  # codegen/schedule/presence.py
+            return self.row_map(expr, ("present", expr.source), self.scalar(("n_present", expr.source)))
         elif expr.source.startswith(DENSE_PREFIX):
             return self.dense_gradient(expr)
         else:
@@ -818,9 +821,10 @@ class KernelBuilder:
         flat = self.emit(place, ("dense-flat", tuple(sizes)), make, *(v.v for v in values))
         return Value(self.load(place, array, flat), REAL, *place)
 
-    def row_map(self, expr: ir.Data) -> Value:
-        """The gradient row of a scatter kernel's point (`codegen/terms.py`), as the C++ backend."""
-        array = self.array(("out", expr.source, expr.field), "i64")
+    def row_map(self, expr: ir.Data, descriptor: Optional[tuple] = None, bound=None) -> Value:
+        """The gradient row of a scatter kernel's point (`codegen/terms.py`), as the C++ backend
+        (with `bound`: a presence table read within its size, 0 past it)."""
+        array = self.array(descriptor or ("out", expr.source, expr.field), "i64")
         positions, sizes, levels = [], [], []
         for index in expr.index:
             if not isinstance(index, ir.Var) or index.name not in self.env:
@@ -838,7 +842,13 @@ class KernelBuilder:
                 flat = b.add(b.mul(flat, operands[n + k]), operands[k])
             return flat
         flat = self.emit(place, "row-flat", make, *positions, *sizes) if positions else i64(0)
-        return Value(self.load(place, array, flat), INT, *place)
+        if bound is None:
+            return Value(self.load(place, array, flat), INT, *place)
+
+        def bounded(b, p, k, n):
+            inside = b.icmp_signed("<", k, n)
+            return b.select(inside, b.load(b.gep(p, [b.select(inside, k, i64(0))])), i64(0))
+        return Value(self.emit(place, "bounded-load", bounded, array, flat, bound), INT, *place)
 
     def rows_data(self, expr: ir.Data) -> Value:
         """An integer label of a gradient row (`codegen/terms.py`): one int64 array per field."""

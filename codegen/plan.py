@@ -120,7 +120,7 @@ def expr_type(expr) -> str:
     if isinstance(expr, ir.Var):
         return INT
     if isinstance(expr, ir.Data):
-        if role_of(expr.source) in (Role.ROWS, Role.OUT):  # labels of gradient rows, row maps (codegen/terms.py)
+        if role_of(expr.source) in (Role.ROWS, Role.OUT, Role.PRESENT):  # row labels, row maps, presence
             return INT
         if role_of(expr.source) is Role.DENSE:  # a gradient's values as its scatter kernels wrote them
             return REAL

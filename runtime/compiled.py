@@ -39,9 +39,10 @@ from . import gradients as gradient_blocks  # called through the module: tests s
 from .assemble import evaluate_kernel, separable_layout
 from .bindings import Bindings, RunError
 from .block_lookup import BlockLookup, Fallback
-from .body_parts import first_terms, with_parts
+from .body_parts import PART_MARK, first_terms, with_parts
 from .evaluate.evaluator import Evaluator
 from .named import Named
+from .presence import presence_table
 
 
 def default_threads() -> int:
@@ -74,6 +75,21 @@ class Arguments:
 
     def _int(self, array):
         return np.ascontiguousarray(to_numpy(array), dtype=np.int64)
+
+    def presence(self, source: str) -> np.ndarray:
+        """The presence table of a guarded kernel (`runtime/presence.py: presence_table`); a part
+        kernel (`runtime/body_parts.py`) reads its whole kernel's."""
+        if ("presence", source) not in self.cache:
+            name = source[len(Role.PRESENT.prefix):].split(PART_MARK)[0]
+            present = (getattr(self.bindings, "kernels_present", None) or {}).get(name) \
+                if getattr(self.bindings, "sparse", False) else None
+            table = np.zeros(0, np.int64)
+            if present is not None:
+                kernel = self.compiled.module.kernel(name)
+                sizes = {b.name: len(self.bindings.domain_values(b.domain)) for b in kernel.indices}
+                table = presence_table(kernel, present, sizes)
+            self.cache[("presence", source)] = table
+        return self.cache[("presence", source)]
 
     def rows(self, source: str, field: str):
         """Integer labels of the rows of a computed gradient (`codegen/terms.py`: `GradLabel` as data)."""
@@ -187,6 +203,8 @@ class Arguments:
             value = found.arrays[descriptor[2]]
         elif kind == "out":
             value = self._int(self.out_rows[descriptor[1]][0])
+        elif kind == "present":  # codegen/schedule/presence.py: empty when unknown, all computed
+            value = self.presence(descriptor[1])
         elif kind == "dense":  # a gradient as its scatter kernels wrote it (runtime/gradients.py keeps it)
             buffer = self.dense_gradients.get(parse_dense_source(descriptor[1]))
             if buffer is None:
@@ -224,6 +242,8 @@ class Arguments:
             return bindings.pairs[descriptor[1]].n_pairs
         if kind == "n_species":
             return len(bindings.species(descriptor[1]))
+        if kind == "n_present":
+            return len(self.presence(descriptor[1]))
         if kind == "n_species_rank":
             return len(self.array(("species_rank", descriptor[1])))
         if kind == "param_dim":

@@ -278,7 +278,7 @@ class _Recorder:
             return self.input(descriptor, None)
         if kind in ("species", "species_rank", "param", "const", "const64"):
             return self.input(descriptor, np.array(self.arguments.array(descriptor), copy=True))
-        if kind == "out":
+        if kind in ("out", "present"):  # a presence table of size 0 (n_present): every point computed
             return self.input(descriptor, np.zeros(1, dtype=np.int64))
         found = self.dense_lookup(kernel, descriptor) if kind == "block" else None
         if found is not None:
@@ -311,6 +311,8 @@ class _Recorder:
             if role_of(descriptor[1]) is Role.OUT:  # a product's target rows: its output's first dim
                 return (1, out_dims[0])
             raise TapeError(f"kernel {kernel} counts the rows of {descriptor[1]} (a materialized gradient)")
+        if kind == "n_present":  # the export runs on any structures: no presence table
+            return (0, 0)
         if kind == "driver_range":
             return (0, 0 if descriptor[1] == 0 else INT64_MAX)
         found = self.dense_lookup(kernel, descriptor) if kind == "block" else None

@@ -31,6 +31,7 @@ from typing import Optional
 
 import numpy as np
 
+from mtdsl.codegen.schedule.presence import guard_variables
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.autodiff import conjuncts, substitute
 from mtdsl.ir.reads import read_closure
@@ -52,6 +53,9 @@ class PresentSet:
         self.key_names = list(key_names)
         self.keys = np.asarray(keys, dtype=np.int64).reshape(len(keys), len(self.key_names))
         self.samples = samples  # per block: [n, n_sample_labels] int arrays, sorted
+        #: (axes, bool array over them): the present points of the kernel over the indices its keys
+        #: and samples depend on, when computed by `kernel_presence` (the kernels' presence tables)
+        self.grid: Optional[tuple] = None
         width = samples[0].shape[1] if samples else 0
         rows = [np.concatenate([np.full((len(s), 1), b, np.int64), s], axis=1) for b, s in enumerate(samples)]
         self.rows = np.concatenate(rows).astype(np.int64) if rows else np.zeros((0, width + 1), np.int64)
@@ -292,7 +296,9 @@ def kernel_presence(evaluator: PresenceEvaluator, kernel: ir.TensorKernel) -> Pr
     sample_matrix = np.stack(columns, axis=1) if columns else np.zeros((n, 0), np.int64)
     key_names = [e.label for e in kernel.keys]
     if n == 0:
-        return PresentSet(key_names, np.zeros((0, len(key_names)), np.int64), [])
+        result = PresentSet(key_names, np.zeros((0, len(key_names)), np.int64), [])
+        result.grid = (kept, np.asarray(grid, dtype=bool))
+        return result
     # distinct (key, sample) rows in lexicographic order, grouped by key
     rows = _unique_rows(np.concatenate([key_matrix, sample_matrix], axis=1))
     n_keys = key_matrix.shape[1]
@@ -301,7 +307,26 @@ def kernel_presence(evaluator: PresenceEvaluator, kernel: ir.TensorKernel) -> Pr
     else:
         starts = np.zeros(1, np.int64)
     per_block = np.split(rows[:, n_keys:], starts[1:])
-    return PresentSet(key_names, rows[starts, :n_keys], per_block)
+    result = PresentSet(key_names, rows[starts, :n_keys], per_block)
+    result.grid = (kept, np.asarray(grid, dtype=bool))
+    return result
+
+
+def presence_table(kernel: ir.TensorKernel, present: Optional[PresentSet], sizes: dict) -> np.ndarray:
+    """The presence table a guarded kernel reads (codegen/schedule/presence.py): over the kernel
+    indices its keys and samples depend on (`sizes`: each index's domain size), flattened, 0 at
+    a present point and -1 at an absent one; empty (every point computed) when unknown."""
+    variables = guard_variables(kernel)
+    if present is None or present.grid is None or not variables:
+        return np.zeros(0, np.int64)
+    kept, grid = present.grid
+    if not set(kept) <= set(variables):
+        return np.zeros(0, np.int64)
+    shape = tuple(int(sizes[v]) for v in variables)
+    grid = grid.reshape(tuple(grid.shape[kept.index(v)] if v in kept else 1 for v in variables))
+    if any(g not in (1, s) for g, s in zip(grid.shape, shape)):
+        return np.zeros(0, np.int64)
+    return np.where(np.broadcast_to(grid, shape), 0, -1).astype(np.int64).reshape(-1)
 
 
 def _unique_rows(matrix: np.ndarray) -> np.ndarray:

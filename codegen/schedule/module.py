@@ -3,7 +3,8 @@
 Each kernel in the module's order (a kernel with no compiled form is listed in
 `unsupported` with the reason, and the interpreter runs it; one with no `where`
 becomes a grid that later kernels may read densely, `schedule/grid.py`), then
-each fused kernel whose members all rendered (`plan.fused_plans`).
+each fused kernel whose members all rendered (`plan.fused_plans`). A kernel reading a
+tensor by block access is rendered with its presence guard (`schedule/presence.py`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from mtdsl.ir import nodes as ir
 
 from .. import plan as planning
 from ..plan import Unsupported
+from .presence import guarded
 
 
 def render_kernels(module: ir.Module, grids: dict, render_kernel, render_fused) -> tuple[dict, dict]:
@@ -20,7 +22,7 @@ def render_kernels(module: ir.Module, grids: dict, render_kernel, render_fused) 
     kernels, unsupported = {}, {}
     for k, kernel in enumerate(module.kernels):
         try:
-            kernels[kernel.name] = render_kernel(k, kernel)
+            kernels[kernel.name] = render_kernel(k, guarded(kernel))  # absent points skipped (presence.py)
         except Unsupported as error:
             unsupported[kernel.name] = str(error)
             continue

@@ -30,6 +30,7 @@ class Role(enum.Enum):
     TANGENT = "tan"  # the stand-in tensor of a tangent of the positions or the cell
     TENSOR_TANGENT = "dot"  # the stand-in kernel of a computed tensor's tangent
     FUSED = "fused"  # a fused kernel: values and gradient terms in one pass
+    PRESENT = "present"  # a kernel's presence table: which of its points are structurally present
     MASK = "mask"  # the interpreter's alias of a binder's mask (runtime/evaluate/evaluator.py)
 
     @property

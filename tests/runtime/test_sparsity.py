@@ -172,3 +172,36 @@ def test_gradient_rows_are_laid_out_on_the_present_samples(tmp_path, backend, mo
         present_rows = np.isin(full_gradient.samples.array[:, 0], rows)
         nonzero = np.abs(np.asarray(full_gradient.values)).reshape(len(present_rows), -1).max(axis=1) > 0
         assert np.count_nonzero(present_rows & nonzero) <= len(gradient.samples)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "llvm"])
+def test_values_kernels_skip_absent_points(tmp_path, backend):
+    """A kernel reading a tensor by block access is rendered with its presence guard
+    (codegen/schedule/presence.py): its absent points are never computed. `1 / count` computed
+    at an absent point would be 1 / 0 = inf in the dense buffer (as `dense=True`, which passes no
+    presence table, shows); skipped, the buffer holds 0 there. The outputs are the same."""
+    program = PROGRAM.replace("output count", """tensor inverse
+    keys       (center_type = S.type[i], neighbor_type = b)
+    samples    (i)
+  = 1.0 / count{center_type = S.type[i], neighbor_type = b}[i]
+
+output count
+output inverse""")
+    path = tmp_path / "rules.mt"
+    path.write_text(program)
+    systems = frames() + [ase.Atoms("OCH", positions=[[0, 0, 0], [1.2, 0, 0], [0, 1.0, 0]])]
+    buffers = {}
+    for dense in (False, True):
+        model = compile(path, backend=backend, dense=dense)
+        model.check_finite = False  # the dense run keeps its absent entries: inf
+        out = model(systems)["inverse"]
+        compiled = model._compiled_values
+        assert "inverse" not in compiled.last_run_fallbacks
+        assert ("present", "·present·inverse") in compiled.kernels["inverse"].rendered.arrays
+        buffers[dense] = compiled._arguments.grids["inverse"]
+        if not dense:
+            assert entries(out) == entries(model(systems)["count"])
+            assert all(np.all(block.values == 1.0) for block in out.blocks())
+    assert np.isinf(buffers[True]).any()
+    assert np.all(np.isfinite(buffers[False]))
+    np.testing.assert_array_equal(buffers[False][np.isfinite(buffers[True])], buffers[True][np.isfinite(buffers[True])])
