@@ -36,6 +36,7 @@ from typing import Optional
 import numpy as np
 
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.roles import GradientRows, GradientValues, RowMap
 from mtdsl.math.cg import cg as cg_block
 from mtdsl.math.radial import soap_radial_spline
 from mtdsl.math.wigner import e3nn_change_of_basis
@@ -44,7 +45,6 @@ from . import cache
 from . import plan as planning
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
 from .rendered import RenderedKernel, RenderedModule
-from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX
 
 @functools.lru_cache(maxsize=1)
 def templates():
@@ -752,11 +752,11 @@ class KernelRenderer:
             if expr.field not in fields:
                 raise Unsupported(f"{expr.source}.{expr.field}")
             kind, count = "pairs", self.scalar(("n_pairs", expr.source), f"pairs in {expr.source}")
-        elif expr.source.startswith(ROWS_PREFIX):
+        elif isinstance(expr.source, GradientRows):
             return self.rows_data(expr)
-        elif expr.source.startswith(OUT_PREFIX):
+        elif isinstance(expr.source, RowMap):
             return self.row_map(expr)
-        elif expr.source.startswith(DENSE_PREFIX):
+        elif isinstance(expr.source, GradientValues):
             return self.dense_gradient(expr)
         else:
             raise Unsupported(f"unknown data source {expr.source}")
@@ -794,8 +794,8 @@ class KernelRenderer:
         if len(expr.index) != len(sizes) + 1:
             raise Unsupported("a dense gradient read with the wrong number of positions")
         array = self.array(("dense", expr.source), "real", f"{expr.source} as written")
-        rows = self.scalar(("n_pairs", ROWS_PREFIX + expr.source[len(DENSE_PREFIX):]), "gradient rows")
-        row = self.checked(expr.index[0], "pairs", ROWS_PREFIX + expr.source[len(DENSE_PREFIX):], rows)
+        rows = self.scalar(("n_pairs", expr.source.rows), "gradient rows")
+        row = self.checked(expr.index[0], "pairs", expr.source.rows, rows)
         parts, flat = [row], row.code
         for index, size in zip(expr.index[1:], sizes):
             value = self.index(index)

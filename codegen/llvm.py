@@ -53,6 +53,7 @@ import llvmlite.ir as ll
 import numpy as np
 
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.roles import GradientRows, GradientValues, RowMap
 from mtdsl.math.wigner import e3nn_change_of_basis
 
 from . import cache, cpp
@@ -61,7 +62,7 @@ from .cache import _atomic_write, _discard, cache_dir, object_bytes, object_payl
 from .cpp import _sph_normalization
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
 from .rendered import ir_text, slim_rendering, with_extra
-from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX, extended_module
+from .derived import extended_module
 from .threads import run_chunks
 
 I1, I32, I64, I8 = ll.IntType(1), ll.IntType(32), ll.IntType(64), ll.IntType(8)
@@ -759,11 +760,11 @@ class KernelBuilder:
             if expr.field not in fields:
                 raise Unsupported(f"{expr.source}.{expr.field}")
             kind, count = "pairs", self.scalar(("n_pairs", expr.source))
-        elif expr.source.startswith(ROWS_PREFIX):
+        elif isinstance(expr.source, GradientRows):
             return self.rows_data(expr)
-        elif expr.source.startswith(OUT_PREFIX):
+        elif isinstance(expr.source, RowMap):
             return self.row_map(expr)
-        elif expr.source.startswith(DENSE_PREFIX):
+        elif isinstance(expr.source, GradientValues):
             return self.dense_gradient(expr)
         else:
             raise Unsupported(f"unknown data source {expr.source}")
@@ -794,7 +795,7 @@ class KernelBuilder:
         if len(expr.index) != len(sizes) + 1:
             raise Unsupported("a dense gradient read with the wrong number of positions")
         array = self.array(("dense", expr.source), "real")
-        rows_source = ROWS_PREFIX + expr.source[len(DENSE_PREFIX):]
+        rows_source = expr.source.rows
         row = self.checked(expr.index[0], "pairs", rows_source, self.scalar(("n_pairs", rows_source)))
         values = [row]
         for index, size in zip(expr.index[1:], sizes):

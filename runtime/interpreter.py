@@ -18,7 +18,7 @@ from typing import Optional
 import numpy as np
 
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.roles import Role, role_of
+from mtdsl.ir.roles import BinderMask
 from mtdsl.math import functions as math_functions
 from mtdsl.math.cg import cg as cg_block
 from mtdsl.math.radial import soap_radial_spline
@@ -296,7 +296,7 @@ class Interpreter:
         data = table[..., ll, nn].astype(self.bindings.dtype, copy=False)
         return Named(r.axes + nl_axes, data, merge_missing(r, n, l))
 
-    # -- derivative built-ins (forward-mode gradients, see mtdsl/ir/autodiff.py) ---------------
+    # -- derivative built-ins (forward-mode gradients, see mtdsl/ir/passes/autodiff.py) ---------------
     def _call_d_sph(self, expr, v, l, m):
         """d sph(v, l, m) / d v: vector-valued."""
         if VECTOR_AXIS not in v.axes:
@@ -371,14 +371,14 @@ class Interpreter:
                     # atom read where the earlier binders are bound (`i` is the first pair's centre)
                     atom = self._index_value(domain.atom, inner)
                     mask = apply(np.equal, first, atom)
-                    inner = inner.alias(f"{Role.MASK.prefix}{binder.name}", mask)
+                    inner = inner.alias(BinderMask(binder.name), mask)
             else:
                 inner = inner.bind(binder.name, domain, self.bindings.domain_values(domain))
 
         masks = []
         if expr.where is not None:
             masks.append(self._index_value(expr.where, inner))
-        masks += [alias for name, alias in inner.aliases.items() if role_of(name) is Role.MASK]
+        masks += [alias for name, alias in inner.aliases.items() if isinstance(name, BinderMask)]
         for binder in expr.binders:
             valid = self.validity(binder.name, inner)
             if valid is not None:

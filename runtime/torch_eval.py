@@ -13,7 +13,7 @@ is the interpreter's, entry for entry, and only arithmetic runs in torch:
 
 - `+ - * / ^ %`, `?:`, the elementary functions, `norm`, `dot`: torch ops;
 - comparisons, `and`, `or`, `not`: numpy booleans of the detached values (piecewise
-  constant: no derivative, as in mtdsl/ir/autodiff.py);
+  constant: no derivative, as in mtdsl/ir/passes/autodiff.py);
 - sums: `torch.einsum` and `index_add` over the CSR segments of `P.from(i)`;
 - `sph`, `soap_radial`, `cosine_cutoff`, `gto`: torch formulas (the harmonics'
   recurrences of mtdsl/math/sph.py, the cubic Hermite table of the radial
@@ -58,7 +58,7 @@ _TORCH_BINARY = {
 
 
 #: the scalar functions of mtdsl.math.functions' tables, in torch (derivatives by autograd: floor and
-#: round have derivative 0, as in mtdsl/ir/autodiff.py)
+#: round have derivative 0, as in mtdsl/ir/passes/autodiff.py)
 _TORCH_FUNCTIONS = {
     "erf": torch.erf,
     "erfc": torch.erfc,
