@@ -485,3 +485,53 @@ def tensor_jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.G
             raise Unsupported("a scatter with nothing to sum")
         return ir.TensorKernel(name, tuple(indices), (), (), (), (), body, where), True
     return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None), gathered
+
+
+# ---- the sweep of one tensor: its own terms' products and the products through the tensors it reads --
+
+
+def gradient_reads(gradient: ad.GradientKernel) -> list[str]:
+    """The tensors whose gradient rows the terms of `gradient` sum over (`GradRows` binders)."""
+    found = []
+    for term in gradient.terms:
+        for binder in term.binders:
+            if isinstance(binder.domain, ad.GradRows) and binder.domain.tensor not in found:
+                found.append(binder.domain.tensor)
+    return found
+
+
+def sweep_kernels(module: ir.Module, kernels: dict, tensor: str, gradients: dict):
+    """The product kernels of `tensor` in a sweep through the computed tensors it reads
+    (`runtime/native_products.py`, which chooses the sweeps), for its gradients `{wrt:
+    GradientKernel}`: `(kernels, stand-ins, {"direct_vjp", "direct_jvp", "read_vjp", "read_jvp"})`,
+    the VJP / JVP kernels of its terms that read no gradient rows (by `(tensor, wrt)`), and for
+    each tensor read, the kernels turning `tensor`'s cotangent into the read tensor's and the read
+    tensor's tangent into `tensor`'s (`(read, kernel name, gathered)`). Raises `Unsupported` when
+    a kernel does not lower."""
+    made, stand_ins = [], [cotangent_kernel(kernels[tensor])]
+    found = {"direct_vjp": {}, "direct_jvp": {}, "read_vjp": [], "read_jvp": []}
+    reads = []
+    for wrt, gradient in gradients.items():
+        reads += [t for t in gradient_reads(gradient) if t not in reads]
+        vjps, jvps = [], []
+        for k, term in enumerate(gradient.terms):
+            if any(isinstance(b.domain, ad.GradRows) for b in term.binders):
+                continue  # through the cotangent / tangent of the tensor read
+            vjps.append(vjp_kernel(module, kernels[tensor], gradient, k, term))
+            jvps.append(jvp_kernel(module, kernels[tensor], gradient, k, term))
+        made += vjps + jvps
+        found["direct_vjp"][(tensor, wrt)] = [k.name for k in vjps]
+        found["direct_jvp"][(tensor, wrt)] = [k.name for k in jvps]
+    for read in reads:
+        partial = ad.differentiate_tensor(module, tensor, read)
+        if partial is None:
+            raise Unsupported(f"{tensor} reads the gradient of {read} but not its entries")
+        stand_ins.append(stand_in_kernel(kernels[read], tensor_tangent(read)))
+        for k, term in enumerate(partial.terms):
+            kernel, gathered = tensor_vjp_kernel(module, kernels[tensor], kernels[read], partial, k, term)
+            found["read_vjp"].append((read, kernel.name, gathered))
+            made.append(kernel)
+            kernel, gathered = tensor_jvp_kernel(module, kernels[tensor], partial, k, term)
+            found["read_jvp"].append((read, kernel.name, gathered))
+            made.append(kernel)
+    return made, stand_ins, found
