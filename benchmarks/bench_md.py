@@ -1,8 +1,8 @@
 """Time per MD step (energy + forces) of the SOAP energy model, three ways, side by side:
 
 (a) mtdsl's `model.as_calculator()` (ASE);
-(b) the same model exported (`model.export`) and run by metatomic's ASE calculator
-    (`metatomic_ase.MetatomicCalculator`);
+(b) the same model exported (`model.export(..., runtime="cpp")`: its C++ operator, no Python of
+    mtdsl in the step) and run by metatomic's ASE calculator (`metatomic_ase.MetatomicCalculator`);
 (c) the model as metatensor users build it today: featomic-torch's `SoapPowerSpectrum` and a
     linear layer per central species (the same weights) in a TorchScript metatomic
     `AtomisticModel`, under the same metatomic calculator.
@@ -153,7 +153,7 @@ def compare(name, atoms, directory):
     featomic_model(species, model.parameters["w"], model.parameters["e0"]).save(peer_path)
     peer = MetatomicCalculator(peer_path)
     exported_path = os.path.join(directory, f"{name}-mtdsl.pt")
-    model.export(exported_path, extensions_directory=os.path.join(directory, "mtdsl-extensions"))
+    model.export(exported_path, extensions_directory=os.path.join(directory, "mtdsl-extensions"), runtime="cpp")
     exported = MetatomicCalculator(exported_path, extensions_directory=os.path.join(directory, "mtdsl-extensions"))
     calculators = [ours, exported, peer]
     energies = []
@@ -164,7 +164,7 @@ def compare(name, atoms, directory):
     times = side_by_side([step_function(atoms, c) for c in calculators], ARGS.repeats)
     print(f"{name}: {len(atoms)} atoms; energies (a) {energies[0]:.8f} (b) {energies[1]:.8f} (c) {energies[2]:.8f}")
     print(f"  (a) as_calculator() {times[0] * 1e3:8.1f} ms/step   (a)/(c) {times[0] / times[2]:.2f}")
-    print(f"  (b) exported        {times[1] * 1e3:8.1f} ms/step   (b)/(c) {times[1] / times[2]:.2f}")
+    print(f"  (b) exported (C++)  {times[1] * 1e3:8.1f} ms/step   (b)/(c) {times[1] / times[2]:.2f}")
     print(f"  (c) featomic-torch  {times[2] * 1e3:8.1f} ms/step")
 
 

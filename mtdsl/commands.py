@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from .io.structures import read_structures
 from .lang.resolve import parse_literal_text
 from .ops import join
 from .provenance import append_provenance, history
-from .runtime.export import ExportError
+from .runtime.export import ExportError, ExportWarning
 from .runtime.parameters import ParametersError, file_species
 from .tensor import Labels, TensorBlock, TensorMap
 
@@ -334,6 +335,9 @@ def add_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--energy-unit", default="eV", help="energy unit of the model (default: eV)")
     parser.add_argument("--backend", choices=("cpp", "llvm", "interpreter"),
                         help="how the exported model runs its kernels (default: cpp with a C++ compiler)")
+    parser.add_argument("--runtime", choices=("auto", "cpp", "python"), default="auto",
+                        help="the exported operator: cpp (C++, engines without Python load it), python (hosted by "
+                             "mtdsl in the engine's Python), auto (cpp where the program allows; default)")
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -341,11 +345,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.species is None and args.params:
         args.species = _params_species(args.params)
     model = _compile(args, backend=args.backend)
-    try:
-        path = model.export(args.output, extensions_directory=args.extensions_directory, output=args.energy,
-                            length_unit=args.length_unit, energy_unit=args.energy_unit)
-    except ExportError as error:
-        raise CommandError(str(error)) from None
+    with warnings.catch_warnings(record=True) as caught:  # the fallback's warning, as one line
+        warnings.simplefilter("always", ExportWarning)
+        try:
+            path = model.export(args.output, extensions_directory=args.extensions_directory, output=args.energy,
+                                length_unit=args.length_unit, energy_unit=args.energy_unit, runtime=args.runtime)
+        except ExportError as error:
+            raise CommandError(str(error)) from None
+    for warning in caught:
+        if issubclass(warning.category, ExportWarning):
+            print(f"mtdsl export: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
     print(f"{args.file} -> {path} (extension in {args.extensions_directory}, "
           f"interaction range {model.interaction_range:g})")
     return EXIT_OK

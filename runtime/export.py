@@ -1,16 +1,20 @@
 """`model.export(path, extensions_directory=DIR)`: a compiled energy model as a metatomic
 `AtomisticModel` (docs/simulation.md, "Export to metatomic engines").
 
-The file is TorchScript (`AtomisticModel.save`): `runtime/export_module.py`'s module, holding
-the pickled model (program IR, hypers, trained parameters; no native code), asks the engine for
-full neighbour lists at the program's cutoffs and calls the `mtdsl_export::energy` operator
-(runtime/export_ops.py) once per system; its autograd formula gives forces and virials.
+The file is TorchScript (`AtomisticModel.save`). Its module asks the engine for full neighbour
+lists at the program's cutoffs and calls one operator per system, whose autograd gives forces
+and virials:
+
+- the model's C++ operator (`runtime/export_cpp.py`; `DIR/mtdsl_<sha>.so`, built against the
+  installed libtorch from the cpp backend's module source): no Python of mtdsl runs in the
+  engine, so engines without Python load it;
+- for the programs it refuses (`runtime/export_tape.py: TapeError`, naming the kernel and
+  access), the Python-hosted `mtdsl_export::energy` (`runtime/export_ops.py`;
+  `DIR/mtdsl_export.so` registers it by importing mtdsl in the engine's Python), the module
+  holding the pickled model (program IR, hypers, trained parameters; no native code).
+
 `ModelCapabilities`: the compiled species, the program's `interaction_range`, length and energy
 units (Angstrom and eV by default), the model's dtype, `supported_devices=["cpu"]`.
-
-`DIR` receives `mtdsl_export.so`, a small extension that metatomic loads with the model (from
-`extensions_directory`) and that registers the operator by importing mtdsl in the engine's
-Python; built once with the C++ compiler of the cpp backend (see `_extension`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
 
 from .calculator import CalculatorError, _is_scalar_per, check_energy_output
+from .export_tape import TapeError
 
 EXTENSION = "mtdsl_export"
 
@@ -41,9 +46,13 @@ class ExportError(MtdslError):
     """A model that cannot be exported (says why)."""
 
 
+class ExportWarning(UserWarning):
+    """The model was exported with the Python-hosted operator (says why the C++ one could not be)."""
+
+
 def export(model, path, *, extensions_directory="extensions", output: str = "energy", per_atom: str | None = None,
            length_unit: str = "angstrom", energy_unit: str = "eV", name: str | None = None,
-           description: str = "", authors=()):
+           description: str = "", authors=(), runtime: str = "auto"):
     """Write `model` as a metatomic AtomisticModel to `path`; its extension into `extensions_directory`.
 
     :param output: the per-system energy output (gradients(positions) declared)
@@ -57,8 +66,8 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
     AtomisticModel, ModelCapabilities = metatomic.AtomisticModel, metatomic.ModelCapabilities
     ModelMetadata, ModelOutput = metatomic.ModelMetadata, metatomic.ModelOutput
 
-    from . import export_ops  # noqa: F401  (registers the operator the module scripts against)
-    from .export_module import ExportedEnergy
+    if runtime not in ("auto", "cpp", "python"):
+        raise ExportError(f"cannot export: unknown runtime {runtime!r} (auto, cpp or python)")
 
     try:
         check_energy_output(model.module, output)
@@ -76,12 +85,34 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
     if not species:
         raise ExportError("cannot export: compile with species=[...] (--species): the exported model "
                           "declares the atomic types it supports")
-    spec = {"model": model, "output": output, "per_atom": per_atom_name, "mtdsl": __version__}
-    blob = pickle.dumps(spec)
-    key = hashlib.sha256(blob).hexdigest()
     dtype = "float64" if np.dtype(model.dtype) == np.float64 else "float32"
-    module = ExportedEnergy(torch.frombuffer(bytearray(blob), dtype=torch.uint8).clone(), key, output,
-                            [float(p.cutoff) for p in model.module.pairs], per_atom_name is not None)
+    directory = os.fspath(extensions_directory)
+    native = None
+    if runtime != "python":
+        from .export_cpp import native_module  # imports torch
+
+        try:
+            native = native_module(model, output, per_atom_name, directory)
+        except TapeError as error:
+            if runtime == "cpp":
+                raise ExportError(f"cannot export with the C++ operator: {error}") from None
+            import warnings
+
+            warnings.warn(f"exported with the Python-hosted operator (engines must host Python and mtdsl): "
+                          f"{error}", ExportWarning, stacklevel=3)
+    if native is not None:
+        module, extension = native
+    else:
+        from . import export_ops  # noqa: F401  (registers the operator the module scripts against)
+        from .export_module import ExportedEnergy
+
+        spec = {"model": model, "output": output, "per_atom": per_atom_name, "mtdsl": __version__}
+        blob = pickle.dumps(spec)
+        key = hashlib.sha256(blob).hexdigest()
+        module = ExportedEnergy(torch.frombuffer(bytearray(blob), dtype=torch.uint8).clone(), key, output,
+                                [float(p.cutoff) for p in model.module.pairs], per_atom_name is not None)
+        _extension(directory)  # not loaded here: the operator is registered by importing export_ops
+        extension = EXTENSION
     interaction_range = model.interaction_range
     capabilities = ModelCapabilities(
         # "atom": per-atom energies available (engines may then ask per system or per atom)
@@ -97,8 +128,6 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
                              f"{model.module.name}.mt compiled by mtdsl", authors=list(authors))
     with torch_index_select_restored():
         atomistic = AtomisticModel(module.eval(), metadata, capabilities)
-    directory = os.fspath(extensions_directory)
-    _extension(directory)  # not loaded here: the operator is registered by importing export_ops
     path = os.fspath(path)
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".pt.tmp")
     os.close(handle)
@@ -106,7 +135,7 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
         # only our extension is collected: a fresh directory with it alone
         with torch_index_select_restored():  # saving scripts the module, metatensor's functions included
             atomistic.save(temporary, collect_extensions=None)
-        _record_extension(temporary, directory)
+        _record_extension(temporary, directory, extension)
         os.replace(temporary, path)
     finally:
         if os.path.exists(temporary):
@@ -114,7 +143,7 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
     return path
 
 
-def _record_extension(path: str, directory: str) -> None:
+def _record_extension(path: str, directory: str, extension: str = EXTENSION) -> None:
     """Name our extension in the saved model's `extensions` record (what metatomic loads from
     `extensions_directory`), as `AtomisticModel.save(collect_extensions=)` would, without
     copying every other loaded extension."""
@@ -127,11 +156,11 @@ def _record_extension(path: str, directory: str) -> None:
     with zipfile.ZipFile(rewritten, "w") as archive:
         for info, data in entries:
             if info.filename.endswith("/extra/extensions"):
-                library = os.path.join(directory, f"{EXTENSION}.so")
+                library = os.path.join(directory, f"{extension}.so")
                 with open(library, "rb") as file:
                     sha256 = hashlib.sha256(file.read()).hexdigest()
                 # the path is relative to the extensions_directory the engine is given
-                data = json.dumps([{"name": EXTENSION, "sha256": sha256, "path": f"{EXTENSION}.so"}]).encode()
+                data = json.dumps([{"name": extension, "sha256": sha256, "path": f"{extension}.so"}]).encode()
             archive.writestr(info, data)
     os.replace(rewritten, path)
 

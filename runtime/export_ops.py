@@ -13,8 +13,9 @@ cotangent, so the engine's `backward()` gives forces and virials.
 
 The operator runs the model through mtdsl's Python runtime (the native kernels of the model's
 backend, in process): an engine that hosts Python (ASE, i-PI, torch-sim, any Python driver)
-runs exported models; one that does not (LAMMPS, GROMACS) needs the C++ runtime that
-docs/simulation.md describes as not done yet. `blob` is the pickled model (no native code;
+runs models exported with it; one that does not (LAMMPS, GROMACS) needs the C++ operator
+(runtime/export_cpp.py), which the export uses wherever the program allows: this one is the
+fallback for the programs it refuses. `blob` is the pickled model (no native code;
 rebuilt from the kernel cache on first use), `key` its sha256: the model is unpickled once per
 process and key.
 """

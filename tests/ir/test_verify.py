@@ -31,12 +31,16 @@ def _hypers(path):
 
 
 def with_gradients(tmp_path, program):
-    """A copy of the program (and the files it imports) whose outputs declare every gradient."""
+    """A copy of the program (and the files it imports, at the same relative places) whose
+    outputs declare every gradient."""
+    root = EXAMPLES.parent
     for source in list(EXAMPLES.glob("*.mt")) + list(PROGRAMS.glob("*.mt")):
         lines = [f"output {line.split()[1]} with gradients(positions, strain, cell)" if line.startswith("output ")
                  else line for line in source.read_text().splitlines()]
-        (tmp_path / source.name).write_text("\n".join(lines) + "\n")
-    return tmp_path / program
+        copy = tmp_path / source.relative_to(root)
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_text("\n".join(lines) + "\n")
+    return tmp_path / program.relative_to(root)
 
 
 def product_module(module, gradients):
@@ -76,7 +80,7 @@ def stages(tmp_path_factory):
     found = {}
     tmp_path = tmp_path_factory.mktemp("programs")
     for example in sorted(EXAMPLES.glob("*.mt")) + sorted(PROGRAMS.glob("*.mt")):
-        path = with_gradients(tmp_path, example.name)
+        path = with_gradients(tmp_path, example)
         module = check_and_lower(path, species=[1, 8], **_hypers(example))[1]
         gradients = module_gradients(module)
         extended, _ = extended_module(module, gradients)

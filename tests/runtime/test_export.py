@@ -68,8 +68,14 @@ def slab():
 
 SYSTEMS = {"cluster": cluster, "alloy": alloy, "slab": slab}
 
+# the engine: a Python in which mtdsl cannot be imported (the models run their C++ operator)
 ENGINE = """
 import sys, json
+class Hidden:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "mtdsl":
+            raise ImportError("mtdsl is hidden from this engine")
+sys.meta_path.insert(0, Hidden())
 import ase.io, numpy as np
 from metatomic_ase import MetatomicCalculator
 results = {}
@@ -82,6 +88,7 @@ for model, directory in json.loads(sys.argv[1]).items():
         stress = atoms.get_stress() if atoms.pbc.all() else []
         results[f"{model}/{name}"] = [float(energy), np.asarray(forces).tolist(), np.asarray(stress).tolist(),
                                       np.asarray(energies).tolist()]
+assert not any(name.split(".")[0] == "mtdsl" for name in sys.modules)
 print(json.dumps(results))
 """
 
@@ -92,7 +99,7 @@ def exported(tmp_path_factory):
     models = {}
     for name, make in MODELS.items():
         models[name] = make()
-        models[name].export(directory / f"{name}.pt", extensions_directory=directory / "extensions")
+        models[name].export(directory / f"{name}.pt", extensions_directory=directory / "extensions", runtime="cpp")
     for name, make in SYSTEMS.items():
         make().write(directory / f"{name}.xyz")
     return directory, models
@@ -117,6 +124,23 @@ def test_metatomic_calculator_equals_as_calculator(exported):
             np.testing.assert_allclose(stress, atoms.get_stress(), rtol=0, atol=1e-7, err_msg=key)
         if energies:
             np.testing.assert_allclose(energies, atoms.get_potential_energies(), rtol=0, atol=1e-8, err_msg=key)
+
+
+def test_a_cpp_engine_without_python_runs_both_models(exported):
+    """A C++ program linked against libtorch and metatomic-torch (tests/runtime/engine), as LAMMPS's
+    pair_style metatomic is, loads each exported model and its operator: energy and autograd forces
+    equal `as_calculator()`'s on a molecule."""
+    from .engine import run_engine
+
+    directory, models = exported
+    for name, model in models.items():
+        atoms = cluster()
+        energy, forces = run_engine(directory / f"{name}.pt", directory / "extensions", atoms)
+        atoms.calc = model.as_calculator()
+        expected = atoms.get_potential_energy()
+        assert abs(energy - expected) <= 1e-8 * max(1.0, abs(expected)), name
+        np.testing.assert_allclose(forces, atoms.get_forces(), rtol=0, atol=1e-7, err_msg=name)
+        assert np.abs(atoms.get_forces()).max() > 1e-3
 
 
 def test_capabilities_and_neighbor_lists(exported):
