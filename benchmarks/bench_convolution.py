@@ -80,7 +80,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mtdsl  # noqa: E402
 from mtdsl.runtime.assemble import evaluate_kernel  # noqa: E402
 from mtdsl.runtime.bindings import Bindings  # noqa: E402
-from mtdsl.runtime.interpreter import Interpreter  # noqa: E402
+from mtdsl.runtime.evaluate.evaluator import Evaluator  # noqa: E402
 from tests.test_e3nn_convolution import (  # noqa: E402
     E3nnConvolution, edges, from_e3nn, random_features, to_e3nn, write_e3nn_program,
 )
@@ -174,7 +174,7 @@ class Mtdsl:
                 raise SystemExit(f"{self.backend}: kernels fell back to the interpreter: "
                                  f"{self.compiled.last_run_fallbacks}")
             return result
-        interpreter = Interpreter(self.module, bindings)
+        interpreter = Evaluator(self.module, bindings)
         for kernel in self.module.kernels:
             bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
         return bindings.tensors["msg"]

@@ -35,7 +35,7 @@ def best_of(function, repeats=3):
 def main():
     atoms = ase.build.bulk("Si", "diamond", a=5.43, cubic=True) * (5, 5, 5)
     atoms.rattle(0.05, seed=0)
-    model = mtdsl.compile(EXAMPLES / "soap_power_spectrum.mt")
+    model = mtdsl.compile(EXAMPLES / "soap_power_spectrum.mt", backend="interpreter")
     calculator = featomic.SoapPowerSpectrum(**HYPERS)
     model([atoms[:8]])  # build the radial spline once, like featomic's calculator construction
     ours = best_of(lambda: model([atoms]))

@@ -3,7 +3,7 @@
 `build(module, backend, ...)` is what `runtime.compiled.compile_module` wraps in a
 `CompiledModule`: this module owns everything up to the loaded library, the runtime
 everything after (binding arguments, running, assembling). `render(module, emit)` is
-`mtdsl compile --emit cpp|llvm`.
+`mtdsl compile --emit cpp|llvm|nest`.
 """
 
 from __future__ import annotations
@@ -17,15 +17,19 @@ from mtdsl.ir import nodes as ir
 from . import cache, cpp, llvm
 from .rendered import ir_text, slim_rendering, with_extra
 from .derived import extended_module
+from .schedule import lower
 
 
 def render(module: ir.Module, emit: str, dtype: str = "float64") -> str:
-    """The generated code of `module` (`mtdsl compile --emit cpp|llvm`): C++ source or LLVM IR."""
+    """The generated code of `module` (`mtdsl compile --emit cpp|llvm|nest`): C++ source, LLVM IR,
+    or the loop nest both are printed from (`codegen/schedule/lower.py`)."""
+    if emit == "nest":
+        return lower.render(module)
     if emit == "cpp":
         return cpp.render(module, dtype)
     if emit == "llvm":
         return llvm.render(module, dtype)
-    raise ValueError(f"unknown code to emit {emit!r} (cpp or llvm)")
+    raise ValueError(f"unknown code to emit {emit!r} (cpp, llvm or nest)")
 
 
 def build(module: ir.Module, backend: str = "cpp", dtype=np.float64, gradients: dict | None = None,

@@ -253,18 +253,20 @@ def _read_arrays(path: Path) -> tuple[dict | None, str | None]:
 
 
 def codegen_files() -> list[Path]:
-    """Every source of the code generator (each .py of codegen/ and its templates): a listed set
-    went stale as modules were split or added (fuse.py, products.py were missing)."""
+    """Every source of the code generator (each .py of codegen/ and its sub-packages such as
+    `schedule/`, and its templates): a listed set went stale as modules were split or added
+    (fuse.py, products.py were missing)."""
     here = Path(__file__).parent
-    return sorted(here.glob("*.py")) + sorted((here / "templates").glob("*"))
+    return sorted(here.rglob("*.py")) + sorted((here / "templates").glob("*"))
 
 
 @functools.lru_cache(maxsize=1)
 def codegen_version() -> str:
     """A hash of the renderer's own sources: a rendering cached by IR is valid only for the same renderer."""
     digest = hashlib.sha256()
+    here = Path(__file__).parent
     for path in codegen_files():
-        digest.update(path.name.encode())
+        digest.update(path.relative_to(here).as_posix().encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

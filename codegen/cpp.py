@@ -33,18 +33,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
-
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.roles import GradientRows, GradientValues, RowMap
-from mtdsl.math.cg import cg as cg_block
-from mtdsl.math.radial import soap_radial_spline
-from mtdsl.math.wigner import e3nn_change_of_basis
 
-from . import cache
 from . import plan as planning
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
 from .rendered import RenderedKernel, RenderedModule
+from .schedule import nest
+from .schedule.factors import is_real_product, product_factors, triangle_degrees, zero_skips
+from .schedule.grid import proven_coordinate, solve_grid_access
+from .schedule.module import render_kernels
+from .schedule.sph import sph_routine
+from .schedule.tables import ModuleTables
+from .schedule.tabulation import expansion_candidates, interchangeable, tabulation_candidates
 
 @functools.lru_cache(maxsize=1)
 def templates():
@@ -448,7 +449,7 @@ class KernelRenderer:
         """Open `plan.loops[start:]` inside the current block, add (or store) the body into `buffer`
         at its kernel indices, and close them again."""
         self.kernel, self.plan = plan.kernel, plan
-        self.tabulated = self.tabulation_candidates(plan)
+        self.tabulated = tabulation_candidates(plan)
         depth0 = len(self.stack)
         local = None  # (level, array, [(kernel index k, its size)] in loop order): planning.local_accumulator
         for number, loop in enumerate(plan.loops[start:], start):
@@ -519,39 +520,8 @@ class KernelRenderer:
             self.close()
 
     def factors(self, expr) -> list:
-        """The factors of a real product tree, keeping whole the sub-products that are tabulated."""
-        if (isinstance(expr, ir.Binary) and expr.op == "mul" and expr_type(expr) == REAL
-                and id(expr) not in self.expanded and id(expr) not in self.tabulated):
-            return self.factors(expr.left) + self.factors(expr.right)
-        return [expr]
-
-    def tabulation_candidates(self, plan) -> dict:
-        """Values of the body that read one small range index and only variables of loops at least two
-        levels outside it: each is tabulated over that index where its other variables are bound
-        (the convolution's radial weights `sum(k) R[k] w[k, l1, l2, L, q]` for every `q`, once per
-        `(p, l1, l2, L)`, outside the `m1, m2, M` loops). id(node) -> (index, level of the table)."""
-        position = {loop.var: k for k, loop in enumerate(plan.loops)}
-        domains = {loop.var: loop.domain for loop in plan.loops if loop.kind == "domain"}
-        found = {}
-
-        def visit(node):
-            variables = free_vars(node)
-            if (isinstance(node, (ir.Reduce, ir.Call, ir.Binary, ir.Unary, ir.Select, ir.BlockRef))
-                    and expr_type(node) == REAL and (isinstance(node, (ir.Reduce, ir.BlockRef)) or _has_call(node))
-                    and variables <= set(position)):
-                over = planning.tabulated_variable(variables, domains)
-                if over is not None:
-                    outer = max((position[v] for v in variables if v != over), default=-1)
-                    between = [loop for loop in plan.loops[outer + 1: position[over]] if loop.kind != "equal"]
-                    if between:
-                        found[id(node)] = planning.tabulation_place(variables, over, outer, plan.loops, position)
-                        return
-            if not isinstance(node, ir.Reduce):
-                for child in _children(node):
-                    visit(child)
-
-        visit(plan.body)
-        return found
+        """The factors of a real product tree, keeping whole the sub-products read from tables."""
+        return product_factors(expr, self.expanded.keys() | self.tabulated.keys())
 
     def tabulate(self, node) -> Value:
         over, level, row = self.tabulated.pop(id(node))
@@ -580,7 +550,7 @@ class KernelRenderer:
             fill = self.fresh("R")
             self.stack[fill_level].prelude.append(
                 f"real* const {fill} = {table} + ({var} + {int_literal(top)}) * {int_literal(trip)};")
-        if self.interchangeable(node, over):
+        if interchangeable(node, over):
             self.tabulate_sum(node, over, fill_level, fill)
         else:
             var = self.fresh("v")
@@ -599,14 +569,6 @@ class KernelRenderer:
         row_info = self.env[row]
         return Value(f"{table}[{row_info.position} * {int_literal(trip)} + {info.code} - {start}]", REAL,
                      max(info.level, row_info.level))
-
-    @staticmethod
-    def interchangeable(node, over: str) -> bool:
-        """A tabulated real sum whose binders do not depend on the tabulated index: its loops can go
-        outside the index's loop (`T[q] += a[k] w[k, q]`: the innermost loop is contiguous)."""
-        return (isinstance(node, ir.Reduce) and expr_type(node) == REAL
-                and all(over not in planning.domain_vars(b.domain) and b.name != over for b in node.binders)
-                and not any(isinstance(b.domain, ir.PairsFrom) for b in node.binders))
 
     def tabulate_sum(self, node: ir.Reduce, over: str, level: int, table: str) -> None:
         """`T[q] = sum(k...) body(k, q)` as: T = 0; for k...: for q: T[q] += body (stack cut at `level`)."""
@@ -648,15 +610,16 @@ class KernelRenderer:
         """The value added into the buffer; a product with a Clebsch-Gordan factor skips the
         loops below that factor when it is zero (adding zero changes nothing): only the
         non-zero coefficients are visited, like an unrolled sparse CG."""
-        if not (isinstance(body, ir.Binary) and body.op == "mul" and expr_type(body) == REAL):
+        if not is_real_product(body):
             return self.render(body)
         nodes = self.factors(body)
-        for node in nodes:
-            if isinstance(node, ir.Call) and node.function == "cg" and len(node.args) == 6:
-                self.triangle(node)
+        skips = zero_skips(nodes)
+        for node in skips:
+            self.triangle(node)
+        skips = {id(node) for node in skips}
         factors = [self.render(f) for f in nodes]
         for node, factor in zip(nodes, factors):
-            if isinstance(node, ir.Call) and node.function == "cg" and factor.level >= 1:
+            if id(node) in skips and factor.level >= 1:
                 self.statement(factor.place, f"if ({factor.code} == 0) continue;  // a zero coefficient")
         factors = [Value(f"(real)({f.code})", REAL, f.level, f.body) if f.type in (INT, BOOL) else f for f in factors]
         return self.fold(factors, "*", REAL, "p")
@@ -666,7 +629,7 @@ class KernelRenderer:
         rule: the coefficient is zero for every `m1, m2, M`, so the loops below the degrees' (and the
         values tabulated there, such as radial weights per `(l1, l2, L)`) are not entered at all.
         Tested first in the block where the three degrees are bound, before anything placed there."""
-        l1, l2, big_l = (self.index(node.args[k]) for k in (0, 2, 4))
+        l1, l2, big_l = (self.index(degree) for degree in triangle_degrees(node))
         level, body = self.join(l1, l2, big_l)
         if level >= 1 and not body:
             self.statement((level, False), f"if ({l1.code} - {l2.code} > {big_l.code} || {l2.code} - {l1.code} > {big_l.code} || "
@@ -779,7 +742,7 @@ class KernelRenderer:
         return self.hoist(value, "d")
 
     def rows_data(self, expr: ir.Data) -> Value:
-        """An integer label of a gradient row (`codegen/terms.py`): one int64 array per field."""
+        """An integer label of a gradient row (`mtdsl/ir/passes/terms.py`): one int64 array per field."""
         if len(expr.index) != 1:
             raise Unsupported(f"{expr.source}.{expr.field} with {len(expr.index)} indices")
         array = self.array(("rows", expr.source, expr.field), "int64_t", f"gradient rows: {expr.field}")
@@ -788,7 +751,7 @@ class KernelRenderer:
         return self.hoist(Value(f"{array}[{index.code}]", INT, *index.place), "d")
 
     def dense_gradient(self, expr: ir.Data) -> Value:
-        """A gradient value from the buffer its scatter kernels wrote (`codegen/terms.py`): the row,
+        """A gradient value from the buffer its scatter kernels wrote (`mtdsl/ir/passes/terms.py`): the row,
         then positions along axes of the sizes the field names; each position is checked."""
         sizes = [int(x) for x in expr.field.split(":", 1)[1].split(",") if x]
         if len(expr.index) != len(sizes) + 1:
@@ -808,7 +771,7 @@ class KernelRenderer:
         return self.hoist(Value(f"{array}[{flat}]", REAL, *self.join(*parts)), "g")
 
     def row_map(self, expr: ir.Data) -> Value:
-        """The gradient row of a scatter kernel's point (`codegen/terms.py`): a dense map over the
+        """The gradient row of a scatter kernel's point (`mtdsl/ir/passes/terms.py`): a dense map over the
         positions of the variables the row depends on (-1 where the term has no point)."""
         array = self.array(("out", expr.source, expr.field), "int64_t", "gradient row of each point")
         flat, parts = None, []
@@ -941,60 +904,12 @@ class KernelRenderer:
 
     def direct_access(self, expr: ir.BlockRef) -> Optional[Value]:
         """A block access to a tensor computed natively earlier in the module, read from its dense
-        buffer (no TensorMap, no lookup tables), when its signature lets the access name a grid point.
-
-        The tensor's kernel must have no `where` and entries that are plain index variables
-        (samples, components, properties, keys) or, for keys, expressions of other entries'
-        indices (`center_type = S.type[i]`): then every position of its blocks is exactly one
-        valid grid point. The access solves the grid point from its keys and slots; it exists
-        when every coordinate is in its domain, irreps satisfy `|m| <= l`, and the derived and
-        constant keys it binds equal the tensor's at that point. Otherwise it is missing (error
-        bit 1: the interpreter then reports it).
-        """
+        buffer (no TensorMap, no lookup tables) when `schedule.grid.solve_grid_access` names its point."""
         source = self.renderer.grids.get(expr.tensor)
-        if source is None:
+        access = solve_grid_access(expr, source) if source is not None else None
+        if access is None:
             return None
-        indices = {b.name: b.domain for b in source.indices}
-        solved: dict = {}
-
-        def solve(entry, slot) -> bool:
-            same = (entry.kind, entry.source) == (slot.kind, slot.source) or (
-                entry.kind == "value" and slot.kind == "systems")  # a systems index is a plain value label
-            if not same:
-                return False
-            if not (isinstance(entry.expr, ir.Var) and entry.expr.name in indices) or entry.expr.name in solved:
-                return False
-            solved[entry.expr.name] = slot.expr
-            return True
-
-        if len(expr.samples) != len(source.samples) or len(expr.components) != len(source.components) \
-                or len(expr.properties) != len(source.properties):
-            return None
-        for entries, slots in ((source.samples, expr.samples), (source.components, expr.components),
-                               (source.properties, expr.properties)):
-            for entry, slot in zip(entries, slots):
-                if not solve(entry, slot):
-                    return None
-        bound = dict(expr.keys)
-        if len(bound) != len(expr.keys) or any(label not in {e.label for e in source.keys} for label in bound):
-            return None
-        checks = []  # (tensor's key expression, access's value)
-        for entry in source.keys:
-            if entry.kind != "value":
-                return None
-            if isinstance(entry.expr, ir.Var) and entry.expr.name in indices and entry.expr.name not in solved:
-                if entry.label not in bound:
-                    return None
-                solved[entry.expr.name] = bound[entry.label]
-            elif entry.label in bound:
-                checks.append((entry.expr, bound[entry.label]))
-            elif free_vars(entry.expr) and not isinstance(entry.expr, ir.Var):
-                return None  # a derived key the access leaves unbound: several blocks may match
-        if set(solved) != set(indices):
-            return None
-        for entry_expr, _ in checks:
-            if not free_vars(entry_expr) <= set(indices):
-                return None
+        indices, solved, checks = access.indices, access.solved, access.checks
 
         # values and positions of the solved coordinates, in the accessing kernel's scope
         try:
@@ -1005,18 +920,14 @@ class KernelRenderer:
         try:
             for name, value in values.items():
                 self.env[name] = VarInfo(value.code, value.code, value.level, indices[name])
-                # what is known of the value is what is known of the expression that gave it
-                given = solved[name]
-                if isinstance(given, ir.Var) and given.name in saved_domains:
-                    self.domains[name] = saved_domains[given.name]
-                else:
-                    self.domains.pop(name, None)
+            self.domains = access.scope_domains(saved_domains)
             conditions, offset_terms = [], []
             grid = self.array(("grid", expr.tensor), "real", f"dense values of {expr.tensor}")
             for k, binder in enumerate(source.indices):
                 size = self.scalar(("grid_size", expr.tensor, k), f"size {k} of {expr.tensor}")
-                loop = self.same_loop(binder, solved, saved_env, saved_domains)
-                if loop is not None:  # a loop variable of this very domain: in the grid by construction
+                proven = proven_coordinate(binder.domain, solved[binder.name], solved, saved_env, saved_domains)
+                if proven is not None:  # a loop variable ranging inside this domain: in the grid by construction
+                    loop = saved_env[proven]
                     offset_terms.append((Value(loop.position, INT, loop.level), size))
                     continue
                 position, condition = self.grid_position(binder.domain, values[binder.name])
@@ -1042,24 +953,6 @@ class KernelRenderer:
         if not conditions:  # every coordinate is a loop variable of the tensor's own grid
             return self.hoist(Value(f"{grid}[{offset.code}]", REAL, *offset.place), "x")
         return self.hoist(Value(f"({ok.code} ? {grid}[{offset.code}] : mt_read({grid}, -1, err))", REAL, *place), "x")
-
-    @staticmethod
-    def same_loop(binder, solved: dict, env: dict, domains: dict) -> Optional[VarInfo]:
-        """The loop binding the solved coordinate, when it is a loop variable of the tensor's own domain
-        (an irrep's degree solved to that loop's degree): its buffer position is the loop's."""
-        given = solved[binder.name]
-        if not isinstance(given, ir.Var) or given.name not in env or domains.get(given.name) != binder.domain:
-            if not (isinstance(given, ir.Var) and isinstance(binder.domain, ir.IrrepDomain)):
-                return None
-            mine = domains.get(given.name)
-            degree = binder.domain.degree
-            if not (isinstance(mine, ir.IrrepDomain) and mine.max_degree == binder.domain.max_degree
-                    and isinstance(degree, ir.Var) and solved.get(degree.name) == mine.degree):
-                return None
-        info = env.get(given.name)
-        if info is None or isinstance(info.domain, ir.PairsFrom):
-            return None
-        return info
 
     def grid_position(self, domain, value: Value) -> tuple[Value, Value]:
         """(position in the buffer, in-domain condition) of a coordinate of another kernel's grid."""
@@ -1381,31 +1274,10 @@ class KernelRenderer:
         variables of loops outside the sum's block (`gto(P.distance[p], k)` in a sum placed inside
         loops over `l1, l2, L, q`) is tabulated for every `k` where those variables are bound, and
         read as `T[k]` in the sum. Returns the keys registered in `self.expanded`."""
-        if len(expr.binders) != 1 or expr.where is not None:
-            return []
-        binder = expr.binders[0]
-        domain = binder.domain
-        if not isinstance(domain, ir.RangeDomain) or not 0 < domain.stop - domain.start <= 64:
-            return []
-        candidates = []
-
-        def visit(node):
-            variables = free_vars(node)
-            if binder.name not in variables or isinstance(node, ir.Reduce):
-                return
-            others = variables - {binder.name}
-            if (isinstance(node, (ir.Call, ir.Binary, ir.Unary, ir.Select)) and expr_type(node) == REAL
-                    and _has_call(node) and others <= bound):
-                outer = max((self.env[name].level for name in others), default=0)
-                if outer < level:
-                    candidates.append((node, outer))
-                    return
-            for child in _children(node):
-                visit(child)
-
-        visit(expr.body)
         keys = []
-        for node, outer in candidates:
+        for node, outer in expansion_candidates(expr, level, bound, lambda name: self.env[name].level):
+            binder = expr.binders[0]
+            domain = binder.domain
             trip = domain.stop - domain.start
             table = self.fresh("T")
             saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
@@ -1427,194 +1299,70 @@ class KernelRenderer:
         return keys
 
 
-def _children(node) -> list:
-    if isinstance(node, ir.Call):
-        return list(node.args)
-    if isinstance(node, ir.Binary):
-        return [node.left, node.right]
-    if isinstance(node, ir.Unary):
-        return [node.operand]
-    if isinstance(node, ir.Select):
-        return [node.condition, node.if_true, node.if_false]
-    return []
+# ---- routines of the loop-nest IR (schedule/nest.py) ------------------------------------------------
+
+_NEST_CTYPES = {nest.REAL: "real", nest.INT: "int64_t", nest.BOOL: "bool", nest.VEC: "mt_vec"}
+_NEST_OPERATORS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "eq": "=="}
+_NEST_FUNCTIONS = {"sqrt": "std::sqrt"}
 
 
-def _has_call(node) -> bool:
-    return isinstance(node, ir.Call) or any(_has_call(child) for child in _children(node))
+def nest_expr(expr) -> str:
+    """A nest expression as C++ (its names are the nest's own, generated by the lowering)."""
+    if isinstance(expr, nest.Const):
+        if expr.type == nest.BOOL:
+            return "true" if expr.value else "false"
+        return int_literal(expr.value) if expr.type == nest.INT else real_literal(expr.value)
+    if isinstance(expr, nest.Ref):
+        return expr.name
+    if isinstance(expr, nest.Lane):
+        return f"{nest_expr(expr.vector)}.{'xyz'[expr.lane]}"
+    if isinstance(expr, nest.Load):
+        return f"{expr.array}[{expr.index}]"
+    if isinstance(expr, nest.Unary) and expr.op == "neg":
+        return f"(-{nest_expr(expr.operand)})"
+    if isinstance(expr, nest.Binary):
+        return f"({nest_expr(expr.left)} {_NEST_OPERATORS[expr.op]} {nest_expr(expr.right)})"
+    if isinstance(expr, nest.Select):
+        return f"({nest_expr(expr.condition)} ? {nest_expr(expr.if_true)} : {nest_expr(expr.if_false)})"
+    if isinstance(expr, nest.Intrinsic):
+        return f"{_NEST_FUNCTIONS[expr.name]}({', '.join(nest_expr(a) for a in expr.args)})"
+    raise Unsupported(f"nest expression {type(expr).__name__}")
 
 
-def _factors(expr) -> list:
-    if isinstance(expr, ir.Binary) and expr.op == "mul" and expr_type(expr) == REAL:
-        return _factors(expr.left) + _factors(expr.right)
-    return [expr]
-
-
-# ---- spherical harmonics --------------------------------------------------------------------------
-
-
-def _sph_normalization(l: int, m: int) -> float:
-    from fractions import Fraction
-
-    ratio = Fraction(2 * l + 1) * Fraction(math.factorial(l - m), math.factorial(l + m))
-    if m > 0:
-        ratio *= 2
-    return math.sqrt(float(ratio) / (4.0 * math.pi))
-
-
-def _sph_recurrence_lines(top: int) -> list[str]:
-    """C++ lines computing `c_m + i s_m = (x + i y)^m` and the scaled Legendre `Q_l^m(z)`
-    (`q{l}_{m}`) up to `top` from the unit vector `x, y, z` (shared by values and gradients)."""
-    lines = ["    real c[%d], s[%d];" % (top + 1, top + 1), "    c[0] = 1; s[0] = 0;"]
-    for m in range(1, top + 1):
-        lines.append(f"    c[{m}] = x * c[{m - 1}] - y * s[{m - 1}]; s[{m}] = x * s[{m - 1}] + y * c[{m - 1}];")
-    lines.append("    const real q0_0 = 1;")
-    for m in range(1, top + 1):
-        lines.append(f"    const real q{m}_{m} = {real_literal(2 * m - 1)} * q{m - 1}_{m - 1};")
-    for m in range(0, top):
-        lines.append(f"    const real q{m + 1}_{m} = {real_literal(2 * m + 1)} * z * q{m}_{m};")
-    for m in range(0, top + 1):
-        for l in range(m + 2, top + 1):
-            lines.append(f"    const real q{l}_{m} = ({real_literal(2 * l - 1)} * z * q{l - 1}_{m} - "
-                         f"{real_literal(l + m - 1)} * q{l - 2}_{m}) / {real_literal(l - m)};")
-    return lines
+def nest_routine(routine: nest.Routine) -> str:
+    """A routine as a `static inline void name(params..., real* output)` C++ function."""
+    params = [f"{_NEST_CTYPES[type_]} {name}" for name, type_ in routine.params]
+    lines = [f"static inline void {routine.name}({', '.join(params + [f'real* {routine.output}'])}) {{"]
+    for statement in routine.body:
+        if isinstance(statement, nest.Let):
+            lines.append(f"    const {_NEST_CTYPES[statement.value.type]} {statement.name} = {nest_expr(statement.value)};")
+        elif isinstance(statement, nest.Store):
+            lines.append(f"    {statement.array}[{statement.index}] = {nest_expr(statement.value)};")
+        else:
+            raise Unsupported(f"nest statement {type(statement).__name__}")
+    lines.append("}")
+    return "\n".join(lines)
 
 
 def render_sph_function(name: str, top: int, convention: str) -> str:
-    """Unrolled real spherical harmonics up to `top`, padded layout `out[l * (2 top + 1) + m + top]`.
-
-    The recurrences of `mtdsl.math.sph` (docs/builtins.md), generated for this
-    degree: `c_m + i s_m = (x + i y)^m` and the scaled Legendre `Q_l^m(z)`.
-    """
-    width = 2 * top + 1
-    lines = [f"static inline void {name}(mt_vec v, real* out) {{",
-             "    const real r = mt_norm(v);",
-             f"    for (int k = 0; k < {(top + 1) * width}; ++k) out[k] = 0;",
-             "    if (r == 0) {",
-             f"        out[{top}] = {real_literal(_sph_normalization(0, 0))};",
-             "        return;",
-             "    }",
-             "    const real x = v.x / r, y = v.y / r, z = v.z / r;"]
-    lines += _sph_recurrence_lines(top)
-    if convention == "metatensor":
-        for l in range(top + 1):
-            for m in range(0, l + 1):
-                norm = real_literal(_sph_normalization(l, m))
-                if m == 0:
-                    lines.append(f"    out[{l * width + top}] = {norm} * q{l}_0;")
-                else:
-                    lines.append(f"    out[{l * width + top + m}] = {norm} * q{l}_{m} * c[{m}];")
-                    lines.append(f"    out[{l * width + top - m}] = {norm} * q{l}_{m} * s[{m}];")
-    else:
-        lines.append(f"    real y_mt[{2 * top + 1}];")
-        for l in range(top + 1):
-            for m in range(0, l + 1):
-                norm = real_literal(_sph_normalization(l, m))
-                if m == 0:
-                    lines.append(f"    y_mt[{l}] = {norm} * q{l}_0;")
-                else:
-                    lines.append(f"    y_mt[{l + m}] = {norm} * q{l}_{m} * c[{m}];")
-                    lines.append(f"    y_mt[{l - m}] = {norm} * q{l}_{m} * s[{m}];")
-            basis = e3nn_change_of_basis(l)
-            for a in range(2 * l + 1):
-                terms = [f"{real_literal(basis[a, b])} * y_mt[{b}]" for b in range(2 * l + 1) if basis[a, b] != 0.0]
-                lines.append(f"    out[{l * width + top - l + a}] = {' + '.join(terms) if terms else 'real(0)'};")
-    lines.append("}")
-    return "\n".join(lines)
+    """Real spherical harmonics up to `top` (`schedule/sph.py`), padded layout `out[l * (2 top + 1) + m + top]`."""
+    return nest_routine(sph_routine(name, top, convention))
 
 
 def render_sph_gradient_function(name: str, top: int, convention: str) -> str:
-    """d sph(v, l, m) / d v for every (l, m) up to `top`: `out[(l * (2 top + 1) + m + top) * 3 + c]`.
-
-    As `mtdsl.math.sph`: for `Y(v) = P(v / r)` with `P` homogeneous of degree `l`,
-    `dY/dv = (grad P(u) - l P(u) u) / r`; `dQ_l^m/dx = -x Q_{l-1}^{m+1}`, `dQ_l^m/dy =
-    -y Q_{l-1}^{m+1}`, `dQ_l^m/dz = (l + m) Q_{l-1}^m`, `d c_m/dx = m c_{m-1}`, `d c_m/dy =
-    -m s_{m-1}`, `d s_m/dx = m s_{m-1}`, `d s_m/dy = m c_{m-1}`. Zero at the origin.
-    """
-    width = 2 * top + 1
-    size = (top + 1) * width * 3
-    lines = [f"static inline void {name}(mt_vec v, real* out) {{",
-             "    const real r = mt_norm(v);",
-             f"    for (int k = 0; k < {size}; ++k) out[k] = 0;",
-             "    if (r == 0) return;",
-             "    const real x = v.x / r, y = v.y / r, z = v.z / r, inv_r = 1 / r;"]
-    lines += _sph_recurrence_lines(top)
-
-    def q(l, m):
-        return f"q{l}_{m}" if 0 <= m <= l else "real(0)"
-
-    lines.append(f"    real g[{width * 3}];  // metatensor-convention gradients of one l, [m + l][c]")
-    for l in range(top + 1):
-        for m in range(0, l + 1):
-            norm = real_literal(_sph_normalization(l, m))
-            up, down = q(l - 1, m + 1), q(l - 1, m)
-            dq = (f"(-x * {up})", f"(-y * {up})", f"({real_literal(l + m)} * {down})")
-            if m == 0:
-                parts = [(0, dq, f"q{l}_0")]
-            else:
-                dc = (f"({real_literal(m)} * c[{m - 1}])", f"({real_literal(-m)} * s[{m - 1}])", "real(0)")
-                ds = (f"({real_literal(m)} * s[{m - 1}])", f"({real_literal(m)} * c[{m - 1}])", "real(0)")
-                parts = [(m, tuple(f"({dq[k]} * c[{m}] + q{l}_{m} * {dc[k]})" for k in range(3)), f"q{l}_{m} * c[{m}]"),
-                         (-m, tuple(f"({dq[k]} * s[{m}] + q{l}_{m} * {ds[k]})" for k in range(3)), f"q{l}_{m} * s[{m}]")]
-            for order, grad, value in parts:
-                lines.append(f"    {{ const real p = {value}, lp = {real_literal(float(l))} * p;")
-                for k, u in enumerate("xyz"):
-                    lines.append(f"      g[{(order + l) * 3 + k}] = {norm} * ({grad[k]} - lp * {u}) * inv_r;")
-                lines.append("    }")
-        if convention == "metatensor":
-            for order in range(-l, l + 1):
-                for k in range(3):
-                    lines.append(f"    out[{(l * width + top + order) * 3 + k}] = g[{(order + l) * 3 + k}];")
-        else:
-            basis = e3nn_change_of_basis(l)
-            for a in range(2 * l + 1):
-                for k in range(3):
-                    terms = [f"{real_literal(basis[a, b])} * g[{b * 3 + k}]" for b in range(2 * l + 1) if basis[a, b] != 0.0]
-                    lines.append(f"    out[{(l * width + top - l + a) * 3 + k}] = {' + '.join(terms) if terms else 'real(0)'};")
-    lines.append("}")
-    return "\n".join(lines)
+    """d sph(v, l, m) / d v for every (l, m) up to `top` (`schedule/sph.py`): `out[(l * (2 top + 1) + m + top) * 3 + c]`."""
+    return nest_routine(sph_routine(name, top, convention, gradient=True))
 
 
 # ---- the module ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SplineTables:
-    """What a kernel needs of `mtdsl.math.radial.RadialSpline` (see `mt_spline` in the template)."""
+class ModuleRenderer(ModuleTables):
+    """The module's tables (`schedule.tables.ModuleTables`) and its C++ `sph` functions."""
 
-    step: float
-    n_intervals: int
-    cutoff: float
-    values: np.ndarray
-    derivatives: np.ndarray
-
-
-def _spline_tables(max_angular: int, n_radial: int, cutoff: float, width: float) -> SplineTables:
-    """The radial spline of `soap_radial`, through the compile-time array cache (building one takes seconds)."""
-    def compute():
-        spline = soap_radial_spline(max_angular, n_radial, cutoff, width)
-        return {"step": np.array(spline.step), "n_intervals": np.array(spline.n_intervals),
-                "cutoff": np.array(spline.cutoff), "values": spline.values, "derivatives": spline.derivatives}
-
-    arrays = cache.cached_arrays("soap_radial_spline", (max_angular, n_radial, float(cutoff), float(width), 1e-10),
-                                 compute)
-    return SplineTables(float(arrays["step"]), int(arrays["n_intervals"]), float(arrays["cutoff"]),
-                        arrays["values"], arrays["derivatives"])
-
-
-
-class ModuleRenderer:
     def __init__(self, module: ir.Module, dtype: str = "float64"):
-        if dtype not in ("float64", "float32"):
-            raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
-        if module.convention not in ("metatensor", "e3nn"):
-            raise ValueError(f"unknown sph convention {module.convention!r}")
-        self.module = module
-        self.dtype = dtype
+        super().__init__(module, dtype)
         self.sph_functions: "OrderedDict[int, tuple[str, str]]" = OrderedDict()
-        self.constants: dict[str, np.ndarray] = {}
-        self.block_refs: dict = {}
-        self.splines: dict = {}
-        self.grids: dict = {}  # tensor name -> kernel whose dense buffer later kernels may read
 
     def sph_function(self, top: int, gradient: bool = False) -> str:
         key = (top, gradient)
@@ -1627,67 +1375,9 @@ class ModuleRenderer:
                 self.sph_functions[key] = (name, render_sph_function(name, top, self.module.convention))
         return self.sph_functions[key][0]
 
-    def spline(self, max_angular: int, n_radial: int, cutoff: float, width: float):
-        key = (max_angular, n_radial, cutoff, width)
-        if key not in self.splines:
-            spline = _spline_tables(max_angular, n_radial, cutoff, width)
-            name = f"spline{len(self.splines)}_l{max_angular}_n{n_radial}"
-            self.constants[name + "_values"] = np.ascontiguousarray(spline.values)
-            self.constants[name + "_derivatives"] = np.ascontiguousarray(spline.derivatives)
-            self.splines[key] = (name, spline)
-        return self.splines[key]
-
-    def cg_table(self, top: int) -> str:
-        name = f"cg_l{top}"
-        if name not in self.constants:
-            size = 2 * top + 1
-            table = np.zeros((top + 1,) * 3 + (size,) * 3)
-            for a in range(top + 1):
-                for b in range(top + 1):
-                    for c in range(abs(a - b), min(a + b, top) + 1):
-                        block = cg_block(a, b, c, self.module.convention)
-                        table[a, b, c, top - a: top + a + 1, top - b: top + b + 1, top - c: top + c + 1] = block
-            self.constants[name] = table
-        return name
-
-    def block_ref_key(self, expr: ir.BlockRef) -> tuple:
-        """The run-time lookup tables a block access needs, named by what determines them."""
-        key = (expr.tensor, tuple(label for label, _ in expr.keys),
-               tuple((s.kind, s.source) for s in expr.samples),
-               tuple((s.kind, s.source) for s in expr.components),
-               tuple((s.kind, s.source) for s in expr.properties))
-        self.block_refs[key] = True
-        return key
-
     def render(self) -> RenderedModule:
-        kernels, unsupported, sources = {}, {}, []
-        for k, kernel in enumerate(self.module.kernels):
-            symbol = f"mt_kernel_{k}"
-            try:
-                renderer = KernelRenderer(self, kernel, symbol)
-                source = renderer.render_kernel()
-            except Unsupported as error:
-                unsupported[kernel.name] = str(error)
-                continue
-            arrays = [("buffer",)] + list(renderer.arrays)
-            kernels[kernel.name] = RenderedKernel(kernel.name, symbol, renderer.plan, arrays,
-                                                  list(renderer.scalars), source, renderer.driver_count,
-                                                  renderer.driver_var)
-            sources.append(source)
-            if kernel.where is None:
-                self.grids[kernel.name] = kernel
-        for k, fused, plan in planning.fused_plans(self.module, unsupported):
-            symbol = f"mt_fused_{k}"
-            try:
-                renderer = KernelRenderer(self, fused.kernels[0], symbol)
-                source = renderer.render_fused(plan)
-            except Unsupported as error:
-                unsupported[fused.name] = str(error)
-                continue
-            arrays = [("buffer", j) for j in range(len(plan.plans))] + list(renderer.arrays)
-            kernels[fused.name] = RenderedKernel(fused.name, symbol, plan, arrays, list(renderer.scalars), source,
-                                                 renderer.driver_count, renderer.driver_var)
-            sources.append(source)
+        kernels, unsupported = render_kernels(self.module, self.grids, self.render_kernel, self.render_fused)
+        sources = [kernel.source for kernel in kernels.values()]
         text = templates().get_template("module.cpp.j2").render(
             module_comment=comment(self.module.name),
             real="double" if self.dtype == "float64" else "float",
@@ -1696,6 +1386,21 @@ class ModuleRenderer:
             kernels=sources,
         )
         return RenderedModule(self.module, self.dtype, text, kernels, unsupported, dict(self.constants))
+
+    def render_kernel(self, k: int, kernel: ir.TensorKernel) -> RenderedKernel:
+        symbol = f"mt_kernel_{k}"
+        renderer = KernelRenderer(self, kernel, symbol)
+        source = renderer.render_kernel()
+        return RenderedKernel(kernel.name, symbol, renderer.plan, [("buffer",)] + list(renderer.arrays),
+                              list(renderer.scalars), source, renderer.driver_count, renderer.driver_var)
+
+    def render_fused(self, k: int, fused: ir.FusedKernel, plan: planning.FusedPlan) -> RenderedKernel:
+        symbol = f"mt_fused_{k}"
+        renderer = KernelRenderer(self, fused.kernels[0], symbol)
+        source = renderer.render_fused(plan)
+        arrays = [("buffer", j) for j in range(len(plan.plans))] + list(renderer.arrays)
+        return RenderedKernel(fused.name, symbol, plan, arrays, list(renderer.scalars), source,
+                              renderer.driver_count, renderer.driver_var)
 
 
 def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:

@@ -54,15 +54,20 @@ import numpy as np
 
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.roles import GradientRows, GradientValues, RowMap
-from mtdsl.math.wigner import e3nn_change_of_basis
 
-from . import cache, cpp
+from . import cache
 from . import plan as planning
 from .cache import _atomic_write, _discard, cache_dir, object_bytes, object_payload
-from .cpp import _sph_normalization
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
-from .rendered import ir_text, slim_rendering, with_extra
 from .derived import extended_module
+from .rendered import RenderedKernel, RenderedModule, ir_text, slim_rendering, with_extra
+from .schedule import nest
+from .schedule.factors import is_real_product, product_factors, triangle_degrees, zero_skips
+from .schedule.grid import proven_coordinate, solve_grid_access
+from .schedule.module import render_kernels
+from .schedule.sph import sph_routine
+from .schedule.tables import ModuleTables
+from .schedule.tabulation import expansion_candidates, tabulation_candidates
 from .threads import run_chunks
 
 I1, I32, I64, I8 = ll.IntType(1), ll.IntType(32), ll.IntType(64), ll.IntType(8)
@@ -474,7 +479,7 @@ class KernelBuilder:
     # -- the kernel ---------------------------------------------------------------------------------------
     def build(self) -> ll.Function:
         plan = self.plan = planning.plan_kernel(self.kernel)
-        self.tabulated = self.tabulation_candidates(plan)
+        self.tabulated = tabulation_candidates(plan)
         f, lo, hi, done = self.begin_function()
         root = self.stack[0]
         buffer, strides = self.output(self.kernel, 0)
@@ -511,7 +516,7 @@ class KernelBuilder:
         for j, plan in enumerate(fused.plans):
             self.env, self.domains = dict(env), planning.member_domains(plan, domains)
             self.kernel = plan.kernel
-            self.tabulated = self.tabulation_candidates(plan)
+            self.tabulated = tabulation_candidates(plan)
             self.build_nest(plan, *outputs[j], fused.shared)
         self.kernel = first.kernel
         return self.end_function(done)
@@ -815,7 +820,7 @@ class KernelBuilder:
         return Value(self.load(place, array, flat), REAL, *place)
 
     def row_map(self, expr: ir.Data) -> Value:
-        """The gradient row of a scatter kernel's point (`codegen/terms.py`), as the C++ backend."""
+        """The gradient row of a scatter kernel's point (`mtdsl/ir/passes/terms.py`), as the C++ backend."""
         array = self.array(("out", expr.source, expr.field), "i64")
         positions, sizes, levels = [], [], []
         for index in expr.index:
@@ -837,7 +842,7 @@ class KernelBuilder:
         return Value(self.load(place, array, flat), INT, *place)
 
     def rows_data(self, expr: ir.Data) -> Value:
-        """An integer label of a gradient row (`codegen/terms.py`): one int64 array per field."""
+        """An integer label of a gradient row (`mtdsl/ir/passes/terms.py`): one int64 array per field."""
         if len(expr.index) != 1:
             raise Unsupported(f"{expr.source}.{expr.field} with {len(expr.index)} indices")
         array = self.array(("rows", expr.source, expr.field), "i64")
@@ -943,51 +948,12 @@ class KernelBuilder:
 
     def direct_access(self, expr: ir.BlockRef):
         """A block access to a tensor computed natively earlier, read from its dense buffer
-        (see `codegen/cpp.py`, `KernelRenderer.direct_access`, for when that is exact)."""
+        when `schedule.grid.solve_grid_access` names its point."""
         source = self.renderer.grids.get(expr.tensor)
-        if source is None:
+        access = solve_grid_access(expr, source) if source is not None else None
+        if access is None:
             return None
-        indices = {b.name: b.domain for b in source.indices}
-        solved: dict = {}
-
-        def solve(entry, slot) -> bool:
-            same = (entry.kind, entry.source) == (slot.kind, slot.source) or (
-                entry.kind == "value" and slot.kind == "systems")  # a systems index is a plain value label
-            if not same:
-                return False
-            if not (isinstance(entry.expr, ir.Var) and entry.expr.name in indices) or entry.expr.name in solved:
-                return False
-            solved[entry.expr.name] = slot.expr
-            return True
-
-        if len(expr.samples) != len(source.samples) or len(expr.components) != len(source.components) \
-                or len(expr.properties) != len(source.properties):
-            return None
-        for entries, slots in ((source.samples, expr.samples), (source.components, expr.components),
-                               (source.properties, expr.properties)):
-            for entry, slot in zip(entries, slots):
-                if not solve(entry, slot):
-                    return None
-        bound = dict(expr.keys)
-        if len(bound) != len(expr.keys) or any(label not in {e.label for e in source.keys} for label in bound):
-            return None
-        checks = []
-        for entry in source.keys:
-            if entry.kind != "value":
-                return None
-            if isinstance(entry.expr, ir.Var) and entry.expr.name in indices and entry.expr.name not in solved:
-                if entry.label not in bound:
-                    return None
-                solved[entry.expr.name] = bound[entry.label]
-            elif entry.label in bound:
-                checks.append((entry.expr, bound[entry.label]))
-            elif free_vars(entry.expr) and not isinstance(entry.expr, ir.Var):
-                return None
-        if set(solved) != set(indices):
-            return None
-        for entry_expr, _ in checks:
-            if not free_vars(entry_expr) <= set(indices):
-                return None
+        indices, solved, checks = access.indices, access.solved, access.checks
         try:
             values = {name: self.index(value_expr) for name, value_expr in solved.items()}
         except Unsupported:
@@ -996,17 +962,13 @@ class KernelBuilder:
         try:
             for name, value in values.items():
                 self.env[name] = VarInfo(value.v, value.v, value.level, indices[name])
-                given = solved[name]
-                if isinstance(given, ir.Var) and given.name in saved_domains:
-                    self.domains[name] = saved_domains[given.name]
-                else:
-                    self.domains.pop(name, None)
+            self.domains = access.scope_domains(saved_domains)
             conditions, offset_terms = [], []
             grid = self.array(("grid", expr.tensor), "real")
             for k, binder in enumerate(source.indices):
-                proven = self.proven_position(binder.domain, solved[binder.name], solved, saved_env, saved_domains)
-                if proven is not None:  # a loop variable of the same domain: always a grid point
-                    position = Value(proven.position, INT, proven.level)
+                proven = proven_coordinate(binder.domain, solved[binder.name], solved, saved_env, saved_domains)
+                if proven is not None:  # a loop variable ranging inside the same domain: always a grid point
+                    position = Value(saved_env[proven].position, INT, saved_env[proven].level)
                 else:
                     position, condition = self.grid_position(binder.domain, values[binder.name])
                     conditions.append(condition)
@@ -1047,27 +1009,6 @@ class KernelBuilder:
             value = b.load(b.gep(grid, [b.select(ok, offset, i64(0))]))
             return b.select(ok, value, ll.Constant(real, 0.0))
         return Value(self.emit(place, "grid-read", make, grid, offset.v, ok.v), REAL, *place)
-
-    def proven_position(self, domain, given, solved: dict, env: dict, domains: dict) -> Optional[VarInfo]:
-        """The loop variable `given` of the accessing kernel when it provably ranges inside `domain`
-        (a coordinate of the tensor read densely): then its buffer position is the loop's position."""
-        if not (isinstance(given, ir.Var) and given.name in env and given.name in domains):
-            return None
-        info, mine = env[given.name], domains[given.name]
-        if isinstance(domain, ir.RangeDomain) and isinstance(mine, ir.RangeDomain):
-            if domain.start == mine.start and mine.stop <= domain.stop:
-                return info
-        elif isinstance(domain, ir.SpeciesDomain) and domain == mine:
-            return info  # the rank of the species in the same sorted list
-        elif isinstance(domain, (ir.AtomsDomain, ir.SystemsDomain)) and domain == mine:
-            return info
-        elif isinstance(domain, ir.IrrepDomain) and isinstance(mine, ir.IrrepDomain):
-            # m of the source over irrep(d), d read at the solved point; ours over irrep(e)
-            degree = domain.degree
-            if (isinstance(degree, ir.Var) and solved.get(degree.name) == mine.degree
-                    and mine.max_degree == domain.max_degree):
-                return info
-        return None
 
     def grid_position(self, domain, value: Value):
         """(position in the buffer, in-domain condition) of a coordinate of another kernel's grid."""
@@ -1188,24 +1129,22 @@ class KernelBuilder:
 
     def factors(self, expr) -> list:
         """The factors of a real product tree, keeping whole the sub-products read from tables."""
-        if (isinstance(expr, ir.Binary) and expr.op == "mul" and expr_type(expr) == REAL
-                and id(expr) not in self.expanded and id(expr) not in self.tabulated):
-            return self.factors(expr.left) + self.factors(expr.right)
-        return [expr]
+        return product_factors(expr, self.expanded.keys() | self.tabulated.keys())
 
     def render_accumulated(self, body) -> Value:
         """The value added into the buffer; in a product with a Clebsch-Gordan factor, the rest of
         the iteration is skipped where that coefficient is zero (adding zero changes nothing):
         only the non-zero coefficients are visited, like an unrolled sparse CG (as the C++ backend)."""
-        if not (isinstance(body, ir.Binary) and body.op == "mul" and expr_type(body) == REAL):
+        if not is_real_product(body):
             return self.render(body)
         nodes = self.factors(body)
-        for node in nodes:
-            if isinstance(node, ir.Call) and node.function == "cg" and len(node.args) == 6:
-                self.triangle(node)
+        skips = zero_skips(nodes)
+        for node in skips:
+            self.triangle(node)
+        skips = {id(node) for node in skips}
         factors = [self.render(f) for f in nodes]
         for node, factor in zip(nodes, factors):
-            if isinstance(node, ir.Call) and node.function == "cg" and factor.level >= 1:
+            if id(node) in skips and factor.level >= 1:
                 nonzero = self.emit(factor.place, "nonzero",
                                     lambda b, x: b.fcmp_unordered("!=", x, self.rconst(0.0)), factor.v)
                 self.skip_at(factor.place, nonzero)
@@ -1214,7 +1153,7 @@ class KernelBuilder:
     def triangle(self, node: ir.Call) -> None:
         """Skip the iterations where a Clebsch-Gordan factor's degrees fail the triangle rule (zero for
         every m1, m2, M), first in the block where the degrees are bound (as the C++ backend)."""
-        l1, l2, big_l = (self.index(node.args[k]) for k in (0, 2, 4))
+        l1, l2, big_l = (self.index(degree) for degree in triangle_degrees(node))
         place = self.join(l1, l2, big_l)
         if place[0] < 1 or place[1]:
             return
@@ -1349,80 +1288,42 @@ class KernelBuilder:
         place = self.join(r, n)
         return Value(self.emit(place, ("d_gto", width), make, self.as_real(r), self.as_real(n)), REAL, *place)
 
-    def sph_recurrences(self, b, x, y, z, top: int):
-        """`c_m + i s_m = (x + i y)^m` and the scaled Legendre `Q_l^m(z)` (keyed `(l, m)`) up to
-        `top`, from the unit vector `x, y, z` (shared by `fill_sph` and `fill_sph_gradient`)."""
-        c = self.rconst
-        cs, ss = [c(1.0)], [c(0.0)]
-        for k in range(1, top + 1):
-            cs.append(b.fsub(b.fmul(x, cs[k - 1]), b.fmul(y, ss[k - 1])))
-            ss.append(b.fadd(b.fmul(x, ss[k - 1]), b.fmul(y, cs[k - 1])))
-        q = {(0, 0): c(1.0)}
-        for k in range(1, top + 1):
-            q[(k, k)] = b.fmul(c(2 * k - 1), q[(k - 1, k - 1)])
-        for k in range(0, top):
-            q[(k + 1, k)] = b.fmul(b.fmul(c(2 * k + 1), z), q[(k, k)])
-        for k in range(0, top + 1):
-            for l in range(k + 2, top + 1):
-                numerator = b.fsub(b.fmul(b.fmul(c(2 * l - 1), z), q[(l - 1, k)]), b.fmul(c(l + k - 1), q[(l - 2, k)]))
-                q[(l, k)] = b.fdiv(numerator, c(l - k))
-        return cs, ss, q
-
-    def fill_sph_gradient(self, b, xyz, top: int, array_type):
-        """d sph / d v for every (l, m) up to `top` into a new table, `out[(l * (2 top + 1) + m + top) * 3 + c]`
-        (as `render_sph_gradient_function` of the C++ backend; zero at the origin)."""
-        table = self.alloca(array_type, f"dsph{top}")
-        width = 2 * top + 1
-        c = self.rconst
-        x, y, z = xyz
-        r = b.call(self.intrinsic("llvm.sqrt"), [b.fadd(b.fadd(b.fmul(x, x), b.fmul(y, y)), b.fmul(z, z))])
-        at_origin = b.fcmp_ordered("==", r, c(0.0))
-        safe_r = b.select(at_origin, c(1.0), r)
-        inv_r = b.fdiv(c(1.0), safe_r)
-        x, y, z = (b.fmul(u, inv_r) for u in (x, y, z))
-        u = (x, y, z)
-        cs, ss, q = self.sph_recurrences(b, x, y, z, top)
-
-        def qq(l, k):
-            return q[(l, k)] if 0 <= k <= l else c(0.0)
-
-        size = (top + 1) * width * 3
-        out = [c(0.0)] * size
-        for l in range(top + 1):
-            grads = {}
-            for k in range(0, l + 1):
-                norm = c(_sph_normalization(l, k))
-                up, down = qq(l - 1, k + 1), qq(l - 1, k)
-                dq = (b.fneg(b.fmul(x, up)), b.fneg(b.fmul(y, up)), b.fmul(c(l + k), down))
-                if k == 0:
-                    parts = [(0, dq, q[(l, 0)])]
-                else:
-                    dc = (b.fmul(c(k), cs[k - 1]), b.fmul(c(-k), ss[k - 1]), c(0.0))
-                    ds = (b.fmul(c(k), ss[k - 1]), b.fmul(c(k), cs[k - 1]), c(0.0))
-                    parts = [(k, tuple(b.fadd(b.fmul(dq[a], cs[k]), b.fmul(q[(l, k)], dc[a])) for a in range(3)),
-                              b.fmul(q[(l, k)], cs[k])),
-                             (-k, tuple(b.fadd(b.fmul(dq[a], ss[k]), b.fmul(q[(l, k)], ds[a])) for a in range(3)),
-                              b.fmul(q[(l, k)], ss[k]))]
-                for order, grad, value in parts:
-                    lp = b.fmul(c(float(l)), value)
-                    grads[order] = [b.fmul(b.fmul(norm, b.fsub(grad[a], b.fmul(lp, u[a]))), inv_r) for a in range(3)]
-            if self.module.convention == "metatensor":
-                for order in range(-l, l + 1):
-                    for a in range(3):
-                        out[(l * width + top + order) * 3 + a] = grads[order][a]
+    def fill_routine(self, b, routine: nest.Routine, args: dict, array_type):
+        """A routine of the loop-nest IR (`schedule/nest.py`) inline at `b`, its output a new local
+        array of `array_type`; `args`: its parameters' values (a vector: a tuple of three)."""
+        table = self.alloca(array_type, routine.name)
+        values = dict(args)
+        for statement in routine.body:
+            if isinstance(statement, nest.Let):
+                values[statement.name] = self.nest_value(b, statement.value, values)
+            elif isinstance(statement, nest.Store):
+                b.store(self.nest_value(b, statement.value, values), b.gep(table, [i64(0), i64(statement.index)]))
             else:
-                basis = e3nn_change_of_basis(l)
-                for row in range(2 * l + 1):
-                    for a in range(3):
-                        total = None
-                        for j in range(2 * l + 1):
-                            if basis[row, j] != 0.0:
-                                term = b.fmul(c(basis[row, j]), grads[j - l][a])
-                                total = term if total is None else b.fadd(total, term)
-                        out[(l * width + top - l + row) * 3 + a] = total if total is not None else c(0.0)
-        for k in range(size):
-            b.store(b.select(at_origin, c(0.0), out[k]), b.gep(table, [i64(0), i64(k)]))
+                raise Unsupported(f"nest statement {type(statement).__name__}")
         return table
+
+    def nest_value(self, b, expr, values: dict):
+        """A nest expression as instructions at `b` (`values`: what its names are bound to)."""
+        if isinstance(expr, nest.Const):
+            if expr.type == nest.BOOL:
+                return ll.Constant(I1, int(bool(expr.value)))
+            return i64(expr.value) if expr.type == nest.INT else self.rconst(expr.value)
+        if isinstance(expr, nest.Ref):
+            return values[expr.name]
+        if isinstance(expr, nest.Lane):
+            return self.nest_value(b, expr.vector, values)[expr.lane]
+        if isinstance(expr, nest.Unary) and expr.op == "neg":
+            return b.fneg(self.nest_value(b, expr.operand, values))
+        if isinstance(expr, nest.Binary):
+            left, right = self.nest_value(b, expr.left, values), self.nest_value(b, expr.right, values)
+            if expr.op == "eq":
+                return b.fcmp_ordered("==", left, right)
+            return {"add": b.fadd, "sub": b.fsub, "mul": b.fmul, "div": b.fdiv}[expr.op](left, right)
+        if isinstance(expr, nest.Select):
+            return b.select(*(self.nest_value(b, e, values) for e in (expr.condition, expr.if_true, expr.if_false)))
+        if isinstance(expr, nest.Intrinsic) and expr.name == "sqrt":
+            return b.call(self.intrinsic("llvm.sqrt"), [self.nest_value(b, expr.args[0], values)])
+        raise Unsupported(f"nest expression {type(expr).__name__}")
 
     def dot(self, u: Value, v: Value):
         place = self.join(u, v)
@@ -1525,8 +1426,9 @@ class KernelBuilder:
         if len(integers) == 3:  # d_sph: 3 components per (l, m)
             c = integers[2][0]
             array_type = ll.ArrayType(self.real, (top + 1) * width * 3)
-            table = self.emit(v.place, ("dsph", top), lambda b, *xyz: self.fill_sph_gradient(b, xyz, top, array_type),
-                              *v.v)
+            routine = sph_routine(f"dsph{top}", top, self.module.convention, gradient=True)
+            table = self.emit(v.place, ("dsph", top), lambda b, *xyz: self.fill_routine(b, routine, {"v": xyz},
+                                                                                         array_type), *v.v)
             place = self.join(v, l, m, c)
             index = self.emit(place, ("dsph-index", top),
                               lambda b, l, m, c: b.add(b.mul(b.add(b.mul(l, i64(width)), b.add(m, i64(top))), i64(3)), c),
@@ -1534,7 +1436,9 @@ class KernelBuilder:
             checked = "dsph-checked"
         else:
             array_type = ll.ArrayType(self.real, (top + 1) * width)
-            table = self.emit(v.place, ("sph", top), lambda b, *xyz: self.fill_sph(b, xyz, top, array_type), *v.v)
+            routine = sph_routine(f"sph{top}", top, self.module.convention)
+            table = self.emit(v.place, ("sph", top), lambda b, *xyz: self.fill_routine(b, routine, {"v": xyz},
+                                                                                        array_type), *v.v)
             place = self.join(v, l, m)
             index = self.emit(place, ("sph-index", top),
                               lambda b, l, m: b.add(b.mul(l, i64(width)), b.add(m, i64(top))), l.v, m.v)
@@ -1549,46 +1453,6 @@ class KernelBuilder:
         return Value(self.table_index(place, table, index), REAL, *place)
 
     call_d_sph = call_sph
-
-    def fill_sph(self, b, xyz, top: int, array_type):
-        """Real spherical harmonics up to `top` into a new table, layout `out[l * (2 top + 1) + m + top]`
-        (the recurrences of `mtdsl.math.sph`, generated for this degree, as in the C++ backend)."""
-        table = self.alloca(array_type, f"sph{top}")
-        width = 2 * top + 1
-        c = self.rconst
-        x, y, z = xyz
-        r = b.call(self.intrinsic("llvm.sqrt"), [b.fadd(b.fadd(b.fmul(x, x), b.fmul(y, y)), b.fmul(z, z))])
-        at_origin = b.fcmp_ordered("==", r, c(0.0))
-        safe_r = b.select(at_origin, c(1.0), r)
-        x, y, z = (b.fdiv(u, safe_r) for u in (x, y, z))
-        cs, ss, q = self.sph_recurrences(b, x, y, z, top)
-        out = [c(0.0)] * (size := (top + 1) * width)
-        for l in range(top + 1):
-            mt = {}
-            for k in range(0, l + 1):
-                norm = c(_sph_normalization(l, k))
-                if k == 0:
-                    mt[0] = b.fmul(norm, q[(l, 0)])
-                else:
-                    mt[k] = b.fmul(b.fmul(norm, q[(l, k)]), cs[k])
-                    mt[-k] = b.fmul(b.fmul(norm, q[(l, k)]), ss[k])
-            if self.module.convention == "metatensor":
-                for k in range(-l, l + 1):
-                    out[l * width + top + k] = mt[k]
-            else:
-                basis = e3nn_change_of_basis(l)
-                for a in range(2 * l + 1):
-                    total = None
-                    for j in range(2 * l + 1):
-                        if basis[a, j] != 0.0:
-                            term = b.fmul(c(basis[a, j]), mt[j - l])
-                            total = term if total is None else b.fadd(total, term)
-                    out[l * width + top - l + a] = total if total is not None else c(0.0)
-        origin = [c(0.0)] * size
-        origin[top] = c(_sph_normalization(0, 0))
-        for k in range(size):
-            b.store(b.select(at_origin, origin[k], out[k]), b.gep(table, [i64(0), i64(k)]))
-        return table
 
     def call_soap_radial(self, expr, derivative: bool = False) -> Value:
         if len(expr.args) != 3:
@@ -1728,35 +1592,6 @@ class KernelBuilder:
         return Value(self.emit(place, ("cg", top), make, *[v.v for v in ordered]), REAL, *place)
 
     # -- sums -----------------------------------------------------------------------------------------------
-    def tabulation_candidates(self, plan) -> dict:
-        """Values of the body that read one small range index and only variables of loops at least two
-        levels outside it: each is tabulated over that index where its other variables are bound
-        (the convolution's radial weights `sum(k) R[k] w[k, l1, l2, L, q]` for every `q`, once per
-        `(p, l1, l2, L)`, outside the `m1, m2, M` loops), as the C++ backend does.
-        id(node) -> (index, level of the table)."""
-        position = {loop.var: k for k, loop in enumerate(plan.loops)}
-        domains = {loop.var: loop.domain for loop in plan.loops if loop.kind == "domain"}
-        found = {}
-
-        def visit(node):
-            variables = free_vars(node)
-            if (isinstance(node, (ir.Reduce, ir.Call, ir.Binary, ir.Unary, ir.Select, ir.BlockRef))
-                    and expr_type(node) == REAL and (isinstance(node, (ir.Reduce, ir.BlockRef)) or _has_call(node))
-                    and variables <= set(position)):
-                over = planning.tabulated_variable(variables, domains)
-                if over is not None:
-                    outer = max((position[v] for v in variables if v != over), default=-1)
-                    between = [loop for loop in plan.loops[outer + 1: position[over]] if loop.kind != "equal"]
-                    if between:
-                        found[id(node)] = planning.tabulation_place(variables, over, outer, plan.loops, position)
-                        return
-            if not isinstance(node, ir.Reduce):
-                for child in _children(node):
-                    visit(child)
-
-        visit(plan.body)
-        return found
-
     def tabulate(self, node) -> Value:
         """A value of `tabulation_candidates`: a table over its index, filled at its level, then read."""
         over, level, row = self.tabulated.pop(id(node))
@@ -1792,31 +1627,10 @@ class KernelBuilder:
         reads `k` and only variables of loops outside the sum's level (`gto(P.distance[p], k)` in
         a sum placed inside loops over `l1, l2, L, q`) is tabulated for every `k` where those
         variables are bound, and read as `T[k]` in the sum. Returns the keys of `self.expanded`."""
-        if len(expr.binders) != 1 or expr.where is not None:
-            return []
-        binder = expr.binders[0]
-        domain = binder.domain
-        if not isinstance(domain, ir.RangeDomain) or not 0 < domain.stop - domain.start <= planning.TABULATE_LIMIT:
-            return []
-        candidates = []
-
-        def visit(node):
-            variables = free_vars(node)
-            if binder.name not in variables or isinstance(node, ir.Reduce):
-                return
-            others = variables - {binder.name}
-            if (isinstance(node, (ir.Call, ir.Binary, ir.Unary, ir.Select)) and expr_type(node) == REAL
-                    and _has_call(node) and others <= bound):
-                outer = max((self.env[name].level for name in others), default=0)
-                if outer < level:
-                    candidates.append((node, outer))
-                    return
-            for child in _children(node):
-                visit(child)
-
-        visit(expr.body)
         keys = []
-        for node, outer in candidates:
+        for node, outer in expansion_candidates(expr, level, bound, lambda name: self.env[name].level):
+            binder = expr.binders[0]
+            domain = binder.domain
             table = self.alloca(ll.ArrayType(self.real, domain.stop - domain.start), "expanded")
             saved_stack, saved_env, saved_domains = self.stack, dict(self.env), dict(self.domains)
             self.stack = self.stack[: outer + 1]
@@ -1874,28 +1688,6 @@ class KernelBuilder:
         return Value(results, VEC, level) if vector else Value(results[0], REAL, level)
 
 
-def _children(node) -> list:
-    if isinstance(node, ir.Call):
-        return list(node.args)
-    if isinstance(node, ir.Binary):
-        return [node.left, node.right]
-    if isinstance(node, ir.Unary):
-        return [node.operand]
-    if isinstance(node, ir.Select):
-        return [node.condition, node.if_true, node.if_false]
-    return []
-
-
-def _has_call(node) -> bool:
-    return isinstance(node, ir.Call) or any(_has_call(child) for child in _children(node))
-
-
-def _factors(expr) -> list:
-    if isinstance(expr, ir.Binary) and expr.op == "mul" and expr_type(expr) == REAL:
-        return _factors(expr.left) + _factors(expr.right)
-    return [expr]
-
-
 def _ipow(b, x, exponent: int):
     """`x ** exponent` (a non-negative constant) by squaring."""
     result, base = i64(1), x
@@ -1911,78 +1703,48 @@ def _ipow(b, x, exponent: int):
 # ---- the module --------------------------------------------------------------------------------------------
 
 
-@dataclass
-class RenderedKernel:
-    name: str  # the IR tensor name
-    symbol: str
-    plan: planning.KernelPlan
-    arrays: list  # descriptors in argument order (the buffer first)
-    scalars: list
-    source: str  # this kernel's LLVM IR
-    driver_count: object = None  # parallel kernels: the driver's size (int or scalar descriptor)
-    driver_var: object = None  # and its variable
-
-
-@dataclass
-class RenderedModule:
-    module: ir.Module
-    dtype: str
-    source: str  # the module's LLVM IR (before optimization)
-    kernels: dict
-    unsupported: dict
-    constants: dict
-
-
 class ModuleRenderer:
     def __init__(self, module: ir.Module, dtype: str = "float64"):
-        Tables = cpp.ModuleRenderer
-
-        if dtype not in ("float64", "float32"):
-            raise ValueError(f"dtype must be float64 or float32, got {dtype!r}")
-        if module.convention not in ("metatensor", "e3nn"):
-            raise ValueError(f"unknown sph convention {module.convention!r}")
+        # compile-time tables (radial splines, Clebsch-Gordan) and block-access keys (checks dtype, convention)
+        self.tables = ModuleTables(module, dtype)
         self.module = module
         self.dtype = dtype
         self.real = ll.DoubleType() if dtype == "float64" else ll.FloatType()
-        # compile-time tables (radial splines, Clebsch-Gordan) and block-access keys, shared with C++
-        self.tables = Tables(module, dtype)
-        self.grids: dict = {}
+        self.grids = self.tables.grids
         self.llmodule = ll.Module(name=_sanitize(module.name))
         self.llmodule.triple = llvm.get_process_triple()
 
     def render(self) -> RenderedModule:
-        kernels, unsupported = {}, {}
-        for k, kernel in enumerate(self.module.kernels):
-            symbol = f"mt_kernel_{k}"
-            builder = KernelBuilder(self, kernel, symbol)
-            try:
-                function = builder.build()
-            except Unsupported as error:
-                unsupported[kernel.name] = str(error)
-                _drop_function(self.llmodule, symbol)
-                continue
-            arrays = [("buffer",)] + sorted(builder.arrays, key=lambda d: builder.arrays[d][0])
-            scalars = sorted(builder.scalars, key=lambda d: builder.scalars[d][0])
-            kernels[kernel.name] = RenderedKernel(kernel.name, symbol, builder.plan, arrays, scalars,
-                                                  str(function), builder.driver_count, builder.driver_var)
-            if kernel.where is None:
-                self.grids[kernel.name] = kernel
-        for k, fused, plan in planning.fused_plans(self.module, unsupported):
-            symbol = f"mt_fused_{k}"
-            try:
-                builder = KernelBuilder(self, fused.kernels[0], symbol)
-                function = builder.build_fused(plan)
-            except Unsupported as error:
-                unsupported[fused.name] = str(error)
-                _drop_function(self.llmodule, symbol)
-                continue
-            arrays = ([("buffer", j) for j in range(len(plan.plans))]
-                      + sorted(builder.arrays, key=lambda d: builder.arrays[d][0]))
-            scalars = sorted(builder.scalars, key=lambda d: builder.scalars[d][0])
-            kernels[fused.name] = RenderedKernel(fused.name, symbol, plan, arrays, scalars, str(function),
-                                                 builder.driver_count, builder.driver_var)
+        kernels, unsupported = render_kernels(self.module, self.grids, self.render_kernel, self.render_fused)
         return RenderedModule(self.module, self.dtype, str(self.llmodule), kernels, unsupported,
                               dict(self.tables.constants))
+
+    def rendered(self, name: str, symbol: str, plan, builder: "KernelBuilder", buffers: list, function):
+        arrays = buffers + sorted(builder.arrays, key=lambda d: builder.arrays[d][0])
+        scalars = sorted(builder.scalars, key=lambda d: builder.scalars[d][0])
+        return RenderedKernel(name, symbol, plan, arrays, scalars, str(function), builder.driver_count,
+                              builder.driver_var)
+
+    def render_kernel(self, k: int, kernel: ir.TensorKernel) -> RenderedKernel:
+        symbol = f"mt_kernel_{k}"
+        builder = KernelBuilder(self, kernel, symbol)
+        try:
+            function = builder.build()
+        except Unsupported:
+            _drop_function(self.llmodule, symbol)
+            raise
+        return self.rendered(kernel.name, symbol, builder.plan, builder, [("buffer",)], function)
+
+    def render_fused(self, k: int, fused: ir.FusedKernel, plan: planning.FusedPlan) -> RenderedKernel:
+        symbol = f"mt_fused_{k}"
+        try:
+            builder = KernelBuilder(self, fused.kernels[0], symbol)
+            function = builder.build_fused(plan)
+        except Unsupported:
+            _drop_function(self.llmodule, symbol)
+            raise
+        return self.rendered(fused.name, symbol, plan, builder, [("buffer", j) for j in range(len(plan.plans))],
+                             function)
 
 
 def _drop_function(module: ll.Module, symbol: str) -> None:
@@ -1997,7 +1759,7 @@ def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:
 
 def render(module: ir.Module, dtype: str = "float64") -> str:
     """The LLVM IR of a module (`mtdsl compile --emit llvm`), after a comment naming the tensor of
-    each kernel's function (gradient kernels included: `·scatter·dT/dwrt#k`, `codegen/terms.py`)."""
+    each kernel's function (gradient kernels included: `·scatter·dT/dwrt#k`, `mtdsl/ir/passes/terms.py`)."""
     rendered = render_module(module, dtype)
 
     def shown(text):  # as the IR's identifiers: names never reach the IR as they are
@@ -2145,7 +1907,7 @@ class JITLibrary:
 
 
 def build(module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()) -> tuple:
-    """Render, optimize and JIT `module` with the terms of its gradient kernels (`codegen/terms.py`)
+    """Render, optimize and JIT `module` with the terms of its gradient kernels (`mtdsl/ir/passes/terms.py`)
     and the `extra` kernels: `(rendered, library, path, cache_hit, terms)`, which
     `runtime.compiled.compile_module` wraps in a `CompiledModule` (`codegen/build.py`)."""
     # a cache hit skips rendering (and lowering the gradient terms) too: the rendered module is

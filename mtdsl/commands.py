@@ -68,10 +68,11 @@ def _compile(args, backend=None, dtype=np.float64):
 
 def add_compile(parser: argparse.ArgumentParser) -> None:
     _add_model_arguments(parser)
-    parser.add_argument("--emit", choices=("ir", "cpp", "llvm"), default="ir",
-                        help="what to print: the loop IR (default), or generated C++ / LLVM IR")
+    parser.add_argument("--emit", choices=("ir", "nest", "cpp", "llvm"), default="ir",
+                        help="what to print: the loop IR (default), the loop nest of the backends, "
+                             "or generated C++ / LLVM IR")
     parser.add_argument("--gradients", action="append", metavar="PARAMETER",
-                        help="with --emit cpp/llvm/ir, append the gradient kernels of these declared gradients "
+                        help="with --emit cpp/llvm/nest/ir, append the gradient kernels of these declared gradients "
                              "(positions, strain or cell; repeatable; default: every declared gradient)")
     parser.add_argument("--no-gradients", action="store_true",
                         help="only the value kernels, without the gradient kernels")

@@ -15,13 +15,14 @@ from mtdsl.tensor import Labels, TensorMap
 from mtdsl.tensor._array import to_numpy
 
 from .bindings import RunError
+from .evaluate.dispatch import concatenate_flat, gather_flat, zero_where
 from .named import Named, apply, union_axes
 
 SLOT_WIDTH = {"atoms": 2, "pairs": 6, "systems": 1, "value": 1}
 
 
 class BlockTable:
-    def __init__(self, name: str, tensor: TensorMap):
+    def __init__(self, name: str, tensor: TensorMap, torch_values: bool = False):
         self.name = name
         self.tensor = tensor
         blocks = tensor.blocks()
@@ -30,9 +31,10 @@ class BlockTable:
         self.n_components = len(tensor.component_names)
         sizes = [int(np.prod(b.values.shape)) for b in blocks]
         self.base = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.flat = (
-            np.concatenate([to_numpy(b.values).reshape(-1) for b in blocks]) if blocks else np.zeros(0)
-        )
+        # numpy; torch when the blocks hold torch values and `torch_values` keeps them (the
+        # evaluator on torch values, runtime/evaluate/torch_values.py)
+        values = [b.values if torch_values else to_numpy(b.values) for b in blocks]
+        self.flat = concatenate_flat(values)
         width = 2 + self.n_components
         self.shapes = np.array([b.values.shape for b in blocks], dtype=np.int64).reshape(len(blocks), width)
         self.samples = BlockLabels([b.samples.array for b in blocks])
@@ -42,7 +44,21 @@ class BlockTable:
         self.properties = BlockLabels([b.properties.array for b in blocks])
 
     def gather(self, keys, slots, groups, bindings) -> Named:
-        """Values at the positions given by `keys` [(label, Named)] and `slots` [(kind, Named)].
+        """Values at the positions given by `keys` [(label, Named)] and `slots` [(kind, Named)]."""
+        return self.read(self.locate(keys, slots, groups, bindings))
+
+    def read(self, located) -> Named:
+        """The values at positions `locate` found (0 where missing)."""
+        axes, shape, offset, missing = located
+        values = gather_flat(self.flat, offset) if len(self.flat) else np.zeros(shape)
+        if missing is None:
+            return Named(axes, values.reshape(shape))
+        values = zero_where(values, missing)
+        return Named(axes, values.reshape(shape), Named(axes, np.broadcast_to(missing, shape).copy()))
+
+    def locate(self, keys, slots, groups, bindings):
+        """`(axes, shape, flat positions, where missing or None)` of the entries `gather` reads:
+        label lookups only, which depend on the structure and not on the values.
 
         Each lookup (block; block and sample; block and a component; block and the properties)
         runs over the axes of its own slots only, then the positions are broadcast: reading
@@ -56,7 +72,7 @@ class BlockTable:
                     sizes[axis] = size
         shape = tuple(sizes.get(a, 1) for a in axes)
         if len(self.tensor) == 0:  # no block at all: every read is missing
-            return Named(axes, np.zeros(shape), Named(axes, np.ones(shape, dtype=bool)))
+            return axes, shape, np.zeros(shape, dtype=np.int64), np.ones(shape, dtype=bool)
 
         key_arrays = [value for _, value in keys]
         block_axes = _axes_of(key_arrays, sizes)
@@ -144,15 +160,9 @@ class BlockTable:
         for part in missing_parts:
             missing = missing | over(part)
         offset = np.broadcast_to(offset, shape)
-        any_missing = bool(missing.any())
-        if any_missing:
-            offset = np.where(missing, 0, offset)
-        values = self.flat[offset] if len(self.flat) else np.zeros(shape)
-        missing_named = None
-        if any_missing:
-            values = np.where(missing, 0.0, values)
-            missing_named = Named(axes, np.broadcast_to(missing, shape).copy())
-        return Named(axes, values.reshape(shape), missing_named)
+        if not bool(missing.any()):
+            return axes, shape, offset, None
+        return axes, shape, np.where(missing, 0, offset), missing
 
     # -- lookups ---------------------------------------------------------------------------
     def _block_ids(self, keys, flat, n_points) -> np.ndarray:

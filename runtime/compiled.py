@@ -1,17 +1,19 @@
-"""Running modules compiled by a native backend (C++ today), with the interpreter as fallback.
+"""The native runner: modules compiled by a native backend (C++ or LLVM), with the evaluator as fallback.
 
 `compile_module(module, backend="cpp", dtype=np.float64)` renders the module
 and compiles it through the kernel cache (`mtdsl.codegen.build`) and returns a `CompiledModule` whose
-`.run(bindings)` takes the same `Bindings` as the interpreter and returns
+`.run(bindings)` takes the same `Bindings` as the evaluator and returns
 `{tensor name: TensorMap}`.
 
 Per kernel, the native function fills the dense body buffer over the kernel's
 index grid and `runtime.assemble.evaluate_kernel(..., body=...)` builds the
-blocks, exactly as for the interpreter. A kernel runs with the interpreter
-instead when the renderer has no compiled form for it (`.fallbacks` says why),
-or when its native run reports an error bit (a missing block entry, an index
-out of range, a distance beyond a spline): the interpreter then raises the
-precise error, or decides the case, so results always equal the oracle's.
+blocks, exactly as for the evaluator. A kernel runs with the evaluator
+(runtime/evaluate/) instead when the renderer has no compiled form for it
+(`.fallbacks` says why), when an argument has no native form (binding returns
+a `Fallback` value, runtime/block_lookup.py), or when its native run reports an
+error bit (a missing block entry, an index out of range, a distance beyond a
+spline): the evaluator then raises the precise error, or decides the case, so
+results always equal the oracle's. `.last_run_fallbacks` says why, per kernel.
 """
 
 from __future__ import annotations
@@ -33,19 +35,12 @@ from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
 from . import gradients as gradient_blocks  # called through the module: tests spy on entries_owned
-from .assemble import evaluate_kernel
+from .assemble import evaluate_kernel, separable_layout
 from .bindings import Bindings, RunError
+from .block_lookup import BlockLookup, Fallback
 from .body_parts import first_terms, with_parts
-from .interpreter import Interpreter
+from .evaluate.evaluator import Evaluator
 from .named import Named
-from .native_assemble import separable_layout
-
-SLOT_WIDTH = {"atoms": 2, "pairs": 6, "systems": 1, "value": 1}
-MAX_TABLE = 1 << 26  # entries of one block-access lookup table before the interpreter takes over
-
-
-class NativeFallback(Exception):
-    """This run of a kernel is better left to the interpreter."""
 
 
 def default_threads() -> int:
@@ -54,162 +49,6 @@ def default_threads() -> int:
         return max(1, int(value.split(",")[0]))
     except ValueError:
         return os.cpu_count() or 1
-
-
-# ---- block access tables -------------------------------------------------------------------------
-
-
-def _group_table(slots, label_arrays, bindings, what: str):
-    """Dense lookup `[block, slot values...] -> position` of one label group, with per-slot (min, size)."""
-    widths = [SLOT_WIDTH[kind] for kind, _ in slots]
-    n_columns = label_arrays[0].shape[1] if label_arrays else sum(widths)
-    if sum(widths) != n_columns:
-        raise RunError(f"{what}: {sum(widths)} label values for {n_columns} labels")
-    candidates, mins, sizes = [], [], []
-    column = 0
-    for kind, source in slots:
-        if kind == "atoms":
-            batch = bindings.systems[source]
-            rows = np.stack([to_numpy(batch.system), to_numpy(batch.atom)], axis=1).astype(np.int64)
-            mins.append(0)
-        elif kind == "pairs":
-            rows = bindings.pairs[source].label_values().astype(np.int64)
-            mins.append(0)
-        else:
-            values = np.concatenate([a[:, column] for a in label_arrays]) if label_arrays else np.zeros(0)
-            low = int(values.min()) if len(values) else 0
-            high = int(values.max()) if len(values) else -1
-            rows = np.arange(low, high + 1, dtype=np.int64)[:, None]
-            mins.append(low)
-        sizes.append(len(rows))
-        candidates.append(rows)
-        column += SLOT_WIDTH[kind]
-    total = int(np.prod(sizes, dtype=np.int64)) if sizes else 1
-    if total * max(len(label_arrays), 1) > MAX_TABLE:
-        raise NativeFallback(f"{what}: lookup table too large")
-    if all(kind != "pairs" for kind, _ in slots):
-        return _direct_table(slots, label_arrays, bindings, mins, sizes, total), mins, sizes, total
-    # every combination of slot values, as label rows
-    grids = np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij") if sizes else []
-    parts = [c[g.reshape(-1)] for c, g in zip(candidates, grids)]
-    rows = np.concatenate(parts, axis=1) if parts else np.zeros((1, 0), dtype=np.int64)
-    table = np.full((max(len(label_arrays), 1), total), -1, dtype=np.int64)
-    for block, labels in enumerate(label_arrays):
-        if total == 0:
-            continue
-        table[block] = _positions(labels, rows)
-    return table.reshape(-1), mins, sizes, total
-
-
-def _direct_table(slots, label_arrays, bindings, mins, sizes, total) -> np.ndarray:
-    """The lookup table by scattering each block's label rows to their slot-value index (no search):
-    an atoms slot's `(system, atom)` labels give the batch index, a value slot's label its offset."""
-    table = np.full((max(len(label_arrays), 1), total), -1, dtype=np.int64)
-    for block, labels in enumerate(label_arrays):
-        labels = labels.astype(np.int64)
-        index = np.zeros(len(labels), dtype=np.int64)
-        inside = np.ones(len(labels), dtype=bool)
-        column = 0
-        for (kind, source), low, size in zip(slots, mins, sizes):
-            if kind == "atoms":
-                batch = bindings.systems[source]
-                offsets = np.asarray(to_numpy(batch.atom_offsets), dtype=np.int64)
-                system, atom = labels[:, column], labels[:, column + 1]
-                ok = (system >= 0) & (system < batch.n_systems)
-                safe = np.where(ok, system, 0)
-                ok &= (atom >= 0) & (atom < offsets[safe + 1] - offsets[safe])
-                value = np.where(ok, offsets[safe] + atom, 0)
-            else:
-                value = labels[:, column] - low
-                ok = (value >= 0) & (value < size)
-            inside &= ok
-            index = index * size + np.where(ok, value, 0)
-            column += SLOT_WIDTH[kind]
-        table[block, index[inside]] = np.nonzero(inside)[0]
-    return table.reshape(-1)
-
-
-def _positions(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Position of each row of `rows` among the rows of `labels` (-1 when absent)."""
-    if labels.shape[1] == 0:
-        return np.full(len(rows), 0 if len(labels) else -1, dtype=np.int64)
-    if len(labels) == 0:
-        return np.full(len(rows), -1, dtype=np.int64)
-    low = np.minimum(labels.min(axis=0), rows.min(axis=0)).astype(np.int64)
-    span = (np.maximum(labels.max(axis=0), rows.max(axis=0)).astype(np.int64) - low + 1)
-    if np.prod(span.astype(float)) < 2**62:
-        def encode(a):
-            code = np.zeros(len(a), dtype=np.int64)
-            for k in range(a.shape[1]):
-                code = code * span[k] + (a[:, k].astype(np.int64) - low[k])
-            return code
-        keys, queries = encode(labels), encode(rows)
-    else:
-        raise NativeFallback("label values too spread out")
-    order = np.argsort(keys, kind="stable")
-    sorted_keys = keys[order]
-    where = np.clip(np.searchsorted(sorted_keys, queries), 0, len(sorted_keys) - 1)
-    found = sorted_keys[where] == queries
-    return np.where(found, order[where], -1).astype(np.int64)
-
-
-class BlockLookup:
-    """The arrays and sizes a compiled block access reads (see `codegen/cpp.py`, `_render_BlockRef`)."""
-
-    def __init__(self, key, tensor, bindings: Bindings, dtype):
-        name, bound_keys, sample_slots, component_slots, property_slots = key
-        blocks = tensor.blocks()
-        key_names = list(tensor.keys.names)
-        what = f"block access to {name}"
-        for label in bound_keys:
-            if label not in key_names:
-                raise RunError(f"{what}: it has no key {label!r} (keys are {key_names})")
-        key_array = np.asarray(tensor.keys.array, dtype=np.int64).reshape(len(blocks), len(key_names))
-        for column, label in enumerate(key_names):
-            if label not in bound_keys and len(np.unique(key_array[:, column])) > 1:
-                raise RunError(f"{what} does not bind the key {label!r}, which takes several values")
-        self.arrays, self.scalars = {}, {}
-        bound = key_array[:, [key_names.index(label) for label in bound_keys]] if bound_keys else np.zeros((len(blocks), 0), np.int64)
-        mins = bound.min(axis=0) if len(blocks) else np.zeros(len(bound_keys), np.int64)
-        sizes = (bound.max(axis=0) - mins + 1) if len(blocks) else np.zeros(len(bound_keys), np.int64)
-        total = int(np.prod(sizes, dtype=np.int64))
-        if total > MAX_TABLE:
-            raise NativeFallback(f"{what}: key table too large")
-        key_table = np.full(max(total, 1), -1, dtype=np.int64)
-        if len(blocks):
-            index = np.zeros(len(blocks), dtype=np.int64)
-            for k in range(len(bound_keys)):
-                index = index * sizes[k] + (bound[:, k] - mins[k])
-            key_table[index] = np.arange(len(blocks))
-        self.arrays["key_table"] = key_table
-        for k in range(len(bound_keys)):
-            self.scalars[("key_min", k)] = int(mins[k])
-            self.scalars[("key_size", k)] = int(sizes[k])
-
-        n_components = len(tensor.component_names) if blocks else len(component_slots)
-        if len(component_slots) != n_components:
-            raise RunError(f"{what}: {len(component_slots)} component indices for {n_components} components")
-        groups = [("sample", sample_slots, [np.asarray(b.samples.array) for b in blocks])]
-        for k, slot in enumerate(component_slots):
-            groups.append((f"component{k}", (slot,), [np.asarray(b.components[k].array) for b in blocks]))
-        groups.append(("property", property_slots, [np.asarray(b.properties.array) for b in blocks]))
-        for group, slots, arrays in groups:
-            table, group_mins, group_sizes, stride = _group_table(slots, arrays, bindings, what)
-            self.arrays[f"{group}_table"] = table if len(table) else np.full(1, -1, np.int64)
-            self.scalars[(f"{group}_stride", 0)] = stride
-            for k, (low, size) in enumerate(zip(group_mins, group_sizes)):
-                self.scalars[(f"{group}_min", k)] = low
-                self.scalars[(f"{group}_size", k)] = size
-
-        shapes = np.array([b.values.shape for b in blocks], dtype=np.int64).reshape(len(blocks), n_components + 2)
-        sizes_per_block = np.prod(shapes, axis=1) if len(blocks) else np.zeros(0, np.int64)
-        self.arrays["shape"] = shapes.reshape(-1) if len(blocks) else np.zeros(1, np.int64)
-        base = np.zeros(max(len(blocks), 1), dtype=np.int64)
-        if len(blocks):
-            base[1:] = np.cumsum(sizes_per_block)[:-1]
-        self.arrays["base"] = base
-        values = [np.asarray(to_numpy(b.values), dtype=dtype).reshape(-1) for b in blocks]
-        self.arrays["values"] = np.concatenate(values) if values else np.zeros(1, dtype=dtype)
 
 
 # ---- argument binding ----------------------------------------------------------------------------
@@ -235,12 +74,12 @@ class Arguments:
     def _int(self, array):
         return np.ascontiguousarray(to_numpy(array), dtype=np.int64)
 
-    def rows(self, source: GradientRows, field: str) -> np.ndarray:
+    def rows(self, source: GradientRows, field: str):
         """Integer labels of the rows of a computed gradient (`mtdsl/ir/passes/terms.py`: `GradLabel` as data)."""
         tensor, wrt = source.tensor, source.wrt
         table = self.gradient_tables.get((tensor, wrt))
         if table is None:
-            raise NativeFallback(f"the gradient of {tensor} with respect to {wrt} is not available")
+            return Fallback(f"the gradient of {tensor} with respect to {wrt} is not available")
         if field == "block":
             values = table.row_block
         elif field == "local":
@@ -262,7 +101,7 @@ class Arguments:
         tensor, wrt = name.tensor, name.wrt
         values = self.bindings.tensors.get(tensor)
         if values is None or (tensor, wrt) not in self.gradient_tables:
-            raise NativeFallback(f"the gradient of {tensor} with respect to {wrt} is not available")
+            return Fallback(f"the gradient of {tensor} with respect to {wrt} is not available")
         blocks = []
         for block in values.blocks():
             gradient = block.gradient(wrt)
@@ -271,18 +110,38 @@ class Arguments:
         keys = Labels(["block"], np.arange(len(blocks), dtype=np.int32).reshape(-1, 1), assume_unique=True)
         return TensorMap(keys, blocks)
 
-    def lookup(self, key) -> BlockLookup:
+    def lookup(self, key):
+        """The `BlockLookup` of a block access, or a `Fallback` (not kept: a gradient's table may come later)."""
         if key not in self.lookups:
             if isinstance(key[0], GradientBlocks):
-                self.lookups[key] = BlockLookup(key, self.gradient_tensor(key[0]), self.bindings, self.dtype)
-                return self.lookups[key]
-            tensor = self.bindings.tensors.get(key[0])
-            if tensor is None:
-                raise RunError(f"block access to {key[0]}: no such tensor")
-            self.lookups[key] = BlockLookup(key, tensor, self.bindings, self.dtype)
+                tensor = self.gradient_tensor(key[0])
+                if isinstance(tensor, Fallback):
+                    return tensor
+            else:
+                tensor = self.bindings.tensors.get(key[0])
+                if tensor is None:
+                    raise RunError(f"block access to {key[0]}: no such tensor")
+            found = BlockLookup(key, tensor, self.bindings, self.dtype)
+            if found.fallback is not None:
+                return found.fallback
+            self.lookups[key] = found
         return self.lookups[key]
 
+    def bind(self, rendered, outputs: list, scalar=None):
+        """`(arrays, scalars)` of a rendered kernel, `outputs` its first arrays, or the `Fallback`
+        of the first argument without a native form. `scalar(arguments, descriptor)`: how the
+        caller resolves scalars (`Arguments.scalar` by default)."""
+        arrays = list(outputs)
+        for descriptor in rendered.arrays[len(outputs):]:
+            arrays.append(self.array(descriptor))
+            if isinstance(arrays[-1], Fallback):
+                return arrays[-1]
+        scalars = [scalar(self, d) if scalar else self.scalar(d) for d in rendered.scalars]
+        found = next((s for s in scalars if isinstance(s, Fallback)), None)
+        return found if found is not None else (arrays, scalars)
+
     def array(self, descriptor):
+        """The array argument `descriptor` names, or a `Fallback`."""
         if descriptor in self.cache:
             return self.cache[descriptor]
         kind = descriptor[0]
@@ -314,26 +173,31 @@ class Arguments:
             declaration = next(p for p in self.compiled.module.params if p.name == descriptor[1])
             expected = tuple(len(bindings.domain_values(d)) for d in declaration.domains)
             if value.shape != expected:
-                raise NativeFallback(f"parameter {descriptor[1]} has shape {value.shape}, its domains {expected}")
+                return Fallback(f"parameter {descriptor[1]} has shape {value.shape}, its domains {expected}")
             value = value.reshape(-1)
         elif kind == "const64":  # compile-time tables kept in float64 whatever the dtype
             value = np.ascontiguousarray(self.compiled.rendered.constants[descriptor[1]], dtype=np.float64).reshape(-1)
         elif kind == "const":
             value = np.ascontiguousarray(self.compiled.rendered.constants[descriptor[1]], dtype=self.dtype).reshape(-1)
         elif kind == "block":
-            value = self.lookup(descriptor[1]).arrays[descriptor[2]]
+            found = self.lookup(descriptor[1])
+            if isinstance(found, Fallback):
+                return found
+            value = found.arrays[descriptor[2]]
         elif kind == "out":
             value = self._int(self.out_rows[descriptor[1]][0])
         elif kind == "dense":  # a gradient as its scatter kernels wrote it (runtime/gradients.py keeps it)
             buffer = self.dense_gradients.get((descriptor[1].tensor, descriptor[1].wrt))
             if buffer is None:
-                raise NativeFallback(f"{descriptor[1]} was not written by scatter kernels")
+                return Fallback(f"{descriptor[1]} was not written by scatter kernels")
             value = buffer.reshape(-1)
         elif kind == "rows":
             value = self.rows(descriptor[1], descriptor[2])
+            if isinstance(value, Fallback):
+                return value
         elif kind == "grid":
             if descriptor[1] not in self.grids:
-                raise NativeFallback(f"the dense values of {descriptor[1]} are not available")
+                return Fallback(f"the dense values of {descriptor[1]} are not available")
             value = self.grids[descriptor[1]].reshape(-1)
         else:
             raise KeyError(f"unknown argument {descriptor}")
@@ -342,7 +206,8 @@ class Arguments:
         self.cache[descriptor] = value
         return value
 
-    def scalar(self, descriptor) -> int:
+    def scalar(self, descriptor):
+        """The integer argument `descriptor` names, or a `Fallback`."""
         kind = descriptor[0]
         bindings = self.bindings
         if kind == "n_atoms":
@@ -353,7 +218,8 @@ class Arguments:
             if descriptor[1] in self.out_rows:  # the rows a scatter kernel writes (mtdsl/ir/passes/terms.py)
                 return int(self.out_rows[descriptor[1]][1])
             if descriptor[1] not in bindings.pairs:  # the rows of a gradient (mtdsl/ir/passes/terms.py)
-                return len(self.rows(descriptor[1], "block"))
+                rows = self.rows(descriptor[1], "block")
+                return rows if isinstance(rows, Fallback) else len(rows)
             return bindings.pairs[descriptor[1]].n_pairs
         if kind == "n_species":
             return len(bindings.species(descriptor[1]))
@@ -363,7 +229,8 @@ class Arguments:
             shape = np.shape(bindings.params[descriptor[1]])
             return int(shape[descriptor[2]]) if descriptor[2] < len(shape) else 1
         if kind == "block":
-            return int(self.lookup(descriptor[1]).scalars[(descriptor[2], descriptor[3])])
+            found = self.lookup(descriptor[1])
+            return found if isinstance(found, Fallback) else int(found.scalars[(descriptor[2], descriptor[3])])
         if kind == "driver_range":  # a scatter kernel's driver positions [lo, hi): all of them
             return 0 if descriptor[1] == 0 else INT64_MAX
         if kind == "grid_size":
@@ -419,7 +286,7 @@ def owner_splits(row_map: np.ndarray, shape: tuple, axis: int, n_rows: int, thre
 @dataclass
 class Computed:
     """A tensor computed by a run: its dense buffer, its TensorMap when it was assembled, and its
-    labels (`native_assemble.SeparableLayout`) when known (`CompiledModule.computed`)."""
+    labels (`assemble.SeparableLayout`) when known (`CompiledModule.computed`)."""
 
     buffer: np.ndarray
     tensor: object = None
@@ -459,7 +326,7 @@ class CompiledModule:
         self.cache_hit = cache_hit
         self.dtype = np.dtype(rendered.dtype)
         self.threads = threads
-        self.fast_assembly = True  # runtime/native_assemble.py for separable kernels
+        self.fast_assembly = True  # runtime/assemble.py for separable kernels
         # tensor name -> why the interpreter evaluates it
         self.fallbacks = {k: v for k, v in rendered.unsupported.items() if k not in term_names}
         self.last_run_fallbacks: dict = {}
@@ -518,7 +385,7 @@ class CompiledModule:
         names = [o.name for o in self.module.outputs]
         if all_tensors or not names:
             names = [k.name for k in self.module.kernels]
-        interpreter = Interpreter(self.module, bindings)
+        interpreter = Evaluator(self.module, bindings)
         arguments = self._arguments = Arguments(self, bindings)
         self.last_run_fallbacks = {}
         self.last_gradient_terms = {}
@@ -546,17 +413,14 @@ class CompiledModule:
                 continue
             native = self.kernels.get(kernel.name)
             buffer = None
-            if native is not None:
-                try:
-                    wrts = self._fused_choice(kernel.name, fused) if fused and self.fuse else None
-                    if wrts is not None:
-                        buffer = self._run_fused(kernel, wrts, fused, interpreter, arguments, threads)
-                    if buffer is None:
-                        buffer = self._run_native(native, kernel, arguments, threads)
-                    if buffer is not None and kernel.name in self.parts:
-                        buffer = self._add_parts(kernel, buffer, arguments, threads)
-                except NativeFallback as reason:
-                    self.last_run_fallbacks[kernel.name] = str(reason)
+            if native is not None:  # (None from each step: the evaluator runs it, `last_run_fallbacks` says why)
+                wrts = self._fused_choice(kernel.name, fused) if fused and self.fuse else None
+                if wrts is not None:
+                    buffer = self._run_fused(kernel, wrts, fused, interpreter, arguments, threads)
+                if buffer is None:
+                    buffer = self._run_native(native, kernel, arguments, threads)
+                if buffer is not None and kernel.name in self.parts:
+                    buffer = self._add_parts(kernel, buffer, arguments, threads)
             if buffer is None:
                 materialize()
                 bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
@@ -575,12 +439,16 @@ class CompiledModule:
     __call__ = run
 
     def _run_native(self, native: NativeKernel, kernel, arguments: Arguments, threads: int):
-        """The kernel's dense body buffer, or None when the native run reports an error."""
+        """The kernel's dense body buffer, or None when an argument has no native form or the
+        native run reports an error (the reason in `last_run_fallbacks`)."""
         bindings = arguments.bindings
         sizes = tuple(len(bindings.domain_values(b.domain)) for b in kernel.indices)
         buffer = np.zeros(sizes, dtype=self.dtype)
-        arrays = [buffer] + [arguments.array(d) for d in native.rendered.arrays[1:]]
-        scalars = [arguments.scalar(d) for d in native.rendered.scalars]
+        bound = arguments.bind(native.rendered, [buffer])
+        if isinstance(bound, Fallback):
+            self.last_run_fallbacks[kernel.name] = bound.reason
+            return None
+        arrays, scalars = bound
         pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
         values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
         error = native.function(pointers, values, int(threads))
@@ -672,18 +540,16 @@ class CompiledModule:
         their row maps in `rows` (by gradient): its error bits, or None when an argument has no
         native form (recorded in `last_run_fallbacks`, as an error is)."""
         native = self.fused_kernels[name]
-        try:
-            for key in keys:
-                found = rows[key[1]]
-                arguments.out_rows[self.scatters[key].source] = (found.row_maps[key[2]], found.buffer.shape[0])
-            arrays = outputs + [arguments.array(d) for d in native.rendered.arrays[len(outputs):]]
-            scalars = [arguments.scalar(d) for d in native.rendered.scalars]
-        except NativeFallback as reason:
-            self.last_run_fallbacks[name] = str(reason)
+        for key in keys:
+            found = rows[key[1]]
+            arguments.out_rows[self.scatters[key].source] = (found.row_maps[key[2]], found.buffer.shape[0])
+        bound = arguments.bind(native.rendered, outputs)
+        for key in keys:
+            arguments.cache.pop(("out", self.scatters[key].source, "row"), None)
+        if isinstance(bound, Fallback):
+            self.last_run_fallbacks[name] = bound.reason
             return None
-        finally:
-            for key in keys:
-                arguments.cache.pop(("out", self.scatters[key].source, "row"), None)
+        arrays, scalars = bound
         pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
         values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
         error = int(native.function(pointers, values, int(threads)))
@@ -748,12 +614,11 @@ class CompiledModule:
                 return None
             sizes.append(len(scope.values[binder.name]))
         buffer = np.zeros(tuple(sizes), dtype=self.dtype)
-        try:
-            arrays = [buffer] + [arguments.array(d) for d in native.rendered.arrays[1:]]
-            scalars = [arguments.scalar(d) for d in native.rendered.scalars]
-        except NativeFallback as reason:
-            self.last_run_fallbacks[name] = str(reason)
+        bound = arguments.bind(native.rendered, [buffer])
+        if isinstance(bound, Fallback):
+            self.last_run_fallbacks[name] = bound.reason
             return None
+        arrays, scalars = bound
         for binder, size in zip(term.indices, sizes):  # the rows domain: its size is the rows'
             if isinstance(binder.domain, ir.PairsDomain) and binder.domain.pairs not in bindings.pairs:
                 if size != arguments.scalar(("n_pairs", binder.domain.pairs)):
@@ -873,15 +738,12 @@ class CompiledModule:
         """The arrays and scalars of a scatter kernel adding into `buffer` through `row_map`, or None
         when an argument cannot be given natively (the reason in `last_run_fallbacks`)."""
         arguments.out_rows[scatter.source] = (row_map, buffer.shape[0])
-        try:
-            arrays = [buffer] + [arguments.array(d) for d in native.rendered.arrays[1:]]
-            scalars = [arguments.scalar(d) for d in native.rendered.scalars]
-        except NativeFallback as reason:
-            self.last_run_fallbacks[scatter.name] = str(reason)
+        bound = arguments.bind(native.rendered, [buffer])
+        arguments.cache.pop(("out", scatter.source, "row"), None)
+        if isinstance(bound, Fallback):
+            self.last_run_fallbacks[scatter.name] = bound.reason
             return None
-        finally:
-            arguments.cache.pop(("out", scatter.source, "row"), None)
-        return arrays, scalars
+        return bound
 
     def _scatter_shared(self, native: NativeKernel, scatter, arguments, arrays: list, scalars: list,
                         threads: int, row_map: np.ndarray, row_shape, n_outputs: int = 1) -> int:
@@ -949,9 +811,7 @@ class CompiledModule:
             layout = separable_layout(interpreter, kernel)
             if layout is not None and self._run_layouts[0] is interpreter.bindings:
                 self._run_layouts[1][kernel.name] = layout
-        if layout is None:
-            return evaluate_kernel(interpreter, kernel, body=body)
-        return layout.fill(body)
+        return evaluate_kernel(interpreter, kernel, body, layout=layout)
 
     def computed(self, bindings, names) -> dict | None:
         """`{name: Computed}` of the last run at `bindings` for the tensors `names` (their dense

@@ -38,7 +38,7 @@ from mtdsl.ir.reads import kernel_reads, read_closure
 from .assemble import ENTRY_LABELS, evaluate_kernel
 from .bindings import Bindings
 from .gradients import compute_gradients
-from .interpreter import Interpreter
+from .evaluate.evaluator import Evaluator
 from .native_products import NativeProducts
 
 #: the gradients a descriptor's products need, in the torch module's terms (cell: d/dH at fixed positions)
@@ -148,7 +148,7 @@ class Descriptors:
         if model.compiled is not None:
             model.compiled.run(bindings, threads=model.threads, all_tensors=True)
         else:
-            interpreter = Interpreter(model.module, bindings)
+            interpreter = Evaluator(model.module, bindings)
             for kernel in model.module.kernels:
                 bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
         for gradient in wrt:

@@ -1,6 +1,6 @@
 """The interpreter of gradient terms: the derivative IR nodes, and computed gradients as tables.
 
-`GradientInterpreter` is the reference interpreter (runtime/interpreter.py) plus the
+`GradientInterpreter` is the reference evaluator (runtime/evaluate/) plus the
 derivative nodes of `mtdsl.ir.passes.autodiff` (unit vectors, gradient labels and values of
 computed tensors); `GradientTable` holds the gradient rows of a computed tensor,
 concatenated over its blocks, for `GradLabel`/`GradValue`; `DenseLookup` finds label
@@ -18,7 +18,7 @@ from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels
 
 from .blocks import SLOT_WIDTH, BlockLabels, expand_slot
-from .interpreter import Interpreter, Scope, csr_matrix
+from .evaluate.evaluator import Evaluator, Scope, csr_matrix
 from .named import VECTOR_AXIS, Named, apply, union_axes
 
 #: for each gradient, the order of the direction variables in the stored array
@@ -26,7 +26,7 @@ from .named import VECTOR_AXIS, Named, apply, union_axes
 _STORED_ORDER = {"positions": (0,), "strain": (0, 1), "cell": (1, 0)}
 
 
-class GradientInterpreter(Interpreter):
+class GradientInterpreter(Evaluator):
     """The interpreter, plus the derivative IR nodes and gradient tables of computed tensors."""
 
     def __init__(self, module, bindings, kernels: dict, native=None):

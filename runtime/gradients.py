@@ -47,7 +47,7 @@ from .assemble import signature_values
 from .bindings import RunError
 from .gradient_interpreter import _STORED_ORDER, DenseLookup, GradientInterpreter, GradientTable, _lookup
 from .gradient_interpreter import _broadcast  # noqa: F401 - tests read it here
-from .interpreter import Scope, _contract
+from .evaluate.evaluator import Scope, _contract
 from .named import VECTOR_AXIS, Named, apply, union_axes
 
 #: gradient component labels, in the order of the gradient arrays' direction axes

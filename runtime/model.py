@@ -32,7 +32,7 @@ from .finite import check_finite, finite_check_enabled
 from .gradients import DIRECTION_LABELS, FusedGradients, compute_gradients
 from .inputs import check_tensormap_input, check_tensormap_inputs  # noqa: F401 - importable from here as before
 from .interaction import interaction_range
-from .interpreter import Interpreter
+from .evaluate.evaluator import Evaluator
 from .jax_function import JaxFunction
 from .native_products import NativeProducts
 from .parameters import load_parameters, save_parameters
@@ -214,7 +214,7 @@ class Model:
                                                 self.compiled)
             self.compiled.run(bindings, threads=self.threads, all_tensors=bool(gradients), fused=fused)
         else:
-            interpreter = Interpreter(self.module, bindings)
+            interpreter = Evaluator(self.module, bindings)
             for kernel in self.module.kernels:
                 bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
         for wrt in gradients:

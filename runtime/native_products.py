@@ -67,9 +67,9 @@ from mtdsl.ir.roles import FusedName, JvpKernel, RowMap
 from mtdsl.tensor import TensorBlock, TensorMap
 
 from .bindings import Bindings, RunError
-from .compiled import NativeFallback, compile_module, default_threads
+from .compiled import Fallback, compile_module, default_threads
 from .gradients import _needed, compute_gradients
-from .interpreter import Interpreter
+from .evaluate.evaluator import Evaluator
 
 #: the gradients products are taken with respect to, and the shape of each product per target
 PRODUCTS_WRT = ("positions", "cell")
@@ -154,12 +154,9 @@ class NativeProducts:
         for wrt in self.wrt:
             own, found_all = {}, {}
             for name in self.names:
-                try:
-                    found = ad.differentiate(product, wrt, outputs=[name])
-                except ad.AutodiffError as error:
-                    if "does not depend" in str(error):
-                        continue  # its product with respect to wrt is zero
-                    raise
+                if ad.gradient_kernel(product, wrt, name) is None:
+                    continue  # it does not depend on wrt: its product is zero
+                found = ad.differentiate(product, wrt, outputs=[name])
                 own[name] = found[name]
                 found_all.update(found)
             self.gradients[wrt] = own
@@ -351,7 +348,7 @@ class NativeProducts:
                                                 native=compiled)
                 state.tables[wrt] = dict(interpreter.gradient_tables)
                 state.dense[wrt] = dict(interpreter.dense_gradients)
-        interpreter = Interpreter(self.module, bindings)
+        interpreter = Evaluator(self.module, bindings)
         for name in self.names:
             state.index[name], state.sizes[name] = self._entries(interpreter, name, bindings)
         for tensor in self._swept():
@@ -400,7 +397,7 @@ class NativeProducts:
     def _index(self, state: _State, tensor: str):
         if tensor not in state.index:
             state.index[tensor], state.sizes[tensor] = self._entries(
-                Interpreter(self.module, state.bindings), tensor, state.bindings)
+                Evaluator(self.module, state.bindings), tensor, state.bindings)
         return state.index[tensor]
 
     # -- reverse products -------------------------------------------------------------------------
@@ -510,11 +507,10 @@ class NativeProducts:
             first = plan.kernel.indices[0].domain
             if isinstance(first, ir.PairsDomain) and isinstance(first.pairs, RowMap):
                 arguments.out_rows[first.pairs] = (np.zeros(1, dtype=np.int64), shape[0])
-        try:
-            arrays = [buffer] * outputs + [arguments.array(d) for d in rendered.arrays[outputs:]]
-            scalars = [self._scalar(arguments, d) for d in rendered.scalars]
-        except NativeFallback as reason:
-            raise RunError(f"{name}: {reason}") from None
+        bound = arguments.bind(rendered, [buffer] * outputs, self._scalar)
+        if isinstance(bound, Fallback):
+            raise RunError(f"{name}: {bound.reason}")
+        arrays, scalars = bound
         threads = int(self.threads or compiled.run_threads or default_threads())
         if threads <= 1 or _parallel_over_an_index(rendered):  # each iteration writes entries of its own
             pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])

@@ -39,7 +39,7 @@ from mtdsl.tensor.labels import row_keys
 
 from .assemble import kernel_domain
 from .blocks import expand_slot
-from .interpreter import Interpreter, Scope, _contract, _factors
+from .evaluate.evaluator import Evaluator, Scope, _contract, _factors
 from .named import Named, apply, union_axes
 
 Presence = Optional[Named]  # boolean Named, None when present everywhere
@@ -138,7 +138,7 @@ def _find(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return np.where(mine[where] == theirs, where, -1)
 
 
-class PresenceEvaluator(Interpreter):
+class PresenceEvaluator(Evaluator):
     """Evaluates the presence of expressions; index values (conditions, keys, samples, the atoms
     of `P.from`) come from the interpreter itself."""
 

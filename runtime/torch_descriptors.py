@@ -18,7 +18,7 @@ import dataclasses
 
 import torch
 
-from . import torch_eval
+from .evaluate import torch_values
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +48,7 @@ class DescriptorState:
             p = positions.detach().requires_grad_(True)
             c = cell.detach().requires_grad_(True)
             module = self.descriptors.module
-            tensors = torch_eval.evaluate(module, self.batch, self.pairs, p, c, {}, {})
+            tensors = torch_values.evaluate(module, self.batch, self.pairs, p, c, {}, {})
             values = [tensors[name].block(index).values for name, index in self.run.blocks]
             pairs = [(v, w.detach()) for v, w in zip(values, cotangents) if v.requires_grad]
             if not pairs:

@@ -16,7 +16,7 @@ neighbour lists, the pair vectors recomputed from the given positions and cells.
 output of order `k - 1`, its outputs one gradient per input of order `k - 1`.
 The backward of order `k` calls order `k + 1`, so double backward (forces in
 a loss, mixed derivatives positions x parameters) is the same op again. Orders
-`k > 0` run torch autograd through `runtime/torch_eval.py`, the IR evaluated
+`k > 0` run torch autograd through `runtime/evaluate/torch_values.py`, the IR evaluated
 with torch tensors (differentiable to every order). Every shape is known
 from the op's arguments (`shapes` for order 0, the inputs for `k > 0`), so the
 fake implementation needs no data and `torch.compile` traces the op.
@@ -44,12 +44,12 @@ from mtdsl.systems.neighbors import Pairs, neighbors
 from mtdsl.tensor import TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
-from . import torch_eval
+from .evaluate import torch_values
 from .asked_gradients import asked_gradients
 from .assemble import evaluate_kernel
 from .bindings import Bindings
 from .descriptors import Descriptors
-from .interpreter import Interpreter
+from .evaluate.evaluator import Evaluator
 from .inputs import check_tensormap_inputs
 from .parameters import load_parameters, save_parameters
 from .presence import module_presence, restrict
@@ -84,7 +84,7 @@ class Plan:
         #: runtime/descriptors.Descriptors: the structural tensors the VJPs take from the backend
         self.descriptors = descriptors if descriptors is not None and descriptors.names else None
         self._descriptor_cache = None
-        self._memo = None  # (structure, torch_eval.StructureMemo): what the orders of one call share
+        self._memo = None  # (structure, torch_values.StructureMemo): what the orders of one call share
         self._computed = None  # (positions and cells, the descriptors' tensors) of the backend's last run
         self.module = model.module
         self.gradients = dict(gradients) if isinstance(gradients, dict) else list(gradients)
@@ -181,7 +181,7 @@ class Plan:
                 self._computed = ([np.array(positions, copy=True), np.array(cells, copy=True)], model.compiled.computed(
                     bindings, [k.name for k in self.descriptors.module.kernels]))
         else:
-            interpreter = Interpreter(self.module, bindings)
+            interpreter = Evaluator(self.module, bindings)
             for kernel in self.module.kernels:
                 bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
         return {o.name: bindings.tensors[o.name] for o in self.module.outputs}
@@ -223,8 +223,8 @@ class Plan:
                 ])
             skip = self.descriptors.skipped(self.module)
         if self._memo is None or not _same(self._memo[0], structure):  # the label lookups of this structure
-            self._memo = ([np.array(a, copy=True) for a in structure], torch_eval.StructureMemo())
-        tensors = torch_eval.evaluate(self.module, batch, pairs, positions, cells, params, inputs,
+            self._memo = ([np.array(a, copy=True) for a in structure], torch_values.StructureMemo())
+        tensors = torch_values.evaluate(self.module, batch, pairs, positions, cells, params, inputs,
                                       precomputed=precomputed, skip=skip, memo=self._memo[1])
         return [b.values for o in self.module.outputs for b in tensors[o.name].blocks()]
 

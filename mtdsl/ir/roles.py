@@ -171,7 +171,7 @@ class FusedName(RoleName):
 
 
 class BinderMask(RoleName):
-    """The interpreter's alias of the mask of the binder `binder` (runtime/interpreter.py)."""
+    """The interpreter's alias of the mask of the binder `binder` (runtime/evaluate/evaluator.py)."""
 
     FIELDS = ("binder",)
     spell = staticmethod(lambda binder: _spell("mask", binder))

@@ -123,24 +123,46 @@ def scaled_hyp1f1(a: float, b: float, z, log_scale) -> np.ndarray:
     (``j > z``).
     """
     z = np.asarray(z, dtype=np.float64)
+    rows = _scaled_hyp1f1_rows(np.array([a], dtype=np.float64), np.array([b], dtype=np.float64),
+                               z.reshape(1, -1), np.broadcast_to(log_scale, z.shape).reshape(1, -1))
+    return rows.reshape(z.shape)
+
+
+def _scaled_hyp1f1_rows(a: np.ndarray, b: np.ndarray, z: np.ndarray, log_scale: np.ndarray) -> np.ndarray:
+    """`scaled_hyp1f1(a[k], b[k], z[k], log_scale[k])` for each row `k` of `z` at once, each row's
+    sum taken at the term where that row alone would have stopped: the same values, bit for bit,
+    as one call per row, for a tenth of the numpy calls (building the radial spline of the power
+    spectrum made 600 calls of ~250 terms each: most of a cold compile)."""
+    ratio_a, ratio_b = a[:, None], b[:, None]
     total = np.ones_like(z)
     term = np.ones_like(z)
     shift = np.zeros_like(z)
+    z_max = np.max(z, axis=1, initial=0.0)
+    first_done = float(np.min(z_max, initial=0.0))
+    result_total, result_shift = np.ones_like(z), np.zeros_like(z)
+    active = np.ones(len(z), dtype=bool)
     j = 0
     while True:
-        term = term * ((a + j) / (b + j)) * z / (j + 1)
-        total = total + term
+        np.multiply(term, (ratio_a + j) / (ratio_b + j), out=term)
+        np.multiply(term, z, out=term)
+        np.divide(term, j + 1, out=term)
+        np.add(total, term, out=total)
         j += 1
-        big = total > 1e250
-        if np.any(big):
+        if z.size and total.max() > 1e250:
+            big = total > 1e250
             total = np.where(big, total * 1e-250, total)
             term = np.where(big, term * 1e-250, term)
             shift = np.where(big, shift + 250.0 * math.log(10.0), shift)
-        if j > np.max(z, initial=0.0) and np.all(term <= 1e-17 * total):
-            break
+        if j > first_done:
+            done = active & (j > z_max) & np.all(term <= 1e-17 * total, axis=1)
+            if done.any():
+                result_total[done], result_shift[done] = total[done], shift[done]
+                active &= ~done
+                if not active.any():
+                    break
         if j > 100000:
             raise RuntimeError("scaled_hyp1f1: series did not converge")
-    return np.exp(np.log(total) + shift - log_scale)
+    return np.exp(np.log(result_total) + result_shift - log_scale)
 
 
 def _gaussian_primitive_integrals(r: np.ndarray, l: int, n_radial: int, cutoff: float, width: float, derivative: bool):
@@ -153,16 +175,23 @@ def _gaussian_primitive_integrals(r: np.ndarray, l: int, n_radial: int, cutoff: 
     values = np.empty((len(r), n_radial))
     grads = np.empty((len(r), n_radial)) if derivative else None
     b = l + 1.5
+    # every series of this l at once: 1F1(a_k; b; z_k) (and 1F1(a_k + 1; b + 1; z_k) for the derivative)
+    a_all = [0.5 * (k + l + 3) for k in range(n_radial)]
+    kappas = [c * c / (c + gto_constants[k]) for k in range(n_radial)]
+    zs = [kappa * r * r for kappa in kappas]
+    rows_a = a_all + ([a + 1.0 for a in a_all] if derivative else [])
+    rows_b = [b] * n_radial + ([b + 1.0] * n_radial if derivative else [])
+    rows_z = np.array(zs + (zs if derivative else []), dtype=np.float64).reshape(len(rows_a), len(r))
+    series = _scaled_hyp1f1_rows(np.array(rows_a), np.array(rows_b), rows_z, exponent[None, :])
     for k in range(n_radial):
         g = gto_constants[k]
-        a = 0.5 * (k + l + 3)
-        kappa = c * c / (c + g)
-        z = kappa * r * r
+        a = a_all[k]
+        kappa = kappas[k]
         prefactor = global_factor * math.exp(math.lgamma(a) - math.lgamma(b)) * (c + g) ** (-a)
-        hyp = scaled_hyp1f1(a, b, z, exponent)  # exp(-c r^2) 1F1(a; b; z)
+        hyp = series[k]  # exp(-c r^2) 1F1(a; b; z)
         values[:, k] = prefactor * c_r**l * hyp
         if derivative:
-            hyp_prime = (a / b) * scaled_hyp1f1(a + 1.0, b + 1.0, z, exponent)
+            hyp_prime = (a / b) * series[n_radial + k]
             # d/dr [(c r)^l exp(-c r^2) F(kappa r^2)]
             lower = l * c * c_r ** (l - 1) * hyp if l > 0 else 0.0
             grads[:, k] = prefactor * (lower + c_r**l * (-2.0 * c * r * hyp + 2.0 * kappa * r * hyp_prime))

@@ -17,7 +17,7 @@ import pytest
 from mtdsl.runtime.assemble import evaluate_kernel
 from mtdsl.runtime.bindings import Bindings, RunError
 from mtdsl.runtime.compiled import compile_module
-from mtdsl.runtime.interpreter import Interpreter
+from mtdsl.runtime.evaluate.evaluator import Evaluator
 from mtdsl.runtime.model import initial_parameters
 from mtdsl.systems import as_batch, neighbors
 
@@ -91,7 +91,7 @@ def bind(module, frames, dtype=np.float64, seed=0):
 
 
 def interpret(module, bindings):
-    interpreter = Interpreter(module, bindings)
+    interpreter = Evaluator(module, bindings)
     for kernel in module.kernels:
         bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
     return {k.name: bindings.tensors[k.name] for k in module.kernels}

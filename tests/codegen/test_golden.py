@@ -7,23 +7,22 @@ V = ir.Var
 
 SPH1 = """\
 static inline void mt_sph1(mt_vec v, real* out) {
-    const real r = mt_norm(v);
-    for (int k = 0; k < 6; ++k) out[k] = 0;
-    if (r == 0) {
-        out[1] = real(0.28209479177387814);
-        return;
-    }
-    const real x = v.x / r, y = v.y / r, z = v.z / r;
-    real c[2], s[2];
-    c[0] = 1; s[0] = 0;
-    c[1] = x * c[0] - y * s[0]; s[1] = x * s[0] + y * c[0];
-    const real q0_0 = 1;
-    const real q1_1 = real(1.0) * q0_0;
-    const real q1_0 = real(1.0) * z * q0_0;
-    out[1] = real(0.28209479177387814) * q0_0;
-    out[4] = real(0.4886025119029199) * q1_0;
-    out[5] = real(0.4886025119029199) * q1_1 * c[1];
-    out[3] = real(0.4886025119029199) * q1_1 * s[1];
+    const real r = std::sqrt((((v.x * v.x) + (v.y * v.y)) + (v.z * v.z)));
+    const bool origin = (r == real(0.0));
+    const real safe_r = (origin ? real(1.0) : r);
+    const real x = (v.x / safe_r);
+    const real y = (v.y / safe_r);
+    const real z = (v.z / safe_r);
+    const real c1 = ((x * real(1.0)) - (y * real(0.0)));
+    const real s1 = ((x * real(0.0)) + (y * real(1.0)));
+    const real q1_1 = (real(1.0) * real(1.0));
+    const real q1_0 = ((real(1.0) * z) * real(1.0));
+    out[0] = real(0.0);
+    out[1] = (origin ? real(0.28209479177387814) : (real(0.28209479177387814) * real(1.0)));
+    out[2] = real(0.0);
+    out[3] = (origin ? real(0.0) : ((real(0.4886025119029199) * q1_1) * s1));
+    out[4] = (origin ? real(0.0) : (real(0.4886025119029199) * q1_0));
+    out[5] = (origin ? real(0.0) : ((real(0.4886025119029199) * q1_1) * c1));
 }"""
 
 COORDINATION = """\

@@ -18,7 +18,7 @@ from mtdsl.compile import check_and_lower
 from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.runtime.assemble import evaluate_kernel
-from mtdsl.runtime.interpreter import Interpreter
+from mtdsl.runtime.evaluate.evaluator import Evaluator
 from mtdsl.runtime.model import Model
 from mtdsl.tensor import TensorBlock, TensorMap
 
@@ -43,7 +43,7 @@ def values(module, frames):
     """Bindings with every tensor of `module` evaluated by the interpreter."""
     bindings = Model(module, backend="interpreter").bind(frames, {})
     for kernel in module.kernels:
-        bindings.tensors[kernel.name] = evaluate_kernel(Interpreter(module, bindings), kernel)
+        bindings.tensors[kernel.name] = evaluate_kernel(Evaluator(module, bindings), kernel)
     return bindings
 
 
@@ -99,12 +99,12 @@ def check_against_finite_differences(module, name, read, frames, step=1e-6, seed
     u_dot = [rng.normal(size=b.values.shape) for b in u.blocks()]
     bindings.tensors[DOT] = replaced(u, u_dot)
     kernel = module.kernel(name)
-    ours = evaluate_kernel(Interpreter(module, bindings), tangent_kernel(kernel, gradient))
+    ours = evaluate_kernel(Evaluator(module, bindings), tangent_kernel(kernel, gradient))
 
     def shifted(sign):
         bindings.tensors[read] = replaced(u, [np.asarray(b.values) + sign * step * d for b, d in zip(u.blocks(), u_dot)])
         try:
-            return evaluate_kernel(Interpreter(module, bindings), kernel)
+            return evaluate_kernel(Evaluator(module, bindings), kernel)
         finally:
             bindings.tensors[read] = u
 

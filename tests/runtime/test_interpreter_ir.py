@@ -12,7 +12,7 @@ import pytest
 from mtdsl.ir import nodes as ir
 from mtdsl.runtime.assemble import evaluate_kernel
 from mtdsl.runtime.bindings import Bindings, RunError
-from mtdsl.runtime.interpreter import Interpreter
+from mtdsl.runtime.evaluate.evaluator import Evaluator
 from mtdsl.systems import as_batch, neighbors
 
 V = ir.Var
@@ -52,7 +52,7 @@ def spherical_expansion_module() -> ir.Module:
 def run(module, frames):
     batch = as_batch(frames)
     bindings = Bindings({"S": batch}, {p.name: neighbors(batch, p.cutoff) for p in module.pairs}, {})
-    interpreter = Interpreter(module, bindings)
+    interpreter = Evaluator(module, bindings)
     for kernel in module.kernels:
         bindings.tensors[kernel.name] = evaluate_kernel(interpreter, kernel)
     return bindings.tensors

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import mtdsl
-from mtdsl.runtime import torch_descriptors, torch_eval
+from mtdsl.runtime import torch_descriptors
+from mtdsl.runtime.evaluate import torch_values
 from mtdsl.runtime.descriptors import BlockRun, Descriptors, NativeRun, descriptor_names
 from mtdsl.systems import System
 from mtdsl.systems.batch import SystemBatch
@@ -77,7 +78,7 @@ def run_and_torch_values(model, products="native"):
     run = descriptors.run(batch, pairs)
     positions = torch.tensor(np.asarray(batch.positions), requires_grad=True)
     cell = torch.tensor(np.asarray(batch.cell), requires_grad=True)
-    tensors = torch_eval.evaluate(descriptors.module, batch, pairs, positions, cell, {}, {})
+    tensors = torch_values.evaluate(descriptors.module, batch, pairs, positions, cell, {}, {})
     values = [tensors[name].block(index).values for name, index in run.blocks]
     return run, values, positions, cell
 

@@ -1,4 +1,4 @@
-"""`runtime/torch_eval.py`: the IR evaluated with torch tensors equals the backends, built-in by built-in."""
+"""`runtime/evaluate/` on torch values: the IR evaluated with torch tensors equals the backends, built-in by built-in."""
 
 import numpy as np
 import pytest
@@ -7,7 +7,7 @@ import torch
 from mtdsl.math.functions import cosine_cutoff
 from mtdsl.math.radial import soap_radial_spline
 from mtdsl.math.sph import spherical_harmonics
-from mtdsl.runtime import torch_eval
+from mtdsl.runtime.evaluate import builtins as torch_builtins
 
 from ._helpers import PROGRAMS, compiled, features, systems
 
@@ -17,7 +17,7 @@ def test_spherical_harmonics_equal_numpy(convention):
     vectors = np.random.default_rng(0).normal(size=(20, 3))
     vectors[0] = 0.0
     expected = spherical_harmonics(vectors, 4, convention=convention)
-    found = torch_eval.spherical_harmonics(torch.tensor(vectors), 4, convention)
+    found = torch_builtins.spherical_harmonics(torch.tensor(vectors), 4, convention)
     np.testing.assert_allclose(found.numpy(), expected, rtol=1e-13, atol=1e-14)
 
 
@@ -26,7 +26,7 @@ def test_spherical_harmonics_gradients_equal_numpy():
     vectors[0] = 0.0  # zero gradients there, as in mtdsl.math.sph
     vectors = torch.tensor(vectors, requires_grad=True)
     _, expected = spherical_harmonics(vectors.detach().numpy(), 3, gradients=True)
-    table = torch_eval.spherical_harmonics(vectors, 3)
+    table = torch_builtins.spherical_harmonics(vectors, 3)
     for column in range(table.shape[1]):
         gradient, = torch.autograd.grad(table[:, column].sum(), vectors, retain_graph=True)
         np.testing.assert_allclose(gradient.numpy(), expected[:, :, column], rtol=1e-10, atol=1e-12)
@@ -37,11 +37,11 @@ def test_radial_spline_and_cutoff_equal_numpy():
     r = np.linspace(0.0, 3.5, 41)
     values, derivatives = spline.evaluate(r, derivative=True)
     distances = torch.tensor(r, requires_grad=True)
-    found = torch_eval.radial_spline(spline, distances)
+    found = torch_builtins.radial_spline(spline, distances)
     np.testing.assert_allclose(found.detach().numpy(), values, rtol=1e-13, atol=1e-14)
     gradient, = torch.autograd.grad(found.sum(), distances)
     np.testing.assert_allclose(gradient.numpy(), derivatives.sum(axis=(1, 2)), rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(torch_eval.cosine_cutoff(torch.tensor(r), 3.5, 0.5).numpy(),
+    np.testing.assert_allclose(torch_builtins.cosine_cutoff(torch.tensor(r), 3.5, 0.5).numpy(),
                                cosine_cutoff(r, 3.5, 0.5), rtol=1e-14, atol=1e-15)
 
 
@@ -64,7 +64,7 @@ def test_torch_values_equal_the_backend(program, backend):
 
 def test_param_reads_by_dimension_equal_the_point_by_point_gather():
     from mtdsl.runtime.named import Named
-    from mtdsl.runtime.torch_eval import _gather_by_dimension
+    from mtdsl.runtime.evaluate.dispatch import gather_by_dimension as _gather_by_dimension
 
     values = torch.arange(4 * 3 * 5, dtype=torch.float64).reshape(4, 3, 5).requires_grad_(True)
     types = Named(("i",), np.array([2, 0, 2, 3, 1]))  # a dimension read through another axis

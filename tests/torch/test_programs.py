@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mtdsl
-from mtdsl.runtime import torch_eval
+from mtdsl.runtime.evaluate import torch_values
 from mtdsl.runtime.model import Model
 
 from ..codegen.test_backends import bind, interpret, methanol, rocksalt, water
@@ -96,7 +96,7 @@ def test_random_programs_values_equal_the_interpreter(seed):
         expected = interpret(module, bind(module, frames))
         bindings = bind(module, frames)
         batch = bindings.systems["S"]
-        found = torch_eval.evaluate(module, batch, bindings.pairs, torch.tensor(np.asarray(batch.positions)),
+        found = torch_values.evaluate(module, batch, bindings.pairs, torch.tensor(np.asarray(batch.positions)),
                                     torch.tensor(np.asarray(batch.cell)),
                                     {name: torch.tensor(value) for name, value in bindings.params.items()}, {})
     for kernel in module.kernels:

@@ -2,14 +2,14 @@
 
 A training step evaluates the program with torch twice on the same systems (the forces, then
 the backward of a force loss); the positions that block accesses gather depend on the structure
-only, so the second evaluation takes them from the first (`torch_eval.StructureMemo`); the
+only, so the second evaluation takes them from the first (`torch_values.StructureMemo`); the
 second VJP of the descriptors is the first's; the descriptors' values come from the plan's run.
 The results must be those of evaluations that compute everything again.
 """
 
 import torch
 
-from mtdsl.runtime import torch_eval
+from mtdsl.runtime.evaluate import torch_values
 
 from ._helpers import compiled, systems
 
@@ -26,14 +26,14 @@ def step(module):
 
 def test_second_order_reuses_the_first_orders_lookups(monkeypatch):
     memos = []
-    original = torch_eval.StructureMemo
+    original = torch_values.StructureMemo
 
     class Recorded(original):
         def __init__(self):
             super().__init__()
             memos.append(self)
 
-    monkeypatch.setattr(torch_eval, "StructureMemo", Recorded)
+    monkeypatch.setattr(torch_values, "StructureMemo", Recorded)
     with_memo = step(compiled("soap_energy").to_torch())
     assert len(memos) == 1 and memos[0].hits > 0  # one memo for the call, used by the second order
 
@@ -41,7 +41,7 @@ def test_second_order_reuses_the_first_orders_lookups(monkeypatch):
         def get(self, key, compute):
             return compute()
 
-    monkeypatch.setattr(torch_eval, "StructureMemo", Forgetful)
+    monkeypatch.setattr(torch_values, "StructureMemo", Forgetful)
     without = step(compiled("soap_energy").to_torch())
     assert len(with_memo) == len(without)
     for a, b in zip(with_memo, without):

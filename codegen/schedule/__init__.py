@@ -1,0 +1,10 @@
+"""The middle of the code generator: decisions taken once, from the plan and the IR, for every backend.
+
+`codegen/plan.py` schedules each kernel (loops, their order, guards, the fused
+kernels); the modules here decide what the renderers do inside that schedule,
+each once for the C++ (`codegen/cpp.py`) and LLVM (`codegen/llvm.py`) backends:
+which values are tabulated (`tabulation`), which product factors skip zero
+Clebsch-Gordan coefficients (`factors`), which block accesses read an earlier
+kernel's dense buffer (`grid`), and the module's compile-time tables
+(`tables`). `passes.MIDDLE` names them in the order they apply.
+"""

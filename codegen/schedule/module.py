@@ -1,0 +1,34 @@
+"""The order in which a backend renders a module's kernels, and what it records of each: once for both.
+
+Each kernel in the module's order (a kernel with no compiled form is listed in
+`unsupported` with the reason, and the interpreter runs it; one with no `where`
+becomes a grid that later kernels may read densely, `schedule/grid.py`), then
+each fused kernel whose members all rendered (`plan.fused_plans`).
+"""
+
+from __future__ import annotations
+
+from mtdsl.ir import nodes as ir
+
+from .. import plan as planning
+from ..plan import Unsupported
+
+
+def render_kernels(module: ir.Module, grids: dict, render_kernel, render_fused) -> tuple[dict, dict]:
+    """`(kernels, unsupported)`: `render_kernel(k, kernel)` and `render_fused(k, fused, plan)` give a
+    backend's `RenderedKernel` or raise `Unsupported`; `grids` gains the kernels later ones may read."""
+    kernels, unsupported = {}, {}
+    for k, kernel in enumerate(module.kernels):
+        try:
+            kernels[kernel.name] = render_kernel(k, kernel)
+        except Unsupported as error:
+            unsupported[kernel.name] = str(error)
+            continue
+        if kernel.where is None:
+            grids[kernel.name] = kernel
+    for k, fused, plan in planning.fused_plans(module, unsupported):
+        try:
+            kernels[fused.name] = render_fused(k, fused, plan)
+        except Unsupported as error:
+            unsupported[fused.name] = str(error)
+    return kernels, unsupported
