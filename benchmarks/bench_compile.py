@@ -4,8 +4,8 @@
 
 For the power spectrum (`examples/soap_power_spectrum.mt` through the front end
 when it compiles, else the same module built by hand) with the gradient kernels
-of its declared gradients (positions, strain: `mtdsl.ir.autodiff`, rendered with
-the values by `codegen/terms.py`): the front end (parse, check, lower,
+of its declared gradients (positions, strain: `mtdsl.ir.passes.autodiff`, rendered with
+the values by `mtdsl/ir/passes/terms.py`): the front end (parse, check, lower,
 differentiate), rendering, a cold compile into an empty cache directory (the
 radial spline included), and a cache hit (IR hash, stored rendering, library
 load) in a new process. Targets: cold < 5 s, from the cache (front end + hit)
@@ -30,7 +30,7 @@ import sys, time
 sys.path.insert(0, {root!r})
 import mtdsl
 from benchmarks.bench_compile import load_module
-from mtdsl.ir.autodiff import module_gradients
+from mtdsl.ir.passes.autodiff import module_gradients
 start = time.perf_counter()
 from mtdsl.runtime.compiled import compile_module
 module, how = load_module()
@@ -73,8 +73,8 @@ def main():
 
     from mtdsl.codegen import cache
     from mtdsl.codegen.cpp import render
-    from mtdsl.codegen.terms import extended_module
-    from mtdsl.ir.autodiff import module_gradients
+    from mtdsl.codegen.derived import extended_module
+    from mtdsl.ir.passes.autodiff import module_gradients
 
     module, how = load_module()
     start = time.perf_counter()

@@ -38,6 +38,7 @@ from pathlib import Path
 
 from mtdsl import atomic
 from mtdsl.errors import NativeCompileError
+from mtdsl.ir import roles
 
 from . import serialize
 
@@ -270,10 +271,27 @@ def codegen_version() -> str:
     return digest.hexdigest()
 
 
-def rendering_key(backend: str, module_text: str, dtype: str) -> str:
-    """Key of a rendered module by its IR (`repr`, every field), dtype and renderer version."""
+@functools.lru_cache(maxsize=1)
+def passes_version() -> str:
+    """A hash of the sources of the derivative passes and roles of the IR (`mtdsl/ir/passes/`,
+    `mtdsl/ir/roles.py`): rendering runs them (the gradient terms as kernels), so a rendering
+    cached by IR is valid only for the same passes too."""
     digest = hashlib.sha256()
-    for part in (backend, dtype, codegen_version(), module_text):
+    for path in passes_files():
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def passes_files() -> list[Path]:
+    here = Path(roles.__file__).parent
+    return sorted((here / "passes").glob("*.py")) + [here / "roles.py"]
+
+
+def rendering_key(backend: str, module_text: str, dtype: str) -> str:
+    """Key of a rendered module by its IR (`repr`, every field), dtype, renderer and passes versions."""
+    digest = hashlib.sha256()
+    for part in (backend, dtype, codegen_version(), passes_version(), module_text):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()

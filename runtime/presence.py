@@ -32,7 +32,7 @@ from typing import Optional
 import numpy as np
 
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.autodiff import conjuncts, substitute
+from mtdsl.ir.passes.autodiff import conjuncts, substitute
 from mtdsl.ir.reads import read_closure
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor.labels import row_keys
