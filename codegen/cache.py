@@ -108,7 +108,9 @@ KERNEL_MARKER = "// mtdsl: kernel\n"
 
 def compile_jobs() -> int:
     """How many g++ processes compile one library: `$MTDSL_COMPILE_JOBS`, else the CPUs this process
-    may run on (1: one translation unit, as before)."""
+    may run on that are idle now (by the 1-minute load average; at least 1: one translation unit, as
+    before). On a busy machine more units only add each unit's parse of the prelude: the processes
+    share the CPU time the machine would give one."""
     value = os.environ.get("MTDSL_COMPILE_JOBS", "").strip()
     if value:
         try:
@@ -116,9 +118,14 @@ def compile_jobs() -> int:
         except ValueError:
             raise CompileError(f"MTDSL_COMPILE_JOBS must be a whole number, got {value!r}") from None
     try:
-        return len(os.sched_getaffinity(0))
+        cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
-        return os.cpu_count() or 1
+        cpus = os.cpu_count() or 1
+    try:
+        idle = cpus - os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        idle = cpus
+    return max(1, min(cpus, round(idle)))
 
 
 def translation_units(source: str, jobs: int) -> list[str]:

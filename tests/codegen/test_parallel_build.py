@@ -66,3 +66,14 @@ def test_compile_jobs_follow_the_environment(monkeypatch):
         cache.compile_jobs()
     monkeypatch.delenv("MTDSL_COMPILE_JOBS")
     assert cache.compile_jobs() >= 1
+
+
+def test_compile_jobs_are_the_idle_cpus(monkeypatch):
+    monkeypatch.delenv("MTDSL_COMPILE_JOBS", raising=False)
+    monkeypatch.setattr(cache.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    monkeypatch.setattr(cache.os, "getloadavg", lambda: (0.2, 0.0, 0.0))
+    assert cache.compile_jobs() == 4
+    monkeypatch.setattr(cache.os, "getloadavg", lambda: (2.4, 0.0, 0.0))
+    assert cache.compile_jobs() == 2
+    monkeypatch.setattr(cache.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert cache.compile_jobs() == 1
