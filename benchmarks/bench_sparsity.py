@@ -1,6 +1,6 @@
 """The power spectrum's blocks, samples and time against featomic, side by side in one run.
 
-    .venv/bin/python benchmarks/bench_sparsity.py [--threads 2] [--repeats 3] [--before /work/main]
+    .venv/bin/python benchmarks/bench_sparsity.py [--threads 2] [--repeats 3] [--before /work/main ...]
 
 Two datasets: the 162 molecules of ASE's `g2` collection (14 elements: most
 species pairs never meet, the usual shape of a molecular training set) as one
@@ -16,7 +16,7 @@ neighbour list, the kernels and the assembly, featomic's its neighbour list).
 
 `--before DIR` runs the same measurement of our side with the checkout at DIR
 (its `.venv/bin/python`, today's `main` for the before figure) in the same
-sitting, and prints both.
+sitting, and prints both; repeat it for several checkouts.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def parse():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--before", help="a checkout of mtdsl to measure as well (its .venv/bin/python)")
+    parser.add_argument("--before", action="append", default=[],
+                        help="a checkout of mtdsl to measure as well (its .venv/bin/python); may be repeated")
     parser.add_argument("--ours-only", help=argparse.SUPPRESS)  # a checkout to import mtdsl from; JSON out
     return parser.parse_args()
 
@@ -125,12 +126,12 @@ def main():
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
     theirs = measure_featomic(ARGS.repeats)
     runs = {"mtdsl": measure_ours(ARGS.repeats, ARGS.threads, root)}
-    if ARGS.before:
-        python = os.path.join(ARGS.before, ".venv", "bin", "python")
+    for before in ARGS.before:
+        python = os.path.join(before, ".venv", "bin", "python")
         output = subprocess.run([python, os.path.abspath(__file__), "--threads", str(ARGS.threads),
-                                 "--repeats", str(ARGS.repeats), "--ours-only", os.path.abspath(ARGS.before)],
+                                 "--repeats", str(ARGS.repeats), "--ours-only", os.path.abspath(before)],
                                 check=True, capture_output=True, text=True).stdout
-        runs[f"before ({ARGS.before})"] = json.loads(output.strip().splitlines()[-1])
+        runs[f"before ({before})"] = json.loads(output.strip().splitlines()[-1])
     print(f"power spectrum, cpp backend, {ARGS.threads} threads, best of {ARGS.repeats}; "
           "ratios are mtdsl / featomic")
     header = f"{'dataset':<14} {'run':<22} {'blocks':>13} {'stored values':>26} {'values s':>15} {'+ gradients s':>17}"

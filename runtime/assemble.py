@@ -268,14 +268,14 @@ class SeparableLayout:
 
     def labels(self) -> TensorMap:
         """The TensorMap with its labels and zero values (read-only views of one zero: no memory)."""
-        blocks = []
+        blocks, made = [], {}
         for _, group_rows, *_ in self.blocks:
             shape = tuple(len(rows) for rows in group_rows)
-            blocks.append(_layout_block(self.kernel, np.broadcast_to(np.zeros((), self.dtype), shape), group_rows))
+            blocks.append(_layout_block(self.kernel, np.broadcast_to(np.zeros((), self.dtype), shape), group_rows, made))
         return TensorMap(self.key_labels, blocks)
 
     def fill(self, body: Named) -> TensorMap:
-        blocks = []
+        blocks, made = [], {}
         for chosen, group_rows, group_index, group_leads, extra, owned_axes in self.blocks:
             # the body on the block's points: key axes gathered at the key points, own axes as they are
             order = [body.axes.index(a) for a in self.key_axes] + [body.axes.index(a) for a in owned_axes]
@@ -290,7 +290,7 @@ class SeparableLayout:
                 values[tuple(group_index)] = data
                 if extra is not None:
                     values = np.ascontiguousarray(np.delete(values, -1, axis=extra))
-            blocks.append(_layout_block(self.kernel, values, group_rows))
+            blocks.append(_layout_block(self.kernel, values, group_rows, made))
         return TensorMap(self.key_labels, blocks)
 
 
@@ -349,6 +349,7 @@ def separable_layout(evaluator: Evaluator, kernel: ir.TensorKernel):
     splits = np.cumsum(np.bincount(inverse, minlength=len(unique_keys)))[:-1]
     chosen_per_block = np.split(by_block, splits)
     present = present_blocks(bindings, kernel, unique_keys)
+    memo: dict = {}  # the labels of a group shared by many blocks (the samples of one centre type)
 
     blocks = []
     for block_index in range(len(unique_keys)):
@@ -406,14 +407,10 @@ def separable_layout(evaluator: Evaluator, kernel: ir.TensorKernel):
                 reduce = tuple(i for i in range(full_rank) if shape[i] == 1 and mask_data.shape[i] != 1)
                 group_valid = np.any(mask_data, axis=reduce, keepdims=True) if reduce else mask_data
                 group_valid = np.broadcast_to(group_valid, shape).reshape(-1)
-                rows, index = _sorted_unique(matrix[group_valid])
-                # invalid points go to one extra position past the end, cut off below
-                full_index = np.full(len(matrix), len(rows), dtype=np.int64)
-                full_index[group_valid] = index
-                index = full_index
+                rows, index = _memo_unique(memo, g, matrix, group_valid)
                 extra = g
             else:
-                rows, index = _sorted_unique(matrix)
+                rows, index = _memo_unique(memo, g, matrix, None)
             group_rows.append(rows)
             group_index.append(index.reshape(shape))
             group_leads.append(lead)
@@ -423,14 +420,39 @@ def separable_layout(evaluator: Evaluator, kernel: ir.TensorKernel):
     return SeparableLayout(kernel, bindings.dtype, key_labels, key_axes, key_coordinates, blocks)
 
 
-def _layout_block(kernel, values, group_rows) -> TensorBlock:
+def _memo_unique(memo: dict, group: int, matrix: np.ndarray, valid):
+    """`_sorted_unique` of a group's label matrix (its valid rows; invalid points go to one extra
+    position past the end, cut off by the caller), computed once per distinct matrix."""
+    key = (group, matrix.shape, matrix.tobytes(), None if valid is None else np.packbits(valid).tobytes())
+    found = memo.get(key)
+    if found is None:
+        if valid is None:
+            found = _sorted_unique(matrix)
+        else:
+            rows, index = _sorted_unique(matrix[valid])
+            full_index = np.full(len(matrix), len(rows), dtype=np.int64)
+            full_index[valid] = index
+            found = rows, full_index
+        memo[key] = found
+    return found
+
+
+def _layout_block(kernel, values, group_rows, made: dict) -> TensorBlock:
+    """`made`: {id(rows): Labels} of one TensorMap's blocks, whose groups share rows
+    (`_memo_unique`: the samples of one centre type, the properties)."""
     sample_rows, *component_rows, property_rows = group_rows
+
+    def labels(names, rows):
+        found = made.get(id(rows))
+        if found is None:
+            found = made[id(rows)] = Labels(names, rows.astype(np.int32), assume_unique=True)
+        return found
+
     return TensorBlock(
         values,
-        Labels(entry_names(kernel.samples), sample_rows.astype(np.int32), assume_unique=True),
-        [Labels([entry.label], rows.astype(np.int32), assume_unique=True)
-         for entry, rows in zip(kernel.components, component_rows)],
-        Labels(entry_names(kernel.properties), property_rows.astype(np.int32), assume_unique=True),
+        labels(entry_names(kernel.samples), sample_rows),
+        [labels([entry.label], rows) for entry, rows in zip(kernel.components, component_rows)],
+        labels(entry_names(kernel.properties), property_rows),
     )
 
 

@@ -28,8 +28,11 @@ class Bindings:
     #: {output tensor: runtime/presence.py PresentSet}, decided before the kernels run: the
     #: model keeps only these blocks and samples
     outputs_present: dict = field(default_factory=dict)
-    #: the same, for the assembly to build only the present blocks (their samples are restricted
-    #: after); empty when gradients are computed (their rows are laid out on the dense blocks)
+    #: {tensor: PresentSet} of the outputs and every kernel they read (`module_presence`)
+    kernels_present: dict = field(default_factory=dict)
+    #: the same when the forward run builds the present blocks alone (their samples are
+    #: restricted after) and the gradient terms skip the points on absent blocks
+    #: (runtime/gradients.py); empty for the dense layout (the reverse products' cotangents)
     present: dict = field(default_factory=dict)
     #: {systems input: atomic numbers} its `species(S)` dimensions take instead of those present
     #: in the batch (`Model.run_species`: a chunk of a dataset or a domain of a large system is

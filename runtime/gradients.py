@@ -49,6 +49,7 @@ from .gradient_interpreter import _STORED_ORDER, DenseLookup, GradientInterprete
 from .gradient_interpreter import _broadcast  # noqa: F401 - tests read it here
 from .evaluate.evaluator import Scope, _contract
 from .named import VECTOR_AXIS, Named, apply, union_axes
+from .presence import present_rows
 
 #: gradient component labels, in the order of the gradient arrays' direction axes
 DIRECTION_LABELS = {"positions": ("xyz",), "strain": ("xyz_2", "xyz_1"), "cell": ("xyz", "abc")}
@@ -169,6 +170,33 @@ class _Layout:
         self.component_sizes = np.array([[len(c) for c in b.components] for b in blocks], dtype=np.int64).reshape(len(blocks), n_components)
         self.n_properties = np.array([len(b.properties) for b in blocks], dtype=np.int64)
         self.n_columns = np.prod(self.component_sizes, axis=1).astype(np.int64) * self.n_properties
+
+    def present_rows(self, bindings, name: str):
+        """Whether each sample row (numbered over the blocks, as `sample_offsets`) of output `name`
+        is present (runtime/presence.py), or None when every row counts (dense bindings, or not
+        an output: an intermediate tensor keeps the rows of its samples, so the rows an output
+        reaches through it do not depend on the path, runtime/model.py's reverse mode included)."""
+        if not getattr(bindings, "sparse", False) or name not in getattr(bindings, "present", {}):
+            return None  # the dense layout (the reverse products' runs)
+        present = getattr(bindings, "outputs_present", {}).get(name)
+        if present is None:
+            return None
+        if getattr(self, "_present_rows", None) is None:
+            self._present_rows = present_rows(self.tensor, present)
+        return self._present_rows
+
+    def present_points(self, bindings, name: str, block: np.ndarray, sample: np.ndarray):
+        """Whether each point (its block, and sample in that block) adds into a present row, or None
+        when every point does. A point on an absent row adds a structural zero: it is skipped, so
+        the rows are laid out on the present blocks (and an output's present samples) only."""
+        rows = self.present_rows(bindings, name)
+        if rows is None:
+            if name in getattr(bindings, "present", {}):  # assembled on its present blocks only
+                return block >= 0
+            return None
+        found = (block >= 0) & (sample >= 0)
+        code = self.sample_offsets[np.maximum(block, 0)] + np.maximum(sample, 0)
+        return found & rows[np.minimum(code, max(len(rows) - 1, 0))] if len(rows) else np.zeros(len(block), bool)
 
     @functools.cached_property
     def keys(self):
@@ -312,6 +340,9 @@ def _term_rows(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term
 
     where = grid(exists).astype(bool)
     found_block, sample, target = grid(found_block), grid(sample), grid(target).astype(np.int64)
+    present = layout.present_points(bindings, kernel.name, found_block, sample)
+    if present is not None:  # the points on absent rows add zeros: skipped (row -1)
+        where = where & present
     everywhere = bool(where.all())  # (the usual case: no boolean selection to copy)
     if np.any((found_block if everywhere else found_block[where]) < 0):
         raise RunError(f"gradient of {kernel.name}: a contribution to a block the values do not have")
@@ -478,35 +509,24 @@ def _gradient_rows(interpreter: GradientInterpreter, kernel, gradient, layout: _
             return None
         found.append(rows)
     batch = next(iter(bindings.systems.values()))
-    n_targets = batch.n_atoms if wrt == "positions" else batch.n_systems
-    per_sample = n_targets if wrt == "positions" else 1
-    codes, points = [], []  # each term's code over its grid (-1: no point), and at its points only
-    for where, block, sample, target, *_ in found:
-        code = (layout.sample_offsets[block] + sample) * per_sample + (target if wrt == "positions" else 0)
-        if where.all():  # (a term's points often fill its grid: no selection to make)
-            codes.append(code)
-            points.append(code)
-        else:
-            codes.append(np.where(where, code, -1))
-            points.append(code[where])
-    space = int(layout.sample_offsets[-1]) * per_sample
-    ranks = None
-    if space <= DenseLookup.LIMIT * 4:  # distinct codes by marking (no sort); ranks give the row maps
-        present = np.zeros(space, dtype=bool)
-        for code in points:
-            present[code] = True
-        unique = np.flatnonzero(present)
-        # written (and paged in) at the codes only, not a cumsum; int32 pages in half as much memory
-        rank_type = np.int32 if len(unique) < 2**31 else np.int64
-        ranks = np.empty(space, dtype=rank_type)
-        ranks[unique] = np.arange(len(unique), dtype=rank_type)
-    else:
-        unique = np.unique(np.concatenate(points)) if points else np.zeros(0, np.int64)
-    row_targets_all = unique % n_targets if wrt == "positions" else np.zeros(len(unique), np.int64)
-    if wrt != "positions":
-        for (where, _, _, target, *_), code in zip(found, codes):
-            chosen = code >= 0
-            row_targets_all[np.searchsorted(unique, code[chosen])] = target[chosen]
+    found_rows = None
+    if wrt == "positions" and batch.n_systems > 1:
+        # a row's target numbered within its system: the codes span samples x the largest
+        # system, not samples x the batch's atoms (a batch of many molecules)
+        offsets = np.asarray(batch.atom_offsets, dtype=np.int64)
+        system_of = np.asarray(batch.system, dtype=np.int64)
+        width = max(1, int(np.diff(offsets).max()))
+        found_rows = _row_codes(found, layout, width, lambda t: t - offsets[system_of[np.clip(t, 0, len(system_of) - 1)]])
+        if found_rows is not None:  # the order of the batch's numbering: every target of a sample in one system
+            unique, row_targets = found_rows[1], found_rows[3]
+            same_sample = unique[1:] // width == unique[:-1] // width
+            if np.any(same_sample & (system_of[row_targets[1:]] != system_of[row_targets[:-1]])):
+                found_rows = None
+    if found_rows is None:  # (a sample whose targets are atoms of several systems: the batch's numbering)
+        width = batch.n_atoms if wrt == "positions" else 1
+        found_rows = _row_codes(found, layout, width, None if wrt == "positions" else (lambda t: 0))
+    per_sample = width
+    codes, unique, ranks, row_targets_all = found_rows
     # the buffer: rows, then the directions, then the columns as the kernel's indices (padded)
     columns = scatters[0].columns
     if any(s.columns != columns for s in scatters):
@@ -529,6 +549,50 @@ def _gradient_rows(interpreter: GradientInterpreter, kernel, gradient, layout: _
         row_shapes.append(tuple(len(rows[4].values[v]) for v in scatter.row_vars))
     return GradientRows(scatters, found, unique, per_sample, row_targets_all, column_values, buffer, row_maps,
                         shared, row_shapes)
+
+
+def _row_codes(found, layout: "_Layout", width: int, local):
+    """Each term's row code over its grid (-1: no point), the distinct codes sorted, their ranks
+    (a dense table, or None) and each row's target: a code is `global sample * width + local(target)`
+    (`local` None: the target itself; `width` 1: one row per sample). None when two targets of one
+    sample share a local number (the caller then numbers targets over the batch)."""
+    codes, points, targets = [], [], []
+    for where, block, sample, target, *_ in found:
+        number = target if local is None else local(target)
+        code = (layout.sample_offsets[block] + sample) * width + number
+        if where.all():  # (a term's points often fill its grid: no selection to make)
+            codes.append(code)
+            points.append(code)
+            targets.append(target)
+        else:
+            codes.append(np.where(where, code, -1))
+            points.append(code[where])
+            targets.append(target[where])
+    space = int(layout.sample_offsets[-1]) * width
+    ranks = None
+    if space <= DenseLookup.LIMIT * 4:  # distinct codes by marking (no sort); ranks give the row maps
+        present = np.zeros(space, dtype=bool)
+        for code in points:
+            present[code] = True
+        unique = np.flatnonzero(present)
+        # written (and paged in) at the codes only, not a cumsum; int32 pages in half as much memory
+        rank_type = np.int32 if len(unique) < 2**31 else np.int64
+        ranks = np.empty(space, dtype=rank_type)
+        ranks[unique] = np.arange(len(unique), dtype=rank_type)
+    else:
+        unique = np.unique(np.concatenate(points)) if points else np.zeros(0, np.int64)
+    if local is None:
+        return codes, unique, ranks, unique % width
+    row_targets = np.zeros(len(unique), np.int64)
+    for code, target in zip(points, targets):
+        row = ranks[code] if ranks is not None else np.searchsorted(unique, code)
+        row_targets[row] = target
+    if width > 1:  # several targets per sample: each row must have one
+        for code, target in zip(points, targets):
+            row = ranks[code] if ranks is not None else np.searchsorted(unique, code)
+            if np.any(row_targets[row] != target):
+                return None
+    return codes, unique, ranks, row_targets
 
 
 def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, layout: _Layout):
@@ -607,7 +671,8 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
                 else:
                     values = np.take(values, position, axis=first + k)
         n_property_axes = len(columns) - component_entries
-        values = values.reshape(values.shape[: first + component_entries] + (-1,))
+        head = values.shape[: first + component_entries]
+        values = values.reshape(head + (int(np.prod(values.shape[len(head):], dtype=np.int64)),))
         labels = np.asarray(value_block.properties.array)
         flat = np.zeros(len(labels), dtype=np.int64)
         for k in range(n_property_axes):
@@ -746,6 +811,11 @@ def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Te
     n_properties = apply(lambda b: layout.n_properties[b], block)
     column = apply(lambda c, s_, f: c * s_ + f, column, n_properties, found)
     block_points, sample_points = at(found_block), at(sample)
+    present = layout.present_points(bindings, kernel.name, block_points, sample_points)
+    if present is not None and not present.all():  # the points on absent rows add zeros: skipped
+        coordinates = {a: c[present] for a, c in coordinates.items()}
+        n_points = int(np.count_nonzero(present))
+        block_points, sample_points = at(found_block), at(sample)
     if np.any(block_points < 0):
         raise RunError(f"gradient of {kernel.name}: a contribution to a block the values do not have")
     if np.any(sample_points < 0):

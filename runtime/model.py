@@ -200,8 +200,7 @@ class Model:
                     return self._outputs(bindings)
                 bindings = self.bind(frames, tensormaps)  # fresh: the products may have run on them
         gradients = list(dict.fromkeys(gradients))
-        if not gradients:  # values only: the assembly builds the present blocks alone
-            bindings.present = bindings.outputs_present
+        bindings.present = bindings.kernels_present  # the assembly builds the present blocks alone
         outputs = {wrt: [name for name, wrts in asked.items() if wrt in wrts] for wrt in gradients}
         fused = {}
         if not gradients and self._values_native() is not None:
@@ -249,6 +248,7 @@ class Model:
             outputs = [o.name for o in self.module.outputs]
             present = module_presence(self.module, bindings, outputs)
             bindings.outputs_present = {name: present[name] for name in outputs if name in present}
+            bindings.kernels_present = present
         return bindings
 
     def _check_gradients(self, gradients: list[str]) -> None:

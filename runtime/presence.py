@@ -123,8 +123,9 @@ def _find(table: np.ndarray, rows: np.ndarray) -> np.ndarray:
     when absent."""
     if len(table) == 0 or len(rows) == 0:
         return np.full(len(rows), -1, np.int64)
-    low = np.minimum(table.min(axis=0), rows.min(axis=0))
-    spans = np.maximum(table.max(axis=0), rows.max(axis=0)) - low + 1
+    # column by column: much faster than min(axis=0) on these narrow rows
+    low = np.array([min(table[:, k].min(), rows[:, k].min()) for k in range(table.shape[1])], np.int64)
+    spans = np.array([max(table[:, k].max(), rows[:, k].max()) for k in range(table.shape[1])], np.int64) - low + 1
     if float(np.prod(spans.astype(np.float64))) < 2.0**62:
         def encode(a):
             code = np.zeros(len(a), np.int64)
@@ -307,8 +308,8 @@ def _unique_rows(matrix: np.ndarray) -> np.ndarray:
     """The distinct rows of an int matrix, in lexicographic order."""
     if matrix.shape[1] == 0:
         return matrix[:1]
-    low = matrix.min(axis=0)
-    spans = matrix.max(axis=0) - low + 1
+    low = np.array([matrix[:, k].min() for k in range(matrix.shape[1])], np.int64)
+    spans = np.array([matrix[:, k].max() for k in range(matrix.shape[1])], np.int64) - low + 1
     if float(np.prod(spans.astype(np.float64))) < 2.0**62:
         code = np.zeros(len(matrix), np.int64)
         for k in range(matrix.shape[1]):
@@ -364,8 +365,10 @@ def _restrict_block(block: TensorBlock, keep: np.ndarray) -> TensorBlock:
         kept = np.nonzero(keep[rows[:, 0]])[0]
         new_rows = rows[kept].copy()
         new_rows[:, 0] = renumber[new_rows[:, 0]]
+        # no row of a dropped sample (the rows were laid out on the present samples): no copy
+        values = gradient.values if len(kept) == len(rows) else _take(gradient.values, kept)
         new.add_gradient(parameter, TensorBlock(
-            _take(gradient.values, kept), Labels(gradient.samples.names, new_rows, assume_unique=True),
+            values, Labels(gradient.samples.names, new_rows, assume_unique=True),
             list(gradient.components), gradient.properties))
     return new
 
@@ -376,3 +379,24 @@ def _take(values, index: np.ndarray):
     import torch
 
     return values.index_select(0, torch.as_tensor(index, dtype=torch.long, device=values.device))
+
+
+def present_rows(tensor: TensorMap, present: PresentSet) -> np.ndarray:
+    """Whether each sample row of `tensor` (its blocks' samples one after the other, as the
+    gradient rows number them) is present: the gradient terms skip the points of the others
+    (their contributions are structurally zero), so the gradient rows are laid out on the
+    present blocks and samples only."""
+    sizes = [len(block.samples) for block in tensor.blocks()]
+    result = np.zeros(int(sum(sizes)), dtype=bool)
+    if not len(tensor) or not len(present.samples):
+        return result
+    if present.key_names:
+        found = present.key_positions(np.asarray(tensor.keys.array))
+    else:
+        found = np.zeros(len(tensor), np.int64)
+    start = 0
+    for b, block in enumerate(tensor.blocks()):
+        if found[b] >= 0:
+            result[start:start + sizes[b]] = present.sample_mask(found[b], np.asarray(block.samples.array))
+        start += sizes[b]
+    return result

@@ -77,7 +77,12 @@ def min_distance() -> float:
 def frame_name(batch, index: int) -> str:
     """`frame water.xyz:64` when the system says where it comes from (its index in the batch
     is not its index in the file when frames are run in batches), else `frame 3` (of the batch)."""
-    source = batch.sources[index] if index < len(batch.sources) else None
+    systems = getattr(batch, "systems", None)  # (one system's source: not the list of every one)
+    if systems is not None:
+        source = getattr(systems[index], "source", None) if index < len(systems) else None
+    else:
+        sources = batch.sources
+        source = sources[index] if index < len(sources) else None
     return f"frame {source}" if source else f"frame {index}"
 
 
@@ -269,6 +274,8 @@ def _complete_cell(cell: np.ndarray, pbc: np.ndarray) -> np.ndarray:
     frame = np.array(cell, dtype=float)
     if all(pbc):
         return frame
+    if not any(pbc):  # (a molecule: what the loop below gives, without its QR factorizations)
+        return np.eye(3)
     chosen = [frame[axis] for axis in range(3) if pbc[axis]]
     for axis in range(3):
         if pbc[axis]:

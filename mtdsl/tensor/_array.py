@@ -8,6 +8,7 @@ needs 64-byte aligned buffers; numpy's may not be, and are then copied).
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import numpy as np
@@ -55,6 +56,14 @@ def array_device(array) -> str:
 
 def dtype_name(dtype) -> str:
     """'float64', 'float32', 'int32'... for numpy and torch dtypes alike."""
+    try:
+        return _dtype_name(dtype)
+    except TypeError:  # an unhashable dtype-like
+        return _dtype_name.__wrapped__(dtype)
+
+
+@functools.lru_cache(maxsize=64)  # (a TensorMap's checks name each block's dtype: thousands per call)
+def _dtype_name(dtype) -> str:
     text = str(dtype)
     return text[len("torch."):] if text.startswith("torch.") else np.dtype(dtype).name
 

@@ -128,3 +128,47 @@ def test_torch_module_keeps_the_present_blocks_and_samples(tmp_path):
                     assert a.gradient("positions").samples == b.gradient("positions").samples
                     np.testing.assert_allclose(a.gradient("positions").values,
                                                b.gradient("positions").values.detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_gradient_rows_are_laid_out_on_the_present_samples(tmp_path, backend, monkeypatch):
+    """With gradients, the intermediate `count` is assembled on its present blocks and the
+    terms skip the points of absent entries: before `restrict()`, the output's gradient rows all
+    belong to present samples (none to drop), and the values and rows are the dense run's."""
+    from mtdsl.runtime import model as model_module
+    from mtdsl.runtime.presence import restrict
+
+    program = PROGRAM.replace("output times", "output times with gradients(positions)")
+    path = tmp_path / "rules.mt"
+    path.write_text(program)
+    seen = []
+
+    def checked(tensor, present):
+        if len(tensor) and tensor.block(0).gradients_list():
+            found = present.key_positions(np.asarray(tensor.keys.array))
+            assert np.all(found >= 0)  # present blocks only
+            for b, block in enumerate(tensor.blocks()):
+                parents = np.asarray(block.gradient("positions").samples.array)[:, 0]
+                kept = present.sample_mask(found[b], np.asarray(block.samples.array))
+                assert np.all(kept[parents]), "a gradient row of an absent sample"
+            seen.append(tensor)
+        return restrict(tensor, present)
+
+    monkeypatch.setattr(model_module, "restrict", checked)
+    systems = frames() + [ase.Atoms("OCH", positions=[[0, 0, 0], [1.2, 0, 0], [0, 1.0, 0]])]
+    out = compile(path, backend=backend)(systems, gradients={"times": ["positions"]})["times"]
+    assert seen
+    dense = compile(path, backend=backend, dense=True)(systems, gradients={"times": ["positions"]})["times"]
+    for key, block in out.items():
+        full = dense.block(key)
+        rows = full.samples.positions(block.samples.array)
+        np.testing.assert_array_equal(block.values, full.values[rows])
+        gradient, full_gradient = block.gradient("positions"), full.gradient("positions")
+        for row, sample in enumerate(gradient.samples.array):
+            match = np.nonzero((full_gradient.samples.array[:, 0] == rows[sample[0]])
+                               & np.all(full_gradient.samples.array[:, 1:] == sample[1:], axis=1))[0]
+            np.testing.assert_allclose(gradient.values[row], full_gradient.values[match[0]], rtol=1e-12, atol=0)
+        # every non-zero row of the dense run's present samples is there
+        present_rows = np.isin(full_gradient.samples.array[:, 0], rows)
+        nonzero = np.abs(np.asarray(full_gradient.values)).reshape(len(present_rows), -1).max(axis=1) > 0
+        assert np.count_nonzero(present_rows & nonzero) <= len(gradient.samples)
