@@ -12,7 +12,7 @@ hypers (spline_accuracy 1e-12, center_atom_weight 1 as the examples), both on th
 of threads. Our time is the whole call: batch, neighbour list, kernels and
 TensorMap assembly (featomic's includes its neighbour list too); then the
 values and their positions gradients (`model(frames, gradients=["positions"])`,
-the gradient kernels compiled with the values, `codegen/terms.py`) against
+the gradient kernels compiled with the values, `mtdsl/ir/passes/terms.py`) against
 `compute(..., gradients=["positions"])` (must be <= 1.0, goal 0.25). Prints the
 ratio mtdsl / featomic (must be <= 1.0, goal 0.5) of wall-clock and of
 process CPU time (all threads), the time per atom at 1,000

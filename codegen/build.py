@@ -16,8 +16,8 @@ from mtdsl.ir import nodes as ir
 
 from . import cache, cpp, llvm
 from .rendered import ir_text, slim_rendering, with_extra
+from .derived import extended_module
 from .schedule import lower
-from .terms import extended_module
 
 
 def render(module: ir.Module, emit: str, dtype: str = "float64") -> str:
@@ -35,7 +35,7 @@ def render(module: ir.Module, emit: str, dtype: str = "float64") -> str:
 def build(module: ir.Module, backend: str = "cpp", dtype=np.float64, gradients: dict | None = None,
           extra: tuple = ()) -> tuple:
     """`(rendered, library, path, cache_hit, terms)` of `module` with the terms of its gradient kernels
-    (`gradients`: `{wrt: {kernel: GradientKernel}}`, `codegen/terms.py`) and the `extra` kernels, on
+    (`gradients`: `{wrt: {kernel: GradientKernel}}`, `mtdsl/ir/passes/terms.py`) and the `extra` kernels, on
     `backend` ("cpp": a shared library through the kernel cache; "llvm": JIT-compiled by llvmlite)."""
     gradients = gradients or {}
     if backend == "llvm":  # LLVM IR through llvmlite, JIT-compiled (mtdsl.codegen.llvm)

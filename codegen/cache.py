@@ -38,6 +38,7 @@ from pathlib import Path
 
 from mtdsl import atomic
 from mtdsl.errors import NativeCompileError
+from mtdsl.ir import roles
 
 from . import serialize
 
@@ -100,18 +101,94 @@ def _discard(path: Path, reason: str, *others: Path) -> None:
         atomic.remove_quietly(damaged)
 
 
-def compile_source(source: str, output: Path, flags=FLAGS) -> None:
-    """Compile `source` into the shared library `output` (atomically)."""
+#: the line `codegen/templates/module.cpp.j2` writes before each kernel: what precedes the first is
+#: the prelude (static inline helpers, templates), each piece after one a kernel that needs only the
+#: prelude, so a marked source may be compiled as several translation units in parallel
+KERNEL_MARKER = "// mtdsl: kernel\n"
+
+
+def compile_jobs() -> int:
+    """How many g++ processes compile one library: `$MTDSL_COMPILE_JOBS`, else the CPUs this process
+    may run on that are idle now (by the 1-minute load average; at least 1: one translation unit, as
+    before). On a busy machine more units only add each unit's parse of the prelude: the processes
+    share the CPU time the machine would give one."""
+    value = os.environ.get("MTDSL_COMPILE_JOBS", "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise CompileError(f"MTDSL_COMPILE_JOBS must be a whole number, got {value!r}") from None
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    try:
+        idle = cpus - os.getloadavg()[0]
+    except (AttributeError, OSError):  # no load average on this platform
+        idle = cpus
+    return max(1, min(cpus, round(idle)))
+
+
+def translation_units(source: str, jobs: int) -> list[str]:
+    """`source` as at most `jobs` translation units, each the prelude and a share of the kernels
+    (balanced by length, longest first, kernels in source order within a unit); `[source]` when
+    the source is not marked (`KERNEL_MARKER`) or one unit is asked for."""
+    prelude, *kernels = source.split(KERNEL_MARKER)
+    if jobs <= 1 or len(kernels) <= 1:
+        return [source]
+    groups: list[list[int]] = [[] for _ in range(min(jobs, len(kernels)))]
+    sizes = [0] * len(groups)
+    for index in sorted(range(len(kernels)), key=lambda k: -len(kernels[k])):
+        smallest = sizes.index(min(sizes))
+        groups[smallest].append(index)
+        sizes[smallest] += len(kernels[index])
+    return [prelude + "".join(KERNEL_MARKER + kernels[k] for k in sorted(group)) for group in groups]
+
+
+def _compiler_error(result) -> CompileError:
+    return CompileError(f"the C++ compiler failed on generated code:\n{result.stderr[-4000:]}")
+
+
+def _compile_units(units: list[str], build: Path, library: Path, flags) -> bool:
+    """Compile `units` into objects by concurrent g++ processes, then link them into `library`;
+    False when any step fails (the caller compiles the source whole, for its error message)."""
+    processes = []
+    try:
+        for index, unit in enumerate(units):
+            path = build / f"unit{index}.cpp"
+            path.write_text(unit)
+            processes.append(subprocess.Popen([compiler(), *flags, "-c", str(path), "-o", str(path.with_suffix(".o"))],
+                                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        failed = [process.wait() != 0 for process in processes]
+    finally:  # interrupted: no compiler left running on a removed build folder
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    if any(failed):
+        return False
+    objects = [str(build / f"unit{index}.o") for index in range(len(units))]
+    result = subprocess.run([compiler(), *flags, *objects, "-o", str(library)], capture_output=True, check=False)
+    return result.returncode == 0
+
+
+def compile_source(source: str, output: Path, flags=FLAGS, jobs: int = 1) -> None:
+    """Compile `source` into the shared library `output` (atomically): with `jobs` > 1 and a marked
+    source, as that many translation units compiled in parallel, then linked (`translation_units`)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     build = Path(atomic.temporary_directory(output.parent, "build-"))
     try:
+        library = build / "module.so"
+        units = translation_units(source, jobs)
+        if len(units) > 1 and _compile_units(units, build, library, flags):
+            os.replace(library, output)
+            return
         source_path = build / "module.cpp"
         source_path.write_text(source)
-        library = build / "module.so"
         result = subprocess.run([compiler(), *flags, str(source_path), "-o", str(library)],
                                 capture_output=True, text=True, check=False)
         if result.returncode != 0:
-            raise CompileError(f"the C++ compiler failed on generated code:\n{result.stderr[-4000:]}")
+            raise _compiler_error(result)
         os.replace(library, output)
     finally:
         shutil.rmtree(build, ignore_errors=True)
@@ -147,8 +224,9 @@ def _library_problem(library: Path, sidecar: Path, flags=None) -> str | None:
         return f"unreadable: {error.strerror}"
 
 
-def build(source: str, flags=FLAGS) -> tuple[Path, bool]:
-    """The path of the library for `source`, compiling it unless a valid entry exists.
+def build(source: str, flags=FLAGS, jobs: int = 1) -> tuple[Path, bool]:
+    """The path of the library for `source`, compiling it unless a valid entry exists (in `jobs`
+    parallel translation units when the source is marked: `compile_source`).
 
     Returns `(path, hit)`; `hit` says the entry came from the cache.
     """
@@ -165,7 +243,7 @@ def build(source: str, flags=FLAGS) -> tuple[Path, bool]:
     os.close(handle)
     temporary = Path(temporary)
     try:
-        compile_source(source, temporary, flags)
+        compile_source(source, temporary, flags, jobs)
         digest = _file_hash(temporary)
         _atomic_write(sidecar, json.dumps({"sha256": digest, "key": key, "flags": list(flags)}).encode())
         os.replace(temporary, library)
@@ -174,14 +252,16 @@ def build(source: str, flags=FLAGS) -> tuple[Path, bool]:
     return library, False
 
 
-def load(source: str, flags=FLAGS) -> tuple[ctypes.CDLL, Path, bool]:
-    """Build (or find) and load the library of `source`; a library that fails to load is rebuilt once."""
-    library, hit = build(source, flags)
+def load(source: str, flags=FLAGS, jobs: int | None = None) -> tuple[ctypes.CDLL, Path, bool]:
+    """Build (or find) and load the library of `source` (compiled by `jobs` g++ processes, by default
+    `compile_jobs()`); a library that fails to load is rebuilt once."""
+    jobs = compile_jobs() if jobs is None else jobs
+    library, hit = build(source, flags, jobs)
     try:
         return ctypes.CDLL(str(library)), library, hit
     except OSError as error:
         _discard(library, f"fails to load: {error}", library.with_suffix(".json"))
-        library, _ = build(source, flags)
+        library, _ = build(source, flags, jobs)
         return ctypes.CDLL(str(library)), library, False
 
 
@@ -270,10 +350,27 @@ def codegen_version() -> str:
     return digest.hexdigest()
 
 
-def rendering_key(backend: str, module_text: str, dtype: str) -> str:
-    """Key of a rendered module by its IR (`repr`, every field), dtype and renderer version."""
+@functools.lru_cache(maxsize=1)
+def passes_version() -> str:
+    """A hash of the sources of the derivative passes and roles of the IR (`mtdsl/ir/passes/`,
+    `mtdsl/ir/roles.py`): rendering runs them (the gradient terms as kernels), so a rendering
+    cached by IR is valid only for the same passes too."""
     digest = hashlib.sha256()
-    for part in (backend, dtype, codegen_version(), module_text):
+    for path in passes_files():
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def passes_files() -> list[Path]:
+    here = Path(roles.__file__).parent
+    return sorted((here / "passes").glob("*.py")) + [here / "roles.py"]
+
+
+def rendering_key(backend: str, module_text: str, dtype: str) -> str:
+    """Key of a rendered module by its IR (`repr`, every field), dtype, renderer and passes versions."""
+    digest = hashlib.sha256()
+    for part in (backend, dtype, codegen_version(), passes_version(), module_text):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Optional
 
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.roles import Role, role_of
+from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
 
 from . import plan as planning
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
@@ -46,7 +46,6 @@ from .schedule.module import render_kernels
 from .schedule.sph import sph_routine
 from .schedule.tables import ModuleTables
 from .schedule.tabulation import expansion_candidates, interchangeable, tabulation_candidates
-from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX
 
 @functools.lru_cache(maxsize=1)
 def templates():
@@ -716,13 +715,13 @@ class KernelRenderer:
             if expr.field not in fields:
                 raise Unsupported(f"{expr.source}.{expr.field}")
             kind, count = "pairs", self.scalar(("n_pairs", expr.source), f"pairs in {expr.source}")
-        elif expr.source.startswith(ROWS_PREFIX):
+        elif isinstance(expr.source, GradientRows):
             return self.rows_data(expr)
-        elif expr.source.startswith(OUT_PREFIX):
+        elif isinstance(expr.source, RowMap):
             return self.row_map(expr)
-        elif role_of(expr.source) is Role.PRESENT:  # codegen/schedule/presence.py
+        elif isinstance(expr.source, PresenceTable):  # codegen/schedule/presence.py
             return self.row_map(expr, ("present", expr.source), self.scalar(("n_present", expr.source), "presence table size"))
-        elif expr.source.startswith(DENSE_PREFIX):
+        elif isinstance(expr.source, GradientValues):
             return self.dense_gradient(expr)
         else:
             raise Unsupported(f"unknown data source {expr.source}")
@@ -745,7 +744,7 @@ class KernelRenderer:
         return self.hoist(value, "d")
 
     def rows_data(self, expr: ir.Data) -> Value:
-        """An integer label of a gradient row (`codegen/terms.py`): one int64 array per field."""
+        """An integer label of a gradient row (`mtdsl/ir/passes/terms.py`): one int64 array per field."""
         if len(expr.index) != 1:
             raise Unsupported(f"{expr.source}.{expr.field} with {len(expr.index)} indices")
         array = self.array(("rows", expr.source, expr.field), "int64_t", f"gradient rows: {expr.field}")
@@ -754,14 +753,14 @@ class KernelRenderer:
         return self.hoist(Value(f"{array}[{index.code}]", INT, *index.place), "d")
 
     def dense_gradient(self, expr: ir.Data) -> Value:
-        """A gradient value from the buffer its scatter kernels wrote (`codegen/terms.py`): the row,
+        """A gradient value from the buffer its scatter kernels wrote (`mtdsl/ir/passes/terms.py`): the row,
         then positions along axes of the sizes the field names; each position is checked."""
         sizes = [int(x) for x in expr.field.split(":", 1)[1].split(",") if x]
         if len(expr.index) != len(sizes) + 1:
             raise Unsupported("a dense gradient read with the wrong number of positions")
         array = self.array(("dense", expr.source), "real", f"{expr.source} as written")
-        rows = self.scalar(("n_pairs", ROWS_PREFIX + expr.source[len(DENSE_PREFIX):]), "gradient rows")
-        row = self.checked(expr.index[0], "pairs", ROWS_PREFIX + expr.source[len(DENSE_PREFIX):], rows)
+        rows = self.scalar(("n_pairs", expr.source.rows), "gradient rows")
+        row = self.checked(expr.index[0], "pairs", expr.source.rows, rows)
         parts, flat = [row], row.code
         for index, size in zip(expr.index[1:], sizes):
             value = self.index(index)
@@ -774,7 +773,7 @@ class KernelRenderer:
         return self.hoist(Value(f"{array}[{flat}]", REAL, *self.join(*parts)), "g")
 
     def row_map(self, expr: ir.Data, descriptor: Optional[tuple] = None, bound: Optional[str] = None) -> Value:
-        """The gradient row of a scatter kernel's point (`codegen/terms.py`): a dense map over the
+        """The gradient row of a scatter kernel's point (`mtdsl/ir/passes/terms.py`): a dense map over the
         positions of the variables the row depends on (-1 where the term has no point). With
         `bound`, a presence table read within its size, 0 past it (a run that passes none)."""
         array = self.array(descriptor or ("out", expr.source, expr.field), "int64_t", "gradient row of each point")

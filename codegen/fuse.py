@@ -1,6 +1,6 @@
 """Which kernels are computed in one pass: a tensor's values and the terms of its gradient.
 
-The scatter kernels of a gradient (`codegen/terms.py`) loop over the same pairs as the values'
+The scatter kernels of a gradient (`mtdsl/ir/passes/terms.py`) loop over the same pairs as the values'
 kernel and evaluate the same pair tables (`sph`, the radial splines, the cutoff) and their
 derivatives; the terms of a product (`sum_m drho1 * rho2 + rho1 * drho2`) loop over the same
 rows of the gradient they read. `fused_kernels` makes, for each tensor and each gradient:
@@ -22,32 +22,29 @@ from __future__ import annotations
 
 import dataclasses
 
-from mtdsl.ir import autodiff as ad
+from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.roles import Role, role_of
+from mtdsl.ir.roles import FusedName, GradientBlocks, GradientRows, GradientValues
 
 from . import plan as planning
 from .plan import Unsupported
 
-FUSED_PREFIX = Role.FUSED.prefix
+def fused_name(kernel: str, wrt: str, group: str = "") -> FusedName:
+    return FusedName(kernel, wrt, group)
 
 
-def fused_name(kernel: str, wrt: str, group: str = "") -> str:
-    return f"{FUSED_PREFIX}{kernel}·{wrt}" + (f"·{group}" if group else "")
-
-
-_GRADIENT_SOURCES = (Role.ROWS.prefix, Role.DENSE.prefix)  # codegen/terms.py: another gradient's rows and values
+_GRADIENT_SOURCES = (GradientRows, GradientValues)  # mtdsl/ir/passes/terms.py: another gradient's rows and values
 
 
 def _reads_gradients(kernel: ir.TensorKernel) -> bool:
-    """Whether a scatter kernel reads the rows or values of another gradient (reserved sources)."""
+    """Whether a scatter kernel reads the rows or values of another gradient (their role types)."""
 
     def reads(expr) -> bool:
         if expr is None:
             return False
-        if isinstance(expr, ir.Data) and expr.source.startswith(_GRADIENT_SOURCES):
+        if isinstance(expr, ir.Data) and isinstance(expr.source, _GRADIENT_SOURCES):
             return True
-        if isinstance(expr, ir.BlockRef) and role_of(expr.tensor) is Role.GRAD:
+        if isinstance(expr, ir.BlockRef) and isinstance(expr.tensor, GradientBlocks):
             return True
         if isinstance(expr, ir.Reduce):
             return (any(_domain_reads(b.domain, reads) for b in expr.binders)
@@ -60,7 +57,7 @@ def _reads_gradients(kernel: ir.TensorKernel) -> bool:
 
 def _domain_reads(domain, reads) -> bool:
     if isinstance(domain, ir.PairsDomain):
-        return domain.pairs.startswith(_GRADIENT_SOURCES)
+        return isinstance(domain.pairs, _GRADIENT_SOURCES)
     if isinstance(domain, ir.PairsFrom):
         return reads(domain.atom)
     if isinstance(domain, ir.IrrepDomain):

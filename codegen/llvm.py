@@ -53,12 +53,13 @@ import llvmlite.ir as ll
 import numpy as np
 
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.roles import Role, role_of
+from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
 
 from . import cache
 from . import plan as planning
 from .cache import _atomic_write, _discard, cache_dir, object_bytes, object_payload
 from .plan import BOOL, INT, REAL, VEC, Unsupported, expr_type, free_vars, harmonic_arguments
+from .derived import extended_module
 from .rendered import RenderedKernel, RenderedModule, ir_text, slim_rendering, with_extra
 from .schedule import nest
 from .schedule.factors import is_real_product, product_factors, triangle_degrees, zero_skips
@@ -67,7 +68,6 @@ from .schedule.module import render_kernels
 from .schedule.sph import sph_routine
 from .schedule.tables import ModuleTables
 from .schedule.tabulation import expansion_candidates, tabulation_candidates
-from .terms import DENSE_PREFIX, OUT_PREFIX, ROWS_PREFIX, extended_module
 from .threads import run_chunks
 
 I1, I32, I64, I8 = ll.IntType(1), ll.IntType(32), ll.IntType(64), ll.IntType(8)
@@ -765,13 +765,13 @@ class KernelBuilder:
             if expr.field not in fields:
                 raise Unsupported(f"{expr.source}.{expr.field}")
             kind, count = "pairs", self.scalar(("n_pairs", expr.source))
-        elif expr.source.startswith(ROWS_PREFIX):
+        elif isinstance(expr.source, GradientRows):
             return self.rows_data(expr)
-        elif expr.source.startswith(OUT_PREFIX):
+        elif isinstance(expr.source, RowMap):
             return self.row_map(expr)
-        elif role_of(expr.source) is Role.PRESENT:  # codegen/schedule/presence.py
+        elif isinstance(expr.source, PresenceTable):  # codegen/schedule/presence.py
             return self.row_map(expr, ("present", expr.source), self.scalar(("n_present", expr.source)))
-        elif expr.source.startswith(DENSE_PREFIX):
+        elif isinstance(expr.source, GradientValues):
             return self.dense_gradient(expr)
         else:
             raise Unsupported(f"unknown data source {expr.source}")
@@ -802,7 +802,7 @@ class KernelBuilder:
         if len(expr.index) != len(sizes) + 1:
             raise Unsupported("a dense gradient read with the wrong number of positions")
         array = self.array(("dense", expr.source), "real")
-        rows_source = ROWS_PREFIX + expr.source[len(DENSE_PREFIX):]
+        rows_source = expr.source.rows
         row = self.checked(expr.index[0], "pairs", rows_source, self.scalar(("n_pairs", rows_source)))
         values = [row]
         for index, size in zip(expr.index[1:], sizes):
@@ -822,7 +822,7 @@ class KernelBuilder:
         return Value(self.load(place, array, flat), REAL, *place)
 
     def row_map(self, expr: ir.Data, descriptor: Optional[tuple] = None, bound=None) -> Value:
-        """The gradient row of a scatter kernel's point (`codegen/terms.py`), as the C++ backend
+        """The gradient row of a scatter kernel's point (`mtdsl/ir/passes/terms.py`), as the C++ backend
         (with `bound`: a presence table read within its size, 0 past it)."""
         array = self.array(descriptor or ("out", expr.source, expr.field), "i64")
         positions, sizes, levels = [], [], []
@@ -851,7 +851,7 @@ class KernelBuilder:
         return Value(self.emit(place, "bounded-load", bounded, array, flat, bound), INT, *place)
 
     def rows_data(self, expr: ir.Data) -> Value:
-        """An integer label of a gradient row (`codegen/terms.py`): one int64 array per field."""
+        """An integer label of a gradient row (`mtdsl/ir/passes/terms.py`): one int64 array per field."""
         if len(expr.index) != 1:
             raise Unsupported(f"{expr.source}.{expr.field} with {len(expr.index)} indices")
         array = self.array(("rows", expr.source, expr.field), "i64")
@@ -1768,7 +1768,7 @@ def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:
 
 def render(module: ir.Module, dtype: str = "float64") -> str:
     """The LLVM IR of a module (`mtdsl compile --emit llvm`), after a comment naming the tensor of
-    each kernel's function (gradient kernels included: `·scatter·dT/dwrt#k`, `codegen/terms.py`)."""
+    each kernel's function (gradient kernels included: `·scatter·dT/dwrt#k`, `mtdsl/ir/passes/terms.py`)."""
     rendered = render_module(module, dtype)
 
     def shown(text):  # as the IR's identifiers: names never reach the IR as they are
@@ -1916,7 +1916,7 @@ class JITLibrary:
 
 
 def build(module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()) -> tuple:
-    """Render, optimize and JIT `module` with the terms of its gradient kernels (`codegen/terms.py`)
+    """Render, optimize and JIT `module` with the terms of its gradient kernels (`mtdsl/ir/passes/terms.py`)
     and the `extra` kernels: `(rendered, library, path, cache_hit, terms)`, which
     `runtime.compiled.compile_module` wraps in a `CompiledModule` (`codegen/build.py`)."""
     # a cache hit skips rendering (and lowering the gradient terms) too: the rendered module is

@@ -41,7 +41,7 @@ from typing import Optional
 
 from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.roles import Role, role_of
+from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
 
 
 # ---- free variables ----------------------------------------------------------------------
@@ -120,9 +120,9 @@ def expr_type(expr) -> str:
     if isinstance(expr, ir.Var):
         return INT
     if isinstance(expr, ir.Data):
-        if role_of(expr.source) in (Role.ROWS, Role.OUT, Role.PRESENT):  # row labels, row maps, presence
+        if isinstance(expr.source, (GradientRows, RowMap, PresenceTable)):  # row labels, row maps, presence
             return INT
-        if role_of(expr.source) is Role.DENSE:  # a gradient's values as its scatter kernels wrote them
+        if isinstance(expr.source, GradientValues):  # a gradient's values as its scatter kernels wrote them
             return REAL
         if expr.field in _INT_FIELDS:
             return INT
@@ -298,7 +298,7 @@ _EQUAL_DOMAINS = (ir.RangeDomain, ir.SpeciesDomain, ir.IrrepDomain, ir.XyzDomain
 def _equal_domain(domain) -> bool:
     """Whether a variable of this domain may be bound by an equality (the rows of a scatter kernel may)."""
     return isinstance(domain, _EQUAL_DOMAINS) or (
-        isinstance(domain, ir.PairsDomain) and role_of(domain.pairs) is Role.OUT)
+        isinstance(domain, ir.PairsDomain) and isinstance(domain.pairs, RowMap))
 
 
 # ---- a cost model for the loop order ------------------------------------------------------------
@@ -758,8 +758,8 @@ def _flatten_sum(expr, taken: set):
 
 
 def is_scatter(kernel) -> bool:
-    """Whether `kernel` is a scatter kernel of codegen/terms.py (its rows: a reserved `·out·` domain)."""
-    return any(isinstance(b.domain, ir.PairsDomain) and role_of(b.domain.pairs) is Role.OUT for b in kernel.indices)
+    """Whether `kernel` is a scatter kernel of mtdsl/ir/passes/terms.py (its rows: a range of a `RowMap`)."""
+    return any(isinstance(b.domain, ir.PairsDomain) and isinstance(b.domain.pairs, RowMap) for b in kernel.indices)
 
 
 def driver_size(domain):
@@ -790,7 +790,7 @@ def _driver(kernel) -> Optional[str]:
 
 
 def _scatter_driver(kernel) -> Optional[str]:
-    """The parallel loop of a scatter kernel (codegen/terms.py): it never loops over its rows (they
+    """The parallel loop of a scatter kernel (mtdsl/ir/passes/terms.py): it never loops over its rows (they
     are bound by equality), and two points of its sum may add into the same row; so it is parallel
     over a variable of its row map (atoms, pairs, rows of another gradient), and the runtime runs
     it on every thread when that map sends distinct points to distinct entries (checked per run),
@@ -802,14 +802,14 @@ def _scatter_driver(kernel) -> Optional[str]:
     row_vars = []
     for conjunct in conjuncts(body.where):
         for side in _equality_operands(conjunct) or ():
-            if isinstance(side, ir.Data) and role_of(side.source) is Role.OUT:
+            if isinstance(side, ir.Data) and isinstance(side.source, RowMap):
                 row_vars = [v.name for v in side.index if isinstance(v, ir.Var)]
     if not row_vars:
-        # no row map: a product kernel (codegen/terms.py: `vjp_kernel`, `jvp_kernel`), whose row is bound by
+        # no row map: a product kernel (mtdsl/ir/passes/terms.py: `vjp_kernel`, `jvp_kernel`), whose row is bound by
         # `·target == X` (a term's target): its driver is a variable X reads, else any sum binder
         # (the runtime runs it on ranges of the driver, into per-thread buffers)
         rows = {b.name for b in kernel.indices if isinstance(b.domain, ir.PairsDomain)
-                and role_of(b.domain.pairs) is Role.OUT}
+                and isinstance(b.domain.pairs, RowMap)}
         for conjunct in conjuncts(body.where):
             operands = _equality_operands(conjunct)
             for mine, other in (operands, operands[::-1]) if operands else ():
@@ -819,7 +819,7 @@ def _scatter_driver(kernel) -> Optional[str]:
         for name in row_vars + list(binders):
             if name in binders and isinstance(binders[name].domain, (ir.AtomsDomain, ir.PairsDomain)):
                 return name
-        # else an atoms index of the kernel (`codegen/terms.py: jvp_kernel`, a term at the centre):
+        # else an atoms index of the kernel (`mtdsl/ir/passes/terms.py: jvp_kernel`, a term at the centre):
         # each of its iterations writes entries of its own, so it runs on every thread
         for binder in kernel.indices:
             if isinstance(binder.domain, ir.AtomsDomain):

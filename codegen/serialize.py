@@ -2,7 +2,8 @@
 
 A cache directory must not be code that runs when read. `encode` turns a value
 built of the renderer's dataclasses (IR nodes, plans, rendered kernels, gradient
-terms), tuples, lists, dicts, sets, numbers, strings and numpy arrays into JSON
+terms), tuples, lists, dicts, sets, numbers, strings (names with a role of `mtdsl/ir/roles.py` as
+their class and fields) and numpy arrays into JSON
 text (one line) followed by a newline and the raw bytes of its arrays (the JSON
 says where each lies); `decode` rebuilds it, constructing only dataclasses of `ALLOWED_MODULES`
 (by setting their fields, without calling any of their code) and numpy arrays of
@@ -23,12 +24,14 @@ import math
 
 import numpy as np
 
+from mtdsl.ir.roles import ROLES, RoleName
+
 #: the modules whose dataclasses a cache entry may hold
 ALLOWED_MODULES = (
     "mtdsl.ir.nodes",
     "mtdsl.codegen.plan",
     "mtdsl.codegen.rendered",
-    "mtdsl.codegen.terms",
+    "mtdsl.ir.passes.terms",  # ScatterTerm
     "mtdsl.codegen.fuse",
     "mtdsl.codegen.llvm",
     "mtdsl.codegen.cpp",
@@ -78,6 +81,8 @@ class _Encoder:
         self.size = 0
 
     def encode(self, value):
+        if isinstance(value, RoleName):  # a name with a role (mtdsl/ir/roles.py): its class and fields
+            return {"$role": type(value).__name__, "v": [self.encode(v) for v in value.fields]}
         if value is None or isinstance(value, (bool, str)):
             return value
         if isinstance(value, enum.Enum):
@@ -173,6 +178,16 @@ class _Decoder:
         if "$cx" in tree:
             real, imag = (self.decode(v) for v in tree["$cx"])
             return complex(real, imag)
+        if "$role" in tree:
+            cls = ROLES.get(tree["$role"]) if isinstance(tree["$role"], str) else None
+            fields = tree.get("v")
+            if cls is None or not isinstance(fields, list) or not all(
+                    isinstance(v, (str, int)) and not isinstance(v, bool) for v in fields):
+                raise DecodingError(f"a bad role {tree['$role']!r}")
+            try:
+                return cls(*fields)
+            except TypeError as error:
+                raise DecodingError(str(error)) from None
         if "$e" in tree:
             cls = _allowed_class(tree["$e"])
             if not issubclass(cls, enum.Enum):

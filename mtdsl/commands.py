@@ -17,7 +17,7 @@ import numpy as np
 from .cache_command import COMMAND as CACHE_COMMAND
 from .cli_base import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Command, CommandError, _parse_set, _require_file
 from .codegen import render
-from .codegen.terms import extended_module
+from .codegen.derived import extended_module
 from .compile import CompileError, compile
 from .distributed.command import inspect_dataset, parse_domains, run_distributed
 from .errors import FormatError
@@ -80,7 +80,7 @@ def add_compile(parser: argparse.ArgumentParser) -> None:
 
 def _emitted_module(model, args):
     """The module as the native backends compile it: the value kernels, then the gradient kernels of
-    the chosen declared gradients (`codegen/terms.py`; every declared one unless `--gradients` says)."""
+    the chosen declared gradients (`mtdsl/ir/passes/terms.py`; every declared one unless `--gradients` says)."""
     if args.no_gradients:
         if args.gradients:
             raise CommandError("--gradients and --no-gradients exclude each other", EXIT_USAGE)

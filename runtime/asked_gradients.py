@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.autodiff import WRT
+from mtdsl.ir.passes.autodiff import WRT
 from mtdsl.suggest import did_you_mean
 
 

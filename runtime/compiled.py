@@ -28,10 +28,9 @@ from mtdsl.codegen import threads as native_threads
 from mtdsl.codegen.build import build
 from mtdsl.codegen.cpp import render as render_cpp
 from mtdsl.codegen.rendered import ir_text, slim_rendering, with_extra  # noqa: F401 - importable from here as before
-from mtdsl.codegen.terms import parse_dense_source, parse_grad_tensor, parse_rows_source
-from mtdsl.ir import autodiff as ad
+from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.roles import Role, role_of
+from mtdsl.ir.roles import GradientBlocks, GradientRows
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
@@ -76,11 +75,11 @@ class Arguments:
     def _int(self, array):
         return np.ascontiguousarray(to_numpy(array), dtype=np.int64)
 
-    def presence(self, source: str) -> np.ndarray:
-        """The presence table of a guarded kernel (`runtime/presence.py: presence_table`); a part
-        kernel (`runtime/body_parts.py`) reads its whole kernel's."""
+    def presence(self, source) -> np.ndarray:
+        """The presence table of a guarded kernel (`runtime/presence.py: presence_table`, source a
+        `PresenceTable`); a part kernel (`runtime/body_parts.py`) reads its whole kernel's."""
         if ("presence", source) not in self.cache:
-            name = source[len(Role.PRESENT.prefix):].split(PART_MARK)[0]
+            name = source.kernel.split(PART_MARK)[0]
             present = (getattr(self.bindings, "kernels_present", None) or {}).get(name) \
                 if getattr(self.bindings, "sparse", False) else None
             table = np.zeros(0, np.int64)
@@ -91,9 +90,9 @@ class Arguments:
             self.cache[("presence", source)] = table
         return self.cache[("presence", source)]
 
-    def rows(self, source: str, field: str):
-        """Integer labels of the rows of a computed gradient (`codegen/terms.py`: `GradLabel` as data)."""
-        tensor, wrt = parse_rows_source(source)
+    def rows(self, source: GradientRows, field: str):
+        """Integer labels of the rows of a computed gradient (`mtdsl/ir/passes/terms.py`: `GradLabel` as data)."""
+        tensor, wrt = source.tensor, source.wrt
         table = self.gradient_tables.get((tensor, wrt))
         if table is None:
             return Fallback(f"the gradient of {tensor} with respect to {wrt} is not available")
@@ -112,10 +111,10 @@ class Arguments:
             raise KeyError(f"unknown gradient row field {field}")
         return self._int(values)
 
-    def gradient_tensor(self, name: str):
-        """T's gradient blocks as a TensorMap for block accesses (`codegen/terms.py`: `GradValue`):
+    def gradient_tensor(self, name: GradientBlocks):
+        """T's gradient blocks as a TensorMap for block accesses (`mtdsl/ir/passes/terms.py`: `GradValue`):
         key `block`, samples `row` (the row in its block), the gradient's components and properties."""
-        tensor, wrt = parse_grad_tensor(name)
+        tensor, wrt = name.tensor, name.wrt
         values = self.bindings.tensors.get(tensor)
         if values is None or (tensor, wrt) not in self.gradient_tables:
             return Fallback(f"the gradient of {tensor} with respect to {wrt} is not available")
@@ -130,7 +129,7 @@ class Arguments:
     def lookup(self, key):
         """The `BlockLookup` of a block access, or a `Fallback` (not kept: a gradient's table may come later)."""
         if key not in self.lookups:
-            if role_of(key[0]) is Role.GRAD:
+            if isinstance(key[0], GradientBlocks):
                 tensor = self.gradient_tensor(key[0])
                 if isinstance(tensor, Fallback):
                     return tensor
@@ -201,12 +200,12 @@ class Arguments:
             if isinstance(found, Fallback):
                 return found
             value = found.arrays[descriptor[2]]
-        elif kind == "out":
-            value = self._int(self.out_rows[descriptor[1]][0])
         elif kind == "present":  # codegen/schedule/presence.py: empty when unknown, all computed
             value = self.presence(descriptor[1])
+        elif kind == "out":
+            value = self._int(self.out_rows[descriptor[1]][0])
         elif kind == "dense":  # a gradient as its scatter kernels wrote it (runtime/gradients.py keeps it)
-            buffer = self.dense_gradients.get(parse_dense_source(descriptor[1]))
+            buffer = self.dense_gradients.get((descriptor[1].tensor, descriptor[1].wrt))
             if buffer is None:
                 return Fallback(f"{descriptor[1]} was not written by scatter kernels")
             value = buffer.reshape(-1)
@@ -234,9 +233,9 @@ class Arguments:
         if kind == "n_systems":
             return bindings.systems[descriptor[1]].n_systems
         if kind == "n_pairs":
-            if descriptor[1] in self.out_rows:  # the rows a scatter kernel writes (codegen/terms.py)
+            if descriptor[1] in self.out_rows:  # the rows a scatter kernel writes (mtdsl/ir/passes/terms.py)
                 return int(self.out_rows[descriptor[1]][1])
-            if descriptor[1] not in bindings.pairs:  # the rows of a gradient (codegen/terms.py)
+            if descriptor[1] not in bindings.pairs:  # the rows of a gradient (mtdsl/ir/passes/terms.py)
                 rows = self.rows(descriptor[1], "block")
                 return rows if isinstance(rows, Fallback) else len(rows)
             return bindings.pairs[descriptor[1]].n_pairs
@@ -307,7 +306,7 @@ def owner_splits(row_map: np.ndarray, shape: tuple, axis: int, n_rows: int, thre
 @dataclass
 class Computed:
     """A tensor computed by a run: its dense buffer, its TensorMap when it was assembled, and its
-    labels (`native_assemble.SeparableLayout`) when known (`CompiledModule.computed`)."""
+    labels (`assemble.SeparableLayout`) when known (`CompiledModule.computed`)."""
 
     buffer: np.ndarray
     tensor: object = None
@@ -326,7 +325,7 @@ class CompiledModule:
     def __init__(self, module: ir.Module, rendered, library, path, cache_hit: bool, threads=None,
                  terms: dict | None = None):
         self.module = module
-        # gradient terms rendered as kernels (codegen/terms.py), by (kernel, wrt, term index): a dense
+        # gradient terms rendered as kernels (mtdsl/ir/passes/terms.py), by (kernel, wrt, term index): a dense
         # buffer over the term's axes (`terms`: kernel name), or written into the rows (`scatters`)
         terms = terms or {}
         self.terms = dict(terms.get("terms", {}))
@@ -347,7 +346,7 @@ class CompiledModule:
         self.cache_hit = cache_hit
         self.dtype = np.dtype(rendered.dtype)
         self.threads = threads
-        self.fast_assembly = True  # runtime/native_assemble.py for separable kernels
+        self.fast_assembly = True  # runtime/assemble.py for separable kernels
         # tensor name -> why the interpreter evaluates it
         self.fallbacks = {k: v for k, v in rendered.unsupported.items() if k not in term_names}
         self.last_run_fallbacks: dict = {}
@@ -863,8 +862,8 @@ def render(module: ir.Module, dtype=np.float64) -> str:
 def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, threads: int | None = None,
                    gradients: dict | None = None, extra: tuple = ()) -> CompiledModule:
     """Render, compile (through the kernel cache) and load `module`, with the terms of its
-    gradient kernels (`gradients`: `{wrt: {kernel: GradientKernel}}`, `mtdsl.ir.autodiff`) as
-    kernels of the same library (`codegen/terms.py`). `extra`: more kernels compiled in the same
+    gradient kernels (`gradients`: `{wrt: {kernel: GradientKernel}}`, `mtdsl.ir.passes.autodiff`) as
+    kernels of the same library (`mtdsl/ir/passes/terms.py`). `extra`: more kernels compiled in the same
     library after the module's (reverse and tangent products, `runtime/native_products.py`); they
     are in `.kernels` but `.run()` never runs them (it runs `module.kernels`). The building is
     `codegen/build.py`'s; this wraps the library in the runtime's `CompiledModule`.

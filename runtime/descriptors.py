@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from mtdsl.codegen.plan import Unsupported
-from mtdsl.ir import autodiff as ad
+from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.reads import kernel_reads, read_closure
 

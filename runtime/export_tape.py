@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mtdsl.codegen.plan import Unsupported
-from mtdsl.codegen.products import cotangent_tensor
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.autodiff import AutodiffError
-from mtdsl.ir.roles import Role, role_of
+from mtdsl.ir.passes.autodiff import AutodiffError
+from mtdsl.ir.passes.products import cotangent_tensor
+from mtdsl.ir.roles import RowMap
 from mtdsl.systems import System, SystemBatch
 
 from .calculator import _is_scalar_per
@@ -308,7 +308,7 @@ class _Recorder:
         if kind == "n_pairs":
             if ("n_pairs", descriptor[1]) in self.tape.counts:
                 return (1, self.count(("n_pairs", descriptor[1])))
-            if role_of(descriptor[1]) is Role.OUT:  # a product's target rows: its output's first dim
+            if isinstance(descriptor[1], RowMap):  # a product's target rows: its output's first dim
                 return (1, out_dims[0])
             raise TapeError(f"kernel {kernel} counts the rows of {descriptor[1]} (a materialized gradient)")
         if kind == "n_present":  # the export runs on any structures: no presence table

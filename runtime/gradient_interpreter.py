@@ -1,7 +1,7 @@
 """The interpreter of gradient terms: the derivative IR nodes, and computed gradients as tables.
 
-`GradientInterpreter` is the reference interpreter (runtime/interpreter.py) plus the
-derivative nodes of `mtdsl.ir.autodiff` (unit vectors, gradient labels and values of
+`GradientInterpreter` is the reference evaluator (runtime/evaluate/) plus the
+derivative nodes of `mtdsl.ir.passes.autodiff` (unit vectors, gradient labels and values of
 computed tensors); `GradientTable` holds the gradient rows of a computed tensor,
 concatenated over its blocks, for `GradLabel`/`GradValue`; `DenseLookup` finds label
 rows inside their block by value with dense tables over the small ranges of label
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtdsl.ir import autodiff as ad
+from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels
 

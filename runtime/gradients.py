@@ -1,4 +1,4 @@
-"""Gradient blocks from the gradient kernels of `mtdsl.ir.autodiff`, in the reference interpreter.
+"""Gradient blocks from the gradient kernels of `mtdsl.ir.passes.autodiff`, in the reference interpreter.
 
 Each term of a gradient kernel is evaluated like a kernel body, over the term's
 binders (pairs, rows of a read tensor's gradient), the direction variables and
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mtdsl.ir import autodiff as ad
+from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels, TensorBlock
 
@@ -60,7 +60,7 @@ def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: 
     """Attach gradient blocks w.r.t. `wrt` to the `outputs` (and the tensors they read) in `bindings.tensors`.
 
     With `native` (a `runtime.compiled.CompiledModule`), the terms it compiled are filled by
-    their native kernels (`codegen/terms.py`) and only scattered here; the others are evaluated
+    their native kernels (`mtdsl/ir/passes/terms.py`) and only scattered here; the others are evaluated
     by the interpreter. `fused`: the rows prepared for the values' run, whose fused kernels added
     some terms already. Returns the interpreter (`.native_terms` lists the native terms)."""
     needed = _needed(module, gradient_kernels, outputs)
@@ -490,7 +490,7 @@ class GradientRows:
 
 
 def _gradient_rows(interpreter: GradientInterpreter, kernel, gradient, layout: _Layout):
-    """The rows of every term of `gradient` for its scatter kernels (`codegen/terms.py`), and their
+    """The rows of every term of `gradient` for its scatter kernels (`mtdsl/ir/passes/terms.py`), and their
     zeroed buffer `[rows, directions, columns (padded like the kernel's indices)]`, or None when a
     term has no scatter kernel. The rows are the distinct (block, sample, target), sorted as
     `kernel_gradient` sorts them, computed over the few variables each term's rows depend on."""
@@ -596,7 +596,7 @@ def _row_codes(found, layout: "_Layout", width: int, local):
 
 
 def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, layout: _Layout):
-    """The gradient blocks written by the scatter kernels of every term (`codegen/terms.py`), or None.
+    """The gradient blocks written by the scatter kernels of every term (`mtdsl/ir/passes/terms.py`), or None.
 
     The rows come from `_gradient_rows`, or were prepared before the values' pass that added some
     terms already (`FusedGradients`); the kernels of the other terms add every contribution into

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.autodiff import _children
+from mtdsl.ir.passes.autodiff import _children
 
 #: the data fields of a pairs source that reach its second atom
 _SECOND_ATOM_FIELDS = ("second", "vector", "distance")

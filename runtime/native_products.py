@@ -10,12 +10,12 @@ For a tensor `T` of the module with forward-mode gradient blocks `G` (`docs/grad
 
 (`cell_bar[s, a, x] = d<C, T>/dH_ax` at fixed Cartesian positions, H's rows the lattice vectors,
 the layout of the `cell` gradient blocks.) Each term of `T`'s gradient becomes a *VJP kernel*
-(`codegen/terms.py: vjp_kernel`): the term's columns are summed binders, its coefficient is
+(`mtdsl/ir/passes/products.py: vjp_kernel`): the term's columns are summed binders, its coefficient is
 multiplied by the cotangent read at `T`'s own entry from a dense grid of `T`'s layout (filled
 here from the cotangent's blocks), and its output rows are the term's targets: atoms x 3 or
 systems x 3 x 3. When `T` reads computed tensors that depend on the positions or the cell (the
 power spectrum reads the spherical expansion), the VJP goes *through* them (`self.through`): a
-reverse sweep computes the cotangent of each tensor read from its readers' (`codegen/terms.py:
+reverse sweep computes the cotangent of each tensor read from its readers' (`mtdsl/ir/passes/products.py:
 tensor_vjp_kernel`, from `autodiff.differentiate_tensor`, the derivative with respect to the
 entries of a computed tensor), then contracts each tensor's own terms (those that read no
 gradient rows) with its cotangent; the JVP is the forward sweep (`tensor_jvp_kernel`). No
@@ -23,7 +23,7 @@ gradient of any tensor is materialized. Where a sweep does not lower (or `throug
 gradients of the tensors `T` reads are materialized as for `model(frames, gradients=...)`, by
 their scatter kernels, and read by `T`'s VJP kernels from their buffers.
 
-A *JVP kernel* (`codegen/terms.py: jvp_kernel`) has `T`'s own dense layout: it sums each term
+A *JVP kernel* (`mtdsl/ir/passes/products.py: jvp_kernel`) has `T`'s own dense layout: it sums each term
 over its binders and directions, times the tangent read at the term's target, into the entry
 its aliases pick (`T_dot[sample, cols] = sum_r G[r, x, cols] positions_dot[atom(r), x] + ...`).
 
@@ -47,24 +47,23 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mtdsl.codegen.plan import Unsupported
-from mtdsl.codegen.products import (
+from mtdsl.ir.passes.products import (
     cotangent_kernel,
     cotangent_tensor,
+    gradient_reads,
     jvp_kernel,
-    stand_in_kernel,
+    sweep_kernels,
     tangent_kernel,
     tangent_tensor,
-    tensor_jvp_kernel,
     tensor_tangent,
-    tensor_vjp_kernel,
     vjp_kernel,
 )
-from mtdsl.ir import autodiff as ad
+from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.codegen.fuse import fused_group
-from mtdsl.codegen.terms import ScatterTerm
+from mtdsl.ir.passes.terms import ScatterTerm
 from mtdsl.ir.reads import kernel_reads, read_closure
-from mtdsl.ir.roles import Role, role_of
+from mtdsl.ir.roles import FusedName, JvpKernel, RowMap
 from mtdsl.tensor import TensorBlock, TensorMap
 
 from .bindings import Bindings, RunError
@@ -122,16 +121,6 @@ def check_pure(module: ir.Module, name: str) -> None:
             if what in inputs:
                 raise ValueError(f"native products of {name}: it reads the input tensormap {what} "
                                  f"(through {kernel.name})")
-
-
-def _gradient_reads(gradient: ad.GradientKernel) -> list[str]:
-    """The tensors whose gradient rows the terms of `gradient` sum over (`GradRows` binders)."""
-    found = []
-    for term in gradient.terms:
-        for binder in term.binders:
-            if isinstance(binder.domain, ad.GradRows) and binder.domain.tensor not in found:
-                found.append(binder.domain.tensor)
-    return found
 
 
 class NativeProducts:
@@ -193,7 +182,7 @@ class NativeProducts:
                 del self.jvp_kernels[key]
         jvp = {n for key, names_ in self.jvp_kernels.items() if key[0] not in self.through for n in names_}
         for kernel in self.extra:
-            if kernel.name in unsupported and kernel.name not in jvp and role_of(kernel.name) is not Role.JVP:
+            if kernel.name in unsupported and kernel.name not in jvp and not isinstance(kernel.name, JvpKernel):
                 raise ProductUnsupported(f"{kernel.name} does not render: {unsupported[kernel.name]}")
         self._readers: dict = {}
         self._state: _State | None = None
@@ -260,7 +249,7 @@ class NativeProducts:
             own = {n: g for n, g in self.gradients[wrt].items() if n not in self.through}
             reads = []
             for gradient in own.values():
-                reads += [t for t in _gradient_reads(gradient) if t not in reads]
+                reads += [t for t in gradient_reads(gradient) if t not in reads]
             needed = _needed(module, everything[wrt], reads)
             self.reads[wrt] = [k.name for k in module.kernels if k.name in reads]
             self.forward[wrt] = {k.name: everything[wrt][k.name] for k in module.kernels if k.name in needed}
@@ -298,7 +287,7 @@ class NativeProducts:
         for lists in (self.vjp_kernels, self.jvp_kernels, self.direct_vjp, self.direct_jvp):
             for names in lists.values():
                 if len(names) > 1 and tuple(names) not in self.fused_products:
-                    group = fused_group(f"{Role.FUSED.prefix}{names[0]}", [extra[n] for n in names], pair_systems)
+                    group = fused_group(FusedName(names[0]), [extra[n] for n in names], pair_systems)
                     if group is not None:
                         self.fused_products[tuple(names)] = group.name
                         fused.append(group)
@@ -327,37 +316,8 @@ class NativeProducts:
 
     def _sweep(self, tensor: str, kernels: dict, everything: dict):
         """`(kernels, stand-ins, {"direct_vjp", "direct_jvp", "read_vjp", "read_jvp"})` of one tensor."""
-        module = self.module
-        made, stand_ins = [], [cotangent_kernel(kernels[tensor])]
-        found = {"direct_vjp": {}, "direct_jvp": {}, "read_vjp": [], "read_jvp": []}
-        reads = []
-        for wrt in self.wrt:
-            gradient = everything[wrt].get(tensor)
-            if gradient is None:
-                continue
-            reads += [t for t in _gradient_reads(gradient) if t not in reads]
-            vjps, jvps = [], []
-            for k, term in enumerate(gradient.terms):
-                if any(isinstance(b.domain, ad.GradRows) for b in term.binders):
-                    continue  # through the cotangent / tangent of the tensor read
-                vjps.append(vjp_kernel(module, kernels[tensor], gradient, k, term))
-                jvps.append(jvp_kernel(module, kernels[tensor], gradient, k, term))
-            made += vjps + jvps
-            found["direct_vjp"][(tensor, wrt)] = [k.name for k in vjps]
-            found["direct_jvp"][(tensor, wrt)] = [k.name for k in jvps]
-        for read in reads:
-            partial = ad.differentiate_tensor(module, tensor, read)
-            if partial is None:
-                raise Unsupported(f"{tensor} reads the gradient of {read} but not its entries")
-            stand_ins.append(stand_in_kernel(kernels[read], tensor_tangent(read)))
-            for k, term in enumerate(partial.terms):
-                kernel, gathered = tensor_vjp_kernel(module, kernels[tensor], kernels[read], partial, k, term)
-                found["read_vjp"].append((read, kernel.name, gathered))
-                made.append(kernel)
-                kernel, gathered = tensor_jvp_kernel(module, kernels[tensor], partial, k, term)
-                found["read_jvp"].append((read, kernel.name, gathered))
-                made.append(kernel)
-        return made, stand_ins, found
+        gradients = {wrt: everything[wrt].get(tensor) for wrt in self.wrt}
+        return sweep_kernels(self.module, kernels, tensor, {w: g for w, g in gradients.items() if g is not None})
 
     def _sweep_kernels(self, tensors) -> list[str]:
         names = []
@@ -545,7 +505,7 @@ class NativeProducts:
         arguments.dense_gradients = state.dense.get(wrt, {})
         for plan in _member_plans(rendered):
             first = plan.kernel.indices[0].domain
-            if isinstance(first, ir.PairsDomain) and role_of(first.pairs) is Role.OUT:
+            if isinstance(first, ir.PairsDomain) and isinstance(first.pairs, RowMap):
                 arguments.out_rows[first.pairs] = (np.zeros(1, dtype=np.int64), shape[0])
         bound = arguments.bind(rendered, [buffer] * outputs, self._scalar)
         if isinstance(bound, Fallback):

@@ -33,7 +33,7 @@ import numpy as np
 
 from mtdsl.codegen.schedule.presence import guard_variables
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.autodiff import conjuncts, substitute
+from mtdsl.ir.passes.autodiff import conjuncts, substitute
 from mtdsl.ir.reads import read_closure
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor.labels import row_keys

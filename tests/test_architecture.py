@@ -54,6 +54,10 @@ LAYERS = {
     # gradients a program declares can be taken (its findings are the front end's diagnostics)
     "mtdsl.ir.lower": _ERRORS | {"mtdsl.ir", "mtdsl.lang"},
     "mtdsl.ir.differentiable": _ERRORS | {"mtdsl.ir", "mtdsl.lang"},
+    # the derivative passes take IR and give IR (their roles as types): the IR and the errors only
+    "mtdsl.ir.passes": _ERRORS | {"mtdsl.ir.nodes", "mtdsl.ir.roles"},
+    # the verifier checks every stage's IR, so no pass may need it
+    "mtdsl.ir.verify": _ERRORS | {"mtdsl.ir.nodes", "mtdsl.ir.roles"},
     # backends render the IR; they never import the runtime that runs what they build
     "mtdsl.codegen": _ERRORS | {"mtdsl.ir", "mtdsl.math"},
     # the runtime binds data to kernels: never the language, the compiler driver or the CLI

@@ -6,7 +6,7 @@ by block access (the power spectrum reads the expansion) would otherwise fill it
 whole dense grid: every pair of species of every centre, most of them absent
 in a many-species batch, then dropped by `restrict()`. So the kernel is rendered
 with one more `where` conjunct, `present[v...] >= 0`, a read of its presence
-table (`Role.PRESENT`, -1 at an absent point) over the kernel indices its keys
+table (a `PresenceTable` data source, -1 at an absent point) over the kernel indices its keys
 and samples depend on: the plan tests it at the first loop where those are
 bound, as any condition, so the loops inside it are skipped. The renderers read
 the table bounded by its size (`n_present`): a run that passes no table (`dense=True`,
@@ -25,16 +25,11 @@ import dataclasses
 
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.reads import expression_reads
-from mtdsl.ir.roles import Role, role_of
+from mtdsl.ir.roles import PresenceTable, RoleName
 
 from ..plan import free_vars
 
 FIELD = "present"
-
-
-def presence_source(kernel: str) -> str:
-    """The reserved name of `kernel`'s presence table (a data source)."""
-    return f"{Role.PRESENT.prefix}{kernel}"
 
 
 def guard_variables(kernel: ir.TensorKernel) -> tuple[str, ...]:
@@ -47,14 +42,14 @@ def guard_variables(kernel: ir.TensorKernel) -> tuple[str, ...]:
 
 def guarded(kernel: ir.TensorKernel) -> ir.TensorKernel:
     """`kernel` with its presence guard when it reads a tensor by block access, else itself."""
-    if role_of(kernel.name) is not None:  # gradient terms, products, fused kernels: their own rows
+    if isinstance(kernel.name, RoleName):  # gradient terms, products, fused kernels: their own rows
         return kernel
     reads: set = set()
     expression_reads(kernel.body, reads)
     variables = guard_variables(kernel)
     if not variables or not any(kind == "tensor" for kind, _ in reads):
         return kernel
-    table = ir.Data(presence_source(kernel.name), FIELD, tuple(ir.Var(v) for v in variables))
+    table = ir.Data(PresenceTable(str(kernel.name)), FIELD, tuple(ir.Var(v) for v in variables))
     guard = ir.Binary("ge", table, ir.Const(0))
     where = guard if kernel.where is None else ir.Binary("and", kernel.where, guard)
     return dataclasses.replace(kernel, where=where)

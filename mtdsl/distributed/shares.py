@@ -17,7 +17,7 @@ import dataclasses
 
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.autodiff import conjuncts
+from mtdsl.ir.passes.autodiff import conjuncts
 
 OWNED = "mtdsl_owned"
 

@@ -1,6 +1,6 @@
 """E309: a declared gradient that cannot be computed, found before anything runs.
 
-Derivatives are branchwise (`mtdsl/ir/autodiff.py`): comparisons, `?:`, `where`,
+Derivatives are branchwise (`mtdsl/ir/passes/autodiff.py`): comparisons, `?:`, `where`,
 `min`/`max`/`clamp`/`abs`/`relu`, `floor`/`round` and `%` are differentiable
 almost everywhere, so what remains is an output that does not depend on the
 input of a gradient it declares (`output t with gradients(positions)` of a
@@ -14,7 +14,7 @@ from mtdsl.lang import program as P
 from mtdsl.lang.diagnostics import Diagnostic
 
 from . import nodes as ir
-from .autodiff import AutodiffError, differentiate
+from .passes.autodiff import AutodiffError, differentiate
 from .lower import LoweringError, lower
 
 

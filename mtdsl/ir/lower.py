@@ -45,7 +45,7 @@ def _min(a, b):
 
 
 #: built-ins defined by other IR expressions: selects, so every backend has them and their
-#: derivatives are branchwise (`mtdsl/ir/autodiff.py`); ties take the first argument
+#: derivatives are branchwise (`mtdsl/ir/passes/autodiff.py`); ties take the first argument
 EXPANSIONS = {
     "min": _min,
     "max": _max,

@@ -8,7 +8,7 @@ runtime/native_products.py).
 from __future__ import annotations
 
 from . import nodes as ir
-from .autodiff import _children
+from .passes.autodiff import _children
 
 
 def expression_reads(expr, found: set) -> None:

@@ -1,50 +1,195 @@
-"""The roles a name of the IR plays besides naming a program's own tensor: one table, one reader.
+"""The roles the derivative passes give to what they add to the IR, as types.
 
-The derivative passes (`codegen/terms.py`, `codegen/fuse.py`, `runtime/native_products.py`)
-add kernels, domains and data sources that no program declares: the rows of a computed
-tensor's gradient, its values as scatter kernels wrote them, the row maps of scatter kernels,
-cotangents and tangents, fused kernels. Until they become node and domain types of the IR
-(issue #15, "gradient roles as IR types"), they travel as reserved names `·role·...` (`·` is
-not a character of the language's names, so they never meet a program's). This module is the
-one place that spells the roles: a consumer asks `role_of(name) is Role.ROWS`, and never tests
-a prefix of its own.
+The derivative passes (`mtdsl/ir/passes/`: autodiff, terms, products; and `codegen/fuse.py`,
+`runtime/native_products.py`) add kernels, run-time ranges, data sources and tensors that no
+program declares: the rows of a computed tensor's gradient, its values as scatter kernels wrote
+them, its blocks as a TensorMap, the row maps of scatter and product kernels, cotangents and
+tangents, term, scatter, product and fused kernels. Each is a value of one class below, put
+where the IR holds a name: `Data.source`, `PairsDomain.pairs` (a run-time range of rows),
+`BlockRef.tensor`, `TensorKernel.name`, `FusedKernel.name`. A consumer asks the type
+(`isinstance(expr.source, GradientRows)`) and reads the typed fields (`.tensor`, `.wrt`): no
+name is ever parsed or tested by prefix.
+
+Each role is a `str` subclass: the value is also its printed name (`·rows·ps·positions`; `·` is
+not a character of the language's names, so it never meets a program's), so that everything
+that only needs a name (dictionaries, generated code, error messages, the kernel cache's keys)
+works unchanged, and a role compares equal to its name. This module is the one place that
+spells the names; `tests/ir/test_roles.py` fails on a reserved prefix anywhere else. A role
+survives copying, pickling and the kernel cache (`codegen/serialize.py` stores its class and
+fields); building a new string from it (`name + "x"`, an f-string) gives a plain name, with no
+role.
 """
 
 from __future__ import annotations
 
-import enum
-from typing import Optional
-
 SEPARATOR = "·"
 
 
-class Role(enum.Enum):
-    ROWS = "rows"  # the rows of a computed tensor's gradient: a domain, and the data of their labels
-    GRAD = "grad"  # a computed tensor's gradient, read by a block reference
-    DENSE = "dense"  # a gradient's values as its scatter kernels wrote them (a data source)
-    OUT = "out"  # the row map of a scatter or product kernel: a domain, and a data source
-    SCATTER = "scatter"  # a scatter kernel: one gradient term written straight into the rows
-    VJP = "vjp"  # a term contracted with a cotangent
-    JVP = "jvp"  # a term contracted with a tangent
-    COTANGENT = "cot"  # the stand-in tensor of a cotangent
-    TANGENT = "tan"  # the stand-in tensor of a tangent of the positions or the cell
-    TENSOR_TANGENT = "dot"  # the stand-in kernel of a computed tensor's tangent
-    FUSED = "fused"  # a fused kernel: values and gradient terms in one pass
-    PRESENT = "present"  # a kernel's presence table: which of its points are structurally present
-    MASK = "mask"  # the interpreter's alias of a binder's mask (runtime/evaluate/evaluator.py)
+class RoleName(str):
+    """A name with a role: its class is the role, `fields` its parts (strings and integers)."""
+
+    FIELDS: tuple[str, ...] = ()
+    DEFAULTS: tuple = ()  # the values of the last fields when they are not given
+
+    def __new__(cls, *fields):
+        required = len(cls.FIELDS) - len(cls.DEFAULTS)
+        if not required <= len(fields) <= len(cls.FIELDS):
+            raise TypeError(f"{cls.__name__} takes the fields {cls.FIELDS}, not {fields!r}")
+        # plain strings and integers: a field that is itself a role (a fused kernel of product
+        # kernels) keeps only its name, so that every role is stored as data by the kernel cache
+        given = fields + cls.DEFAULTS[len(fields) - required:]
+        fields = tuple(str.__str__(f) if isinstance(f, str) else int(f) for f in given)
+        self = super().__new__(cls, cls.spell(*fields))
+        self.fields = fields
+        return self
+
+    @staticmethod
+    def spell(*fields) -> str:
+        raise NotImplementedError
+
+    def __getattr__(self, name):
+        fields = type(self).FIELDS
+        if name in fields:
+            return self.fields[fields.index(name)]
+        raise AttributeError(f"{type(self).__name__} has no field {name!r}")
+
+    def __reduce__(self):  # pickled and copied by its fields, not its text
+        return (type(self), self.fields)
+
+
+def _spell(role: str, *parts) -> str:
+    return SEPARATOR + role + SEPARATOR + SEPARATOR.join(str(p) for p in parts)
+
+
+def _derivative(kernel, wrt, k) -> str:
+    return f"d{kernel}/d{wrt}#{k}"
+
+
+# ---- run-time ranges and data sources --------------------------------------------------
+
+
+class GradientRows(RoleName):
+    """The rows of `tensor`'s gradient w.r.t. `wrt`: a run-time range (`PairsDomain(rows)`, as
+    many points as rows) and the data source of their labels (`Data(rows, "block", ...)`)."""
+
+    FIELDS = ("tensor", "wrt")
+    spell = staticmethod(lambda tensor, wrt: _spell("rows", tensor, wrt))
+
+
+class GradientValues(RoleName):
+    """`tensor`'s gradient w.r.t. `wrt` as its scatter kernels wrote it (a data source, read at
+    a row then the gradient's positions)."""
+
+    FIELDS = ("tensor", "wrt")
+    spell = staticmethod(lambda tensor, wrt: _spell("dense", tensor, wrt))
 
     @property
-    def prefix(self) -> str:
-        """`·rows·`: what every name of this role starts with."""
-        return f"{SEPARATOR}{self.value}{SEPARATOR}"
+    def rows(self) -> GradientRows:
+        return GradientRows(self.tensor, self.wrt)
 
 
-_BY_VALUE = {role.value: role for role in Role}
+class GradientBlocks(RoleName):
+    """`tensor`'s gradient blocks w.r.t. `wrt` as a TensorMap built at run time (a `BlockRef.tensor`)."""
+
+    FIELDS = ("tensor", "wrt")
+    spell = staticmethod(lambda tensor, wrt: _spell("grad", tensor, wrt))
 
 
-def role_of(name: str) -> Optional[Role]:
-    """The role of a reserved name (`·out·energy·positions·0` -> `Role.OUT`), None for any other."""
-    if not name.startswith(SEPARATOR):
-        return None
-    value, separator, _ = name[len(SEPARATOR):].partition(SEPARATOR)
-    return _BY_VALUE.get(value) if separator else None
+class RowMap(RoleName):
+    """The row of each point of a scatter kernel (`product` ""), of a VJP or JVP product kernel
+    (`product` "vjp" / "jvp"): a run-time range (the rows written) and a data source (the map)."""
+
+    FIELDS = ("kernel", "wrt", "k", "product")
+    DEFAULTS = ("",)
+    spell = staticmethod(lambda kernel, wrt, k, product="": (
+        _spell("out", product, kernel, wrt, k) if product else _spell("out", kernel, wrt, k)))
+
+
+# ---- stand-in tensors ------------------------------------------------------------------------
+
+
+class Cotangent(RoleName):
+    """The cotangent of `kernel`'s tensor: a stand-in kernel on its grid, read by VJP kernels."""
+
+    FIELDS = ("kernel",)
+    spell = staticmethod(lambda kernel: _spell("cot", kernel))
+
+
+class Tangent(RoleName):
+    """A tangent of the positions or the cell (`wrt`): a stand-in kernel, read by JVP kernels."""
+
+    FIELDS = ("wrt",)
+    spell = staticmethod(lambda wrt: _spell("tan", wrt))
+
+
+class TensorTangent(RoleName):
+    """The tangent of the computed tensor `kernel`: a stand-in kernel on its grid, read by JVP kernels."""
+
+    FIELDS = ("kernel",)
+    spell = staticmethod(lambda kernel: _spell("dot", kernel))
+
+
+# ---- derived kernels ---------------------------------------------------------------------------
+
+
+class DerivedKernel(RoleName):
+    """A kernel the derivative passes add (a term, scatter or product kernel of `kernel`)."""
+
+    FIELDS = ("kernel", "wrt", "k")
+
+
+class TermKernel(DerivedKernel):
+    """Term `k` of `kernel`'s gradient w.r.t. `wrt` over the term's own points (mtdsl/ir/passes/terms.py)."""
+
+    spell = staticmethod(lambda kernel, wrt, k: SEPARATOR + _derivative(kernel, wrt, k))
+
+
+class ScatterKernel(DerivedKernel):
+    """Term `k` of `kernel`'s gradient w.r.t. `wrt` added straight into the gradient's rows."""
+
+    spell = staticmethod(lambda kernel, wrt, k: _spell("scatter", _derivative(kernel, wrt, k)))
+
+
+class VjpKernel(DerivedKernel):
+    """Term `k` contracted with a cotangent (`wrt` the positions / cell, or a tensor read)."""
+
+    spell = staticmethod(lambda kernel, wrt, k: _spell("vjp", _derivative(kernel, wrt, k)))
+
+
+class JvpKernel(DerivedKernel):
+    """Term `k` contracted with a tangent (`wrt` the positions / cell, or a tensor read)."""
+
+    spell = staticmethod(lambda kernel, wrt, k: _spell("jvp", _derivative(kernel, wrt, k)))
+
+
+class FusedName(RoleName):
+    """A fused kernel (`ir.FusedKernel`): `kernel`'s values and gradient terms in one pass."""
+
+    FIELDS = ("kernel", "wrt", "group")
+    DEFAULTS = ("", "")
+    spell = staticmethod(lambda kernel, wrt="", group="": _spell("fused", *(p for p in (kernel, wrt, group) if p)))
+
+
+class PresenceTable(RoleName):
+    """Which points of `kernel` are structurally present: a data source over the kernel indices
+    its keys and samples depend on (codegen/schedule/presence.py), -1 at an absent point."""
+
+    FIELDS = ("kernel",)
+    spell = staticmethod(lambda kernel: _spell("present", kernel))
+
+
+class BinderMask(RoleName):
+    """The interpreter's alias of the mask of the binder `binder` (runtime/evaluate/evaluator.py)."""
+
+    FIELDS = ("binder",)
+    spell = staticmethod(lambda binder: _spell("mask", binder))
+
+
+#: every role, by class name (codegen/serialize.py rebuilds them from the cache by this table)
+ROLES = {cls.__name__: cls for cls in (
+    GradientRows, GradientValues, GradientBlocks, RowMap, Cotangent, Tangent, TensorTangent,
+    TermKernel, ScatterKernel, VjpKernel, JvpKernel, FusedName, PresenceTable, BinderMask)}
+
+#: the reserved prefixes the names above start with (only tests/ir/test_roles.py reads them)
+PREFIXES = tuple(_spell(role) for role in ("rows", "dense", "grad", "out", "cot", "tan", "dot",
+                                           "scatter", "vjp", "jvp", "fused", "present", "mask"))

@@ -165,28 +165,35 @@ def _scaled_hyp1f1_rows(a: np.ndarray, b: np.ndarray, z: np.ndarray, log_scale: 
     return np.exp(np.log(result_total) + result_shift - log_scale)
 
 
-def _gaussian_primitive_integrals(r: np.ndarray, l: int, n_radial: int, cutoff: float, width: float, derivative: bool):
-    """``I_k(r)`` (and ``d I_k / dr``), ``[len(r), n_radial]``, before orthonormalization."""
+def _gaussian_series_rows(r: np.ndarray, l: int, n_radial: int, cutoff: float, width: float, derivative: bool):
+    """The `(a, b, z)` rows of the series `1F1(a_k; b; z_k)` that ``I_k(r)`` of this ``l`` needs (and
+    `1F1(a_k + 1; b + 1; z_k)` for the derivative): `_scaled_hyp1f1_rows` sums rows of several ``l`` at once."""
     c = 0.5 / (width * width)
     gto_constants = 0.5 / gto_widths(n_radial, cutoff) ** 2
-    global_factor = (math.pi / (width * width)) ** 0.75
-    c_r = c * r
-    exponent = c * r * r
-    values = np.empty((len(r), n_radial))
-    grads = np.empty((len(r), n_radial)) if derivative else None
     b = l + 1.5
-    # every series of this l at once: 1F1(a_k; b; z_k) (and 1F1(a_k + 1; b + 1; z_k) for the derivative)
     a_all = [0.5 * (k + l + 3) for k in range(n_radial)]
     kappas = [c * c / (c + gto_constants[k]) for k in range(n_radial)]
     zs = [kappa * r * r for kappa in kappas]
     rows_a = a_all + ([a + 1.0 for a in a_all] if derivative else [])
     rows_b = [b] * n_radial + ([b + 1.0] * n_radial if derivative else [])
     rows_z = np.array(zs + (zs if derivative else []), dtype=np.float64).reshape(len(rows_a), len(r))
-    series = _scaled_hyp1f1_rows(np.array(rows_a), np.array(rows_b), rows_z, exponent[None, :])
+    return rows_a, rows_b, rows_z
+
+
+def _gaussian_from_series(series: np.ndarray, r: np.ndarray, l: int, n_radial: int, cutoff: float, width: float,
+                          derivative: bool):
+    """``I_k(r)`` (and ``d I_k / dr``) from the summed rows of `_gaussian_series_rows`."""
+    c = 0.5 / (width * width)
+    gto_constants = 0.5 / gto_widths(n_radial, cutoff) ** 2
+    global_factor = (math.pi / (width * width)) ** 0.75
+    c_r = c * r
+    values = np.empty((len(r), n_radial))
+    grads = np.empty((len(r), n_radial)) if derivative else None
+    b = l + 1.5
     for k in range(n_radial):
         g = gto_constants[k]
-        a = a_all[k]
-        kappa = kappas[k]
+        a = 0.5 * (k + l + 3)
+        kappa = c * c / (c + g)
         prefactor = global_factor * math.exp(math.lgamma(a) - math.lgamma(b)) * (c + g) ** (-a)
         hyp = series[k]  # exp(-c r^2) 1F1(a; b; z)
         values[:, k] = prefactor * c_r**l * hyp
@@ -196,6 +203,31 @@ def _gaussian_primitive_integrals(r: np.ndarray, l: int, n_radial: int, cutoff: 
             lower = l * c * c_r ** (l - 1) * hyp if l > 0 else 0.0
             grads[:, k] = prefactor * (lower + c_r**l * (-2.0 * c * r * hyp + 2.0 * kappa * r * hyp_prime))
     return values, grads
+
+
+def _gaussian_primitive_integrals_all(r: np.ndarray, ls, n_radial: int, cutoff: float, width: float,
+                                      derivative: bool) -> list:
+    """`[(I_k(r), d I_k / dr)]` for each ``l`` of `ls`, their series summed in one `_scaled_hyp1f1_rows`
+    (the same values, bit for bit, as one call per ``l``: each row stops where it alone would; a
+    cold compile of the power spectrum spent most of its spline build in the per-``l`` loop)."""
+    c = 0.5 / (width * width)
+    exponent = c * r * r
+    rows = [_gaussian_series_rows(r, l, n_radial, cutoff, width, derivative) for l in ls]
+    series = _scaled_hyp1f1_rows(np.array([a for row in rows for a in row[0]]),
+                                 np.array([b for row in rows for b in row[1]]),
+                                 np.concatenate([row[2] for row in rows]), exponent[None, :])
+    results, start = [], 0
+    for l, row in zip(ls, rows):
+        count = len(row[0])
+        results.append(_gaussian_from_series(series[start: start + count], r, l, n_radial, cutoff, width,
+                                             derivative))
+        start += count
+    return results
+
+
+def _gaussian_primitive_integrals(r: np.ndarray, l: int, n_radial: int, cutoff: float, width: float, derivative: bool):
+    """``I_k(r)`` (and ``d I_k / dr``), ``[len(r), n_radial]``, before orthonormalization."""
+    return _gaussian_primitive_integrals_all(r, [l], n_radial, cutoff, width, derivative)[0]
 
 
 def _dirac_primitive_integrals(r: np.ndarray, n_radial: int, cutoff: float, derivative: bool):
@@ -310,10 +342,20 @@ class RadialSpline:
 
 
 def _tabulate(positions, max_angular, n_radial, cutoff, density_width):
+    """`soap_radial_exact(positions, l, ..., derivative=True)` for every ``l``, the series of all ``l``
+    summed together (`_gaussian_primitive_integrals_all`)."""
     values = np.empty((len(positions), max_angular + 1, n_radial))
     derivatives = np.empty_like(values)
-    for l in range(max_angular + 1):
-        values[:, l], derivatives[:, l] = soap_radial_exact(positions, l, n_radial, cutoff, density_width, True)
+    if density_width == 0:
+        for l in range(max_angular + 1):
+            values[:, l], derivatives[:, l] = soap_radial_exact(positions, l, n_radial, cutoff, density_width, True)
+        return values, derivatives
+    r = np.atleast_1d(np.asarray(positions, dtype=np.float64))
+    matrix = gto_orthonormalization(n_radial, cutoff)
+    primitives = _gaussian_primitive_integrals_all(r, range(max_angular + 1), int(n_radial), float(cutoff),
+                                                   float(density_width), True)
+    for l, (primitive, grads) in enumerate(primitives):
+        values[:, l], derivatives[:, l] = primitive @ matrix.T, grads @ matrix.T
     return values, derivatives
 
 

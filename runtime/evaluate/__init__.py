@@ -10,6 +10,6 @@
   every order), imported only by the torch bridge.
 
 `runtime/gradient_interpreter.py` extends `Evaluator` with the derivative nodes of
-`mtdsl.ir.autodiff`; `runtime/assemble.py` turns a kernel's values into a TensorMap. (Nothing is imported
+`mtdsl.ir.passes.autodiff`; `runtime/assemble.py` turns a kernel's values into a TensorMap. (Nothing is imported
 here: `runtime/blocks.py`, below the evaluator, reads values through `dispatch`.)
 """

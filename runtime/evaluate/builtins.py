@@ -7,7 +7,7 @@ tables that numpy and torch compute differently (the same values): the
 spherical harmonics (mtdsl/math/sph.py, or its recurrences in torch below),
 the SOAP radial spline (its numpy `evaluate`, or the cubic Hermite formula
 below) and the cosine cutoff. `cg` is a constant; the derivative built-ins
-(`d_sph`, ..., mtdsl/ir/autodiff.py) run on numpy only: torch differentiates
+(`d_sph`, ..., mtdsl/ir/passes/autodiff.py) run on numpy only: torch differentiates
 by autograd instead.
 """
 
@@ -158,7 +158,7 @@ class BuiltinCalls:
             data = table[..., ll, nn].astype(self.bindings.dtype, copy=False)
         return Named(r.axes + nl_axes, data, merge_missing(r, n, l))
 
-    # -- derivative built-ins (forward-mode gradients, see mtdsl/ir/autodiff.py): numpy only ---------
+    # -- derivative built-ins (forward-mode gradients, see mtdsl/ir/passes/autodiff.py): numpy only ---------
     def _call_d_sph(self, expr, v, l, m):
         """d sph(v, l, m) / d v: vector-valued."""
         if VECTOR_AXIS not in v.axes:

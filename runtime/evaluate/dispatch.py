@@ -7,7 +7,7 @@ one operand is a torch tensor, it runs the torch function on every operand
 (numpy ones converted, floats to the tensor's dtype), so torch autograd flows
 through the evaluation. What decides structure (comparisons, `and`/`or`/`not`,
 conditions, index values) is always numpy: on the detached values for torch
-operands, piecewise constant, as in mtdsl/ir/autodiff.py.
+operands, piecewise constant, as in mtdsl/ir/passes/autodiff.py.
 """
 
 from __future__ import annotations
@@ -183,7 +183,7 @@ def _softplus(x):
 
 
 #: the scalar functions of mtdsl.math.functions' tables in torch (derivatives by autograd: floor and
-#: round have derivative 0, as in mtdsl/ir/autodiff.py)
+#: round have derivative 0, as in mtdsl/ir/passes/autodiff.py)
 _TORCH_FUNCTIONS = {"erf": "erf", "erfc": "erfc", "acos": "acos", "asin": "asin", "floor": "floor",
                     "round": "round", "atan2": "atan2"}  # round: half to even, as numpy
 

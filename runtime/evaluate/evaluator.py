@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.roles import Role, role_of
+from mtdsl.ir.roles import BinderMask
 
 from ..bindings import Bindings, RunError
 from ..blocks import BlockTable
@@ -271,14 +271,14 @@ class Evaluator(BuiltinCalls):
                     # atom read where the earlier binders are bound (`i` is the first pair's centre)
                     atom = self._index_value(domain.atom, inner)
                     mask = apply(np.equal, first, atom)
-                    inner = inner.alias(f"{Role.MASK.prefix}{binder.name}", mask)
+                    inner = inner.alias(BinderMask(binder.name), mask)
             else:
                 inner = inner.bind(binder.name, domain, self.bindings.domain_values(domain))
 
         masks = []
         if expr.where is not None:
             masks.append(self._index_value(expr.where, inner))
-        masks += [alias for name, alias in inner.aliases.items() if role_of(name) is Role.MASK]
+        masks += [alias for name, alias in inner.aliases.items() if isinstance(name, BinderMask)]
         for binder in expr.binders:
             valid = self.validity(binder.name, inner)
             if valid is not None:

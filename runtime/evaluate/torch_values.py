@@ -8,7 +8,7 @@ and TensorMaps:
 
 - `+ - * / ^ %`, `?:`, the elementary functions, `norm`, `dot`: torch ops;
 - comparisons, `and`, `or`, `not`: numpy booleans of the detached values (piecewise
-  constant: no derivative, as in mtdsl/ir/autodiff.py);
+  constant: no derivative, as in mtdsl/ir/passes/autodiff.py);
 - sums: `torch.einsum` and `index_add` over the CSR segments of `P.from(i)`;
 - `sph`, `soap_radial`, `cosine_cutoff`, `gto`: torch formulas (`builtins.py`), so
   their derivatives of every order are torch autograd's; `cg` is a constant.

@@ -15,7 +15,8 @@ import llvmlite.binding as llvm
 import pytest
 
 import mtdsl
-from mtdsl.codegen import cpp, fuse, llvm as backend, terms
+from mtdsl.codegen import cpp, fuse, llvm as backend
+from mtdsl.codegen import derived
 from mtdsl.runtime.body_parts import first_terms
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
@@ -28,7 +29,7 @@ def modules():
     # central-atom term) with its first term, the pair sum (runtime/body_parts.py)
     module, _, parts = first_terms(model.module)
     assert parts, "the spherical expansion's body is no longer a sum of terms"
-    ext, info = terms.extended_module(module, {"positions": model.gradient_kernels["positions"]})
+    ext, info = derived.extended_module(module, {"positions": model.gradient_kernels["positions"]})
     plain = dataclasses.replace(ext, fused=())  # whether or not extended_module adds them
     fused, _, _ = fuse.fused_kernels(plain, info["scatters"])
     assert fused, "no fused kernel for spherical_expansion's positions gradient"

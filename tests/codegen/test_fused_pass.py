@@ -16,7 +16,8 @@ import ase.build
 import numpy as np
 import pytest
 
-from mtdsl.codegen import cpp, terms
+from mtdsl.codegen import cpp
+from mtdsl.codegen import derived
 from mtdsl.codegen import plan as planning
 from mtdsl.compile import compile
 from mtdsl.ir import nodes as ir
@@ -34,7 +35,7 @@ def extended(path, wrts, **hypers):
 
     model = compile(path, backend="interpreter", **hypers)
     rendered, _, _ = first_terms(model.module)  # as compile_module renders it (runtime/body_parts.py)
-    return terms.extended_module(rendered, {w: model.gradient_kernels[w] for w in wrts})
+    return derived.extended_module(rendered, {w: model.gradient_kernels[w] for w in wrts})
 
 
 def silicon(repeat=2):

@@ -8,7 +8,7 @@ import pytest
 
 import mtdsl
 from mtdsl.codegen import plan as planning
-from mtdsl.codegen.terms import extended_module
+from mtdsl.codegen.derived import extended_module
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 

@@ -1,4 +1,4 @@
-"""Gradient blocks computed by the compiled backends (`codegen/terms.py`) against the interpreter's.
+"""Gradient blocks computed by the compiled backends (`mtdsl/ir/passes/terms.py`) against the interpreter's.
 
 Every reference program (examples/) and every program of the gradient tests that
 declares gradients, for positions, strain and cell, on a batch of a molecule, two

@@ -1,4 +1,4 @@
-"""Scatter kernels whose points share a gradient entry, on several threads (`codegen/terms.py`,
+"""Scatter kernels whose points share a gradient entry, on several threads (`mtdsl/ir/passes/terms.py`,
 `CompiledModule.scatter_term`): each thread runs a range of the driver, cut where no row has
 points on both sides (`owner_splits`), else into its own buffer.
 

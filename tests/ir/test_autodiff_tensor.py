@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from mtdsl.compile import check_and_lower
-from mtdsl.ir import autodiff as ad
+from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.runtime.assemble import evaluate_kernel
 from mtdsl.runtime.evaluate.evaluator import Evaluator

@@ -1,42 +1,55 @@
-"""The roles of reserved IR names (`mtdsl/ir/roles.py`): one reader, and nobody else spelling them."""
+"""The roles of what the derivative passes add to the IR (`mtdsl/ir/roles.py`): types, read by
+type, spelled as names in one module only."""
 
 import ast
+import copy
 import pathlib
+import pickle
 import re
 
 import pytest
 
-from mtdsl.codegen import products, terms
+from mtdsl.codegen import serialize
 from mtdsl.codegen.fuse import fused_name
-from mtdsl.ir.roles import Role, role_of
+from mtdsl.ir import roles
+from mtdsl.ir.passes import products, terms
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-#: the renderers still test three prefixes themselves: the loop-nest IR of issue #15 replaces them
-RENDERERS = {"codegen/cpp.py", "codegen/llvm.py"}
-#: the names under which codegen/terms.py and codegen/fuse.py export the roles' prefixes
-ROLE_CONSTANT = re.compile(r"\b(ROWS|GRAD|DENSE|OUT|COTANGENT|TANGENT|TENSOR_TANGENT|FUSED)_PREFIX\b")
+#: the constants under which the passes once exported the reserved prefixes
+ROLE_CONSTANT = re.compile(r"\b(ROWS|GRAD|DENSE|OUT|COTANGENT|TANGENT|TENSOR_TANGENT|FUSED|SCATTER|VJP|JVP|MASK)_PREFIX\b")
+
+EXAMPLES = [
+    roles.GradientRows("ps", "positions"), roles.GradientValues("ps", "cell"), roles.GradientBlocks("a·b", "strain"),
+    roles.RowMap("ps", "positions", 0), roles.RowMap("ps", "positions", 1, "vjp"), roles.Cotangent("energy"),
+    roles.Tangent("cell"), roles.TensorTangent("ps"), roles.TermKernel("ps", "positions", 2),
+    roles.ScatterKernel("ps", "cell", 0), roles.VjpKernel("e", "ps", 1), roles.JvpKernel("e", "positions", 0),
+    roles.FusedName("ps"), roles.FusedName("ps", "positions", "terms1"), roles.BinderMask("p"),
+]
 
 
-@pytest.mark.parametrize("role", list(Role))
-def test_every_role_reads_back(role):
-    assert role_of(f"{role.prefix}energy·positions·0") is role
-    assert role.prefix.startswith("·") and role.prefix.endswith("·")
+@pytest.mark.parametrize("role", EXAMPLES, ids=lambda r: type(r).__name__ + str(r.fields))
+def test_a_role_keeps_its_type_and_fields_through_copies_pickles_and_the_cache(role):
+    for copied in (copy.copy(role), copy.deepcopy(role), pickle.loads(pickle.dumps(role)),
+                   serialize.decode(serialize.encode(role))):
+        assert type(copied) is type(role) and copied.fields == role.fields and copied == role
+    assert str(role) == role and hash(role) == hash(str(role))  # a name wherever a name is needed
 
 
-def test_the_names_the_passes_make_carry_their_role():
-    assert role_of(terms.rows_source("ps", "positions")) is Role.ROWS
-    assert role_of(terms.dense_source("ps", "cell")) is Role.DENSE
-    assert role_of(terms.out_source("ps", "positions", 0)) is Role.OUT
-    assert role_of(products.cotangent_tensor("energy")) is Role.COTANGENT
-    assert role_of(products.tensor_tangent("ps")) is Role.TENSOR_TANGENT
-    assert role_of(fused_name("ps", "positions")) is Role.FUSED
-    assert terms.parse_rows_source(terms.rows_source("a·b", "strain")) == ("a·b", "strain")
-    assert terms.parse_rows_source(terms.dense_source("a", "strain")) is None
+def test_the_passes_make_typed_roles():
+    assert isinstance(terms.rows_source("ps", "positions"), roles.GradientRows)
+    assert terms.dense_source("ps", "cell").rows == roles.GradientRows("ps", "cell")
+    assert isinstance(terms.out_source("ps", "positions", 0), roles.RowMap)
+    assert isinstance(products.cotangent_tensor("energy"), roles.Cotangent)
+    assert isinstance(products.tensor_tangent("ps"), roles.TensorTangent)
+    assert isinstance(fused_name("ps", "positions"), roles.FusedName)
+    assert roles.GradientRows("a·b", "strain").tensor == "a·b"  # fields, never parsed back from the name
+    # a name that only looks like a role has none: consumers ask the type
+    assert not isinstance(str(terms.rows_source("ps", "positions")), roles.RoleName)
 
 
-@pytest.mark.parametrize("name", ["energy", "·row", "·da/dpositions#0", "·unknown·x", "", "·"])
-def test_other_names_have_no_role(name):
-    assert role_of(name) is None
+def test_a_role_is_refused_with_the_wrong_fields():
+    with pytest.raises(TypeError, match="GradientRows takes the fields"):
+        roles.GradientRows("ps")
 
 
 def _sources():
@@ -46,8 +59,8 @@ def _sources():
 
 
 def test_no_module_spells_a_role_but_the_roles_module():
-    """A role is asked with `role_of`, never with a literal prefix or a `startswith` of one."""
-    spelled = {role.prefix for role in Role}
+    """No string literal (docstrings aside) holds a reserved prefix outside mtdsl/ir/roles.py, and
+    no module tests a prefix: roles are asked by type (`isinstance(source, GradientRows)`)."""
     found = []
     for path, tree in _sources():
         if path == "mtdsl/ir/roles.py":
@@ -57,11 +70,10 @@ def test_no_module_spells_a_role_but_the_roles_module():
                       and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
-                if any(prefix in node.value for prefix in spelled):
+                if any(prefix in node.value for prefix in roles.PREFIXES):
                     found.append(f"{path}:{node.lineno}: {node.value!r}")
-            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                  and node.func.attr == "startswith" and path not in RENDERERS):
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "startswith":
                 argument = ast.unparse(node.args[0]) if node.args else ""
-                if ROLE_CONSTANT.search(argument) or "·" in argument:
+                if "·" in argument or "SEPARATOR" in argument or "roles." in argument or ROLE_CONSTANT.search(argument):
                     found.append(f"{path}:{node.lineno}: startswith({argument})")
-    assert not found, "roles spelled outside mtdsl/ir/roles.py (use role_of):\n" + "\n".join(found)
+    assert not found, "roles spelled outside mtdsl/ir/roles.py (use its types):\n" + "\n".join(found)

@@ -1,5 +1,5 @@
-"""Gradient blocks (forward mode on the IR, `mtdsl/ir/autodiff.py`): the reference interpreter and,
-through the default backend, the compiled gradient kernels (`codegen/terms.py`).
+"""Gradient blocks (forward mode on the IR, `mtdsl/ir/passes/autodiff.py`): the reference interpreter and,
+through the default backend, the compiled gradient kernels (`mtdsl/ir/passes/terms.py`).
 
 featomic parity of the positions, strain and cell gradients of the spherical
 expansion and the power spectrum on the shipped structures, with the
@@ -87,7 +87,7 @@ def assert_gradients_match_featomic(ours, theirs, parameter):
         assert np.all(np.abs(gradient.values[extra]) <= 1e-12 * scale)
 
 
-#: the reference interpreter and the compiled gradient kernels (codegen/terms.py) of both backends
+#: the reference interpreter and the compiled gradient kernels (mtdsl/ir/passes/terms.py) of both backends
 BACKENDS = ["interpreter", "cpp", "llvm"]
 
 
@@ -461,7 +461,7 @@ def test_pair_samples_and_neighbours_of_neighbours_match_finite_differences(tmp_
 
 def test_sums_over_pairs_stay_sparse():
     from mtdsl.ir import nodes as ir
-    from mtdsl.ir.autodiff import differentiate
+    from mtdsl.ir.passes.autodiff import differentiate
 
     module = compile(EXAMPLES / "spherical_expansion.mt").module
     gradient = differentiate(module, "positions")["rho"]

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mtdsl.compile import compile
+from mtdsl.ir.roles import PresenceTable
 
 BACKENDS = ["interpreter", "cpp", "llvm"]
 
@@ -197,7 +198,7 @@ output inverse""")
         out = model(systems)["inverse"]
         compiled = model._compiled_values
         assert "inverse" not in compiled.last_run_fallbacks
-        assert ("present", "·present·inverse") in compiled.kernels["inverse"].rendered.arrays
+        assert ("present", PresenceTable("inverse")) in compiled.kernels["inverse"].rendered.arrays
         buffers[dense] = compiled._arguments.grids["inverse"]
         if not dense:
             assert entries(out) == entries(model(systems)["count"])

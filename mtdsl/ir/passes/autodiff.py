@@ -51,7 +51,7 @@ from typing import Optional, Union
 
 from mtdsl.errors import AutodiffError  # defined with the other errors; importable from here as before
 
-from . import nodes as ir
+from .. import nodes as ir
 
 WRT = ("positions", "strain", "cell")
 

@@ -1,6 +1,6 @@
 """Gradient terms as ordinary IR kernels, so that every renderer compiles them.
 
-A `Term` of a gradient kernel (`mtdsl/ir/autodiff.py`) is
+A `Term` of a gradient kernel (`mtdsl/ir/passes/autodiff.py`) is
 
     dE/dx[t, d...] = sum over its binders (where it holds) of [target == t] * coefficient(d...)
 
@@ -45,7 +45,7 @@ Anything else (a vector-valued coefficient, a derivative node in a place this
 lowering does not know) raises `Unsupported`: that term is evaluated by the
 interpreter, as before.
 
-The same lowering gives the *product kernels* (`codegen/products.py`) of `runtime/native_products.py`
+The same lowering gives the *product kernels* (`mtdsl/ir/passes/products.py`) of `runtime/native_products.py`
 (`docs/gradients.md`, "Reverse products"): `vjp_kernel` contracts a term with a
 cotangent read at the kernel's own entry (from the grid of the stand-in
 `cotangent_kernel`) into atoms x 3 / systems x 3 x 3 rows bound by `·target ==
@@ -62,58 +62,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from mtdsl.ir import autodiff as ad
+from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.roles import Role, role_of
 
-from .fuse import fused_kernels
-from .plan import Unsupported
-
-ROWS_PREFIX = Role.ROWS.prefix
-GRAD_PREFIX = Role.GRAD.prefix
+from . import autodiff as ad
+from ..roles import GradientBlocks, GradientRows, GradientValues, RowMap, ScatterKernel, TermKernel
 
 
-def rows_source(tensor: str, wrt: str) -> str:
-    """The reserved name of the rows of `tensor`'s gradient w.r.t. `wrt` (a domain and a data source)."""
-    return f"{ROWS_PREFIX}{tensor}·{wrt}"
+def rows_source(tensor: str, wrt: str) -> GradientRows:
+    """The rows of `tensor`'s gradient w.r.t. `wrt` (a run-time range and a data source)."""
+    return GradientRows(tensor, wrt)
 
 
-def parse_rows_source(name: str) -> Optional[tuple[str, str]]:
-    if role_of(name) is not Role.ROWS:
-        return None
-    tensor, _, wrt = name[len(ROWS_PREFIX):].rpartition("·")
-    return tensor, wrt
+def dense_source(tensor: str, wrt: str) -> GradientValues:
+    """`tensor`'s gradient buffer as written by its scatter kernels (a data source)."""
+    return GradientValues(tensor, wrt)
 
 
-DENSE_PREFIX = Role.DENSE.prefix
+def grad_tensor(tensor: str, wrt: str) -> GradientBlocks:
+    """The run-time TensorMap holding `tensor`'s gradient blocks for block accesses."""
+    return GradientBlocks(tensor, wrt)
 
 
-def dense_source(tensor: str, wrt: str) -> str:
-    """The reserved name of `tensor`'s gradient buffer as written by its scatter kernels (a data source)."""
-    return f"{DENSE_PREFIX}{tensor}·{wrt}"
-
-
-def parse_dense_source(name: str) -> Optional[tuple[str, str]]:
-    if role_of(name) is not Role.DENSE:
-        return None
-    tensor, _, wrt = name[len(DENSE_PREFIX):].rpartition("·")
-    return tensor, wrt
-
-
-def grad_tensor(tensor: str, wrt: str) -> str:
-    """The name of the run-time TensorMap holding `tensor`'s gradient blocks for block accesses."""
-    return f"{GRAD_PREFIX}{tensor}·{wrt}"
-
-
-def parse_grad_tensor(name: str) -> Optional[tuple[str, str]]:
-    if role_of(name) is not Role.GRAD:
-        return None
-    tensor, _, wrt = name[len(GRAD_PREFIX):].rpartition("·")
-    return tensor, wrt
-
-
-def term_kernel_name(kernel: str, wrt: str, k: int) -> str:
-    return f"·d{kernel}/d{wrt}#{k}"
+def term_kernel_name(kernel: str, wrt: str, k: int) -> TermKernel:
+    return TermKernel(kernel, wrt, k)
 
 
 #: stored axis of each direction (see runtime/gradients.py: strain [a, b], cell [a, x] for directions (x, a))
@@ -339,7 +311,7 @@ class _Lowering:
             return ir.Select(self.lower(expr.condition), self.lower(expr.if_true), self.lower(expr.if_false))
         if isinstance(expr, ir.Reduce):
             binders = tuple(ir.Binder(b.name, self.domain(b.domain)) for b in expr.binders)
-            if any(isinstance(b.domain, ir.PairsDomain) and role_of(b.domain.pairs) is Role.ROWS for b in binders):
+            if any(isinstance(b.domain, ir.PairsDomain) and isinstance(b.domain.pairs, GradientRows) for b in binders):
                 raise Unsupported("a sum over gradient rows")
             where = self.lower(expr.where) if expr.where is not None else None
             return ir.Reduce(binders, self.lower(expr.body), where)
@@ -366,16 +338,13 @@ class _Lowering:
 
 # ---- scatter kernels: a term written straight into the gradient rows ------------------------------
 
-OUT_PREFIX = Role.OUT.prefix
+def out_source(kernel: str, wrt: str, k: int) -> RowMap:
+    """The gradient rows a scatter kernel writes (a run-time range and a data source: the row map)."""
+    return RowMap(kernel, wrt, k)
 
 
-def out_source(kernel: str, wrt: str, k: int) -> str:
-    """The reserved name of the gradient rows a scatter kernel writes (a domain and a data source)."""
-    return f"{OUT_PREFIX}{kernel}·{wrt}·{k}"
-
-
-def scatter_kernel_name(kernel: str, wrt: str, k: int) -> str:
-    return f"{Role.SCATTER.prefix}d{kernel}/d{wrt}#{k}"
+def scatter_kernel_name(kernel: str, wrt: str, k: int) -> ScatterKernel:
+    return ScatterKernel(kernel, wrt, k)
 
 
 @dataclass(frozen=True)
@@ -485,42 +454,3 @@ def _substituted_domain(lowering, domain, mapping):
     if isinstance(domain, ir.IrrepDomain):
         return ir.IrrepDomain(lowering.lower(ad.substitute(domain.degree, mapping)), domain.max_degree)
     return domain
-
-
-def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict]:
-    """`module` with the kernels of the terms of `gradients` appended, and what binds them:
-    `{(kernel, wrt, k): ScatterTerm}` (written into the rows) and `{(kernel, wrt, k): term kernel
-    name}` (a dense buffer over the term's axes, scattered by `runtime/gradients.py`), the latter
-    only for tensors some of whose terms have no scatter kernel (else a failed scatter run falls
-    back to the interpreter: half the code to compile); and the fused kernels (`module.fused`,
-    `codegen/fuse.py`): with the values, `{(kernel, (wrt, ...)): (fused kernel name, term keys)}`,
-    and of terms alone, `{(kernel, wrt): [(fused kernel name, term keys, drivers), ...]}`."""
-    import dataclasses
-
-    scatters, extra = {}, []
-    kernels = {k.name: k for k in module.kernels}
-    complete = set()  # (kernel, wrt) whose every term has a scatter kernel: no term kernels for them
-    for wrt, by_kernel in (gradients or {}).items():
-        for name, gradient in by_kernel.items():
-            found = 0
-            for k, term in enumerate(gradient.terms):
-                try:
-                    scatter, lowered_kernel = scatter_kernel(module, kernels[name], gradient, k, term)
-                except Unsupported:
-                    continue
-                scatters[(name, wrt, k)] = scatter
-                extra.append(lowered_kernel)
-                found += 1
-            if found == len(gradient.terms):
-                complete.add((name, wrt))
-    lowered = [(key, kernel) for key, kernel in (gradient_term_kernels(module, gradients) if gradients else [])
-               if key[:2] not in complete]
-    names = {key: kernel.name for key, kernel in lowered}
-    extra += [k for _, k in lowered]
-    if not extra:
-        return module, {"terms": names, "scatters": scatters, "fused": {}, "fused_terms": {}}
-    extended = dataclasses.replace(module, kernels=tuple(module.kernels) + tuple(extra))
-    # each tensor's values and the terms of its gradient that share its pass over pairs (codegen/fuse.py)
-    fused, with_values, fused_terms = fused_kernels(extended, scatters)
-    extended = dataclasses.replace(extended, fused=tuple(extended.fused) + fused)
-    return extended, {"terms": names, "scatters": scatters, "fused": with_values, "fused_terms": fused_terms}

@@ -1,7 +1,7 @@
 """Product kernels: gradient terms contracted with a cotangent (VJP) or a tangent (JVP), as IR kernels.
 
 The reverse and tangent products of `runtime/native_products.py` (docs/gradients.md, "Reverse
-products"), lowered like the gradient terms of `codegen/terms.py` (whose `_Lowering` they use):
+products"), lowered like the gradient terms of `mtdsl/ir/passes/terms.py` (whose `_Lowering` they use):
 `vjp_kernel` contracts a term with a cotangent read at the kernel's own entry (from the grid of
 the stand-in `cotangent_kernel`) into atoms x 3 / systems x 3 x 3 rows bound by
 `·target == target`; `jvp_kernel` contracts it with a tangent (the stand-in `tangent_kernel`)
@@ -12,21 +12,18 @@ computed tensors (a term of `autodiff.differentiate_tensor`).
 from __future__ import annotations
 
 from mtdsl.errors import Unsupported
-from mtdsl.ir import autodiff as ad
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.roles import Role
 
-from .terms import OUT_PREFIX, STORED_ORDER, _into_sums, _Lowering, _substituted_domain
+from . import autodiff as ad
+from ..roles import Cotangent, JvpKernel, RowMap, Tangent, TensorTangent, VjpKernel
+from .terms import STORED_ORDER, _into_sums, _Lowering, _substituted_domain
 
 
 # ---- product kernels: a term contracted with a cotangent (VJP) ------------------------------------
 
-COTANGENT_PREFIX = Role.COTANGENT.prefix
-
-
-def cotangent_tensor(kernel: str) -> str:
-    """The reserved name of the stand-in kernel whose dense buffer holds `kernel`'s cotangent."""
-    return f"{COTANGENT_PREFIX}{kernel}"
+def cotangent_tensor(kernel: str) -> Cotangent:
+    """The stand-in kernel whose dense buffer holds `kernel`'s cotangent."""
+    return Cotangent(kernel)
 
 
 def cotangent_kernel(kernel: ir.TensorKernel) -> ir.TensorKernel:
@@ -39,13 +36,13 @@ def cotangent_kernel(kernel: ir.TensorKernel) -> ir.TensorKernel:
     return dataclasses.replace(kernel, name=cotangent_tensor(kernel.name), body=ir.Const(0.0), where=None)
 
 
-def vjp_source(kernel: str, wrt: str, k: int) -> str:
-    """The reserved domain of the rows a VJP kernel adds into (atoms or systems: the targets)."""
-    return f"{OUT_PREFIX}vjp·{kernel}·{wrt}·{k}"
+def vjp_source(kernel: str, wrt: str, k: int) -> RowMap:
+    """The run-time range of the rows a VJP kernel adds into (atoms or systems: the targets)."""
+    return RowMap(kernel, wrt, k, "vjp")
 
 
-def vjp_kernel_name(kernel: str, wrt: str, k: int) -> str:
-    return f"{Role.VJP.prefix}d{kernel}/d{wrt}#{k}"
+def vjp_kernel_name(kernel: str, wrt: str, k: int) -> VjpKernel:
+    return VjpKernel(kernel, wrt, k)
 
 
 TARGET = "·target"
@@ -180,12 +177,9 @@ def _equality_binding(condition) -> bool:
 
 # ---- product kernels: a term contracted with a tangent (JVP) --------------------------------------
 
-TANGENT_PREFIX = Role.TANGENT.prefix
-
-
-def tangent_tensor(wrt: str) -> str:
-    """The reserved name of the stand-in kernel whose dense buffer holds the tangent of `wrt`."""
-    return f"{TANGENT_PREFIX}{wrt}"
+def tangent_tensor(wrt: str) -> Tangent:
+    """The stand-in kernel whose dense buffer holds the tangent of `wrt`."""
+    return Tangent(wrt)
 
 
 def tangent_kernel(module: ir.Module, wrt: str) -> ir.TensorKernel:
@@ -207,13 +201,13 @@ def tangent_kernel(module: ir.Module, wrt: str) -> ir.TensorKernel:
     return ir.TensorKernel(tangent_tensor(wrt), indices, (), samples, components, (), ir.Const(0.0), None)
 
 
-def jvp_source(kernel: str, wrt: str, k: int) -> str:
-    """The reserved one-row domain in front of a JVP kernel's indices (it makes it a scatter kernel)."""
-    return f"{OUT_PREFIX}jvp·{kernel}·{wrt}·{k}"
+def jvp_source(kernel: str, wrt: str, k: int) -> RowMap:
+    """The one-row range in front of a JVP kernel's indices (it makes it a scatter kernel)."""
+    return RowMap(kernel, wrt, k, "jvp")
 
 
-def jvp_kernel_name(kernel: str, wrt: str, k: int) -> str:
-    return f"{Role.JVP.prefix}d{kernel}/d{wrt}#{k}"
+def jvp_kernel_name(kernel: str, wrt: str, k: int) -> JvpKernel:
+    return JvpKernel(kernel, wrt, k)
 
 
 ONE = "·one"
@@ -288,28 +282,25 @@ def stand_in_kernel(kernel: ir.TensorKernel, name: str) -> ir.TensorKernel:
     return dataclasses.replace(kernel, name=name, body=ir.Const(0.0), where=None)
 
 
-TENSOR_TANGENT_PREFIX = Role.TENSOR_TANGENT.prefix
+def tensor_tangent(kernel: str) -> TensorTangent:
+    """The stand-in kernel whose grid holds the tangent of tensor `kernel`."""
+    return TensorTangent(kernel)
 
 
-def tensor_tangent(kernel: str) -> str:
-    """The reserved name of the stand-in kernel whose grid holds the tangent of tensor `kernel`."""
-    return f"{TENSOR_TANGENT_PREFIX}{kernel}"
+def tensor_vjp_kernel_name(kernel: str, read: str, k: int) -> VjpKernel:
+    return VjpKernel(kernel, read, k)
 
 
-def tensor_vjp_kernel_name(kernel: str, read: str, k: int) -> str:
-    return f"{Role.VJP.prefix}d{kernel}/d{read}#{k}"
+def tensor_jvp_kernel_name(kernel: str, read: str, k: int) -> JvpKernel:
+    return JvpKernel(kernel, read, k)
 
 
-def tensor_jvp_kernel_name(kernel: str, read: str, k: int) -> str:
-    return f"{Role.JVP.prefix}d{kernel}/d{read}#{k}"
+def tensor_vjp_source(kernel: str, read: str, k: int) -> RowMap:
+    return RowMap(kernel, read, k, "vjp")
 
 
-def tensor_vjp_source(kernel: str, read: str, k: int) -> str:
-    return f"{OUT_PREFIX}vjp·{kernel}·{read}·{k}"
-
-
-def tensor_jvp_source(kernel: str, read: str, k: int) -> str:
-    return f"{OUT_PREFIX}jvp·{kernel}·{read}·{k}"
+def tensor_jvp_source(kernel: str, read: str, k: int) -> RowMap:
+    return RowMap(kernel, read, k, "jvp")
 
 
 def _resolved_aliases(term: ad.Term) -> dict:
@@ -494,3 +485,53 @@ def tensor_jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.G
             raise Unsupported("a scatter with nothing to sum")
         return ir.TensorKernel(name, tuple(indices), (), (), (), (), body, where), True
     return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None), gathered
+
+
+# ---- the sweep of one tensor: its own terms' products and the products through the tensors it reads --
+
+
+def gradient_reads(gradient: ad.GradientKernel) -> list[str]:
+    """The tensors whose gradient rows the terms of `gradient` sum over (`GradRows` binders)."""
+    found = []
+    for term in gradient.terms:
+        for binder in term.binders:
+            if isinstance(binder.domain, ad.GradRows) and binder.domain.tensor not in found:
+                found.append(binder.domain.tensor)
+    return found
+
+
+def sweep_kernels(module: ir.Module, kernels: dict, tensor: str, gradients: dict):
+    """The product kernels of `tensor` in a sweep through the computed tensors it reads
+    (`runtime/native_products.py`, which chooses the sweeps), for its gradients `{wrt:
+    GradientKernel}`: `(kernels, stand-ins, {"direct_vjp", "direct_jvp", "read_vjp", "read_jvp"})`,
+    the VJP / JVP kernels of its terms that read no gradient rows (by `(tensor, wrt)`), and for
+    each tensor read, the kernels turning `tensor`'s cotangent into the read tensor's and the read
+    tensor's tangent into `tensor`'s (`(read, kernel name, gathered)`). Raises `Unsupported` when
+    a kernel does not lower."""
+    made, stand_ins = [], [cotangent_kernel(kernels[tensor])]
+    found = {"direct_vjp": {}, "direct_jvp": {}, "read_vjp": [], "read_jvp": []}
+    reads = []
+    for wrt, gradient in gradients.items():
+        reads += [t for t in gradient_reads(gradient) if t not in reads]
+        vjps, jvps = [], []
+        for k, term in enumerate(gradient.terms):
+            if any(isinstance(b.domain, ad.GradRows) for b in term.binders):
+                continue  # through the cotangent / tangent of the tensor read
+            vjps.append(vjp_kernel(module, kernels[tensor], gradient, k, term))
+            jvps.append(jvp_kernel(module, kernels[tensor], gradient, k, term))
+        made += vjps + jvps
+        found["direct_vjp"][(tensor, wrt)] = [k.name for k in vjps]
+        found["direct_jvp"][(tensor, wrt)] = [k.name for k in jvps]
+    for read in reads:
+        partial = ad.differentiate_tensor(module, tensor, read)
+        if partial is None:
+            raise Unsupported(f"{tensor} reads the gradient of {read} but not its entries")
+        stand_ins.append(stand_in_kernel(kernels[read], tensor_tangent(read)))
+        for k, term in enumerate(partial.terms):
+            kernel, gathered = tensor_vjp_kernel(module, kernels[tensor], kernels[read], partial, k, term)
+            found["read_vjp"].append((read, kernel.name, gathered))
+            made.append(kernel)
+            kernel, gathered = tensor_jvp_kernel(module, kernels[tensor], partial, k, term)
+            found["read_jvp"].append((read, kernel.name, gathered))
+            made.append(kernel)
+    return made, stand_ins, found
