@@ -5,6 +5,6 @@ kernels); the modules here decide what the renderers do inside that schedule,
 each once for the C++ (`codegen/cpp.py`) and LLVM (`codegen/llvm.py`) backends:
 which values are tabulated (`tabulation`), which product factors skip zero
 Clebsch-Gordan coefficients (`factors`), which block accesses read an earlier
-kernel's dense buffer (`grid`), and the module's compile-time tables
-(`tables`). `passes.MIDDLE` names them in the order they apply.
+kernel's dense buffer (`grid`), the module's compile-time tables
+(`tables`), and which kernels skip their absent points (`presence`). `passes.MIDDLE` names them in the order they apply.
 """

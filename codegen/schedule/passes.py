@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import plan as planning
-from . import factors, grid, tables, tabulation
+from . import factors, grid, presence, tables, tabulation
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class Pass:
 
 
 MIDDLE = (
+    Pass("presence guard", presence.guarded, "a kernel reading a tensor by block access skips its absent points"),
     Pass("fuse", planning.fused_plans, "kernels sharing their outer loops become one function (their plans)"),
     Pass("schedule", planning.plan_kernel, "loops, their order, segments, equality bindings, guards"),
     Pass("local accumulator", planning.local_accumulator, "inner sums added into a stack array, flushed once"),
