@@ -31,6 +31,7 @@ import tempfile
 
 import numpy as np
 
+from mtdsl import atomic
 from mtdsl._coexist import import_module_with_metatensor_torch, torch_index_select_restored
 from mtdsl._version import __version__
 from mtdsl.errors import MtdslError
@@ -129,7 +130,7 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
     with torch_index_select_restored():
         atomistic = AtomisticModel(module.eval(), metadata, capabilities)
     path = os.fspath(path)
-    handle, temporary = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".pt.tmp")
+    handle, temporary = atomic.temporary(path)
     os.close(handle)
     try:
         # only our extension is collected: a fresh directory with it alone
@@ -152,7 +153,8 @@ def _record_extension(path: str, directory: str, extension: str = EXTENSION) -> 
 
     with zipfile.ZipFile(path) as archive:
         entries = [(info, archive.read(info.filename)) for info in archive.infolist()]
-    rewritten = path + ".ext"
+    handle, rewritten = atomic.temporary(path, ".ext")
+    os.close(handle)
     with zipfile.ZipFile(rewritten, "w") as archive:
         for info, data in entries:
             if info.filename.endswith("/extra/extensions"):
@@ -213,9 +215,7 @@ def _extension(directory: str) -> str:
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             raise ExportError(f"cannot build the export extension: {done.stderr.strip()[:2000]}")
-        temporary = target + ".tmp"
-        shutil.copyfile(built, temporary)
-        os.replace(temporary, target)
-    with open(stamp, "w") as file:
-        file.write(digest)
+        with open(built, "rb") as file:
+            atomic.write_bytes(target, file.read())
+    atomic.write_bytes(stamp, digest.encode())
     return target

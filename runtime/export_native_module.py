@@ -11,8 +11,10 @@ Imported only by the export: it imports metatomic.
 from typing import Dict, List, Optional
 
 import torch
-from metatensor.torch import Labels, TensorBlock, TensorMap
+from metatensor.torch import Labels, TensorMap
 from metatomic.torch import ModelOutput, NeighborListOptions, System
+
+from mtdsl.runtime.export_outputs import energy_map, selected_in
 
 
 class ExportedNative(torch.nn.Module):
@@ -110,12 +112,7 @@ class ExportedNative(torch.nn.Module):
         samples: List[torch.Tensor] = []
         for index, system in enumerate(systems):
             n_atoms = system.positions.shape[0]
-            selected = torch.ones(n_atoms, dtype=torch.bool)
-            if selected_atoms is not None:
-                selected = torch.zeros(n_atoms, dtype=torch.bool)
-                rows = selected_atoms.values
-                mine = rows[:, 0] == index
-                selected[rows[mine][:, 1].to(torch.int64)] = True
+            selected = selected_in(selected_atoms, index, n_atoms)
             whole = bool(selected.all()) and not per_atom
             if whole:
                 values.append(self._values(system, self.energy_tape).reshape(1))
@@ -132,11 +129,4 @@ class ExportedNative(torch.nn.Module):
             else:
                 values.append(energies[atoms].sum().reshape(1))
                 samples.append(torch.tensor([[index]], dtype=torch.int64))
-        names = ["system", "atom"] if per_atom else ["system"]
-        block = TensorBlock(
-            values=torch.cat(values).reshape(-1, 1),
-            samples=Labels(names, torch.cat(samples).to(torch.int32)),
-            components=[],
-            properties=Labels(["energy"], torch.tensor([[0]], dtype=torch.int32)),
-        )
-        return {self.output: TensorMap(Labels(["_"], torch.tensor([[0]], dtype=torch.int32)), [block])}
+        return energy_map(self.output, values, samples, per_atom)
