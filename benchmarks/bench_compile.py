@@ -11,7 +11,7 @@ radial spline included), and a cache hit (IR hash, stored rendering, library
 load) in a new process. Targets: cold < 2 s on a quiet machine (issue #15), from
 the cache (front end + hit) < 100 ms. Prints milliseconds, and the CPU time of the
 compiler processes (less distorted by a loaded machine than wall time). g++ runs
-`MTDSL_COMPILE_JOBS` processes (default: the CPUs available; `codegen/cache.py`).
+`MTDSL_COMPILE_JOBS` processes (default: the CPUs idle by the load average; `codegen/cache.py`).
 """
 
 from __future__ import annotations
