@@ -15,6 +15,7 @@ from ase.stress import voigt_6_to_full_3x3_stress
 
 import mtdsl
 from mtdsl.runtime.calculator import CalculatorError
+from tests.runtime._helpers import spaced_positions
 
 HERE = pathlib.Path(__file__).resolve().parent
 EXAMPLES = HERE.parents[1] / "examples"
@@ -37,12 +38,7 @@ def smooth_lennard_jones():
 
 
 def molecule():
-    rng = np.random.default_rng(3)
-    positions = [np.zeros(3)]
-    while len(positions) < 7:
-        candidate = rng.uniform(-3.0, 3.0, 3)
-        if min(np.linalg.norm(candidate - p) for p in positions) > 1.9:
-            positions.append(candidate)
+    positions = spaced_positions(np.random.default_rng(3), 7, half_width=3.0, min_distance=1.9)
     return ase.Atoms("Ar7", positions=positions)
 
 

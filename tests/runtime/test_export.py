@@ -16,6 +16,7 @@ import torch
 import mtdsl
 from mtdsl._coexist import import_module_with_metatensor_torch
 from mtdsl.runtime.export import ExportError
+from tests.runtime._helpers import spaced_positions
 
 # this process may have imported torch_geometric first (tests/interop): metatomic is imported
 # the way mtdsl imports it, so the later plain imports find it loaded (docs/interop.md)
@@ -43,11 +44,7 @@ MODELS = {"soap": soap_model, "two_hop": two_hop_model}
 
 def cluster():
     rng = np.random.default_rng(5)
-    positions = [np.zeros(3)]
-    while len(positions) < 8:
-        candidate = rng.uniform(-3.5, 3.5, 3)
-        if min(np.linalg.norm(candidate - p) for p in positions) > 2.2:
-            positions.append(candidate)
+    positions = spaced_positions(rng, 8, half_width=3.5, min_distance=2.2)
     return ase.Atoms(numbers=rng.choice(SPECIES, len(positions)), positions=positions)
 
 

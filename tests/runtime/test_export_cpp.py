@@ -19,6 +19,7 @@ import pytest
 import mtdsl
 from mtdsl._coexist import import_module_with_metatensor_torch
 from mtdsl.runtime.export import ExportError, ExportWarning
+from tests.runtime._helpers import spaced_positions
 
 from .engine import run_engine
 
@@ -37,11 +38,7 @@ def lennard_jones():
 
 def molecule():
     rng = np.random.default_rng(5)
-    positions = [np.zeros(3)]
-    while len(positions) < 7:
-        candidate = rng.uniform(-2.2, 2.2, 3)
-        if min(np.linalg.norm(candidate - p) for p in positions) > 1.0:
-            positions.append(candidate)
+    positions = spaced_positions(rng, 7, half_width=2.2, min_distance=1.0)
     return ase.Atoms(numbers=rng.choice(SPECIES, len(positions)), positions=positions)
 
 
