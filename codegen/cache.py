@@ -36,7 +36,7 @@ import subprocess
 import warnings
 from pathlib import Path
 
-from mtdsl import atomic
+from mtdsl import atomic, builtins
 from mtdsl.errors import NativeCompileError
 from mtdsl.ir import roles
 
@@ -353,8 +353,9 @@ def codegen_version() -> str:
 @functools.lru_cache(maxsize=1)
 def passes_version() -> str:
     """A hash of the sources of the derivative passes and roles of the IR (`mtdsl/ir/passes/`,
-    `mtdsl/ir/roles.py`): rendering runs them (the gradient terms as kernels), so a rendering
-    cached by IR is valid only for the same passes too."""
+    `mtdsl/ir/roles.py`) and of the built-ins (`mtdsl/builtins/`): rendering runs them (the gradient
+    terms as kernels, the built-ins' expansions), so a rendering cached by IR is valid only for the same
+    passes too."""
     digest = hashlib.sha256()
     for path in passes_files():
         digest.update(path.name.encode())
@@ -364,7 +365,9 @@ def passes_version() -> str:
 
 def passes_files() -> list[Path]:
     here = Path(roles.__file__).parent
-    return sorted((here / "passes").glob("*.py")) + [here / "roles.py"]
+    # the built-ins' derivatives and native expansions (mtdsl/builtins/) are part of what rendering runs
+    registry = sorted(Path(builtins.__file__).parent.glob("*.py"))
+    return sorted((here / "passes").glob("*.py")) + [here / "roles.py"] + registry
 
 
 def rendering_key(backend: str, module_text: str, dtype: str) -> str:

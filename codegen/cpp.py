@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Optional
 
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.passes.native_forms import expand_native_forms
 from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
 
 from . import plan as planning
@@ -59,13 +60,14 @@ def templates():
         undefined=jinja2.StrictUndefined,
     )
 
-#: scalar built-ins rendered as one call of a C++ function of reals (module.cpp.j2 defines the mt_ ones)
+#: the primitive built-ins (mtdsl/builtins/), each one call of a C++ function of reals; the others
+#: reach the printer expanded into these (mtdsl/ir/passes/native_forms.py)
 CPP_FUNCTIONS = {
     "sqrt": "std::sqrt", "exp": "std::exp", "log": "std::log", "sin": "std::sin", "cos": "std::cos",
-    "tanh": "std::tanh", "sigmoid": "mt_sigmoid", "silu": "mt_silu", "erf": "std::erf", "erfc": "std::erfc",
+    "tanh": "std::tanh", "erf": "std::erf", "erfc": "std::erfc", "log1p": "std::log1p",
     "acos": "std::acos", "asin": "std::asin", "floor": "std::floor",
     "round": "std::nearbyint",  # half to even (the default rounding mode), as numpy and torch
-    "softplus": "mt_softplus", "atan2": "std::atan2",
+    "atan2": "std::atan2",
 }
 
 CTYPES = {INT: "int64_t", BOOL: "bool", REAL: "real", VEC: "mt_vec"}
@@ -1409,7 +1411,7 @@ class ModuleRenderer(ModuleTables):
 
 def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:
     """Render every kernel of `module` (kernels without a compiled form are listed in `.unsupported`)."""
-    return ModuleRenderer(module, dtype).render()
+    return ModuleRenderer(expand_native_forms(module), dtype).render()
 
 
 def render(module: ir.Module, dtype: str = "float64") -> str:

@@ -53,6 +53,7 @@ import llvmlite.ir as ll
 import numpy as np
 
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.passes.native_forms import expand_native_forms
 from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
 
 from . import cache
@@ -100,7 +101,7 @@ LLVM_INTRINSICS = {
 }
 
 #: scalar built-ins that are a call of the C library (no LLVM intrinsic for them)
-LIBM_FUNCTIONS = ("erf", "erfc", "atan2")
+LIBM_FUNCTIONS = ("erf", "erfc", "atan2", "log1p")
 
 
 # ---- values and levels ------------------------------------------------------------------------------
@@ -1212,15 +1213,6 @@ class KernelBuilder:
             place = self.join(*xs)
             value = self.emit(place, name, lambda b, *x: b.call(function, list(x)), *(self.as_real(x) for x in xs))
             return Value(value, REAL, *place)
-        if name == "softplus":  # max(x, 0) + log1p(exp(-|x|)): no overflow
-            x = self.unary_argument(expr)
-            exp, fabs = self.intrinsic("llvm.exp"), self.intrinsic("llvm.fabs")
-            log1p, zero = self.libm("log1p", 1), self.rconst(0.0)
-
-            def make(b, x):
-                tail = b.call(log1p, [b.call(exp, [b.fneg(b.call(fabs, [x]))])])
-                return b.fadd(b.select(b.fcmp_ordered(">", x, zero), x, zero), tail)
-            return Value(self.emit(x.place, name, make, self.as_real(x)), REAL, *x.place)
         if name == "cross":
             u, v = self.vector_argument(expr, 0), self.vector_argument(expr, 1)
             place = self.join(u, v)
@@ -1238,15 +1230,6 @@ class KernelBuilder:
                 return b.select(b.icmp_signed("==", k, i64(0)), v[0],
                                 b.select(b.icmp_signed("==", k, i64(1)), v[1], v[2]))
             return Value(self.emit(place, "to_irrep", make, v.v, self.as_int(axis)), REAL, *place)
-        if name in ("sigmoid", "silu"):
-            x = self.unary_argument(expr)
-            tanh = self.intrinsic("llvm.tanh")
-            half, one = self.rconst(0.5), self.rconst(1.0)
-
-            def make(b, x):
-                s = b.fmul(half, b.fadd(one, b.call(tanh, [b.fmul(half, x)])))
-                return s if name == "sigmoid" else b.fmul(x, s)
-            return Value(self.emit(x.place, name, make, self.as_real(x)), REAL, *x.place)
         if name == "abs":
             x = self.unary_argument(expr)
             if x.type in (INT, BOOL):
@@ -1763,7 +1746,7 @@ def _drop_function(module: ll.Module, symbol: str) -> None:
 
 def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:
     """Every kernel of `module` as LLVM IR (kernels without a compiled form in `.unsupported`)."""
-    return ModuleRenderer(module, dtype).render()
+    return ModuleRenderer(expand_native_forms(module), dtype).render()
 
 
 def render(module: ir.Module, dtype: str = "float64") -> str:

@@ -39,6 +39,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
+from mtdsl import builtins
 from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
@@ -303,9 +304,8 @@ def _equal_domain(domain) -> bool:
 
 # ---- a cost model for the loop order ------------------------------------------------------------
 
-_CALL_WEIGHT = {"sph": 40.0, "soap_radial": 60.0, "gto": 10.0, "cosine_cutoff": 8.0, "cg": 1.0,
-                "norm": 4.0, "dot": 3.0, "d_sph": 80.0, "d_soap_radial": 60.0, "d_gto": 12.0,
-                "d_cosine_cutoff": 8.0}
+#: the weights of the derivative built-ins of the passes; a built-in's own is its `cost` (mtdsl/builtins/)
+_CALL_WEIGHT = {"d_sph": 80.0, "d_soap_radial": 60.0, "d_gto": 12.0, "d_cosine_cutoff": 8.0}
 SEGMENT_TRIPS = 30.0  # pairs of an atom, atoms of a system: a guess, only orders matter
 
 
@@ -356,7 +356,8 @@ def work_units(expr, out: list) -> float:
     if isinstance(expr, ir.Call):
         for a in expr.args:
             work_units(a, out)
-        weight = _CALL_WEIGHT.get(expr.function, 8.0)
+        builtin = builtins.lookup(expr.function)
+        weight = builtin.cost if builtin is not None else _CALL_WEIGHT.get(expr.function, 8.0)
         if expr.function in ("sph", "soap_radial", "d_sph", "d_soap_radial") and expr.args:
             # a table of every (l, m) / (l, n) filled once where the first argument is known, then a lookup
             out.append((free_vars(expr.args[0]), weight, False))

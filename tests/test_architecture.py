@@ -42,26 +42,29 @@ LAYERS = {
     # the data model, its mathematics and the language front end know nothing of each other
     "mtdsl.tensor": _ERRORS,
     "mtdsl.math": _ERRORS,
-    "mtdsl.lang": _ERRORS,
+    "mtdsl.lang": _ERRORS | {"mtdsl.builtins"},
     "mtdsl.grammar": set(),
     "mtdsl.provenance": {"mtdsl._version"},
     "mtdsl.systems": _ERRORS | {"mtdsl.tensor"},
     "mtdsl.ops": _ERRORS | {"mtdsl.tensor"},
     "mtdsl.io": _ERRORS | {"mtdsl.tensor", "mtdsl.systems"},
+    # the built-ins, one module each (signature, derivative as IR, numpy/torch forms, native form):
+    # below everything that treats a built-in by name, above the IR nodes they build and the mathematics
+    "mtdsl.builtins": _ERRORS | {"mtdsl.ir.nodes", "mtdsl.math"},
     # the IR is the contract between the front end and the backends: it imports neither...
     "mtdsl.ir": _ERRORS,
     # ...but the bridges from the checked program to the IR: lowering, and the check that the
     # gradients a program declares can be taken (its findings are the front end's diagnostics)
-    "mtdsl.ir.lower": _ERRORS | {"mtdsl.ir", "mtdsl.lang"},
+    "mtdsl.ir.lower": _ERRORS | {"mtdsl.ir", "mtdsl.lang", "mtdsl.builtins"},
     "mtdsl.ir.differentiable": _ERRORS | {"mtdsl.ir", "mtdsl.lang"},
     # the derivative passes take IR and give IR (their roles as types): the IR and the errors only
-    "mtdsl.ir.passes": _ERRORS | {"mtdsl.ir.nodes", "mtdsl.ir.roles"},
+    "mtdsl.ir.passes": _ERRORS | {"mtdsl.ir.nodes", "mtdsl.ir.roles", "mtdsl.builtins"},
     # the verifier checks every stage's IR, so no pass may need it
-    "mtdsl.ir.verify": _ERRORS | {"mtdsl.ir.nodes", "mtdsl.ir.roles"},
+    "mtdsl.ir.verify": _ERRORS | {"mtdsl.ir.nodes", "mtdsl.ir.roles", "mtdsl.builtins"},
     # backends render the IR; they never import the runtime that runs what they build
-    "mtdsl.codegen": _ERRORS | {"mtdsl.ir", "mtdsl.math"},
+    "mtdsl.codegen": _ERRORS | {"mtdsl.ir", "mtdsl.math", "mtdsl.builtins"},
     # the runtime binds data to kernels: never the language, the compiler driver or the CLI
-    "mtdsl.runtime": _DATA | {"mtdsl.ir", "mtdsl.codegen"},
+    "mtdsl.runtime": _DATA | {"mtdsl.ir", "mtdsl.codegen", "mtdsl.builtins"},
     "mtdsl.testing": _DATA | {"mtdsl.ir"},
     "mtdsl.compile": _ERRORS | {"mtdsl.lang", "mtdsl.ir", "mtdsl.runtime"},
     "mtdsl.cli_base": _ERRORS,

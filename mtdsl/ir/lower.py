@@ -17,41 +17,12 @@ from __future__ import annotations
 import itertools
 from typing import Optional
 
+from mtdsl import builtins
 from mtdsl.errors import LoweringError  # defined with the other errors; importable from here as before
 from mtdsl.lang import program as P
-from mtdsl.lang.builtins import BUILTINS
 from mtdsl.lang.evaluate import UNKNOWN, evaluate
 
 from . import nodes as ir
-
-#: built-in parameters that must be compile-time constants, passed as options
-OPTION_PARAMETERS = {
-    "gto": ("width",),
-    "cosine_cutoff": ("cutoff", "width"),
-    "soap_radial": ("n_radial", "cutoff", "density_width"),
-}
-
-
-def _select(op, a, b, yes, no):
-    return ir.Select(ir.Binary(op, a, b), yes, no)
-
-
-def _max(a, b):
-    return _select("ge", a, b, a, b)
-
-
-def _min(a, b):
-    return _select("le", a, b, a, b)
-
-
-#: built-ins defined by other IR expressions: selects, so every backend has them and their
-#: derivatives are branchwise (`mtdsl/ir/passes/autodiff.py`); ties take the first argument
-EXPANSIONS = {
-    "min": _min,
-    "max": _max,
-    "clamp": lambda x, lo, hi: _min(_max(x, lo), hi),
-    "relu": lambda x: _select("gt", x, ir.Const(0.0), x, ir.Const(0.0)),
-}
 
 _BINARY = {
     "+": "add", "-": "sub", "*": "mul", "/": "div", "%": "mod", "^": "pow",
@@ -228,16 +199,18 @@ class _Lowering:
         return result
 
     def call(self, expr: P.Call, lower) -> ir.Call:
-        options_names = OPTION_PARAMETERS.get(expr.function, ())
-        parameters = [p.name for p in BUILTINS[expr.function].params]
+        """A call; its compile-time options become `Call.options`, and a built-in defined by other
+        IR (min, max, clamp, relu: selects, mtdsl/builtins/) is replaced by its definition, so every
+        backend has it and its derivative is branchwise (mtdsl/ir/passes/autodiff.py)."""
+        builtin = builtins.get(expr.function)
         args, options = [], []
-        for name, arg in zip(parameters, expr.args):
-            if name in options_names:
-                options.append((name, self.constant(arg, f"`{name}` of {expr.function}()")))
+        for param, arg in zip(builtin.params, expr.args):
+            if param.option:
+                options.append((param.name, self.constant(arg, f"`{param.name}` of {expr.function}()")))
             else:
                 args.append(lower(arg))
-        if expr.function in EXPANSIONS:
-            return EXPANSIONS[expr.function](*args)
+        if builtin.definition is not None:
+            return builtin.definition(*args)
         return ir.Call(expr.function, tuple(args), tuple(options))
 
     def block_ref(self, expr: P.BlockRef, lower) -> ir.BlockRef:

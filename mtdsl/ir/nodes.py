@@ -191,12 +191,6 @@ class BlockRef:
 
 UNARY_OPS = ("neg", "not")
 BINARY_OPS = ("add", "sub", "mul", "div", "mod", "pow", "eq", "ne", "lt", "le", "gt", "ge", "and", "or")
-FUNCTIONS = (
-    "sqrt", "exp", "log", "sin", "cos", "tanh", "sigmoid", "silu", "abs",
-    "erf", "erfc", "acos", "asin", "floor", "round", "softplus", "atan2",
-    "norm", "dot", "cross", "to_irrep", "sph", "cg", "gto", "cosine_cutoff", "soap_radial",
-)
-
 #: the Cartesian axis (0, 1, 2 = x, y, z) of each `m = -1, 0, 1` of irrep 1, per `sph` convention
 IRREP1_AXES = {"metatensor": (1, 2, 0), "e3nn": (0, 1, 2)}
 

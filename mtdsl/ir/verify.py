@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from mtdsl import builtins
+
 from . import nodes as ir
 from .roles import (BinderMask, Cotangent, DerivedKernel, FusedName, GradientBlocks, GradientRows, GradientValues,
                     JvpKernel, RoleName, RowMap, ScatterKernel, Tangent, TensorTangent, VjpKernel)
@@ -37,8 +39,10 @@ _PAIRS_FIELDS = {"first": INT, "second": INT, "vector": VEC, "distance": REAL, "
 _VECTOR_FIELDS = {"positions", "vector", "cell_shift"}
 _COMPARISONS = {"eq", "ne", "lt", "le", "gt", "ge"}
 _ROW_MAP_OF = {ScatterKernel: "", VjpKernel: "vjp", JvpKernel: "jvp"}
-#: the derivatives of built-ins the derivative passes call (`d_sph`, `d_soap_radial`, ...)
-_FUNCTIONS = set(ir.FUNCTIONS) | {f"d_{name}" for name in ir.FUNCTIONS}
+#: the built-ins the IR calls (one defined by other IR, such as `min`, is replaced by its definition at
+#: lowering), and the derivatives of built-ins the derivative passes call (`d_sph`, `d_soap_radial`, ...)
+_CALLED = tuple(b.name for b in builtins.registered() if b.definition is None)
+_FUNCTIONS = set(_CALLED) | {f"d_{name}" for name in _CALLED}
 
 
 class VerifyError(AssertionError):
@@ -240,11 +244,12 @@ class _Verifier:
         if isinstance(expr, ir.Call):
             if expr.function not in _FUNCTIONS:
                 self.fail(expr, f"unknown function {expr.function!r}")
-            vector_args = expr.function in ("norm", "dot", "cross", "to_irrep", "sph") or expr.function.startswith("d_")
+            builtin = builtins.lookup(expr.function)
+            vector_args = builtin is None or any(p.kind == "vector" for p in builtin.params)  # or a `d_...`
             kinds = [self.number(a, scope, f"an argument of {expr.function}", vector=vector_args) for a in expr.args]
-            if expr.function == "cross":
+            if builtin is not None and builtin.result == "vector":
                 return VEC
-            return INT if expr.function in ("floor", "round") and REAL not in kinds else REAL
+            return INT if builtin is not None and builtin.integer_valued and REAL not in kinds else REAL
         if isinstance(expr, ir.Reduce):
             inner = set(scope)
             for binder in expr.binders:

@@ -10,8 +10,9 @@ three-valued logic: a point is kept unless a condition is certainly false.
 
 from __future__ import annotations
 
-import math
 from typing import Iterable, Iterator, Optional
+
+from mtdsl import builtins
 
 from .program import (
     Binary, Call, Const, Dim, Expr, HyperItem, Index, IndexRef, IrrepDim, RangeDim, Ternary, Unary, XyzDim,
@@ -173,9 +174,10 @@ def _compile(expr: Expr):
                 return UNKNOWN
             return values[k]
         return item
-    if isinstance(expr, Call) and len(expr.args) == 1 and expr.function in ("abs", "sqrt"):
+    builtin = builtins.lookup(expr.function) if isinstance(expr, Call) else None
+    if builtin is not None and builtin.fold is not None and len(expr.args) == 1:
         argument = compiled(expr.args[0])
-        function = abs if expr.function == "abs" else math.sqrt
+        function = builtin.fold  # exact, on Python numbers (abs of an int stays an int)
 
         def call(env):
             value = argument(env)

@@ -36,7 +36,7 @@ class BuiltinCalls:
     def _eval_Call(self, expr: ir.Call, scope) -> Named:
         args = [self.evaluate(a, scope) for a in expr.args]
         method = getattr(self, f"_call_{expr.function}", None)
-        if method is None:  # a scalar function of mtdsl.math.functions' tables
+        if method is None:  # an elementwise built-in: its numpy or torch form (mtdsl/builtins/)
             return self._call_scalar(expr, *args)
         return method(expr, *args)
 
@@ -55,33 +55,6 @@ class BuiltinCalls:
         order = np.asarray(ir.IRREP1_AXES[self.convention])
         axis = order[np.clip(m.expand(axes).astype(np.int64) + 1, 0, 2)]
         return Named(axes, xp.take_last(values, axis), merge_missing(v, m))
-
-    def _call_sqrt(self, expr, x):
-        return apply(xp.sqrt, x)
-
-    def _call_exp(self, expr, x):
-        return apply(xp.exp, x)
-
-    def _call_log(self, expr, x):
-        return apply(xp.log, x)
-
-    def _call_sin(self, expr, x):
-        return apply(xp.sin, x)
-
-    def _call_cos(self, expr, x):
-        return apply(xp.cos, x)
-
-    def _call_tanh(self, expr, x):
-        return apply(xp.tanh, x)
-
-    def _call_sigmoid(self, expr, x):
-        return apply(lambda v: 0.5 * (1.0 + xp.tanh(0.5 * v)), x)
-
-    def _call_silu(self, expr, x):
-        return apply(lambda v: v * 0.5 * (1.0 + xp.tanh(0.5 * v)), x)
-
-    def _call_abs(self, expr, x):
-        return apply(xp.absolute, x)
 
     def _call_norm(self, expr, v):
         return _reduce_vector(v, lambda d: xp.sqrt(xp.sum_last(d * d)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtdsl.math import functions as math_functions
+from mtdsl import builtins
 from mtdsl.tensor._array import is_torch
 
 from ..named import Named, merge_missing, union_axes
@@ -177,25 +177,13 @@ BINARY = {
 logical_not = _structural(np.logical_not)
 
 
-def _softplus(x):
-    torch = _torch()
-    return torch.logaddexp(x, torch.zeros_like(x))
-
-
-#: the scalar functions of mtdsl.math.functions' tables in torch (derivatives by autograd: floor and
-#: round have derivative 0, as in mtdsl/ir/passes/autodiff.py)
-_TORCH_FUNCTIONS = {"erf": "erf", "erfc": "erfc", "acos": "acos", "asin": "asin", "floor": "floor",
-                    "round": "round", "atan2": "atan2"}  # round: half to even, as numpy
-
-
 def scalar_function(name: str, *values):
-    """A function of mtdsl.math.functions' `ELEMENTARY` or `BINARY` tables."""
+    """The elementwise built-in `name` (mtdsl/builtins/): its numpy form, or its torch form on torch
+    values (derivatives by autograd; piecewise constant ones have derivative 0, as in the passes)."""
+    builtin = builtins.get(name)
     if any_tensor(*values):
-        operands = _torch_operands(values)
-        if name == "softplus":
-            return _softplus(*operands)
-        return getattr(_torch(), _TORCH_FUNCTIONS[name])(*operands)
-    return (math_functions.ELEMENTARY.get(name) or math_functions.BINARY[name])[0](*values)
+        return builtin.torch(*_torch_operands(values))
+    return builtin.numpy(*values)
 
 
 def where(condition, if_true, if_false):

@@ -45,10 +45,10 @@ from __future__ import annotations
 
 import functools
 import itertools
-import math
 from dataclasses import dataclass
 from typing import Optional, Union
 
+from mtdsl import builtins
 from mtdsl.errors import AutodiffError  # defined with the other errors; importable from here as before
 
 from .. import nodes as ir
@@ -508,15 +508,17 @@ class _Differentiator:
             if any(self.terms(a) for a in args):
                 self.fail(f"second derivatives ({name}) are not available")
             return []
-        if name in _ZERO_DERIVATIVE:
+        builtin = builtins.lookup(name)  # its derivative rule (mtdsl/builtins/)
+        if builtin is not None and builtin.piecewise_constant:  # derivative 0 almost everywhere
             return []
-        if name in _BILINEAR:  # d f(u, v) = f(du, v) + f(u, dv)
+        if builtin is not None and builtin.bilinear:  # d f(u, v) = f(du, v) + f(u, dv)
             u, v = args
             return _merge(_scale(self.terms(u), lambda c: ir.Call(name, (c, v)))
                           + _scale(self.terms(v), lambda c: ir.Call(name, (u, c))))
-        if name in _PARTIALS:  # scalar functions of several arguments: the chain rule per argument
+        if builtin is not None and builtin.partials is not None and len(args) > 1:
+            # scalar functions of several arguments: the chain rule per argument
             result = []
-            for arg, partial in zip(args, _PARTIALS[name](*args)):
+            for arg, partial in zip(args, builtin.partials(*args)):
                 result += _scale(self.terms(arg), lambda c, partial=partial: _mul(partial, c))
             return _merge(result)
         first = self.terms(args[0]) if args else []
@@ -526,8 +528,8 @@ class _Differentiator:
         if not first:
             return []
         x = args[0]
-        if name in _ELEMENTARY:
-            derivative = _ELEMENTARY[name](x)
+        if builtin is not None and builtin.partials is not None:
+            (derivative,) = builtin.partials(x)
             return _scale(first, lambda c: _mul(derivative, c))
         if name == "norm":
             return _scale(first, lambda c: _div(ir.Call("dot", (x, c)), expr))
@@ -725,45 +727,6 @@ class _TensorDifferentiator(_Differentiator):
         if expr.tensor != self.tensor:
             return []  # other tensors are held fixed
         return [Term((), (), None, expr, ONE)]
-
-
-def _sigmoid(x):
-    return ir.Call("sigmoid", (x,))
-
-
-_ELEMENTARY = {
-    "sqrt": lambda x: ir.Binary("div", ir.Const(0.5), ir.Call("sqrt", (x,))),
-    "exp": lambda x: ir.Call("exp", (x,)),
-    "log": lambda x: ir.Binary("div", ONE, x),
-    "sin": lambda x: ir.Call("cos", (x,)),
-    "cos": lambda x: _neg(ir.Call("sin", (x,))),
-    "tanh": lambda x: ir.Binary("sub", ONE, ir.Binary("mul", ir.Call("tanh", (x,)), ir.Call("tanh", (x,)))),
-    "sigmoid": lambda x: ir.Binary("mul", _sigmoid(x), ir.Binary("sub", ONE, _sigmoid(x))),
-    "silu": lambda x: ir.Binary("mul", _sigmoid(x), ir.Binary(
-        "add", ONE, ir.Binary("mul", x, ir.Binary("sub", ONE, _sigmoid(x))))),
-    "abs": lambda x: ir.Select(ir.Binary("gt", x, ZERO), ONE,
-                               ir.Select(ir.Binary("lt", x, ZERO), ir.Const(-1.0), ZERO)),
-    "erf": lambda x: _mul(ir.Const(2.0 / math.sqrt(math.pi)), ir.Call("exp", (_neg(ir.Binary("mul", x, x)),))),
-    "erfc": lambda x: _mul(ir.Const(-2.0 / math.sqrt(math.pi)), ir.Call("exp", (_neg(ir.Binary("mul", x, x)),))),
-    "asin": lambda x: ir.Binary("div", ONE, ir.Call("sqrt", (ir.Binary("sub", ONE, ir.Binary("mul", x, x)),))),
-    "acos": lambda x: _neg(ir.Binary("div", ONE, ir.Call("sqrt", (ir.Binary("sub", ONE, ir.Binary("mul", x, x)),)))),
-    "softplus": _sigmoid,
-}
-
-#: piecewise constant built-ins: derivative 0 almost everywhere
-_ZERO_DERIVATIVE = ("floor", "round")
-
-#: vector built-ins linear in each argument
-_BILINEAR = ("dot", "cross")
-
-
-def _atan2_partials(y, x):
-    square = ir.Binary("add", ir.Binary("mul", x, x), ir.Binary("mul", y, y))
-    return ir.Binary("div", x, square), _neg(ir.Binary("div", y, square))
-
-
-#: scalar built-ins of several arguments: their partial derivatives, one per argument
-_PARTIALS = {"atan2": _atan2_partials}
 
 
 def _product_factors(expr, inverted: bool = False) -> list:
