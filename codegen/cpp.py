@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Optional
 
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.passes.native_forms import expand_native_forms
 from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
 
 from . import plan as planning
@@ -61,7 +60,7 @@ def templates():
     )
 
 #: the primitive built-ins (mtdsl/builtins/), each one call of a C++ function of reals; the others
-#: reach the printer expanded into these (mtdsl/ir/passes/native_forms.py)
+#: reach the printer expanded into these (mtdsl/ir/passes/native_forms.py, codegen/schedule/module.py)
 CPP_FUNCTIONS = {
     "sqrt": "std::sqrt", "exp": "std::exp", "log": "std::log", "sin": "std::sin", "cos": "std::cos",
     "tanh": "std::tanh", "erf": "std::erf", "erfc": "std::erfc", "log1p": "std::log1p",
@@ -1411,7 +1410,7 @@ class ModuleRenderer(ModuleTables):
 
 def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:
     """Render every kernel of `module` (kernels without a compiled form are listed in `.unsupported`)."""
-    return ModuleRenderer(expand_native_forms(module), dtype).render()
+    return ModuleRenderer(module, dtype).render()
 
 
 def render(module: ir.Module, dtype: str = "float64") -> str:

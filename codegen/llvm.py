@@ -53,7 +53,6 @@ import llvmlite.ir as ll
 import numpy as np
 
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.passes.native_forms import expand_native_forms
 from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
 
 from . import cache
@@ -100,7 +99,8 @@ LLVM_INTRINSICS = {
     "round": "llvm.roundeven",  # half to even, as numpy, torch and C's nearbyint
 }
 
-#: scalar built-ins that are a call of the C library (no LLVM intrinsic for them)
+#: scalar built-ins that are a call of the C library (no LLVM intrinsic for them); with LLVM_INTRINSICS,
+#: the primitives of mtdsl/builtins/ (the others reach the printer expanded, codegen/schedule/module.py)
 LIBM_FUNCTIONS = ("erf", "erfc", "atan2", "log1p")
 
 
@@ -1746,7 +1746,7 @@ def _drop_function(module: ll.Module, symbol: str) -> None:
 
 def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:
     """Every kernel of `module` as LLVM IR (kernels without a compiled form in `.unsupported`)."""
-    return ModuleRenderer(expand_native_forms(module), dtype).render()
+    return ModuleRenderer(module, dtype).render()
 
 
 def render(module: ir.Module, dtype: str = "float64") -> str:

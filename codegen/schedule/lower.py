@@ -15,6 +15,7 @@ the nest itself (`schedule/sph.py`) follow the kernels.
 from __future__ import annotations
 
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.passes.native_forms import expand_native_forms
 
 from .. import plan as planning
 from ..plan import Unsupported, free_vars
@@ -118,6 +119,7 @@ def lower_module(module: ir.Module) -> tuple:
     """`(kernels, unsupported)`: a `nest.Kernel` per kernel and fused kernel with a compiled form, and
     `{name: reason}` for the others (the interpreter runs them)."""
     kernels, unsupported = [], {}
+    module = expand_native_forms(module)  # as the renderers print it (schedule/module.py)
     for kernel in module.kernels:
         try:
             kernels.append(lower_kernel(kernel))

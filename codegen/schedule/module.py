@@ -4,12 +4,15 @@ Each kernel in the module's order (a kernel with no compiled form is listed in
 `unsupported` with the reason, and the interpreter runs it; one with no `where`
 becomes a grid that later kernels may read densely, `schedule/grid.py`), then
 each fused kernel whose members all rendered (`plan.fused_plans`). A kernel reading a
-tensor by block access is rendered with its presence guard (`schedule/presence.py`).
+tensor by block access is rendered with its presence guard (`schedule/presence.py`). Built-ins with
+a native expansion (softplus, sigmoid, silu: mtdsl/builtins/) are replaced by it first
+(`mtdsl/ir/passes/native_forms.py`), so a renderer prints only its table of primitives.
 """
 
 from __future__ import annotations
 
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.passes.native_forms import expand_native_forms
 
 from .. import plan as planning
 from ..plan import Unsupported
@@ -20,6 +23,7 @@ def render_kernels(module: ir.Module, grids: dict, render_kernel, render_fused) 
     """`(kernels, unsupported)`: `render_kernel(k, kernel)` and `render_fused(k, fused, plan)` give a
     backend's `RenderedKernel` or raise `Unsupported`; `grids` gains the kernels later ones may read."""
     kernels, unsupported = {}, {}
+    module = expand_native_forms(module)  # the printers know only primitives (mtdsl/builtins/)
     for k, kernel in enumerate(module.kernels):
         try:
             kernels[kernel.name] = render_kernel(k, guarded(kernel))  # absent points skipped (presence.py)

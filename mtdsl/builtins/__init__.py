@@ -28,7 +28,8 @@ __all__ = ["Builtin", "Param", "lookup", "get", "registered", "names"]
 
 def _discover() -> dict[str, Builtin]:
     """Every module of this package but `spec` defines `BUILTIN` or a tuple `BUILTINS`: a new
-    module is registered by existing (no list to edit)."""
+    module is registered by existing (no list to edit). Each imports only `spec`, `mtdsl.ir.nodes`,
+    `mtdsl.math` and its sibling built-ins (tests/test_architecture.py checks their own imports)."""
     found: dict[str, Builtin] = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name == "spec":

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from . import max as max_, min as min_
+from . import maximum, minimum
 from .spec import Builtin, Param
 
 
 def definition(x, lo, hi):
-    return min_.definition(max_.definition(x, lo), hi)
+    return minimum.definition(maximum.definition(x, lo), hi)
 
 
 BUILTIN = Builtin("clamp", (Param("x"), Param("lo"), Param("hi")), "clamp(x, lo, hi) = min(max(x, lo), hi)",

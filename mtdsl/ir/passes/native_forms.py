@@ -1,8 +1,9 @@
 """The native forms of built-ins: every call of a built-in with an `expansion` (softplus, sigmoid,
 silu, ...: mtdsl/builtins/) replaced by that expansion, recursively, so that the native backends
 print only primitives (their fixed tables) and IR operators. Run once on the module a backend
-renders (codegen/cpp.py and codegen/llvm.py `render_module`), whichever renderer prints it; the
-evaluators keep the calls (their numpy/torch forms are the built-ins' own).
+renders, before any renderer sees it (codegen/schedule/module.py `render_kernels`, and
+codegen/schedule/lower.py for `--emit nest`); the evaluators keep the calls (their numpy/torch
+forms are the built-ins' own).
 
 The rewrite walks every frozen dataclass of the module (kernels, fused kernels, gradient roles),
 rebuilding only what changed; a module without such calls comes back as the same object.
