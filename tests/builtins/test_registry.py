@@ -141,6 +141,8 @@ def _evaluate(expr, x):
 
 
 X = np.array([-800.0, -40.0, -3.0, -1.0, -0.3, 0.0, 0.2, 0.7, 2.5, 40.0, 800.0])
+#: independent numpy references of the composites (a built-in defined by IR has no numpy form of
+#: its own: it needs a row here; one with an expansion is also checked against its numpy form)
 REFERENCES = {"softplus": lambda x: np.logaddexp(0.0, x), "relu": lambda x: np.maximum(x, 0.0),
               "sigmoid": lambda x: 0.5 * (1.0 + np.tanh(0.5 * x)), "silu": lambda x: x * 0.5 * (1.0 + np.tanh(0.5 * x)),
               "min": np.minimum, "max": np.maximum, "clamp": lambda x, lo, hi: np.minimum(np.maximum(x, lo), hi)}
@@ -155,7 +157,9 @@ def test_expansions_and_definitions_equal_numpy(name):
     form = builtin.expansion or builtin.definition
     with np.errstate(over="ignore"):
         value = _evaluate(form(*variables), grid)
-    np.testing.assert_allclose(value, REFERENCES[name](*grid), rtol=1e-15, atol=1e-300, err_msg=name)
+    assert name in REFERENCES or builtin.numpy is not None, f"{name}: add a numpy reference to REFERENCES"
+    if name in REFERENCES:
+        np.testing.assert_allclose(value, REFERENCES[name](*grid), rtol=1e-15, atol=1e-300, err_msg=name)
     if builtin.numpy is not None:
         np.testing.assert_allclose(builtin.numpy(*grid), value, rtol=1e-15, atol=1e-300, err_msg=name)
 
