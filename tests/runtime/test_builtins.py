@@ -28,6 +28,7 @@ SCALARS = {
     "floor": ("floor(2.0 * d) * d", lambda d: np.floor(2.0 * d) * d),
     "round": ("round(2.0 * d) * d", lambda d: np.round(2.0 * d) * d),
     "softplus": ("softplus(3.0 * (d - 2.0))", lambda d: np.logaddexp(0.0, 3.0 * (d - 2.0))),
+    "gelu": ("gelu(3.0 * (d - 2.0))", lambda d: 3.0 * (d - 2.0) * scipy.special.ndtr(3.0 * (d - 2.0))),
     "relu": ("relu(d - 2.0)", lambda d: np.maximum(d - 2.0, 0.0)),
     "min": ("min(d - 2.0, 0.5 * (2.5 - d))", lambda d: np.minimum(d - 2.0, 0.5 * (2.5 - d))),
     "max": ("max(d - 2.0, 0.5 * (2.5 - d))", lambda d: np.maximum(d - 2.0, 0.5 * (2.5 - d))),
