@@ -26,7 +26,7 @@ from .io.structures import read_structures
 from .lang.resolve import parse_literal_text
 from .ops import join
 from .provenance import append_provenance, history
-from .runtime.export import ExportError, ExportWarning
+from .runtime.export.atomistic import ExportError, ExportWarning
 from .runtime.parameters import ParametersError, file_species
 from .tensor import Labels, TensorBlock, TensorMap
 
@@ -342,7 +342,7 @@ def add_export(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """A metatomic AtomisticModel of the program (runtime/export.py, docs/simulation.md)."""
+    """A metatomic AtomisticModel of the program (runtime/export/atomistic.py, docs/simulation.md)."""
     if args.species is None and args.params:
         args.species = _params_species(args.params)
     model = _compile(args, backend=args.backend)

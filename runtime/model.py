@@ -27,7 +27,7 @@ from .asked_gradients import asked_gradients
 from .bindings import Bindings
 from .calculator import make_calculator
 from .compiled import compile_module
-from .export import export as export_model
+from .export.atomistic import export as export_model
 from .finite import check_finite, finite_check_enabled
 from .gradients import DIRECTION_LABELS, FusedGradients, compute_gradients
 from .inputs import check_tensormap_input, check_tensormap_inputs  # noqa: F401 - importable from here as before
@@ -159,7 +159,7 @@ class Model:
         return make_calculator(self, output, **options)
 
     def export(self, path, extensions_directory="extensions", **options):
-        """Write a metatomic `AtomisticModel` of this model to `path` (runtime/export.py,
+        """Write a metatomic `AtomisticModel` of this model to `path` (runtime/export/atomistic.py,
         docs/simulation.md); its compiled extension goes into `extensions_directory`."""
         return export_model(self, path, extensions_directory=extensions_directory, **options)
 

@@ -1,10 +1,10 @@
-"""The TorchScript module of a model exported with its C++ operator (runtime/export.py,
+"""The TorchScript module of a model exported with its C++ operator (runtime/export/atomistic.py,
 codegen/torch_op.py): metatomic's `ModelInterface` computing, from the engine's system and full
-neighbour lists, the structure arrays the operator's tapes read (`runtime/export_tape.py`:
+neighbour lists, the structure arrays the operator's tapes read (`runtime/export/tape.py`:
 `STRUCTURE_FIELDS`), then calling `torch.ops.NAMESPACE.energy`, whose autograd gives forces and
 virials. No Python of mtdsl runs: the module is TorchScript, the operator C++.
 
-`NAMESPACE` is replaced by the library's own (`mtdsl_<sha>`) before scripting (runtime/export.py).
+`NAMESPACE` is replaced by the library's own (`mtdsl_<sha>`) before scripting (runtime/export/atomistic.py).
 Imported only by the export: it imports metatomic.
 """
 
@@ -14,7 +14,7 @@ import torch
 from metatensor.torch import Labels, TensorMap
 from metatomic.torch import ModelOutput, NeighborListOptions, System
 
-from mtdsl.runtime.export_outputs import energy_map, selected_in
+from mtdsl.runtime.export.outputs import energy_map, selected_in
 
 
 class ExportedNative(torch.nn.Module):

@@ -1,5 +1,5 @@
-"""The TorchScript module inside an exported model (runtime/export.py): metatomic's
-`ModelInterface` over the `mtdsl_export::energy` operator (runtime/export_ops.py).
+"""The TorchScript module inside an exported model (runtime/export/atomistic.py): metatomic's
+`ModelInterface` over the `mtdsl_export::energy` operator (runtime/export/ops.py).
 
 Imported only by the export and by exported models' users: it imports metatomic.
 """
@@ -10,7 +10,7 @@ import torch
 from metatensor.torch import Labels, TensorMap
 from metatomic.torch import ModelOutput, NeighborListOptions, System
 
-from mtdsl.runtime.export_outputs import energy_map, selected_in
+from mtdsl.runtime.export.outputs import energy_map, selected_in
 
 
 class ExportedEnergy(torch.nn.Module):

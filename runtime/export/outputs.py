@@ -1,5 +1,5 @@
-"""What the two TorchScript modules of an exported model share (runtime/export_module.py,
-runtime/export_native_module.py): the atoms an engine selected in one system, and the energy
+"""What the two TorchScript modules of an exported model share (runtime/export/module.py,
+runtime/export/native_module.py): the atoms an engine selected in one system, and the energy
 TensorMap metatomic expects back. TorchScript: scripted together with the module calling them.
 
 Imported only by the export and by exported models' users: it imports metatensor-torch.
