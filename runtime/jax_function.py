@@ -17,7 +17,7 @@ backward, in two callbacks so that `jax.jit` drops the one whose cotangents are 
   params and inputs as constants; one VJP with the given cotangent. The forward callback runs
   these products' own pass when they exist, and the backward reuses it when the inputs are the
   same (the usual `jax.grad` / `jax.vjp` sequence);
-- params and input TensorMaps: `model.to_torch()`'s backward (runtime/torch_module.py);
+- params and input TensorMaps: `model.to_torch()`'s backward (runtime/torch/module.py);
   also the fallback for positions and cell where the products do not lower (and for the
   interpreter backend).
 

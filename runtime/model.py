@@ -165,8 +165,8 @@ class Model:
 
     def to_torch(self):
         """A `torch.nn.Module` over this model: its params trainable, autograd through the kernels
-        (runtime/torch_module.py, docs/torch.md)."""
-        from .torch_module import TorchModel  # the torch bridge: torch (1.5 s to import) loads on first use
+        (runtime/torch/module.py, docs/torch.md)."""
+        from .torch.module import TorchModel  # the torch bridge: torch (1.5 s to import) loads on first use
 
         return TorchModel(self)
 

@@ -261,8 +261,8 @@ def test_the_graph_sees_every_kind_of_import():
     assert "mtdsl.runtime.model" in modules and "mtdsl.codegen.cpp" in modules
     assert "mtdsl.tensor.block" in edges["mtdsl.tensor.tensormap"]  # from .block import TensorBlock
     assert "mtdsl.ir.nodes" in edges["mtdsl.codegen.plan"]  # from mtdsl.ir import nodes as ir
-    assert ("mtdsl.runtime.model", "mtdsl.runtime.torch_module") in {(m, t) for m, _, t in local}
-    assert "mtdsl.runtime.torch_module" in lazy and "mtdsl.runtime.model" not in lazy
+    assert ("mtdsl.runtime.model", "mtdsl.runtime.torch.module") in {(m, t) for m, _, t in local}
+    assert "mtdsl.runtime.torch.module" in lazy and "mtdsl.runtime.model" not in lazy
     edges = {"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1, "b": 1}, "d": {"a": 1}}
     assert _cycles(edges) == [["a", "b", "c"]]
     assert _shortest_cycle(["a", "b", "c"], edges) == ["a", "b", "c", "a"]

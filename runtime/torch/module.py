@@ -44,16 +44,16 @@ from mtdsl.systems.neighbors import Pairs, neighbors
 from mtdsl.tensor import TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
-from .evaluate import torch_values
-from .asked_gradients import asked_gradients
-from .assemble import evaluate_kernel
-from .bindings import Bindings
+from ..evaluate import torch_values
+from ..asked_gradients import asked_gradients
+from ..assemble import evaluate_kernel
+from ..bindings import Bindings
 from .descriptors import Descriptors
-from .evaluate.evaluator import Evaluator
-from .inputs import check_tensormap_inputs
-from .parameters import load_parameters, save_parameters
-from .presence import module_presence, restrict
-from .torch_descriptors import DescriptorState, DescriptorUse, DescriptorValues
+from ..evaluate.evaluator import Evaluator
+from ..inputs import check_tensormap_inputs
+from ..parameters import load_parameters, save_parameters
+from ..presence import module_presence, restrict
+from .descriptor_functions import DescriptorState, DescriptorUse, DescriptorValues
 
 #: live plans by handle value; a plan lives as long as its handle tensor (an attribute of it),
 #: which the outputs' autograd graph holds until it is freed
@@ -207,7 +207,7 @@ class Plan:
     def torch_values(self, structure: list[torch.Tensor], primals: list[torch.Tensor],
                      use: DescriptorUse | None = None) -> list[torch.Tensor]:
         """The output blocks' values evaluated with torch. With `use`, the descriptors come from
-        the backend as autograd functions (runtime/torch_descriptors.py)."""
+        the backend as autograd functions (runtime/torch/descriptor_functions.py)."""
         structure = _numpy(structure)
         positions, cells, params, inputs = self.split(primals)
         batch = self.batch(positions.detach().numpy(), cells.detach().numpy(), structure)
