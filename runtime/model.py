@@ -23,13 +23,13 @@ from mtdsl.systems._pyg import is_pyg, systems_from_pyg
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 
 from .assemble import evaluate_kernel
-from .asked_gradients import asked_gradients
+from .gradients.asked import asked_gradients
 from .bindings import Bindings
 from .calculator import make_calculator
 from .compiled import compile_module
 from .export.atomistic import export as export_model
 from .finite import check_finite, finite_check_enabled
-from .gradients import DIRECTION_LABELS, FusedGradients, compute_gradients
+from .gradients.forward import DIRECTION_LABELS, FusedGradients, compute_gradients
 from .inputs import check_tensormap_input, check_tensormap_inputs  # noqa: F401 - importable from here as before
 from .interaction import interaction_range
 from .evaluate.evaluator import Evaluator
@@ -187,7 +187,7 @@ class Model:
         return self._compiled_values
 
     def __call__(self, frames, gradients=None, **tensormaps) -> dict[str, TensorMap]:
-        # a list for every output, or {output: [...]} per output (runtime/asked_gradients.py)
+        # a list for every output, or {output: [...]} per output (runtime/gradients/asked.py)
         asked = asked_gradients(self.module, gradients)
         gradients = list(dict.fromkeys(w for wrts in asked.values() for w in wrts))
         self.last_gradient_path = {}
@@ -469,7 +469,7 @@ def _block_products(products, bindings, name: str, tensor, b: int):
 
 
 def _gradient_block(wrt: str, block, tensor, batch, positions_bar, cell_bar):
-    """The gradient block of `block` w.r.t. `wrt` in forward mode's layout (runtime/gradients.py):
+    """The gradient block of `block` w.r.t. `wrt` in forward mode's layout (runtime/gradients/forward.py):
     every atom of each sample's system (positions), one row per sample (strain, cell)."""
     systems = np.asarray(block.samples.array[:, 0], dtype=np.int64)
     offsets = np.asarray(batch.atom_offsets, dtype=np.int64)

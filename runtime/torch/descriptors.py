@@ -37,7 +37,7 @@ from mtdsl.ir.reads import kernel_reads, read_closure
 
 from ..assemble import ENTRY_LABELS, evaluate_kernel
 from ..bindings import Bindings
-from ..gradients import compute_gradients
+from ..gradients.forward import compute_gradients
 from ..evaluate.evaluator import Evaluator
 from ..native_products import NativeProducts
 

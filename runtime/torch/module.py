@@ -45,7 +45,7 @@ from mtdsl.tensor import TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
 from ..evaluate import torch_values
-from ..asked_gradients import asked_gradients
+from ..gradients.asked import asked_gradients
 from ..assemble import evaluate_kernel
 from ..bindings import Bindings
 from .descriptors import Descriptors
@@ -540,7 +540,7 @@ class TorchModel(torch.nn.Module):
         if is_pyg(systems):  # a PyTorch Geometric Data or Batch: its graphs, autograd kept
             systems = systems_from_pyg(systems)
         systems = list(systems) if isinstance(systems, (list, tuple)) else [systems]
-        # a list for every output, or {output: [...]} per output (runtime/asked_gradients.py)
+        # a list for every output, or {output: [...]} per output (runtime/gradients/asked.py)
         asked = asked_gradients(self._mtdsl.model.module, gradients)
         gradients = dict(gradients) if isinstance(gradients, dict) and any(asked.values()) else \
             list(gradients or []) if not isinstance(gradients, dict) else []
