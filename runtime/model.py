@@ -25,7 +25,7 @@ from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from .assemble import evaluate_kernel
 from .gradients.asked import asked_gradients
 from .bindings import Bindings
-from .calculator import make_calculator
+from .bridges.calculator import make_calculator
 from .compiled import compile_module
 from .export.atomistic import export as export_model
 from .finite import check_finite, finite_check_enabled
@@ -33,7 +33,7 @@ from .gradients.forward import DIRECTION_LABELS, FusedGradients, compute_gradien
 from .inputs import check_tensormap_input, check_tensormap_inputs  # noqa: F401 - importable from here as before
 from .interaction import interaction_range
 from .evaluate.evaluator import Evaluator
-from .jax_function import JaxFunction
+from .bridges.jax_function import JaxFunction
 from .native_products import NativeProducts
 from .parameters import load_parameters, save_parameters
 from .presence import module_presence, restrict
@@ -155,7 +155,7 @@ class Model:
 
     def as_calculator(self, output: str = "energy", **options):
         """An ASE calculator over this model's per-system scalar `output` (energy, forces and stress
-        from one call per geometry; runtime/calculator.py, docs/simulation.md)."""
+        from one call per geometry; runtime/bridges/calculator.py, docs/simulation.md)."""
         return make_calculator(self, output, **options)
 
     def export(self, path, extensions_directory="extensions", **options):
@@ -172,7 +172,7 @@ class Model:
 
     def to_jax(self, output: str | None = None):
         """One output as a JAX function `f(positions, *, types, cell, pbc, params, **tensormaps)`,
-        differentiable by jax.grad, jit-able and vmap-able (runtime/jax_function.py, docs/interop.md)."""
+        differentiable by jax.grad, jit-able and vmap-able (runtime/bridges/jax_function.py, docs/interop.md)."""
         return JaxFunction(self, output)
 
     def _values_native(self):

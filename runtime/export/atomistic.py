@@ -37,7 +37,7 @@ from mtdsl._version import __version__
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
 
-from ..calculator import CalculatorError, _is_scalar_per, check_energy_output
+from ..bridges.calculator import CalculatorError, _is_scalar_per, check_energy_output
 from .tape import TapeError
 
 EXTENSION = "mtdsl_export"

@@ -35,7 +35,7 @@ from mtdsl.ir.passes.products import cotangent_tensor
 from mtdsl.ir.roles import RowMap
 from mtdsl.systems import System, SystemBatch
 
-from ..calculator import _is_scalar_per
+from ..bridges.calculator import _is_scalar_per
 from ..native_products import NativeProducts, _parallel_over_an_index
 
 #: structure fields the exported module computes (runtime/export/native_module.py), by kind

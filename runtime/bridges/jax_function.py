@@ -50,8 +50,8 @@ from mtdsl.errors import AutodiffError, MtdslError, Unsupported
 from mtdsl.systems import System
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 
-from .inputs import check_tensormap_inputs
-from .native_products import NativeProducts
+from ..inputs import check_tensormap_inputs
+from ..native_products import NativeProducts
 
 #: the callbacks share state (the products' last run, a model's torch module and its params) and
 #: XLA may call them from several threads (independent calls in one jitted function): one at a time
