@@ -64,7 +64,7 @@ LAYERS = {
     "mtdsl.runtime": _DATA | {"mtdsl.ir", "mtdsl.codegen"},
     "mtdsl.testing": _DATA | {"mtdsl.ir"},
     "mtdsl.compile": _ERRORS | {"mtdsl.lang", "mtdsl.ir", "mtdsl.runtime"},
-    "mtdsl.cli_base": _ERRORS,
+    "mtdsl.cli.base": _ERRORS,
 }
 
 
