@@ -20,7 +20,7 @@ from .fuse import fused_kernels
 def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict]:
     """`module` with the kernels of the terms of `gradients` appended, and what binds them:
     `{(kernel, wrt, k): ScatterTerm}` (written into the rows) and `{(kernel, wrt, k): term kernel
-    name}` (a dense buffer over the term's axes, scattered by `runtime/gradients.py`), the latter
+    name}` (a dense buffer over the term's axes, scattered by `runtime/gradients/forward.py`), the latter
     only for tensors some of whose terms have no scatter kernel (else a failed scatter run falls
     back to the interpreter: half the code to compile); and the fused kernels (`module.fused`,
     `codegen/fuse.py`): with the values, `{(kernel, (wrt, ...)): (fused kernel name, term keys)}`,

@@ -12,7 +12,7 @@ rows of the gradient they read. `fused_kernels` makes, for each tensor and each 
   asked instead of the values' kernel (`runtime/compiled.py: _run_fused`);
 - *terms* fused kernels: the other scatter kernels of the gradient, grouped by the domain of
   their driver (the rows of `drho`), each member's driver renamed to the first's; the runtime
-  runs one instead of its members (`runtime/gradients.py`).
+  runs one instead of its members (`runtime/gradients/forward.py`).
 
 `plan.plan_fused` decides, member by member, whether a kernel can join; the members stay in the
 module as kernels of their own, for the runs where the fused kernel does not apply.

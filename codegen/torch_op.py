@@ -1,6 +1,6 @@
 """The C++ operator of an exported model: the cpp backend's generated module source (the same
 text, so the two cannot drift) followed by a driver replaying the model's tapes
-(`runtime/export_tape.py`) and a `TORCH_LIBRARY(mtdsl_<sha>, m)` registration, compiled with g++
+(`runtime/export/tape.py`) and a `TORCH_LIBRARY(mtdsl_<sha>, m)` registration, compiled with g++
 against the installed libtorch (`torch.utils.cpp_extension`'s include and library paths, the
 C++ ABI torch was built with) through the kernel cache (`codegen/cache.py`: same key, sidecar and
 integrity rules; a damaged entry is never served).
@@ -51,7 +51,7 @@ def _terms(terms) -> list:
 
 
 def _fill(fill) -> tuple:
-    """`(kind, values)` of an int64 buffer's fill (runtime/export_tape.py: `_Recorder.buffer`)."""
+    """`(kind, values)` of an int64 buffer's fill (runtime/export/tape.py: `_Recorder.buffer`)."""
     if not fill:
         return FILLS["zeros"], []
     if fill[0] == "iota":

@@ -32,7 +32,7 @@ class Bindings:
     kernels_present: dict = field(default_factory=dict)
     #: the same when the forward run builds the present blocks alone (their samples are
     #: restricted after) and the gradient terms skip the points on absent blocks
-    #: (runtime/gradients.py); empty for the dense layout (the reverse products' cotangents)
+    #: (runtime/gradients/forward.py); empty for the dense layout (the reverse products' cotangents)
     present: dict = field(default_factory=dict)
     #: {systems input: atomic numbers} its `species(S)` dimensions take instead of those present
     #: in the batch (`Model.run_species`: a chunk of a dataset or a domain of a large system is

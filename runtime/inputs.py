@@ -1,6 +1,6 @@
 """The checks of a model's input TensorMaps against their declarations (`input h : tensormap(...)`).
 
-Shared by `Model.__call__` (runtime/model.py) and the torch module (runtime/torch_module.py), so
+Shared by `Model.__call__` (runtime/model.py) and the torch module (runtime/torch/module.py), so
 that neither imports the other for them.
 """
 

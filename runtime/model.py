@@ -23,17 +23,17 @@ from mtdsl.systems._pyg import is_pyg, systems_from_pyg
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 
 from .assemble import evaluate_kernel
-from .asked_gradients import asked_gradients
+from .gradients.asked import asked_gradients
 from .bindings import Bindings
-from .calculator import make_calculator
+from .bridges.calculator import make_calculator
 from .compiled import compile_module
-from .export import export as export_model
+from .export.atomistic import export as export_model
 from .finite import check_finite, finite_check_enabled
-from .gradients import DIRECTION_LABELS, FusedGradients, compute_gradients
+from .gradients.forward import DIRECTION_LABELS, FusedGradients, compute_gradients
 from .inputs import check_tensormap_input, check_tensormap_inputs  # noqa: F401 - importable from here as before
 from .interaction import interaction_range
 from .evaluate.evaluator import Evaluator
-from .jax_function import JaxFunction
+from .bridges.jax_function import JaxFunction
 from .native_products import NativeProducts
 from .parameters import load_parameters, save_parameters
 from .presence import module_presence, restrict
@@ -155,24 +155,24 @@ class Model:
 
     def as_calculator(self, output: str = "energy", **options):
         """An ASE calculator over this model's per-system scalar `output` (energy, forces and stress
-        from one call per geometry; runtime/calculator.py, docs/simulation.md)."""
+        from one call per geometry; runtime/bridges/calculator.py, docs/simulation.md)."""
         return make_calculator(self, output, **options)
 
     def export(self, path, extensions_directory="extensions", **options):
-        """Write a metatomic `AtomisticModel` of this model to `path` (runtime/export.py,
+        """Write a metatomic `AtomisticModel` of this model to `path` (runtime/export/atomistic.py,
         docs/simulation.md); its compiled extension goes into `extensions_directory`."""
         return export_model(self, path, extensions_directory=extensions_directory, **options)
 
     def to_torch(self):
         """A `torch.nn.Module` over this model: its params trainable, autograd through the kernels
-        (runtime/torch_module.py, docs/torch.md)."""
-        from .torch_module import TorchModel  # the torch bridge: torch (1.5 s to import) loads on first use
+        (runtime/torch/module.py, docs/torch.md)."""
+        from .torch.module import TorchModel  # the torch bridge: torch (1.5 s to import) loads on first use
 
         return TorchModel(self)
 
     def to_jax(self, output: str | None = None):
         """One output as a JAX function `f(positions, *, types, cell, pbc, params, **tensormaps)`,
-        differentiable by jax.grad, jit-able and vmap-able (runtime/jax_function.py, docs/interop.md)."""
+        differentiable by jax.grad, jit-able and vmap-able (runtime/bridges/jax_function.py, docs/interop.md)."""
         return JaxFunction(self, output)
 
     def _values_native(self):
@@ -187,7 +187,7 @@ class Model:
         return self._compiled_values
 
     def __call__(self, frames, gradients=None, **tensormaps) -> dict[str, TensorMap]:
-        # a list for every output, or {output: [...]} per output (runtime/asked_gradients.py)
+        # a list for every output, or {output: [...]} per output (runtime/gradients/asked.py)
         asked = asked_gradients(self.module, gradients)
         gradients = list(dict.fromkeys(w for wrts in asked.values() for w in wrts))
         self.last_gradient_path = {}
@@ -469,7 +469,7 @@ def _block_products(products, bindings, name: str, tensor, b: int):
 
 
 def _gradient_block(wrt: str, block, tensor, batch, positions_bar, cell_bar):
-    """The gradient block of `block` w.r.t. `wrt` in forward mode's layout (runtime/gradients.py):
+    """The gradient block of `block` w.r.t. `wrt` in forward mode's layout (runtime/gradients/forward.py):
     every atom of each sample's system (positions), one row per sample (strain, cell)."""
     systems = np.asarray(block.samples.array[:, 0], dtype=np.int64)
     offsets = np.asarray(batch.atom_offsets, dtype=np.int64)

@@ -68,7 +68,7 @@ from mtdsl.tensor import TensorBlock, TensorMap
 
 from .bindings import Bindings, RunError
 from .compiled import Fallback, compile_module, default_threads
-from .gradients import _needed, compute_gradients
+from .gradients.forward import _needed, compute_gradients
 from .evaluate.evaluator import Evaluator
 
 #: the gradients products are taken with respect to, and the shape of each product per target

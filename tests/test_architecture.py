@@ -67,7 +67,7 @@ LAYERS = {
     "mtdsl.runtime": _DATA | {"mtdsl.ir", "mtdsl.codegen", "mtdsl.builtins"},
     "mtdsl.testing": _DATA | {"mtdsl.ir"},
     "mtdsl.compile": _ERRORS | {"mtdsl.lang", "mtdsl.ir", "mtdsl.runtime"},
-    "mtdsl.cli_base": _ERRORS,
+    "mtdsl.cli.base": _ERRORS,
 }
 
 
@@ -258,14 +258,32 @@ def test_layers():
     assert not wrong, ("imports across the layers (LAYERS above, docs/architecture.md):\n" + "\n".join(wrong))
 
 
+#: the runtime's ways out of a call, on top of the call itself: the torch bridge, the JAX function and
+#: the ASE calculator, the metatomic export. `Model` (runtime/model.py) reaches them; nothing else of
+#: the runtime does, so the call (bindings, evaluate/, compiled, assemble, gradients/) reads alone
+RUNTIME_WAYS_OUT = ("mtdsl.runtime.torch", "mtdsl.runtime.bridges", "mtdsl.runtime.export")
+
+
+def test_the_runtime_core_never_imports_its_ways_out():
+    modules, edges, _, _ = import_graph()
+    assert all(any(m.startswith(w + ".") for m in modules) for w in RUNTIME_WAYS_OUT)
+    wrong = []
+    for module, targets in edges.items():
+        if not module.startswith("mtdsl.runtime.") or module == "mtdsl.runtime.model" or _within(module, RUNTIME_WAYS_OUT):
+            continue
+        wrong += [f"  {modules[module].relative_to(ROOT)}:{line}: {module} imports {target}"
+                  for target, line in sorted(targets.items()) if _within(target, RUNTIME_WAYS_OUT)]
+    assert not wrong, ("the runtime's core imports a way out (torch/, bridges/, export/: only runtime/model.py "
+                       "and the ways out themselves may; docs/architecture.md):\n" + "\n".join(wrong))
+
 def test_the_graph_sees_every_kind_of_import():
     """The reader itself: relative, absolute and function-local imports, names that are modules."""
     modules, edges, local, lazy = import_graph()
     assert "mtdsl.runtime.model" in modules and "mtdsl.codegen.cpp" in modules
     assert "mtdsl.tensor.block" in edges["mtdsl.tensor.tensormap"]  # from .block import TensorBlock
     assert "mtdsl.ir.nodes" in edges["mtdsl.codegen.plan"]  # from mtdsl.ir import nodes as ir
-    assert ("mtdsl.runtime.model", "mtdsl.runtime.torch_module") in {(m, t) for m, _, t in local}
-    assert "mtdsl.runtime.torch_module" in lazy and "mtdsl.runtime.model" not in lazy
+    assert ("mtdsl.runtime.model", "mtdsl.runtime.torch.module") in {(m, t) for m, _, t in local}
+    assert "mtdsl.runtime.torch.module" in lazy and "mtdsl.runtime.model" not in lazy
     edges = {"a": {"b": 1}, "b": {"c": 1}, "c": {"a": 1, "b": 1}, "d": {"a": 1}}
     assert _cycles(edges) == [["a", "b", "c"]]
     assert _shortest_cycle(["a", "b", "c"], edges) == ["a", "b", "c", "a"]

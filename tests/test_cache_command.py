@@ -1,4 +1,4 @@
-"""`mtdsl cache info|clear|verify` (mtdsl/cache_command.py)."""
+"""`mtdsl cache info|clear|verify` (mtdsl/cli/cache.py)."""
 
 from __future__ import annotations
 

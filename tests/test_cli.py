@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from mtdsl.cli import COMMANDS, main
+from mtdsl.cli import main
+from mtdsl.cli.app import COMMANDS
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -142,7 +143,7 @@ def test_random_inputs_follow_the_declaration():
 
 
 def test_model_commands_are_registered():
-    from mtdsl.cli import all_commands
+    from mtdsl.cli.app import all_commands
 
     assert [c.name for c in all_commands()][:2] == ["check", "fmt"]
 

@@ -15,7 +15,7 @@ import uuid
 import numpy as np
 
 from mtdsl.provenance import PROVENANCE_KEY, history
-from mtdsl.runtime.asked_gradients import asked_gradients
+from mtdsl.runtime.gradients.asked import asked_gradients
 from mtdsl.runtime.model import REVERSE_MIN_ATOMS
 from mtdsl.systems import as_batch
 
@@ -42,7 +42,7 @@ def run_copy(model, species=None, n_atoms: int | None = None):
 
 def asked(model, gradients):
     """The gradients of a call in a canonical, JSON-able form (a list for every output, or
-    `{output: [...]}`), checked against the model's outputs (runtime/asked_gradients.py)."""
+    `{output: [...]}`), checked against the model's outputs (runtime/gradients/asked.py)."""
     asked_gradients(model.module, gradients)
     if isinstance(gradients, dict):
         return {name: [wrts] if isinstance(wrts, str) else list(dict.fromkeys(wrts or []))

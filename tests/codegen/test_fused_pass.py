@@ -22,7 +22,7 @@ from mtdsl.codegen import plan as planning
 from mtdsl.compile import compile
 from mtdsl.ir import nodes as ir
 from mtdsl.runtime import compiled as compiled_module
-from mtdsl.runtime import gradients as gradients_module
+from mtdsl.runtime.gradients import forward as gradients_module
 
 from ..runtime.test_gradients import EXAMPLES, PAIRS_PROGRAM, with_gradients, write
 from .test_native_gradients import ALL, assert_same_gradients, systems

@@ -1,4 +1,4 @@
-"""Scatter kernels of one gradient run interleaved (`runtime/gradients.py: _interleaved_groups`,
+"""Scatter kernels of one gradient run interleaved (`runtime/gradients/forward.py: _interleaved_groups`,
 `CompiledModule.scatter_interleaved`): the power spectrum's two terms (`drho1 * rho2` and
 `rho1 * drho2`, both over the rows of `drho`) run chunk by chunk of their common driver, every
 term on a chunk before the next, on one or two threads; the result is the interpreter's.
@@ -14,7 +14,7 @@ import pytest
 
 from mtdsl.compile import compile
 from mtdsl.runtime import compiled as compiled_module
-from mtdsl.runtime import gradients as gradients_module
+from mtdsl.runtime.gradients import forward as gradients_module
 
 from ..runtime.test_gradients import small_batch, with_gradients
 from .test_native_gradients import assert_same_gradients

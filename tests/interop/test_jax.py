@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mtdsl
-from mtdsl.runtime.jax_function import JaxFunctionError
+from mtdsl.runtime.bridges.jax_function import JaxFunctionError
 from tests.torch._helpers import EXAMPLES, HYPERS, atoms, compiled, features
 
 

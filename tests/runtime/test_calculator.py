@@ -1,4 +1,4 @@
-"""`model.as_calculator()` (runtime/calculator.py) against the model itself, finite differences,
+"""`model.as_calculator()` (runtime/bridges/calculator.py) against the model itself, finite differences,
 ASE's own Lennard-Jones calculator and an NVE run."""
 
 import pathlib
@@ -14,7 +14,7 @@ from ase.md.verlet import VelocityVerlet
 from ase.stress import voigt_6_to_full_3x3_stress
 
 import mtdsl
-from mtdsl.runtime.calculator import CalculatorError
+from mtdsl.runtime.bridges.calculator import CalculatorError
 from tests.runtime._helpers import spaced_positions
 
 HERE = pathlib.Path(__file__).resolve().parent

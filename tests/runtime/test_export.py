@@ -1,4 +1,4 @@
-"""`model.export()` / `mtdsl export` (runtime/export.py): the exported AtomisticModel under
+"""`model.export()` / `mtdsl export` (runtime/export/atomistic.py): the exported AtomisticModel under
 metatomic's own ASE calculator, in a fresh Python that never imported mtdsl, equals
 `as_calculator()`; capabilities, neighbour lists, selected atoms, errors."""
 
@@ -15,7 +15,7 @@ import torch
 
 import mtdsl
 from mtdsl._coexist import import_module_with_metatensor_torch
-from mtdsl.runtime.export import ExportError
+from mtdsl.runtime.export.atomistic import ExportError
 from tests.runtime._helpers import spaced_positions
 
 # this process may have imported torch_geometric first (tests/interop): metatomic is imported

@@ -1,4 +1,4 @@
-"""The exported model's C++ operator (runtime/export_cpp.py, runtime/export_tape.py,
+"""The exported model's C++ operator (runtime/export/cpp.py, runtime/export/tape.py,
 codegen/torch_op.py): metatomic's ASE calculator in a Python where mtdsl cannot be imported
 equals `as_calculator()`; programs whose kernel calls need the Python runtime are refused by name
 (`runtime="cpp"`, `mtdsl export --runtime cpp`) or exported with the Python-hosted operator
@@ -18,7 +18,7 @@ import pytest
 
 import mtdsl
 from mtdsl._coexist import import_module_with_metatensor_torch
-from mtdsl.runtime.export import ExportError, ExportWarning
+from mtdsl.runtime.export.atomistic import ExportError, ExportWarning
 from tests.runtime._helpers import spaced_positions
 
 from .engine import run_engine

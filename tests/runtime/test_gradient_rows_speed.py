@@ -1,11 +1,11 @@
-"""The shortcuts of the gradient rows' preparation (`runtime/gradients.py`) against their plain definitions."""
+"""The shortcuts of the gradient rows' preparation (`runtime/gradients/forward.py`) against their plain definitions."""
 
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-from mtdsl.runtime import gradients as G
+from mtdsl.runtime.gradients import forward as G
 from mtdsl.runtime.blocks import expand_slot
 from mtdsl.runtime.named import Named, apply, broadcast_to, union_axes
 

@@ -1,4 +1,4 @@
-"""The descriptors of a torch module (runtime/descriptors.py, runtime/torch_descriptors.py).
+"""The descriptors of a torch module (runtime/torch/descriptors.py, runtime/torch/descriptor_functions.py).
 
 Which tensors are descriptors; their products (VJP, JVP) from the gradient blocks against
 torch autograd through the IR; the module computing its VJPs with them equals the module
@@ -13,9 +13,9 @@ import pytest
 import torch
 
 import mtdsl
-from mtdsl.runtime import torch_descriptors
+from mtdsl.runtime.torch import descriptor_functions
 from mtdsl.runtime.evaluate import torch_values
-from mtdsl.runtime.descriptors import BlockRun, Descriptors, NativeRun, descriptor_names
+from mtdsl.runtime.torch.descriptors import BlockRun, Descriptors, NativeRun, descriptor_names
 from mtdsl.systems import System
 from mtdsl.systems.batch import SystemBatch
 from mtdsl.systems.neighbors import neighbors
@@ -123,8 +123,8 @@ def reference_module():
 
 def test_the_module_uses_the_descriptors_and_equals_torch_everywhere(monkeypatch):
     calls = []
-    forward = torch_descriptors.DescriptorValues.forward
-    monkeypatch.setattr(torch_descriptors.DescriptorValues, "forward",
+    forward = descriptor_functions.DescriptorValues.forward
+    monkeypatch.setattr(descriptor_functions.DescriptorValues, "forward",
                         staticmethod(lambda *args: calls.append(1) or forward(*args)))
     module, reference = compiled("soap_energy").to_torch(), reference_module()
     batch, reference_batch = systems(requires_grad=True), systems(requires_grad=True)
@@ -144,8 +144,8 @@ def test_the_module_uses_the_descriptors_and_equals_torch_everywhere(monkeypatch
 
 def test_second_derivatives_only_when_the_backward_asks(monkeypatch):
     calls = []
-    hessian = torch_descriptors.DescriptorState.hessian_products
-    monkeypatch.setattr(torch_descriptors.DescriptorState, "hessian_products",
+    hessian = descriptor_functions.DescriptorState.hessian_products
+    monkeypatch.setattr(descriptor_functions.DescriptorState, "hessian_products",
                         lambda self, *args: calls.append(1) or hessian(self, *args))
     module = compiled("soap_energy").to_torch()
     parameters = list(module.parameters())

@@ -1,4 +1,4 @@
-"""`Model.to_torch()`: autograd through the compiled kernels (runtime/torch_module.py, docs/torch.md).
+"""`Model.to_torch()`: autograd through the compiled kernels (runtime/torch/module.py, docs/torch.md).
 
 gradcheck (float64) of every reference program with respect to positions, cells,
 parameters and the convolution's input tensormap; double backward (forces in a
@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import mtdsl
-from mtdsl.runtime import torch_module
-from mtdsl.runtime.torch_module import TorchModelError, encode_shapes, evaluate_op, gradient_blocks_op
+from mtdsl.runtime.torch import module as torch_module
+from mtdsl.runtime.torch.module import TorchModelError, encode_shapes, evaluate_op, gradient_blocks_op
 from mtdsl.tensor import TensorBlock, TensorMap
 
 from ._helpers import EXAMPLES, HYPERS, PROGRAMS, atoms, compiled, features, flat_values, systems

@@ -4,7 +4,7 @@ A kernel is *structural* when it reads no `param`, no input TensorMap and only
 structural tensors: the spherical expansion and the power spectrum of
 `examples/soap_energy.mt`, not its energy. The structural tensors that the rest
 of the program (or the caller) reads are the model's *descriptors*. The torch
-module (runtime/torch_module.py) computes them with the model's backend and
+module (runtime/torch/module.py) computes them with the model's backend and
 their vector-Jacobian and Jacobian-vector products from their forward-mode
 gradient blocks (positions and cell, compiled like any declared gradient,
 docs/gradients.md), so that only the program downstream of them is evaluated
@@ -35,11 +35,11 @@ from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.reads import kernel_reads, read_closure
 
-from .assemble import ENTRY_LABELS, evaluate_kernel
-from .bindings import Bindings
-from .gradients import compute_gradients
-from .evaluate.evaluator import Evaluator
-from .native_products import NativeProducts
+from ..assemble import ENTRY_LABELS, evaluate_kernel
+from ..bindings import Bindings
+from ..gradients.forward import compute_gradients
+from ..evaluate.evaluator import Evaluator
+from ..native_products import NativeProducts
 
 #: the gradients a descriptor's products need, in the torch module's terms (cell: d/dH at fixed positions)
 WRT = ("positions", "cell")

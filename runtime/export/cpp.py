@@ -1,8 +1,8 @@
 """The exported model's C++ operator (docs/simulation.md, "The C++ operator"): the tapes of the
 energy output (and of the per-atom output, for `selected_atoms`) recorded by
-`runtime/export_tape.py`, compiled with the cpp backend's module source into a libtorch
+`runtime/export/tape.py`, compiled with the cpp backend's module source into a libtorch
 extension (`codegen/torch_op.py`) copied into the extensions directory as `mtdsl_<sha>.so`, and
-the TorchScript module that calls it (`runtime/export_native_module.py`, its namespace filled in).
+the TorchScript module that calls it (`runtime/export/native_module.py`, its namespace filled in).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import torch
 from mtdsl import atomic
 from mtdsl.codegen import torch_op
 
-from .compiled import default_threads
-from .export_tape import STRUCTURE_FIELDS, record
+from ..compiled import default_threads
+from .tape import STRUCTURE_FIELDS, record
 
 KINDS = ("systems", "pairs")
 
@@ -92,7 +92,7 @@ def _renumber(tape, structure: list, constants: list) -> None:
 
 def _scripted_class(namespace: str):
     """`ExportedNative` with its operator's namespace, from a file (TorchScript reads the source)."""
-    template = os.path.join(os.path.dirname(__file__), "export_native_module.py")
+    template = os.path.join(os.path.dirname(__file__), "native_module.py")
     with open(template) as file:
         text = file.read().replace("torch.ops.NAMESPACE.", f"torch.ops.{namespace}.")
     directory = tempfile.mkdtemp(prefix="mtdsl-export-")  # kept until exit: scripting reads it

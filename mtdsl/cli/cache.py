@@ -13,9 +13,9 @@ import argparse
 import os
 from pathlib import Path
 
-from . import atomic
-from .cli_base import EXIT_ERROR, EXIT_OK, Command
-from .codegen import cache
+from .. import atomic
+from .base import EXIT_ERROR, EXIT_OK, Command
+from ..codegen import cache
 
 
 def add_cache(parser: argparse.ArgumentParser) -> None:

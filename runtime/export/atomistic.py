@@ -5,11 +5,11 @@ The file is TorchScript (`AtomisticModel.save`). Its module asks the engine for 
 lists at the program's cutoffs and calls one operator per system, whose autograd gives forces
 and virials:
 
-- the model's C++ operator (`runtime/export_cpp.py`; `DIR/mtdsl_<sha>.so`, built against the
+- the model's C++ operator (`runtime/export/cpp.py`; `DIR/mtdsl_<sha>.so`, built against the
   installed libtorch from the cpp backend's module source): no Python of mtdsl runs in the
   engine, so engines without Python load it;
-- for the programs it refuses (`runtime/export_tape.py: TapeError`, naming the kernel and
-  access), the Python-hosted `mtdsl_export::energy` (`runtime/export_ops.py`;
+- for the programs it refuses (`runtime/export/tape.py: TapeError`, naming the kernel and
+  access), the Python-hosted `mtdsl_export::energy` (`runtime/export/ops.py`;
   `DIR/mtdsl_export.so` registers it by importing mtdsl in the engine's Python), the module
   holding the pickled model (program IR, hypers, trained parameters; no native code).
 
@@ -37,8 +37,8 @@ from mtdsl._version import __version__
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
 
-from .calculator import CalculatorError, _is_scalar_per, check_energy_output
-from .export_tape import TapeError
+from ..bridges.calculator import CalculatorError, _is_scalar_per, check_energy_output
+from .tape import TapeError
 
 EXTENSION = "mtdsl_export"
 
@@ -90,7 +90,7 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
     directory = os.fspath(extensions_directory)
     native = None
     if runtime != "python":
-        from .export_cpp import native_module  # imports torch
+        from .cpp import native_module  # imports torch
 
         try:
             native = native_module(model, output, per_atom_name, directory)
@@ -104,15 +104,15 @@ def export(model, path, *, extensions_directory="extensions", output: str = "ene
     if native is not None:
         module, extension = native
     else:
-        from . import export_ops  # noqa: F401  (registers the operator the module scripts against)
-        from .export_module import ExportedEnergy
+        from . import ops  # noqa: F401  (registers the operator the module scripts against)
+        from .module import ExportedEnergy
 
         spec = {"model": model, "output": output, "per_atom": per_atom_name, "mtdsl": __version__}
         blob = pickle.dumps(spec)
         key = hashlib.sha256(blob).hexdigest()
         module = ExportedEnergy(torch.frombuffer(bytearray(blob), dtype=torch.uint8).clone(), key, output,
                                 [float(p.cutoff) for p in model.module.pairs], per_atom_name is not None)
-        _extension(directory)  # not loaded here: the operator is registered by importing export_ops
+        _extension(directory)  # not loaded here: the operator is registered by importing ops
         extension = EXTENSION
     interaction_range = model.interaction_range
     capabilities = ModelCapabilities(
@@ -170,7 +170,7 @@ def _record_extension(path: str, directory: str, extension: str = EXTENSION) -> 
 _SHIM = r"""
 // mtdsl_export: loaded by metatomic from extensions_directory with an exported model. It
 // registers the mtdsl_export::energy operator by importing mtdsl in the engine's Python
-// (runtime/export_ops.py); in an engine without Python it says so on stderr.
+// (runtime/export/ops.py); in an engine without Python it says so on stderr.
 #include <Python.h>
 #include <cstdio>
 
@@ -183,7 +183,7 @@ struct Register {
             return;
         }
         PyGILState_STATE state = PyGILState_Ensure();
-        PyObject* module = PyImport_ImportModule("mtdsl.runtime.export_ops");
+        PyObject* module = PyImport_ImportModule("mtdsl.runtime.export.atomistic.ops");
         if (module == nullptr) {
             PyErr_Print();
         }

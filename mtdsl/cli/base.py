@@ -1,8 +1,9 @@
 """What every subcommand of the `mtdsl` command line shares: exit statuses, the error to report
 as one line, the `Command` record, and the argument helpers.
 
-Below both `mtdsl.cli` (the front end's commands and `main`) and `mtdsl.commands` (the model
-commands), so that neither imports the other for them; `mtdsl.cli` re-exports every name.
+Below both `mtdsl.cli.app` (the front end's commands and `main`) and `mtdsl.cli.commands` (the
+model commands), and below each feature's command (`mtdsl.cli.cache`), so that none imports
+another for them.
 """
 
 from __future__ import annotations

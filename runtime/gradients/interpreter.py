@@ -5,7 +5,7 @@ derivative nodes of `mtdsl.ir.passes.autodiff` (unit vectors, gradient labels an
 computed tensors); `GradientTable` holds the gradient rows of a computed tensor,
 concatenated over its blocks, for `GradLabel`/`GradValue`; `DenseLookup` finds label
 rows inside their block by value with dense tables over the small ranges of label
-values (hashed `Labels` for wide ones). `runtime/gradients.py` builds gradient blocks
+values (hashed `Labels` for wide ones). `runtime/gradients/forward.py` builds gradient blocks
 with them.
 """
 
@@ -17,9 +17,9 @@ from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels
 
-from .blocks import SLOT_WIDTH, BlockLabels, expand_slot
-from .evaluate.evaluator import Evaluator, Scope, csr_matrix
-from .named import VECTOR_AXIS, Named, apply, union_axes
+from ..blocks import SLOT_WIDTH, BlockLabels, expand_slot
+from ..evaluate.evaluator import Evaluator, Scope, csr_matrix
+from ..named import VECTOR_AXIS, Named, apply, union_axes
 
 #: for each gradient, the order of the direction variables in the stored array
 #: (strain: d/d eps_ab stored at [a, b]; cell: directions (x, a) of d/d H_ax stored at [a, x])

@@ -1,27 +1,25 @@
-"""The TorchScript module of a model exported with its C++ operator (runtime/export.py,
+"""The TorchScript module of a model exported with its C++ operator (runtime/export/atomistic.py,
 codegen/torch_op.py): metatomic's `ModelInterface` computing, from the engine's system and full
-neighbour lists, the structure arrays the operator's tapes read (`runtime/export_tape.py`:
+neighbour lists, the structure arrays the operator's tapes read (`runtime/export/tape.py`:
 `STRUCTURE_FIELDS`), then calling `torch.ops.NAMESPACE.energy`, whose autograd gives forces and
 virials. No Python of mtdsl runs: the module is TorchScript, the operator C++.
 
-`NAMESPACE` is replaced by the library's own (`mtdsl_<sha>`) before scripting (runtime/export.py).
+`NAMESPACE` is replaced by the library's own (`mtdsl_<sha>`) before scripting (runtime/export/atomistic.py).
 Imported only by the export: it imports metatomic.
 """
 
-from typing import Dict, List, Optional
+from typing import List, Tuple
 
 import torch
-from metatensor.torch import Labels, TensorMap
-from metatomic.torch import ModelOutput, NeighborListOptions, System
+from metatomic.torch import System
 
-from mtdsl.runtime.export_outputs import energy_map, selected_in
+from mtdsl.runtime.export.outputs import EnergyInterface
 
 
-class ExportedNative(torch.nn.Module):
+class ExportedNative(EnergyInterface):
     def __init__(self, output: str, cutoffs: List[float], full: List[bool], structure: List[List[int]],
                  constants: List[torch.Tensor], energy_tape: int, per_atom_tape: int, threads: int):
-        super().__init__()
-        self.output = output
+        super().__init__(output, cutoffs)
         self.cutoffs = cutoffs
         self.full = full
         # per structure input: [kind (0 systems, 1 pairs), pairs list, field number]
@@ -30,11 +28,6 @@ class ExportedNative(torch.nn.Module):
         self.energy_tape = energy_tape
         self.per_atom_tape = per_atom_tape  # -1: no per-atom output
         self.threads = threads
-        self._neighbors = [NeighborListOptions(cutoff=c, full_list=True, strict=True, requestor="mtdsl")
-                           for c in cutoffs]
-
-    def requested_neighbor_lists(self) -> List[NeighborListOptions]:
-        return self._neighbors
 
     def _pairs(self, system: System, k: int) -> List[torch.Tensor]:
         """`[first, second, shifts, vectors]` of the program's k-th pair list: the engine's full
@@ -103,30 +96,14 @@ class ExportedNative(torch.nn.Module):
         return torch.ops.NAMESPACE.energy(positions, system.cell, inputs, self.constants, counts, which,
                                           self.threads)
 
-    def forward(self, systems: List[System], outputs: Dict[str, ModelOutput],
-                selected_atoms: Optional[Labels] = None) -> Dict[str, TensorMap]:
-        if self.output not in outputs:
-            return {}
-        per_atom = outputs[self.output].sample_kind == "atom"
-        values: List[torch.Tensor] = []
-        samples: List[torch.Tensor] = []
-        for index, system in enumerate(systems):
-            n_atoms = system.positions.shape[0]
-            selected = selected_in(selected_atoms, index, n_atoms)
-            whole = bool(selected.all()) and not per_atom
-            if whole:
-                values.append(self._values(system, self.energy_tape).reshape(1))
-                samples.append(torch.tensor([[index]], dtype=torch.int64))
-                continue
-            if self.per_atom_tape < 0:
-                raise ValueError("per-atom energies or a selection of atoms need a per-atom output: the program "
-                                 "has none (docs/simulation.md)")
-            energies = self._values(system, self.per_atom_tape)
-            atoms = torch.nonzero(selected).reshape(-1)
-            if per_atom:
-                values.append(energies[atoms])
-                samples.append(torch.stack([torch.full_like(atoms, index), atoms], dim=1))
-            else:
-                values.append(energies[atoms].sum().reshape(1))
-                samples.append(torch.tensor([[index]], dtype=torch.int64))
-        return energy_map(self.output, values, samples, per_atom)
+    def _energies(self, system: System, selected: torch.Tensor, per_atom: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+        if bool(selected.all()) and not per_atom:
+            return self._values(system, self.energy_tape).reshape(1), torch.zeros(0, dtype=torch.int64)
+        if self.per_atom_tape < 0:
+            raise ValueError("per-atom energies or a selection of atoms need a per-atom output: the program "
+                             "has none (docs/simulation.md)")
+        energies = self._values(system, self.per_atom_tape)
+        atoms = torch.nonzero(selected).reshape(-1)
+        if per_atom:
+            return energies[atoms], atoms
+        return energies[atoms].sum().reshape(1), atoms

@@ -1,6 +1,6 @@
-"""Descriptors as torch autograd functions: native values and products (runtime/descriptors.py).
+"""Descriptors as torch autograd functions: native values and products (runtime/torch/descriptors.py).
 
-Inside the VJPs of `mtdsl::evaluate` (runtime/torch_module.py), the descriptors
+Inside the VJPs of `mtdsl::evaluate` (runtime/torch/module.py), the descriptors
 of a model (its tensors that are functions of the systems alone) enter the torch
 evaluation of the rest of the program as the outputs of `DescriptorValues`,
 whose backward is `DescriptorVJP` (the gradient blocks contracted with the
@@ -18,7 +18,7 @@ import dataclasses
 
 import torch
 
-from .evaluate import torch_values
+from ..evaluate import torch_values
 
 
 @dataclasses.dataclass(frozen=True)

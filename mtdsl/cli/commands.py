@@ -1,6 +1,6 @@
 """The model subcommands of the `mtdsl` command line: `compile`, `run`, `inspect`.
 
-They are registered in `mtdsl.cli`'s command table (one `Command` each) and
+They are registered in `mtdsl.cli.app`'s command table (one `Command` each) and
 follow its rules: one clear line on stderr and exit status 1 for bad input,
 2 for usage errors, never a traceback unless `--debug`.
 """
@@ -14,21 +14,21 @@ import warnings
 
 import numpy as np
 
-from .cache_command import COMMAND as CACHE_COMMAND
-from .cli_base import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Command, CommandError, _parse_set, _require_file
-from .codegen import render
-from .codegen.derived import extended_module
-from .compile import CompileError, compile
-from .distributed.command import inspect_dataset, parse_domains, run_distributed
-from .errors import FormatError
-from .io.mts import load, save
-from .io.structures import read_structures
-from .lang.resolve import parse_literal_text
-from .ops import join
-from .provenance import append_provenance, history
-from .runtime.export import ExportError, ExportWarning
-from .runtime.parameters import ParametersError, file_species
-from .tensor import Labels, TensorBlock, TensorMap
+from .cache import COMMAND as CACHE_COMMAND
+from .base import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Command, CommandError, _parse_set, _require_file
+from ..codegen import render
+from ..codegen.derived import extended_module
+from ..compile import CompileError, compile
+from ..distributed.command import inspect_dataset, parse_domains, run_distributed
+from ..errors import FormatError
+from ..io.mts import load, save
+from ..io.structures import read_structures
+from ..lang.resolve import parse_literal_text
+from ..ops import join
+from ..provenance import append_provenance, history
+from ..runtime.export.atomistic import ExportError, ExportWarning
+from ..runtime.parameters import ParametersError, file_species
+from ..tensor import Labels, TensorBlock, TensorMap
 
 
 def _add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -342,7 +342,7 @@ def add_export(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """A metatomic AtomisticModel of the program (runtime/export.py, docs/simulation.md)."""
+    """A metatomic AtomisticModel of the program (runtime/export/atomistic.py, docs/simulation.md)."""
     if args.species is None and args.params:
         args.species = _params_species(args.params)
     model = _compile(args, backend=args.backend)
@@ -372,6 +372,6 @@ COMMANDS = [
 ]
 
 
-COMMANDS.append(CACHE_COMMAND)  # `mtdsl cache info|clear|verify` (mtdsl/cache_command.py)
+COMMANDS.append(CACHE_COMMAND)  # `mtdsl cache info|clear|verify` (mtdsl/cli/cache.py)
 
 __all__ = ["COMMANDS", "EXIT_ERROR"]

@@ -9,7 +9,7 @@ argument descriptor (`codegen/cpp.py`) is resolved symbolically:
 
 - structure (`("systems", S, field)`, `("pairs", P, field)`) becomes an *input* the exported
   TorchScript module computes from the engine's system and neighbour list
-  (`runtime/export_native_module.py`), listed in `Tape.structure`;
+  (`runtime/export/native_module.py`), listed in `Tape.structure`;
 - parameters, compile-time tables and species become *constants*, their values taken now;
 - grids of earlier kernels and cotangents become *buffers* the driver allocates;
 - scalars become counts or literals.
@@ -35,10 +35,10 @@ from mtdsl.ir.passes.products import cotangent_tensor
 from mtdsl.ir.roles import RowMap
 from mtdsl.systems import System, SystemBatch
 
-from .calculator import _is_scalar_per
-from .native_products import NativeProducts, _parallel_over_an_index
+from ..bridges.calculator import _is_scalar_per
+from ..native_products import NativeProducts, _parallel_over_an_index
 
-#: structure fields the exported module computes (runtime/export_native_module.py), by kind
+#: structure fields the exported module computes (runtime/export/native_module.py), by kind
 STRUCTURE_FIELDS = {
     "systems": ("types", "positions", "system", "atom", "atom_offsets"),
     "pairs": ("first", "second", "system", "first_atom", "second_atom", "cell_shifts", "vectors", "distances",

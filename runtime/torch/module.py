@@ -44,16 +44,16 @@ from mtdsl.systems.neighbors import Pairs, neighbors
 from mtdsl.tensor import TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
-from .evaluate import torch_values
-from .asked_gradients import asked_gradients
-from .assemble import evaluate_kernel
-from .bindings import Bindings
+from ..evaluate import torch_values
+from ..gradients.asked import asked_gradients
+from ..assemble import evaluate_kernel
+from ..bindings import Bindings
 from .descriptors import Descriptors
-from .evaluate.evaluator import Evaluator
-from .inputs import check_tensormap_inputs
-from .parameters import load_parameters, save_parameters
-from .presence import module_presence, restrict
-from .torch_descriptors import DescriptorState, DescriptorUse, DescriptorValues
+from ..evaluate.evaluator import Evaluator
+from ..inputs import check_tensormap_inputs
+from ..parameters import load_parameters, save_parameters
+from ..presence import module_presence, restrict
+from .descriptor_functions import DescriptorState, DescriptorUse, DescriptorValues
 
 #: live plans by handle value; a plan lives as long as its handle tensor (an attribute of it),
 #: which the outputs' autograd graph holds until it is freed
@@ -207,7 +207,7 @@ class Plan:
     def torch_values(self, structure: list[torch.Tensor], primals: list[torch.Tensor],
                      use: DescriptorUse | None = None) -> list[torch.Tensor]:
         """The output blocks' values evaluated with torch. With `use`, the descriptors come from
-        the backend as autograd functions (runtime/torch_descriptors.py)."""
+        the backend as autograd functions (runtime/torch/descriptor_functions.py)."""
         structure = _numpy(structure)
         positions, cells, params, inputs = self.split(primals)
         batch = self.batch(positions.detach().numpy(), cells.detach().numpy(), structure)
@@ -540,7 +540,7 @@ class TorchModel(torch.nn.Module):
         if is_pyg(systems):  # a PyTorch Geometric Data or Batch: its graphs, autograd kept
             systems = systems_from_pyg(systems)
         systems = list(systems) if isinstance(systems, (list, tuple)) else [systems]
-        # a list for every output, or {output: [...]} per output (runtime/asked_gradients.py)
+        # a list for every output, or {output: [...]} per output (runtime/gradients/asked.py)
         asked = asked_gradients(self._mtdsl.model.module, gradients)
         gradients = dict(gradients) if isinstance(gradients, dict) and any(asked.values()) else \
             list(gradients or []) if not isinstance(gradients, dict) else []

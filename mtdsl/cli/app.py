@@ -20,8 +20,8 @@ from typing import Optional, Sequence
 from mtdsl import atomic
 from mtdsl.errors import MtdslError
 
-# the shared pieces, importable from here as before (mtdsl/cli_base.py)
-from .cli_base import (  # noqa: F401
+# the pieces every subcommand shares (mtdsl/cli/base.py)
+from .base import (
     EXIT_ERROR,
     EXIT_OK,
     EXIT_USAGE,
@@ -32,14 +32,14 @@ from .cli_base import (  # noqa: F401
     _require_file,
 )
 from .commands import COMMANDS as MODEL_COMMANDS
-from .compile import CompileError, compile
-from .ir.differentiable import gradient_diagnostics
-from .lang.ast import deparse
-from .lang.check import analyse, recursion_room
-from .lang.diagnostics import render, use_color
-from .lang.parse import parse_module
-from .lang.resolve import parse_literal_text
-from .testing import EquivarianceError, assert_equivariant, random_inputs, random_systems
+from ..compile import CompileError, compile
+from ..ir.differentiable import gradient_diagnostics
+from ..lang.ast import deparse
+from ..lang.check import analyse, recursion_room
+from ..lang.diagnostics import render, use_color
+from ..lang.parse import parse_module
+from ..lang.resolve import parse_literal_text
+from ..testing import EquivarianceError, assert_equivariant, random_inputs, random_systems
 
 # ---- check ------------------------------------------------------------------------------------
 
@@ -219,7 +219,7 @@ def register(command: Command) -> None:
 
 
 def all_commands() -> list[Command]:
-    """The front end's commands, then the model commands of :mod:`mtdsl.commands`
+    """The front end's commands, then the model commands of :mod:`mtdsl.cli.commands`
     (`compile`, `run`, `inspect`)."""
     commands = list(COMMANDS)
     known = {command.name for command in commands}
@@ -275,6 +275,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               "(run with --debug for the traceback)", file=sys.stderr)
         return EXIT_ERROR
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

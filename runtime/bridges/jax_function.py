@@ -17,7 +17,7 @@ backward, in two callbacks so that `jax.jit` drops the one whose cotangents are 
   params and inputs as constants; one VJP with the given cotangent. The forward callback runs
   these products' own pass when they exist, and the backward reuses it when the inputs are the
   same (the usual `jax.grad` / `jax.vjp` sequence);
-- params and input TensorMaps: `model.to_torch()`'s backward (runtime/torch_module.py);
+- params and input TensorMaps: `model.to_torch()`'s backward (runtime/torch/module.py);
   also the fallback for positions and cell where the products do not lower (and for the
   interpreter backend).
 
@@ -50,8 +50,8 @@ from mtdsl.errors import AutodiffError, MtdslError, Unsupported
 from mtdsl.systems import System
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 
-from .inputs import check_tensormap_inputs
-from .native_products import NativeProducts
+from ..inputs import check_tensormap_inputs
+from ..native_products import NativeProducts
 
 #: the callbacks share state (the products' last run, a model's torch module and its params) and
 #: XLA may call them from several threads (independent calls in one jitted function): one at a time

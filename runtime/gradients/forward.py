@@ -27,7 +27,7 @@ distinct values (the centre of each row) are evaluated once per value.
 Label lookups use dense tables over the small ranges of label values.
 
 The interpreter of the derivative IR nodes and the gradient rows of computed
-tensors as tables are `runtime/gradient_interpreter.py`'s; this module turns
+tensors as tables are `runtime/gradients/interpreter.py`'s; this module turns
 gradient kernels into gradient blocks with them.
 """
 
@@ -43,13 +43,13 @@ from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels, TensorBlock
 
-from .assemble import signature_values
-from .bindings import RunError
-from .gradient_interpreter import _STORED_ORDER, DenseLookup, GradientInterpreter, GradientTable, _lookup
-from .gradient_interpreter import _broadcast  # noqa: F401 - tests read it here
-from .evaluate.evaluator import Scope, _contract
-from .named import VECTOR_AXIS, Named, apply, union_axes
-from .presence import present_rows
+from ..assemble import signature_values
+from ..bindings import RunError
+from .interpreter import _STORED_ORDER, DenseLookup, GradientInterpreter, GradientTable, _lookup
+from .interpreter import _broadcast  # noqa: F401 - tests read it here
+from ..evaluate.evaluator import Scope, _contract
+from ..named import VECTOR_AXIS, Named, apply, union_axes
+from ..presence import present_rows
 
 #: gradient component labels, in the order of the gradient arrays' direction axes
 DIRECTION_LABELS = {"positions": ("xyz",), "strain": ("xyz_2", "xyz_1"), "cell": ("xyz", "abc")}

@@ -1,4 +1,4 @@
-"""The torch operators an exported model calls (runtime/export.py): `mtdsl_export::energy`.
+"""The torch operators an exported model calls (runtime/export/atomistic.py): `mtdsl_export::energy`.
 
 An exported `AtomisticModel` is TorchScript; its forward calls
 
@@ -14,7 +14,7 @@ cotangent, so the engine's `backward()` gives forces and virials.
 The operator runs the model through mtdsl's Python runtime (the native kernels of the model's
 backend, in process): an engine that hosts Python (ASE, i-PI, torch-sim, any Python driver)
 runs models exported with it; one that does not (LAMMPS, GROMACS) needs the C++ operator
-(runtime/export_cpp.py), which the export uses wherever the program allows: this one is the
+(runtime/export/cpp.py), which the export uses wherever the program allows: this one is the
 fallback for the programs it refuses. `blob` is the pickled model (no native code;
 rebuilt from the kernel cache on first use), `key` its sha256: the model is unpickled once per
 process and key.
@@ -35,7 +35,7 @@ from mtdsl.ir import nodes as ir
 from mtdsl.systems import System, SystemBatch
 from mtdsl.systems.neighbors import Pairs, _canonical_half, pair_vectors
 
-from .bindings import Bindings
+from ..bindings import Bindings
 
 _MODELS: dict = {}  # key -> _Evaluator
 

@@ -1,0 +1,7 @@
+"""`python -m mtdsl.cli ...`: the `mtdsl` command line."""
+
+import sys
+
+from .app import main
+
+sys.exit(main())
