@@ -30,7 +30,7 @@ from mtdsl.ir.passes.native_forms import expand_native_forms
 from ..test_architecture import ROOT, source_modules
 
 #: the printers' fixed tables of primitives: (module, assigned name)
-PRIMITIVE_TABLES = {("mtdsl.codegen.cpp", "CPP_FUNCTIONS"), ("mtdsl.codegen.llvm", "LLVM_INTRINSICS"),
+PRIMITIVE_TABLES = {("mtdsl.codegen.schedule.nest", "INTRINSICS"), ("mtdsl.codegen.cpp.printer", "FUNCTIONS"), ("mtdsl.codegen.llvm", "LLVM_INTRINSICS"),
                     ("mtdsl.codegen.llvm", "LIBM_FUNCTIONS")}
 EXEMPT = ("mtdsl.builtins", "mtdsl.math")
 
