@@ -51,7 +51,9 @@ def _member(plan: planning.KernelPlan, buffer: str, start: int, parallel: bool) 
         if id(node) in tabulated:
             over, level, row = tabulated[id(node)]
             count += 1
-            put(level, nest.Table(f"T{count}", over, row or "", nest.Source(str(node))))
+            put(level, nest.Alloc(f"T{count}", 0, note=f"for every {over}" + (f" and {row}" if row else "")))
+            put(level, nest.Store(f"T{count}", nest.Source(over + (f", {row}" if row else ""), nest.INT),
+                                  nest.Source(str(node))))
     target = buffer
     indices = tuple(b.name for b in plan.kernel.indices)
     local = plan.local
@@ -62,9 +64,9 @@ def _member(plan: planning.KernelPlan, buffer: str, start: int, parallel: bool) 
         for loop in plan.loops[local:]:
             if loop.is_index:
                 size *= planning.static_size(loop.domain)
-        put(local, nest.Alloc("A", size))
-    write = nest.Write(target, indices if local is None else inner, nest.Source(str(plan.body)),
-                       plan.schedule == "accumulate")
+        put(local, nest.Alloc("A", size, zero=True))
+    write = nest.Store(target, nest.Source(", ".join(indices if local is None else inner), nest.INT),
+                       nest.Source(str(plan.body)), plan.schedule == "accumulate")
 
     def level(k: int) -> tuple:
         """The statements at level k: what is placed there, then loop k (or the write, innermost)."""
@@ -74,12 +76,17 @@ def _member(plan: planning.KernelPlan, buffer: str, start: int, parallel: bool) 
         loop = plan.loops[k]
         body = tuple(nest.Guard(nest.Source(str(g), nest.BOOL), "where") for g in loop.guards) + level(k + 1)
         over = str(loop.domain) + (f" = {loop.expr}" if loop.expr is not None else "")
-        here.append(nest.Loop(loop.var, over, loop.kind, body, parallel and k == 0))
+        here.append(_loop(loop, over, body, parallel and k == 0))
         if local is not None and k == local:
-            here.append(nest.Write(buffer, indices, nest.Source("A[" + ", ".join(inner) + "]"), True))
+            here.append(nest.Store(buffer, nest.Source(", ".join(indices), nest.INT),
+                                   nest.Source("A[" + ", ".join(inner) + "]"), True))
         return tuple(here)
 
     return level(start)
+
+
+def _loop(loop, over: str, body: tuple, parallel: bool) -> nest.Loop:
+    return nest.Loop(loop.var, nest.Source(over, nest.INT), None, body, loop.kind, "dynamic" if parallel else "")
 
 
 def _nodes(expr):
@@ -96,7 +103,7 @@ def _nodes(expr):
 def lower_kernel(kernel: ir.TensorKernel) -> nest.Kernel:
     plan = planning.plan_kernel(kernel)
     body = tuple(nest.Guard(nest.Source(str(g), nest.BOOL), "where") for g in plan.pre_guards)
-    return nest.Kernel(kernel.name, plan.schedule, body + _member(plan, "out", 0, plan.parallel))
+    return nest.Kernel(kernel.name, "", plan.schedule, (), body + _member(plan, "out", 0, plan.parallel))
 
 
 def lower_fused(fused: planning.FusedPlan) -> nest.Kernel:
@@ -109,9 +116,9 @@ def lower_fused(fused: planning.FusedPlan) -> nest.Kernel:
         loop = first.loops[k]
         guards = tuple(nest.Guard(nest.Source(str(g), nest.BOOL), "where") for g in loop.guards)
         over = str(loop.domain) + (f" = {loop.expr}" if loop.expr is not None else "")
-        inner = (nest.Loop(loop.var, over, loop.kind, guards + inner, fused.parallel and k == 0),)
+        inner = (_loop(loop, over, guards + inner, fused.parallel and k == 0),)
     names = ", ".join(plan.kernel.name for plan in fused.plans)
-    return nest.Kernel(f"{fused.fused.name} = ({names})", "fused", inner)
+    return nest.Kernel(f"{fused.fused.name} = ({names})", "", "fused", (), inner)
 
 
 def lower_module(module: ir.Module) -> tuple:

@@ -83,10 +83,10 @@ def test_compile_emits_the_nest(capsys):
     path = str(EXAMPLES / "soap_power_spectrum.mt")
     assert main(["compile", path, "--emit", "nest", "--set", "n_radial=3", "--gradients", "positions"]) == 0
     text = capsys.readouterr().out
-    assert "kernel ps (direct):" in text and "parallel for i in atoms(S):" in text
+    assert "kernel ps (direct):" in text and "parallel(dynamic) for i in {atoms(S)}:" in text
     assert "guard {(b1 <= b2)}  # where" in text
     # a value tabulated over l outside the loops between (the prefactor of ps, with 3 radial channels)
-    assert "table T1[l] = {" in text
+    assert "T1[{l}] = {" in text
     # the gradient kernels: local accumulators, and fused kernels whose members write their own buffers
-    assert "kernel ·scatter·dps/dpositions#0 (accumulate):" in text and "alloc A: real[27]" in text
+    assert "kernel ·scatter·dps/dpositions#0 (accumulate):" in text and "alloc A: real[27] = 0" in text
     assert "(fused):" in text and "out1[" in text and "dstrain" not in text
