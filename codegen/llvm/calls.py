@@ -130,7 +130,10 @@ class Calls:
 
 
     def nest_printer(self) -> NestPrinter:
-        return NestPrinter(self.real, self.intrinsic, self.alloca)
+        """The nest printer for a routine inline (its arrays in this function's entry block)."""
+        printer = NestPrinter(self.llmodule, self.real)
+        printer.entry = self.allocas
+        return printer
 
     def dot(self, u: Value, v: Value):
         place = self.join(u, v)
