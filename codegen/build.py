@@ -22,7 +22,7 @@ from .schedule import lower
 
 def render(module: ir.Module, emit: str, dtype: str = "float64") -> str:
     """The generated code of `module` (`mtdsl compile --emit cpp|llvm|nest`): C++ source, LLVM IR,
-    or the loop nest both are printed from (`codegen/schedule/lower.py`)."""
+    or the loop nest the C++ backend prints (`codegen/schedule/lower.py`)."""
     if emit == "nest":
         return lower.render(module)
     if emit == "cpp":

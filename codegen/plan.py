@@ -27,7 +27,7 @@ kernel:
 Hoisting of loop-invariant values (a `sph` table once per pair, a `soap_radial`
 table for every `(l, n)` once per pair, block lookups once per block...) follows
 from this order: a renderer places each value in the outermost loop where all
-its variables are bound (see `codegen/cpp.py`).
+its variables are bound (see `codegen/schedule/kernel.py`).
 
 A kernel the plan cannot handle raises `Unsupported`; the runtime then
 evaluates that kernel with the reference interpreter (documented fallback).

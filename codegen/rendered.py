@@ -1,4 +1,4 @@
-"""What the C++ renderer produces (`codegen/cpp.py`), stored by the kernel cache.
+"""What the C++ backend produces (`codegen/cpp/`), stored by the kernel cache.
 
 Kept apart from the renderer so that a cache hit unpickles a rendering without
 importing the renderer (`runtime/compiled.py: compile_module`).

@@ -1,7 +1,7 @@
 """The lookup tables a compiled block access reads, and `Fallback`: why a kernel's argument has no native form.
 
 A compiled kernel reads `T{keys}[samples, components, properties]` through dense
-tables from label values to positions (`BlockLookup`, see `codegen/cpp.py`,
+tables from label values to positions (`BlockLookup`, see `codegen/schedule/reads.py`,
 `_render_BlockRef`). A table that would be too large, or labels too spread out
 to encode, have no native form: binding then returns a `Fallback` value (never
 an exception), and the native runner (`runtime/compiled.py`) leaves that
@@ -132,7 +132,7 @@ def _positions(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
 
 
 class BlockLookup:
-    """The arrays and sizes a compiled block access reads (see `codegen/cpp.py`, `_render_BlockRef`);
+    """The arrays and sizes a compiled block access reads (see `codegen/schedule/reads.py`, `_render_BlockRef`);
     `.fallback` says why there are none (a `Fallback`), or is None."""
 
     def __init__(self, key, tensor, bindings: Bindings, dtype):

@@ -5,7 +5,7 @@ system and pair counts, for `codegen/torch_op.py` to replay in C++.
 
 The tape follows `runtime/native_products.py` (`NativeProducts.run` for the values, `.vjp` for
 the products, the same kernels of the same compiled module) without running it: each kernel
-argument descriptor (`codegen/cpp.py`) is resolved symbolically:
+argument descriptor (`codegen/schedule/kernel.py`) is resolved symbolically:
 
 - structure (`("systems", S, field)`, `("pairs", P, field)`) becomes an *input* the exported
   TorchScript module computes from the engine's system and neighbour list
@@ -154,7 +154,7 @@ class _Recorder:
 
     def dense_lookup(self, kernel_name: str, descriptor):
         """The lookup tables of a block access to a tensor the tape holds as a grid, mapping every
-        label to its grid point (`codegen/cpp.py: _render_BlockRef` reads `values[base[block] +
+        label to its grid point (`codegen/schedule/reads.py: _render_BlockRef` reads `values[base[block] +
         ((row * 1 + c) * 1 ...) * 1 + column]`: the tables hold grid offsets, the shape ones);
         None when the access cannot be made dense this way."""
         key = descriptor[1]

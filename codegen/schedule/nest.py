@@ -34,7 +34,7 @@ Expressions
   an error bit set it in the kernel's error flags (`err`) instead of failing.
 
 Statements
-- `Let(name, value)`: an immutable name for a value (common subexpressions,
+- `Let(name, value, note)`: an immutable name for a value (common subexpressions,
   hoisted values).
 - `Local(name, value, note)`: a mutable scalar (a sum's accumulator), `Update(name,
   value)` adds into it.
@@ -209,6 +209,7 @@ Expr = Union[Const, Ref, Lane, Load, Unary, Binary, Select, Cast, Intrinsic, Sou
 class Let:
     name: str
     value: Expr
+    note: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -447,7 +448,7 @@ def text(node, indent: str = "") -> str:
         lines += [text(statement, indent + "    ") for statement in node.body]
         return "\n".join(lines)
     if isinstance(node, Let):
-        return f"{indent}let {node.name}: {node.value.type} = {expr_text(node.value)}"
+        return f"{indent}let {node.name}: {node.value.type} = {expr_text(node.value)}" + (f"  # {node.note}" if node.note else "")
     if isinstance(node, Local):
         return f"{indent}var {node.name}: {node.value.type} = {expr_text(node.value)}" + (f"  # {node.note}" if node.note else "")
     if isinstance(node, Update):

@@ -1,11 +1,10 @@
 """The middle passes, named in the order they apply to a kernel (as Halide lists its lowering passes).
 
-Each is written once and used by both renderers; a renderer applies them while
-it walks the plan (a pass here is a decision over the plan and the IR, not yet
-a rewrite of a loop nest: see docs/codegen.md, "The middle"). Hoisting to the
-outermost legal level and common subexpressions are still the renderers' own
-(their `emit` / `hoist` by place): they are what the loop-nest IR of issue #15
-will take over.
+Each is written once. The kernel lowering (`schedule/kernel.py`) applies them
+while it walks the plan and emits the loop nest the C++ backend prints (a pass
+here is a decision over the plan and the IR; docs/codegen.md, "The middle");
+the LLVM renderer still applies the decisions in its own walk, but hoisting and
+common subexpressions it keeps its own until it prints the nest too.
 """
 
 from __future__ import annotations
@@ -13,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import plan as planning
-from . import factors, grid, presence, tables, tabulation
+from . import factors, grid, kernel, presence, reads, tables, tabulation
 
 
 @dataclass(frozen=True)
@@ -33,5 +32,10 @@ MIDDLE = (
     Pass("product regrouping", factors.product_factors, "factors multiplied innermost-placed last"),
     Pass("zero-CG skipping", factors.zero_skips, "iterations whose Clebsch-Gordan factor is zero, and its triangle rule"),
     Pass("direct grid access", grid.solve_grid_access, "block accesses read from an earlier kernel's dense buffer"),
+    Pass("block lookups and checked reads", reads.ReadLowering.checked,
+         "lookups placed by what each reads; indices not proven in range checked, misses read through error bits"),
+    Pass("hoisting", kernel.KernelLowering.hoist, "each value placed in the outermost block where its variables are bound"),
+    Pass("common subexpressions", kernel.KernelLowering.emit, "a value named once per block (a `Let`), reused after"),
+    Pass("simd", kernel.simd_safe, "innermost kernel-index loops whose iterations write their own entry, no error flag"),
     Pass("compile-time tables", tables.ModuleTables, "radial splines, Clebsch-Gordan tables, block-access keys"),
 )

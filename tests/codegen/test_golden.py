@@ -1,4 +1,5 @@
-"""Golden tests: IR -> C++ text, pinned (update them on purpose when the renderer changes)."""
+"""Golden tests: IR -> loop nest -> C++ text, pinned (update them on purpose when the lowering or the
+C++ printer changes)."""
 
 from mtdsl.codegen.cpp import render_module, render_sph_function
 from mtdsl.ir import nodes as ir
@@ -40,24 +41,24 @@ extern "C" int64_t mt_kernel_0(void** mt_arrays, const int64_t* mt_scalars, int6
     const int64_t s3 = mt_scalars[3];  // size of that table
     const real* const a5 = (const real*) mt_arrays[5];  // P.distance
     int64_t err = 0;
-    const int64_t st0 = s1 * INT64_C(2);  // stride of b
+    const int64_t st0 = (s1 * INT64_C(2));  // stride of b
     const int64_t st1 = INT64_C(2);  // stride of i
     const int64_t st2 = INT64_C(1);  // stride of k
     #pragma omp parallel for schedule(dynamic, 4) num_threads(mt_threads) reduction(|: err)
-    for (int64_t v1 = 0; v1 < s1; ++v1)  /* i in atoms(S) */ {
-        const int64_t lo3 = mt_seg(a1, s1, v1, 0);
-        const int64_t hi4 = mt_seg(a1, s1, v1, 1);
+    for (int64_t v1 = INT64_C(0); v1 < s1; ++v1)  /* i in atoms(S) */ {
+        const int64_t lo3 = mt_seg(a1, s1, v1, INT64_C(0));
+        const int64_t hi4 = mt_seg(a1, s1, v1, INT64_C(1));
         for (int64_t v2 = lo3; v2 < hi4; ++v2)  /* p in P.from(i) = i */ {
             const real d8 = a5[v2];
             const real f9 = std::exp((-d8));
             for (int64_t v5_once = 0; v5_once < 1; ++v5_once)  /* b in species(S) = S.type[P.second[p]] */ {
                 const int64_t v5 = (int64_t) a2[a3[v2]];
-                const int64_t v5_rank = mt_at(a4, 0, 0, mt_dense(0, v5, 0, s3));
-                if (v5_rank < 0) continue;
-                const int64_t o7 = v1 * st1 + v5_rank * st0;
+                const int64_t v5_rank = mt_at(a4, INT64_C(0), INT64_C(0), mt_dense(INT64_C(0), v5, INT64_C(0), s3));
+                if ((v5_rank < INT64_C(0))) continue;
+                const int64_t o7 = ((v1 * st1) + (v5_rank * st0));
                 #pragma omp simd
                 for (int64_t v6 = INT64_C(0); v6 < INT64_C(2); ++v6)  /* k in range[r](0, 2) */ {
-                    mt_buffer[(o7 + (v6 - INT64_C(0)) * st2)] += (f9 * (real)((v6 + INT64_C(1))));
+                    mt_buffer[(o7 + ((v6 - INT64_C(0)) * st2))] += (f9 * (real)((v6 + INT64_C(1))));
                 }
             }
         }

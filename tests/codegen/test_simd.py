@@ -1,4 +1,4 @@
-"""`#pragma omp simd` on innermost kernel-index loops (`codegen/cpp.py: simd_safe`): only where each
+"""`#pragma omp simd` on innermost kernel-index loops (`codegen/schedule/kernel.py: simd_safe`): only where each
 iteration writes its own entry and nothing in the loop reads or sets the error bits."""
 
 import re

@@ -29,7 +29,7 @@ def cotangent_tensor(kernel: str) -> Cotangent:
 def cotangent_kernel(kernel: ir.TensorKernel) -> ir.TensorKernel:
     """A stand-in for the cotangent of `kernel`: its indices and labels, no `where`, a zero body.
     Rendered before the VJP kernels, it makes the renderers read the cotangent as a dense grid
-    of `kernel`'s layout (`cpp.py: direct_access`), which the runtime fills from the cotangent's
+    of `kernel`'s layout (`codegen/schedule/reads.py: direct_access`), which the runtime fills from the cotangent's
     blocks (`runtime/native_products.py`) instead of running this kernel."""
     import dataclasses
 

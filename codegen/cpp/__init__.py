@@ -1,0 +1,21 @@
+"""The C++ backend: the loop nest of each kernel (`codegen/schedule/kernel.py`) printed as C++
+(`printer.py`), assembled into one module source (`module.py`, `codegen/templates/`); compiling is
+`codegen/cache.py`'s.
+
+Each kernel becomes one `extern "C"` function that fills the dense buffer of the
+kernel's index grid and returns error bits (0: fine; otherwise the runtime
+evaluates the kernel with the interpreter, which raises the precise error or
+decides). Its run-time arguments are listed by `RenderedKernel.arrays` and
+`.scalars` as *descriptors* (plain tuples such as `("pairs", "P", "vectors")`)
+that `runtime/compiled.py` resolves against `Bindings`; compile-time tables
+(radial splines, Clebsch-Gordan) are `("const", name)` arrays kept in
+`RenderedModule.constants`.
+"""
+
+from ..plan import Unsupported
+from .module import render, render_module, render_sph_function, render_sph_gradient_function
+from .printer import comment, int_literal, real_literal
+from .templates import templates
+
+__all__ = ["Unsupported", "comment", "int_literal", "real_literal", "render", "render_module", "render_sph_function",
+           "render_sph_gradient_function", "templates"]
