@@ -19,29 +19,30 @@ floating-point adds and multiplies may contract into FMAs, nothing else of
 fast-math) for the host CPU and its features, compiled by MCJIT, machine code
 kept in the kernel cache directory (`JITLibrary`). IR names reach the IR text
 only as sanitized value and block names (`_ident`); values are generated.
-Kernels the plan or this renderer cannot handle raise `Unsupported` and run
+Kernels the lowering or the printer cannot handle raise `Unsupported` and run
 with the interpreter (`CompiledModule.fallbacks`), exactly as for the C++
 backend; a run whose kernel reports an error bit is redone by the interpreter.
 
-The modules, each owning one thing:
+Every decision about a kernel (placement by loop level, common subexpressions,
+tables, skips, checked reads, the fused merge) is the target-neutral lowering's
+(`codegen/schedule/kernel.py`, shared with the C++ backend); this package prints
+its loop nest and runs it. The modules, each owning one thing:
 
 | module | owns |
 |---|---|
-| `emit.py` | LLVM IR building blocks: constants, names, placed values, loop levels |
-| `kernel.py` | the kernel walk `KernelBuilder`: placement by level, CSE, loops, sums, tabulation |
-| `reads.py` | what a kernel reads: fields, gradient rows, parameters, block accesses, grids |
-| `calls.py` | the built-in functions (`LLVM_INTRINSICS`, `LIBM_FUNCTIONS`, special functions) |
-| `printer.py` | the printer of the loop-nest IR (`codegen/schedule/nest.py`) |
-| `module.py` | a module's kernels as one LLVM module; `render`, `render_module` |
+| `printer.py` | `NestPrinter`: a `nest.Kernel` as an LLVM function, node by node |
+| `primitives.py` | the primitive operations of the nest (`nest.INTRINSICS`, `FILL_FUNCTIONS`) as instructions: a table |
+| `emit.py` | LLVM IR building blocks: integer types, constants, identifiers, the contracting IRBuilder |
+| `module.py` | a module's kernels lowered and printed into one LLVM module; `render`, `render_module` |
 | `driver.py` | `LLVMKernel`: a kernel's driver range in chunks over threads |
 | `jit.py` | the target machine, `optimize`, the object cache (`JITLibrary`), `build` |
 """
 
-from .calls import LIBM_FUNCTIONS, LLVM_INTRINSICS
 from .driver import CHUNKS_PER_THREAD, LLVMKernel
 from .jit import JITLibrary, build, object_key, optimize
-from .kernel import KernelBuilder
-from .module import ModuleRenderer, render, render_module
+from .module import render, render_module
+from .primitives import LIBM_FUNCTIONS, LLVM_INTRINSICS, PRIMITIVES
+from .printer import NestPrinter
 
-__all__ = ["CHUNKS_PER_THREAD", "JITLibrary", "KernelBuilder", "LIBM_FUNCTIONS", "LLVMKernel", "LLVM_INTRINSICS",
-           "ModuleRenderer", "build", "object_key", "optimize", "render", "render_module"]
+__all__ = ["CHUNKS_PER_THREAD", "JITLibrary", "LIBM_FUNCTIONS", "LLVMKernel", "LLVM_INTRINSICS", "NestPrinter",
+           "PRIMITIVES", "build", "object_key", "optimize", "render", "render_module"]

@@ -1,10 +1,7 @@
-"""The LLVM IR building blocks of the kernel walk: 64-bit constants, names, a value and the
-loop level it is placed at, and the IRBuilder whose adds and multiplies may contract."""
+"""LLVM IR building blocks of the printer: the integer types, 64-bit constants, names as IR
+identifiers, and the IRBuilder whose adds and multiplies may contract."""
 
 from __future__ import annotations
-
-import itertools
-from dataclasses import dataclass
 
 import llvmlite.ir as ll
 
@@ -22,7 +19,7 @@ def i64(value: int) -> ll.Constant:
 
 
 def _ident(text) -> str:
-    """A value or block name from an IR name: ASCII letters, digits and `_` only (names never reach
+    """A value or block name from a nest name: ASCII letters, digits and `_` only (names never reach
     the IR otherwise)."""
     kept = "".join(c for c in str(text) if c.isascii() and (c.isalnum() or c == "_"))[:24]
     return kept or "x"
@@ -30,48 +27,6 @@ def _ident(text) -> str:
 
 def _sanitize(text) -> str:
     return "".join(c if (c.isascii() and (c.isalnum() or c in "_-.")) else "_" for c in str(text))[:64] or "m"
-
-
-
-# ---- values and levels ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Value:
-    v: object  # an LLVM value, or a tuple of three for a vector
-    type: str
-    level: int
-    body: bool = False
-
-    @property
-    def place(self):
-        return (self.level, self.body)
-
-
-@dataclass(frozen=True)
-class VarInfo:
-    value: object  # i64
-    position: object  # i64: the buffer / parameter coordinate
-    level: int
-    domain: object
-
-
-class Region:
-    """A chain of blocks that grows at its `tail` (unterminated while the kernel is built)."""
-
-    def __init__(self, block):
-        self.tail = block
-
-
-class Level:
-    _uids = itertools.count()
-
-    def __init__(self, prelude, body):
-        self.uid = next(Level._uids)
-        self.prelude = Region(prelude)
-        self.body = Region(body)
-        self.body_head = body
-        self.pre = self.latch = self.exit = self.target = None
 
 
 class Builder(ll.IRBuilder):
@@ -86,27 +41,3 @@ class Builder(ll.IRBuilder):
 
     def fmul(self, lhs, rhs, name="", flags=("contract",)):
         return ll.IRBuilder.fmul(self, lhs, rhs, name, flags)
-
-
-def _key(operand):
-    if isinstance(operand, tuple):
-        return tuple(_key(o) for o in operand)
-    if isinstance(operand, ll.Constant):
-        return ("const", str(operand))
-    if isinstance(operand, (int, float, str)):
-        return ("py", operand)
-    return ("value", id(operand))
-
-
-
-def _ipow(b, x, exponent: int):
-    """`x ** exponent` (a non-negative constant) by squaring."""
-    result, base = i64(1), x
-    while exponent:
-        if exponent & 1:
-            result = b.mul(result, base)
-        exponent >>= 1
-        if exponent:
-            base = b.mul(base, base)
-    return result
-

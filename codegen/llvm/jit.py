@@ -124,7 +124,7 @@ def build(module: ir.Module, dtype=np.float64, gradients: dict | None = None, ex
     gradients = gradients or {}
     dtype_name = np.dtype(dtype).name
     text = ir_text(module, gradients, extra)
-    key = cache.rendering_key(f"llvm:{_renderer_version()}", text, dtype_name)
+    key = cache.rendering_key("llvm", text, dtype_name)  # hashes every source of codegen/, this package's too
     stored = cache.load_rendering(key)
     if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == text
             and isinstance(stored[1], RenderedModule) and stored[1].dtype == dtype_name):
@@ -138,14 +138,3 @@ def build(module: ir.Module, dtype=np.float64, gradients: dict | None = None, ex
     library = JITLibrary(rendered)
     return rendered, library, library.path, library.cache_hit, terms
 
-
-def _renderer_version() -> str:
-    """A hash of this package's sources: a rendering cached by IR is valid only for the same LLVM
-    renderer."""
-    import hashlib
-    from pathlib import Path
-
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:16]

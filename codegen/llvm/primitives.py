@@ -5,7 +5,8 @@ bits) and the `FILL_FUNCTIONS` (the radial splines, a vectorizable loop filling 
 
 Each entry is `emit(printer, b, args)`: `args` the printed operands (a vector is a tuple of three
 values, an array an element pointer), `b` the IRBuilder at the current position; `printer` gives
-the float type (`real`, `rconst`), intrinsic and C library declarations and `flag` (`err |=`).
+the float type (`real`, `rconst`), intrinsic and C library declarations, `flag` (`err |=`) and
+`safe` (an index read from memory, 0 on the side of a `Select` not chosen).
 These are the LLVM counterparts of the C++ module template's `mt_*` helpers.
 """
 
@@ -150,7 +151,7 @@ def _read(p, b, args):
     flat, offset = args
     bad = b.icmp_signed("<", offset, i64(0))
     p.flag(b.zext(bad, I64))
-    value = b.load(b.gep(flat, [b.select(bad, i64(0), offset)]))
+    value = b.load(b.gep(flat, [p.safe(b.select(bad, i64(0), offset))]))
     return b.select(bad, ll.Constant(flat.type.pointee, 0.0), value)
 
 
@@ -166,7 +167,7 @@ def _at(p, b, args):
     """-1 when `blk < 0` or `idx < 0`, else `table[blk * stride + idx]`."""
     table, blk, stride, idx = args
     bad = b.or_(b.icmp_signed("<", blk, i64(0)), b.icmp_signed("<", idx, i64(0)))
-    offset = b.select(bad, i64(0), b.add(b.mul(blk, stride), idx))
+    offset = p.safe(b.select(bad, i64(0), b.add(b.mul(blk, stride), idx)))
     return b.select(bad, i64(-1), b.load(b.gep(table, [offset])))
 
 
@@ -174,7 +175,7 @@ def _seg(p, b, args):
     """`offsets[a + end]` of a CSR segment, 0 for `a` outside `[0, n)`."""
     offsets, n, a, end = args
     ok = b.icmp_unsigned("<", a, n)
-    value = b.load(b.gep(offsets, [b.add(b.select(ok, a, i64(0)), end)]))
+    value = b.load(b.gep(offsets, [p.safe(b.add(b.select(ok, a, i64(0)), end))]))
     return b.select(ok, value, i64(0))
 
 

@@ -13,7 +13,8 @@ reads) was taken by the lowering; this only prints, node by node:
   into one;
 - `Loop` basic blocks: a header with the counter's phi, the body, a latch (where `continue`
   goes) and an exit; an "equal" loop is its body once (`continue` goes to its exit); the parallel
-  driver runs only the positions `[lo, hi)` of its range (`LLVMKernel` calls it on chunks);
+  driver runs only the positions `[lo, hi)` of its range (`LLVMKernel` calls it on chunks; the
+  range scalars a scatter kernel's driver is bounded by are these `lo` and `hi`);
 - `Guard` a branch to the innermost loop's latch (or to the return); `If` a branch around its body;
 - `Intrinsic` and `Fill` through the tables of `primitives.py`, errors or-ed into a stack slot
   returned at the end.
@@ -35,18 +36,29 @@ from .primitives import FILLS, PRIMITIVES, fmod, imod, ipow
 
 _FLOAT_OPS = {"add": "fadd", "sub": "fsub", "mul": "fmul", "div": "fdiv"}
 _INT_OPS = {"add": "add", "sub": "sub", "mul": "mul", "div": "sdiv"}
+_GUARDED = {name for name, primitive in nest.INTRINSICS.items() if primitive.error or nest.ARRAY in primitive.args}
 _COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 
 
-@dataclass(frozen=True)
-class Printed:
-    """A printed kernel: its function and what the thread-pool driver needs (`RenderedKernel`)."""
+def driver_range(param: nest.Param):
+    """0 or 1 for the scalars bounding a driver's range (`("driver_range", k)`: C++ takes a scatter
+    kernel's range so), which LLVM takes as the function's own `lo` and `hi`; else None."""
+    if param.group == "scalar" and param.descriptor[:1] == ("driver_range",):
+        return int(param.descriptor[1])
+    return None
 
-    function: ll.Function
-    arrays: list  # descriptors of `arrays[k]`, outputs first
-    scalars: list  # descriptors of `scalars[k]`
-    driver_count: object  # the parallel driver's size: an int, a scalar descriptor, or None
-    driver_var: object
+
+def _statements(body):
+    """Every statement of `body`, those inside loops and ifs included."""
+    for statement in body:
+        yield statement
+        if isinstance(statement, (nest.Loop, nest.If)):
+            yield from _statements(statement.body)
+
+
+def scalars(kernel: nest.Kernel) -> list:
+    """The descriptors of a printed kernel's `scalars[k]`, in order."""
+    return [p.descriptor for p in kernel.params if p.group == "scalar" and driver_range(p) is None]
 
 
 class _Loop:
@@ -61,8 +73,11 @@ class NestPrinter:
     `nest.Routine`s by name (what a `Fill` may call besides `FILL_FUNCTIONS`)."""
 
     def __init__(self, llmodule: ll.Module, real, routines: dict | None = None):
-        self.llmodule, self.real, self.routines = llmodule, real, routines or {}
+        self.llmodule, self.real = llmodule, real
+        self.routines = routines if routines is not None else {}
         self.entry = self.err = self.b = None
+        self.filled: dict = {}
+        self.when = None  # the condition under which the expression being printed is used (Select)
         self.env: dict = {}
 
     # -- the target's pieces -----------------------------------------------------------------------------
@@ -91,9 +106,17 @@ class NestPrinter:
         return ll.IRBuilder(self.entry).alloca(type_, name=_ident(name))
 
     def flag(self, bits) -> None:
-        """`err |= bits` (an i64) at the current position."""
+        """`err |= bits` (an i64) at the current position (only where the side of a `Select` being
+        printed is the chosen one)."""
         b = self.b
+        if self.when is not None:
+            bits = b.select(self.when, bits, i64(0))
         b.store(b.or_(b.load(self.err), bits), self.err)
+
+    def safe(self, index):
+        """An index read from memory at the current position: entry 0 where the side of a `Select`
+        being printed is not the chosen one (so that both sides can be computed, and selected)."""
+        return index if self.when is None else self.b.select(self.when, index, i64(0))
 
     def block(self, label: str):
         return self.b.function.append_basic_block(_ident(label))
@@ -115,7 +138,8 @@ class NestPrinter:
         b.position_at_end(exit_)
 
     # -- a kernel ----------------------------------------------------------------------------------------
-    def kernel(self, kernel: nest.Kernel) -> Printed:
+    def kernel(self, kernel: nest.Kernel) -> ll.Function:
+        """`kernel` as a new function of the module (its arguments: `kernel.params` in order)."""
         fnty = ll.FunctionType(I64, [I8.as_pointer().as_pointer(), I64.as_pointer(), I64, I64])
         f = ll.Function(self.llmodule, fnty, kernel.symbol)
         f.args[0].add_attribute("noalias")
@@ -128,29 +152,30 @@ class NestPrinter:
         self.err = self.alloca(I64, "err")
         ll.IRBuilder(self.entry).store(i64(0), self.err)
         self.env: dict = {}
-        arrays, scalars = [], []
+        arrays = scalars = 0
+        self.ranged = False  # whether the lowering restricted the driver to its range scalars
+        self.filled = {s.output: s.function for s in _statements(kernel.body) if isinstance(s, nest.Fill)}
         for param in kernel.params:
-            if param.group == "scalar":
-                value = arguments.load(arguments.gep(scalars_arg, [i64(len(scalars))]), name=_ident(param.name))
-                scalars.append(param.descriptor)
-                self.env[param.name] = value
+            if driver_range(param) is not None:  # the function's own (lo, hi)
+                self.env[param.name] = (self.lo, self.hi)[driver_range(param)]
+                self.ranged = True
+            elif param.group == "scalar":
+                self.env[param.name] = arguments.load(arguments.gep(scalars_arg, [i64(scalars)]), name=_ident(param.name))
+                scalars += 1
             elif param.group in ("output", "array"):
-                raw = arguments.load(arguments.gep(arrays_arg, [i64(len(arrays))]))
-                arrays.append(param.descriptor)
+                raw = arguments.load(arguments.gep(arrays_arg, [i64(arrays)]))
+                arrays += 1
                 self.env[param.name] = arguments.bitcast(raw, self.element(param.type).as_pointer(),
                                                          name=_ident(param.name))
             else:
                 raise Unsupported(f"a parameter of group {param.group}")
-        self.driver = (None, None)
-        self.scalar_params = {p.name: p.descriptor for p in kernel.params if p.group == "scalar"}
         self.statements(kernel.body)
         self.b.branch(done)
         ll.IRBuilder(self.entry).branch(arguments.block)
         arguments.branch(start)
         self.b.position_at_end(done)
         self.b.ret(self.b.load(self.err))
-        count, var = self.driver
-        return Printed(f, arrays, scalars, count, var if count is not None else kernel.driver or None)
+        return f
 
     # -- statements ----------------------------------------------------------------------------------------
     def statements(self, body) -> None:
@@ -192,7 +217,8 @@ class NestPrinter:
 
     def print_Alloc(self, s: nest.Alloc) -> None:
         element = self.element(s.type)
-        array = self.alloca(ll.ArrayType(element, max(int(s.size), 1)), s.name)
+        # a table is named in the IR after what fills it (`mt_sph2`, `spline`): read by tests and people
+        array = self.alloca(ll.ArrayType(element, max(int(s.size), 1)), self.filled.get(s.name, s.name))
         pointer = ll.IRBuilder(self.entry).gep(array, [i64(0), i64(0)])
         self.env[s.name] = pointer
         if s.zero:
@@ -252,7 +278,7 @@ class NestPrinter:
         if s.kind not in ("domain", "segment"):
             raise Unsupported(f"loop kind {s.kind}")
         start, stop = self.value(s.start), self.value(s.stop)
-        if s.parallel:
+        if s.parallel and not self.ranged:
             start, stop = self.driver_range(s, start, stop)
         before = b.block
         header, inside = self.block(label + ".head"), self.block(label + ".body")
@@ -279,15 +305,9 @@ class NestPrinter:
         self.env = saved
 
     def driver_range(self, s: nest.Loop, start, stop):
-        """The positions `[lo, hi)` of the parallel driver's range (chunks of `LLVMKernel`); records
-        its size for the runtime: an int, or the scalar descriptor of its bound."""
-        count = None
-        if isinstance(s.start, nest.Const) and isinstance(s.stop, nest.Const):
-            count = max(int(s.stop.value) - int(s.start.value), 0)
-        elif (isinstance(s.start, nest.Const) and s.start.value == 0 and isinstance(s.stop, nest.Ref)
-              and s.stop.name in self.scalar_params):
-            count = self.scalar_params[s.stop.name]
-        self.driver = (count, s.var)
+        """The positions `[lo, hi)` (the function's arguments) of the parallel driver's range, where
+        the lowering did not bound it by its range scalars: `LLVMKernel` calls the function on
+        chunks of it from a thread pool."""
         b = self.b
         size = b.sub(stop, start)
         first = b.select(b.icmp_signed(">", self.lo, i64(0)), self.lo, i64(0))
@@ -307,14 +327,6 @@ class NestPrinter:
                 raise Unsupported(f"routine statement {type(statement).__name__}")
         self.env = saved
 
-    def routine(self, b, routine: nest.Routine, args: dict, array_type):
-        """`routine` inline at `b` into a new stack array of `array_type` (for the kernel walk of
-        `kernel.py`); `args`: its parameters' values by name (a vector: a tuple of three)."""
-        self.b = b
-        table = self.alloca(array_type, routine.name)
-        self.inline(routine, [args[name] for name, _ in routine.params], b.gep(table, [i64(0), i64(0)]))
-        return table
-
     # -- expressions -------------------------------------------------------------------------------------
     def index(self, expr):
         return i64(expr) if isinstance(expr, int) else self.value(expr)
@@ -330,6 +342,8 @@ class NestPrinter:
             return ll.Constant(I1, int(bool(e.value)))
         if e.type == nest.INT:
             return i64(e.value)
+        if e.type == nest.VEC:  # a vector with three equal components (a sum's zero)
+            return (self.rconst(e.value),) * 3
         return ll.Constant(self.element(e.type), float(e.value))
 
     def value_Ref(self, e: nest.Ref):
@@ -345,7 +359,7 @@ class NestPrinter:
 
     def value_Load(self, e: nest.Load):
         b, array = self.b, self.env[e.array]
-        index = self.index(e.index)
+        index = self.safe(self.index(e.index))
         if e.type == nest.VEC:
             base = b.mul(index, i64(3))
             return tuple(b.load(b.gep(array, [b.add(base, i64(c))])) for c in range(3))
@@ -378,6 +392,8 @@ class NestPrinter:
             ys = y if isinstance(y, tuple) else (y,) * 3
             return tuple(getattr(b, _FLOAT_OPS[op])(p, q) for p, q in zip(xs, ys))
         integer = e.type == nest.INT
+        if op == "div" and integer and self.when is not None:
+            y = b.select(self.when, y, i64(1))  # no division by zero on the side not chosen
         if op in _FLOAT_OPS:
             return getattr(b, (_INT_OPS if integer else _FLOAT_OPS)[op])(x, y)
         if op == "mod":
@@ -387,10 +403,25 @@ class NestPrinter:
         raise Unsupported(f"binary {op}")
 
     def value_Select(self, e: nest.Select):
-        c, x, y = self.value(e.condition), self.value(e.if_true), self.value(e.if_false)
+        """Both sides computed, then selected (vectorizable, as C++ `?:` compiled); a side that
+        reads memory or sets error flags does so only where it is chosen (`when`: its loads read
+        entry 0 and its flags are masked otherwise), as C++ evaluates only that side."""
+        c = self.value(e.condition)
+        x = self.guarded(e.if_true, c)
+        y = self.guarded(e.if_false, self.b.not_(c))
         if e.type == nest.VEC:
             return tuple(self.b.select(c, p, q) for p, q in zip(x, y))
         return self.b.select(c, x, y)
+
+    def guarded(self, expr, condition):
+        if not _reads_or_flags(expr):
+            return self.value(expr)
+        saved = self.when
+        self.when = condition if saved is None else self.b.and_(saved, condition)
+        try:
+            return self.value(expr)
+        finally:
+            self.when = saved
 
     def value_Cast(self, e: nest.Cast):
         b, x, source = self.b, self.value(e.operand), e.operand.type
@@ -423,3 +454,13 @@ class _Slot:
 
     pointer: object
     type: str
+
+
+def _reads_or_flags(expr) -> bool:
+    """Whether computing `expr` reads memory through an index (a load, a lookup), may set an error
+    flag, or divides integers."""
+    if isinstance(expr, nest.Load) or (isinstance(expr, nest.Intrinsic) and expr.name in _GUARDED):
+        return True
+    if isinstance(expr, nest.Binary) and expr.type == nest.INT and expr.op in ("div", "mod"):
+        return True
+    return any(_reads_or_flags(child) for child in nest.children(expr))
