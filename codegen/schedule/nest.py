@@ -191,15 +191,7 @@ class Intrinsic:
     type: str = REAL
 
 
-@dataclass(frozen=True, slots=True)
-class Source:
-    """An expression of the loop IR not lowered into the nest (display only, never printed by a backend)."""
-
-    text: str
-    type: str = REAL
-
-
-Expr = Union[Const, Ref, Lane, Load, Unary, Binary, Select, Cast, Intrinsic, Source]
+Expr = Union[Const, Ref, Lane, Load, Unary, Binary, Select, Cast, Intrinsic]
 
 
 # ---- statements --------------------------------------------------------------------------------------
@@ -426,8 +418,6 @@ def expr_text(expr) -> str:
         return f"{expr.type}({expr_text(expr.operand)})"
     if isinstance(expr, Intrinsic):
         return f"{expr.name}({', '.join(expr_text(a) for a in expr.args)})"
-    if isinstance(expr, Source):
-        return f"{{{expr.text}}}"
     raise TypeError(f"not a nest expression: {expr!r}")
 
 
@@ -472,8 +462,6 @@ def text(node, indent: str = "") -> str:
         mark = f"parallel({node.parallel}) " if node.parallel else ("simd " if node.simd else "")
         if node.kind == "equal":
             head = f"{indent}{mark}with {node.var} = {expr_text(node.start)}:"
-        elif node.stop is None:  # a loop shown by its domain (display only)
-            head = f"{indent}{mark}for {node.var} in {expr_text(node.start)}:"
         else:
             head = f"{indent}{mark}for {node.var} in [{expr_text(node.start)}, {expr_text(node.stop)}):"
         head += f"  # {node.note}" if node.note else ""
