@@ -13,7 +13,7 @@ Entries, in `$MTDSL_CACHE_DIR`, else `$XDG_CACHE_HOME/mtdsl`, else `~/.cache/mtd
 - `<name>-<digest>.npz`: compile-time arrays (`cached_arrays`), a plain npz
   loaded with `allow_pickle=False`, holding `__sha256__` over its arrays;
 - `llvm/<key>.o`: LLVM machine code, the sha256 of the object then the object
-  (`codegen/llvm.py`).
+  (`codegen/llvm/jit.py`).
 
 An entry that is missing is built. One whose hash disagrees, that cannot be read
 or decoded, or (a library) that fails to load, is removed with a `CacheWarning`

@@ -779,7 +779,7 @@ class CompiledModule:
         buffer = arrays[0]
         rendered = native.rendered
         count = rendered.driver_count
-        llvm = hasattr(native.function, "raw")  # codegen/llvm.py: LLVMKernel(arrays, scalars, lo, hi)
+        llvm = hasattr(native.function, "raw")  # codegen/llvm/driver.py: LLVMKernel(arrays, scalars, lo, hi)
         ranged = native.function.parallel if llvm else ("driver_range", 0) in rendered.scalars
         n = (arguments.scalar(count) if isinstance(count, tuple) else count) if ranged else None
         bounds = None

@@ -2,7 +2,7 @@
 
 `codegen/plan.py` schedules each kernel (loops, their order, guards, the fused
 kernels); the modules here decide what the backends do inside that schedule,
-each once for the C++ (`codegen/cpp/`) and LLVM (`codegen/llvm.py`) backends:
+each once for the C++ (`codegen/cpp/`) and LLVM (`codegen/llvm/`) backends:
 which values are tabulated (`tabulation`), which product factors skip zero
 Clebsch-Gordan coefficients (`factors`), which block accesses read an earlier
 kernel's dense buffer (`grid`), the module's compile-time tables

@@ -42,7 +42,7 @@ class Builtin:
     - the native form: `expansion(*args)` -> an IR expression of other built-ins that the native
       backends print instead (mtdsl/ir/passes/native_forms.py), else a *primitive*: the printers
       keep the fixed table of its C++ function and LLVM intrinsic or libm call
-      (codegen/schedule/nest.py `INTRINSICS`, codegen/cpp/printer.py `FUNCTIONS`, codegen/llvm.py
+      (codegen/schedule/nest.py `INTRINSICS`, codegen/cpp/printer.py `FUNCTIONS`, codegen/llvm/primitives.py
       `LLVM_INTRINSICS` / `LIBM_FUNCTIONS`);
       a built-in that is neither elementwise nor defined (`sph`, `cg`, `gto`, ...) is *special*: its
       tables and derivative built-ins (`d_sph`, ...) are code of the backends and the passes;

@@ -30,8 +30,8 @@ from mtdsl.ir.passes.native_forms import expand_native_forms
 from ..test_architecture import ROOT, source_modules
 
 #: the printers' fixed tables of primitives: (module, assigned name)
-PRIMITIVE_TABLES = {("mtdsl.codegen.schedule.nest", "INTRINSICS"), ("mtdsl.codegen.cpp.printer", "FUNCTIONS"), ("mtdsl.codegen.llvm", "LLVM_INTRINSICS"),
-                    ("mtdsl.codegen.llvm", "LIBM_FUNCTIONS")}
+PRIMITIVE_TABLES = {("mtdsl.codegen.schedule.nest", "INTRINSICS"), ("mtdsl.codegen.cpp.printer", "FUNCTIONS"), ("mtdsl.codegen.llvm.primitives", "LLVM_INTRINSICS"),
+                    ("mtdsl.codegen.llvm.primitives", "LIBM_FUNCTIONS")}
 EXEMPT = ("mtdsl.builtins", "mtdsl.math")
 
 ELEMENTWISE = [b for b in builtins.registered() if b.elementwise or b.definition is not None]

@@ -46,6 +46,16 @@ def test_rendered(emit):
         assert "added into the buffer once" in text
     else:
         from mtdsl.codegen.llvm import optimize
+        from mtdsl.codegen.schedule import nest
+        from mtdsl.codegen.schedule.kernel import ModuleLowering
 
-        assert "%\"local" in text or "%local" in text
+        def statements(body):
+            for statement in body:
+                yield statement
+                yield from statements(getattr(statement, "body", ()))
+
+        # the local accumulators of the nest (zeroed arrays the sums go to) are stack arrays of the IR
+        kernels, _ = ModuleLowering(extended).lower()
+        names = {s.name for k in kernels.values() for s in statements(k.nest.body) if isinstance(s, nest.Alloc) and s.zero}
+        assert names and all(f'%"{name}" = alloca' in text or f"%{name} = alloca" in text for name in names)
         optimize(text)
