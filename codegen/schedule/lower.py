@@ -19,6 +19,7 @@ from mtdsl.ir import nodes as ir
 from .. import plan as planning
 from ..plan import Unsupported, free_vars
 from . import nest
+from .presence import guarded, guarded_plan
 from .factors import is_real_product, product_factors, triangle_degrees, zero_skips
 from .tabulation import tabulation_candidates
 
@@ -120,10 +121,10 @@ def lower_module(module: ir.Module) -> tuple:
     kernels, unsupported = [], {}
     for kernel in module.kernels:
         try:
-            kernels.append(lower_kernel(kernel))
+            kernels.append(lower_kernel(guarded(kernel)))  # as rendered (schedule/module.py)
         except Unsupported as error:
             unsupported[kernel.name] = str(error)
-    for _, _, plan in planning.fused_plans(module, unsupported):
+    for _, _, plan in planning.fused_plans(module, unsupported, guarded_plan):
         kernels.append(lower_fused(plan))
     return kernels, unsupported
 
