@@ -295,9 +295,35 @@ class SeparableLayout:
 
 
 def separable_layout(evaluator: Evaluator, kernel: ir.TensorKernel):
-    """The `SeparableLayout` of `kernel`, or None when the kernel is not separable."""
-    bindings = evaluator.bindings
+    """The `SeparableLayout` of `kernel`, or None when the kernel is not separable. When the
+    presence of an output was decided before the run (`Bindings.present`), the layout has its
+    present blocks and samples alone (its points where the presence grid is true), so that
+    `restrict()` keeps every block as it is; unless that grid makes the kernel inseparable."""
     scope, axes, sizes, mask = kernel_domain(evaluator, kernel)
+    grid = _presence_grid(evaluator.bindings, kernel)
+    if grid is not None:
+        layout = _separable_layout(evaluator, kernel, scope, axes, sizes, apply(np.logical_and, mask, grid))
+        if layout is not None:
+            return layout
+    return _separable_layout(evaluator, kernel, scope, axes, sizes, mask)
+
+
+def _presence_grid(bindings, kernel: ir.TensorKernel):
+    """The present points of output `kernel` over the indices its keys and samples depend on (a
+    boolean `Named`, runtime/presence.py: `PresentSet.grid`), or None when not decided. Not for
+    an intermediate tensor: it keeps every sample of its present blocks, so that the gradient rows
+    an output reaches through it do not depend on the path (runtime/gradients.py: present_rows)."""
+    if kernel.name not in getattr(bindings, "present", {}):
+        return None
+    present = getattr(bindings, "outputs_present", {}).get(kernel.name)
+    if present is None or present.grid is None:
+        return None
+    kept, grid = present.grid
+    return Named(tuple(kept), np.asarray(grid, dtype=bool))
+
+
+def _separable_layout(evaluator: Evaluator, kernel: ir.TensorKernel, scope, axes, sizes, mask):
+    bindings = evaluator.bindings
 
     def evaluate(entries):
         return [(entry, evaluator.evaluate(entry.expr, scope)) for entry in entries]
