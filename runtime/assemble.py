@@ -454,11 +454,16 @@ def _memo_unique(memo: dict, group: int, matrix: np.ndarray, valid):
     if found is None:
         if valid is None:
             found = _sorted_unique(matrix)
-        else:
-            rows, index = _sorted_unique(matrix[valid])
-            full_index = np.full(len(matrix), len(rows), dtype=np.int64)
-            full_index[valid] = index
-            found = rows, full_index
+        else:  # a subset of the whole matrix's sorted rows (shared by the blocks of one centre type)
+            rows, index = _memo_unique(memo, group, matrix, None)
+            used = np.zeros(len(rows), dtype=bool)
+            used[index[valid]] = True
+            kept = np.nonzero(used)[0]
+            renumber = np.full(len(rows), len(kept), dtype=np.int64)
+            renumber[kept] = np.arange(len(kept))
+            full_index = renumber[index]
+            full_index[~valid] = len(kept)
+            found = rows[kept], full_index
         memo[key] = found
     return found
 
