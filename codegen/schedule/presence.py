@@ -21,6 +21,9 @@ the plan tests a condition the other members lack at the member's first own loop
 rows at absent samples are -1 already, share the pass; when the guard cannot be
 placed so, the fused kernel is planned unguarded, as before.
 
+The reverse products' kernels (`mtdsl/ir/passes/products.py`) test the same table
+of the tensor whose terms they contract, so a VJP skips the tensor's absent points.
+
 Only the rendered kernels carry the guard: the runtime's module, the interpreter
 and the gradient terms keep the kernel as written (an absent point of the dense
 buffer holds 0 either way, the value of an empty sum).
@@ -31,21 +34,19 @@ from __future__ import annotations
 import dataclasses
 
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.passes.products import presence_variables
 from mtdsl.ir.reads import expression_reads
 from mtdsl.ir.roles import PresenceTable, RoleName
 
 from .. import plan as planning
-from ..plan import Unsupported, free_vars
+from ..plan import Unsupported
 
 FIELD = "present"
 
 
-def guard_variables(kernel: ir.TensorKernel) -> tuple[str, ...]:
-    """The kernel indices its keys and samples depend on, in index order: the axes of its table."""
-    used = set()
-    for entry in kernel.keys + kernel.samples:
-        used |= free_vars(entry.expr)
-    return tuple(b.name for b in kernel.indices if b.name in used)
+#: the kernel indices its keys and samples depend on, in index order: the axes of its table (the
+#: reverse products' kernels read the same table: mtdsl/ir/passes/products.py)
+guard_variables = presence_variables
 
 
 def guarded(kernel: ir.TensorKernel) -> ir.TensorKernel:
