@@ -1,6 +1,6 @@
 """The power spectrum's blocks, samples and time against featomic, side by side in one run.
 
-    .venv/bin/python benchmarks/bench_sparsity.py [--threads 2] [--repeats 3] [--before /work/main ...]
+    .venv/bin/python benchmarks/bench_sparsity.py [--threads 2] [--repeats 3] [--before /work/main ...] [--energy]
 
 Two datasets: the 162 molecules of ASE's `g2` collection (14 elements: most
 species pairs never meet, the usual shape of a molecular training set) as one
@@ -18,6 +18,8 @@ neighbour list, the kernels and the assembly, featomic's its neighbour list).
 (its `.venv/bin/python`, today's `main` for the before figure) in the same
 sitting, and prints both; repeat it for several checkouts. Each of our runs,
 this checkout's included, is a process of its own (not featomic's).
+`--energy` also times examples/soap_energy.mt (zero weights) with forces, ours
+only (reverse products past 32 atoms: runtime/model.py), on each dataset.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ def parse():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--before", action="append", default=[],
                         help="a checkout of mtdsl to measure as well (its .venv/bin/python); may be repeated")
+    parser.add_argument("--energy", action="store_true",
+                        help="also time examples/soap_energy.mt with forces (ours only: reverse products)")
     parser.add_argument("--ours-only", help=argparse.SUPPRESS)  # a checkout to import mtdsl from; JSON out
     return parser.parse_args()
 
@@ -103,6 +107,12 @@ def measure_ours(repeats: int, threads: int, root: str) -> dict:
         gradients, _ = best(lambda: model(frames, gradients=["positions"])["ps"], repeats)
         result[name] = {"values": values, "gradients": gradients, "stored": stored(out),
                         "weight": hypers.get("center_atom_weight", 0.0)}
+        if ARGS.energy:  # the energy over the power spectrum (zero weights), with forces
+            species = sorted({int(z) for atoms in frames for z in atoms.numbers})
+            energy = mtdsl.compile(os.path.join(root, "examples", "soap_energy.mt"), backend="cpp",
+                                   threads=threads, species=species, **hypers)
+            energy(frames, gradients=["positions"])
+            result[name]["energy"], _ = best(lambda: energy(frames, gradients=["positions"]), repeats)
     return result
 
 
@@ -132,7 +142,8 @@ def main():
     for label, checkout in [("mtdsl", root)] + [(f"before ({b})", b) for b in ARGS.before]:
         python = os.path.join(checkout, ".venv", "bin", "python")
         output = subprocess.run([python, os.path.abspath(__file__), "--threads", str(ARGS.threads),
-                                 "--repeats", str(ARGS.repeats), "--ours-only", os.path.abspath(checkout)],
+                                 "--repeats", str(ARGS.repeats), "--ours-only", os.path.abspath(checkout)]
+                                + (["--energy"] if ARGS.energy else []),
                                 check=True, capture_output=True, text=True).stdout
         runs[label] = json.loads(output.strip().splitlines()[-1])
     print(f"power spectrum, cpp backend, {ARGS.threads} threads, best of {ARGS.repeats}; "
@@ -149,7 +160,8 @@ def main():
             b, e = mine["stored"]
             print(f"{name:<14} {run[:22]:<22} {b:>6} ({b / blocks:4.2f}x) {e:>16,} ({e / entries:5.2f}x) "
                   f"{mine['values']:>7.3f} ({mine['values'] / reference['values']:4.2f}x) "
-                  f"{mine['gradients']:>8.3f} ({mine['gradients'] / reference['gradients']:4.2f}x)")
+                  f"{mine['gradients']:>8.3f} ({mine['gradients'] / reference['gradients']:4.2f}x)"
+                  + (f"   energy + forces {mine['energy']:.3f} s" if "energy" in mine else ""))
 
 
 if __name__ == "__main__":

@@ -956,20 +956,21 @@ def _conditions(kernel: ir.TensorKernel) -> list:
     return conjuncts(kernel.where) + inner
 
 
-def fused_plans(module: ir.Module, unsupported: dict):
+def fused_plans(module: ir.Module, unsupported: dict, planner=None):
     """`(k, fused kernel, its plan)` for each fused kernel of `module` that a renderer can try:
     the others (a member in `unsupported`, the kernels that did not render, or no plan) are
-    added to `unsupported` with the reason."""
+    added to `unsupported` with the reason. `planner(fused, pair_systems)`: the plan (default
+    `plan_fused`; `schedule/presence.py: guarded_plan` adds the values member's presence guard)."""
     pair_systems = {p.name: p.systems for p in module.pairs}
     for k, fused in enumerate(module.fused):
         try:
             if any(name in unsupported for name in fused.names):
                 raise Unsupported("a member kernel has no compiled form")
-            plan = plan_fused(fused, pair_systems)
+            plan = (planner or plan_fused)(fused, pair_systems)
         except Unsupported as error:
             unsupported[fused.name] = str(error)
             continue
-        yield k, fused, plan
+        yield k, plan.fused, plan
 
 
 def member_domains(plan: KernelPlan, shared: dict) -> dict:

@@ -295,9 +295,35 @@ class SeparableLayout:
 
 
 def separable_layout(evaluator: Evaluator, kernel: ir.TensorKernel):
-    """The `SeparableLayout` of `kernel`, or None when the kernel is not separable."""
-    bindings = evaluator.bindings
+    """The `SeparableLayout` of `kernel`, or None when the kernel is not separable. When the
+    presence of an output was decided before the run (`Bindings.present`), the layout has its
+    present blocks and samples alone (its points where the presence grid is true), so that
+    `restrict()` keeps every block as it is; unless that grid makes the kernel inseparable."""
     scope, axes, sizes, mask = kernel_domain(evaluator, kernel)
+    grid = _presence_grid(evaluator.bindings, kernel)
+    if grid is not None:
+        layout = _separable_layout(evaluator, kernel, scope, axes, sizes, apply(np.logical_and, mask, grid))
+        if layout is not None:
+            return layout
+    return _separable_layout(evaluator, kernel, scope, axes, sizes, mask)
+
+
+def _presence_grid(bindings, kernel: ir.TensorKernel):
+    """The present points of output `kernel` over the indices its keys and samples depend on (a
+    boolean `Named`, runtime/presence.py: `PresentSet.grid`), or None when not decided. Not for
+    an intermediate tensor: it keeps every sample of its present blocks, so that the gradient rows
+    an output reaches through it do not depend on the path (runtime/gradients.py: present_rows)."""
+    if kernel.name not in getattr(bindings, "present", {}):
+        return None
+    present = getattr(bindings, "outputs_present", {}).get(kernel.name)
+    if present is None or present.grid is None:
+        return None
+    kept, grid = present.grid
+    return Named(tuple(kept), np.asarray(grid, dtype=bool))
+
+
+def _separable_layout(evaluator: Evaluator, kernel: ir.TensorKernel, scope, axes, sizes, mask):
+    bindings = evaluator.bindings
 
     def evaluate(entries):
         return [(entry, evaluator.evaluate(entry.expr, scope)) for entry in entries]
@@ -428,11 +454,16 @@ def _memo_unique(memo: dict, group: int, matrix: np.ndarray, valid):
     if found is None:
         if valid is None:
             found = _sorted_unique(matrix)
-        else:
-            rows, index = _sorted_unique(matrix[valid])
-            full_index = np.full(len(matrix), len(rows), dtype=np.int64)
-            full_index[valid] = index
-            found = rows, full_index
+        else:  # a subset of the whole matrix's sorted rows (shared by the blocks of one centre type)
+            rows, index = _memo_unique(memo, group, matrix, None)
+            used = np.zeros(len(rows), dtype=bool)
+            used[index[valid]] = True
+            kept = np.nonzero(used)[0]
+            renumber = np.full(len(rows), len(kept), dtype=np.int64)
+            renumber[kept] = np.arange(len(kept))
+            full_index = renumber[index]
+            full_index[~valid] = len(kept)
+            found = rows[kept], full_index
         memo[key] = found
     return found
 

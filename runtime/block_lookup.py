@@ -31,6 +31,22 @@ class Fallback:
     reason: str
 
 
+#: the error bit of a native read of a key or sample the tensor lacks (codegen/templates/module.cpp.j2:
+#: `mt_read`, and the LLVM backend's): the read gives 0 and the run goes on
+MISSING_READ = 1
+
+
+def error_bits(error, bindings) -> int:
+    """A native run's error bits as the runtime takes them: under structural sparsity (LANGUAGE.md
+    §3) a read of a key or sample the tensor lacks is *absent*, which the kernel read as 0, as the
+    evaluator does (`runtime/blocks.py`: 0 where missing), so its bit is no error and the buffer
+    stands; dense bindings keep it (the evaluator then reports the read)."""
+    error = int(error)
+    if error and getattr(bindings, "sparse", False):
+        return error & ~MISSING_READ
+    return error
+
+
 # ---- block access tables -------------------------------------------------------------------------
 
 

@@ -37,7 +37,7 @@ from mtdsl.tensor._array import to_numpy
 from .gradients import forward as gradient_blocks  # called through the module: tests spy on entries_owned
 from .assemble import evaluate_kernel, separable_layout
 from .bindings import Bindings, RunError
-from .block_lookup import BlockLookup, Fallback
+from .block_lookup import BlockLookup, Fallback, error_bits
 from .body_parts import PART_MARK, first_terms, with_parts
 from .evaluate.evaluator import Evaluator
 from .named import Named
@@ -471,7 +471,7 @@ class CompiledModule:
         arrays, scalars = bound
         pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
         values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
-        error = native.function(pointers, values, int(threads))
+        error = error_bits(native.function(pointers, values, int(threads)), bindings)
         del arrays
         if error:
             self.last_run_fallbacks[kernel.name] = f"native run reported error bits {error}"
@@ -572,7 +572,7 @@ class CompiledModule:
         arrays, scalars = bound
         pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
         values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
-        error = int(native.function(pointers, values, int(threads)))
+        error = error_bits(native.function(pointers, values, int(threads)), arguments.bindings)
         if error:
             self.last_run_fallbacks[name] = f"native run reported error bits {error}"
         return error
@@ -645,7 +645,7 @@ class CompiledModule:
                     return None
         pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
         values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
-        error = native.function(pointers, values, int(self.run_threads))
+        error = error_bits(native.function(pointers, values, int(self.run_threads)), bindings)
         del arrays
         if error:
             self.last_run_fallbacks[name] = f"native run reported error bits {error}"
@@ -680,6 +680,7 @@ class CompiledModule:
             values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
             error = native.function(pointers, values, threads)
         del arrays
+        error = error_bits(error, bindings)
         if error:
             self.last_run_fallbacks[scatter.name] = f"native run reported error bits {error}"
             return False
@@ -747,6 +748,7 @@ class CompiledModule:
             return error
 
         error = native_threads.run_chunks(chunks, lambda k: run(k * chunk, min(n, (k + 1) * chunk)), threads, "scatter")
+        error = error_bits(error, bindings)
         del prepared
         if error:
             for key in keys:

@@ -196,6 +196,7 @@ class Model:
         if gradients and same_for_all and self._reverse_allowed() and _all_per_system(self):
             batch = next(iter(bindings.systems.values()))
             if batch.n_atoms >= REVERSE_MIN_ATOMS or getattr(self, "reverse_gradients", True) == "always":
+                bindings.present = bindings.kernels_present  # the products' run assembles the present blocks alone
                 if _reverse_gradients(self, bindings, list(dict.fromkeys(gradients))):
                     return self._outputs(bindings)
                 bindings = self.bind(frames, tensormaps)  # fresh: the products may have run on them

@@ -67,6 +67,7 @@ from mtdsl.ir.roles import FusedName, JvpKernel, RowMap
 from mtdsl.tensor import TensorBlock, TensorMap
 
 from .bindings import Bindings, RunError
+from .block_lookup import error_bits
 from .compiled import Fallback, compile_module, default_threads
 from .gradients.forward import _needed, compute_gradients
 from .evaluate.evaluator import Evaluator
@@ -519,6 +520,7 @@ class NativeProducts:
         else:
             error = compiled._scatter_shared(native, _NO_ROW_MAP, arguments, arrays, scalars, threads, None, None,
                                              n_outputs=outputs)
+        error = error_bits(error, state.bindings)
         if error:
             raise RunError(f"{name}: the native run reported error bits {error}")
         return buffer

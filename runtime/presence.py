@@ -367,11 +367,19 @@ def restrict(tensor: TensorMap, present: PresentSet) -> TensorMap:
     for b, block in enumerate(tensor.blocks()):
         if found[b] < 0:
             continue
+        if len(block.samples) == len(present.samples[found[b]]):
+            # as many samples as present, and never fewer than present (the assembly's points
+            # include the present ones): these are the present ones (the layout had the grid)
+            kept_keys.append(b)
+            blocks.append(block)
+            continue
         keep = present.sample_mask(found[b], np.asarray(block.samples.array))
         if not keep.any():
             continue
         kept_keys.append(b)
         blocks.append(block if keep.all() else _restrict_block(block, keep))
+    if len(kept_keys) == len(tensor) and all(a is b for a, b in zip(blocks, tensor.blocks())):
+        return tensor  # assembled on its present blocks and samples: nothing to drop, no new TensorMap
     keys = Labels(key_names, np.asarray(tensor.keys.array)[kept_keys].reshape(len(kept_keys), len(key_names)),
                   assume_unique=True)
     result = TensorMap(keys, blocks) if blocks else TensorMap(Labels.empty(key_names), [])

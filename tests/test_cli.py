@@ -197,3 +197,17 @@ def test_check_numeric_accepts_cartesian_rank_one_and_two_outputs(tmp_path, caps
                     "output v\noutput t\n")
     assert main(["check", "--numeric", str(path)]) == 0
     assert "numeric check ok" in capsys.readouterr().out
+
+
+def test_check_numeric_rejects_a_wrong_cartesian_rank_two_output(tmp_path, capsys):
+    """A rank-2 output whose second axis is a fixed direction (not a tensor): refused with the
+    component's position (the static check, E306, before the numeric run), exit 1."""
+    path = tmp_path / "wrong.mt"
+    path.write_text("input S : systems\npairs P = neighbors(S, cutoff = 3.0)\nindex i : atoms(S)\n"
+                    "index x, y : xyz\n"
+                    "tensor t\n    samples (i)\n    components (xyz_1 = x, xyz_2 = y)\n"
+                    "  = sum(p in P.from(i)) P.vector[p, x] * (y == 0 ? P.distance[p] : 0.0)\n"
+                    "output t\n")
+    assert main(["check", "--numeric", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert "E306" in captured.err and ":7:28:" in captured.err and "numeric check ok" not in captured.out

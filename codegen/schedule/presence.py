@@ -14,9 +14,19 @@ an export, a kernel whose presence was not computed) passes size 0, and every
 point is computed. Kernels that only sum over pairs are left alone: their pair
 loops visit the present (centre, neighbour-species) segments only.
 
-Only the rendered kernel carries the guard: the runtime's module, the interpreter,
-the fused kernels and the gradient terms keep the kernel as written (an absent
-point of the dense buffer holds 0 either way, the value of an empty sum).
+A fused kernel (`codegen/fuse.py`: the values with the gradient terms that join
+their pass over pairs) guards its values member the same way (`guarded_plan`):
+the plan tests a condition the other members lack at the member's first own loop
+(`plan.plan_fused`), so the values skip their absent points while the terms, whose
+rows at absent samples are -1 already, share the pass; when the guard cannot be
+placed so, the fused kernel is planned unguarded, as before.
+
+The reverse products' kernels (`mtdsl/ir/passes/products.py`) test the same table
+of the tensor whose terms they contract, so a VJP skips the tensor's absent points.
+
+Only the rendered kernels carry the guard: the runtime's module, the interpreter
+and the gradient terms keep the kernel as written (an absent point of the dense
+buffer holds 0 either way, the value of an empty sum).
 """
 
 from __future__ import annotations
@@ -24,20 +34,19 @@ from __future__ import annotations
 import dataclasses
 
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.passes.products import presence_variables
 from mtdsl.ir.reads import expression_reads
 from mtdsl.ir.roles import PresenceTable, RoleName
 
-from ..plan import free_vars
+from .. import plan as planning
+from ..plan import Unsupported
 
 FIELD = "present"
 
 
-def guard_variables(kernel: ir.TensorKernel) -> tuple[str, ...]:
-    """The kernel indices its keys and samples depend on, in index order: the axes of its table."""
-    used = set()
-    for entry in kernel.keys + kernel.samples:
-        used |= free_vars(entry.expr)
-    return tuple(b.name for b in kernel.indices if b.name in used)
+#: the kernel indices its keys and samples depend on, in index order: the axes of its table (the
+#: reverse products' kernels read the same table: mtdsl/ir/passes/products.py)
+guard_variables = presence_variables
 
 
 def guarded(kernel: ir.TensorKernel) -> ir.TensorKernel:
@@ -53,3 +62,17 @@ def guarded(kernel: ir.TensorKernel) -> ir.TensorKernel:
     guard = ir.Binary("ge", table, ir.Const(0))
     where = guard if kernel.where is None else ir.Binary("and", kernel.where, guard)
     return dataclasses.replace(kernel, where=where)
+
+
+def guarded_plan(fused: ir.FusedKernel, pair_systems: dict) -> "planning.FusedPlan":
+    """The plan of `fused` with its values member (the first) guarded as `guarded` does, else
+    (nothing to guard, or the guard cannot move to that member's own loops) of `fused` as it is;
+    the plan's `.fused` is the kernel planned (`plan.fused_plans`' `planner`)."""
+    values = fused.kernels[0]
+    guard = guarded(values)
+    if guard is not values:
+        try:
+            return planning.plan_fused(dataclasses.replace(fused, kernels=(guard,) + fused.kernels[1:]), pair_systems)
+        except Unsupported:
+            pass
+    return planning.plan_fused(fused, pair_systems)

@@ -29,7 +29,7 @@ from mtdsl import builtins
 
 from . import nodes as ir
 from .roles import (BinderMask, Cotangent, DerivedKernel, FusedName, GradientBlocks, GradientRows, GradientValues,
-                    JvpKernel, RoleName, RowMap, ScatterKernel, Tangent, TensorTangent, VjpKernel)
+                    JvpKernel, PresenceTable, RoleName, RowMap, ScatterKernel, Tangent, TensorTangent, VjpKernel)
 
 STAGES = ("lowered", "derived", "fused")
 
@@ -303,6 +303,10 @@ class _Verifier:
         if isinstance(source, RowMap):
             if not isinstance(self.kernel.name, ScatterKernel) or source.fields[:3] != self.kernel.name.fields:
                 self.fail(expr, "a row map read outside its scatter kernel")
+            return INT
+        if isinstance(source, PresenceTable):  # a reverse product skips its tensor's absent points
+            if not isinstance(self.kernel.name, VjpKernel) or source.fields[0] != self.kernel.name.fields[0]:
+                self.fail(expr, "a presence table read outside the reverse products of its tensor")
             return INT
         if isinstance(source, RoleName):
             self.fail(expr, f"a {type(source).__name__} is no data source")

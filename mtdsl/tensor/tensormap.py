@@ -247,7 +247,11 @@ class TensorMap(Serializable, MetatensorOperators):
 def _check_blocks_agree(keys: Labels, blocks: list[TensorBlock]) -> None:
     """Every block must share names, dtype, array type, device and gradients with the first."""
     reference = blocks[0]
+    kind, dtype = array_kind(reference.values), dtype_name(reference.dtype)
     for index, block in enumerate(blocks[1:], start=1):
+        if array_kind(block.values) == kind and dtype_name(block.dtype) == dtype \
+                and not _block_difference(reference, block):
+            continue  # (the message below only for a block that differs: describing keys costs)
         where = f"block {describe_key(keys, index)} differs from block {describe_key(keys, 0)}"
         # metatensor's wording (and order: array library first, then dtype) for these two
         if array_kind(block.values) != array_kind(reference.values):

@@ -655,12 +655,31 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
     blocks_list = tensor.blocks()
     parts = []
     first = 1 + n_directions  # the first column axis
+    positions: dict = {}  # id(Labels) -> their positions: the blocks share their component and property Labels
+
+    def positions_of(k: int, labels):
+        key = (k, id(labels))
+        if key not in positions:
+            array = np.asarray(labels.array)
+            if k < component_entries:
+                positions[key] = (labels, _positions_in(column_values[k], array[:, 0]))
+            else:
+                flat = np.zeros(len(array), dtype=np.int64)
+                for j in range(len(columns) - component_entries):
+                    position = _positions_in(column_values[component_entries + j], array[:, j])
+                    if position is None:
+                        flat = None
+                        break
+                    flat = flat * len(column_values[component_entries + j]) + position
+                positions[key] = (labels, flat)
+        return positions[key][1]
+
     for b, value_block in enumerate(blocks_list):
         chosen = slice(first_row[b], first_row[b + 1])
         values = buffer[chosen]
         # components: one kernel index each; properties: the flat position over their indices
         for k, component in enumerate(value_block.components):
-            position = _positions_in(column_values[k], np.asarray(component.array)[:, 0])
+            position = positions_of(k, component)
             if position is None:
                 return None
             if not _is_range(position, values.shape[first + k]):
@@ -670,16 +689,11 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
                     values = values[tuple(index)]
                 else:
                     values = np.take(values, position, axis=first + k)
-        n_property_axes = len(columns) - component_entries
         head = values.shape[: first + component_entries]
         values = values.reshape(head + (int(np.prod(values.shape[len(head):], dtype=np.int64)),))
-        labels = np.asarray(value_block.properties.array)
-        flat = np.zeros(len(labels), dtype=np.int64)
-        for k in range(n_property_axes):
-            position = _positions_in(column_values[component_entries + k], labels[:, k])
-            if position is None:
-                return None
-            flat = flat * len(column_values[component_entries + k]) + position
+        flat = positions_of(component_entries, value_block.properties)
+        if flat is None:
+            return None
         if not _is_range(flat, values.shape[-1]):
             values = np.take(values, flat, axis=-1)
         parts.append(values)

@@ -183,7 +183,7 @@ def test_a_failing_fused_run_falls_back(tmp_path, backend):
     compiled = model.compiled
     (name,) = [name for name, _ in compiled.fused.values()]
     native = compiled.fused_kernels[name]
-    compiled.fused_kernels[name] = compiled_module.NativeKernel(native.rendered, lambda *args: 1)
+    compiled.fused_kernels[name] = compiled_module.NativeKernel(native.rendered, lambda *args: 2)  # bit 1 is no error (sparse)
     ours = model(batch, gradients=["positions"])
     assert set(compiled.last_gradient_terms.values()) == {"scatter"}
     assert "error bits" in compiled.last_run_fallbacks[name]
@@ -266,7 +266,7 @@ def test_a_failing_fused_terms_run_leaves_the_gradient_to_the_interpreter(tmp_pa
     compiled = model.compiled
     ((name, _, _),) = compiled.fused_terms[("ps", "positions")]
     native = compiled.fused_kernels[name]
-    compiled.fused_kernels[name] = compiled_module.NativeKernel(native.rendered, lambda *args: 1)
+    compiled.fused_kernels[name] = compiled_module.NativeKernel(native.rendered, lambda *args: 2)  # bit 1 is no error (sparse)
     ours = model(batch, gradients=["positions"])
     assert "error bits" in compiled.last_run_fallbacks[name]
     assert not any(key[0] == "ps" for key in compiled.last_gradient_terms)  # the interpreter's

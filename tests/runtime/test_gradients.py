@@ -65,8 +65,12 @@ def with_gradients(tmp_path, program, gradients="positions, strain, cell"):
 
 
 def assert_gradients_match_featomic(ours, theirs, parameter):
+    # with gradients too, featomic's keys and each block's samples exactly (ours in lexicographic order)
+    their_keys = np.asarray(theirs.keys.values)
+    np.testing.assert_array_equal(ours.keys.array, their_keys[np.lexsort(their_keys.T[::-1])])
     for key, block in theirs.items():
         mine = ours.block(**{name: int(value) for name, value in zip(key.names, key.values)})
+        np.testing.assert_array_equal(mine.samples.array, np.asarray(block.samples.values))
         expected, gradient = block.gradient(parameter), mine.gradient(parameter)
         assert gradient.samples.names == expected.samples.names
         assert [c.names for c in gradient.components] == [c.names for c in expected.components]

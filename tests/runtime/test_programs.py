@@ -6,6 +6,7 @@ power spectrum, the convolution against a per-pair loop, block sparsity on odd
 inputs, and the errors a user meets.
 """
 
+import copy
 import pathlib
 
 import ase
@@ -32,7 +33,7 @@ STRUCTURES = ["water.xyz", "silicon.xyz", "mixed.xyz"]
 
 
 def featomic_hypers(center_atom_weight=1.0):
-    hypers = {name: dict(value) for name, value in HYPERS.items()}
+    hypers = copy.deepcopy(HYPERS)  # the callers change nested entries (basis.radial): never HYPERS itself
     hypers["density"]["center_atom_weight"] = center_atom_weight
     return hypers
 

@@ -206,3 +206,91 @@ output inverse""")
     assert np.isinf(buffers[True]).any()
     assert np.all(np.isfinite(buffers[False]))
     np.testing.assert_array_equal(buffers[False][np.isfinite(buffers[True])], buffers[True][np.isfinite(buffers[True])])
+
+
+@pytest.mark.parametrize("backend", ["cpp", "llvm"])
+def test_fused_values_skip_absent_points(tmp_path, backend):
+    """The values of a fused kernel (its pass over pairs shared with the gradient terms that join it,
+    codegen/fuse.py) carry the presence guard too (schedule/presence.py: guarded_plan): `1 / count`
+    inside a pair sum is never computed where `count` is absent (the buffer is finite, inf with
+    dense=True), and values and gradients equal the interpreter's."""
+    program = PROGRAM.split("# + of an absent")[0] + """
+tensor inverse
+    keys       (center_type = S.type[i], neighbor_type = b)
+    samples    (i)
+  = sum(q in P.from(i)) exp(-P.distance[q]) / count{center_type = S.type[i], neighbor_type = b}[i]
+
+output inverse with gradients(positions)
+"""
+    path = tmp_path / "fused.mt"
+    path.write_text(program)
+    systems = frames() + [ase.Atoms("OCH", positions=[[0, 0, 0], [1.2, 0, 0], [0, 1.0, 0]])]
+    buffers = {}
+    for dense in (False, True):
+        model = compile(path, backend=backend, dense=dense)
+        model.check_finite = False  # the dense run keeps its absent entries: inf
+        out = model(systems, gradients=["positions"])["inverse"]
+        compiled = model.compiled
+        assert compiled.last_gradient_terms[("inverse", "positions", 0)] == "fused"
+        (fused,) = compiled.fused_kernels.values()
+        assert ("present", PresenceTable("inverse")) in fused.rendered.arrays
+        buffers[dense] = compiled._arguments.grids["inverse"]
+    assert np.isinf(buffers[True]).any()
+    assert np.all(np.isfinite(buffers[False]))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        reference = compile(path, backend="interpreter")(systems, gradients=["positions"])["inverse"]
+    out = compile(path, backend=backend)(systems, gradients=["positions"])["inverse"]
+    assert entries(out) == entries(reference)
+    for (key, block), (_, expected) in zip(out.items(), reference.items()):
+        np.testing.assert_allclose(block.values, expected.values, rtol=1e-12)
+        gradient, expected_gradient = block.gradient("positions"), expected.gradient("positions")
+        np.testing.assert_array_equal(gradient.samples.array, expected_gradient.samples.array)
+        np.testing.assert_allclose(gradient.values, expected_gradient.values, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", ["cpp", "llvm"])
+def test_native_kernels_read_absent_blocks(tmp_path, backend):
+    """A compiled kernel reading a block or sample its tensor lacks reads *absent* (0, as the
+    evaluator reads it): the run is no error under structural sparsity (runtime/block_lookup.py:
+    error_bits), so a sum over species of a per-species density (an energy over the power spectrum)
+    runs natively, values and gradients, and equals the interpreter."""
+    program = """
+hyper cutoff = 2.0
+input S : systems
+pairs P = neighbors(S, cutoff = cutoff)
+index i : atoms(S)
+index b, b1, b2 : species(S)
+
+tensor density
+    keys       (center_type = S.type[i], neighbor_type = b)
+    samples    (i)
+  = sum(p in P.from(i) where S.type[P.second[p]] == b) exp(-P.distance[p])
+
+# as the power spectrum: a `where`, so read through its blocks' lookup tables (not as a grid)
+tensor meeting
+    keys       (center_type = S.type[i], neighbor_1_type = b1, neighbor_2_type = b2)
+    samples    (i)
+    where b1 <= b2
+  = density{center_type = S.type[i], neighbor_type = b1}[i] * density{center_type = S.type[i], neighbor_type = b2}[i]
+
+tensor total
+    samples    (i)
+  = 1.0 + sum(b1, b2 where b1 <= b2)
+            meeting{center_type = S.type[i], neighbor_1_type = b1, neighbor_2_type = b2}[i]
+
+output total with gradients(positions)
+"""
+    path = tmp_path / "absent.mt"
+    path.write_text(program)
+    systems = frames() + [ase.Atoms("OCH", positions=[[0, 0, 0], [1.2, 0, 0], [0, 1.0, 0]])]
+    model = compile(path, backend=backend)
+    values = model(systems)["total"]
+    assert "total" not in model._compiled_values.last_run_fallbacks
+    out = model(systems, gradients=["positions"])["total"]
+    assert not model.compiled.last_run_fallbacks
+    reference = compile(path, backend="interpreter")(systems, gradients=["positions"])["total"]
+    for tensor in (values, out):
+        np.testing.assert_allclose(tensor.block().values, reference.block().values, rtol=1e-12)
+    gradient, expected = out.block().gradient("positions"), reference.block().gradient("positions")
+    np.testing.assert_array_equal(gradient.samples.array, expected.samples.array)
+    np.testing.assert_allclose(gradient.values, expected.values, rtol=1e-12, atol=1e-14)

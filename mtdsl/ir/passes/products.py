@@ -15,7 +15,7 @@ from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
 
 from . import autodiff as ad
-from ..roles import Cotangent, JvpKernel, RowMap, Tangent, TensorTangent, VjpKernel
+from ..roles import Cotangent, JvpKernel, PresenceTable, RowMap, Tangent, TensorTangent, VjpKernel
 from .terms import STORED_ORDER, _into_sums, _Lowering, _substituted_domain
 
 
@@ -90,6 +90,7 @@ def vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
     if set(gradient.directions) & ad.free_variables(target):
         raise Unsupported("a target that depends on a direction")
     conditions.append(ir.Binary("eq", ir.Var(TARGET), target))
+    conditions += presence_guard(kernel, lowered, {b.name: b.domain for b in binders})
 
     def slot(entry: ir.Entry) -> ir.Slot:
         return ir.Slot(entry.kind, lowered(entry.expr), entry.source)
@@ -107,6 +108,35 @@ def vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
         where = condition if where is None else ir.Binary("and", where, condition)
     name = vjp_kernel_name(kernel.name, gradient.wrt, k)
     return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)
+
+
+def presence_variables(kernel: ir.TensorKernel) -> tuple[str, ...]:
+    """The kernel indices its keys and samples depend on, in index order: the axes of its presence
+    table (`codegen/schedule/presence.py`, `runtime/presence.py: presence_table`)."""
+    used: set = set()
+    for entry in kernel.keys + kernel.samples:
+        used |= ad.free_variables(entry.expr)
+    return tuple(b.name for b in kernel.indices if b.name in used)
+
+
+def presence_guard(kernel: ir.TensorKernel, expression, bound: dict) -> list:
+    """`[present[v...] >= 0]`: the read of `kernel`'s presence table (codegen/schedule/presence.py,
+    -1 at a structurally absent point) over its presence variables as a product kernel names them
+    (`expression(Var(v))`), when each is a variable that kernel binds over the same domain (`bound`:
+    name -> domain); else no condition. An absent point of `kernel` is a structural zero: its
+    contributions to a cotangent or to the positions vanish (those into an absent entry of a
+    tensor read have no derivative behind them), so skipping them changes no result; a run that
+    passes no table (size 0) computes every point."""
+    domains = {b.name: b.domain for b in kernel.indices}
+    index = []
+    for name in presence_variables(kernel):
+        value = expression(ir.Var(name))
+        if not isinstance(value, ir.Var) or bound.get(value.name) != domains[name]:
+            return []
+        index.append(value)
+    if not index:
+        return []
+    return [ir.Binary("ge", ir.Data(PresenceTable(str(kernel.name)), "present", tuple(index)), ir.Const(0))]
 
 
 _SMALL_DOMAINS = (ir.RangeDomain, ir.SpeciesDomain, ir.IrrepDomain)
@@ -414,6 +444,8 @@ def tensor_vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, read: ir.Tenso
     if lowering.is_vector(coefficient):
         raise Unsupported("a vector-valued coefficient")
     indices = [ir.Binder(rename[b.name].name, u_domains[rename[b.name].name]) for b in read.indices]
+    conditions += presence_guard(kernel, lambda e: lowering.lower(full(e)),
+                                 {**{b.name: b.domain for b in binders}, **u_domains})
     keep = set(u_domains)
     if not gathered:
         indices.insert(0, ir.Binder(ONE, ir.PairsDomain(tensor_vjp_source(kernel.name, read.name, k))))
