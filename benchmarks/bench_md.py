@@ -19,7 +19,6 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 
 
 def parse():
@@ -44,26 +43,13 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mtdsl  # noqa: E402
+from _common import side_by_side, silicon, soap_hypers  # noqa: E402
 from metatensor.torch import Labels, TensorBlock, TensorMap  # noqa: E402
 from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput, System  # noqa: E402
 
 PROGRAM = os.path.join(os.path.dirname(__file__), "..", "examples", "soap_energy.mt")
 CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH = 5.0, 5, 4, 0.3
-HYPERS = {
-    "cutoff": {"radius": CUTOFF, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
-    "density": {"type": "Gaussian", "width": WIDTH, "center_atom_weight": 0.0},
-    "basis": {"type": "TensorProduct", "max_angular": MAX_ANGULAR,
-              "radial": {"type": "Gto", "max_radial": N_RADIAL - 1}, "spline_accuracy": 1e-12},
-}
-
-
-def silicon(n_atoms: int):
-    cells = round((n_atoms / 8) ** (1 / 3))
-    if 8 * cells ** 3 != n_atoms:
-        raise SystemExit(f"{n_atoms} atoms is not 8 n^3")
-    atoms = ase.build.bulk("Si", "diamond", a=5.43, cubic=True) * (cells, cells, cells)
-    atoms.rattle(0.05, seed=0)
-    return atoms
+HYPERS = soap_hypers(CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH, center_atom_weight=0.0)
 
 
 def alloy(n_atoms: int):
@@ -126,18 +112,6 @@ def step_function(atoms, calculator):
     return step
 
 
-def side_by_side(functions, repeats: int) -> list[float]:
-    for function in functions:
-        function()
-    times = [[] for _ in functions]
-    for _ in range(repeats):
-        for k, function in enumerate(functions):
-            start = time.perf_counter()
-            function()
-            times[k].append(time.perf_counter() - start)
-    return [min(t) for t in times]
-
-
 def compare(name, atoms, directory):
     from metatomic_ase import MetatomicCalculator
 
@@ -161,7 +135,7 @@ def compare(name, atoms, directory):
         copy = atoms.copy()
         copy.calc = calculator
         energies.append(copy.get_potential_energy())
-    times = side_by_side([step_function(atoms, c) for c in calculators], ARGS.repeats)
+    times = [wall for wall, _ in side_by_side([step_function(atoms, c) for c in calculators], ARGS.repeats)]
     print(f"{name}: {len(atoms)} atoms; energies (a) {energies[0]:.8f} (b) {energies[1]:.8f} (c) {energies[2]:.8f}")
     print(f"  (a) as_calculator() {times[0] * 1e3:8.1f} ms/step   (a)/(c) {times[0] / times[2]:.2f}")
     print(f"  (b) exported (C++)  {times[1] * 1e3:8.1f} ms/step   (b)/(c) {times[1] / times[2]:.2f}")

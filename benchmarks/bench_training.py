@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 
 def parse():
@@ -59,16 +58,12 @@ import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mtdsl  # noqa: E402
+from _common import side_by_side, soap_hypers  # noqa: E402
 
 PROGRAM = os.path.join(os.path.dirname(__file__), "..", "examples", "soap_energy.mt")
 SPECIES = [29, 47, 79]
 CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH = 5.5, 5, 4, 0.3
-HYPERS = {
-    "cutoff": {"radius": CUTOFF, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
-    "density": {"type": "Gaussian", "width": WIDTH, "center_atom_weight": 1.0},
-    "basis": {"type": "TensorProduct", "max_angular": MAX_ANGULAR,
-              "radial": {"type": "Gto", "max_radial": N_RADIAL - 1}, "spline_accuracy": 1e-12},
-}
+HYPERS = soap_hypers(CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH, center_atom_weight=1.0)
 
 
 def structure(n_atoms: int, seed: int = 0):
@@ -79,22 +74,6 @@ def structure(n_atoms: int, seed: int = 0):
     atoms.numbers = rng.permutation(np.resize(SPECIES, len(atoms)))
     atoms.rattle(0.05, seed=seed)
     return atoms
-
-
-def side_by_side(functions, repeats: int) -> list[tuple[float, float]]:
-    """The best wall time and the best process CPU time (all threads) of each function, calls
-    interleaved (load on a shared machine hits all alike)."""
-    for function in functions:
-        function()  # warm up: kernels built and cached, first-call allocations
-    times = [[] for _ in functions]
-    cpu_times = [[] for _ in functions]
-    for _ in range(repeats):
-        for k, function in enumerate(functions):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            function()
-            times[k].append(time.perf_counter() - start)
-            cpu_times[k].append(time.process_time() - start_cpu)
-    return [(min(t), min(c)) for t, c in zip(times, cpu_times)]
 
 
 def step(energy_function, parameters, atoms, reference_energy, reference_forces, backward=True):
