@@ -16,7 +16,7 @@ import torch
 import mtdsl
 from mtdsl._coexist import import_module_with_metatensor_torch
 from mtdsl.runtime.export.atomistic import ExportError
-from tests.runtime._helpers import spaced_positions
+from tests.runtime._helpers import sheared_alloy, spaced_cluster
 
 # this process may have imported torch_geometric first (tests/interop): metatomic is imported
 # the way mtdsl imports it, so the later plain imports find it loaded (docs/interop.md)
@@ -43,17 +43,11 @@ MODELS = {"soap": soap_model, "two_hop": two_hop_model}
 
 
 def cluster():
-    rng = np.random.default_rng(5)
-    positions = spaced_positions(rng, 8, half_width=3.5, min_distance=2.2)
-    return ase.Atoms(numbers=rng.choice(SPECIES, len(positions)), positions=positions)
+    return spaced_cluster(SPECIES, 8, half_width=3.5, min_distance=2.2)
 
 
 def alloy():
-    atoms = ase.build.bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 1, 1))
-    atoms.numbers[[1, 4, 6]] = [47, 79, 47]
-    atoms.set_cell(atoms.cell @ [[1.0, 0.03, 0.0], [0.0, 1.0, 0.0], [0.02, 0.0, 1.0]], scale_atoms=True)
-    atoms.rattle(0.05, seed=6)
-    return atoms
+    return sheared_alloy(a=3.7)
 
 
 def slab():

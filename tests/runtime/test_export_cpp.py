@@ -11,15 +11,13 @@ import subprocess
 import sys
 import warnings
 
-import ase
-import ase.build
 import numpy as np
 import pytest
 
 import mtdsl
 from mtdsl._coexist import import_module_with_metatensor_torch
 from mtdsl.runtime.export.atomistic import ExportError, ExportWarning
-from tests.runtime._helpers import spaced_positions
+from tests.runtime._helpers import sheared_alloy, spaced_cluster
 
 from .engine import run_engine
 
@@ -37,17 +35,11 @@ def lennard_jones():
 
 
 def molecule():
-    rng = np.random.default_rng(5)
-    positions = spaced_positions(rng, 7, half_width=2.2, min_distance=1.0)
-    return ase.Atoms(numbers=rng.choice(SPECIES, len(positions)), positions=positions)
+    return spaced_cluster(SPECIES, 7, half_width=2.2, min_distance=1.0)
 
 
 def crystal():
-    atoms = ase.build.bulk("Cu", "fcc", a=3.1, cubic=True).repeat((2, 1, 1))
-    atoms.numbers[[1, 4, 6]] = [47, 79, 47]
-    atoms.set_cell(atoms.cell @ [[1.0, 0.03, 0.0], [0.0, 1.0, 0.0], [0.02, 0.0, 1.0]], scale_atoms=True)
-    atoms.rattle(0.05, seed=6)
-    return atoms
+    return sheared_alloy(a=3.1)
 
 
 SYSTEMS = {"molecule": molecule, "crystal": crystal}
