@@ -4,7 +4,27 @@ thread counts (RAYON_NUM_THREADS, OMP_NUM_THREADS) before torch or featomic load
 
 from __future__ import annotations
 
+import argparse
+import os
 import time
+
+#: the species of the alloy
+ALLOY_SPECIES = [29, 47, 79]
+
+
+def timing_parser(doc: str, repeats: int) -> argparse.ArgumentParser:
+    """A parser (described by the first line of ``doc``) with the options every side-by-side
+    script takes: ``--threads`` and ``--repeats``; the script adds its own."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    return parser
+
+
+def pin_threads(threads: int) -> None:
+    """featomic's (rayon) and OpenMP's thread counts; before featomic or torch is imported."""
+    os.environ["RAYON_NUM_THREADS"] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
 def side_by_side(functions, repeats: int) -> list[tuple[float, float]]:
@@ -34,6 +54,21 @@ def silicon(n_atoms: int, seed: int = 0):
     if 8 * cells**3 != n_atoms:
         raise SystemExit(f"{n_atoms} atoms is not 8 n^3")
     atoms = ase.build.bulk("Si", "diamond", a=5.43, cubic=True) * (cells, cells, cells)
+    atoms.rattle(0.05, seed=seed)
+    return atoms
+
+
+def alloy(n_atoms: int, seed: int = 0):
+    """fcc Cu/Ag/Au, ``n_atoms`` (a multiple of 100) atoms in 5 x 5 x n cubic cells, the
+    species spread evenly at random, rattled."""
+    import ase.build
+    import numpy as np
+
+    if n_atoms % 100:
+        raise SystemExit(f"{n_atoms} atoms is not a multiple of 100")
+    atoms = ase.build.bulk("Cu", "fcc", a=3.9, cubic=True) * (5, 5, n_atoms // 100)
+    rng = np.random.default_rng(seed)
+    atoms.numbers = rng.permutation(np.resize(ALLOY_SPECIES, len(atoms)))
     atoms.rattle(0.05, seed=seed)
     return atoms
 

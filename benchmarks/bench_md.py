@@ -15,49 +15,37 @@ Calls are interleaved and the best of `--repeats` kept. Prints the three energie
 the times and the ratios (a)/(c) and (b)/(c).
 """
 
-import argparse
 import os
 import sys
 import tempfile
 
+from _common import alloy, pin_threads, side_by_side, silicon, soap_hypers, timing_parser
+
 
 def parse():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = timing_parser(__doc__, repeats=3)
     parser.add_argument("--atoms", type=int, default=1000, help="a multiple of 8 (silicon) and of 100 (alloy)")
     return parser.parse_args()
 
 
 ARGS = parse() if __name__ == "__main__" else None
 if ARGS is not None:
-    os.environ["RAYON_NUM_THREADS"] = str(ARGS.threads)
-    os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
+    pin_threads(ARGS.threads)
 
 import warnings  # noqa: E402
 from typing import Dict, List, Optional  # noqa: E402
 
-import ase.build  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mtdsl  # noqa: E402
-from _common import side_by_side, silicon, soap_hypers  # noqa: E402
 from metatensor.torch import Labels, TensorBlock, TensorMap  # noqa: E402
 from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, ModelOutput, System  # noqa: E402
 
 PROGRAM = os.path.join(os.path.dirname(__file__), "..", "examples", "soap_energy.mt")
 CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH = 5.0, 5, 4, 0.3
 HYPERS = soap_hypers(CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH, center_atom_weight=0.0)
-
-
-def alloy(n_atoms: int):
-    atoms = ase.build.bulk("Cu", "fcc", a=3.9, cubic=True) * (5, 5, n_atoms // 100)
-    rng = np.random.default_rng(0)
-    atoms.numbers = rng.permutation(np.resize([29, 47, 79], len(atoms)))
-    atoms.rattle(0.05, seed=0)
-    return atoms
 
 
 class SoapLinear(torch.nn.Module):

@@ -24,15 +24,14 @@ given to our kernels explicitly.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
+from _common import pin_threads, side_by_side, silicon, soap_hypers, timing_parser
+
 
 def parse():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser = timing_parser(__doc__, repeats=5)
     parser.add_argument("--big", type=int, default=8000, help="atoms of the scaling run (a multiple of 8)")
     parser.add_argument("--gradients-only", action="store_true",
                         help="stop after the values and gradients tables (no scaling runs)")
@@ -41,13 +40,11 @@ def parse():
 
 ARGS = parse() if __name__ == "__main__" else None
 if ARGS is not None:
-    os.environ["RAYON_NUM_THREADS"] = str(ARGS.threads)
-    os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
+    pin_threads(ARGS.threads)
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mtdsl  # noqa: E402
-from _common import side_by_side, silicon, soap_hypers  # noqa: E402
 from mtdsl.compile import check_and_lower  # noqa: E402
 from mtdsl.runtime.bindings import Bindings  # noqa: E402
 from mtdsl.runtime.compiled import compile_module  # noqa: E402
