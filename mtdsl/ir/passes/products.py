@@ -16,7 +16,7 @@ from mtdsl.ir import nodes as ir
 
 from . import autodiff as ad
 from ..roles import Cotangent, JvpKernel, RowMap, Tangent, TensorTangent, VjpKernel
-from .terms import STORED_ORDER, _into_sums, _Lowering, _substituted_domain
+from .terms import STORED_ORDER, _into_sums, _Lowering, _substituted_domain, conjunction
 
 
 # ---- product kernels: a term contracted with a cotangent (VJP) ------------------------------------
@@ -96,9 +96,7 @@ def vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
         raise Unsupported("a vector-valued gradient coefficient")
     body = _into_sums(ir.Binary("mul", coefficient, cotangent))
     binders, conditions, body = _factor_sums(binders, conditions, body, set(gradient.directions), {TARGET})
-    where = None
-    for condition in conditions:
-        where = condition if where is None else ir.Binary("and", where, condition)
+    where = conjunction(conditions)
     name = VjpKernel(kernel.name, gradient.wrt, k)
     return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)
 
@@ -145,9 +143,7 @@ def _factor_sums(binders, conditions, body, directions: set, keep: set, domains=
             continue
         if any(_equality_binding(c) for c in reading):
             continue
-        where = None
-        for condition in reading:
-            where = condition if where is None else ir.Binary("and", where, condition)
+        where = conjunction(reading)
         product = depends[0]
         for factor in depends[1:]:
             product = ir.Binary("mul", product, factor)
@@ -254,9 +250,7 @@ def jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
     body = _into_sums(ir.Binary("mul", coefficient, tangent))
     binders, conditions, body = _factor_sums(binders, conditions, body, set(), {ONE} | index_names,
                                              domains=(ir.XyzDomain,))
-    where = None
-    for condition in conditions:
-        where = condition if where is None else ir.Binary("and", where, condition)
+    where = conjunction(conditions)
     name = JvpKernel(kernel.name, gradient.wrt, k)
     return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)
 
@@ -283,6 +277,18 @@ def tensor_tangent(kernel: str) -> TensorTangent:
 
 
 
+
+
+def _tensor_product_kernel(name, indices, binders, conditions, body, gathered: bool, nothing: str):
+    """The product kernel through a computed tensor and whether it gathers: ``body`` summed over
+    ``binders`` where every condition holds; with nothing left to sum, a gather kernel of
+    ``body`` itself (a scatter with nothing to sum is refused with ``nothing``)."""
+    where = conjunction(conditions)
+    if not binders:
+        if not gathered:
+            raise Unsupported(nothing)
+        return ir.TensorKernel(name, tuple(indices), (), (), (), (), body, where), True
+    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None), gathered
 
 
 def _resolved_aliases(term: ad.Term) -> dict:
@@ -403,15 +409,9 @@ def tensor_vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, read: ir.Tenso
         keep.add(ONE)
     body = _into_sums(ir.Binary("mul", coefficient, cotangent))
     binders, conditions, body = _factor_sums(binders, conditions, body, set(), keep)
-    where = None
-    for condition in conditions:
-        where = condition if where is None else ir.Binary("and", where, condition)
     name = VjpKernel(kernel.name, read.name, k)
-    if not binders:
-        if not gathered:
-            raise Unsupported("a scatter into a computed tensor with nothing to sum")
-        return ir.TensorKernel(name, tuple(indices), (), (), (), (), body, where), True
-    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None), gathered
+    return _tensor_product_kernel(name, indices, binders, conditions, body, gathered,
+                                  "a scatter into a computed tensor with nothing to sum")
 
 
 def tensor_jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
@@ -458,15 +458,8 @@ def tensor_jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.G
         raise Unsupported("a vector-valued coefficient")
     body = _into_sums(ir.Binary("mul", coefficient, tangent))
     binders, conditions, body = _factor_sums(binders, conditions, body, set(), {ONE} | index_names)
-    where = None
-    for condition in conditions:
-        where = condition if where is None else ir.Binary("and", where, condition)
     name = JvpKernel(kernel.name, target.tensor, k)
-    if not binders:
-        if not gathered:
-            raise Unsupported("a scatter with nothing to sum")
-        return ir.TensorKernel(name, tuple(indices), (), (), (), (), body, where), True
-    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None), gathered
+    return _tensor_product_kernel(name, indices, binders, conditions, body, gathered, "a scatter with nothing to sum")
 
 
 # ---- the sweep of one tensor: its own terms' products and the products through the tensors it reads --
