@@ -16,7 +16,7 @@ import torch
 import mtdsl
 from mtdsl._coexist import import_module_with_metatensor_torch
 from mtdsl.runtime.export.atomistic import ExportError
-from tests.runtime._helpers import sheared_alloy, spaced_cluster
+from tests.runtime._helpers import run_without_mtdsl, sheared_alloy, spaced_cluster
 
 # this process may have imported torch_geometric first (tests/interop): metatomic is imported
 # the way mtdsl imports it, so the later plain imports find it loaded (docs/interop.md)
@@ -59,14 +59,8 @@ def slab():
 
 SYSTEMS = {"cluster": cluster, "alloy": alloy, "slab": slab}
 
-# the engine: a Python in which mtdsl cannot be imported (the models run their C++ operator)
+# the engine (run_without_mtdsl: the models run their C++ operator)
 ENGINE = """
-import sys, json
-class Hidden:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "mtdsl":
-            raise ImportError("mtdsl is hidden from this engine")
-sys.meta_path.insert(0, Hidden())
 import ase.io, numpy as np
 from metatomic_ase import MetatomicCalculator
 results = {}
@@ -79,8 +73,6 @@ for model, directory in json.loads(sys.argv[1]).items():
         stress = atoms.get_stress() if atoms.pbc.all() else []
         results[f"{model}/{name}"] = [float(energy), np.asarray(forces).tolist(), np.asarray(stress).tolist(),
                                       np.asarray(energies).tolist()]
-assert not any(name.split(".")[0] == "mtdsl" for name in sys.modules)
-print(json.dumps(results))
 """
 
 
@@ -98,10 +90,7 @@ def exported(tmp_path_factory):
 
 def test_metatomic_calculator_equals_as_calculator(exported):
     directory, models = exported
-    done = subprocess.run([sys.executable, "-c", ENGINE, json.dumps({name: str(directory) for name in models})],
-                          capture_output=True, text=True, cwd=directory)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = run_without_mtdsl(ENGINE, json.dumps({name: str(directory) for name in models}), directory)
     for key, (energy, forces, stress, energies) in results.items():
         model, system = key.split("/")
         atoms = SYSTEMS[system]()

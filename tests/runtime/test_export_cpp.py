@@ -17,7 +17,7 @@ import pytest
 import mtdsl
 from mtdsl._coexist import import_module_with_metatensor_torch
 from mtdsl.runtime.export.atomistic import ExportError, ExportWarning
-from tests.runtime._helpers import sheared_alloy, spaced_cluster
+from tests.runtime._helpers import run_without_mtdsl, sheared_alloy, spaced_cluster
 
 from .engine import run_engine
 
@@ -44,14 +44,8 @@ def crystal():
 
 SYSTEMS = {"molecule": molecule, "crystal": crystal}
 
-# the engine: a Python in which mtdsl cannot be imported (a finder refusing it, first on the path)
+# the engine (run_without_mtdsl: the model runs its C++ operator)
 ENGINE = """
-import sys, json
-class Hidden:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "mtdsl":
-            raise ImportError("mtdsl is hidden from this engine")
-sys.meta_path.insert(0, Hidden())
 import ase.io, numpy as np
 from metatomic_ase import MetatomicCalculator
 directory = sys.argv[1]
@@ -61,8 +55,6 @@ for name in ("molecule", "crystal"):
     atoms.calc = MetatomicCalculator(f"{directory}/model.pt", extensions_directory=f"{directory}/extensions")
     stress = atoms.get_stress().tolist() if atoms.pbc.all() else []
     results[name] = [float(atoms.get_potential_energy()), atoms.get_forces().tolist(), stress]
-assert not any(name.split(".")[0] == "mtdsl" for name in sys.modules)
-print(json.dumps(results))
 """
 
 
@@ -108,10 +100,7 @@ def test_cpp_operator_without_mtdsl_equals_as_calculator(exported):
     with pytest.warns(CacheWarning, match="damaged"):
         model.export(directory / "model.pt", extensions_directory=directory / "extensions", runtime="cpp")
     assert _cache_entry(libraries[0]) == entry  # rebuilt whole, the extension its copy
-    done = subprocess.run([sys.executable, "-c", ENGINE, str(directory)], capture_output=True, text=True,
-                          cwd=directory)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = run_without_mtdsl(ENGINE, str(directory), directory)
     for name, (energy, forces, stress) in results.items():
         atoms = SYSTEMS[name]()
         atoms.calc = model.as_calculator()
