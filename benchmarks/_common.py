@@ -27,6 +27,16 @@ def pin_threads(threads: int) -> None:
     os.environ["OMP_NUM_THREADS"] = str(threads)
 
 
+def best_wall(function, repeats: int) -> float:
+    """The best wall time of ``repeats`` calls of ``function`` (no warm-up call)."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
 def side_by_side(functions, repeats: int) -> list[tuple[float, float]]:
     """The best (wall, CPU) time of each function, calls interleaved so that load on a shared
     machine hits all alike; each is called once first (caches, page faults, first-call set-up).
