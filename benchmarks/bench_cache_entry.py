@@ -15,7 +15,8 @@ import argparse
 import pathlib
 import pickle
 import sys
-import time
+
+from _common import best_wall
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -35,12 +36,8 @@ def rendering():
 
 
 def best(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times) * 1e3
+    """Milliseconds."""
+    return best_wall(function, repeats) * 1e3
 
 
 def main() -> None:

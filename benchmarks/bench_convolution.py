@@ -71,13 +71,13 @@ if ARGS is not None:
     # libraries, was never slower in our runs and is stable on a busy machine.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import ase.build  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from e3nn import o3  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mtdsl  # noqa: E402
+from _common import side_by_side, silicon  # noqa: E402
 from mtdsl.runtime.assemble import evaluate_kernel  # noqa: E402
 from mtdsl.runtime.bindings import Bindings  # noqa: E402
 from mtdsl.runtime.evaluate.evaluator import Evaluator  # noqa: E402
@@ -86,33 +86,6 @@ from tests.test_e3nn_convolution import (  # noqa: E402
 )
 
 LMAX, WIDTH, CUTOFF = 2, 16, 4.0
-
-
-def silicon(n_atoms: int, seed: int = 0):
-    cells = round((n_atoms / 8) ** (1 / 3))
-    if 8 * cells**3 != n_atoms:
-        raise SystemExit(f"{n_atoms} atoms is not 8 n^3")
-    atoms = ase.build.bulk("Si", cubic=True) * (cells, cells, cells)
-    atoms.rattle(0.05, seed=seed)
-    return atoms
-
-
-def side_by_side(functions, repeats: int) -> list[tuple[float, float]]:
-    """The best (wall, CPU) time of each function, calls interleaved so that load on a shared machine hits all alike.
-
-    CPU time is the process's (every thread), the less load-sensitive of the two on a busy machine.
-    """
-    for function in functions:
-        function()  # warm up (caches, page faults, e3nn's first call)
-    walls = [[] for _ in functions]
-    cpus = [[] for _ in functions]
-    for _ in range(repeats):
-        for k, function in enumerate(functions):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            function()
-            walls[k].append(time.perf_counter() - start)
-            cpus[k].append(time.process_time() - start_cpu)
-    return [(min(w), min(c)) for w, c in zip(walls, cpus)]
 
 
 HEADER = (f"{'mtdsl backend':<14}{'mtdsl (ms)':>12}{'e3nn (ms)':>11}{'e3nn/mtdsl':>12}"

@@ -6,40 +6,24 @@ Run: .venv/bin/python benchmarks/bench_interpreter.py
 """
 
 import pathlib
-import time
 
-import ase.build
 import featomic
 import numpy as np
 
 import mtdsl
+from _common import best_wall, silicon, soap_hypers
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[1] / "examples"
-HYPERS = {
-    "cutoff": {"radius": 5.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
-    "density": {"type": "Gaussian", "width": 0.3, "center_atom_weight": 1.0},
-    "basis": {"type": "TensorProduct", "max_angular": 4, "radial": {"type": "Gto", "max_radial": 5},
-              "spline_accuracy": 1e-12},
-}
-
-
-def best_of(function, repeats=3):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+HYPERS = soap_hypers(cutoff=5.0, n_radial=6, max_angular=4, width=0.3, center_atom_weight=1.0)
 
 
 def main():
-    atoms = ase.build.bulk("Si", "diamond", a=5.43, cubic=True) * (5, 5, 5)
-    atoms.rattle(0.05, seed=0)
+    atoms = silicon(1000)
     model = mtdsl.compile(EXAMPLES / "soap_power_spectrum.mt", backend="interpreter")
     calculator = featomic.SoapPowerSpectrum(**HYPERS)
     model([atoms[:8]])  # build the radial spline once, like featomic's calculator construction
-    ours = best_of(lambda: model([atoms]))
-    theirs = best_of(lambda: calculator.compute(atoms))
+    ours = best_wall(lambda: model([atoms]), 3)
+    theirs = best_wall(lambda: calculator.compute(atoms), 3)
     print(f"1,000-atom silicon power spectrum ({len(atoms)} atoms)")
     print(f"{'':24}{'time (s)':>10}")
     print(f"{'mtdsl interpreter':24}{ours:10.3f}")

@@ -15,30 +15,26 @@ Calls are interleaved and the best of `--repeats` kept. Prints the three energie
 the times and the ratios (a)/(c) and (b)/(c).
 """
 
-import argparse
 import os
 import sys
 import tempfile
-import time
+
+from _common import alloy, pin_threads, side_by_side, silicon, soap_hypers, timing_parser
 
 
 def parse():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = timing_parser(__doc__, repeats=3)
     parser.add_argument("--atoms", type=int, default=1000, help="a multiple of 8 (silicon) and of 100 (alloy)")
     return parser.parse_args()
 
 
 ARGS = parse() if __name__ == "__main__" else None
 if ARGS is not None:
-    os.environ["RAYON_NUM_THREADS"] = str(ARGS.threads)
-    os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
+    pin_threads(ARGS.threads)
 
 import warnings  # noqa: E402
 from typing import Dict, List, Optional  # noqa: E402
 
-import ase.build  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -49,29 +45,7 @@ from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, Mo
 
 PROGRAM = os.path.join(os.path.dirname(__file__), "..", "examples", "soap_energy.mt")
 CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH = 5.0, 5, 4, 0.3
-HYPERS = {
-    "cutoff": {"radius": CUTOFF, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
-    "density": {"type": "Gaussian", "width": WIDTH, "center_atom_weight": 0.0},
-    "basis": {"type": "TensorProduct", "max_angular": MAX_ANGULAR,
-              "radial": {"type": "Gto", "max_radial": N_RADIAL - 1}, "spline_accuracy": 1e-12},
-}
-
-
-def silicon(n_atoms: int):
-    cells = round((n_atoms / 8) ** (1 / 3))
-    if 8 * cells ** 3 != n_atoms:
-        raise SystemExit(f"{n_atoms} atoms is not 8 n^3")
-    atoms = ase.build.bulk("Si", "diamond", a=5.43, cubic=True) * (cells, cells, cells)
-    atoms.rattle(0.05, seed=0)
-    return atoms
-
-
-def alloy(n_atoms: int):
-    atoms = ase.build.bulk("Cu", "fcc", a=3.9, cubic=True) * (5, 5, n_atoms // 100)
-    rng = np.random.default_rng(0)
-    atoms.numbers = rng.permutation(np.resize([29, 47, 79], len(atoms)))
-    atoms.rattle(0.05, seed=0)
-    return atoms
+HYPERS = soap_hypers(CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH, center_atom_weight=0.0)
 
 
 class SoapLinear(torch.nn.Module):
@@ -126,18 +100,6 @@ def step_function(atoms, calculator):
     return step
 
 
-def side_by_side(functions, repeats: int) -> list[float]:
-    for function in functions:
-        function()
-    times = [[] for _ in functions]
-    for _ in range(repeats):
-        for k, function in enumerate(functions):
-            start = time.perf_counter()
-            function()
-            times[k].append(time.perf_counter() - start)
-    return [min(t) for t in times]
-
-
 def compare(name, atoms, directory):
     from metatomic_ase import MetatomicCalculator
 
@@ -161,7 +123,7 @@ def compare(name, atoms, directory):
         copy = atoms.copy()
         copy.calc = calculator
         energies.append(copy.get_potential_energy())
-    times = side_by_side([step_function(atoms, c) for c in calculators], ARGS.repeats)
+    times = [wall for wall, _ in side_by_side([step_function(atoms, c) for c in calculators], ARGS.repeats)]
     print(f"{name}: {len(atoms)} atoms; energies (a) {energies[0]:.8f} (b) {energies[1]:.8f} (c) {energies[2]:.8f}")
     print(f"  (a) as_calculator() {times[0] * 1e3:8.1f} ms/step   (a)/(c) {times[0] / times[2]:.2f}")
     print(f"  (b) exported (C++)  {times[1] * 1e3:8.1f} ms/step   (b)/(c) {times[1] / times[2]:.2f}")

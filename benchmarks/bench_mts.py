@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 
 import metatensor
 import metatensor.io as mtio
@@ -23,6 +22,7 @@ import numpy as np
 import mtdsl
 from mtdsl import Labels, TensorBlock, TensorMap
 from mtdsl.io import mts
+from _common import best_wall
 
 
 def build(n_blocks: int, n_samples: int, n_components: int = 3, n_properties: int = 50) -> TensorMap:
@@ -49,21 +49,12 @@ def build(n_blocks: int, n_samples: int, n_components: int = 3, n_properties: in
     return TensorMap(keys, blocks)
 
 
-def best(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def side_by_side(ours, theirs, repeats: int) -> tuple[float, float]:
     """Minimum times of both, measured alternately so that both see the same machine state."""
     ours_times, theirs_times = [], []
     for _ in range(repeats):
-        ours_times.append(best(ours, 1))
-        theirs_times.append(best(theirs, 1))
+        ours_times.append(best_wall(ours, 1))
+        theirs_times.append(best_wall(theirs, 1))
     return min(ours_times), min(theirs_times)
 
 

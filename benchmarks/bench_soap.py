@@ -24,16 +24,14 @@ given to our kernels explicitly.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import time
+
+from _common import pin_threads, side_by_side, silicon, soap_hypers, timing_parser
 
 
 def parse():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser = timing_parser(__doc__, repeats=5)
     parser.add_argument("--big", type=int, default=8000, help="atoms of the scaling run (a multiple of 8)")
     parser.add_argument("--gradients-only", action="store_true",
                         help="stop after the values and gradients tables (no scaling runs)")
@@ -42,10 +40,8 @@ def parse():
 
 ARGS = parse() if __name__ == "__main__" else None
 if ARGS is not None:
-    os.environ["RAYON_NUM_THREADS"] = str(ARGS.threads)
-    os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
+    pin_threads(ARGS.threads)
 
-import ase.build  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mtdsl  # noqa: E402
@@ -57,43 +53,12 @@ from mtdsl.systems import as_batch, neighbors  # noqa: E402
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")
 BACKENDS = ("cpp", "llvm")
 
-HYPERS = {
-    "cutoff": {"radius": 5.0, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
-    "density": {"type": "Gaussian", "width": 0.3, "center_atom_weight": 1.0},
-    "basis": {"type": "TensorProduct", "max_angular": 4, "radial": {"type": "Gto", "max_radial": 5},
-              "spline_accuracy": 1e-12},
-}
-
-
-def silicon(n_atoms: int, seed: int = 0):
-    cells = round((n_atoms / 8) ** (1 / 3))
-    if 8 * cells**3 != n_atoms:
-        raise SystemExit(f"{n_atoms} atoms is not 8 n^3")
-    atoms = ase.build.bulk("Si", cubic=True) * (cells, cells, cells)
-    atoms.rattle(0.05, seed=seed)
-    return atoms
+HYPERS = soap_hypers(cutoff=5.0, n_radial=6, max_angular=4, width=0.3, center_atom_weight=1.0)
 
 
 def best(function, repeats: int) -> float:
-    return side_by_side([function], repeats)[0]
-
-
-def side_by_side(functions, repeats: int, cpu: bool = False) -> list:
-    """The best wall time of each function (and, with `cpu=True`, the best process CPU time, all
-    threads), calls interleaved so that load on a shared machine hits all alike."""
-    for function in functions:
-        function()  # warm up (caches, page faults)
-    times = [[] for _ in functions]
-    cpu_times = [[] for _ in functions]
-    for _ in range(repeats):
-        for k, function in enumerate(functions):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            function()
-            times[k].append(time.perf_counter() - start)
-            cpu_times[k].append(time.process_time() - start_cpu)
-    if cpu:
-        return [(min(t), min(c)) for t, c in zip(times, cpu_times)]
-    return [min(t) for t in times]
+    """The best wall time of ``function``."""
+    return side_by_side([function], repeats)[0][0]
 
 
 def ours(compiled, atoms, threads):
@@ -127,7 +92,7 @@ def main():
     for name, (_, calculator) in programs.items():
         for backend in BACKENDS:
             (mine, mine_cpu), (theirs, theirs_cpu) = side_by_side(
-                [ours(compiled[name, backend], atoms, threads), lambda: calculator.compute(atoms)], repeats, cpu=True)
+                [ours(compiled[name, backend], atoms, threads), lambda: calculator.compute(atoms)], repeats)
             print(f"{name:<22}{backend:>8}{mine * 1e3:>12.1f}{theirs * 1e3:>16.1f}{mine / theirs:>7.2f}x"
                   f"{mine_cpu * 1e3:>11.1f}{theirs_cpu * 1e3:>14.1f}{mine_cpu / theirs_cpu:>10.2f}x")
     print("(wall: what a user waits; CPU: process time of all threads, steadier on a loaded machine)")
@@ -143,7 +108,7 @@ def main():
             model.threads = threads
             (mine, mine_cpu), (theirs, theirs_cpu) = side_by_side(
                 [lambda: model([atoms], gradients=["positions"]),
-                 lambda: calculator.compute(atoms, gradients=["positions"])], repeats, cpu=True)
+                 lambda: calculator.compute(atoms, gradients=["positions"])], repeats)
             print(f"{name:<22}{backend:>8}{mine * 1e3:>12.1f}{theirs * 1e3:>16.1f}{mine / theirs:>7.2f}x"
                   f"{mine_cpu * 1e3:>11.1f}{theirs_cpu * 1e3:>14.1f}{mine_cpu / theirs_cpu:>10.2f}x")
     if ARGS.gradients_only:
@@ -164,7 +129,7 @@ def main():
     print()
     print(f"{'speed-up, 1 -> 2 threads':<26}{'mtdsl cpp':>10}")
     for name, (compiled, _) in calculators.items():
-        one, two = side_by_side([ours(compiled, atoms, 1), ours(compiled, atoms, 2)], repeats)
+        (one, _), (two, _) = side_by_side([ours(compiled, atoms, 1), ours(compiled, atoms, 2)], repeats)
         print(f"{name:<26}{one / two:>7.2f}x")
 
 

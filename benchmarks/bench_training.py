@@ -32,28 +32,24 @@ its position gradients there, mtdsl only when the backward asks.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-import time
+
+from _common import ALLOY_SPECIES, alloy, pin_threads, side_by_side, soap_hypers, timing_parser
 
 
 def parse():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = timing_parser(__doc__, repeats=3)
     parser.add_argument("--atoms", type=int, default=1000, help="a multiple of 100")
     return parser.parse_args()
 
 
 ARGS = parse() if __name__ == "__main__" else None
 if ARGS is not None:
-    os.environ["RAYON_NUM_THREADS"] = str(ARGS.threads)
-    os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
+    pin_threads(ARGS.threads)
 
 import warnings  # noqa: E402
 
-import ase.build  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -61,40 +57,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mtdsl  # noqa: E402
 
 PROGRAM = os.path.join(os.path.dirname(__file__), "..", "examples", "soap_energy.mt")
-SPECIES = [29, 47, 79]
+SPECIES = ALLOY_SPECIES
 CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH = 5.5, 5, 4, 0.3
-HYPERS = {
-    "cutoff": {"radius": CUTOFF, "smoothing": {"type": "ShiftedCosine", "width": 0.5}},
-    "density": {"type": "Gaussian", "width": WIDTH, "center_atom_weight": 1.0},
-    "basis": {"type": "TensorProduct", "max_angular": MAX_ANGULAR,
-              "radial": {"type": "Gto", "max_radial": N_RADIAL - 1}, "spline_accuracy": 1e-12},
-}
-
-
-def structure(n_atoms: int, seed: int = 0):
-    if n_atoms % 100:
-        raise SystemExit(f"{n_atoms} atoms is not a multiple of 100")
-    atoms = ase.build.bulk("Cu", "fcc", a=3.9, cubic=True) * (5, 5, n_atoms // 100)
-    rng = np.random.default_rng(seed)
-    atoms.numbers = rng.permutation(np.resize(SPECIES, len(atoms)))
-    atoms.rattle(0.05, seed=seed)
-    return atoms
-
-
-def side_by_side(functions, repeats: int) -> list[tuple[float, float]]:
-    """The best wall time and the best process CPU time (all threads) of each function, calls
-    interleaved (load on a shared machine hits all alike)."""
-    for function in functions:
-        function()  # warm up: kernels built and cached, first-call allocations
-    times = [[] for _ in functions]
-    cpu_times = [[] for _ in functions]
-    for _ in range(repeats):
-        for k, function in enumerate(functions):
-            start, start_cpu = time.perf_counter(), time.process_time()
-            function()
-            times[k].append(time.perf_counter() - start)
-            cpu_times[k].append(time.process_time() - start_cpu)
-    return [(min(t), min(c)) for t, c in zip(times, cpu_times)]
+HYPERS = soap_hypers(CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH, center_atom_weight=1.0)
 
 
 def step(energy_function, parameters, atoms, reference_energy, reference_forces, backward=True):
@@ -188,7 +153,7 @@ def main():
     warnings.filterwarnings("ignore", message="second derivatives with respect to positions")
 
     torch.set_num_threads(ARGS.threads)
-    atoms = structure(ARGS.atoms)
+    atoms = alloy(ARGS.atoms)
     rng = np.random.default_rng(1)
     n = len(SPECIES)
     w = rng.normal(0.0, 1e-3, size=(n, n, n, MAX_ANGULAR + 1, N_RADIAL, N_RADIAL))

@@ -24,6 +24,7 @@ from typing import Optional
 
 from . import program as P
 from .builtins import BUILTINS
+from .checker import ProgramChecker
 from .diagnostics import Reporter, did_you_mean
 from .evaluate import UNKNOWN, TooManyPoints, closure, evaluate, points, refs_of
 from .resolve import dispatch, arith_type, dims_fit, is_unknown_dim
@@ -58,23 +59,8 @@ _HARMONIC_DEGREE = {
 }
 
 
-class DimChecker:
-    def __init__(self, program: P.Program, reporter: Reporter):
-        self.program = program
-        self.reporter = reporter
-
-    def error(self, code, span, message, hint=None):
-        self.reporter.error(code, span, message, hint)
-
-    # ---- definitions
-    def run(self) -> None:
-        for param in self.program.params.values():
-            self.param(param)
-        for let in self.program.lets.values():
-            self.let(let)
-        for tensor in self.program.tensors.values():
-            self.tensor(tensor)
-
+class DimChecker(ProgramChecker):
+    # ---- definitions (walked by ProgramChecker.run)
     def param(self, param: P.Param) -> None:
         for index in param.indices:
             if isinstance(index.dim, (P.AtomsDim, P.PairsDim, P.SystemsDim, P.OpaqueDim)):
@@ -335,18 +321,26 @@ class DimChecker:
     def _LetRef(self, expr: P.LetRef) -> Free:
         return self._indexed(expr, f"let `{expr.let.name}`", [i.dim for i in expr.let.indices])
 
-    def _SystemData(self, expr: P.SystemData) -> Free:
-        S = expr.systems
-        first = {"positions": P.AtomsDim(S), "type": P.AtomsDim(S), "system": P.AtomsDim(S),
-                 "cell": P.SystemsDim(S), "pbc": P.SystemsDim(S)}[expr.field]
-        shapes = {"positions": (1, 2), "type": (1,), "system": (1,), "cell": (1, 3), "pbc": (1, 2)}[expr.field]
-        what = f"`{S}.{expr.field}`"
+    def _data_indices(self, expr, what: str, shapes: tuple[int, ...]) -> tuple[Free, bool]:
+        """The free indices of a read of built-in data (``S.positions[i, x]``...), and
+        whether it has one of the index counts of ``shapes`` (an error if not)."""
         free: Free = {}
         for arg in expr.indices:
             _merge(free, self.visit(arg))
         if len(expr.indices) not in shapes:
             counts = " or ".join(str(n) for n in shapes)
             self.error("E203", expr.span, f"{what} takes {counts} indices, found {len(expr.indices)}")
+            return free, False
+        return free, True
+
+    def _SystemData(self, expr: P.SystemData) -> Free:
+        S = expr.systems
+        first = {"positions": P.AtomsDim(S), "type": P.AtomsDim(S), "system": P.AtomsDim(S),
+                 "cell": P.SystemsDim(S), "pbc": P.SystemsDim(S)}[expr.field]
+        shapes = {"positions": (1, 2), "type": (1,), "system": (1,), "cell": (1, 3), "pbc": (1, 2)}[expr.field]
+        what = f"`{S}.{expr.field}`"
+        free, counted = self._data_indices(expr, what, shapes)
+        if not counted:
             return free
         for position, arg in enumerate(expr.indices):
             if position == 0:
@@ -363,12 +357,8 @@ class DimChecker:
         dim = P.PairsDim(expr.pairs, pairs.systems if pairs else "?")
         shapes = (1, 2) if expr.field == "vector" else (1,)
         what = f"`{expr.pairs}.{expr.field}`"
-        free: Free = {}
-        for arg in expr.indices:
-            _merge(free, self.visit(arg))
-        if len(expr.indices) not in shapes:
-            counts = " or ".join(str(n) for n in shapes)
-            self.error("E203", expr.span, f"{what} takes {counts} indices, found {len(expr.indices)}")
+        free, counted = self._data_indices(expr, what, shapes)
+        if not counted:
             return free
         for position, arg in enumerate(expr.indices):
             self.check_slot(arg, dim if position == 0 else P.XyzDim(), f"slot {position + 1} of {what}")

@@ -32,6 +32,7 @@ from typing import Optional
 
 from . import program as P
 from .builtins import BUILTINS
+from .checker import ProgramChecker
 from .diagnostics import Reporter
 from .evaluate import (
     UNKNOWN, TooManyPoints, always, closure, dim_values, evaluate, memoized, points, refs_of,
@@ -121,22 +122,23 @@ class _Ctx:
         return _Ctx(conds, self.summed | {b.index for b in binders})
 
 
-class EquivarianceChecker:
+def _cartesian(expr, whole: bool) -> Eq:
+    """A read of Cartesian data (positions, cell, pair vectors): the whole vector when
+    ``whole`` or when its last index is not an index variable, else that index
+    carries the degree 1."""
+    last = expr.indices[-1] if expr.indices else None
+    if whole or not isinstance(last, P.IndexRef):
+        return Eq(vector=True)
+    return Eq({last.index: (1, P.XyzDim())})
+
+
+class EquivarianceChecker(ProgramChecker):
     def __init__(self, program: P.Program, reporter: Reporter):
-        self.program = program
-        self.reporter = reporter
+        super().__init__(program, reporter)
         self._tensor_sigma: dict = {}
 
-    def error(self, code, span, message, hint=None):
-        self.reporter.error(code, span, message, hint)
-
-    def run(self) -> None:
-        for param in self.program.params.values():
-            self.param(param)
-        for let in self.program.lets.values():
-            self.visit(let.body, _Ctx())
-        for tensor in self.program.tensors.values():
-            self.tensor(tensor)
+    def let(self, let: P.Let) -> None:
+        self.visit(let.body, _Ctx())
 
     # ---- helpers about index values
     def trivial(self, rep: P.Dim, conds) -> bool:
@@ -537,22 +539,12 @@ class EquivarianceChecker:
 
     def _SystemData(self, expr: P.SystemData, ctx: _Ctx) -> Eq:
         if expr.field in ("positions", "cell"):
-            if expr.type.kind in ("vector", "matrix"):
-                return Eq(vector=True)
-            last = expr.indices[-1]
-            if isinstance(last, P.IndexRef):
-                return Eq({last.index: (1, P.XyzDim())})
-            return Eq(vector=True)
+            return _cartesian(expr, whole=expr.type.kind in ("vector", "matrix"))
         return INVARIANT
 
     def _PairData(self, expr: P.PairData, ctx: _Ctx) -> Eq:
         if expr.field == "vector":
-            if len(expr.indices) <= 1:
-                return Eq(vector=True)
-            last = expr.indices[-1]
-            if isinstance(last, P.IndexRef):
-                return Eq({last.index: (1, P.XyzDim())})
-            return Eq(vector=True)
+            return _cartesian(expr, whole=len(expr.indices) <= 1)
         return INVARIANT
 
     def _BlockRef(self, expr: P.BlockRef, ctx: _Ctx) -> Eq:

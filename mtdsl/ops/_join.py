@@ -114,19 +114,37 @@ def _sample_columns(block: TensorBlock, names: list[str]) -> np.ndarray:
     return block.samples.array[:, [own.index(n) for n in names]]
 
 
+def _check_joinable(blocks: List[TensorBlock], fname: str, key: str, same: str) -> None:
+    """The blocks joined along one axis agree on their components and on the axis ``same``."""
+    _check_components(blocks, fname, key)
+    _check_same_all([getattr(b, same) for b in blocks], fname, same, key)
+
+
+def _gradients_of(blocks: List[TensorBlock], parameter: str) -> List[TensorBlock]:
+    """The ``parameter`` gradient of every block (none may have gradients of its own)."""
+    gradients = [b.gradient(parameter) for b in blocks]
+    for gradient in gradients:
+        no_gradients_of_gradients(gradient)
+    return gradients
+
+
+def _input_index(counts: np.ndarray) -> np.ndarray:
+    """For each joined row, the input it comes from (``counts`` rows an input)."""
+    return np.repeat(np.arange(len(counts), dtype=np.int32), counts)
+
+
 def _join_block_samples(
     blocks: List[TensorBlock], fname: str, add_dimension: Optional[str], key: str = ""
 ) -> TensorBlock:
     if len(blocks) == 1:
         return blocks[0]
     first = blocks[0]
-    _check_components(blocks, fname, key)
-    _check_same_all([b.properties for b in blocks], fname, "properties", key)
+    _check_joinable(blocks, fname, key, same="properties")
     names = first.samples.names
     counts = np.array([len(b.samples) for b in blocks], dtype=np.int64)
     rows = np.concatenate([_sample_columns(b, names) for b in blocks])
     if add_dimension is not None:
-        rows = np.concatenate([rows, np.repeat(np.arange(len(blocks), dtype=np.int32), counts)[:, None]], axis=1)
+        rows = np.concatenate([rows, _input_index(counts)[:, None]], axis=1)
         samples = Labels._trusted((*names, add_dimension), rows, like=first.samples.values)
         Labels([*names, add_dimension], rows[:0])  # checks the new name
     else:
@@ -135,9 +153,7 @@ def _join_block_samples(
     result = TensorBlock(values, samples, first.components, first.properties)
     shifts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     for parameter, first_gradient in first.gradients():
-        gradients = [b.gradient(parameter) for b in blocks]
-        for gradient in gradients:
-            no_gradients_of_gradients(gradient)
+        gradients = _gradients_of(blocks, parameter)
         g_counts = np.array([len(g.samples) for g in gradients], dtype=np.int64)
         g_rows = np.concatenate([g.samples.array for g in gradients])
         g_rows[:, 0] += np.repeat(shifts, g_counts).astype(np.int32)
@@ -167,12 +183,11 @@ def _join_block_properties(
     if len(blocks) == 1:
         return blocks[0]
     first = blocks[0]
-    _check_components(blocks, fname, key)
-    _check_same_all([b.samples for b in blocks], fname, "samples", key)
+    _check_joinable(blocks, fname, key, same="samples")
     names = first.properties.names
     different_names = any(b.properties.names != names for b in blocks)
     counts = np.array([len(b.properties) for b in blocks], dtype=np.int64)
-    input_index = np.repeat(np.arange(len(blocks), dtype=np.int32), counts)
+    input_index = _input_index(counts)
     if different_names:
         if add_dimension is not None:
             raise ValueError(
@@ -193,9 +208,7 @@ def _join_block_properties(
     values = _dispatch.concatenate([b.values for b in blocks], axis=-1)
     result = TensorBlock(values, first.samples, first.components, properties)
     for parameter, first_gradient in first.gradients():
-        gradients = [b.gradient(parameter) for b in blocks]
-        for gradient in gradients:
-            no_gradients_of_gradients(gradient)
+        gradients = _gradients_of(blocks, parameter)
         same_samples = all(g.samples == first_gradient.samples for g in gradients[1:])
         if same_samples:
             g_samples = first_gradient.samples

@@ -46,6 +46,19 @@ def _rebuild(tensor: TensorMap, keys: Labels, change_samples, change_properties,
     return result
 
 
+def _relabel(tensor: TensorMap, axis: str, change, change_components=None, change_gradient=None) -> TensorMap:
+    """``tensor`` with the labels of ``axis`` (keys, samples or properties) changed by ``change``."""
+    keys = change(tensor.keys) if axis == "keys" else tensor.keys
+    return _rebuild(
+        tensor,
+        keys,
+        change if axis == "samples" else None,
+        change if axis == "properties" else None,
+        change_components,
+        change_gradient,
+    )
+
+
 def _column(values, n: int) -> np.ndarray:
     if isinstance(values, (int, np.integer)):
         return np.full(n, int(values), dtype=np.int32)
@@ -60,13 +73,7 @@ def insert_dimension(tensor: TensorMap, axis: str, index: int, name: str, values
     """
     check_tensor_map(tensor, "tensor")
     _check_axis(axis)
-    keys = tensor.keys
-    insert = lambda labels: labels.insert(index, name, _column(values, len(labels)))  # noqa: E731
-    if axis == "keys":
-        keys = insert(keys)
-    return _rebuild(
-        tensor, keys, insert if axis == "samples" else None, insert if axis == "properties" else None
-    )
+    return _relabel(tensor, axis, lambda labels: labels.insert(index, name, _column(values, len(labels))))
 
 
 def append_dimension(tensor: TensorMap, axis: str, name: str, values: Union[np.ndarray, int]) -> TensorMap:
@@ -87,37 +94,20 @@ def permute_dimensions(tensor: TensorMap, axis: str, dimensions_indexes: List[in
     """Reorder the dimensions of ``axis``: new dimension ``i`` is old ``dimensions_indexes[i]``."""
     check_tensor_map(tensor, "tensor")
     _check_axis(axis)
-    keys = tensor.keys
-    permute = lambda labels: labels.permute(dimensions_indexes)  # noqa: E731
-    if axis == "keys":
-        keys = permute(keys)
-    return _rebuild(
-        tensor, keys, permute if axis == "samples" else None, permute if axis == "properties" else None
-    )
+    return _relabel(tensor, axis, lambda labels: labels.permute(dimensions_indexes))
 
 
 def remove_dimension(tensor: TensorMap, axis: str, name: str) -> TensorMap:
     """Remove the dimension ``name`` of ``axis``; the remaining entries must stay unique."""
     check_tensor_map(tensor, "tensor")
     _check_axis(axis)
-    keys = tensor.keys
-    remove = lambda labels: labels.remove(name)  # noqa: E731
-    if axis == "keys":
-        keys = remove(keys)
-    return _rebuild(
-        tensor, keys, remove if axis == "samples" else None, remove if axis == "properties" else None
-    )
+    return _relabel(tensor, axis, lambda labels: labels.remove(name))
 
 
 def rename_dimension(tensor: TensorMap, axis: str, old: str, new: str) -> TensorMap:
     """Rename the dimension ``old`` of ``axis`` to ``new`` (gradients follow)."""
     check_tensor_map(tensor, "tensor")
     _check_axis(axis)
-    keys = tensor.keys
-    rename = lambda labels: labels.rename(old, new)  # noqa: E731
-    if axis == "keys":
-        keys = rename(keys)
-
     def rename_components(components):
         return [c.rename(old, new) if old in c.names else c for c in components]
 
@@ -128,11 +118,10 @@ def rename_dimension(tensor: TensorMap, axis: str, old: str, new: str) -> Tensor
             components = rename_components(components)
         return samples, components
 
-    return _rebuild(
+    return _relabel(
         tensor,
-        keys,
-        rename if axis == "samples" else None,
-        rename if axis == "properties" else None,
+        axis,
+        lambda labels: labels.rename(old, new),
         rename_components if axis == "components" else None,
         rename_gradient,
     )

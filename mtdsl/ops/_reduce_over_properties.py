@@ -20,11 +20,18 @@ from typing import List, Union
 
 import numpy as np
 
-from ..tensor import Labels, TensorBlock, TensorMap
+from ..tensor import TensorBlock, TensorMap
 from . import _dispatch
 from ._block import values_at_gradient_samples
-from ._reduce_over_samples import REDUCTIONS, _names_list, group_rows
 from ._parallel import map_blocks
+from ._reduce import (
+    check_names_present,
+    check_reduction,
+    empty_merged_labels,
+    merge_labels,
+    names_list,
+    reduce_groups,
+)
 from ._utils import check_tensor_map, no_gradients_of_gradients
 
 
@@ -32,13 +39,12 @@ def _reduce_over_properties_block(
     block: TensorBlock, property_names: Union[List[str], str], reduction: str
 ) -> TensorBlock:
     names = block.properties.names
-    reduced = _names_list(property_names)
+    reduced = names_list(property_names)
     remaining = [n for n in names if n not in reduced]
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}, choose from {list(REDUCTIONS)}")
+    check_reduction(reduction)
 
     if len(block.properties) == 0:
-        properties = Labels(remaining or ["_"], np.zeros((0, len(remaining) or 1), dtype=np.int32))
+        properties = empty_merged_labels(remaining)
         result = TensorBlock(block.values, block.samples, block.components, properties)
         for parameter, gradient in block.gradients():
             no_gradients_of_gradients(gradient)
@@ -47,31 +53,16 @@ def _reduce_over_properties_block(
             )
         return result
 
-    if remaining:
-        columns = [names.index(n) for n in remaining]
-        new_properties, index = group_rows(block.properties.array[:, columns])
-        properties = Labels._trusted(tuple(remaining), new_properties, like=block.properties.values)
-    else:
-        index = np.zeros(len(block.properties), dtype=np.int64)
-        properties = Labels._trusted(("_",), np.zeros((1, 1), dtype=np.int32), like=block.properties.values)
+    properties, index = merge_labels(block.properties, remaining)
     n_new = len(properties)
     counts = np.bincount(index, minlength=n_new)
     values = block.values
     n = _dispatch.as_like(counts.astype(np.float64), values)
-    total = _dispatch.columns_add(n_new, values, index)
-
-    mean = std = None
-    if reduction == "sum":
-        result_values = total
-    else:
-        mean = total / n
-        if reduction == "mean":
-            result_values = mean
-        else:
-            centered = values - _dispatch.take(mean, index, axis=values.ndim - 1)
-            var = _dispatch.columns_add(n_new, centered * centered, index) / n
-            result_values = var if reduction == "var" else _dispatch.sqrt(var)
-            std = result_values
+    last = values.ndim - 1
+    result_values, mean, std = reduce_groups(
+        values, index, n_new, n, reduction, _dispatch.columns_add,
+        lambda group_values, index: _dispatch.take(group_values, index, axis=last),
+    )
 
     result = TensorBlock(result_values, block.samples, block.components, properties)
     for parameter, gradient in block.gradients():
@@ -98,10 +89,8 @@ def _reduce_over_properties_block(
 
 def _reduce_over_properties(tensor: TensorMap, property_names: Union[List[str], str], reduction: str) -> TensorMap:
     check_tensor_map(tensor, "tensor")
-    reduced = _names_list(property_names)
-    for name in reduced:
-        if name not in tensor.property_names:
-            raise ValueError(f"one of the requested property name ({name}) is not part of this TensorMap")
+    reduced = names_list(property_names)
+    check_names_present(reduced, tensor.property_names, "property")
     blocks = map_blocks(lambda b: _reduce_over_properties_block(b, reduced, reduction), tensor.blocks())
     return TensorMap(tensor.keys, blocks)
 

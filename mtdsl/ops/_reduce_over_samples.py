@@ -30,24 +30,19 @@ from typing import List, Optional, Union
 import numpy as np
 
 from ..tensor import Labels, TensorBlock, TensorMap
-from ..tensor.labels import row_keys
 from . import _dispatch
 from ._block import values_at_gradient_samples
 from ._parallel import map_blocks
+from ._reduce import (
+    check_names_present,
+    check_reduction,
+    empty_merged_labels,
+    group_rows,
+    merge_labels,
+    names_list,
+    reduce_groups,
+)
 from ._utils import check_tensor_map, no_gradients_of_gradients
-
-REDUCTIONS = ("sum", "mean", "var", "std")
-
-
-def group_rows(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unique rows of `array`, sorted, and for each row of `array` its unique row."""
-    keys = row_keys(array)[0]
-    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-    return array[first], inverse.reshape(-1).astype(np.int64)
-
-
-def _names_list(names: Union[List[str], str]) -> List[str]:
-    return [names] if isinstance(names, str) else list(names)
 
 
 def _reduce_over_samples_block(
@@ -57,58 +52,40 @@ def _reduce_over_samples_block(
     remaining_samples: Optional[List[str]] = None,
 ) -> TensorBlock:
     names = block.samples.names
-    reduced = _names_list(sample_names)
+    reduced = names_list(sample_names)
     remaining = [n for n in names if n not in reduced] if remaining_samples is None else remaining_samples
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"unknown reduction {reduction!r}, choose from {list(REDUCTIONS)}")
+    check_reduction(reduction)
 
     if len(block.samples) == 0:
         # metatensor-operations gives samples without names here, which cannot be
         # mixed with other blocks' `_`; we keep `_` for consistency
-        samples = Labels(remaining or ["_"], np.zeros((0, len(remaining) or 1), dtype=np.int32))
+        samples = empty_merged_labels(remaining)
         result = TensorBlock(block.values, samples, block.components, block.properties)
         for parameter, gradient in block.gradients():
             no_gradients_of_gradients(gradient)
             result.add_gradient(parameter, gradient)
         return result
 
-    if remaining:
-        columns = [names.index(n) for n in remaining]
-        new_samples, index = group_rows(block.samples.array[:, columns])
-        samples = Labels._trusted(tuple(remaining), new_samples, like=block.samples.values)
-    else:
-        index = np.zeros(len(block.samples), dtype=np.int64)
-        samples = Labels._trusted(("_",), np.zeros((1, 1), dtype=np.int32), like=block.samples.values)
+    samples, index = merge_labels(block.samples, remaining)
     n_new = len(samples)
     values = block.values
-    total = _dispatch.rows_add(n_new, values, index)
     broadcast = (-1,) + (1,) * (values.ndim - 1)
     counts = np.bincount(index, minlength=n_new)
     count_array = _dispatch.as_like(counts.astype(np.float64), values).reshape(broadcast)
-
-    mean = var = std = None
-    if reduction == "sum":
-        result_values = total
-    else:
-        mean = total / count_array
-        if reduction == "mean":
-            result_values = mean
-        else:
-            centered = values - _dispatch.take(mean, index)
-            var = _dispatch.rows_add(n_new, centered * centered, index) / count_array
-            result_values = var if reduction == "var" else _dispatch.sqrt(var)
-            std = result_values if reduction == "std" else None
+    result_values, mean, std = reduce_groups(
+        values, index, n_new, count_array, reduction, _dispatch.rows_add, _dispatch.take
+    )
 
     result = TensorBlock(result_values, samples, block.components, block.properties)
     for parameter, gradient in block.gradients():
         no_gradients_of_gradients(gradient)
         result.add_gradient(
-            parameter, _reduce_gradient(block, gradient, index, n_new, counts, reduction, mean, var, std)
+            parameter, _reduce_gradient(block, gradient, index, counts, reduction, mean, std)
         )
     return result
 
 
-def _reduce_gradient(block, gradient, index, n_new, counts, reduction, mean, var, std) -> TensorBlock:
+def _reduce_gradient(block, gradient, index, counts, reduction, mean, std) -> TensorBlock:
     if len(gradient.samples) == 0:
         return TensorBlock(gradient.values, gradient.samples, gradient.components, gradient.properties)
     rows = gradient.samples.array.copy()
@@ -148,10 +125,8 @@ def _take_parent(array, parent: np.ndarray, gradient_values):
 
 def _reduce_over_samples(tensor: TensorMap, sample_names: Union[List[str], str], reduction: str) -> TensorMap:
     check_tensor_map(tensor, "tensor")
-    reduced = _names_list(sample_names)
-    for name in reduced:
-        if name not in tensor.sample_names:
-            raise ValueError(f"one of the requested sample name ({name}) is not part of this TensorMap")
+    reduced = names_list(sample_names)
+    check_names_present(reduced, tensor.sample_names, "sample")
     remaining = [n for n in tensor.sample_names if n not in reduced]
     blocks = map_blocks(lambda b: _reduce_over_samples_block(b, reduced, reduction, remaining), tensor.blocks())
     return TensorMap(tensor.keys, blocks)

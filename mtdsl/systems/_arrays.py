@@ -46,3 +46,48 @@ def stack(arrays, reference):
     if is_torch(reference):
         return torch_module().stack(list(arrays))
     return np.stack(list(arrays))
+
+
+class PositionsArrays:
+    """What a ``System`` and a ``SystemBatch`` read alike from their arrays:
+    the positions decide the atom count, the library, the dtype and the device."""
+
+    __slots__ = ()
+
+    @property
+    def types(self):
+        """Atomic numbers, int32, shape ``[n_atoms]``."""
+        return self._types
+
+    @property
+    def positions(self):
+        """Positions, shape ``[n_atoms, 3]``."""
+        return self._positions
+
+    @property
+    def cell(self):
+        """Lattice vectors as rows, same dtype as positions."""
+        return self._cell
+
+    @property
+    def pbc(self):
+        """Periodicity along a, b, c (bool)."""
+        return self._pbc
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self._positions.shape[0])
+
+    @property
+    def is_torch(self) -> bool:
+        return is_torch(self._positions)
+
+    @property
+    def dtype(self):
+        """The positions' dtype (a numpy dtype or a torch dtype)."""
+        return self._positions.dtype
+
+    @property
+    def device(self):
+        """The torch device, or ``"cpu"`` for numpy systems."""
+        return self._positions.device if self.is_torch else "cpu"

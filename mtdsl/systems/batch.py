@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ._arrays import concatenate, dtype_name, is_torch, like, stack, to_numpy
+from ._arrays import PositionsArrays, concatenate, dtype_name, like, stack, to_numpy
 from ._pyg import is_pyg, systems_from_pyg
 from .system import System
 
@@ -14,7 +14,7 @@ from .system import System
 ATOM_LABEL_NAMES = ("system", "atom")
 
 
-class SystemBatch:
+class SystemBatch(PositionsArrays):
     """Systems concatenated along their atoms, as plain arrays.
 
     With ``N`` atoms in ``S`` systems (all numpy, or all torch on one device,
@@ -82,14 +82,6 @@ class SystemBatch:
         return self._systems
 
     @property
-    def types(self):
-        return self._types
-
-    @property
-    def positions(self):
-        return self._positions
-
-    @property
     def system(self):
         return self._system
 
@@ -98,20 +90,8 @@ class SystemBatch:
         return self._atom
 
     @property
-    def cell(self):
-        return self._cell
-
-    @property
-    def pbc(self):
-        return self._pbc
-
-    @property
     def atom_offsets(self):
         return self._atom_offsets
-
-    @property
-    def n_atoms(self) -> int:
-        return int(self._positions.shape[0])
 
     @property
     def n_systems(self) -> int:
@@ -142,18 +122,6 @@ class SystemBatch:
     @property
     def sources(self) -> list[str | None]:
         return [s.source for s in self._systems]
-
-    @property
-    def is_torch(self) -> bool:
-        return is_torch(self._positions)
-
-    @property
-    def dtype(self):
-        return self._positions.dtype
-
-    @property
-    def device(self):
-        return self._positions.device if self.is_torch else "cpu"
 
     def __repr__(self) -> str:
         library = "torch" if self.is_torch else "numpy"

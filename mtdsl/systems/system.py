@@ -11,7 +11,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from ._arrays import dtype_name, is_torch, like, to_numpy, torch_module
+from ._arrays import PositionsArrays, dtype_name, is_torch, like, to_numpy, torch_module
 
 #: the largest atomic number a type may hold (oganesson)
 MAX_ATOMIC_NUMBER = 118
@@ -20,7 +20,7 @@ _FLOAT_DTYPES = ("float32", "float64")
 _AXES = "abc"
 
 
-class System:
+class System(PositionsArrays):
     """One atomic system.
 
     :param types: atomic numbers, integers in ``[1, 118]``, shape ``[n_atoms]``
@@ -49,53 +49,15 @@ class System:
             raise TypeError(f"source must be a string or None, got {type(source).__name__}")
         self._source = source
 
-    # -- data ----------------------------------------------------------------
-
-    @property
-    def types(self):
-        """Atomic numbers, int32, shape ``[n_atoms]``."""
-        return self._types
-
-    @property
-    def positions(self):
-        """Positions, shape ``[n_atoms, 3]``."""
-        return self._positions
-
-    @property
-    def cell(self):
-        """Lattice vectors as rows, shape ``[3, 3]``, same dtype as positions."""
-        return self._cell
-
-    @property
-    def pbc(self):
-        """Periodicity along a, b, c: bool, shape ``[3]``."""
-        return self._pbc
+    # -- data (types, positions, cell, pbc, n_atoms, dtype, device: PositionsArrays) --
 
     @property
     def source(self) -> str | None:
         """Provenance, e.g. ``"structures.xyz:3"`` (file and frame index)."""
         return self._source
 
-    @property
-    def n_atoms(self) -> int:
-        return int(self._positions.shape[0])
-
     def __len__(self) -> int:
         return self.n_atoms
-
-    @property
-    def is_torch(self) -> bool:
-        return is_torch(self._positions)
-
-    @property
-    def dtype(self):
-        """The positions' dtype (a numpy dtype or a torch dtype)."""
-        return self._positions.dtype
-
-    @property
-    def device(self):
-        """The torch device, or ``"cpu"`` for numpy systems."""
-        return self._positions.device if self.is_torch else "cpu"
 
     def __repr__(self) -> str:
         counts = np.unique(to_numpy(self._types), return_counts=True)

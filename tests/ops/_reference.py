@@ -64,6 +64,17 @@ def assert_same(ours, theirs, gradients=True, atol=1e-12):
         assert_same_block(a, b, f"block {index}: ", gradients=gradients, atol=atol)
 
 
+def assert_reduction_same(function: str, tensor: TensorMap, names) -> None:
+    """``ops.<function>`` on ``tensor`` and ``ops.<function>_block`` on its first block
+    give what metatensor-operations' functions of the same names give."""
+    import mtdsl.ops as ops
+
+    assert_same(getattr(ops, function)(tensor, names), getattr(mts, function)(to_mts(tensor), names))
+    block = tensor.block(0)
+    ours = getattr(ops, function + "_block")(block, names)
+    assert_same(ours, getattr(mts, function + "_block")(to_mts(block), names))
+
+
 def redraw(tensor: TensorMap, seed: int, shift: float = 0.0) -> TensorMap:
     """A map with the metadata of `tensor` and other random values (gradients too)."""
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ from mtdsl import Labels, TensorBlock, TensorMap
 from tests.strategies import tensormaps
 
 from ._finite_differences import check_finite_differences
-from ._reference import SETTINGS, assert_same, mts, to_mts
+from ._reference import SETTINGS, assert_reduction_same
 
 REDUCTIONS = ["sum", "mean", "var", "std"]
 
@@ -41,13 +41,7 @@ def test_same_as_metatensor(reduction, arrays, data, names):
     tensor = _two_dimensional(
         data.draw(tensormaps(arrays=arrays, components=components, gradients=gradients, min_samples=1))
     )
-    function = f"{reduction}_over_properties"
-    ours = getattr(ops, function)(tensor, names)
-    theirs = getattr(mts, function)(to_mts(tensor), names)
-    assert_same(ours, theirs)
-    block = tensor.block(0)
-    ours = getattr(ops, function + "_block")(block, names)
-    assert_same(ours, getattr(mts, function + "_block")(to_mts(block), names))
+    assert_reduction_same(f"{reduction}_over_properties", tensor, names)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)

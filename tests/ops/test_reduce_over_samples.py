@@ -9,7 +9,7 @@ import mtdsl.ops as ops
 from tests.strategies import tensormaps
 
 from ._finite_differences import check_finite_differences
-from ._reference import SETTINGS, assert_same, mts, to_mts
+from ._reference import SETTINGS, assert_reduction_same, assert_same, mts, to_mts
 
 REDUCTIONS = ["sum", "mean", "var", "std"]
 NAMES = st.sampled_from(["atom", "system", ["system", "atom"], ["atom"]])
@@ -28,13 +28,7 @@ def test_same_as_metatensor(reduction, arrays, data, names):
         names = "atom"
     # (metatensor-operations fails on blocks without samples when no dimension remains)
     tensor = data.draw(tensormaps(arrays=arrays, gradients=gradients, min_samples=1))
-    function = f"{reduction}_over_samples"
-    ours = getattr(ops, function)(tensor, names)
-    theirs = getattr(mts, function)(to_mts(tensor), names)
-    assert_same(ours, theirs)
-    block = tensor.block(0)
-    ours = getattr(ops, function + "_block")(block, names)
-    assert_same(ours, getattr(mts, function + "_block")(to_mts(block), names))
+    assert_reduction_same(f"{reduction}_over_samples", tensor, names)
 
 
 @pytest.mark.parametrize("reduction", REDUCTIONS)

@@ -16,7 +16,7 @@ import torch
 import mtdsl
 from mtdsl._coexist import import_module_with_metatensor_torch
 from mtdsl.runtime.export.atomistic import ExportError
-from tests.runtime._helpers import spaced_positions
+from tests.runtime._helpers import run_without_mtdsl, sheared_alloy, spaced_cluster
 
 # this process may have imported torch_geometric first (tests/interop): metatomic is imported
 # the way mtdsl imports it, so the later plain imports find it loaded (docs/interop.md)
@@ -43,17 +43,11 @@ MODELS = {"soap": soap_model, "two_hop": two_hop_model}
 
 
 def cluster():
-    rng = np.random.default_rng(5)
-    positions = spaced_positions(rng, 8, half_width=3.5, min_distance=2.2)
-    return ase.Atoms(numbers=rng.choice(SPECIES, len(positions)), positions=positions)
+    return spaced_cluster(SPECIES, 8, half_width=3.5, min_distance=2.2)
 
 
 def alloy():
-    atoms = ase.build.bulk("Cu", "fcc", a=3.7, cubic=True).repeat((2, 1, 1))
-    atoms.numbers[[1, 4, 6]] = [47, 79, 47]
-    atoms.set_cell(atoms.cell @ [[1.0, 0.03, 0.0], [0.0, 1.0, 0.0], [0.02, 0.0, 1.0]], scale_atoms=True)
-    atoms.rattle(0.05, seed=6)
-    return atoms
+    return sheared_alloy(a=3.7)
 
 
 def slab():
@@ -65,14 +59,8 @@ def slab():
 
 SYSTEMS = {"cluster": cluster, "alloy": alloy, "slab": slab}
 
-# the engine: a Python in which mtdsl cannot be imported (the models run their C++ operator)
+# the engine (run_without_mtdsl: the models run their C++ operator)
 ENGINE = """
-import sys, json
-class Hidden:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "mtdsl":
-            raise ImportError("mtdsl is hidden from this engine")
-sys.meta_path.insert(0, Hidden())
 import ase.io, numpy as np
 from metatomic_ase import MetatomicCalculator
 results = {}
@@ -85,8 +73,6 @@ for model, directory in json.loads(sys.argv[1]).items():
         stress = atoms.get_stress() if atoms.pbc.all() else []
         results[f"{model}/{name}"] = [float(energy), np.asarray(forces).tolist(), np.asarray(stress).tolist(),
                                       np.asarray(energies).tolist()]
-assert not any(name.split(".")[0] == "mtdsl" for name in sys.modules)
-print(json.dumps(results))
 """
 
 
@@ -104,10 +90,7 @@ def exported(tmp_path_factory):
 
 def test_metatomic_calculator_equals_as_calculator(exported):
     directory, models = exported
-    done = subprocess.run([sys.executable, "-c", ENGINE, json.dumps({name: str(directory) for name in models})],
-                          capture_output=True, text=True, cwd=directory)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = run_without_mtdsl(ENGINE, json.dumps({name: str(directory) for name in models}), directory)
     for key, (energy, forces, stress, energies) in results.items():
         model, system = key.split("/")
         atoms = SYSTEMS[system]()

@@ -11,15 +11,13 @@ import subprocess
 import sys
 import warnings
 
-import ase
-import ase.build
 import numpy as np
 import pytest
 
 import mtdsl
 from mtdsl._coexist import import_module_with_metatensor_torch
 from mtdsl.runtime.export.atomistic import ExportError, ExportWarning
-from tests.runtime._helpers import spaced_positions
+from tests.runtime._helpers import run_without_mtdsl, sheared_alloy, spaced_cluster
 
 from .engine import run_engine
 
@@ -37,29 +35,17 @@ def lennard_jones():
 
 
 def molecule():
-    rng = np.random.default_rng(5)
-    positions = spaced_positions(rng, 7, half_width=2.2, min_distance=1.0)
-    return ase.Atoms(numbers=rng.choice(SPECIES, len(positions)), positions=positions)
+    return spaced_cluster(SPECIES, 7, half_width=2.2, min_distance=1.0)
 
 
 def crystal():
-    atoms = ase.build.bulk("Cu", "fcc", a=3.1, cubic=True).repeat((2, 1, 1))
-    atoms.numbers[[1, 4, 6]] = [47, 79, 47]
-    atoms.set_cell(atoms.cell @ [[1.0, 0.03, 0.0], [0.0, 1.0, 0.0], [0.02, 0.0, 1.0]], scale_atoms=True)
-    atoms.rattle(0.05, seed=6)
-    return atoms
+    return sheared_alloy(a=3.1)
 
 
 SYSTEMS = {"molecule": molecule, "crystal": crystal}
 
-# the engine: a Python in which mtdsl cannot be imported (a finder refusing it, first on the path)
+# the engine (run_without_mtdsl: the model runs its C++ operator)
 ENGINE = """
-import sys, json
-class Hidden:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] == "mtdsl":
-            raise ImportError("mtdsl is hidden from this engine")
-sys.meta_path.insert(0, Hidden())
 import ase.io, numpy as np
 from metatomic_ase import MetatomicCalculator
 directory = sys.argv[1]
@@ -69,8 +55,6 @@ for name in ("molecule", "crystal"):
     atoms.calc = MetatomicCalculator(f"{directory}/model.pt", extensions_directory=f"{directory}/extensions")
     stress = atoms.get_stress().tolist() if atoms.pbc.all() else []
     results[name] = [float(atoms.get_potential_energy()), atoms.get_forces().tolist(), stress]
-assert not any(name.split(".")[0] == "mtdsl" for name in sys.modules)
-print(json.dumps(results))
 """
 
 
@@ -116,10 +100,7 @@ def test_cpp_operator_without_mtdsl_equals_as_calculator(exported):
     with pytest.warns(CacheWarning, match="damaged"):
         model.export(directory / "model.pt", extensions_directory=directory / "extensions", runtime="cpp")
     assert _cache_entry(libraries[0]) == entry  # rebuilt whole, the extension its copy
-    done = subprocess.run([sys.executable, "-c", ENGINE, str(directory)], capture_output=True, text=True,
-                          cwd=directory)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = json.loads(done.stdout.strip().splitlines()[-1])
+    results = run_without_mtdsl(ENGINE, str(directory), directory)
     for name, (energy, forces, stress) in results.items():
         atoms = SYSTEMS[name]()
         atoms.calc = model.as_calculator()

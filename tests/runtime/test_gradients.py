@@ -95,22 +95,20 @@ def assert_gradients_match_featomic(ours, theirs, parameter):
 BACKENDS = ["interpreter", "cpp", "llvm"]
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("structure", STRUCTURES)
-def test_spherical_expansion_gradients_equal_featomic(structure, backend):
-    systems = frames(structure)
-    ours = compile(EXAMPLES / "spherical_expansion.mt", backend=backend)(systems, gradients=["positions", "strain"])["rho"]
-    theirs = featomic.SphericalExpansion(**HYPERS).compute(systems, gradients=["positions", "strain"])
-    assert_gradients_match_featomic(ours, theirs, "positions")
-    assert_gradients_match_featomic(ours, theirs, "strain")
+#: the example programs featomic also computes: (file, output, featomic calculator)
+FEATOMIC_PROGRAMS = [
+    ("spherical_expansion.mt", "rho", "SphericalExpansion"),
+    ("soap_power_spectrum.mt", "ps", "SoapPowerSpectrum"),
+]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("structure", STRUCTURES)
-def test_power_spectrum_gradients_equal_featomic(structure, backend):
+@pytest.mark.parametrize("program, output, calculator", FEATOMIC_PROGRAMS, ids=["spherical_expansion", "power_spectrum"])
+def test_gradients_equal_featomic(program, output, calculator, structure, backend):
     systems = frames(structure)
-    ours = compile(EXAMPLES / "soap_power_spectrum.mt", backend=backend)(systems, gradients=["positions", "strain"])["ps"]
-    theirs = featomic.SoapPowerSpectrum(**HYPERS).compute(systems, gradients=["positions", "strain"])
+    ours = compile(EXAMPLES / program, backend=backend)(systems, gradients=["positions", "strain"])[output]
+    theirs = getattr(featomic, calculator)(**HYPERS).compute(systems, gradients=["positions", "strain"])
     assert_gradients_match_featomic(ours, theirs, "positions")
     assert_gradients_match_featomic(ours, theirs, "strain")
 

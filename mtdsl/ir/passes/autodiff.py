@@ -645,14 +645,7 @@ class _Differentiator:
             value = ir.Data(expr.source, "cell", (s, row, alpha))
             return [Term((), (), None, s, _mul(value, _indicator(_eq(column, beta))))]
         if expr.field in ("vector", "distance") and expr.source in self.pairs_systems:
-            p = expr.index[0]
-            system = self._pair_system(expr.source, p)
-            va = ir.Data(expr.source, "vector", (p, alpha))
-            if expr.field == "vector":
-                coefficient = _mul(va, self._unit(expr, beta))
-            else:
-                coefficient = _div(_mul(va, ir.Data(expr.source, "vector", (p, beta))), expr)
-            return [Term((), (), None, system, coefficient)]
+            return self._pair_terms(expr, ir.Data(expr.source, "vector", (expr.index[0], alpha)), beta)
         return []
 
     # -- data: cell (positions fixed) -----------------------------------------------------------------------
@@ -663,15 +656,20 @@ class _Differentiator:
             coefficient = _indicator(_and(_eq(row, a), _eq(column, x)))
             return [Term((), (), None, s, coefficient)]
         if expr.field in ("vector", "distance") and expr.source in self.pairs_systems:
-            p = expr.index[0]
-            system = self._pair_system(expr.source, p)
-            shift = ir.Data(expr.source, "cell_shift", (p, a))
-            if expr.field == "vector":
-                coefficient = _mul(shift, self._unit(expr, x))
-            else:
-                coefficient = _div(_mul(shift, ir.Data(expr.source, "vector", (p, x))), expr)
-            return [Term((), (), None, system, coefficient)]
+            return self._pair_terms(expr, ir.Data(expr.source, "cell_shift", (expr.index[0], a)), x)
         return []
+
+    def _pair_terms(self, expr: ir.Data, factor, direction):
+        """The term of a pair's vector or distance (``expr``) when the vector moves by
+        ``factor`` along ``direction``: ``factor * [y == direction]`` for ``vector[p, y]``,
+        ``factor * vector[p, direction] / distance`` for the distance."""
+        p = expr.index[0]
+        system = self._pair_system(expr.source, p)
+        if expr.field == "vector":
+            coefficient = _mul(factor, self._unit(expr, direction))
+        else:
+            coefficient = _div(_mul(factor, ir.Data(expr.source, "vector", (p, direction))), expr)
+        return [Term((), (), None, system, coefficient)]
 
     def _pair_system(self, pairs: str, p):
         return ir.Data(self.pairs_systems[pairs], "system", (ir.Data(pairs, "first", (p,)),))

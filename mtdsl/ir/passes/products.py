@@ -16,7 +16,7 @@ from mtdsl.ir import nodes as ir
 
 from . import autodiff as ad
 from ..roles import Cotangent, JvpKernel, PresenceTable, RowMap, Tangent, TensorTangent, VjpKernel
-from .terms import STORED_ORDER, _into_sums, _Lowering, _substituted_domain
+from .terms import STORED_ORDER, _into_sums, _Lowering, _substituted_domain, conjunction
 
 
 # ---- product kernels: a term contracted with a cotangent (VJP) ------------------------------------
@@ -31,18 +31,7 @@ def cotangent_kernel(kernel: ir.TensorKernel) -> ir.TensorKernel:
     Rendered before the VJP kernels, it makes the renderers read the cotangent as a dense grid
     of `kernel`'s layout (`codegen/schedule/reads.py: direct_access`), which the runtime fills from the cotangent's
     blocks (`runtime/native_products.py`) instead of running this kernel."""
-    import dataclasses
-
-    return dataclasses.replace(kernel, name=cotangent_tensor(kernel.name), body=ir.Const(0.0), where=None)
-
-
-def vjp_source(kernel: str, wrt: str, k: int) -> RowMap:
-    """The run-time range of the rows a VJP kernel adds into (atoms or systems: the targets)."""
-    return RowMap(kernel, wrt, k, "vjp")
-
-
-def vjp_kernel_name(kernel: str, wrt: str, k: int) -> VjpKernel:
-    return VjpKernel(kernel, wrt, k)
+    return stand_in_kernel(kernel, cotangent_tensor(kernel.name))
 
 
 TARGET = "·target"
@@ -74,7 +63,8 @@ def vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
     names = {b.name for b in binders} | set(gradient.directions)
     if TARGET in names:
         raise Unsupported(f"a variable named {TARGET}")
-    indices = [ir.Binder(TARGET, ir.PairsDomain(vjp_source(kernel.name, gradient.wrt, k)))]
+    # the rows the kernel adds into (atoms or systems: the targets), a run-time range
+    indices = [ir.Binder(TARGET, ir.PairsDomain(RowMap(kernel.name, gradient.wrt, k, "vjp")))]
     order = STORED_ORDER[gradient.wrt]
     for stored in range(len(gradient.directions)):
         indices.append(ir.Binder(gradient.directions[order.index(stored)], ir.XyzDomain()))
@@ -103,10 +93,8 @@ def vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
         raise Unsupported("a vector-valued gradient coefficient")
     body = _into_sums(ir.Binary("mul", coefficient, cotangent))
     binders, conditions, body = _factor_sums(binders, conditions, body, set(gradient.directions), {TARGET})
-    where = None
-    for condition in conditions:
-        where = condition if where is None else ir.Binary("and", where, condition)
-    name = vjp_kernel_name(kernel.name, gradient.wrt, k)
+    where = conjunction(conditions)
+    name = VjpKernel(kernel.name, gradient.wrt, k)
     return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)
 
 
@@ -181,9 +169,7 @@ def _factor_sums(binders, conditions, body, directions: set, keep: set, domains=
             continue
         if any(_equality_binding(c) for c in reading):
             continue
-        where = None
-        for condition in reading:
-            where = condition if where is None else ir.Binary("and", where, condition)
+        where = conjunction(reading)
         product = depends[0]
         for factor in depends[1:]:
             product = ir.Binary("mul", product, factor)
@@ -231,15 +217,6 @@ def tangent_kernel(module: ir.Module, wrt: str) -> ir.TensorKernel:
     return ir.TensorKernel(tangent_tensor(wrt), indices, (), samples, components, (), ir.Const(0.0), None)
 
 
-def jvp_source(kernel: str, wrt: str, k: int) -> RowMap:
-    """The one-row range in front of a JVP kernel's indices (it makes it a scatter kernel)."""
-    return RowMap(kernel, wrt, k, "jvp")
-
-
-def jvp_kernel_name(kernel: str, wrt: str, k: int) -> JvpKernel:
-    return JvpKernel(kernel, wrt, k)
-
-
 ONE = "·one"
 
 
@@ -271,7 +248,8 @@ def jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
 
     binders = [ir.Binder(b.name, lowering.domain(b.domain)) for b in term.binders]
     binders += [ir.Binder(d, ir.XyzDomain()) for d in gradient.directions]
-    indices = [ir.Binder(ONE, ir.PairsDomain(jvp_source(kernel.name, gradient.wrt, k)))]
+    # a one-row range in front of the kernel's indices makes it a scatter kernel
+    indices = [ir.Binder(ONE, ir.PairsDomain(RowMap(kernel.name, gradient.wrt, k, "jvp")))]
     indices += [ir.Binder(b.name, _substituted_domain(lowering, b.domain, outer)) for b in kernel.indices]
     conditions = [ir.Binary("eq", ir.Var(ONE), ir.Const(0))]
     for condition in (kernel.where, term.where):
@@ -294,10 +272,8 @@ def jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
     body = _into_sums(ir.Binary("mul", coefficient, tangent))
     binders, conditions, body = _factor_sums(binders, conditions, body, set(), {ONE} | index_names,
                                              domains=(ir.XyzDomain,))
-    where = None
-    for condition in conditions:
-        where = condition if where is None else ir.Binary("and", where, condition)
-    name = jvp_kernel_name(kernel.name, gradient.wrt, k)
+    where = conjunction(conditions)
+    name = JvpKernel(kernel.name, gradient.wrt, k)
     return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)
 
 
@@ -317,20 +293,16 @@ def tensor_tangent(kernel: str) -> TensorTangent:
     return TensorTangent(kernel)
 
 
-def tensor_vjp_kernel_name(kernel: str, read: str, k: int) -> VjpKernel:
-    return VjpKernel(kernel, read, k)
-
-
-def tensor_jvp_kernel_name(kernel: str, read: str, k: int) -> JvpKernel:
-    return JvpKernel(kernel, read, k)
-
-
-def tensor_vjp_source(kernel: str, read: str, k: int) -> RowMap:
-    return RowMap(kernel, read, k, "vjp")
-
-
-def tensor_jvp_source(kernel: str, read: str, k: int) -> RowMap:
-    return RowMap(kernel, read, k, "jvp")
+def _tensor_product_kernel(name, indices, binders, conditions, body, gathered: bool, nothing: str):
+    """The product kernel through a computed tensor and whether it gathers: ``body`` summed over
+    ``binders`` where every condition holds; with nothing left to sum, a gather kernel of
+    ``body`` itself (a scatter with nothing to sum is refused with ``nothing``)."""
+    where = conjunction(conditions)
+    if not binders:
+        if not gathered:
+            raise Unsupported(nothing)
+        return ir.TensorKernel(name, tuple(indices), (), (), (), (), body, where), True
+    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None), gathered
 
 
 def _resolved_aliases(term: ad.Term) -> dict:
@@ -448,20 +420,14 @@ def tensor_vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, read: ir.Tenso
                                  {**{b.name: b.domain for b in binders}, **u_domains})
     keep = set(u_domains)
     if not gathered:
-        indices.insert(0, ir.Binder(ONE, ir.PairsDomain(tensor_vjp_source(kernel.name, read.name, k))))
+        indices.insert(0, ir.Binder(ONE, ir.PairsDomain(RowMap(kernel.name, read.name, k, "vjp"))))
         conditions.insert(0, ir.Binary("eq", ir.Var(ONE), ir.Const(0)))
         keep.add(ONE)
     body = _into_sums(ir.Binary("mul", coefficient, cotangent))
     binders, conditions, body = _factor_sums(binders, conditions, body, set(), keep)
-    where = None
-    for condition in conditions:
-        where = condition if where is None else ir.Binary("and", where, condition)
-    name = tensor_vjp_kernel_name(kernel.name, read.name, k)
-    if not binders:
-        if not gathered:
-            raise Unsupported("a scatter into a computed tensor with nothing to sum")
-        return ir.TensorKernel(name, tuple(indices), (), (), (), (), body, where), True
-    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None), gathered
+    name = VjpKernel(kernel.name, read.name, k)
+    return _tensor_product_kernel(name, indices, binders, conditions, body, gathered,
+                                  "a scatter into a computed tensor with nothing to sum")
 
 
 def tensor_jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
@@ -495,7 +461,7 @@ def tensor_jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.G
     indices = [ir.Binder(b.name, _substituted_domain(lowering, b.domain, outer)) for b in kernel.indices]
     conditions = []
     if not gathered:
-        indices.insert(0, ir.Binder(ONE, ir.PairsDomain(tensor_jvp_source(kernel.name, target.tensor, k))))
+        indices.insert(0, ir.Binder(ONE, ir.PairsDomain(RowMap(kernel.name, target.tensor, k, "jvp"))))
         conditions.append(ir.Binary("eq", ir.Var(ONE), ir.Const(0)))
         for b in kernel.indices:
             if b.name in resolved:
@@ -508,15 +474,8 @@ def tensor_jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.G
         raise Unsupported("a vector-valued coefficient")
     body = _into_sums(ir.Binary("mul", coefficient, tangent))
     binders, conditions, body = _factor_sums(binders, conditions, body, set(), {ONE} | index_names)
-    where = None
-    for condition in conditions:
-        where = condition if where is None else ir.Binary("and", where, condition)
-    name = tensor_jvp_kernel_name(kernel.name, target.tensor, k)
-    if not binders:
-        if not gathered:
-            raise Unsupported("a scatter with nothing to sum")
-        return ir.TensorKernel(name, tuple(indices), (), (), (), (), body, where), True
-    return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None), gathered
+    name = JvpKernel(kernel.name, target.tensor, k)
+    return _tensor_product_kernel(name, indices, binders, conditions, body, gathered, "a scatter with nothing to sum")
 
 
 # ---- the sweep of one tensor: its own terms' products and the products through the tensors it reads --

@@ -422,15 +422,21 @@ def scatter_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Grad
             conditions.append(ir.Binary("eq", ir.Var(name), lowering.lower(ad.substitute(resolved[name], substituted))))
     rows = ir.Data(source, "row", tuple(ir.Var(v) for v in row_order))
     conditions.append(ir.Binary("eq", ir.Var(row), rows))
-    where = None
-    for condition in conditions:
-        where = condition if where is None else ir.Binary("and", where, condition)
+    where = conjunction(conditions)
     body = _into_sums(lowering.lower(ad.substitute(term.coefficient, substituted)))
     if lowering.is_vector(body):
         raise Unsupported("a vector-valued gradient coefficient")
     name = scatter_kernel_name(kernel.name, gradient.wrt, k)
     result = ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None)
     return ScatterTerm(name, source, tuple(row_order), columns), result
+
+
+def conjunction(conditions) -> Optional[ir.Expr]:
+    """The conditions joined by `and`, left to right (None when there are none)."""
+    where = None
+    for condition in conditions:
+        where = condition if where is None else ir.Binary("and", where, condition)
+    return where
 
 
 def _into_sums(expr):
