@@ -11,8 +11,12 @@
 
 On 1000-atom silicon (diamond) and a 1000-atom copper/silver/gold alloy (fcc); each step moves
 the atoms (a new geometry: neighbour lists, energy, forces and stress, as an ASE MD step asks).
-Calls are interleaved and the best of `--repeats` kept. Prints the three energies (they agree),
-the times and the ratios (a)/(c) and (b)/(c).
+Calls are interleaved and the best of `--repeats` kept. Prints the three energies and the largest
+relative differences of energies and forces against (a), the times and the ratios (a)/(c) and
+(b)/(c). Exits with status 1 when (b) or (c) differ from (a) by more than `AGREEMENT` (relative):
+the ratios would then compare different computations. All three share the hypers below,
+`center_atom_weight` included (the example's and featomic's default 1.0: a run before this check
+gave featomic 0.0 and mtdsl 1.0, energies differing by ~0.1%).
 """
 
 import os
@@ -45,7 +49,10 @@ from metatomic.torch import AtomisticModel, ModelCapabilities, ModelMetadata, Mo
 
 PROGRAM = os.path.join(os.path.dirname(__file__), "..", "examples", "soap_energy.mt")
 CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH = 5.0, 5, 4, 0.3
-HYPERS = soap_hypers(CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH, center_atom_weight=0.0)
+# the central atom's weight in its own density: passed to both mtdsl.compile and featomic
+CENTER_ATOM_WEIGHT = 1.0
+AGREEMENT = 1e-8
+HYPERS = soap_hypers(CUTOFF, N_RADIAL, MAX_ANGULAR, WIDTH, center_atom_weight=CENTER_ATOM_WEIGHT)
 
 
 class SoapLinear(torch.nn.Module):
@@ -57,9 +64,13 @@ class SoapLinear(torch.nn.Module):
         super().__init__()
         self.calculator = featomic.torch.SoapPowerSpectrum(**HYPERS)
         self.layers = torch.nn.ModuleDict()
+        # the (b1 <= b2) neighbour pairs, moved to properties in this order (absent pairs as zeros);
+        # each block's own properties are (l, n_1, n_2), l slowest: w[a, b1, b2] flattened
+        pairs = [(b1, b2) for b1 in range(len(species)) for b2 in range(b1, len(species))]
+        self.pairs = Labels(["neighbor_1_type", "neighbor_2_type"],
+                            torch.tensor([[species[b1], species[b2]] for b1, b2 in pairs], dtype=torch.int32))
         for a, center in enumerate(species):
-            # w[a, b1, b2, l, n1, n2] for b1 <= b2: featomic's property order after keys_to_properties
-            columns = [w[a, b1, b2].reshape(-1) for b1 in range(len(species)) for b2 in range(b1, len(species))]
+            columns = [w[a, b1, b2].reshape(-1) for b1, b2 in pairs]
             layer = torch.nn.Linear(sum(c.size for c in columns), 1, dtype=torch.float64)
             with torch.no_grad():
                 layer.weight.copy_(torch.from_numpy(np.concatenate(columns))[None])
@@ -69,7 +80,7 @@ class SoapLinear(torch.nn.Module):
     def forward(self, systems: List[System], outputs: Dict[str, ModelOutput],
                 selected_atoms: Optional[Labels] = None) -> Dict[str, TensorMap]:
         ps = self.calculator(systems, selected_samples=selected_atoms)
-        ps = ps.keys_to_properties(["neighbor_1_type", "neighbor_2_type"])
+        ps = ps.keys_to_properties(self.pairs)
         energies = torch.zeros(len(systems), 1, dtype=torch.float64)
         for name, layer in self.layers.items():
             block = ps.block({"center_type": int(name)})
@@ -105,7 +116,7 @@ def compare(name, atoms, directory):
 
     species = sorted(set(int(z) for z in atoms.numbers))
     model = mtdsl.compile(PROGRAM, species=species, cutoff=CUTOFF, n_radial=N_RADIAL, max_angular=MAX_ANGULAR,
-                          atomic_width=WIDTH, threads=ARGS.threads)
+                          atomic_width=WIDTH, center_atom_weight=CENTER_ATOM_WEIGHT, threads=ARGS.threads)
     rng = np.random.default_rng(2)
     model.parameters = {"w": 1e-3 * rng.normal(size=model.parameters["w"].shape),
                         "e0": rng.normal(size=model.parameters["e0"].shape)}
@@ -118,16 +129,30 @@ def compare(name, atoms, directory):
     model.export(exported_path, extensions_directory=os.path.join(directory, "mtdsl-extensions"), runtime="cpp")
     exported = MetatomicCalculator(exported_path, extensions_directory=os.path.join(directory, "mtdsl-extensions"))
     calculators = [ours, exported, peer]
-    energies = []
+    energies, forces = [], []
     for calculator in calculators:
         copy = atoms.copy()
         copy.calc = calculator
         energies.append(copy.get_potential_energy())
+        forces.append(copy.get_forces())
     times = [wall for wall, _ in side_by_side([step_function(atoms, c) for c in calculators], ARGS.repeats)]
     print(f"{name}: {len(atoms)} atoms; energies (a) {energies[0]:.8f} (b) {energies[1]:.8f} (c) {energies[2]:.8f}")
+    worst = check_agreement(energies, forces)
     print(f"  (a) as_calculator() {times[0] * 1e3:8.1f} ms/step   (a)/(c) {times[0] / times[2]:.2f}")
     print(f"  (b) exported (C++)  {times[1] * 1e3:8.1f} ms/step   (b)/(c) {times[1] / times[2]:.2f}")
     print(f"  (c) featomic-torch  {times[2] * 1e3:8.1f} ms/step")
+    return worst
+
+
+def check_agreement(energies, forces) -> float:
+    """Print the largest relative differences of (b) and (c) against (a); return the worst."""
+    worst = 0.0
+    for k, label in ((1, "(b)"), (2, "(c)")):
+        energy = abs(energies[k] - energies[0]) / abs(energies[0])
+        force = np.abs(forces[k] - forces[0]).max() / np.abs(forces[0]).max()
+        print(f"  {label} vs (a): energy {energy:.1e}, forces {force:.1e} (relative)")
+        worst = max(worst, energy, force)
+    return worst
 
 
 def main():
@@ -137,8 +162,11 @@ def main():
     torch.set_num_threads(ARGS.threads)
     print(f"threads {ARGS.threads}, best of {ARGS.repeats}; featomic-torch {featomic.__version__}, torch {torch.__version__}")
     with tempfile.TemporaryDirectory() as directory:
-        compare("silicon", silicon(ARGS.atoms), directory)
-        compare("CuAgAu", alloy(ARGS.atoms), directory)
+        worst = max(compare("silicon", silicon(ARGS.atoms), directory),
+                    compare("CuAgAu", alloy(ARGS.atoms), directory))
+    if worst > AGREEMENT:
+        print(f"the three computations disagree ({worst:.1e} > {AGREEMENT:.0e} relative): the ratios are not comparable")
+        sys.exit(1)
 
 
 if __name__ == "__main__":
