@@ -2,8 +2,8 @@
 through the default backend, the compiled gradient kernels (`mtdsl/ir/passes/terms.py`).
 
 featomic parity of the positions, strain and cell gradients of the spherical
-expansion and the power spectrum on the shipped structures, with the
-interpreter, cpp and llvm backends; central finite
+expansion and the power spectrum on the shipped structures and edge cases, with the
+interpreter, cpp and llvm backends (gradient samples exactly, values to 1e-8); central finite
 differences of every reference program (positions, strain, cell) on a small
 batch of molecules and crystals, and of programs beyond them (every built-in,
 pair samples, neighbours of neighbours, message passing, three-body sums, a
@@ -46,6 +46,22 @@ def small_batch():
     return [water, salt, silicon]
 
 
+def edge_cases():
+    """Where gradient rows are easy to get wrong: atoms without neighbours, a lone atom among its own
+    periodic images (a 3 A cell, under the 5 A cutoff), a triclinic two-species crystal."""
+    lone = ase.Atoms("Si", positions=[[0.1, 0.2, 0.3]], cell=np.eye(3) * 3.0, pbc=True)
+    isolated = ase.Atoms("CO", positions=[[0, 0, 0], [20, 0, 0]])
+    return [isolated, lone, small_batch()[1]]
+
+
+def parity_systems(name):
+    return edge_cases() if name == "edge cases" else frames(name)
+
+
+#: the shipped structures and the edge cases, for the featomic parity of the gradients
+PARITY_STRUCTURES = [*STRUCTURES, "edge cases"]
+
+
 def with_gradients(tmp_path, program, gradients="positions, strain, cell"):
     """A copy of an example (and of the files it uses) whose output declares `gradients`."""
     for source in EXAMPLES.glob("*.mt"):
@@ -65,30 +81,29 @@ def with_gradients(tmp_path, program, gradients="positions, strain, cell"):
 
 
 def assert_gradients_match_featomic(ours, theirs, parameter):
-    # with gradients too, featomic's keys and each block's samples exactly (ours in lexicographic order)
+    """featomic's keys, and in each block its samples, properties and gradient samples exactly, in its
+    order: a positions row (sample, system, atom) for the centre and for every atom of the block's
+    neighbour type within the cutoff (featomic's AtomCenteredSamples; a periodic self-image folds into
+    the centre's row), one strain or cell row per sample. Gradient values within 1e-8 of the
+    block's largest: measured worst 5e-10 (mixed.xyz), the error of featomic's splined radial integral
+    (spline_accuracy 1e-12) against our closed form."""
     their_keys = np.asarray(theirs.keys.values)
     np.testing.assert_array_equal(ours.keys.array, their_keys[np.lexsort(their_keys.T[::-1])])
+    # a block that featomic finds exactly zero by symmetry (odd l of a lone atom's self-images) is
+    # measured against the tensor's largest gradient value: ours holds rounding there (1e-17)
+    largest = max(np.abs(np.asarray(block.gradient(parameter).values)).max(initial=0.0) for block in theirs)
     for key, block in theirs.items():
         mine = ours.block(**{name: int(value) for name, value in zip(key.names, key.values)})
         np.testing.assert_array_equal(mine.samples.array, np.asarray(block.samples.values))
+        np.testing.assert_array_equal(mine.properties.array, np.asarray(block.properties.values))
         expected, gradient = block.gradient(parameter), mine.gradient(parameter)
         assert gradient.samples.names == expected.samples.names
+        np.testing.assert_array_equal(gradient.samples.array, np.asarray(expected.samples.values))
         assert [c.names for c in gradient.components] == [c.names for c in expected.components]
         assert gradient.properties == mine.properties
-        # featomic's parent rows, as rows of our block
-        rows = mine.samples.positions(np.asarray(block.samples.values))
-        their_samples = np.asarray(expected.samples.values).copy()
-        their_samples[:, 0] = rows[their_samples[:, 0]]
-        found = gradient.samples.positions(their_samples.astype(np.int32))
-        columns = mine.properties.positions(np.asarray(block.properties.values))
         values = np.asarray(expected.values)
-        scale = np.abs(values).max()
-        # featomic keeps rows of a centre w.r.t. itself without neighbours: zeros there
-        assert np.all(values[found < 0] == 0.0)
-        np.testing.assert_allclose(gradient.values[found[found >= 0]][..., columns], values[found >= 0],
-                                   rtol=0, atol=1e-6 * scale)
-        extra = np.setdiff1d(np.arange(len(gradient.samples)), found)
-        assert np.all(np.abs(gradient.values[extra]) <= 1e-12 * scale)
+        scale = np.abs(values).max(initial=0.0) or largest
+        np.testing.assert_allclose(gradient.values, values, rtol=0, atol=1e-8 * scale)
 
 
 #: the reference interpreter and the compiled gradient kernels (mtdsl/ir/passes/terms.py) of both backends
@@ -103,10 +118,10 @@ FEATOMIC_PROGRAMS = [
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("structure", STRUCTURES)
+@pytest.mark.parametrize("structure", PARITY_STRUCTURES)
 @pytest.mark.parametrize("program, output, calculator", FEATOMIC_PROGRAMS, ids=["spherical_expansion", "power_spectrum"])
 def test_gradients_equal_featomic(program, output, calculator, structure, backend):
-    systems = frames(structure)
+    systems = parity_systems(structure)
     ours = compile(EXAMPLES / program, backend=backend)(systems, gradients=["positions", "strain"])[output]
     theirs = getattr(featomic, calculator)(**HYPERS).compute(systems, gradients=["positions", "strain"])
     assert_gradients_match_featomic(ours, theirs, "positions")
