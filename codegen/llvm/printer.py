@@ -43,8 +43,8 @@ _COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="
 def driver_range(param: nest.Param):
     """0 or 1 for the scalars bounding a driver's range (`abi.DriverRange`: C++ takes a scatter
     kernel's range so), which LLVM takes as the function's own `lo` and `hi`; else None."""
-    if param.group == "scalar" and isinstance(param.descriptor, abi.DriverRange):
-        return param.descriptor.end
+    if param.group == "scalar" and isinstance(param.argument, abi.DriverRange):
+        return param.argument.end
     return None
 
 
@@ -58,7 +58,7 @@ def _statements(body):
 
 def scalars(kernel: nest.Kernel) -> list:
     """The ABI arguments of a printed kernel's `scalars[k]`, in order."""
-    return [p.descriptor for p in kernel.params if p.group == "scalar" and driver_range(p) is None]
+    return [p.argument for p in kernel.params if p.group == "scalar" and driver_range(p) is None]
 
 
 class _Loop:

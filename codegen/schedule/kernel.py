@@ -56,11 +56,11 @@ class LoweredKernel:
 
     @property
     def arrays(self) -> list:
-        return [p.descriptor for p in self.nest.params if p.group != "scalar"]
+        return [p.argument for p in self.nest.params if p.group != "scalar"]
 
     @property
     def scalars(self) -> list:
-        return [p.descriptor for p in self.nest.params if p.group == "scalar"]
+        return [p.argument for p in self.nest.params if p.group == "scalar"]
 
 
 def simd_safe(plan: planning.KernelPlan, level: "Level", statement) -> bool:
@@ -134,20 +134,20 @@ class KernelLowering(ReadLowering, CallLowering):
         self.counter += 1
         return f"{prefix}{self.counter}"
 
-    def array(self, descriptor: abi.ArrayArgument, type_: str, note: str) -> str:
-        """The name of the array argument `descriptor` (elements of `type_`: real, f64, int, i32)."""
-        if descriptor not in self.arrays:
+    def array(self, argument: abi.ArrayArgument, type_: str, note: str) -> str:
+        """The name of the array argument `argument` (elements of `type_`: real, f64, int, i32)."""
+        if argument not in self.arrays:
             name = f"a{len(self.arrays) + 1}"
-            self.arrays[descriptor] = name
-            self.params.append(nest.Param(name, "array", type_, descriptor, note))
-        return self.arrays[descriptor]
+            self.arrays[argument] = name
+            self.params.append(nest.Param(name, "array", type_, argument, note))
+        return self.arrays[argument]
 
-    def scalar(self, descriptor: abi.ScalarArgument, note: str) -> nest.Ref:
-        if descriptor not in self.scalars:
+    def scalar(self, argument: abi.ScalarArgument, note: str) -> nest.Ref:
+        if argument not in self.scalars:
             name = f"s{len(self.scalars)}"
-            self.scalars[descriptor] = name
-            self.params.append(nest.Param(name, "scalar", INT, descriptor, note))
-        return ref(self.scalars[descriptor])
+            self.scalars[argument] = name
+            self.params.append(nest.Param(name, "scalar", INT, argument, note))
+        return ref(self.scalars[argument])
 
     # -- placement ----------------------------------------------------------------------------------
     def emit(self, expr, place: tuple, hint: str = "t") -> nest.Ref:
