@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from mtdsl.codegen.schedule import abi
 from mtdsl.compile import check_and_lower
 from mtdsl.ir import nodes as ir
 from mtdsl.runtime.bindings import RunError
@@ -312,7 +313,7 @@ def test_a_constant_property_reads_the_cotangent_through_lookup_tables(tmp_path,
     frames = systems()
     products = NativeProducts(module, ["t"], backend, np.float64, threads=2)
     kernel = products.compiled.kernels[products.vjp_kernels[("t", "positions")][0]]
-    assert any(d[0] == "block" and d[1][0] == "·cot·t" for d in kernel.rendered.arrays)
+    assert any(isinstance(d, abi.BlockTable) and d.key[0] == "·cot·t" for d in kernel.rendered.arrays)
     bindings = Model(module, backend=backend).bind(frames, {})
     products.run(bindings)
     for seed in (1, 2):  # the second call reads the new cotangent, not the first one's tables
