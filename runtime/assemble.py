@@ -39,6 +39,7 @@ from .bindings import RunError
 from .blocks import expand_slot
 from .evaluate import dispatch as xp
 from .evaluate.evaluator import Evaluator, Scope
+from .evaluate.present_blocks import evaluate_present_blocks
 from .named import Named, apply
 
 ENTRY_LABELS = {"atoms": ("system", "atom"), "pairs": PAIR_LABEL_NAMES}
@@ -91,6 +92,8 @@ def evaluate_kernel(evaluator: Evaluator, kernel: ir.TensorKernel, body: Named |
     if layout is not None:
         return layout.fill(body)
     scope, axes, sizes, mask = kernel_domain(evaluator, kernel)
+    if body is None:  # the present blocks' key points alone, when known (else the dense grid)
+        body = evaluate_present_blocks(evaluator, kernel, scope, axes, sizes)
     if body is None:
         body = evaluator.evaluate(kernel.body, scope)
     if torch_dtype is not None or xp.is_tensor(body.data):
