@@ -234,7 +234,7 @@ output inverse with gradients(positions)
         compiled = model.compiled
         assert compiled.last_gradient_terms[("inverse", "positions", 0)] == "fused"
         (fused,) = compiled.fused_kernels.values()
-        assert ("present", PresenceTable("inverse")) in fused.rendered.arrays
+        assert abi.Presence(PresenceTable("inverse")) in fused.rendered.arrays
         buffers[dense] = compiled._arguments.grids["inverse"]
     assert np.isinf(buffers[True]).any()
     assert np.all(np.isfinite(buffers[False]))
