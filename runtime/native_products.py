@@ -551,7 +551,7 @@ class NativeProducts:
             if value.shape != shape:
                 raise ValueError(f"the tangent of the {wrt} has shape {value.shape}, expected {shape}")
             source = tangent_tensor(wrt)
-            arguments.cache.pop(("grid", source), None)
+            arguments.cache.pop(abi.Grid(source), None)
             arguments.grids[source] = value
         given = [wrt for wrt in self.wrt if tangents[wrt][0] is not None]
         dots = {}  # the forward sweep: the tangents of the tensors swept, as grids of their layouts

@@ -262,6 +262,11 @@ def test_jvp_equals_the_contracted_gradient_blocks(names, backend):
     for name in names:
         for a, b, total in zip(only_positions[name], only_cell[name], ours[name]):
             np.testing.assert_allclose(a + b, total, rtol=0, atol=1e-12 * max(np.abs(total).max(initial=0.0), 1.0))
+    # a new tangent on the same bindings replaces the bound one (abi.Grid of the tangent invalidated)
+    doubled = products.jvp(bindings, 2 * positions_dot, None)
+    for name in names:
+        for a, twice in zip(only_positions[name], doubled[name]):
+            np.testing.assert_allclose(twice, 2 * a, rtol=0, atol=1e-12 * max(np.abs(a).max(initial=0.0), 1.0))
 
 
 def test_jvp_checks_its_tangents():
