@@ -44,6 +44,8 @@ from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
 
+from .schedule import abi
+
 
 # ---- free variables ----------------------------------------------------------------------
 
@@ -764,15 +766,15 @@ def is_scatter(kernel) -> bool:
 
 
 def driver_size(domain):
-    """The size of a parallel driver's domain: a scalar descriptor, an int, or None."""
+    """The size of a parallel driver's domain: a scalar argument (`schedule/abi.py`), an int, or None."""
     if isinstance(domain, ir.AtomsDomain):
-        return ("n_atoms", domain.systems)
+        return abi.AtomCount(domain.systems)
     if isinstance(domain, ir.SystemsDomain):
-        return ("n_systems", domain.systems)
+        return abi.SystemCount(domain.systems)
     if isinstance(domain, ir.PairsDomain):
-        return ("n_pairs", domain.pairs)
+        return abi.PairCount(domain.pairs)
     if isinstance(domain, ir.SpeciesDomain):
-        return ("n_species", domain)
+        return abi.SpeciesCount(domain)
     if isinstance(domain, ir.XyzDomain):
         return 3
     if isinstance(domain, ir.RangeDomain):

@@ -19,11 +19,11 @@ class RenderedKernel:
     name: str  # the IR tensor name
     symbol: str  # the C function
     plan: planning.KernelPlan
-    arrays: list  # descriptors, in argument order
-    scalars: list
+    arrays: list  # schedule/abi.py arguments (outputs first), in argument order
+    scalars: list  # schedule/abi.py scalar arguments
     source: str
-    # scatter kernels: the driver's size (a scalar descriptor), and its loop runs the positions
-    # [lo, hi) of the scalars ("driver_range", 0) and ("driver_range", 1); else None
+    # scatter kernels: the driver's size (an abi scalar argument), and its loop runs the positions
+    # [lo, hi) of the scalars abi.DriverRange(0) and abi.DriverRange(1); else None
     driver_count: object = None
     driver_var: object = None  # the driver's variable (a row variable of a scatter kernel's row map)
 

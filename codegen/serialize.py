@@ -31,6 +31,7 @@ ALLOWED_MODULES = (
     "mtdsl.ir.nodes",
     "mtdsl.codegen.plan",
     "mtdsl.codegen.rendered",
+    "mtdsl.codegen.schedule.abi",  # the kernel arguments of a RenderedKernel
     "mtdsl.ir.passes.terms",  # ScatterTerm
     "mtdsl.codegen.fuse",
     "mtdsl.codegen.llvm",

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from mtdsl.codegen import threads as native_threads
-from mtdsl.codegen.build import build
-from mtdsl.codegen.cpp import render as render_cpp
+from mtdsl.codegen.backends import backend as native_backend
+from mtdsl.codegen.schedule import abi
 from mtdsl.codegen.rendered import ir_text, slim_rendering, with_extra  # noqa: F401 - importable from here as before
 from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
@@ -56,7 +56,7 @@ def default_threads() -> int:
 
 
 class Arguments:
-    """Resolves the argument descriptors of rendered kernels against one run's `Bindings`."""
+    """Binds the arguments of rendered kernels (`codegen/schedule/abi.py`, by type) to one run's `Bindings`."""
 
     def __init__(self, compiled: "CompiledModule", bindings: Bindings):
         self.compiled = compiled
@@ -145,118 +145,136 @@ class Arguments:
 
     def bind(self, rendered, outputs: list, scalar=None):
         """`(arrays, scalars)` of a rendered kernel, `outputs` its first arrays, or the `Fallback`
-        of the first argument without a native form. `scalar(arguments, descriptor)`: how the
+        of the first argument without a native form. `scalar(arguments, argument)`: how the
         caller resolves scalars (`Arguments.scalar` by default)."""
         arrays = list(outputs)
-        for descriptor in rendered.arrays[len(outputs):]:
-            arrays.append(self.array(descriptor))
+        for argument in rendered.arrays[len(outputs):]:
+            arrays.append(self.array(argument))
             if isinstance(arrays[-1], Fallback):
                 return arrays[-1]
         scalars = [scalar(self, d) if scalar else self.scalar(d) for d in rendered.scalars]
         found = next((s for s in scalars if isinstance(s, Fallback)), None)
         return found if found is not None else (arrays, scalars)
 
-    def array(self, descriptor):
-        """The array argument `descriptor` names, or a `Fallback`."""
-        if descriptor in self.cache:
-            return self.cache[descriptor]
-        kind = descriptor[0]
-        bindings = self.bindings
-        if kind == "systems":
-            batch = bindings.systems[descriptor[1]]
-            field = descriptor[2]
-            if field == "types":
-                value = np.ascontiguousarray(to_numpy(batch.types), dtype=np.int32)
-            elif field == "positions":
-                value = self._real(batch.positions).reshape(-1)
-            else:
-                value = self._int(getattr(batch, field))
-        elif kind == "pairs":
-            pairs = bindings.pairs[descriptor[1]]
-            field = descriptor[2]
-            if field in ("vectors", "distances", "cell_shifts"):
-                value = self._real(getattr(pairs, field)).reshape(-1)
-            else:
-                value = self._int(getattr(pairs, field))
-        elif kind == "species":
-            value = self._int(bindings.species(descriptor[1]))
-        elif kind == "species_rank":
-            species = bindings.species(descriptor[1])
-            value = np.full(int(species.max()) + 1 if len(species) else 1, -1, dtype=np.int64)
-            value[species] = np.arange(len(species))
-        elif kind == "param":
-            value = self._real(bindings.params[descriptor[1]])
-            declaration = next(p for p in self.compiled.module.params if p.name == descriptor[1])
-            expected = tuple(len(bindings.domain_values(d)) for d in declaration.domains)
-            if value.shape != expected:
-                return Fallback(f"parameter {descriptor[1]} has shape {value.shape}, its domains {expected}")
-            value = value.reshape(-1)
-        elif kind == "const64":  # compile-time tables kept in float64 whatever the dtype
-            value = np.ascontiguousarray(self.compiled.rendered.constants[descriptor[1]], dtype=np.float64).reshape(-1)
-        elif kind == "const":
-            value = np.ascontiguousarray(self.compiled.rendered.constants[descriptor[1]], dtype=self.dtype).reshape(-1)
-        elif kind == "block":
-            found = self.lookup(descriptor[1])
-            if isinstance(found, Fallback):
-                return found
-            value = found.arrays[descriptor[2]]
-        elif kind == "present":  # codegen/schedule/presence.py: empty when unknown, all computed
-            value = self.presence(descriptor[1])
-        elif kind == "out":
-            value = self._int(self.out_rows[descriptor[1]][0])
-        elif kind == "dense":  # a gradient as its scatter kernels wrote it (runtime/gradients.py keeps it)
-            buffer = self.dense_gradients.get((descriptor[1].tensor, descriptor[1].wrt))
-            if buffer is None:
-                return Fallback(f"{descriptor[1]} was not written by scatter kernels")
-            value = buffer.reshape(-1)
-        elif kind == "rows":
-            value = self.rows(descriptor[1], descriptor[2])
-            if isinstance(value, Fallback):
-                return value
-        elif kind == "grid":
-            if descriptor[1] not in self.grids:
-                return Fallback(f"the dense values of {descriptor[1]} are not available")
-            value = self.grids[descriptor[1]].reshape(-1)
-        else:
-            raise KeyError(f"unknown argument {descriptor}")
+    def array(self, argument):
+        """The array `argument` (`codegen/schedule/abi.py`) of this run, or a `Fallback`."""
+        if argument in self.cache:
+            return self.cache[argument]
+        value = _ARRAYS[type(argument)](self, argument)
+        if isinstance(value, Fallback):
+            return value
         if value.size == 0:  # never read, but its address must be valid
             value = np.zeros(1, dtype=value.dtype)
-        self.cache[descriptor] = value
+        self.cache[argument] = value
         return value
 
-    def scalar(self, descriptor):
-        """The integer argument `descriptor` names, or a `Fallback`."""
-        kind = descriptor[0]
+    def scalar(self, argument):
+        """The integer `argument` (`codegen/schedule/abi.py`) of this run, or a `Fallback`."""
+        return _SCALARS[type(argument)](self, argument)
+
+    # -- arrays, by argument type --------------------------------------------------------------------
+    def _systems_field(self, argument: abi.SystemsField):
+        batch = self.bindings.systems[argument.systems]
+        if argument.field == "types":
+            return np.ascontiguousarray(to_numpy(batch.types), dtype=np.int32)
+        if argument.field == "positions":
+            return self._real(batch.positions).reshape(-1)
+        return self._int(getattr(batch, argument.field))
+
+    def _pairs_field(self, argument: abi.PairsField):
+        pairs = self.bindings.pairs[argument.pairs]
+        if argument.field in ("vectors", "distances", "cell_shifts"):
+            return self._real(getattr(pairs, argument.field)).reshape(-1)
+        return self._int(getattr(pairs, argument.field))
+
+    def _species_rank(self, argument: abi.SpeciesRank):
+        species = self.bindings.species(argument.domain)
+        value = np.full(int(species.max()) + 1 if len(species) else 1, -1, dtype=np.int64)
+        value[species] = np.arange(len(species))
+        return value
+
+    def _param(self, argument: abi.ParamValues):
         bindings = self.bindings
-        if kind == "n_atoms":
-            return bindings.systems[descriptor[1]].n_atoms
-        if kind == "n_systems":
-            return bindings.systems[descriptor[1]].n_systems
-        if kind == "n_pairs":
-            if descriptor[1] in self.out_rows:  # the rows a scatter kernel writes (mtdsl/ir/passes/terms.py)
-                return int(self.out_rows[descriptor[1]][1])
-            if descriptor[1] not in bindings.pairs:  # the rows of a gradient (mtdsl/ir/passes/terms.py)
-                rows = self.rows(descriptor[1], "block")
-                return rows if isinstance(rows, Fallback) else len(rows)
-            return bindings.pairs[descriptor[1]].n_pairs
-        if kind == "n_species":
-            return len(bindings.species(descriptor[1]))
-        if kind == "n_present":
-            return len(self.presence(descriptor[1]))
-        if kind == "n_species_rank":
-            return len(self.array(("species_rank", descriptor[1])))
-        if kind == "param_dim":
-            shape = np.shape(bindings.params[descriptor[1]])
-            return int(shape[descriptor[2]]) if descriptor[2] < len(shape) else 1
-        if kind == "block":
-            found = self.lookup(descriptor[1])
-            return found if isinstance(found, Fallback) else int(found.scalars[(descriptor[2], descriptor[3])])
-        if kind == "driver_range":  # a scatter kernel's driver positions [lo, hi): all of them
-            return 0 if descriptor[1] == 0 else INT64_MAX
-        if kind == "grid_size":
-            kernel = self.compiled.module.kernel(descriptor[1])
-            return len(bindings.domain_values(kernel.indices[descriptor[2]].domain))
-        raise KeyError(f"unknown scalar {descriptor}")
+        value = self._real(bindings.params[argument.name])
+        declaration = next(p for p in self.compiled.module.params if p.name == argument.name)
+        expected = tuple(len(bindings.domain_values(d)) for d in declaration.domains)
+        if value.shape != expected:
+            return Fallback(f"parameter {argument.name} has shape {value.shape}, its domains {expected}")
+        return value.reshape(-1)
+
+    def _const(self, argument: abi.ConstTable):
+        # the f64 tables (spline derivatives of gradient kernels) are float64 whatever the dtype
+        dtype = np.float64 if argument.f64 else self.dtype
+        return np.ascontiguousarray(self.compiled.rendered.constants[argument.name], dtype=dtype).reshape(-1)
+
+    def _block_table(self, argument: abi.BlockTable):
+        found = self.lookup(argument.key)
+        return found if isinstance(found, Fallback) else found.arrays[argument.field]
+
+    def _dense_gradient(self, argument: abi.DenseGradient):
+        # a gradient as its scatter kernels wrote it (runtime/gradients/ keeps it)
+        buffer = self.dense_gradients.get((argument.source.tensor, argument.source.wrt))
+        if buffer is None:
+            return Fallback(f"{argument.source} was not written by scatter kernels")
+        return buffer.reshape(-1)
+
+    def _grid(self, argument: abi.Grid):
+        if argument.tensor not in self.grids:
+            return Fallback(f"the dense values of {argument.tensor} are not available")
+        return self.grids[argument.tensor].reshape(-1)
+
+    # -- scalars, by argument type -------------------------------------------------------------------
+    def _pair_count(self, argument: abi.PairCount):
+        source = argument.source
+        if source in self.out_rows:  # the rows a scatter kernel writes (mtdsl/ir/passes/terms.py)
+            return int(self.out_rows[source][1])
+        if source not in self.bindings.pairs:  # the rows of a gradient (mtdsl/ir/passes/terms.py)
+            rows = self.rows(source, "block")
+            return rows if isinstance(rows, Fallback) else len(rows)
+        return self.bindings.pairs[source].n_pairs
+
+    def _param_dim(self, argument: abi.ParamDim):
+        shape = np.shape(self.bindings.params[argument.name])
+        return int(shape[argument.axis]) if argument.axis < len(shape) else 1
+
+    def _block_scalar(self, argument: abi.BlockScalar):
+        found = self.lookup(argument.key)
+        return found if isinstance(found, Fallback) else int(found.scalars[(argument.field, argument.k)])
+
+    def _grid_size(self, argument: abi.GridSize):
+        kernel = self.compiled.module.kernel(argument.tensor)
+        return len(self.bindings.domain_values(kernel.indices[argument.axis].domain))
+
+
+_ARRAYS = {
+    abi.SystemsField: Arguments._systems_field,
+    abi.PairsField: Arguments._pairs_field,
+    abi.SpeciesValues: lambda self, a: self._int(self.bindings.species(a.domain)),
+    abi.SpeciesRank: Arguments._species_rank,
+    abi.ParamValues: Arguments._param,
+    abi.ConstTable: Arguments._const,
+    abi.BlockTable: Arguments._block_table,
+    # codegen/schedule/presence.py: empty when unknown, all computed
+    abi.Presence: lambda self, a: self.presence(a.source),
+    abi.RowMapArray: lambda self, a: self._int(self.out_rows[a.source][0]),
+    abi.DenseGradient: Arguments._dense_gradient,
+    abi.GradientRowField: lambda self, a: self.rows(a.source, a.field),
+    abi.Grid: Arguments._grid,
+}
+
+_SCALARS = {
+    abi.AtomCount: lambda self, a: self.bindings.systems[a.systems].n_atoms,
+    abi.SystemCount: lambda self, a: self.bindings.systems[a.systems].n_systems,
+    abi.PairCount: Arguments._pair_count,
+    abi.SpeciesCount: lambda self, a: len(self.bindings.species(a.domain)),
+    abi.PresenceCount: lambda self, a: len(self.presence(a.source)),
+    abi.SpeciesRankSize: lambda self, a: len(self.array(abi.SpeciesRank(a.domain))),
+    abi.ParamDim: Arguments._param_dim,
+    abi.BlockScalar: Arguments._block_scalar,
+    # a scatter kernel's driver positions [lo, hi): all of them
+    abi.DriverRange: lambda self, a: 0 if a.end == 0 else INT64_MAX,
+    abi.GridSize: Arguments._grid_size,
+}
 
 
 # ---- the compiled module ------------------------------------------------------------------------
@@ -352,7 +370,7 @@ class CompiledModule:
         self.last_run_fallbacks: dict = {}
         values = [k for name, k in rendered.kernels.items() if name not in term_names]
         # tensors some kernel reads as a TensorMap (through lookup tables, or the interpreter)
-        self.read_as_tensormap = {d[1][0] for k in values for d in k.arrays if d[0] == "block"}
+        self.read_as_tensormap = {d.key[0] for k in values for d in k.arrays if isinstance(d, abi.BlockTable)}
         if self.fallbacks:
             self.read_as_tensormap |= {k.name for k in module.kernels}
         self.kernels = {}
@@ -565,7 +583,7 @@ class CompiledModule:
             arguments.out_rows[self.scatters[key].source] = (found.row_maps[key[2]], found.buffer.shape[0])
         bound = arguments.bind(native.rendered, outputs)
         for key in keys:
-            arguments.cache.pop(("out", self.scatters[key].source, "row"), None)
+            arguments.cache.pop(abi.RowMapArray(self.scatters[key].source, "row"), None)
         if isinstance(bound, Fallback):
             self.last_run_fallbacks[name] = bound.reason
             return None
@@ -641,7 +659,7 @@ class CompiledModule:
         arrays, scalars = bound
         for binder, size in zip(term.indices, sizes):  # the rows domain: its size is the rows'
             if isinstance(binder.domain, ir.PairsDomain) and binder.domain.pairs not in bindings.pairs:
-                if size != arguments.scalar(("n_pairs", binder.domain.pairs)):
+                if size != arguments.scalar(abi.PairCount(binder.domain.pairs)):
                     return None
         pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
         values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
@@ -695,7 +713,7 @@ class CompiledModule:
             return None
         rendered = native.rendered
         llvm = hasattr(native.function, "raw")
-        ranged = native.function.parallel if llvm else ("driver_range", 0) in rendered.scalars
+        ranged = native.function.parallel if llvm else abi.FIRST in rendered.scalars
         if not ranged or rendered.driver_count is None:
             return None
         return rendered.driver_count, rendered.driver_var
@@ -723,13 +741,13 @@ class CompiledModule:
                 return False
             arrays, scalars = bound
             count = native.rendered.driver_count
-            size = int(arguments.scalar(count) if isinstance(count, tuple) else count)
+            size = int(arguments.scalar(count) if isinstance(count, abi.ScalarArgument) else count)
             if n is not None and size != n:
                 raise ValueError("interleaved scatter kernels over drivers of different sizes")
             n = size
             llvm = hasattr(native.function, "raw")
             pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
-            where = None if llvm else [native.rendered.scalars.index(("driver_range", k)) for k in (0, 1)]
+            where = None if llvm else [native.rendered.scalars.index(end) for end in (abi.FIRST, abi.PAST)]
             prepared.append((scatter, native, llvm, arrays, pointers, scalars, where))
         n = n or 0
         chunks = max(1, -(-n // max(1, chunk)))
@@ -761,7 +779,7 @@ class CompiledModule:
         when an argument cannot be given natively (the reason in `last_run_fallbacks`)."""
         arguments.out_rows[scatter.source] = (row_map, buffer.shape[0])
         bound = arguments.bind(native.rendered, [buffer])
-        arguments.cache.pop(("out", scatter.source, "row"), None)
+        arguments.cache.pop(abi.RowMapArray(scatter.source, "row"), None)
         if isinstance(bound, Fallback):
             self.last_run_fallbacks[scatter.name] = bound.reason
             return None
@@ -782,8 +800,8 @@ class CompiledModule:
         rendered = native.rendered
         count = rendered.driver_count
         llvm = hasattr(native.function, "raw")  # codegen/llvm/driver.py: LLVMKernel(arrays, scalars, lo, hi)
-        ranged = native.function.parallel if llvm else ("driver_range", 0) in rendered.scalars
-        n = (arguments.scalar(count) if isinstance(count, tuple) else count) if ranged else None
+        ranged = native.function.parallel if llvm else abi.FIRST in rendered.scalars
+        n = (arguments.scalar(count) if isinstance(count, abi.ScalarArgument) else count) if ranged else None
         bounds = None
         if n is not None and n > 1 and rendered.driver_var in scatter.row_vars and row_shape is not None:
             threads = min(threads, int(n))
@@ -799,7 +817,7 @@ class CompiledModule:
             pointers = (ctypes.c_void_p * len(arrays))(*[a.ctypes.data for a in arrays])
             values = (ctypes.c_int64 * max(len(scalars), 1))(*scalars)
             return int(native.function(pointers, values, 1))
-        where = [rendered.scalars.index(("driver_range", k)) for k in (0, 1)] if not llvm else None
+        where = [rendered.scalars.index(end) for end in (abi.FIRST, abi.PAST)] if not llvm else None
 
         def work(t: int) -> int:
             own = [buffers[t]] * n_outputs + arrays[n_outputs:]
@@ -858,7 +876,7 @@ class CompiledModule:
 
 def render(module: ir.Module, dtype=np.float64) -> str:
     """The C++ source of `module` (`mtdsl compile --emit cpp`)."""
-    return render_cpp(module, np.dtype(dtype).name)
+    return native_backend("cpp").render(module, np.dtype(dtype).name)
 
 
 def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, threads: int | None = None,
@@ -868,14 +886,14 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     kernels of the same library (`mtdsl/ir/passes/terms.py`). `extra`: more kernels compiled in the same
     library after the module's (reverse and tangent products, `runtime/native_products.py`); they
     are in `.kernels` but `.run()` never runs them (it runs `module.kernels`). The building is
-    `codegen/build.py`'s; this wraps the library in the runtime's `CompiledModule`.
+    the backend's (`codegen/backends.py`: `Backend.load`); this wraps the library in the runtime's `CompiledModule`.
 
     A kernel whose body is several terms renders its first term (with its fused kernels), the
     others are kernels of their own whose buffers the run adds (runtime/body_parts.py)."""
 
     original = module
     module, others, parts = first_terms(module)
-    rendered, library, path, hit, terms = build(module, backend, dtype=dtype, gradients=gradients,
-                                                extra=tuple(extra) + others)
+    rendered, library, path, hit, terms = native_backend(backend).load(module, dtype=dtype, gradients=gradients,
+                                                                      extra=tuple(extra) + others)
     return with_parts(CompiledModule(module, rendered, library, path, hit, threads, terms), original, parts)
 

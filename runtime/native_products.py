@@ -61,6 +61,7 @@ from mtdsl.ir.passes.products import (
 from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.codegen.fuse import fused_group
+from mtdsl.codegen.schedule import abi
 from mtdsl.ir.passes.terms import ScatterTerm
 from mtdsl.ir.reads import kernel_reads, read_closure
 from mtdsl.ir.roles import FusedName, JvpKernel, RowMap
@@ -84,7 +85,7 @@ def _parallel_over_an_index(rendered) -> bool:
     """Whether a rendered kernel runs serially or in parallel over one of its own indices, so that
     threads never share an entry and it may be called on every thread as it is (C++: no driver
     range, the OpenMP loop if any is over an index; LLVM: the driver variable is an index)."""
-    if ("driver_range", 0) in rendered.scalars:
+    if abi.FIRST in rendered.scalars:
         return False
     if rendered.driver_var is not None:
         return all(rendered.driver_var in {b.name for b in plan.kernel.indices} for plan in _member_plans(rendered))
@@ -462,15 +463,15 @@ class NativeProducts:
         tangent), and as a TensorMap of `tensor`'s blocks for kernels that read it through lookup
         tables."""
         state = self._state
-        for descriptor in [d for d in arguments.cache if len(d) > 1 and (
-                d[1] == source or (isinstance(d[1], tuple) and d[1] and d[1][0] == source))]:
-            del arguments.cache[descriptor]
+        for argument in [d for d in arguments.cache if isinstance(d, abi.Argument) and (
+                d.subject == source or (isinstance(d.subject, tuple) and d.subject and d.subject[0] == source))]:
+            del arguments.cache[argument]
         for key in [k for k in arguments.lookups if k[0] == source]:
             del arguments.lookups[key]
         arguments.grids[source] = np.ascontiguousarray(grid, dtype=self.dtype).reshape(state.sizes[tensor])
         if source not in self._readers:
             self._readers[source] = any(
-                d[0] == "block" and d[1][0] == source for kernel in self.extra
+                isinstance(d, abi.BlockTable) and d.key[0] == source for kernel in self.extra
                 if kernel.name not in self.stand_ins and kernel.name in self.compiled.kernels
                 for d in self.compiled.kernels[kernel.name].rendered.arrays[1:])
         if self._readers[source]:
@@ -525,11 +526,11 @@ class NativeProducts:
             raise RunError(f"{name}: the native run reported error bits {error}")
         return buffer
 
-    def _scalar(self, arguments, descriptor) -> int:
-        if descriptor[0] == "grid_size" and descriptor[1] in self.stand_ins:
-            kernel = self.stand_ins[descriptor[1]]
-            return len(arguments.bindings.domain_values(kernel.indices[descriptor[2]].domain))
-        return arguments.scalar(descriptor)
+    def _scalar(self, arguments, argument) -> int:
+        if isinstance(argument, abi.GridSize) and argument.tensor in self.stand_ins:
+            kernel = self.stand_ins[argument.tensor]
+            return len(arguments.bindings.domain_values(kernel.indices[argument.axis].domain))
+        return arguments.scalar(argument)
 
     # -- tangent products ------------------------------------------------------------------------
     def jvp(self, bindings: Bindings, positions_dot=None, cell_dot=None) -> dict:
@@ -550,7 +551,7 @@ class NativeProducts:
             if value.shape != shape:
                 raise ValueError(f"the tangent of the {wrt} has shape {value.shape}, expected {shape}")
             source = tangent_tensor(wrt)
-            arguments.cache.pop(("grid", source), None)
+            arguments.cache.pop(abi.Grid(source), None)
             arguments.grids[source] = value
         given = [wrt for wrt in self.wrt if tangents[wrt][0] is not None]
         dots = {}  # the forward sweep: the tangents of the tensors swept, as grids of their layouts

@@ -6,9 +6,9 @@ Each kernel becomes one `extern "C"` function that fills the dense buffer of the
 kernel's index grid and returns error bits (0: fine; otherwise the runtime
 evaluates the kernel with the interpreter, which raises the precise error or
 decides). Its run-time arguments are listed by `RenderedKernel.arrays` and
-`.scalars` as *descriptors* (plain tuples such as `("pairs", "P", "vectors")`)
-that `runtime/compiled.py` resolves against `Bindings`; compile-time tables
-(radial splines, Clebsch-Gordan) are `("const", name)` arrays kept in
+`.scalars` as the typed arguments of `codegen/schedule/abi.py` (`abi.PairsField("P", "vectors")`...)
+that `runtime/compiled.py` binds against `Bindings`; compile-time tables
+(radial splines, Clebsch-Gordan) are `abi.ConstTable(name)` arrays kept in
 `RenderedModule.constants`.
 """
 

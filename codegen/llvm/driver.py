@@ -7,6 +7,7 @@ from __future__ import annotations
 import ctypes
 
 from ..rendered import RenderedKernel
+from ..schedule.abi import ScalarArgument
 from ..threads import run_chunks
 from .emit import INT64_MAX
 
@@ -28,7 +29,7 @@ class LLVMKernel:
         self.argtypes = self.restype = None  # set by CompiledModule, unused
 
     def size(self, scalars) -> int:
-        if isinstance(self.rendered.driver_count, tuple):
+        if isinstance(self.rendered.driver_count, ScalarArgument):
             return int(scalars[self.count])
         return int(self.count or 0)
 

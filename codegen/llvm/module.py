@@ -42,8 +42,8 @@ def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:
 
 
 def driver(plan) -> tuple:
-    """`(size, variable)` of a parallel kernel's driver, its first loop (the size an int, a scalar
-    descriptor, or None when the runtime cannot know it): `LLVMKernel` runs chunks `[lo, hi)` of its
+    """`(size, variable)` of a parallel kernel's driver, its first loop (the size an int, an `abi`
+    scalar argument, or None when the runtime cannot know it): `LLVMKernel` runs chunks `[lo, hi)` of its
     positions on threads. `(None, None)` for a serial kernel."""
     first = plan.plans[0] if isinstance(plan, planning.FusedPlan) else plan
     if not plan.parallel or not first.loops:

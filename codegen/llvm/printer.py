@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import llvmlite.ir as ll
 
 from ..plan import Unsupported
-from ..schedule import nest
+from ..schedule import abi, nest
 from .emit import I1, I32, I64, I8, Builder, _ident, i64
 from .primitives import FILLS, PRIMITIVES, fmod, imod, ipow
 
@@ -41,10 +41,10 @@ _COMPARE = {"eq": "==", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="
 
 
 def driver_range(param: nest.Param):
-    """0 or 1 for the scalars bounding a driver's range (`("driver_range", k)`: C++ takes a scatter
+    """0 or 1 for the scalars bounding a driver's range (`abi.DriverRange`: C++ takes a scatter
     kernel's range so), which LLVM takes as the function's own `lo` and `hi`; else None."""
-    if param.group == "scalar" and param.descriptor[:1] == ("driver_range",):
-        return int(param.descriptor[1])
+    if param.group == "scalar" and isinstance(param.argument, abi.DriverRange):
+        return param.argument.end
     return None
 
 
@@ -57,8 +57,8 @@ def _statements(body):
 
 
 def scalars(kernel: nest.Kernel) -> list:
-    """The descriptors of a printed kernel's `scalars[k]`, in order."""
-    return [p.descriptor for p in kernel.params if p.group == "scalar" and driver_range(p) is None]
+    """The ABI arguments of a printed kernel's `scalars[k]`, in order."""
+    return [p.argument for p in kernel.params if p.group == "scalar" and driver_range(p) is None]
 
 
 class _Loop:

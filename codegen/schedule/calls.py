@@ -16,7 +16,7 @@ from mtdsl.ir import nodes as ir
 
 from .. import plan as planning
 from ..plan import Unsupported, harmonic_arguments
-from . import nest
+from . import abi, nest
 from .exprs import Value, array, as_int, as_real, both, call, compare, iadd, iconst, imul, rconst
 from .nest import F64, INT, REAL, VEC
 
@@ -167,9 +167,9 @@ class CallLowering:
             raise Unsupported("soap_radial indices outside the table")
         name, spline = self.context.spline(l_hi, n_radial, cutoff, width)
         # the derivative differences neighbouring knots: its tables stay in float64 (float32 loses 1e-3)
-        kind, element = ("const64", F64) if derivative else ("const", REAL)
-        values = self.array((kind, name + "_values"), element, f"soap_radial spline values {name}")
-        derivatives = self.array((kind, name + "_derivatives"), element, f"soap_radial spline derivatives {name}")
+        element = F64 if derivative else REAL
+        values = self.array(abi.ConstTable(name + "_values", derivative), element, f"soap_radial spline values {name}")
+        derivatives = self.array(abi.ConstTable(name + "_derivatives", derivative), element, f"soap_radial spline derivatives {name}")
         args = (as_real(r.expr), array(values), array(derivatives), nest.Const(float(spline.step), element),
                 iconst(spline.n_intervals), nest.Const(float(spline.cutoff), element))
         function = "spline_derivative" if derivative else "spline"
@@ -190,7 +190,7 @@ class CallLowering:
         if any(lo < -top or hi > top for _, (lo, hi) in orders):
             raise Unsupported("cg orders outside the table")
         name = self.context.cg_table(top)
-        table = self.array(("const", name), REAL, f"dense Clebsch-Gordan table up to l = {top}")
+        table = self.array(abi.ConstTable(name), REAL, f"dense Clebsch-Gordan table up to l = {top}")
         size, width, shift = iconst(top + 1), iconst(2 * top + 1), iconst(top)
         (l1, _), (l2, _), (big_l, _) = degrees
         (m1, _), (m2, _), (big_m, _) = orders

@@ -2,8 +2,8 @@
 
 `ModuleLowering(module, dtype).lower_kernel(k, kernel)` / `.lower_fused(k, fused, plan)`
 give a `LoweredKernel`: the nest of one native function, whose `params` are the
-kernel's run-time arguments in order (their descriptors, `("pairs", "P",
-"vectors")`..., are what `runtime/compiled.py` binds), and what the runtime
+kernel's run-time arguments in order (their `schedule/abi.py` arguments,
+`abi.PairsField("P", "vectors")`..., are what `runtime/compiled.py` binds), and what the runtime
 needs besides (the plan, the driver of a scatter kernel). A backend prints it
 (`codegen/cpp/`), deciding nothing.
 
@@ -30,7 +30,7 @@ from mtdsl.ir import nodes as ir
 
 from .. import plan as planning
 from ..plan import Unsupported, expr_type, free_vars
-from . import nest
+from . import abi, nest
 from .calls import CallLowering
 from .exprs import Value, VarInfo, as_bool, as_int, as_real, both, call, either, iadd, iconst, imul, isub, compare, ref, \
     rconst, skip_if, vec_operand
@@ -56,11 +56,11 @@ class LoweredKernel:
 
     @property
     def arrays(self) -> list:
-        return [p.descriptor for p in self.nest.params if p.group != "scalar"]
+        return [p.argument for p in self.nest.params if p.group != "scalar"]
 
     @property
     def scalars(self) -> list:
-        return [p.descriptor for p in self.nest.params if p.group == "scalar"]
+        return [p.argument for p in self.nest.params if p.group == "scalar"]
 
 
 def simd_safe(plan: planning.KernelPlan, level: "Level", statement) -> bool:
@@ -134,20 +134,20 @@ class KernelLowering(ReadLowering, CallLowering):
         self.counter += 1
         return f"{prefix}{self.counter}"
 
-    def array(self, descriptor: tuple, type_: str, note: str) -> str:
-        """The name of the array argument `descriptor` (elements of `type_`: real, f64, int, i32)."""
-        if descriptor not in self.arrays:
+    def array(self, argument: abi.ArrayArgument, type_: str, note: str) -> str:
+        """The name of the array argument `argument` (elements of `type_`: real, f64, int, i32)."""
+        if argument not in self.arrays:
             name = f"a{len(self.arrays) + 1}"
-            self.arrays[descriptor] = name
-            self.params.append(nest.Param(name, "array", type_, descriptor, note))
-        return self.arrays[descriptor]
+            self.arrays[argument] = name
+            self.params.append(nest.Param(name, "array", type_, argument, note))
+        return self.arrays[argument]
 
-    def scalar(self, descriptor: tuple, note: str) -> nest.Ref:
-        if descriptor not in self.scalars:
+    def scalar(self, argument: abi.ScalarArgument, note: str) -> nest.Ref:
+        if argument not in self.scalars:
             name = f"s{len(self.scalars)}"
-            self.scalars[descriptor] = name
-            self.params.append(nest.Param(name, "scalar", INT, descriptor, note))
-        return ref(self.scalars[descriptor])
+            self.scalars[argument] = name
+            self.params.append(nest.Param(name, "scalar", INT, argument, note))
+        return ref(self.scalars[argument])
 
     # -- placement ----------------------------------------------------------------------------------
     def emit(self, expr, place: tuple, hint: str = "t") -> nest.Ref:
@@ -207,7 +207,7 @@ class KernelLowering(ReadLowering, CallLowering):
             elif isinstance(domain, ir.SpeciesDomain):
                 loop_var = var + "_rank"
                 species = self.species_array(domain)
-                start, stop = iconst(0), self.scalar(("n_species", domain), f"number of {domain}")
+                start, stop = iconst(0), self.scalar(abi.SpeciesCount(domain), f"number of {domain}")
                 pre = [nest.Let(var, nest.Load(species, ref(loop_var), INT))]
                 position = ref(loop_var)
             elif isinstance(domain, ir.IrrepDomain):
@@ -225,11 +225,11 @@ class KernelLowering(ReadLowering, CallLowering):
         elif loop.kind in ("pairs_of", "atoms_of"):
             owner = self.index(loop.expr)
             if loop.kind == "pairs_of":
-                offsets = self.array(("pairs", loop.source, "offsets"), INT, f"{loop.source} CSR offsets")
+                offsets = self.array(abi.PairsField(loop.source, "offsets"), INT, f"{loop.source} CSR offsets")
                 count = self.n_atoms(self.pairs[loop.source].systems)
             else:
-                offsets = self.array(("systems", loop.source, "atom_offsets"), INT, f"{loop.source} atom offsets")
-                count = self.scalar(("n_systems", loop.source), f"systems in {loop.source}")
+                offsets = self.array(abi.SystemsField(loop.source, "atom_offsets"), INT, f"{loop.source} atom offsets")
+                count = self.scalar(abi.SystemCount(loop.source), f"systems in {loop.source}")
             start = self.emit(call("seg", nest.Ref(offsets, nest.ARRAY), count, owner.expr, iconst(0)), owner.place, "lo")
             stop = self.emit(call("seg", nest.Ref(offsets, nest.ARRAY), count, owner.expr, iconst(1)), owner.place, "hi")
             kind = "segment"
@@ -258,8 +258,8 @@ class KernelLowering(ReadLowering, CallLowering):
             start, stop = iconst(domain.start), iconst(domain.stop)
             return isub(value, start), [skip_if(either(compare("lt", value, start), compare("ge", value, stop)))]
         if isinstance(domain, ir.SpeciesDomain):
-            table = self.array(("species_rank", domain), INT, f"rank of each atomic number in {domain}")
-            size = self.scalar(("n_species_rank", domain), "size of that table")
+            table = self.array(abi.SpeciesRank(domain), INT, f"rank of each atomic number in {domain}")
+            size = self.scalar(abi.SpeciesRankSize(domain), "size of that table")
             rank = var + "_rank"
             lookup = call("at", nest.Ref(table, nest.ARRAY), iconst(0), iconst(0), call("dense", iconst(0), value, iconst(0), size))
             return ref(rank), [nest.Let(rank, lookup), skip_if(compare("lt", ref(rank), iconst(0)))]
@@ -276,9 +276,9 @@ class KernelLowering(ReadLowering, CallLowering):
         if isinstance(domain, ir.AtomsDomain):
             return self.n_atoms(domain.systems)
         if isinstance(domain, ir.SystemsDomain):
-            return self.scalar(("n_systems", domain.systems), f"systems in {domain.systems}")
+            return self.scalar(abi.SystemCount(domain.systems), f"systems in {domain.systems}")
         if isinstance(domain, ir.PairsDomain):
-            return self.scalar(("n_pairs", domain.pairs), f"pairs in {domain.pairs}")
+            return self.scalar(abi.PairCount(domain.pairs), f"pairs in {domain.pairs}")
         if isinstance(domain, ir.XyzDomain):
             return iconst(3)
         if isinstance(domain, ir.RangeDomain):
@@ -286,19 +286,19 @@ class KernelLowering(ReadLowering, CallLowering):
         if isinstance(domain, ir.IrrepDomain):
             return iconst(2 * domain.max_degree + 1)
         if isinstance(domain, ir.SpeciesDomain):
-            return self.scalar(("n_species", domain), f"number of {domain}")
+            return self.scalar(abi.SpeciesCount(domain), f"number of {domain}")
         raise Unsupported(f"domain {domain}")
 
     def n_atoms(self, systems: str):
-        return self.scalar(("n_atoms", systems), f"atoms in {systems}")
+        return self.scalar(abi.AtomCount(systems), f"atoms in {systems}")
 
     def species_array(self, domain) -> str:
-        return self.array(("species", domain), INT, f"values of {domain}")
+        return self.array(abi.SpeciesValues(domain), INT, f"values of {domain}")
 
     # -- the kernel -----------------------------------------------------------------------------------
     def lower_kernel(self) -> LoweredKernel:
         plan = self.plan = planning.plan_kernel(self.kernel)
-        self.params.append(nest.Param("mt_buffer", "output", REAL, ("buffer",), "the output buffer"))
+        self.params.append(nest.Param("mt_buffer", "output", REAL, abi.OutputBuffer(), "the output buffer"))
         root = Level(None, None)
         self.stack = [root]
         strides = self.strides(self.kernel, "st")
@@ -316,7 +316,7 @@ class KernelLowering(ReadLowering, CallLowering):
         what the members compute at the shared levels (a pair's tables) is emitted once."""
         self.plan = fused
         for j, plan in enumerate(fused.plans):
-            self.params.append(nest.Param(f"mt_buffer{j}", "output", REAL, ("buffer", j),
+            self.params.append(nest.Param(f"mt_buffer{j}", "output", REAL, abi.OutputBuffer(j),
                                           f"the buffer of {plan.kernel.name}"))
         root = Level(None, None)
         self.stack = [root]
@@ -329,9 +329,9 @@ class KernelLowering(ReadLowering, CallLowering):
             if number == 0 and fused.parallel:
                 parallel = PARALLEL_FUSED
                 size = planning.driver_size(loop.domain)
-                if isinstance(size, tuple):  # ranges of the driver on threads of their own, as scatter kernels
-                    chunk = (self.scalar(("driver_range", 0), "first driver position"),
-                             self.scalar(("driver_range", 1), "driver position past the last"))
+                if isinstance(size, abi.ScalarArgument):  # ranges of the driver on threads of their own, as scatter kernels
+                    chunk = (self.scalar(abi.FIRST, "first driver position"),
+                             self.scalar(abi.PAST, "driver position past the last"))
                     self.driver_count, self.driver_var = size, loop.var
             self.open_loop(loop, self.stack[-1].body, chunk, parallel)
         env, domains = dict(self.env), dict(self.domains)
@@ -384,11 +384,11 @@ class KernelLowering(ReadLowering, CallLowering):
             if number == 0 and plan.parallel:
                 parallel = PARALLEL_KERNEL
                 size = planning.driver_size(loop.domain)
-                if planning.is_scatter(self.kernel) and isinstance(size, tuple) and not loop.is_index:
+                if planning.is_scatter(self.kernel) and isinstance(size, abi.ScalarArgument) and not loop.is_index:
                     # a scatter kernel whose points may add into one entry runs ranges of its
                     # driver on threads of its own (runtime/compiled.py: _scatter_shared)
-                    chunk = (self.scalar(("driver_range", 0), "first driver position"),
-                             self.scalar(("driver_range", 1), "driver position past the last"))
+                    chunk = (self.scalar(abi.FIRST, "first driver position"),
+                             self.scalar(abi.PAST, "driver position past the last"))
                     self.driver_count, self.driver_var = size, loop.var
             self.open_loop(loop, target, chunk, parallel)
 

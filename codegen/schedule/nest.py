@@ -57,9 +57,9 @@ Statements
   writes its own entry, no error flag, no exit).
 
 Top level
-- `Param(name, group, type, descriptor, note)`: a run-time argument of a kernel;
+- `Param(name, group, type, argument, note)`: a run-time argument of a kernel;
   `group` "output" (a buffer written), "array" (read) or "scalar" (an int64);
-  `descriptor`: what the runtime binds to it (`codegen/rendered.py`).
+  `argument`: what the runtime binds to it, a `schedule/abi.py` argument.
 - `Kernel(name, symbol, schedule, params, body, driver)`: one native function;
   its arguments are `params` in order within each group (outputs and arrays in
   one array list, scalars in another); returns the error flags.
@@ -301,7 +301,7 @@ class Param:
     name: str
     group: str
     type: str
-    descriptor: tuple
+    argument: object  # a `schedule/abi.py` argument
     note: str = ""
 
 
@@ -430,6 +430,7 @@ def text(node, indent: str = "") -> str:
     if isinstance(node, Kernel):
         params = ", ".join(f"{p.name}: {p.group} {p.type}" for p in node.params)
         lines = [f"{indent}kernel {node.name} ({node.schedule}): {node.symbol}({params})"]
+        lines += [f"{indent}    arg {p.name} = {p.argument}" + (f"  # {p.note}" if p.note else "") for p in node.params]
         lines += _block(node.body, indent)
         return "\n".join(lines)
     if isinstance(node, Routine):

@@ -19,7 +19,7 @@ from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
 
 from .. import plan as planning
 from ..plan import Unsupported
-from . import nest
+from . import abi, nest
 from .exprs import Value, VarInfo, array, both, call, compare, iadd, iconst, imul, isub, ref
 from .grid import proven_coordinate, solve_grid_access
 from .nest import BOOL, I32, INT, REAL, VEC
@@ -58,20 +58,20 @@ class ReadLowering:
                       "cell_shift": ("cell_shifts", REAL, VEC)}  # read by gradients w.r.t. the cell
             if expr.field not in fields:
                 raise Unsupported(f"{expr.source}.{expr.field}")
-            kind, count = "pairs", self.scalar(("n_pairs", expr.source), f"pairs in {expr.source}")
+            kind, count = "pairs", self.scalar(abi.PairCount(expr.source), f"pairs in {expr.source}")
         elif isinstance(expr.source, GradientRows):
             return self.rows_data(expr)
         elif isinstance(expr.source, RowMap):
             return self.row_map(expr)
         elif isinstance(expr.source, PresenceTable):  # codegen/schedule/presence.py
-            return self.row_map(expr, ("present", expr.source), self.scalar(("n_present", expr.source), "presence table size"))
+            return self.row_map(expr, abi.Presence(expr.source), self.scalar(abi.PresenceCount(expr.source), "presence table size"))
         elif isinstance(expr.source, GradientValues):
             return self.dense_gradient(expr)
         else:
             raise Unsupported(f"unknown data source {expr.source}")
         name, element, vtype = fields[expr.field]
-        group = "systems" if kind == "atoms" else "pairs"
-        data = self.array((group, expr.source, name), element, f"{expr.source}.{expr.field}")
+        argument = abi.SystemsField(expr.source, name) if kind == "atoms" else abi.PairsField(expr.source, name)
+        data = self.array(argument, element, f"{expr.source}.{expr.field}")
         if not expr.index or len(expr.index) > 2 or (len(expr.index) == 2 and vtype != VEC):
             raise Unsupported(f"{expr.source}.{expr.field} with {len(expr.index)} indices")
         index = self.checked(expr.index[0], kind, expr.source, count)
@@ -92,8 +92,8 @@ class ReadLowering:
         """An integer label of a gradient row (`mtdsl/ir/passes/terms.py`): one int64 array per field."""
         if len(expr.index) != 1:
             raise Unsupported(f"{expr.source}.{expr.field} with {len(expr.index)} indices")
-        data = self.array(("rows", expr.source, expr.field), INT, f"gradient rows: {expr.field}")
-        count = self.scalar(("n_pairs", expr.source), "gradient rows")
+        data = self.array(abi.GradientRowField(expr.source, expr.field), INT, f"gradient rows: {expr.field}")
+        count = self.scalar(abi.PairCount(expr.source), "gradient rows")
         index = self.checked(expr.index[0], "pairs", expr.source, count)
         return self.hoist(Value(nest.Load(data, index.expr, INT), *index.place), "d")
 
@@ -103,8 +103,8 @@ class ReadLowering:
         sizes = [int(x) for x in expr.field.split(":", 1)[1].split(",") if x]
         if len(expr.index) != len(sizes) + 1:
             raise Unsupported("a dense gradient read with the wrong number of positions")
-        data = self.array(("dense", expr.source), REAL, f"{expr.source} as written")
-        rows = self.scalar(("n_pairs", expr.source.rows), "gradient rows")
+        data = self.array(abi.DenseGradient(expr.source), REAL, f"{expr.source} as written")
+        rows = self.scalar(abi.PairCount(expr.source.rows), "gradient rows")
         row = self.checked(expr.index[0], "pairs", expr.source.rows, rows)
         parts, flat = [row], row.expr
         for index, size in zip(expr.index[1:], sizes):
@@ -117,11 +117,11 @@ class ReadLowering:
             flat = iadd(imul(flat, iconst(size)), code)
         return self.hoist(Value(nest.Load(data, flat, REAL), *self.join(*parts)), "g")
 
-    def row_map(self, expr: ir.Data, descriptor: Optional[tuple] = None, bound=None) -> Value:
+    def row_map(self, expr: ir.Data, argument: Optional[abi.ArrayArgument] = None, bound=None) -> Value:
         """The gradient row of a scatter kernel's point (`mtdsl/ir/passes/terms.py`): a dense map over the
         positions of the variables the row depends on (-1 where the term has no point). With
         `bound`, a presence table read within its size, 0 past it (a run that passes none)."""
-        data = self.array(descriptor or ("out", expr.source, expr.field), INT, "gradient row of each point")
+        data = self.array(argument or abi.RowMapArray(expr.source, expr.field), INT, "gradient row of each point")
         flat, parts = None, []
         for index in expr.index:
             if not isinstance(index, ir.Var) or index.name not in self.env:
@@ -140,16 +140,16 @@ class ReadLowering:
         declaration = next((p for p in self.module.params if p.name == expr.name), None)
         if declaration is None or len(declaration.domains) != len(expr.index):
             raise Unsupported(f"parameter {expr.name}")
-        data = self.array(("param", expr.name), REAL, f"param {expr.name}")
+        data = self.array(abi.ParamValues(expr.name), REAL, f"param {expr.name}")
         offset: Optional[Value] = None
         for k, (index_expr, domain) in enumerate(zip(expr.index, declaration.domains)):
             index = self.index(index_expr)
-            size = self.scalar(("param_dim", expr.name, k), f"size {k} of param {expr.name}")
+            size = self.scalar(abi.ParamDim(expr.name, k), f"size {k} of param {expr.name}")
             if isinstance(domain, ir.RangeDomain):
                 position = isub(index.expr, iconst(domain.start))
             elif isinstance(domain, ir.SpeciesDomain):
-                table = self.array(("species_rank", domain), INT, f"rank of each atomic number in {domain}")
-                count = self.scalar(("n_species_rank", domain), "size of that table")
+                table = self.array(abi.SpeciesRank(domain), INT, f"rank of each atomic number in {domain}")
+                count = self.scalar(abi.SpeciesRankSize(domain), "size of that table")
                 position = call("at", array(table), iconst(0), iconst(0), call("dense", iconst(0), index.expr, iconst(0), count))
             elif isinstance(domain, ir.IrrepDomain):
                 position = iadd(index.expr, iconst(domain.max_degree))
@@ -177,10 +177,10 @@ class ReadLowering:
         note = f"{expr.tensor}"
 
         def meta(field_name, k=0):
-            return self.scalar(("block", key, field_name, k), f"{note}: {field_name} {k}")
+            return self.scalar(abi.BlockScalar(key, field_name, k), f"{note}: {field_name} {k}")
 
         def table(field_name):
-            return self.array(("block", key, field_name), INT, f"{note}: {field_name}")
+            return self.array(abi.BlockTable(key, field_name), INT, f"{note}: {field_name}")
 
         def dense(values: list, group: str) -> Value:
             acc = Value(iconst(0), 0)
@@ -231,7 +231,7 @@ class ReadLowering:
         place = self.join(block, *parts)
         code = nest.Select(missing_any, iconst(-1), iadd(nest.Load(base, block.expr, INT), offset_code), INT)
         offset = self.hoist(Value(code, *place), "off")
-        flat = self.array(("block", key, "values"), REAL, f"values of {note}")
+        flat = self.array(abi.BlockTable(key, "values"), REAL, f"values of {note}")
         return self.hoist(Value(call("read", array(flat), offset.expr), *offset.place), "x")
 
     def column_table(self, expr: ir.BlockRef, block: Value, table, meta) -> Optional[Value]:
@@ -280,9 +280,9 @@ class ReadLowering:
                 self.env[name] = VarInfo(value.expr, value.expr, value.level, indices[name])
             self.domains = access.scope_domains(saved_domains)
             conditions, offset_terms = [], []
-            grid = self.array(("grid", expr.tensor), REAL, f"dense values of {expr.tensor}")
+            grid = self.array(abi.Grid(expr.tensor), REAL, f"dense values of {expr.tensor}")
             for k, binder in enumerate(source.indices):
-                size = self.scalar(("grid_size", expr.tensor, k), f"size {k} of {expr.tensor}")
+                size = self.scalar(abi.GridSize(expr.tensor, k), f"size {k} of {expr.tensor}")
                 proven = proven_coordinate(binder.domain, solved[binder.name], solved, saved_env, saved_domains)
                 if proven is not None:  # a loop variable ranging inside this domain: in the grid by construction
                     loop = saved_env[proven]
@@ -321,8 +321,8 @@ class ReadLowering:
             condition = both(compare("ge", v, start), compare("lt", v, stop))
             places = [value]
         elif isinstance(domain, ir.SpeciesDomain):
-            table = self.array(("species_rank", domain), INT, f"rank of each atomic number in {domain}")
-            size = self.scalar(("n_species_rank", domain), "size of that table")
+            table = self.array(abi.SpeciesRank(domain), INT, f"rank of each atomic number in {domain}")
+            size = self.scalar(abi.SpeciesRankSize(domain), "size of that table")
             code = call("at", array(table), iconst(0), iconst(0), call("dense", iconst(0), v, iconst(0), size))
             rank = self.hoist(Value(code, *value.place), "rk")
             return rank, self.hoist(Value(compare("ge", rank.expr, iconst(0)), *rank.place), "ok")

@@ -17,11 +17,12 @@ import torch
 
 from mtdsl import atomic
 from mtdsl.codegen import torch_op
+from mtdsl.codegen.schedule import abi
 
 from ..compiled import default_threads
 from .tape import STRUCTURE_FIELDS, record
 
-KINDS = ("systems", "pairs")
+KINDS = (abi.SystemsField, abi.PairsField)  # the operator's structure kinds, in its numbering
 
 
 def native_module(model, output: str, per_atom: str | None, directory: str):
@@ -42,10 +43,10 @@ def native_module(model, output: str, per_atom: str | None, directory: str):
         torch.ops.load_library(target)
     pairs = [p.name for p in model.module.pairs]
     structure = []
-    for descriptor in structure_order:
-        kind, source, field = descriptor
-        structure.append([KINDS.index(kind), pairs.index(source) if kind == "pairs" else 0,
-                          STRUCTURE_FIELDS[kind].index(field)])
+    for argument in structure_order:
+        kind = type(argument)
+        structure.append([KINDS.index(kind), pairs.index(argument.pairs) if kind is abi.PairsField else 0,
+                          STRUCTURE_FIELDS[kind].index(argument.field)])
     module_class = _scripted_class(namespace)
     threads = int(model.threads or default_threads())
     module = module_class(output, [float(p.cutoff) for p in model.module.pairs], [bool(p.full) for p in model.module.pairs],
@@ -73,8 +74,8 @@ def _union(tapes) -> list:
 def _constants(tapes) -> dict:
     found = {}
     for tape in tapes:
-        for descriptor, value in tape.constants:
-            found.setdefault(descriptor, value)
+        for key, value in tape.constants:
+            found.setdefault(key, value)
     return found
 
 

@@ -5,16 +5,16 @@ system and pair counts, for `codegen/torch_op.py` to replay in C++.
 
 The tape follows `runtime/native_products.py` (`NativeProducts.run` for the values, `.vjp` for
 the products, the same kernels of the same compiled module) without running it: each kernel
-argument descriptor (`codegen/schedule/kernel.py`) is resolved symbolically:
+argument (`codegen/schedule/abi.py`) is resolved symbolically, by its type:
 
-- structure (`("systems", S, field)`, `("pairs", P, field)`) becomes an *input* the exported
+- structure (`abi.SystemsField`, `abi.PairsField`) becomes an *input* the exported
   TorchScript module computes from the engine's system and neighbour list
   (`runtime/export/native_module.py`), listed in `Tape.structure`;
 - parameters, compile-time tables and species become *constants*, their values taken now;
 - grids of earlier kernels and cotangents become *buffers* the driver allocates;
 - scalars become counts or literals.
 
-Descriptors built from labels (lookup tables of block accesses, gradient rows) cannot be replayed
+Arguments built from labels (lookup tables of block accesses, gradient rows) cannot be replayed
 without the Python runtime: such a program is refused by `TapeError`, naming the kernel and the
 access. The tape is built from two systems of different sizes; a literal that differs between
 them (a size the tape cannot express) is refused too.
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mtdsl.codegen.plan import Unsupported
-from mtdsl.errors import MtdslError
+from mtdsl.codegen.schedule import abi
+from mtdsl.errors import MtdslError, Unsupported
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.passes.autodiff import AutodiffError
 from mtdsl.ir.passes.products import cotangent_tensor
@@ -38,10 +38,10 @@ from mtdsl.systems import System, SystemBatch
 from ..bridges.calculator import _is_scalar_per
 from ..native_products import NativeProducts, _parallel_over_an_index
 
-#: structure fields the exported module computes (runtime/export/native_module.py), by kind
+#: structure fields the exported module computes (runtime/export/native_module.py), by argument type
 STRUCTURE_FIELDS = {
-    "systems": ("types", "positions", "system", "atom", "atom_offsets"),
-    "pairs": ("first", "second", "system", "first_atom", "second_atom", "cell_shifts", "vectors", "distances",
+    abi.SystemsField: ("types", "positions", "system", "atom", "atom_offsets"),
+    abi.PairsField: ("first", "second", "system", "first_atom", "second_atom", "cell_shifts", "vectors", "distances",
               "offsets"),
 }
 INT64_MAX = 2**63 - 1
@@ -59,8 +59,8 @@ class Tape:
 
     output: str
     counts: list = field(default_factory=list)  # ("n_atoms",), ("n_systems",), ("n_pairs", P)
-    structure: list = field(default_factory=list)  # descriptors computed per call
-    constants: list = field(default_factory=list)  # (descriptor, array)
+    structure: list = field(default_factory=list)  # abi.SystemsField / abi.PairsField inputs computed per call
+    constants: list = field(default_factory=list)  # (abi argument or lookup table key, array)
     symbols: list = field(default_factory=list)  # kernel function names, by index
     buffers: list = field(default_factory=list)  # (dims, dtype) of each buffer
     forward: list = field(default_factory=list)  # ops
@@ -84,7 +84,7 @@ class _Recorder:
         self.bindings = bindings
         self.tape = Tape(output)
         self.tape.counts = [("n_atoms",), ("n_systems",)] + [("n_pairs", p.name) for p in self.module.pairs]
-        self.inputs: dict = {}  # descriptor -> input index among structure + constants (fixed at the end)
+        self.inputs: dict = {}  # input key -> input index among structure + constants (fixed at the end)
         self.grids: dict = {}  # tensor or stand-in name -> buffer
         self.arguments = self.compiled.arguments_for(bindings)
         self.lookups: dict = {}  # block access key -> (arrays, scalars) of its dense tables
@@ -152,12 +152,12 @@ class _Recorder:
         values = [int(v) for v in self.bindings.domain_values(domain)]
         return values, list(range(len(values))), stride
 
-    def dense_lookup(self, kernel_name: str, descriptor):
+    def dense_lookup(self, kernel_name: str, argument):
         """The lookup tables of a block access to a tensor the tape holds as a grid, mapping every
         label to its grid point (`codegen/schedule/reads.py: _render_BlockRef` reads `values[base[block] +
         ((row * 1 + c) * 1 ...) * 1 + column]`: the tables hold grid offsets, the shape ones);
         None when the access cannot be made dense this way."""
-        key = descriptor[1]
+        key = argument.key
         tensor, bound, sample_slots, component_slots, property_slots = key
         if tensor not in self.grids:
             return None
@@ -166,9 +166,9 @@ class _Recorder:
         found = self.lookups[key]
         if found is None:
             return None
-        if len(descriptor) == 3:
-            return found[0].get(descriptor[2])
-        return found[1].get((descriptor[2], descriptor[3]))
+        if isinstance(argument, abi.BlockTable):
+            return found[0].get(argument.field)
+        return found[1].get((argument.field, argument.k))
 
     def _dense_lookup(self, kernel, key):
         tensor, bound, sample_slots, component_slots, property_slots = key
@@ -262,70 +262,74 @@ class _Recorder:
         return arrays, scalars
 
     # -- arguments -------------------------------------------------------------------------------
-    def array(self, kernel: str, descriptor) -> tuple:
-        kind = descriptor[0]
-        if kind == "grid":
-            if descriptor[1] not in self.grids:
-                raise TapeError(f"kernel {kernel} reads the grid of {descriptor[1]}, which the export's runs "
+    def array(self, kernel: str, argument) -> tuple:
+        if isinstance(argument, abi.Grid):
+            if argument.tensor not in self.grids:
+                raise TapeError(f"kernel {kernel} reads the grid of {argument.tensor}, which the export's runs "
                                 "do not compute")
-            return (1, self.grids[descriptor[1]])
-        if kind in STRUCTURE_FIELDS:
-            if descriptor[2] not in STRUCTURE_FIELDS[kind]:
-                raise TapeError(f"kernel {kernel} reads {kind} field {descriptor[2]!r} of {descriptor[1]}, which "
-                                "the exported module does not compute")
-            if kind == "pairs" and descriptor[1] not in {p.name for p in self.module.pairs}:
-                raise TapeError(f"kernel {kernel} reads the pairs {descriptor[1]}, not a neighbour list")
-            return self.input(descriptor, None)
-        if kind in ("species", "species_rank", "param", "const", "const64"):
-            return self.input(descriptor, np.array(self.arguments.array(descriptor), copy=True))
-        if kind in ("out", "present"):  # a presence table of size 0 (n_present): every point computed
-            return self.input(descriptor, np.zeros(1, dtype=np.int64))
-        found = self.dense_lookup(kernel, descriptor) if kind == "block" else None
+            return (1, self.grids[argument.tensor])
+        if type(argument) in STRUCTURE_FIELDS:
+            source = argument.subject
+            if argument.field not in STRUCTURE_FIELDS[type(argument)]:
+                raise TapeError(f"kernel {kernel} reads {'systems' if isinstance(argument, abi.SystemsField) else 'pairs'} "
+                                f"field {argument.field!r} of {source}, which the exported module does not compute")
+            if isinstance(argument, abi.PairsField) and source not in {p.name for p in self.module.pairs}:
+                raise TapeError(f"kernel {kernel} reads the pairs {source}, not a neighbour list")
+            return self.input(argument, None)
+        if isinstance(argument, (abi.SpeciesValues, abi.SpeciesRank, abi.ParamValues, abi.ConstTable)):
+            return self.input(argument, np.array(self.arguments.array(argument), copy=True))
+        if isinstance(argument, (abi.RowMapArray, abi.Presence)):  # a presence table of size 0 (n_present): every point computed
+            return self.input(argument, np.zeros(1, dtype=np.int64))
+        found = self.dense_lookup(kernel, argument) if isinstance(argument, abi.BlockTable) else None
         if found is not None:
             return found
-        source = descriptor[1][0] if kind == "block" else descriptor[1]
-        what = {"block": f"{source} through a lookup table built from its labels (a block access the export "
-                         "cannot make dense)",
-                "rows": f"the rows of a materialized gradient ({source})",
-                "dense": f"a materialized gradient ({source})"}.get(kind, f"{descriptor}")
+        if isinstance(argument, abi.BlockTable):
+            what = (f"{argument.key[0]} through a lookup table built from its labels (a block access the export "
+                    "cannot make dense)")
+        elif isinstance(argument, abi.GradientRowField):
+            what = f"the rows of a materialized gradient ({argument.source})"
+        elif isinstance(argument, abi.DenseGradient):
+            what = f"a materialized gradient ({argument.source})"
+        else:
+            what = f"{argument!r}"
         raise TapeError(f"kernel {kernel} reads {what}")
 
-    def input(self, descriptor, value) -> tuple:
-        if descriptor not in self.inputs:
+    def input(self, key, value) -> tuple:
+        """Input `key` (an `abi` argument, or a table of `_dense_lookup`): structure when `value` is None."""
+        if key not in self.inputs:
             if value is None:
-                self.tape.structure.append(descriptor)
+                self.tape.structure.append(key)
             else:
-                self.tape.constants.append((descriptor, value))
-            self.inputs[descriptor] = None
-        return ("input", descriptor)
+                self.tape.constants.append((key, value))
+            self.inputs[key] = None
+        return ("input", key)
 
-    def scalar(self, kernel: str, descriptor, out_dims) -> tuple:
-        kind = descriptor[0]
-        if kind == "n_atoms":
+    def scalar(self, kernel: str, argument, out_dims) -> tuple:
+        if isinstance(argument, abi.AtomCount):
             return (1, self.count(("n_atoms",)))
-        if kind == "n_systems":
+        if isinstance(argument, abi.SystemCount):
             return (1, self.count(("n_systems",)))
-        if kind == "n_pairs":
-            if ("n_pairs", descriptor[1]) in self.tape.counts:
-                return (1, self.count(("n_pairs", descriptor[1])))
-            if isinstance(descriptor[1], RowMap):  # a product's target rows: its output's first dim
+        if isinstance(argument, abi.PairCount):
+            if ("n_pairs", argument.source) in self.tape.counts:
+                return (1, self.count(("n_pairs", argument.source)))
+            if isinstance(argument.source, RowMap):  # a product's target rows: its output's first dim
                 return (1, out_dims[0])
-            raise TapeError(f"kernel {kernel} counts the rows of {descriptor[1]} (a materialized gradient)")
-        if kind == "n_present":  # the export runs on any structures: no presence table
+            raise TapeError(f"kernel {kernel} counts the rows of {argument.source} (a materialized gradient)")
+        if isinstance(argument, abi.PresenceCount):  # the export runs on any structures: no presence table
             return (0, 0)
-        if kind == "driver_range":
-            return (0, 0 if descriptor[1] == 0 else INT64_MAX)
-        found = self.dense_lookup(kernel, descriptor) if kind == "block" else None
-        if found is not None:
-            return found
-        if kind == "block":
-            raise TapeError(f"kernel {kernel} reads {descriptor[1][0]} through a lookup table built from its labels "
+        if isinstance(argument, abi.DriverRange):
+            return (0, 0 if argument.end == 0 else INT64_MAX)
+        if isinstance(argument, abi.BlockScalar):
+            found = self.dense_lookup(kernel, argument)
+            if found is not None:
+                return found
+            raise TapeError(f"kernel {kernel} reads {argument.key[0]} through a lookup table built from its labels "
                             "(a block access the export cannot make dense)")
-        if kind == "grid_size":
-            stand_in = self.products.stand_ins.get(descriptor[1])
-            kernel_ir = stand_in if stand_in is not None else self.module.kernel(descriptor[1])
-            return (1, self.dim(kernel_ir.indices[descriptor[2]].domain))
-        return (0, int(self.products._scalar(self.arguments, descriptor)))
+        if isinstance(argument, abi.GridSize):
+            stand_in = self.products.stand_ins.get(argument.tensor)
+            kernel_ir = stand_in if stand_in is not None else self.module.kernel(argument.tensor)
+            return (1, self.dim(kernel_ir.indices[argument.axis].domain))
+        return (0, int(self.products._scalar(self.arguments, argument)))
 
     # -- calls -----------------------------------------------------------------------------------
     def call(self, ops: list, name: str, out: int, n_outputs: int = 1, parallel: bool = True) -> None:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from mtdsl.codegen.schedule import abi
 from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels, TensorBlock
@@ -428,7 +429,7 @@ def _interleaved_groups(native, name: str, wrt: str, scatters, shared) -> list:
         if shared[k]:
             continue
         driver = native.scatter_driver((name, wrt, k))
-        if driver is None or not isinstance(driver[0], tuple):
+        if driver is None or not isinstance(driver[0], abi.ScalarArgument):
             continue
         by_driver.setdefault(driver[0], []).append(k)
     return [group for group in by_driver.values() if len(group) > 1]

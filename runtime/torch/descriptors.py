@@ -30,7 +30,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from mtdsl.codegen.plan import Unsupported
+from mtdsl.errors import Unsupported
 from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.reads import kernel_reads, read_closure

@@ -14,6 +14,7 @@ import ase.build
 import numpy as np
 import pytest
 
+from mtdsl.codegen.schedule import abi
 from mtdsl.runtime.assemble import evaluate_kernel
 from mtdsl.runtime.bindings import Bindings, RunError
 from mtdsl.runtime.compiled import compile_module
@@ -232,7 +233,7 @@ def test_dense_access_with_a_wrong_derived_key_is_an_error(backend):
     base = modules.spherical_expansion(n_radial=2, max_angular=1, cutoff=3.0)
     module = ir.Module("m", base.systems, (), base.pairs, (), base.kernels + (kernel,), (ir.Output("hydrogen_only"),))
     native = compile_module(module, backend=backend)
-    assert ("grid", "rho") in native.rendered.kernels["hydrogen_only"].arrays
+    assert abi.Grid("rho") in native.rendered.kernels["hydrogen_only"].arrays
     with pytest.raises(RunError, match="does not exist"):
         native.run(bind(module, [water()]))
     # only hydrogens: every access exists, and rho is never assembled (not an output, read densely)

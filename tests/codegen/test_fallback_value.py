@@ -10,6 +10,7 @@ from __future__ import annotations
 import ase
 import numpy as np
 
+from mtdsl.codegen.schedule import abi
 from mtdsl.runtime import block_lookup
 from mtdsl.runtime.assemble import evaluate_kernel
 from mtdsl.runtime.bindings import Bindings
@@ -42,7 +43,7 @@ def test_a_table_too_large_falls_back_by_value(monkeypatch):
 
     monkeypatch.setattr(block_lookup, "MAX_TABLE", 1)  # every block-access table is too large
     bindings = _bind(module)
-    readers = [name for name, kernel in native.kernels.items() if any(d[0] == "block" for d in kernel.rendered.arrays)]
+    readers = [name for name, kernel in native.kernels.items() if any(isinstance(d, abi.BlockTable) for d in kernel.rendered.arrays)]
     assert readers, "the convolution reads its input TensorMap through lookup tables"
     bound = Arguments(native, bindings).bind(native.kernels[readers[0]].rendered, [np.zeros(1)])
     assert isinstance(bound, Fallback) and "too large" in bound.reason

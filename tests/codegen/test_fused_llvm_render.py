@@ -15,6 +15,7 @@ import llvmlite.binding as llvm
 import pytest
 
 import mtdsl
+from mtdsl.codegen.schedule import abi
 from mtdsl.codegen import cpp, fuse, llvm as backend
 from mtdsl.codegen import derived
 from mtdsl.runtime.body_parts import first_terms
@@ -56,8 +57,8 @@ def test_rendered_in_both_backends(modules, dtype):
             assert fused.name not in rendered.unsupported, rendered.unsupported[fused.name]
             kernel = rendered.kernels[fused.name]
             count = len(fused.kernels)
-            assert kernel.arrays[:count] == [("buffer", j) for j in range(count)]
-            assert all(d[0] != "buffer" for d in kernel.arrays[count:])
+            assert kernel.arrays[:count] == [abi.OutputBuffer(j) for j in range(count)]
+            assert all(not isinstance(d, abi.OutputBuffer) for d in kernel.arrays[count:])
             assert len(kernel.plan.plans) == count
 
 
@@ -68,7 +69,7 @@ def test_llvm_arguments_as_cpp(modules):
     for fused in module.fused:
         assert jit.kernels[fused.name].arrays == native.kernels[fused.name].arrays
         # C++ takes the driver's range as two scalars, LLVM as the function's own (lo, hi)
-        cpp_scalars = [d for d in native.kernels[fused.name].scalars if d[0] != "driver_range"]
+        cpp_scalars = [d for d in native.kernels[fused.name].scalars if not isinstance(d, abi.DriverRange)]
         assert jit.kernels[fused.name].scalars == cpp_scalars
 
 

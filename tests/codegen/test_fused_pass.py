@@ -16,6 +16,7 @@ import ase.build
 import numpy as np
 import pytest
 
+from mtdsl.codegen.schedule import abi
 from mtdsl.codegen import cpp
 from mtdsl.codegen import derived
 from mtdsl.codegen import plan as planning
@@ -75,7 +76,7 @@ def test_the_pair_tables_are_computed_once_per_pair():
     rendered = cpp.render_module(module)
     (fused,) = module.fused
     source = rendered.kernels[fused.name].source
-    assert rendered.kernels[fused.name].arrays[:3] == [("buffer", 0), ("buffer", 1), ("buffer", 2)]
+    assert rendered.kernels[fused.name].arrays[:3] == [abi.OutputBuffer(0), abi.OutputBuffer(1), abi.OutputBuffer(2)]
     # one sph table, one spline and one table of their derivatives for values and both terms
     assert source.count("mt_sph4(") == 1 and source.count("mt_dsph4(") == 1
     assert source.count("mt_spline<") == 1 and source.count("mt_spline_derivative<") == 1

@@ -1,6 +1,7 @@
 """Golden tests: IR -> loop nest -> C++ text, pinned (update them on purpose when the lowering or the
 C++ printer changes)."""
 
+from mtdsl.codegen.schedule import abi
 from mtdsl.codegen.cpp import render_module, render_sph_function
 from mtdsl.ir import nodes as ir
 
@@ -95,5 +96,5 @@ def test_segment_sum_with_equality_bound_species():
     assert kernel.source == COORDINATION
     assert kernel.plan.schedule == "accumulate" and kernel.plan.parallel
     assert [loop.kind for loop in kernel.plan.loops] == ["domain", "pairs_of", "equal", "domain"]
-    assert kernel.arrays[0] == ("buffer",)
-    assert ("pairs", "P", "offsets") in kernel.arrays and ("n_atoms", "S") in kernel.scalars
+    assert kernel.arrays[0] == abi.OutputBuffer()
+    assert abi.PairsField("P", "offsets") in kernel.arrays and abi.AtomCount("S") in kernel.scalars

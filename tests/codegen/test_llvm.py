@@ -14,6 +14,7 @@ import ase
 import numpy as np
 import pytest
 
+from mtdsl.codegen.schedule import abi
 from mtdsl.codegen import llvm as backend
 from mtdsl.codegen import threads as native_threads
 from mtdsl.compile import check_and_lower
@@ -71,7 +72,7 @@ def test_kernels_split_the_driver_range(compiled):
 
     module, native = compiled("spherical_expansion", "llvm", np.float64)
     kernel = native.kernels["rho"].function
-    assert kernel.parallel and kernel.rendered.driver_count == ("n_atoms", "S")
+    assert kernel.parallel and kernel.rendered.driver_count == abi.AtomCount("S")
     native.run(bind(module, [rocksalt()]), threads=3)  # two pool workers and the calling thread
     assert ("llvm", os.getpid(), 2) in native_threads._POOLS
 
@@ -119,7 +120,7 @@ def test_dense_access_reads_the_buffer():
     module = modules.power_spectrum(n_radial=3, max_angular=2, cutoff=3.5, width=0.4)
     module = ir.Module(module.name, module.systems, (), module.pairs, (), module.kernels, (ir.Output("ps"),))
     native = compile_module(module, backend="llvm")
-    assert ("grid", "rho") in native.rendered.kernels["ps"].arrays
+    assert abi.Grid("rho") in native.rendered.kernels["ps"].arrays
     bindings = bind(module, [water()])
     out = native.run(bindings)
     assert "rho" not in bindings.tensors
@@ -352,7 +353,7 @@ def test_dense_access_with_a_wrong_derived_key_is_an_error():
     base = modules.spherical_expansion(n_radial=2, max_angular=1, cutoff=3.0)
     module = ir.Module("m", base.systems, (), base.pairs, (), base.kernels + (kernel,), (ir.Output("hydrogen_only"),))
     native = compile_module(module, backend="llvm")
-    assert ("grid", "rho") in native.rendered.kernels["hydrogen_only"].arrays
+    assert abi.Grid("rho") in native.rendered.kernels["hydrogen_only"].arrays
     with pytest.raises(RunError, match="does not exist"):
         native.run(bind(module, [water()]))
     hydrogens = ase.Atoms("H2", positions=[[0, 0, 0], [0.74, 0, 0]])

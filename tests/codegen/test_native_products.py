@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 import pytest
 
+from mtdsl.codegen.schedule import abi
 from mtdsl.compile import check_and_lower
 from mtdsl.ir import nodes as ir
 from mtdsl.runtime.bindings import RunError
@@ -261,6 +262,11 @@ def test_jvp_equals_the_contracted_gradient_blocks(names, backend):
     for name in names:
         for a, b, total in zip(only_positions[name], only_cell[name], ours[name]):
             np.testing.assert_allclose(a + b, total, rtol=0, atol=1e-12 * max(np.abs(total).max(initial=0.0), 1.0))
+    # a new tangent on the same bindings replaces the bound one (abi.Grid of the tangent invalidated)
+    doubled = products.jvp(bindings, 2 * positions_dot, None)
+    for name in names:
+        for a, twice in zip(only_positions[name], doubled[name]):
+            np.testing.assert_allclose(twice, 2 * a, rtol=0, atol=1e-12 * max(np.abs(a).max(initial=0.0), 1.0))
 
 
 def test_jvp_checks_its_tangents():
@@ -312,7 +318,7 @@ def test_a_constant_property_reads_the_cotangent_through_lookup_tables(tmp_path,
     frames = systems()
     products = NativeProducts(module, ["t"], backend, np.float64, threads=2)
     kernel = products.compiled.kernels[products.vjp_kernels[("t", "positions")][0]]
-    assert any(d[0] == "block" and d[1][0] == "·cot·t" for d in kernel.rendered.arrays)
+    assert any(isinstance(d, abi.BlockTable) and d.key[0] == "·cot·t" for d in kernel.rendered.arrays)
     bindings = Model(module, backend=backend).bind(frames, {})
     products.run(bindings)
     for seed in (1, 2):  # the second call reads the new cotangent, not the first one's tables

@@ -18,7 +18,7 @@ from mtdsl.codegen.cpp import printer, render_module
 from mtdsl.codegen.derived import extended_module
 from mtdsl.codegen.schedule.kernel import ModuleLowering
 from mtdsl.compile import compile
-from mtdsl.codegen.schedule import nest
+from mtdsl.codegen.schedule import abi, nest
 from mtdsl.codegen.schedule.sph import sph_routine
 from mtdsl.math.sph import spherical_harmonics
 
@@ -147,9 +147,10 @@ def test_text_form_of_statements():
             nest.Fill("spline", (nest.Const(1.0), nest.Ref("a1", nest.ARRAY)), "T", (2, 2)),
             nest.Loop("v", nest.Load("a2", i, nest.INT), None, (nest.Store("T", i, nest.Load("T", 0), True),), "equal"),
             nest.Loop("k", nest.Const(0, nest.INT), nest.Const(4, nest.INT), (), "domain", "", True, "k in range"))
-    kernel = nest.Kernel("t", "mt_kernel_0", "direct", (nest.Param("a1", "array", nest.REAL, ("param", "w")),), body)
+    kernel = nest.Kernel("t", "mt_kernel_0", "direct", (nest.Param("a1", "array", nest.REAL, abi.ParamValues("w")),), body)
     assert nest.text(kernel).splitlines() == [
         "kernel t (direct): mt_kernel_0(a1: array real)",
+        "    arg a1 = param w",
         "    guard (i < 3) else return  # where",
         "    alloc T: real[4] = 0  # a table",
         "    fill T = spline<2, 2>(1.0, a1)",

@@ -8,6 +8,7 @@ import ase
 import numpy as np
 import pytest
 
+from mtdsl.codegen.schedule import abi
 from mtdsl.compile import compile
 from mtdsl.ir.roles import PresenceTable
 
@@ -198,7 +199,7 @@ output inverse""")
         out = model(systems)["inverse"]
         compiled = model._compiled_values
         assert "inverse" not in compiled.last_run_fallbacks
-        assert ("present", PresenceTable("inverse")) in compiled.kernels["inverse"].rendered.arrays
+        assert abi.Presence(PresenceTable("inverse")) in compiled.kernels["inverse"].rendered.arrays
         buffers[dense] = compiled._arguments.grids["inverse"]
         if not dense:
             assert entries(out) == entries(model(systems)["count"])
@@ -233,7 +234,7 @@ output inverse with gradients(positions)
         compiled = model.compiled
         assert compiled.last_gradient_terms[("inverse", "positions", 0)] == "fused"
         (fused,) = compiled.fused_kernels.values()
-        assert ("present", PresenceTable("inverse")) in fused.rendered.arrays
+        assert abi.Presence(PresenceTable("inverse")) in fused.rendered.arrays
         buffers[dense] = compiled._arguments.grids["inverse"]
     assert np.isinf(buffers[True]).any()
     assert np.all(np.isfinite(buffers[False]))

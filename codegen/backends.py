@@ -1,0 +1,57 @@
+"""The native backends as the runtime sees them: a `Backend` protocol and the registry of backends.
+
+The runtime imports from the code generator only this, the kernel ABI (`schedule/abi.py`: what
+each argument of a rendered kernel is) and the cache; which module renders or loads a backend's
+code is this registry's business. A new backend (a TorchScript operator, a GPU one) is a class
+with `render` and `load` added to `BACKENDS`.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import numpy as np
+
+from mtdsl.ir import nodes as ir
+
+from . import build as building, cpp, llvm
+
+
+class Backend(Protocol):
+    name: str
+
+    def render(self, module: ir.Module, dtype: str = "float64") -> str:
+        """The generated code of `module` (`mtdsl compile --emit <name>`)."""
+
+    def load(self, module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()) -> tuple:
+        """`(rendered, library, path, cache_hit, terms)`: `module` (with the terms of its gradient
+        kernels and the `extra` kernels) rendered, compiled through the kernel cache and loaded;
+        `rendered` a `RenderedModule` whose kernels' arguments are `schedule/abi.py` instances."""
+
+
+class _Native:
+    """A backend of `codegen/build.py`: `render` from its own package, `load` through `build`."""
+
+    def __init__(self, name: str, package):
+        self.name = name
+        self._package = package
+
+    def render(self, module: ir.Module, dtype: str = "float64") -> str:
+        return self._package.render(module, dtype)
+
+    def load(self, module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()) -> tuple:
+        return building.build(module, self.name, dtype=dtype, gradients=gradients, extra=extra)
+
+    def __repr__(self):
+        return f"Backend({self.name!r})"
+
+
+BACKENDS: dict[str, Backend] = {"cpp": _Native("cpp", cpp), "llvm": _Native("llvm", llvm)}
+
+
+def backend(name: str) -> Backend:
+    """The backend called `name`, or a `ValueError` naming those there are."""
+    found = BACKENDS.get(name)
+    if found is None:
+        raise ValueError(f"unknown native backend {name!r} (this module provides {', '.join(map(repr, BACKENDS))})")
+    return found
