@@ -94,14 +94,15 @@ ZERO, ONE = ir.Const(0.0), ir.Const(1.0)
 
 
 def mul(a, b):
-    if _is_one(a):
+    if is_one(a):
         return b
-    if _is_one(b):
+    if is_one(b):
         return a
     return ir.Binary("mul", a, b)
 
 
-def _is_one(e) -> bool:
+def is_one(e) -> bool:
+    """A literal 1 (not `True`): the factor `mul` drops."""
     return isinstance(e, ir.Const) and not isinstance(e.value, bool) and e.value == 1
 
 

@@ -49,6 +49,10 @@ from dataclasses import dataclass
 from typing import Optional, Union
 
 from mtdsl import builtins
+# the simplifying IR builders, written once with the built-ins' derivatives
+from mtdsl.builtins.spec import ONE, ZERO, is_one
+from mtdsl.builtins.spec import mul as _mul
+from mtdsl.builtins.spec import neg as _neg
 from mtdsl.errors import AutodiffError  # defined with the other errors; importable from here as before
 
 from .. import nodes as ir
@@ -152,29 +156,8 @@ class GradientKernel:
 
 # ---- small constructors ------------------------------------------------------------------------
 
-ZERO, ONE = ir.Const(0.0), ir.Const(1.0)
-
-
-def _is_one(e) -> bool:
-    return isinstance(e, ir.Const) and not isinstance(e.value, bool) and e.value == 1
-
-
-def _mul(a, b):
-    if _is_one(a):
-        return b
-    if _is_one(b):
-        return a
-    return ir.Binary("mul", a, b)
-
-
 def _div(a, b):
-    return a if _is_one(b) else ir.Binary("div", a, b)
-
-
-def _neg(a):
-    if isinstance(a, ir.Unary) and a.op == "neg":
-        return a.operand
-    return ir.Unary("neg", a)
+    return a if is_one(b) else ir.Binary("div", a, b)
 
 
 def _and(a, b):
