@@ -4,12 +4,19 @@
   `Scope`; a numpy run of it is the reference interpreter the compiled backends are
   tested against;
 - `builtins.py`: the built-in functions, written once;
-- `dispatch.py`: the array operations both are written with, each for numpy or torch
+- `derivatives.py`: the derivative nodes of `mtdsl.ir.passes.autodiff` (unit vectors, the
+  labels and values of computed tensors' gradient rows, read from the gradient tables the
+  evaluator is given);
+- `rows.py`: the rules for expressions over the rows of gradients (`over_rows`: block reads
+  and sums deduplicated by distinct row values, ragged `P.from(atom)` segments), which the
+  gradient terms use;
+- `dispatch.py`: the array operations all are written with, each for numpy or torch
   (metatensor-operations' `_dispatch` pattern): numpy runs never import torch;
 - `torch_values.py`: the evaluation on torch values (`Model.to_torch()`'s derivatives of
   every order), imported only by the torch bridge.
 
-`runtime/gradient_interpreter.py` extends `Evaluator` with the derivative nodes of
-`mtdsl.ir.passes.autodiff`; `runtime/assemble.py` turns a kernel's values into a TensorMap. (Nothing is imported
+`runtime/gradients/forward.py` evaluates gradient terms with it (no subclass: the
+gradient tables are run-time state it is given); `runtime/assemble.py` turns a kernel's
+values into a TensorMap. (Nothing is imported
 here: `runtime/blocks.py`, below the evaluator, reads values through `dispatch`.)
 """

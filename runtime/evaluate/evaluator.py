@@ -30,7 +30,9 @@ from ..bindings import Bindings, RunError
 from ..blocks import BlockTable
 from ..named import VECTOR_AXIS, Named, merge_missing, union_axes
 from . import dispatch as xp
+from . import rows
 from .builtins import BuiltinCalls
+from .derivatives import DerivativeNodes
 from .dispatch import apply, csr_matrix  # noqa: F401 - csr_matrix: importable from here
 
 
@@ -80,24 +82,30 @@ class StructureMemo:
         return found
 
 
-class Evaluator(BuiltinCalls):
+class Evaluator(BuiltinCalls, DerivativeNodes):
     """Evaluates the expressions of one module against `Bindings`.
 
     `torch_values`: parameters and TensorMap values that are torch tensors in the bindings are
     read as they are (else as numpy), and `floats[(source, field)]` are torch values of the
     float fields of systems and pairs (positions, cell, pair vectors and distances) that replace
     the bindings'. `memo`: a `StructureMemo` shared with earlier evaluations of the same
-    structure, or None.
+    structure, or None. `gradients`: `{(tensor, wrt): GradientTable}`, the gradient rows of the
+    computed tensors that the derivative nodes read (`derivatives.py`; a gradient run fills it
+    as it goes). `over_rows`: the expressions are gradient terms over the rows of gradients:
+    blocks and sums are read by the row rules of `rows.py`.
     """
 
     def __init__(self, module: ir.Module, bindings: Bindings, floats: dict | None = None,
-                 memo: StructureMemo | None = None, torch_values: bool = False):
+                 memo: StructureMemo | None = None, torch_values: bool = False,
+                 gradients: dict | None = None, over_rows: bool = False):
         self.module = module
         self.bindings = bindings
         self.convention = module.convention
         self.floats = floats or {}
         self.memo = memo
         self.torch_values = torch_values
+        self.gradients = gradients
+        self.over_rows = over_rows
         self._occurrences: dict = {}
         self._tables: dict[str, BlockTable] = {}
 
@@ -203,6 +211,8 @@ class Evaluator(BuiltinCalls):
         return positions
 
     def _eval_BlockRef(self, expr: ir.BlockRef, scope: Scope) -> Named:
+        if self.over_rows:
+            return rows.gather_rows(self, expr, scope)
         table = self.table(expr.tensor)
 
         def locate():
@@ -245,6 +255,10 @@ class Evaluator(BuiltinCalls):
 
     # -- reductions ---------------------------------------------------------------------------
     def _eval_Reduce(self, expr: ir.Reduce, scope: Scope) -> Named:
+        if self.over_rows:
+            by_rows = rows.reduce_over_rows(self, expr, scope)
+            if by_rows is not None:
+                return by_rows
         inner, segment, masks = self.reduce_scope(expr, scope)
         values = [self.evaluate(f, inner) for f in _factors(expr.body)]
         reduced = [b.name for b in expr.binders if not (segment and b.name == segment[0])]
@@ -273,7 +287,7 @@ class Evaluator(BuiltinCalls):
                     mask = apply(np.equal, first, atom)
                     inner = inner.alias(BinderMask(binder.name), mask)
             else:
-                inner = inner.bind(binder.name, domain, self.bindings.domain_values(domain))
+                inner = inner.bind(binder.name, domain, self.domain_values(domain))
 
         masks = []
         if expr.where is not None:

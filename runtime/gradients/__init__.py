@@ -2,7 +2,8 @@
 
 `asked` reads which gradient blocks a call asks for (`model(frames, gradients=...)`); `forward`
 builds them from the gradient kernels of `mtdsl.ir.passes.autodiff`, term by term, each term a
-native term, scatter or fused kernel where the library has it, else run by `interpreter` (the
-reference evaluator plus the derivative nodes, computed gradients as lookup tables). The
+native term, scatter or fused kernel where the library has it, else evaluated by the one reference
+evaluator (runtime/evaluate/: its derivative nodes and row rules), reading the computed
+gradients as lookup tables (`tables`). The
 reverse mode, one product per column for per-system outputs, is `runtime/native_products.py`.
 """

@@ -1,4 +1,4 @@
-"""Gradient blocks from the gradient kernels of `mtdsl.ir.passes.autodiff`, in the reference interpreter.
+"""Gradient blocks from the gradient kernels of `mtdsl.ir.passes.autodiff`, in the reference evaluator.
 
 Each term of a gradient kernel is evaluated like a kernel body, over the term's
 binders (pairs, rows of a read tensor's gradient), the direction variables and
@@ -26,9 +26,11 @@ block accesses or sums that depend on gradient rows only through a few
 distinct values (the centre of each row) are evaluated once per value.
 Label lookups use dense tables over the small ranges of label values.
 
-The interpreter of the derivative IR nodes and the gradient rows of computed
-tensors as tables are `runtime/gradients/interpreter.py`'s; this module turns
-gradient kernels into gradient blocks with them.
+The terms are expressions of the one evaluator (runtime/evaluate/: its
+derivative nodes, and its row rules `over_rows`); the gradient rows of computed
+tensors, which later terms read, are `runtime/gradients/tables.py`'s tables,
+kept by the run (`GradientRun`); this module turns gradient kernels into
+gradient blocks with them.
 """
 
 from __future__ import annotations
@@ -46,14 +48,33 @@ from mtdsl.tensor import Labels, TensorBlock
 
 from ..assemble import signature_values
 from ..bindings import RunError
-from .interpreter import _STORED_ORDER, DenseLookup, GradientInterpreter, GradientTable, _lookup
-from .interpreter import _broadcast  # noqa: F401 - tests read it here
-from ..evaluate.evaluator import Scope, _contract
+from .tables import _STORED_ORDER, DenseLookup, GradientTable, _lookup
+from .tables import _broadcast  # noqa: F401 - tests read it here
+from ..evaluate.evaluator import Evaluator, Scope, _contract
 from ..named import VECTOR_AXIS, Named, apply, union_axes
 from ..presence import present_rows
 
 #: gradient component labels, in the order of the gradient arrays' direction axes
 DIRECTION_LABELS = {"positions": ("xyz",), "strain": ("xyz_2", "xyz_1"), "cell": ("xyz", "abc")}
+
+
+class GradientRun:
+    """What one forward-mode gradient run keeps: the gradient tables of the tensors done so far
+    (`{(tensor, wrt): GradientTable}`, which later terms read), the evaluator of the terms (over
+    gradient rows, reading those tables), and the native side: the compiled module whose term,
+    scatter and fused kernels run where it has them, what ran natively, the buffers its scatter
+    kernels filled, and the rows the values' pass prepared (`FusedGradients`)."""
+
+    def __init__(self, module: ir.Module, bindings, native=None):
+        self.module = module
+        self.bindings = bindings
+        self.gradient_tables: dict = {}
+        self.evaluator = Evaluator(module, bindings, gradients=self.gradient_tables, over_rows=True)
+        # a compiled module (runtime/compiled.py) whose `gradient_term` fills terms natively, or None
+        self.native = native
+        self.native_terms: list = []  # ((kernel, wrt, term index), "fused" | "scatter" | "term") run natively
+        self.dense_gradients: dict = {}  # (tensor, wrt) -> buffer written by its scatter kernels
+        self.prepared: dict = {}  # tensor -> GradientRows some of whose terms the values' pass added
 
 
 def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: str, outputs, native=None,
@@ -62,24 +83,24 @@ def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: 
 
     With `native` (a `runtime.compiled.CompiledModule`), the terms it compiled are filled by
     their native kernels (`mtdsl/ir/passes/terms.py`) and only scattered here; the others are evaluated
-    by the interpreter. `fused`: the rows prepared for the values' run, whose fused kernels added
-    some terms already. Returns the interpreter (`.native_terms` lists the native terms)."""
+    by the evaluator. `fused`: the rows prepared for the values' run, whose fused kernels added
+    some terms already. Returns the `GradientRun` (`.native_terms` lists the native terms)."""
     needed = _needed(module, gradient_kernels, outputs)
     if fused is not None and fused.wrt == wrt:
-        interpreter = fused.interpreter
+        run = fused.run
     else:
-        interpreter = GradientInterpreter(module, bindings, gradient_kernels, native)
+        run = GradientRun(module, bindings, native)
     for kernel in module.kernels:
         if kernel.name not in needed:
             continue
         tensor = bindings.tensors[kernel.name]
-        blocks, targets = kernel_gradient(interpreter, kernel, gradient_kernels[kernel.name], tensor)
+        blocks, targets = kernel_gradient(run, kernel, gradient_kernels[kernel.name], tensor)
         for block, gradient in zip(tensor.blocks(), blocks):
             block.add_gradient(wrt, gradient)
-        interpreter.gradient_tables[(kernel.name, wrt)] = GradientTable(kernel, tensor, wrt, targets, bindings)
+        run.gradient_tables[(kernel.name, wrt)] = GradientTable(kernel, tensor, wrt, targets, bindings)
     if native is not None:  # what ran natively: "scatter" (written into the rows) or "term" (scattered here)
-        native.last_gradient_terms.update(interpreter.native_terms)
-    return interpreter
+        native.last_gradient_terms.update(run.native_terms)
+    return run
 
 
 class FusedGradients:
@@ -94,21 +115,21 @@ class FusedGradients:
         self.wrt = wrt
         self.needed = _needed(module, gradient_kernels, outputs)
         self.gradient_kernels = gradient_kernels
-        self.interpreter = GradientInterpreter(module, bindings, gradient_kernels, native)
+        self.run = GradientRun(module, bindings, native)
 
     def prepare(self, kernel: ir.TensorKernel, labels) -> "GradientRows | None":
         """The rows of `kernel`'s gradient from its values' `labels` (a TensorMap: only its labels are
         read), kept for `compute_gradients`; None when it is not needed or has no scatter kernels."""
         if kernel.name not in self.needed or len(labels) == 0:
             return None
-        rows = _gradient_rows(self.interpreter, kernel, self.gradient_kernels[kernel.name], _Layout(labels))
+        rows = _gradient_rows(self.run, kernel, self.gradient_kernels[kernel.name], _Layout(labels))
         if rows is not None:
-            self.interpreter.prepared[kernel.name] = rows
+            self.run.prepared[kernel.name] = rows
         return rows
 
     def discard(self, name: str) -> None:
         """Forget the rows of `name` (its fused run failed: the buffer is unreliable)."""
-        self.interpreter.prepared.pop(name, None)
+        self.run.prepared.pop(name, None)
 
 
 def entries_owned(rows: "GradientRows", terms, owners) -> bool:
@@ -217,17 +238,17 @@ class _Layout:
         return DenseLookup([b.properties.array for b in self._blocks])
 
 
-def kernel_gradient(interpreter: GradientInterpreter, kernel: ir.TensorKernel, gradient: ad.GradientKernel, tensor):
+def kernel_gradient(run: GradientRun, kernel: ir.TensorKernel, gradient: ad.GradientKernel, tensor):
     """The gradient blocks of `tensor` (the values of `kernel`), and the target of each of their rows."""
-    bindings = interpreter.bindings
+    bindings = run.bindings
     wrt = gradient.wrt
     if len(tensor) == 0:
         return [], []
     layout = _Layout(tensor)
-    fused = _fused_gradient(interpreter, kernel, gradient, tensor, layout)
+    fused = _fused_gradient(run, kernel, gradient, tensor, layout)
     if fused is not None:
         return fused
-    points = [_term_points(interpreter, kernel, gradient, term, layout, k) for k, term in enumerate(gradient.terms)]
+    points = [_term_points(run, kernel, gradient, term, layout, k) for k, term in enumerate(gradient.terms)]
     n_directions = len(gradient.directions)
     direction_size = 3 ** n_directions
     batch = next(iter(bindings.systems.values()))
@@ -282,51 +303,51 @@ def kernel_gradient(interpreter: GradientInterpreter, kernel: ir.TensorKernel, g
                             batch)
 
 
-def _term_scope(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term) -> Scope:
+def _term_scope(run: GradientRun, kernel, gradient, term: ad.Term) -> Scope:
     """The scope of one term: its binders (joined where related), directions, free kernel indices, aliases."""
-    bindings = interpreter.bindings
+    bindings = run.bindings
     aliased = {name for name, _ in term.aliases}
-    scope = _bind_binders(interpreter, term, Scope())
+    scope = _bind_binders(run, term, Scope())
     for name in gradient.directions:
         scope = scope.bind(name, ir.XyzDomain(), np.arange(3, dtype=np.int64))
     for binder in kernel.indices:
         if binder.name not in aliased:
             scope = scope.bind(binder.name, binder.domain, bindings.domain_values(binder.domain))
     for name, expr in term.aliases:
-        scope = scope.alias(name, interpreter.evaluate(expr, scope))
+        scope = scope.alias(name, run.evaluator.evaluate(expr, scope))
     return scope
 
 
-def _term_masks(interpreter: GradientInterpreter, kernel, term: ad.Term, scope) -> list[Named]:
+def _term_masks(run: GradientRun, kernel, term: ad.Term, scope) -> list[Named]:
     """Where a term has points: the kernel's and the term's conditions, and the validity of every
     binder no alias fixes (irrep bounds...)."""
     aliased = {name for name, _ in term.aliases}
     masks = []
     for condition in (kernel.where, term.where):
         if condition is not None:
-            masks.append(interpreter.evaluate(condition, scope))
+            masks.append(run.evaluator.evaluate(condition, scope))
     for binder in kernel.indices + term.binders:
         if binder.name not in aliased:
-            valid = interpreter.validity(binder.name, scope)
+            valid = run.evaluator.validity(binder.name, scope)
             if valid is not None:
                 masks.append(valid)
     return masks
 
 
-def _term_rows(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term, layout: _Layout, scatter):
+def _term_rows(run: GradientRun, kernel, gradient, term: ad.Term, layout: _Layout, scatter):
     """The rows of one term for its scatter kernel: over the grid of `scatter.row_vars`, whether the
     term has a point there (its conditions, as in `_term_points`), and the row's block, parent
     sample and target. None when the scope does not have the kernel's variables as plain axes."""
-    bindings = interpreter.bindings
-    scope = _term_scope(interpreter, kernel, gradient, term)
+    bindings = run.bindings
+    scope = _term_scope(run, kernel, gradient, term)
     row_vars = scatter.row_vars
     if any(v in scope.aliases or v not in scope.values for v in row_vars):
         return None
     sizes = {v: len(scope.values[v]) for v in row_vars}
-    masks = _term_masks(interpreter, kernel, term, scope)
+    masks = _term_masks(run, kernel, term, scope)
     exists = _exists(masks, row_vars)
-    keys, samples, _, _ = signature_values(interpreter, kernel, scope)
-    target = interpreter.evaluate(term.target, scope)
+    keys, samples, _, _ = signature_values(run.evaluator, kernel, scope)
+    target = run.evaluator.evaluate(term.target, scope)
     if any(a not in row_vars for a in union_axes(*(v for _, v in keys + samples), target)):
         return None
     key_values = [v for _, v in keys]
@@ -490,22 +511,22 @@ class GradientRows:
     done: set = field(default_factory=set)
 
 
-def _gradient_rows(interpreter: GradientInterpreter, kernel, gradient, layout: _Layout):
+def _gradient_rows(run: GradientRun, kernel, gradient, layout: _Layout):
     """The rows of every term of `gradient` for its scatter kernels (`mtdsl/ir/passes/terms.py`), and their
     zeroed buffer `[rows, directions, columns (padded like the kernel's indices)]`, or None when a
     term has no scatter kernel. The rows are the distinct (block, sample, target), sorted as
     `kernel_gradient` sorts them, computed over the few variables each term's rows depend on."""
-    native = interpreter.native
+    native = run.native
     if native is None or not getattr(native, "scatters", None):
         return None
     scatters = [native.scatters.get((kernel.name, gradient.wrt, k)) for k in range(len(gradient.terms))]
     if not scatters or any(s is None or s.name not in native.term_kernels for s in scatters):
         return None
-    bindings = interpreter.bindings
+    bindings = run.bindings
     wrt = gradient.wrt
     found = []
     for term, scatter in zip(gradient.terms, scatters):
-        rows = _term_rows(interpreter, kernel, gradient, term, layout, scatter)
+        rows = _term_rows(run, kernel, gradient, term, layout, scatter)
         if rows is None:
             return None
         found.append(rows)
@@ -596,19 +617,19 @@ def _row_codes(found, layout: "_Layout", width: int, local):
     return codes, unique, ranks, row_targets
 
 
-def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, layout: _Layout):
+def _fused_gradient(run: GradientRun, kernel, gradient, tensor, layout: _Layout):
     """The gradient blocks written by the scatter kernels of every term (`mtdsl/ir/passes/terms.py`), or None.
 
     The rows come from `_gradient_rows`, or were prepared before the values' pass that added some
     terms already (`FusedGradients`); the kernels of the other terms add every contribution into
     the buffer; each block is then its row range with its own columns taken."""
-    native = interpreter.native
+    native = run.native
     wrt = gradient.wrt
-    prepared = interpreter.prepared.pop(kernel.name, None)
-    rows = prepared if prepared is not None else _gradient_rows(interpreter, kernel, gradient, layout)
+    prepared = run.prepared.pop(kernel.name, None)
+    rows = prepared if prepared is not None else _gradient_rows(run, kernel, gradient, layout)
     if rows is None:
         return None
-    bindings = interpreter.bindings
+    bindings = run.bindings
     scatters, found, buffer, row_maps = rows.scatters, rows.found, rows.buffer, rows.row_maps
     shared, row_shapes, unique, per_sample = rows.shared, rows.row_shapes, rows.unique, rows.per_sample
     row_targets_all, column_values, columns = rows.row_targets, rows.column_values, scatters[0].columns
@@ -618,8 +639,8 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
     for name, keys, drivers in native.fused_terms.get((kernel.name, wrt), ()) if native.fuse else ():
         if any(key[2] in rows.done for key in keys):
             continue
-        outcome = native.run_fused_terms(name, keys, drivers, rows, bindings, interpreter.gradient_tables,
-                                         interpreter.dense_gradients)
+        outcome = native.run_fused_terms(name, keys, drivers, rows, bindings, run.gradient_tables,
+                                         run.dense_gradients)
         if outcome == "failed":
             return None
     done = set(rows.done)
@@ -636,18 +657,18 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
             continue
         keys = [(kernel.name, wrt, k) for k in group]
         if not native.scatter_interleaved(keys, buffer, [row_maps[k] for k in group], bindings,
-                                          interpreter.gradient_tables, interpreter.dense_gradients, INTERLEAVE_CHUNK):
+                                          run.gradient_tables, run.dense_gradients, INTERLEAVE_CHUNK):
             return None
         done |= set(group)
     for k, scatter in enumerate(scatters):
         if k in done:
             continue
-        if not native.scatter_term((kernel.name, wrt, k), buffer, row_maps[k], bindings, interpreter.gradient_tables,
-                                   interpreter.dense_gradients, shared=shared[k], row_shape=row_shapes[k]):
+        if not native.scatter_term((kernel.name, wrt, k), buffer, row_maps[k], bindings, run.gradient_tables,
+                                   run.dense_gradients, shared=shared[k], row_shape=row_shapes[k]):
             return None
-    interpreter.native_terms.extend(((kernel.name, wrt, k), "fused" if k in rows.done else "scatter")
+    run.native_terms.extend(((kernel.name, wrt, k), "fused" if k in rows.done else "scatter")
                                     for k in range(len(scatters)))
-    interpreter.dense_gradients[(kernel.name, wrt)] = buffer  # read by the scatter kernels of later tensors
+    run.dense_gradients[(kernel.name, wrt)] = buffer  # read by the scatter kernels of later tensors
     unique_sample = unique // per_sample
     unique_block = np.searchsorted(layout.sample_offsets, unique_sample, side="right") - 1
     n_blocks = len(tensor)
@@ -700,7 +721,7 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
         parts.append(values)
     # an output's gradient values are contiguous copies; a tensor only read by later terms keeps views
     # of the buffer (the expansion's `drho` padded to 2 lmax + 1 values of m: no copy of 2l + 1 of them)
-    outputs = {o.name for o in interpreter.module.outputs}
+    outputs = {o.name for o in run.module.outputs}
     return _gradient_blocks(tensor, wrt, n_directions, parts, unique_sample, first_row, layout, row_targets_all,
                             batch, stored=True, contiguous=kernel.name in outputs)
 
@@ -757,29 +778,28 @@ def _gradient_blocks(tensor, wrt, n_directions, parts, unique_sample, first_row,
     return blocks, targets
 
 
-def _native_value(interpreter: GradientInterpreter, kernel, gradient, k: int, scope: Scope):
+def _native_value(run: GradientRun, kernel, gradient, k: int, scope: Scope):
     """The term's values from its native kernel (zero where its conditions fail), or None."""
-    if interpreter.native is None:
+    if run.native is None:
         return None
-    value = interpreter.native.gradient_term(kernel.name, gradient.wrt, k, scope, interpreter.bindings,
-                                             interpreter.gradient_tables)
+    value = run.native.gradient_term(kernel.name, gradient.wrt, k, scope, run.bindings, run.gradient_tables)
     if value is not None:
-        interpreter.native_terms.append(((kernel.name, gradient.wrt, k), "term"))
+        run.native_terms.append(((kernel.name, gradient.wrt, k), "term"))
     return value
 
 
-def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Term, layout: _Layout, k: int = -1) -> dict:
+def _term_points(run: GradientRun, kernel, gradient, term: ad.Term, layout: _Layout, k: int = -1) -> dict:
     """Every contribution of one term: block, parent sample row, target, flat column, values [n, 3^k]."""
-    bindings = interpreter.bindings
-    scope = _term_scope(interpreter, kernel, gradient, term)
-    native = _native_value(interpreter, kernel, gradient, k, scope)
-    coefficient = native if native is not None else interpreter.evaluate(term.coefficient, scope)
+    bindings = run.bindings
+    scope = _term_scope(run, kernel, gradient, term)
+    native = _native_value(run, kernel, gradient, k, scope)
+    coefficient = native if native is not None else run.evaluator.evaluate(term.coefficient, scope)
     if VECTOR_AXIS in coefficient.axes:
         raise RunError(f"gradient of {kernel.name}: a vector-valued coefficient ({term.coefficient})")
-    masks = _term_masks(interpreter, kernel, term, scope)
+    masks = _term_masks(run, kernel, term, scope)
 
-    keys, samples, components, properties = signature_values(interpreter, kernel, scope)
-    target = interpreter.evaluate(term.target, scope)
+    keys, samples, components, properties = signature_values(run.evaluator, kernel, scope)
+    target = run.evaluator.evaluate(term.target, scope)
     labelled = [v for _, v in keys + samples + components + properties] + [target]
     directions = tuple(gradient.directions)
     point_axes = tuple(a for a in union_axes(*labelled) if a not in directions)
@@ -854,11 +874,11 @@ def _term_points(interpreter: GradientInterpreter, kernel, gradient, term: ad.Te
     }
 
 
-def _bind_binders(interpreter, term: ad.Term, scope: Scope) -> Scope:
+def _bind_binders(run, term: ad.Term, scope: Scope) -> Scope:
     """Bind a term's binders; binders related by an equality of its condition
     (`P.second[p] == sample of g`, `P.first[q] == P.second[p]`) are enumerated
     jointly, as the matching pairs only (a sort-merge join), never as a product."""
-    values = {b.name: interpreter.domain_values(b.domain) for b in term.binders}
+    values = {b.name: run.evaluator.domain_values(b.domain) for b in term.binders}
     domains = {b.name: b.domain for b in term.binders}
     # groups: axis name -> {binder: index of its value along the axis}
     groups = {name: {name: np.arange(len(v), dtype=np.int64)} for name, v in values.items()}
@@ -884,8 +904,8 @@ def _bind_binders(interpreter, term: ad.Term, scope: Scope) -> Scope:
         if len(axes_left) != 1 or len(axes_right) != 1 or axes_left == axes_right:
             continue
         a, b = axes_left.pop(), axes_right.pop()
-        lv = interpreter.evaluate(conjunct.left, group_scope(a))
-        rv = interpreter.evaluate(conjunct.right, group_scope(b))
+        lv = run.evaluator.evaluate(conjunct.left, group_scope(a))
+        rv = run.evaluator.evaluate(conjunct.right, group_scope(b))
         if lv.axes != (a,) or rv.axes != (b,) or lv.missing is not None or rv.missing is not None:
             continue
         ia, ib = _join(np.asarray(lv.data), np.asarray(rv.data))

@@ -1,12 +1,11 @@
-"""The interpreter of gradient terms: the derivative IR nodes, and computed gradients as tables.
+"""Computed gradients as tables, and label lookups by value.
 
-`GradientInterpreter` is the reference evaluator (runtime/evaluate/) plus the
-derivative nodes of `mtdsl.ir.passes.autodiff` (unit vectors, gradient labels and values of
-computed tensors); `GradientTable` holds the gradient rows of a computed tensor,
-concatenated over its blocks, for `GradLabel`/`GradValue`; `DenseLookup` finds label
-rows inside their block by value with dense tables over the small ranges of label
-values (hashed `Labels` for wide ones). `runtime/gradients/forward.py` builds gradient blocks
-with them.
+`GradientTable` holds the gradient rows of a computed tensor, concatenated over
+its blocks: the evaluator's derivative nodes read their labels and values
+(`GradLabel`/`GradValue`, runtime/evaluate/derivatives.py), and the native
+kernels their arrays; `DenseLookup` finds label rows inside their block by
+value with dense tables over the small ranges of label values (hashed `Labels`
+for wide ones). `runtime/gradients/forward.py` builds gradient blocks with them.
 """
 
 from __future__ import annotations
@@ -18,162 +17,13 @@ from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels
 
 from ..blocks import SLOT_WIDTH, BlockLabels, expand_slot
-from ..evaluate.evaluator import Evaluator, Scope, csr_matrix
-from ..named import VECTOR_AXIS, Named, apply, union_axes
+from ..evaluate import dispatch as xp
+from ..evaluate.rows import axis_sizes as _sizes
+from ..named import Named, apply, union_axes
 
 #: for each gradient, the order of the direction variables in the stored array
 #: (strain: d/d eps_ab stored at [a, b]; cell: directions (x, a) of d/d H_ax stored at [a, x])
 _STORED_ORDER = {"positions": (0,), "strain": (0, 1), "cell": (1, 0)}
-
-
-class GradientInterpreter(Evaluator):
-    """The interpreter, plus the derivative IR nodes and gradient tables of computed tensors."""
-
-    def __init__(self, module, bindings, kernels: dict, native=None):
-        super().__init__(module, bindings)
-        self.kernels = {k.name: k for k in module.kernels}
-        self.gradient_tables: dict = {}
-        self.gradient_kernels = kernels
-        # a compiled module (runtime/compiled.py) whose `gradient_term` fills terms natively, or None
-        self.native = native
-        self.native_terms: list = []  # ((kernel, wrt, term index), "fused" | "scatter" | "term") run natively
-        self.dense_gradients: dict = {}  # (tensor, wrt) -> buffer written by its scatter kernels
-        self.prepared: dict = {}  # tensor -> GradientRows some of whose terms the values' pass added
-
-    def _eval_UnitVector(self, expr: ad.UnitVector, scope: Scope) -> Named:
-        direction = self.evaluate(expr.direction, scope)
-        eye = np.eye(3, dtype=self.bindings.dtype)
-        return Named(direction.axes + (VECTOR_AXIS,), eye[direction.data])
-
-    def _eval_GradLabel(self, expr: ad.GradLabel, scope: Scope) -> Named:
-        row = self.evaluate(expr.row, scope)
-        table = self.gradient_tables[(expr.tensor, expr.wrt)]
-        return Named(row.axes, table.label(expr, row.data))
-
-    def _eval_GradValue(self, expr: ad.GradValue, scope: Scope) -> Named:
-        table = self.gradient_tables[(expr.tensor, expr.wrt)]
-        row = self.evaluate(expr.row, scope)
-        directions = [self.evaluate(d, scope) for d in expr.directions]
-        components = [self.evaluate(s.expr, scope) for s in expr.components]
-        properties = [self.evaluate(s.expr, scope) for s in expr.properties]
-        return table.gather(row, directions, components, properties)
-
-    def _eval_BlockRef(self, expr: ir.BlockRef, scope: Scope) -> Named:
-        """Block access, gathered once per distinct (keys, samples) and broadcast back.
-
-        In gradient terms, keys and samples follow the rows of another gradient
-        (`i := sample of g`): many rows share them, so this saves most lookups.
-        """
-        keys = [(label, self.evaluate(e, scope)) for label, e in expr.keys]
-        samples = [(slot, self.evaluate(slot.expr, scope)) for slot in expr.samples]
-        rest = [(slot, self.evaluate(slot.expr, scope)) for slot in expr.components + expr.properties]
-        groups = (len(expr.samples), len(expr.components), len(expr.properties))
-        row_arrays = [v for _, v in keys] + [v for _, v in samples]
-        row_axes = union_axes(*row_arrays)
-        sizes = _sizes(row_arrays)
-        row_shape = tuple(sizes.get(a, 1) for a in row_axes)
-        n_rows = int(np.prod(row_shape, dtype=np.int64))
-        shared = set(row_axes) & set(union_axes(*(v for _, v in rest))) if rest else set()
-        if n_rows < 1024 or shared or any(v.missing is not None for v in row_arrays):
-            return self.table(expr.tensor).gather(keys, samples + rest, groups, self.bindings)
-        stacked = np.stack([np.broadcast_to(v.expand(row_axes), row_shape).reshape(-1) for v in row_arrays], axis=1)
-        unique, inverse = _unique_rows(stacked)
-        if len(unique) > n_rows // 2:
-            return self.table(expr.tensor).gather(keys, samples + rest, groups, self.bindings)
-        axis = "·rows"
-        distinct = [Named((axis,), unique[:, k]) for k in range(unique.shape[1])]
-        new_keys = [(label, distinct[k]) for k, (label, _) in enumerate(keys)]
-        new_samples = [(slot, distinct[len(keys) + k]) for k, (slot, _) in enumerate(samples)]
-        result = self.table(expr.tensor).gather(new_keys, new_samples + rest, groups, self.bindings)
-        return _unfold(result, axis, row_axes, inverse.reshape(row_shape))
-
-    def _eval_Reduce(self, expr: ir.Reduce, scope: Scope) -> Named:
-        """Sums over `P.from(atom)` where `atom` varies along other axes (neighbours of
-        neighbours, or a centre that a gradient row fixes): the pairs of each atom are
-        enumerated as ragged segments and summed back, instead of a dense mask.
-
-        A sum that depends on the rows of a gradient only through aliases taking few
-        distinct values (the centre `i` of each row) is evaluated once per value."""
-        deduplicated = self._deduplicate(expr, scope)
-        if deduplicated is not None:
-            return deduplicated
-        segments = [k for k, b in enumerate(expr.binders) if isinstance(b.domain, ir.PairsFrom)]
-        ragged = [k for k in segments if not (
-            isinstance(expr.binders[k].domain.atom, ir.Var) and expr.binders[k].domain.atom.name not in scope.aliases)]
-        if ragged:
-            position = ragged[0]
-        elif len(segments) > 1:  # the interpreter segments one of them only: the others are ragged here
-            position = segments[-1]
-        else:
-            return super()._eval_Reduce(expr, scope)
-        binder = expr.binders[position]
-        domain = binder.domain
-        atom = self.evaluate(domain.atom, scope)
-        if not atom.axes or atom.missing is not None:
-            return super()._eval_Reduce(expr, scope)
-        pairs = self.bindings.pairs[domain.pairs]
-        offsets = np.asarray(pairs.offsets, dtype=np.int64)
-        atoms = np.asarray(atom.data, dtype=np.int64).reshape(-1)
-        counts = offsets[atoms + 1] - offsets[atoms]
-        outer = np.repeat(np.arange(len(atoms), dtype=np.int64), counts)
-        before = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-        pair = offsets[atoms][outer] + np.arange(len(outer), dtype=np.int64) - before[outer]
-        axis = f"·seg{binder.name}"
-        coordinates = dict(zip(atom.axes, np.unravel_index(outer, atom.data.shape)))
-        inner = _reindex_scope(scope, atom.axes, coordinates, axis, len(outer))
-        inner = inner.alias(binder.name, Named((axis,), pair))
-        rest = expr.binders[:position] + expr.binders[position + 1:]
-        if rest:
-            value = self._eval_Reduce(ir.Reduce(rest, expr.body, expr.where), inner)
-        else:
-            value = self.evaluate(expr.body, inner)
-            if expr.where is not None:
-                mask = self.evaluate(expr.where, inner)
-                value = apply(np.multiply, value, Named(mask.axes, np.asarray(mask.data).astype(self.bindings.dtype)))
-        # sum each atom's segment back onto the atom's axes
-        others = tuple(a for a in value.axes if a != axis)
-        data = np.broadcast_to(value.expand((axis,) + others), (len(outer),) + tuple(
-            value.data.shape[value.axes.index(a)] for a in others))
-        width = int(np.prod(data.shape[1:], dtype=np.int64))
-        matrix = csr_matrix(
-            (np.ones(len(outer), dtype=data.dtype), outer, np.arange(len(outer) + 1)), shape=(len(outer), len(atoms)))
-        summed = np.asarray(matrix.T @ data.reshape(len(outer), width))
-        return Named(atom.axes + others, summed.reshape(atom.data.shape + data.shape[1:]))
-
-    def _deduplicate(self, expr, scope: Scope):
-        free = ad.free_variables(expr)
-        aliased = [n for n in sorted(free) if n in scope.aliases]
-        if not aliased:
-            return None
-        arrays = [scope.aliases[n] for n in aliased]
-        if any(a.missing is not None for a in arrays):
-            return None
-        row_axes = union_axes(*arrays)
-        if any(n in row_axes for n in free if n not in scope.aliases):
-            return None
-        sizes = _sizes(arrays)
-        row_shape = tuple(sizes.get(a, 1) for a in row_axes)
-        n_rows = int(np.prod(row_shape, dtype=np.int64))
-        if n_rows < 1024:
-            return None
-        stacked = np.stack([np.broadcast_to(a.expand(row_axes), row_shape).reshape(-1) for a in arrays], axis=1)
-        unique, inverse = _unique_rows(stacked.astype(np.int64))
-        if len(unique) > n_rows // 4:
-            return None
-        axis = f"·distinct{len(scope.aliases)}"
-        inner = Scope(dict(scope.values), dict(scope.domains), dict(scope.aliases))
-        inner.values[axis] = np.arange(len(unique), dtype=np.int64)
-        for k, name in enumerate(aliased):
-            inner.aliases[name] = Named((axis,), unique[:, k])
-        result = self._eval_Reduce(expr, inner)
-        if axis not in result.axes:
-            return result
-        return _unfold(result, axis, row_axes, inverse.reshape(row_shape))
-
-    def domain_values(self, domain) -> np.ndarray:
-        if isinstance(domain, ad.GradRows):
-            return np.arange(self.gradient_tables[(domain.tensor, domain.wrt)].n_rows, dtype=np.int64)
-        return self.bindings.domain_values(domain)
 
 
 class DenseLookup:
@@ -362,35 +212,10 @@ class GradientTable:
         offset = apply(np.add, offset, Named(axes, np.maximum(local, 0)))
         if not len(self.flat):
             return Named(offset.axes, np.zeros(offset.data.shape))
-        values = self.flat[offset.data]
+        values = xp.gather_flat(self.flat, offset.data)
         if missing is not None and missing.data.any():
-            values = np.where(missing.expand(offset.axes), 0.0, values)
+            values = xp.zero_where(values, missing.expand(offset.axes))
         return Named(offset.axes, values)
-
-
-def _reindex(named: Named, axes: tuple, coordinates: dict, axis: str) -> Named:
-    """`named` with its `axes` replaced by one axis along which they take `coordinates`."""
-    present = tuple(a for a in named.axes if a in axes)
-    if not present:
-        return named
-    others = tuple(a for a in named.axes if a not in axes)
-    data = named.expand(present + others)
-    n = len(next(iter(coordinates.values())))
-    index = tuple(coordinates[a] if data.shape[k] != 1 else np.zeros(n, np.int64) for k, a in enumerate(present))
-    missing = _reindex(named.missing, axes, coordinates, axis) if named.missing is not None else None
-    return Named((axis,) + others, data[index], missing)
-
-
-def _reindex_scope(scope: Scope, axes: tuple, coordinates: dict, axis: str, n: int) -> Scope:
-    """A scope where the variables along `axes` follow the points of a new axis instead."""
-    inner = Scope(dict(scope.values), dict(scope.domains), dict(scope.aliases))
-    for name in list(inner.values):
-        if name in axes:
-            inner.aliases[name] = Named((axis,), np.asarray(scope.values[name])[coordinates[name]])
-    for name, value in scope.aliases.items():
-        inner.aliases[name] = _reindex(value, axes, coordinates, axis)
-    inner.values[axis] = np.arange(n, dtype=np.int64)
-    return inner
 
 
 def _lookup(lookup: DenseLookup, block: Named, values: list, entries=None, bindings=None) -> Named:
@@ -483,15 +308,6 @@ def _slot_domain(kind: str, source: str, bindings) -> int:
     return len(bindings.pairs[source].label_values())
 
 
-def _sizes(arrays) -> dict:
-    sizes = {}
-    for array in arrays:
-        for axis, size in zip(array.axes, np.shape(array.data)):
-            if size != 1:
-                sizes[axis] = size
-    return sizes
-
-
 def _broadcast(array: Named, axes: tuple, arrays) -> np.ndarray:
     sizes = _sizes(arrays)
     return np.broadcast_to(array.expand(axes), tuple(sizes.get(a, 1) for a in axes))
@@ -503,26 +319,3 @@ def _or_missing(missing, more: Named):
     return more if missing is None else apply(np.logical_or, missing, more)
 
 
-def _unique_rows(stacked: np.ndarray):
-    """Distinct rows of an integer matrix and the index of each row among them."""
-    low = stacked.min(axis=0)
-    spans = stacked.max(axis=0) - low + 1
-    if np.prod(spans.astype(np.float64)) < 2.0**62:
-        keys = np.zeros(len(stacked), dtype=np.int64)
-        for k in range(stacked.shape[1]):
-            keys = keys * spans[k] + (stacked[:, k] - low[k])
-        _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        return stacked[first], inverse.reshape(-1)
-    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    return unique, inverse.reshape(-1)
-
-
-def _unfold(result: Named, axis: str, row_axes: tuple, inverse: np.ndarray) -> Named:
-    """`result` over the distinct-rows axis, back over the row axes (`inverse` shaped like them)."""
-    position = result.axes.index(axis)
-    data = np.take(result.data, inverse, axis=position)
-    axes = result.axes[:position] + row_axes + result.axes[position + 1:]
-    missing = None
-    if result.missing is not None:
-        missing = _unfold(result.missing, axis, row_axes, inverse) if axis in result.missing.axes else result.missing
-    return Named(axes, data, missing)
