@@ -132,8 +132,15 @@ class BuiltinCalls:
         return Named(r.axes + nl_axes, data, merge_missing(r, n, l))
 
     # -- derivative built-ins (forward-mode gradients, see mtdsl/ir/passes/autodiff.py): numpy only ---------
-    def _call_d_sph(self, expr, v, l, m):
-        """d sph(v, l, m) / d v: vector-valued."""
+    def _call_d_sph(self, expr, v, l, m, component=None):
+        """d sph(v, l, m) / d v: vector-valued; with `component` (the derived kernels' form,
+        mtdsl/ir/passes/terms.py), its component of that index."""
+        if component is not None:
+            vector = self._call_d_sph(expr, v, l, m)
+            axes = tuple(a for a in union_axes(vector, component) if a != VECTOR_AXIS)
+            index = np.asarray(component.expand(axes), dtype=np.int64)
+            data = xp.take_last(xp.expand(vector, axes + (VECTOR_AXIS,)), index)
+            return Named(axes, data, merge_missing(vector, component))
         if VECTOR_AXIS not in v.axes:
             raise RunError("d_sph() needs a vector as its first argument")
         l_max = int(np.max(l.data)) if l.data.size else 0

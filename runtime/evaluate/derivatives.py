@@ -1,4 +1,4 @@
-"""The derivative nodes of mtdsl/ir/passes/autodiff.py in the evaluator.
+"""The derivative nodes of mtdsl/ir/passes/autodiff.py in the evaluator, and their lowered forms.
 
 `DerivativeNodes` is the part of `Evaluator` that evaluates what the forward-mode
 derivative pass adds to a gradient kernel's terms: unit vectors of a direction,
@@ -6,8 +6,11 @@ and the labels (`GradLabel`) and values (`GradValue`) of the rows of a computed
 tensor's gradient, read from the gradient tables the evaluator is given
 (`Evaluator(..., gradients=...)`: `{(tensor, wrt): GradientTable}`,
 runtime/gradients/tables.py, filled as a gradient run computes each tensor).
-Index values and labels are numpy; the values go through `dispatch`, so a
-gradient read on torch values stays a torch value.
+The derived term kernels (mtdsl/ir/passes/terms.py) read the same through typed
+roles, which the evaluator reads from the same tables: `Data(GradientRows(T,
+wrt), field)` (a row's labels) and `BlockRef(GradientBlocks(T, wrt), ...)` (its
+values). Index values and labels are numpy; the values go through `dispatch`,
+so a gradient read on torch values stays a torch value.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 from mtdsl.ir.passes import autodiff as ad
 
 from ..bindings import RunError
-from ..named import VECTOR_AXIS, Named
+from ..named import VECTOR_AXIS, Named, union_axes
 
 
 class DerivativeNodes:
@@ -51,5 +54,27 @@ class DerivativeNodes:
         row = self.evaluate(expr.row, scope)
         directions = [self.evaluate(d, scope) for d in expr.directions]
         components = [self.evaluate(s.expr, scope) for s in expr.components]
+        properties = [self.evaluate(s.expr, scope) for s in expr.properties]
+        return table.gather(row, directions, components, properties)
+
+    # -- the lowered forms the derived kernels read (mtdsl/ir/passes/terms.py) --------------------
+    def gradient_rows_field(self, expr, scope) -> Named:
+        """`Data(GradientRows(T, wrt), field, (row,))`: an integer label of gradient rows (`GradLabel`)."""
+        row = self.evaluate(expr.index[0], scope)
+        table = self.gradient_table(expr.source.tensor, expr.source.wrt)
+        return Named(row.axes, table.row_field(expr.field, row.data))
+
+    def gradient_blocks_read(self, expr, scope) -> Named:
+        """`BlockRef(GradientBlocks(T, wrt), ...)`: T's gradient values (`GradValue`) at key `block`,
+        sample the row in its block, components the directions in their stored order then T's."""
+        table = self.gradient_table(expr.tensor.tensor, expr.tensor.wrt)
+        block = self.evaluate(expr.keys[0][1], scope)
+        local = self.evaluate(expr.samples[0].expr, scope)
+        axes = union_axes(block, local)
+        row = Named(axes, table.first_row[block.expand(axes)] + local.expand(axes))
+        order = table.order  # direction k of the gradient is stored at component order[k]
+        stored = [self.evaluate(s.expr, scope) for s in expr.components[:len(order)]]
+        directions = [stored[order[k]] for k in range(len(order))]
+        components = [self.evaluate(s.expr, scope) for s in expr.components[len(order):]]
         properties = [self.evaluate(s.expr, scope) for s in expr.properties]
         return table.gather(row, directions, components, properties)

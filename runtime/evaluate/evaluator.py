@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.roles import BinderMask
+from mtdsl.ir.roles import BinderMask, GradientBlocks, GradientRows
 
 from ..bindings import Bindings, RunError
 from ..blocks import BlockTable
@@ -147,6 +147,8 @@ class Evaluator(BuiltinCalls, DerivativeNodes):
         return Named((expr.name,), scope.values[expr.name])
 
     def _eval_Data(self, expr: ir.Data, scope: Scope) -> Named:
+        if isinstance(expr.source, GradientRows):
+            return self.gradient_rows_field(expr, scope)
         indices = [self.evaluate(e, scope) for e in expr.index]
         array, vector = self._data_array(expr)
         first = indices[0]
@@ -211,6 +213,8 @@ class Evaluator(BuiltinCalls, DerivativeNodes):
         return positions
 
     def _eval_BlockRef(self, expr: ir.BlockRef, scope: Scope) -> Named:
+        if isinstance(expr.tensor, GradientBlocks):
+            return self.gradient_blocks_read(expr, scope)
         if self.over_rows:
             return rows.gather_rows(self, expr, scope)
         table = self.table(expr.tensor)

@@ -42,7 +42,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mtdsl.codegen.schedule import abi
+from mtdsl.errors import Unsupported
 from mtdsl.ir.passes import autodiff as ad
+from mtdsl.ir.passes.terms import term_kernel
 from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels, TensorBlock
 
@@ -75,6 +77,20 @@ class GradientRun:
         self.native_terms: list = []  # ((kernel, wrt, term index), "fused" | "scatter" | "term") run natively
         self.dense_gradients: dict = {}  # (tensor, wrt) -> buffer written by its scatter kernels
         self.prepared: dict = {}  # tensor -> GradientRows some of whose terms the values' pass added
+        self._term_kernels: dict = {}
+
+    def term_kernel(self, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int):
+        """Term `k` of `gradient` as its derived kernel (mtdsl/ir/passes/terms.py, reading the gradient
+        blocks), which the evaluator runs; None for a term that has none (`Unsupported`: its `Term`
+        is evaluated instead)."""
+        key = (kernel.name, gradient.wrt, k)
+        if key not in self._term_kernels:
+            try:
+                self._term_kernels[key] = term_kernel(self.module, kernel, gradient, k, gradient.terms[k],
+                                                      dense_reads=False)
+            except Unsupported:
+                self._term_kernels[key] = None
+        return self._term_kernels[key]
 
 
 def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: str, outputs, native=None,
@@ -318,12 +334,13 @@ def _term_scope(run: GradientRun, kernel, gradient, term: ad.Term) -> Scope:
     return scope
 
 
-def _term_masks(run: GradientRun, kernel, term: ad.Term, scope) -> list[Named]:
-    """Where a term has points: the kernel's and the term's conditions, and the validity of every
-    binder no alias fixes (irrep bounds...)."""
+def _term_masks(run: GradientRun, kernel, term: ad.Term, scope, derived=None) -> list[Named]:
+    """Where a term has points: the kernel's and the term's conditions (`derived`: the term's
+    derived kernel, whose condition is both), and the validity of every binder no alias fixes
+    (irrep bounds...)."""
     aliased = {name for name, _ in term.aliases}
     masks = []
-    for condition in (kernel.where, term.where):
+    for condition in (kernel.where, term.where) if derived is None else (derived.where,):
         if condition is not None:
             masks.append(run.evaluator.evaluate(condition, scope))
     for binder in kernel.indices + term.binders:
@@ -793,10 +810,13 @@ def _term_points(run: GradientRun, kernel, gradient, term: ad.Term, layout: _Lay
     bindings = run.bindings
     scope = _term_scope(run, kernel, gradient, term)
     native = _native_value(run, kernel, gradient, k, scope)
-    coefficient = native if native is not None else run.evaluator.evaluate(term.coefficient, scope)
+    # the term's derived kernel where it has one (its body and condition, over the term's scope), else the term
+    derived = run.term_kernel(kernel, gradient, k) if k >= 0 else None
+    body = derived.body if derived is not None else term.coefficient
+    coefficient = native if native is not None else run.evaluator.evaluate(body, scope)
     if VECTOR_AXIS in coefficient.axes:
         raise RunError(f"gradient of {kernel.name}: a vector-valued coefficient ({term.coefficient})")
-    masks = _term_masks(run, kernel, term, scope)
+    masks = _term_masks(run, kernel, term, scope, derived)
 
     keys, samples, components, properties = signature_values(run.evaluator, kernel, scope)
     target = run.evaluator.evaluate(term.target, scope)

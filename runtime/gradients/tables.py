@@ -16,6 +16,7 @@ from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels
 
+from ..bindings import RunError
 from ..blocks import SLOT_WIDTH, BlockLabels, expand_slot
 from ..evaluate import dispatch as xp
 from ..evaluate.rows import axis_sizes as _sizes
@@ -92,6 +93,7 @@ class GradientTable:
         self.n_rows = int(sum(counts))
         self.row_block = np.repeat(np.arange(len(blocks), dtype=np.int64), counts)
         self.row_local = np.concatenate([np.arange(c, dtype=np.int64) for c in counts]) if blocks else np.zeros(0, np.int64)
+        self.first_row = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)  # of each block
         self.row_target = np.concatenate(targets).astype(np.int64) if targets else np.zeros(0, np.int64)
         self.keys = np.asarray(tensor.keys.array, dtype=np.int64)
         self.key_names = list(tensor.keys.names)
@@ -153,22 +155,37 @@ class GradientTable:
         return self._flat
 
     def label(self, expr: ad.GradLabel, rows: np.ndarray) -> np.ndarray:
+        """The label a `GradLabel` asks of `rows`."""
+        return self._label(expr.what, expr.label if expr.what == "key" else expr.slot, rows)
+
+    def row_field(self, field: str, rows: np.ndarray) -> np.ndarray:
+        """The integer `field` of `rows`, as the derived kernels read it (`Data(GradientRows(..),
+        field)`, mtdsl/ir/passes/terms.py): "block", "local" (the row in its block), "target",
+        "key:<label>", "sample:<slot>"."""
+        if field in ("block", "local"):
+            return np.take(self.row_block if field == "block" else self.row_local, np.asarray(rows, dtype=np.int64))
+        what, _, name = field.partition(":")
+        if what not in ("key", "sample", "target"):
+            raise RunError(f"unknown gradient row field {field!r}")
+        return self._label(what, int(name) if what == "sample" else name, rows)
+
+    def _label(self, what: str, name, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)
-        if expr.what == "target":
+        if what == "target":
             return self.row_target[rows]
-        key = (expr.what, expr.label if expr.what == "key" else expr.slot)
+        key = (what, name)
         column = self._columns.get(key)
         if column is None:
-            column = self._columns[key] = self._label_column(expr)
+            column = self._columns[key] = self._label_column(what, name)
         return np.take(column, rows)  # (`take`: a faster gather than indexing)
 
-    def _label_column(self, expr: ad.GradLabel) -> np.ndarray:
-        """The label `expr` asks (a key, or a sample entry's value) of every row."""
-        if expr.what == "key":
-            return self.keys[self.row_block, self.key_names.index(expr.label)]
+    def _label_column(self, what: str, name) -> np.ndarray:
+        """The label asked (the key `name`, or the value of sample entry `name`) of every row."""
+        if what == "key":
+            return self.keys[self.row_block, self.key_names.index(name)]
         # the value of the slot-th sample entry: a batch atom index for atoms entries
-        start = sum(SLOT_WIDTH.get(e.kind, 1) for e in self.entries[: expr.slot])
-        entry = self.entries[expr.slot]
+        start = sum(SLOT_WIDTH.get(e.kind, 1) for e in self.entries[: name])
+        entry = self.entries[name]
         stop = start + SLOT_WIDTH.get(entry.kind, 1)
         if entry.kind == "atoms":
             batch = self.bindings.systems[entry.source]

@@ -18,7 +18,8 @@ Two lowerings, both appended to the module before rendering (`extended_module`):
   aliases substituted and whose `where` is the kernel's and the term's
   condition. Its dense buffer is exactly the interpreter's contracted term over
   the same axes, so `runtime/gradients.py` scatters it to the gradient rows with
-  the labels it computes anyway.
+  the labels it computes anyway. The reference evaluator runs the same kernel
+  (`dense_reads=False`: gradients read as blocks) over the term's scope.
 
 A renderer fills either like any other kernel: the pair loop, the `sph` /
 `soap_radial` tables and their derivatives, sums over `P.from(i)` accumulated
@@ -108,9 +109,13 @@ def gradient_term_kernels(module: ir.Module, gradients: dict) -> list[tuple[tupl
 
 
 def term_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
-                term: ad.Term) -> ir.TensorKernel:
-    """The kernel filling term `k` of `gradient` over (binders, free kernel indices, directions)."""
-    lowering = _Lowering(module)
+                term: ad.Term, dense_reads: bool = True) -> ir.TensorKernel:
+    """The kernel filling term `k` of `gradient` over (binders, free kernel indices, directions).
+
+    `dense_reads`: a read tensor's gradient is read from the buffer its scatter kernels wrote
+    where its columns allow (`dense_grad_value`: the native runner's); False reads the gradient
+    blocks always (the reference evaluator's, which scatters gradients into blocks)."""
+    lowering = _Lowering(module, dense_reads)
     resolved: dict = {}
     for name, expr in term.aliases:
         resolved[name] = ad.substitute(expr, resolved)
@@ -136,9 +141,10 @@ def term_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradien
 
 
 class _Lowering:
-    def __init__(self, module: ir.Module):
+    def __init__(self, module: ir.Module, dense_reads: bool = True):
         self.module = module
         self.kernels = {k.name: k for k in module.kernels}
+        self.dense_reads = dense_reads
 
     def dense_grad_value(self, expr: ad.GradValue):
         """`T`'s gradient read from the buffer its scatter kernels filled (`[row, directions, columns]`,
@@ -318,7 +324,7 @@ class _Lowering:
         raise Unsupported(f"gradient node {type(expr).__name__}")
 
     def grad_value(self, expr: ad.GradValue):
-        dense = self.dense_grad_value(expr)
+        dense = self.dense_grad_value(expr) if self.dense_reads else None
         if dense is not None:
             return dense
         order = STORED_ORDER[expr.wrt]
