@@ -16,7 +16,7 @@ from mtdsl.ir import nodes as ir
 
 from . import cache, cpp, llvm
 from .rendered import ir_text, slim_rendering, with_extra
-from .derived import extended_module
+from .schedule.derived import extended_module
 from .schedule import lower
 
 

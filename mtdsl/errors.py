@@ -17,7 +17,7 @@ imports nothing of mtdsl, so the lowest layer (the data model) and the highest
 
 Each class stays importable from where it was first defined
 (`mtdsl.CompileError`, `mtdsl.compile.CompileError`,
-`mtdsl.runtime.bindings.RunError`, `mtdsl.codegen.plan.Unsupported`,
+`mtdsl.runtime.bindings.RunError`, `mtdsl.codegen.schedule.plan.Unsupported`,
 `mtdsl.codegen.cache.CompileError`, ...), which re-export it.
 """
 

@@ -14,7 +14,7 @@ from mtdsl.ir import nodes as ir
 
 from .. import cache
 from ..cache import _atomic_write, _discard, cache_dir, object_bytes, object_payload
-from ..derived import extended_module
+from ..schedule.derived import extended_module
 from ..rendered import RenderedModule, ir_text, slim_rendering, with_extra
 from .driver import LLVMKernel
 from .module import render_module

@@ -83,7 +83,7 @@ def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: 
 
 
 class FusedGradients:
-    """The gradient w.r.t. `wrt` whose terms the values' pass may add (`codegen/fuse.py`: a tensor's
+    """The gradient w.r.t. `wrt` whose terms the values' pass may add (`codegen/schedule/fuse.py`: a tensor's
     values and the scatter kernels of its gradient in one pass over pairs).
 
     `CompiledModule.run(..., fused=self)` calls `prepare(kernel, labels)` with the values' labels
@@ -614,7 +614,7 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
     row_targets_all, column_values, columns = rows.row_targets, rows.column_values, scatters[0].columns
     n_directions = len(gradient.directions)
     batch = next(iter(bindings.systems.values()))
-    # terms over one driver in one fused kernel (codegen/fuse.py), where it can run on this run's threads
+    # terms over one driver in one fused kernel (codegen/schedule/fuse.py), where it can run on this run's threads
     for name, keys, drivers in native.fused_terms.get((kernel.name, wrt), ()) if native.fuse else ():
         if any(key[2] in rows.done for key in keys):
             continue
