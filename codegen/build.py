@@ -1,6 +1,6 @@
 """A native library from the IR: render (through the rendering cache), then compile or JIT, then load.
 
-`build(module, backend, ...)` is what `runtime.compiled.compile_module` wraps in a
+`build(module, backend, ...)` is what `runtime.native.compiled.compile_module` wraps in a
 `CompiledModule`: this module owns everything up to the loaded library, the runtime
 everything after (binding arguments, running, assembling). `render(module, emit)` is
 `mtdsl compile --emit cpp|llvm|nest`.

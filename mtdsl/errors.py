@@ -10,7 +10,7 @@ imports nothing of mtdsl, so the lowest layer (the data model) and the highest
   `LoweringError`: ir -> compile; `AutodiffError`: ir -> runtime);
 - next to their owner: refinements only that owner raises, each subclassing a
   class here (`StructureError` in `io.structures`, `TorchModelError` in
-  `runtime.torch.module`, `ProductUnsupported` in `runtime.native_products`,
+  `runtime.torch.module`, `ProductUnsupported` in `runtime.gradients.native_products`,
   `EquivarianceError` in `testing`, `NotEqualError` in `ops`), and private
   signals raised and caught inside one module (`NativeFallback`,
   `TooManyPoints`, the parser's `_Unexpected`).

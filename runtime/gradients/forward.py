@@ -60,7 +60,7 @@ def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: 
                       fused: "FusedGradients | None" = None):
     """Attach gradient blocks w.r.t. `wrt` to the `outputs` (and the tensors they read) in `bindings.tensors`.
 
-    With `native` (a `runtime.compiled.CompiledModule`), the terms it compiled are filled by
+    With `native` (a `runtime.native.compiled.CompiledModule`), the terms it compiled are filled by
     their native kernels (`mtdsl/ir/passes/terms.py`) and only scattered here; the others are evaluated
     by the interpreter. `fused`: the rows prepared for the values' run, whose fused kernels added
     some terms already. Returns the interpreter (`.native_terms` lists the native terms)."""
