@@ -5,5 +5,5 @@ builds them from the gradient kernels of `mtdsl.ir.passes.autodiff`, term by ter
 native term, scatter or fused kernel where the library has it, else evaluated by the one reference
 evaluator (runtime/evaluate/: its derivative nodes and row rules), reading the computed
 gradients as lookup tables (`tables`). The
-reverse mode, one product per column for per-system outputs, is `runtime/native_products.py`.
+reverse mode, one product per column for per-system outputs, is `runtime/gradients/native_products.py`.
 """
