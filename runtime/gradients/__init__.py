@@ -4,6 +4,6 @@
 builds them from the gradient kernels of `mtdsl.ir.passes.autodiff`, term by term, each term a
 native term, scatter or fused kernel where the library has it, else evaluated by the one reference
 evaluator (runtime/evaluate/: its derivative nodes and row rules), reading the computed
-gradients as lookup tables (`tables`). The
+gradients as lookup tables (`tables`), a run's state `run`. The
 reverse mode, one product per column for per-system outputs, is `runtime/gradients/native_products.py`.
 """

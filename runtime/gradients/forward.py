@@ -26,10 +26,12 @@ block accesses or sums that depend on gradient rows only through a few
 distinct values (the centre of each row) are evaluated once per value.
 Label lookups use dense tables over the small ranges of label values.
 
-The terms are expressions of the one evaluator (runtime/evaluate/: its
-derivative nodes, and its row rules `over_rows`); the gradient rows of computed
+The terms run in the one evaluator (runtime/evaluate/), each as its derived
+term kernel (mtdsl/ir/passes/terms.py: the kernel the native runner compiles)
+where it has one, else as its `Term` (the evaluator's derivative nodes), with
+the evaluator's row rules (`over_rows`); the gradient rows of computed
 tensors, which later terms read, are `runtime/gradients/tables.py`'s tables,
-kept by the run (`GradientRun`); this module turns gradient kernels into
+kept by the run (`run.py: GradientRun`); this module turns gradient kernels into
 gradient blocks with them.
 """
 
@@ -42,55 +44,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mtdsl.codegen.schedule import abi
-from mtdsl.errors import Unsupported
 from mtdsl.ir.passes import autodiff as ad
-from mtdsl.ir.passes.terms import term_kernel
 from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels, TensorBlock
 
 from ..assemble import signature_values
 from ..bindings import RunError
+from .run import GradientRun
 from .tables import _STORED_ORDER, DenseLookup, GradientTable, _lookup
 from .tables import _broadcast  # noqa: F401 - tests read it here
-from ..evaluate.evaluator import Evaluator, Scope, _contract
+from ..evaluate.evaluator import Scope, _contract
 from ..named import VECTOR_AXIS, Named, apply, union_axes
 from ..presence import present_rows
 
 #: gradient component labels, in the order of the gradient arrays' direction axes
 DIRECTION_LABELS = {"positions": ("xyz",), "strain": ("xyz_2", "xyz_1"), "cell": ("xyz", "abc")}
-
-
-class GradientRun:
-    """What one forward-mode gradient run keeps: the gradient tables of the tensors done so far
-    (`{(tensor, wrt): GradientTable}`, which later terms read), the evaluator of the terms (over
-    gradient rows, reading those tables), and the native side: the compiled module whose term,
-    scatter and fused kernels run where it has them, what ran natively, the buffers its scatter
-    kernels filled, and the rows the values' pass prepared (`FusedGradients`)."""
-
-    def __init__(self, module: ir.Module, bindings, native=None):
-        self.module = module
-        self.bindings = bindings
-        self.gradient_tables: dict = {}
-        self.evaluator = Evaluator(module, bindings, gradients=self.gradient_tables, over_rows=True)
-        # a compiled module (runtime/native/compiled.py) whose `gradient_term` fills terms natively, or None
-        self.native = native
-        self.native_terms: list = []  # ((kernel, wrt, term index), "fused" | "scatter" | "term") run natively
-        self.dense_gradients: dict = {}  # (tensor, wrt) -> buffer written by its scatter kernels
-        self.prepared: dict = {}  # tensor -> GradientRows some of whose terms the values' pass added
-        self._term_kernels: dict = {}
-
-    def term_kernel(self, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int):
-        """Term `k` of `gradient` as its derived kernel (mtdsl/ir/passes/terms.py, reading the gradient
-        blocks), which the evaluator runs; None for a term that has none (`Unsupported`: its `Term`
-        is evaluated instead)."""
-        key = (kernel.name, gradient.wrt, k)
-        if key not in self._term_kernels:
-            try:
-                self._term_kernels[key] = term_kernel(self.module, kernel, gradient, k, gradient.terms[k],
-                                                      dense_reads=False)
-            except Unsupported:
-                self._term_kernels[key] = None
-        return self._term_kernels[key]
 
 
 def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: str, outputs, native=None,

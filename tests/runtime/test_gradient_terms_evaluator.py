@@ -21,6 +21,7 @@ from mtdsl.runtime.assemble import evaluate_kernel
 from mtdsl.runtime.evaluate import rows
 from mtdsl.runtime.evaluate.evaluator import Evaluator
 from mtdsl.runtime.gradients import forward
+from mtdsl.runtime.gradients import run as gradient_run
 
 from .test_gradients import MESSAGE_PASSING_PROGRAM, small_batch, with_gradients, write
 
@@ -52,7 +53,7 @@ def test_row_rules_equal_the_plain_rules(tmp_path, monkeypatch, which):
     def plain(module, bindings, **options):
         return Evaluator(module, bindings, **dict(options, over_rows=False))
 
-    monkeypatch.setattr(forward, "Evaluator", plain)
+    monkeypatch.setattr(gradient_run, "Evaluator", plain)
     expected = _gradients(model, frames)
     assert by_rows.keys() == expected.keys()
     for key, (values, samples) in expected.items():
