@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 def rendering():
     from benchmarks.bench_compile import load_module
     from mtdsl.codegen.cpp import render_module
-    from mtdsl.codegen.derived import extended_module
+    from mtdsl.codegen.schedule.derived import extended_module
     from mtdsl.ir.passes.autodiff import module_gradients
-    from mtdsl.runtime.compiled import ir_text, slim_rendering, with_extra
+    from mtdsl.runtime.native.compiled import ir_text, slim_rendering, with_extra
 
     module, _ = load_module()
     gradients = module_gradients(module)

@@ -35,7 +35,7 @@ import mtdsl
 from benchmarks.bench_compile import load_module
 from mtdsl.ir.passes.autodiff import module_gradients
 start = time.perf_counter()
-from mtdsl.runtime.compiled import compile_module
+from mtdsl.runtime.native.compiled import compile_module
 module, how = load_module()
 gradients = module_gradients(module)
 loaded = time.perf_counter()
@@ -82,7 +82,7 @@ def main():
 
     from mtdsl.codegen import cache
     from mtdsl.codegen.cpp import render
-    from mtdsl.codegen.derived import extended_module
+    from mtdsl.codegen.schedule.derived import extended_module
     from mtdsl.ir.passes.autodiff import module_gradients
 
     module, how = load_module()

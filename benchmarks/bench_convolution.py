@@ -34,7 +34,7 @@ issue asks for at least 3x, 5x as a goal.
 
 Backends: each of `--backends` is first asked of `mtdsl.compile(path,
 backend=...)`; while that does not accept it yet, the module is compiled with
-`mtdsl.runtime.compiled.compile_module` (as `bench_soap.py` does) and a note
+`mtdsl.runtime.native.compiled.compile_module` (as `bench_soap.py` does) and a note
 says so; a backend that cannot be built at all is skipped with a note, and the
 interpreter (slow: one call, not side by side) stands in when none is left.
 """
@@ -112,7 +112,7 @@ class Mtdsl:
             model = mtdsl.compile(path, backend="interpreter", dtype=dtype)
             self.public = False
             self.note = (f"mtdsl.compile(backend={backend!r}) is not available yet ({error}); "
-                         f"timing mtdsl.runtime.compiled.compile_module(module, {backend!r}) instead")
+                         f"timing mtdsl.runtime.native.compiled.compile_module(module, {backend!r}) instead")
         self.model = model
         self.model.parameters.update(parameters)
         self.module = model.module
@@ -120,7 +120,7 @@ class Mtdsl:
         if backend != "interpreter":
             self.compiled = getattr(model, "compiled", None) if self.public else None
             if self.compiled is None:
-                from mtdsl.runtime.compiled import compile_module
+                from mtdsl.runtime.native.compiled import compile_module
 
                 self.compiled = compile_module(self.module, backend, dtype=dtype, threads=threads)
             if self.compiled.fallbacks:

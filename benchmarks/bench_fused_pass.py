@@ -4,7 +4,7 @@
 
 `model(frames, gradients=["positions"])` of examples/spherical_expansion.mt and
 examples/soap_power_spectrum.mt (rattled silicon, the examples' hypers), each backend,
-with the fused kernel (`codegen/fuse.py`: the expansion's values and both its gradient
+with the fused kernel (`codegen/schedule/fuse.py`: the expansion's values and both its gradient
 terms in one pass over the pairs) and without (`compiled.fuse = False`: the values'
 kernel, then each term's scatter kernel), calls alternating in one process, best of
 `--repeats`. Prints wall and process CPU time and the ratio fused / apart.

@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 import mtdsl  # noqa: E402
 from mtdsl.compile import check_and_lower  # noqa: E402
 from mtdsl.runtime.bindings import Bindings  # noqa: E402
-from mtdsl.runtime.compiled import compile_module  # noqa: E402
+from mtdsl.runtime.native.compiled import compile_module  # noqa: E402
 from mtdsl.systems import as_batch, neighbors  # noqa: E402
 
 EXAMPLES = os.path.join(os.path.dirname(__file__), "..", "examples")

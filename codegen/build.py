@@ -1,6 +1,6 @@
 """A native library from the IR: render (through the rendering cache), then compile or JIT, then load.
 
-`build(module, backend, ...)` is what `runtime.compiled.compile_module` wraps in a
+`build(module, backend, ...)` is what `runtime.native.compiled.compile_module` wraps in a
 `CompiledModule`: this module owns everything up to the loaded library, the runtime
 everything after (binding arguments, running, assembling). `render(module, emit)` is
 `mtdsl compile --emit cpp|llvm|nest`.
@@ -16,7 +16,7 @@ from mtdsl.ir import nodes as ir
 
 from . import cache, cpp, llvm
 from .rendered import ir_text, slim_rendering, with_extra
-from .derived import extended_module
+from .schedule.derived import extended_module
 from .schedule import lower
 
 

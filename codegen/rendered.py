@@ -1,7 +1,7 @@
 """What the C++ backend produces (`codegen/cpp/`), stored by the kernel cache.
 
 Kept apart from the renderer so that a cache hit unpickles a rendering without
-importing the renderer (`runtime/compiled.py: compile_module`).
+importing the renderer (`runtime/native/compiled.py: compile_module`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from mtdsl.ir import nodes as ir
 
-from . import plan as planning
+from .schedule import plan as planning
 
 
 @dataclass
@@ -47,7 +47,7 @@ def slim_rendering(stored: tuple, module: ir.Module) -> tuple:
     node of the gradient kernels' plans took 50 ms, half the budget of a hit)."""
     text, rendered, terms = stored
     def slim(plan, loops=()):
-        if hasattr(plan, "plans"):  # a fused kernel's (codegen/plan.py: FusedPlan): its members' plans,
+        if hasattr(plan, "plans"):  # a fused kernel's (codegen/schedule/plan.py: FusedPlan): its members' plans,
             # the first with its shared loops (their guards dropped: the runtime reads the driver's)
             shared = tuple(dataclasses.replace(loop, guards=()) for loop in plan.plans[0].loops[:plan.shared])
             return dataclasses.replace(plan, fused=ir.FusedKernel(plan.fused.name, ()),

@@ -29,11 +29,11 @@ from mtdsl.ir.roles import ROLES, RoleName
 #: the modules whose dataclasses a cache entry may hold
 ALLOWED_MODULES = (
     "mtdsl.ir.nodes",
-    "mtdsl.codegen.plan",
+    "mtdsl.codegen.schedule.plan",
     "mtdsl.codegen.rendered",
     "mtdsl.codegen.schedule.abi",  # the kernel arguments of a RenderedKernel
     "mtdsl.ir.passes.terms",  # ScatterTerm
-    "mtdsl.codegen.fuse",
+    "mtdsl.codegen.schedule.fuse",
     "mtdsl.codegen.llvm",
     "mtdsl.codegen.cpp",
 )

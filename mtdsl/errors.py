@@ -10,14 +10,14 @@ imports nothing of mtdsl, so the lowest layer (the data model) and the highest
   `LoweringError`: ir -> compile; `AutodiffError`: ir -> runtime);
 - next to their owner: refinements only that owner raises, each subclassing a
   class here (`StructureError` in `io.structures`, `TorchModelError` in
-  `runtime.torch.module`, `ProductUnsupported` in `runtime.native_products`,
+  `runtime.torch.module`, `ProductUnsupported` in `runtime.gradients.native_products`,
   `EquivarianceError` in `testing`, `NotEqualError` in `ops`), and private
   signals raised and caught inside one module (`NativeFallback`,
   `TooManyPoints`, the parser's `_Unexpected`).
 
 Each class stays importable from where it was first defined
 (`mtdsl.CompileError`, `mtdsl.compile.CompileError`,
-`mtdsl.runtime.bindings.RunError`, `mtdsl.codegen.plan.Unsupported`,
+`mtdsl.runtime.bindings.RunError`, `mtdsl.codegen.schedule.plan.Unsupported`,
 `mtdsl.codegen.cache.CompileError`, ...), which re-export it.
 """
 

@@ -9,7 +9,7 @@ filled, zeros included.
 
 `evaluate_kernel(evaluator, kernel, body=None)` is the entry for every path:
 the body comes from the evaluator (runtime/evaluate/) unless given (the dense
-buffer of a native kernel over its index grid, runtime/compiled.py). Three cases:
+buffer of a native kernel over its index grid, runtime/native/compiled.py). Three cases:
 
 - general: the coordinates of every valid point of a block are materialized;
 - separable (`layout=`, from `separable_layout`): most kernels are separable:
@@ -262,7 +262,7 @@ def _any_over(mask: Named, reduced: tuple, axes: tuple, sizes: dict) -> Named:
 class SeparableLayout:
     """The labels of a separable kernel's TensorMap and where each block's values sit in the body
     buffer: everything but the values, so that the labels are known before a kernel runs
-    (`runtime/compiled.py: _run_fused`) and `fill(body)` makes the TensorMap after."""
+    (`runtime/native/compiled.py: _run_fused`) and `fill(body)` makes the TensorMap after."""
 
     def __init__(self, kernel, dtype, key_labels, key_axes, key_coordinates, blocks):
         self.kernel, self.dtype = kernel, dtype

@@ -26,7 +26,7 @@ from .assemble import evaluate_kernel
 from .gradients.asked import asked_gradients
 from .bindings import Bindings
 from .bridges.calculator import make_calculator
-from .compiled import compile_module
+from .native.compiled import compile_module
 from .export.atomistic import export as export_model
 from .finite import check_finite, finite_check_enabled
 from .gradients.forward import DIRECTION_LABELS, FusedGradients, compute_gradients
@@ -34,7 +34,7 @@ from .inputs import check_tensormap_input, check_tensormap_inputs  # noqa: F401 
 from .interaction import interaction_range
 from .evaluate.evaluator import Evaluator
 from .bridges.jax_function import JaxFunction
-from .native_products import NativeProducts
+from .gradients.native_products import NativeProducts
 from .parameters import load_parameters, save_parameters
 from .presence import module_presence, restrict
 from .species_tables import check_species_tables
@@ -125,7 +125,7 @@ class Model:
 
     @property
     def compiled(self):
-        """The native module of the cpp / llvm backends (runtime/compiled.py), built on first use."""
+        """The native module of the cpp / llvm backends (runtime/native/compiled.py), built on first use."""
         if self.backend != "interpreter" and self._compiled is None:
             self._compiled = compile_module(self.module, backend=self.backend, dtype=self.dtype,
                                             gradients=self.gradient_kernels)

@@ -31,7 +31,7 @@ from typing import Optional
 
 import numpy as np
 
-from mtdsl.codegen.schedule.presence import guard_variables
+from mtdsl.ir.passes.products import presence_variables
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.passes.autodiff import conjuncts, substitute
 from mtdsl.ir.reads import read_closure
@@ -316,7 +316,7 @@ def presence_table(kernel: ir.TensorKernel, present: Optional[PresentSet], sizes
     """The presence table a guarded kernel reads (codegen/schedule/presence.py): over the kernel
     indices its keys and samples depend on (`sizes`: each index's domain size), flattened, 0 at
     a present point and -1 at an absent one; empty (every point computed) when unknown."""
-    variables = guard_variables(kernel)
+    variables = presence_variables(kernel)
     if present is None or present.grid is None or not variables:
         return np.zeros(0, np.int64)
     kept, grid = present.grid

@@ -7,12 +7,12 @@ kernel's index grid and returns error bits (0: fine; otherwise the runtime
 evaluates the kernel with the interpreter, which raises the precise error or
 decides). Its run-time arguments are listed by `RenderedKernel.arrays` and
 `.scalars` as the typed arguments of `codegen/schedule/abi.py` (`abi.PairsField("P", "vectors")`...)
-that `runtime/compiled.py` binds against `Bindings`; compile-time tables
+that `runtime/native/compiled.py` binds against `Bindings`; compile-time tables
 (radial splines, Clebsch-Gordan) are `abi.ConstTable(name)` arrays kept in
 `RenderedModule.constants`.
 """
 
-from ..plan import Unsupported
+from ..schedule.plan import Unsupported
 from .module import render, render_module, render_sph_function, render_sph_gradient_function
 from .printer import comment, int_literal, real_literal
 from .templates import templates

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 
-from ..plan import Unsupported
+from ..schedule.plan import Unsupported
 from ..schedule import nest
 from .templates import templates
 

@@ -1,7 +1,7 @@
 """The LLVM backend: loop IR -> LLVM IR through `llvmlite.ir.IRBuilder`, then JIT.
 
-The same plan as the C++ backend (`codegen/plan.py`), the same arguments
-(`codegen/schedule/abi.py`) and dense body buffer (`runtime/compiled.py` resolves and
+The same plan as the C++ backend (`codegen/schedule/plan.py`), the same arguments
+(`codegen/schedule/abi.py`) and dense body buffer (`runtime/native/compiled.py` resolves and
 assembles them), so a kernel rendered here plugs into `CompiledModule`
 unchanged. Each kernel becomes
 

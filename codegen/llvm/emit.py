@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import llvmlite.ir as ll
 
-from ..plan import Unsupported
+from ..schedule.plan import Unsupported
 
 I1, I32, I64, I8 = ll.IntType(1), ll.IntType(32), ll.IntType(64), ll.IntType(8)
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1

@@ -14,7 +14,7 @@ from mtdsl.ir import nodes as ir
 
 from .. import cache
 from ..cache import _atomic_write, _discard, cache_dir, object_bytes, object_payload
-from ..derived import extended_module
+from ..schedule.derived import extended_module
 from ..rendered import RenderedModule, ir_text, slim_rendering, with_extra
 from .driver import LLVMKernel
 from .module import render_module
@@ -118,7 +118,7 @@ class JITLibrary:
 def build(module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()) -> tuple:
     """Render, optimize and JIT `module` with the terms of its gradient kernels (`mtdsl/ir/passes/terms.py`)
     and the `extra` kernels: `(rendered, library, path, cache_hit, terms)`, which
-    `runtime.compiled.compile_module` wraps in a `CompiledModule` (`codegen/build.py`)."""
+    `runtime.native.compiled.compile_module` wraps in a `CompiledModule` (`codegen/build.py`)."""
     # a cache hit skips rendering (and lowering the gradient terms) too: the rendered module is
     # stored by its IR, its gradient kernels, the dtype and the renderers
     gradients = gradients or {}

@@ -9,8 +9,8 @@ import llvmlite.ir as ll
 
 from mtdsl.ir import nodes as ir
 
-from .. import plan as planning
-from ..plan import Unsupported
+from ..schedule import plan as planning
+from ..schedule.plan import Unsupported
 from ..rendered import RenderedKernel, RenderedModule
 from ..schedule.kernel import LoweredKernel, ModuleLowering
 from .emit import _sanitize

@@ -16,7 +16,7 @@ import math
 
 import llvmlite.ir as ll
 
-from ..plan import Unsupported
+from ..schedule.plan import Unsupported
 from .emit import I64, i64
 
 #: real functions that are one LLVM intrinsic

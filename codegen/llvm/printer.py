@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import llvmlite.ir as ll
 
-from ..plan import Unsupported
+from ..schedule.plan import Unsupported
 from ..schedule import abi, nest
 from .emit import I1, I32, I64, I8, Builder, _ident, i64
 from .primitives import FILLS, PRIMITIVES, fmod, imod, ipow

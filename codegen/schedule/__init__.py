@@ -1,6 +1,6 @@
 """The middle of the code generator: decisions taken once, from the plan and the IR, for every backend.
 
-`codegen/plan.py` schedules each kernel (loops, their order, guards, the fused
+`codegen/schedule/plan.py` schedules each kernel (loops, their order, guards, the fused
 kernels); the modules here decide what the backends do inside that schedule,
 each once for the C++ (`codegen/cpp/`) and LLVM (`codegen/llvm/`) backends:
 which values are tabulated (`tabulation`), which product factors skip zero

@@ -3,7 +3,7 @@
 A lowered kernel (`schedule/kernel.py`) takes its outputs, then arrays, then integer
 scalars; each is described by one of the frozen dataclasses below, which the lowering
 produces, `RenderedKernel.arrays` / `.scalars` hold (and the kernel cache stores:
-`codegen/serialize.py`), and the runtime binds by type (`runtime/compiled.py:
+`codegen/serialize.py`), and the runtime binds by type (`runtime/native/compiled.py:
 Arguments`, `runtime/export/tape.py`). Their `str` is the text form of comments and
 `mtdsl compile --emit nest`.
 
@@ -114,7 +114,7 @@ class ConstTable(ArrayArgument):
 
 @dataclass(frozen=True, slots=True)
 class BlockTable(ArrayArgument):
-    """An array of a block access's lookup (`runtime/block_lookup.py`): `values`, `key_table`,
+    """An array of a block access's lookup (`runtime/native/block_lookup.py`): `values`, `key_table`,
     `base`, `shape`, `<group>_table`..."""
 
     key: tuple  # codegen/schedule/module.py: block_ref_key, the tensor (or GradientBlocks) first

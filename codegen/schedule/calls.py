@@ -14,8 +14,8 @@ from __future__ import annotations
 from mtdsl import builtins
 from mtdsl.ir import nodes as ir
 
-from .. import plan as planning
-from ..plan import Unsupported, harmonic_arguments
+from . import plan as planning
+from .plan import Unsupported, harmonic_arguments
 from . import abi, nest
 from .exprs import Value, array, as_int, as_real, both, call, compare, iadd, iconst, imul, rconst
 from .nest import F64, INT, REAL, VEC

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..plan import Unsupported
+from .plan import Unsupported
 from . import nest
 from .nest import BOOL, INT, REAL, VEC
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from mtdsl.ir import nodes as ir
 
-from ..plan import REAL, expr_type
+from .plan import REAL, expr_type
 
 
 def is_real_product(expr) -> bool:

@@ -23,7 +23,7 @@ from typing import Optional
 
 from mtdsl.ir import nodes as ir
 
-from ..plan import free_vars
+from .plan import free_vars
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,11 @@
 `ModuleLowering(module, dtype).lower_kernel(k, kernel)` / `.lower_fused(k, fused, plan)`
 give a `LoweredKernel`: the nest of one native function, whose `params` are the
 kernel's run-time arguments in order (their `schedule/abi.py` arguments,
-`abi.PairsField("P", "vectors")`..., are what `runtime/compiled.py` binds), and what the runtime
+`abi.PairsField("P", "vectors")`..., are what `runtime/native/compiled.py` binds), and what the runtime
 needs besides (the plan, the driver of a scatter kernel). A backend prints it
 (`codegen/cpp/`), deciding nothing.
 
-The loop nest follows `codegen/plan.py`. Every value is placed in the
+The loop nest follows `codegen/schedule/plan.py`. Every value is placed in the
 outermost block where the variables it reads are bound (loop-invariant code
 motion over the IR: `hoist`), named once per block (`emit`: common
 subexpressions per region); products are regrouped by placement level
@@ -28,8 +28,8 @@ from typing import Optional
 
 from mtdsl.ir import nodes as ir
 
-from .. import plan as planning
-from ..plan import Unsupported, expr_type, free_vars
+from . import plan as planning
+from .plan import Unsupported, expr_type, free_vars
 from . import abi, nest
 from .calls import CallLowering
 from .exprs import Value, VarInfo, as_bool, as_int, as_real, both, call, either, iadd, iconst, imul, isub, compare, ref, \
@@ -386,7 +386,7 @@ class KernelLowering(ReadLowering, CallLowering):
                 size = planning.driver_size(loop.domain)
                 if planning.is_scatter(self.kernel) and isinstance(size, abi.ScalarArgument) and not loop.is_index:
                     # a scatter kernel whose points may add into one entry runs ranges of its
-                    # driver on threads of its own (runtime/compiled.py: _scatter_shared)
+                    # driver on threads of its own (runtime/native/compiled.py: _scatter_shared)
                     chunk = (self.scalar(abi.FIRST, "first driver position"),
                              self.scalar(abi.PAST, "driver position past the last"))
                     self.driver_count, self.driver_var = size, loop.var

@@ -15,8 +15,8 @@ from __future__ import annotations
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.passes.native_forms import expand_native_forms
 
-from .. import plan as planning
-from ..plan import Unsupported
+from . import plan as planning
+from .plan import Unsupported
 from .presence import guarded, guarded_plan
 
 

@@ -104,7 +104,7 @@ INTRINSICS = {
     # radial functions (closed forms of the template)
     "cosine_cutoff": Primitive((REAL, REAL, REAL), REAL), "d_cosine_cutoff": Primitive((REAL, REAL, REAL), REAL),
     "d_gto": Primitive((REAL, REAL, REAL), REAL),
-    # lookups and checked reads (runtime/block_lookup.py builds their tables)
+    # lookups and checked reads (runtime/native/block_lookup.py builds their tables)
     "check": Primitive((INT, INT), INT, 2),  # i in [0, n), else error bit 2 and 0
     "read": Primitive((ARRAY, INT), REAL, 1),  # flat[off] for off >= 0, else error bit 1 and 0
     "dense": Primitive((INT, INT, INT, INT), INT),  # acc * n + (v - lo), -1 when acc < 0 or v outside

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import plan as planning
+from . import plan as planning
 from . import factors, grid, kernel, presence, reads, tables, tabulation
 
 

@@ -14,7 +14,7 @@ an export, a kernel whose presence was not computed) passes size 0, and every
 point is computed. Kernels that only sum over pairs are left alone: their pair
 loops visit the present (centre, neighbour-species) segments only.
 
-A fused kernel (`codegen/fuse.py`: the values with the gradient terms that join
+A fused kernel (`codegen/schedule/fuse.py`: the values with the gradient terms that join
 their pass over pairs) guards its values member the same way (`guarded_plan`):
 the plan tests a condition the other members lack at the member's first own loop
 (`plan.plan_fused`), so the values skip their absent points while the terms, whose
@@ -38,15 +38,11 @@ from mtdsl.ir.passes.products import presence_variables
 from mtdsl.ir.reads import expression_reads
 from mtdsl.ir.roles import PresenceTable, RoleName
 
-from .. import plan as planning
-from ..plan import Unsupported
+from . import plan as planning
+from .plan import Unsupported
 
 FIELD = "present"
 
-
-#: the kernel indices its keys and samples depend on, in index order: the axes of its table (the
-#: reverse products' kernels read the same table: mtdsl/ir/passes/products.py)
-guard_variables = presence_variables
 
 
 def guarded(kernel: ir.TensorKernel) -> ir.TensorKernel:
@@ -55,7 +51,7 @@ def guarded(kernel: ir.TensorKernel) -> ir.TensorKernel:
         return kernel
     reads: set = set()
     expression_reads(kernel.body, reads)
-    variables = guard_variables(kernel)
+    variables = presence_variables(kernel)
     if not variables or not any(kind == "tensor" for kind, _ in reads):
         return kernel
     table = ir.Data(PresenceTable(str(kernel.name)), FIELD, tuple(ir.Var(v) for v in variables))

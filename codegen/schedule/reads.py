@@ -2,7 +2,7 @@
 
 Systems and pairs fields, gradient rows and row maps, dense gradient buffers,
 parameters, and block accesses: split into block, sample, component and
-property lookups placed by what each reads (`runtime/block_lookup.py` builds
+property lookups placed by what each reads (`runtime/native/block_lookup.py` builds
 their tables), or read from an earlier kernel's dense buffer when
 `schedule/grid.py` names the point (direct grid access). An index that is not
 proven in range is checked (`check`: error bit 2); a lookup that finds nothing
@@ -17,8 +17,8 @@ from typing import Optional
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
 
-from .. import plan as planning
-from ..plan import Unsupported
+from . import plan as planning
+from .plan import Unsupported
 from . import abi, nest
 from .exprs import Value, VarInfo, array, both, call, compare, iadd, iconst, imul, isub, ref
 from .grid import proven_coordinate, solve_grid_access

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from mtdsl.ir import nodes as ir
 
-from .. import plan as planning
-from ..plan import REAL, expr_type, free_vars
+from . import plan as planning
+from .plan import REAL, expr_type, free_vars
 
 
 def children(node) -> list:

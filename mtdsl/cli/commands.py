@@ -17,7 +17,7 @@ import numpy as np
 from .cache import COMMAND as CACHE_COMMAND
 from .base import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Command, CommandError, _parse_set, _require_file
 from ..codegen import render
-from ..codegen.derived import extended_module
+from ..codegen.schedule.derived import extended_module
 from ..compile import CompileError, compile
 from ..distributed.command import inspect_dataset, parse_domains, run_distributed
 from ..errors import FormatError

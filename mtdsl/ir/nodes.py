@@ -365,7 +365,7 @@ class Output:
 
 @dataclass(frozen=True, slots=True)
 class FusedKernel:
-    """Kernels computed in one loop nest (`codegen/plan.py: plan_fused`): the first kernel's outer
+    """Kernels computed in one loop nest (`codegen/schedule/plan.py: plan_fused`): the first kernel's outer
     loops (up to its pass over pairs, else its driver) are entered once, and every kernel adds
     into its own buffer inside them (the values of a tensor and the terms of its gradient: one
     evaluation of the pair's tables for all). The members are kernels of the module, their

@@ -2,7 +2,7 @@
 
 Used to tell the *structural* tensors (functions of the systems alone) from those
 that depend on params or input tensormaps (runtime/descriptors.py,
-runtime/native_products.py).
+runtime/gradients/native_products.py).
 """
 
 from __future__ import annotations

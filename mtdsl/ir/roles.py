@@ -1,7 +1,7 @@
 """The roles the derivative passes give to what they add to the IR, as types.
 
-The derivative passes (`mtdsl/ir/passes/`: autodiff, terms, products; and `codegen/fuse.py`,
-`runtime/native_products.py`) add kernels, run-time ranges, data sources and tensors that no
+The derivative passes (`mtdsl/ir/passes/`: autodiff, terms, products; and `codegen/schedule/fuse.py`,
+`runtime/gradients/native_products.py`) add kernels, run-time ranges, data sources and tensors that no
 program declares: the rows of a computed tensor's gradient, its values as scatter kernels wrote
 them, its blocks as a TensorMap, the row maps of scatter and product kernels, cotangents and
 tangents, term, scatter, product and fused kernels. Each is a value of one class below, put

@@ -12,7 +12,7 @@ differentiable); `types` and `pbc` are static (concrete arrays: they fix the out
 The forward runs the model's backend through `jax.pure_callback`; a `jax.custom_vjp` gives the
 backward, in two callbacks so that `jax.jit` drops the one whose cotangents are not used:
 
-- positions and cell: the generated reverse-mode kernels (runtime/native_products.py, the
+- positions and cell: the generated reverse-mode kernels (runtime/gradients/native_products.py, the
   products `model(frames, gradients=[...])` uses for its reverse gradient blocks), with the
   params and inputs as constants; one VJP with the given cotangent. The forward callback runs
   these products' own pass when they exist, and the backward reuses it when the inputs are the
@@ -51,7 +51,7 @@ from mtdsl.systems import System
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 
 from ..inputs import check_tensormap_inputs
-from ..native_products import NativeProducts
+from ..gradients.native_products import NativeProducts
 
 #: the callbacks share state (the products' last run, a model's torch module and its params) and
 #: XLA may call them from several threads (independent calls in one jitted function): one at a time

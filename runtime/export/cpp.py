@@ -19,7 +19,7 @@ from mtdsl import atomic
 from mtdsl.codegen import torch_op
 from mtdsl.codegen.schedule import abi
 
-from ..compiled import default_threads
+from ..native.compiled import default_threads
 from .tape import STRUCTURE_FIELDS, record
 
 KINDS = (abi.SystemsField, abi.PairsField)  # the operator's structure kinds, in its numbering

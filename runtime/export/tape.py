@@ -3,7 +3,7 @@ kernel calls of a forward run of one energy output and of its reverse product (V
 to the positions and the cell, recorded once at export with every size a function of the atom,
 system and pair counts, for `codegen/torch_op.py` to replay in C++.
 
-The tape follows `runtime/native_products.py` (`NativeProducts.run` for the values, `.vjp` for
+The tape follows `runtime/gradients/native_products.py` (`NativeProducts.run` for the values, `.vjp` for
 the products, the same kernels of the same compiled module) without running it: each kernel
 argument (`codegen/schedule/abi.py`) is resolved symbolically, by its type:
 
@@ -36,7 +36,7 @@ from mtdsl.ir.roles import RowMap
 from mtdsl.systems import System, SystemBatch
 
 from ..bridges.calculator import _is_scalar_per
-from ..native_products import NativeProducts, _parallel_over_an_index
+from ..gradients.native_products import NativeProducts, _parallel_over_an_index
 
 #: structure fields the exported module computes (runtime/export/native_module.py), by argument type
 STRUCTURE_FIELDS = {

@@ -4,5 +4,5 @@
 builds them from the gradient kernels of `mtdsl.ir.passes.autodiff`, term by term, each term a
 native term, scatter or fused kernel where the library has it, else run by `interpreter` (the
 reference evaluator plus the derivative nodes, computed gradients as lookup tables). The
-reverse mode, one product per column for per-system outputs, is `runtime/native_products.py`.
+reverse mode, one product per column for per-system outputs, is `runtime/gradients/native_products.py`.
 """

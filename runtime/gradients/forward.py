@@ -60,7 +60,7 @@ def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: 
                       fused: "FusedGradients | None" = None):
     """Attach gradient blocks w.r.t. `wrt` to the `outputs` (and the tensors they read) in `bindings.tensors`.
 
-    With `native` (a `runtime.compiled.CompiledModule`), the terms it compiled are filled by
+    With `native` (a `runtime.native.compiled.CompiledModule`), the terms it compiled are filled by
     their native kernels (`mtdsl/ir/passes/terms.py`) and only scattered here; the others are evaluated
     by the interpreter. `fused`: the rows prepared for the values' run, whose fused kernels added
     some terms already. Returns the interpreter (`.native_terms` lists the native terms)."""
@@ -83,7 +83,7 @@ def compute_gradients(module: ir.Module, bindings, gradient_kernels: dict, wrt: 
 
 
 class FusedGradients:
-    """The gradient w.r.t. `wrt` whose terms the values' pass may add (`codegen/fuse.py`: a tensor's
+    """The gradient w.r.t. `wrt` whose terms the values' pass may add (`codegen/schedule/fuse.py`: a tensor's
     values and the scatter kernels of its gradient in one pass over pairs).
 
     `CompiledModule.run(..., fused=self)` calls `prepare(kernel, labels)` with the values' labels
@@ -614,7 +614,7 @@ def _fused_gradient(interpreter: GradientInterpreter, kernel, gradient, tensor, 
     row_targets_all, column_values, columns = rows.row_targets, rows.column_values, scatters[0].columns
     n_directions = len(gradient.directions)
     batch = next(iter(bindings.systems.values()))
-    # terms over one driver in one fused kernel (codegen/fuse.py), where it can run on this run's threads
+    # terms over one driver in one fused kernel (codegen/schedule/fuse.py), where it can run on this run's threads
     for name, keys, drivers in native.fused_terms.get((kernel.name, wrt), ()) if native.fuse else ():
         if any(key[2] in rows.done for key in keys):
             continue

@@ -34,7 +34,7 @@ class GradientInterpreter(Evaluator):
         self.kernels = {k.name: k for k in module.kernels}
         self.gradient_tables: dict = {}
         self.gradient_kernels = kernels
-        # a compiled module (runtime/compiled.py) whose `gradient_term` fills terms natively, or None
+        # a compiled module (runtime/native/compiled.py) whose `gradient_term` fills terms natively, or None
         self.native = native
         self.native_terms: list = []  # ((kernel, wrt, term index), "fused" | "scatter" | "term") run natively
         self.dense_gradients: dict = {}  # (tensor, wrt) -> buffer written by its scatter kernels

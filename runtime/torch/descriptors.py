@@ -13,7 +13,7 @@ with torch tensors: the scheme of featomic-torch, for every program.
 `Descriptors(model)` finds them; `Descriptors.run(batch, pairs, wrt)` computes
 their values and prepares their products (a `DescriptorRun`), whose `vjp` and
 `jvp` take torch tensors. With a native backend the products are native VJP and
-JVP kernels (runtime/native_products.py: the descriptors' own gradients are
+JVP kernels (runtime/gradients/native_products.py: the descriptors' own gradients are
 never materialized); otherwise, or when some term has no such kernel, the
 gradient blocks are computed and contracted in torch (`BlockRun`):
 
@@ -39,7 +39,7 @@ from ..assemble import ENTRY_LABELS, evaluate_kernel
 from ..bindings import Bindings
 from ..gradients.forward import compute_gradients
 from ..evaluate.evaluator import Evaluator
-from ..native_products import NativeProducts
+from ..gradients.native_products import NativeProducts
 
 #: the gradients a descriptor's products need, in the torch module's terms (cell: d/dH at fixed positions)
 WRT = ("positions", "cell")
@@ -85,7 +85,7 @@ def _has_system_label(kernel: ir.TensorKernel) -> bool:
 
 class Descriptors:
     """The descriptors of `model` (see the module docstring); `names` is empty when the program
-    has none. Their products are native VJP/JVP kernels (runtime/native_products.py) with a
+    has none. Their products are native VJP/JVP kernels (runtime/gradients/native_products.py) with a
     native backend, else (or when a term has no such kernel) contractions of their gradient
     blocks; each is compiled on first use."""
 
@@ -179,7 +179,7 @@ class DescriptorRun:
 
 
 class NativeRun(DescriptorRun):
-    """Products by the native VJP / JVP kernels (runtime/native_products.py)."""
+    """Products by the native VJP / JVP kernels (runtime/gradients/native_products.py)."""
 
     def __init__(self, products, bindings: Bindings, names: list[str]):
         super().__init__({name: bindings.tensors[name] for name in names})

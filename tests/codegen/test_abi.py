@@ -10,7 +10,7 @@ import re
 import pytest
 
 from mtdsl.codegen import serialize
-from mtdsl.codegen.derived import extended_module
+from mtdsl.codegen.schedule.derived import extended_module
 from mtdsl.codegen.schedule import abi
 from mtdsl.codegen.schedule.kernel import ModuleLowering
 from mtdsl.compile import compile

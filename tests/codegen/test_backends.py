@@ -17,7 +17,7 @@ import pytest
 from mtdsl.codegen.schedule import abi
 from mtdsl.runtime.assemble import evaluate_kernel
 from mtdsl.runtime.bindings import Bindings, RunError
-from mtdsl.runtime.compiled import compile_module
+from mtdsl.runtime.native.compiled import compile_module
 from mtdsl.runtime.evaluate.evaluator import Evaluator
 from mtdsl.runtime.model import initial_parameters
 from mtdsl.systems import as_batch, neighbors

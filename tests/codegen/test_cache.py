@@ -113,7 +113,7 @@ def test_concurrent_processes_build_the_same_entry(cache_dir):
 
 def test_cache_hit_skips_rendering(cache_dir, monkeypatch):
     from mtdsl.codegen import cpp
-    from mtdsl.runtime.compiled import compile_module
+    from mtdsl.runtime.native.compiled import compile_module
 
     from . import modules
 

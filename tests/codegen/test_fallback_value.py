@@ -1,4 +1,4 @@
-"""The native runner's per-kernel fallback is a value (`runtime/block_lookup.py: Fallback`), never an exception.
+"""The native runner's per-kernel fallback is a value (`runtime/native/block_lookup.py: Fallback`), never an exception.
 
 A block access whose lookup table would be too large has no native form: binding
 the kernel's arguments returns a `Fallback`, the runner records its reason and the
@@ -11,11 +11,11 @@ import ase
 import numpy as np
 
 from mtdsl.codegen.schedule import abi
-from mtdsl.runtime import block_lookup
+from mtdsl.runtime.native import block_lookup
 from mtdsl.runtime.assemble import evaluate_kernel
 from mtdsl.runtime.bindings import Bindings
-from mtdsl.runtime.block_lookup import Fallback
-from mtdsl.runtime.compiled import Arguments, compile_module
+from mtdsl.runtime.native.block_lookup import Fallback
+from mtdsl.runtime.native.compiled import Arguments, compile_module
 from mtdsl.runtime.evaluate.evaluator import Evaluator
 from mtdsl.runtime.model import initial_parameters
 from mtdsl.systems import as_batch, neighbors

@@ -1,4 +1,4 @@
-"""Fused kernels (`codegen/fuse.py`, `planning.plan_fused`) rendered by both backends: the LLVM
+"""Fused kernels (`codegen/schedule/fuse.py`, `planning.plan_fused`) rendered by both backends: the LLVM
 `KernelBuilder.build_fused` beside the C++ `render_fused`. The members' buffers come first in the
 arguments, the pair tables are filled once per pair for all members, and the plain kernels'
 IR does not change when the module holds fused kernels. The values are checked end to end
@@ -16,9 +16,10 @@ import pytest
 
 import mtdsl
 from mtdsl.codegen.schedule import abi
-from mtdsl.codegen import cpp, fuse, llvm as backend
-from mtdsl.codegen import derived
-from mtdsl.runtime.body_parts import first_terms
+from mtdsl.codegen import cpp, llvm as backend
+from mtdsl.codegen.schedule import fuse
+from mtdsl.codegen.schedule import derived
+from mtdsl.runtime.native.body_parts import first_terms
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
@@ -27,7 +28,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 def modules():
     model = mtdsl.compile(EXAMPLES / "spherical_expansion.mt", backend="interpreter", n_radial=3, max_angular=2)
     # rendered as compile_module renders it: a kernel of several terms (the expansion with its
-    # central-atom term) with its first term, the pair sum (runtime/body_parts.py)
+    # central-atom term) with its first term, the pair sum (runtime/native/body_parts.py)
     module, _, parts = first_terms(model.module)
     assert parts, "the spherical expansion's body is no longer a sum of terms"
     ext, info = derived.extended_module(module, {"positions": model.gradient_kernels["positions"]})

@@ -1,9 +1,9 @@
-"""The values and the gradient terms of a tensor in one pass over pairs (`codegen/fuse.py`).
+"""The values and the gradient terms of a tensor in one pass over pairs (`codegen/schedule/fuse.py`).
 
 `ir.FusedKernel` groups a tensor's values kernel with the scatter kernels of its gradient that
-can start with the values' loops up to the pass over pairs (`codegen/plan.py: plan_fused`);
+can start with the values' loops up to the pass over pairs (`codegen/schedule/plan.py: plan_fused`);
 both renderers write one function for them, which the runtime runs instead of the values'
-kernel when that gradient is asked (`runtime/compiled.py: _run_fused`). Checked here: which
+kernel when that gradient is asked (`runtime/native/compiled.py: _run_fused`). Checked here: which
 terms fuse, the rules of the shared loops, the same values and gradients as the kernels run
 apart (`compiled.fuse = False`) and as the interpreter, on 1 and 2 threads, the thread
 decision, and the fallback when a fused run fails. `test_native_gradients.py` checks every
@@ -18,11 +18,11 @@ import pytest
 
 from mtdsl.codegen.schedule import abi
 from mtdsl.codegen import cpp
-from mtdsl.codegen import derived
-from mtdsl.codegen import plan as planning
+from mtdsl.codegen.schedule import derived
+from mtdsl.codegen.schedule import plan as planning
 from mtdsl.compile import compile
 from mtdsl.ir import nodes as ir
-from mtdsl.runtime import compiled as compiled_module
+from mtdsl.runtime.native import compiled as compiled_module
 from mtdsl.runtime.gradients import forward as gradients_module
 
 from ..runtime.test_gradients import EXAMPLES, PAIRS_PROGRAM, with_gradients, write
@@ -32,10 +32,10 @@ BACKENDS = ["cpp", "llvm"]
 
 
 def extended(path, wrts, **hypers):
-    from mtdsl.runtime.body_parts import first_terms
+    from mtdsl.runtime.native.body_parts import first_terms
 
     model = compile(path, backend="interpreter", **hypers)
-    rendered, _, _ = first_terms(model.module)  # as compile_module renders it (runtime/body_parts.py)
+    rendered, _, _ = first_terms(model.module)  # as compile_module renders it (runtime/native/body_parts.py)
     return derived.extended_module(rendered, {w: model.gradient_kernels[w] for w in wrts})
 
 
@@ -220,7 +220,7 @@ def test_power_spectrum_terms_are_fused_over_the_rows_they_read(tmp_path):
 
 
 def test_rename_driver():
-    from mtdsl.codegen.fuse import rename_driver
+    from mtdsl.codegen.schedule.fuse import rename_driver
 
     p = ir.Var("p")
     body = ir.Reduce((ir.Binder("p", ir.PairsDomain("P")), ir.Binder("q", ir.PairsFrom("P", ir.Data("P", "second", (p,))))),

@@ -3,7 +3,7 @@
 `rho1 * drho2`, both over the rows of `drho`) run chunk by chunk of their common driver, every
 term on a chunk before the next, on one or two threads; the result is the interpreter's.
 
-Their fused kernel (one pass, `codegen/fuse.py`) runs first where it can: these tests turn it
+Their fused kernel (one pass, `codegen/schedule/fuse.py`) runs first where it can: these tests turn it
 off (`compiled.fuse = False`) to reach the interleaved path, which runs where the fused kernel
 cannot (an entry with points of two driver positions on several threads)."""
 
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mtdsl.compile import compile
-from mtdsl.runtime import compiled as compiled_module
+from mtdsl.runtime.native import compiled as compiled_module
 from mtdsl.runtime.gradients import forward as gradients_module
 
 from ..runtime.test_gradients import small_batch, with_gradients

@@ -20,7 +20,7 @@ from mtdsl.codegen import threads as native_threads
 from mtdsl.compile import check_and_lower
 from mtdsl.ir import nodes as ir
 from mtdsl.runtime.bindings import RunError
-from mtdsl.runtime.compiled import compile_module
+from mtdsl.runtime.native.compiled import compile_module
 
 from . import modules
 from .test_backends import (  # noqa: F401  (`compiled` is the session fixture)
@@ -308,7 +308,7 @@ def test_concurrent_processes_share_the_cache(tmp_path):
         "import sys, numpy as np; sys.path.insert(0, {root!r})\n"
         "from tests.codegen import modules\n"
         "from tests.codegen.test_backends import bind, water\n"
-        "from mtdsl.runtime.compiled import compile_module\n"
+        "from mtdsl.runtime.native.compiled import compile_module\n"
         "module = modules.corners()\n"
         "native = compile_module(module, backend='llvm')\n"
         "out = native.run(bind(module, [water()]))\n"

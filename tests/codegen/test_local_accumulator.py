@@ -1,4 +1,4 @@
-"""The local accumulator of `accumulate` kernels (codegen/plan.py: `local_accumulator`): where it is
+"""The local accumulator of `accumulate` kernels (codegen/schedule/plan.py: `local_accumulator`): where it is
 used and that it renders in both backends. The values are checked against the interpreter by
 tests/codegen/test_native_gradients.py and the random programs."""
 
@@ -7,8 +7,8 @@ import pathlib
 import pytest
 
 import mtdsl
-from mtdsl.codegen import plan as planning
-from mtdsl.codegen.derived import extended_module
+from mtdsl.codegen.schedule import plan as planning
+from mtdsl.codegen.schedule.derived import extended_module
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mtdsl.compile import compile
-from mtdsl.runtime.compiled import compile_module
+from mtdsl.runtime.native.compiled import compile_module
 
 from ..runtime.test_gradients import (
     BUILTINS_PROGRAM,
@@ -70,7 +70,7 @@ def check(path, gradients, inputs=None, scatter=True, dtype=np.float64, **hypers
         n_terms = sum(len(g.terms) for wrt in gradients for g in model.gradient_kernels[wrt].values())
         assert len(ran) == n_terms, f"{backend}: {n_terms - len(ran)} terms ran in the interpreter"
         if scatter:
-            # "fused": added in the values' pass over pairs (codegen/fuse.py)
+            # "fused": added in the values' pass over pairs (codegen/schedule/fuse.py)
             assert set(ran.values()) <= {"scatter", "fused"}, f"{backend}: {ran}"
 
 

@@ -1,4 +1,4 @@
-"""Native reverse products (`runtime/native_products.py`) against the gradient blocks.
+"""Native reverse products (`runtime/gradients/native_products.py`) against the gradient blocks.
 
 The reference is the same contraction done in numpy on the gradient blocks that a model
 (`mtdsl.runtime.model.Model`, the same backend) returns for `gradients=["positions", "cell"]`:
@@ -21,7 +21,7 @@ from mtdsl.compile import check_and_lower
 from mtdsl.ir import nodes as ir
 from mtdsl.runtime.bindings import RunError
 from mtdsl.runtime.model import Model
-from mtdsl.runtime.native_products import NativeProducts
+from mtdsl.runtime.gradients.native_products import NativeProducts
 
 from ..runtime.test_gradients import EXAMPLES
 from .test_native_gradients import systems
@@ -376,7 +376,7 @@ def test_programs_of_the_gradient_tests(tmp_path, program, backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_expansion_terms_run_fused(backend, threads):
     """The expansion's two VJP terms and its two JVP terms run as one pass over the pairs each
-    (`codegen/fuse.py: fused_group`): the same products as the terms run one after the other,
+    (`codegen/schedule/fuse.py: fused_group`): the same products as the terms run one after the other,
     on 1 and 2 threads (2: ranges of the pairs into per-thread buffers)."""
     module = module_of("rho")
     products = NativeProducts(module, ["rho"], backend, np.float64, threads=threads)

@@ -15,7 +15,7 @@ import pytest
 
 from mtdsl.cli import main
 from mtdsl.codegen.cpp import printer, render_module
-from mtdsl.codegen.derived import extended_module
+from mtdsl.codegen.schedule.derived import extended_module
 from mtdsl.codegen.schedule.kernel import ModuleLowering
 from mtdsl.compile import compile
 from mtdsl.codegen.schedule import abi, nest

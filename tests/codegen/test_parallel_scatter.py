@@ -14,7 +14,7 @@ import ase.build
 import numpy as np
 import pytest
 
-import mtdsl.runtime.compiled as compiled_module
+import mtdsl.runtime.native.compiled as compiled_module
 from mtdsl.codegen import threads as native_threads
 from mtdsl.compile import compile
 

@@ -1,6 +1,6 @@
 """The plan pass on the reference kernels: drivers, segments, equality bindings, loop order."""
 
-from mtdsl.codegen import plan
+from mtdsl.codegen.schedule import plan
 from mtdsl.codegen.cpp import render_module
 from mtdsl.ir import nodes as ir
 

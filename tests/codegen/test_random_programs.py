@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mtdsl.ir import nodes as ir
-from mtdsl.runtime.compiled import compile_module
+from mtdsl.runtime.native.compiled import compile_module
 
 from . import modules
 from .test_backends import assert_same, bind, interpret, methanol, rocksalt, water

@@ -11,7 +11,7 @@ import pytest
 
 from mtdsl.codegen.cpp import Unsupported, comment, int_literal, real_literal, render
 from mtdsl.ir import nodes as ir
-from mtdsl.runtime.compiled import compile_module
+from mtdsl.runtime.native.compiled import compile_module
 
 from . import modules
 from .test_backends import assert_same, bind, interpret, water

@@ -6,7 +6,7 @@ import re
 from mtdsl.codegen.cpp import render_module
 from mtdsl.compile import compile
 from mtdsl.ir import nodes as ir
-from mtdsl.runtime.compiled import compile_module
+from mtdsl.runtime.native.compiled import compile_module
 
 from ..runtime.test_gradients import EXAMPLES
 from .test_golden import coordination_module

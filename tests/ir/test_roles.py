@@ -10,7 +10,7 @@ import re
 import pytest
 
 from mtdsl.codegen import serialize
-from mtdsl.codegen.fuse import fused_name
+from mtdsl.codegen.schedule.fuse import fused_name
 from mtdsl.ir import roles
 from mtdsl.ir.passes import products, terms
 

@@ -7,7 +7,7 @@ import pathlib
 
 import pytest
 
-from mtdsl.codegen.derived import extended_module
+from mtdsl.codegen.schedule.derived import extended_module
 from mtdsl.compile import check_and_lower
 from mtdsl.errors import Unsupported
 from mtdsl.ir.passes import autodiff as ad
@@ -45,7 +45,7 @@ def with_gradients(tmp_path, program):
 
 def product_module(module, gradients):
     """`module` with the stand-ins and the VJP / JVP kernels of the terms of `gradients`
-    (positions and cell) and of the tensors they read through (`runtime/native_products.py`)."""
+    (positions and cell) and of the tensors they read through (`runtime/gradients/native_products.py`)."""
     kernels = {k.name: k for k in module.kernels}
     stand_ins, made = {}, []
     for wrt in ("positions", "cell"):

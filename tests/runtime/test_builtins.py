@@ -243,7 +243,7 @@ output energy with gradients(positions, strain)
 
 @pytest.mark.parametrize("backend", ["cpp", "llvm"])
 def test_reverse_products_of_the_built_ins_equal_forward_mode(tmp_path, backend):
-    # an energy takes the reverse (VJP) kernels of runtime/native_products.py: same blocks as forward mode
+    # an energy takes the reverse (VJP) kernels of runtime/gradients/native_products.py: same blocks as forward mode
     (tmp_path / "energy.mt").write_text(ENERGY)
     systems = batch()
     model = mtdsl.compile(tmp_path / "energy.mt", backend=backend)

@@ -212,7 +212,7 @@ output inverse""")
 @pytest.mark.parametrize("backend", ["cpp", "llvm"])
 def test_fused_values_skip_absent_points(tmp_path, backend):
     """The values of a fused kernel (its pass over pairs shared with the gradient terms that join it,
-    codegen/fuse.py) carry the presence guard too (schedule/presence.py: guarded_plan): `1 / count`
+    codegen/schedule/fuse.py) carry the presence guard too (schedule/presence.py: guarded_plan): `1 / count`
     inside a pair sum is never computed where `count` is absent (the buffer is finite, inf with
     dense=True), and values and gradients equal the interpreter's."""
     program = PROGRAM.split("# + of an absent")[0] + """
@@ -252,7 +252,7 @@ output inverse with gradients(positions)
 @pytest.mark.parametrize("backend", ["cpp", "llvm"])
 def test_native_kernels_read_absent_blocks(tmp_path, backend):
     """A compiled kernel reading a block or sample its tensor lacks reads *absent* (0, as the
-    evaluator reads it): the run is no error under structural sparsity (runtime/block_lookup.py:
+    evaluator reads it): the run is no error under structural sparsity (runtime/native/block_lookup.py:
     error_bits), so a sum over species of a per-species density (an energy over the power spectrum)
     runs natively, values and gradients, and equals the interpreter."""
     program = """

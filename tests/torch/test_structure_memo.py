@@ -52,7 +52,7 @@ def test_the_forces_vjp_runs_once_per_step(monkeypatch):
     """The backward of a force loss recomputes the forces' graph: the descriptors' VJP with the
     same cotangents is taken from the first (`NativeRun.vjp`); test_descriptors.py checks the
     results against the all-torch module."""
-    from mtdsl.runtime.native_products import NativeProducts
+    from mtdsl.runtime.gradients.native_products import NativeProducts
 
     calls = []
     original = NativeProducts.vjp
@@ -69,7 +69,7 @@ def test_the_forces_vjp_runs_once_per_step(monkeypatch):
 def test_the_descriptors_take_their_values_from_the_plans_run(monkeypatch):
     """The plan's backend run (order 0) computed the descriptors at the same positions: their
     products' run takes those values instead of running the kernels again."""
-    from mtdsl.runtime.native_products import NativeProducts
+    from mtdsl.runtime.gradients.native_products import NativeProducts
 
     given = []
     original = NativeProducts.run

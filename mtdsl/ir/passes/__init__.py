@@ -8,7 +8,7 @@
 - `products`: the terms contracted with a cotangent (VJP kernels, `Cotangent`) or a tangent
   (JVP kernels, `Tangent`, `TensorTangent`).
 
-Which derived kernels fuse with the values (`codegen/fuse.py`, `codegen/derived.py`) is decided by
-the plan and stays in the backends; `runtime/native_products.py` chooses which product kernels a
+Which derived kernels fuse with the values (`codegen/schedule/fuse.py`, `codegen/schedule/derived.py`) is decided by
+the plan and stays in the backends; `runtime/gradients/native_products.py` chooses which product kernels a
 call needs. `mtdsl/ir/verify.py` checks what every pass gives.
 """

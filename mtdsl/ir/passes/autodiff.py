@@ -680,7 +680,7 @@ def differentiate_tensor(module: ir.Module, kernel: str, tensor: str) -> Optiona
     binders the target reads (they escape: `m` in the power spectrum), are those of the
     positions. Everything else is held fixed: the positions and the cell, parameters, and the
     other computed tensors (even those computed from `tensor`: a partial derivative, as the
-    reverse sweep of `runtime/native_products.py` needs it). Conditions on values read from
+    reverse sweep of `runtime/gradients/native_products.py` needs it). Conditions on values read from
     `tensor` are branchwise, as for the positions; a label of them is not differentiable
     (`AutodiffError`)."""
     if tensor not in {k.name for k in module.kernels}:

@@ -1,6 +1,6 @@
 """Product kernels: gradient terms contracted with a cotangent (VJP) or a tangent (JVP), as IR kernels.
 
-The reverse and tangent products of `runtime/native_products.py` (docs/gradients.md, "Reverse
+The reverse and tangent products of `runtime/gradients/native_products.py` (docs/gradients.md, "Reverse
 products"), lowered like the gradient terms of `mtdsl/ir/passes/terms.py` (whose `_Lowering` they use):
 `vjp_kernel` contracts a term with a cotangent read at the kernel's own entry (from the grid of
 the stand-in `cotangent_kernel`) into atoms x 3 / systems x 3 x 3 rows bound by
@@ -30,7 +30,7 @@ def cotangent_kernel(kernel: ir.TensorKernel) -> ir.TensorKernel:
     """A stand-in for the cotangent of `kernel`: its indices and labels, no `where`, a zero body.
     Rendered before the VJP kernels, it makes the renderers read the cotangent as a dense grid
     of `kernel`'s layout (`codegen/schedule/reads.py: direct_access`), which the runtime fills from the cotangent's
-    blocks (`runtime/native_products.py`) instead of running this kernel."""
+    blocks (`runtime/gradients/native_products.py`) instead of running this kernel."""
     return stand_in_kernel(kernel, cotangent_tensor(kernel.name))
 
 
@@ -201,7 +201,7 @@ def tangent_tensor(wrt: str) -> Tangent:
 def tangent_kernel(module: ir.Module, wrt: str) -> ir.TensorKernel:
     """A stand-in for the tangent of the positions (`[atom, x]`) or of the cell (`[system, a, x]`,
     the layout of the cell gradient's directions), read by the JVP kernels as a dense grid that
-    the runtime fills with the tangent itself (`runtime/native_products.py`)."""
+    the runtime fills with the tangent itself (`runtime/gradients/native_products.py`)."""
     systems = module.systems[0].name
     if wrt == "positions":
         indices = (ir.Binder("·ta", ir.AtomsDomain(systems)), ir.Binder("·tx", ir.XyzDomain()))
@@ -493,7 +493,7 @@ def gradient_reads(gradient: ad.GradientKernel) -> list[str]:
 
 def sweep_kernels(module: ir.Module, kernels: dict, tensor: str, gradients: dict):
     """The product kernels of `tensor` in a sweep through the computed tensors it reads
-    (`runtime/native_products.py`, which chooses the sweeps), for its gradients `{wrt:
+    (`runtime/gradients/native_products.py`, which chooses the sweeps), for its gradients `{wrt:
     GradientKernel}`: `(kernels, stand-ins, {"direct_vjp", "direct_jvp", "read_vjp", "read_jvp"})`,
     the VJP / JVP kernels of its terms that read no gradient rows (by `(tensor, wrt)`), and for
     each tensor read, the kernels turning `tensor`'s cotangent into the read tensor's and the read

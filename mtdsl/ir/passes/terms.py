@@ -45,7 +45,7 @@ Anything else (a vector-valued coefficient, a derivative node in a place this
 lowering does not know) raises `Unsupported`: that term is evaluated by the
 interpreter, as before.
 
-The same lowering gives the *product kernels* (`mtdsl/ir/passes/products.py`) of `runtime/native_products.py`
+The same lowering gives the *product kernels* (`mtdsl/ir/passes/products.py`) of `runtime/gradients/native_products.py`
 (`docs/gradients.md`, "Reverse products"): `vjp_kernel` contracts a term with a
 cotangent read at the kernel's own entry (from the grid of the stand-in
 `cotangent_kernel`) into atoms x 3 / systems x 3 x 3 rows bound by `·target ==

@@ -1,6 +1,6 @@
 """A kernel whose body is a sum of terms, computed term by term (`body_parts`).
 
-The plan's `accumulate` schedule (codegen/plan.py) needs the body to *be* a sum: then
+The plan's `accumulate` schedule (codegen/schedule/plan.py) needs the body to *be* a sum: then
 `sum(p in P.from(i))` is one pass over the pairs scattering into every `(l, m, n)`.
 A body `sum(...) A + w * sum(...) B` (the spherical expansion with featomic's
 central-atom term, written as a second sum) is a `direct` kernel instead, whose
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from mtdsl.codegen.plan import free_vars
+from mtdsl.ir.walk import free_vars
 from mtdsl.ir import nodes as ir
 
 PART_MARK = "·part"
@@ -97,7 +97,7 @@ def reads_pairs(kernel: ir.TensorKernel) -> bool:
 
 
 def with_parts(compiled, original: ir.Module, parts: dict):
-    """`compiled` (a `runtime/compiled.py` CompiledModule rendered from the kernels' first terms) as a module of `original`: each kernel of
+    """`compiled` (a `runtime/native/compiled.py` CompiledModule rendered from the kernels' first terms) as a module of `original`: each kernel of
     `parts` adds its other terms' buffers; one whose parts did not all render is left to the
     interpreter (its native kernel alone computes only the first term)."""
     compiled.module = original

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from mtdsl.codegen.plan import Unsupported
+from mtdsl.errors import Unsupported
 from mtdsl.ir.passes.products import (
     cotangent_kernel,
     cotangent_tensor,
@@ -60,18 +60,18 @@ from mtdsl.ir.passes.products import (
 )
 from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
-from mtdsl.codegen.fuse import fused_group
+from mtdsl.codegen.schedule.fuse import fused_group
 from mtdsl.codegen.schedule import abi
 from mtdsl.ir.passes.terms import ScatterTerm
 from mtdsl.ir.reads import kernel_reads, read_closure
 from mtdsl.ir.roles import FusedName, JvpKernel, RowMap
 from mtdsl.tensor import TensorBlock, TensorMap
 
-from .bindings import Bindings, RunError
-from .block_lookup import error_bits
-from .compiled import Fallback, compile_module, default_threads
-from .gradients.forward import _needed, compute_gradients
-from .evaluate.evaluator import Evaluator
+from ..bindings import Bindings, RunError
+from ..native.block_lookup import error_bits
+from ..native.compiled import Fallback, compile_module, default_threads
+from .forward import _needed, compute_gradients
+from ..evaluate.evaluator import Evaluator
 
 #: the gradients products are taken with respect to, and the shape of each product per target
 PRODUCTS_WRT = ("positions", "cell")
@@ -93,7 +93,7 @@ def _parallel_over_an_index(rendered) -> bool:
 
 
 def _member_plans(rendered) -> list:
-    """The plans of a rendered kernel's members (a fused kernel's, `codegen/plan.py: FusedPlan`),
+    """The plans of a rendered kernel's members (a fused kernel's, `codegen/schedule/plan.py: FusedPlan`),
     or its own plan."""
     return list(rendered.plan.plans) if hasattr(rendered.plan, "plans") else [rendered.plan]
 
@@ -283,7 +283,7 @@ class NativeProducts:
         #: the stand-in kernels (cotangents, tangents) whose grids the runtime fills, by name
         self.stand_ins = {name: extra[name] for name in stand_in_names}
         #: (product kernel names) -> the name of their fused kernel: the terms of one gradient in one
-        #: pass over the pairs (`codegen/fuse.py: fused_group`), compiled with the product kernels
+        #: pass over the pairs (`codegen/schedule/fuse.py: fused_group`), compiled with the product kernels
         self.fused_products, fused = {}, []
         pair_systems = {p.name: p.systems for p in module.pairs}
         for lists in (self.vjp_kernels, self.jvp_kernels, self.direct_vjp, self.direct_jvp):
@@ -485,7 +485,7 @@ class NativeProducts:
     def _run_products(self, names, arguments, state: _State, wrt, shape: tuple) -> np.ndarray:
         """The sum of the product kernels `names` (the terms of one gradient), into a zeroed buffer
         of `shape`: by their fused kernel when they have one (one pass over the pairs for the
-        expansion's two terms, `codegen/fuse.py: fused_group`), else one after the other."""
+        expansion's two terms, `codegen/schedule/fuse.py: fused_group`), else one after the other."""
         fused = self.fused_products.get(tuple(names))
         if fused is not None and fused in self.compiled.kernels:
             return self._run_product(fused, arguments, state, wrt, shape, outputs=len(names))

@@ -9,7 +9,7 @@ rows of the gradient they read. `fused_kernels` makes, for each tensor and each 
   loops up to its pass over pairs (terms that read another gradient cannot: it does not exist
   yet during the values' pass), one per gradient and one with the terms of all of them
   (positions and strain: forces and stress); the runtime runs the one of the most gradients
-  asked instead of the values' kernel (`runtime/compiled.py: _run_fused`);
+  asked instead of the values' kernel (`runtime/native/compiled.py: _run_fused`);
 - *terms* fused kernels: the other scatter kernels of the gradient, grouped by the domain of
   their driver (the rows of `drho`), each member's driver renamed to the first's; the runtime
   runs one instead of its members (`runtime/gradients/forward.py`).
@@ -188,7 +188,7 @@ def _term_groups(keys, scatters: dict, kernels: dict, pair_systems: dict) -> lis
 def fused_group(name: str, kernels, pair_systems: dict):
     """`kernels` (two or more) as one fused kernel named `name`, the first that can lead them
     (`plan.plan_fused`) first; None when no order fuses them all (the product kernels of
-    `runtime/native_products.py`: the expansion's two VJP terms over the same pairs)."""
+    `runtime/gradients/native_products.py`: the expansion's two VJP terms over the same pairs)."""
     kernels = list(kernels)
     if len(kernels) < 2:
         return None

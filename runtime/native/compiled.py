@@ -10,7 +10,7 @@ index grid and `runtime.assemble.evaluate_kernel(..., body=...)` builds the
 blocks, exactly as for the evaluator. A kernel runs with the evaluator
 (runtime/evaluate/) instead when the renderer has no compiled form for it
 (`.fallbacks` says why), when an argument has no native form (binding returns
-a `Fallback` value, runtime/block_lookup.py), or when its native run reports an
+a `Fallback` value, runtime/native/block_lookup.py), or when its native run reports an
 error bit (a missing block entry, an index out of range, a distance beyond a
 spline): the evaluator then raises the precise error, or decides the case, so
 results always equal the oracle's. `.last_run_fallbacks` says why, per kernel.
@@ -34,14 +34,14 @@ from mtdsl.ir.roles import GradientBlocks, GradientRows
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
-from .gradients import forward as gradient_blocks  # called through the module: tests spy on entries_owned
-from .assemble import evaluate_kernel, separable_layout
-from .bindings import Bindings, RunError
+from ..gradients import forward as gradient_blocks  # called through the module: tests spy on entries_owned
+from ..assemble import evaluate_kernel, separable_layout
+from ..bindings import Bindings, RunError
 from .block_lookup import BlockLookup, Fallback, error_bits
 from .body_parts import PART_MARK, first_terms, with_parts
-from .evaluate.evaluator import Evaluator
-from .named import Named
-from .presence import presence_table
+from ..evaluate.evaluator import Evaluator
+from ..named import Named
+from ..presence import presence_table
 
 
 def default_threads() -> int:
@@ -77,7 +77,7 @@ class Arguments:
 
     def presence(self, source) -> np.ndarray:
         """The presence table of a guarded kernel (`runtime/presence.py: presence_table`, source a
-        `PresenceTable`); a part kernel (`runtime/body_parts.py`) reads its whole kernel's."""
+        `PresenceTable`); a part kernel (`runtime/native/body_parts.py`) reads its whole kernel's."""
         if ("presence", source) not in self.cache:
             name = source.kernel.split(PART_MARK)[0]
             present = (getattr(self.bindings, "kernels_present", None) or {}).get(name) \
@@ -348,7 +348,7 @@ class CompiledModule:
         terms = terms or {}
         self.terms = dict(terms.get("terms", {}))
         self.scatters = dict(terms.get("scatters", {}))
-        # a tensor's values and terms of its gradients in one pass (codegen/fuse.py):
+        # a tensor's values and terms of its gradients in one pass (codegen/schedule/fuse.py):
         # {(kernel, (wrt, ...)): (fused kernel name, term keys)}, those that were rendered
         self.fused = {key: value for key, value in terms.get("fused", {}).items() if value[0] in rendered.kernels}
         # terms of one gradient over the same driver in one pass: {(kernel, wrt): [(name, keys, drivers)]}
@@ -391,7 +391,7 @@ class CompiledModule:
         # fused run's values computed before the kernel (`_run_fused`); `layout()`, `_assemble()`
         self._run_layouts = (None, {})
         self.run_threads = threads or default_threads()
-        #: {tensor: its part kernels}: computed term by term, the buffers added (runtime/body_parts.py)
+        #: {tensor: its part kernels}: computed term by term, the buffers added (runtime/native/body_parts.py)
         self.parts: dict = {}
         # gradient terms run natively since the last run: {(kernel, wrt, k): "scatter" | "term"}
         self.last_gradient_terms: dict = {}
@@ -409,7 +409,7 @@ class CompiledModule:
         that read it from its dense buffer do not.
 
         `fused` (`{wrt: runtime/gradients.py: FusedGradients}`): the gradients about to be
-        computed; a kernel with a fused kernel for some of them (`codegen/fuse.py`; the one of the
+        computed; a kernel with a fused kernel for some of them (`codegen/schedule/fuse.py`; the one of the
         most gradients) runs that one instead, which adds the terms of those gradients into the
         rows each `FusedGradients` prepares, in the same pass over pairs.
 
@@ -884,12 +884,12 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     """Render, compile (through the kernel cache) and load `module`, with the terms of its
     gradient kernels (`gradients`: `{wrt: {kernel: GradientKernel}}`, `mtdsl.ir.passes.autodiff`) as
     kernels of the same library (`mtdsl/ir/passes/terms.py`). `extra`: more kernels compiled in the same
-    library after the module's (reverse and tangent products, `runtime/native_products.py`); they
+    library after the module's (reverse and tangent products, `runtime/gradients/native_products.py`); they
     are in `.kernels` but `.run()` never runs them (it runs `module.kernels`). The building is
     the backend's (`codegen/backends.py`: `Backend.load`); this wraps the library in the runtime's `CompiledModule`.
 
     A kernel whose body is several terms renders its first term (with its fused kernels), the
-    others are kernels of their own whose buffers the run adds (runtime/body_parts.py)."""
+    others are kernels of their own whose buffers the run adds (runtime/native/body_parts.py)."""
 
     original = module
     module, others, parts = first_terms(module)

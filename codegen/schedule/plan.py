@@ -43,69 +43,9 @@ from mtdsl import builtins
 from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
+from mtdsl.ir.walk import union_free_vars, conjuncts, domain_vars, free_vars  # noqa: F401 (read as planning.free_vars ...)
 
-from .schedule import abi
-
-
-# ---- free variables ----------------------------------------------------------------------
-
-
-def free_vars(expr) -> frozenset:
-    """The index variables an expression reads (binders of inner sums excluded)."""
-    if expr is None:
-        return frozenset()
-    if isinstance(expr, ir.Var):
-        return frozenset((expr.name,))
-    if isinstance(expr, ir.Const):
-        return frozenset()
-    if isinstance(expr, ir.Data):
-        return _union(expr.index)
-    if isinstance(expr, ir.ParamRef):
-        return _union(expr.index)
-    if isinstance(expr, ir.BlockRef):
-        parts = [e for _, e in expr.keys] + [s.expr for s in expr.samples + expr.components + expr.properties]
-        return _union(parts)
-    if isinstance(expr, ir.Unary):
-        return free_vars(expr.operand)
-    if isinstance(expr, ir.Binary):
-        return free_vars(expr.left) | free_vars(expr.right)
-    if isinstance(expr, ir.Select):
-        return free_vars(expr.condition) | free_vars(expr.if_true) | free_vars(expr.if_false)
-    if isinstance(expr, ir.Call):
-        return _union(expr.args)
-    if isinstance(expr, ir.Reduce):
-        inner = free_vars(expr.body) | free_vars(expr.where)
-        outer = frozenset()
-        names = set()
-        for binder in expr.binders:  # a binder's domain may read earlier binders and outer variables
-            outer |= frozenset(v for v in domain_vars(binder.domain) if v not in names)
-            names.add(binder.name)
-        return (inner - names) | outer
-    raise Unsupported(f"unknown expression {type(expr).__name__}")
-
-
-def _union(exprs) -> frozenset:
-    result = frozenset()
-    for e in exprs:
-        result |= free_vars(e)
-    return result
-
-
-def domain_vars(domain) -> frozenset:
-    if isinstance(domain, ir.IrrepDomain):
-        return free_vars(domain.degree)
-    if isinstance(domain, ir.PairsFrom):
-        return free_vars(domain.atom)
-    return frozenset()
-
-
-def conjuncts(expr) -> list:
-    """`a and b and c` as `[a, b, c]` (None: no condition)."""
-    if expr is None:
-        return []
-    if isinstance(expr, ir.Binary) and expr.op == "and":
-        return conjuncts(expr.left) + conjuncts(expr.right)
-    return [expr]
+from . import abi
 
 
 # ---- types and bounds ------------------------------------------------------------------------
@@ -619,7 +559,7 @@ def _take_prefix(prefix, remaining: list, pending: list, bound: set, loops: list
     for all); this kernel's other conditions over the prefix go to its first own loop. Returns
     the conjuncts left pending."""
     names = {b.name for b, _ in remaining}
-    used = free_vars(body) | _union(pending)
+    used = free_vars(body) | union_free_vars(pending)
     for at, loop in enumerate(prefix):
         if loop.kind not in ("domain", "pairs_of"):
             raise Unsupported(f"a shared loop of kind {loop.kind}")
@@ -797,7 +737,7 @@ def _scatter_driver(kernel) -> Optional[str]:
     are bound by equality), and two points of its sum may add into the same row; so it is parallel
     over a variable of its row map (atoms, pairs, rows of another gradient), and the runtime runs
     it on every thread when that map sends distinct points to distinct entries (checked per run),
-    else on ranges of the driver, cut by owner or into per-thread buffers (`runtime/compiled.py:
+    else on ranges of the driver, cut by owner or into per-thread buffers (`runtime/native/compiled.py:
     CompiledModule._scatter_shared`)."""
     body = kernel.body
     if not isinstance(body, ir.Reduce):

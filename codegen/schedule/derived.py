@@ -1,9 +1,9 @@
 """The derivative kernels a native module is rendered with: the gradient terms of
 `mtdsl/ir/passes/terms.py` (scatter kernels, else term kernels) appended to the module, and the
-fused kernels of `codegen/fuse.py` that join them with the values' pass over pairs.
+fused kernels of `codegen/schedule/fuse.py` that join them with the values' pass over pairs.
 
 This step stays in the backends (not in `mtdsl/ir/passes/`): which kernels fuse is decided by
-the plan (`codegen/plan.py: plan_fused`), the loops each kernel will have.
+the plan (`codegen/schedule/plan.py: plan_fused`), the loops each kernel will have.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict
     name}` (a dense buffer over the term's axes, scattered by `runtime/gradients/forward.py`), the latter
     only for tensors some of whose terms have no scatter kernel (else a failed scatter run falls
     back to the interpreter: half the code to compile); and the fused kernels (`module.fused`,
-    `codegen/fuse.py`): with the values, `{(kernel, (wrt, ...)): (fused kernel name, term keys)}`,
+    `codegen/schedule/fuse.py`): with the values, `{(kernel, (wrt, ...)): (fused kernel name, term keys)}`,
     and of terms alone, `{(kernel, wrt): [(fused kernel name, term keys, drivers), ...]}`."""
     scatters, extra = {}, []
     kernels = {k.name: k for k in module.kernels}
@@ -48,7 +48,7 @@ def extended_module(module: ir.Module, gradients: dict) -> tuple[ir.Module, dict
     if not extra:
         return module, {"terms": names, "scatters": scatters, "fused": {}, "fused_terms": {}}
     extended = dataclasses.replace(module, kernels=tuple(module.kernels) + tuple(extra))
-    # each tensor's values and the terms of its gradient that share its pass over pairs (codegen/fuse.py)
+    # each tensor's values and the terms of its gradient that share its pass over pairs (codegen/schedule/fuse.py)
     fused, with_values, fused_terms = fused_kernels(extended, scatters)
     extended = dataclasses.replace(extended, fused=tuple(extended.fused) + fused)
     return extended, {"terms": names, "scatters": scatters, "fused": with_values, "fused_terms": fused_terms}

@@ -4,7 +4,7 @@ A compiled kernel reads `T{keys}[samples, components, properties]` through dense
 tables from label values to positions (`BlockLookup`, see `codegen/schedule/reads.py`,
 `_render_BlockRef`). A table that would be too large, or labels too spread out
 to encode, have no native form: binding then returns a `Fallback` value (never
-an exception), and the native runner (`runtime/compiled.py`) leaves that
+an exception), and the native runner (`runtime/native/compiled.py`) leaves that
 kernel's run to the evaluator.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 
 from mtdsl.tensor._array import to_numpy
 
-from .bindings import Bindings, RunError
+from ..bindings import Bindings, RunError
 
 SLOT_WIDTH = {"atoms": 2, "pairs": 6, "systems": 1, "value": 1}
 MAX_TABLE = 1 << 26  # entries of one block-access lookup table before the interpreter takes over
