@@ -194,9 +194,9 @@ class NestPrinter:
 
     def scoped(self, body) -> None:
         """`body` with the names it binds forgotten after it (a loop's or an `If`'s)."""
-        saved = dict(self.env), dict(self.ranges)
+        saved = dict(self.env), dict(self.ranges), dict(self.sizes)
         self.statements(body)
-        self.env, self.ranges = saved
+        self.env, self.ranges, self.sizes = saved
 
     def print_Let(self, s: nest.Let) -> None:
         self.env[s.name] = self.value(s.value)
@@ -320,13 +320,13 @@ class NestPrinter:
         self.b.position_at_end(exit_)
 
     def env_loop(self, s: nest.Loop, var, loop: _Loop, interval) -> None:
-        saved = dict(self.env), dict(self.ranges)
+        saved = dict(self.env), dict(self.ranges), dict(self.sizes)
         self.env[s.var] = var
         self.bound(s.var, interval)
         self.loops.append(loop)
         self.statements(s.body)
         self.loops.pop()
-        self.env, self.ranges = saved
+        self.env, self.ranges, self.sizes = saved
 
     def driver_range(self, s: nest.Loop, start, stop):
         """The positions `[lo, hi)` (the function's arguments) of the parallel driver's range, where
@@ -340,8 +340,8 @@ class NestPrinter:
 
     def inline(self, routine: nest.Routine, args: list, output) -> None:
         """A straight-line `nest.Routine` at the current position, filling `output`."""
-        saved = self.env, self.ranges
-        self.env, self.ranges = {name: value for (name, _), value in zip(routine.params, args)}, {}
+        saved = self.env, self.ranges, self.sizes
+        self.env, self.ranges, self.sizes = {name: value for (name, _), value in zip(routine.params, args)}, {}, {}
         for statement in routine.body:
             if isinstance(statement, nest.Let):
                 self.env[statement.name] = self.value(statement.value)
@@ -349,7 +349,7 @@ class NestPrinter:
                 self.b.store(self.value(statement.value), self.b.gep(output, [self.index(statement.index)]))
             else:
                 raise Unsupported(f"routine statement {type(statement).__name__}")
-        self.env, self.ranges = saved
+        self.env, self.ranges, self.sizes = saved
 
     # -- expressions -------------------------------------------------------------------------------------
     def index(self, expr):
