@@ -812,8 +812,27 @@ def local_accumulator(schedule: str, loops) -> Optional[int]:
     return found
 
 
+#: plans by (kernel, prefix, pair systems): one module's kernels are planned by the fusion pass, the
+#: lowering and every fused kernel they start (a third of the planning of a cold compile, issue #15)
+_PLANS: dict = {}
+
+
 def plan_kernel(kernel: ir.TensorKernel, prefix: tuple = (), pair_systems: Optional[dict] = None) -> KernelPlan:
-    """The plan of one kernel; with `prefix`, its nest starts with those loops (`plan_fused`)."""
+    """The plan of one kernel; with `prefix`, its nest starts with those loops (`plan_fused`).
+    A function of its arguments (frozen IR): planned once, then remembered."""
+    try:
+        key = (kernel, prefix, tuple(sorted(pair_systems.items())) if pair_systems else None)
+        hash(key)
+    except TypeError:  # an unhashable argument: planned every time
+        return _plan_kernel(kernel, prefix, pair_systems)
+    if key not in _PLANS:
+        if len(_PLANS) >= 512:
+            _PLANS.clear()
+        _PLANS[key] = _plan_kernel(kernel, prefix, pair_systems)
+    return _PLANS[key]
+
+
+def _plan_kernel(kernel: ir.TensorKernel, prefix: tuple, pair_systems: Optional[dict]) -> KernelPlan:
     names = [b.name for b in kernel.indices]
     if len(set(names)) != len(names):
         raise Unsupported("a kernel index is declared twice")

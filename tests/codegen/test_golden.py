@@ -88,6 +88,13 @@ def test_spherical_harmonics_l1():
     assert render_sph_function("mt_sph1", 1, "metatensor") == SPH1
 
 
+def test_long_routines_are_compiled_once():
+    """A routine beyond `INLINE_LIMIT` statements is `noinline` (g++ -O3 optimized a copy of
+    `mt_sph4` in every kernel of the power spectrum: 0.2 s of a cold compile); short ones stay inline."""
+    assert render_sph_function("mt_sph3", 3, "metatensor").startswith("static inline void mt_sph3(")
+    assert render_sph_function("mt_sph4", 4, "metatensor").startswith("static __attribute__((noinline)) void mt_sph4(")
+
+
 def test_segment_sum_with_equality_bound_species():
     """`P.from(i)` is a CSR segment, `b` comes from the pair, exp(-r) is hoisted out of the k loop,
     and the innermost loop over a kernel index (its own entry per iteration) is `omp simd`."""

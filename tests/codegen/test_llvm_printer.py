@@ -266,3 +266,35 @@ def test_sph_routines_printed_inline(convention, gradient):
         else:
             np.testing.assert_allclose(out.reshape(5, top + 1, width)[:, l, top - l: top + l + 1], values[:, rows],
                                        atol=1e-13)
+
+
+def test_select_masks_only_reads_that_may_leave_their_array():
+    """In a Select both sides are computed: a read on the side not chosen is masked to entry 0,
+    unless it reads a local array at an index constants bound inside it (issue #15: the mask made a
+    contiguous vector load a gather); loops count from 0. Results equal numpy either way."""
+    q, m = ref("q"), ref("m")
+    # c[q] (q in [0, 4), c of 4): inside; t[m - 1] (m in [0, 4)): may be -1, masked where m == 0
+    ok = Binary("gt", m, i(0), nest.BOOL)
+    value = Binary("add", Cast(Load("c", q, INT), REAL), Load("t", Binary("sub", m, i(1), INT)), REAL)
+    body = (Alloc("c", 4, INT), Alloc("t", 4),
+            Loop("q", i(0), i(4), (Store("c", q, Binary("mul", q, i(10), INT)),)),
+            Loop("m", i(0), i(4), (Store("t", m, Cast(m, REAL)),)),
+            Loop("m", i(0), i(4), (Loop("q", i(0), i(4), (
+                Store("out", Binary("add", Binary("mul", m, i(4), INT), q, INT),
+                      Select(ok, value, r(-1.0), REAL)),)),)))
+    kernel = Kernel("k", "mt_k", "direct", (Param("out", "output", REAL, ("buffer",)),), body)
+    module = ll.Module(name="t")
+    text = str(NestPrinter(module, ll.DoubleType()).kernel(kernel))
+    # one masked index (t[m - 1]), none for c[q]
+    masked = [line for line in text.splitlines() if "select" in line and line.rstrip().endswith("i64 0")]
+    assert len(masked) == 1, masked
+    out = np.zeros(16)
+    assert compiled(kernel)([out]) == 0
+    expected = [[-1.0 if mm == 0 else 10.0 * qq + mm - 1 for qq in range(4)] for mm in range(4)]
+    np.testing.assert_array_equal(out.reshape(4, 4), expected)
+    # a loop from a non-zero start counts from 0 and offsets its variable
+    shifted = Kernel("k", "mt_k", "direct", (Param("out", "output", REAL, ("buffer",)),),
+                     (Loop("m", i(2), i(5), (Store("out", Binary("sub", m, i(2), INT), Cast(m, REAL)),)),))
+    out = np.zeros(3)
+    assert compiled(shifted)([out]) == 0
+    np.testing.assert_array_equal(out, [2.0, 3.0, 4.0])
