@@ -17,6 +17,7 @@ from mtdsl.ir import nodes as ir
 
 from . import cache, cpp, llvm
 from .rendered import RenderedModule, ir_text, slim_rendering, with_extra
+from .schedule import plan as planning
 from .schedule.derived import extended_module
 
 
@@ -41,8 +42,9 @@ def rendering(module: ir.Module, backend: str = "cpp", dtype=np.float64, gradien
     stored = cache.load_rendering(key)
     if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == text
             and isinstance(stored[1], RenderedModule) and stored[1].dtype == dtype_name):
-        extended, terms = extended_module(with_extra(module, extra), gradients)
-        stored = (text, _RENDERERS[backend](extended, dtype_name), terms)
+        with planning.remembered_plans():
+            extended, terms = extended_module(with_extra(module, extra), gradients)
+            stored = (text, _RENDERERS[backend](extended, dtype_name), terms)
         try:
             cache.store_rendering(key, slim_rendering(stored, module))
         except OSError:

@@ -35,6 +35,8 @@ evaluates that kernel with the reference interpreter (documented fallback).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
@@ -812,24 +814,38 @@ def local_accumulator(schedule: str, loops) -> Optional[int]:
     return found
 
 
-#: plans by (kernel, prefix, pair systems): one module's kernels are planned by the fusion pass, the
-#: lowering and every fused kernel they start (a third of the planning of a cold compile, issue #15)
-_PLANS: dict = {}
+#: plans by (kernel, prefix, pair systems) while one module renders (`remembered_plans`): its kernels
+#: are planned by the fusion pass, the lowering and every fused kernel they start (a third of the
+#: planning of a cold compile, issue #15). Scoped to one rendering, never process-wide: a remembered
+#: plan holds the IR objects of the module it was made for, and the rendering (stored by the kernel
+#: cache, objects shared by identity) must not depend on what this process rendered before.
+_PLANS: contextvars.ContextVar = contextvars.ContextVar("mtdsl_plans", default=None)
+
+
+@contextlib.contextmanager
+def remembered_plans():
+    """Within this block, `plan_kernel` plans each (kernel, prefix, pair systems) once."""
+    token = _PLANS.set({})
+    try:
+        yield
+    finally:
+        _PLANS.reset(token)
 
 
 def plan_kernel(kernel: ir.TensorKernel, prefix: tuple = (), pair_systems: Optional[dict] = None) -> KernelPlan:
     """The plan of one kernel; with `prefix`, its nest starts with those loops (`plan_fused`).
-    A function of its arguments (frozen IR): planned once, then remembered."""
+    A function of its arguments (frozen IR): inside `remembered_plans`, planned once."""
+    plans = _PLANS.get()
+    if plans is None:
+        return _plan_kernel(kernel, prefix, pair_systems)
     try:
         key = (kernel, prefix, tuple(sorted(pair_systems.items())) if pair_systems else None)
         hash(key)
     except TypeError:  # an unhashable argument: planned every time
         return _plan_kernel(kernel, prefix, pair_systems)
-    if key not in _PLANS:
-        if len(_PLANS) >= 512:
-            _PLANS.clear()
-        _PLANS[key] = _plan_kernel(kernel, prefix, pair_systems)
-    return _PLANS[key]
+    if key not in plans:
+        plans[key] = _plan_kernel(kernel, prefix, pair_systems)
+    return plans[key]
 
 
 def _plan_kernel(kernel: ir.TensorKernel, prefix: tuple, pair_systems: Optional[dict]) -> KernelPlan:

@@ -16,6 +16,9 @@ from mtdsl.codegen import cache
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     monkeypatch = pytest.MonkeyPatch()
+    # one translation unit, whatever the load: how many g++ processes share a library's kernels
+    # (codegen/cache.py: compile_jobs) changes its bytes, and a rebuild must give the same ones
+    monkeypatch.setenv("MTDSL_COMPILE_JOBS", "1")
     directory = tmp_path_factory.mktemp("cache")
     try:
         yield campaign.Setup(directory)
