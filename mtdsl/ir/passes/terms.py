@@ -40,11 +40,16 @@ The derivative nodes of autodiff are lowered to IR that renderers know:
 - `dot(X, s e[d])` is `s X_d`, with `X_d` the component `d` of `X`: `d_sph(v, l, m, d)`
   (four arguments: the scalar component), `P.vector[p, d]`, `[d == c]` for a
   unit vector...; a dot of two vector derivative expressions is the sum of
-  three component products.
+  three component products, taken apart through `?:` (a branchwise derivative's
+  `c ? e[d] : 0.0`, the zero a zero vector) and vector-valued sums (a sum of
+  components).
 
+That covers every term the derivative pass makes from the language's vectors
+(consumed by `dot`, `norm`, `sph`, `to_irrep`, `cross`), so the reference
+evaluator runs every term as its kernel (`runtime/gradients/run.py`).
 Anything else (a vector-valued coefficient, a derivative node in a place this
-lowering does not know) raises `Unsupported`: that term is evaluated by the
-interpreter, as before.
+lowering does not know) raises `Unsupported`: the native runner then leaves
+the term to the evaluator, for which it is an error naming the term.
 
 The same lowering gives the *product kernels* (`mtdsl/ir/passes/products.py`) of `runtime/gradients/native_products.py`
 (`docs/gradients.md`, "Reverse products"): `vjp_kernel` contracts a term with a
@@ -235,6 +240,14 @@ class _Lowering:
         if isinstance(expr, ir.Select) and not self.is_vector(expr.condition):
             return ir.Select(self.lower(expr.condition), self.component(expr.if_true, c),
                              self.component(expr.if_false, c))
+        if isinstance(expr, ir.Const) and expr.value == 0:
+            # the zero a branchwise derivative puts in a vector's place (`c ? e[a] : 0.0`)
+            return expr
+        if isinstance(expr, ir.Reduce) and self.is_vector(expr.body):
+            # a vector-valued sum, component by component (`norm(sum(p ...) P.vector[p])`)
+            binders = tuple(ir.Binder(b.name, self.domain(b.domain)) for b in expr.binders)
+            where = self.lower(expr.where) if expr.where is not None else None
+            return ir.Reduce(binders, self.component(expr.body, c), where)
         raise Unsupported(f"a component of the vector {expr}")
 
     def unit_form(self, expr):
@@ -275,6 +288,8 @@ class _Lowering:
             return True
         if isinstance(expr, ir.Call) and expr.function == "d_sph":
             return True
+        if isinstance(expr, ir.Reduce):
+            return self.has_derivative(expr.body) or (expr.where is not None and self.has_derivative(expr.where))
         return any(self.has_derivative(child) for child in ad._children(expr))
 
     # -- lowering --------------------------------------------------------------------------------
