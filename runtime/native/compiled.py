@@ -29,7 +29,7 @@ from mtdsl.codegen.backends import backend as native_backend
 from mtdsl.codegen.schedule import abi
 from mtdsl.codegen.rendered import ir_text, slim_rendering, with_extra  # noqa: F401 - importable from here as before
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.roles import GradientBlocks, GradientRows
+from mtdsl.ir.roles import GradientBlocks, GradientRows, RowField
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
@@ -216,7 +216,7 @@ class Arguments:
         if source in self.out_rows:  # the rows a scatter kernel writes (mtdsl/ir/passes/terms.py)
             return int(self.out_rows[source][1])
         if source not in self.bindings.pairs:  # the rows of a gradient (mtdsl/ir/passes/terms.py)
-            rows = self.rows(source, "block")
+            rows = self.rows(source, RowField("block"))
             return rows if isinstance(rows, Fallback) else len(rows)
         return self.bindings.pairs[source].n_pairs
 

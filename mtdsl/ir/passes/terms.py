@@ -30,9 +30,9 @@ The derivative nodes of autodiff are lowered to IR that renderers know:
 - `GradRows(T, wrt)` (the rows of T's gradient blocks) is a runtime range, written
   as a `PairsDomain` of the reserved name `rows_source(T, wrt)` (its size is the
   number of rows; it is never a neighbour list);
-- `GradLabel` is an integer `Data` read of that source: fields `key:<label>`,
-  `sample:<slot>`, `target`, and `block` / `local` (the block of a row, its
-  position in the block);
+- `GradLabel` is an integer `Data` read of that source, its field a typed
+  `RowField` (mtdsl/ir/roles.py): `key` (a label), `sample` (a slot), `target`,
+  and `block` / `local` (the block of a row, its position in the block);
 - `GradValue` is a block access to `grad_tensor(T, wrt)`: a TensorMap built at run
   time from T's gradient blocks, one block per block of T (key `block`), samples
   `row` (the local row), components the gradient's (directions in stored order,
@@ -72,7 +72,7 @@ from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
 
 from . import autodiff as ad
-from ..roles import GradientBlocks, GradientRows, GradientValues, RowMap, ScatterKernel, TermKernel
+from ..roles import GradientBlocks, GradientRows, GradientValues, RowField, RowMap, ScatterKernel, TermKernel
 
 
 def rows_source(tensor: str, wrt: str) -> GradientRows:
@@ -299,7 +299,7 @@ class _Lowering:
         if isinstance(expr, ad.UnitVector):
             raise Unsupported("a unit vector outside a dot product")
         if isinstance(expr, ad.GradLabel):
-            field = {"key": f"key:{expr.label}", "sample": f"sample:{expr.slot}", "target": "target"}[expr.what]
+            field = RowField(expr.what, {"key": expr.label, "sample": expr.slot, "target": ""}[expr.what])
             return ir.Data(rows_source(expr.tensor, expr.wrt), field, (self.lower(expr.row),))
         if isinstance(expr, ad.GradValue):
             return self.grad_value(expr)
@@ -350,8 +350,8 @@ class _Lowering:
         source = rows_source(expr.tensor, expr.wrt)
         return ir.BlockRef(
             grad_tensor(expr.tensor, expr.wrt),
-            (("block", ir.Data(source, "block", (row,))),),
-            (ir.Slot("value", ir.Data(source, "local", (row,))),),
+            (("block", ir.Data(source, RowField("block"), (row,))),),
+            (ir.Slot("value", ir.Data(source, RowField("local"), (row,))),),
             tuple(directions) + tuple(ir.Slot(s.kind, self.lower(s.expr), s.source) for s in expr.components),
             tuple(ir.Slot(s.kind, self.lower(s.expr), s.source) for s in expr.properties),
         )
