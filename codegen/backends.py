@@ -3,7 +3,8 @@
 The runtime imports from the code generator only this, the kernel ABI (`schedule/abi.py`: what
 each argument of a rendered kernel is) and the cache; which module renders or loads a backend's
 code is this registry's business. A new backend (a TorchScript operator, a GPU one) is a class
-with `render` and `load` added to `BACKENDS`.
+with `render`, `listing` and `load` added to `BACKENDS`; `load` compiles what `render` gives for
+the same arguments (`codegen/build.py: rendering`), so `mtdsl compile --emit` shows what runs.
 """
 
 from __future__ import annotations
@@ -14,14 +15,18 @@ import numpy as np
 
 from mtdsl.ir import nodes as ir
 
-from . import build as building, cpp, llvm
+from . import build as building
 
 
 class Backend(Protocol):
     name: str
 
-    def render(self, module: ir.Module, dtype: str = "float64") -> str:
-        """The generated code of `module` (`mtdsl compile --emit <name>`)."""
+    def render(self, module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()):
+        """The `RenderedModule` that `load` compiles (same arguments): its code in `.source`, the loop
+        nests the code was printed from in `.nest` (`mtdsl compile --emit nest`)."""
+
+    def listing(self, rendered) -> str:
+        """What `mtdsl compile --emit <name>` prints of a rendering of `render`."""
 
     def load(self, module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()) -> tuple:
         """`(rendered, library, path, cache_hit, terms)`: `module` (with the terms of its gradient
@@ -30,14 +35,16 @@ class Backend(Protocol):
 
 
 class _Native:
-    """A backend of `codegen/build.py`: `render` from its own package, `load` through `build`."""
+    """A backend of `codegen/build.py`: `render` and `load` through its `rendering`, `listing` its own."""
 
-    def __init__(self, name: str, package):
+    def __init__(self, name: str):
         self.name = name
-        self._package = package
 
-    def render(self, module: ir.Module, dtype: str = "float64") -> str:
-        return self._package.render(module, dtype)
+    def render(self, module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()):
+        return building.rendering(module, self.name, dtype=dtype, gradients=gradients, extra=extra)[0]
+
+    def listing(self, rendered) -> str:
+        return building.listing(rendered, self.name)
 
     def load(self, module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()) -> tuple:
         return building.build(module, self.name, dtype=dtype, gradients=gradients, extra=extra)
@@ -46,7 +53,7 @@ class _Native:
         return f"Backend({self.name!r})"
 
 
-BACKENDS: dict[str, Backend] = {"cpp": _Native("cpp", cpp), "llvm": _Native("llvm", llvm)}
+BACKENDS: dict[str, Backend] = {"cpp": _Native("cpp"), "llvm": _Native("llvm")}
 
 
 def backend(name: str) -> Backend:

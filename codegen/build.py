@@ -2,8 +2,9 @@
 
 `build(module, backend, ...)` is what `runtime.native.compiled.compile_module` wraps in a
 `CompiledModule`: this module owns everything up to the loaded library, the runtime
-everything after (binding arguments, running, assembling). `render(module, emit)` is
-`mtdsl compile --emit cpp|llvm|nest`.
+everything after (binding arguments, running, assembling). `rendering(...)` is the one step
+both `build` and `mtdsl compile --emit cpp|llvm|nest` take (`listing` is what the latter prints),
+so what is shown is what is compiled.
 """
 
 from __future__ import annotations
@@ -15,46 +16,76 @@ import numpy as np
 from mtdsl.ir import nodes as ir
 
 from . import cache, cpp, llvm
-from .rendered import ir_text, slim_rendering, with_extra
+from .rendered import RenderedModule, ir_text, slim_rendering, with_extra
 from .schedule.derived import extended_module
-from .schedule import lower
 
 
-def render(module: ir.Module, emit: str, dtype: str = "float64") -> str:
-    """The generated code of `module` (`mtdsl compile --emit cpp|llvm|nest`): C++ source, LLVM IR,
-    or the loop nest the C++ backend prints (`codegen/schedule/lower.py`)."""
+# how each backend renders a module, and what `--emit <backend>` shows of the rendering
+_RENDERERS = {"cpp": cpp.render_module, "llvm": llvm.render_module}
+_LISTINGS = {"cpp": lambda rendered: rendered.source, "llvm": llvm.listing}
+
+
+def rendering(module: ir.Module, backend: str = "cpp", dtype=np.float64, gradients: dict | None = None,
+              extra: tuple = ()) -> tuple:
+    """`(rendered, terms)`: the `RenderedModule` `build` compiles `module` from (with the terms of
+    its gradient kernels and the `extra` kernels) on `backend`, through the rendering cache, and what
+    binds the terms (`schedule/derived.py: extended_module`). A cache hit skips rendering (and
+    lowering the gradient terms): the rendering is stored by its IR, its gradient kernels (their
+    `repr`, every field), the dtype and the renderers' sources."""
+    if backend not in _RENDERERS:
+        raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp' and 'llvm')")
+    gradients = gradients or {}
+    dtype_name = np.dtype(dtype).name
+    text = ir_text(module, gradients, extra)
+    key = cache.rendering_key(backend, text, dtype_name)
+    stored = cache.load_rendering(key)
+    if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == text
+            and isinstance(stored[1], RenderedModule) and stored[1].dtype == dtype_name):
+        extended, terms = extended_module(with_extra(module, extra), gradients)
+        stored = (text, _RENDERERS[backend](extended, dtype_name), terms)
+        try:
+            cache.store_rendering(key, slim_rendering(stored, module))
+        except OSError:
+            pass  # a read-only cache: render every time
+    _, rendered, terms = stored
+    return rendered, terms
+
+
+def listing(rendered: RenderedModule, emit: str) -> str:
+    """What `mtdsl compile --emit nest|cpp|llvm` prints of a rendering: the loop nests it was
+    printed from (`schedule/lower.py`), or its C++ source / LLVM IR (after a comment naming
+    each function's tensor)."""
     if emit == "nest":
-        return lower.render(module)
-    if emit == "cpp":
-        return cpp.render(module, dtype)
-    if emit == "llvm":
-        return llvm.render(module, dtype)
+        return rendered.nest
+    if emit in _LISTINGS:
+        return _LISTINGS[emit](rendered)
     raise ValueError(f"unknown code to emit {emit!r} (cpp, llvm or nest)")
+
+
+def render(module: ir.Module, emit: str, dtype="float64", gradients: dict | None = None, extra: tuple = ()) -> str:
+    """The generated code of `module` as `build` renders it (`listing`): `emit` "cpp" or "llvm" on
+    that backend, "nest" the loop nests of the C++ backend's rendering."""
+    if emit not in ("nest", *_LISTINGS):
+        raise ValueError(f"unknown code to emit {emit!r} (cpp, llvm or nest)")
+    rendered, _ = rendering(module, "cpp" if emit == "nest" else emit, dtype, gradients, extra)
+    return listing(rendered, emit)
 
 
 def build(module: ir.Module, backend: str = "cpp", dtype=np.float64, gradients: dict | None = None,
           extra: tuple = ()) -> tuple:
     """`(rendered, library, path, cache_hit, terms)` of `module` with the terms of its gradient kernels
     (`gradients`: `{wrt: {kernel: GradientKernel}}`, `mtdsl/ir/passes/terms.py`) and the `extra` kernels, on
-    `backend` ("cpp": a shared library through the kernel cache; "llvm": JIT-compiled by llvmlite)."""
-    gradients = gradients or {}
-    if backend == "llvm":  # LLVM IR through llvmlite, JIT-compiled (mtdsl.codegen.llvm)
-        return llvm.build(module, dtype=dtype, gradients=gradients, extra=extra)
-    if backend != "cpp":
+    `backend` ("cpp": a shared library through the kernel cache; "llvm": JIT-compiled by llvmlite), from
+    the rendering of `rendering`."""
+    if backend not in _RENDERERS:
         raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp' and 'llvm')")
-    # OpenMP threads that spin between parallel regions compete with the serial Python assembly and
-    # with other libraries on small machines: let them sleep (read once, when libgomp is loaded)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    # a cache hit skips rendering (and lowering the gradient terms): the rendered module is stored
-    # by its IR and its gradient kernels (their `repr`, every field) next to the library
-    dtype_name = np.dtype(dtype).name
-    text = ir_text(module, gradients, extra)
-    key = cache.rendering_key("cpp", text, dtype_name)
-    stored = cache.load_rendering(key)
-    if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == text and stored[1].dtype == dtype_name):
-        extended, terms = extended_module(with_extra(module, extra), gradients)
-        stored = (text, cpp.render_module(extended, dtype_name), terms)
-        cache.store_rendering(key, slim_rendering(stored, module))
-    _, rendered, terms = stored
+    if backend == "cpp":
+        # OpenMP threads that spin between parallel regions compete with the serial Python assembly and
+        # with other libraries on small machines: let them sleep (read once, when libgomp is loaded)
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    rendered, terms = rendering(module, backend, dtype, gradients, extra)
+    if backend == "llvm":  # LLVM IR through llvmlite, JIT-compiled (mtdsl.codegen.llvm)
+        library = llvm.JITLibrary(rendered)
+        return rendered, library, library.path, library.cache_hit, terms
     library, path, hit = cache.load(rendered.source)
     return rendered, library, path, hit, terms

@@ -26,6 +26,7 @@ class RenderedKernel:
     # [lo, hi) of the scalars abi.DriverRange(0) and abi.DriverRange(1); else None
     driver_count: object = None
     driver_var: object = None  # the driver's variable (a row variable of a scatter kernel's row map)
+    nest: str = ""  # the loop nest `source` was printed from, as text (`schedule/nest.py: text`)
 
 
 @dataclass
@@ -36,6 +37,7 @@ class RenderedModule:
     kernels: dict  # tensor name -> RenderedKernel
     unsupported: dict  # tensor name -> reason (evaluated by the interpreter)
     constants: dict = field(default_factory=dict)  # name -> numpy array (float64)
+    nest: str = ""  # `mtdsl compile --emit nest`: the loop nests `source` was printed from (`schedule/lower.py`)
 
 
 # ---- what a rendering cached by IR depends on (codegen/build.py) ----------------------------

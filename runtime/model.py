@@ -27,6 +27,7 @@ from .gradients.asked import asked_gradients
 from .bindings import Bindings
 from .bridges.calculator import make_calculator
 from .native.compiled import compile_module
+from .native.rendering import model_arguments
 from .export.atomistic import export as export_model
 from .finite import check_finite, finite_check_enabled
 from .gradients.forward import DIRECTION_LABELS, FusedGradients, compute_gradients
@@ -127,8 +128,7 @@ class Model:
     def compiled(self):
         """The native module of the cpp / llvm backends (runtime/native/compiled.py), built on first use."""
         if self.backend != "interpreter" and self._compiled is None:
-            self._compiled = compile_module(self.module, backend=self.backend, dtype=self.dtype,
-                                            gradients=self.gradient_kernels)
+            self._compiled = compile_module(**model_arguments(self))
         return self._compiled
 
     @property
@@ -183,7 +183,7 @@ class Model:
         if self._compiled is not None:
             return self._compiled
         if getattr(self, "_compiled_values", None) is None:  # (absent from models pickled before it)
-            self._compiled_values = compile_module(self.module, backend=self.backend, dtype=self.dtype)
+            self._compiled_values = compile_module(**model_arguments(self, gradients={}))
         return self._compiled_values
 
     def __call__(self, frames, gradients=None, **tensormaps) -> dict[str, TensorMap]:

@@ -9,6 +9,7 @@ from mtdsl.ir import nodes as ir
 
 from ..rendered import RenderedKernel, RenderedModule
 from ..schedule.kernel import LoweredKernel, ModuleLowering
+from ..schedule.lower import kernel_text, module_text
 from ..schedule.sph import sph_routine
 from . import printer
 from .templates import templates
@@ -18,7 +19,7 @@ def _rendered(lowered: LoweredKernel) -> RenderedKernel:
     kernel = lowered.nest
     return RenderedKernel(lowered.name,
                           kernel.symbol, lowered.plan, lowered.arrays, lowered.scalars, printer.kernel(kernel),
-                          lowered.driver_count, lowered.driver_var)
+                          lowered.driver_count, lowered.driver_var, kernel_text(lowered))
 
 
 def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:
@@ -32,7 +33,8 @@ def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:
         sph_functions=[printer.routine(routine) for routine in lowering.routines.values()],
         kernels=[kernel.source for kernel in kernels.values()],
     )
-    return RenderedModule(module, dtype, text, kernels, unsupported, dict(lowering.constants))
+    return RenderedModule(module, dtype, text, kernels, unsupported, dict(lowering.constants),
+                          module_text(lowering.routines.values(), kernels, unsupported))
 
 
 def render(module: ir.Module, dtype: str = "float64") -> str:

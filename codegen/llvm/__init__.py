@@ -33,16 +33,16 @@ its loop nest and runs it. The modules, each owning one thing:
 | `printer.py` | `NestPrinter`: a `nest.Kernel` as an LLVM function, node by node |
 | `primitives.py` | the primitive operations of the nest (`nest.INTRINSICS`, `FILL_FUNCTIONS`) as instructions: a table |
 | `emit.py` | LLVM IR building blocks: integer types, constants, identifiers, the contracting IRBuilder |
-| `module.py` | a module's kernels lowered and printed into one LLVM module; `render`, `render_module` |
+| `module.py` | a module's kernels lowered and printed into one LLVM module; `render`, `render_module`, `listing` |
 | `driver.py` | `LLVMKernel`: a kernel's driver range in chunks over threads |
-| `jit.py` | the target machine, `optimize`, the object cache (`JITLibrary`), `build` |
+| `jit.py` | the target machine, `optimize`, the object cache (`JITLibrary`) |
 """
 
 from .driver import CHUNKS_PER_THREAD, LLVMKernel
-from .jit import JITLibrary, build, object_key, optimize
-from .module import render, render_module
+from .jit import JITLibrary, object_key, optimize
+from .module import listing, render, render_module
 from .primitives import LIBM_FUNCTIONS, LLVM_INTRINSICS, PRIMITIVES
 from .printer import NestPrinter
 
 __all__ = ["CHUNKS_PER_THREAD", "JITLibrary", "LIBM_FUNCTIONS", "LLVMKernel", "LLVM_INTRINSICS", "NestPrinter",
-           "PRIMITIVES", "build", "object_key", "optimize", "render", "render_module"]
+           "PRIMITIVES", "listing", "object_key", "optimize", "render", "render_module"]

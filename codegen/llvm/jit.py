@@ -1,6 +1,6 @@
 """LLVM IR text to machine code: the host target machine, the optimization pipeline (O3, loop
-and SLP vectorization), the object cache in the kernel cache directory (`JITLibrary`), and
-`build` (render through the rendering cache, then JIT)."""
+and SLP vectorization), and the object cache in the kernel cache directory (`JITLibrary`).
+Rendering (through the rendering cache) is `codegen/build.py`'s, the same for every backend."""
 
 from __future__ import annotations
 
@@ -8,16 +8,10 @@ import threading
 from typing import Optional
 
 import llvmlite.binding as llvm
-import numpy as np
 
-from mtdsl.ir import nodes as ir
-
-from .. import cache
 from ..cache import _atomic_write, _discard, cache_dir, object_bytes, object_payload
-from ..schedule.derived import extended_module
-from ..rendered import RenderedModule, ir_text, slim_rendering, with_extra
+from ..rendered import RenderedModule
 from .driver import LLVMKernel
-from .module import render_module
 
 _INIT = threading.Lock()
 _READY = False
@@ -113,28 +107,3 @@ class JITLibrary:
         for kernel in rendered.kernels.values():
             address = self.engine.get_function_address(kernel.symbol)
             setattr(self, kernel.symbol, LLVMKernel(address, kernel))
-
-
-def build(module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()) -> tuple:
-    """Render, optimize and JIT `module` with the terms of its gradient kernels (`mtdsl/ir/passes/terms.py`)
-    and the `extra` kernels: `(rendered, library, path, cache_hit, terms)`, which
-    `runtime.native.compiled.compile_module` wraps in a `CompiledModule` (`codegen/build.py`)."""
-    # a cache hit skips rendering (and lowering the gradient terms) too: the rendered module is
-    # stored by its IR, its gradient kernels, the dtype and the renderers
-    gradients = gradients or {}
-    dtype_name = np.dtype(dtype).name
-    text = ir_text(module, gradients, extra)
-    key = cache.rendering_key("llvm", text, dtype_name)  # hashes every source of codegen/, this package's too
-    stored = cache.load_rendering(key)
-    if not (isinstance(stored, tuple) and len(stored) == 3 and stored[0] == text
-            and isinstance(stored[1], RenderedModule) and stored[1].dtype == dtype_name):
-        extended, terms = extended_module(with_extra(module, extra), gradients)
-        stored = (text, render_module(extended, dtype_name), terms)
-        try:
-            cache.store_rendering(key, slim_rendering(stored, module))
-        except OSError:
-            pass  # a read-only cache: render every time
-    _, rendered, terms = stored
-    library = JITLibrary(rendered)
-    return rendered, library, library.path, library.cache_hit, terms
-

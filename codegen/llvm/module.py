@@ -13,6 +13,7 @@ from ..schedule import plan as planning
 from ..schedule.plan import Unsupported
 from ..rendered import RenderedKernel, RenderedModule
 from ..schedule.kernel import LoweredKernel, ModuleLowering
+from ..schedule.lower import kernel_text, module_text
 from .emit import _sanitize
 from .printer import NestPrinter, scalars
 
@@ -35,10 +36,11 @@ def render_module(module: ir.Module, dtype: str = "float64") -> RenderedModule:
             raise
         count, var = driver(lowered.plan)
         return RenderedKernel(lowered.name, symbol, lowered.plan, lowered.arrays, scalars(lowered.nest), str(function),
-                              count, var)
+                              count, var, kernel_text(lowered))
 
     kernels, unsupported = lowering.lower(rendered)
-    return RenderedModule(module, dtype, str(llmodule), kernels, unsupported, dict(lowering.constants))
+    return RenderedModule(module, dtype, str(llmodule), kernels, unsupported, dict(lowering.constants),
+                          module_text(lowering.routines.values(), kernels, unsupported))
 
 
 def driver(plan) -> tuple:
@@ -52,9 +54,13 @@ def driver(plan) -> tuple:
 
 
 def render(module: ir.Module, dtype: str = "float64") -> str:
-    """The LLVM IR of a module (`mtdsl compile --emit llvm`), after a comment naming the tensor of
-    each kernel's function (gradient kernels included: `·scatter·dT/dwrt#k`, `mtdsl/ir/passes/terms.py`)."""
-    rendered = render_module(module, dtype)
+    """The LLVM IR of a module, as `listing` shows it."""
+    return listing(render_module(module, dtype))
+
+
+def listing(rendered: RenderedModule) -> str:
+    """The text of `mtdsl compile --emit llvm`: the LLVM IR of a rendered module, after a comment naming
+    the tensor of each kernel's function (gradient kernels included: `·scatter·dT/dwrt#k`, `mtdsl/ir/passes/terms.py`)."""
 
     def shown(text):  # as the IR's identifiers: names never reach the IR as they are
         return "".join(c if c.isascii() and (c.isalnum() or c in "_-./#") or c == "·" else "_" for c in str(text))

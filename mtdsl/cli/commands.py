@@ -16,7 +16,6 @@ import numpy as np
 
 from .cache import COMMAND as CACHE_COMMAND
 from .base import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Command, CommandError, _parse_set, _require_file
-from ..codegen import render
 from ..codegen.schedule.derived import extended_module
 from ..compile import CompileError, compile
 from ..distributed.command import inspect_dataset, parse_domains, run_distributed
@@ -27,6 +26,7 @@ from ..lang.resolve import parse_literal_text
 from ..ops import join
 from ..provenance import append_provenance, history
 from ..runtime.export.atomistic import ExportError, ExportWarning
+from ..runtime.native.rendering import emitted, model_arguments
 from ..runtime.parameters import ParametersError, file_species
 from ..tensor import Labels, TensorBlock, TensorMap
 
@@ -78,32 +78,31 @@ def add_compile(parser: argparse.ArgumentParser) -> None:
                         help="only the value kernels, without the gradient kernels")
 
 
-def _emitted_module(model, args):
-    """The module as the native backends compile it: the value kernels, then the gradient kernels of
-    the chosen declared gradients (`mtdsl/ir/passes/terms.py`; every declared one unless `--gradients` says)."""
+def _emitted_gradients(model, args) -> dict:
+    """`{wrt: {kernel: GradientKernel}}` of the chosen declared gradients (`mtdsl/ir/passes/terms.py`;
+    every declared one unless `--gradients` says, none with `--no-gradients`)."""
     if args.no_gradients:
         if args.gradients:
             raise CommandError("--gradients and --no-gradients exclude each other", EXIT_USAGE)
-        return model.module
+        return {}
     declared = model.gradient_kernels
     chosen = list(dict.fromkeys(args.gradients)) if args.gradients else list(declared)
     unknown = [wrt for wrt in chosen if wrt not in declared]
     if unknown:
         raise CommandError(f"--gradients {unknown[0]}: no output of {args.file} declares it "
                            f"(declared: {', '.join(declared) or 'none'})", EXIT_USAGE)
-    if not chosen:
-        return model.module
-    extended, _ = extended_module(model.module, {wrt: declared[wrt] for wrt in chosen})
-    return extended
+    return {wrt: declared[wrt] for wrt in chosen}
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
     model = _compile(args)
-    module = _emitted_module(model, args)
-    if args.emit == "ir":
-        print(module)
+    gradients = _emitted_gradients(model, args)
+    if args.emit == "ir":  # the value kernels, then the gradient kernels the native backends append
+        print(extended_module(model.module, gradients)[0] if gradients else model.module)
         return EXIT_OK
-    print(render(module, args.emit))
+    # exactly what the model compiles (runtime/native/rendering.py): its module, backend, dtype and
+    # gradient kernels, through the same rendering as its library
+    print(emitted(emit=args.emit, **model_arguments(model, gradients)))
     return EXIT_OK
 
 

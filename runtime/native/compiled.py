@@ -37,7 +37,8 @@ from ..gradients import forward as gradient_blocks  # called through the module:
 from ..assemble import evaluate_kernel, separable_layout
 from ..bindings import Bindings, RunError
 from .block_lookup import BlockLookup, Fallback, error_bits
-from .body_parts import PART_MARK, first_terms, with_parts
+from .rendering import native_inputs
+from .body_parts import PART_MARK, with_parts
 from ..evaluate.evaluator import Evaluator
 from ..named import Named
 from ..presence import presence_table
@@ -861,11 +862,6 @@ class CompiledModule:
         return layouts.get(name) if found is bindings else None
 
 
-def render(module: ir.Module, dtype=np.float64) -> str:
-    """The C++ source of `module` (`mtdsl compile --emit cpp`)."""
-    return native_backend("cpp").render(module, np.dtype(dtype).name)
-
-
 def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, threads: int | None = None,
                    gradients: dict | None = None, extra: tuple = ()) -> CompiledModule:
     """Render, compile (through the kernel cache) and load `module`, with the terms of its
@@ -879,8 +875,7 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     others are kernels of their own whose buffers the run adds (runtime/native/body_parts.py)."""
 
     original = module
-    module, others, parts = first_terms(module)
-    rendered, library, path, hit, terms = native_backend(backend).load(module, dtype=dtype, gradients=gradients,
-                                                                      extra=tuple(extra) + others)
+    module, arguments, parts = native_inputs(module, gradients, extra)  # as `rendering.py` renders it for --emit
+    rendered, library, path, hit, terms = native_backend(backend).load(module, dtype=dtype, **arguments)
     return with_parts(CompiledModule(module, rendered, library, path, hit, threads, terms), original, parts)
 

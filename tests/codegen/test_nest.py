@@ -96,7 +96,9 @@ def test_compile_emits_the_nest(capsys):
     assert re.search(r"guard \(v\d+ <= v\d+\)  # where \(b1 <= b2\)", text)
     # a value tabulated over l outside the loops between (the prefactor of ps, with 3 radial channels)
     assert re.search(r"alloc T\d+: real\[5\]  # .* for every l", text)
-    assert re.search(r"fill Y\d+ = mt_sph4\(a\d+\[v\d+\]\.xyz\)", text)
+    # the harmonics of each pair's vector, read from the pair list, filled once per pair (rho's pass
+    # over pairs, as the model runs it: runtime/native/body_parts.py)
+    assert re.search(r"let (d\d+): vec = a\d+\[v\d+\]\.xyz\n +alloc Y\d+: real\[45\]\n +fill Y\d+ = mt_sph4\(\1\)", text)
     # the gradient kernels: local accumulators, simd channel loops, and fused kernels whose members
     # write their own buffers
     assert "kernel ·scatter·dps/dpositions#0 (accumulate):" in text and re.search(r"alloc A\d+: real\[27\] = 0", text)
