@@ -147,10 +147,10 @@ class RowMapArray(ArrayArgument):
 
 @dataclass(frozen=True, slots=True)
 class GradientRowField(ArrayArgument):
-    """An integer label of each row of a computed gradient (`block`, `local`, `key:k`, `sample:s`)."""
+    """An integer label of each row of a computed gradient (`block`, `local`, `target`, `key:k`, `sample:s`)."""
 
     source: object  # roles.GradientRows
-    field: str
+    field: object  # roles.RowField
 
     def __str__(self):
         return f"{self.source}.{self.field}"

@@ -6,7 +6,8 @@ program declares: the rows of a computed tensor's gradient, its values as scatte
 them, its blocks as a TensorMap, the row maps of scatter and product kernels, cotangents and
 tangents, term, scatter, product and fused kernels. Each is a value of one class below, put
 where the IR holds a name: `Data.source`, `PairsDomain.pairs` (a run-time range of rows),
-`BlockRef.tensor`, `TensorKernel.name`, `FusedKernel.name`. A consumer asks the type
+`BlockRef.tensor`, `TensorKernel.name`, `FusedKernel.name`; and `Data.field` where it reads a
+label of gradient rows (`RowField`). A consumer asks the type
 (`isinstance(expr.source, GradientRows)`) and reads the typed fields (`.tensor`, `.wrt`): no
 name is ever parsed or tested by prefix.
 
@@ -74,6 +75,27 @@ class GradientRows(RoleName):
 
     FIELDS = ("tensor", "wrt")
     spell = staticmethod(lambda tensor, wrt: _spell("rows", tensor, wrt))
+
+
+#: what a `RowField` reads of a gradient row: its block, its position in the block, its target
+#: (atom or system), a key of its block (`name`: the key's label) or a sample entry (`name`: the slot)
+ROW_FIELD_KINDS = ("block", "local", "target", "key", "sample")
+
+
+def _row_field(kind, name=""):
+    if kind not in ROW_FIELD_KINDS or (name != "") != (kind in ("key", "sample")):
+        raise TypeError(f"RowField({kind!r}, {name!r}): a kind of {ROW_FIELD_KINDS}, named for key and sample only")
+    return f"{kind}:{name}" if name != "" else kind
+
+
+class RowField(RoleName):
+    """The label of gradient rows a `Data(GradientRows(T, wrt), field, (row,))` reads (mtdsl/ir/passes/terms.py):
+    `kind` one of `ROW_FIELD_KINDS`, `name` the key's label (`key`) or the sample entry's slot (`sample`).
+    Spelled `block`, `local`, `target`, `key:<label>`, `sample:<slot>`; read by its fields, never parsed."""
+
+    FIELDS = ("kind", "name")
+    DEFAULTS = ("",)
+    spell = staticmethod(_row_field)
 
 
 class GradientValues(RoleName):
@@ -187,7 +209,7 @@ class BinderMask(RoleName):
 
 #: every role, by class name (codegen/serialize.py rebuilds them from the cache by this table)
 ROLES = {cls.__name__: cls for cls in (
-    GradientRows, GradientValues, GradientBlocks, RowMap, Cotangent, Tangent, TensorTangent,
+    GradientRows, RowField, GradientValues, GradientBlocks, RowMap, Cotangent, Tangent, TensorTangent,
     TermKernel, ScatterKernel, VjpKernel, JvpKernel, FusedName, PresenceTable, BinderMask)}
 
 #: the reserved prefixes the names above start with (only tests/ir/test_roles.py reads them)

@@ -29,7 +29,7 @@ from mtdsl import builtins
 
 from . import nodes as ir
 from .roles import (BinderMask, Cotangent, DerivedKernel, FusedName, GradientBlocks, GradientRows, GradientValues,
-                    JvpKernel, PresenceTable, RoleName, RowMap, ScatterKernel, Tangent, TensorTangent, VjpKernel)
+                    JvpKernel, PresenceTable, RoleName, RowField, RowMap, ScatterKernel, Tangent, TensorTangent, VjpKernel)
 
 STAGES = ("lowered", "derived", "fused")
 
@@ -296,6 +296,8 @@ class _Verifier:
             self.derived_only(expr, source)
             if len(expr.index) != 1:
                 self.fail(expr, "the label of a gradient row is read at one row")
+            if not isinstance(expr.field, RowField):
+                self.fail(expr, f"the label of a gradient row is a RowField, not {expr.field!r}")
             return INT
         if isinstance(source, GradientValues):
             self.derived_only(expr, source)

@@ -4,9 +4,9 @@
   `Scope`; a numpy run of it is the reference interpreter the compiled backends are
   tested against;
 - `builtins.py`: the built-in functions, written once;
-- `derivatives.py`: the derivative nodes of `mtdsl.ir.passes.autodiff` (unit vectors, the
-  labels and values of computed tensors' gradient rows, read from the gradient tables the
-  evaluator is given);
+- `derivatives.py`: the gradient reads of a gradient run (the derived term kernels' typed
+  roles, a term's `GradLabel`s and `GradRows` ranges: the labels and values of computed
+  tensors' gradient rows, read from the gradient tables the evaluator is given);
 - `rows.py`: the rules for expressions over the rows of gradients (`over_rows`: block reads
   and sums deduplicated by distinct row values, ragged `P.from(atom)` segments), which the
   gradient terms use;

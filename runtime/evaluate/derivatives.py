@@ -1,16 +1,18 @@
-"""The derivative nodes of mtdsl/ir/passes/autodiff.py in the evaluator, and their lowered forms.
+"""The gradient reads of a gradient run in the evaluator: the derived term kernels' roles, and a term's labels.
 
-`DerivativeNodes` is the part of `Evaluator` that evaluates what the forward-mode
-derivative pass adds to a gradient kernel's terms: unit vectors of a direction,
-and the labels (`GradLabel`) and values (`GradValue`) of the rows of a computed
-tensor's gradient, read from the gradient tables the evaluator is given
+`DerivativeNodes` is the part of `Evaluator` that reads the rows of computed
+tensors' gradients from the gradient tables the evaluator is given
 (`Evaluator(..., gradients=...)`: `{(tensor, wrt): GradientTable}`,
 runtime/gradients/tables.py, filled as a gradient run computes each tensor).
-The derived term kernels (mtdsl/ir/passes/terms.py) read the same through typed
-roles, which the evaluator reads from the same tables: `Data(GradientRows(T,
-wrt), field)` (a row's labels) and `BlockRef(GradientBlocks(T, wrt), ...)` (its
-values). Index values and labels are numpy; the values go through `dispatch`,
-so a gradient read on torch values stays a torch value.
+A term's value is its derived term kernel's (mtdsl/ir/passes/terms.py), which
+reads them through typed roles: `Data(GradientRows(T, wrt), field)` (a row's
+labels) and `BlockRef(GradientBlocks(T, wrt), ...)` (its values). The run
+itself evaluates the rest of a term as the derivative pass wrote it: the range
+of its `GradRows` binders, and the `GradLabel`s of its target, aliases and
+condition (`i := sample of g`). Index values and labels are numpy; the values
+go through `dispatch`, so a gradient read on torch values stays a torch value.
+(`UnitVector` and `GradValue` have no rule: the lowering to the derived kernel
+replaces them by components and block reads.)
 """
 
 from __future__ import annotations
@@ -20,11 +22,11 @@ import numpy as np
 from mtdsl.ir.passes import autodiff as ad
 
 from ..bindings import RunError
-from ..named import VECTOR_AXIS, Named, union_axes
+from ..named import Named, union_axes
 
 
 class DerivativeNodes:
-    """`_eval_UnitVector`, `_eval_GradLabel`, `_eval_GradValue`, and the size of `GradRows`."""
+    """The lowered gradient reads of the derived kernels, `_eval_GradLabel`, and the size of `GradRows`."""
 
     def gradient_table(self, tensor: str, wrt: str):
         """The gradient rows of computed tensor `tensor` w.r.t. `wrt` (a `GradientTable`)."""
@@ -39,23 +41,10 @@ class DerivativeNodes:
             return np.arange(self.gradient_table(domain.tensor, domain.wrt).n_rows, dtype=np.int64)
         return self.bindings.domain_values(domain)
 
-    def _eval_UnitVector(self, expr: ad.UnitVector, scope) -> Named:
-        direction = self.evaluate(expr.direction, scope)
-        eye = np.eye(3, dtype=self.bindings.dtype)
-        return Named(direction.axes + (VECTOR_AXIS,), eye[direction.data])
-
     def _eval_GradLabel(self, expr: ad.GradLabel, scope) -> Named:
         row = self.evaluate(expr.row, scope)
         table = self.gradient_table(expr.tensor, expr.wrt)
         return Named(row.axes, table.label(expr, row.data))
-
-    def _eval_GradValue(self, expr: ad.GradValue, scope) -> Named:
-        table = self.gradient_table(expr.tensor, expr.wrt)
-        row = self.evaluate(expr.row, scope)
-        directions = [self.evaluate(d, scope) for d in expr.directions]
-        components = [self.evaluate(s.expr, scope) for s in expr.components]
-        properties = [self.evaluate(s.expr, scope) for s in expr.properties]
-        return table.gather(row, directions, components, properties)
 
     # -- the lowered forms the derived kernels read (mtdsl/ir/passes/terms.py) --------------------
     def gradient_rows_field(self, expr, scope) -> Named:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mtdsl.errors import Unsupported
+from mtdsl.errors import RunError, Unsupported
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir.passes.terms import term_kernel
@@ -29,15 +29,16 @@ class GradientRun:
         self.prepared: dict = {}  # tensor -> GradientRows some of whose terms the values' pass added
         self._term_kernels: dict = {}
 
-    def term_kernel(self, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int):
+    def term_kernel(self, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int) -> ir.TensorKernel:
         """Term `k` of `gradient` as its derived kernel (mtdsl/ir/passes/terms.py, reading the gradient
-        blocks), which the evaluator runs; None for a term that has none (`Unsupported`: its `Term`
-        is evaluated instead)."""
+        blocks), which the evaluator runs. Every term the derivative pass makes has one (the lowering
+        covers every vector shape of the language); one without is an error naming the term."""
         key = (kernel.name, gradient.wrt, k)
         if key not in self._term_kernels:
             try:
                 self._term_kernels[key] = term_kernel(self.module, kernel, gradient, k, gradient.terms[k],
                                                       dense_reads=False)
-            except Unsupported:
-                self._term_kernels[key] = None
+            except Unsupported as error:
+                raise RunError(f"the gradient of {kernel.name} with respect to {gradient.wrt}: term {k} "
+                               f"({gradient.terms[k]}) has no derived kernel: {error}") from None
         return self._term_kernels[key]

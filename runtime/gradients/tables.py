@@ -14,6 +14,7 @@ import numpy as np
 
 from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
+from mtdsl.ir.roles import RowField
 from mtdsl.tensor import Labels
 
 from ..bindings import RunError
@@ -158,16 +159,15 @@ class GradientTable:
         """The label a `GradLabel` asks of `rows`."""
         return self._label(expr.what, expr.label if expr.what == "key" else expr.slot, rows)
 
-    def row_field(self, field: str, rows: np.ndarray) -> np.ndarray:
+    def row_field(self, field: RowField, rows: np.ndarray) -> np.ndarray:
         """The integer `field` of `rows`, as the derived kernels read it (`Data(GradientRows(..),
-        field)`, mtdsl/ir/passes/terms.py): "block", "local" (the row in its block), "target",
-        "key:<label>", "sample:<slot>"."""
-        if field in ("block", "local"):
-            return np.take(self.row_block if field == "block" else self.row_local, np.asarray(rows, dtype=np.int64))
-        what, _, name = field.partition(":")
-        if what not in ("key", "sample", "target"):
-            raise RunError(f"unknown gradient row field {field!r}")
-        return self._label(what, int(name) if what == "sample" else name, rows)
+        field)`, mtdsl/ir/passes/terms.py): a `RowField` of kind "block", "local" (the row in its
+        block), "target", "key" (its label `name`) or "sample" (its slot `name`)."""
+        if not isinstance(field, RowField):
+            raise RunError(f"a gradient row's label is read by a RowField, not {field!r}")
+        if field.kind in ("block", "local"):
+            return np.take(self.row_block if field.kind == "block" else self.row_local, np.asarray(rows, dtype=np.int64))
+        return self._label(field.kind, field.name, rows)
 
     def _label(self, what: str, name, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)

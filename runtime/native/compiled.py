@@ -28,9 +28,8 @@ from mtdsl.codegen import threads as native_threads
 from mtdsl.codegen.backends import backend as native_backend
 from mtdsl.codegen.schedule import abi
 from mtdsl.codegen.rendered import ir_text, slim_rendering, with_extra  # noqa: F401 - importable from here as before
-from mtdsl.ir.passes import autodiff as ad
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.roles import GradientBlocks, GradientRows
+from mtdsl.ir.roles import GradientBlocks, GradientRows, RowField
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
@@ -97,20 +96,8 @@ class Arguments:
         table = self.gradient_tables.get((tensor, wrt))
         if table is None:
             return Fallback(f"the gradient of {tensor} with respect to {wrt} is not available")
-        if field == "block":
-            values = table.row_block
-        elif field == "local":
-            values = table.row_local
-        elif field == "target":
-            values = table.row_target
-        elif field.startswith("key:"):
-            values = table.keys[table.row_block, table.key_names.index(field[4:])] if table.n_rows else np.zeros(0)
-        elif field.startswith("sample:"):
-            label = ad.GradLabel(tensor, wrt, None, "sample", slot=int(field[7:]))
-            values = table.label(label, np.arange(table.n_rows, dtype=np.int64))
-        else:
-            raise KeyError(f"unknown gradient row field {field}")
-        return self._int(values)
+        # the one parse of a row field: the gradient table's, which the evaluator reads too
+        return self._int(table.row_field(field, np.arange(table.n_rows, dtype=np.int64)))
 
     def gradient_tensor(self, name: GradientBlocks):
         """T's gradient blocks as a TensorMap for block accesses (`mtdsl/ir/passes/terms.py`: `GradValue`):
@@ -230,7 +217,7 @@ class Arguments:
         if source in self.out_rows:  # the rows a scatter kernel writes (mtdsl/ir/passes/terms.py)
             return int(self.out_rows[source][1])
         if source not in self.bindings.pairs:  # the rows of a gradient (mtdsl/ir/passes/terms.py)
-            rows = self.rows(source, "block")
+            rows = self.rows(source, RowField("block"))
             return rows if isinstance(rows, Fallback) else len(rows)
         return self.bindings.pairs[source].n_pairs
 

@@ -24,6 +24,7 @@ EXAMPLES = [
     roles.Tangent("cell"), roles.TensorTangent("ps"), roles.TermKernel("ps", "positions", 2),
     roles.ScatterKernel("ps", "cell", 0), roles.VjpKernel("e", "ps", 1), roles.JvpKernel("e", "positions", 0),
     roles.FusedName("ps"), roles.FusedName("ps", "positions", "terms1"), roles.BinderMask("p"),
+    roles.RowField("block"), roles.RowField("key", "center_type"), roles.RowField("sample", 0),
 ]
 
 
@@ -50,6 +51,16 @@ def test_the_passes_make_typed_roles():
 def test_a_role_is_refused_with_the_wrong_fields():
     with pytest.raises(TypeError, match="GradientRows takes the fields"):
         roles.GradientRows("ps")
+    with pytest.raises(TypeError, match="RowField"):
+        roles.RowField("row")
+    with pytest.raises(TypeError, match="RowField"):
+        roles.RowField("key")  # a key is named
+
+
+def test_a_row_field_is_read_by_its_fields():
+    field = roles.RowField("sample", 1)
+    assert (field.kind, field.name, str(field)) == ("sample", 1, "sample:1")
+    assert (roles.RowField("key", "o3_lambda").name, str(roles.RowField("target"))) == ("o3_lambda", "target")
 
 
 def _sources():

@@ -30,9 +30,9 @@ The derivative nodes of autodiff are lowered to IR that renderers know:
 - `GradRows(T, wrt)` (the rows of T's gradient blocks) is a runtime range, written
   as a `PairsDomain` of the reserved name `rows_source(T, wrt)` (its size is the
   number of rows; it is never a neighbour list);
-- `GradLabel` is an integer `Data` read of that source: fields `key:<label>`,
-  `sample:<slot>`, `target`, and `block` / `local` (the block of a row, its
-  position in the block);
+- `GradLabel` is an integer `Data` read of that source, its field a typed
+  `RowField` (mtdsl/ir/roles.py): `key` (a label), `sample` (a slot), `target`,
+  and `block` / `local` (the block of a row, its position in the block);
 - `GradValue` is a block access to `grad_tensor(T, wrt)`: a TensorMap built at run
   time from T's gradient blocks, one block per block of T (key `block`), samples
   `row` (the local row), components the gradient's (directions in stored order,
@@ -40,11 +40,16 @@ The derivative nodes of autodiff are lowered to IR that renderers know:
 - `dot(X, s e[d])` is `s X_d`, with `X_d` the component `d` of `X`: `d_sph(v, l, m, d)`
   (four arguments: the scalar component), `P.vector[p, d]`, `[d == c]` for a
   unit vector...; a dot of two vector derivative expressions is the sum of
-  three component products.
+  three component products, taken apart through `?:` (a branchwise derivative's
+  `c ? e[d] : 0.0`, the zero a zero vector) and vector-valued sums (a sum of
+  components).
 
+That covers every term the derivative pass makes from the language's vectors
+(consumed by `dot`, `norm`, `sph`, `to_irrep`, `cross`), so the reference
+evaluator runs every term as its kernel (`runtime/gradients/run.py`).
 Anything else (a vector-valued coefficient, a derivative node in a place this
-lowering does not know) raises `Unsupported`: that term is evaluated by the
-interpreter, as before.
+lowering does not know) raises `Unsupported`: the native runner then leaves
+the term to the evaluator, for which it is an error naming the term.
 
 The same lowering gives the *product kernels* (`mtdsl/ir/passes/products.py`) of `runtime/gradients/native_products.py`
 (`docs/gradients.md`, "Reverse products"): `vjp_kernel` contracts a term with a
@@ -67,7 +72,7 @@ from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
 
 from . import autodiff as ad
-from ..roles import GradientBlocks, GradientRows, GradientValues, RowMap, ScatterKernel, TermKernel
+from ..roles import GradientBlocks, GradientRows, GradientValues, RowField, RowMap, ScatterKernel, TermKernel
 
 
 def rows_source(tensor: str, wrt: str) -> GradientRows:
@@ -235,6 +240,14 @@ class _Lowering:
         if isinstance(expr, ir.Select) and not self.is_vector(expr.condition):
             return ir.Select(self.lower(expr.condition), self.component(expr.if_true, c),
                              self.component(expr.if_false, c))
+        if isinstance(expr, ir.Const) and expr.value == 0:
+            # the zero a branchwise derivative puts in a vector's place (`c ? e[a] : 0.0`)
+            return expr
+        if isinstance(expr, ir.Reduce) and self.is_vector(expr.body):
+            # a vector-valued sum, component by component (`norm(sum(p ...) P.vector[p])`)
+            binders = tuple(ir.Binder(b.name, self.domain(b.domain)) for b in expr.binders)
+            where = self.lower(expr.where) if expr.where is not None else None
+            return ir.Reduce(binders, self.component(expr.body, c), where)
         raise Unsupported(f"a component of the vector {expr}")
 
     def unit_form(self, expr):
@@ -275,6 +288,8 @@ class _Lowering:
             return True
         if isinstance(expr, ir.Call) and expr.function == "d_sph":
             return True
+        if isinstance(expr, ir.Reduce):
+            return self.has_derivative(expr.body) or (expr.where is not None and self.has_derivative(expr.where))
         return any(self.has_derivative(child) for child in ad._children(expr))
 
     # -- lowering --------------------------------------------------------------------------------
@@ -284,7 +299,7 @@ class _Lowering:
         if isinstance(expr, ad.UnitVector):
             raise Unsupported("a unit vector outside a dot product")
         if isinstance(expr, ad.GradLabel):
-            field = {"key": f"key:{expr.label}", "sample": f"sample:{expr.slot}", "target": "target"}[expr.what]
+            field = RowField(expr.what, {"key": expr.label, "sample": expr.slot, "target": ""}[expr.what])
             return ir.Data(rows_source(expr.tensor, expr.wrt), field, (self.lower(expr.row),))
         if isinstance(expr, ad.GradValue):
             return self.grad_value(expr)
@@ -335,8 +350,8 @@ class _Lowering:
         source = rows_source(expr.tensor, expr.wrt)
         return ir.BlockRef(
             grad_tensor(expr.tensor, expr.wrt),
-            (("block", ir.Data(source, "block", (row,))),),
-            (ir.Slot("value", ir.Data(source, "local", (row,))),),
+            (("block", ir.Data(source, RowField("block"), (row,))),),
+            (ir.Slot("value", ir.Data(source, RowField("local"), (row,))),),
             tuple(directions) + tuple(ir.Slot(s.kind, self.lower(s.expr), s.source) for s in expr.components),
             tuple(ir.Slot(s.kind, self.lower(s.expr), s.source) for s in expr.properties),
         )
