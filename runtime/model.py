@@ -15,7 +15,8 @@ import numpy as np
 
 from mtdsl.errors import MtdslError, Unsupported
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.passes.autodiff import AutodiffError, conjuncts, module_gradients
+from mtdsl.ir.passes.autodiff import AutodiffError, module_gradients
+from mtdsl.ir.walk import conjuncts
 from mtdsl.ir.reads import read_closure
 from mtdsl.provenance import append_provenance, make_record, package_versions
 from mtdsl.systems import SystemBatch, as_batch, neighbors

@@ -33,7 +33,8 @@ import numpy as np
 
 from mtdsl.ir.passes.products import presence_variables
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.passes.autodiff import conjuncts, substitute
+from mtdsl.ir.passes.autodiff import substitute
+from mtdsl.ir.walk import conjuncts
 from mtdsl.ir.reads import read_closure
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor.labels import row_keys

@@ -17,7 +17,7 @@ import dataclasses
 
 from mtdsl.errors import MtdslError
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.passes.autodiff import conjuncts
+from mtdsl.ir.walk import conjuncts
 
 OWNED = "mtdsl_owned"
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.passes import autodiff as ad
+from mtdsl.ir.walk import conjuncts
 
 from ..assemble import signature_values
 from ..bindings import RunError
@@ -177,7 +178,7 @@ def bind_binders(run, term: ad.Term, scope: Scope) -> Scope:
     for name, expr in term.aliases:
         resolved[name] = ad.substitute(expr, resolved)
     counter = 0
-    for conjunct in ad.conjuncts(ad.substitute(term.where, resolved) if term.where is not None else None):
+    for conjunct in conjuncts(ad.substitute(term.where, resolved) if term.where is not None else None):
         if not (isinstance(conjunct, ir.Binary) and conjunct.op == "eq"):
             continue
         left, right = ad.free_variables(conjunct.left), ad.free_variables(conjunct.right)

@@ -157,27 +157,29 @@ class GradientTable:
 
     def label(self, expr: ad.GradLabel, rows: np.ndarray) -> np.ndarray:
         """The label a `GradLabel` asks of `rows`."""
-        return self._label(expr.what, expr.label if expr.what == "key" else expr.slot, rows)
+        return np.take(self._column(expr.what, expr.label if expr.what == "key" else expr.slot),
+                       np.asarray(rows, dtype=np.int64))  # (`take`: a faster gather than indexing)
 
     def row_field(self, field: RowField, rows: np.ndarray) -> np.ndarray:
         """The integer `field` of `rows`, as the derived kernels read it (`Data(GradientRows(..),
         field)`, mtdsl/ir/passes/terms.py): a `RowField` of kind "block", "local" (the row in its
         block), "target", "key" (its label `name`) or "sample" (its slot `name`)."""
+        return np.take(self.column(field), np.asarray(rows, dtype=np.int64))
+
+    def column(self, field: RowField) -> np.ndarray:
+        """The integer `field` of every row, in row order (what the native runner passes a kernel)."""
         if not isinstance(field, RowField):
             raise RunError(f"a gradient row's label is read by a RowField, not {field!r}")
-        if field.kind in ("block", "local"):
-            return np.take(self.row_block if field.kind == "block" else self.row_local, np.asarray(rows, dtype=np.int64))
-        return self._label(field.kind, field.name, rows)
+        return self._column(field.kind, field.name)
 
-    def _label(self, what: str, name, rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64)
-        if what == "target":
-            return self.row_target[rows]
+    def _column(self, what: str, name) -> np.ndarray:
+        if what in ("block", "local", "target"):
+            return {"block": self.row_block, "local": self.row_local, "target": self.row_target}[what]
         key = (what, name)
         column = self._columns.get(key)
         if column is None:
             column = self._columns[key] = self._label_column(what, name)
-        return np.take(column, rows)  # (`take`: a faster gather than indexing)
+        return column
 
     def _label_column(self, what: str, name) -> np.ndarray:
         """The label asked (the key `name`, or the value of sample entry `name`) of every row."""

@@ -96,8 +96,8 @@ class Arguments:
         table = self.gradient_tables.get((tensor, wrt))
         if table is None:
             return Fallback(f"the gradient of {tensor} with respect to {wrt} is not available")
-        # the one parse of a row field: the gradient table's, which the evaluator reads too
-        return self._int(table.row_field(field, np.arange(table.n_rows, dtype=np.int64)))
+        # the gradient table reads a row field for the evaluator too (`row_field`): one reader
+        return self._int(table.column(field))
 
     def gradient_tensor(self, name: GradientBlocks):
         """T's gradient blocks as a TensorMap for block accesses (`mtdsl/ir/passes/terms.py`: `GradValue`):

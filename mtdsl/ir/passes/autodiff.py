@@ -56,6 +56,7 @@ from mtdsl.builtins.spec import neg as _neg
 from mtdsl.errors import AutodiffError  # defined with the other errors; importable from here as before
 
 from .. import nodes as ir
+from ..walk import conjuncts
 
 WRT = ("positions", "strain", "cell")
 
@@ -174,14 +175,6 @@ def _eq(a, b):
 
 def _indicator(condition):
     return ir.Select(condition, ONE, ZERO)
-
-
-def conjuncts(where) -> list:
-    if where is None:
-        return []
-    if isinstance(where, ir.Binary) and where.op == "and":
-        return conjuncts(where.left) + conjuncts(where.right)
-    return [where]
 
 
 # ---- free variables ------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
 
 from . import autodiff as ad
+from ..walk import conjuncts
 from ..roles import Cotangent, JvpKernel, PresenceTable, RowMap, Tangent, TensorTangent, VjpKernel
 from .terms import STORED_ORDER, _into_sums, _Lowering, _substituted_domain, conjunction
 
@@ -75,7 +76,7 @@ def vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
     conditions = []
     for condition in (kernel.where, term.where):
         if condition is not None:
-            conditions += ad.conjuncts(lowered(condition))
+            conditions += conjuncts(lowered(condition))
     target = lowered(term.target)
     if set(gradient.directions) & ad.free_variables(target):
         raise Unsupported("a target that depends on a direction")
@@ -150,7 +151,7 @@ def _factor_sums(binders, conditions, body, directions: set, keep: set, domains=
     while isinstance(body, ir.Reduce) and not ({b.name for b in body.binders} & names):
         binders += list(body.binders)
         names |= {b.name for b in body.binders}
-        conditions += ad.conjuncts(body.where)
+        conditions += conjuncts(body.where)
         body = body.body
     factors = _mul_factors(body)
     for binder in reversed(list(binders)):
@@ -254,7 +255,7 @@ def jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
     conditions = [ir.Binary("eq", ir.Var(ONE), ir.Const(0))]
     for condition in (kernel.where, term.where):
         if condition is not None:
-            conditions += ad.conjuncts(lowered(condition))
+            conditions += conjuncts(lowered(condition))
     for b in kernel.indices:  # an aliased index is bound by its alias
         if b.name in resolved:
             conditions.append(ir.Binary("eq", ir.Var(b.name), lowered(resolved[b.name])))
@@ -394,10 +395,10 @@ def tensor_vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, read: ir.Tenso
         condition = ad._domain_condition(ir.Binder(name, domain), ())
         if condition is None:
             raise Unsupported(f"{name} follows an index of {read.name} of another domain")
-        conditions += ad.conjuncts(lowering.lower(ad.substitute(condition, mapping)))
+        conditions += conjuncts(lowering.lower(ad.substitute(condition, mapping)))
     for condition in (kernel.where, term.where):
         if condition is not None:
-            conditions += ad.conjuncts(lowering.lower(full(condition)))
+            conditions += conjuncts(lowering.lower(full(condition)))
     binders = []
     for name, domain in variables.items():
         if name in mapping:
@@ -468,7 +469,7 @@ def tensor_jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.G
                 conditions.append(ir.Binary("eq", ir.Var(b.name), lowered(resolved[b.name])))
     for condition in (kernel.where, term.where):
         if condition is not None:
-            conditions += ad.conjuncts(lowered(condition))
+            conditions += conjuncts(lowered(condition))
     coefficient = lowered(term.coefficient)
     if lowering.is_vector(coefficient):
         raise Unsupported("a vector-valued coefficient")
