@@ -27,7 +27,7 @@ def rendering():
     from mtdsl.codegen.cpp import render_module
     from mtdsl.codegen.schedule.derived import extended_module
     from mtdsl.ir.passes.autodiff import module_gradients
-    from mtdsl.runtime.native.compiled import ir_text, slim_rendering, with_extra
+    from mtdsl.codegen.rendered import ir_text, slim_rendering, with_extra
 
     module, _ = load_module()
     gradients = module_gradients(module)

@@ -4,7 +4,8 @@ The runtime imports from the code generator only this, the kernel ABI (`schedule
 each argument of a rendered kernel is) and the cache; which module renders or loads a backend's
 code is this registry's business. A new backend (a TorchScript operator, a GPU one) is a class
 with `render`, `listing` and `load` added to `BACKENDS`; `load` compiles what `render` gives for
-the same arguments (`codegen/build.py: rendering`), so `mtdsl compile --emit` shows what runs.
+the same arguments (`codegen/build.py: rendering`, the one rendering step, which also renders a
+kernel of several terms term by term), so `mtdsl compile --emit` shows what runs.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ class Backend(Protocol):
         """What `mtdsl compile --emit <name>` prints of a rendering of `render`."""
 
     def load(self, module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()) -> tuple:
-        """`(rendered, library, path, cache_hit, terms)`: `module` (with the terms of its gradient
+        """`(rendered, library, path, cache_hit, terms, parts)`: `module` (with the terms of its gradient
         kernels and the `extra` kernels) rendered, compiled through the kernel cache and loaded;
-        `rendered` a `RenderedModule` whose kernels' arguments are `schedule/abi.py` instances."""
+        `rendered` a `RenderedModule` whose kernels' arguments are `schedule/abi.py` instances;
+        `parts` the kernels rendered term by term, `{kernel: its part kernels}` (`schedule/parts.py`),
+        whose buffers the run adds."""
 
 
 class _Native:

@@ -2,9 +2,11 @@
 
 `build(module, backend, ...)` is what `runtime.native.compiled.compile_module` wraps in a
 `CompiledModule`: this module owns everything up to the loaded library, the runtime
-everything after (binding arguments, running, assembling). `rendering(...)` is the one step
-both `build` and `mtdsl compile --emit cpp|llvm|nest` take (`listing` is what the latter prints),
-so what is shown is what is compiled.
+everything after (binding arguments, running, assembling, adding the buffers of a kernel's
+terms). `rendering(...)` is the one rendering step: `build`, `render` (`mtdsl.codegen.render`)
+and `mtdsl compile --emit cpp|llvm|nest` take it (`listing` is what the latter two print), and
+it splits a kernel of several terms first (`schedule/parts.py: first_terms`), so what is shown
+is what is compiled and run.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from . import cache, cpp, llvm
 from .rendered import RenderedModule, ir_text, slim_rendering, with_extra
 from .schedule import plan as planning
 from .schedule.derived import extended_module
+from .schedule.parts import first_terms
 
 
 # how each backend renders a module, and what `--emit <backend>` shows of the rendering
@@ -28,15 +31,20 @@ _LISTINGS = {"cpp": lambda rendered: rendered.source, "llvm": llvm.listing}
 
 def rendering(module: ir.Module, backend: str = "cpp", dtype=np.float64, gradients: dict | None = None,
               extra: tuple = ()) -> tuple:
-    """`(rendered, terms)`: the `RenderedModule` `build` compiles `module` from (with the terms of
-    its gradient kernels and the `extra` kernels) on `backend`, through the rendering cache, and what
-    binds the terms (`schedule/derived.py: extended_module`). A cache hit skips rendering (and
-    lowering the gradient terms): the rendering is stored by its IR, its gradient kernels (their
-    `repr`, every field), the dtype and the renderers' sources."""
+    """`(rendered, terms, parts)`: the `RenderedModule` `build` compiles `module` from (with the terms
+    of its gradient kernels and the `extra` kernels) on `backend`, through the rendering cache; what
+    binds the terms (`schedule/derived.py: extended_module`); and the kernels of several terms
+    (`schedule/parts.py: body_parts`, `{kernel: its part kernels}`), each rendered as its first
+    term, its other terms rendered after the `extra` kernels as kernels of their own (the run adds
+    their buffers). A cache hit skips rendering (and lowering the gradient terms): the rendering is
+    stored by its IR (the kernels' first terms, then the extra and part kernels), its gradient
+    kernels (their `repr`, every field), the dtype and the renderers' sources."""
     if backend not in _RENDERERS:
         raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp' and 'llvm')")
     gradients = gradients or {}
     dtype_name = np.dtype(dtype).name
+    module, other_terms, parts = first_terms(module)
+    extra = tuple(extra) + other_terms
     text = ir_text(module, gradients, extra)
     key = cache.rendering_key(backend, text, dtype_name)
     stored = cache.load_rendering(key)
@@ -50,7 +58,7 @@ def rendering(module: ir.Module, backend: str = "cpp", dtype=np.float64, gradien
         except OSError:
             pass  # a read-only cache: render every time
     _, rendered, terms = stored
-    return rendered, terms
+    return rendered, terms, parts
 
 
 def listing(rendered: RenderedModule, emit: str) -> str:
@@ -64,30 +72,36 @@ def listing(rendered: RenderedModule, emit: str) -> str:
     raise ValueError(f"unknown code to emit {emit!r} (cpp, llvm or nest)")
 
 
-def render(module: ir.Module, emit: str, dtype="float64", gradients: dict | None = None, extra: tuple = ()) -> str:
-    """The generated code of `module` as `build` renders it (`listing`): `emit` "cpp" or "llvm" on
-    that backend, "nest" the loop nests of the C++ backend's rendering."""
+def render(module: ir.Module, emit: str, dtype="float64", gradients: dict | None = None, extra: tuple = (),
+           backend: str | None = None) -> str:
+    """The generated code of `module` as `build` renders it and a model runs it (`rendering`, then
+    `listing`): `emit` "cpp" or "llvm" on that backend, "nest" the loop nests of `backend`'s rendering
+    (a model's backend: "cpp" or "llvm"; the C++ one for the interpreter's, or None)."""
     if emit not in ("nest", *_LISTINGS):
         raise ValueError(f"unknown code to emit {emit!r} (cpp, llvm or nest)")
-    rendered, _ = rendering(module, "cpp" if emit == "nest" else emit, dtype, gradients, extra)
+    if emit != "nest":
+        backend = emit
+    elif backend not in _RENDERERS:
+        backend = "cpp"
+    rendered, _, _ = rendering(module, backend, dtype, gradients, extra)
     return listing(rendered, emit)
 
 
 def build(module: ir.Module, backend: str = "cpp", dtype=np.float64, gradients: dict | None = None,
           extra: tuple = ()) -> tuple:
-    """`(rendered, library, path, cache_hit, terms)` of `module` with the terms of its gradient kernels
+    """`(rendered, library, path, cache_hit, terms, parts)` of `module` with the terms of its gradient kernels
     (`gradients`: `{wrt: {kernel: GradientKernel}}`, `mtdsl/ir/passes/terms.py`) and the `extra` kernels, on
     `backend` ("cpp": a shared library through the kernel cache; "llvm": JIT-compiled by llvmlite), from
-    the rendering of `rendering`."""
+    the rendering of `rendering` (`parts`: its kernels of several terms, `{kernel: its part kernels}`)."""
     if backend not in _RENDERERS:
         raise ValueError(f"unknown native backend {backend!r} (this module provides 'cpp' and 'llvm')")
     if backend == "cpp":
         # OpenMP threads that spin between parallel regions compete with the serial Python assembly and
         # with other libraries on small machines: let them sleep (read once, when libgomp is loaded)
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    rendered, terms = rendering(module, backend, dtype, gradients, extra)
+    rendered, terms, parts = rendering(module, backend, dtype, gradients, extra)
     if backend == "llvm":  # LLVM IR through llvmlite, JIT-compiled (mtdsl.codegen.llvm)
         library = llvm.JITLibrary(rendered)
-        return rendered, library, library.path, library.cache_hit, terms
+        return rendered, library, library.path, library.cache_hit, terms, parts
     library, path, hit = cache.load(rendered.source)
-    return rendered, library, path, hit, terms
+    return rendered, library, path, hit, terms, parts

@@ -27,8 +27,7 @@ from .assemble import evaluate_kernel
 from .gradients.asked import asked_gradients
 from .bindings import Bindings
 from .bridges.calculator import make_calculator
-from .native.compiled import compile_module
-from .native.rendering import model_arguments
+from .native.compiled import compile_module, model_arguments
 from .export.atomistic import export as export_model
 from .finite import check_finite, finite_check_enabled
 from .gradients.forward import DIRECTION_LABELS, FusedGradients, compute_gradients

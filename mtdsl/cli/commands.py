@@ -16,6 +16,7 @@ import numpy as np
 
 from .cache import COMMAND as CACHE_COMMAND
 from .base import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Command, CommandError, _parse_set, _require_file
+from ..codegen import render
 from ..codegen.schedule.derived import extended_module
 from ..compile import CompileError, compile
 from ..distributed.command import inspect_dataset, parse_domains, run_distributed
@@ -26,7 +27,7 @@ from ..lang.resolve import parse_literal_text
 from ..ops import join
 from ..provenance import append_provenance, history
 from ..runtime.export.atomistic import ExportError, ExportWarning
-from ..runtime.native.rendering import emitted, model_arguments
+from ..runtime.native.compiled import model_arguments
 from ..runtime.parameters import ParametersError, file_species
 from ..tensor import Labels, TensorBlock, TensorMap
 
@@ -100,9 +101,9 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if args.emit == "ir":  # the value kernels, then the gradient kernels the native backends append
         print(extended_module(model.module, gradients)[0] if gradients else model.module)
         return EXIT_OK
-    # exactly what the model compiles (runtime/native/rendering.py): its module, backend, dtype and
-    # gradient kernels, through the same rendering as its library
-    print(emitted(emit=args.emit, **model_arguments(model, gradients)))
+    # exactly what the model compiles (runtime/native/compiled.py: model_arguments): its module, backend,
+    # dtype and gradient kernels, through the same rendering as its library (codegen/build.py: rendering)
+    print(render(emit=args.emit, **model_arguments(model, gradients)))
     return EXIT_OK
 
 

@@ -27,7 +27,6 @@ import numpy as np
 from mtdsl.codegen import threads as native_threads
 from mtdsl.codegen.backends import backend as native_backend
 from mtdsl.codegen.schedule import abi
-from mtdsl.codegen.rendered import ir_text, slim_rendering, with_extra  # noqa: F401 - importable from here as before
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.roles import GradientBlocks, GradientRows, RowField
 from mtdsl.tensor import Labels, TensorBlock, TensorMap
@@ -37,8 +36,7 @@ from ..gradients import forward as gradient_blocks  # called through the module:
 from ..assemble import evaluate_kernel, separable_layout
 from ..bindings import Bindings, RunError
 from .block_lookup import BlockLookup, Fallback, error_bits
-from .rendering import native_inputs
-from .body_parts import PART_MARK, with_parts
+from .body_parts import with_parts
 from ..evaluate.evaluator import Evaluator
 from ..named import Named
 from ..presence import presence_table
@@ -79,7 +77,7 @@ class Arguments:
         """The presence table of a guarded kernel (`runtime/presence.py: presence_table`, source a
         `PresenceTable`); a part kernel (`runtime/native/body_parts.py`) reads its whole kernel's."""
         if ("presence", source) not in self.cache:
-            name = source.kernel.split(PART_MARK)[0]
+            name = self.compiled.part_of.get(source.kernel, source.kernel)
             present = (getattr(self.bindings, "kernels_present", None) or {}).get(name) \
                 if getattr(self.bindings, "sparse", False) else None
             table = np.zeros(0, np.int64)
@@ -381,6 +379,7 @@ class CompiledModule:
         self.run_threads = threads or default_threads()
         #: {tensor: its part kernels}: computed term by term, the buffers added (runtime/native/body_parts.py)
         self.parts: dict = {}
+        self.part_of: dict = {}  # {part kernel: the kernel it is a term of}
         # gradient terms run natively since the last run: {(kernel, wrt, k): "scatter" | "term"}
         self.last_gradient_terms: dict = {}
 
@@ -872,10 +871,18 @@ def compile_module(module: ir.Module, backend: str = "cpp", dtype=np.float64, th
     the backend's (`codegen/backends.py`: `Backend.load`); this wraps the library in the runtime's `CompiledModule`.
 
     A kernel whose body is several terms renders its first term (with its fused kernels), the
-    others are kernels of their own whose buffers the run adds (runtime/native/body_parts.py)."""
+    others are kernels of their own whose buffers the run adds (runtime/native/body_parts.py); the
+    rendering is `mtdsl.codegen.render`'s and `mtdsl compile --emit`'s (`codegen/build.py: rendering`)."""
+    rendered, library, path, hit, terms, parts = native_backend(backend).load(
+        module, dtype=dtype, gradients=gradients, extra=extra)
+    return with_parts(CompiledModule(module, rendered, library, path, hit, threads, terms), parts)
 
-    original = module
-    module, arguments, parts = native_inputs(module, gradients, extra)  # as `rendering.py` renders it for --emit
-    rendered, library, path, hit, terms = native_backend(backend).load(module, dtype=dtype, **arguments)
-    return with_parts(CompiledModule(module, rendered, library, path, hit, threads, terms), original, parts)
+
+def model_arguments(model, gradients: dict | None = None) -> dict:
+    """What a model (`runtime/model.py`) gives `compile_module`: its module, backend, dtype and
+    gradient kernels (every declared gradient's unless `gradients`, `{wrt: {kernel: GradientKernel}}`,
+    says; `{}`: the values only, as for a call without gradients). `mtdsl compile --emit` renders the
+    same through `mtdsl.codegen.render`."""
+    return {"module": model.module, "backend": model.backend, "dtype": model.dtype,
+            "gradients": model.gradient_kernels if gradients is None else gradients}
 

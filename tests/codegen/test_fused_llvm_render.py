@@ -19,7 +19,7 @@ from mtdsl.codegen.schedule import abi
 from mtdsl.codegen import cpp, llvm as backend
 from mtdsl.codegen.schedule import fuse
 from mtdsl.codegen.schedule import derived
-from mtdsl.runtime.native.body_parts import first_terms
+from mtdsl.codegen.schedule.parts import first_terms
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 
@@ -28,7 +28,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples"
 def modules():
     model = mtdsl.compile(EXAMPLES / "spherical_expansion.mt", backend="interpreter", n_radial=3, max_angular=2)
     # rendered as compile_module renders it: a kernel of several terms (the expansion with its
-    # central-atom term) with its first term, the pair sum (runtime/native/body_parts.py)
+    # central-atom term) with its first term, the pair sum (codegen/schedule/parts.py)
     module, _, parts = first_terms(model.module)
     assert parts, "the spherical expansion's body is no longer a sum of terms"
     ext, info = derived.extended_module(module, {"positions": model.gradient_kernels["positions"]})

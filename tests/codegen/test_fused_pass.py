@@ -32,10 +32,10 @@ BACKENDS = ["cpp", "llvm"]
 
 
 def extended(path, wrts, **hypers):
-    from mtdsl.runtime.native.body_parts import first_terms
+    from mtdsl.codegen.schedule.parts import first_terms
 
     model = compile(path, backend="interpreter", **hypers)
-    rendered, _, _ = first_terms(model.module)  # as compile_module renders it (runtime/native/body_parts.py)
+    rendered, _, _ = first_terms(model.module)  # as compile_module renders it (codegen/schedule/parts.py)
     return derived.extended_module(rendered, {w: model.gradient_kernels[w] for w in wrts})
 
 

@@ -97,7 +97,7 @@ def test_compile_emits_the_nest(capsys):
     # a value tabulated over l outside the loops between (the prefactor of ps, with 3 radial channels)
     assert re.search(r"alloc T\d+: real\[5\]  # .* for every l", text)
     # the harmonics of each pair's vector, read from the pair list, filled once per pair (rho's pass
-    # over pairs, as the model runs it: runtime/native/body_parts.py)
+    # over pairs, as the model runs it: codegen/schedule/parts.py)
     assert re.search(r"let (d\d+): vec = a\d+\[v\d+\]\.xyz\n +alloc Y\d+: real\[45\]\n +fill Y\d+ = mt_sph4\(\1\)", text)
     # the gradient kernels: local accumulators, simd channel loops, and fused kernels whose members
     # write their own buffers
