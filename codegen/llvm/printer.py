@@ -20,8 +20,9 @@ reads) was taken by the lowering; this only prints, node by node:
 - `Intrinsic` and `Fill` through the tables of `primitives.py`, errors or-ed into a stack slot
   returned at the end;
 - `Select` computes both sides and selects: a read on the side not chosen reads entry 0 (a masked
-  index), except a read of a local array whose index constants bound inside it (`_interval`),
-  which stays a plain read that LLVM vectorizes as a contiguous load (issue #15).
+  index), except a read the lowering marked `in_bounds` (`schedule/bounds.py`: a local array
+  read at an index constants bound inside it), which stays a plain read that LLVM vectorizes as
+  a contiguous load (issue #15).
 
 Adds and multiplies may contract into FMAs (`Builder`), nothing else of fast-math, as the kernel
 walk did. Vectorization is left to LLVM's loop and SLP vectorizers (`jit.optimize`), as before.
@@ -83,8 +84,6 @@ class NestPrinter:
         self.filled: dict = {}
         self.when = None  # the condition under which the expression being printed is used (Select)
         self.env: dict = {}
-        self.ranges: dict = {}  # name -> (lo, hi): the values an int name takes, where constants bound them
-        self.sizes: dict = {}  # local array (`Alloc`) -> its size
 
     # -- the target's pieces -----------------------------------------------------------------------------
     def rconst(self, value: float):
@@ -158,7 +157,6 @@ class NestPrinter:
         self.err = self.alloca(I64, "err")
         ll.IRBuilder(self.entry).store(i64(0), self.err)
         self.env: dict = {}
-        self.ranges, self.sizes = {}, {}
         arrays = scalars = 0
         self.ranged = False  # whether the lowering restricted the driver to its range scalars
         self.filled = {s.output: s.function for s in _statements(kernel.body) if isinstance(s, nest.Fill)}
@@ -194,19 +192,12 @@ class NestPrinter:
 
     def scoped(self, body) -> None:
         """`body` with the names it binds forgotten after it (a loop's or an `If`'s)."""
-        saved = dict(self.env), dict(self.ranges), dict(self.sizes)
+        saved = dict(self.env)
         self.statements(body)
-        self.env, self.ranges, self.sizes = saved
+        self.env = saved
 
     def print_Let(self, s: nest.Let) -> None:
         self.env[s.name] = self.value(s.value)
-        self.bound(s.name, _interval(s.value, self.ranges))
-
-    def bound(self, name: str, interval) -> None:
-        if interval is None:
-            self.ranges.pop(name, None)
-        else:
-            self.ranges[name] = interval
 
     def print_Local(self, s: nest.Local) -> None:
         value = self.value(s.value)
@@ -233,7 +224,6 @@ class NestPrinter:
         element = self.element(s.type)
         # a table is named in the IR after what fills it (`mt_sph2`, `spline`): read by tests and people
         array = self.alloca(ll.ArrayType(element, max(int(s.size), 1)), self.filled.get(s.name, s.name))
-        self.sizes[s.name] = max(int(s.size), 1)
         pointer = ll.IRBuilder(self.entry).gep(array, [i64(0), i64(0)])
         self.env[s.name] = pointer
         if s.zero:
@@ -242,7 +232,6 @@ class NestPrinter:
 
     def print_View(self, s: nest.View) -> None:
         self.env[s.name] = self.b.gep(self.env[s.array], [self.index(s.offset)])
-        self.sizes.pop(s.name, None)
 
     def print_Store(self, s: nest.Store) -> None:
         b = self.b
@@ -287,7 +276,7 @@ class NestPrinter:
         b, label = self.b, "loop_" + _ident(s.var)
         if s.kind == "equal":  # the body once, `continue` to its end
             exit_ = self.block(label + ".exit")
-            self.env_loop(s, self.value(s.start), _Loop(exit_), _interval(s.start, self.ranges))
+            self.env_loop(s, self.value(s.start), _Loop(exit_))
             self.b.branch(exit_)
             self.b.position_at_end(exit_)
             return
@@ -311,22 +300,20 @@ class NestPrinter:
         b.cbranch(b.icmp_signed("<", k, stop), inside, exit_)
         b.position_at_end(inside)
         var = k if offset is None else b.add(offset, k, name=_ident(s.var))
-        first, last = _interval(s.start, self.ranges), _interval(s.stop, self.ranges)
-        self.env_loop(s, var, _Loop(latch), None if first is None or last is None else (first[0], last[1] - 1))
+        self.env_loop(s, var, _Loop(latch))
         self.b.branch(latch)
         self.b.position_at_end(latch)
         k.add_incoming(self.b.add(k, i64(1)), latch)
         self.b.branch(header)
         self.b.position_at_end(exit_)
 
-    def env_loop(self, s: nest.Loop, var, loop: _Loop, interval) -> None:
-        saved = dict(self.env), dict(self.ranges), dict(self.sizes)
+    def env_loop(self, s: nest.Loop, var, loop: _Loop) -> None:
+        saved = dict(self.env)
         self.env[s.var] = var
-        self.bound(s.var, interval)
         self.loops.append(loop)
         self.statements(s.body)
         self.loops.pop()
-        self.env, self.ranges, self.sizes = saved
+        self.env = saved
 
     def driver_range(self, s: nest.Loop, start, stop):
         """The positions `[lo, hi)` (the function's arguments) of the parallel driver's range, where
@@ -340,8 +327,8 @@ class NestPrinter:
 
     def inline(self, routine: nest.Routine, args: list, output) -> None:
         """A straight-line `nest.Routine` at the current position, filling `output`."""
-        saved = self.env, self.ranges, self.sizes
-        self.env, self.ranges, self.sizes = {name: value for (name, _), value in zip(routine.params, args)}, {}, {}
+        saved = self.env
+        self.env = {name: value for (name, _), value in zip(routine.params, args)}
         for statement in routine.body:
             if isinstance(statement, nest.Let):
                 self.env[statement.name] = self.value(statement.value)
@@ -349,7 +336,7 @@ class NestPrinter:
                 self.b.store(self.value(statement.value), self.b.gep(output, [self.index(statement.index)]))
             else:
                 raise Unsupported(f"routine statement {type(statement).__name__}")
-        self.env, self.ranges, self.sizes = saved
+        self.env = saved
 
     # -- expressions -------------------------------------------------------------------------------------
     def index(self, expr):
@@ -384,23 +371,12 @@ class NestPrinter:
     def value_Load(self, e: nest.Load):
         b, array = self.b, self.env[e.array]
         index = self.index(e.index)
-        if not self.inside(e):  # entry 0 on the side of a Select not chosen; a read inside needs no mask
+        if not e.in_bounds:  # entry 0 on the side of a Select not chosen; a read in bounds needs no mask
             index = self.safe(index)
         if e.type == nest.VEC:
             base = b.mul(index, i64(3))
             return tuple(b.load(b.gep(array, [b.add(base, i64(c))])) for c in range(3))
         return b.load(b.gep(array, [index]))
-
-    def inside(self, e: nest.Load) -> bool:
-        """Whether the read `e` is within its local array wherever it is printed: its index bounded
-        by constants (loop ranges) inside the array's size. Such a read needs no mask on the side of
-        a Select not chosen (a mask turns a contiguous vector load into a gather: issue #15)."""
-        size = self.sizes.get(e.array)
-        interval = _interval(e.index, self.ranges) if size is not None else None
-        if interval is None:
-            return False
-        width = 3 if e.type == nest.VEC else 1
-        return interval[0] >= 0 and (interval[1] + 1) * width <= size
 
     def value_Unary(self, e: nest.Unary):
         x, b = self.value(e.operand), self.b
@@ -491,28 +467,6 @@ class _Slot:
 
     pointer: object
     type: str
-
-
-def _interval(expr, ranges: dict):
-    """`(lo, hi)`, the least and greatest value of the int expression `expr` given the `ranges` of
-    the names it uses (constants, sums, differences and products); None where unknown."""
-    if isinstance(expr, int) and not isinstance(expr, bool):
-        return expr, expr
-    if isinstance(expr, nest.Const) and expr.type == nest.INT:
-        return int(expr.value), int(expr.value)
-    if isinstance(expr, nest.Ref):
-        return ranges.get(expr.name)
-    if isinstance(expr, nest.Binary) and expr.type == nest.INT and expr.op in ("add", "sub", "mul"):
-        x, y = _interval(expr.left, ranges), _interval(expr.right, ranges)
-        if x is None or y is None:
-            return None
-        if expr.op == "add":
-            return x[0] + y[0], x[1] + y[1]
-        if expr.op == "sub":
-            return x[0] - y[1], x[1] - y[0]
-        products = [a * c for a in x for c in y]
-        return min(products), max(products)
-    return None
 
 
 def _reads_or_flags(expr) -> bool:

@@ -22,6 +22,7 @@ innermost kernel-index loop is marked `simd` where that is safe.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Optional
@@ -31,6 +32,7 @@ from mtdsl.ir import nodes as ir
 from . import plan as planning
 from .plan import Unsupported, expr_type, free_vars
 from . import abi, nest
+from .bounds import mark_in_bounds
 from .calls import CallLowering
 from .exprs import Value, VarInfo, as_bool, as_int, as_real, both, call, either, iadd, iconst, imul, isub, compare, ref, \
     rconst, skip_if, vec_operand
@@ -736,10 +738,10 @@ class ModuleLowering(ModuleTables):
         return self.routines[key].name
 
     def lower_kernel(self, k: int, kernel: ir.TensorKernel) -> LoweredKernel:
-        return KernelLowering(self, kernel, f"mt_kernel_{k}").lower_kernel()
+        return _in_bounds(KernelLowering(self, kernel, f"mt_kernel_{k}").lower_kernel())
 
     def lower_fused(self, k: int, fused: ir.FusedKernel, plan: planning.FusedPlan) -> LoweredKernel:
-        return KernelLowering(self, fused.kernels[0], f"mt_fused_{k}").lower_fused(plan)
+        return _in_bounds(KernelLowering(self, fused.kernels[0], f"mt_fused_{k}").lower_fused(plan))
 
     def lower(self, print_kernel=None) -> tuple:
         """`(kernels, unsupported)`: every kernel and fused kernel with a native form, in the order
@@ -747,3 +749,8 @@ class ModuleLowering(ModuleTables):
         finish = print_kernel or (lambda lowered: lowered)
         return render_kernels(self.module, self.grids, lambda k, kernel: finish(self.lower_kernel(k, kernel)),
                               lambda k, fused, plan: finish(self.lower_fused(k, fused, plan)))
+
+
+def _in_bounds(lowered: LoweredKernel) -> LoweredKernel:
+    """`lowered` with the reads its bounds keep inside their local array marked (`schedule/bounds.py`)."""
+    return dataclasses.replace(lowered, nest=mark_in_bounds(lowered.nest))

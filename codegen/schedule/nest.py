@@ -18,8 +18,11 @@ Expressions
 - `Ref(name, type)`: a kernel parameter, a `Let` / `Local` name, a loop variable,
   or (type `array`) an array.
 - `Lane(vector, lane)`: component 0, 1, 2 of a vector.
-- `Load(array, index, type)`: `array[index]`; `index` an int or an int
-  expression; type `vec`: the three reals at `3 index` (`mt_vec_at`).
+- `Load(array, index, type, in_bounds)`: `array[index]`; `index` an int or an
+  int expression; type `vec`: the three reals at `3 index` (`mt_vec_at`);
+  `in_bounds`: a read of a local array that constant bounds keep inside it
+  (`schedule/bounds.py`), which needs no mask where it is computed on the side
+  of a `Select` not chosen.
 - `Unary(op, operand, type)`: `neg`, `not`.
 - `Binary(op, left, right, type)`: `add sub mul div` (real, int or vec operands
   as `type` says; a vec with a real broadcasts), `mod pow` (int: floor-mod,
@@ -144,11 +147,13 @@ class Lane:
 
 @dataclass(frozen=True, slots=True)
 class Load:
-    """`array[index]` (`index`: an int or an int expression); type `vec`: the vector at `3 index`."""
+    """`array[index]` (`index`: an int or an int expression); type `vec`: the vector at `3 index`.
+    `in_bounds`: the read stays inside its local array wherever it stands (`schedule/bounds.py`)."""
 
     array: str
     index: Union[int, "Expr"]
     type: str = REAL
+    in_bounds: bool = False
 
 
 @dataclass(frozen=True, slots=True)

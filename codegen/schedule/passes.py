@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import plan as planning
-from . import factors, grid, kernel, presence, reads, tables, tabulation
+from . import bounds, factors, grid, kernel, presence, reads, tables, tabulation
 
 
 @dataclass(frozen=True)
@@ -37,5 +37,7 @@ MIDDLE = (
     Pass("hoisting", kernel.KernelLowering.hoist, "each value placed in the outermost block where its variables are bound"),
     Pass("common subexpressions", kernel.KernelLowering.emit, "a value named once per block (a `Let`), reused after"),
     Pass("simd", kernel.simd_safe, "innermost kernel-index loops whose iterations write their own entry, no error flag"),
+    Pass("reads in bounds", bounds.mark_in_bounds,
+         "reads of a local array whose index constant bounds keep inside it (no mask where computed speculatively)"),
     Pass("compile-time tables", tables.ModuleTables, "radial splines, Clebsch-Gordan tables, block-access keys"),
 )

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Optional
 
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
+from mtdsl.ir.roles import DenseValues, GradientRows, GradientValues, PresenceTable, RowMap
 
 from . import plan as planning
 from .plan import Unsupported
@@ -99,8 +99,10 @@ class ReadLowering:
 
     def dense_gradient(self, expr: ir.Data) -> Value:
         """A gradient value from the buffer its scatter kernels wrote (`mtdsl/ir/passes/terms.py`): the row,
-        then positions along axes of the sizes the field names; each position is checked."""
-        sizes = [int(x) for x in expr.field.split(":", 1)[1].split(",") if x]
+        then positions along the axes of its field's sizes (`DenseValues`); each position is checked."""
+        if not isinstance(expr.field, DenseValues):
+            raise Unsupported(f"a dense gradient read by {expr.field!r}, not by DenseValues")
+        sizes = expr.field.sizes
         if len(expr.index) != len(sizes) + 1:
             raise Unsupported("a dense gradient read with the wrong number of positions")
         data = self.array(abi.DenseGradient(expr.source), REAL, f"{expr.source} as written")

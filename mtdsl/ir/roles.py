@@ -7,7 +7,7 @@ them, its blocks as a TensorMap, the row maps of scatter and product kernels, co
 tangents, term, scatter, product and fused kernels. Each is a value of one class below, put
 where the IR holds a name: `Data.source`, `PairsDomain.pairs` (a run-time range of rows),
 `BlockRef.tensor`, `TensorKernel.name`, `FusedKernel.name`; and `Data.field` where it reads a
-label of gradient rows (`RowField`). A consumer asks the type
+label of gradient rows (`RowField`) or a gradient's written values (`DenseValues`). A consumer asks the type
 (`isinstance(expr.source, GradientRows)`) and reads the typed fields (`.tensor`, `.wrt`): no
 name is ever parsed or tested by prefix.
 
@@ -96,6 +96,23 @@ class RowField(RoleName):
     FIELDS = ("kind", "name")
     DEFAULTS = ("",)
     spell = staticmethod(_row_field)
+
+
+class DenseValues(RoleName):
+    """What a `Data(GradientValues(T, wrt), field, (row, *positions))` reads (mtdsl/ir/passes/terms.py):
+    the value at a row, then at positions along axes of `sizes` (3 for each direction, then
+    each column's size). Spelled `value:3,8`; read by `.sizes`, never parsed."""
+
+    def __new__(cls, *sizes):
+        if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in sizes):
+            raise TypeError(f"DenseValues takes the sizes of its axes (integers), not {sizes!r}")
+        self = str.__new__(cls, "value:" + ",".join(str(int(s)) for s in sizes))
+        self.fields = tuple(int(s) for s in sizes)
+        return self
+
+    @property
+    def sizes(self) -> tuple:
+        return self.fields
 
 
 class GradientValues(RoleName):
@@ -209,7 +226,7 @@ class BinderMask(RoleName):
 
 #: every role, by class name (codegen/serialize.py rebuilds them from the cache by this table)
 ROLES = {cls.__name__: cls for cls in (
-    GradientRows, RowField, GradientValues, GradientBlocks, RowMap, Cotangent, Tangent, TensorTangent,
+    GradientRows, RowField, DenseValues, GradientValues, GradientBlocks, RowMap, Cotangent, Tangent, TensorTangent,
     TermKernel, ScatterKernel, VjpKernel, JvpKernel, FusedName, PresenceTable, BinderMask)}
 
 #: the reserved prefixes the names above start with (only tests/ir/test_roles.py reads them)

@@ -12,7 +12,8 @@ broken rule:
   as a `Reduce` binder, binder names distinct) and no derivative node of `ir/passes/autodiff.py`
   is left unlowered;
 - the roles of `mtdsl/ir/roles.py` appear only where they may: none after lowering; the rows of a
-  gradient (`GradientRows`), its values (`GradientValues`) and blocks (`GradientBlocks`) only in
+  gradient (`GradientRows`, its labels read by a `RowField`), its values (`GradientValues`, read
+  by a `DenseValues` at a row and one position per axis) and blocks (`GradientBlocks`) only in
   derived kernels; a `RowMap` range only as the first index of the scatter or product kernel it
   belongs to; cotangents only in VJP kernels, tangents only in JVP kernels; `FusedName` only as
   a fused kernel's name, whose members are kernels of the module;
@@ -28,8 +29,9 @@ from typing import Optional
 from mtdsl import builtins
 
 from . import nodes as ir
-from .roles import (BinderMask, Cotangent, DerivedKernel, FusedName, GradientBlocks, GradientRows, GradientValues,
-                    JvpKernel, PresenceTable, RoleName, RowField, RowMap, ScatterKernel, Tangent, TensorTangent, VjpKernel)
+from .roles import (BinderMask, Cotangent, DenseValues, DerivedKernel, FusedName, GradientBlocks, GradientRows,
+                    GradientValues, JvpKernel, PresenceTable, RoleName, RowField, RowMap, ScatterKernel, Tangent,
+                    TensorTangent, VjpKernel)
 
 STAGES = ("lowered", "derived", "fused")
 
@@ -301,6 +303,10 @@ class _Verifier:
             return INT
         if isinstance(source, GradientValues):
             self.derived_only(expr, source)
+            if not isinstance(expr.field, DenseValues):
+                self.fail(expr, f"a gradient's written values are read by DenseValues, not {expr.field!r}")
+            if len(expr.index) != len(expr.field.sizes) + 1:
+                self.fail(expr, "a gradient's written values are read at a row and one position per axis")
             return REAL
         if isinstance(source, RowMap):
             if not isinstance(self.kernel.name, ScatterKernel) or source.fields[:3] != self.kernel.name.fields:

@@ -4,7 +4,8 @@ Each kernel is printed, optimized and JIT-compiled by llvmlite, run through ctyp
 in chunks of its parallel driver as `LLVMKernel` runs it) and compared with numpy: loops over
 ranges and CSR segments, equality bindings, lets, locals, guards (continue and return), ifs,
 local arrays and views, stores, the primitive table, the error bits, the radial spline fill and
-the spherical harmonics routines of `schedule/sph.py`.
+the spherical harmonics routines of `schedule/sph.py`. Each nest goes through the lowering's
+`schedule/bounds.py` first, as the backend's do (the reads it marks in bounds are printed unmasked).
 """
 
 import ctypes
@@ -18,6 +19,7 @@ import pytest
 from mtdsl.codegen.llvm.jit import optimize
 from mtdsl.codegen.llvm.printer import NestPrinter
 from mtdsl.codegen.schedule import nest
+from mtdsl.codegen.schedule.bounds import mark_in_bounds
 from mtdsl.codegen.schedule.nest import (INT, REAL, VEC, Alloc, Binary, Cast, Const, Fill, Guard, If, Intrinsic,
                                          Kernel, Lane, Let, Load, Local, Loop, Param, Ref, Select, Store, Update, View)
 from mtdsl.codegen.schedule.sph import sph_routine
@@ -44,7 +46,7 @@ def compiled(kernel: Kernel, routines=(), dtype="float64"):
     module = ll.Module(name="t")
     module.triple = llvm.get_process_triple()
     real = ll.DoubleType() if dtype == "float64" else ll.FloatType()
-    function = NestPrinter(module, real, {routine.name: routine for routine in routines}).kernel(kernel)
+    function = NestPrinter(module, real, {routine.name: routine for routine in routines}).kernel(mark_in_bounds(kernel))
     assert function.name == kernel.symbol and len(function.args) == 4
     parsed, machine = optimize(str(module))
     engine = llvm.create_mcjit_compiler(parsed, machine)
@@ -270,8 +272,9 @@ def test_sph_routines_printed_inline(convention, gradient):
 
 def test_select_masks_only_reads_that_may_leave_their_array():
     """In a Select both sides are computed: a read on the side not chosen is masked to entry 0,
-    unless it reads a local array at an index constants bound inside it (issue #15: the mask made a
-    contiguous vector load a gather); loops count from 0. Results equal numpy either way."""
+    unless the lowering marked it in bounds (`schedule/bounds.py`: a local array read at an index
+    constants bound inside it; issue #15: the mask made a contiguous vector load a gather); loops
+    count from 0. Results equal numpy either way."""
     q, m = ref("q"), ref("m")
     # c[q] (q in [0, 4), c of 4): inside; t[m - 1] (m in [0, 4)): may be -1, masked where m == 0
     ok = Binary("gt", m, i(0), nest.BOOL)
@@ -284,10 +287,13 @@ def test_select_masks_only_reads_that_may_leave_their_array():
                       Select(ok, value, r(-1.0), REAL)),)),)))
     kernel = Kernel("k", "mt_k", "direct", (Param("out", "output", REAL, ("buffer",)),), body)
     module = ll.Module(name="t")
-    text = str(NestPrinter(module, ll.DoubleType()).kernel(kernel))
+    text = str(NestPrinter(module, ll.DoubleType()).kernel(mark_in_bounds(kernel)))
     # one masked index (t[m - 1]), none for c[q]
     masked = [line for line in text.splitlines() if "select" in line and line.rstrip().endswith("i64 0")]
     assert len(masked) == 1, masked
+    # the printer decides nothing: unmarked, both reads are masked
+    unmarked = str(NestPrinter(ll.Module(name="t"), ll.DoubleType()).kernel(kernel))
+    assert len([line for line in unmarked.splitlines() if "select" in line and line.rstrip().endswith("i64 0")]) == 2
     out = np.zeros(16)
     assert compiled(kernel)([out]) == 0
     expected = [[-1.0 if mm == 0 else 10.0 * qq + mm - 1 for qq in range(4)] for mm in range(4)]

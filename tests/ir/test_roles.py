@@ -25,6 +25,7 @@ EXAMPLES = [
     roles.ScatterKernel("ps", "cell", 0), roles.VjpKernel("e", "ps", 1), roles.JvpKernel("e", "positions", 0),
     roles.FusedName("ps"), roles.FusedName("ps", "positions", "terms1"), roles.BinderMask("p"),
     roles.RowField("block"), roles.RowField("key", "center_type"), roles.RowField("sample", 0),
+    roles.DenseValues(3, 8, 5), roles.DenseValues(3, 3),
 ]
 
 
@@ -55,12 +56,19 @@ def test_a_role_is_refused_with_the_wrong_fields():
         roles.RowField("row")
     with pytest.raises(TypeError, match="RowField"):
         roles.RowField("key")  # a key is named
+    with pytest.raises(TypeError, match="DenseValues takes the sizes"):
+        roles.DenseValues("3,8")
 
 
 def test_a_row_field_is_read_by_its_fields():
     field = roles.RowField("sample", 1)
     assert (field.kind, field.name, str(field)) == ("sample", 1, "sample:1")
     assert (roles.RowField("key", "o3_lambda").name, str(roles.RowField("target"))) == ("o3_lambda", "target")
+
+
+def test_dense_values_are_read_by_their_sizes():
+    field = roles.DenseValues(3, 8, 5)
+    assert (field.sizes, str(field)) == ((3, 8, 5), "value:3,8,5")
 
 
 def _sources():

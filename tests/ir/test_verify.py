@@ -226,6 +226,33 @@ def test_roles_are_refused_after_lowering_and_out_of_place(stages):
         verify(_replace_kernel(derived, other.name, indices=indices), "derived")
 
 
+def test_a_gradients_written_values_are_read_by_dense_values(stages):
+    """The terms of the power spectrum read the expansion's gradient as its scatter kernels wrote
+    it, by a `DenseValues` field; its string form, or a read with a position missing, is refused."""
+    _, derived, _, _ = stages["soap_power_spectrum.mt"]
+    kernel, read = next((k, node) for k in derived.kernels for node in _walk(k.body)
+                        if isinstance(node, ir.Data) and isinstance(node.source, roles.GradientValues))
+    assert isinstance(read.field, roles.DenseValues) and len(read.index) == len(read.field.sizes) + 1
+    verify(derived, "derived")
+    for broken, message in ((dataclasses.replace(read, field=str(read.field)), "read by DenseValues, not 'value:"),
+                            (dataclasses.replace(read, index=read.index[:-1]), "one position per axis")):
+        body = _substituted(kernel.body, read, broken)
+        with pytest.raises(VerifyError, match=rf"\(derived\): .*{message}"):
+            verify(_replace_kernel(derived, kernel.name, body=body), "derived")
+
+
+def _substituted(node, old, new):
+    """`node` with the sub-node `old` (by identity) replaced by `new`."""
+    if node is old:
+        return new
+    if isinstance(node, tuple):
+        return tuple(_substituted(item, old, new) for item in node)
+    if dataclasses.is_dataclass(node):
+        return dataclasses.replace(node, **{f.name: _substituted(getattr(node, f.name), old, new)
+                                            for f in dataclasses.fields(node) if f.init})
+    return node
+
+
 @pytest.mark.parametrize("body, message", [
     (lambda b, s: ir.Binary("and", b, ir.Const(True)), r"an operand of and of type real, not bool"),
     (lambda b, s: ir.Select(ir.Const(1.5), b, b), r"a select's condition of type real, not bool"),

@@ -72,7 +72,7 @@ from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
 
 from . import autodiff as ad
-from ..roles import GradientBlocks, GradientRows, GradientValues, RowField, RowMap, ScatterKernel, TermKernel
+from ..roles import DenseValues, GradientBlocks, GradientRows, GradientValues, RowField, RowMap, ScatterKernel, TermKernel
 
 
 def rows_source(tensor: str, wrt: str) -> GradientRows:
@@ -154,7 +154,7 @@ class _Lowering:
     def dense_grad_value(self, expr: ad.GradValue):
         """`T`'s gradient read from the buffer its scatter kernels filled (`[row, directions, columns]`,
         columns padded like T's indices) when every component and property is a plain index of
-        the same domain as T's column there: `Data(dense_source(T, wrt), "value:<sizes>", positions)`.
+        the same domain as T's column there: `Data(dense_source(T, wrt), DenseValues(*sizes), positions)`.
         The runtime provides that buffer only when T's gradient was written by scatter kernels."""
         kernel = self.kernels.get(expr.tensor)
         columns = column_indices(kernel) if kernel is not None else None
@@ -179,8 +179,7 @@ class _Lowering:
                 sizes.append(2 * domain.max_degree + 1)
             else:
                 return None
-        field = "value:" + ",".join(map(str, sizes))
-        return ir.Data(dense_source(expr.tensor, expr.wrt), field, tuple(positions))
+        return ir.Data(dense_source(expr.tensor, expr.wrt), DenseValues(*sizes), tuple(positions))
 
     def domain(self, domain):
         if isinstance(domain, ad.GradRows):
