@@ -1,10 +1,9 @@
 """The middle passes, named in the order they apply to a kernel (as Halide lists its lowering passes).
 
 Each is written once. The kernel lowering (`schedule/kernel.py`) applies them
-while it walks the plan and emits the loop nest the C++ backend prints (a pass
-here is a decision over the plan and the IR; docs/codegen.md, "The middle");
-the LLVM renderer still applies the decisions in its own walk, but hoisting and
-common subexpressions it keeps its own until it prints the nest too.
+while it walks the plan and emits the loop nest that both renderers (C++ and
+LLVM) only print (a pass here is a decision over the plan, the IR or the nest;
+docs/codegen.md, "The middle").
 """
 
 from __future__ import annotations
