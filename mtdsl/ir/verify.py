@@ -9,8 +9,9 @@ broken rule:
   is declared (systems, neighbour lists, parameters with as many indices as slots, input
   tensormaps and kernels computed before the reader);
 - domains are well formed (`start <= stop`, a non-negative maximal degree, `PairsFrom` only
-  as a `Reduce` binder, binder names distinct) and no derivative node of `ir/passes/autodiff.py`
-  is left unlowered;
+  as a `Reduce` binder, binder names distinct) and no node of the derivative IR
+  (`mtdsl/ir/derivative_nodes.py`: `GradRows`, `GradLabel`, `GradValue`, `UnitVector`, which only
+  a gradient's terms hold) is left unlowered;
 - the roles of `mtdsl/ir/roles.py` appear only where they may: none after lowering; the rows of a
   gradient (`GradientRows`), its values (`GradientValues`) and blocks (`GradientBlocks`) only in
   derived kernels; a `RowMap` range only as the first index of the scatter or product kernel it
@@ -28,6 +29,7 @@ from typing import Optional
 from mtdsl import builtins
 
 from . import nodes as ir
+from .derivative_nodes import DERIVATIVE_NODES
 from .roles import (BinderMask, Cotangent, DerivedKernel, FusedName, GradientBlocks, GradientRows, GradientValues,
                     JvpKernel, PresenceTable, RoleName, RowField, RowMap, ScatterKernel, Tangent, TensorTangent, VjpKernel)
 
@@ -43,6 +45,8 @@ _ROW_MAP_OF = {ScatterKernel: "", VjpKernel: "vjp", JvpKernel: "jvp"}
 #: lowering), and the derivatives of built-ins the derivative passes call (`d_sph`, `d_soap_radial`, ...)
 _CALLED = tuple(b.name for b in builtins.registered() if b.definition is None)
 _FUNCTIONS = set(_CALLED) | {f"d_{name}" for name in _CALLED}
+_UNLOWERED = ("a node of the derivative IR (derivative_nodes.py) left unlowered: only a gradient's terms hold them, "
+              "and passes/terms.py lowers them")
 
 
 class VerifyError(AssertionError):
@@ -171,8 +175,10 @@ class _Verifier:
             if not isinstance(domain.max_degree, int) or domain.max_degree < 0:
                 self.fail(node, f"an irrep of maximal degree {domain.max_degree}")
             self.expect(domain.degree, scope, INT, "a degree")
+        elif isinstance(domain, DERIVATIVE_NODES):
+            self.fail(node, f"{type(domain).__name__} is no domain of the IR: {_UNLOWERED}")
         elif not isinstance(domain, ir.XyzDomain):
-            self.fail(node, f"{type(domain).__name__} is no domain of the IR (a derivative node left unlowered?)")
+            self.fail(node, f"{type(domain).__name__} is no domain of the IR")
 
     def pairs_name(self, pairs, node):
         if isinstance(pairs, GradientRows):
@@ -264,7 +270,9 @@ class _Verifier:
                 self.expect(expr.where, inner, BOOL, "a sum's where")
             found = self.expr(expr.body, inner)
             return REAL if found in (INT, BOOL) else found
-        self.fail(expr, f"{type(expr).__name__} is no expression of the IR (a derivative node left unlowered?)")
+        if isinstance(expr, DERIVATIVE_NODES):
+            self.fail(expr, f"{type(expr).__name__} is no expression of the IR: {_UNLOWERED}")
+        self.fail(expr, f"{type(expr).__name__} is no expression of the IR")
 
     def binary(self, expr: ir.Binary, scope: set) -> str:
         op = expr.op

@@ -11,6 +11,7 @@ from mtdsl.codegen.schedule.derived import extended_module
 from mtdsl.compile import check_and_lower
 from mtdsl.errors import Unsupported
 from mtdsl.ir.passes import autodiff as ad
+from mtdsl.ir.derivative_nodes import GradRows
 from mtdsl.ir.passes import products
 from mtdsl.ir import nodes as ir
 from mtdsl.ir import roles
@@ -190,7 +191,7 @@ def _walk(node):
     (ir.PairsDomain("nowhere"), "'nowhere' is not a neighbour list"),
     (ir.AtomsDomain("other"), "systems 'other' are not an input"),
     (ir.IrrepDomain(ir.Const(1), -1), "maximal degree -1"),
-    (ad.GradRows("rho", "positions"), "GradRows is no domain of the IR"),
+    (GradRows("rho", "positions"), "GradRows is no domain of the IR"),
 ])
 def test_a_malformed_domain_is_refused(stages, domain, message):
     lowered = stages["spherical_expansion.mt"][0]
