@@ -66,5 +66,6 @@ def test_the_planner_and_the_verifier_refuse_a_derivative_node(node):
     with pytest.raises(Unsupported, match="derivative node"):
         plan_kernel(broken)
     module = dataclasses.replace(module, kernels=module.kernels[:-1] + (broken,))
-    with pytest.raises(VerifyError, match=f"{type(node).__name__} is no expression of the IR: a node of the derivative IR"):
+    message = f"{type(node).__name__} is no expression of the IR: a node of the derivative IR"
+    with pytest.raises(VerifyError, match=message):
         verify(module, "lowered")
