@@ -354,10 +354,10 @@ def codegen_version() -> str:
 
 @functools.lru_cache(maxsize=1)
 def passes_version() -> str:
-    """A hash of the sources of the derivative passes and roles of the IR (`mtdsl/ir/passes/`,
-    `mtdsl/ir/roles.py`) and of the built-ins (`mtdsl/builtins/`): rendering runs them (the gradient
-    terms as kernels, the built-ins' expansions), so a rendering cached by IR is valid only for the same
-    passes too."""
+    """A hash of the sources of the derivative passes, roles, derivative nodes and walkers of the IR
+    (`mtdsl/ir/passes/`, `roles.py`, `derivative_nodes.py`, `walk.py`) and of the built-ins
+    (`mtdsl/builtins/`): rendering runs them (the gradient terms as kernels, the built-ins'
+    expansions), so a rendering cached by IR is valid only for the same passes too."""
     digest = hashlib.sha256()
     for path in passes_files():
         digest.update(path.name.encode())
@@ -369,7 +369,9 @@ def passes_files() -> list[Path]:
     here = Path(roles.__file__).parent
     # the built-ins' derivatives and native expansions (mtdsl/builtins/) are part of what rendering runs
     registry = sorted(Path(builtins.__file__).parent.glob("*.py"))
-    return sorted((here / "passes").glob("*.py")) + [here / "roles.py"] + registry
+    # the derivative nodes and the walkers over them decide what the passes give, as the passes do
+    ir_files = [here / "roles.py", here / "derivative_nodes.py", here / "walk.py"]
+    return sorted((here / "passes").glob("*.py")) + ir_files + registry
 
 
 def rendering_key(backend: str, module_text: str, dtype: str) -> str:

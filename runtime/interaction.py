@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.passes.autodiff import _children
+from mtdsl.ir.walk import children
 
 #: the data fields of a pairs source that reach its second atom
 _SECOND_ATOM_FIELDS = ("second", "vector", "distance")
@@ -143,7 +143,7 @@ class _Reach:
             self._data(expr)
         elif isinstance(expr, ir.BlockRef):
             self._block(expr)
-        for child in _children(expr):
+        for child in children(expr):
             self._expression(child)
 
     def _data(self, expr: ir.Data) -> None:

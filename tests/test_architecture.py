@@ -58,10 +58,12 @@ LAYERS = {
     "mtdsl.ir.lower": _ERRORS | {"mtdsl.ir", "mtdsl.lang", "mtdsl.builtins"},
     "mtdsl.ir.differentiable": _ERRORS | {"mtdsl.ir", "mtdsl.lang"},
     # the derivative passes take IR and give IR (their roles as types): the IR and the errors only
-    # (`walk`: the variables and conjuncts of an expression, facts of the nodes alone)
-    "mtdsl.ir.passes": _ERRORS | {"mtdsl.ir.nodes", "mtdsl.ir.roles", "mtdsl.ir.walk", "mtdsl.builtins"},
-    # the verifier checks every stage's IR, so no pass may need it
-    "mtdsl.ir.verify": _ERRORS | {"mtdsl.ir.nodes", "mtdsl.ir.roles", "mtdsl.builtins"},
+    # (`derivative_nodes`: what autodiff gives and the others read; `walk`: the children, variables
+    # and conjuncts of an expression, plain or derivative, facts of the nodes alone)
+    "mtdsl.ir.passes": _ERRORS | {"mtdsl.ir.nodes", "mtdsl.ir.derivative_nodes", "mtdsl.ir.roles", "mtdsl.ir.walk",
+                                  "mtdsl.builtins"},
+    # the verifier checks every stage's IR (and refuses the derivative nodes in it), so no pass may need it
+    "mtdsl.ir.verify": _ERRORS | {"mtdsl.ir.nodes", "mtdsl.ir.derivative_nodes", "mtdsl.ir.roles", "mtdsl.builtins"},
     # backends render the IR; they never import the runtime that runs what they build
     "mtdsl.codegen": _ERRORS | {"mtdsl.ir", "mtdsl.math", "mtdsl.builtins"},
     # the runtime binds data to kernels: never the language, the compiler driver or the CLI

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 
 from mtdsl.ir.passes import autodiff as ad
+from mtdsl.ir.walk import children, free_vars
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.roles import FusedName, GradientBlocks, GradientRows, GradientValues
 
@@ -49,7 +50,7 @@ def _reads_gradients(kernel: ir.TensorKernel) -> bool:
         if isinstance(expr, ir.Reduce):
             return (any(_domain_reads(b.domain, reads) for b in expr.binders)
                     or reads(expr.body) or reads(expr.where))
-        return any(reads(child) for child in ad._children(expr))
+        return any(reads(child) for child in children(expr))
 
     return (any(_domain_reads(b.domain, reads) for b in kernel.indices)
             or reads(kernel.body) or reads(kernel.where))
@@ -70,7 +71,7 @@ def rename_driver(kernel: ir.TensorKernel, old: str, new: str) -> ir.TensorKerne
     body = kernel.body
     if old == new:
         return kernel
-    names = {b.name for b in kernel.indices} | ad.free_variables(body)
+    names = {b.name for b in kernel.indices} | free_vars(body)
     if not isinstance(body, ir.Reduce) or old not in {b.name for b in body.binders}:
         raise Unsupported(f"{old} is not a binder of {kernel.name}'s sum")
     if new in names or new in {b.name for b in body.binders} or _binds(body.body, new):
@@ -94,7 +95,7 @@ def _binds(expr, name: str) -> bool:
         return False
     if isinstance(expr, ir.Reduce):
         return name in {b.name for b in expr.binders} or _binds(expr.body, name) or _binds(expr.where, name)
-    return any(_binds(child, name) for child in ad._children(expr))
+    return any(_binds(child, name) for child in children(expr))
 
 
 def fused_kernels(module: ir.Module, scatters: dict) -> tuple[tuple[ir.FusedKernel, ...], dict, dict]:

@@ -45,7 +45,7 @@ from mtdsl import builtins
 from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.roles import GradientRows, GradientValues, PresenceTable, RowMap
-from mtdsl.ir.walk import union_free_vars, conjuncts, domain_vars, free_vars  # noqa: F401 (read as planning.free_vars ...)
+from mtdsl.ir.walk import union_free_vars, conjuncts, derivative_node, domain_vars, free_vars  # noqa: F401 (read as planning.free_vars ...)
 
 from . import abi
 
@@ -849,6 +849,10 @@ def plan_kernel(kernel: ir.TensorKernel, prefix: tuple = (), pair_systems: Optio
 
 
 def _plan_kernel(kernel: ir.TensorKernel, prefix: tuple, pair_systems: Optional[dict]) -> KernelPlan:
+    # the plan takes lowered IR: a gradient's terms are planned once `mtdsl/ir/passes/terms.py` lowered them
+    found = derivative_node(kernel)
+    if found is not None:
+        raise Unsupported(f"the derivative node {found} (a gradient's terms are lowered first)")
     names = [b.name for b in kernel.indices]
     if len(set(names)) != len(names):
         raise Unsupported("a kernel index is declared twice")

@@ -8,7 +8,7 @@ runtime/gradients/native_products.py).
 from __future__ import annotations
 
 from . import nodes as ir
-from .passes.autodiff import _children
+from .walk import children
 
 
 def expression_reads(expr, found: set) -> None:
@@ -25,7 +25,7 @@ def expression_reads(expr, found: set) -> None:
         expression_reads(expr.body, found)
         expression_reads(expr.where, found)
         return
-    for child in _children(expr):
+    for child in children(expr):
         expression_reads(child, found)
 
 

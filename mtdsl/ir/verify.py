@@ -9,8 +9,9 @@ broken rule:
   is declared (systems, neighbour lists, parameters with as many indices as slots, input
   tensormaps and kernels computed before the reader);
 - domains are well formed (`start <= stop`, a non-negative maximal degree, `PairsFrom` only
-  as a `Reduce` binder, binder names distinct) and no derivative node of `ir/passes/autodiff.py`
-  is left unlowered;
+  as a `Reduce` binder, binder names distinct) and no node of the derivative IR
+  (`mtdsl/ir/derivative_nodes.py`: `GradRows`, `GradLabel`, `GradValue`, `UnitVector`, which only
+  a gradient's terms hold) is left unlowered;
 - the roles of `mtdsl/ir/roles.py` appear only where they may: none after lowering; the rows of a
   gradient (`GradientRows`, its labels read by a `RowField`), its values (`GradientValues`, read
   by a `DenseValues` at a row and one position per axis) and blocks (`GradientBlocks`) only in
@@ -20,6 +21,11 @@ broken rule:
 - types agree: conditions (`where`, a select's, `and`/`or`/`not` operands) are boolean, `mod`
   takes integers, no comparison or call takes a bool or a vector where it needs a number,
   operators and functions are known.
+
+`verify_gradients(module, gradients)` checks what autodiff gives (the "autodiff" stage), the one
+place where the derivative nodes belong: the same rules over each term of each `GradientKernel`,
+whose scope is its kernel's indices, the directions, its binders and its aliases, and whose
+`GradRows`, `GradLabel` and `GradValue` read the gradients of kernels computed before.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Optional
 from mtdsl import builtins
 
 from . import nodes as ir
+from .derivative_nodes import DERIVATIVE_NODES, GradientKernel, GradLabel, GradRows, GradValue, UnitVector
 from .roles import (BinderMask, Cotangent, DenseValues, DerivedKernel, FusedName, GradientBlocks, GradientRows,
                     GradientValues, JvpKernel, PresenceTable, RoleName, RowField, RowMap, ScatterKernel, Tangent,
                     TensorTangent, VjpKernel)
@@ -45,6 +52,8 @@ _ROW_MAP_OF = {ScatterKernel: "", VjpKernel: "vjp", JvpKernel: "jvp"}
 #: lowering), and the derivatives of built-ins the derivative passes call (`d_sph`, `d_soap_radial`, ...)
 _CALLED = tuple(b.name for b in builtins.registered() if b.definition is None)
 _FUNCTIONS = set(_CALLED) | {f"d_{name}" for name in _CALLED}
+_UNLOWERED = ("a node of the derivative IR (derivative_nodes.py) left unlowered: only a gradient's terms hold them, "
+              "and passes/terms.py lowers them")
 
 
 class VerifyError(AssertionError):
@@ -57,6 +66,20 @@ def verify(module: ir.Module, stage: str = "lowered") -> ir.Module:
         raise ValueError(f"unknown stage {stage!r}: one of {', '.join(STAGES)}")
     _Verifier(module, stage).module_()
     return module
+
+
+def verify_gradients(module: ir.Module, gradients: dict) -> dict:
+    """Check the gradient kernels autodiff gave for `module` (`{wrt: {kernel: GradientKernel}}`;
+    the "autodiff" stage, the one where derivative nodes belong): each of a kernel of the module;
+    in each term, every variable bound (the kernel's indices, the directions, the term's binders
+    and aliases, enclosing sums); `GradRows`, `GradLabel` and `GradValue` of kernels computed
+    before; a boolean condition; an integer target (an atom or a system) or an entry of a
+    tensor read; no role. Return `gradients` unchanged, raise `VerifyError`."""
+    verifier = _Verifier(module, "autodiff")
+    for by_kernel in gradients.values():
+        for gradient in by_kernel.values():
+            verifier.gradient(gradient)
+    return gradients
 
 
 class _Verifier:
@@ -101,6 +124,54 @@ class _Verifier:
             if missing or len(fused.kernels) < 2:
                 self.fail(fused, f"members {missing} are not kernels of the module" if missing
                           else "a fused kernel of fewer than two kernels")
+
+    # -- the gradient kernels of autodiff -------------------------------------------------------
+    def gradient(self, gradient: GradientKernel):
+        kernels = [k.name for k in self.module.kernels]
+        self.kernel = None
+        if gradient.kernel not in kernels:
+            self.fail(gradient.kernel, "the gradient of no kernel of the module")
+        self.kernel = self.module.kernels[kernels.index(gradient.kernel)]
+        self.done = set(kernels[:kernels.index(gradient.kernel)])
+        scope = {b.name for b in self.kernel.indices} | set(gradient.directions)
+        for term in gradient.terms:
+            inner = set(scope)
+            for binder in term.binders:
+                if binder.name in inner:
+                    self.fail(binder, "a term's binder named as a variable of its scope")
+                inner.add(binder.name)
+            for binder in term.binders:
+                self.domain(binder.domain, inner, binder)
+            for name, alias in term.aliases:  # each alias may read the ones before it
+                self.expect(alias, inner, INT, f"the alias of {name}")
+                inner.add(name)
+            if term.where is not None:
+                self.expect(term.where, inner, BOOL, "a term's where")
+            if not isinstance(term.target, ir.BlockRef):
+                self.expect(term.target, inner, INT, "a term's target")
+            self.expr(term.target, inner)
+            self.expr(term.coefficient, inner)
+
+    def derivative(self, expr, scope: set) -> str:
+        """The type of a derivative node (only in a gradient's terms)."""
+        if self.stage != "autodiff":
+            self.fail(expr, f"{type(expr).__name__} is no expression of the IR: {_UNLOWERED}")
+        if isinstance(expr, UnitVector):
+            self.expect(expr.direction, scope, INT, "a direction")
+            return VEC
+        if expr.tensor not in self.done:
+            self.fail(expr, f"the gradient of {expr.tensor!r}, not a kernel computed before")
+        self.expect(expr.row, scope, INT, "a gradient row")
+        if isinstance(expr, GradLabel):
+            if expr.what not in ("key", "sample", "target"):
+                self.fail(expr, f"a gradient row label of kind {expr.what!r}")
+            return INT
+        for direction in expr.directions:
+            self.expect(direction, scope, INT, "a direction")
+        for slot in expr.components + expr.properties:
+            self.source(slot, slot.kind, slot.source)
+            self.number(slot.expr, scope, "a slot")
+        return REAL
 
     def kernel_(self, kernel: ir.TensorKernel):
         name = kernel.name
@@ -173,8 +244,13 @@ class _Verifier:
             if not isinstance(domain.max_degree, int) or domain.max_degree < 0:
                 self.fail(node, f"an irrep of maximal degree {domain.max_degree}")
             self.expect(domain.degree, scope, INT, "a degree")
+        elif isinstance(domain, GradRows) and self.stage == "autodiff":
+            if domain.tensor not in self.done:
+                self.fail(node, f"the gradient rows of {domain.tensor!r}, not a kernel computed before")
+        elif isinstance(domain, DERIVATIVE_NODES):
+            self.fail(node, f"{type(domain).__name__} is no domain of the IR: {_UNLOWERED}")
         elif not isinstance(domain, ir.XyzDomain):
-            self.fail(node, f"{type(domain).__name__} is no domain of the IR (a derivative node left unlowered?)")
+            self.fail(node, f"{type(domain).__name__} is no domain of the IR")
 
     def pairs_name(self, pairs, node):
         if isinstance(pairs, GradientRows):
@@ -266,7 +342,9 @@ class _Verifier:
                 self.expect(expr.where, inner, BOOL, "a sum's where")
             found = self.expr(expr.body, inner)
             return REAL if found in (INT, BOOL) else found
-        self.fail(expr, f"{type(expr).__name__} is no expression of the IR (a derivative node left unlowered?)")
+        if isinstance(expr, (UnitVector, GradLabel, GradValue)):
+            return self.derivative(expr, scope)
+        self.fail(expr, f"{type(expr).__name__} is no expression of the IR")
 
     def binary(self, expr: ir.Binary, scope: set) -> str:
         op = expr.op

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mtdsl.ir.passes import autodiff as ad
+from mtdsl.ir.derivative_nodes import GradLabel, GradRows
 
 from ..bindings import RunError
 from ..named import Named, union_axes
@@ -37,11 +37,11 @@ class DerivativeNodes:
 
     def domain_values(self, domain) -> np.ndarray:
         """The values an index of `domain` takes: the bindings', and the rows of a gradient."""
-        if isinstance(domain, ad.GradRows):
+        if isinstance(domain, GradRows):
             return np.arange(self.gradient_table(domain.tensor, domain.wrt).n_rows, dtype=np.int64)
         return self.bindings.domain_values(domain)
 
-    def _eval_GradLabel(self, expr: ad.GradLabel, scope) -> Named:
+    def _eval_GradLabel(self, expr: GradLabel, scope) -> Named:
         row = self.evaluate(expr.row, scope)
         table = self.gradient_table(expr.tensor, expr.wrt)
         return Named(row.axes, table.label(expr, row.data))

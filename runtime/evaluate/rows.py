@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.passes.autodiff import free_variables
+from mtdsl.ir.walk import free_vars
 
 from ..named import Named, apply, union_axes
 from .dispatch import csr_matrix
@@ -124,7 +124,7 @@ def reduce_over_rows(evaluator, expr: ir.Reduce, scope):
 def _deduplicate(evaluator, expr: ir.Reduce, scope):
     """`expr` evaluated once per distinct value of the aliases it reads, or None (too few rows,
     too many distinct values, or a dependence on the rows' axes other than through the aliases)."""
-    free = free_variables(expr)
+    free = free_vars(expr)
     aliased = [n for n in sorted(free) if n in scope.aliases]
     if not aliased:
         return None

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mtdsl.codegen.schedule import abi
-from mtdsl.ir.passes import autodiff as ad
+from mtdsl.ir.derivative_nodes import GradRows, GradientKernel, Term
 from mtdsl.ir import nodes as ir
 from mtdsl.tensor import Labels, TensorBlock
 
@@ -156,7 +156,7 @@ def _needed(module, gradient_kernels, outputs) -> set:
         needed.add(name)
         for term in gradient_kernels[name].terms:
             for binder in term.binders:
-                if isinstance(binder.domain, ad.GradRows) and binder.domain.tensor not in needed:
+                if isinstance(binder.domain, GradRows) and binder.domain.tensor not in needed:
                     stack.append(binder.domain.tensor)
     return needed
 
@@ -223,7 +223,7 @@ class _Layout:
         return DenseLookup([b.properties.array for b in self._blocks])
 
 
-def kernel_gradient(run: GradientRun, kernel: ir.TensorKernel, gradient: ad.GradientKernel, tensor):
+def kernel_gradient(run: GradientRun, kernel: ir.TensorKernel, gradient: GradientKernel, tensor):
     """The gradient blocks of `tensor` (the values of `kernel`), and the target of each of their rows."""
     bindings = run.bindings
     wrt = gradient.wrt
@@ -288,7 +288,7 @@ def kernel_gradient(run: GradientRun, kernel: ir.TensorKernel, gradient: ad.Grad
                             batch)
 
 
-def _term_rows(run: GradientRun, kernel, gradient, term: ad.Term, layout: _Layout, scatter):
+def _term_rows(run: GradientRun, kernel, gradient, term: Term, layout: _Layout, scatter):
     """The rows of one term for its scatter kernel: over the grid of `scatter.row_vars`, whether the
     term has a point there (its conditions, as in `term_points`), and the row's block, parent
     sample and target. None when the scope does not have the kernel's variables as plain axes."""

@@ -1,6 +1,6 @@
 """Each term of a gradient kernel over its scope: the contributions `runtime/gradients/forward.py` sums into rows.
 
-A term (`mtdsl/ir/passes/autodiff.py: Term`) is evaluated like a kernel body
+A term (`mtdsl/ir/derivative_nodes.py: Term`, made by `mtdsl/ir/passes/autodiff.py`) is evaluated like a kernel body
 over its *scope*: its binders (pairs, rows of a read tensor's gradient), joined
 where an equality of its condition relates them (`bind_binders`: a sort-merge
 join, the matching pairs only), the direction variables, and the kernel indices
@@ -19,6 +19,8 @@ import numpy as np
 
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.passes import autodiff as ad
+from mtdsl.ir.derivative_nodes import Term
+from mtdsl.ir.walk import free_vars
 from mtdsl.ir.walk import conjuncts
 
 from ..assemble import signature_values
@@ -29,7 +31,7 @@ from .run import GradientRun
 from .tables import _lookup
 
 
-def term_scope(run: GradientRun, kernel, gradient, term: ad.Term) -> Scope:
+def term_scope(run: GradientRun, kernel, gradient, term: Term) -> Scope:
     """The scope of one term: its binders (joined where related), directions, free kernel indices, aliases."""
     bindings = run.bindings
     aliased = {name for name, _ in term.aliases}
@@ -44,7 +46,7 @@ def term_scope(run: GradientRun, kernel, gradient, term: ad.Term) -> Scope:
     return scope
 
 
-def term_masks(run: GradientRun, kernel, term: ad.Term, scope, derived=None) -> list[Named]:
+def term_masks(run: GradientRun, kernel, term: Term, scope, derived=None) -> list[Named]:
     """Where a term has points: the kernel's and the term's conditions (`derived`: the term's
     derived kernel, whose condition is both), and the validity of every binder no alias fixes
     (irrep bounds...)."""
@@ -71,7 +73,7 @@ def native_value(run: GradientRun, kernel, gradient, k: int, scope: Scope):
     return value
 
 
-def term_points(run: GradientRun, kernel, gradient, term: ad.Term, layout, k: int) -> dict:
+def term_points(run: GradientRun, kernel, gradient, term: Term, layout, k: int) -> dict:
     """Every contribution of term `k` of `gradient` (`term`): block, parent sample row, target, flat
     column, values [n, 3^k]. `layout`: the values' `forward._Layout`."""
     bindings = run.bindings
@@ -158,7 +160,7 @@ def term_points(run: GradientRun, kernel, gradient, term: ad.Term, layout, k: in
     }
 
 
-def bind_binders(run, term: ad.Term, scope: Scope) -> Scope:
+def bind_binders(run, term: Term, scope: Scope) -> Scope:
     """Bind a term's binders; binders related by an equality of its condition
     (`P.second[p] == sample of g`, `P.first[q] == P.second[p]`) are enumerated
     jointly, as the matching pairs only (a sort-merge join), never as a product."""
@@ -181,7 +183,7 @@ def bind_binders(run, term: ad.Term, scope: Scope) -> Scope:
     for conjunct in conjuncts(ad.substitute(term.where, resolved) if term.where is not None else None):
         if not (isinstance(conjunct, ir.Binary) and conjunct.op == "eq"):
             continue
-        left, right = ad.free_variables(conjunct.left), ad.free_variables(conjunct.right)
+        left, right = free_vars(conjunct.left), free_vars(conjunct.right)
         if not left or not right or not (left | right) <= set(values):
             continue
         axes_left, axes_right = {owner[n] for n in left}, {owner[n] for n in right}

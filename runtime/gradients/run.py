@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mtdsl.errors import RunError, Unsupported
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.passes import autodiff as ad
+from mtdsl.ir.derivative_nodes import GradientKernel
 from mtdsl.ir.passes.terms import term_kernel
 
 from ..evaluate.evaluator import Evaluator
@@ -29,7 +29,7 @@ class GradientRun:
         self.prepared: dict = {}  # tensor -> GradientRows some of whose terms the values' pass added
         self._term_kernels: dict = {}
 
-    def term_kernel(self, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int) -> ir.TensorKernel:
+    def term_kernel(self, kernel: ir.TensorKernel, gradient: GradientKernel, k: int) -> ir.TensorKernel:
         """Term `k` of `gradient` as its derived kernel (mtdsl/ir/passes/terms.py, reading the gradient
         blocks), which the evaluator runs. Every term the derivative pass makes has one (the lowering
         covers every vector shape of the language); one without is an error naming the term."""

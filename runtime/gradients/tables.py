@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from mtdsl.ir.passes import autodiff as ad
+from mtdsl.ir.derivative_nodes import GradLabel
 from mtdsl.ir import nodes as ir
 from mtdsl.ir.roles import RowField
 from mtdsl.tensor import Labels
@@ -155,7 +156,7 @@ class GradientTable:
             self._flat = np.concatenate([np.asarray(g.values).reshape(-1) for g in gradients]) if gradients else np.zeros(0)
         return self._flat
 
-    def label(self, expr: ad.GradLabel, rows: np.ndarray) -> np.ndarray:
+    def label(self, expr: GradLabel, rows: np.ndarray) -> np.ndarray:
         """The label a `GradLabel` asks of `rows`."""
         return np.take(self._column(expr.what, expr.label if expr.what == "key" else expr.slot),
                        np.asarray(rows, dtype=np.int64))  # (`take`: a faster gather than indexing)

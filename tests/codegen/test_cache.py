@@ -147,4 +147,5 @@ def test_renderer_version_covers_every_codegen_source():
     assert {path.name for path in (here / "schedule").glob("*.py")} <= named  # the shared middle
     assert {"fuse.py", "derived.py", "module.cpp.j2", "kernel.cpp.j2"} <= named
     # the derivative passes run while rendering: a change to them invalidates renderings too
-    assert {"terms.py", "products.py", "autodiff.py", "roles.py"} <= {path.name for path in cache.passes_files()}
+    assert {"terms.py", "products.py", "autodiff.py", "roles.py", "derivative_nodes.py", "walk.py"} <= {
+        path.name for path in cache.passes_files()}

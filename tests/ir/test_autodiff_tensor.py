@@ -16,6 +16,8 @@ import pytest
 
 from mtdsl.compile import check_and_lower
 from mtdsl.ir.passes import autodiff as ad
+from mtdsl.ir.derivative_nodes import GradientKernel
+from mtdsl.ir.walk import children
 from mtdsl.ir import nodes as ir
 from mtdsl.runtime.assemble import evaluate_kernel
 from mtdsl.runtime.evaluate.evaluator import Evaluator
@@ -52,7 +54,7 @@ def replaced(tensor: TensorMap, arrays) -> TensorMap:
                                    for a, b in zip(arrays, tensor.blocks())])
 
 
-def tangent_kernel(kernel: ir.TensorKernel, gradient: ad.GradientKernel) -> ir.TensorKernel:
+def tangent_kernel(kernel: ir.TensorKernel, gradient: GradientKernel) -> ir.TensorKernel:
     """`kernel` whose body is the sum of the terms of `gradient` contracted with `U_dot`."""
     body = None
     for term in gradient.terms:
@@ -172,5 +174,5 @@ output t
 
 def _nodes(expr):
     yield expr
-    for child in ad._children(expr):
+    for child in children(expr):
         yield from _nodes(child)

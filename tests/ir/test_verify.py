@@ -11,10 +11,11 @@ from mtdsl.codegen.schedule.derived import extended_module
 from mtdsl.compile import check_and_lower
 from mtdsl.errors import Unsupported
 from mtdsl.ir.passes import autodiff as ad
+from mtdsl.ir.derivative_nodes import GradRows, GradValue
 from mtdsl.ir.passes import products
 from mtdsl.ir import nodes as ir
 from mtdsl.ir import roles
-from mtdsl.ir.verify import VerifyError, verify
+from mtdsl.ir.verify import VerifyError, verify, verify_gradients
 from mtdsl.ir.passes.autodiff import module_gradients
 
 from ..codegen.test_random_programs import random_module
@@ -190,7 +191,7 @@ def _walk(node):
     (ir.PairsDomain("nowhere"), "'nowhere' is not a neighbour list"),
     (ir.AtomsDomain("other"), "systems 'other' are not an input"),
     (ir.IrrepDomain(ir.Const(1), -1), "maximal degree -1"),
-    (ad.GradRows("rho", "positions"), "GradRows is no domain of the IR"),
+    (GradRows("rho", "positions"), "GradRows is no domain of the IR"),
 ])
 def test_a_malformed_domain_is_refused(stages, domain, message):
     lowered = stages["spherical_expansion.mt"][0]
@@ -280,3 +281,59 @@ def test_module_rules(stages):
         verify(dataclasses.replace(lowered, outputs=(ir.Output("nope"),)), "lowered")
     with pytest.raises(ValueError, match="unknown stage"):
         verify(lowered, "rendered")
+
+
+# ---- the gradient kernels of autodiff (the one stage where derivative nodes belong) ------------------
+
+
+def _partials(module):
+    """The derivatives of every kernel with respect to every computed tensor it reads."""
+    found = {}
+    for kernel in module.kernels:
+        for read in module.kernels:
+            if read.name != kernel.name:
+                partial = ad.differentiate_tensor(module, kernel.name, read.name)
+                if partial is not None:
+                    found.setdefault(ad.tensor_wrt(read.name), {})[kernel.name] = partial
+    return found
+
+
+def test_every_example_gradient_is_verified(stages):
+    checked = 0
+    for name, (lowered, *_) in stages.items():
+        for gradients in (module_gradients(lowered), _partials(lowered)):
+            verify_gradients(lowered, gradients)
+            checked += sum(len(g.terms) for by_kernel in gradients.values() for g in by_kernel.values())
+    assert checked > 0
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_module_gradients_are_verified(seed):
+    module = random_module(seed)
+    for wrt in ("positions", "strain", "cell"):
+        for kernel in module.kernels:
+            try:
+                verify_gradients(module, {wrt: ad.differentiate(module, wrt, outputs=[kernel.name])})
+            except ad.AutodiffError:  # does not depend on wrt
+                pass
+
+
+def test_broken_gradient_terms_are_refused(stages):
+    lowered = stages["soap_power_spectrum.mt"][0]
+    gradient = module_gradients(lowered)["positions"]["ps"]
+    term = next(t for t in gradient.terms if any(isinstance(b.domain, GradRows) for b in t.binders))
+
+    def broken(**changes):
+        return {"positions": {"ps": dataclasses.replace(gradient, terms=(dataclasses.replace(term, **changes),))}}
+
+    verify_gradients(lowered, broken())
+    with pytest.raises(VerifyError, match=r"kernel ps \(autodiff\): nowhere: variable nowhere is bound by no"):
+        verify_gradients(lowered, broken(coefficient=ir.Binary("mul", term.coefficient, ir.Var("nowhere"))))
+    with pytest.raises(VerifyError, match=r"the gradient rows of 'ps', not a kernel computed before"):
+        verify_gradients(lowered, broken(binders=(ir.Binder(term.binders[0].name, GradRows("ps", "positions")),)))
+    with pytest.raises(VerifyError, match=r"a term's where of type real, not bool"):
+        verify_gradients(lowered, broken(where=ir.Const(1.5)))
+    with pytest.raises(VerifyError, match=r"GradValue is no expression of the IR: a node of the derivative IR"):
+        value = next(node for node in _walk(term.coefficient) if isinstance(node, GradValue))
+        kernel = lowered.kernels[-1]
+        verify(_replace_kernel(lowered, kernel.name, body=ir.Binary("mul", kernel.body, value)), "lowered")

@@ -15,7 +15,7 @@ import torch
 
 import mtdsl
 from mtdsl.ir import nodes as ir
-from mtdsl.ir.passes import autodiff as ad
+from mtdsl.ir.derivative_nodes import GradLabel, GradValue, UnitVector
 from mtdsl.ir.roles import GradientBlocks
 from mtdsl.runtime.assemble import evaluate_kernel
 from mtdsl.runtime.evaluate import rows
@@ -116,7 +116,7 @@ def test_the_evaluator_runs_the_derived_term_kernels(tmp_path, monkeypatch, whic
     monkeypatch.setattr(forward.GradientRun, "term_kernel", checked)
     _gradients(model, frames)
     assert kernels, "no term ran"
-    assert all(not list(_nodes_of_type(k.body, (ad.GradValue, ad.GradLabel, ad.UnitVector))) for k in kernels)
+    assert all(not list(_nodes_of_type(k.body, (GradValue, GradLabel, UnitVector))) for k in kernels)
     assert any(isinstance(n.tensor, GradientBlocks) for k in kernels for n in _nodes_of_type(k.body, ir.BlockRef)), \
         "no term reads a computed tensor's gradient: the oracle's GradValue is not compared"
 
@@ -150,7 +150,7 @@ def test_derivative_nodes_read_torch_gradients(tmp_path):
     run = forward.compute_gradients(model.module, bindings, gradients, "positions", outputs)
     found = [(kernel, k, node) for kernel in model.module.kernels if kernel.name in gradients
              for k, term in enumerate(gradients[kernel.name].terms) for node in _nodes(term.coefficient)
-             if isinstance(node, ad.GradValue)]
+             if isinstance(node, GradValue)]
     assert found, "no term reads a computed tensor's gradient"
     kernel, k, node = found[0]
     term = gradients[kernel.name].terms[k]

@@ -2,7 +2,8 @@
 `mtdsl/ir/roles.py` as types on what it adds.
 
 - `autodiff`: forward-mode derivatives of a module's kernels (`GradientKernel`s of `Term`s,
-  with the derivative nodes `GradRows`, `GradLabel`, `GradValue`, `UnitVector`);
+  with the derivative nodes `GradRows`, `GradLabel`, `GradValue`, `UnitVector`: the derivative
+  IR of `mtdsl/ir/derivative_nodes.py`);
 - `terms`: a gradient's terms lowered to ordinary kernels (term kernels, scatter kernels
   writing into the gradient's rows: `GradientRows`, `GradientValues`, `GradientBlocks`, `RowMap`);
 - `products`: the terms contracted with a cotangent (VJP kernels, `Cotangent`) or a tangent

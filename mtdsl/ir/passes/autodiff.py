@@ -39,14 +39,17 @@ Comparisons, `and`/`or`/`not` and `where` conditions are piecewise constant:
 what they select is differentiated branch by branch (`d(c ? a : b) = c ? da : db`,
 as `jax.numpy.where`), and `a % b` as `a - b floor(a / b)`. Asking for a gradient
 an output does not have is an `AutodiffError`, raised when the model is compiled.
+
+The nodes this pass gives (`Term`, `GradientKernel`, `GradRows`, `GradLabel`, `GradValue`,
+`UnitVector`) are the derivative IR of `mtdsl/ir/derivative_nodes.py`; the variables an
+expression reads are `mtdsl/ir/walk.py: free_vars`.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-from dataclasses import dataclass
-from typing import Optional, Union
+from typing import Optional
 
 from mtdsl import builtins
 # the simplifying IR builders, written once with the built-ins' derivatives
@@ -56,7 +59,8 @@ from mtdsl.builtins.spec import neg as _neg
 from mtdsl.errors import AutodiffError  # defined with the other errors; importable from here as before
 
 from .. import nodes as ir
-from ..walk import conjuncts
+from ..derivative_nodes import GradientKernel, GradLabel, GradRows, GradValue, Term, UnitVector
+from ..walk import conjuncts, domain_vars, free_vars
 
 WRT = ("positions", "strain", "cell")
 
@@ -65,94 +69,6 @@ DIRECTIONS = {"positions": ("·α",), "strain": ("·α", "·β"), "cell": ("·α
 
 #: derivative built-ins (d/dr, or d/dv for `d_sph`), added to the IR's functions
 DERIVATIVE_FUNCTIONS = ("d_sph", "d_soap_radial", "d_cosine_cutoff", "d_gto")
-
-
-# ---- derivative IR nodes -------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class UnitVector:
-    """The vector-valued unit vector `e_direction`."""
-
-    direction: ir.Expr
-
-    def __str__(self):
-        return f"e[{self.direction}]"
-
-
-@dataclass(frozen=True, slots=True)
-class GradRows:
-    """Domain: the rows of the gradient blocks of `tensor` with respect to `wrt`, all blocks in order."""
-
-    tensor: str
-    wrt: str
-
-    def __str__(self):
-        return f"rows(d{self.tensor}/d{self.wrt})"
-
-
-@dataclass(frozen=True, slots=True)
-class GradLabel:
-    """An integer of gradient row `row` of `tensor`: `what` is "key" (the key `label`),
-    "sample" (the value of the `slot`-th sample entry of the parent sample: a batch atom
-    index for atoms entries) or "target" (the moved atom, or the system)."""
-
-    tensor: str
-    wrt: str
-    row: ir.Expr
-    what: str
-    label: str = ""
-    slot: int = 0
-
-    def __str__(self):
-        detail = {"key": self.label, "sample": str(self.slot), "target": ""}[self.what]
-        return f"d{self.tensor}/d{self.wrt}.{self.what}{'[' + detail + ']' if detail else ''}({self.row})"
-
-
-@dataclass(frozen=True, slots=True)
-class GradValue:
-    """The gradient values of `tensor` at row `row`, directions, components and properties."""
-
-    tensor: str
-    wrt: str
-    row: ir.Expr
-    directions: tuple[ir.Expr, ...]
-    components: tuple[ir.Slot, ...]
-    properties: tuple[ir.Slot, ...]
-
-    def __str__(self):
-        slots = ", ".join(map(str, self.directions + self.components + self.properties))
-        return f"d{self.tensor}/d{self.wrt}[{self.row}; {slots}]"
-
-
-@dataclass(frozen=True, slots=True)
-class Term:
-    """`sum(binders where where) [target == t] * coefficient`, with `aliases` substituted."""
-
-    binders: tuple[ir.Binder, ...]
-    aliases: tuple[tuple[str, ir.Expr], ...]
-    where: Optional[ir.Expr]
-    target: ir.Expr
-    coefficient: ir.Expr
-
-    def __str__(self):
-        parts = [f"{b}" for b in self.binders] + [f"{n} := {e}" for n, e in self.aliases]
-        where = f" where {self.where}" if self.where is not None else ""
-        return f"  + sum({', '.join(parts)}{where}) at[{self.target}] {self.coefficient}"
-
-
-@dataclass(frozen=True, slots=True)
-class GradientKernel:
-    """The gradient of kernel `kernel` with respect to `wrt`: the sum of `terms`."""
-
-    kernel: str
-    wrt: str
-    directions: tuple[str, ...]
-    terms: tuple[Term, ...]
-
-    def __str__(self):
-        return "\n".join([f"gradient d{self.kernel}/d{self.wrt} directions {self.directions}"]
-                         + [str(t) for t in self.terms])
 
 
 # ---- small constructors ------------------------------------------------------------------------
@@ -177,28 +93,7 @@ def _indicator(condition):
     return ir.Select(condition, ONE, ZERO)
 
 
-# ---- free variables ------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=None)
-def free_variables(expr) -> frozenset:
-    """Names of the variables `expr` reads and does not bind itself."""
-    if isinstance(expr, ir.Var):
-        return frozenset({expr.name})
-    if isinstance(expr, ir.Reduce):
-        inner = free_variables(expr.body)
-        if expr.where is not None:
-            inner |= free_variables(expr.where)
-        bound = set()
-        outer = set()
-        for binder in expr.binders:
-            outer |= _domain_variables(binder.domain) - bound
-            bound.add(binder.name)
-        return frozenset((inner - bound) | outer)
-    result = frozenset()
-    for child in _children(expr):
-        result |= free_variables(child)
-    return result
+# ---- substitution ----------------------------------------------------------------------------
 
 
 def substitute(expr, mapping: dict, nodes: Optional[dict] = None):
@@ -253,38 +148,6 @@ def substitute(expr, mapping: dict, nodes: Optional[dict] = None):
         return UnitVector(sub(expr.direction))
     if isinstance(expr, GradLabel):
         return GradLabel(expr.tensor, expr.wrt, sub(expr.row), expr.what, expr.label, expr.slot)
-    raise TypeError(f"unknown IR node {type(expr).__name__}")
-
-
-def _domain_variables(domain) -> frozenset:
-    if isinstance(domain, ir.PairsFrom):
-        return free_variables(domain.atom)
-    if isinstance(domain, ir.IrrepDomain):
-        return free_variables(domain.degree)
-    return frozenset()
-
-
-def _children(expr):
-    if isinstance(expr, (ir.Const, ir.Var)):
-        return ()
-    if isinstance(expr, (ir.Data, ir.ParamRef)):
-        return expr.index
-    if isinstance(expr, ir.BlockRef):
-        return tuple(e for _, e in expr.keys) + tuple(s.expr for s in expr.samples + expr.components + expr.properties)
-    if isinstance(expr, ir.Unary):
-        return (expr.operand,)
-    if isinstance(expr, ir.Binary):
-        return (expr.left, expr.right)
-    if isinstance(expr, ir.Select):
-        return (expr.condition, expr.if_true, expr.if_false)
-    if isinstance(expr, ir.Call):
-        return expr.args
-    if isinstance(expr, UnitVector):
-        return (expr.direction,)
-    if isinstance(expr, GradLabel):
-        return (expr.row,)
-    if isinstance(expr, GradValue):
-        return (expr.row,) + expr.directions + tuple(s.expr for s in expr.components + expr.properties)
     raise TypeError(f"unknown IR node {type(expr).__name__}")
 
 
@@ -366,7 +229,7 @@ class _Differentiator:
             for var, other in ((conjunct.left, conjunct.right), (conjunct.right, conjunct.left)):
                 if (isinstance(var, ir.Var) and var.name not in aliased
                         and any(b.name == var.name for b in kernel.indices)
-                        and free_variables(other) <= known and not isinstance(
+                        and free_vars(other) <= known and not isinstance(
                             next(b.domain for b in kernel.indices if b.name == var.name), ir.IrrepDomain)):
                     aliases.append((var.name, other))
                     aliased.add(var.name)
@@ -538,18 +401,18 @@ class _Differentiator:
         centres = {ir.Data(b.domain.pairs, "first", (ir.Var(b.name),)): b.domain.atom
                    for b in expr.binders if isinstance(b.domain, ir.PairsFrom)}
         target = substitute(term.target, {}, centres) if centres else term.target
-        if not (free_variables(target) & {b.name for b in expr.binders if isinstance(b.domain, ir.PairsFrom)}):
+        if not (free_vars(target) & {b.name for b in expr.binders if isinstance(b.domain, ir.PairsFrom)}):
             term = Term(term.binders, term.aliases, term.where, target, term.coefficient)
-        needed = free_variables(term.target) | (free_variables(term.where) if term.where is not None else frozenset())
+        needed = free_vars(term.target) | (free_vars(term.where) if term.where is not None else frozenset())
         for _, alias in aliases:
-            needed |= free_variables(alias)
+            needed |= free_vars(alias)
         escaping = {n for n in names if n in needed and n not in aliased}
         changed = True
         while changed:  # an escaping binder's domain needs the binders it depends on
             changed = False
             for binder in expr.binders:
                 if binder.name in escaping:
-                    for name in _domain_variables(binder.domain):
+                    for name in domain_vars(binder.domain):
                         if name in names and name not in escaping and name not in aliased \
                                 and not isinstance(binder.domain, ir.PairsFrom):
                             escaping.add(name)
@@ -727,7 +590,7 @@ def _sum_of(binders, body, where):
     names = {b.name for b in binders}
     outside, inside = [], []
     for factor in _product_factors(body):
-        (inside if free_variables(factor[0]) & names else outside).append(factor)
+        (inside if free_vars(factor[0]) & names else outside).append(factor)
     if not outside or not inside:
         return ir.Reduce(tuple(binders), body, where)
     result = ir.Reduce(tuple(binders), _rebuild(inside), where)
@@ -775,5 +638,3 @@ def module_gradients(module: ir.Module) -> dict[str, dict[str, GradientKernel]]:
                 declared.append(wrt)
     return {wrt: differentiate(module, wrt) for wrt in declared}
 
-
-Expr = Union[ir.Expr, UnitVector, GradLabel, GradValue]

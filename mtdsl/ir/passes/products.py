@@ -15,7 +15,8 @@ from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
 
 from . import autodiff as ad
-from ..walk import conjuncts
+from ..derivative_nodes import GradRows, GradientKernel, Term
+from ..walk import conjuncts, domain_vars, free_vars
 from ..roles import Cotangent, JvpKernel, PresenceTable, RowMap, Tangent, TensorTangent, VjpKernel
 from .terms import STORED_ORDER, _into_sums, _Lowering, _substituted_domain, conjunction
 
@@ -38,8 +39,8 @@ def cotangent_kernel(kernel: ir.TensorKernel) -> ir.TensorKernel:
 TARGET = "·target"
 
 
-def vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
-               term: ad.Term) -> ir.TensorKernel:
+def vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: GradientKernel, k: int,
+               term: Term) -> ir.TensorKernel:
     """Term `k` contracted with the cotangent `C` of the kernel's values: a kernel over
     `(target, directions in stored order)` — atoms x 3 for positions, systems x 3 x 3 for the cell
     (`[s, a, x]`, as the gradient blocks store it) — whose body sums, over the term's binders and
@@ -78,7 +79,7 @@ def vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
         if condition is not None:
             conditions += conjuncts(lowered(condition))
     target = lowered(term.target)
-    if set(gradient.directions) & ad.free_variables(target):
+    if set(gradient.directions) & free_vars(target):
         raise Unsupported("a target that depends on a direction")
     conditions.append(ir.Binary("eq", ir.Var(TARGET), target))
     conditions += presence_guard(kernel, lowered, {b.name: b.domain for b in binders})
@@ -104,7 +105,7 @@ def presence_variables(kernel: ir.TensorKernel) -> tuple[str, ...]:
     table (`codegen/schedule/presence.py`, `runtime/presence.py: presence_table`)."""
     used: set = set()
     for entry in kernel.keys + kernel.samples:
-        used |= ad.free_variables(entry.expr)
+        used |= free_vars(entry.expr)
     return tuple(b.name for b in kernel.indices if b.name in used)
 
 
@@ -158,15 +159,15 @@ def _factor_sums(binders, conditions, body, directions: set, keep: set, domains=
         x = binder.name
         if not isinstance(binder.domain, domains):
             continue
-        if any(x in ad._domain_variables(b.domain) for b in binders if b.name != x):
+        if any(x in domain_vars(b.domain) for b in binders if b.name != x):
             continue
-        depends = [f for f in factors if x in ad.free_variables(f)]
+        depends = [f for f in factors if x in free_vars(f)]
         if not depends or len(depends) == len(factors):
             continue
-        if any(directions & ad.free_variables(f) for f in depends):
+        if any(directions & free_vars(f) for f in depends):
             continue
-        reading = [c for c in conditions if x in ad.free_variables(c)]
-        if any(keep & ad.free_variables(c) for c in reading):
+        reading = [c for c in conditions if x in free_vars(c)]
+        if any(keep & free_vars(c) for c in reading):
             continue
         if any(_equality_binding(c) for c in reading):
             continue
@@ -221,8 +222,8 @@ def tangent_kernel(module: ir.Module, wrt: str) -> ir.TensorKernel:
 ONE = "·one"
 
 
-def jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
-               term: ad.Term) -> ir.TensorKernel:
+def jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: GradientKernel, k: int,
+               term: Term) -> ir.TensorKernel:
     """Term `k` contracted with the tangent `t` of the positions or the cell: a kernel over the
     kernel's own indices (its dense layout, behind a one-row `·out·` index that makes it a scatter
     kernel: several points of the term add into one entry) whose body sums, over the term's
@@ -260,7 +261,7 @@ def jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Gradient
         if b.name in resolved:
             conditions.append(ir.Binary("eq", ir.Var(b.name), lowered(resolved[b.name])))
     target = lowered(term.target)
-    if set(gradient.directions) & ad.free_variables(target):
+    if set(gradient.directions) & free_vars(target):
         raise Unsupported("a target that depends on a direction")
     order = STORED_ORDER[gradient.wrt]
     stored = [gradient.directions[order.index(axis)] for axis in range(len(gradient.directions))]
@@ -306,7 +307,7 @@ def _tensor_product_kernel(name, indices, binders, conditions, body, gathered: b
     return ir.TensorKernel(name, tuple(indices), (), (), (), (), ir.Reduce(tuple(binders), body, where), None), gathered
 
 
-def _resolved_aliases(term: ad.Term) -> dict:
+def _resolved_aliases(term: Term) -> dict:
     resolved: dict = {}
     for name, expr in term.aliases:
         resolved[name] = ad.substitute(expr, resolved)
@@ -335,7 +336,7 @@ def _entry_pairs(read: ir.TensorKernel, target: ir.BlockRef, rename: dict) -> li
 
 
 def tensor_vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, read: ir.TensorKernel,
-                      gradient: ad.GradientKernel, k: int, term: ad.Term) -> tuple[ir.TensorKernel, bool]:
+                      gradient: GradientKernel, k: int, term: Term) -> tuple[ir.TensorKernel, bool]:
     """Term `k` of `d kernel / d read` (`ad.differentiate_tensor`: its target is the entry of `read`
     the kernel reads) contracted with the cotangent `C` of `kernel`, into the cotangent of `read`:
     a kernel of `read`'s own dense layout (its indices renamed `·u<name>`) whose body sums, over
@@ -431,8 +432,8 @@ def tensor_vjp_kernel(module: ir.Module, kernel: ir.TensorKernel, read: ir.Tenso
                                   "a scatter into a computed tensor with nothing to sum")
 
 
-def tensor_jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
-                      term: ad.Term) -> tuple[ir.TensorKernel, bool]:
+def tensor_jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: GradientKernel, k: int,
+                      term: Term) -> tuple[ir.TensorKernel, bool]:
     """Term `k` of `d kernel / d read` (`ad.differentiate_tensor`) contracted with the tangent of
     `read` (the grid of the stand-in `tensor_tangent(read)`, read at the term's target): a
     kernel of `kernel`'s own layout summing `coefficient * read_dot[target]` over the term's
@@ -482,12 +483,12 @@ def tensor_jvp_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.G
 # ---- the sweep of one tensor: its own terms' products and the products through the tensors it reads --
 
 
-def gradient_reads(gradient: ad.GradientKernel) -> list[str]:
+def gradient_reads(gradient: GradientKernel) -> list[str]:
     """The tensors whose gradient rows the terms of `gradient` sum over (`GradRows` binders)."""
     found = []
     for term in gradient.terms:
         for binder in term.binders:
-            if isinstance(binder.domain, ad.GradRows) and binder.domain.tensor not in found:
+            if isinstance(binder.domain, GradRows) and binder.domain.tensor not in found:
                 found.append(binder.domain.tensor)
     return found
 
@@ -507,7 +508,7 @@ def sweep_kernels(module: ir.Module, kernels: dict, tensor: str, gradients: dict
         reads += [t for t in gradient_reads(gradient) if t not in reads]
         vjps, jvps = [], []
         for k, term in enumerate(gradient.terms):
-            if any(isinstance(b.domain, ad.GradRows) for b in term.binders):
+            if any(isinstance(b.domain, GradRows) for b in term.binders):
                 continue  # through the cotangent / tangent of the tensor read
             vjps.append(vjp_kernel(module, kernels[tensor], gradient, k, term))
             jvps.append(jvp_kernel(module, kernels[tensor], gradient, k, term))

@@ -72,6 +72,8 @@ from mtdsl.errors import Unsupported
 from mtdsl.ir import nodes as ir
 
 from . import autodiff as ad
+from ..derivative_nodes import GradLabel, GradRows, GradValue, GradientKernel, Term, UnitVector
+from ..walk import children, free_vars
 from ..roles import DenseValues, GradientBlocks, GradientRows, GradientValues, RowField, RowMap, ScatterKernel, TermKernel
 
 
@@ -113,8 +115,8 @@ def gradient_term_kernels(module: ir.Module, gradients: dict) -> list[tuple[tupl
     return result
 
 
-def term_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
-                term: ad.Term, dense_reads: bool = True) -> ir.TensorKernel:
+def term_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: GradientKernel, k: int,
+                term: Term, dense_reads: bool = True) -> ir.TensorKernel:
     """The kernel filling term `k` of `gradient` over (binders, free kernel indices, directions).
 
     `dense_reads`: a read tensor's gradient is read from the buffer its scatter kernels wrote
@@ -151,7 +153,7 @@ class _Lowering:
         self.kernels = {k.name: k for k in module.kernels}
         self.dense_reads = dense_reads
 
-    def dense_grad_value(self, expr: ad.GradValue):
+    def dense_grad_value(self, expr: GradValue):
         """`T`'s gradient read from the buffer its scatter kernels filled (`[row, directions, columns]`,
         columns padded like T's indices) when every component and property is a plain index of
         the same domain as T's column there: `Data(dense_source(T, wrt), DenseValues(*sizes), positions)`.
@@ -182,7 +184,7 @@ class _Lowering:
         return ir.Data(dense_source(expr.tensor, expr.wrt), DenseValues(*sizes), tuple(positions))
 
     def domain(self, domain):
-        if isinstance(domain, ad.GradRows):
+        if isinstance(domain, GradRows):
             return ir.PairsDomain(rows_source(domain.tensor, domain.wrt))
         if isinstance(domain, ir.PairsFrom):
             return ir.PairsFrom(domain.pairs, self.lower(domain.atom))
@@ -192,7 +194,7 @@ class _Lowering:
 
     # -- types -----------------------------------------------------------------------------------
     def is_vector(self, expr) -> bool:
-        if isinstance(expr, ad.UnitVector):
+        if isinstance(expr, UnitVector):
             return True
         if isinstance(expr, ir.Call):
             return (expr.function == "d_sph" and len(expr.args) == 3) or expr.function == "cross"
@@ -212,7 +214,7 @@ class _Lowering:
 
     def component(self, expr, c):
         """Component `c` (an integer expression) of the vector expression `expr`, as a scalar expression."""
-        if isinstance(expr, ad.UnitVector):
+        if isinstance(expr, UnitVector):
             return ir.Select(ir.Binary("eq", self.lower(expr.direction), c), ir.Const(1.0), ir.Const(0.0))
         if isinstance(expr, ir.Call) and expr.function == "d_sph":
             return ir.Call("d_sph", tuple(self.lower(a) for a in expr.args) + (c,), expr.options)
@@ -251,7 +253,7 @@ class _Lowering:
 
     def unit_form(self, expr):
         """`(scale, direction)` when `expr` is `scale * e[direction]`, else None."""
-        if isinstance(expr, ad.UnitVector):
+        if isinstance(expr, UnitVector):
             return ir.Const(1.0), expr.direction
         if isinstance(expr, ir.Unary) and expr.op == "neg":
             inner = self.unit_form(expr.operand)
@@ -283,24 +285,24 @@ class _Lowering:
         return total
 
     def has_derivative(self, expr) -> bool:
-        if isinstance(expr, (ad.UnitVector, ad.GradLabel, ad.GradValue)):
+        if isinstance(expr, (UnitVector, GradLabel, GradValue)):
             return True
         if isinstance(expr, ir.Call) and expr.function == "d_sph":
             return True
         if isinstance(expr, ir.Reduce):
             return self.has_derivative(expr.body) or (expr.where is not None and self.has_derivative(expr.where))
-        return any(self.has_derivative(child) for child in ad._children(expr))
+        return any(self.has_derivative(child) for child in children(expr))
 
     # -- lowering --------------------------------------------------------------------------------
     def lower(self, expr):
         if isinstance(expr, (ir.Const, ir.Var)):
             return expr
-        if isinstance(expr, ad.UnitVector):
+        if isinstance(expr, UnitVector):
             raise Unsupported("a unit vector outside a dot product")
-        if isinstance(expr, ad.GradLabel):
+        if isinstance(expr, GradLabel):
             field = RowField(expr.what, {"key": expr.label, "sample": expr.slot, "target": ""}[expr.what])
             return ir.Data(rows_source(expr.tensor, expr.wrt), field, (self.lower(expr.row),))
-        if isinstance(expr, ad.GradValue):
+        if isinstance(expr, GradValue):
             return self.grad_value(expr)
         if isinstance(expr, ir.Call):
             if expr.function == "dot" and len(expr.args) == 2:
@@ -337,7 +339,7 @@ class _Lowering:
             return ir.Reduce(binders, self.lower(expr.body), where)
         raise Unsupported(f"gradient node {type(expr).__name__}")
 
-    def grad_value(self, expr: ad.GradValue):
+    def grad_value(self, expr: GradValue):
         dense = self.dense_grad_value(expr) if self.dense_reads else None
         if dense is not None:
             return dense
@@ -391,8 +393,8 @@ def column_indices(kernel: ir.TensorKernel) -> Optional[tuple[str, ...]]:
     return tuple(columns)
 
 
-def scatter_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.GradientKernel, k: int,
-                   term: ad.Term) -> tuple[ScatterTerm, ir.TensorKernel]:
+def scatter_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: GradientKernel, k: int,
+                   term: Term) -> tuple[ScatterTerm, ir.TensorKernel]:
     """Term `k` as a kernel over the gradient's own layout: indices `(row, columns..., directions)`.
 
     Its body sums the term over its binders and the other kernel indices; the row is bound by
@@ -412,7 +414,7 @@ def scatter_kernel(module: ir.Module, kernel: ir.TensorKernel, gradient: ad.Grad
     labelled = [e.expr for e in kernel.keys + kernel.samples] + [term.target]
     row_vars = set()
     for expr in labelled:
-        row_vars |= ad.free_variables(ad.substitute(expr, resolved))
+        row_vars |= free_vars(ad.substitute(expr, resolved))
     if row_vars & set(columns) or row_vars & set(gradient.directions):
         raise Unsupported("a gradient row that depends on a column or a direction")
     binders = []
@@ -469,7 +471,7 @@ def _into_sums(expr):
         for outer, inner in ((left, right), (right, left)):
             if isinstance(inner, ir.Reduce):
                 names = {b.name for b in inner.binders}
-                if not (ad.free_variables(outer) & names):
+                if not (free_vars(outer) & names):
                     body = ir.Binary("mul", outer, inner.body) if outer is left else ir.Binary("mul", inner.body, outer)
                     return ir.Reduce(inner.binders, body, inner.where)
         return ir.Binary("mul", left, right)
