@@ -511,7 +511,7 @@ def _gradient_rows(run: GradientRun, kernel, gradient, layout: _Layout):
                      for c in columns]
     n_directions = len(gradient.directions)
     shape = (len(unique),) + (3,) * n_directions + tuple(len(v) for v in column_values)
-    buffer = np.zeros(shape, dtype=bindings.dtype)
+    buffer = native.gradient_arena.zeros((kernel.name, wrt), shape, bindings.dtype)  # kept between calls
     row_maps, shared, row_shapes = [], [], []
     for scatter, code, rows in zip(scatters, codes, found):
         if ranks is not None and rows[0].all():  # (no -1 to mask)

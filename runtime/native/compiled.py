@@ -33,6 +33,7 @@ from mtdsl.tensor import Labels, TensorBlock, TensorMap
 from mtdsl.tensor._array import to_numpy
 
 from ..gradients import forward as gradient_blocks  # called through the module: tests spy on entries_owned
+from ..gradients.arena import GradientArena
 from ..assemble import evaluate_kernel, separable_layout
 from ..bindings import Bindings, RunError
 from .block_lookup import BlockLookup, Fallback, error_bits
@@ -382,6 +383,9 @@ class CompiledModule:
         self.part_of: dict = {}  # {part kernel: the kernel it is a term of}
         # gradient terms run natively since the last run: {(kernel, wrt, k): "scatter" | "term"}
         self.last_gradient_terms: dict = {}
+        # the gradient rows' buffers, kept between calls: a fresh one's page zeroing costs more than
+        # zeroing a kept one (runtime/gradients/arena.py)
+        self.gradient_arena = GradientArena()
 
     @property
     def source(self) -> str:
