@@ -4,14 +4,16 @@ A cache directory must not be code that runs when read. `encode` turns a value
 built of the renderer's dataclasses (IR nodes, plans, rendered kernels, gradient
 terms), tuples, lists, dicts, sets, numbers, strings (names with a role of `mtdsl/ir/roles.py` as
 their class and fields) and numpy arrays into JSON
-text (one line) followed by a newline and the raw bytes of its arrays (the JSON
-says where each lies); `decode` rebuilds it, constructing only dataclasses of `ALLOWED_MODULES`
+text (one line) followed by a newline and the raw bytes of its arrays and of its long
+strings (the JSON says where each lies); `decode` rebuilds it, constructing only dataclasses of `ALLOWED_MODULES`
 (by setting their fields, without calling any of their code) and numpy arrays of
 plain dtypes. Anything else is refused with `EncodingError` (encode: the value is
 then not cached) or `DecodingError` (decode: the entry is treated as damaged).
 
 Objects referenced twice are written once (`{"$r": n}` refers back), so shared
-sub-trees stay shared and the text stays small.
+sub-trees stay shared and the text stays small. Long strings (the C++ source, the loop nests of
+`--emit nest`: most of a rendering) are raw UTF-8 in the binary section: parsing them as JSON
+strings, every newline and quote an escape, cost a cache hit about a millisecond.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import enum
 import importlib
 import json
 import math
+import re
 
 import numpy as np
 
@@ -39,6 +42,12 @@ ALLOWED_MODULES = (
 )
 
 
+#: strings at least this long are stored as raw UTF-8 in the binary section (`{"$u": [offset, size]}`)
+LONG_STRING = 256
+
+_NEWLINE = re.compile(b"\n")
+
+
 class EncodingError(TypeError):
     """A value the cache cannot store as data."""
 
@@ -55,15 +64,17 @@ def encode(value) -> bytes:
 
 
 def decode(data: bytes):
-    text, newline, blob = bytes(data).partition(b"\n")
-    if not newline:
+    # a view, never a copy: the binary section is megabytes (copying it twice cost a cache hit ~2.5 ms)
+    view = memoryview(data).cast("B")
+    newline = _NEWLINE.search(view)
+    if newline is None:
         raise DecodingError("no binary section")
     try:
-        tree = json.loads(text)
+        tree = json.loads(str(view[:newline.start()], "utf-8"))
     except (ValueError, RecursionError) as error:
         raise DecodingError(f"not JSON: {error}") from None
     try:
-        return _Decoder(memoryview(blob)).decode(tree)
+        return _Decoder(view[newline.end():]).decode(tree)
     except DecodingError:
         raise
     except (TypeError, ValueError, KeyError, IndexError, AttributeError, RecursionError) as error:
@@ -84,6 +95,8 @@ class _Encoder:
     def encode(self, value):
         if isinstance(value, RoleName):  # a name with a role (mtdsl/ir/roles.py): its class and fields
             return {"$role": type(value).__name__, "v": [self.encode(v) for v in value.fields]}
+        if isinstance(value, str) and len(value) >= LONG_STRING:
+            return self._text(value)
         if value is None or isinstance(value, (bool, str)):
             return value
         if isinstance(value, enum.Enum):
@@ -125,6 +138,15 @@ class _Encoder:
         fields = {f.name: self.encode(getattr(value, f.name)) for f in dataclasses.fields(value)}
         return {"$c": _class_name(cls), "id": number, "f": fields}
 
+    def _text(self, value: str):
+        try:
+            data = value.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: JSON writes it as an escape
+            return value
+        self.blobs.append(data)
+        self.size += len(data)
+        return {"$u": [self.size - len(data), len(data)]}
+
     def _array(self, array: np.ndarray):
         if array.dtype.hasobject or array.dtype.fields is not None:
             raise EncodingError(f"cannot store an array of dtype {array.dtype} in the cache")
@@ -161,6 +183,8 @@ class _Decoder:
             return self.objects[tree["$r"]]
         if "$c" in tree:
             return self._dataclass(tree)
+        if "$u" in tree:
+            return self._text(tree["$u"])
         if "$a" in tree:
             return self._array(tree)
         if "$n" in tree:
@@ -225,6 +249,13 @@ class _Decoder:
         for name in names:
             object.__setattr__(value, name, self.decode(fields[name]))
         return value
+
+    def _text(self, where):
+        start, size = where
+        if not (type(start) is int and type(size) is int and 0 <= start and 0 <= size
+                and start + size <= len(self.blob)):
+            raise DecodingError("a string beyond the binary section")
+        return str(self.blob[start:start + size], "utf-8")
 
     def _array(self, tree):
         dtype = _dtype(tree["$a"])
