@@ -47,6 +47,10 @@ LONG_STRING = 256
 
 _NEWLINE = re.compile(b"\n")
 
+#: what JSON gives that decodes to itself: the decoder keeps these without a call (a cache hit
+#: decodes thousands of fields, most of them names and numbers)
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
 
 class EncodingError(TypeError):
     """A value the cache cannot store as data."""
@@ -172,11 +176,11 @@ class _Decoder:
         if tree is None or isinstance(tree, (bool, str, int, float)):
             return tree
         if isinstance(tree, list):
-            return [self.decode(v) for v in tree]
+            return [v if type(v) in _PLAIN else self.decode(v) for v in tree]
         if not isinstance(tree, dict) or len(tree) == 0:
             raise DecodingError(f"unexpected {type(tree).__name__}")
         if "$t" in tree:
-            return tuple(self.decode(v) for v in tree["$t"])
+            return tuple([v if type(v) in _PLAIN else self.decode(v) for v in tree["$t"]])
         if "$m" in tree:
             return {self._hashable(self.decode(k)): self.decode(v) for k, v in tree["$m"]}
         if "$r" in tree:
@@ -247,7 +251,8 @@ class _Decoder:
         value = object.__new__(cls)  # no __init__, no __post_init__: the fields as stored
         self.objects[number] = value
         for name in names:
-            object.__setattr__(value, name, self.decode(fields[name]))
+            field = fields[name]
+            object.__setattr__(value, name, field if type(field) in _PLAIN else self.decode(field))
         return value
 
     def _text(self, where):
