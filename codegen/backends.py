@@ -3,9 +3,10 @@
 The runtime imports from the code generator only this, the kernel ABI (`schedule/abi.py`: what
 each argument of a rendered kernel is) and the cache; which module renders or loads a backend's
 code is this registry's business. A new backend (a TorchScript operator, a GPU one) is a class
-with `render`, `listing` and `load` added to `BACKENDS`; `load` compiles what `render` gives for
-the same arguments (`codegen/build.py: rendering`, the one rendering step, which also renders a
-kernel of several terms term by term), so `mtdsl compile --emit` shows what runs.
+with `render` and `load` added to `BACKENDS`; `load` compiles what `render` gives for the same
+arguments (`codegen/build.py: rendering`, the one rendering step, which also renders a kernel of
+several terms term by term), so `mtdsl compile --emit` (`codegen/build.py: render`, `listing`)
+shows what runs.
 """
 
 from __future__ import annotations
@@ -26,9 +27,6 @@ class Backend(Protocol):
         """The `RenderedModule` that `load` compiles (same arguments): its code in `.source`, the loop
         nests the code was printed from in `.nest` (`mtdsl compile --emit nest`)."""
 
-    def listing(self, rendered) -> str:
-        """What `mtdsl compile --emit <name>` prints of a rendering of `render`."""
-
     def load(self, module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()) -> tuple:
         """`(rendered, library, path, cache_hit, terms, parts)`: `module` (with the terms of its gradient
         kernels and the `extra` kernels) rendered, compiled through the kernel cache and loaded;
@@ -38,16 +36,13 @@ class Backend(Protocol):
 
 
 class _Native:
-    """A backend of `codegen/build.py`: `render` and `load` through its `rendering`, `listing` its own."""
+    """A backend of `codegen/build.py`: `render` and `load` through its `rendering`."""
 
     def __init__(self, name: str):
         self.name = name
 
     def render(self, module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()):
         return building.rendering(module, self.name, dtype=dtype, gradients=gradients, extra=extra)[0]
-
-    def listing(self, rendered) -> str:
-        return building.listing(rendered, self.name)
 
     def load(self, module: ir.Module, dtype=np.float64, gradients: dict | None = None, extra: tuple = ()) -> tuple:
         return building.build(module, self.name, dtype=dtype, gradients=gradients, extra=extra)
